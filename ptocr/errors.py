@@ -1,0 +1,26 @@
+"""ptocr's exception types.
+
+Every failure caused by the input (a file, a name, an argument) raises a subclass of
+``PtocrError`` whose message names the file or key and what is wrong, so the CLIs can
+print it without a traceback and exit with the bad-input code.
+"""
+
+
+class PtocrError(Exception):
+    """Base class: the input is unusable. Never raised for internal bugs."""
+
+
+class ArchitectureError(PtocrError):
+    """Unknown architecture, or one that cannot be determined or built as asked."""
+
+
+class DictionaryError(PtocrError):
+    """The character dictionary is missing, unreadable or does not fit the head."""
+
+
+class ModelFileError(PtocrError):
+    """A converted model file (safetensors + config) is corrupt, tampered or foreign."""
+
+
+class ImageError(PtocrError):
+    """An input image cannot be read or used."""
