@@ -1,0 +1,153 @@
+"""Load Paddle model files into numpy, without importing paddle.
+
+``read_source(path)`` takes a model folder or file and returns every tensor under its
+structured (layer) name, plus the parsed program for inference models. Bad input of
+any kind raises ``FormatError`` (``UnsafePickleError`` for hostile pickles).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from converter.errors import FormatError, UnsafePickleError
+from converter.readers.formats import PADDLE2_INFERENCE, PADDLE_TRAIN, detect_format
+from converter.readers.pdiparams import read_file_bytes, read_pdiparams
+from converter.readers.pdparams import find_submodels, read_info, read_pdparams, select_submodel
+from converter.readers.program import (
+    DENSE_TENSOR,
+    VAR_TYPE_NAMES,
+    OpInfo,
+    Program,
+    VarInfo,
+    parse_program,
+    read_program,
+)
+
+__all__ = [
+    "FormatError",
+    "OpInfo",
+    "PaddleSource",
+    "Program",
+    "UnsafePickleError",
+    "VarInfo",
+    "detect_format",
+    "find_submodels",
+    "parse_program",
+    "read_info",
+    "read_pdiparams",
+    "read_pdparams",
+    "read_program",
+    "read_source",
+]
+
+
+@dataclass
+class PaddleSource:
+    path: Path  # what the user gave (folder or file)
+    format: str  # "paddle2_inference" | "paddle_train"
+    tensors: dict[str, np.ndarray]  # structured name -> array (train: prefix already stripped)
+    weights_file: Path  # the .pdiparams / .pdparams read
+    weights_sha256: str  # hex sha256 of weights_file
+    program_names: dict[str, str] = field(default_factory=dict)  # structured -> program var name
+    submodels: list[str] = field(default_factory=list)  # distillation prefixes found ([] if none)
+    submodel: str | None = None  # the one chosen
+    program: Program | None = None  # parsed program (inference only)
+    notes: list[str] = field(default_factory=list)  # human-readable facts
+
+
+def _listed(names: list[str], n: int = 5) -> str:
+    return ", ".join(names[:n]) + (f", ... (+{len(names) - n})" if len(names) > n else "")
+
+
+def read_source(path: str | os.PathLike, *, submodel: str | None = None) -> PaddleSource:
+    """Read a Paddle 2 inference model or a training checkpoint (folder or file)."""
+    p = Path(path)
+    fmt, files = detect_format(p)
+    if fmt == PADDLE_TRAIN:
+        return _read_train(p, files["params"], submodel)
+    assert fmt == PADDLE2_INFERENCE
+    return _read_inference(p, files, submodel)
+
+
+def _read_train(path: Path, params: Path, submodel: str | None) -> PaddleSource:
+    data = read_file_bytes(params)
+    raw = read_pdparams(params, data=data)
+    tensors, subs, chosen = select_submodel(raw, submodel, params)
+    notes = [f"training checkpoint with {len(raw)} tensors"]
+    if subs:
+        notes.append(
+            f"distillation checkpoint with sub-models {', '.join(subs)}; read {chosen} "
+            f"({len(tensors)} tensors, prefix '{chosen}.' stripped)"
+        )
+    return PaddleSource(
+        path=path, format=PADDLE_TRAIN, tensors=tensors, weights_file=params,
+        weights_sha256=hashlib.sha256(data).hexdigest(), submodels=subs, submodel=chosen,
+        notes=notes,
+    )  # fmt: skip
+
+
+def _read_inference(path: Path, files: dict[str, Path], submodel: str | None) -> PaddleSource:
+    params = files["params"]
+    info_file = files.get("info")
+    if info_file is None:
+        raise FormatError(
+            f"{params.with_name(params.name + '.info')}: missing. It maps the program's variable "
+            "names (conv2d_0.w_0, ...) to the layer names (backbone.conv1._conv.weight, ...) the "
+            "converter needs; copy it from where the model came from (Paddle writes it beside "
+            f"{params.name})"
+        )
+    program = read_program(files["model"])
+    odd = [v for v in program.vars if v.persistable and v.var_type != DENSE_TENSOR]
+    if odd:
+        raise FormatError(
+            f"{files['model']}: persistable variable {odd[0].name} is a "
+            f"{VAR_TYPE_NAMES.get(odd[0].var_type, odd[0].var_type)}, which this reader does not support"
+        )
+    wanted = program.parameters()
+    data = read_file_bytes(params)
+    arrays = read_pdiparams(params, [(v.name, v.dtype_code, v.shape) for v in wanted], data=data)
+    info = read_info(info_file)
+
+    notes = [
+        f"Paddle 2 inference model: {len(program.ops)} ops, {len(wanted)} tensors, "
+        f"program version {program.version}"
+    ]
+    by_struct: dict[str, np.ndarray] = {}
+    struct_to_prog: dict[str, str] = {}
+    unnamed = [n for n in arrays if n not in info]
+    # .info order follows the layers' definition order: friendlier than sorted program names
+    for prog_name in [n for n in info if n in arrays] + unnamed:
+        arr = arrays[prog_name]
+        s = info.get(prog_name, prog_name)
+        if s in struct_to_prog:
+            raise FormatError(
+                f"{info_file}: variables {struct_to_prog[s]} and {prog_name} both map to {s}"
+            )
+        struct_to_prog[s] = prog_name
+        by_struct[s] = arr
+    if unnamed:
+        notes.append(
+            f"{len(unnamed)} program tensors have no entry in {info_file.name} and keep their "
+            f"program names: {_listed(unnamed)}"
+        )
+    ignored = sorted(set(info) - set(arrays))
+    if ignored:
+        notes.append(
+            f"{len(ignored)} {info_file.name} entries not held by the program were ignored "
+            f"(e.g. training-only layers): {_listed([info[n] for n in ignored])}"
+        )
+    tensors, subs, chosen = select_submodel(by_struct, submodel, info_file)
+    prefix = f"{chosen}." if chosen else ""
+    program_names = {k: struct_to_prog[prefix + k] for k in tensors}
+    if subs:
+        notes.append(f"names carry sub-model prefixes {', '.join(subs)}; read {chosen}")
+    return PaddleSource(
+        path=path, format=PADDLE2_INFERENCE, tensors=tensors, weights_file=params,
+        weights_sha256=hashlib.sha256(data).hexdigest(), program_names=program_names,
+        submodels=subs, submodel=chosen, program=program, notes=notes,
+    )  # fmt: skip

@@ -1,0 +1,226 @@
+"""Find which Paddle format a folder or file holds, and tell foreign files apart.
+
+Detection is by file names first (what Paddle writes), then each chosen file's first
+bytes are checked so that a renamed zip, an HTML error page or a Git LFS pointer is
+reported as such instead of failing deep inside a parser.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+from converter.errors import FormatError
+
+PADDLE2_INFERENCE = "paddle2_inference"
+PADDLE_TRAIN = "paddle_train"
+
+_EXPECTED = (
+    "expected a Paddle 2 inference model (inference.pdmodel + inference.pdiparams "
+    "+ inference.pdiparams.info) or a training checkpoint (*.pdparams)"
+)
+
+
+def describe_bytes(head: bytes, size: int | None = None) -> str:
+    """A short guess at what a file is, from its first bytes (for error messages)."""
+    if size == 0 or not head:
+        return "an empty file"
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer (the real file was never downloaded)"
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive (e.g. a PyTorch .pt/.pth checkpoint)"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip file (e.g. a .tar.gz archive)"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "a tar archive"
+    if head.startswith(b"\x89HDF"):
+        return "an HDF5 file (e.g. a Keras model)"
+    if head[0] == 0x80 and len(head) > 1 and head[1] <= 5:
+        return f"a Python pickle (protocol {head[1]})"
+    if len(head) >= 10 and head[8:10] == b'{"':
+        return "a safetensors file"
+    stripped = head.lstrip()
+    if stripped[:1] in (b"{", b"["):
+        return "JSON text"
+    if stripped[:1] == b"<":
+        return "HTML/XML text (a failed download?)"
+    if looks_like_tensor_stream(head):
+        return "a Paddle tensor stream (.pdiparams)"
+    if head[0] == 0x0A:
+        return "a protobuf message (e.g. a Paddle program)"
+    sample = head[:64]
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in sample):
+        return f"text starting with {sample[:40].decode('ascii')!r}"
+    return "binary data starting with " + sample[:16].hex(" ")
+
+
+def looks_like_tensor_stream(head: bytes) -> bool:
+    """uint32 LoDTensor version 0, uint64 lod_level (small), then uint32 tensor version 0."""
+    if len(head) < 16:
+        return False
+    ver, lod_level = struct.unpack_from("<IQ", head, 0)
+    if ver != 0 or lod_level > 8:
+        return False
+    if lod_level == 0:
+        return struct.unpack_from("<I", head, 12)[0] == 0
+    return True
+
+
+def _head(path: Path, n: int = 512) -> tuple[bytes, int]:
+    try:
+        with open(path, "rb") as f:
+            return f.read(n), os.fstat(f.fileno()).st_size
+    except OSError as e:
+        raise FormatError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def sniff(path: Path, kind: str) -> None:
+    """Raise FormatError if ``path``'s first bytes cannot start a file of ``kind``
+    ('pickle', 'program' or 'tensor_stream')."""
+    head, size = _head(path)
+    if kind == "pickle":
+        ok = bool(head) and (
+            (head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5) or head[:1] in (b"(", b"}", b"]")
+        )
+        what = "a Python pickle"
+    elif kind == "program":
+        ok = head[:1] in (b"\x0a", b"\x1a", b"\x22", b"\x2a")  # ProgramDesc fields 1, 3, 4, 5
+        what = "a Paddle ProgramDesc protobuf"
+    elif kind == "tensor_stream":
+        ok = size == 0 or looks_like_tensor_stream(head)
+        what = "a Paddle tensor stream (LoDTensor header)"
+    else:  # pragma: no cover - programming error
+        raise ValueError(kind)
+    if not ok:
+        raise FormatError(f"{path}: expected {what}, but it looks like {describe_bytes(head, size)}")
+
+
+def _pir_error(path: Path) -> FormatError:
+    return FormatError(
+        f"{path}: this is a Paddle 3 PIR model (inference.json + .pdiparams), which is not "
+        "supported yet; re-export it with Paddle 2 (FLAGS_enable_pir_api=0) to get "
+        "inference.pdmodel, or use a Paddle 2 inference or training checkpoint"
+    )
+
+
+def _inference(model: Path, params: Path) -> tuple[str, dict[str, Path]]:
+    files = {"model": model, "params": params}
+    info = params.with_name(params.name + ".info")
+    if info.is_file():
+        files["info"] = info
+    sniff(model, "program")
+    sniff(params, "tensor_stream")
+    if "info" in files:
+        sniff(info, "pickle")
+    return PADDLE2_INFERENCE, files
+
+
+def _train(params: Path) -> tuple[str, dict[str, Path]]:
+    sniff(params, "pickle")
+    files = {"params": params}
+    config = params.with_name("config.yml")
+    if config.is_file():
+        files["config"] = config
+    return PADDLE_TRAIN, files
+
+
+def _listing(names: list[str]) -> str:
+    if not names:
+        return "it is empty"
+    shown = ", ".join(names[:20])
+    return f"found: {shown}" + (f" (+{len(names) - 20} more)" if len(names) > 20 else "")
+
+
+def detect_format(path: str | os.PathLike) -> tuple[str, dict[str, Path]]:
+    """("paddle2_inference", {"model", "params"[, "info"]}) or ("paddle_train", {"params"[, "config"]}).
+
+    ``path`` is a model folder, one of its files, or Paddle's path prefix (``dir/inference``).
+    """
+    p = Path(path)
+    if p.is_dir():
+        return _detect_dir(p)
+    if p.is_file():
+        return _detect_file(p)
+    if p.with_name(p.name + ".pdmodel").is_file():  # Paddle's "path prefix" convention
+        return _detect_file(p.with_name(p.name + ".pdmodel"))
+    if p.with_name(p.name + ".json").is_file():
+        raise _pir_error(p.with_name(p.name + ".json"))
+    raise FormatError(f"{p}: no such file or folder")
+
+
+def _detect_file(p: Path) -> tuple[str, dict[str, Path]]:
+    name = p.name
+    if name.endswith(".pdiparams.info"):
+        p = p.with_name(name[: -len(".info")])
+        name = p.name
+    stem, suffix = os.path.splitext(name)
+    if suffix == ".pdparams":
+        return _train(p)
+    if suffix == ".pdmodel":
+        params = p.with_suffix(".pdiparams")
+        if not params.is_file():
+            raise FormatError(f"{p}: the weights file {params.name} is missing beside the program")
+        return _inference(p, params)
+    if suffix == ".pdiparams":
+        if not p.is_file():  # reached from a .info path
+            raise FormatError(f"{p}: the weights file is missing beside its .info")
+        model = p.with_suffix(".pdmodel")
+        if model.is_file():
+            return _inference(model, p)
+        if p.with_suffix(".json").is_file():
+            raise _pir_error(p.with_suffix(".json"))
+        raise FormatError(f"{p}: the program file {model.name} is missing beside the weights")
+    if suffix == ".json" and p.with_suffix(".pdiparams").is_file():
+        raise _pir_error(p)
+    head, size = _head(p)
+    raise FormatError(f"{p}: not a Paddle model file ({describe_bytes(head, size)}); {_EXPECTED}")
+
+
+def _detect_dir(d: Path) -> tuple[str, dict[str, Path]]:
+    names = sorted(e.name for e in d.iterdir() if e.is_file())
+    by_suffix: dict[str, list[str]] = {}
+    for n in names:
+        by_suffix.setdefault(os.path.splitext(n)[1], []).append(n)
+    stems = lambda sfx: {os.path.splitext(n)[0] for n in by_suffix.get(sfx, [])}  # noqa: E731
+    pairs = sorted(stems(".pdmodel") & stems(".pdiparams"))
+    pir = sorted(stems(".json") & stems(".pdiparams"))
+    train = by_suffix.get(".pdparams", [])
+
+    if pairs and train:
+        raise FormatError(
+            f"{d}: holds both an inference model ({pairs[0]}.pdmodel) and a training "
+            f"checkpoint ({', '.join(train)}); pass the file to convert instead of the folder"
+        )
+    if len(pairs) > 1:
+        raise FormatError(
+            f"{d}: holds several inference models ({', '.join(s + '.pdmodel' for s in pairs)}); "
+            "pass the .pdmodel to convert instead of the folder"
+        )
+    if pairs:
+        return _inference(d / f"{pairs[0]}.pdmodel", d / f"{pairs[0]}.pdiparams")
+    if train:
+        if len(train) == 1:
+            return _train(d / train[0])
+        if "best_accuracy.pdparams" in train:
+            return _train(d / "best_accuracy.pdparams")
+        pretrained = [n for n in train if n.endswith("_pretrained.pdparams")]
+        if len(pretrained) == 1:
+            return _train(d / pretrained[0])
+        raise FormatError(
+            f"{d}: holds several checkpoints ({', '.join(train)}) and none is best_accuracy.pdparams; "
+            "pass the .pdparams to convert instead of the folder"
+        )
+    if pir or "inference.json" in names:
+        raise _pir_error(d / (f"{pir[0]}.json" if pir else "inference.json"))
+    if by_suffix.get(".pdmodel"):
+        raise FormatError(
+            f"{d}: holds a program ({by_suffix['.pdmodel'][0]}) but no weights beside it "
+            f"(its .pdiparams is missing); {_EXPECTED}"
+        )
+    if by_suffix.get(".pdiparams"):
+        raise FormatError(
+            f"{d}: holds weights ({by_suffix['.pdiparams'][0]}) but not their program "
+            f"(.pdmodel is missing); {_EXPECTED}"
+        )
+    raise FormatError(f"{d}: no Paddle model found ({_listing(names)}); {_EXPECTED}")

@@ -1,0 +1,27 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # plain `pytest` (not `python -m pytest`) from anywhere
+    sys.path.insert(0, str(REPO))
+
+
+def shared_path() -> Path:
+    """The shared data folder: $PTOCR_SHARED, else <repo>/../shared."""
+    return Path(os.environ.get("PTOCR_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The shared data folder (real Paddle models); skips the test when it is absent."""
+    d = shared_path()
+    if not (d / "paddle_models").is_dir():
+        pytest.skip(f"shared data not found at {d} (set PTOCR_SHARED to the folder holding paddle_models/)")
+    return d
