@@ -1,0 +1,326 @@
+"""PP-LCNetV3, the backbone of the PP-OCRv4 mobile detector (``det=True``, x0.75) and
+recognizer (``det=False``, x0.95), as PaddleOCR's ``rec_lcnetv3.py`` builds it.
+
+Every depthwise / pointwise conv is a ``LearnableRepLayer`` and exists in two forms:
+
+* unfused (training): kxk conv-BN branches ``conv_kxk.*``, a 1x1 conv-BN branch ``conv_1x1``
+  (kxk layers only), a BN ``identity`` branch (same channels, stride 1), a learnable affine
+  ``lab`` (scalar scale/bias) and ``act`` = hardswish followed by its own learnable affine
+  ``act.lab``. These are the names a PaddleOCR training checkpoint holds.
+* fused (inference, ``reparam=True`` or after ``rep()``): one biased conv ``reparam_conv``, the
+  affine as the scalars ``w``/``b`` and the activation affine as ``activation.scale/.bias``.
+  These are the names of the official ch_PP-OCRv4 det/rec inference programs, exported by a
+  PaddleOCR build whose layer classes were ``MobileOneBlock`` (params ``w``, ``b``) and a
+  learnable hardswish (``activation``); the program computes exactly
+  ``act(w * reparam_conv(x) + b)`` with ``act(y) = activation.scale * hardswish(y) +
+  activation.bias``. (Newer exports, e.g. en_PP-OCRv4_rec, name the same scalars
+  ``lab.scale`` and ``act.lab.scale``: a rename for the mapping table.)
+
+The ``.pdiparams.info`` of those programs lists tensors the program does not hold, which the
+fused form therefore omits:
+
+* ``*.id_tensor``: the identity kernel PaddleOCR caches while fusing; a constant, not a weight.
+* ``activation.*`` of det layers with stride 2: PaddleOCR skips the activation when
+  ``stride == 2`` (an int; the rec tuple strides such as ``(2, 1)`` keep it).
+* ``conv1.hardswish.*``: the stem is conv + BN only; its activation module is never called.
+* rec ``last_conv``, ``hardswish``, ``fc``: a classification tail the recognizer never runs
+  (its backbone ends with an average pool).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ptocr.errors import ArchitectureError
+from ptocr.models.registry import register
+
+# Per stage: kernel, in channels, out channels, stride, SE (before scaling).
+NET_CONFIG_DET = {
+    "blocks2": [(3, 16, 32, 1, False)],
+    "blocks3": [(3, 32, 64, 2, False), (3, 64, 64, 1, False)],
+    "blocks4": [(3, 64, 128, 2, False), (3, 128, 128, 1, False)],
+    "blocks5": [(3, 128, 256, 2, False)] + [(5, 256, 256, 1, False)] * 4,
+    "blocks6": [(5, 256, 512, 2, True), (5, 512, 512, 1, True),
+                (5, 512, 512, 1, False), (5, 512, 512, 1, False)],
+}
+# The recognizer keeps width resolution: strides are (h, w) tuples where it downsamples.
+NET_CONFIG_REC = {
+    "blocks2": [(3, 16, 32, 1, False)],
+    "blocks3": [(3, 32, 64, 1, False), (3, 64, 64, 1, False)],
+    "blocks4": [(3, 64, 128, (2, 1), False), (3, 128, 128, 1, False)],
+    "blocks5": [(3, 128, 256, (1, 2), False)] + [(5, 256, 256, 1, False)] * 4,
+    "blocks6": [(5, 256, 512, (2, 1), True), (5, 512, 512, 1, True),
+                (5, 512, 512, (2, 1), False), (5, 512, 512, 1, False)],
+}
+# Channels of the det 1x1 projections (``layer_list``) before scaling.
+_DET_PROJ = (16, 24, 56, 480)
+_STAGES = ("blocks2", "blocks3", "blocks4", "blocks5", "blocks6")
+
+
+def make_divisible(v: float, divisor: int = 16, min_value: int | None = None) -> int:
+    """PP-LCNetV3's channel rounding: nearest multiple of 16, never below 90% of ``v``."""
+    min_value = divisor if min_value is None else min_value
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+class LearnableAffineBlock(nn.Module):
+    """``scale * x + bias`` with two learnable scalars (shape [1], as Paddle stores them)."""
+
+    def __init__(self, scale_value: float = 1.0, bias_value: float = 0.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((1,), float(scale_value)))
+        self.bias = nn.Parameter(torch.full((1,), float(bias_value)))
+
+    def forward(self, x):
+        return self.scale * x + self.bias
+
+
+class Act(nn.Module):
+    """Unfused-form activation: hardswish, then its own affine ``lab``."""
+
+    def __init__(self):
+        super().__init__()
+        self.lab = LearnableAffineBlock()
+
+    def forward(self, x):
+        return self.lab(F.hardswish(x))
+
+
+class AffineHardswish(LearnableAffineBlock):
+    """Fused-form activation (``activation.scale/.bias``): ``scale * hardswish(x) + bias``."""
+
+    def forward(self, x):
+        return self.scale * F.hardswish(x) + self.bias
+
+
+class ConvBNLayer(nn.Module):
+    """Bias-free conv + BN, no activation (the stem and every rep branch)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride, groups=1):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                              padding=(kernel_size - 1) // 2, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)  # eps 1e-5, Paddle's default
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+def _fold_bn(kernel: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kernel, bias) of ``bn(conv(x, kernel))`` as one biased conv, in float64."""
+    std = (bn.running_var.double() + bn.eps).sqrt()
+    t = bn.weight.double() / std
+    return kernel.double() * t.reshape(-1, 1, 1, 1), bn.bias.double() - bn.running_mean.double() * t
+
+
+class LearnableRepLayer(nn.Module):
+    """MobileOne-style reparameterizable conv of PP-LCNetV3 (see the module docstring)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, groups=1,
+                 num_conv_branches=1, reparam=False):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.groups = groups
+        self.padding = (kernel_size - 1) // 2
+        # Paddle compares with the int 2: rec tuple strides like (2, 1) keep the activation.
+        self.use_act = stride != 2
+        self.is_repped = False
+        if reparam:
+            self._build_fused()
+            return
+        # Paddle tests ``stride == 1`` literally, so a tuple stride never gets an identity.
+        self.identity = (nn.BatchNorm2d(in_channels)
+                         if in_channels == out_channels and stride == 1 else None)
+        self.conv_kxk = nn.ModuleList(
+            ConvBNLayer(in_channels, out_channels, kernel_size, stride, groups)
+            for _ in range(num_conv_branches)
+        )
+        self.conv_1x1 = (ConvBNLayer(in_channels, out_channels, 1, stride, groups)
+                         if kernel_size > 1 else None)
+        self.lab = LearnableAffineBlock()
+        self.act = Act()  # PaddleOCR builds it (and checkpoints hold it) even when unused
+
+    def _build_fused(self, w=None, b=None, activation=None):
+        self.reparam_conv = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size,
+                                      self.stride, self.padding, groups=self.groups, bias=True)
+        self.w = w if w is not None else nn.Parameter(torch.ones(1))
+        self.b = b if b is not None else nn.Parameter(torch.zeros(1))
+        if self.use_act:
+            self.activation = activation if activation is not None else AffineHardswish()
+        self.is_repped = True
+
+    def forward(self, x):
+        if self.is_repped:
+            out = self.w * self.reparam_conv(x) + self.b
+            return self.activation(out) if self.use_act else out
+        out = 0
+        if self.identity is not None:
+            out = out + self.identity(x)
+        if self.conv_1x1 is not None:
+            out = out + self.conv_1x1(x)
+        for conv in self.conv_kxk:
+            out = out + conv(x)
+        out = self.lab(out)
+        return self.act(out) if self.use_act else out
+
+    def _fused_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
+        k = self.kernel_size
+        ref = self.conv_kxk[0].conv.weight
+        kernel = torch.zeros(ref.shape, dtype=torch.float64, device=ref.device)
+        bias = torch.zeros(self.out_channels, dtype=torch.float64, device=ref.device)
+        for branch in self.conv_kxk:
+            kk, bb = _fold_bn(branch.conv.weight, branch.bn)
+            kernel += kk
+            bias += bb
+        if self.conv_1x1 is not None:
+            kk, bb = _fold_bn(self.conv_1x1.conv.weight, self.conv_1x1.bn)
+            p = k // 2
+            kernel += F.pad(kk, [p, p, p, p])  # a 1x1 kernel is the centre tap of a kxk one
+            bias += bb
+        if self.identity is not None:
+            # identity as a conv: channel i reads its own input at the kernel centre.
+            ident = torch.zeros_like(kernel)
+            per_group = self.in_channels // self.groups
+            idx = torch.arange(self.in_channels, device=ref.device)
+            ident[idx, idx % per_group, k // 2, k // 2] = 1.0
+            kk, bb = _fold_bn(ident, self.identity)
+            kernel += kk
+            bias += bb
+        return kernel, bias
+
+    @torch.no_grad()
+    def rep(self) -> None:
+        """Fuse the branches into ``reparam_conv`` in place; outputs are unchanged."""
+        if self.is_repped:
+            return
+        kernel, bias = self._fused_kernel_bias()
+        ref = self.conv_kxk[0].conv.weight
+        activation = None
+        if self.use_act:
+            activation = AffineHardswish()  # takes over the trained scalars, not new ones
+            activation.scale = self.act.lab.scale
+            activation.bias = self.act.lab.bias
+        w, b = self.lab.scale, self.lab.bias
+        for name in ("identity", "conv_kxk", "conv_1x1", "lab", "act"):
+            delattr(self, name)
+        self._build_fused(w, b, activation)
+        self.reparam_conv.to(device=ref.device, dtype=ref.dtype)
+        self.reparam_conv.weight.copy_(kernel)
+        self.reparam_conv.bias.copy_(bias)
+
+
+class SELayer(nn.Module):
+    """Squeeze-excitation of PP-LCNetV3: Paddle's default hardsigmoid (slope 1/6)."""
+
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.conv1 = nn.Conv2d(channels, channels // reduction, 1)
+        self.conv2 = nn.Conv2d(channels // reduction, channels, 1)
+
+    def forward(self, x):
+        s = self.conv2(F.relu(self.conv1(self.avg_pool(x))))
+        # The program's hard_sigmoid op: slope 0.1666667 (float32), offset 0.5.
+        return x * torch.clamp(s * 0.1666667 + 0.5, 0.0, 1.0)
+
+
+class LCNetV3Block(nn.Module):
+    """Depthwise rep conv -> optional SE -> pointwise rep conv."""
+
+    def __init__(self, in_channels, out_channels, stride, dw_size, use_se=False,
+                 conv_kxk_num=4, reparam=False):
+        super().__init__()
+        self.use_se = use_se
+        self.dw_conv = LearnableRepLayer(in_channels, in_channels, dw_size, stride,
+                                         groups=in_channels, num_conv_branches=conv_kxk_num,
+                                         reparam=reparam)
+        if use_se:
+            self.se = SELayer(in_channels)
+        self.pw_conv = LearnableRepLayer(in_channels, out_channels, 1, 1,
+                                         num_conv_branches=conv_kxk_num, reparam=reparam)
+
+    def forward(self, x):
+        x = self.dw_conv(x)
+        if self.use_se:
+            x = self.se(x)
+        return self.pw_conv(x)
+
+
+@register("backbone")
+class PPLCNetV3(nn.Module):
+    """PaddleOCR PPLCNetV3.
+
+    Args:
+        in_channels: image channels.
+        scale: width multiplier (0.75 for the v4 mobile detector, 0.95 for the recognizer).
+        det: True -> the 4 stage outputs (blocks3..6) projected by 1x1 convs ``layer_list``,
+            ``out_channels`` a list; False -> rec layout, one map pooled over 3x2 cells
+            (eval) or adaptively to 1 x 40 (training), ``out_channels`` an int.
+        conv_kxk_num: kxk branches per rep layer in the unfused form.
+        reparam: build the rep layers directly in fused form (what inference models hold).
+    """
+
+    def __init__(self, in_channels: int = 3, scale: float = 1.0, det: bool = False,
+                 conv_kxk_num: int = 4, reparam: bool = False):
+        super().__init__()
+        if not scale > 0:
+            raise ArchitectureError(f"PPLCNetV3: scale must be positive, got {scale!r}")
+        if conv_kxk_num < 1:
+            raise ArchitectureError(f"PPLCNetV3: conv_kxk_num must be >= 1, got {conv_kxk_num!r}")
+        self.scale = scale
+        self.det = det
+        cfg = NET_CONFIG_DET if det else NET_CONFIG_REC
+
+        self.conv1 = ConvBNLayer(in_channels, make_divisible(16 * scale), 3, 2)
+        for stage in _STAGES:
+            setattr(self, stage, nn.Sequential(*(
+                LCNetV3Block(make_divisible(cin * scale), make_divisible(cout * scale), s, k,
+                             se, conv_kxk_num, reparam)
+                for k, cin, cout, s, se in cfg[stage]
+            )))
+
+        if det:
+            taps = [make_divisible(cfg[st][-1][2] * scale) for st in _STAGES[1:]]
+            self.out_channels = [int(c * scale) for c in _DET_PROJ]
+            self.layer_list = nn.ModuleList(
+                nn.Conv2d(cin, cout, 1) for cin, cout in zip(taps, self.out_channels)
+            )
+        else:
+            self.out_channels = make_divisible(512 * scale)
+
+    def forward(self, x):
+        x = self.blocks2(self.conv1(x))
+        feats = []
+        for stage in _STAGES[1:]:
+            x = getattr(self, stage)(x)
+            feats.append(x)
+        if self.det:
+            return [proj(f) for proj, f in zip(self.layer_list, feats)]
+        if self.training:
+            return F.adaptive_avg_pool2d(x, (1, 40))
+        return F.avg_pool2d(x, (3, 2))
+
+    def rep(self) -> "PPLCNetV3":
+        """Fuse every rep layer in place (training form -> inference form); returns self."""
+        return fuse_rep_layers(self)
+
+    @property
+    def is_repped(self) -> bool:
+        return all(m.is_repped for m in self.modules() if isinstance(m, LearnableRepLayer))
+
+
+def fuse_rep_layers(model: nn.Module) -> nn.Module:
+    """Fuse every ``LearnableRepLayer`` inside ``model`` (any wrapper, e.g. ``OCRModel``)."""
+    with torch.no_grad():
+        for m in list(model.modules()):
+            if isinstance(m, LearnableRepLayer):
+                m.rep()
+    return model

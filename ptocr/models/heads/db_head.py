@@ -1,0 +1,70 @@
+"""DBHead, the Differentiable Binarization head of PaddleOCR's detectors (``det_db_head.py``).
+
+Two identical branches upsample the neck's 1/4-scale map x4 back to input size:
+``binarize`` -> shrink (probability) map, ``thresh`` -> threshold map. Inference programs run
+only ``binarize`` and do not hold the ``thresh`` weights (build with ``with_thresh=False`` to
+load them strictly); training also returns the threshold map and the approximate binary map
+``1 / (1 + exp(-k (P - T)))``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ptocr.errors import ArchitectureError
+from ptocr.models.registry import register
+
+
+class Head(nn.Module):
+    """3x3 conv-BN-ReLU (C -> C/4), 2x2 stride-2 transposed conv-BN-ReLU, 2x2 stride-2
+    transposed conv to 1 channel, sigmoid."""
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        mid = in_channels // 4
+        self.conv1 = nn.Conv2d(in_channels, mid, 3, padding=1, bias=False)
+        self.conv_bn1 = nn.BatchNorm2d(mid)
+        self.conv2 = nn.ConvTranspose2d(mid, mid, 2, stride=2)
+        self.conv_bn2 = nn.BatchNorm2d(mid)
+        self.conv3 = nn.ConvTranspose2d(mid, 1, 2, stride=2)
+
+    def forward(self, x):
+        x = F.relu(self.conv_bn1(self.conv1(x)))
+        x = F.relu(self.conv_bn2(self.conv2(x)))
+        return torch.sigmoid(self.conv3(x))
+
+
+@register("head")
+class DBHead(nn.Module):
+    """Args:
+        in_channels: channels of the neck output.
+        k: steepness of the training-time approximate step function.
+        with_thresh: build the threshold branch (training checkpoints hold it, inference
+            programs do not; eval never runs it).
+
+    Eval: the shrink probability map N x 1 x H x W (the inference program's output).
+    Training: ``{"maps": cat([shrink, threshold, binary], 1)}`` as PaddleOCR returns it.
+    """
+
+    def __init__(self, in_channels: int, k: int = 50, with_thresh: bool = True):
+        super().__init__()
+        self.k = k
+        self.out_channels = 1
+        self.binarize = Head(in_channels)
+        self.thresh = Head(in_channels) if with_thresh else None
+
+    def step_function(self, x, y):
+        return torch.reciprocal(1 + torch.exp(-self.k * (x - y)))
+
+    def forward(self, x):
+        shrink_maps = self.binarize(x)
+        if not self.training:
+            return shrink_maps
+        if self.thresh is None:
+            raise ArchitectureError("DBHead(with_thresh=False) has no threshold branch to train; "
+                                    "build it with with_thresh=True")
+        threshold_maps = self.thresh(x)
+        binary_maps = self.step_function(shrink_maps, threshold_maps)
+        return {"maps": torch.cat([shrink_maps, threshold_maps, binary_maps], dim=1)}

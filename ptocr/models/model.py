@@ -1,0 +1,27 @@
+"""The one network shape every PP-OCR model has: backbone -> (neck) -> head."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class OCRModel(nn.Module):
+    """Backbone, optional neck and head, named as PaddleOCR's ``BaseModel`` names them.
+
+    In ``eval()`` mode the output is what the Paddle inference program outputs:
+    det -> probability map N x 1 x H x W, rec -> class probabilities N x T x C,
+    cls -> class probabilities N x C. Input is normalized float NCHW.
+    """
+
+    def __init__(self, backbone: nn.Module, neck: nn.Module | None, head: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.neck = neck
+        self.head = head
+
+    def forward(self, x: torch.Tensor):
+        x = self.backbone(x)
+        if self.neck is not None:
+            x = self.neck(x)
+        return self.head(x)

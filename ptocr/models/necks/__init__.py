@@ -1,0 +1,3 @@
+"""Necks; importing a module registers its classes."""
+
+from ptocr.models.necks import rsefpn, svtr  # noqa: F401

@@ -1,0 +1,94 @@
+"""RSEFPN, the FPN neck of the PP-OCRv3/v4 mobile detectors (PaddleOCR ``db_fpn.py``).
+
+Four levels (1/4 .. 1/32) are projected to ``out_channels`` by 1x1 RSE layers (``ins_conv``),
+merged top-down with nearest x2 upsampling, reduced to ``out_channels // 4`` by 3x3 RSE layers
+(``inp_conv``), brought to 1/4 scale by nearest upsampling and concatenated: the output has
+``out_channels`` channels at 1/4 of the input size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ptocr.errors import ArchitectureError
+from ptocr.models.registry import register
+
+
+class SEModule(nn.Module):
+    """SE of PaddleOCR's det MobileNetV3, which RSE layers reuse."""
+
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.conv1 = nn.Conv2d(channels, channels // reduction, 1)
+        self.conv2 = nn.Conv2d(channels // reduction, channels, 1)
+
+    def forward(self, x):
+        s = self.conv2(F.relu(self.conv1(self.avg_pool(x))))
+        # The program's hard_sigmoid: slope 0.2 (not torch's 1/6), offset 0.5.
+        return x * torch.clamp(s * 0.2 + 0.5, 0.0, 1.0)
+
+
+class RSELayer(nn.Module):
+    """Bias-free conv followed by SE, with an optional residual around the SE."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, shortcut: bool = True):
+        super().__init__()
+        self.out_channels = out_channels
+        self.in_conv = nn.Conv2d(in_channels, out_channels, kernel_size,
+                                 padding=kernel_size // 2, bias=False)
+        self.se_block = SEModule(out_channels)
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        x = self.in_conv(x)
+        return x + self.se_block(x) if self.shortcut else self.se_block(x)
+
+
+def _up(x, factor: int):
+    # Paddle's nearest upsampling with an integer scale picks source index floor(i / s),
+    # exactly torch's "nearest".
+    return F.interpolate(x, scale_factor=factor, mode="nearest")
+
+
+@register("neck")
+class RSEFPN(nn.Module):
+    """Args:
+        in_channels: the 4 backbone channels, finest level first.
+        out_channels: channels of the fused map (96 for PP-OCRv4 mobile det).
+        shortcut: residual around each SE.
+    """
+
+    def __init__(self, in_channels, out_channels: int, shortcut: bool = True):
+        super().__init__()
+        in_channels = list(in_channels)
+        if len(in_channels) != 4:
+            raise ArchitectureError(f"RSEFPN needs 4 input levels, got in_channels={in_channels}")
+        if out_channels % 4:
+            raise ArchitectureError(f"RSEFPN: out_channels must be a multiple of 4, got {out_channels}")
+        self.out_channels = out_channels
+        self.ins_conv = nn.ModuleList(
+            RSELayer(c, out_channels, 1, shortcut) for c in in_channels
+        )
+        self.inp_conv = nn.ModuleList(
+            RSELayer(out_channels, out_channels // 4, 3, shortcut) for _ in in_channels
+        )
+
+    def forward(self, x):
+        c2, c3, c4, c5 = x
+        in5 = self.ins_conv[3](c5)
+        in4 = self.ins_conv[2](c4)
+        in3 = self.ins_conv[1](c3)
+        in2 = self.ins_conv[0](c2)
+
+        out4 = in4 + _up(in5, 2)  # 1/16
+        out3 = in3 + _up(out4, 2)  # 1/8
+        out2 = in2 + _up(out3, 2)  # 1/4
+
+        p5 = _up(self.inp_conv[3](in5), 8)
+        p4 = _up(self.inp_conv[2](out4), 4)
+        p3 = _up(self.inp_conv[1](out3), 2)
+        p2 = self.inp_conv[0](out2)
+        return torch.cat([p5, p4, p3, p2], dim=1)
