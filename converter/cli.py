@@ -1,0 +1,69 @@
+"""``ptocr-convert``: convert a Paddle model folder or checkpoint to safetensors.
+
+Exit codes: 0 converted; 2 bad input (unreadable or foreign files, wrong --arch, a
+dictionary that does not fit, an existing output); 1 an internal error (a bug: please
+report it with the traceback).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from ptocr.errors import PtocrError
+
+EXIT_BAD_INPUT = 2
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--src", required=True, type=click.Path(exists=True), help="Paddle model folder or .pdparams file.")
+@click.option("--dst", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file.")
+@click.option("--arch", default=None, help="Architecture name (see --list); detected from the source when omitted.")
+@click.option("--dict", "dict_path", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Character dictionary for recognizers (default: the one beside the model, else the architecture's).")
+@click.option("--use-space-char/--no-use-space-char", default=None,
+              help="Whether the head has a final space class (default: the architecture's).")
+@click.option("--submodel", default=None, help="Distillation sub-model to take (default: Student).")
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--print-map", is_flag=True, help="Print the Paddle -> PyTorch name map.")
+@click.option("--list", "list_archs", is_flag=True, is_eager=True, expose_value=False,
+              callback=lambda ctx, _, v: _list(ctx) if v else None, help="List known architectures and exit.")
+def main(src, dst, arch, dict_path, use_space_char, submodel, force, print_map):
+    """Convert a PaddleOCR model to a PyTorch safetensors file (paddlepaddle not needed)."""
+    from converter.convert import convert
+    from converter.writer import write_converted
+
+    try:
+        t0 = time.perf_counter()
+        conv = convert(src, arch, dictionary=dict_path, use_space_char=use_space_char, submodel=submodel)
+        if arch is None:
+            click.echo(f"detected architecture: {conv.arch_name}" + (f" ({conv.form})" if conv.form else ""))
+        if print_map:
+            click.echo(conv.mapping.report())
+        dic_text = conv.dictionary.text() if conv.dictionary is not None else None
+        written = write_converted(conv.state_dict, conv.config, dic_text, dst, force=force)
+    except PtocrError as e:
+        click.echo(f"ptocr-convert: error: {e}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    n_dropped = len(conv.mapping.dropped)
+    click.echo(
+        f"{conv.source.format} {conv.source.path} -> {written.weights}\n"
+        f"  {len(conv.state_dict)} tensors, {n_dropped} source tensors dropped by rule, "
+        f"sha256 {written.sha256}, {time.perf_counter() - t0:.2f} s"
+    )
+    for note in conv.source.notes:
+        click.echo(f"  note: {note}")
+
+
+def _list(ctx):
+    from ptocr.architectures import ARCHITECTURES
+
+    for name, spec in sorted(ARCHITECTURES.items()):
+        click.echo(f"{name:32s} {spec['task']}")
+    ctx.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Conversion: Paddle source -> mapped state dict -> strictly loaded PyTorch model.
+
+``convert`` is the whole flow short of writing (``converter.writer``) so that
+``ptocr.load`` can convert a Paddle folder in memory and ``ptocr-convert`` can write it.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+import converter
+from converter.errors import ArchitectureError, DictionaryError, MappingError
+from converter.mapping import MappingResult, Target, apply, plan
+from converter.readers import PaddleSource, read_source
+from converter.tables import get_table
+from ptocr.architectures import CLASS_COUNT_KEYS, get_architecture, list_architectures
+from ptocr.checkpoint import model_from_state
+from ptocr.dictionary import Dictionary, builtin_dictionary, read_dictionary
+from ptocr.models.build import build_model
+from ptocr.models.model import OCRModel
+
+# Dictionary files PaddleOCR model folders commonly ship beside the weights.
+_DICT_GLOBS = ("*dict*.txt", "*keys*.txt")
+
+
+@dataclass
+class Fit:
+    """An architecture (in one form) that the source's tensors fill exactly."""
+
+    arch_name: str
+    form: str | None
+    model_cfg: dict
+    mapping: MappingResult
+
+
+@dataclass
+class Conversion:
+    arch_name: str
+    arch: dict
+    form: str | None
+    source: PaddleSource
+    mapping: MappingResult
+    model: OCRModel
+    dictionary: Dictionary | None
+    config: dict = field(default_factory=dict)
+
+    @property
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.model.state_dict()
+
+
+def convert(
+    src: str | os.PathLike,
+    arch: str | None = None,
+    *,
+    dictionary: str | os.PathLike | None = None,
+    use_space_char: bool | None = None,
+    submodel: str | None = None,
+) -> Conversion:
+    source = read_source(src, submodel=submodel)
+    if arch is None:
+        fit = detect_architecture(source)
+    else:
+        fit = fit_architecture(source, arch)
+    spec = get_architecture(fit.arch_name)
+    model = model_from_state(fit.model_cfg, _tensors(fit.mapping), where=str(source.path))
+    dic = _resolve_dictionary(spec, source, fit.model_cfg, dictionary, use_space_char)
+    config = {
+        "architecture": fit.arch_name,
+        "task": spec["task"],
+        "form": fit.form,
+        "model": fit.model_cfg,
+        "preprocess": spec.get("preprocess", {}),
+        "postprocess": spec.get("postprocess", {}),
+        "source": {
+            "name": Path(source.path).name,
+            "format": source.format,
+            "weights_file": Path(source.weights_file).name,
+            "sha256": source.weights_sha256,
+            "submodel": source.submodel,
+        },
+        "converter_version": converter.__version__,
+    }
+    if dic is not None:
+        config["dictionary"] = {
+            "use_space_char": dic.use_space_char,
+            "num_characters": len(dic.characters),
+            "sha256": dic.sha256(),
+            "source": Path(dic.source).name,
+        }
+    return Conversion(fit.arch_name, spec, fit.form, source, fit.mapping, model, dic, config)
+
+
+def fit_architecture(source: PaddleSource, arch_name: str) -> Fit:
+    """Map the source onto ``arch_name``, trying each of its forms; raise if none fits."""
+    spec = get_architecture(arch_name)
+    rules = get_table(spec["family"])
+    failures = []
+    for form, overrides in _forms(spec):
+        cfg = _with_overrides(spec["model"], overrides)
+        try:
+            _set_class_count(cfg, spec["task"], source, rules)
+            target = Target.from_module(build_model(cfg, device="meta"))
+            mapping = apply(source.tensors, rules, target, what=f"{source.path} as {arch_name}" + (f" ({form})" if form else ""))
+        except (MappingError, ArchitectureError) as e:
+            failures.append(str(e))
+            continue
+        return Fit(arch_name, form, cfg, mapping)
+    raise MappingError("\n".join(failures))
+
+
+def detect_architecture(source: PaddleSource) -> Fit:
+    """The one registered architecture the source fits exactly, or a clear error."""
+    fits, near = [], []
+    for name in list_architectures():
+        try:
+            fits.append(fit_architecture(source, name))
+        except (MappingError, ArchitectureError) as e:
+            near.append((str(e).count("\n"), name))
+    if len(fits) == 1:
+        return fits[0]
+    if fits:
+        raise ArchitectureError(
+            f"{source.path} fits several architectures equally ({', '.join(f.arch_name for f in fits)}); "
+            "choose one with --arch"
+        )
+    closest = ", ".join(name for _, name in sorted(near)[:3])
+    raise ArchitectureError(
+        f"{source.path} fits no registered architecture (closest: {closest}); "
+        f"pass --arch NAME to see exactly which tensors differ"
+    )
+
+
+def _set_class_count(cfg: dict, task: str, source: PaddleSource, rules) -> None:
+    """Size the head from the source: the class count is data, not architecture."""
+    key = CLASS_COUNT_KEYS.get(task)
+    if key is None:
+        return
+    target = Target.from_module(build_model(cfg, device="meta"))
+    src = next((e.source for e in plan(source.tensors, rules) if e.target == key), None)
+    if src is None:
+        return  # keep the default; the full mapping then reports what does not fit
+    shape = source.tensors[src].shape
+    # Paddle Linear weights are [in, out]; a conv classifier would be [out, in, ...].
+    count = shape[-1] if key in target.linear_weights else shape[0]
+    cfg["head"]["num_classes"] = int(count)
+
+
+def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char) -> Dictionary | None:
+    if spec["task"] != "rec":
+        if explicit is not None:
+            raise DictionaryError(f"--dict was given but {spec['task']} models have no dictionary")
+        return None
+    default = spec.get("dictionary", {})
+    space = default.get("use_space_char", True) if use_space_char is None else use_space_char
+    num_classes = model_cfg["head"]["num_classes"]
+    if explicit is not None:
+        dic = read_dictionary(explicit, space)
+        dic.check_fits(num_classes, f"the head of {source.path}")
+        return dic
+    candidates = _folder_dictionaries(source)
+    if len(candidates) > 1:
+        names = ", ".join(p.name for p in candidates)
+        raise DictionaryError(f"{source.path} holds several dictionaries ({names}); choose one with --dict")
+    if candidates:
+        dic = read_dictionary(candidates[0], space)
+        try:
+            dic.check_fits(num_classes, f"the head of {source.path}")
+        except DictionaryError as e:
+            raise DictionaryError(f"{e}; give the right one with --dict") from None
+        return dic
+    if "builtin" in default:
+        dic = builtin_dictionary(default["builtin"], space)
+        dic.check_fits(num_classes, f"the head of {source.path}")
+        return dic
+    raise DictionaryError(f"{source.path} has no dictionary beside it; give one with --dict")
+
+
+def _folder_dictionaries(source: PaddleSource) -> list[Path]:
+    folder = Path(source.path)
+    folder = folder if folder.is_dir() else folder.parent
+    found = {p for g in _DICT_GLOBS for p in folder.glob(g) if p.is_file()}
+    return sorted(found)
+
+
+def _forms(spec: dict) -> list[tuple[str | None, list[dict]]]:
+    """Every combination of the architecture's form groups, e.g. ("fused, inference head", [...])."""
+    groups = list((spec.get("forms") or {}).values())
+    if not groups:
+        return [(None, [])]
+    combos = itertools.product(*(list(g.items()) for g in groups))
+    return [(", ".join(name for name, _ in combo), [o for _, o in combo]) for combo in combos]
+
+
+def _with_overrides(model_cfg: dict, overrides: list[dict]) -> dict:
+    cfg = copy.deepcopy(model_cfg)
+    for override in overrides:
+        for part, args in override.items():
+            cfg[part].update(args)
+    return cfg
+
+
+def _tensors(mapping: MappingResult) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v.copy() if not v.flags.writeable else v) for k, v in mapping.state_dict.items()}

@@ -1,0 +1,119 @@
+"""Writing a converted model: safetensors (self-contained) + config.json + dictionary.
+
+The .safetensors file is the model: its metadata holds the config and the dictionary,
+so it loads alone. Beside it go ``<stem>.config.json`` and, for recognizers,
+``<stem>.dict.txt`` for people and hubs. Everything is written to temporary files in
+the destination folder and renamed into place only when all of them are complete, the
+.safetensors last; on any failure nothing new is left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from converter.errors import ConversionError
+
+META_CONFIG = "ptocr.config"
+META_DICTIONARY = "ptocr.dictionary"
+
+
+@dataclass(frozen=True)
+class Written:
+    weights: Path
+    config: Path
+    dictionary: Path | None
+    sha256: str
+
+
+def sidecar_paths(dst: Path) -> tuple[Path, Path]:
+    return dst.with_name(dst.stem + ".config.json"), dst.with_name(dst.stem + ".dict.txt")
+
+
+def write_converted(
+    state_dict: dict[str, np.ndarray | torch.Tensor],
+    config: dict,
+    dictionary_text: str | None,
+    dst: str | os.PathLike,
+    *,
+    force: bool = False,
+) -> Written:
+    dst = Path(dst)
+    if dst.suffix != ".safetensors":
+        raise ConversionError(f"{dst}: the output must be a .safetensors file")
+    if not dst.parent.is_dir():
+        raise ConversionError(f"{dst}: the folder {dst.parent} does not exist")
+    config_path, dict_path = sidecar_paths(dst)
+    targets = [dst, config_path] + ([dict_path] if dictionary_text is not None else [])
+    existing = [p for p in targets if p.exists()]
+    if existing and not force:
+        raise ConversionError(
+            f"{existing[0]} already exists; pass --force to overwrite it"
+        )
+
+    tensors = {k: _as_tensor(v) for k, v in state_dict.items()}
+    metadata = {META_CONFIG: json.dumps(config, sort_keys=True)}
+    if dictionary_text is not None:
+        metadata[META_DICTIONARY] = dictionary_text
+    config_text = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    staged: list[tuple[Path, Path]] = []
+    renamed: list[Path] = []
+    try:
+        tmp = _temp_beside(dst)
+        staged.append((tmp, dst))
+        save_file(tensors, str(tmp), metadata=metadata)
+        tmp = _temp_beside(config_path)
+        staged.append((tmp, config_path))
+        tmp.write_text(config_text, encoding="utf-8")
+        if dictionary_text is not None:
+            tmp = _temp_beside(dict_path)
+            staged.append((tmp, dict_path))
+            tmp.write_text(dictionary_text, encoding="utf-8")
+        sha = _sha256(staged[0][0])
+        # Sidecars first, the weights last: a present .safetensors means a complete set.
+        for tmp, final in staged[1:] + staged[:1]:
+            os.replace(tmp, final)
+            renamed.append(final)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        if len(renamed) < len(staged):
+            for final in renamed:
+                final.unlink(missing_ok=True)
+        raise
+    return Written(dst, config_path, dict_path if dictionary_text is not None else None, sha)
+
+
+def _as_tensor(v) -> torch.Tensor:
+    t = v if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v))
+    return t.detach().contiguous()
+
+
+def _temp_beside(path: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.chmod(name, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
+    return Path(name)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,96 @@
+"""Reading a converted model file (.safetensors written by ``ptocr-convert``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from ptocr.dictionary import Dictionary, parse_dictionary
+from ptocr.errors import ArchitectureError, ModelFileError
+from ptocr.models.build import build_model
+from ptocr.models.model import OCRModel
+
+META_CONFIG = "ptocr.config"
+META_DICTIONARY = "ptocr.dictionary"
+
+
+@dataclass
+class Converted:
+    path: Path
+    config: dict
+    state_dict: dict[str, torch.Tensor]
+    dictionary: Dictionary | None
+    sha256: str
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_converted(path: str | os.PathLike, *, expected_sha256: str | None = None) -> Converted:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such file")
+    sha = file_sha256(path)
+    if expected_sha256 is not None and sha != expected_sha256:
+        raise ModelFileError(f"{path}: sha256 is {sha}, expected {expected_sha256}; the file is corrupt or tampered")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ModelFileError(f"{path}: not a readable safetensors file ({e})") from None
+    if META_CONFIG not in meta:
+        raise ModelFileError(f"{path}: a safetensors file without ptocr metadata (was it written by ptocr-convert?)")
+    try:
+        config = json.loads(meta[META_CONFIG])
+        if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+            raise ValueError("no model description")
+    except ValueError as e:
+        raise ModelFileError(f"{path}: the embedded config is invalid ({e})") from None
+    dictionary = None
+    if META_DICTIONARY in meta:
+        d = config.get("dictionary") or {}
+        dictionary = parse_dictionary(meta[META_DICTIONARY], bool(d.get("use_space_char")), f"{path} (embedded)")
+        if d.get("sha256") and d["sha256"] != dictionary.sha256():
+            raise ModelFileError(f"{path}: the embedded dictionary does not match the config's sha256")
+    return Converted(path, config, state, dictionary, sha)
+
+
+def model_from_state(model_cfg: dict, state_dict: dict[str, torch.Tensor], *, where: str = "") -> OCRModel:
+    """Build the architecture the config describes and load the weights strictly."""
+    try:
+        model = build_model(model_cfg, device="meta")
+    except ArchitectureError as e:
+        raise ModelFileError(f"{where}: {e}") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    wrong = [k for k in expected if k in state_dict and tuple(expected[k].shape) != tuple(state_dict[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}")
+        if wrong:
+            parts.append("shape mismatch " + ", ".join(
+                f"{k} {list(state_dict[k].shape)} vs {list(expected[k].shape)}" for k in wrong[:8]))
+        raise ModelFileError(f"{where}: weights do not fit the architecture: " + "; ".join(parts))
+    # Built on the meta device and given the loaded tensors: no random init to pay for.
+    model.load_state_dict(state_dict, strict=True, assign=True)
+    if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
+        # A buffer the state dict does not carry (computed in __init__): build for real.
+        model = build_model(model_cfg)
+        model.load_state_dict(state_dict, strict=True)
+    return model.eval()
