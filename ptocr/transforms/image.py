@@ -1,0 +1,169 @@
+"""Turn a path, encoded bytes, numpy array or PIL image into the BGR uint8 HxWx3 array
+that PaddleOCR's predictors are fed.
+
+What PaddleOCR 2.10 (``paddleocr.check_img`` + ``ppocr.utils.utility.alpha_to_color``) does,
+and where this loader deliberately differs:
+
+- Files and bytes are decoded with ``cv2.imdecode(..., IMREAD_UNCHANGED)``; a 2-D (gray)
+  result is expanded with ``COLOR_GRAY2BGR``; a 4-channel result is composited onto
+  ``alpha_color`` (white) with PaddleOCR's exact float64 formula and uint8 truncation.
+  Same here.
+- EXIF orientation: ``IMREAD_UNCHANGED`` ignores it, so ``PaddleOCR.ocr(path)`` OCRs a
+  rotated phone photo as stored, while ``tools/infer/predict_*.py`` (``cv2.imread``) apply
+  it. Here JPEGs are decoded with ``IMREAD_COLOR`` so the orientation IS applied unless
+  ``apply_exif=False`` (JPEG has no alpha and is 8-bit, so the pixels are otherwise the
+  same as PaddleOCR's). Arrays and PIL images are taken as given.
+- 16-bit images: PaddleOCR passes the uint16 array on unchanged, and the detector's
+  ``x * 1/255`` normalisation then produces values up to 257, i.e. garbage. Here they are
+  reduced to 8 bit as ``cv2.IMREAD_COLOR`` does (``value >> 8``) before anything else.
+- Formats OpenCV cannot decode: PaddleOCR re-decodes them through PIL via a JPEG
+  round-trip (lossy), and reads GIFs with ``cv2.VideoCapture`` then flips them to RGB (so
+  GIFs reach the model in the wrong channel order). Here PIL (when installed) decodes them
+  directly, keeping BGR order and any alpha. PDFs are not supported.
+- Gray+alpha (2 channels) and HxWx1 arrays, which PaddleOCR would crash on, are handled as
+  gray (+ alpha). Other dtypes (float, int32, bool) raise ``ImageError``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ptocr.errors import ImageError
+
+__all__ = ["load_image", "alpha_to_color", "to_bgr"]
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def alpha_to_color(img: np.ndarray, alpha_color=(255, 255, 255)) -> np.ndarray:
+    """Composite a BGRA uint8 image onto ``alpha_color`` (given R, G, B like PaddleOCR).
+
+    Replicates PaddleOCR's arithmetic: float64 ``alpha = A / 255`` and truncating
+    ``astype(uint8)`` (not rounding), so results match bit for bit.
+    """
+    if img.ndim != 3 or img.shape[2] != 4:
+        return img
+    b, g, r, a = cv2.split(img)
+    alpha = a / 255
+    r = (alpha_color[0] * (1 - alpha) + r * alpha).astype(np.uint8)
+    g = (alpha_color[1] * (1 - alpha) + g * alpha).astype(np.uint8)
+    b = (alpha_color[2] * (1 - alpha) + b * alpha).astype(np.uint8)
+    return cv2.merge((b, g, r))
+
+
+def to_bgr(arr: np.ndarray, source: str = "image array", alpha_color=(255, 255, 255)) -> np.ndarray:
+    """Normalise a decoded array (gray / gray+alpha / BGR / BGRA, 8 or 16 bit) to BGR uint8."""
+    if not isinstance(arr, np.ndarray):
+        raise ImageError(f"{source}: expected a numpy array, got {type(arr).__name__}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (2, 3, 4)):
+        raise ImageError(
+            f"{source}: unsupported image shape {arr.shape} "
+            "(expected HxW, HxWx1, HxWx2, HxWx3 or HxWx4)"
+        )
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageError(f"{source}: image has zero size {arr.shape}")
+    if arr.dtype == np.uint16:
+        arr = (arr >> 8).astype(np.uint8)  # what cv2.IMREAD_COLOR does with 16-bit files
+    elif arr.dtype != np.uint8:
+        raise ImageError(
+            f"{source}: unsupported pixel type {arr.dtype} (expected uint8 or uint16)"
+        )
+    if arr.ndim == 2:
+        return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
+    if arr.shape[2] == 2:  # gray + alpha
+        gray = cv2.cvtColor(np.ascontiguousarray(arr[:, :, 0]), cv2.COLOR_GRAY2BGR)
+        arr = np.dstack([gray, arr[:, :, 1]])
+    if arr.shape[2] == 4:
+        return alpha_to_color(np.ascontiguousarray(arr), alpha_color)
+    return np.ascontiguousarray(arr)
+
+
+def _decode_with_pil(data: bytes, source: str) -> np.ndarray | None:
+    try:
+        from PIL import Image
+    except ImportError:
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.seek(0)  # first frame of animations / multi-page files
+            return _pil_to_array(im, source)
+    except ImageError:
+        raise
+    except Exception:  # PIL raises many types for undecodable data
+        return None
+
+
+def _pil_to_array(im: Any, source: str) -> np.ndarray:
+    """PIL image -> gray / BGR / BGRA uint8 (or uint16) array."""
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(im).astype(np.uint16)
+    if mode in ("L",):
+        return np.asarray(im)
+    if mode in ("LA", "RGBA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in im.info):
+        rgba = np.asarray(im.convert("RGBA"))
+        return cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)
+    if mode in ("I", "F"):
+        raise ImageError(f"{source}: unsupported PIL image mode {mode!r} (32-bit pixels)")
+    rgb = np.asarray(im.convert("RGB"))
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+def _decode_bytes(data: bytes, source: str, apply_exif: bool) -> np.ndarray:
+    if len(data) == 0:
+        raise ImageError(f"{source}: file is empty")
+    if data[:5] == b"%PDF-":
+        raise ImageError(f"{source}: PDF input is not supported; render its pages to images first")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    flags = cv2.IMREAD_COLOR if (apply_exif and data[:3] == _JPEG_MAGIC) else cv2.IMREAD_UNCHANGED
+    try:
+        arr = cv2.imdecode(buf, flags)
+    except cv2.error:
+        arr = None
+    if arr is None:
+        arr = _decode_with_pil(data, source)
+    if arr is None:
+        raise ImageError(f"{source}: not a readable image (corrupt, truncated or unsupported format)")
+    return arr
+
+
+def load_image(x: Any, *, apply_exif: bool = True, alpha_color=(255, 255, 255)) -> np.ndarray:
+    """Load ``x`` as a BGR uint8 ``HxWx3`` C-contiguous array.
+
+    ``x`` may be a path (str / os.PathLike; unicode paths work), encoded image bytes, a numpy
+    array (taken as gray, BGR or BGRA, i.e. OpenCV's channel order) or a PIL image (RGB
+    order, converted). ``apply_exif`` rotates JPEG files/bytes by their EXIF orientation.
+    ``alpha_color`` (R, G, B) replaces transparency. Raises ``ImageError`` naming the file.
+    """
+    if isinstance(x, np.ndarray):
+        return to_bgr(x, "image array", alpha_color)
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        data = bytes(x)
+        return to_bgr(_decode_bytes(data, "image bytes", apply_exif), "image bytes", alpha_color)
+    if isinstance(x, (str, os.PathLike)):
+        path = os.fspath(x)
+        source = f"image file {path!r}"
+        if not os.path.exists(path):
+            raise ImageError(f"{source}: no such file")
+        if os.path.isdir(path):
+            raise ImageError(f"{source}: is a directory, not an image file")
+        try:
+            # np.fromfile + imdecode instead of cv2.imread: cv2.imread cannot open
+            # non-ASCII paths on Windows.
+            data = np.fromfile(path, dtype=np.uint8).tobytes()
+        except OSError as e:
+            raise ImageError(f"{source}: cannot read ({e.strerror or e})") from e
+        return to_bgr(_decode_bytes(data, source, apply_exif), source, alpha_color)
+    if type(x).__module__.startswith("PIL.") and hasattr(x, "mode"):
+        return to_bgr(_pil_to_array(x, "PIL image"), "PIL image", alpha_color)
+    raise ImageError(
+        f"unsupported image input of type {type(x).__name__} "
+        "(expected a path, bytes, numpy array or PIL image)"
+    )
