@@ -1,0 +1,8 @@
+"""ptocr: PaddleOCR's PP-OCR models in PyTorch, with proof of parity."""
+
+__version__ = "0.1.0"
+
+from ptocr.errors import PtocrError  # noqa: E402
+from ptocr.load import load  # noqa: E402
+
+__all__ = ["PtocrError", "__version__", "load"]

@@ -1,0 +1,123 @@
+"""Predictors: pre-processing -> PyTorch model -> post-processing, one per task.
+
+Each takes images (path, numpy array, PIL image; BGR as OpenCV loads them) or crops,
+and returns plain Python results. ``.model`` is the ``torch.nn.Module``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ptocr.dictionary import Dictionary
+from ptocr.errors import DictionaryError
+from ptocr.models.model import OCRModel
+from ptocr.postprocess import ClsPostProcess, CTCLabelDecode, DBPostProcess, filter_tag_det_res
+from ptocr.transforms import ClsPreprocess, DetPreprocess, RecPreprocess, load_image
+
+
+@dataclass
+class DetResult:
+    boxes: np.ndarray  # K x 4 x 2 float32, clockwise from top-left, original image pixels
+    scores: np.ndarray  # K
+
+
+class Predictor:
+    task = ""
+
+    def __init__(self, model: OCRModel, config: dict, *, device=None, dtype=None):
+        self.config = config
+        self.device = torch.device(device or "cpu")
+        self.dtype = dtype or torch.float32
+        self.model = model.to(self.device, self.dtype).eval()
+
+    @torch.inference_mode()
+    def forward(self, batch: np.ndarray) -> np.ndarray:
+        """Normalized float N x C x H x W -> the model's probabilities as float32 numpy."""
+        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, self.dtype)
+        return self.model(x).float().cpu().numpy()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config.get('architecture')!r}, device={self.device})"
+
+
+def _as_list(images) -> tuple[list, bool]:
+    if isinstance(images, (list, tuple)):
+        return list(images), True
+    return [images], False
+
+
+class DetPredictor(Predictor):
+    task = "det"
+
+    def __init__(self, model, config, **kw):
+        super().__init__(model, config, **kw)
+        self.pre = DetPreprocess(**config.get("preprocess", {}))
+        self.post = DBPostProcess(**config.get("postprocess", {}))
+
+    def __call__(self, images) -> DetResult | list[DetResult]:
+        items, many = _as_list(images)
+        results = []
+        for item in items:  # one at a time: each image has its own network size
+            img = load_image(item)
+            x, info = self.pre(img)
+            prob = self.forward(x[None])
+            (boxes, scores), = self.post(prob, [info])
+            kept, index = filter_tag_det_res(boxes, img.shape, return_index=True)
+            results.append(DetResult(kept, np.asarray(scores)[index]))
+        return results if many else results[0]
+
+
+class RecPredictor(Predictor):
+    task = "rec"
+
+    def __init__(self, model, config, dictionary: Dictionary, **kw):
+        super().__init__(model, config, **kw)
+        if dictionary is None:
+            raise DictionaryError("a recognizer needs its dictionary")
+        dictionary.check_fits(config["model"]["head"]["num_classes"])
+        self.dictionary = dictionary
+        self.pre = RecPreprocess(**config.get("preprocess", {}))
+        self.post = CTCLabelDecode(dictionary.classes, **config.get("postprocess", {}))
+
+    def __call__(self, crops) -> tuple[str, float] | list[tuple[str, float]]:
+        items, many = _as_list(crops)
+        imgs = [load_image(c) for c in items]
+        out: list[Any] = [None] * len(imgs)
+        for index, batch in self.pre.batches(imgs):
+            for i, res in zip(index, self.post(self.forward(batch))):
+                out[i] = res
+        return out if many else out[0]
+
+
+class ClsPredictor(Predictor):
+    task = "cls"
+
+    def __init__(self, model, config, **kw):
+        super().__init__(model, config, **kw)
+        post = dict(config.get("postprocess", {}))
+        self.thresh = post.pop("thresh", 0.9)
+        self.pre = ClsPreprocess(**config.get("preprocess", {}))
+        self.post = ClsPostProcess(**post)
+
+    def __call__(self, crops) -> tuple[str, float] | list[tuple[str, float]]:
+        items, many = _as_list(crops)
+        imgs = [load_image(c) for c in items]
+        out: list[Any] = [None] * len(imgs)
+        for index, batch in self.pre.batches(imgs):
+            for i, res in zip(index, self.post(self.forward(batch))):
+                out[i] = res
+        return out if many else out[0]
+
+
+PREDICTORS = {"det": DetPredictor, "rec": RecPredictor, "cls": ClsPredictor}
+
+
+def make_predictor(model: OCRModel, config: dict, dictionary: Dictionary | None = None, **kw) -> Predictor:
+    cls = PREDICTORS[config["task"]]
+    if cls is RecPredictor:
+        return cls(model, config, dictionary, **kw)
+    return cls(model, config, **kw)
