@@ -1,0 +1,120 @@
+"""Run a Paddle inference model with Paddle Inference, in its own process.
+
+Used only by the parity checks (paddlepaddle is an optional extra). Kept out of the
+converter's and ptocr's processes so Paddle's runtime never shares one with torch's.
+
+    python -m converter.paddle_runner MODEL_DIR INPUTS.npz OUTPUTS.npz [--threads N] [--mkldnn]
+
+INPUTS.npz holds x0, x1, ... (float32 NCHW, run one by one); OUTPUTS.npz gets y0, y1, ...
+(the program's first output for each input).
+
+``--float64`` runs the same program with Paddle's static executor after promoting every
+float32 variable and weight to float64: the program's exact result, free of float32
+rounding, which separates conversion errors from Paddle's (and our) float32 error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def make_predictor(model_dir: Path, threads: int, mkldnn: bool, ir_optim: bool):
+    import paddle.inference as pi  # only here: paddle is optional
+
+    if (model_dir / "inference.pdmodel").is_file():
+        config = pi.Config(str(model_dir / "inference.pdmodel"), str(model_dir / "inference.pdiparams"))
+    elif (model_dir / "inference.json").is_file():
+        config = pi.Config(str(model_dir / "inference.json"), str(model_dir / "inference.pdiparams"))
+        mkldnn = False  # PIR programs run under Paddle Inference only without oneDNN here
+    else:
+        raise SystemExit(f"{model_dir}: no inference.pdmodel or inference.json")
+    config.disable_gpu()
+    config.set_cpu_math_library_num_threads(threads)
+    config.switch_ir_optim(ir_optim)
+    if mkldnn:
+        config.enable_mkldnn()
+    else:
+        config.disable_mkldnn()
+    config.disable_glog_info()
+    return pi.create_predictor(config)
+
+
+class Float64Program:
+    """The Paddle 2 program run in float64 by the static executor (same interface as run())."""
+
+    def __init__(self, model_dir: Path):
+        import os
+
+        os.environ["FLAGS_enable_pir_api"] = "0"  # Paddle 2 ProgramDesc, not PIR
+        import paddle
+        from paddle.base import core
+
+        if not (model_dir / "inference.pdmodel").is_file():
+            raise SystemExit(f"{model_dir}: --float64 needs a Paddle 2 inference.pdmodel")
+        paddle.enable_static()
+        place = paddle.CPUPlace()
+        self.exe = paddle.static.Executor(place)
+        self.scope = paddle.static.Scope()
+        f32, f64 = core.VarDesc.VarType.FP32, core.VarDesc.VarType.FP64
+        with paddle.static.scope_guard(self.scope):
+            prog, feeds, fetches = paddle.static.load_inference_model(str(model_dir / "inference"), self.exe)
+        block = prog.global_block()
+        for var in block.vars.values():
+            if var.type == core.VarDesc.VarType.LOD_TENSOR and var.dtype == f32:
+                var.desc.set_dtype(f64)
+        for op in block.ops:
+            for attr in ("dtype", "out_dtype", "in_dtype"):
+                if op.has_attr(attr) and op.attr(attr) == int(f32):
+                    op._set_attr(attr, int(f64))
+        for var in block.vars.values():
+            if var.persistable and var.name not in ("feed", "fetch"):
+                tensor = self.scope.find_var(var.name).get_tensor()
+                value = np.array(tensor)
+                if value.dtype == np.float32:
+                    tensor.set(value.astype(np.float64), place)
+        self.program, self.feed, self.fetch = prog, feeds[0], fetches
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import paddle
+
+        with paddle.static.scope_guard(self.scope):
+            out = self.exe.run(self.program, feed={self.feed: x.astype(np.float64)}, fetch_list=self.fetch)
+        return np.asarray(out[0])
+
+
+def run(predictor, x: np.ndarray) -> np.ndarray:
+    handle = predictor.get_input_handle(predictor.get_input_names()[0])
+    handle.reshape(list(x.shape))
+    handle.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float32))
+    predictor.run()
+    return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model_dir", type=Path)
+    p.add_argument("inputs", type=Path)
+    p.add_argument("outputs", type=Path)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--mkldnn", action="store_true", help="enable oneDNN (off by default: exact fp32 kernels)")
+    p.add_argument("--no-ir-optim", action="store_true", help="run the program without Paddle's graph passes")
+    p.add_argument("--float64", action="store_true", help="run the program in float64 (static executor)")
+    args = p.parse_args(argv)
+    if args.float64:
+        forward = Float64Program(args.model_dir)
+    else:
+        predictor = make_predictor(args.model_dir, args.threads, args.mkldnn, not args.no_ir_optim)
+        forward = lambda x: run(predictor, x)  # noqa: E731
+    with np.load(args.inputs) as data:
+        inputs = [data[f"x{i}"] for i in range(len(data.files))]
+    outputs = {f"y{i}": forward(x) for i, x in enumerate(inputs)}
+    np.savez(args.outputs, **outputs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

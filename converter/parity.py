@@ -1,0 +1,229 @@
+"""Parity: the converted PyTorch model against the Paddle original, on real inputs.
+
+The Paddle side runs under Paddle Inference in a subprocess (``converter.paddle_runner``;
+paddlepaddle is an optional extra). Both sides get the same pre-processed real inputs;
+we compare the raw outputs (max |delta| of probabilities) and what a user would read
+from them: the binarized detection map and DB boxes, the decoded text, the class label.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from converter.convert import Conversion, convert
+from ptocr.errors import PtocrError
+from ptocr.postprocess import ClsPostProcess, CTCLabelDecode, DBPostProcess
+from ptocr.transforms import ClsPreprocess, DetPreprocess, RecPreprocess, load_image
+
+TOLERANCE = 1e-4  # max |delta| of output probabilities: PyTorch fp32 vs the program's exact output
+# PyTorch fp64 vs Paddle fp64 on the same program: rounding is gone, so anything above
+# this is a different computation (a wrong op, constant or mapping), not float error.
+EXACT_TOLERANCE = 1e-6
+
+
+@dataclass
+class Case:
+    """One input compared.
+
+    ``max_abs``: PyTorch fp32 vs the Paddle program run in fp64 (its exact output).
+    ``exact``: PyTorch fp64 vs the Paddle program in fp64.
+    ``fp32``: PyTorch fp32 vs Paddle Inference fp32 (what two fp32 deployments give).
+    ``agree``: what a user reads (boxes, text, label) is the same as from Paddle Inference fp32.
+    """
+
+    name: str
+    max_abs: float
+    exact: float
+    fp32: float
+    agree: bool
+    detail: str = ""
+
+
+@dataclass
+class ParityReport:
+    model: str
+    architecture: str
+    form: str | None
+    source_kind: str  # "trained weights" | "real program + seeded weights"
+    format: str
+    cases: list[Case] = field(default_factory=list)
+    tolerance: float = TOLERANCE
+    agreement_kind: str = ""  # what "agree" means for this task
+
+    @property
+    def max_abs(self) -> float:
+        return max((c.max_abs for c in self.cases), default=float("nan"))
+
+    @property
+    def exact(self) -> float:
+        return max((c.exact for c in self.cases), default=float("nan"))
+
+    @property
+    def fp32(self) -> float:
+        return max((c.fp32 for c in self.cases), default=float("nan"))
+
+    @property
+    def agreed(self) -> int:
+        return sum(c.agree for c in self.cases)
+
+    @property
+    def ok(self) -> bool:
+        return (bool(self.cases) and self.max_abs <= self.tolerance and self.exact <= EXACT_TOLERANCE
+                and self.agreed == len(self.cases))
+
+    def summary(self) -> str:
+        return (f"{self.model}: max |d| {self.max_abs:.2e} (tol {self.tolerance:.0e}), "
+                f"fp64 {self.exact:.1e}, fp32 vs Paddle Inference {self.fp32:.2e}, "
+                f"{self.agreement_kind} {self.agreed}/{len(self.cases)} -> {'OK' if self.ok else 'FAIL'}")
+
+
+def paddle_available() -> bool:
+    return importlib.util.find_spec("paddle") is not None
+
+
+def paddle_outputs(model_dir: str | os.PathLike, inputs: Sequence[np.ndarray], *, threads: int = 2,
+                   float64: bool = False) -> list[np.ndarray]:
+    """Run the Paddle original on each input (N x C x H x W float32) in a subprocess:
+    Paddle Inference in fp32, or with ``float64`` the program in fp64."""
+    if not paddle_available():
+        raise PtocrError("parity needs paddlepaddle: pip install 'ptocr[parity]'")
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp, "in.npz"), Path(tmp, "out.npz")
+        np.savez(src, **{f"x{i}": x for i, x in enumerate(inputs)})
+        cmd = [sys.executable, "-m", "converter.paddle_runner", str(model_dir), str(src), str(dst),
+               "--threads", str(threads)] + (["--float64"] if float64 else [])
+        env = dict(os.environ, GLOG_minloglevel="2", PYTHONPATH=_pythonpath())
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            raise PtocrError(f"Paddle Inference failed on {model_dir}:\n{done.stderr[-3000:]}")
+        with np.load(dst) as out:
+            return [out[f"y{i}"] for i in range(len(inputs))]
+
+
+@torch.inference_mode()
+def torch_outputs(model: torch.nn.Module, inputs: Sequence[np.ndarray], dtype=torch.float32) -> list[np.ndarray]:
+    model.eval()
+    return [model(torch.from_numpy(x).to(dtype)).numpy() for x in inputs]
+
+
+def check_parity(
+    model_dir: str | os.PathLike,
+    images: Sequence[str | os.PathLike],
+    *,
+    arch: str | None = None,
+    name: str | None = None,
+    conversion: Conversion | None = None,
+    source_kind: str = "trained weights",
+    threads: int = 2,
+) -> ParityReport:
+    """Convert ``model_dir`` (unless ``conversion`` is given) and compare it with Paddle on ``images``."""
+    conv = conversion or convert(model_dir, arch)
+    task = conv.config["task"]
+    named = _INPUTS[task](conv.config, [Path(p) for p in images])
+    inputs = [x for _, x in named]
+    ref = paddle_outputs(model_dir, inputs, threads=threads)
+    ref64 = paddle_outputs(model_dir, inputs, threads=threads, float64=True)
+    got = torch_outputs(conv.model, inputs)
+    got64 = torch_outputs(copy.deepcopy(conv.model).double(), inputs, torch.float64)
+    report = ParityReport(name or Path(model_dir).name, conv.arch_name, conv.form, source_kind,
+                          conv.source.format, agreement_kind=_AGREEMENT[task])
+    judge = _JUDGES[task](conv)
+    for (case_name, x), r, r64, g, g64 in zip(named, ref, ref64, got, got64):
+        if not r.shape == r64.shape == g.shape:
+            raise PtocrError(f"{case_name}: Paddle output {r.shape} vs PyTorch {g.shape}")
+        agree, detail = judge(x, r, g)
+        report.cases.append(Case(case_name, _max_abs(g, r64), _max_abs(g64, r64), _max_abs(g, r), agree, detail))
+    return report
+
+
+def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
+
+
+# ---- inputs per task: (name, N x C x H x W float32) ----
+
+def _det_inputs(config, images):
+    pre = DetPreprocess(**config["preprocess"])
+    return [(_case(p), pre(load_image(p))[0][None]) for p in images]
+
+
+def _rec_inputs(config, images):
+    pre = RecPreprocess(**config["preprocess"])
+    crops = [load_image(p) for p in images]
+    singles = [(_case(p), pre(c)[None]) for p, c in zip(images, crops)]
+    # Also one padded batch of all crops, as predict_rec batches them.
+    return singles + [(f"batch of {len(crops)}", pre.batch(crops))]
+
+
+def _cls_inputs(config, images):
+    pre = ClsPreprocess(**config["preprocess"])
+    crops = [load_image(p) for p in images]
+    turned = [cv2.rotate(c, cv2.ROTATE_180) for c in crops]
+    return ([(_case(p), pre(c)[None]) for p, c in zip(images, crops)]
+            + [(f"{_case(p)} (180)", pre(c)[None]) for p, c in zip(images, turned)]
+            + [(f"batch of {2 * len(crops)}", pre.batch(crops + turned))])
+
+
+# ---- what a user reads from the outputs must be the same ----
+
+def _det_judge(conv):
+    post = DBPostProcess(**conv.config["postprocess"])
+
+    def judge(x, ref, got):
+        h, w = x.shape[2:]
+        info = [(h, w, 1.0, 1.0)]
+        flipped = int(((ref > post.thresh) != (got > post.thresh)).sum())
+        (rb, _), = post(ref, info)
+        (gb, _), = post(got, info)
+        same_boxes = rb.shape == gb.shape and bool((rb == gb).all())
+        return flipped == 0 and same_boxes, f"{flipped} pixels binarize differently; boxes {len(rb)} vs {len(gb)}" + (
+            "" if same_boxes else " (differ)")
+    return judge
+
+
+def _rec_judge(conv):
+    decode = CTCLabelDecode(conv.dictionary.classes)
+
+    def judge(x, ref, got):
+        rt = [t for t, _ in decode(ref)]
+        gt = [t for t, _ in decode(got)]
+        return rt == gt, " | ".join(rt) if rt == gt else f"paddle {rt} vs torch {gt}"
+    return judge
+
+
+def _cls_judge(conv):
+    post = ClsPostProcess(conv.config["postprocess"].get("labels"))
+
+    def judge(x, ref, got):
+        rl = [lab for lab, _ in post(ref)]
+        gl = [lab for lab, _ in post(got)]
+        return rl == gl, ",".join(rl) if rl == gl else f"paddle {rl} vs torch {gl}"
+    return judge
+
+
+_INPUTS = {"det": _det_inputs, "rec": _rec_inputs, "cls": _cls_inputs}
+_JUDGES = {"det": _det_judge, "rec": _rec_judge, "cls": _cls_judge}
+_AGREEMENT = {"det": "identical binarized maps and boxes", "rec": "identical text", "cls": "identical labels"}
+
+
+def _pythonpath() -> str:
+    # The runner must import this package even when it is not installed.
+    root = str(Path(__file__).resolve().parents[1])
+    old = os.environ.get("PYTHONPATH")
+    return root if not old else f"{root}{os.pathsep}{old}"
+
+
+def _case(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
