@@ -14,8 +14,10 @@ if str(REPO) not in sys.path:  # plain `pytest` (not `python -m pytest`) from an
 
 
 def shared_path() -> Path:
-    """The shared data folder: $PTOCR_SHARED, else <repo>/../shared."""
-    return Path(os.environ.get("PTOCR_SHARED", REPO.parent / "shared"))
+    """The shared data folder: $PTOCR_SHARED, else <repo>/../shared (one setting, see parity_suite)."""
+    from converter.parity_suite import default_shared
+
+    return default_shared()
 
 
 @pytest.fixture(scope="session")
