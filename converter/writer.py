@@ -21,9 +21,8 @@ import torch
 from safetensors.torch import save_file
 
 from converter.errors import ConversionError
+from ptocr.checkpoint import encode_metadata
 
-META_CONFIG = "ptocr.config"
-META_DICTIONARY = "ptocr.dictionary"
 
 
 @dataclass(frozen=True)
@@ -60,9 +59,7 @@ def write_converted(
         )
 
     tensors = {k: _as_tensor(v) for k, v in state_dict.items()}
-    metadata = {META_CONFIG: json.dumps(config, sort_keys=True)}
-    if dictionary_text is not None:
-        metadata[META_DICTIONARY] = dictionary_text
+    metadata = encode_metadata(config, dictionary_text)
     config_text = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
     staged: list[tuple[Path, Path]] = []

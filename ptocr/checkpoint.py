@@ -16,8 +16,14 @@ from ptocr.errors import ArchitectureError, ModelFileError
 from ptocr.models.build import build_model
 from ptocr.models.model import OCRModel
 
-META_CONFIG = "ptocr.config"
-META_DICTIONARY = "ptocr.dictionary"
+# One metadata entry holding {"config": ..., "dictionary": ...} as JSON: safetensors
+# stores metadata in a hash map whose order varies per process, so with one key the same
+# conversion always gives the same bytes (and sha256).
+META_KEY = "ptocr"
+
+
+def encode_metadata(config: dict, dictionary_text: str | None) -> dict[str, str]:
+    return {META_KEY: json.dumps({"config": config, "dictionary": dictionary_text}, sort_keys=True)}
 
 
 @dataclass
@@ -50,18 +56,22 @@ def read_converted(path: str | os.PathLike, *, expected_sha256: str | None = Non
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path}: not a readable safetensors file ({e})") from None
-    if META_CONFIG not in meta:
+    if META_KEY not in meta:
         raise ModelFileError(f"{path}: a safetensors file without ptocr metadata (was it written by ptocr-convert?)")
     try:
-        config = json.loads(meta[META_CONFIG])
+        embedded = json.loads(meta[META_KEY])
+        config = embedded["config"] if isinstance(embedded, dict) else None
+        text = embedded.get("dictionary") if isinstance(embedded, dict) else None
         if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
             raise ValueError("no model description")
-    except ValueError as e:
+        if text is not None and not isinstance(text, str):
+            raise ValueError("the dictionary is not text")
+    except (ValueError, KeyError) as e:
         raise ModelFileError(f"{path}: the embedded config is invalid ({e})") from None
     dictionary = None
-    if META_DICTIONARY in meta:
+    if text is not None:
         d = config.get("dictionary") or {}
-        dictionary = parse_dictionary(meta[META_DICTIONARY], bool(d.get("use_space_char")), f"{path} (embedded)")
+        dictionary = parse_dictionary(text, bool(d.get("use_space_char")), f"{path} (embedded)")
         if d.get("sha256") and d["sha256"] != dictionary.sha256():
             raise ModelFileError(f"{path}: the embedded dictionary does not match the config's sha256")
     return Converted(path, config, state, dictionary, sha)

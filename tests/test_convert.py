@@ -205,3 +205,19 @@ def test_unfused_training_checkpoint_converts_and_fuses_to_the_same_outputs(tmp_
         assert torch.equal(conv.model(x), expected)
         fused = fuse_rep_layers(conv.model)
         assert (fused(x) - expected).abs().max() < 1e-5
+
+
+def test_conversion_is_byte_reproducible(models, tmp_path):
+    # The zoo pins sha256s: the same source must always give the same bytes.
+    import subprocess
+    import sys
+
+    digests = []
+    for i in range(2):  # separate processes: hash-map orders differ between them
+        dst = tmp_path / f"cls{i}.safetensors"
+        out = subprocess.run([sys.executable, "-m", "converter.cli", "--src",
+                              str(models / "ch_ppocr_mobile_v2.0_cls_infer"), "--dst", str(dst)],
+                             capture_output=True, text=True, check=True).stdout
+        digests.append(dst.read_bytes())
+        assert "sha256" in out
+    assert digests[0] == digests[1]

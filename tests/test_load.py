@@ -85,9 +85,9 @@ def _rewrite_config(src, dst, edit):
     with safe_open(str(src), "pt") as f:
         meta = dict(f.metadata())
         tensors = {k: f.get_tensor(k) for k in f.keys()}
-    config = json.loads(meta["ptocr.config"])
-    edit(config)
-    meta["ptocr.config"] = json.dumps(config)
+    embedded = json.loads(meta["ptocr"])
+    edit(embedded["config"])
+    meta["ptocr"] = json.dumps(embedded)
     save_file(tensors, str(dst), metadata=meta)
 
 
