@@ -12,11 +12,10 @@ parameter names:
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
+from ptocr.models.layers import SEModule
 from ptocr.models.registry import register
 
 # k, expansion, out channels, SE, activation, det stride, rec stride slot. The rec slot is
@@ -93,20 +92,6 @@ class ConvBNLayer(nn.Module):
 
     def forward(self, x):
         return self.act(self.bn(self.conv(x)))
-
-
-class SEModule(nn.Module):
-    def __init__(self, channels: int, reduction: int = 4):
-        super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.conv1 = nn.Conv2d(channels, channels // reduction, 1)
-        self.conv2 = nn.Conv2d(channels // reduction, channels, 1)
-
-    def forward(self, x):
-        s = F.relu(self.conv1(self.avg_pool(x)))
-        # PaddleOCR calls hardsigmoid(slope=0.2, offset=0.5), not torch's slope 1/6.
-        s = torch.clamp(self.conv2(s) * 0.2 + 0.5, 0.0, 1.0)
-        return x * s
 
 
 class ResidualUnit(nn.Module):

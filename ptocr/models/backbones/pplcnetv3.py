@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
+from ptocr.models.layers import SEModule
 from ptocr.models.registry import register
 
 # Per stage: kernel, in channels, out channels, stride, SE (before scaling).
@@ -217,21 +218,6 @@ class LearnableRepLayer(nn.Module):
         self.reparam_conv.bias.copy_(bias)
 
 
-class SELayer(nn.Module):
-    """Squeeze-excitation of PP-LCNetV3: Paddle's default hardsigmoid (slope 1/6)."""
-
-    def __init__(self, channels: int, reduction: int = 4):
-        super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.conv1 = nn.Conv2d(channels, channels // reduction, 1)
-        self.conv2 = nn.Conv2d(channels // reduction, channels, 1)
-
-    def forward(self, x):
-        s = self.conv2(F.relu(self.conv1(self.avg_pool(x))))
-        # The program's hard_sigmoid op: slope 0.1666667 (float32), offset 0.5.
-        return x * torch.clamp(s * 0.1666667 + 0.5, 0.0, 1.0)
-
-
 class LCNetV3Block(nn.Module):
     """Depthwise rep conv -> optional SE -> pointwise rep conv."""
 
@@ -243,7 +229,7 @@ class LCNetV3Block(nn.Module):
                                          groups=in_channels, num_conv_branches=conv_kxk_num,
                                          reparam=reparam)
         if use_se:
-            self.se = SELayer(in_channels)
+            self.se = SEModule(in_channels, slope=0.1666667)
         self.pw_conv = LearnableRepLayer(in_channels, out_channels, 1, 1,
                                          num_conv_branches=conv_kxk_num, reparam=reparam)
 

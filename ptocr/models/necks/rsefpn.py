@@ -13,22 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
+from ptocr.models.layers import SEModule
 from ptocr.models.registry import register
-
-
-class SEModule(nn.Module):
-    """SE of PaddleOCR's det MobileNetV3, which RSE layers reuse."""
-
-    def __init__(self, channels: int, reduction: int = 4):
-        super().__init__()
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.conv1 = nn.Conv2d(channels, channels // reduction, 1)
-        self.conv2 = nn.Conv2d(channels // reduction, channels, 1)
-
-    def forward(self, x):
-        s = self.conv2(F.relu(self.conv1(self.avg_pool(x))))
-        # The program's hard_sigmoid: slope 0.2 (not torch's 1/6), offset 0.5.
-        return x * torch.clamp(s * 0.2 + 0.5, 0.0, 1.0)
 
 
 class RSELayer(nn.Module):
