@@ -101,7 +101,7 @@ def fit_architecture(source: PaddleSource, arch_name: str) -> Fit:
     """Map the source onto ``arch_name``, trying each of its forms; raise if none fits."""
     spec = get_architecture(arch_name)
     rules = get_table(spec["family"])
-    failures = []
+    failures, fewest = [], None
     for form, overrides in _forms(spec):
         cfg = _with_overrides(spec["model"], overrides)
         try:
@@ -110,9 +110,13 @@ def fit_architecture(source: PaddleSource, arch_name: str) -> Fit:
             mapping = apply(source.tensors, rules, target, what=f"{source.path} as {arch_name}" + (f" ({form})" if form else ""))
         except (MappingError, ArchitectureError) as e:
             failures.append(str(e))
+            count = getattr(e, "mismatches", None)
+            fewest = count if fewest is None or (count is not None and count < fewest) else fewest
             continue
         return Fit(arch_name, form, cfg, mapping)
-    raise MappingError("\n".join(failures))
+    error = MappingError("\n".join(failures))
+    error.mismatches = fewest
+    raise error
 
 
 def detect_architecture(source: PaddleSource) -> Fit:
@@ -122,7 +126,8 @@ def detect_architecture(source: PaddleSource) -> Fit:
         try:
             fits.append(fit_architecture(source, name))
         except (MappingError, ArchitectureError) as e:
-            near.append((str(e).count("\n"), name))
+            mismatches = getattr(e, "mismatches", None)
+            near.append((float("inf") if mismatches is None else mismatches, name))
     if len(fits) == 1:
         return fits[0]
     if fits:
@@ -130,7 +135,7 @@ def detect_architecture(source: PaddleSource) -> Fit:
             f"{source.path} fits several architectures equally ({', '.join(f.arch_name for f in fits)}); "
             "choose one with --arch"
         )
-    closest = ", ".join(name for _, name in sorted(near)[:3])
+    closest = ", ".join(f"{name} ({n} mismatching keys)" for n, name in sorted(near)[:3])
     raise ArchitectureError(
         f"{source.path} fits no registered architecture (closest: {closest}); "
         f"pass --arch NAME to see exactly which tensors differ"

@@ -28,4 +28,9 @@ class UnsafePickleError(FormatError):
 
 
 class MappingError(ConversionError):
-    """Source tensors and the target architecture do not correspond."""
+    """Source tensors and the target architecture do not correspond.
+
+    ``mismatches``: how many keys did not fit (None when unknown), to rank near misses.
+    """
+
+    mismatches: int | None = None

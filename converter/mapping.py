@@ -210,7 +210,9 @@ def apply(
             )
         )
     if problems:
-        raise MappingError(f"{what} does not match the target architecture:\n" + "\n".join(problems))
+        error = MappingError(f"{what} does not match the target architecture:\n" + "\n".join(problems))
+        error.mismatches = len(unplaced) + len(missing) + len(duplicates) + len(shape_errors)
+        raise error
     return MappingResult(out, final_entries, defaults)
 
 

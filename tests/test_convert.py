@@ -220,3 +220,11 @@ def test_conversion_is_byte_reproducible(models, tmp_path):
         digests.append(dst.read_bytes())
         assert "sha256" in out
     assert digests[0] == digests[1]
+
+
+def test_unknown_model_names_closest_architectures(models, tmp_path):
+    # PP-OCRv3 det is not registered yet: detection must say so and rank what is.
+    res = run("--src", models / "ch_PP-OCRv3_det_infer", "--dst", tmp_path / "x.safetensors")
+    assert res.exit_code == EXIT_BAD_INPUT
+    assert "fits no registered architecture" in res.output
+    assert "closest: ch_PP-OCRv4_det (" in res.output  # the other DB detector ranks first
