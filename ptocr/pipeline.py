@@ -1,41 +1,127 @@
-"""The PP-OCR system: detection -> reading order -> crops -> direction -> recognition."""
+"""The PP-OCR system, as PaddleOCR 2.10's ``TextSystem`` runs it:
+detection -> reading order -> perspective crops -> direction (180 degree flip) -> recognition
+-> drop lines scoring below ``drop_score``.
+
+Every step is one of the predictors (each usable alone) or a function of ptocr.transforms /
+ptocr.postprocess, so the numbers follow PaddleOCR's code step by step.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from collections.abc import Callable
+from pathlib import Path
 
-from ptocr.postprocess import apply_cls_rotation
-from ptocr.predictors import ClsPredictor, DetPredictor, RecPredictor
+from ptocr.errors import PtocrError
+from ptocr.postprocess import apply_cls_rotation, should_rotate
+from ptocr.predictors import ClsPredictor, DetPredictor, Predictor, RecPredictor
+from ptocr.result import Line, OCRResult
 from ptocr.transforms import get_rotate_crop_image, load_image, sorted_boxes
 
+__all__ = ["OCR", "Line", "OCRResult", "convert_once", "official_model_files"]
 
-@dataclass
-class Line:
-    box: list[list[float]]  # 4 corners, clockwise from top-left, image pixels
-    text: str
-    score: float
-    angle: str | None = None  # direction label when a classifier ran
+# PaddleOCR 2.10's TextSystem default (``--drop_score``), the same for every generation.
+DROP_SCORE = 0.5
+
+
+def _predictor(source, task: str, device, dtype) -> Predictor:
+    """A predictor, a converted .safetensors path or a Paddle model folder -> predictor of ``task``."""
+    if isinstance(source, Predictor):
+        p = source.to(device, dtype) if (device is not None or dtype is not None) else source
+    elif isinstance(source, (str, os.PathLike)):
+        from ptocr.load import load
+
+        p = load(source, device=device, dtype=dtype)
+    else:
+        raise PtocrError(f"{task}: expected a predictor, a .safetensors path or a Paddle model folder, "
+                         f"got {type(source).__name__}")
+    if p.task != task:
+        raise PtocrError(f"{task}: {source} is a {p.task} model, not a {task} model")
+    return p
 
 
 class OCR:
-    """Compose the three predictors like PaddleOCR's TextSystem (``drop_score`` 0.5)."""
+    """Image(s) in, text lines (box, text, score, angle) out.
 
-    def __init__(self, det: DetPredictor, rec: RecPredictor, cls: ClsPredictor | None = None,
-                 drop_score: float = 0.5):
-        self.det, self.rec, self.cls, self.drop_score = det, rec, cls, drop_score
+    ``det``, ``rec``, ``cls``: each a predictor (``ptocr.load(...)``), a converted
+    ``.safetensors`` path or a Paddle model folder. ``cls=None`` skips the direction classifier
+    (PaddleOCR's ``use_angle_cls=False``). ``device`` / ``dtype`` move all three models.
+    Thresholds are the models' configs (PaddleOCR 2.10's defaults for their generation);
+    ``drop_score`` is TextSystem's.
 
-    def __call__(self, image) -> list[Line]:
+    ``OCR.official()`` builds it from the official PP-OCRv4 mobile models (fetched and
+    converted once, as ``ptocr demo`` does).
+    """
+
+    def __init__(self, det, rec, cls=None, *, device=None, dtype=None, drop_score: float = DROP_SCORE):
+        self.det: DetPredictor = _predictor(det, "det", device, dtype)
+        self.rec: RecPredictor = _predictor(rec, "rec", device, dtype)
+        self.cls: ClsPredictor | None = None if cls is None else _predictor(cls, "cls", device, dtype)
+        self.drop_score = float(drop_score)
+
+    @classmethod
+    def official(cls, models: str | os.PathLike | None = None, *, log: Callable[[str], None] | None = None,
+                 **kw) -> OCR:
+        files = official_model_files(models, log=log)
+        return cls(files["det"], files["rec"], files["cls"], **kw)
+
+    def __call__(self, images) -> OCRResult | list[OCRResult]:
+        """``images``: a path, encoded bytes, numpy array (BGR / gray / BGRA, 8 or 16 bit), PIL
+        image, or a list of them (-> a list of results)."""
+        if isinstance(images, (list, tuple)):
+            return [self.read(image) for image in images]
+        return self.read(images)
+
+    def read(self, image) -> OCRResult:
+        source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
         img = load_image(image)
         boxes = sorted_boxes(self.det(img).boxes)
         crops = [get_rotate_crop_image(img, b) for b in boxes]
-        angles = [None] * len(crops)
+        angles: list[int | None] = [None] * len(crops)
         if self.cls is not None and crops:
+            # predict_cls: turn a crop over when its label contains "180" above cls_thresh.
             results = self.cls(crops)
             crops = apply_cls_rotation(crops, results, self.cls.thresh)
-            angles = [label for label, _ in results]
+            angles = [180 if should_rotate(label, score, self.cls.thresh) else 0 for label, score in results]
         texts = self.rec(crops) if crops else []
-        return [
+        lines = [
             Line(box.tolist(), text, float(score), angle)
             for box, (text, score), angle in zip(boxes, texts, angles)
-            if score >= self.drop_score
+            if score >= self.drop_score  # TextSystem keeps score >= drop_score
         ]
+        return OCRResult(lines, source=source, image=img)
+
+    def __repr__(self) -> str:
+        return f"OCR(det={self.det!r}, rec={self.rec!r}, cls={self.cls!r}, drop_score={self.drop_score})"
+
+
+def official_model_files(models: str | os.PathLike | None = None, *,
+                         log: Callable[[str], None] | None = None) -> dict[str, Path]:
+    """Fetch the official Paddle models (see ``ptocr.official``) and convert each once to
+    ``<models>/../converted/<name>.safetensors``. Returns ``{"det"|"rec"|"cls": path}``."""
+    from ptocr.official import FOLDERS, TASKS, fetch_official_models
+
+    root = fetch_official_models(models)
+    out = root.parent / "converted"
+    files = {}
+    for name in FOLDERS:
+        p = convert_once(root / name, out / f"{name}.safetensors", log=log)
+        files[TASKS[name]] = p
+    return files
+
+
+def convert_once(src: str | os.PathLike, dst: str | os.PathLike, *,
+                 log: Callable[[str], None] | None = None) -> Path:
+    """Convert the Paddle model ``src`` to ``dst`` (.safetensors) unless ``dst`` exists."""
+    from converter.convert import convert
+    from converter.writer import write_converted
+
+    dst = Path(dst)
+    if not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        conv = convert(src)
+        dic = conv.dictionary.text() if conv.dictionary is not None else None
+        written = write_converted(conv.state_dict, conv.config, dic, dst)
+        if log is not None:
+            log(f"converted {Path(src).name} ({conv.arch_name}) -> {dst} sha256 {written.sha256[:12]}")
+    return dst

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ptocr.dictionary import Dictionary
-from ptocr.errors import DictionaryError
+from ptocr.errors import DictionaryError, PtocrError
 from ptocr.models.model import OCRModel
 from ptocr.postprocess import ClsPostProcess, CTCLabelDecode, DBPostProcess, filter_tag_det_res
 from ptocr.transforms import ClsPreprocess, DetPreprocess, RecPreprocess, load_image
@@ -30,9 +30,18 @@ class Predictor:
 
     def __init__(self, model: OCRModel, config: dict, *, device=None, dtype=None):
         self.config = config
-        self.device = torch.device(device or "cpu")
-        self.dtype = dtype or torch.float32
+        self.device = as_device(device)
+        self.dtype = as_dtype(dtype)
         self.model = model.to(self.device, self.dtype).eval()
+
+    def to(self, device=None, dtype=None) -> Predictor:
+        """Move the model (in place) to ``device`` and/or ``dtype``; returns self."""
+        if device is not None:
+            self.device = as_device(device)
+        if dtype is not None:
+            self.dtype = as_dtype(dtype)
+        self.model.to(self.device, self.dtype)
+        return self
 
     @torch.inference_mode()
     def forward(self, batch: np.ndarray) -> np.ndarray:
@@ -42,6 +51,36 @@ class Predictor:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config.get('architecture')!r}, device={self.device})"
+
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+           "fp16": torch.float16, "half": torch.float16, "bfloat16": torch.bfloat16,
+           "bf16": torch.bfloat16, "float64": torch.float64, "fp64": torch.float64}
+
+
+def as_device(device) -> torch.device:
+    """None -> cpu; refuses CUDA up front when this torch has none (instead of an assert deep in torch)."""
+    try:
+        dev = torch.device(device or "cpu")
+    except (RuntimeError, TypeError) as e:
+        raise PtocrError(f"invalid device {device!r}: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise PtocrError(f"device {device!r}: this torch build sees no CUDA device")
+    return dev
+
+
+def as_dtype(dtype) -> torch.dtype:
+    """None -> float32; a torch floating dtype or its name ("float16", "bf16", ...)."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        try:
+            return _DTYPES[dtype.lower().removeprefix("torch.")]
+        except KeyError:
+            raise PtocrError(f"unknown dtype {dtype!r} (known: {', '.join(_DTYPES)})") from None
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise PtocrError(f"dtype must be a floating torch dtype or its name, got {dtype!r}")
+    return dtype
 
 
 def _as_list(images) -> tuple[list, bool]:

@@ -1,0 +1,78 @@
+"""What the OCR pipeline returns: text lines with their boxes, scores and direction."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Line:
+    box: list[list[float]]  # 4 corners [x, y], clockwise from top-left, original image pixels
+    text: str
+    score: float  # mean CTC probability of the kept characters
+    angle: int | None = None  # 180 when the classifier turned the crop over, 0 if not, None without one
+
+    def to_dict(self) -> dict:
+        d = {"box": [[float(x), float(y)] for x, y in self.box], "text": self.text, "score": float(self.score)}
+        if self.angle is not None:
+            d["angle"] = self.angle
+        return d
+
+
+@dataclass
+class OCRResult:
+    """The lines read from one image, in reading order (PaddleOCR's ``sorted_boxes``).
+
+    Iterating, ``len`` and indexing go over ``lines``. ``image`` is the BGR array that was
+    read (kept for ``visualize``; not part of the JSON).
+    """
+
+    lines: list[Line]
+    source: str | None = None  # the path, when the input was one
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def __iter__(self):
+        return iter(self.lines)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __getitem__(self, i):
+        return self.lines[i]
+
+    @property
+    def texts(self) -> list[str]:
+        return [line.text for line in self.lines]
+
+    def to_dict(self) -> list[dict]:
+        return [line.to_dict() for line in self.lines]
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
+
+    def visualize(self, font: str | os.PathLike | None = None) -> np.ndarray:
+        """The image with its boxes, beside a panel with the text drawn in each box (BGR)."""
+        from ptocr.visualize import draw_ocr
+
+        if self.image is None:
+            raise ValueError("this result holds no image to draw on")
+        return draw_ocr(self.image, self.lines, font=font)
+
+    def save_visualization(self, path: str | os.PathLike, font: str | os.PathLike | None = None) -> Path:
+        """Write ``visualize()`` as an image file (PNG unless the suffix says otherwise)."""
+        import cv2
+
+        path = Path(path)
+        if not path.suffix:
+            path = path.with_suffix(".png")
+        ok, data = cv2.imencode(path.suffix, self.visualize(font))
+        if not ok:
+            raise ValueError(f"{path}: OpenCV cannot encode {path.suffix!r} images")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.tobytes())  # works for non-ASCII paths, unlike cv2.imwrite on Windows
+        return path

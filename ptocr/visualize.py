@@ -1,0 +1,132 @@
+"""Drawing OCR results: the image with coloured boxes, beside a white panel where each line's
+text is written into its box (the layout of PaddleOCR's ``draw_ocr_box_txt``).
+
+Text needs a font covering CJK: ``font=`` / ``$PTOCR_FONT``, else the first ``fc-list :lang=zh``
+hit, else a few well-known system paths. Without one, boxes are still drawn, text falls back to
+Pillow's built-in Latin font (other scripts become boxes) and a warning says how to fix it.
+Pillow is needed for text; without it only boxes are drawn.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import warnings
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+__all__ = ["draw_ocr", "find_cjk_font"]
+
+_COMMON_FONTS = (
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc",
+    "/System/Library/Fonts/PingFang.ttc",
+    "/System/Library/Fonts/Hiragino Sans GB.ttc",
+    "/Library/Fonts/Arial Unicode.ttf",
+    "C:/Windows/Fonts/msyh.ttc",
+    "C:/Windows/Fonts/simhei.ttf",
+)
+
+
+@functools.lru_cache(maxsize=1)
+def find_cjk_font() -> str | None:
+    """A font file able to draw Chinese, or None."""
+    env = os.environ.get("PTOCR_FONT")
+    if env and os.path.isfile(env):
+        return env
+    if shutil.which("fc-list"):
+        try:
+            out = subprocess.run(["fc-list", ":lang=zh", "file"], capture_output=True, text=True, timeout=10,
+                                 check=False).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        files = sorted(line.split(":")[0].strip() for line in out.splitlines() if line.strip())
+        files = [f for f in files if f.lower().endswith((".ttf", ".ttc", ".otf")) and os.path.isfile(f)]
+        if files:
+            return files[0]
+    return next((f for f in _COMMON_FONTS if os.path.isfile(f)), None)
+
+
+def _colors(n: int) -> list[tuple[int, int, int]]:
+    rng = np.random.default_rng(0)  # same colours every run
+    return [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(n)]
+
+
+def _side_lengths(box: np.ndarray) -> tuple[float, float]:
+    w = max(np.linalg.norm(box[0] - box[1]), np.linalg.norm(box[3] - box[2]))
+    h = max(np.linalg.norm(box[0] - box[3]), np.linalg.norm(box[1] - box[2]))
+    return float(w), float(h)
+
+
+def draw_ocr(image: np.ndarray, lines: Sequence, font: str | os.PathLike | None = None) -> np.ndarray:
+    """``image``: BGR uint8; ``lines``: objects with ``.box`` (4x2) and ``.text``.
+    Returns a BGR uint8 image twice as wide as ``image``."""
+    h, w = image.shape[:2]
+    boxes = [np.asarray(line.box, dtype=np.float32).reshape(4, 2) for line in lines]
+    colors = _colors(len(boxes))
+
+    fill = image.copy()
+    panel = np.full_like(image, 255)
+    for box, color in zip(boxes, colors):
+        pts = np.round(box).astype(np.int32)
+        cv2.fillPoly(fill, [pts], color)
+        cv2.polylines(panel, [pts], True, color, 1, cv2.LINE_AA)
+    left = cv2.addWeighted(image, 0.5, fill, 0.5, 0)
+
+    panel = _write_texts(panel, boxes, [line.text for line in lines], font)
+    return np.ascontiguousarray(np.hstack([left, panel])).reshape(h, 2 * w, 3)
+
+
+def _write_texts(panel: np.ndarray, boxes, texts, font) -> np.ndarray:
+    try:
+        from PIL import Image, ImageDraw, ImageFont
+    except ImportError:
+        warnings.warn("Pillow is not installed: the visualization shows boxes without text", stacklevel=3)
+        return panel
+    font_path = os.fspath(font) if font is not None else find_cjk_font()
+    if font_path is None:
+        warnings.warn(
+            "no CJK font found (tried $PTOCR_FONT, fc-list :lang=zh and common paths): non-Latin text "
+            "is drawn as boxes; install fonts-noto-cjk or set PTOCR_FONT to a .ttf/.ttc file",
+            stacklevel=3,
+        )
+
+    def load(size: int):
+        size = max(int(size), 6)
+        if font_path is None:
+            try:
+                return ImageFont.load_default(size)
+            except TypeError:  # Pillow < 10.1: fixed-size bitmap font
+                return ImageFont.load_default()
+        return ImageFont.truetype(font_path, size)
+
+    for box, text in zip(boxes, texts):
+        bw, bh = _side_lengths(box)
+        iw, ih = max(round(bw), 1), max(round(bh), 1)
+        patch = Image.new("L", (iw, ih), 0)  # text coverage, warped into the box below
+        draw = ImageDraw.Draw(patch)
+        if ih > 2 * iw and len(text) > 1:  # vertical line: one character per row
+            f = load(min(iw * 0.8, ih / len(text)))
+            step = ih / len(text)
+            for k, ch in enumerate(text):
+                draw.text((iw / 2, (k + 0.5) * step), ch, fill=255, font=f, anchor="mm")
+        else:
+            size = ih * 0.8
+            f = load(size)
+            length = draw.textlength(text, font=f) if text else 0
+            if length > iw * 0.95:
+                f = load(size * iw * 0.95 / length)
+            draw.text((iw / 2, ih / 2), text, fill=255, font=f, anchor="mm")
+        src = np.float32([[0, 0], [iw, 0], [iw, ih], [0, ih]])
+        m = cv2.getPerspectiveTransform(src, box.astype(np.float32))
+        cover = cv2.warpPerspective(np.asarray(patch), m, (panel.shape[1], panel.shape[0]))
+        alpha = cover.astype(np.float32)[:, :, None] / 255.0
+        panel = (panel * (1 - alpha)).astype(np.uint8)  # black text on the white panel
+    return panel

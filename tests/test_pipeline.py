@@ -1,0 +1,189 @@
+"""End-to-end OCR against the official PaddleOCR 2.10 pipeline.
+
+The reference (tests/fixtures/pipeline_reference/*.json) is what ``PaddleOCR(...).ocr(path,
+cls=True)`` returned on ../shared/images/scenes with the same model folders, written by
+tools/make_pipeline_reference.py; CI has no paddleocr runtime, only that file.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import ptocr
+from ptocr.errors import PtocrError
+from ptocr.pipeline import OCR, convert_once
+
+REFERENCE = Path(__file__).parent / "fixtures" / "pipeline_reference" / "ppocrv4_mobile.json"
+BOX_TOLERANCE_PX = 2.0
+MIN_TEXT_AGREEMENT = 0.99
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    return json.loads(REFERENCE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def model_files(shared_dir, reference, tmp_path_factory) -> dict[str, Path]:
+    """The reference's three Paddle folders, converted once to .safetensors."""
+    out = tmp_path_factory.mktemp("pipeline_models")
+    return {
+        arg.split("_")[0]: convert_once(shared_dir / "paddle_models" / folder, out / f"{folder}.safetensors")
+        for arg, folder in reference["models"].items()
+    }
+
+
+@pytest.fixture(scope="module")
+def ocr(model_files):
+    # One intra-op thread: on a busy 2-core runner, 2 OpenMP threads competing with another
+    # process make the small recogniser batches ~10x slower; 1 thread keeps this test fast.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield OCR(model_files["det"], model_files["rec"], model_files["cls"])
+    torch.set_num_threads(threads)
+
+
+def _max_corner_gap(a, b) -> float:
+    return float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).max())
+
+
+def test_defaults_equal_paddleocr(ocr, reference):
+    """ptocr's configs give the settings PaddleOCR 2.10 ran with for PP-OCRv4."""
+    args = reference["effective_args"]
+    det_pre, det_post = ocr.det.pre, ocr.det.post
+    assert (det_pre.limit_side_len, det_pre.limit_type) == (args["det_limit_side_len"], args["det_limit_type"])
+    assert (det_post.thresh, det_post.box_thresh, det_post.unclip_ratio) == (
+        args["det_db_thresh"], args["det_db_box_thresh"], args["det_db_unclip_ratio"])
+    assert (det_post.use_dilation, det_post.score_mode, det_post.box_type) == (
+        args["use_dilation"], args["det_db_score_mode"], args["det_box_type"])
+    shape = tuple(int(v) for v in args["rec_image_shape"].split(","))
+    assert (ocr.rec.pre.image_shape, ocr.rec.pre.batch_size) == (shape, args["rec_batch_num"])
+    shape = tuple(int(v) for v in args["cls_image_shape"].split(","))
+    assert (ocr.cls.pre.image_shape, ocr.cls.pre.batch_size) == (shape, args["cls_batch_num"])
+    assert (ocr.cls.thresh, ocr.cls.post.labels) == (args["cls_thresh"], args["label_list"])
+    assert ocr.drop_score == args["drop_score"]
+    assert ocr.rec.dictionary.classes[-1] == " "  # use_space_char
+    assert args["use_space_char"] is True
+
+
+def test_scenes_match_paddleocr(ocr, reference, shared_dir):
+    """Same lines, in the same order: identical text on >= 99 % and every box within 2 px."""
+    total = same_text = 0
+    worst_gap, worst_score, problems = 0.0, 0.0, []
+    images = reference["images"]
+    assert len(images) == 17
+    for name, expected in images.items():
+        got = ocr(shared_dir / reference["images_folder"] / name)
+        total += max(len(got), len(expected))
+        if len(got) != len(expected):
+            problems.append(f"{name}: {len(got)} lines, PaddleOCR {len(expected)}")
+        for k, (line, ref) in enumerate(zip(got, expected)):
+            gap = _max_corner_gap(line.box, ref["box"])
+            worst_gap = max(worst_gap, gap)
+            if gap > BOX_TOLERANCE_PX:
+                problems.append(f"{name}#{k}: box {line.box} vs {ref['box']} ({gap:.1f} px)")
+            if line.text == ref["text"]:
+                same_text += 1
+                worst_score = max(worst_score, abs(line.score - ref["score"]))
+            else:
+                problems.append(f"{name}#{k}: {line.text!r} vs {ref['text']!r}")
+    print(f"\npipeline vs PaddleOCR 2.10: {same_text}/{total} lines with identical text, "
+          f"max box corner gap {worst_gap:g} px, max score gap {worst_score:.2e}")
+    boxes_ok = worst_gap <= BOX_TOLERANCE_PX and not any("lines, PaddleOCR" in p for p in problems)
+    assert boxes_ok and same_text >= MIN_TEXT_AGREEMENT * total, "\n".join(problems)
+    # Same text from the same crops: the CTC scores differ only by fp32 noise.
+    assert worst_score < 1e-3
+
+
+@pytest.fixture(scope="module")
+def small_scene(shared_dir) -> Path:
+    return shared_dir / "images" / "scenes" / "ger_1.jpg"
+
+
+@pytest.fixture(scope="module")
+def small_result(ocr, small_scene):
+    return ocr(small_scene)
+
+
+def _as_lines(result):
+    return [(line.box, line.text) for line in result]
+
+
+def test_input_kinds_read_alike(ocr, small_scene, small_result):
+    """Path, BGR array, BGRA, 16-bit and gray inputs of the same pixels read alike."""
+    bgr = cv2.imread(str(small_scene))
+    assert len(small_result) > 0
+    rgba = np.dstack([bgr, np.full(bgr.shape[:2], 255, np.uint8)])
+    many = ocr([bgr, rgba, bgr.astype(np.uint16) * 257])
+    assert isinstance(many, list) and [_as_lines(r) for r in many] == [_as_lines(small_result)] * 3
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    assert _as_lines(ocr(gray)) == _as_lines(ocr(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)))
+
+
+def test_pil_input(ocr, small_scene, small_result):
+    image = pytest.importorskip("PIL.Image")
+    pil = image.fromarray(cv2.imread(str(small_scene))[:, :, ::-1])  # PIL images are RGB
+    assert _as_lines(ocr(pil)) == _as_lines(small_result)
+
+
+def test_result_json_and_angle(small_result, small_scene):
+    assert small_result.source == str(small_scene)
+    data = json.loads(small_result.to_json())
+    assert [d["text"] for d in data] == small_result.texts
+    assert all(len(d["box"]) == 4 and all(len(p) == 2 for p in d["box"]) for d in data)
+    assert all(d["angle"] in (0, 180) and 0.5 <= d["score"] <= 1 for d in data)
+
+
+def test_visualization(small_result, tmp_path):
+    with warnings.catch_warnings():  # without a CJK font a warning is expected, not an error
+        warnings.simplefilter("ignore")
+        path = small_result.save_visualization(tmp_path / "vis")
+    img = cv2.imread(str(path))
+    h, w = small_result.image.shape[:2]
+    assert path.suffix == ".png" and img.shape == (h, 2 * w, 3)
+    right = img[:, w:]
+    assert (right < 128).any() and (right == 255).mean() > 0.5  # text drawn on a white panel
+
+
+def test_ocr_rejects_wrong_task(model_files):
+    with pytest.raises(PtocrError, match="not a det model"):
+        OCR(model_files["rec"], model_files["rec"])
+    with pytest.raises(PtocrError, match="expected a predictor"):
+        OCR(42, model_files["rec"])
+
+
+def test_predictors_accepted_and_exported(ocr):
+    again = ptocr.OCR(det=ocr.det, rec=ocr.rec, cls=None)
+    assert again.det is ocr.det and again.cls is None
+
+
+def test_cli_ocr(model_files, small_scene, tmp_path):
+    from click.testing import CliRunner
+
+    from ptocr.cli import main
+
+    bad = tmp_path / "not_an_image.jpg"
+    bad.write_text("hello")
+    models = ["--det", str(model_files["det"]), "--rec", str(model_files["rec"]), "--cls", str(model_files["cls"])]
+    out = tmp_path / "out.json"
+    runner = CliRunner()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ok = runner.invoke(main, ["ocr", str(small_scene), *models, "--json", str(out), "--vis", str(tmp_path / "v")])
+        badrun = runner.invoke(main, ["ocr", str(bad), *models])
+    finally:
+        torch.set_num_threads(threads)
+    assert ok.exit_code == 0, ok.output
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert list(data) == [str(small_scene)] and data[str(small_scene)][0]["text"]
+    assert (tmp_path / "v" / "ger_1.png").is_file()
+    assert badrun.exit_code == 2
+    assert "not_an_image.jpg" in badrun.stderr and "Traceback" not in badrun.output
