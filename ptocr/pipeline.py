@@ -99,15 +99,14 @@ def official_model_files(models: str | os.PathLike | None = None, *,
                          log: Callable[[str], None] | None = None) -> dict[str, Path]:
     """Fetch the official Paddle models (see ``ptocr.official``) and convert each once to
     ``<models>/../converted/<name>.safetensors``. Returns ``{"det"|"rec"|"cls": path}``."""
-    from ptocr.official import FOLDERS, TASKS, fetch_official_models
+    from ptocr.official import BUNDLES, MODELS, fetch_official_models
 
     root = fetch_official_models(models)
     out = root.parent / "converted"
-    files = {}
-    for name in FOLDERS:
-        p = convert_once(root / name, out / f"{name}.safetensors", log=log)
-        files[TASKS[name]] = p
-    return files
+    return {
+        task: convert_once(root / MODELS[name], out / f"{MODELS[name]}.safetensors", log=log)
+        for task, name in BUNDLES["ch_PP-OCRv4"].items()
+    }
 
 
 def convert_once(src: str | os.PathLike, dst: str | os.PathLike, *,
