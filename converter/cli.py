@@ -43,7 +43,11 @@ def main(src, dst, arch, dict_path, use_space_char, submodel, force, print_map):
         if print_map:
             click.echo(conv.mapping.report())
         dic_text = conv.dictionary.text() if conv.dictionary is not None else None
-        written = write_converted(conv.state_dict, conv.config, dic_text, dst, force=force)
+        try:
+            written = write_converted(conv.state_dict, conv.config, dic_text, dst, force=force)
+        except OSError as e:  # the output side (unwritable folder, disk full): not a bug
+            click.echo(f"ptocr-convert: error: cannot write {dst}: {e.strerror or e}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
     except PtocrError as e:
         click.echo(f"ptocr-convert: error: {e}", err=True)
         sys.exit(EXIT_BAD_INPUT)

@@ -68,6 +68,7 @@ def write_converted(
         tmp = _temp_beside(dst)
         staged.append((tmp, dst))
         save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o666 & ~_umask())  # save_file recreates the file as 0600
         tmp = _temp_beside(config_path)
         staged.append((tmp, config_path))
         tmp.write_text(config_text, encoding="utf-8")
@@ -98,7 +99,11 @@ def _as_tensor(v) -> torch.Tensor:
 def _temp_beside(path: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(name, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
+    try:
+        os.chmod(name, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
+    except BaseException:  # not yet staged by the caller: remove it here
+        os.unlink(name)
+        raise
     return Path(name)
 
 

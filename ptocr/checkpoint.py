@@ -12,7 +12,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from ptocr.dictionary import Dictionary, parse_dictionary
-from ptocr.errors import ArchitectureError, ModelFileError
+from ptocr.errors import ArchitectureError, DictionaryError, ModelFileError
 from ptocr.models.build import build_model
 from ptocr.models.model import OCRModel
 
@@ -20,6 +20,7 @@ from ptocr.models.model import OCRModel
 # stores metadata in a hash map whose order varies per process, so with one key the same
 # conversion always gives the same bytes (and sha256).
 META_KEY = "ptocr"
+TASKS = ("det", "rec", "cls")
 
 
 def encode_metadata(config: dict, dictionary_text: str | None) -> dict[str, str]:
@@ -66,15 +67,39 @@ def read_converted(path: str | os.PathLike, *, expected_sha256: str | None = Non
             raise ValueError("no model description")
         if text is not None and not isinstance(text, str):
             raise ValueError("the dictionary is not text")
+        _check_config(config, text)
     except (ValueError, KeyError) as e:
         raise ModelFileError(f"{path}: the embedded config is invalid ({e})") from None
     dictionary = None
     if text is not None:
         d = config.get("dictionary") or {}
-        dictionary = parse_dictionary(text, bool(d.get("use_space_char")), f"{path} (embedded)")
+        if not isinstance(d, dict):
+            raise ModelFileError(f"{path}: the embedded config is invalid (dictionary is not an object)")
+        try:
+            dictionary = parse_dictionary(text, bool(d.get("use_space_char")), f"{path} (embedded)")
+        except DictionaryError as e:
+            raise ModelFileError(f"{path}: {e}") from None
         if d.get("sha256") and d["sha256"] != dictionary.sha256():
             raise ModelFileError(f"{path}: the embedded dictionary does not match the config's sha256")
     return Converted(path, config, state, dictionary, sha)
+
+
+def _check_config(config: dict, dictionary_text: str | None) -> None:
+    """The shape of a config the predictors rely on (ValueError says what is wrong), so a
+    tampered file fails here with ModelFileError, not with a KeyError/TypeError later."""
+    task = config.get("task")
+    if task not in TASKS:
+        raise ValueError(f"task is {task!r:.40}, expected one of {', '.join(TASKS)}")
+    for section in ("preprocess", "postprocess"):
+        if not isinstance(config.get(section, {}), dict):
+            raise ValueError(f"{section} is not an object")
+    model = config["model"]
+    for part in ("backbone", "neck", "head"):
+        value = model.get(part)
+        if not (isinstance(value, dict) or (part == "neck" and value is None)):
+            raise ValueError(f"model.{part} is not an object")
+    if task == "rec" and dictionary_text is None:
+        raise ValueError("a recognizer without its dictionary")
 
 
 def model_from_state(model_cfg: dict, state_dict: dict[str, torch.Tensor], *, where: str = "") -> OCRModel:
@@ -87,6 +112,15 @@ def model_from_state(model_cfg: dict, state_dict: dict[str, torch.Tensor], *, wh
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     wrong = [k for k in expected if k in state_dict and tuple(expected[k].shape) != tuple(state_dict[k].shape)]
+    # Floating parameters take any float precision (the predictor casts); anything else
+    # (int, bool, complex in place of float) would fail or be silently mangled later.
+    bad_dtype = [k for k in expected if k in state_dict and not _dtype_fits(state_dict[k].dtype, expected[k].dtype)]
+    if bad_dtype:
+        k = bad_dtype[0]
+        raise ModelFileError(
+            f"{where}: tensor {k} is {state_dict[k].dtype}, the architecture needs {expected[k].dtype}"
+            + (f" (+{len(bad_dtype) - 1} more)" if len(bad_dtype) > 1 else "")
+        )
     if missing or unexpected or wrong:
         parts = []
         if missing:
@@ -104,3 +138,10 @@ def model_from_state(model_cfg: dict, state_dict: dict[str, torch.Tensor], *, wh
         model = build_model(model_cfg)
         model.load_state_dict(state_dict, strict=True)
     return model.eval()
+
+
+def _dtype_fits(got: torch.dtype, want: torch.dtype) -> bool:
+    if want.is_floating_point:
+        return got.is_floating_point
+    return got == want or (not got.is_floating_point and not got.is_complex and got != torch.bool
+                           and want != torch.bool)

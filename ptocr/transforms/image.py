@@ -22,12 +22,19 @@ and where this loader deliberately differs:
   directly, keeping BGR order and any alpha. PDFs are not supported.
 - Gray+alpha (2 channels) and HxWx1 arrays, which PaddleOCR would crash on, are handled as
   gray (+ alpha). Other dtypes (float, int32, bool) raise ``ImageError``.
+- Size limit: files and bytes whose width x height exceeds ``MAX_PIXELS`` (100 megapixels)
+  raise ``ImageError``. The dimensions are read from the PNG/JPEG/BMP/GIF header (other
+  formats: PIL's lazy header read when installed) before anything is decoded, so a
+  decompression bomb never allocates; the decoded array is checked again. Arrays and PIL
+  images are already in memory and are not limited.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import struct
+import warnings
 from typing import Any
 
 import cv2
@@ -38,6 +45,7 @@ from ptocr.errors import ImageError
 __all__ = ["load_image", "alpha_to_color", "to_bgr"]
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
+MAX_PIXELS = 100_000_000  # width x height above which files/bytes are refused (~300 MB as BGR)
 
 
 def alpha_to_color(img: np.ndarray, alpha_color=(255, 255, 255)) -> np.ndarray:
@@ -116,11 +124,67 @@ def _pil_to_array(im: Any, source: str) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
-def _decode_bytes(data: bytes, source: str, apply_exif: bool) -> np.ndarray:
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first SOFn marker of a JPEG, without decoding."""
+    pos = 2
+    while pos + 9 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # no length field
+            pos += 2
+            continue
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack_from(">HH", data, pos + 5)
+            return w, h
+        if length < 2:
+            return None
+        pos += 2 + length
+    return None
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) declared by the file's header, or None when unknown."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return struct.unpack_from(">II", data, 16)
+    if data[:3] == _JPEG_MAGIC:
+        return _jpeg_size(data)
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return struct.unpack_from("<HH", data, 6)
+    if data[:2] == b"BM" and len(data) >= 26:
+        w, h = struct.unpack_from("<ii", data, 18)
+        return abs(w), abs(h)
+    try:  # other formats: PIL reads only the header on open
+        from PIL import Image
+
+        with warnings.catch_warnings():  # PIL warns about damaged TIFF tags
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                return im.size
+    except Exception:
+        return None
+
+
+def _check_pixels(w: int, h: int, source: str, max_pixels: int) -> None:
+    if w * h > max_pixels:
+        raise ImageError(
+            f"{source}: image is {w}x{h} = {w * h / 1e6:.1f} megapixels, above the limit of "
+            f"{max_pixels / 1e6:g} megapixels (ptocr.transforms.image.MAX_PIXELS)"
+        )
+
+
+def _decode_bytes(data: bytes, source: str, apply_exif: bool, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if len(data) == 0:
         raise ImageError(f"{source}: file is empty")
     if data[:5] == b"%PDF-":
         raise ImageError(f"{source}: PDF input is not supported; render its pages to images first")
+    size = _header_size(data)
+    if size is not None:  # before decoding: a decompression bomb never allocates
+        _check_pixels(size[0], size[1], source, max_pixels)
     buf = np.frombuffer(data, dtype=np.uint8)
     flags = cv2.IMREAD_COLOR if (apply_exif and data[:3] == _JPEG_MAGIC) else cv2.IMREAD_UNCHANGED
     try:
@@ -131,22 +195,27 @@ def _decode_bytes(data: bytes, source: str, apply_exif: bool) -> np.ndarray:
         arr = _decode_with_pil(data, source)
     if arr is None:
         raise ImageError(f"{source}: not a readable image (corrupt, truncated or unsupported format)")
+    if arr.ndim >= 2:  # formats whose header we could not read
+        _check_pixels(arr.shape[1], arr.shape[0], source, max_pixels)
     return arr
 
 
-def load_image(x: Any, *, apply_exif: bool = True, alpha_color=(255, 255, 255)) -> np.ndarray:
+def load_image(
+    x: Any, *, apply_exif: bool = True, alpha_color=(255, 255, 255), max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
     """Load ``x`` as a BGR uint8 ``HxWx3`` C-contiguous array.
 
     ``x`` may be a path (str / os.PathLike; unicode paths work), encoded image bytes, a numpy
     array (taken as gray, BGR or BGRA, i.e. OpenCV's channel order) or a PIL image (RGB
     order, converted). ``apply_exif`` rotates JPEG files/bytes by their EXIF orientation.
-    ``alpha_color`` (R, G, B) replaces transparency. Raises ``ImageError`` naming the file.
+    ``alpha_color`` (R, G, B) replaces transparency. Files and bytes above ``max_pixels``
+    (width x height) are refused before decoding. Raises ``ImageError`` naming the file.
     """
     if isinstance(x, np.ndarray):
         return to_bgr(x, "image array", alpha_color)
     if isinstance(x, (bytes, bytearray, memoryview)):
         data = bytes(x)
-        return to_bgr(_decode_bytes(data, "image bytes", apply_exif), "image bytes", alpha_color)
+        return to_bgr(_decode_bytes(data, "image bytes", apply_exif, max_pixels), "image bytes", alpha_color)
     if isinstance(x, (str, os.PathLike)):
         path = os.fspath(x)
         source = f"image file {path!r}"
@@ -160,7 +229,7 @@ def load_image(x: Any, *, apply_exif: bool = True, alpha_color=(255, 255, 255)) 
             data = np.fromfile(path, dtype=np.uint8).tobytes()
         except OSError as e:
             raise ImageError(f"{source}: cannot read ({e.strerror or e})") from e
-        return to_bgr(_decode_bytes(data, source, apply_exif), source, alpha_color)
+        return to_bgr(_decode_bytes(data, source, apply_exif, max_pixels), source, alpha_color)
     if type(x).__module__.startswith("PIL.") and hasattr(x, "mode"):
         return to_bgr(_pil_to_array(x, "PIL image"), "PIL image", alpha_color)
     raise ImageError(
