@@ -110,7 +110,20 @@ class DetPredictor(Predictor):
         return results if many else results[0]
 
 
-class RecPredictor(Predictor):
+class CropPredictor(Predictor):
+    """Crops in, one result per crop: batched in the pre-processor's (aspect-sorted) order."""
+
+    def __call__(self, crops) -> tuple[str, float] | list[tuple[str, float]]:
+        items, many = _as_list(crops)
+        imgs = [load_image(c) for c in items]
+        out: list[Any] = [None] * len(imgs)
+        for index, batch in self.pre.batches(imgs):
+            for i, res in zip(index, self.post(self.forward(batch))):
+                out[i] = res
+        return out if many else out[0]
+
+
+class RecPredictor(CropPredictor):
     task = "rec"
 
     def __init__(self, model, config, dictionary: Dictionary, **kw):
@@ -122,17 +135,9 @@ class RecPredictor(Predictor):
         self.pre = RecPreprocess(**config.get("preprocess", {}))
         self.post = CTCLabelDecode(dictionary.classes, **config.get("postprocess", {}))
 
-    def __call__(self, crops) -> tuple[str, float] | list[tuple[str, float]]:
-        items, many = _as_list(crops)
-        imgs = [load_image(c) for c in items]
-        out: list[Any] = [None] * len(imgs)
-        for index, batch in self.pre.batches(imgs):
-            for i, res in zip(index, self.post(self.forward(batch))):
-                out[i] = res
-        return out if many else out[0]
 
 
-class ClsPredictor(Predictor):
+class ClsPredictor(CropPredictor):
     task = "cls"
 
     def __init__(self, model, config, **kw):
@@ -142,14 +147,6 @@ class ClsPredictor(Predictor):
         self.pre = ClsPreprocess(**config.get("preprocess", {}))
         self.post = ClsPostProcess(**post)
 
-    def __call__(self, crops) -> tuple[str, float] | list[tuple[str, float]]:
-        items, many = _as_list(crops)
-        imgs = [load_image(c) for c in items]
-        out: list[Any] = [None] * len(imgs)
-        for index, batch in self.pre.batches(imgs):
-            for i, res in zip(index, self.post(self.forward(batch))):
-                out[i] = res
-        return out if many else out[0]
 
 
 PREDICTORS = {"det": DetPredictor, "rec": RecPredictor, "cls": ClsPredictor}
