@@ -8,7 +8,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ptocr.transforms.rec import _check_crop, aspect_order, resize_norm_img
+from ptocr.transforms.rec import _check_crop, _check_shape_and_batch, aspect_order, resize_norm_img
 
 __all__ = ["ClsPreprocess"]
 
@@ -17,12 +17,7 @@ class ClsPreprocess:
     """Crop (BGR uint8) -> float32 C x 48 x 192. ``batch_size`` is ``cls_batch_num``."""
 
     def __init__(self, image_shape: Sequence[int] = (3, 48, 192), batch_size: int = 6):
-        if len(image_shape) != 3 or min(int(v) for v in image_shape) <= 0:
-            raise ValueError(f"image_shape must be 3 positive ints (C, H, W), got {image_shape!r}")
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        self.image_shape = tuple(int(v) for v in image_shape)
-        self.batch_size = int(batch_size)
+        self.image_shape, self.batch_size = _check_shape_and_batch(image_shape, batch_size)
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         _check_crop(img, self.image_shape[0], "classifier")

@@ -20,6 +20,15 @@ from ptocr.errors import ImageError
 __all__ = ["RecPreprocess", "aspect_order", "resize_norm_img"]
 
 
+def _check_shape_and_batch(image_shape, batch_size) -> tuple[tuple[int, int, int], int]:
+    """Validate (C, H, W) and the batch size shared by the rec and cls pre-processors."""
+    if len(image_shape) != 3 or min(int(v) for v in image_shape) <= 0:
+        raise ValueError(f"image_shape must be 3 positive ints (C, H, W), got {image_shape!r}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    return tuple(int(v) for v in image_shape), int(batch_size)
+
+
 def _check_crop(img: np.ndarray, channels: int, what: str) -> None:
     if not isinstance(img, np.ndarray) or img.ndim != 3:
         raise ImageError(f"{what} input must be an HxWxC array, got {getattr(img, 'shape', type(img))}")
@@ -65,12 +74,7 @@ class RecPreprocess:
     """
 
     def __init__(self, image_shape: Sequence[int] = (3, 48, 320), batch_size: int = 6):
-        if len(image_shape) != 3 or min(int(v) for v in image_shape) <= 0:
-            raise ValueError(f"image_shape must be 3 positive ints (C, H, W), got {image_shape!r}")
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-        self.image_shape = tuple(int(v) for v in image_shape)
-        self.batch_size = int(batch_size)
+        self.image_shape, self.batch_size = _check_shape_and_batch(image_shape, batch_size)
 
     @property
     def base_wh_ratio(self) -> float:
