@@ -62,10 +62,11 @@ def main(src, dst, arch, dict_path, use_space_char, submodel, force, print_map):
 
 
 def _list(ctx):
-    from ptocr.architectures import ARCHITECTURES
+    from ptocr.architectures import ARCHITECTURES, aliases_of
 
     for name, spec in sorted(ARCHITECTURES.items()):
-        click.echo(f"{name:32s} {spec['task']}")
+        also = ", ".join(aliases_of(name))
+        click.echo(f"{name:32s} {spec['task']}" + (f"  (also: {also})" if also else ""))
     ctx.exit(0)
 
 

@@ -19,7 +19,7 @@ from converter.errors import ArchitectureError, DictionaryError, MappingError
 from converter.mapping import MappingResult, Target, apply, plan
 from converter.readers import PaddleSource, read_source
 from converter.tables import get_table
-from ptocr.architectures import CLASS_COUNT_KEYS, get_architecture, list_architectures
+from ptocr.architectures import CLASS_COUNT_KEYS, aliases_of, canonical_name, get_architecture, list_architectures
 from ptocr.checkpoint import model_from_state
 from ptocr.dictionary import Dictionary, builtin_dictionary, read_dictionary
 from ptocr.models.build import build_model
@@ -99,6 +99,7 @@ def convert(
 
 def fit_architecture(source: PaddleSource, arch_name: str) -> Fit:
     """Map the source onto ``arch_name``, trying each of its forms; raise if none fits."""
+    arch_name = canonical_name(arch_name)
     spec = get_architecture(arch_name)
     rules = get_table(spec["family"])
     failures, fewest = [], None
@@ -132,14 +133,20 @@ def detect_architecture(source: PaddleSource) -> Fit:
         return fits[0]
     if fits:
         raise ArchitectureError(
-            f"{source.path} fits several architectures equally ({', '.join(f.arch_name for f in fits)}); "
+            f"{source.path} fits several architectures equally ({', '.join(_named(f.arch_name) for f in fits)}); "
             "choose one with --arch"
         )
-    closest = ", ".join(f"{name} ({n} mismatching keys)" for n, name in sorted(near)[:3])
+    closest = ", ".join(f"{_named(name)} ({n} mismatching keys)" for n, name in sorted(near)[:3])
     raise ArchitectureError(
         f"{source.path} fits no registered architecture (closest: {closest}); "
         f"pass --arch NAME to see exactly which tensors differ"
     )
+
+
+def _named(arch_name: str) -> str:
+    """The architecture with the other official names it was released under."""
+    also = aliases_of(arch_name)
+    return arch_name + (f" (also released as {', '.join(also)})" if also else "")
 
 
 def _set_class_count(cfg: dict, task: str, source: PaddleSource, rules) -> None:

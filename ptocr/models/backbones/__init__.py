@@ -1,3 +1,7 @@
-"""Backbones; importing a module registers its classes."""
+"""Backbones; importing this package imports (and so registers) every module in it."""
 
-from ptocr.models.backbones import mobilenetv3, pplcnetv3  # noqa: F401
+import importlib
+import pkgutil
+
+for _info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_info.name}")

@@ -1,3 +1,7 @@
-"""Heads; importing a module registers its classes."""
+"""Heads; importing this package imports (and so registers) every module in it."""
 
-from ptocr.models.heads import cls_head, ctc_head, db_head  # noqa: F401
+import importlib
+import pkgutil
+
+for _info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_info.name}")

@@ -1,3 +1,7 @@
-"""Necks; importing a module registers its classes."""
+"""Necks; importing this package imports (and so registers) every module in it."""
 
-from ptocr.models.necks import rsefpn, svtr  # noqa: F401
+import importlib
+import pkgutil
+
+for _info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_info.name}")

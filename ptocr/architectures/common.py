@@ -1,0 +1,29 @@
+"""Settings several architecture families share: forms a source may be saved in, and
+PaddleOCR 2.x's ``tools/infer`` defaults for DB post-processing."""
+
+from __future__ import annotations
+
+# Forms are groups of alternative arguments; the converter tries every combination and
+# keeps the one the source's tensors fill exactly.
+
+# Rep layers (PPLCNetV3): training checkpoints hold the unfused branches, inference
+# models exported after rep() only ``reparam_conv``.
+REP_FORMS = {
+    "fused": {"backbone": {"reparam": True}},
+    "unfused": {"backbone": {"reparam": False}},
+}
+# DB heads: inference programs hold only the probability branch, training checkpoints
+# also the threshold branch.
+DB_HEAD_FORMS = {
+    "inference head": {"head": {"with_thresh": False}},
+    "training head": {"head": {"with_thresh": True}},
+}
+
+DB_POSTPROCESS = {
+    "thresh": 0.3,
+    "box_thresh": 0.6,
+    "max_candidates": 1000,
+    "unclip_ratio": 1.5,
+    "use_dilation": False,
+    "score_mode": "fast",
+}

@@ -1,0 +1,41 @@
+"""PPLCNetV3 architectures: PP-OCRv4 mobile det and rec."""
+
+from __future__ import annotations
+
+from ptocr.architectures.common import DB_HEAD_FORMS, DB_POSTPROCESS, REP_FORMS
+
+ARCHITECTURES: dict[str, dict] = {
+    "ch_PP-OCRv4_det": {
+        "task": "det",
+        "family": "pplcnetv3_db",
+        "forms": {"rep": REP_FORMS, "head": DB_HEAD_FORMS},
+        "model": {
+            "backbone": {"name": "PPLCNetV3", "scale": 0.75, "det": True},
+            "neck": {"name": "RSEFPN", "out_channels": 96, "shortcut": True},
+            "head": {"name": "DBHead", "k": 50},
+        },
+        "preprocess": {"limit_side_len": 960, "limit_type": "max"},
+        "postprocess": DB_POSTPROCESS,
+    },
+    "ch_PP-OCRv4_rec": {
+        "task": "rec",
+        "family": "svtr_lcnet_multihead",
+        "forms": {"rep": REP_FORMS},
+        "model": {
+            "backbone": {"name": "PPLCNetV3", "scale": 0.95},
+            "neck": {
+                "name": "SequenceEncoder",
+                "encoder_type": "svtr",
+                "dims": 120,
+                "depth": 2,
+                "hidden_dims": 120,
+                "kernel_size": [1, 3],
+                "use_guide": True,
+            },
+            "head": {"name": "CTCHead", "num_classes": 6625},
+        },
+        "preprocess": {"image_shape": [3, 48, 320]},
+        "postprocess": {},
+        "dictionary": {"builtin": "ppocr_keys_v1.txt", "use_space_char": True},
+    },
+}
