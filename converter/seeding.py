@@ -1,0 +1,344 @@
+"""Seeded weights for a real Paddle program whose trained weights are out of reach.
+
+Parity needs the Paddle original and the converted model to run on the same weights.
+Where only the program exists (``../shared/paddle_graphs``), we write a ``.pdiparams``
+beside a copy of it: one tensor per persistable variable, in the stream order Paddle
+reads (names sorted), with the declared shape and dtype. Then Paddle runs the real
+program, the converter converts the same folder, and the two are compared as for
+trained weights.
+
+Random weights alone make a poor test: activations blow up or vanish through a deep
+network, and a saturated or uniform softmax makes any comparison trivially close. So
+the values are chosen in two steps, both recorded in the ``seeding.json`` written beside:
+
+1. **Initial values by role**, read from the ops that use each variable, never from its
+   name: conv and matmul weights N(0, 1/fan_in) (unit gain), batch-norm scales U(0.5, 1.5),
+   biases and shifts N(0, 0.1), variances positive, LSTM weights U(-1/sqrt(h), 1/sqrt(h)).
+2. **Calibration on real inputs** (``calibrate``, needs paddlepaddle): the program runs
+   on real pre-processed images and every batch-norm's mean and variance are set to the
+   per-channel statistics of its actual input (repeated until they settle, since each
+   layer's input depends on those before it). Every normalized activation then has unit
+   scale, as in a trained network. Finally the logits feeding the output softmax or
+   sigmoid are rescaled to a standard deviation of ``LOGIT_STD`` (sigmoid maps are also
+   shifted so ``FOREGROUND`` of the pixels are text), so probabilities spread over
+   (0, 1) like a trained model's instead of sitting at 1/num_classes or 0 and 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from converter.errors import FormatError
+from converter.readers.program import DTYPES, OpInfo, Program, VarInfo, read_program
+
+PROGRAM_FILES = ("inference.pdmodel", "inference.pdiparams.info", "inference.json", "inference.yml")
+LOGIT_STD = {"softmax": 3.0, "sigmoid": 6.0}
+FOREGROUND = 0.15  # share of det-map pixels above the DB threshold after calibration
+DB_THRESH = 0.3
+
+_CONV_OPS = {"conv2d", "depthwise_conv2d", "conv2d_transpose", "conv2d_fusion", "fused_conv2d"}
+_MATMUL_OPS = {"matmul", "matmul_v2", "mul", "fc"}
+_BN_OPS = {"batch_norm", "sync_batch_norm"}
+
+
+# ---- writing a .pdiparams stream (the inverse of converter.readers.pdiparams) ----
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1  # negative int64 as protobuf writes it
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+_CODES = {np.dtype(d): code for code, (_, d, _) in DTYPES.items() if d is not None and code != 22}
+
+
+def encode_tensor(array: np.ndarray) -> bytes:
+    """One LoDTensor record: version, no LoD, version, TensorDesc, raw data."""
+    code = _CODES[array.dtype]
+    desc = b"\x08" + _varint(code) + b"".join(b"\x10" + _varint(d) for d in array.shape)
+    return (np.uint32(0).tobytes() + np.uint64(0).tobytes() + np.uint32(0).tobytes()
+            + np.int32(len(desc)).tobytes() + desc + np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes())
+
+
+def write_pdiparams(path: Path, tensors: dict[str, np.ndarray]) -> None:
+    """Write tensors in Paddle's stream order (sorted by name)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        for name in sorted(tensors):
+            f.write(encode_tensor(tensors[name]))
+    os.replace(tmp, path)
+
+
+# ---- step 1: initial values by role ----
+
+def roles(program: Program) -> dict[str, str]:
+    """What each persistable variable is, from the ops that read it."""
+    out: dict[str, str] = {}
+    for op in program.ops:
+        ins = op.inputs
+        if op.type in _BN_OPS:
+            for slot, role in (("Scale", "bn_scale"), ("Bias", "bn_bias"), ("Mean", "bn_mean"), ("Variance", "bn_var")):
+                for n in ins.get(slot, []):
+                    out[n] = role
+        elif op.type in _CONV_OPS:
+            for n in ins.get("Filter", []):
+                out.setdefault(n, "conv_transpose" if op.type == "conv2d_transpose" else "conv")
+            for n in ins.get("Bias", []):
+                out.setdefault(n, "bias")
+        elif op.type in _MATMUL_OPS:
+            for n in ins.get("Y", []) + ins.get("W", []):
+                out.setdefault(n, "matmul")
+            for n in ins.get("Bias", []):
+                out.setdefault(n, "bias")
+        elif op.type in {"rnn", "lstm"}:
+            for n in ins.get("WeightList", []) + ins.get("Weight", []) + ins.get("Bias", []):
+                out[n] = f"rnn:{op.attrs.get('hidden_size', 0)}"
+        elif op.type in {"layer_norm", "group_norm", "instance_norm"}:
+            for n in ins.get("Scale", []):
+                out.setdefault(n, "norm_scale")
+            for n in ins.get("Bias", []):
+                out.setdefault(n, "bias")
+        elif op.type in {"elementwise_mul", "multiply"}:
+            for n in ins.get("Y", []) + ins.get("X", []):
+                out.setdefault(n, "multiplier")
+        elif op.type in {"prelu"}:
+            for n in ins.get("Alpha", []):
+                out.setdefault(n, "prelu")
+    return out
+
+
+def initial_values(program: Program, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    role = roles(program)
+    values: dict[str, np.ndarray] = {}
+    for var in program.parameters():
+        values[var.name] = _initial(var, role.get(var.name, "other"), rng)
+    return values
+
+
+def _initial(var: VarInfo, role: str, rng: np.random.Generator) -> np.ndarray:
+    shape = tuple(var.shape)
+    if var.dtype is None or any(d < 0 for d in shape):
+        raise FormatError(f"persistable variable {var.name} has no fixed shape/dtype: {shape}")
+    if var.dtype.kind in "iub":
+        return np.zeros(shape, var.dtype)
+    if role == "conv":  # [out, in/groups, kh, kw]
+        fan_in = int(np.prod(shape[1:])) or 1
+        a = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
+    elif role == "conv_transpose":  # [in, out/groups, kh, kw]: each output sums in*kh*kw/stride^2
+        fan_in = max(1, shape[0] * int(np.prod(shape[2:])) // 4)
+        a = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
+    elif role == "matmul":  # Paddle Linear weight [in, out]
+        a = rng.normal(0.0, 1.0 / np.sqrt(max(1, shape[0])), shape)
+    elif role == "bn_scale":
+        a = rng.uniform(0.5, 1.5, shape)
+    elif role == "bn_var":
+        a = rng.uniform(0.5, 1.5, shape)
+    elif role == "norm_scale":
+        a = rng.uniform(0.7, 1.3, shape)
+    elif role == "multiplier" or role == "prelu":
+        a = 1.0 + rng.normal(0.0, 0.1, shape) if role == "multiplier" else rng.uniform(0.1, 0.3, shape)
+    elif role.startswith("rnn:"):
+        h = int(role.split(":")[1]) or max(shape)
+        a = rng.uniform(-1 / np.sqrt(h), 1 / np.sqrt(h), shape)
+    else:  # biases, BN shifts and means, anything else small
+        a = rng.normal(0.0, 0.1, shape)
+    return a.astype(var.dtype)
+
+
+def seed_folder(program_dir: str | os.PathLike, dst: str | os.PathLike, *, seed: int = 0) -> Path:
+    """Copy the program files of ``program_dir`` into ``dst`` and write seeded weights."""
+    src, out = Path(program_dir), Path(dst)
+    program_file = src / "inference.pdmodel"
+    if not program_file.is_file():
+        raise FormatError(f"{src}: no inference.pdmodel (seeding reads Paddle 2 programs)")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in PROGRAM_FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, out / name)
+    program = read_program(program_file)
+    write_pdiparams(out / "inference.pdiparams", initial_values(program, seed))
+    _write_record(out, {"program": str(src), "seed": seed, "calibrated": False})
+    return out
+
+
+def _write_record(folder: Path, record: dict) -> None:
+    (folder / "seeding.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+# ---- step 2: calibration on real inputs (in a subprocess: paddle is optional) ----
+
+def calibrate(folder: str | os.PathLike, inputs: Sequence[np.ndarray], *, passes: int = 4) -> dict:
+    """Set batch-norm statistics and output logit scale from ``inputs`` (N x C x H x W
+    float32, pre-processed as the model expects); rewrites ``folder/inference.pdiparams``."""
+    folder = Path(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        npz = Path(tmp, "in.npz")
+        np.savez(npz, **{f"x{i}": x for i, x in enumerate(inputs)})
+        root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ, GLOG_minloglevel="2", FLAGS_enable_pir_api="0",
+                   PYTHONPATH=root + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
+        done = subprocess.run([sys.executable, "-m", "converter.seeding", str(folder), str(npz), "--passes", str(passes)],
+                              capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            raise FormatError(f"calibrating {folder} failed:\n{done.stderr[-3000:]}")
+    return json.loads((folder / "seeding.json").read_text())
+
+
+def _producer(program: Program, var: str) -> OpInfo | None:
+    for op in program.ops:
+        if any(var in names for names in op.outputs.values()):
+            return op
+    return None
+
+
+def _output_activation(program: Program) -> tuple[str, str] | None:
+    """(activation op type, its input logits var) of the program's first fetched output."""
+    fetch = next((op for op in program.ops if op.type == "fetch"), None)
+    if fetch is None:
+        return None
+    var = fetch.inputs["X"][0]
+    for _ in range(8):  # through the scale/reshape ops save_inference_model appends
+        op = _producer(program, var)
+        if op is None:
+            return None
+        if op.type in LOGIT_STD:
+            return op.type, op.inputs["X"][0]
+        if op.type not in {"scale", "reshape2", "squeeze2", "unsqueeze2", "transpose2", "assign"}:
+            return None
+        var = op.inputs["X"][0]
+    return None
+
+
+def _last_affine(program: Program, logits: str, params: set[str]) -> tuple[str, str | None]:
+    """The weight (and bias) that produce ``logits``: follow back through a bias add."""
+    op = _producer(program, logits)
+    bias = None
+    if op is not None and op.type in {"elementwise_add", "add"}:
+        ys = op.inputs.get("Y", [])
+        if ys and ys[0] in params:
+            bias = ys[0]
+            op = _producer(program, op.inputs["X"][0])
+    if op is None:
+        raise FormatError(f"cannot find the layer producing {logits}")
+    for slot in ("Filter", "Y", "W"):
+        names = [n for n in op.inputs.get(slot, []) if n in params]
+        if names:
+            if bias is None:
+                bias = next((n for n in op.inputs.get("Bias", []) if n in params), None)
+            return names[0], bias
+    raise FormatError(f"the layer producing {logits} ({op.type}) has no weight to rescale")
+
+
+def _run_calibration(folder: Path, inputs: list[np.ndarray], passes: int) -> dict:
+    import paddle  # noqa: F401  (only here)
+    from paddle.base import core  # noqa: F401
+
+    paddle.enable_static()
+    program_file = folder / "inference.pdmodel"
+    desc = read_program(program_file)
+    params = {v.name for v in desc.parameters()}
+    bns = [op for op in desc.ops if op.type in _BN_OPS]
+    exe = paddle.static.Executor(paddle.CPUPlace())
+    scope = paddle.static.Scope()
+    with paddle.static.scope_guard(scope):
+        prog, feeds, fetches = paddle.static.load_inference_model(str(folder / "inference"), exe)
+    block = prog.global_block()
+
+    def tensor(name):
+        return scope.find_var(name).get_tensor()
+
+    def run(names):
+        outs = [[] for _ in names]
+        with paddle.static.scope_guard(scope):
+            for x in inputs:
+                got = exe.run(prog, feed={feeds[0]: x}, fetch_list=[block.var(n) for n in names])
+                for i, g in enumerate(got):
+                    outs[i].append(np.asarray(g))
+        return outs
+
+    record = {"bn_layers": len(bns), "passes": []}
+    for _ in range(passes):
+        stats = run([op.inputs["X"][0] for op in bns])
+        change = 0.0
+        for op, xs in zip(bns, stats):
+            c = xs[0].shape[1]
+            flat = np.concatenate([x.transpose(1, 0, *range(2, x.ndim)).reshape(c, -1) for x in xs], axis=1)
+            mean, var = flat.mean(1), flat.var(1) + 1e-3
+            mean_t, var_t = tensor(op.inputs["Mean"][0]), tensor(op.inputs["Variance"][0])
+            old = np.array(var_t)
+            change = max(change, float(np.max(np.abs(np.log(var / np.maximum(old, 1e-12))))))
+            mean_t.set(mean.astype(np.float32), paddle.CPUPlace())
+            var_t.set(var.astype(np.float32), paddle.CPUPlace())
+        record["passes"].append(round(change, 4))
+        if change < 0.05:
+            break
+    act = _output_activation(desc)
+    if act is not None:
+        kind, logits = act
+        weight, bias = _last_affine(desc, logits, params)
+        (values,) = run([logits])
+        flat = np.concatenate([v.ravel() for v in values])
+        k = LOGIT_STD[kind] / max(float(flat.std()), 1e-6)
+        w = np.array(tensor(weight)) * k
+        tensor(weight).set(w.astype(np.float32), paddle.CPUPlace())
+        shift = 0.0
+        if kind == "sigmoid":  # FOREGROUND of the pixels above the DB threshold
+            shift = float(np.log(DB_THRESH / (1 - DB_THRESH)) - np.quantile(flat * k, 1 - FOREGROUND))
+        if bias is not None:
+            b = np.array(tensor(bias)) * k + shift
+            tensor(bias).set(b.astype(np.float32), paddle.CPUPlace())
+        elif shift:
+            raise FormatError(f"{folder}: the output layer has no bias to shift")
+        record.update(output=kind, logits_std_before=float(flat.std()), logits_scale=k, logits_shift=shift)
+    values = {v.name: np.array(tensor(v.name)) for v in desc.parameters()}
+    write_pdiparams(folder / "inference.pdiparams", values)
+    return record
+
+
+def seed_and_calibrate(program_dir: str | os.PathLike, dst: str | os.PathLike, images: Sequence[str | os.PathLike],
+                       *, arch: str | None = None, seed: int = 0, max_inputs: int = 4) -> Path:
+    """The whole recipe: seeded weights, converted once to learn the model's
+    pre-processing, then calibrated on up to ``max_inputs`` real images."""
+    from converter.convert import convert
+    from converter.parity import single_inputs
+
+    out = seed_folder(program_dir, dst, seed=seed)
+    conv = convert(out, arch)
+    inputs = [x for _, x in single_inputs(conv.config, [Path(p) for p in images][:max_inputs])]
+    calibrate(out, inputs)
+    return out
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description="calibrate seeded weights (internal; see calibrate())")
+    p.add_argument("folder", type=Path)
+    p.add_argument("inputs", type=Path)
+    p.add_argument("--passes", type=int, default=4)
+    args = p.parse_args(argv)
+    with np.load(args.inputs) as data:
+        inputs = [data[f"x{i}"] for i in range(len(data.files))]
+    record = json.loads((args.folder / "seeding.json").read_text())
+    record.update(calibrated=True, calibration_inputs=len(inputs), **_run_calibration(args.folder, inputs, args.passes))
+    _write_record(args.folder, record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
