@@ -311,14 +311,15 @@ def _run_calibration(folder: Path, inputs: list[np.ndarray], passes: int) -> dic
 
 
 def seed_and_calibrate(program_dir: str | os.PathLike, dst: str | os.PathLike, images: Sequence[str | os.PathLike],
-                       *, arch: str | None = None, seed: int = 0, max_inputs: int = 4) -> Path:
+                       *, arch: str | None = None, dictionary: str | os.PathLike | None = None,
+                       seed: int = 0, max_inputs: int = 4) -> Path:
     """The whole recipe: seeded weights, converted once to learn the model's
     pre-processing, then calibrated on up to ``max_inputs`` real images."""
     from converter.convert import convert
     from converter.parity import single_inputs
 
     out = seed_folder(program_dir, dst, seed=seed)
-    conv = convert(out, arch)
+    conv = convert(out, arch, dictionary=dictionary)
     inputs = [x for _, x in single_inputs(conv.config, [Path(p) for p in images][:max_inputs])]
     calibrate(out, inputs)
     return out

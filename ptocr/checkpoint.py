@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
+from ptocr.architectures import ARCHITECTURES, TASKS
 from ptocr.dictionary import Dictionary, parse_dictionary
 from ptocr.errors import ArchitectureError, DictionaryError, ModelFileError
 from ptocr.models.build import build_model
@@ -20,7 +21,6 @@ from ptocr.models.model import OCRModel
 # stores metadata in a hash map whose order varies per process, so with one key the same
 # conversion always gives the same bytes (and sha256).
 META_KEY = "ptocr"
-TASKS = ("det", "rec", "cls")
 
 
 def encode_metadata(config: dict, dictionary_text: str | None) -> dict[str, str]:
@@ -100,6 +100,9 @@ def _check_config(config: dict, dictionary_text: str | None) -> None:
             raise ValueError(f"model.{part} is not an object")
     if task == "rec" and dictionary_text is None:
         raise ValueError("a recognizer without its dictionary")
+    arch = config.get("architecture")
+    if arch in ARCHITECTURES and ARCHITECTURES[arch]["task"] != task:
+        raise ValueError(f"task is {task!r} but architecture {arch} is a {ARCHITECTURES[arch]['task']} model")
 
 
 def model_from_state(model_cfg: dict, state_dict: dict[str, torch.Tensor], *, where: str = "") -> OCRModel:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ptocr.dictionary import Dictionary
-from ptocr.errors import DictionaryError, PtocrError
+from ptocr.errors import DictionaryError, ModelFileError, PtocrError
 from ptocr.models.model import OCRModel
 from ptocr.postprocess import ClsPostProcess, CTCLabelDecode, DBPostProcess, filter_tag_det_res
 from ptocr.transforms import ClsPreprocess, DetPreprocess, RecPreprocess, load_image
@@ -152,8 +152,15 @@ class ClsPredictor(CropPredictor):
 PREDICTORS = {"det": DetPredictor, "rec": RecPredictor, "cls": ClsPredictor}
 
 
-def make_predictor(model: OCRModel, config: dict, dictionary: Dictionary | None = None, **kw) -> Predictor:
+def make_predictor(model: OCRModel, config: dict, dictionary: Dictionary | None = None, *, where: str = "",
+                   **kw) -> Predictor:
+    """The task's predictor. Pre/post-processing settings come from the model's config:
+    settings its constructors reject make a ModelFileError naming them."""
     cls = PREDICTORS[config["task"]]
-    if cls is RecPredictor:
-        return cls(model, config, dictionary, **kw)
-    return cls(model, config, **kw)
+    args = (model, config, dictionary) if cls is RecPredictor else (model, config)
+    try:
+        return cls(*args, **kw)
+    except (TypeError, ValueError) as e:
+        settings = {k: config.get(k) for k in ("preprocess", "postprocess")}
+        prefix = f"{where}: " if where else ""
+        raise ModelFileError(f"{prefix}the {config['task']} settings are invalid ({e}): {settings}"[:2000]) from None

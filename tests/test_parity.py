@@ -1,11 +1,16 @@
-"""The converted models against their Paddle originals, on real inputs (the doc/parity.md rows)."""
+"""The converted models against their Paddle originals, on real inputs (the doc/parity.md rows).
+
+Every suite entry is converted without ``--arch`` (the detected architecture must be the
+expected one) and compared with Paddle: trained weights as released, real programs with
+seeded, calibrated weights (converter.seeding).
+"""
 
 import os
 
 import pytest
 
-from converter.parity import EXACT_TOLERANCE, TOLERANCE, check_parity, paddle_available
-from converter.parity_suite import SUITE, images_of
+from converter.parity import EXACT_TOLERANCE, TOLERANCE, paddle_available
+from converter.parity_suite import SUITE, run_entry, source_folder
 
 
 @pytest.fixture(scope="module")
@@ -16,14 +21,19 @@ def paddle():
         pytest.skip("paddlepaddle is not installed (pip install -e '.[test]')")
 
 
-@pytest.mark.parametrize("entry", SUITE, ids=[e.model for e in SUITE])
-def test_parity_against_paddle(shared_dir, paddle, entry):
-    images = images_of(shared_dir, entry)
-    assert images, f"no images for {entry.model}"
-    report = check_parity(shared_dir / "paddle_models" / entry.model, images, name=entry.model)
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("seeded")
+
+
+@pytest.mark.parametrize("entry", SUITE, ids=[e.id for e in SUITE])
+def test_parity_against_paddle(shared_dir, paddle, workdir, entry):
+    assert source_folder(shared_dir, entry).is_dir(), f"{entry.model} is missing from {shared_dir}"
+    report = run_entry(entry, shared_dir, workdir)
     print(report.summary())
+    assert report.cases, f"no inputs for {entry.model}"
     bad = [c for c in report.cases if not c.agree]
-    assert not bad, f"decisions differ from Paddle Inference: {bad}"
+    assert not bad, f"decisions differ from Paddle: {bad}"
     assert report.exact <= EXACT_TOLERANCE, report.summary()
     assert report.max_abs <= TOLERANCE, report.summary()
     assert report.ok

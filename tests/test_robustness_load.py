@@ -191,9 +191,9 @@ def test_broken_config_is_refused(converted, tmp_path, case):
     _refused(_rewrite(converted["cls"], tmp_path / "bad.safetensors", **CONFIG_CASES[case]))
 
 
-# Predictor settings are passed to the transforms' constructors by ptocr/predictors.py,
-# which does not yet turn their TypeError/ValueError into ModelFileError (see
-# doc/robustness.md). strict: these start failing, i.e. pass, once it does.
+# Predictor settings reach the transforms' constructors through ptocr/predictors.py,
+# which turns their TypeError/ValueError into ModelFileError; a task that contradicts
+# the registered architecture is refused when the config is read.
 PREDICTOR_SETTING_CASES = {
     "preprocess unknown key": lambda c: c["preprocess"].update(foo=1),
     "preprocess negative shape": lambda c: c["preprocess"].update(image_shape=[3, -48, 192]),
@@ -202,7 +202,6 @@ PREDICTOR_SETTING_CASES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="predictors.py: constructor errors not yet ModelFileError")
 @pytest.mark.parametrize("case", PREDICTOR_SETTING_CASES)
 def test_broken_predictor_settings_are_refused(converted, tmp_path, case):
     _refused(_rewrite(converted["cls"], tmp_path / "bad.safetensors", config_edit=PREDICTOR_SETTING_CASES[case]))
@@ -291,10 +290,9 @@ def test_predictors_refuse_bad_images_with_image_error(predictors, task, tmp_pat
             predictors[task](item)
 
 
-@pytest.mark.xfail(strict=True, reason="rec transforms: no cap on the crop width yet (see doc/robustness.md)")
 def test_rec_width_is_bounded_for_extreme_aspect_ratios():
-    # A 1x5000 crop becomes a 48 x 240000 input; the SVTR neck's attention is quadratic in
-    # width, so 1x2000 already needs ~9 GB and a minute on CPU. PaddleX caps it (3200).
+    # A 1x5000 crop would become a 48 x 240000 input; the SVTR neck's attention is quadratic
+    # in width, so 1x2000 already needs ~9 GB and a minute on CPU. Capped as PaddleX does (3200).
     pre = RecPreprocess()
     (_, batch), = list(pre.batches([np.full((1, 5000, 3), 255, np.uint8)]))
     assert batch.shape[-1] <= 3200

@@ -71,10 +71,19 @@ class RecPreprocess:
 
     ``image_shape`` is (C, H, W): (3, 48, 320) for PP-OCRv3/v4, (3, 32, 320) for the v2.0
     CRNN models. ``batch_size`` is PaddleOCR's ``rec_batch_num``.
+
+    ``max_width`` caps the padded width as PaddleX's recognizer does (3200): a crop wider
+    than that at the model height is squeezed into it. PaddleOCR 2.10 has no cap, but an
+    uncapped 1x5000 strip becomes a 48 x 240000 input and the SVTR neck's attention is
+    quadratic in width; crops up to 66:1 (48 px high) are unaffected. ``None`` removes it.
     """
 
-    def __init__(self, image_shape: Sequence[int] = (3, 48, 320), batch_size: int = 6):
+    def __init__(self, image_shape: Sequence[int] = (3, 48, 320), batch_size: int = 6,
+                 max_width: int | None = 3200):
         self.image_shape, self.batch_size = _check_shape_and_batch(image_shape, batch_size)
+        if max_width is not None and int(max_width) < self.image_shape[2]:
+            raise ValueError(f"max_width must be at least the model width {self.image_shape[2]}, got {max_width!r}")
+        self.max_width = None if max_width is None else int(max_width)
 
     @property
     def base_wh_ratio(self) -> float:
@@ -82,7 +91,8 @@ class RecPreprocess:
         return w / h
 
     def target_width(self, max_wh_ratio: float) -> int:
-        return int(self.image_shape[1] * max_wh_ratio)
+        width = int(self.image_shape[1] * max_wh_ratio)
+        return width if self.max_width is None else min(width, self.max_width)
 
     def __call__(self, img: np.ndarray, max_wh_ratio: float | None = None) -> np.ndarray:
         """One crop -> float32 C x H x W'. ``max_wh_ratio`` defaults to the crop's own
@@ -111,4 +121,5 @@ class RecPreprocess:
             yield idx, self.batch([crops[i] for i in idx])
 
     def __repr__(self) -> str:
-        return f"RecPreprocess(image_shape={self.image_shape}, batch_size={self.batch_size})"
+        return (f"RecPreprocess(image_shape={self.image_shape}, batch_size={self.batch_size}, "
+                f"max_width={self.max_width})")
