@@ -1,0 +1,61 @@
+"""The training-checkpoint form of every suite model converts to the same network.
+
+Real training checkpoints exist for two models (``tests/test_convert.py``). For every
+other, a checkpoint is derived from the inference folder through its ``.pdiparams.info``
+(structured name -> tensor, as ``paddle.save(model.state_dict())`` writes it), plain and
+as a distillation checkpoint (the model as ``Student``, a different ``Teacher`` beside
+it), and must convert to exactly the state dict of the inference folder.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from converter.convert import convert
+from converter.parity_suite import SEEDED, SUITE, dictionary_path, source_folder
+from converter.readers import read_source
+from converter.seeding import seed_folder
+
+PADDLE2 = [e for e in SUITE if not e.model.startswith("PP-")]  # PIR folders have no .info
+
+
+def _inference_folder(entry, shared, tmp_path):
+    src = source_folder(shared, entry)
+    return seed_folder(src, tmp_path / "seeded") if entry.kind == SEEDED else src
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        assert np.array_equal(a[k].numpy(), b[k].numpy()), k
+
+
+@pytest.mark.parametrize("entry", PADDLE2, ids=[e.id for e in PADDLE2])
+def test_derived_training_checkpoints_convert_like_the_inference_model(shared_dir, tmp_path, entry):
+    folder = _inference_folder(entry, shared_dir, tmp_path)
+    if not (folder / "inference.pdiparams.info").is_file():
+        pytest.skip(f"{entry.model} has no .pdiparams.info (no structured names to derive from)")
+    dic = dictionary_path(entry)
+    reference = convert(folder, entry.arch, dictionary=dic)
+    tensors = read_source(folder).tensors
+    rng = np.random.default_rng(0)
+
+    plain = tmp_path / "plain" / "best_accuracy.pdparams"
+    distilled = tmp_path / "distilled" / "best_accuracy.pdparams"
+    for path, state in (
+        (plain, dict(tensors)),
+        (distilled, {**{f"Teacher.{k}": v + rng.normal(size=v.shape).astype(v.dtype) if v.dtype.kind == "f" else v
+                        for k, v in tensors.items()},
+                     **{f"Student.{k}": v for k, v in tensors.items()}}),
+    ):
+        path.parent.mkdir()
+        path.write_bytes(pickle.dumps(state, protocol=4))
+        conv = convert(path, None, dictionary=dic)
+        assert conv.arch_name == entry.arch
+        assert conv.source.format == "paddle_train"
+        _same(conv.state_dict, reference.state_dict)
+    teacher = convert(distilled, entry.arch, dictionary=dic, submodel="Teacher")
+    assert not all(np.array_equal(teacher.state_dict[k].numpy(), reference.state_dict[k].numpy())
+                   for k in reference.state_dict if reference.state_dict[k].is_floating_point())
