@@ -1,0 +1,100 @@
+"""Export a converted model to ONNX or TorchScript, and check the export against PyTorch.
+
+The exported graph is the network only (normalized N x C x H x W in, probabilities out),
+as Paddle's inference programs are: pre- and post-processing stay in Python. With
+``dynamic`` the batch and the spatial sizes the task varies are free: height and width
+for detection, width for recognition; the classifier's input is fixed by design.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ptocr.errors import PtocrError
+
+FORMATS = ("onnx", "torchscript")
+OPSET = 17
+# What the export is traced with; other sizes must give the same results (check_export).
+_EXAMPLE_HW = {"det": (640, 640)}
+# Axes free under ``dynamic``: batch always, then the task's spatial axes.
+_DYNAMIC_AXES = {"det": (0, 2, 3), "rec": (0, 3), "cls": (0,)}
+
+
+def example_input(config: dict, batch: int = 1) -> torch.Tensor:
+    task = config["task"]
+    if task in _EXAMPLE_HW:
+        h, w = _EXAMPLE_HW[task]
+        c = 3
+    else:
+        c, h, w = config["preprocess"].get("image_shape", (3, 48, 320))
+    return torch.zeros(batch, int(c), int(h), int(w)).uniform_(-1, 1, generator=torch.Generator().manual_seed(0))
+
+
+def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: str = "onnx", *,
+           dynamic: bool = True, opset: int = OPSET) -> Path:
+    """Write ``model`` (eval, float32, CPU) to ``dst`` in ``fmt``; returns the path."""
+    if fmt not in FORMATS:
+        raise PtocrError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    model = model.float().cpu().eval()
+    x = example_input(config, batch=2 if dynamic else 1)
+    tmp = dst.with_name(dst.name + ".tmp")
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            if fmt == "onnx":
+                _export_onnx(model, config, x, tmp, dynamic, opset)
+            else:
+                traced = torch.jit.trace(model, x, check_trace=False)
+                traced.save(str(tmp))
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst
+
+
+def _export_onnx(model, config, x, path: Path, dynamic: bool, opset: int) -> None:
+    axes = None
+    if dynamic:
+        names = {0: "batch", 2: "height", 3: "width"}
+        axes = {"x": {a: names[a] for a in _DYNAMIC_AXES[config["task"]]},
+                "probs": {0: "batch"}}
+    # The TorchScript-based exporter: it handles the models' data-dependent reshapes
+    # (the SVTR neck's width) as symbolic shapes without guards.
+    torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["probs"],
+                      dynamic_axes=axes, opset_version=opset, dynamo=False)
+
+
+def run_exported(path: str | os.PathLike, fmt: str, inputs: Sequence[np.ndarray], threads: int = 2) -> list[np.ndarray]:
+    """Outputs of an exported model: ONNX Runtime for ONNX, torch.jit for TorchScript."""
+    if fmt == "onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise PtocrError("checking an ONNX export needs onnxruntime: pip install 'ptocr[export]'") from None
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return [sess.run(None, {"x": x.astype(np.float32)})[0] for x in inputs]
+    module = torch.jit.load(str(path))
+    with torch.inference_mode():
+        return [module(torch.from_numpy(x)).numpy() for x in inputs]
+
+
+def check_export(path: str | os.PathLike, fmt: str, model: torch.nn.Module,
+                 inputs: Sequence[np.ndarray]) -> float:
+    """Max |delta| between the exported model and PyTorch on ``inputs``."""
+    got = run_exported(path, fmt, inputs)
+    with torch.inference_mode():
+        want = [model(torch.from_numpy(x)).numpy() for x in inputs]
+    worst = 0.0
+    for g, w in zip(got, want):
+        if g.shape != w.shape:
+            raise PtocrError(f"exported model gives shape {g.shape}, PyTorch {w.shape}")
+        worst = max(worst, float(np.abs(g.astype(np.float64) - w).max()))
+    return worst

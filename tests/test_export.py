@@ -1,0 +1,50 @@
+"""Exports (ONNX, TorchScript) compute what the PyTorch model computes, on real inputs of
+sizes other than the one traced: the dynamic axes really are dynamic."""
+
+import numpy as np
+import pytest
+
+from converter.convert import convert
+from converter.parity import single_inputs
+from ptocr.errors import PtocrError
+from ptocr.export import FORMATS, check_export, export
+from ptocr.transforms import RecPreprocess, load_image
+
+MODELS = {
+    "det": ("ch_PP-OCRv4_det_infer", "scenes", 3),
+    "rec": ("ch_PP-OCRv4_rec_infer", "words/en", 4),
+    "cls": ("ch_ppocr_mobile_v2.0_cls_infer", "words/en", 4),
+}
+TOLERANCE = 1e-4  # the parity tolerance: an export may reorder float32 sums, nothing more
+
+
+def _inputs(conv, shared, folder, n):
+    images = sorted((shared / "images" / folder).iterdir())[:n]
+    xs = [x for _, x in single_inputs(conv.config, images)]
+    if conv.config["task"] == "rec":
+        # A batch of 3 and a crop twice as wide as any real one: width and batch vary.
+        crops = [load_image(p) for p in images]
+        pre = RecPreprocess(**conv.config["preprocess"])
+        xs += [pre.batch(crops[:3]), pre(np.concatenate([crops[0]] * 3, axis=1))[None]]
+    elif conv.config["task"] == "cls":
+        xs.append(np.concatenate(xs[:3]))
+    return xs
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("task", MODELS)
+def test_export_matches_pytorch_on_real_inputs(shared_dir, tmp_path, task, fmt):
+    pytest.importorskip("onnxruntime") if fmt == "onnx" else None
+    folder, images, n = MODELS[task]
+    conv = convert(shared_dir / "paddle_models" / folder)
+    xs = _inputs(conv, shared_dir, images, n)
+    assert len({x.shape for x in xs}) > 1, "inputs must vary in size"
+    path = export(conv.model, conv.config, tmp_path / f"{task}.{fmt}", fmt)
+    assert check_export(path, fmt, conv.model, xs) <= TOLERANCE
+
+
+def test_unknown_format_is_refused(shared_dir, tmp_path):
+    conv = convert(shared_dir / "paddle_models" / "ch_ppocr_mobile_v2.0_cls_infer")
+    with pytest.raises(PtocrError, match="unknown export format"):
+        export(conv.model, conv.config, tmp_path / "m.tflite", "tflite")
+    assert not list(tmp_path.iterdir())
