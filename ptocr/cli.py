@@ -140,5 +140,85 @@ def ocr(images, det, rec, cls, json_out, vis, device, dtype, models):
         sys.exit(EXIT_BAD_INPUT)
 
 
+@main.command("list")
+@click.argument("pattern", required=False)
+@click.option("--task", type=click.Choice(["det", "rec", "cls"]), default=None, help="Only models of this task.")
+def list_cmd(pattern, task):
+    """List the zoo's models and bundles (PATTERN: a glob such as '*_rec', or a substring)."""
+    from ptocr.manifest import READY, list_models, load_manifest
+
+    try:
+        manifest = load_manifest()
+        names = list_models(pattern, task=task)
+        bundles = [] if task else [b for b in list_models(pattern, include_bundles=True) if b in manifest.bundles]
+    except PtocrError as e:
+        _fail(str(e))
+    for name in names:
+        e = manifest.models[name]
+        state = "pending" if e.get("status", READY) != READY else (
+            "built" if e["hub"].get("sha256") else "not built")
+        langs = ",".join(e["languages"]) or "-"
+        click.echo(f"{name:34} {e['task']:4} {e['architecture']:30} {langs:8} {state}")
+    for name in bundles:
+        parts = " + ".join(f"{t}={m}" for t, m in manifest.bundles[name].items())
+        click.echo(f"{name:34} bundle {parts}")
+    if not names and not bundles:
+        click.echo(f"no model matches {pattern!r}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+@main.command()
+@click.argument("name")
+def info(name):
+    """Show a zoo model's (or bundle's) manifest entry and where its weights would come from."""
+    import json
+
+    from ptocr.manifest import load_manifest
+    from ptocr.zoo import hf_cache_dir, offline, zoo_dir
+
+    try:
+        manifest = load_manifest()
+        if name in manifest.bundles:
+            click.echo(json.dumps({"bundle": name, "parts": manifest.bundle(name)}, indent=2))
+            return
+        entry = manifest.model_entry(name)
+    except PtocrError as e:
+        _fail(str(e))
+    click.echo(json.dumps({name: entry.data}, indent=2, ensure_ascii=False))
+    click.echo(f"local zoo folder: {zoo_dir() / name}")
+    click.echo(f"Hugging Face cache: {hf_cache_dir()}  (offline: {offline()})")
+
+
+@main.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--dry-run", is_flag=True, help="Check the folders and list what would be sent; send nothing.")
+@click.option("--token", default=None, help="Hugging Face token (default: huggingface_hub's login).")
+@click.option("--private", is_flag=True, help="Create the repos private.")
+def publish(folders, dry_run, token, private):
+    """Upload zoo folders staged by tools/build_zoo.py (one per model) to the Hugging Face Hub.
+
+    Each folder's name is the model's; its repo id and revision tag come from the manifest,
+    and its model.safetensors must have the manifest's sha256 (recorded by the zoo build,
+    which stages only models whose parity passed). Creates the repo, uploads the folder and
+    tags that commit with the manifest's revision.
+    """
+    from ptocr.zoo import plan_publish
+    from ptocr.zoo import publish as do_publish
+
+    try:
+        plans = plan_publish(folders)
+    except PtocrError as e:
+        _fail(str(e))
+    for plan in plans:
+        click.echo(f"{plan.name} -> https://huggingface.co/{plan.repo_id} tag {plan.revision} "
+                   f"(model.safetensors sha256 {plan.sha256})")
+        for rel, size in plan.files:
+            click.echo(f"  {rel:40} {size:>12,d} bytes")
+    if dry_run:
+        click.echo(f"dry run: {len(plans)} repo(s) would be created, uploaded and tagged; nothing sent")
+        return
+    do_publish(plans, token=token, private=private, log=click.echo)
+
+
 if __name__ == "__main__":
     main()

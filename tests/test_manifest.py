@@ -1,4 +1,5 @@
-"""weights_manifest.json names only registered architectures and pins its sources."""
+"""weights_manifest.json follows its schema (doc/zoo.md), names only registered architectures
+(pending entries excepted, and listed) and pins the real sources."""
 
 import hashlib
 import json
@@ -6,30 +7,68 @@ from pathlib import Path
 
 import pytest
 
-from ptocr.architectures import ARCHITECTURES, TASKS
+from ptocr.architectures import ALIASES, ARCHITECTURES
+from ptocr.manifest import PENDING, SCHEMA_VERSION, dumps, validate
 
-MANIFEST = json.loads((Path(__file__).resolve().parents[1] / "weights_manifest.json").read_text())
+PATH = Path(__file__).resolve().parents[1] / "weights_manifest.json"
+MANIFEST = json.loads(PATH.read_text(encoding="utf-8"))
+PENDING_MODELS = sorted(n for n, e in MANIFEST["models"].items() if e.get("status") == PENDING)
+
+
+def test_the_manifest_validates():
+    assert MANIFEST["schema_version"] == SCHEMA_VERSION
+    assert validate(MANIFEST) == []
+
+
+def test_the_manifest_is_written_in_its_canonical_format():
+    # tools/build_zoo.py rewrites it with ptocr.manifest.dumps: diffs stay minimal
+    assert PATH.read_text(encoding="utf-8") == dumps(MANIFEST)
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST["models"]))
-def test_model_entries_are_well_formed(name):
+def test_model_entries_name_registered_architectures(name):
     entry = MANIFEST["models"][name]
-    assert entry["task"] in TASKS
-    assert entry["architecture"] in ARCHITECTURES, f"{name}: unregistered architecture"
-    assert ARCHITECTURES[entry["architecture"]]["task"] == entry["task"]
-    assert len(entry["source"]["pdiparams_sha256"]) == 64
+    if entry["status"] == PENDING:
+        pytest.skip(f"{name} is pending: {entry['pending_reason']}")
+    arch = ALIASES.get(entry["architecture"], entry["architecture"])
+    assert arch in ARCHITECTURES, f"{name}: unregistered architecture {entry['architecture']}"
+    assert ARCHITECTURES[arch]["task"] == entry["task"]
     if entry["task"] == "rec":
-        assert (Path(__file__).resolve().parents[1] / "ptocr" / "dicts" / entry["dictionary"]).is_file()
+        assert (Path(__file__).resolve().parents[1] / "ptocr" / "dicts" / entry["dictionary"]["file"]).is_file()
+
+
+def test_pending_entries_are_listed():
+    # The coordinator's to-do list: entries that wait for an architecture or a dictionary.
+    print("pending:", ", ".join(PENDING_MODELS))
+    for name in PENDING_MODELS:
+        assert MANIFEST["models"][name]["pending_reason"]
 
 
 def test_bundles_name_existing_models_of_the_right_task():
+    assert {"ch_PP-OCRv4", "ch_ptocr_server_v2"} <= set(MANIFEST["bundles"])
     for bundle, parts in MANIFEST["bundles"].items():
         for task, model in parts.items():
             assert MANIFEST["models"][model]["task"] == task, bundle
 
 
+def test_validation_catches_broken_entries():
+    bad = json.loads(json.dumps(MANIFEST))
+    e = bad["models"]["french_mobile_v2.0_rec"]
+    e["architecture"] = "no_such_arch"
+    e["hub"]["sha256"] = "ABC"
+    e["dictionary"]["use_space_char"] = True  # 136 + blank + space != 137 classes
+    bad["bundles"]["x"] = {"det": "ch_PP-OCRv4_rec", "rec": "missing"}
+    problems = "\n".join(validate(bad))
+    assert "no_such_arch" in problems and "hub.sha256" in problems
+    assert "bundle x" in problems and "'missing'" in problems
+    e["architecture"] = "ch_ppocr_mobile_v2.0_rec"
+    assert "gives 138 classes" in "\n".join(validate(bad))
+
+
 @pytest.mark.parametrize("name", sorted(MANIFEST["models"]))
 def test_source_hash_matches_the_real_model(shared_dir, name):
     src = MANIFEST["models"][name]["source"]
-    data = (shared_dir / "paddle_models" / src["folder"] / "inference.pdiparams").read_bytes()
-    assert hashlib.sha256(data).hexdigest() == src["pdiparams_sha256"]
+    path = shared_dir / "paddle_models" / src["folder"] / "inference.pdiparams"
+    if not path.is_file():
+        pytest.skip(f"{src['folder']} is not among the shared Paddle models")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == src["pdiparams_sha256"]
