@@ -82,4 +82,4 @@ def load(
         raise PtocrError(f"{path}: expected a .safetensors file or a Paddle model folder")
     if fuse:
         fuse_rep_layers(model)
-    return make_predictor(model.eval(), config, dictionary, device=device, dtype=dtype)
+    return make_predictor(model.eval(), config, dictionary, device=device, dtype=dtype, where=str(path))

@@ -146,6 +146,9 @@ class ClsPredictor(CropPredictor):
         self.thresh = post.pop("thresh", 0.9)
         self.pre = ClsPreprocess(**config.get("preprocess", {}))
         self.post = ClsPostProcess(**post)
+        classes = config["model"]["head"].get("num_classes")
+        if self.post.labels is not None and classes is not None and len(self.post.labels) != classes:
+            raise ValueError(f"{len(self.post.labels)} labels for a {classes}-class head")
 
 
 

@@ -21,6 +21,8 @@ class ClsPostProcess:
 
     def __init__(self, labels: Sequence[str] | None = ("0", "180")):
         self.labels = None if labels is None else [str(x) for x in labels]
+        if self.labels is not None and not self.labels:
+            raise ValueError("labels is empty: give one label per class, or None for class indices")
 
     def __call__(self, probs) -> list[tuple]:
         probs = np.asarray(probs)
