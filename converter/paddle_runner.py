@@ -11,6 +11,9 @@ INPUTS.npz holds x0, x1, ... (float32 NCHW, run one by one); OUTPUTS.npz gets y0
 ``--float64`` runs the same program with Paddle's static executor after promoting every
 float32 variable and weight to float64: the program's exact result, free of float32
 rounding, which separates conversion errors from Paddle's (and our) float32 error.
+A Paddle 3 (PIR) program is promoted in its JSON text instead (every ``t_f32`` type and
+``float32`` dtype attribute becomes float64, the weights are rewritten as float64 beside
+it in a temporary folder) and run by Paddle Inference without graph passes.
 """
 
 from __future__ import annotations
@@ -86,6 +89,45 @@ class Float64Program:
         return np.asarray(out[0])
 
 
+class Float64PirProgram:
+    """A PIR program (inference.json) promoted to float64 in a temporary copy."""
+
+    def __init__(self, model_dir: Path, threads: int):
+        import re
+        import tempfile
+
+        from converter.readers import read_source
+        from converter.seeding import write_pdiparams
+
+        source = read_source(model_dir)
+        self._tmp = tempfile.TemporaryDirectory()
+        tmp = Path(self._tmp.name)
+        text = (Path(source.program.path)).read_text(encoding="utf-8")
+        text = text.replace('"0.t_f32"', '"0.t_f64"')
+        text = re.sub(r'("#":\s*"1\.a_dtype",\s*"D":\s*)"float32"', r'\1"float64"', text)
+        (tmp / "inference.json").write_text(text, encoding="utf-8")
+        write_pdiparams(tmp / "inference.pdiparams", {
+            k: (v.astype(np.float64) if v.dtype == np.float32 else v) for k, v in source.tensors.items()
+        })
+        import paddle.inference as pi
+
+        config = pi.Config(str(tmp / "inference.json"), str(tmp / "inference.pdiparams"))
+        config.disable_gpu()
+        config.set_cpu_math_library_num_threads(threads)
+        config.switch_ir_optim(False)
+        config.disable_mkldnn()
+        config.disable_glog_info()
+        self.predictor = pi.create_predictor(config)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        p = self.predictor
+        handle = p.get_input_handle(p.get_input_names()[0])
+        handle.reshape(list(x.shape))
+        handle.copy_from_cpu(np.ascontiguousarray(x, dtype=np.float64))
+        p.run()
+        return p.get_output_handle(p.get_output_names()[0]).copy_to_cpu()
+
+
 def run(predictor, x: np.ndarray) -> np.ndarray:
     handle = predictor.get_input_handle(predictor.get_input_names()[0])
     handle.reshape(list(x.shape))
@@ -104,7 +146,10 @@ def main(argv=None) -> int:
     p.add_argument("--no-ir-optim", action="store_true", help="run the program without Paddle's graph passes")
     p.add_argument("--float64", action="store_true", help="run the program in float64 (static executor)")
     args = p.parse_args(argv)
-    if args.float64:
+    if args.float64 and (args.model_dir / "inference.json").is_file() \
+            and not (args.model_dir / "inference.pdmodel").is_file():
+        forward = Float64PirProgram(args.model_dir, args.threads)
+    elif args.float64:
         forward = Float64Program(args.model_dir)
     else:
         predictor = make_predictor(args.model_dir, args.threads, args.mkldnn, not args.no_ir_optim)

@@ -281,7 +281,7 @@ def test_detect_format_errors(tmp_path):
     d.mkdir()
     (d / "inference.json").write_text('{"program": {}}')
     (d / "inference.pdiparams").write_bytes(tiny_params())
-    with pytest.raises(FormatError, match="Paddle 3 PIR.*not supported yet"):
+    with pytest.raises(FormatError, match="magic == 'pir'"):
         read_source(d)
     d = tmp_path / "graph"
     d.mkdir()
@@ -441,9 +441,10 @@ def test_real_distillation(models, tmp_path):
     np.testing.assert_array_equal(teacher.tensors[k], -base[k])
 
 
-def test_pir_model_recognised(models):
-    with pytest.raises(FormatError, match="PIR.*not supported yet"):
-        read_source(models / "PP-LCNet_x0_25_textline_ori_infer")
+def test_pir_model_reads_without_structured_names(models):
+    src = read_source(models / "PP-LCNet_x0_25_textline_ori_infer")
+    assert src.format == "paddle3_pir" and not src.structured
+    assert src.tensors and all(isinstance(v, np.ndarray) for v in src.tensors.values())
 
 
 def test_alt_program_same_weights(models, tmp_path):

@@ -1,7 +1,9 @@
 """Load Paddle model files into numpy, without importing paddle.
 
 ``read_source(path)`` takes a model folder or file and returns every tensor under its
-structured (layer) name, plus the parsed program for inference models. Bad input of
+structured (layer) name, plus the parsed program for inference models. Paddle 3 (PIR)
+programs have no structured names: their tensors keep the program's parameter names and
+``converter.alignment`` places them by the graph instead of a mapping table. Bad input of
 any kind raises ``FormatError`` (``UnsafePickleError`` for hostile pickles).
 """
 
@@ -15,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from converter.errors import FormatError, UnsafePickleError
-from converter.readers.formats import PADDLE2_INFERENCE, PADDLE_TRAIN, detect_format
+from converter.readers.formats import PADDLE2_INFERENCE, PADDLE3_PIR, PADDLE_TRAIN, detect_format
 from converter.readers.pdiparams import read_file_bytes, read_pdiparams
 from converter.readers.pdparams import find_submodels, read_info, read_pdparams, select_submodel
+from converter.readers.pir import PirConfig, PirOp, PirParam, PirProgram, read_pir_config, read_pir_program
 from converter.readers.program import (
     DENSE_TENSOR,
     VAR_TYPE_NAMES,
@@ -31,7 +34,12 @@ from converter.readers.program import (
 __all__ = [
     "FormatError",
     "OpInfo",
+    "PADDLE3_PIR",
     "PaddleSource",
+    "PirConfig",
+    "PirOp",
+    "PirParam",
+    "PirProgram",
     "Program",
     "UnsafePickleError",
     "VarInfo",
@@ -41,6 +49,8 @@ __all__ = [
     "read_info",
     "read_pdiparams",
     "read_pdparams",
+    "read_pir_config",
+    "read_pir_program",
     "read_program",
     "read_source",
 ]
@@ -49,15 +59,25 @@ __all__ = [
 @dataclass
 class PaddleSource:
     path: Path  # what the user gave (folder or file)
-    format: str  # "paddle2_inference" | "paddle_train"
-    tensors: dict[str, np.ndarray]  # structured name -> array (train: prefix already stripped)
+    format: str  # "paddle2_inference" | "paddle3_pir" | "paddle_train"
+    # structured name -> array (train: prefix already stripped; PIR: program parameter names)
+    tensors: dict[str, np.ndarray]
     weights_file: Path  # the .pdiparams / .pdparams read
     weights_sha256: str  # hex sha256 of weights_file
     program_names: dict[str, str] = field(default_factory=dict)  # structured -> program var name
     submodels: list[str] = field(default_factory=list)  # distillation prefixes found ([] if none)
     submodel: str | None = None  # the one chosen
-    program: Program | None = None  # parsed program (inference only)
+    program: Program | PirProgram | None = None  # parsed program (inference only)
     notes: list[str] = field(default_factory=list)  # human-readable facts
+    config: PirConfig | None = None  # PIR: inference.yml, when present
+    # The recognizer's characters as the model folder itself states them (PIR:
+    # inference.yml's PostProcess.character_dict), None when it does not.
+    dictionary: list[str] | None = None
+
+    @property
+    def structured(self) -> bool:
+        """Whether ``tensors`` are keyed by layer names (False: PIR, align by the graph)."""
+        return self.format != PADDLE3_PIR
 
 
 def _listed(names: list[str], n: int = 5) -> str:
@@ -70,6 +90,8 @@ def read_source(path: str | os.PathLike, *, submodel: str | None = None) -> Padd
     fmt, files = detect_format(p)
     if fmt == PADDLE_TRAIN:
         return _read_train(p, files["params"], submodel)
+    if fmt == PADDLE3_PIR:
+        return _read_pir(p, files, submodel)
     assert fmt == PADDLE2_INFERENCE
     return _read_inference(p, files, submodel)
 
@@ -150,4 +172,30 @@ def _read_inference(path: Path, files: dict[str, Path], submodel: str | None) ->
         path=path, format=PADDLE2_INFERENCE, tensors=tensors, weights_file=params,
         weights_sha256=hashlib.sha256(data).hexdigest(), program_names=program_names,
         submodels=subs, submodel=chosen, program=program, notes=notes,
+    )  # fmt: skip
+
+
+def _read_pir(path: Path, files: dict[str, Path], submodel: str | None) -> PaddleSource:
+    params = files["params"]
+    program = read_pir_program(files["model"])
+    if submodel is not None:
+        raise FormatError(f"{files['model']}: a Paddle 3 inference program holds one model; --submodel does not apply")
+    order = program.stream_order()
+    data = read_file_bytes(params)
+    arrays = read_pdiparams(params, [(v.name, v.dtype_code, v.shape) for v in order], data=data)
+    config = read_pir_config(files["config"]) if "config" in files else None
+    notes = [
+        f"Paddle 3 PIR inference model: {len(program.ops)} ops, {len(order)} parameters, "
+        f"program version {program.version}; no structured names (placed by graph alignment)"
+    ]
+    if config is not None:
+        notes.append(f"{config.path.name}: model {config.model_name or '(unnamed)'}"
+                     + (f", {len(config.character_dict)} characters" if config.character_dict else ""))
+    # tensors in program order (the order ops declare them), the friendliest to read
+    tensors = {v.name: arrays[v.name] for v in program.params if v.name in arrays}
+    return PaddleSource(
+        path=path, format=PADDLE3_PIR, tensors=tensors, weights_file=params,
+        weights_sha256=hashlib.sha256(data).hexdigest(), program_names={k: k for k in tensors},
+        program=program, notes=notes, config=config,
+        dictionary=list(config.character_dict) if config and config.character_dict else None,
     )  # fmt: skip

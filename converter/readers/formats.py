@@ -15,10 +15,12 @@ from converter.errors import FormatError
 
 PADDLE2_INFERENCE = "paddle2_inference"
 PADDLE_TRAIN = "paddle_train"
+PADDLE3_PIR = "paddle3_pir"
 
 _EXPECTED = (
     "expected a Paddle 2 inference model (inference.pdmodel + inference.pdiparams "
-    "+ inference.pdiparams.info) or a training checkpoint (*.pdparams)"
+    "+ inference.pdiparams.info), a Paddle 3 inference model (inference.json + "
+    "inference.pdiparams [+ inference.yml]) or a training checkpoint (*.pdparams)"
 )
 
 
@@ -87,6 +89,9 @@ def sniff(path: Path, kind: str) -> None:
     elif kind == "program":
         ok = head[:1] in (b"\x0a", b"\x1a", b"\x22", b"\x2a")  # ProgramDesc fields 1, 3, 4, 5
         what = "a Paddle ProgramDesc protobuf"
+    elif kind == "json":
+        ok = head.lstrip()[:1] == b"{"
+        what = "a Paddle 3 PIR program (JSON)"
     elif kind == "tensor_stream":
         ok = size == 0 or looks_like_tensor_stream(head)
         what = "a Paddle tensor stream (LoDTensor header)"
@@ -96,12 +101,17 @@ def sniff(path: Path, kind: str) -> None:
         raise FormatError(f"{path}: expected {what}, but it looks like {describe_bytes(head, size)}")
 
 
-def _pir_error(path: Path) -> FormatError:
-    return FormatError(
-        f"{path}: this is a Paddle 3 PIR model (inference.json + .pdiparams), which is not "
-        "supported yet; re-export it with Paddle 2 (FLAGS_enable_pir_api=0) to get "
-        "inference.pdmodel, or use a Paddle 2 inference or training checkpoint"
-    )
+def _pir(model: Path, params: Path) -> tuple[str, dict[str, Path]]:
+    """Paddle 3: inference.json + inference.pdiparams (+ inference.yml beside them)."""
+    if not params.is_file():
+        raise FormatError(f"{model}: the weights file {params.name} is missing beside the program")
+    files = {"model": model, "params": params}
+    config = model.with_suffix(".yml")
+    if config.is_file():
+        files["config"] = config
+    sniff(model, "json")
+    sniff(params, "tensor_stream")
+    return PADDLE3_PIR, files
 
 
 def _inference(model: Path, params: Path) -> tuple[str, dict[str, Path]]:
@@ -133,7 +143,8 @@ def _listing(names: list[str]) -> str:
 
 
 def detect_format(path: str | os.PathLike) -> tuple[str, dict[str, Path]]:
-    """("paddle2_inference", {"model", "params"[, "info"]}) or ("paddle_train", {"params"[, "config"]}).
+    """("paddle2_inference", {"model", "params"[, "info"]}), ("paddle3_pir", {"model", "params"[,
+    "config"]}) or ("paddle_train", {"params"[, "config"]}).
 
     ``path`` is a model folder, one of its files, or Paddle's path prefix (``dir/inference``).
     """
@@ -145,7 +156,7 @@ def detect_format(path: str | os.PathLike) -> tuple[str, dict[str, Path]]:
     if p.with_name(p.name + ".pdmodel").is_file():  # Paddle's "path prefix" convention
         return _detect_file(p.with_name(p.name + ".pdmodel"))
     if p.with_name(p.name + ".json").is_file():
-        raise _pir_error(p.with_name(p.name + ".json"))
+        return _detect_file(p.with_name(p.name + ".json"))
     raise FormatError(f"{p}: no such file or folder")
 
 
@@ -169,10 +180,12 @@ def _detect_file(p: Path) -> tuple[str, dict[str, Path]]:
         if model.is_file():
             return _inference(model, p)
         if p.with_suffix(".json").is_file():
-            raise _pir_error(p.with_suffix(".json"))
+            return _pir(p.with_suffix(".json"), p)
         raise FormatError(f"{p}: the program file {model.name} is missing beside the weights")
     if suffix == ".json" and p.with_suffix(".pdiparams").is_file():
-        raise _pir_error(p)
+        return _pir(p, p.with_suffix(".pdiparams"))
+    if suffix == ".yml" and p.with_suffix(".json").is_file():
+        return _detect_file(p.with_suffix(".json"))
     head, size = _head(p)
     raise FormatError(f"{p}: not a Paddle model file ({describe_bytes(head, size)}); {_EXPECTED}")
 
@@ -211,8 +224,18 @@ def _detect_dir(d: Path) -> tuple[str, dict[str, Path]]:
             f"{d}: holds several checkpoints ({', '.join(train)}) and none is best_accuracy.pdparams; "
             "pass the .pdparams to convert instead of the folder"
         )
-    if pir or "inference.json" in names:
-        raise _pir_error(d / (f"{pir[0]}.json" if pir else "inference.json"))
+    if len(pir) > 1:
+        raise FormatError(
+            f"{d}: holds several Paddle 3 programs ({', '.join(s + '.json' for s in pir)}); "
+            "pass the .json to convert instead of the folder"
+        )
+    if pir:
+        return _pir(d / f"{pir[0]}.json", d / f"{pir[0]}.pdiparams")
+    if "inference.json" in names:
+        raise FormatError(
+            f"{d}: holds a Paddle 3 program (inference.json) but no weights beside it "
+            f"(inference.pdiparams is missing); {_EXPECTED}"
+        )
     if by_suffix.get(".pdmodel"):
         raise FormatError(
             f"{d}: holds a program ({by_suffix['.pdmodel'][0]}) but no weights beside it "

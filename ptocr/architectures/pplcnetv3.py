@@ -1,4 +1,10 @@
-"""PPLCNetV3 architectures: PP-OCRv4 mobile det and rec."""
+"""PPLCNetV3 architectures: PP-OCRv4 mobile det and rec.
+
+PP-OCRv5's mobile detector and recognizer (Paddle 3 programs) are the very same networks
+(graph alignment places every tensor of their programs in these entries, strides and
+shapes checked); they differ only in weights and, for the recognizer, in the dictionary
+(18383 characters, from the model's own inference.yml), so they are aliases.
+"""
 
 from __future__ import annotations
 
@@ -38,4 +44,10 @@ ARCHITECTURES: dict[str, dict] = {
         "postprocess": {},
         "dictionary": {"builtin": "ppocr_keys_v1.txt", "use_space_char": True},
     },
+}
+
+
+ALIASES: dict[str, str] = {
+    "PP-OCRv5_mobile_det": "ch_PP-OCRv4_det",
+    "PP-OCRv5_mobile_rec": "ch_PP-OCRv4_rec",
 }

@@ -1,0 +1,215 @@
+"""Paddle 3 (PIR) programs: the reader (inference.json + .pdiparams + .yml) and graph alignment."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from converter.alignment import align, paddle_sequence
+from converter.errors import FormatError, MappingError
+from converter.readers import PADDLE3_PIR, read_pir_program, read_source
+from converter.readers.formats import detect_format
+from ptocr.models.build import build_model
+
+TEXTLINE = "PP-LCNet_x0_25_textline_ori_infer"
+
+
+@pytest.fixture(scope="module")
+def textline(shared_dir):
+    d = shared_dir / "paddle_models" / TEXTLINE
+    if not d.is_dir():
+        pytest.skip(f"{d} not found")
+    return d
+
+
+@pytest.fixture(scope="module")
+def source(textline):
+    return read_source(textline)
+
+
+def _copy(src, dst, **replace):
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("inference.json", "inference.pdiparams", "inference.yml"):
+        if name in replace:
+            (dst / name).write_bytes(replace[name])
+        elif (src / name).is_file():
+            shutil.copyfile(src / name, dst / name)
+    return dst
+
+
+def test_detects_pir_folder_and_files(textline):
+    for p in (textline, textline / "inference.json", textline / "inference.pdiparams", textline / "inference"):
+        fmt, files = detect_format(p)
+        assert fmt == PADDLE3_PIR
+        assert files["model"].name == "inference.json" and files["params"].name == "inference.pdiparams"
+        assert files["config"].name == "inference.yml"
+
+
+def test_reads_names_shapes_and_stream_order(source):
+    program = source.program
+    assert source.format == PADDLE3_PIR and not source.structured
+    assert len(source.tensors) == len(program.params) == 146
+    # the stream holds the parameters sorted by name; every one was read with its declared shape
+    for p in program.params:
+        assert source.tensors[p.name].shape == p.shape and source.tensors[p.name].dtype == np.float32
+    assert [p.name for p in program.stream_order()] == sorted(p.name for p in program.params)
+    ops = [op.type for op in program.ops]
+    assert ops[0] == "data" and ops[-1] == "fetch" and ops.count("batch_norm_") == 27
+    assert program.inputs == [("x", (-1, 3, 80, 160))]
+    conv = next(op for op in program.ops if op.type == "conv2d")
+    assert conv.struct_name == "/PPLCNet/ConvBNLayer/Conv2D/" and conv.layer == "Conv2D"
+    assert conv.attrs["strides"] == [2, 2]
+    assert source.config.model_name == "PP-LCNet_x0_25_textline_ori" and source.dictionary is None
+
+
+def test_same_view_as_paddle(textline, source, tmp_path):
+    """Paddle's own loader sees the same parameter names, shapes and values."""
+    pytest.importorskip("paddle")
+    script = (
+        "import sys, numpy as np, paddle\n"
+        "paddle.enable_static()\n"
+        "exe = paddle.static.Executor(paddle.CPUPlace())\n"
+        "prog, feeds, fetches = paddle.static.load_inference_model(sys.argv[1] + '/inference', exe)\n"
+        "scope = paddle.static.global_scope()\n"
+        "out = {}\n"
+        "for op in prog.global_block().ops:\n"
+        "    if op.name() == 'builtin.parameter':\n"
+        "        n = op.attrs()['parameter_name']\n"
+        "        out[n] = np.array(scope.find_var(n).get_tensor())\n"
+        "np.savez(sys.argv[2], **out)\n"
+    )
+    out = tmp_path / "paddle.npz"
+    done = subprocess.run([sys.executable, "-c", script, str(textline), str(out)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"paddle could not load the program: {done.stderr[-500:]}")
+    with np.load(out) as theirs:
+        names = [n for n in theirs.files if n in source.tensors]
+        assert len(names) == len(source.tensors), sorted(set(source.tensors) - set(theirs.files))[:5]
+        for n in names:
+            np.testing.assert_array_equal(theirs[n], source.tensors[n])
+
+
+def test_yml_dictionary(textline, tmp_path):
+    yml = (textline / "inference.yml").read_text() + "  name: CTCLabelDecode\n  character_dict:\n  - a\n  - '1'\n  - 2\n"
+    d = _copy(textline, tmp_path / "m", **{"inference.yml": yml.encode()})
+    assert read_source(d).dictionary == ["a", "1", "2"]
+
+
+@pytest.mark.parametrize("cut", [0.1, 0.5, 0.99])
+def test_truncated_json_refused(textline, tmp_path, cut):
+    data = (textline / "inference.json").read_bytes()
+    d = _copy(textline, tmp_path / "m", **{"inference.json": data[: int(len(data) * cut)]})
+    with pytest.raises(FormatError, match="inference.json"):
+        read_source(d)
+
+
+def test_truncated_weights_refused(textline, tmp_path):
+    data = (textline / "inference.pdiparams").read_bytes()
+    d = _copy(textline, tmp_path / "m", **{"inference.pdiparams": data[:-100]})
+    with pytest.raises(FormatError, match="inference.pdiparams"):
+        read_source(d)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bit_flipped_json_never_crashes(textline, tmp_path, seed):
+    data = bytearray((textline / "inference.json").read_bytes())
+    rng = np.random.default_rng(seed)
+    for pos in rng.integers(0, len(data), 20):
+        data[pos] ^= 1 << int(rng.integers(0, 8))
+    d = _copy(textline, tmp_path / "m", **{"inference.json": bytes(data)})
+    try:
+        read_source(d)  # a flip may land in a name or a value: then it still reads, or ...
+    except FormatError as e:  # ... it is refused in plain words naming a file
+        assert str(tmp_path) in str(e)
+
+
+@pytest.mark.parametrize("doc", [
+    b"[1, 2, 3]",
+    b'{"base_code": {"magic": "xyz"}, "program": {}}',
+    b'{"base_code": {"magic": "pir", "version": 1}, "program": {"regions": []}}',
+    b'{"base_code": {"magic": "pir", "version": 1}, "program": {"regions": [{"blocks": [{"ops": [{"#": "p"}]}]}]}}',
+    b'{"a": ' * 100000 + b"1" + b"}" * 100000,
+    b"\xff\xfe{not json",
+    b"<html>404</html>",
+    b"",
+])
+def test_foreign_json_refused(textline, tmp_path, doc):
+    d = _copy(textline, tmp_path / "m", **{"inference.json": doc})
+    with pytest.raises(FormatError) as e:
+        read_source(d)
+    assert "inference.json" in str(e.value)
+
+
+def test_bad_yml_refused(textline, tmp_path):
+    d = _copy(textline, tmp_path / "m", **{"inference.yml": b"!!python/object/apply:os.system ['echo hi']\n"})
+    with pytest.raises(FormatError, match="inference.yml"):
+        read_source(d)
+
+
+def test_weights_of_another_program_refused(textline, tmp_path):
+    doc = json.loads((textline / "inference.json").read_text())
+    ops = doc["program"]["regions"][0]["blocks"][0]["ops"]
+    p = next(o for o in ops if o["#"] == "p" and o["O"]["TT"]["D"][1] == [1280, 2])
+    p["O"]["TT"]["D"][1] = [1280, 4]  # the program now wants a 4-class head
+    d = _copy(textline, tmp_path / "m", **{"inference.json": json.dumps(doc).encode()})
+    with pytest.raises(FormatError, match="shape"):
+        read_source(d)
+
+
+def test_alignment_places_every_tensor(source):
+    model = build_model({"backbone": {"name": "PPLCNet", "scale": 0.25, "stride_list": [2, [2, 1], [2, 1], [2, 1], [2, 1]]},
+                         "neck": None, "head": {"name": "ClsHead", "num_classes": 2}})
+    result = align(source.program, source.tensors, model, what="textline")
+    assert len(result.entries) == len(source.tensors)
+    by_target = {e.target: e for e in result.entries}
+    # BN statistics by the op slot that reads them (Paddle names them w_1 / w_2)
+    assert by_target["backbone.conv1.bn.running_mean"].source.startswith("batch_norm2d_0.w_1")
+    assert by_target["backbone.conv1.bn.running_var"].source.startswith("batch_norm2d_0.w_2")
+    assert by_target["head.fc.weight"].op == "linear_weight"
+    np.testing.assert_array_equal(result.state_dict["head.fc.weight"], source.tensors[by_target["head.fc.weight"].source].T)
+
+
+def test_alignment_refuses_shape_conflict(source):
+    model = build_model({"backbone": {"name": "PPLCNet", "scale": 0.5, "stride_list": [2, [2, 1], [2, 1], [2, 1], [2, 1]]},
+                         "neck": None, "head": {"name": "ClsHead", "num_classes": 2}})
+    with pytest.raises(MappingError, match="shape"):
+        align(source.program, source.tensors, model, what="textline")
+
+
+def test_alignment_refuses_stride_conflict(source):
+    model = build_model({"backbone": {"name": "PPLCNet", "scale": 0.25, "stride_list": [2, 2, 2, 2, 2]},
+                         "neck": None, "head": {"name": "ClsHead", "num_classes": 2}})
+    with pytest.raises(MappingError, match="strides"):
+        align(source.program, source.tensors, model, what="textline")
+
+
+def test_alignment_refuses_role_conflict(source):
+    """A parameter read by another kind of op than the model's is refused by role, not shape."""
+    program = source.program
+    seq = paddle_sequence(program)
+    assert [u.role for u in seq[:5]] == ["conv", "bn_mean", "bn_var", "bn_scale", "bn_shift"]
+    bn = next(op for op in program.ops if op.type == "batch_norm_")
+    program = copy.copy(program)
+    program.ops = list(program.ops)
+    # the same operands read by an op that is no batch norm: statistics become "other"
+    program.ops[program.ops.index(bn)] = type(bn)("group_norm", bn.dialect, bn.inputs, bn.outputs, bn.output_shapes,
+                                                  bn.attrs, bn.index)
+    model = build_model({"backbone": {"name": "PPLCNet", "scale": 0.25, "stride_list": [2, [2, 1], [2, 1], [2, 1], [2, 1]]},
+                         "neck": None, "head": {"name": "ClsHead", "num_classes": 2}})
+    with pytest.raises(MappingError, match="role"):
+        align(program, source.tensors, model, what="textline")
+
+
+def test_convert_detects_architecture(textline):
+    from converter.convert import convert
+
+    conv = convert(textline)
+    assert conv.arch_name == "PP-LCNet_x0_25_textline_ori"
+    assert conv.config["model"]["head"]["num_classes"] == 2
+    assert conv.config["source"]["format"] == PADDLE3_PIR
