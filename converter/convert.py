@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import itertools
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +21,17 @@ from converter.errors import ArchitectureError, DictionaryError, MappingError
 from converter.mapping import MappingResult, Target, apply, plan
 from converter.readers import PaddleSource, read_source
 from converter.tables import get_table
-from ptocr.architectures import CLASS_COUNT_KEYS, aliases_of, canonical_name, get_architecture, list_architectures
+from ptocr.architectures import (
+    ARCHITECTURES,
+    CLASS_COUNT_KEYS,
+    aliases_of,
+    canonical_name,
+    get_architecture,
+    list_architectures,
+)
 from ptocr.checkpoint import model_from_state
-from ptocr.dictionary import Dictionary, builtin_dictionary, read_dictionary
+from ptocr.dictionary import Dictionary, builtin_dictionary, parse_dictionary, read_dictionary
+from ptocr.errors import PtocrError
 from ptocr.models.build import build_model
 from ptocr.models.model import OCRModel
 
@@ -63,21 +73,31 @@ def convert(
     use_space_char: bool | None = None,
     submodel: str | None = None,
 ) -> Conversion:
+    """Convert ``src``. ``arch``: a registered architecture, an official model name of the
+    manifest (its architecture, dictionary and settings), or None to detect it; a folder
+    named after a manifest model (``<name>_infer``, ``<name>_train...``) gets that model's
+    dictionary and settings too."""
     source = read_source(src, submodel=submodel)
+    known = manifest_model(arch) if arch is not None else manifest_model(_model_name_of(source.path))
+    if arch is not None and known is not None:
+        arch = known.architecture
     if arch is None:
         fit = detect_architecture(source)
     else:
         fit = fit_architecture(source, arch)
     spec = get_architecture(fit.arch_name)
+    if known is not None and canonical_name(known.architecture) != fit.arch_name:
+        known = None  # a folder named like a model it is not: the name says nothing
     model = model_from_state(fit.model_cfg, _tensors(fit.mapping), where=str(source.path))
-    dic = _resolve_dictionary(spec, source, fit.model_cfg, dictionary, use_space_char)
+    dic = _resolve_dictionary(spec, source, fit.model_cfg, dictionary, use_space_char,
+                              known.dictionary if known is not None else None)
     config = {
         "architecture": fit.arch_name,
         "task": spec["task"],
         "form": fit.form,
         "model": fit.model_cfg,
-        "preprocess": spec.get("preprocess", {}),
-        "postprocess": spec.get("postprocess", {}),
+        "preprocess": {**spec.get("preprocess", {}), **(known.data.get("preprocess") or {} if known else {})},
+        "postprocess": {**spec.get("postprocess", {}), **(known.data.get("postprocess") or {} if known else {})},
         "source": {
             "name": Path(source.path).name,
             "format": source.format,
@@ -87,6 +107,8 @@ def convert(
         },
         "converter_version": converter.__version__,
     }
+    if known is not None:
+        config["model_name"] = known.name
     if dic is not None:
         config["dictionary"] = {
             "use_space_char": dic.use_space_char,
@@ -106,9 +128,15 @@ def fit_architecture(source: PaddleSource, arch_name: str) -> Fit:
     for form, overrides in _forms(spec):
         cfg = _with_overrides(spec["model"], overrides)
         try:
-            _set_class_count(cfg, spec["task"], source, rules)
-            target = Target.from_module(build_model(cfg, device="meta"))
-            mapping = apply(source.tensors, rules, target, what=f"{source.path} as {arch_name}" + (f" ({form})" if form else ""))
+            what = f"{source.path} as {arch_name}" + (f" ({form})" if form else "")
+            if not source.structured:  # Paddle 3 (PIR): no layer names, placed by the graph
+                from converter.alignment import align_source
+
+                mapping = align_source(source, cfg, spec["task"], what=what)
+            else:
+                _set_class_count(cfg, spec["task"], source, rules)
+                target = Target.from_module(build_model(cfg, device="meta"))
+                mapping = apply(source.tensors, rules, target, what=what)
         except (MappingError, ArchitectureError) as e:
             failures.append(str(e))
             count = getattr(e, "mismatches", None)
@@ -164,34 +192,75 @@ def _set_class_count(cfg: dict, task: str, source: PaddleSource, rules) -> None:
     cfg["head"]["num_classes"] = int(count)
 
 
-def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char) -> Dictionary | None:
+def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char, known=None) -> Dictionary | None:
+    """The recognizer's dictionary: ``--dict`` (must fit), else the first that fits the head
+    of: the characters the folder's inference.yml lists, the manifest's dictionary for the
+    named model, a dictionary file beside the model, the architecture's default. Without an
+    explicit ``use_space_char`` both settings are tried (the model's own first)."""
     if spec["task"] != "rec":
         if explicit is not None:
             raise DictionaryError(f"--dict was given but {spec['task']} models have no dictionary")
         return None
-    default = spec.get("dictionary", {})
-    space = default.get("use_space_char", True) if use_space_char is None else use_space_char
     num_classes = model_cfg["head"]["num_classes"]
+    what = f"the head of {source.path}"
+    default = spec.get("dictionary", {})
     if explicit is not None:
+        space = default.get("use_space_char", True) if use_space_char is None else use_space_char
         dic = read_dictionary(explicit, space)
-        dic.check_fits(num_classes, f"the head of {source.path}")
+        dic.check_fits(num_classes, what)
         return dic
-    candidates = _folder_dictionaries(source)
-    if len(candidates) > 1:
-        names = ", ".join(p.name for p in candidates)
+    candidates: list[tuple[str, Callable[[bool], Dictionary], bool]] = []  # (name, make, preferred space)
+    if getattr(source, "dictionary", None):
+        text = "\n".join(source.dictionary)
+        candidates.append(("inference.yml character_dict",
+                           lambda sp: parse_dictionary(text, sp, f"{Path(source.path).name}/inference.yml"), True))
+    if known:
+        candidates.append((f"{known['file']} (manifest)", lambda sp: builtin_dictionary(known["file"], sp),
+                           known.get("use_space_char", True)))
+    folder = _folder_dictionaries(source)
+    if len(folder) > 1:
+        names = ", ".join(p.name for p in folder)
         raise DictionaryError(f"{source.path} holds several dictionaries ({names}); choose one with --dict")
-    if candidates:
-        dic = read_dictionary(candidates[0], space)
-        try:
-            dic.check_fits(num_classes, f"the head of {source.path}")
-        except DictionaryError as e:
-            raise DictionaryError(f"{e}; give the right one with --dict") from None
-        return dic
+    for path in folder:
+        candidates.append((path.name, lambda sp, path=path: read_dictionary(path, sp), default.get("use_space_char", True)))
     if "builtin" in default:
-        dic = builtin_dictionary(default["builtin"], space)
-        dic.check_fits(num_classes, f"the head of {source.path}")
-        return dic
-    raise DictionaryError(f"{source.path} has no dictionary beside it; give one with --dict")
+        candidates.append((f"{default['builtin']} (default)", lambda sp: builtin_dictionary(default["builtin"], sp),
+                           default.get("use_space_char", True)))
+    tried = []
+    for name, make, preferred in candidates:
+        for space in ([use_space_char] if use_space_char is not None else [preferred, not preferred]):
+            dic = make(space)
+            if dic.num_classes == num_classes:
+                return dic
+            tried.append(f"{name} with{'' if space else 'out'} space: {dic.num_classes} classes")
+    if not tried:
+        raise DictionaryError(f"{source.path} has no dictionary beside it; give one with --dict")
+    raise DictionaryError(f"no dictionary fits {what} ({num_classes} classes): tried {'; '.join(tried)}; "
+                          "give the right one with --dict")
+
+
+def _model_name_of(path) -> str:
+    """The official model name a Paddle folder is called after (``<name>_infer``, ``<name>_train...``)."""
+    p = Path(path)
+    name = (p if p.is_dir() else p.parent).name
+    return re.sub(r"_(infer|train)(_[A-Za-z0-9]+)*$", "", name)
+
+
+def manifest_model(name: str | None):
+    """The manifest's entry for ``name`` when it is a model name there (not an architecture)."""
+    if not name or name in ARCHITECTURES:
+        return None
+    try:
+        from ptocr.manifest import load_manifest
+
+        models = load_manifest().models
+    except PtocrError:
+        return None  # no readable manifest: names alone then say nothing
+    if name not in models:
+        return None
+    from ptocr.manifest import ModelEntry
+
+    return ModelEntry(name, models[name])
 
 
 def _folder_dictionaries(source: PaddleSource) -> list[Path]:

@@ -17,7 +17,7 @@ from converter.parity_suite import SEEDED, SUITE, dictionary_path, source_folder
 from converter.readers import read_source
 from converter.seeding import seed_folder
 
-PADDLE2 = [e for e in SUITE if not e.model.startswith("PP-")]  # PIR folders have no .info
+PADDLE2 = SUITE  # folders without .pdiparams.info (PIR) are skipped below
 
 
 def _inference_folder(entry, shared, tmp_path):
