@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
+import json
 import os
 import re
 from collections.abc import Callable
@@ -78,8 +80,8 @@ def convert(
     named after a manifest model (``<name>_infer``, ``<name>_train...``) gets that model's
     dictionary and settings too."""
     source = read_source(src, submodel=submodel)
-    known = manifest_model(arch) if arch is not None else manifest_model(_model_name_of(source.path))
-    if arch is not None and known is not None:
+    known = (manifest_model(arch) if arch is not None else None) or manifest_model(_model_name_of(source.path))
+    if arch is not None and known is not None and known.name == arch:
         arch = known.architecture
     if arch is None:
         fit = detect_architecture(source)
@@ -135,7 +137,7 @@ def fit_architecture(source: PaddleSource, arch_name: str) -> Fit:
                 mapping = align_source(source, cfg, spec["task"], what=what)
             else:
                 _set_class_count(cfg, spec["task"], source, rules)
-                target = Target.from_module(build_model(cfg, device="meta"))
+                target = _target(cfg)
                 mapping = apply(source.tensors, rules, target, what=what)
         except (MappingError, ArchitectureError) as e:
             failures.append(str(e))
@@ -171,6 +173,17 @@ def detect_architecture(source: PaddleSource) -> Fit:
     )
 
 
+def _target(cfg: dict) -> Target:
+    """Names, shapes and layouts of the network ``cfg`` describes (built once per description:
+    detection tries every architecture and form on every conversion)."""
+    return _target_of(json.dumps(cfg, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _target_of(cfg_json: str) -> Target:
+    return Target.from_module(build_model(json.loads(cfg_json), device="meta"))
+
+
 def _named(arch_name: str) -> str:
     """The architecture with the other official names it was released under."""
     also = aliases_of(arch_name)
@@ -182,7 +195,7 @@ def _set_class_count(cfg: dict, task: str, source: PaddleSource, rules) -> None:
     key = CLASS_COUNT_KEYS.get(task)
     if key is None:
         return
-    target = Target.from_module(build_model(cfg, device="meta"))
+    target = _target(cfg)
     src = next((e.source for e in plan(source.tensors, rules) if e.target == key), None)
     if src is None:
         return  # keep the default; the full mapping then reports what does not fit

@@ -19,18 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-TRAINED, SEEDED = "trained", "seeded"
-SOURCE_KINDS = {TRAINED: "trained weights", SEEDED: "real program + seeded weights"}
+TRAINED, SEEDED, CHECKPOINT = "trained", "seeded", "checkpoint"
+SOURCE_KINDS = {TRAINED: "trained weights", SEEDED: "real program + seeded weights",
+                CHECKPOINT: "training checkpoint in the released program"}
 
 
 @dataclass(frozen=True)
 class SuiteEntry:
-    model: str  # folder under paddle_models/ (trained) or paddle_graphs/ (seeded)
+    model: str  # the manifest's model name (or a checkpoint folder's name)
+    folder: str  # under paddle_models/ (trained, checkpoint) or paddle_graphs/ (seeded)
     images: tuple[str, ...]  # folders under images/
     arch: str  # the architecture conversion must detect
     kind: str = TRAINED
-    dictionary: str | None = None  # a file of ptocr/dicts, where the folder has no fitting one
-    max_images: int | None = None  # per entry, to bound CI time (det on seeded weights)
+    max_images: int | None = None  # to bound CI time (det on seeded weights)
+    program: str | None = None  # checkpoint entries: the paddle_models/ folder whose program runs them
 
     @property
     def source_kind(self) -> str:
@@ -41,14 +43,32 @@ class SuiteEntry:
         return self.model
 
 
-SCENES = ("scenes",)
-CH_EN = ("words/ch", "words/en")
-
-SUITE: tuple[SuiteEntry, ...] = (
-    SuiteEntry("ch_PP-OCRv4_det_infer", SCENES, "ch_PP-OCRv4_det"),
-    SuiteEntry("ch_PP-OCRv4_rec_infer", CH_EN, "ch_PP-OCRv4_rec"),
-    SuiteEntry("ch_ppocr_mobile_v2.0_cls_infer", CH_EN, "ch_ppocr_mobile_v2.0_cls"),
+# Real training checkpoints, run by the program of the matching inference model.
+CHECKPOINTS = (
+    ("ch_ppocr_mobile_v2.0_det_train", "ch_ppocr_mobile_v2.0_det_infer", ("scenes",), "ch_ppocr_mobile_v2.0_det", 4),
+    ("en_number_mobile_v2.0_rec_train_finetune", "en_number_mobile_v2.0_rec_infer", ("words/en",),
+     "ch_ppocr_mobile_v2.0_rec", None),
 )
+
+
+def _suite() -> tuple[SuiteEntry, ...]:
+    """Every manifest model whose Paddle folder ../shared holds, then the checkpoints."""
+    from ptocr.architectures import canonical_name
+    from ptocr.manifest import load_manifest
+
+    shared = default_shared()
+    entries = []
+    for name, e in sorted(load_manifest().models.items()):
+        folder = (e.get("source") or {}).get("folder")
+        if not folder or e.get("status", "ready") != "ready":
+            continue
+        kind = SEEDED if (shared / "paddle_graphs" / folder).is_dir() else TRAINED
+        parity = e.get("parity") or {}
+        entries.append(SuiteEntry(name, folder, tuple(parity.get("images") or ()), canonical_name(e["architecture"]),
+                                  kind, parity.get("max_images")))
+    for folder, program, images, arch, limit in CHECKPOINTS:
+        entries.append(SuiteEntry(folder, folder, images, arch, CHECKPOINT, limit, program))
+    return tuple(entries)
 
 
 def default_shared() -> Path:
@@ -65,38 +85,68 @@ def images_of(shared: Path, entry: SuiteEntry) -> list[Path]:
 
 
 def source_folder(shared: Path, entry: SuiteEntry) -> Path:
-    return shared / ("paddle_models" if entry.kind == TRAINED else "paddle_graphs") / entry.model
-
-
-def dictionary_path(entry: SuiteEntry) -> Path | None:
-    if entry.dictionary is None:
-        return None
-    return Path(__file__).resolve().parents[1] / "ptocr" / "dicts" / entry.dictionary
+    return shared / ("paddle_graphs" if entry.kind == SEEDED else "paddle_models") / entry.folder
 
 
 def prepare(entry: SuiteEntry, shared: Path, workdir: Path) -> Path:
-    """The Paddle model folder to compare: the trained folder itself, or a seeded copy of
-    the program in ``workdir`` (made once; calibrated on the entry's own images)."""
+    """The Paddle model folder to compare: the trained folder itself; a seeded copy of the
+    program in ``workdir`` (made once; calibrated on the entry's own images); or, for a
+    training checkpoint, its tensors written for the released program beside a copy of it."""
     src = source_folder(shared, entry)
     if entry.kind == TRAINED:
         return src
-    from converter.seeding import seed_and_calibrate
+    out = Path(workdir) / entry.folder
+    if (out / "inference.pdiparams").is_file():
+        return out
+    if entry.kind == CHECKPOINT:
+        return _checkpoint_in_program(src, shared / "paddle_models" / entry.program, out)
+    if (src / "inference.json").is_file():
+        from converter.seeding_pir import seed_and_calibrate
+    else:
+        from converter.seeding import seed_and_calibrate
+    seed_and_calibrate(src, out, images_of(shared, entry), arch=entry.arch)
+    return out
 
-    out = Path(workdir) / entry.model
-    if not (out / "inference.pdiparams").is_file():
-        seed_and_calibrate(src, out, images_of(shared, entry), arch=entry.arch, dictionary=dictionary_path(entry))
+
+def _checkpoint_in_program(checkpoint: Path, program: Path, out: Path) -> Path:
+    """A .pdiparams for ``program`` holding the checkpoint's tensors (through the program's
+    .info: variable name -> structured name); training-only tensors are left out."""
+    import shutil
+
+    from converter.errors import MappingError
+    from converter.readers import read_info, read_source
+    from converter.readers.program import read_program
+    from converter.seeding import write_pdiparams
+
+    tensors = read_source(checkpoint).tensors
+    names = read_info(program / "inference.pdiparams.info")
+    out.mkdir(parents=True, exist_ok=True)
+    values = {}
+    for var in read_program(program / "inference.pdmodel").parameters():
+        structured = names.get(var.name)
+        if structured not in tensors or tuple(tensors[structured].shape) != tuple(var.shape):
+            raise MappingError(f"{checkpoint}: no tensor {structured!r} of shape {var.shape} for {var.name}")
+        values[var.name] = tensors[structured].astype(var.dtype)
+    for name in ("inference.pdmodel", "inference.pdiparams.info"):
+        shutil.copyfile(program / name, out / name)
+    write_pdiparams(out / "inference.pdiparams", values)
     return out
 
 
 def run_entry(entry: SuiteEntry, shared: Path, workdir: Path):
-    """Convert (architecture detected, not given) and compare with Paddle: a ParityReport."""
+    """Convert (architecture detected, not given) and compare with Paddle: a ParityReport.
+    Checkpoints are converted from the checkpoint itself and compared with the program
+    running the same tensors."""
     from converter.convert import convert
     from converter.errors import ArchitectureError
     from converter.parity import check_parity
 
     folder = prepare(entry, shared, workdir)
-    conv = convert(folder, None, dictionary=dictionary_path(entry))
+    conv = convert(source_folder(shared, entry) if entry.kind == CHECKPOINT else folder, None)
     if conv.arch_name != entry.arch:
         raise ArchitectureError(f"{entry.model}: detected as {conv.arch_name}, expected {entry.arch}")
     return check_parity(folder, images_of(shared, entry), name=entry.model, conversion=conv,
                         source_kind=entry.source_kind)
+
+
+SUITE: tuple[SuiteEntry, ...] = _suite()

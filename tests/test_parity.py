@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from converter.parity import EXACT_TOLERANCE, TOLERANCE, paddle_available
+from converter.parity import EXACT_TOLERANCE, paddle_available
 from converter.parity_suite import SUITE, run_entry, source_folder
 
 
@@ -35,5 +35,8 @@ def test_parity_against_paddle(shared_dir, paddle, workdir, entry):
     bad = [c for c in report.cases if not c.agree]
     assert not bad, f"decisions differ from Paddle: {bad}"
     assert report.exact <= EXACT_TOLERANCE, report.summary()
-    assert report.max_abs <= TOLERANCE, report.summary()
+    # fp32: within TOLERANCE of the exact output, or (rounding-sensitive inputs) no further
+    # from it than Paddle's own fp32 run.
+    over = [(c.name, c.max_abs, c.paddle_fp32) for c in report.cases if not c.within]
+    assert not over, f"{report.summary()}: {over}"
     assert report.ok

@@ -13,16 +13,19 @@ import numpy as np
 import pytest
 
 from converter.convert import convert
-from converter.parity_suite import SEEDED, SUITE, dictionary_path, source_folder
+from converter.parity_suite import CHECKPOINT, SEEDED, SUITE, source_folder
 from converter.readers import read_source
 from converter.seeding import seed_folder
 
-PADDLE2 = SUITE  # folders without .pdiparams.info (PIR) are skipped below
+PADDLE2 = [e for e in SUITE if e.kind != CHECKPOINT]  # folders without .pdiparams.info (PIR) skip below
 
 
 def _inference_folder(entry, shared, tmp_path):
     src = source_folder(shared, entry)
-    return seed_folder(src, tmp_path / "seeded") if entry.kind == SEEDED else src
+    if not (src / "inference.pdiparams.info").is_file():
+        pytest.skip(f"{entry.model} has no .pdiparams.info (no structured names to derive from)")
+    # Named like the model's folder: conversion finds the model's dictionary by that name.
+    return seed_folder(src, tmp_path / entry.folder) if entry.kind == SEEDED else src
 
 
 def _same(a, b):
@@ -35,15 +38,13 @@ def _same(a, b):
 @pytest.mark.parametrize("entry", PADDLE2, ids=[e.id for e in PADDLE2])
 def test_derived_training_checkpoints_convert_like_the_inference_model(shared_dir, tmp_path, entry):
     folder = _inference_folder(entry, shared_dir, tmp_path)
-    if not (folder / "inference.pdiparams.info").is_file():
-        pytest.skip(f"{entry.model} has no .pdiparams.info (no structured names to derive from)")
-    dic = dictionary_path(entry)
+    dic = None  # from the model's name, as for the inference folder
     reference = convert(folder, entry.arch, dictionary=dic)
     tensors = read_source(folder).tensors
     rng = np.random.default_rng(0)
 
-    plain = tmp_path / "plain" / "best_accuracy.pdparams"
-    distilled = tmp_path / "distilled" / "best_accuracy.pdparams"
+    plain = tmp_path / f"{entry.model}_train" / "best_accuracy.pdparams"
+    distilled = tmp_path / f"{entry.model}_train_distilled" / "best_accuracy.pdparams"
     for path, state in (
         (plain, dict(tensors)),
         (distilled, {**{f"Teacher.{k}": v + rng.normal(size=v.shape).astype(v.dtype) if v.dtype.kind == "f" else v
