@@ -220,5 +220,41 @@ def publish(folders, dry_run, token, private):
     do_publish(plans, token=token, private=private, log=click.echo)
 
 
+@main.command()
+@click.argument("model")
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True)
+@click.option("--dynamic/--static", default=True, show_default=True,
+              help="Free batch and spatial axes (det: H, W; rec: W) or the traced shape only.")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
+def export(model, dst, fmt, dynamic, opset):
+    """Export MODEL (a name, .safetensors or Paddle folder) to DST and check it against PyTorch.
+
+    The check runs the export (ONNX Runtime for ONNX) and the PyTorch model on inputs of a
+    size other than the traced one; exit 1 if they differ by more than 1e-4.
+    """
+    import ptocr
+    from ptocr.export import check_export, example_input
+    from ptocr.export import export as do_export
+
+    try:
+        predictor = ptocr.load(model)
+        if not hasattr(predictor, "model"):
+            _fail(f"{model} is a pipeline; export its parts (det, rec, cls) one by one")
+        path = do_export(predictor.model, predictor.config, dst, fmt, dynamic=dynamic, opset=opset)
+        x = example_input(predictor.config, batch=3 if dynamic else 1).numpy()
+        if dynamic and predictor.config["task"] != "cls":
+            x = x[..., : x.shape[-1] - 32]  # an untraced width (and height for det)
+            if predictor.config["task"] == "det":
+                x = x[:, :, :-64]
+        worst = check_export(path, fmt, predictor.model, [x])
+    except PtocrError as e:
+        _fail(str(e))
+    click.echo(f"{path}: {fmt}, max |delta| vs PyTorch {worst:.2e} on input {tuple(x.shape)}")
+    if worst > 1e-4:
+        click.echo("ptocr: error: the export does not match PyTorch", err=True)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -48,3 +48,17 @@ def test_unknown_format_is_refused(shared_dir, tmp_path):
     with pytest.raises(PtocrError, match="unknown export format"):
         export(conv.model, conv.config, tmp_path / "m.tflite", "tflite")
     assert not list(tmp_path.iterdir())
+
+
+def test_cli_export_checks_and_reports(shared_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from ptocr.cli import main
+
+    pytest.importorskip("onnxruntime")
+    dst = tmp_path / "cls.onnx"
+    res = CliRunner().invoke(main, ["export", str(shared_dir / "paddle_models" / "ch_ppocr_mobile_v2.0_cls_infer"), str(dst)])
+    assert res.exit_code == 0, res.output
+    assert dst.is_file() and "max |delta| vs PyTorch" in res.output
+    bad = CliRunner().invoke(main, ["export", str(tmp_path / "missing"), str(tmp_path / "x.onnx")])
+    assert bad.exit_code == 2 and not (tmp_path / "x.onnx").exists()
