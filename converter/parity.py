@@ -73,6 +73,9 @@ class ParityReport:
     cases: list[Case] = field(default_factory=list)
     tolerance: float = TOLERANCE
     agreement_kind: str = ""  # what "agree" means for this task
+    # How far apart the outputs of different single inputs are (max |delta| over pairs of
+    # same-shape outputs): a comparison means something only if this dwarfs the tolerance.
+    input_spread: float = float("nan")
 
     @property
     def max_abs(self) -> float:
@@ -109,6 +112,7 @@ class ParityReport:
         return (f"{self.model}: max |d| {self.max_abs:.2e} (tol {self.tolerance:.0e}{over}), "
                 f"fp64 {self.exact:.1e}, fp32 vs Paddle Inference {self.fp32:.2e}, "
                 f"Paddle fp32 own error {self.paddle_fp32:.2e}, "
+                f"input spread {self.input_spread:.2f}, "
                 f"{self.agreement_kind} {self.agreed}/{len(self.cases)} -> {'OK' if self.ok else 'FAIL'}")
 
 
@@ -163,6 +167,9 @@ def check_parity(
     report = ParityReport(name or Path(model_dir).name, conv.arch_name, conv.form, source_kind,
                           conv.source.format, agreement_kind=_AGREEMENT[task])
     judge = _JUDGES[task](conv)
+    singles = [g for g in got if g.shape[0] == 1]
+    report.input_spread = max((_max_abs(a, b) for i, a in enumerate(singles) for b in singles[i + 1:]
+                               if a.shape == b.shape), default=float("nan"))
     for (case_name, x), r, r64, g, g64 in zip(named, ref, ref64, got, got64):
         if not r.shape == r64.shape == g.shape:
             raise PtocrError(f"{case_name}: Paddle output {r.shape} vs PyTorch {g.shape}")

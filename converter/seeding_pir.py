@@ -33,7 +33,7 @@ import torch.nn as nn
 
 from converter.errors import FormatError
 from converter.readers.pir import PirProgram, read_pir_program
-from converter.seeding import DB_THRESH, FOREGROUND, LOGIT_STD, _initial, write_pdiparams
+from converter.seeding import DB_THRESH, FOREGROUND, LOGIT_STD, VARIANCE_FLOOR, _initial, write_pdiparams
 
 PIR_FILES = ("inference.json", "inference.yml")
 
@@ -118,6 +118,10 @@ def _output_layer(program: PirProgram) -> tuple[str, str] | None:
     return None
 
 
+class _Captured(Exception):
+    """Raised by the capture hook to stop a forward pass once its input is seen."""
+
+
 def calibrate_pir(folder: str | os.PathLike, conversion, inputs: Sequence[np.ndarray], *, passes: int = 4) -> dict:
     """Set batch-norm statistics and the output logit scale from ``inputs`` (pre-processed
     as the model expects) on ``conversion.model``; rewrite ``folder/inference.pdiparams``."""
@@ -139,14 +143,25 @@ def calibrate_pir(folder: str | os.PathLike, conversion, inputs: Sequence[np.nda
     change = 0.0
     for m in order:
         seen: list[torch.Tensor] = []
-        h = m.register_forward_pre_hook(lambda mod, a: seen.append(a[0].detach()))
+
+        def capture(mod, a, seen=seen):
+            seen.append(a[0].detach())
+            raise _Captured  # the rest of the forward is not needed
+
+        h = m.register_forward_pre_hook(capture)
         with torch.no_grad():
             for x in xs:
-                model(x)
+                try:
+                    model(x)
+                except _Captured:
+                    pass
         h.remove()
         c = m.num_features
         flat = torch.cat([t.double().transpose(0, 1).reshape(c, -1) for t in seen], dim=1)
-        mean, var = flat.mean(1), flat.var(1, unbiased=False) + 1e-3
+        mean, var = flat.mean(1), flat.var(1, unbiased=False)
+        # As converter.seeding: a layer-relative floor, so no near-constant channel turns
+        # float rounding into signal.
+        var = var + VARIANCE_FLOOR * float(var.mean()) + 1e-6
         with torch.no_grad():
             change = max(change, float(torch.max(torch.abs(torch.log(var / m.running_var.double().clamp_min(1e-12))))))
             m.running_mean.copy_(mean.float())

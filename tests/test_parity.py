@@ -13,6 +13,9 @@ from converter.parity import EXACT_TOLERANCE, paddle_available
 from converter.parity_suite import SUITE, run_entry, source_folder
 
 
+MIN_INPUT_SPREAD = 1e-2  # 100x the tolerance
+
+
 @pytest.fixture(scope="module")
 def paddle():
     if not paddle_available():
@@ -40,3 +43,5 @@ def test_parity_against_paddle(shared_dir, paddle, workdir, entry):
     over = [(c.name, c.max_abs, c.paddle_fp32) for c in report.cases if not c.within]
     assert not over, f"{report.summary()}: {over}"
     assert report.ok
+    # Seeded weights must make outputs depend on the input, or agreement would be trivial.
+    assert not report.input_spread < MIN_INPUT_SPREAD, f"{entry.model}: outputs barely depend on the input"
