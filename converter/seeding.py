@@ -270,7 +270,7 @@ def _run_calibration(folder: Path, inputs: list[np.ndarray]) -> dict:
         with paddle.static.scope_guard(scope):
             for x in inputs:
                 got = exe.run(prog, feed={feeds[0]: x}, fetch_list=[block.var(n) for n in names])
-                for i, g in enumerate(got):
+                for i, g in enumerate(got[: len(names)]):  # extra fetches of the program come after
                     outs[i].append(np.asarray(g))
         return outs
 
