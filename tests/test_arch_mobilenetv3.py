@@ -185,9 +185,15 @@ def test_rec_train_checkpoint_drops_lstm_duplicates(shared_dir):
 
 
 @pytest.mark.parametrize("folder", ["german_mobile_v2.0_rec_infer", "ru_mobile_v2.0_rec_infer"])
-def test_folder_dictionary_that_does_not_fit_is_refused(shared_dir, folder):
-    with pytest.raises(DictionaryError, match="does not fit"):
-        convert(shared_dir / "paddle_models" / folder)
+def test_folder_dictionary_that_does_not_fit_is_refused(shared_dir, folder, tmp_path):
+    # Under its official name the zoo's (split) dictionary is used; renamed, only the
+    # unfitting file beside it and the default are left, and neither fits.
+    src = shared_dir / "paddle_models" / folder
+    assert convert(src).dictionary.source.endswith("_v2.0_dict.txt")
+    renamed = tmp_path / "my_model"
+    shutil.copytree(src, renamed)
+    with pytest.raises(DictionaryError, match="no dictionary fits"):
+        convert(renamed)
 
 
 def test_wrong_explicit_dictionary_is_refused(shared_dir):
