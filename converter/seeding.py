@@ -45,7 +45,7 @@ PROGRAM_FILES = ("inference.pdmodel", "inference.pdiparams.info", "inference.jso
 LOGIT_STD = {"softmax": 3.0, "sigmoid": 6.0}
 FOREGROUND = 0.15  # share of det-map pixels above the DB threshold after calibration
 DB_THRESH = 0.3
-MAX_CALIBRATION_RUNS = 80  # program runs over the calibration inputs, both sweeps together
+MAX_CALIBRATION_RUNS = 48  # program runs over the calibration inputs, both sweeps together
 VARIANCE_FLOOR = 0.1  # share of the layer's mean variance added to every channel's
 
 _CONV_OPS = {"conv2d", "depthwise_conv2d", "conv2d_transpose", "conv2d_fusion", "fused_conv2d"}
@@ -318,7 +318,7 @@ def _run_calibration(folder: Path, inputs: list[np.ndarray]) -> dict:
 
 def seed_and_calibrate(program_dir: str | os.PathLike, dst: str | os.PathLike, images: Sequence[str | os.PathLike],
                        *, arch: str | None = None, dictionary: str | os.PathLike | None = None,
-                       seed: int = 0, max_inputs: int = 4) -> Path:
+                       seed: int = 0, max_inputs: int = 3) -> Path:
     """The whole recipe: seeded weights, converted once to learn the model's
     pre-processing, then calibrated on up to ``max_inputs`` real images."""
     from converter.convert import convert
