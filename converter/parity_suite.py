@@ -150,3 +150,16 @@ def run_entry(entry: SuiteEntry, shared: Path, workdir: Path):
 
 
 SUITE: tuple[SuiteEntry, ...] = _suite()
+
+
+def report_row(entry: SuiteEntry, report) -> dict:
+    """One doc/parity.md row (JSON-able): what ``tools/parity_report.py`` tabulates, and
+    what ``tests/test_parity.py`` records when ``$PTOCR_PARITY_RECORD`` names a file."""
+    return {
+        "model": entry.model, "folder": entry.folder, "architecture": report.architecture, "form": report.form,
+        "source_kind": report.source_kind, "format": report.format, "images": list(entry.images),
+        "runs": len(report.cases), "max_abs": report.max_abs, "exact": report.exact, "fp32": report.fp32,
+        "paddle_fp32": report.paddle_fp32, "over_tolerance": report.over_tolerance,
+        "input_spread": report.input_spread, "agreement_kind": report.agreement_kind,
+        "agreed": report.agreed, "ok": report.ok,
+    }

@@ -5,12 +5,13 @@ expected one) and compared with Paddle: trained weights as released, real progra
 seeded, calibrated weights (converter.seeding).
 """
 
+import json
 import os
 
 import pytest
 
 from converter.parity import EXACT_TOLERANCE, paddle_available
-from converter.parity_suite import SUITE, run_entry, source_folder
+from converter.parity_suite import SUITE, report_row, run_entry, source_folder
 
 
 MIN_INPUT_SPREAD = 1e-2  # 100x the tolerance
@@ -34,6 +35,9 @@ def test_parity_against_paddle(shared_dir, paddle, workdir, entry):
     assert source_folder(shared_dir, entry).is_dir(), f"{entry.model} is missing from {shared_dir}"
     report = run_entry(entry, shared_dir, workdir)
     print(report.summary())
+    if os.environ.get("PTOCR_PARITY_RECORD"):  # rows for tools/parity_report.py --from-record
+        with open(os.environ["PTOCR_PARITY_RECORD"], "a", encoding="utf-8") as f:
+            f.write(json.dumps(report_row(entry, report)) + "\n")
     assert report.cases, f"no inputs for {entry.model}"
     bad = [c for c in report.cases if not c.agree]
     assert not bad, f"decisions differ from Paddle: {bad}"
