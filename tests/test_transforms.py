@@ -138,7 +138,7 @@ def test_det_preprocess_real_scenes(images_dir):
 )
 def test_rec_resize_widths(h, w, width, resized_w):
     img = np.full((h, w, 3), 255, np.uint8)
-    out = RecPreprocess((3, 48, 320))(img)
+    out = RecPreprocess((3, 48, 320), max_width=None)(img)  # PaddleOCR 2.10: uncapped
     assert out.shape == (3, 48, width) and out.dtype == np.float32
     assert np.all(out[:, :, :resized_w] == 1.0)  # white -> (1 - 0.5) / 0.5
     assert np.all(out[:, :, resized_w:] == 0.0)  # zero padding
@@ -400,7 +400,7 @@ def test_other_bad_inputs(tmp_path):
 
 def test_rec_width_formula_matches_math():
     # int(imgH * max_wh_ratio) and ceil(imgH * w / h) for a sweep of shapes
-    pre = RecPreprocess((3, 32, 320))
+    pre = RecPreprocess((3, 32, 320), max_width=None)
     for h in (7, 20, 31, 32, 50):
         for w in (1, 13, 64, 333, 1200):
             out = pre(np.full((h, w, 3), 255, np.uint8))
@@ -517,7 +517,7 @@ def test_parity_rec_and_cls_batches(paddle_ref, images_dir):
         rec.postprocess_op = lambda preds, **kw: [("", 0.0)] * len(preds)
         seen = _capture(rec, lambda x: np.zeros((len(x), 1, 1), np.float32))
         rec(crops)
-        ours = list(RecPreprocess(shape, batch_size).batches(crops))
+        ours = list(RecPreprocess(shape, batch_size, max_width=None).batches(crops))
         assert len(ours) == len(seen)
         assert all(np.array_equal(b, ref) for (_, b), ref in zip(ours, seen))
 
