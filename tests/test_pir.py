@@ -13,7 +13,7 @@ import pytest
 
 from converter.alignment import align, paddle_sequence
 from converter.errors import FormatError, MappingError
-from converter.readers import PADDLE3_PIR, read_pir_program, read_source
+from converter.readers import PADDLE3_PIR, read_source
 from converter.readers.formats import detect_format
 from ptocr.models.build import build_model
 

@@ -27,3 +27,14 @@ DB_POSTPROCESS = {
     "use_dilation": False,
     "score_mode": "fast",
 }
+
+# The SVTR encoder of MultiHead's CTC branch in the PP-OCRv4 recognizers (mobile and server).
+SVTR_CTC_NECK = {
+    "name": "SequenceEncoder",
+    "encoder_type": "svtr",
+    "dims": 120,
+    "depth": 2,
+    "hidden_dims": 120,
+    "kernel_size": [1, 3],
+    "use_guide": True,
+}

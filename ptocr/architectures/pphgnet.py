@@ -9,7 +9,7 @@ characters) comes from the model's own inference.yml.
 
 from __future__ import annotations
 
-from ptocr.architectures.common import DB_HEAD_FORMS, DB_POSTPROCESS
+from ptocr.architectures.common import DB_HEAD_FORMS, DB_POSTPROCESS, SVTR_CTC_NECK
 
 ARCHITECTURES: dict[str, dict] = {
     # configs/det/ch_PP-OCRv4/ch_PP-OCRv4_det_teacher.yml
@@ -34,15 +34,7 @@ ARCHITECTURES: dict[str, dict] = {
         "family": "svtr_lcnet_multihead",
         "model": {
             "backbone": {"name": "PPHGNet", "det": False},
-            "neck": {
-                "name": "SequenceEncoder",
-                "encoder_type": "svtr",
-                "dims": 120,
-                "depth": 2,
-                "hidden_dims": 120,
-                "kernel_size": [1, 3],
-                "use_guide": True,
-            },
+            "neck": SVTR_CTC_NECK,
             "head": {"name": "CTCHead", "num_classes": 6625},
         },
         "preprocess": {"image_shape": [3, 48, 320]},
@@ -66,15 +58,7 @@ ARCHITECTURES: dict[str, dict] = {
         "family": "svtr_lcnet_multihead",
         "model": {
             "backbone": {"name": "PPHGNetV2", "text_rec": True},
-            "neck": {
-                "name": "SequenceEncoder",
-                "encoder_type": "svtr",
-                "dims": 120,
-                "depth": 2,
-                "hidden_dims": 120,
-                "kernel_size": [1, 3],
-                "use_guide": True,
-            },
+            "neck": SVTR_CTC_NECK,
             "head": {"name": "CTCHead", "num_classes": 18385},
         },
         "preprocess": {"image_shape": [3, 48, 320]},

@@ -8,7 +8,7 @@ shapes checked); they differ only in weights and, for the recognizer, in the dic
 
 from __future__ import annotations
 
-from ptocr.architectures.common import DB_HEAD_FORMS, DB_POSTPROCESS, REP_FORMS
+from ptocr.architectures.common import DB_HEAD_FORMS, DB_POSTPROCESS, REP_FORMS, SVTR_CTC_NECK
 
 ARCHITECTURES: dict[str, dict] = {
     "ch_PP-OCRv4_det": {
@@ -29,15 +29,7 @@ ARCHITECTURES: dict[str, dict] = {
         "forms": {"rep": REP_FORMS},
         "model": {
             "backbone": {"name": "PPLCNetV3", "scale": 0.95},
-            "neck": {
-                "name": "SequenceEncoder",
-                "encoder_type": "svtr",
-                "dims": 120,
-                "depth": 2,
-                "hidden_dims": 120,
-                "kernel_size": [1, 3],
-                "use_guide": True,
-            },
+            "neck": SVTR_CTC_NECK,
             "head": {"name": "CTCHead", "num_classes": 6625},
         },
         "preprocess": {"image_shape": [3, 48, 320]},

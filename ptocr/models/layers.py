@@ -24,3 +24,15 @@ class SEModule(nn.Module):
     def forward(self, x):
         s = self.conv2(F.relu(self.conv1(self.avg_pool(x))))
         return x * torch.clamp(s * self.slope + self.offset, 0.0, 1.0)
+
+
+class LearnableAffineBlock(nn.Module):
+    """``scale * x + bias`` with two learnable scalars (shape [1], as Paddle stores them)."""
+
+    def __init__(self, scale_value: float = 1.0, bias_value: float = 0.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((1,), float(scale_value)))
+        self.bias = nn.Parameter(torch.full((1,), float(bias_value)))
+
+    def forward(self, x):
+        return self.scale * x + self.bias

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ptocr.errors import ArchitectureError
+from ptocr.models.layers import LearnableAffineBlock
 from ptocr.models.registry import register
 
 # Per stage: in, mid, out channels, blocks, downsample, light block, kernel, layer_num, stride.
@@ -47,16 +48,6 @@ B4_REC = (
     (1024, 384, 2048, 1, True, True, 5, 6, (2, 1)),
 )
 B4_STEM = (32, 48)  # mid, out
-
-
-class LearnableAffineBlock(nn.Module):
-    def __init__(self, scale_value: float = 1.0, bias_value: float = 0.0):
-        super().__init__()
-        self.scale = nn.Parameter(torch.full((1,), float(scale_value)))
-        self.bias = nn.Parameter(torch.full((1,), float(bias_value)))
-
-    def forward(self, x):
-        return self.scale * x + self.bias
 
 
 class ConvBNAct(nn.Module):

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
 from ptocr.models.layers import SEModule

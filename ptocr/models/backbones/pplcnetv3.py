@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import SEModule
+from ptocr.models.layers import LearnableAffineBlock, SEModule
 from ptocr.models.registry import register
 
 # Per stage: kernel, in channels, out channels, stride, SE (before scaling).
@@ -67,18 +67,6 @@ def make_divisible(v: float, divisor: int = 16, min_value: int | None = None) ->
     if new_v < 0.9 * v:
         new_v += divisor
     return new_v
-
-
-class LearnableAffineBlock(nn.Module):
-    """``scale * x + bias`` with two learnable scalars (shape [1], as Paddle stores them)."""
-
-    def __init__(self, scale_value: float = 1.0, bias_value: float = 0.0):
-        super().__init__()
-        self.scale = nn.Parameter(torch.full((1,), float(scale_value)))
-        self.bias = nn.Parameter(torch.full((1,), float(bias_value)))
-
-    def forward(self, x):
-        return self.scale * x + self.bias
 
 
 class Act(nn.Module):
