@@ -31,6 +31,9 @@ class Rule:
     pattern: str
     replacement: str | None  # None: the tensor is deliberately dropped
     reason: str = ""  # why the rule exists (shown in reports)
+    # An alternative spelling of a name: applied only to a name the target lacks, and kept
+    # only if the target has the result (one table then reads two releases' names).
+    alias: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "_regex", re.compile(self.pattern))
@@ -127,8 +130,20 @@ def rename(name: str, rules: Iterable[Rule]) -> Mapped:
 
 
 def plan(source_names: Iterable[str], rules: Iterable[Rule]) -> list[Mapped]:
-    rules = tuple(rules) + SHARED_RULES
+    rules = tuple(r for r in rules if not r.alias) + SHARED_RULES
     return [rename(n, rules) for n in source_names]
+
+
+def _resolve_aliases(e: Mapped, rules: Iterable[Rule], target: Target) -> Mapped:
+    """``e`` with the first alias rule whose result the target has, else ``e`` unchanged."""
+    if e.target is None or e.target in target.shapes:
+        return e
+    for rule in rules:
+        if rule.alias and rule.regex.search(e.target):
+            renamed = rule.regex.sub(rule.replacement, e.target, count=1)
+            if renamed in target.shapes:
+                return Mapped(e.source, renamed, e.rules + (str(rule),), e.op)
+    return e
 
 
 def apply(
@@ -139,7 +154,8 @@ def apply(
     what: str = "the source",
 ) -> MappingResult:
     """Map ``source`` onto ``target`` or raise MappingError listing every problem."""
-    entries = plan(sorted(source), rules)
+    rules = tuple(rules)
+    entries = [_resolve_aliases(e, rules, target) for e in plan(sorted(source), rules)]
     by_target: dict[str, list[Mapped]] = {}
     out: dict[str, np.ndarray] = {}
     unplaced, shape_errors = [], []

@@ -6,11 +6,12 @@ from converter.mapping import Rule
 
 # Later PaddleOCR releases (en_PP-OCRv4_rec's export) name the fused rep layer's learnable
 # affine block ``lab`` (scale, bias) and its activation's ``act.lab``, where the ch v4
-# releases (and our modules) have ``w``/``b`` and ``activation.scale``/``.bias``.
+# releases (and our fused modules) have ``w``/``b`` and ``activation.scale``/``.bias``.
+# Aliases: the unfused form has real ``lab``/``act.lab`` modules, which keep their names.
 _LAB_RENAMES = (
-    Rule(r"\.act\.lab\.(scale|bias)$", r".activation.\1", "newer rep-layer naming: act.lab -> activation"),
-    Rule(r"\.lab\.scale$", ".w", "newer rep-layer naming: lab.scale -> w"),
-    Rule(r"\.lab\.bias$", ".b", "newer rep-layer naming: lab.bias -> b"),
+    Rule(r"\.act\.lab\.(scale|bias)$", r".activation.\1", "newer rep-layer naming: act.lab -> activation", alias=True),
+    Rule(r"\.lab\.scale$", ".w", "newer rep-layer naming: lab.scale -> w", alias=True),
+    Rule(r"\.lab\.bias$", ".b", "newer rep-layer naming: lab.bias -> b", alias=True),
 )
 
 TABLES: dict[str, tuple[Rule, ...]] = {
