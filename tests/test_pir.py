@@ -10,6 +10,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from converter.alignment import align, paddle_sequence
 from converter.errors import FormatError, MappingError
@@ -213,3 +215,24 @@ def test_convert_detects_architecture(textline):
     assert conv.arch_name == "PP-LCNet_x0_25_textline_ori"
     assert conv.config["model"]["head"]["num_classes"] == 2
     assert conv.config["source"]["format"] == PADDLE3_PIR
+
+
+# Bounded fuzzing of the whole Paddle 3 folder (program, weights, yml): cut or flipped
+# anywhere, reading gives a valid source or FormatError naming the file, nothing else.
+_FILES = ("inference.json", "inference.pdiparams", "inference.yml")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.sampled_from(_FILES), where=st.floats(0, 1), cut=st.booleans(), bit=st.integers(0, 7))
+def test_fuzzed_pir_folder_reads_or_is_refused(textline, tmp_path_factory, which, where, cut, bit):
+    data = bytearray((textline / which).read_bytes())
+    pos = min(int(where * len(data)), len(data) - 1)
+    if cut:
+        data = data[:pos]
+    else:
+        data[pos] ^= 1 << bit
+    d = _copy(textline, tmp_path_factory.mktemp("fuzz") / "m", **{which: bytes(data)})
+    try:
+        read_source(d)
+    except FormatError as e:
+        assert str(d) in str(e)
