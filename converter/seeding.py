@@ -42,7 +42,9 @@ from converter.errors import FormatError
 from converter.readers.program import DTYPES, OpInfo, Program, VarInfo, read_program
 
 PROGRAM_FILES = ("inference.pdmodel", "inference.pdiparams.info", "inference.json", "inference.yml")
-LOGIT_STD = {"softmax": 3.0, "sigmoid": 6.0}
+# Output logit spread: softmax logits of std 2 give trained-like peaked rows without the
+# rounding sensitivity of larger ones (at 3, deep seeded recognizers' fp32 error passed 1e-4).
+LOGIT_STD = {"softmax": 2.0, "sigmoid": 6.0}
 FOREGROUND = 0.15  # share of det-map pixels above the DB threshold after calibration
 DB_THRESH = 0.3
 MAX_CALIBRATION_RUNS = 48  # program runs over the calibration inputs, both sweeps together
