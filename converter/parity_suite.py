@@ -33,9 +33,12 @@ class SuiteEntry:
     kind: str = TRAINED
     max_images: int | None = None  # to bound CI time (det on seeded weights)
     program: str | None = None  # checkpoint entries: the paddle_models/ folder whose program runs them
+    donor: str | None = None  # seeded entries: a paddle_models/ folder of the same network lending its weights
 
     @property
     def source_kind(self) -> str:
+        if self.donor:
+            return f"real program + trained weights of {self.donor} (rest seeded)"
         return SOURCE_KINDS[self.kind]
 
     @property
@@ -65,7 +68,7 @@ def _suite() -> tuple[SuiteEntry, ...]:
         kind = SEEDED if (shared / "paddle_graphs" / folder).is_dir() else TRAINED
         parity = e.get("parity") or {}
         entries.append(SuiteEntry(name, folder, tuple(parity.get("images") or ()), canonical_name(e["architecture"]),
-                                  kind, parity.get("max_images")))
+                                  kind, parity.get("max_images"), donor=parity.get("donor")))
     for folder, program, images, arch, limit in CHECKPOINTS:
         entries.append(SuiteEntry(folder, folder, images, arch, CHECKPOINT, limit, program))
     return tuple(entries)
@@ -104,7 +107,8 @@ def prepare(entry: SuiteEntry, shared: Path, workdir: Path) -> Path:
         from converter.seeding_pir import seed_and_calibrate
     else:
         from converter.seeding import seed_and_calibrate
-    seed_and_calibrate(src, out, images_of(shared, entry), arch=entry.arch)
+    donor = shared / "paddle_models" / entry.donor if entry.donor else None
+    seed_and_calibrate(src, out, images_of(shared, entry), arch=entry.arch, donor=donor)
     return out
 
 

@@ -319,16 +319,48 @@ def _run_calibration(folder: Path, inputs: list[np.ndarray]) -> dict:
     return record
 
 
+def transplant(folder: Path, conv, donor: str | os.PathLike) -> dict:
+    """Overwrite the seeded weights of ``folder`` (converted as ``conv``) with the trained
+    weights of ``donor``, a Paddle model of the same network whose trained weights exist:
+    every tensor whose PyTorch key and shape the donor has (typically all but the
+    classifier of another language). The program runs trained, realistic activations;
+    the comparison still reads the program's own names, layouts and graph."""
+    from converter.convert import convert
+
+    donor_state = {k: v.numpy() for k, v in convert(donor).state_dict.items()}
+    src = conv.source
+    values = {src.program_names.get(k, k): v for k, v in src.tensors.items()}
+    taken = 0
+    for e in conv.mapping.entries:
+        var = src.program_names.get(e.source, e.source)
+        if e.target is None or e.target not in donor_state or var not in values:
+            continue
+        d = donor_state[e.target]
+        if e.op == "linear_weight":
+            d = d.T  # back to Paddle's [in, out]
+        if d.shape == values[var].shape:
+            values[var] = np.ascontiguousarray(d).astype(values[var].dtype)
+            taken += 1
+    write_pdiparams(folder / "inference.pdiparams", values)
+    record = json.loads((folder / "seeding.json").read_text())
+    record.update(donor=Path(donor).name, donor_tensors=taken, seeded_tensors=len(values) - taken)
+    _write_record(folder, record)
+    return record
+
+
 def seed_and_calibrate(program_dir: str | os.PathLike, dst: str | os.PathLike, images: Sequence[str | os.PathLike],
                        *, arch: str | None = None, dictionary: str | os.PathLike | None = None,
-                       seed: int = 0, max_inputs: int = 3) -> Path:
-    """The whole recipe: seeded weights, converted once to learn the model's
-    pre-processing, then calibrated on up to ``max_inputs`` real images."""
+                       seed: int = 0, max_inputs: int = 3, donor: str | os.PathLike | None = None) -> Path:
+    """The whole recipe: seeded weights (the trained ones of ``donor`` where they fit),
+    converted once to learn the model's pre-processing, then calibrated on up to
+    ``max_inputs`` real images."""
     from converter.convert import convert
     from converter.parity import single_inputs
 
     out = seed_folder(program_dir, dst, seed=seed)
     conv = convert(out, arch, dictionary=dictionary)
+    if donor is not None:
+        transplant(out, conv, donor)
     inputs = [x for _, x in single_inputs(conv.config, [Path(p) for p in images][:max_inputs])]
     calibrate(out, inputs)
     return out

@@ -208,7 +208,7 @@ def calibrate_pir(folder: str | os.PathLike, conversion, inputs: Sequence[np.nda
 
 def seed_and_calibrate(program_dir: str | os.PathLike, dst: str | os.PathLike, images: Sequence[str | os.PathLike],
                        *, arch: str | None = None, seed: int = 0, max_inputs: int = 4,
-                       dictionary: str | os.PathLike | None = None) -> Path:
+                       dictionary: str | os.PathLike | None = None, donor: str | os.PathLike | None = None) -> Path:
     """Seeded weights, converted once (graph alignment) to learn the pre-processing and
     place the statistics, calibrated on up to ``max_inputs`` real images."""
     from converter.convert import convert
@@ -217,6 +217,11 @@ def seed_and_calibrate(program_dir: str | os.PathLike, dst: str | os.PathLike, i
     out = seed_folder(program_dir, dst, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         conv = convert(out, arch, dictionary=dictionary or _yml_dictionary(out, Path(tmp)))
+        if donor is not None:  # trained weights of the same network where they fit
+            from converter.seeding import transplant
+
+            transplant(out, conv, donor)
+            conv = convert(out, arch, dictionary=dictionary or _yml_dictionary(out, Path(tmp)))
     inputs = [x for _, x in single_inputs(conv.config, [Path(p) for p in images][:max_inputs])]
     record = json.loads((out / "seeding.json").read_text())
     record.update(calibrated=True, calibration_inputs=len(inputs), **calibrate_pir(out, conv, inputs))
