@@ -168,7 +168,7 @@ def test_unbuilt_models_say_where_they_looked(isolated):
     with pytest.raises(WeightsNotFoundError, match="not published yet"):
         ptocr.load("ch_ppocr_server_v2.0_det")
     with pytest.raises(PtocrError, match="not available yet"):
-        ptocr.load("en_PP-OCRv4_rec")  # a pending entry
+        ptocr.load("ch_PP-OCRv4_server_det")  # a pending entry
 
 
 def test_list_models_and_cli_list():
