@@ -36,3 +36,21 @@ class LearnableAffineBlock(nn.Module):
 
     def forward(self, x):
         return self.scale * x + self.bias
+
+
+def nearest_up(x, factor: int):
+    """Paddle's nearest upsampling by an integer factor (source index floor(i / factor)),
+    which is torch's "nearest"."""
+    return F.interpolate(x, scale_factor=factor, mode="nearest")
+
+
+def lateral_top_down(ins_conv, feats):
+    """The FPN top-down path shared by RSEFPN and LKPAN: 1x1 laterals ``ins_conv[i]`` on
+    (c2, c3, c4, c5), each level plus the level above upsampled x2.
+    Returns (in5, out4, out3, out2), coarsest first."""
+    c2, c3, c4, c5 = feats
+    in5 = ins_conv[3](c5)
+    out4 = ins_conv[2](c4) + nearest_up(in5, 2)  # 1/16
+    out3 = ins_conv[1](c3) + nearest_up(out4, 2)  # 1/8
+    out2 = ins_conv[0](c2) + nearest_up(out3, 2)  # 1/4
+    return in5, out4, out3, out2

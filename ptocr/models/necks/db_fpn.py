@@ -14,16 +14,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
+from ptocr.models.layers import nearest_up
 from ptocr.models.registry import register
 
-
-def _up(x, factor: int):
-    # Paddle's nearest upsampling by an integer factor takes source index floor(i / factor),
-    # the same as torch's "nearest".
-    return F.interpolate(x, scale_factor=factor, mode="nearest")
 
 
 @register("neck")
@@ -58,12 +53,12 @@ class DBFPN(nn.Module):
     def forward(self, x):
         c2, c3, c4, c5 = x
         in5 = self.in5_conv(c5)
-        out4 = self.in4_conv(c4) + _up(in5, 2)  # 1/16
-        out3 = self.in3_conv(c3) + _up(out4, 2)  # 1/8
-        out2 = self.in2_conv(c2) + _up(out3, 2)  # 1/4
+        out4 = self.in4_conv(c4) + nearest_up(in5, 2)  # 1/16
+        out3 = self.in3_conv(c3) + nearest_up(out4, 2)  # 1/8
+        out2 = self.in2_conv(c2) + nearest_up(out3, 2)  # 1/4
 
-        p5 = _up(self.p5_conv(in5), 8)
-        p4 = _up(self.p4_conv(out4), 4)
-        p3 = _up(self.p3_conv(out3), 2)
+        p5 = nearest_up(self.p5_conv(in5), 8)
+        p4 = nearest_up(self.p4_conv(out4), 4)
+        p3 = nearest_up(self.p3_conv(out3), 2)
         p2 = self.p2_conv(out2)
         return torch.cat([p5, p4, p3, p2], dim=1)

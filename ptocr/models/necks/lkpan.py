@@ -22,11 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ptocr.errors import ArchitectureError
+from ptocr.models.layers import lateral_top_down, nearest_up
 from ptocr.models.registry import register
 
-
-def _up(x, factor: int):
-    return F.interpolate(x, scale_factor=factor, mode="nearest")
 
 
 class DSConv(nn.Module):
@@ -123,15 +121,7 @@ class LKPAN(nn.Module):
             self.incl4 = IntraCLBlock(q, reduce_factor=2)
 
     def forward(self, x):
-        c2, c3, c4, c5 = x
-        in5 = self.ins_conv[3](c5)
-        in4 = self.ins_conv[2](c4)
-        in3 = self.ins_conv[1](c3)
-        in2 = self.ins_conv[0](c2)
-
-        out4 = in4 + _up(in5, 2)  # 1/16
-        out3 = in3 + _up(out4, 2)  # 1/8
-        out2 = in2 + _up(out3, 2)  # 1/4
+        in5, out4, out3, out2 = lateral_top_down(self.ins_conv, x)
 
         f5 = self.inp_conv[3](in5)
         f4 = self.inp_conv[2](out4)
@@ -152,4 +142,4 @@ class LKPAN(nn.Module):
             p3 = self.incl2(p3)
             p2 = self.incl1(p2)
 
-        return torch.cat([_up(p5, 8), _up(p4, 4), _up(p3, 2), p2], dim=1)
+        return torch.cat([nearest_up(p5, 8), nearest_up(p4, 4), nearest_up(p3, 2), p2], dim=1)

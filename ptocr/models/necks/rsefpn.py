@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import SEModule
+from ptocr.models.layers import SEModule, lateral_top_down, nearest_up
 from ptocr.models.registry import register
 
 
@@ -32,11 +31,6 @@ class RSELayer(nn.Module):
         x = self.in_conv(x)
         return x + self.se_block(x) if self.shortcut else self.se_block(x)
 
-
-def _up(x, factor: int):
-    # Paddle's nearest upsampling with an integer scale picks source index floor(i / s),
-    # exactly torch's "nearest".
-    return F.interpolate(x, scale_factor=factor, mode="nearest")
 
 
 @register("neck")
@@ -63,18 +57,10 @@ class RSEFPN(nn.Module):
         )
 
     def forward(self, x):
-        c2, c3, c4, c5 = x
-        in5 = self.ins_conv[3](c5)
-        in4 = self.ins_conv[2](c4)
-        in3 = self.ins_conv[1](c3)
-        in2 = self.ins_conv[0](c2)
+        in5, out4, out3, out2 = lateral_top_down(self.ins_conv, x)
 
-        out4 = in4 + _up(in5, 2)  # 1/16
-        out3 = in3 + _up(out4, 2)  # 1/8
-        out2 = in2 + _up(out3, 2)  # 1/4
-
-        p5 = _up(self.inp_conv[3](in5), 8)
-        p4 = _up(self.inp_conv[2](out4), 4)
-        p3 = _up(self.inp_conv[1](out3), 2)
+        p5 = nearest_up(self.inp_conv[3](in5), 8)
+        p4 = nearest_up(self.inp_conv[2](out4), 4)
+        p3 = nearest_up(self.inp_conv[1](out3), 2)
         p2 = self.inp_conv[0](out2)
         return torch.cat([p5, p4, p3, p2], dim=1)
