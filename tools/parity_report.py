@@ -66,7 +66,8 @@ def main(argv=None) -> int:
         "`PTOCR_PARITY_RECORD=rows.jsonl python -m pytest tests/test_parity.py` then "
         "`python tools/parity_report.py --from-record rows.jsonl`); the same checks run as tests "
         "(`tests/test_parity.py`). Paddle side: Paddle Inference "
-        f"(paddlepaddle {paddle.__version__}, CPU, oneDNN off, IR optimizations on); PyTorch side: "
+        f"(paddlepaddle {paddle.__version__}, CPU, oneDNN off, IR optimizations on), and for its own "
+        "fp32 error also its other CPU runtimes; PyTorch side: "
         f"torch {torch.__version__}, the converted model as written. Inputs: the real images of "
         "`../shared/images` named per row, pre-processed as PaddleOCR 2.10 does; rec and cls also "
         "run one padded batch of all crops, cls also every crop turned 180 degrees.",
@@ -75,12 +76,18 @@ def main(argv=None) -> int:
         "",
         f"- **max abs delta** (asserted <= {TOLERANCE:.0e}): PyTorch fp32 output probabilities vs the "
         "Paddle program's exact output, i.e. the same Paddle program run in float64 by Paddle's "
-        "static executor (every fp32 variable and weight promoted). On an input where Paddle "
-        "Inference's own fp32 output is further than that from the exact output, PyTorch fp32 may be "
-        "as far as Paddle's own fp32 (never further): the tolerance bounds float rounding, and on "
-        "deep or recurrent networks (the 80-step BiLSTM of the v2.0 ru recognizer, deep seeded "
-        "networks) fp32 rounding alone exceeds 1e-4. Rows say how many inputs used that allowance.",
-        "- **Paddle fp32 own error**: Paddle Inference fp32 vs the same program in float64.",
+        "static executor (every fp32 variable and weight promoted). On an input where one of Paddle "
+        "Inference's own fp32 runtimes is further than that from the exact output, PyTorch fp32 may be "
+        "as far as that (never further): the tolerance bounds float rounding, and on rounding-sensitive "
+        "networks (the v2.0 ru recognizer, deep seeded networks) fp32 rounding alone exceeds 1e-4. "
+        "Rows say how many inputs used that allowance.",
+        "- **Paddle fp32 own error**: the largest distance of Paddle Inference fp32 from the same "
+        "program in float64, over its CPU runtimes: native kernels with its graph passes (the default), "
+        "the program as saved (no graph passes), and oneDNN kernels (Paddle 2 programs; PIR programs do "
+        "not run under oneDNN here); the runtime that gave it is named. All are deployments of the "
+        "original, and their rounding differs by kernel family: PyTorch's CPU convolutions are oneDNN's, "
+        "and on rounding-sensitive inputs both oneDNN runs land further from the exact output than "
+        "Paddle's native kernels.",
         "- **input spread**: how far apart the outputs for different inputs are; a comparison "
         "means something only if this dwarfs the tolerance (asserted >= 1e-2).",
         f"- **fp64 vs fp64** (asserted <= {EXACT_TOLERANCE:.0e}): PyTorch in float64 vs that Paddle float64 "
@@ -98,8 +105,8 @@ def main(argv=None) -> int:
         "- **source**: *trained weights* are the released weights; *real program + seeded "
         "weights* is the released program (`../shared/paddle_graphs`) with weights written by "
         "`converter/seeding.py`: values by role from the ops that read them, then batch-norm "
-        "statistics calibrated on the row's real images so every normalized activation has unit "
-        "scale, and the output logits rescaled so probabilities spread over (0, 1) as a trained "
+        "statistics calibrated on the row's real images so every normalized activation has a scale near one "
+        "(channels of small variance are not amplified), and the output logits rescaled so probabilities spread over (0, 1) as a trained "
         "model's do (`seeding.json` beside the weights records the figures).",
         "",
         f"Machine: {platform.machine()}, {platform.system()}, Python {platform.python_version()}, "
@@ -125,8 +132,9 @@ def main(argv=None) -> int:
 def _row(r: dict) -> str:
     form = f" ({r['form']})" if r["form"] else ""
     over = f" ({r['over_tolerance']} inputs above 1e-4)" if r["over_tolerance"] else ""
+    runtime = f" ({r['paddle_runtime']})" if r.get("paddle_runtime") else ""  # older records lack it
     return (f"| {r['model']} | {r['architecture']}{form} | {r['source_kind']} | {r['format']} | "
-            f"{', '.join(r['images'])} ({r['runs']} runs) | {r['max_abs']:.2e}{over} | {r['paddle_fp32']:.2e} | "
+            f"{', '.join(r['images'])} ({r['runs']} runs) | {r['max_abs']:.2e}{over} | {r['paddle_fp32']:.2e}{runtime} | "
             f"{r['exact']:.1e} | {r['fp32']:.2e} | {r['input_spread']:.2f} | "
             f"{r['agreement_kind']}: {r['agreed']}/{r['runs']} | {'OK' if r['ok'] else 'FAIL'} |")
 
