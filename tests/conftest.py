@@ -26,3 +26,23 @@ def shared_dir() -> Path:
     if not (d / "paddle_models").is_dir():
         pytest.skip(f"shared data not found at {d} (set PTOCR_SHARED to the folder holding paddle_models/)")
     return d
+
+
+@pytest.fixture(scope="session")
+def paddleocr_src() -> Path:
+    """An installed PaddleOCR 2.x source tree (or $PTOCR_PADDLEOCR_SRC), whose own pre- and
+    post-processing code the tests run as the reference; skips the test when there is none."""
+    import importlib.util
+    import os
+
+    env = os.environ.get("PTOCR_PADDLEOCR_SRC")
+    if env:
+        root = Path(env)
+    else:
+        spec = importlib.util.find_spec("paddleocr")  # locates without importing (needs paddle)
+        if spec is None or not spec.submodule_search_locations:
+            pytest.skip("paddleocr 2.x sources not found (pip install --no-deps paddleocr==2.10.0)")
+        root = Path(list(spec.submodule_search_locations)[0])
+    if not (root / "tools" / "infer" / "predict_det.py").is_file():
+        pytest.skip(f"{root} is not a paddleocr 2.x source tree")
+    return root

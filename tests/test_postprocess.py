@@ -298,24 +298,6 @@ def test_cls_post_and_rotation_rule():
 # (`pip install --no-deps paddleocr==2.10.0`) is installed or $PTOCR_PADDLEOCR_SRC names one.
 
 
-def _paddleocr_src():
-    import importlib.util
-    import os
-    from pathlib import Path
-
-    env = os.environ.get("PTOCR_PADDLEOCR_SRC")
-    if env:
-        root = Path(env)
-    else:
-        spec = importlib.util.find_spec("paddleocr")  # locates without importing (needs paddle)
-        if spec is None or not spec.submodule_search_locations:
-            pytest.skip("paddleocr 2.x sources not found (pip install --no-deps paddleocr==2.10.0)")
-        root = Path(list(spec.submodule_search_locations)[0])
-    if not (root / "tools" / "infer" / "predict_det.py").is_file():
-        pytest.skip(f"{root} is not a paddleocr 2.x source tree")
-    return root
-
-
 def _load_paddleocr(root, relpath, names):
     """Compile only the named top-level classes/functions of one PaddleOCR file."""
     import ast
@@ -339,8 +321,8 @@ def _load_paddleocr(root, relpath, names):
 
 
 @pytest.fixture(scope="module")
-def paddle_ref():
-    root = _paddleocr_src()
+def paddle_ref(paddleocr_src):
+    root = paddleocr_src
     return {
         **_load_paddleocr(root, "ppocr/postprocess/db_postprocess.py", ["DBPostProcess"]),
         **_load_paddleocr(root, "ppocr/postprocess/rec_postprocess.py", ["BaseRecLabelDecode", "CTCLabelDecode"]),

@@ -418,26 +418,8 @@ def test_rec_width_formula_matches_math():
 # names one.
 
 
-def _paddleocr_src():
-    import importlib.util
-    import os
-    from pathlib import Path
-
-    env = os.environ.get("PTOCR_PADDLEOCR_SRC")
-    if env:
-        root = Path(env)
-    else:
-        spec = importlib.util.find_spec("paddleocr")  # locates without importing (needs paddle)
-        if spec is None or not spec.submodule_search_locations:
-            pytest.skip("paddleocr 2.x sources not found (pip install --no-deps paddleocr==2.10.0)")
-        root = Path(list(spec.submodule_search_locations)[0])
-    if not (root / "tools" / "infer" / "predict_det.py").is_file():
-        pytest.skip(f"{root} is not a paddleocr 2.x source tree")
-    return root
-
-
 @pytest.fixture(scope="module")
-def paddle_ref():
+def paddle_ref(paddleocr_src):
     import ast
     import copy
     import os
@@ -446,7 +428,7 @@ def paddle_ref():
     import types
     import warnings
 
-    root = _paddleocr_src()
+    root = paddleocr_src
     ns = dict(np=np, cv2=cv2, math=math, copy=copy, os=os, sys=sys, time=time)
     ns["is_link"] = lambda s: False
     wanted = {
