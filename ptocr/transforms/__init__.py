@@ -1,7 +1,7 @@
 """Framework-free pre-processing (numpy + OpenCV only), matching PaddleOCR 2.10's inference
 code: image loading, detector / recogniser / classifier inputs, and the crops between them."""
 
-from ptocr.transforms.cls import ClsPreprocess
+from ptocr.transforms.cls import ClsPreprocess, ImageClsPreprocess
 from ptocr.transforms.crop import get_minarea_rect_crop, get_rotate_crop_image, sorted_boxes
 from ptocr.transforms.det import DetPreprocess, det_resize, normalize_hwc
 from ptocr.transforms.image import load_image
@@ -10,6 +10,7 @@ from ptocr.transforms.rec import RecPreprocess, aspect_order, resize_norm_img
 __all__ = [
     "ClsPreprocess",
     "DetPreprocess",
+    "ImageClsPreprocess",
     "RecPreprocess",
     "aspect_order",
     "det_resize",
