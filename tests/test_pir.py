@@ -236,3 +236,101 @@ def test_fuzzed_pir_folder_reads_or_is_refused(textline, tmp_path_factory, which
         read_source(d)
     except FormatError as e:
         assert str(d) in str(e)
+
+
+# ---- float32 constants: the programs' numbers, as the converted models use them ----
+
+def _f32(v: float) -> float:
+    return float(np.float32(v))
+
+
+def test_pplcnetv3_and_svtr_constants_are_the_float32_numbers_of_the_programs():
+    from ptocr.models.layers import PADDLE_HARDSIGMOID_SLOPE as SE_SLOPE
+    from ptocr.models.necks.svtr import Attention
+
+    assert SE_SLOPE == _f32(0.1666667) == 0.16666670143604279
+    assert Attention(120, 8).scale == _f32(15 ** -0.5) == 0.25819888710975647
+    assert Attention(64, 8, qk_scale=0.1).scale == _f32(0.1)
+
+
+def test_v5_mobile_rec_program_holds_the_constants_the_model_uses(shared_dir):
+    from converter.readers.pir import read_pir_program
+    from ptocr.models.layers import PADDLE_HARDSIGMOID_SLOPE as SE_SLOPE
+
+    path = shared_dir / "paddle_graphs" / "PP-OCRv5_mobile_rec_infer" / "inference.json"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    program = read_pir_program(path)
+    slopes = {op.attrs["slope"] for op in program.ops if op.type == "hardsigmoid"}
+    assert slopes == {SE_SLOPE}
+    producers = program.producers()
+    scales = {producers[op.inputs[1]].attrs["value"] for op in program.ops
+              if op.type == "scale" and "Attention" in op.struct_name}
+    assert scales == {_f32(15 ** -0.5)}
+
+
+# ---- PaddleX image-classification pre-processing (PP-LCNet orientation models) ----
+
+def _paddlex_reference(bgr, size=None, resize_short=None, crop=None):
+    """PaddleX ClasPredictor's steps, written out: RGB, cv2 resize, centre crop, per-channel
+    float32 x * (1/255/std) + (-mean/std), CHW."""
+    import cv2
+
+    img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    h, w = img.shape[:2]
+    if size:
+        tw, th = size
+    else:
+        s = resize_short / min(h, w)
+        tw, th = round(w * s), round(h * s)
+    if (tw, th) != (w, h):
+        img = cv2.resize(img, (tw, th), interpolation=cv2.INTER_LINEAR)
+    if crop:
+        x1, y1 = max(0, (tw - crop) // 2), max(0, (th - crop) // 2)
+        img = img[y1:y1 + crop, x1:x1 + crop]
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    chans = list(cv2.split(img))
+    for c in range(3):
+        chans[c] = chans[c].astype(np.float32)
+        chans[c] *= (1 / 255) / std[c]
+        chans[c] += -mean[c] / std[c]
+    return cv2.merge(chans).transpose(2, 0, 1)
+
+
+@pytest.mark.parametrize("shape", [(48, 200), (80, 160), (31, 7), (300, 90)])
+def test_image_cls_preprocess_matches_paddlex_steps(shape):
+    from ptocr.transforms import ImageClsPreprocess
+
+    img = np.random.default_rng(sum(shape)).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    line = ImageClsPreprocess(size=[160, 80])
+    got = line(img)
+    assert got.shape == (3, 80, 160) == line.image_shape and got.dtype == np.float32
+    assert np.array_equal(got, _paddlex_reference(img, size=(160, 80)))
+    doc = ImageClsPreprocess(resize_short=256, crop_size=224)
+    assert doc.image_shape == (3, 224, 224)
+    assert np.array_equal(doc(img), _paddlex_reference(img, resize_short=256, crop=224))
+    assert doc.batch([img, img[::-1]]).shape == (2, 3, 224, 224)
+
+
+def test_image_cls_preprocess_reads_the_yml_ops_and_refuses_others(shared_dir):
+    from ptocr.transforms import ImageClsPreprocess
+
+    expect = {"paddle_models/PP-LCNet_x0_25_textline_ori_infer": (3, 80, 160),
+              "paddle_graphs/PP-LCNet_x1_0_textline_ori": (3, 80, 160),
+              "paddle_graphs/PP-LCNet_x1_0_doc_ori": (3, 224, 224)}
+    for folder, shape in expect.items():
+        d = shared_dir / folder
+        if not d.is_dir():
+            pytest.skip(f"{d} not found")
+        from converter.readers.pir import read_pir_config
+
+        ops = read_pir_config(d / "inference.yml").data["PreProcess"]["transform_ops"]
+        assert ImageClsPreprocess.from_transform_ops(ops).image_shape == shape
+    with pytest.raises(ValueError, match="unsupported pre-processing op"):
+        ImageClsPreprocess.from_transform_ops([{"ResizeImage": {"size": [160, 80]}}, {"RandomFlip": None}])
+    with pytest.raises(ValueError, match="bilinear"):
+        ImageClsPreprocess.from_transform_ops([{"ResizeImage": {"size": [160, 80], "interpolation": "BICUBIC"}}])
+    with pytest.raises(ValueError, match="crop_size"):
+        ImageClsPreprocess(resize_short=256)
+    with pytest.raises(ValueError, match="exactly one"):
+        ImageClsPreprocess(size=[160, 80], resize_short=256)

@@ -2,21 +2,34 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
+def as_float32(value: float) -> float:
+    """``value`` rounded to float32: a constant as a Paddle program stores it (op attributes
+    and ``full`` values are float32). Used as is, a decimal like 0.1666667 differs from the
+    program's number by ~1e-8, which float64 parity sees once a network amplifies it."""
+    return float(np.float32(value))
+
+
+# paddle.nn.Hardsigmoid's default slope (never torch's exact 1/6), as programs store it.
+PADDLE_HARDSIGMOID_SLOPE = as_float32(0.1666667)
+
+
 class SEModule(nn.Module):
     """Squeeze-excitation gated by Paddle's ``hard_sigmoid(slope, offset)``.
 
-    PaddleOCR's MobileNetV3 and RSE layers call it with slope 0.2, PP-LCNetV3 with Paddle's
-    default 0.1666667 (stored as float32 in the program), never torch's exact 1/6.
+    PaddleOCR's MobileNetV3 and RSE layers call it with slope 0.2, PP-LCNet(V3) and
+    MobileNetV1Enhance with Paddle's default (PADDLE_HARDSIGMOID_SLOPE); both are float32
+    attributes in the programs, so the gate uses them rounded to float32.
     """
 
     def __init__(self, channels: int, reduction: int = 4, slope: float = 0.2, offset: float = 0.5):
         super().__init__()
-        self.slope, self.offset = slope, offset
+        self.slope, self.offset = as_float32(slope), as_float32(offset)
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
         self.conv1 = nn.Conv2d(channels, channels // reduction, 1)
         self.conv2 = nn.Conv2d(channels // reduction, channels, 1)

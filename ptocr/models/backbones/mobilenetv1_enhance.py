@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import SEModule
+from ptocr.models.layers import PADDLE_HARDSIGMOID_SLOPE, SEModule
 from ptocr.models.registry import register
 
 # The 13 depthwise-separable blocks before width scaling:
@@ -44,9 +44,6 @@ BLOCKS = (
     (512, 1024, (2, 1), 5, True),
     (1024, 1024, None, 5, True),
 )
-
-# Paddle's default hard_sigmoid slope (1/6 rounded to float32 in the program).
-_SE_SLOPE = 0.1666667
 
 
 class ConvBNLayer(nn.Module):
@@ -78,7 +75,7 @@ class DepthwiseSeparable(nn.Module):
         self._depthwise_conv = ConvBNLayer(in_channels, dw_channels, kernel_size, stride,
                                            groups=dw_channels)
         if use_se:
-            self._se = SEModule(dw_channels, reduction=4, slope=_SE_SLOPE, offset=0.5)
+            self._se = SEModule(dw_channels, reduction=4, slope=PADDLE_HARDSIGMOID_SLOPE, offset=0.5)
         self._pointwise_conv = ConvBNLayer(dw_channels, out_channels, 1)
 
     def forward(self, x):

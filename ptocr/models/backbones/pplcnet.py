@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import SEModule
+from ptocr.models.layers import PADDLE_HARDSIGMOID_SLOPE, SEModule
 from ptocr.models.registry import register
 
 # Per stage: (kernel, in channels, out channels, stride index or 1, SE), before scaling.
@@ -35,7 +35,6 @@ NET_CONFIG = {
     "blocks6": [(5, 256, 512, "s", True), (5, 512, 512, 1, True)],
 }
 _STAGES = ("blocks2", "blocks3", "blocks4", "blocks5", "blocks6")
-HARDSIGMOID_SLOPE = 0.1666667  # paddle.nn.Hardsigmoid's default, as the programs store it
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -74,7 +73,7 @@ class DepthwiseSeparable(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride, use_se: bool):
         super().__init__()
         self.dw_conv = ConvBNLayer(in_channels, in_channels, kernel_size, stride, groups=in_channels)
-        self.se = SEModule(in_channels, reduction=4, slope=HARDSIGMOID_SLOPE, offset=0.5) if use_se else None
+        self.se = SEModule(in_channels, reduction=4, slope=PADDLE_HARDSIGMOID_SLOPE, offset=0.5) if use_se else None
         self.pw_conv = ConvBNLayer(in_channels, out_channels, 1)
 
     def forward(self, x):

@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import LearnableAffineBlock, SEModule
+from ptocr.models.layers import PADDLE_HARDSIGMOID_SLOPE, LearnableAffineBlock, SEModule
 from ptocr.models.registry import register
 
 # Per stage: kernel, in channels, out channels, stride, SE (before scaling).
@@ -217,7 +217,7 @@ class LCNetV3Block(nn.Module):
                                          groups=in_channels, num_conv_branches=conv_kxk_num,
                                          reparam=reparam)
         if use_se:
-            self.se = SEModule(in_channels, slope=0.1666667)
+            self.se = SEModule(in_channels, slope=PADDLE_HARDSIGMOID_SLOPE)
         self.pw_conv = LearnableRepLayer(in_channels, out_channels, 1, 1,
                                          num_conv_branches=conv_kxk_num, reparam=reparam)
 

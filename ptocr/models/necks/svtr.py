@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
+from ptocr.models.layers import as_float32
 from ptocr.models.registry import register
 
 
@@ -56,7 +57,9 @@ class Attention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.scale = qk_scale or self.head_dim**-0.5
+        # Paddle multiplies by a float32 constant (a `scale` attribute in Paddle 2, a float32
+        # `full` in PIR): head_dim**-0.5 rounded to float32 (1e-8 off in float64 otherwise).
+        self.scale = as_float32(qk_scale or self.head_dim**-0.5)
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
