@@ -25,7 +25,7 @@ import torch
 from converter.convert import Conversion, convert
 from ptocr.errors import PtocrError
 from ptocr.postprocess import ClsPostProcess, CTCLabelDecode, DBPostProcess
-from ptocr.transforms import ClsPreprocess, DetPreprocess, RecPreprocess, load_image
+from ptocr.transforms import DetPreprocess, RecPreprocess, cls_preprocess, load_image
 
 TOLERANCE = 1e-4  # max |delta| of output probabilities: PyTorch fp32 vs the program's exact output
 # PyTorch fp64 vs Paddle fp64 on the same program: rounding is gone, so anything above
@@ -222,7 +222,7 @@ def _rec_inputs(config, images, batch=True):
 
 
 def _cls_inputs(config, images, batch=True):
-    pre = ClsPreprocess(**config["preprocess"])
+    pre = cls_preprocess(config["preprocess"])
     crops = [load_image(p) for p in images]
     turned = [cv2.rotate(c, cv2.ROTATE_180) for c in crops]
     if not batch:

@@ -9,6 +9,7 @@ from ptocr.architectures import canonical_name, get_architecture
 from ptocr.errors import ArchitectureError
 from ptocr.models.backbones.pplcnet import PPLCNet, DownscaleDropout, make_divisible
 from ptocr.models.build import build_model
+from ptocr.transforms import cls_preprocess
 
 
 @pytest.mark.parametrize("name,size,classes", [
@@ -18,7 +19,7 @@ from ptocr.models.build import build_model
 ])
 def test_entries_build_and_run(name, size, classes):
     spec = get_architecture(name)
-    assert spec["task"] == "cls" and spec["preprocess"]["image_shape"][1:] == list(size)
+    assert spec["task"] == "cls" and cls_preprocess(spec["preprocess"]).image_shape == (3, *size)
     model = build_model(spec["model"]).eval()
     with torch.no_grad():
         y = model(torch.randn(2, 3, *size))

@@ -315,6 +315,9 @@ def test_image_cls_preprocess_matches_paddlex_steps(shape):
 def test_image_cls_preprocess_reads_the_yml_ops_and_refuses_others(shared_dir):
     from ptocr.transforms import ImageClsPreprocess
 
+    from ptocr.architectures import get_architecture
+    from ptocr.transforms import cls_preprocess
+
     expect = {"paddle_models/PP-LCNet_x0_25_textline_ori_infer": (3, 80, 160),
               "paddle_graphs/PP-LCNet_x1_0_textline_ori": (3, 80, 160),
               "paddle_graphs/PP-LCNet_x1_0_doc_ori": (3, 224, 224)}
@@ -325,7 +328,11 @@ def test_image_cls_preprocess_reads_the_yml_ops_and_refuses_others(shared_dir):
         from converter.readers.pir import read_pir_config
 
         ops = read_pir_config(d / "inference.yml").data["PreProcess"]["transform_ops"]
-        assert ImageClsPreprocess.from_transform_ops(ops).image_shape == shape
+        from_yml = ImageClsPreprocess.from_transform_ops(ops)
+        assert from_yml.image_shape == shape
+        # The architecture's settings (what a converted model's config carries) are the yml's.
+        arch = folder.split("/")[1].removesuffix("_infer")
+        assert repr(cls_preprocess(get_architecture(arch)["preprocess"])) == repr(from_yml)
     with pytest.raises(ValueError, match="unsupported pre-processing op"):
         ImageClsPreprocess.from_transform_ops([{"ResizeImage": {"size": [160, 80]}}, {"RandomFlip": None}])
     with pytest.raises(ValueError, match="bilinear"):

@@ -8,8 +8,8 @@ _TEXTLINE_STRIDES = [2, [2, 1], [2, 1], [2, 1], [2, 1]]
 _TEXTLINE = {
     "task": "cls",
     "family": "pplcnet_cls",
-    # inference.yml: ResizeImage to 160 x 80, ImageNet mean/std; labels 0_degree / 180_degree
-    "preprocess": {"image_shape": [3, 80, 160]},
+    # inference.yml: ResizeImage to 160 x 80 (w, h), ImageNet mean/std; labels 0_degree / 180_degree
+    "preprocess": {"size": [160, 80]},
     "postprocess": {"labels": ["0", "180"], "thresh": 0.9},
 }
 
@@ -36,7 +36,7 @@ ARCHITECTURES: dict[str, dict] = {
             "head": {"name": "ClsHead", "num_classes": 4},
         },
         # inference.yml: resize the short side to 256, centre-crop 224, ImageNet mean/std
-        "preprocess": {"image_shape": [3, 224, 224]},
+        "preprocess": {"resize_short": 256, "crop_size": 224},
         "postprocess": {"labels": ["0", "90", "180", "270"], "thresh": 0.9},
     },
 }

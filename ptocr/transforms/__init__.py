@@ -1,7 +1,7 @@
 """Framework-free pre-processing (numpy + OpenCV only), matching PaddleOCR 2.10's inference
 code: image loading, detector / recogniser / classifier inputs, and the crops between them."""
 
-from ptocr.transforms.cls import ClsPreprocess, ImageClsPreprocess
+from ptocr.transforms.cls import ClsPreprocess, ImageClsPreprocess, cls_preprocess
 from ptocr.transforms.crop import get_minarea_rect_crop, get_rotate_crop_image, sorted_boxes
 from ptocr.transforms.det import DetPreprocess, det_resize, normalize_hwc
 from ptocr.transforms.image import load_image
@@ -13,6 +13,7 @@ __all__ = [
     "ImageClsPreprocess",
     "RecPreprocess",
     "aspect_order",
+    "cls_preprocess",
     "det_resize",
     "get_minarea_rect_crop",
     "get_rotate_crop_image",

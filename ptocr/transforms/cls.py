@@ -20,7 +20,7 @@ import numpy as np
 from ptocr.errors import ImageError
 from ptocr.transforms.rec import _check_crop, _check_shape_and_batch, aspect_order, resize_norm_img
 
-__all__ = ["ClsPreprocess", "ImageClsPreprocess"]
+__all__ = ["ClsPreprocess", "ImageClsPreprocess", "cls_preprocess"]
 
 
 class ClsPreprocess:
@@ -153,3 +153,12 @@ class ImageClsPreprocess:
         how = f"size={list(self.size)}" if self.size else f"resize_short={self.resize_short}"
         crop = f", crop_size={list(self.crop_size)}" if self.crop_size else ""
         return f"ImageClsPreprocess({how}{crop}, mean={list(self.mean)}, std={list(self.std)}, batch_size={self.batch_size})"
+
+
+def cls_preprocess(settings: dict | None = None, **kw) -> ClsPreprocess | ImageClsPreprocess:
+    """The pre-processing a classifier's config names: PaddleX's image classification where it
+    gives ``size`` or ``resize_short`` (the PP-LCNet models), else PaddleOCR 2.x's text
+    direction classifier. ``kw`` (e.g. ``batch_size``) overrides the settings."""
+    settings = {**(settings or {}), **kw}
+    image = "size" in settings or "resize_short" in settings
+    return (ImageClsPreprocess if image else ClsPreprocess)(**settings)
