@@ -16,7 +16,7 @@ from ptocr.dictionary import Dictionary
 from ptocr.errors import DictionaryError, ModelFileError, PtocrError
 from ptocr.models.model import OCRModel
 from ptocr.postprocess import ClsPostProcess, CTCLabelDecode, DBPostProcess, filter_tag_det_res
-from ptocr.transforms import ClsPreprocess, DetPreprocess, RecPreprocess, load_image
+from ptocr.transforms import DetPreprocess, RecPreprocess, cls_preprocess, load_image
 
 
 @dataclass
@@ -144,7 +144,7 @@ class ClsPredictor(CropPredictor):
         super().__init__(model, config, **kw)
         post = dict(config.get("postprocess", {}))
         self.thresh = post.pop("thresh", 0.9)
-        self.pre = ClsPreprocess(**config.get("preprocess", {}))
+        self.pre = cls_preprocess(config.get("preprocess"))
         self.post = ClsPostProcess(**post)
         classes = config["model"]["head"].get("num_classes")
         if self.post.labels is not None and classes is not None and len(self.post.labels) != classes:
