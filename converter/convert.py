@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 import converter
-from converter.errors import ArchitectureError, DictionaryError, MappingError
+from converter.errors import ArchitectureError, DictionaryError, FormatError, MappingError
 from converter.mapping import MappingResult, Target, apply, plan
 from converter.readers import PaddleSource, read_source
 from converter.tables import get_table
@@ -98,7 +98,7 @@ def convert(
         "task": spec["task"],
         "form": fit.form,
         "model": fit.model_cfg,
-        "preprocess": {**spec.get("preprocess", {}), **(known.data.get("preprocess") or {} if known else {})},
+        "preprocess": {**_preprocess_of(spec, source), **(known.data.get("preprocess") or {} if known else {})},
         "postprocess": {**spec.get("postprocess", {}), **(known.data.get("postprocess") or {} if known else {})},
         "source": {
             "name": Path(source.path).name,
@@ -119,6 +119,20 @@ def convert(
             "source": Path(dic.source).name,
         }
     return Conversion(fit.arch_name, spec, fit.form, source, fit.mapping, model, dic, config)
+
+
+def _preprocess_of(spec: dict, source: PaddleSource) -> dict:
+    """The architecture's pre-processing settings, or for a classifier whose inference.yml
+    lists its PaddleX image-classification steps, the settings those steps give."""
+    ops = (((source.config.data if source.config else None) or {}).get("PreProcess") or {}).get("transform_ops")
+    if spec["task"] != "cls" or not ops:
+        return dict(spec.get("preprocess", {}))
+    from ptocr.transforms import ImageClsPreprocess
+
+    try:
+        return ImageClsPreprocess.settings_from_transform_ops(ops)
+    except (ValueError, TypeError) as e:
+        raise FormatError(f"{source.config.path}: PreProcess.transform_ops: {e}") from e
 
 
 def fit_architecture(source: PaddleSource, arch_name: str) -> Fit:

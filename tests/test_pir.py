@@ -217,6 +217,20 @@ def test_convert_detects_architecture(textline):
     assert conv.config["source"]["format"] == PADDLE3_PIR
 
 
+def test_convert_takes_preprocessing_from_the_yml(textline, tmp_path):
+    from converter.convert import convert
+    from ptocr.transforms import cls_preprocess
+
+    yml = (textline / "inference.yml").read_text()
+    assert "- 160\n      - 80\n" in yml
+    pre = cls_preprocess(convert(_copy(textline, tmp_path / "a", **{"inference.yml": yml.replace(
+        "- 160\n      - 80\n", "- 192\n      - 64\n").encode()})).config["preprocess"])
+    assert pre.image_shape == (3, 64, 192)
+    odd = yml.replace("  - ResizeImage:", "  - RandomFlip: null\n  - ResizeImage:")
+    with pytest.raises(FormatError, match="inference.yml.*RandomFlip"):
+        convert(_copy(textline, tmp_path / "b", **{"inference.yml": odd.encode()}))
+
+
 # Bounded fuzzing of the whole Paddle 3 folder (program, weights, yml): cut or flipped
 # anywhere, reading gives a valid source or FormatError naming the file, nothing else.
 _FILES = ("inference.json", "inference.pdiparams", "inference.yml")

@@ -89,6 +89,12 @@ class ImageClsPreprocess:
     def from_transform_ops(cls, ops: Sequence[dict], batch_size: int = 6) -> "ImageClsPreprocess":
         """From ``inference.yml``'s ``PreProcess.transform_ops`` (a list of one-key dicts);
         anything this class does not do exactly is refused."""
+        return cls(**cls.settings_from_transform_ops(ops), batch_size=batch_size)
+
+    @staticmethod
+    def settings_from_transform_ops(ops: Sequence[dict]) -> dict:
+        """The constructor settings ``transform_ops`` describe (what a converted model's
+        config carries); ValueError for anything this class does not do exactly."""
         kw: dict = {}
         for op in ops:
             if not isinstance(op, dict) or len(op) != 1:
@@ -115,7 +121,8 @@ class ImageClsPreprocess:
                 raise ValueError(f"unsupported pre-processing op {name}")
             if args:
                 raise ValueError(f"{name}: unsupported settings {sorted(args)}")
-        return cls(**kw, batch_size=batch_size)
+        ImageClsPreprocess(**kw)  # refuses incomplete or invalid settings here, not at load time
+        return kw
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
         _check_crop(img, 3, "classifier")
