@@ -24,7 +24,6 @@ from converter.mapping import MappingResult, Target, apply, plan
 from converter.readers import PaddleSource, read_source
 from converter.tables import get_table
 from ptocr.architectures import (
-    ARCHITECTURES,
     CLASS_COUNT_KEYS,
     aliases_of,
     canonical_name,
@@ -150,7 +149,7 @@ def fit_architecture(source: PaddleSource, arch_name: str) -> Fit:
 
                 mapping = align_source(source, cfg, spec["task"], what=what)
             else:
-                _set_class_count(cfg, spec["task"], source, rules)
+                _set_class_count(cfg, spec, source, rules, what)
                 target = _target(cfg)
                 mapping = apply(source.tensors, rules, target, what=what)
         except (MappingError, ArchitectureError) as e:
@@ -204,9 +203,11 @@ def _named(arch_name: str) -> str:
     return arch_name + (f" (also released as {', '.join(also)})" if also else "")
 
 
-def _set_class_count(cfg: dict, task: str, source: PaddleSource, rules) -> None:
-    """Size the head from the source: the class count is data, not architecture."""
-    key = CLASS_COUNT_KEYS.get(task)
+def _set_class_count(cfg: dict, spec: dict, source: PaddleSource, rules, what: str) -> None:
+    """Size the head from the source: the class count is data, not architecture, except for a
+    classifier whose architecture names its labels (a 2-class PP-LCNet checkpoint is not the
+    4-class document model with a resized head)."""
+    key = CLASS_COUNT_KEYS.get(spec["task"])
     if key is None:
         return
     target = _target(cfg)
@@ -215,8 +216,11 @@ def _set_class_count(cfg: dict, task: str, source: PaddleSource, rules) -> None:
         return  # keep the default; the full mapping then reports what does not fit
     shape = source.tensors[src].shape
     # Paddle Linear weights are [in, out]; a conv classifier would be [out, in, ...].
-    count = shape[-1] if key in target.linear_weights else shape[0]
-    cfg["head"]["num_classes"] = int(count)
+    count = int(shape[-1] if key in target.linear_weights else shape[0])
+    labels = (spec.get("postprocess") or {}).get("labels")
+    if spec["task"] == "cls" and labels and count != len(labels):
+        raise MappingError(f"{what}: the source has {count} classes, the architecture's labels are {labels}")
+    cfg["head"]["num_classes"] = count
 
 
 def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char, known=None) -> Dictionary | None:
@@ -274,8 +278,9 @@ def _model_name_of(path) -> str:
 
 
 def manifest_model(name: str | None):
-    """The manifest's entry for ``name`` when it is a model name there (not an architecture)."""
-    if not name or name in ARCHITECTURES:
+    """The manifest's entry for ``name`` when it is a model name there (some are also the name
+    of their architecture: ch_PP-OCRv4_rec, PP-OCRv5_server_rec)."""
+    if not name:
         return None
     try:
         from ptocr.manifest import load_manifest
