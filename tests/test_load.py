@@ -34,7 +34,9 @@ def test_rec_reads_real_word_crops(converted, shared_dir):
     assert len(results) == len(crops)
     # The first English crop says JOINT (as PaddleOCR reads it); a single crop gives a single result.
     assert results[0][0] == "JOINT" and results[0][1] > 0.9
-    assert rec(crops[0]) == results[0]
+    # Same text alone; the score may differ in the last float bit (batched matmuls block differently).
+    alone = rec(crops[0])
+    assert alone[0] == results[0][0] and alone[1] == pytest.approx(results[0][1], rel=1e-6)
 
 
 def test_det_finds_boxes_inside_the_image(converted, shared_dir):

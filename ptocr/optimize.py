@@ -1,0 +1,238 @@
+"""Inference-only rewrites of a model that compute the same function with fewer ops.
+
+``for_inference(model, example)`` returns an optimized deep copy:
+
+* rep layers fused (``LearnableRepLayer`` of PP-LCNetV3: branches -> one conv), and the
+  fused layer's scalar affine ``w * conv(x) + b`` folded into that conv (two fewer full-size
+  elementwise passes per layer);
+* every batch norm that directly and solely consumes a conv's output folded into that conv
+  (the BN becomes ``nn.Identity``);
+* optionally channels-last memory format.
+
+Which conv feeds which BN is not read from attribute names: one forward pass on ``example``
+records, per tensor, the ops that read it, so a BN is folded only when its input is the output
+of exactly one ``Conv2d`` / ``ConvTranspose2d`` call and nothing else reads that output (no
+residual, no in-place activation, no view). Modules called more than once are left alone.
+Folded weights are computed in float64 and cast once to the model's dtype: in float64 the
+optimized model equals the original to rounding; in float32 the outputs differ by rounding only
+(the order of multiplications changes).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from ptocr.models.backbones.pplcnetv3 import AffineHardswish, LearnableRepLayer, fuse_rep_layers
+
+__all__ = ["for_inference", "fold_batch_norms", "fold_rep_affines", "example_input", "FoldedRepLayer"]
+
+_CONVS = (nn.Conv2d, nn.ConvTranspose2d)
+_ACTS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)
+# Reads of metadata, not of values: they do not make a tensor "used elsewhere".
+_METADATA = {"size", "dim", "ndimension", "numel", "__get__", "is_contiguous", "stride", "__len__"}
+
+
+def example_input(config: dict, dtype=torch.float32, device=None) -> torch.Tensor:
+    """A small 1-image input the model accepts: the pre-processing's height and half its width
+    for rec / cls, 64 x 64 (a multiple of every detector's stride) for det."""
+    shape = config.get("preprocess", {}).get("image_shape")
+    c, h, w = shape if config["task"] != "det" and shape else (3, 64, 64)
+    w = w // 2 if config["task"] != "det" else w
+    return torch.zeros(1, int(c), int(h), int(w), dtype=dtype, device=device).uniform_(-1, 1)
+
+
+class _Uses(TorchFunctionMode):
+    """Counts, for every tensor alive during the pass, the value-reading ops that take it."""
+
+    def __init__(self):
+        super().__init__()
+        self.reads: Counter[int] = Counter()
+        self.keep: list[torch.Tensor] = []  # keeps ids unique while the pass runs
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") not in _METADATA:
+            for a in _flat([args, kwargs]):
+                if isinstance(a, torch.Tensor) and not isinstance(a, nn.Parameter):
+                    self.reads[id(a)] += 1
+        out = func(*args, **kwargs)
+        self.keep.extend(t for t in _flat([out]) if isinstance(t, torch.Tensor))
+        return out
+
+
+def _flat(x):
+    if isinstance(x, (list, tuple)):
+        for y in x:
+            yield from _flat(y)
+    elif isinstance(x, dict):
+        for y in x.values():
+            yield from _flat(y)
+    else:
+        yield x
+
+
+class _Trace:
+    """One forward pass: which conv made each tensor, which tensor each BN / activation
+    module read, how many value-reading ops took each tensor, how often each module ran."""
+
+    def __init__(self, model: nn.Module, example: torch.Tensor):
+        names = {m: n for n, m in model.named_modules()}
+        self.calls: Counter[str] = Counter()
+        self.conv_out: dict[int, str] = {}
+        self.input_of: dict[str, int] = {}
+
+        def after_conv(m, _inp, out):
+            self.calls[names[m]] += 1
+            self.conv_out[id(out)] = names[m]
+
+        def before(m, inp):
+            self.calls[names[m]] += 1
+            self.input_of[names[m]] = id(inp[0])
+
+        hooks = [m.register_forward_hook(after_conv) for m in names if isinstance(m, _CONVS)]
+        hooks += [m.register_forward_pre_hook(before) for m in names if isinstance(m, (nn.BatchNorm2d, *_ACTS))]
+        self._uses = _Uses()
+        try:
+            with torch.no_grad(), self._uses:
+                model(example)
+        finally:
+            for h in hooks:
+                h.remove()
+
+    def sole_reader_of_conv(self, name: str) -> str | None:
+        """The conv whose output module ``name`` alone reads (each ran once), else None."""
+        tid = self.input_of.get(name)
+        conv = self.conv_out.get(tid)
+        if conv is None or self._uses.reads[tid] != 1 or self.calls[conv] != 1 or self.calls[name] != 1:
+            return None
+        return conv
+
+
+def _foldable_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
+    trace = _Trace(model, example)
+    pairs = [(trace.sole_reader_of_conv(n), n) for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    return [(c, bn) for c, bn in pairs if c is not None]
+
+
+def activations_in_place(model: nn.Module, example: torch.Tensor) -> int:
+    """Set ``inplace=True`` on activation modules that alone read a conv's output (after BN
+    folding, most of them): same values, one full-size tensor fewer allocated. Returns how many."""
+    trace = _Trace(model, example)
+    done = 0
+    for name, m in model.named_modules():
+        if isinstance(m, _ACTS) and not m.inplace and trace.sole_reader_of_conv(name) is not None:
+            m.inplace = True
+            done += 1
+    return done
+
+
+@torch.no_grad()
+def _fold(conv: nn.Module, bn: nn.BatchNorm2d) -> None:
+    """conv <- bn(conv(.)), computed in float64 and cast once."""
+    dtype = conv.weight.dtype
+    scale = bn.weight.double() / (bn.running_var.double() + bn.eps).sqrt()
+    w = conv.weight.double()
+    if isinstance(conv, nn.ConvTranspose2d):  # weight: in x out/groups x kh x kw
+        g = conv.groups
+        w = w.reshape(g, w.shape[0] // g, *w.shape[1:]) * scale.reshape(g, 1, -1, 1, 1)
+        w = w.reshape(conv.weight.shape)
+    else:  # weight: out x in/groups x kh x kw
+        w = w * scale.reshape(-1, 1, 1, 1)
+    b = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
+    b = (b - bn.running_mean.double()) * scale + bn.bias.double()
+    conv.weight = nn.Parameter(w.to(dtype), requires_grad=False)
+    conv.bias = nn.Parameter(b.to(dtype), requires_grad=False)
+
+
+class FoldedRepLayer(nn.Module):
+    """A fused ``LearnableRepLayer`` with ``w`` and ``b`` inside the conv. Its activation
+    ``scale * hardswish(y) + bias`` runs in place on the conv output, which nothing else
+    reads: the same values, without allocating two more full-size tensors."""
+
+    def __init__(self, conv: nn.Conv2d, activation: nn.Module | None):
+        super().__init__()
+        self.conv = conv
+        self.act_scale = None if activation is None else activation.scale
+        self.act_bias = None if activation is None else activation.bias
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.act_scale is None:
+            return x
+        return F.hardswish(x, inplace=True).mul_(self.act_scale).add_(self.act_bias)
+
+
+@torch.no_grad()
+def fold_rep_affines(model: nn.Module) -> int:
+    """Replace (in place) every fused ``LearnableRepLayer`` by a ``FoldedRepLayer``; returns how many."""
+    names = [n for n, m in model.named_modules() if isinstance(m, LearnableRepLayer) and m.is_repped]
+    done = 0
+    for name in names:
+        rep = model.get_submodule(name)
+        if rep.use_act and type(rep.activation) is not AffineHardswish:
+            continue
+        conv, dtype = rep.reparam_conv, rep.reparam_conv.weight.dtype
+        w, b = rep.w.double(), rep.b.double()  # shape [1] scalars
+        conv.weight = nn.Parameter((conv.weight.double() * w).to(dtype), requires_grad=False)
+        conv.bias = nn.Parameter((conv.bias.double() * w + b).to(dtype), requires_grad=False)
+        _replace(model, name, FoldedRepLayer(conv, rep.activation if rep.use_act else None))
+        done += 1
+    return done
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, new)
+
+
+def fold_batch_norms(model: nn.Module, example: torch.Tensor) -> int:
+    """Fold (in place) every BN that solely consumes a conv output; returns how many.
+    ``model`` must be in eval mode (running statistics are what gets folded)."""
+    if model.training:
+        raise ValueError("fold_batch_norms needs an eval() model")
+    done = 0
+    for conv, bn in _foldable_pairs(model, example):
+        bn_mod = model.get_submodule(bn)
+        if bn_mod.running_var is None:  # no running statistics: nothing constant to fold
+            continue
+        _fold(model.get_submodule(conv), bn_mod)
+        _replace(model, bn, nn.Identity())
+        done += 1
+    return done
+
+
+def for_inference(model: nn.Module, example: torch.Tensor, *, channels_last: bool = False,
+                  inplace: bool = False) -> nn.Module:
+    """An optimized eval-mode copy of ``model`` (``inplace=True``: ``model`` itself, rewritten);
+    ``example`` is any valid input (``example_input(config)``), run once to find which BN
+    follows which conv. ``channels_last``: NHWC weights, which oneDNN runs faster on CPU
+    (measured on the PP-OCR mobile models, see doc/benchmarks.md). The result is for
+    inference only: no gradients, and some activations overwrite their input."""
+    threads = torch.get_num_threads()
+    # Small tensors and a tiny input: thread start-up costs more than it saves (measured: load
+    # of the v4 recognizer 1.0 s at 2 threads on a busy 2-core machine, 0.2 s at 1).
+    torch.set_num_threads(1)
+    try:
+        return _optimize(model if inplace else copy.deepcopy(model), example, channels_last)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _optimize(model: nn.Module, example: torch.Tensor, channels_last: bool) -> nn.Module:
+    model.eval()
+    fuse_rep_layers(model)
+    fold_rep_affines(model)
+    example = example.to(next(model.parameters()).device, next(model.parameters()).dtype)
+    fold_batch_norms(model, example)
+    activations_in_place(model, example)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

@@ -1,0 +1,124 @@
+"""ptocr.optimize: the inference rewrites compute the plain model's function, exactly in float64."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+
+from ptocr.architectures import ARCHITECTURES
+from ptocr.models.build import build_model
+from ptocr.optimize import FoldedRepLayer, example_input, for_inference
+
+REL_TOL_FP64 = 1e-10
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # float64 server models on a shared 2-core runner: one thread avoids OpenMP contention.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _random_model(name: str) -> nn.Module:
+    """Random weights with non-trivial BN statistics and affines, so every folded term matters."""
+    entry = ARCHITECTURES[name]
+    cfg = copy.deepcopy(entry["model"])
+    if entry["task"] == "rec":
+        cfg["head"]["num_classes"] = 37
+    gen = torch.Generator().manual_seed(0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                for t, lo, hi in ((m.running_mean, -0.5, 0.5), (m.running_var, 0.3, 2.0),
+                                  (m.weight, 0.5, 1.5), (m.bias, -0.5, 0.5)):
+                    t.copy_(torch.rand(t.shape, generator=gen) * (hi - lo) + lo)
+        for p in model.parameters():
+            if p.numel() == 1:  # the learnable scalar affines of PP-LCNetV3
+                p.copy_(torch.rand(1, generator=gen) + 0.5)
+    return model.double()
+
+
+def _bns_run(model: nn.Module, x: torch.Tensor) -> set[str]:
+    ran: set[str] = set()
+    hooks = [m.register_forward_pre_hook(lambda m, _i, n=n: ran.add(n))
+             for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return ran
+
+
+def _parts(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Backbone, neck and model outputs: a saturated softmax alone could hide a difference."""
+    with torch.no_grad():
+        feats = model.backbone(x)
+        outs = [*feats] if isinstance(feats, (list, tuple)) else [feats]
+        if model.neck is not None:
+            outs.append(model.neck(feats))
+        outs.append(model(x))
+    return outs
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_optimized_equals_plain_in_float64(name):
+    plain = _random_model(name)
+    x = example_input(ARCHITECTURES[name], torch.float64)
+    before = copy.deepcopy(plain.state_dict())
+    fast = for_inference(plain, x)
+
+    for a, b in zip(_parts(plain, x), _parts(fast, x), strict=True):
+        assert a.shape == b.shape
+        assert a.abs().max() > 0
+        rel = ((a - b).abs().max() / a.abs().max()).item()
+        assert rel <= REL_TOL_FP64, f"{name}: relative difference {rel:.2e}"
+
+    # Every BN that runs at inference is folded; the ones left are those eval() never runs
+    # (DB's threshold branch, training only).
+    all_bns = {n for n, m in plain.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    left = {n for n, m in fast.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    assert _bns_run(fast, x) == set()
+    assert left == all_bns - _bns_run(plain, x)
+    # The original is untouched.
+    assert all(torch.equal(before[k], v) for k, v in plain.state_dict().items())
+
+
+def test_rep_layers_folded_and_float32_close():
+    plain = _random_model("ch_PP-OCRv4_rec").float()
+    x = example_input(ARCHITECTURES["ch_PP-OCRv4_rec"])
+    fast = for_inference(plain, x, channels_last=True)
+    assert any(isinstance(m, FoldedRepLayer) for m in fast.modules())
+    with torch.no_grad():
+        a, b = plain(x), fast(x)
+    assert (a - b).abs().max() <= 1e-4 * a.abs().max()
+
+
+def test_bn_read_twice_is_not_folded():
+    """A conv output that a residual also reads must keep its BN: folding would change the residual."""
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 3, 3, padding=1)
+            self.bn = nn.BatchNorm2d(3)
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.act(self.bn(y)) + y
+
+    model = Twice().eval()
+    with torch.no_grad():
+        model.bn.running_mean.fill_(0.3)
+        model.bn.running_var.fill_(2.0)
+    x = torch.randn(1, 3, 8, 8)
+    fast = for_inference(model, x)
+    assert isinstance(fast.bn, nn.BatchNorm2d) and not fast.act.inplace
+    with torch.no_grad():
+        assert torch.allclose(model(x), fast(x))
