@@ -23,7 +23,24 @@ from ptocr.transforms.rec import _check_crop, _check_shape_and_batch, aspect_ord
 __all__ = ["ClsPreprocess", "ImageClsPreprocess", "cls_preprocess"]
 
 
-class ClsPreprocess:
+class _Batches:
+    """Batching shared by the classifier pre-processings: every output has the same shape, and
+    batches follow predict_cls's order (crops sorted by aspect ratio)."""
+
+    batch_size: int
+
+    def batch(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        return np.stack([self(c) for c in crops])
+
+    def batches(self, crops: Sequence[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(indices, batch)``."""
+        order = aspect_order(crops)
+        for start in range(0, len(crops), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield idx, self.batch([crops[i] for i in idx])
+
+
+class ClsPreprocess(_Batches):
     """Crop (BGR uint8) -> float32 C x 48 x 192. ``batch_size`` is ``cls_batch_num``."""
 
     def __init__(self, image_shape: Sequence[int] = (3, 48, 192), batch_size: int = 6):
@@ -33,16 +50,6 @@ class ClsPreprocess:
         _check_crop(img, self.image_shape[0], "classifier")
         return resize_norm_img(img, self.image_shape, self.image_shape[2])
 
-    def batch(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        return np.stack([self(c) for c in crops])
-
-    def batches(self, crops: Sequence[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(indices, batch)`` in predict_cls's order (sorted by aspect ratio)."""
-        order = aspect_order(crops)
-        for start in range(0, len(crops), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            yield idx, self.batch([crops[i] for i in idx])
-
     def __repr__(self) -> str:
         return f"ClsPreprocess(image_shape={self.image_shape}, batch_size={self.batch_size})"
 
@@ -51,7 +58,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ImageClsPreprocess:
+class ImageClsPreprocess(_Batches):
     """Image (BGR uint8) -> float32 3 x H x W, as PaddleX's ClasPredictor prepares it.
 
     ``size`` = [w, h] resizes to exactly that (textline: [160, 80]); ``resize_short`` resizes
@@ -145,16 +152,6 @@ class ImageClsPreprocess:
         out *= self._alpha
         out += self._beta
         return np.ascontiguousarray(out.transpose(2, 0, 1))
-
-    def batch(self, crops: Sequence[np.ndarray]) -> np.ndarray:
-        return np.stack([self(c) for c in crops])
-
-    def batches(self, crops: Sequence[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(indices, batch)``; every output has the same shape, so order is only ClsPreprocess's."""
-        order = aspect_order(crops)
-        for start in range(0, len(crops), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            yield idx, self.batch([crops[i] for i in idx])
 
     def __repr__(self) -> str:
         how = f"size={list(self.size)}" if self.size else f"resize_short={self.resize_short}"
