@@ -24,6 +24,7 @@ from converter.mapping import MappingResult, Target, apply, plan
 from converter.readers import PaddleSource, read_source
 from converter.tables import get_table
 from ptocr.architectures import (
+    ARCHITECTURES,
     CLASS_COUNT_KEYS,
     aliases_of,
     canonical_name,
@@ -79,7 +80,11 @@ def convert(
     named after a manifest model (``<name>_infer``, ``<name>_train...``) gets that model's
     dictionary and settings too."""
     source = read_source(src, submodel=submodel)
-    known = (manifest_model(arch) if arch is not None else None) or manifest_model(_model_name_of(source.path))
+    # A model name given as ``arch`` wins; an architecture name that is also a model's
+    # (ch_PP-OCRv3_rec) says less than a folder named after a model (arabic_PP-OCRv3_rec_infer).
+    by_arg = manifest_model(arch) if arch is not None else None
+    by_folder = manifest_model(_model_name_of(source.path))
+    known = by_arg if by_arg is not None and arch not in ARCHITECTURES else (by_folder or by_arg)
     if arch is not None and known is not None and known.name == arch:
         arch = known.architecture
     if arch is None:
