@@ -50,7 +50,7 @@ class Case:
     ``agree``: what a user reads (boxes, text, label) is the same as from Paddle Inference fp32,
     from the converted model and from its inference-optimized form alike.
     ``optimized``: as ``max_abs``, for the model as ``ptocr.load`` runs it
-    (``ptocr.optimize.for_inference``: batch norms folded, activations in place, channels-last).
+    (``ptocr.optimize.for_inference``: batch norms folded, activations in place).
     """
 
     name: str
@@ -190,7 +190,7 @@ def check_parity(
     ref = refs["graph passes"]  # the default runtime: what `fp32` and the decisions are judged against
     got = torch_outputs(conv.model, inputs)
     got64 = torch_outputs(copy.deepcopy(conv.model).double(), inputs, torch.float64)
-    optimized = for_inference(conv.model, example_input(conv.config), channels_last=True)
+    optimized = for_inference(conv.model, example_input(conv.config))  # as ptocr.load runs it
     opt = torch_outputs(optimized, inputs)
     report = ParityReport(name or Path(model_dir).name, conv.arch_name, conv.form, source_kind,
                           conv.source.format, agreement_kind=_AGREEMENT[task])

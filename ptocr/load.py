@@ -67,8 +67,8 @@ def load(
     (see ``ptocr.zoo``).
     ``fuse``: fuse re-parameterizable layers for inference (numerically equal, faster);
     ``fuse=False`` keeps the modules exactly as converted (and implies ``optimize=False``).
-    ``optimize``: also fold batch norms and rep-layer affines into their convs, run
-    activations in place and use channels-last on CPU (``ptocr.optimize.for_inference``):
+    ``optimize``: also fold batch norms and rep-layer affines into their convs and run
+    activations in place (``ptocr.optimize.for_inference``):
     the same function, float32 outputs equal up to rounding. ``optimize=False`` keeps the
     converted module structure (for training, inspection or parity against Paddle).
     """
@@ -94,6 +94,8 @@ def load(
     predictor = make_predictor(model.eval(), config, dictionary, device=device, dtype=dtype, where=str(path))
     if fuse and optimize:
         example = example_input(config, dtype=predictor.dtype, device=predictor.device)
-        predictor.model = for_inference(predictor.model, example, inplace=True,
-                                        channels_last=predictor.device.type == "cpu")
+        # Not channels-last: oneDNN's NHWC kernels round differently, and on rounding-sensitive
+        # models (en_number_mobile_v2.0_rec: 1.5e-4 from the exact output instead of 3e-5) that
+        # leaves the bound doc/parity.md proves.
+        predictor.model = for_inference(predictor.model, example, inplace=True)
     return predictor

@@ -7,7 +7,8 @@
   elementwise passes per layer);
 * every batch norm that directly and solely consumes a conv's output folded into that conv
   (the BN becomes ``nn.Identity``);
-* optionally channels-last memory format.
+* optionally channels-last memory format (off by default: oneDNN's NHWC kernels round
+  differently, and on rounding-sensitive models that leaves the bound doc/parity.md proves).
 
 Which conv feeds which BN is not read from attribute names: one forward pass on ``example``
 records, per tensor, the ops that read it, so a BN is folded only when its input is the output
