@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from ptocr.models.backbones.pplcnetv3 import AffineHardswish, LearnableRepLayer, fuse_rep_layers
+from ptocr.models.layers import bn_scale_shift
 
 __all__ = ["for_inference", "fold_batch_norms", "fold_rep_affines", "example_input", "FoldedRepLayer"]
 
@@ -137,7 +138,7 @@ def activations_in_place(model: nn.Module, example: torch.Tensor) -> int:
 def _fold(conv: nn.Module, bn: nn.BatchNorm2d) -> None:
     """conv <- bn(conv(.)), computed in float64 and cast once."""
     dtype = conv.weight.dtype
-    scale = bn.weight.double() / (bn.running_var.double() + bn.eps).sqrt()
+    scale, shift = bn_scale_shift(bn)
     w = conv.weight.double()
     if isinstance(conv, nn.ConvTranspose2d):  # weight: in x out/groups x kh x kw
         g = conv.groups
@@ -145,8 +146,7 @@ def _fold(conv: nn.Module, bn: nn.BatchNorm2d) -> None:
         w = w.reshape(conv.weight.shape)
     else:  # weight: out x in/groups x kh x kw
         w = w * scale.reshape(-1, 1, 1, 1)
-    b = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
-    b = (b - bn.running_mean.double()) * scale + bn.bias.double()
+    b = shift if conv.bias is None else conv.bias.double() * scale + shift
     conv.weight = nn.Parameter(w.to(dtype), requires_grad=False)
     conv.bias = nn.Parameter(b.to(dtype), requires_grad=False)
 

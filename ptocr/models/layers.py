@@ -19,6 +19,13 @@ def as_float32(value: float) -> float:
 PADDLE_HARDSIGMOID_SLOPE = as_float32(0.1666667)
 
 
+def bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """An eval-mode batch norm as ``scale * x + shift`` per channel, in float64: what folding
+    it into the conv before it multiplies and adds (cast once, by the caller)."""
+    scale = bn.weight.double() / (bn.running_var.double() + bn.eps).sqrt()
+    return scale, bn.bias.double() - bn.running_mean.double() * scale
+
+
 class SEModule(nn.Module):
     """Squeeze-excitation gated by Paddle's ``hard_sigmoid(slope, offset)``.
 

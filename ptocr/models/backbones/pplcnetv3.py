@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import PADDLE_HARDSIGMOID_SLOPE, LearnableAffineBlock, SEModule
+from ptocr.models.layers import PADDLE_HARDSIGMOID_SLOPE, LearnableAffineBlock, SEModule, bn_scale_shift
 from ptocr.models.registry import register
 
 # Per stage: kernel, in channels, out channels, stride, SE (before scaling).
@@ -102,9 +102,8 @@ class ConvBNLayer(nn.Module):
 
 def _fold_bn(kernel: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """(kernel, bias) of ``bn(conv(x, kernel))`` as one biased conv, in float64."""
-    std = (bn.running_var.double() + bn.eps).sqrt()
-    t = bn.weight.double() / std
-    return kernel.double() * t.reshape(-1, 1, 1, 1), bn.bias.double() - bn.running_mean.double() * t
+    scale, shift = bn_scale_shift(bn)
+    return kernel.double() * scale.reshape(-1, 1, 1, 1), shift
 
 
 class LearnableRepLayer(nn.Module):
