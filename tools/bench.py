@@ -194,12 +194,10 @@ def e2e_worker(kind: str, shared: Path, threads: int, repeat: int) -> dict[str, 
         ocr = OCR(folders["det"], folders["rec"], folders["cls"], optimize=kind == "ptocr optimized")
         read = ocr.read
     else:
-        PaddleOCR = _import_paddleocr()
-        paddle_ocr = PaddleOCR(det_model_dir=str(folders["det"]), rec_model_dir=str(folders["rec"]),
-                               cls_model_dir=str(folders["cls"]),
-                               rec_char_dict_path=str(Path(__file__).resolve().parents[1] / "ptocr/dicts/ppocr_keys_v1.txt"),
-                               use_angle_cls=True, lang="ch", ocr_version="PP-OCRv4", show_log=False, use_gpu=False,
-                               enable_mkldnn=True, cpu_threads=threads)
+        _import_paddleocr()
+        from make_pipeline_reference import official_pipeline  # tools/ is sys.path[0] as a script
+
+        paddle_ocr = official_pipeline(shared, enable_mkldnn=True, cpu_threads=threads)
 
         def read(img):
             return paddle_ocr.ocr(img, cls=True)

@@ -45,6 +45,17 @@ RECORDED_ARGS = (
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
+def official_pipeline(shared: Path, **overrides):
+    """PaddleOCR 2.10's pipeline on the shared model folders, with SETTINGS (``overrides``
+    on top, e.g. tools/bench.py's fastest CPU settings)."""
+    from paddleocr import PaddleOCR
+
+    models = shared / "paddle_models"
+    return PaddleOCR(**{k: str(models / v) for k, v in MODELS.items()},
+                     rec_char_dict_path=str(REPO / "ptocr" / "dicts" / "ppocr_keys_v1.txt"),
+                     **{**SETTINGS, **overrides})
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shared", type=Path, default=default_shared())
@@ -54,12 +65,8 @@ def main(argv=None) -> int:
 
     import paddle
     import paddleocr
-    from paddleocr import PaddleOCR
 
-    models = args.shared / "paddle_models"
-    dict_path = REPO / "ptocr" / "dicts" / "ppocr_keys_v1.txt"
-    ocr = PaddleOCR(**{k: str(models / v) for k, v in MODELS.items()},
-                    rec_char_dict_path=str(dict_path), **SETTINGS)
+    ocr = official_pipeline(args.shared)
     logging.getLogger("ppocr").setLevel(logging.ERROR)
 
     images = sorted(p for p in (args.shared / SCENES).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
