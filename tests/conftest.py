@@ -12,6 +12,19 @@ if str(REPO) not in sys.path:  # plain `pytest` (not `python -m pytest`) from an
     sys.path.insert(0, str(REPO))
 
 
+def assert_same_state(a, b, keys=None) -> None:
+    """State dicts ``a`` and ``b`` are equal tensor for tensor, dtype and shape included
+    (on ``keys`` only, when given)."""
+    import numpy as np
+
+    if keys is None:
+        assert a.keys() == b.keys()
+        keys = a.keys()
+    for k in keys:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        assert np.array_equal(a[k].numpy(), b[k].numpy()), k
+
+
 def shared_path() -> Path:
     """The shared data folder: $PTOCR_SHARED, else <repo>/../shared (one setting, see parity_suite)."""
     from converter.parity_suite import default_shared

@@ -12,6 +12,7 @@ import pickle
 import numpy as np
 import pytest
 
+from conftest import assert_same_state
 from converter.convert import convert
 from converter.parity_suite import CHECKPOINT, SEEDED, SUITE, source_folder
 from converter.readers import read_source
@@ -26,13 +27,6 @@ def _inference_folder(entry, shared, tmp_path):
         pytest.skip(f"{entry.model} has no .pdiparams.info (no structured names to derive from)")
     # Named like the model's folder: conversion finds the model's dictionary by that name.
     return seed_folder(src, tmp_path / entry.folder) if entry.kind == SEEDED else src
-
-
-def _same(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
-        assert np.array_equal(a[k].numpy(), b[k].numpy()), k
 
 
 @pytest.mark.parametrize("entry", PADDLE2, ids=[e.id for e in PADDLE2])
@@ -56,7 +50,7 @@ def test_derived_training_checkpoints_convert_like_the_inference_model(shared_di
         conv = convert(path, None, dictionary=dic)
         assert conv.arch_name == entry.arch
         assert conv.source.format == "paddle_train"
-        _same(conv.state_dict, reference.state_dict)
+        assert_same_state(conv.state_dict, reference.state_dict)
     teacher = convert(distilled, entry.arch, dictionary=dic, submodel="Teacher")
     assert not all(np.array_equal(teacher.state_dict[k].numpy(), reference.state_dict[k].numpy())
                    for k in reference.state_dict if reference.state_dict[k].is_floating_point())

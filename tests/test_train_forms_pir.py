@@ -56,6 +56,7 @@ import numpy as np
 import pytest
 import torch.nn as nn
 
+from conftest import assert_same_state
 from converter.convert import convert
 from converter.parity_suite import CHECKPOINT, SEEDED, SUITE, source_folder
 from converter.readers import read_info
@@ -69,8 +70,6 @@ PIR = [e for e in SUITE if e.kind != CHECKPOINT
 # PP-LCNet_x1_0 textline and doc differ only in strides (no tensor shows them) and class count:
 # detection tells them apart because a classifier architecture that names its labels is not
 # re-sized to another class count (converter.convert._set_class_count).
-def _param(entry):
-    return pytest.param(entry, id=entry.id)
 
 
 # --- the original names -----------------------------------------------------------------
@@ -176,23 +175,11 @@ def _reference(entry, shared, tmp_path_factory):
     return _REFERENCES[entry.model]
 
 
-def _write(folder, name, state, dictionary=None):
+def _write(folder, name, state):
     folder.mkdir(parents=True)
     path = folder / name
     path.write_bytes(pickle.dumps(state, protocol=4))
-    if dictionary is not None:  # as a training run's character_dict_path, kept beside the weights
-        (folder / "train_dict.txt").write_text(dictionary.text(), encoding="utf-8")
     return path
-
-
-def _same(a, b, keys=None):
-    """``a`` equals ``b`` exactly (on ``keys`` only, when given)."""
-    if keys is None:
-        assert a.keys() == b.keys()
-        keys = a.keys()
-    for k in keys:
-        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
-        assert np.array_equal(a[k].numpy(), b[k].numpy()), k
 
 
 def _pinned_facts(entry, state):
@@ -221,7 +208,7 @@ def _pinned_facts(entry, state):
 
 # --- tests ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("entry", [_param(e) for e in PIR])
+@pytest.mark.parametrize("entry", PIR, ids=[e.id for e in PIR])
 def test_pir_models_training_checkpoints_convert_like_the_pir_model(shared_dir, tmp_path, tmp_path_factory, entry):
     reference = _reference(entry, shared_dir, tmp_path_factory)
     rng = np.random.default_rng(0)
@@ -230,12 +217,11 @@ def test_pir_models_training_checkpoints_convert_like_the_pir_model(shared_dir, 
     state.update(training_only(reference, rng))
 
     # Named as PaddleX names its weights, in a folder named after the model (its dictionary).
-    path = _write(tmp_path / f"{entry.model}_train", f"{entry.model}_pretrained.pdparams", state,
-                  reference.dictionary)
+    path = _write(tmp_path / f"{entry.model}_train", f"{entry.model}_pretrained.pdparams", state)
     detected = convert(path, None)
     assert detected.arch_name == entry.arch
     assert detected.source.format == "paddle_train" and detected.form == reference.form
-    _same(detected.state_dict, reference.state_dict)
+    assert_same_state(detected.state_dict, reference.state_dict)
 
 
 @pytest.mark.parametrize("entry", [pytest.param(e, id=e.id) for e in PIR if e.arch.endswith("_det")])
@@ -252,7 +238,7 @@ def test_det_training_checkpoint_with_threshold_branch(shared_dir, tmp_path, tmp
     path = _write(tmp_path / f"{entry.model}_train", "best_accuracy.pdparams", state)
     conv = convert(path, None)
     assert conv.arch_name == entry.arch and "training head" in (conv.form or "")
-    _same(conv.state_dict, reference.state_dict, keys=reference.state_dict.keys())
+    assert_same_state(conv.state_dict, reference.state_dict, keys=reference.state_dict.keys())
     assert any(k.startswith("head.thresh.") for k in conv.state_dict)
 
 
@@ -273,7 +259,7 @@ def test_paddleclas_distillation_checkpoint_takes_the_student(shared_dir, tmp_pa
     path = _write(tmp_path / "distilled", f"{entry.model}_pretrained.pdparams", state)
     conv = convert(path, None)
     assert conv.arch_name == entry.arch and conv.source.submodel == "Student"
-    _same(conv.state_dict, reference.state_dict)
+    assert_same_state(conv.state_dict, reference.state_dict)
 
 
 def test_v5_server_det_neck_and_head_names_are_paddleocrs(shared_dir, tmp_path_factory):
