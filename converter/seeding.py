@@ -14,15 +14,17 @@ the values are chosen in two steps, both recorded in the ``seeding.json`` writte
 1. **Initial values by role**, read from the ops that use each variable, never from its
    name: conv and matmul weights N(0, 1/fan_in) (unit gain), batch-norm scales U(0.5, 1.5),
    biases and shifts N(0, 0.1), variances positive, LSTM weights U(-1/sqrt(h), 1/sqrt(h)).
-2. **Calibration on real inputs** (``calibrate``, needs paddlepaddle): the program runs
-   on real pre-processed images and every batch-norm's mean and variance are set, in
-   program order, to the per-channel statistics of its actual input (each layer once
-   those before it are set; every variance raised by the layer's mean variance, so no
-   near-constant channel amplifies rounding). Normalized activations then have a scale
+2. **Calibration on real inputs** (``calibrate``): the folder is converted and every
+   batch norm's mean and variance are set on the converted model, layer by layer in
+   forward order, to the per-channel statistics of its actual input (every variance raised
+   by the layer's mean variance, so no near-constant channel amplifies rounding), then
+   written back under the program's names. Normalized activations then have a scale
    near one, as in a trained network. Finally the logits feeding the output softmax or
    sigmoid are rescaled to a standard deviation of ``LOGIT_STD`` (sigmoid maps are also
    shifted so ``FOREGROUND`` of the pixels are text), so probabilities spread over
    (0, 1) like a trained model's instead of sitting at 1/num_classes or 0 and 1.
+   The converted model only chooses the weights: parity then runs the Paddle program and
+   the converted model on that one weights file, so a conversion error still shows there.
 """
 
 from __future__ import annotations
@@ -30,9 +32,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -47,11 +46,10 @@ PROGRAM_FILES = ("inference.pdmodel", "inference.pdiparams.info", "inference.jso
 LOGIT_STD = {"softmax": 2.0, "sigmoid": 6.0}
 FOREGROUND = 0.15  # share of det-map pixels above the DB threshold after calibration
 DB_THRESH = 0.3
-MAX_CALIBRATION_RUNS = 48  # program runs over the calibration inputs, both sweeps together
 # Share of the layer's mean variance added to every channel's: no channel is amplified more
-# than one of the layer's mean variance would be. At 0.1, near-constant channels were amplified
-# ~3x and the seeded MobileNetV1Enhance grew fp32 relative error 500x through its 13 blocks
-# (a trained backbone keeps it ~1e-6); at 1.0 rounding propagates as in trained networks.
+# than one of the layer's mean variance would be. (With layer-by-layer calibration 0.1 and 1.0
+# give the seeded v3 recognizers the same fp32 error; the 500x growth once blamed on the floor
+# came from statistics set on inputs that no longer occurred, see calibrate.)
 VARIANCE_FLOOR = 1.0
 
 _CONV_OPS = {"conv2d", "depthwise_conv2d", "conv2d_transpose", "conv2d_fusion", "fused_conv2d"}
@@ -189,30 +187,16 @@ def _write_record(folder: Path, record: dict) -> None:
     (folder / "seeding.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
-# ---- step 2: calibration on real inputs (in a subprocess: paddle is optional) ----
+# ---- step 2: calibration on real inputs ----
 
-def calibrate(folder: str | os.PathLike, inputs: Sequence[np.ndarray]) -> dict:
-    """Set batch-norm statistics and output logit scale from ``inputs`` (N x C x H x W
-    float32, pre-processed as the model expects); rewrites ``folder/inference.pdiparams``."""
-    folder = Path(folder)
-    with tempfile.TemporaryDirectory() as tmp:
-        npz = Path(tmp, "in.npz")
-        np.savez(npz, **{f"x{i}": x for i, x in enumerate(inputs)})
-        root = str(Path(__file__).resolve().parents[1])
-        env = dict(os.environ, GLOG_minloglevel="2", FLAGS_enable_pir_api="0",
-                   PYTHONPATH=root + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
-        done = subprocess.run([sys.executable, "-m", "converter.seeding", str(folder), str(npz)],
-                              capture_output=True, text=True, env=env)
-        if done.returncode != 0:
-            raise FormatError(f"calibrating {folder} failed:\n{done.stderr[-3000:]}")
-    return json.loads((folder / "seeding.json").read_text())
-
-
-def _producer(program: Program, var: str) -> OpInfo | None:
-    for op in program.ops:
-        if any(var in names for names in op.outputs.values()):
-            return op
-    return None
+def output_layer(program: Program) -> tuple[str, str] | None:
+    """(softmax|sigmoid, program name of the weight producing the output logits)."""
+    act = _output_activation(program)
+    if act is None:
+        return None
+    kind, logits = act
+    weight, _ = _last_affine(program, logits, {v.name for v in program.parameters()})
+    return kind, weight
 
 
 def _output_activation(program: Program) -> tuple[str, str] | None:
@@ -230,6 +214,13 @@ def _output_activation(program: Program) -> tuple[str, str] | None:
         if op.type not in {"scale", "reshape2", "squeeze2", "unsqueeze2", "transpose2", "assign"}:
             return None
         var = op.inputs["X"][0]
+    return None
+
+
+def _producer(program: Program, var: str) -> OpInfo | None:
+    for op in program.ops:
+        if any(var in names for names in op.outputs.values()):
+            return op
     return None
 
 
@@ -253,73 +244,98 @@ def _last_affine(program: Program, logits: str, params: set[str]) -> tuple[str, 
     raise FormatError(f"the layer producing {logits} ({op.type}) has no weight to rescale")
 
 
-def _run_calibration(folder: Path, inputs: list[np.ndarray]) -> dict:
-    import paddle  # noqa: F401  (only here)
-    from paddle.base import core  # noqa: F401
+class _Captured(Exception):
+    """Raised by the capture hook to stop a forward pass once its input is seen."""
 
-    paddle.enable_static()
-    program_file = folder / "inference.pdmodel"
-    desc = read_program(program_file)
-    params = {v.name for v in desc.parameters()}
-    bns = [op for op in desc.ops if op.type in _BN_OPS]
-    exe = paddle.static.Executor(paddle.CPUPlace())
-    scope = paddle.static.Scope()
-    with paddle.static.scope_guard(scope):
-        prog, feeds, fetches = paddle.static.load_inference_model(str(folder / "inference"), exe)
-    block = prog.global_block()
 
-    def tensor(name):
-        return scope.find_var(name).get_tensor()
+def calibrate(folder: str | os.PathLike, conversion, inputs: Sequence[np.ndarray],
+              output: tuple[str, str] | None) -> dict:
+    """Set batch-norm statistics and the output logit scale from ``inputs`` (pre-processed
+    as the model expects) on ``conversion.model``, the converted ``folder``; rewrite
+    ``folder/inference.pdiparams`` under the program's names. ``output``: (softmax|sigmoid,
+    program name of the weight producing the logits), or None to leave the output alone."""
+    import torch
+    import torch.nn as nn
 
-    def run(names):
-        outs = [[] for _ in names]
-        with paddle.static.scope_guard(scope):
-            for x in inputs:
-                got = exe.run(prog, feed={feeds[0]: x}, fetch_list=[block.var(n) for n in names],
-                              use_prune=True)  # only the ops these fetches need
-                for i, g in enumerate(got[: len(names)]):  # extra fetches of the program come after
-                    outs[i].append(np.asarray(g))
-        return outs
+    folder = Path(folder)
+    model = conversion.model.eval()
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    record: dict = {"bn_layers": len(bns)}
+    xs = [torch.from_numpy(x) for x in inputs]
+    # Layer by layer in forward order: each batch norm is set from its input as the layers
+    # before it (already set) produce it, so one sweep is exact. (Setting several layers
+    # from one run leaves later ones calibrated on inputs that no longer occur: their
+    # statistics then squash real channels to near-constants that the next layer's
+    # normalization amplifies, rounding with them.)
+    order: list[nn.Module] = []
+    hooks = [m.register_forward_pre_hook(lambda m, a: order.append(m) if m not in order else None) for m in bns]
+    with torch.no_grad():
+        model(xs[0])
+    for h in hooks:
+        h.remove()
+    order += [m for m in bns if m not in order]
+    for m in order:
+        seen: list[torch.Tensor] = []
 
-    # In program order: a batch norm's input depends on every layer before it, so each is
-    # set from a run in which those before it are already calibrated (updating them all at
-    # once diverges on plain deep chains). Layers go in chunks to bound the runs at
-    # MAX_CALIBRATION_RUNS; a second sweep settles what shared a chunk.
-    chunk = max(1, -(-len(bns) // (MAX_CALIBRATION_RUNS // 2)))
-    record = {"bn_layers": len(bns), "chunk": chunk, "sweeps": 2}
-    for _ in range(2):
-        for start in range(0, len(bns), chunk):
-            group = bns[start:start + chunk]
-            for op, xs in zip(group, run([op.inputs["X"][0] for op in group])):
-                c = xs[0].shape[1]
-                flat = np.concatenate([x.transpose(1, 0, *range(2, x.ndim)).reshape(c, -1) for x in xs], axis=1)
-                mean, var = flat.mean(1, dtype=np.float64), flat.var(1, dtype=np.float64)
-                # A nearly constant channel normalized by its own tiny variance would turn
-                # float rounding into signal; trained networks silence such channels, so the
-                # variance is raised relative to the layer's (VARIANCE_FLOOR).
-                var = var + VARIANCE_FLOOR * float(np.mean(var)) + 1e-6
-                tensor(op.inputs["Mean"][0]).set(mean.astype(np.float32), paddle.CPUPlace())
-                tensor(op.inputs["Variance"][0]).set(var.astype(np.float32), paddle.CPUPlace())
-    act = _output_activation(desc)
-    if act is not None:
-        kind, logits = act
-        weight, bias = _last_affine(desc, logits, params)
-        (values,) = run([logits])
-        flat = np.concatenate([v.ravel() for v in values])
+        def capture(mod, a, seen=seen):
+            seen.append(a[0].detach())
+            raise _Captured  # the rest of the forward is not needed
+
+        h = m.register_forward_pre_hook(capture)
+        with torch.no_grad():
+            for x in xs:
+                try:
+                    model(x)
+                except _Captured:
+                    pass
+        h.remove()
+        c = m.num_features
+        flat = torch.cat([t.double().transpose(0, 1).reshape(c, -1) for t in seen], dim=1)
+        mean, var = flat.mean(1), flat.var(1, unbiased=False)
+        # A nearly constant channel normalized by its own tiny variance would turn float
+        # rounding into signal; trained networks silence such channels, so the variance is
+        # raised relative to the layer's (VARIANCE_FLOOR).
+        var = var + VARIANCE_FLOOR * float(var.mean()) + 1e-6
+        with torch.no_grad():
+            m.running_mean.copy_(mean.float())
+            m.running_var.copy_(var.float())
+    src = conversion.source
+    by_program = {src.program_names.get(e.source, e.source): e for e in conversion.mapping.entries}
+    if output is not None and output[1] in by_program:
+        kind, weight = output
+        key = by_program[weight].target
+        owner = model.get_submodule(key.rsplit(".", 1)[0]) if "." in key else model
+        got: list[torch.Tensor] = []
+        h = owner.register_forward_hook(lambda m, a, o: got.append(o.detach()))
+        with torch.no_grad():
+            for x in xs:
+                model(x)
+        h.remove()
+        flat = torch.cat([g.double().flatten() for g in got]).numpy()
         k = LOGIT_STD[kind] / max(float(flat.std()), 1e-6)
-        w = np.array(tensor(weight)) * k
-        tensor(weight).set(w.astype(np.float32), paddle.CPUPlace())
         shift = 0.0
         if kind == "sigmoid":  # FOREGROUND of the pixels above the DB threshold
             shift = float(np.log(DB_THRESH / (1 - DB_THRESH)) - np.quantile(flat * k, 1 - FOREGROUND))
-        if bias is not None:
-            b = np.array(tensor(bias)) * k + shift
-            tensor(bias).set(b.astype(np.float32), paddle.CPUPlace())
-        elif shift:
-            raise FormatError(f"{folder}: the output layer has no bias to shift")
+        with torch.no_grad():
+            owner.weight.mul_(k)
+            if getattr(owner, "bias", None) is not None:
+                owner.bias.mul_(k).add_(shift)
+            elif shift:
+                raise FormatError(f"{folder}: the output layer has no bias to shift")
         record.update(output=kind, logits_std_before=float(flat.std()), logits_scale=k, logits_shift=shift)
-    values = {v.name: np.array(tensor(v.name)) for v in desc.parameters()}
-    write_pdiparams(folder / "inference.pdiparams", values)
+    state = model.state_dict()
+    values = {}
+    for e in conversion.mapping.entries:
+        if e.target is None:
+            continue
+        a = state[e.target].detach().cpu().numpy()
+        values[e.source] = np.ascontiguousarray(a.T) if e.op == "linear_weight" else a
+    original = src.tensors
+    missing = set(original) - set(values)
+    if missing:
+        raise FormatError(f"{folder}: calibration lost parameters {sorted(missing)[:5]}")
+    write_pdiparams(folder / "inference.pdiparams",
+                    {src.program_names.get(k, k): values[k].astype(original[k].dtype) for k in original})
     return record
 
 
@@ -356,8 +372,8 @@ def seed_and_calibrate(program_dir: str | os.PathLike, dst: str | os.PathLike, i
                        *, arch: str | None = None, dictionary: str | os.PathLike | None = None,
                        seed: int = 0, max_inputs: int = 3, donor: str | os.PathLike | None = None) -> Path:
     """The whole recipe: seeded weights (the trained ones of ``donor`` where they fit),
-    converted once to learn the model's pre-processing, then calibrated on up to
-    ``max_inputs`` real images."""
+    converted to place the statistics and learn the model's pre-processing, then
+    calibrated on up to ``max_inputs`` real images."""
     from converter.convert import convert
     from converter.parity import single_inputs
 
@@ -365,25 +381,10 @@ def seed_and_calibrate(program_dir: str | os.PathLike, dst: str | os.PathLike, i
     conv = convert(out, arch, dictionary=dictionary)
     if donor is not None:
         transplant(out, conv, donor)
+        conv = convert(out, arch, dictionary=dictionary)
     inputs = [x for _, x in single_inputs(conv.config, [Path(p) for p in images][:max_inputs])]
-    calibrate(out, inputs)
+    record = json.loads((out / "seeding.json").read_text())
+    record.update(calibrated=True, calibration_inputs=len(inputs),
+                  **calibrate(out, conv, inputs, output_layer(read_program(out / "inference.pdmodel"))))
+    _write_record(out, record)
     return out
-
-
-def main(argv=None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(description="calibrate seeded weights (internal; see calibrate())")
-    p.add_argument("folder", type=Path)
-    p.add_argument("inputs", type=Path)
-    args = p.parse_args(argv)
-    with np.load(args.inputs) as data:
-        inputs = [data[f"x{i}"] for i in range(len(data.files))]
-    record = json.loads((args.folder / "seeding.json").read_text())
-    record.update(calibrated=True, calibration_inputs=len(inputs), **_run_calibration(args.folder, inputs))
-    _write_record(args.folder, record)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

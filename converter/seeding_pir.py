@@ -7,14 +7,8 @@ The recipe is ``converter.seeding``'s (read its docstring), adapted to PIR:
    scale, shift), ``matmul`` weights, ``layer_norm`` scale/shift, the ``multiply`` /
    ``add`` scalars of learnable affine blocks, conv biases (``reshape`` + ``add``).
    Values come from ``converter.seeding._initial`` so both program kinds are seeded alike.
-2. **Calibration on real inputs**. Paddle Inference does not expose a PIR program's
-   intermediate values, so the statistics are measured on the converted PyTorch model,
-   placed there by graph alignment, and written back under the program's names: every
-   batch-norm's mean and variance become the per-channel statistics of its real input
-   (set layer by layer in forward order, so one sweep is exact), then the layer producing the output softmax / sigmoid
-   logits is rescaled (and, for sigmoid maps, shifted) as ``converter.seeding`` does.
-   This only chooses the weights; parity then compares the Paddle program and the
-   converted model on that one weights file, so an alignment error still shows up there.
+2. **Calibration on real inputs**: ``converter.seeding.calibrate``, on the converted model
+   (graph alignment places the statistics), written back under the program's names.
 """
 
 from __future__ import annotations
@@ -28,12 +22,10 @@ from types import SimpleNamespace
 from typing import Sequence
 
 import numpy as np
-import torch
-import torch.nn as nn
 
 from converter.errors import FormatError
 from converter.readers.pir import PirProgram, read_pir_program
-from converter.seeding import DB_THRESH, FOREGROUND, LOGIT_STD, VARIANCE_FLOOR, _initial, write_pdiparams
+from converter.seeding import LOGIT_STD, _initial, calibrate, write_pdiparams
 
 PIR_FILES = ("inference.json", "inference.yml")
 
@@ -118,94 +110,6 @@ def _output_layer(program: PirProgram) -> tuple[str, str] | None:
     return None
 
 
-class _Captured(Exception):
-    """Raised by the capture hook to stop a forward pass once its input is seen."""
-
-
-def calibrate_pir(folder: str | os.PathLike, conversion, inputs: Sequence[np.ndarray], *, passes: int = 4) -> dict:
-    """Set batch-norm statistics and the output logit scale from ``inputs`` (pre-processed
-    as the model expects) on ``conversion.model``; rewrite ``folder/inference.pdiparams``."""
-    folder = Path(folder)
-    model = conversion.model.eval()
-    program: PirProgram = conversion.source.program
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    record: dict = {"bn_layers": len(bns), "passes": []}
-    xs = [torch.from_numpy(x) for x in inputs]
-    # Layer by layer in forward order: each batch-norm is set from its input as the layers
-    # before it (already set) produce it, so one sweep is exact (no feedback between passes).
-    order: list[nn.Module] = []
-    hooks = [m.register_forward_pre_hook(lambda m, a: order.append(m) if m not in order else None) for m in bns]
-    with torch.no_grad():
-        model(xs[0])
-    for h in hooks:
-        h.remove()
-    order += [m for m in bns if m not in order]
-    change = 0.0
-    for m in order:
-        seen: list[torch.Tensor] = []
-
-        def capture(mod, a, seen=seen):
-            seen.append(a[0].detach())
-            raise _Captured  # the rest of the forward is not needed
-
-        h = m.register_forward_pre_hook(capture)
-        with torch.no_grad():
-            for x in xs:
-                try:
-                    model(x)
-                except _Captured:
-                    pass
-        h.remove()
-        c = m.num_features
-        flat = torch.cat([t.double().transpose(0, 1).reshape(c, -1) for t in seen], dim=1)
-        mean, var = flat.mean(1), flat.var(1, unbiased=False)
-        # As converter.seeding: a layer-relative floor, so no near-constant channel turns
-        # float rounding into signal.
-        var = var + VARIANCE_FLOOR * float(var.mean()) + 1e-6
-        with torch.no_grad():
-            change = max(change, float(torch.max(torch.abs(torch.log(var / m.running_var.double().clamp_min(1e-12))))))
-            m.running_mean.copy_(mean.float())
-            m.running_var.copy_(var.float())
-    record["passes"].append(round(change, 4))
-    out_layer = _output_layer(program)
-    by_source = {e.source: e for e in conversion.mapping.entries}
-    if out_layer is not None and out_layer[1] in by_source:
-        kind, weight = out_layer
-        key = by_source[weight].target
-        owner = model.get_submodule(key.rsplit(".", 1)[0]) if "." in key else model
-        got: list[torch.Tensor] = []
-        h = owner.register_forward_hook(lambda m, a, o: got.append(o.detach()))
-        with torch.no_grad():
-            for x in xs:
-                model(x)
-        h.remove()
-        flat = torch.cat([g.double().flatten() for g in got]).numpy()
-        k = LOGIT_STD[kind] / max(float(flat.std()), 1e-6)
-        shift = 0.0
-        if kind == "sigmoid":
-            shift = float(np.log(DB_THRESH / (1 - DB_THRESH)) - np.quantile(flat * k, 1 - FOREGROUND))
-        with torch.no_grad():
-            owner.weight.mul_(k)
-            if getattr(owner, "bias", None) is not None:
-                owner.bias.mul_(k).add_(shift)
-            elif shift:
-                raise FormatError(f"{folder}: the output layer has no bias to shift")
-        record.update(output=kind, logits_std_before=float(flat.std()), logits_scale=k, logits_shift=shift)
-    state = model.state_dict()
-    values = {}
-    for e in conversion.mapping.entries:
-        if e.target is None:
-            continue
-        a = state[e.target].detach().cpu().numpy()
-        values[e.source] = np.ascontiguousarray(a.T) if e.op == "linear_weight" else a
-    original = conversion.source.tensors
-    missing = set(original) - set(values)
-    if missing:
-        raise FormatError(f"{folder}: calibration lost parameters {sorted(missing)[:5]}")
-    write_pdiparams(folder / "inference.pdiparams", {k: values[k].astype(original[k].dtype) for k in original})
-    return record
-
-
 def seed_and_calibrate(program_dir: str | os.PathLike, dst: str | os.PathLike, images: Sequence[str | os.PathLike],
                        *, arch: str | None = None, seed: int = 0, max_inputs: int = 4,
                        dictionary: str | os.PathLike | None = None, donor: str | os.PathLike | None = None) -> Path:
@@ -224,7 +128,8 @@ def seed_and_calibrate(program_dir: str | os.PathLike, dst: str | os.PathLike, i
             conv = convert(out, arch, dictionary=dictionary or _yml_dictionary(out, Path(tmp)))
     inputs = [x for _, x in single_inputs(conv.config, [Path(p) for p in images][:max_inputs])]
     record = json.loads((out / "seeding.json").read_text())
-    record.update(calibrated=True, calibration_inputs=len(inputs), **calibrate_pir(out, conv, inputs))
+    record.update(calibrated=True, calibration_inputs=len(inputs),
+                  **calibrate(out, conv, inputs, _output_layer(conv.source.program)))
     _write_record(out, record)
     return out
 
