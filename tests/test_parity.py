@@ -49,3 +49,21 @@ def test_parity_against_paddle(shared_dir, paddle, workdir, entry):
     assert report.ok
     # Seeded weights must make outputs depend on the input, or agreement would be trivial.
     assert not report.input_spread < MIN_INPUT_SPREAD, f"{entry.model}: outputs barely depend on the input"
+
+
+def test_a_flipped_pick_passes_only_as_a_rounding_tie():
+    """Text/label decisions: a pick that differs from Paddle's is accepted only where the exact
+    probabilities of the two classes are within the tolerance, and fp64 decisions must agree."""
+    import numpy as np
+
+    from converter.parity import _argmax_judge
+
+    judge = _argmax_judge(lambda p: [str(r) for r in p.argmax(-1).tolist()])
+    exact = np.array([[0.4, 0.4 + 1e-8, 0.2 - 1e-8]])
+    paddle, torch_ = np.array([[0.40001, 0.4, 0.2]]), np.array([[0.4, 0.40001, 0.2]])
+    assert judge(None, paddle, torch_, exact, exact)[0]  # a tie: either order is rounding
+    assert "1 rounding ties" in judge(None, paddle, torch_, exact, exact)[1]
+    wide = np.array([[0.45, 0.35, 0.2]])
+    assert not judge(None, paddle, torch_, wide, wide)[0]  # 0.1 apart: a real difference
+    assert not judge(None, paddle, torch_, exact, np.array([[0.41, 0.39, 0.2]]))[0]  # fp64 picks differ
+    assert judge(None, paddle, paddle, wide, wide)[0]
