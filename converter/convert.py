@@ -115,6 +115,8 @@ def convert(
     }
     if known is not None:
         config["model_name"] = known.name
+        if known.data.get("inference"):  # how ptocr.load optimizes it (ptocr.optimize.INFERENCE_OPTIONS)
+            config["inference"] = dict(known.data["inference"])
     if dic is not None:
         config["dictionary"] = {
             "use_space_char": dic.use_space_char,

@@ -190,7 +190,8 @@ def check_parity(
     ref = refs["graph passes"]  # the default runtime: what `fp32` and the decisions are judged against
     got = torch_outputs(conv.model, inputs)
     got64 = torch_outputs(copy.deepcopy(conv.model).double(), inputs, torch.float64)
-    optimized = for_inference(conv.model, example_input(conv.config))  # as ptocr.load runs it
+    # As ptocr.load runs it, with the model's own settings (its manifest entry's "inference").
+    optimized = for_inference(conv.model, example_input(conv.config), **conv.config.get("inference", {}))
     opt = torch_outputs(optimized, inputs)
     report = ParityReport(name or Path(model_dir).name, conv.arch_name, conv.form, source_kind,
                           conv.source.format, agreement_kind=_AGREEMENT[task])

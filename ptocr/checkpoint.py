@@ -16,6 +16,7 @@ from ptocr.dictionary import Dictionary, parse_dictionary
 from ptocr.errors import ArchitectureError, DictionaryError, ModelFileError
 from ptocr.models.build import build_model
 from ptocr.models.model import OCRModel
+from ptocr.optimize import INFERENCE_OPTIONS
 
 # One metadata entry holding {"config": ..., "dictionary": ...} as JSON: safetensors
 # stores metadata in a hash map whose order varies per process, so with one key the same
@@ -90,9 +91,14 @@ def _check_config(config: dict, dictionary_text: str | None) -> None:
     task = config.get("task")
     if task not in TASKS:
         raise ValueError(f"task is {task!r:.40}, expected one of {', '.join(TASKS)}")
-    for section in ("preprocess", "postprocess"):
+    for section in ("preprocess", "postprocess", "inference"):
         if not isinstance(config.get(section, {}), dict):
             raise ValueError(f"{section} is not an object")
+    for key, value in config.get("inference", {}).items():
+        if key not in INFERENCE_OPTIONS:
+            raise ValueError(f"inference has an unknown setting {key!r:.40}; known: {', '.join(INFERENCE_OPTIONS)}")
+        if not isinstance(value, INFERENCE_OPTIONS[key]):
+            raise ValueError(f"inference.{key} is {value!r:.40}, expected a {INFERENCE_OPTIONS[key].__name__}")
     model = config["model"]
     for part in ("backbone", "neck", "head"):
         value = model.get(part)

@@ -97,5 +97,5 @@ def load(
         # Not channels-last: oneDNN's NHWC kernels round differently, and on rounding-sensitive
         # models (en_number_mobile_v2.0_rec: 1.5e-4 from the exact output instead of 3e-5) that
         # leaves the bound doc/parity.md proves.
-        predictor.model = for_inference(predictor.model, example, inplace=True)
+        predictor.model = for_inference(predictor.model, example, inplace=True, **config.get("inference", {}))
     return predictor

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from ptocr.errors import PtocrError
+from ptocr.optimize import INFERENCE_OPTIONS
 
 SCHEMA_VERSION = 2
 ENV_MANIFEST = "PTOCR_MANIFEST"
@@ -32,9 +33,11 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 
 MODEL_KEYS = {
     "task", "architecture", "arguments", "status", "pending_reason", "languages", "preprocess",
-    "postprocess", "dictionary", "license", "source", "parity", "hub",
+    "postprocess", "dictionary", "license", "source", "parity", "hub", "inference", "inference_reason",
 }
-REQUIRED_MODEL_KEYS = MODEL_KEYS - {"pending_reason"}
+# Optional: "inference" holds ptocr.optimize.for_inference settings that differ from the
+# defaults (where a default moved the model outside the parity bound), "inference_reason" why.
+REQUIRED_MODEL_KEYS = MODEL_KEYS - {"pending_reason", "inference", "inference_reason"}
 
 
 class UnknownModelError(PtocrError):
@@ -279,6 +282,15 @@ def _model_problems(name: str, e, check_architectures: bool) -> list[str]:
     for key in ("arguments", "preprocess", "postprocess"):
         if not isinstance(e[key], dict):
             p.append(f"{key} is not an object")
+    inference = e.get("inference", {})
+    if not isinstance(inference, dict):
+        p.append("inference is not an object")
+    else:
+        for key, value in inference.items():
+            if not isinstance(value, INFERENCE_OPTIONS.get(key, type(None))):
+                p.append(f"inference.{key} = {value!r:.40} is not a setting of {sorted(INFERENCE_OPTIONS)}")
+        if inference and not e.get("inference_reason"):
+            p.append("an entry with inference settings says why in 'inference_reason'")
     if not isinstance(e["languages"], list):
         p.append("languages is not a list")
     if e["license"] != "Apache-2.0":

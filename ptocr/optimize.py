@@ -32,7 +32,8 @@ from torch.overrides import TorchFunctionMode
 from ptocr.models.backbones.pplcnetv3 import AffineHardswish, LearnableRepLayer, fuse_rep_layers
 from ptocr.models.layers import bn_scale_shift
 
-__all__ = ["for_inference", "fold_batch_norms", "fold_rep_affines", "example_input", "FoldedRepLayer"]
+__all__ = ["INFERENCE_OPTIONS", "for_inference", "fold_batch_norms", "fold_rep_affines", "example_input",
+           "FoldedRepLayer"]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _ACTS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)
@@ -208,29 +209,37 @@ def fold_batch_norms(model: nn.Module, example: torch.Tensor) -> int:
     return done
 
 
+# The for_inference keywords a model's config may set under "inference" (from its manifest
+# entry), each with the value a config may give it.
+INFERENCE_OPTIONS = {"fold_batch_norms": bool}
+
+
 def for_inference(model: nn.Module, example: torch.Tensor, *, channels_last: bool = False,
-                  inplace: bool = False) -> nn.Module:
+                  fold_batch_norms: bool = True, inplace: bool = False) -> nn.Module:
     """An optimized eval-mode copy of ``model`` (``inplace=True``: ``model`` itself, rewritten);
     ``example`` is any valid input (``example_input(config)``), run once to find which BN
     follows which conv. ``channels_last``: NHWC weights, which oneDNN runs faster on CPU
-    (measured on the PP-OCR mobile models, see doc/benchmarks.md). The result is for
-    inference only: no gradients, and some activations overwrite their input."""
+    (measured on the PP-OCR mobile models, see doc/benchmarks.md). ``fold_batch_norms=False``
+    keeps batch norms apart (a model's config says so under ``"inference"`` where folding moved
+    it outside the parity bound). The result is for inference only: no gradients, and some
+    activations overwrite their input."""
     threads = torch.get_num_threads()
     # Small tensors and a tiny input: thread start-up costs more than it saves (measured: load
     # of the v4 recognizer 1.0 s at 2 threads on a busy 2-core machine, 0.2 s at 1).
     torch.set_num_threads(1)
     try:
-        return _optimize(model if inplace else copy.deepcopy(model), example, channels_last)
+        return _optimize(model if inplace else copy.deepcopy(model), example, channels_last, fold_batch_norms)
     finally:
         torch.set_num_threads(threads)
 
 
-def _optimize(model: nn.Module, example: torch.Tensor, channels_last: bool) -> nn.Module:
+def _optimize(model: nn.Module, example: torch.Tensor, channels_last: bool, fold_bns: bool) -> nn.Module:
     model.eval()
     fuse_rep_layers(model)
     fold_rep_affines(model)
     example = example.to(next(model.parameters()).device, next(model.parameters()).dtype)
-    fold_batch_norms(model, example)
+    if fold_bns:
+        fold_batch_norms(model, example)
     activations_in_place(model, example)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

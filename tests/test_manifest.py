@@ -63,6 +63,10 @@ def test_validation_catches_broken_entries():
     assert "bundle x" in problems and "'missing'" in problems
     e["architecture"] = "ch_ppocr_mobile_v2.0_rec"
     assert "gives 138 classes" in "\n".join(validate(bad))
+    e["inference"] = {"fold_batch_norms": "no", "channels_first": True}
+    problems = "\n".join(validate(bad))
+    assert "inference.fold_batch_norms = 'no'" in problems and "inference.channels_first" in problems
+    assert "says why in 'inference_reason'" in problems
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST["models"]))

@@ -122,3 +122,15 @@ def test_bn_read_twice_is_not_folded():
     assert isinstance(fast.bn, nn.BatchNorm2d) and not fast.act.inplace
     with torch.no_grad():
         assert torch.allclose(model(x), fast(x))
+
+
+def test_fold_batch_norms_off_keeps_every_batch_norm():
+    """A model's config may keep its batch norms (its manifest entry's "inference"), the rest still applies."""
+    plain = _random_model("ch_ppocr_mobile_v2.0_rec").float()
+    x = example_input(ARCHITECTURES["ch_ppocr_mobile_v2.0_rec"])
+    kept = for_inference(plain, x, fold_batch_norms=False)
+    folded = for_inference(plain, x)
+    assert _bns_run(kept, x) == _bns_run(plain, x) != set()
+    assert _bns_run(folded, x) == set()
+    with torch.no_grad():
+        assert torch.equal(plain(x), kept(x))
