@@ -31,7 +31,6 @@ def _build_zoo_module():
         sys.modules["build_zoo"] = mod  # dataclasses look their module up there
         spec.loader.exec_module(mod)
     return sys.modules["build_zoo"]
-    return mod
 
 
 def _small_manifest(path: Path) -> Path:
@@ -163,10 +162,16 @@ def test_unknown_names_suggest_close_ones(isolated):
     assert res.exit_code == 2 and "did you mean korean_mobile_v2.0_rec" in res.output
 
 
-def test_unbuilt_models_say_where_they_looked(isolated):
+def test_unbuilt_models_say_where_they_looked(isolated, monkeypatch):
     # No sha256 pinned yet in the repository's manifest for this model, nothing local.
     with pytest.raises(WeightsNotFoundError, match="not published yet"):
         ptocr.load("ch_ppocr_server_v2.0_det")
+    data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
+    data["models"]["ch_PP-OCRv4_server_det"].update(status="pending", pending_reason="not proven yet")
+    from ptocr.manifest import write_manifest
+
+    write_manifest(data, isolated / "manifest.json")
+    monkeypatch.setenv("PTOCR_MANIFEST", str(isolated / "manifest.json"))
     with pytest.raises(PtocrError, match="not available yet"):
         ptocr.load("ch_PP-OCRv4_server_det")  # a pending entry
 

@@ -110,7 +110,8 @@ def main(argv=None) -> int:
         "- **source**: *trained weights* are the released weights; *real program + seeded "
         "weights* is the released program (`../shared/paddle_graphs`) with weights written by "
         "`converter/seeding.py`: values by role from the ops that read them, then batch-norm "
-        "statistics calibrated on the row's real images so every normalized activation has a scale near one "
+        "statistics calibrated layer by layer, in forward order, on the row's real images so every "
+        "normalized activation has a scale near one "
         "(channels of small variance are not amplified), and the output logits rescaled so probabilities spread over (0, 1) as a trained "
         "model's do (`seeding.json` beside the weights records the figures).",
         "",
@@ -129,6 +130,12 @@ def main(argv=None) -> int:
                   "Measured by an earlier run of the same checks; each manifest entry's `pending_reason` says "
                   "what is open.", "", lines[header], lines[header + 1]]
         lines += [_row(r) for r in pending]
+    settings = _inference_settings()
+    if settings:
+        lines += ["", "## Served with their own inference settings", "",
+                  "The *optimized* column is the model as `ptocr.load` runs it; these manifest entries change "
+                  "`ptocr.optimize.for_inference`'s defaults for it:", ""]
+        lines += [f"- {name}: `{json.dumps(opts)}`: {why}" for name, opts, why in settings]
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
     return 0 if all(r["ok"] for r in rows) else 1
@@ -143,6 +150,13 @@ def _row(r: dict) -> str:
             f"{r['paddle_fp32']:.2e}{runtime} | "
             f"{r['exact']:.1e} | {r['fp32']:.2e} | {r['input_spread']:.2f} | "
             f"{r['agreement_kind']}: {r['agreed']}/{r['runs']} | {'OK' if r['ok'] else 'FAIL'} |")
+
+
+def _inference_settings() -> list[tuple[str, dict, str]]:
+    from ptocr.manifest import load_manifest
+
+    return [(n, e["inference"], e.get("inference_reason", "")) for n, e in sorted(load_manifest().models.items())
+            if e.get("inference")]
 
 
 def _pending_rows(recorded: dict) -> list[dict]:
