@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ptocr.errors import ArchitectureError
+from ptocr.models.layers import GlobalAvgPool
 from ptocr.models.registry import register
 
 # Per stage: in channels, mid channels, out channels, blocks, downsample, stride.
@@ -63,10 +64,11 @@ class ESEModule(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
+        self.pool = GlobalAvgPool()  # two-level mean: see GlobalAvgPool
         self.conv = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x):
-        return x * torch.sigmoid(self.conv(F.adaptive_avg_pool2d(x, 1)))
+        return x * torch.sigmoid(self.conv(self.pool(x)))
 
 
 class HGBlock(nn.Module):
