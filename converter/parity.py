@@ -24,7 +24,7 @@ import torch
 
 from converter.convert import Conversion, convert
 from ptocr.errors import PtocrError
-from ptocr.optimize import example_input, for_inference
+from ptocr.optimize import compile_for_inference, example_input, for_inference
 from ptocr.postprocess import ClsPostProcess, CTCLabelDecode, DBPostProcess
 from ptocr.transforms import DetPreprocess, RecPreprocess, cls_preprocess, load_image
 
@@ -178,8 +178,10 @@ def check_parity(
     conversion: Conversion | None = None,
     source_kind: str = "trained weights",
     threads: int = 2,
+    compiled: bool = False,
 ) -> ParityReport:
-    """Convert ``model_dir`` (unless ``conversion`` is given) and compare it with Paddle on ``images``."""
+    """Convert ``model_dir`` (unless ``conversion`` is given) and compare it with Paddle on ``images``.
+    ``compiled``: the optimized model is also ``torch.compile``d (``ptocr.load(..., compile=True)``)."""
     conv = conversion or convert(model_dir, arch)
     task = conv.config["task"]
     named = _INPUTS[task](conv.config, [Path(p) for p in images])
@@ -192,6 +194,8 @@ def check_parity(
     got64 = torch_outputs(copy.deepcopy(conv.model).double(), inputs, torch.float64)
     # As ptocr.load runs it, with the model's own settings (its manifest entry's "inference").
     optimized = for_inference(conv.model, example_input(conv.config), **conv.config.get("inference", {}))
+    if compiled:
+        optimized = compile_for_inference(optimized)
     opt = torch_outputs(optimized, inputs)
     report = ParityReport(name or Path(model_dir).name, conv.arch_name, conv.form, source_kind,
                           conv.source.format, agreement_kind=_AGREEMENT[task])

@@ -80,8 +80,11 @@ def default_shared() -> Path:
 
 
 def images_of(shared: Path, entry: SuiteEntry) -> list[Path]:
+    """The entry's images: every image of its folders under images/ (or the named image files)."""
     found = sorted(
-        p for folder in entry.images for p in (shared / "images" / folder).iterdir()
+        p for name in entry.images
+        for p in ([shared / "images" / name] if (shared / "images" / name).is_file()
+                  else (shared / "images" / name).iterdir())
         if p.suffix.lower() in IMAGE_SUFFIXES
     )
     return found[: entry.max_images] if entry.max_images else found
@@ -137,7 +140,7 @@ def _checkpoint_in_program(checkpoint: Path, program: Path, out: Path) -> Path:
     return out
 
 
-def run_entry(entry: SuiteEntry, shared: Path, workdir: Path):
+def run_entry(entry: SuiteEntry, shared: Path, workdir: Path, *, compiled: bool = False):
     """Convert (architecture detected, not given) and compare with Paddle: a ParityReport.
     Checkpoints are converted from the checkpoint itself and compared with the program
     running the same tensors."""
@@ -150,7 +153,7 @@ def run_entry(entry: SuiteEntry, shared: Path, workdir: Path):
     if conv.arch_name != entry.arch:
         raise ArchitectureError(f"{entry.model}: detected as {conv.arch_name}, expected {entry.arch}")
     return check_parity(folder, images_of(shared, entry), name=entry.model, conversion=conv,
-                        source_kind=entry.source_kind)
+                        source_kind=entry.source_kind, compiled=compiled)
 
 
 SUITE: tuple[SuiteEntry, ...] = _suite()

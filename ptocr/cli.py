@@ -32,14 +32,14 @@ def _echo_lines(name: str, lines) -> None:
         click.echo(f"  ({x:.0f},{y:.0f}) {line.score:.3f}  {line.text}")
 
 
-def _build_ocr(det, rec, cls, models, device=None, dtype=None):
+def _build_ocr(det, rec, cls, models, device=None, dtype=None, compile=False):
     """OCR from the given models; the official ones (fetched + converted once) fill the gaps."""
     from ptocr.pipeline import OCR, official_model_files
 
     if det is None or rec is None or cls is None:
         official = official_model_files(models, log=lambda m: click.echo(m, err=True))
         det, rec, cls = det or official["det"], rec or official["rec"], cls or official["cls"]
-    return OCR(det, rec, None if cls == "none" else cls, device=device, dtype=dtype)
+    return OCR(det, rec, None if cls == "none" else cls, device=device, dtype=dtype, compile=compile)
 
 
 def _dump_json(results: dict) -> str:
@@ -93,8 +93,10 @@ def demo(image, models):
 @click.option("--vis", type=click.Path(file_okay=False), help="Save a drawing of each result as DIR/<name>.png.")
 @click.option("--device", default=None, help="torch device (cpu, cuda, cuda:1, ...).")
 @click.option("--dtype", default=None, help="float32 (default), float16, bfloat16.")
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch.compile the models: faster per image after a first one that compiles (tens of seconds).")
 @_MODELS_OPTION
-def ocr(images, det, rec, cls, json_out, vis, device, dtype, models):
+def ocr(images, det, rec, cls, json_out, vis, device, dtype, compile_, models):
     """Read the text lines of each IMAGE (PaddleOCR's PP-OCR system, in PyTorch).
 
     Models left out are the official PP-OCRv4 mobile det / rec and v2.0 classifier, as
@@ -104,7 +106,7 @@ def ocr(images, det, rec, cls, json_out, vis, device, dtype, models):
     from ptocr.errors import ImageError
 
     try:
-        pipeline = _build_ocr(det, rec, cls, models, device, dtype)
+        pipeline = _build_ocr(det, rec, cls, models, device, dtype, compile_)
     except (PtocrError, ValueError) as e:
         _fail(str(e))
 

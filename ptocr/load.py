@@ -8,7 +8,7 @@ from pathlib import Path
 from ptocr.checkpoint import model_from_state, read_converted
 from ptocr.errors import PtocrError
 from ptocr.models.backbones.pplcnetv3 import fuse_rep_layers
-from ptocr.optimize import example_input, for_inference
+from ptocr.optimize import compile_for_inference, example_input, for_inference
 from ptocr.predictors import Predictor, make_predictor
 
 PADDLE_SUFFIXES = (".pdparams", ".pdmodel", ".pdiparams", ".json")
@@ -22,7 +22,8 @@ def _is_name(source, path: Path) -> bool:
             and path.suffix not in (".safetensors", *PADDLE_SUFFIXES))
 
 
-def _load_named(name: str, *, device=None, dtype=None, fuse: bool = True, optimize: bool = True):
+def _load_named(name: str, *, device=None, dtype=None, fuse: bool = True, optimize: bool = True,
+                compile: bool = False):
     """A model or bundle of the zoo manifest (``ptocr.manifest``), weights found and checked by
     ``ptocr.zoo.resolve`` (local zoo folder, Hugging Face cache, official PyPI folder, Hub)."""
     from ptocr.manifest import PENDING, load_manifest
@@ -32,14 +33,14 @@ def _load_named(name: str, *, device=None, dtype=None, fuse: bool = True, optimi
     if name in manifest.bundles:
         from ptocr.pipeline import OCR
 
-        parts = {task: _load_named(model, device=device, dtype=dtype, fuse=fuse, optimize=optimize)
+        parts = {task: _load_named(model, device=device, dtype=dtype, fuse=fuse, optimize=optimize, compile=compile)
                  for task, model in manifest.bundle(name).items()}
         return OCR(parts["det"], parts["rec"], parts.get("cls"))
     entry = manifest.model_entry(name)  # unknown names: an error suggesting close ones
     if entry.status == PENDING:
         raise PtocrError(f"{name} is listed in the zoo but not available yet: {entry.data.get('pending_reason')}")
     found = resolve(entry, manifest)
-    predictor = load(found.path, device=device, dtype=dtype, fuse=fuse, optimize=optimize,
+    predictor = load(found.path, device=device, dtype=dtype, fuse=fuse, optimize=optimize, compile=compile,
                      expected_sha256=found.sha256)
     if predictor.task != entry.task:
         raise PtocrError(f"{found.path}: a {predictor.task} model, but {name} is a {entry.task} model")
@@ -53,6 +54,7 @@ def load(
     dtype=None,
     fuse: bool = True,
     optimize: bool = True,
+    compile: bool = False,
     arch: str | None = None,
     expected_sha256: str | None = None,
 ) -> Predictor:
@@ -71,6 +73,8 @@ def load(
     activations in place (``ptocr.optimize.for_inference``):
     the same function, float32 outputs equal up to rounding. ``optimize=False`` keeps the
     converted module structure (for training, inspection or parity against Paddle).
+    ``compile``: then ``torch.compile`` it (``ptocr.optimize.compile_for_inference``): faster
+    calls after a first one that compiles for tens of seconds.
     """
     path = Path(source)
     if path.suffix == ".safetensors":
@@ -85,7 +89,7 @@ def load(
         result = convert(path, arch)
         model, config, dictionary = result.model, result.config, result.dictionary
     elif _is_name(source, path):
-        return _load_named(str(source), device=device, dtype=dtype, fuse=fuse, optimize=optimize)
+        return _load_named(str(source), device=device, dtype=dtype, fuse=fuse, optimize=optimize, compile=compile)
     else:
         raise PtocrError(f"{path}: expected a .safetensors file or a Paddle model folder")
     if fuse and not optimize:
@@ -98,4 +102,6 @@ def load(
         # models (en_number_mobile_v2.0_rec: 1.5e-4 from the exact output instead of 3e-5) that
         # leaves the bound doc/parity.md proves.
         predictor.model = for_inference(predictor.model, example, inplace=True, **config.get("inference", {}))
+    if compile:
+        predictor.model = compile_for_inference(predictor.model)
     return predictor

@@ -32,7 +32,7 @@ from torch.overrides import TorchFunctionMode
 from ptocr.models.backbones.pplcnetv3 import AffineHardswish, LearnableRepLayer, fuse_rep_layers
 from ptocr.models.layers import bn_scale_shift
 
-__all__ = ["INFERENCE_OPTIONS", "for_inference", "fold_batch_norms", "fold_rep_affines", "example_input",
+__all__ = ["INFERENCE_OPTIONS", "compile_for_inference", "for_inference", "fold_batch_norms", "fold_rep_affines", "example_input",
            "FoldedRepLayer"]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
@@ -246,3 +246,13 @@ def _optimize(model: nn.Module, example: torch.Tensor, channels_last: bool, fold
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def compile_for_inference(model: nn.Module) -> nn.Module:
+    """``torch.compile`` (inductor) with freezing, for ``ptocr.load(..., compile=True)``: the
+    weights become constants, so oneDNN convolution weights are packed once and the
+    elementwise chains between convs fuse into generated kernels. Shapes are dynamic (one
+    compilation serves every image size and batch above one). The first call compiles (tens of
+    seconds on a 2-core CPU, once per process); the result is for inference only, on the
+    device and dtype it has now. Measured in doc/benchmarks.md; parity in tests/test_parity.py."""
+    return torch.compile(model, dynamic=True, options={"freezing": True})

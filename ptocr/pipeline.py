@@ -24,14 +24,14 @@ __all__ = ["OCR", "Line", "OCRResult", "convert_once", "official_model_files"]
 DROP_SCORE = 0.5
 
 
-def _predictor(source, task: str, device, dtype, optimize: bool = True) -> Predictor:
+def _predictor(source, task: str, device, dtype, optimize: bool = True, compile: bool = False) -> Predictor:
     """A predictor, a converted .safetensors path or a Paddle model folder -> predictor of ``task``."""
     if isinstance(source, Predictor):
         p = source.to(device, dtype) if (device is not None or dtype is not None) else source
     elif isinstance(source, (str, os.PathLike)):
         from ptocr.load import load
 
-        p = load(source, device=device, dtype=dtype, optimize=optimize)
+        p = load(source, device=device, dtype=dtype, optimize=optimize, compile=compile)
     else:
         raise PtocrError(f"{task}: expected a predictor, a .safetensors path or a Paddle model folder, "
                          f"got {type(source).__name__}")
@@ -46,7 +46,8 @@ class OCR:
     ``det``, ``rec``, ``cls``: each a predictor (``ptocr.load(...)``), a converted
     ``.safetensors`` path or a Paddle model folder. ``cls=None`` skips the direction classifier
     (PaddleOCR's ``use_angle_cls=False``). ``device`` / ``dtype`` move all three models.
-    ``optimize``: for paths, ``ptocr.load``'s inference rewrites (on by default).
+    ``optimize``, ``compile``: for paths, ``ptocr.load``'s inference rewrites (on by default) and
+    ``torch.compile`` (off by default: the first images pay its compilation).
     Thresholds are the models' configs (PaddleOCR 2.10's defaults for their generation);
     ``drop_score`` is TextSystem's.
 
@@ -55,10 +56,11 @@ class OCR:
     """
 
     def __init__(self, det, rec, cls=None, *, device=None, dtype=None, drop_score: float = DROP_SCORE,
-                 optimize: bool = True):
-        self.det: DetPredictor = _predictor(det, "det", device, dtype, optimize)
-        self.rec: RecPredictor = _predictor(rec, "rec", device, dtype, optimize)
-        self.cls: ClsPredictor | None = None if cls is None else _predictor(cls, "cls", device, dtype, optimize)
+                 optimize: bool = True, compile: bool = False):
+        self.det: DetPredictor = _predictor(det, "det", device, dtype, optimize, compile)
+        self.rec: RecPredictor = _predictor(rec, "rec", device, dtype, optimize, compile)
+        self.cls: ClsPredictor | None = (None if cls is None else
+                                         _predictor(cls, "cls", device, dtype, optimize, compile))
         self.drop_score = float(drop_score)
 
     @classmethod

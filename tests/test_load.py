@@ -59,6 +59,16 @@ def test_cls_labels_upright_and_turned_crops(converted, shared_dir):
     assert (up, down) == ("0", "180") and min(s_up, s_down) > 0.9
 
 
+def test_compile_wraps_the_optimized_model_and_compiles_lazily(converted):
+    import torch
+
+    plain, compiled = ptocr.load(converted["cls"]), ptocr.load(converted["cls"], compile=True)
+    assert isinstance(compiled.model, torch._dynamo.eval_frame.OptimizedModule)
+    # Compilation waits for the first call (its parity: tests/test_parity.py, compiled models).
+    assert type(compiled.model._orig_mod) is type(plain.model)
+    assert not isinstance(plain.model, torch._dynamo.eval_frame.OptimizedModule)
+
+
 def test_paddle_folder_loads_directly(shared_dir, converted):
     a = ptocr.load(shared_dir / "paddle_models/ch_ppocr_mobile_v2.0_cls_infer")
     b = ptocr.load(converted["cls"])
