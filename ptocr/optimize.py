@@ -32,8 +32,8 @@ from torch.overrides import TorchFunctionMode
 from ptocr.models.backbones.pplcnetv3 import AffineHardswish, LearnableRepLayer, fuse_rep_layers
 from ptocr.models.layers import bn_scale_shift
 
-__all__ = ["INFERENCE_OPTIONS", "compile_for_inference", "for_inference", "fold_batch_norms", "fold_rep_affines", "example_input",
-           "FoldedRepLayer"]
+__all__ = ["INFERENCE_OPTIONS", "compile_for_inference", "for_inference", "fold_batch_norms", "fold_rep_affines",
+           "example_input", "FoldedRepLayer"]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _ACTS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)
@@ -251,8 +251,9 @@ def _optimize(model: nn.Module, example: torch.Tensor, channels_last: bool, fold
 def compile_for_inference(model: nn.Module) -> nn.Module:
     """``torch.compile`` (inductor) with freezing, for ``ptocr.load(..., compile=True)``: the
     weights become constants, so oneDNN convolution weights are packed once and the
-    elementwise chains between convs fuse into generated kernels. Shapes are dynamic (one
-    compilation serves every image size and batch above one). The first call compiles (tens of
-    seconds on a 2-core CPU, once per process); the result is for inference only, on the
-    device and dtype it has now. Measured in doc/benchmarks.md; parity in tests/test_parity.py."""
+    elementwise chains between convs fuse into generated kernels. Shapes are dynamic, but a
+    batch of one and feature maps past a size threshold (a guard of the conv kernels) compile
+    apart: a few compilations per model, each tens of seconds on a 2-core CPU, once per
+    process. The result is for inference only, on the device and dtype it has now. Measured in
+    doc/benchmarks.md; parity in tests/test_parity.py."""
     return torch.compile(model, dynamic=True, options={"freezing": True})
