@@ -395,7 +395,7 @@ the rep layers' scalar affines folded into their convs (computed in float64), ac
 conv outputs nothing else reads (not channels-last: its oneDNN kernels' rounding left the parity
 bound on en_number_mobile_v2.0_rec). Same function; float32 outputs differ by rounding only.
 *PyTorch compiled*: `ptocr.load(..., compile=True)`: the optimized model through `torch.compile`
-(inductor, freezing, dynamic shapes); timed after its first call, which compiles (listed below the
+(inductor, weights as constants, dynamic shapes); timed after its first call, which compiles (listed below the
 table). Paddle Inference runs the same Paddle folders with IR optimizations on; ONNX models are
 exported from them with paddle2onnx (opset 14). End to end: `ptocr.OCR` against PaddleOCR 2.10's
 `PaddleOCR(..., enable_mkldnn=True, cpu_threads=threads)` with the same three model folders, both on
