@@ -24,7 +24,7 @@ import torch
 
 from converter.convert import Conversion, convert
 from ptocr.errors import PtocrError
-from ptocr.optimize import compile_for_inference, example_input, for_inference
+from ptocr.optimize import compile_for_inference, example_input, for_inference, inference_settings
 from ptocr.postprocess import ClsPostProcess, CTCLabelDecode, DBPostProcess
 from ptocr.transforms import DetPreprocess, RecPreprocess, cls_preprocess, load_image
 
@@ -192,8 +192,8 @@ def check_parity(
     ref = refs["graph passes"]  # the default runtime: what `fp32` and the decisions are judged against
     got = torch_outputs(conv.model, inputs)
     got64 = torch_outputs(copy.deepcopy(conv.model).double(), inputs, torch.float64)
-    # As ptocr.load runs it, with the model's own settings (its manifest entry's "inference").
-    optimized = for_inference(conv.model, example_input(conv.config), **conv.config.get("inference", {}))
+    # As ptocr.load runs it, with its task's and its own settings (ptocr.optimize.inference_settings).
+    optimized = for_inference(conv.model, example_input(conv.config), **inference_settings(conv.config))
     if compiled:
         optimized = compile_for_inference(optimized)
     opt = torch_outputs(optimized, inputs)

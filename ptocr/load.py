@@ -8,7 +8,7 @@ from pathlib import Path
 from ptocr.checkpoint import model_from_state, read_converted
 from ptocr.errors import PtocrError
 from ptocr.models.backbones.pplcnetv3 import fuse_rep_layers
-from ptocr.optimize import compile_for_inference, example_input, for_inference
+from ptocr.optimize import compile_for_inference, example_input, for_inference, inference_settings
 from ptocr.predictors import Predictor, make_predictor
 
 PADDLE_SUFFIXES = (".pdparams", ".pdmodel", ".pdiparams", ".json")
@@ -98,10 +98,7 @@ def load(
     predictor = make_predictor(model.eval(), config, dictionary, device=device, dtype=dtype, where=str(path))
     if fuse and optimize:
         example = example_input(config, dtype=predictor.dtype, device=predictor.device)
-        # Not channels-last: oneDNN's NHWC kernels round differently, and on rounding-sensitive
-        # models (en_number_mobile_v2.0_rec: 1.5e-4 from the exact output instead of 3e-5) that
-        # leaves the bound doc/parity.md proves.
-        predictor.model = for_inference(predictor.model, example, inplace=True, **config.get("inference", {}))
+        predictor.model = for_inference(predictor.model, example, inplace=True, **inference_settings(config))
     if compile:
         predictor.model = compile_for_inference(predictor.model)
     return predictor

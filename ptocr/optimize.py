@@ -7,8 +7,8 @@
   elementwise passes per layer);
 * every batch norm that directly and solely consumes a conv's output folded into that conv
   (the BN becomes ``nn.Identity``);
-* optionally channels-last memory format (off by default: oneDNN's NHWC kernels round
-  differently, and on rounding-sensitive models that leaves the bound doc/parity.md proves).
+* optionally channels-last memory format (``inference_settings`` turns it on for detectors
+  and classifiers; see TASK_SETTINGS).
 
 Which conv feeds which BN is not read from attribute names: one forward pass on ``example``
 records, per tensor, the ops that read it, so a BN is folded only when its input is the output
@@ -32,8 +32,8 @@ from torch.overrides import TorchFunctionMode
 from ptocr.models.backbones.pplcnetv3 import AffineHardswish, LearnableRepLayer, fuse_rep_layers
 from ptocr.models.layers import bn_scale_shift
 
-__all__ = ["INFERENCE_OPTIONS", "compile_for_inference", "for_inference", "fold_batch_norms", "fold_rep_affines",
-           "example_input", "FoldedRepLayer"]
+__all__ = ["INFERENCE_OPTIONS", "TASK_SETTINGS", "inference_settings", "compile_for_inference", "for_inference",
+           "fold_batch_norms", "fold_rep_affines", "example_input", "FoldedRepLayer"]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _ACTS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)
@@ -211,7 +211,18 @@ def fold_batch_norms(model: nn.Module, example: torch.Tensor) -> int:
 
 # The for_inference keywords a model's config may set under "inference" (from its manifest
 # entry), each with the value a config may give it.
-INFERENCE_OPTIONS = {"fold_batch_norms": bool}
+INFERENCE_OPTIONS = {"fold_batch_norms": bool, "channels_last": bool}
+# for_inference settings per task, below a model's own "inference". Channels-last: oneDNN's
+# NHWC kernels skip the two layout reorders its NCHW path makes around every conv, which
+# dominate the many small convs of these networks (tools/bench.py; doc/benchmarks.md). Not for
+# recognizers: those kernels round differently, and on the rounding-sensitive v2.0 CRNNs that
+# left the parity bound (en_number_mobile_v2.0_rec: 1.5e-4 from the exact output, not 3e-5).
+TASK_SETTINGS = {"det": {"channels_last": True}, "cls": {"channels_last": True}, "rec": {}}
+
+
+def inference_settings(config: dict) -> dict:
+    """The for_inference keywords for a model: its task's, then its config's "inference"."""
+    return {**TASK_SETTINGS.get(config["task"], {}), **config.get("inference", {})}
 
 
 def for_inference(model: nn.Module, example: torch.Tensor, *, channels_last: bool = False,

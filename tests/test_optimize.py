@@ -10,7 +10,14 @@ import torch.nn as nn
 
 from ptocr.architectures import ARCHITECTURES
 from ptocr.models.build import build_model
-from ptocr.optimize import FoldedRepLayer, example_input, for_inference
+from ptocr.optimize import (
+    INFERENCE_OPTIONS,
+    TASK_SETTINGS,
+    FoldedRepLayer,
+    example_input,
+    for_inference,
+    inference_settings,
+)
 
 REL_TOL_FP64 = 1e-10
 
@@ -134,3 +141,26 @@ def test_fold_batch_norms_off_keeps_every_batch_norm():
     assert _bns_run(folded, x) == set()
     with torch.no_grad():
         assert torch.equal(plain(x), kept(x))
+
+
+def test_inference_settings_task_defaults_and_model_override():
+    """Detectors and classifiers run channels-last, recognizers not; a model's own "inference" wins."""
+    det, rec, cls = (dict(ARCHITECTURES[a]) for a in ("ch_PP-OCRv4_det", "ch_PP-OCRv4_rec", "ch_ppocr_mobile_v2.0_cls"))
+    assert inference_settings(det)["channels_last"] and inference_settings(cls)["channels_last"]
+    assert not inference_settings(rec).get("channels_last", False)
+    det["inference"] = {"channels_last": False, "fold_batch_norms": False}
+    assert inference_settings(det) == {"channels_last": False, "fold_batch_norms": False}
+    assert set(TASK_SETTINGS) == {a["task"] for a in ARCHITECTURES.values()}
+    for settings in TASK_SETTINGS.values():
+        assert all(isinstance(v, INFERENCE_OPTIONS[k]) for k, v in settings.items())
+
+
+def test_channels_last_weights_same_function():
+    plain = _random_model("ch_ppocr_mobile_v2.0_cls").float()
+    x = example_input(ARCHITECTURES["ch_ppocr_mobile_v2.0_cls"])
+    fast = for_inference(plain, x, channels_last=True)
+    convs = [m for m in fast.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    with torch.no_grad():
+        a, b = plain(x), fast(x)
+    assert (a - b).abs().max() <= 1e-5
