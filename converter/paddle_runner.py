@@ -3,12 +3,15 @@
 Used only by the parity checks (paddlepaddle is an optional extra). Kept out of the
 converter's and ptocr's processes so Paddle's runtime never shares one with torch's.
 
-    python -m converter.paddle_runner MODEL_DIR INPUTS.npz OUTPUTS.npz [--threads N] [--mkldnn]
+    python -m converter.paddle_runner MODEL_DIR INPUTS.npz OUTPUTS.npz [--threads N] --run RUN [--run RUN ...]
 
-INPUTS.npz holds x0, x1, ... (float32 NCHW, run one by one); OUTPUTS.npz gets y0, y1, ...
-(the program's first output for each input).
+INPUTS.npz holds x0, x1, ... (float32 NCHW, run one by one); OUTPUTS.npz gets, for the j-th
+``--run``, r{j}_y0, r{j}_y1, ... (the program's first output for each input). A run is one of
+RUNS: Paddle Inference fp32 with or without its graph passes or oneDNN, or ``float64``. All
+runs share one process (one Paddle import and model read instead of one per run); each gets
+its own predictor, and their outputs are bit-identical to runs in separate processes.
 
-``--float64`` runs the same program with Paddle's static executor after promoting every
+``float64`` runs the same program with Paddle's static executor after promoting every
 float32 variable and weight to float64: the program's exact result, free of float32
 rounding, which separates conversion errors from Paddle's (and our) float32 error.
 A Paddle 3 (PIR) program is promoted in its JSON text instead (every ``t_f32`` type and
@@ -23,6 +26,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+
+# Paddle Inference's fp32 CPU runtimes: make_predictor's settings.
+RUNS = {"graph passes": dict(mkldnn=False, ir_optim=True), "program as saved": dict(mkldnn=False, ir_optim=False),
+        "oneDNN": dict(mkldnn=True, ir_optim=True), "float64": None}
 
 
 def make_predictor(model_dir: Path, threads: int, mkldnn: bool, ir_optim: bool):
@@ -50,14 +58,11 @@ class Float64Program:
     """The Paddle 2 program run in float64 by the static executor (same interface as run())."""
 
     def __init__(self, model_dir: Path):
-        import os
-
-        os.environ["FLAGS_enable_pir_api"] = "0"  # Paddle 2 ProgramDesc, not PIR
-        import paddle
+        import paddle  # with FLAGS_enable_pir_api=0 (main): a Paddle 2 ProgramDesc, not PIR
         from paddle.base import core
 
         if not (model_dir / "inference.pdmodel").is_file():
-            raise SystemExit(f"{model_dir}: --float64 needs a Paddle 2 inference.pdmodel")
+            raise SystemExit(f"{model_dir}: the float64 run needs a Paddle 2 inference.pdmodel")
         paddle.enable_static()
         place = paddle.CPUPlace()
         self.exe = paddle.static.Executor(place)
@@ -136,27 +141,35 @@ def run(predictor, x: np.ndarray) -> np.ndarray:
     return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
 
 
+def make_forward(model_dir: Path, run_name: str, threads: int):
+    """The callable (float32 NCHW array -> first output) for one of RUNS."""
+    is_pir = (model_dir / "inference.json").is_file() and not (model_dir / "inference.pdmodel").is_file()
+    if run_name == "float64":
+        return Float64PirProgram(model_dir, threads) if is_pir else Float64Program(model_dir)
+    predictor = make_predictor(model_dir, threads, **RUNS[run_name])
+    return lambda x: run(predictor, x)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model_dir", type=Path)
     p.add_argument("inputs", type=Path)
     p.add_argument("outputs", type=Path)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--mkldnn", action="store_true", help="enable oneDNN (off by default: exact fp32 kernels)")
-    p.add_argument("--no-ir-optim", action="store_true", help="run the program without Paddle's graph passes")
-    p.add_argument("--float64", action="store_true", help="run the program in float64 (static executor)")
+    p.add_argument("--run", dest="runs", action="append", choices=list(RUNS), required=True,
+                   help="a runtime to run every input with (repeat for several, in this order)")
     args = p.parse_args(argv)
-    if args.float64 and (args.model_dir / "inference.json").is_file() \
-            and not (args.model_dir / "inference.pdmodel").is_file():
-        forward = Float64PirProgram(args.model_dir, args.threads)
-    elif args.float64:
-        forward = Float64Program(args.model_dir)
-    else:
-        predictor = make_predictor(args.model_dir, args.threads, args.mkldnn, not args.no_ir_optim)
-        forward = lambda x: run(predictor, x)  # noqa: E731
+    if "float64" in args.runs and (args.model_dir / "inference.pdmodel").is_file():
+        import os
+
+        # Before Paddle is imported: the float64 path edits a Paddle 2 ProgramDesc, not PIR.
+        os.environ["FLAGS_enable_pir_api"] = "0"
     with np.load(args.inputs) as data:
         inputs = [data[f"x{i}"] for i in range(len(data.files))]
-    outputs = {f"y{i}": forward(x) for i, x in enumerate(inputs)}
+    outputs = {}
+    for j, run_name in enumerate(args.runs):
+        forward = make_forward(args.model_dir, run_name, args.threads)
+        outputs.update({f"r{j}_y{i}": forward(x) for i, x in enumerate(inputs)})
     np.savez(args.outputs, **outputs)
     return 0
 

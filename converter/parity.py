@@ -32,12 +32,12 @@ TOLERANCE = 1e-4  # max |delta| of output probabilities: PyTorch fp32 vs the pro
 # PyTorch fp64 vs Paddle fp64 on the same program: rounding is gone, so anything above
 # this is a different computation (a wrong op, constant or mapping), not float error.
 EXACT_TOLERANCE = 1e-6
-# The fp32 runtimes Paddle Inference offers a CPU user, as converter.paddle_runner flags.
+# The fp32 runtimes Paddle Inference offers a CPU user (converter.paddle_runner.RUNS).
 # Their rounding differs by kernel family: on rounding-sensitive inputs oneDNN's convolutions
 # (which PyTorch's CPU convolutions also are) land further from the exact output than Paddle's
 # native kernels, so Paddle's own fp32 error is the largest over all of them. PIR programs
 # run without oneDNN here (converter.paddle_runner).
-PADDLE_RUNTIMES = {"graph passes": (), "program as saved": ("--no-ir-optim",), "oneDNN": ("--mkldnn",)}
+PADDLE_RUNTIMES = ("graph passes", "program as saved", "oneDNN")
 
 
 @dataclass
@@ -144,23 +144,24 @@ def paddle_available() -> bool:
     return importlib.util.find_spec("paddle") is not None
 
 
-def paddle_outputs(model_dir: str | os.PathLike, inputs: Sequence[np.ndarray], *, threads: int = 2,
-                   float64: bool = False, runtime: str = "graph passes") -> list[np.ndarray]:
-    """Run the Paddle original on each input (N x C x H x W float32) in a subprocess:
-    Paddle Inference in fp32 (one of PADDLE_RUNTIMES), or with ``float64`` the program in fp64."""
+def paddle_outputs(model_dir: str | os.PathLike, inputs: Sequence[np.ndarray], runs: Sequence[str], *,
+                   threads: int = 2) -> dict[str, list[np.ndarray]]:
+    """Run the Paddle original on each input (N x C x H x W float32) in one subprocess, once per
+    run: Paddle Inference in fp32 (each of PADDLE_RUNTIMES named), and for ``"float64"`` the
+    program in fp64. Returns each run's outputs."""
     if not paddle_available():
         raise PtocrError("parity needs paddlepaddle: pip install 'ptocr[parity]'")
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp, "in.npz"), Path(tmp, "out.npz")
         np.savez(src, **{f"x{i}": x for i, x in enumerate(inputs)})
         cmd = [sys.executable, "-m", "converter.paddle_runner", str(model_dir), str(src), str(dst),
-               "--threads", str(threads)] + (["--float64"] if float64 else list(PADDLE_RUNTIMES[runtime]))
+               "--threads", str(threads)] + [a for r in runs for a in ("--run", r)]
         env = dict(os.environ, GLOG_minloglevel="2", PYTHONPATH=_pythonpath())
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if done.returncode != 0:
             raise PtocrError(f"Paddle Inference failed on {model_dir}:\n{done.stderr[-3000:]}")
         with np.load(dst) as out:
-            return [out[f"y{i}"] for i in range(len(inputs))]
+            return {r: [out[f"r{j}_y{i}"] for i in range(len(inputs))] for j, r in enumerate(runs)}
 
 
 @torch.inference_mode()
@@ -186,9 +187,9 @@ def check_parity(
     task = conv.config["task"]
     named = _INPUTS[task](conv.config, [Path(p) for p in images])
     inputs = [x for _, x in named]
-    ref64 = paddle_outputs(model_dir, inputs, threads=threads, float64=True)
     runtimes = [r for r in PADDLE_RUNTIMES if r != "oneDNN" or Path(model_dir, "inference.pdmodel").is_file()]
-    refs = {r: paddle_outputs(model_dir, inputs, threads=threads, runtime=r) for r in runtimes}
+    refs = paddle_outputs(model_dir, inputs, ["float64", *runtimes], threads=threads)
+    ref64 = refs.pop("float64")
     ref = refs["graph passes"]  # the default runtime: what `fp32` and the decisions are judged against
     got = torch_outputs(conv.model, inputs)
     got64 = torch_outputs(copy.deepcopy(conv.model).double(), inputs, torch.float64)
