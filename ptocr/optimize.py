@@ -7,8 +7,8 @@
   elementwise passes per layer);
 * every batch norm that directly and solely consumes a conv's output folded into that conv
   (the BN becomes ``nn.Identity``);
-* optionally channels-last memory format (``inference_settings`` turns it on for detectors
-  and classifiers; see TASK_SETTINGS).
+* optionally channels-last memory format (``inference_settings`` turns it on by default; see
+  TASK_SETTINGS).
 
 Which conv feeds which BN is not read from attribute names: one forward pass on ``example``
 records, per tensor, the ops that read it, so a BN is folded only when its input is the output
@@ -214,10 +214,10 @@ def fold_batch_norms(model: nn.Module, example: torch.Tensor) -> int:
 INFERENCE_OPTIONS = {"fold_batch_norms": bool, "channels_last": bool}
 # for_inference settings per task, below a model's own "inference". Channels-last: oneDNN's
 # NHWC kernels skip the two layout reorders its NCHW path makes around every conv, which
-# dominate the many small convs of these networks (tools/bench.py; doc/benchmarks.md). Not for
-# recognizers: those kernels round differently, and on the rounding-sensitive v2.0 CRNNs that
-# left the parity bound (en_number_mobile_v2.0_rec: 1.5e-4 from the exact output, not 3e-5).
-TASK_SETTINGS = {"det": {"channels_last": True}, "cls": {"channels_last": True}, "rec": {}}
+# dominate the many small convs of these networks; and a recognizer's sequence (N x W x C) is
+# then contiguous for its head's matmul (tools/bench.py; doc/benchmarks.md). Those kernels round
+# differently: where that left the parity bound, the model's manifest entry turns it off.
+TASK_SETTINGS = {"det": {"channels_last": True}, "cls": {"channels_last": True}, "rec": {"channels_last": True}}
 
 
 def inference_settings(config: dict) -> dict:

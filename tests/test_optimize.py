@@ -144,10 +144,9 @@ def test_fold_batch_norms_off_keeps_every_batch_norm():
 
 
 def test_inference_settings_task_defaults_and_model_override():
-    """Detectors and classifiers run channels-last, recognizers not; a model's own "inference" wins."""
+    """Every task runs channels-last by default; a model's own "inference" wins."""
     det, rec, cls = (dict(ARCHITECTURES[a]) for a in ("ch_PP-OCRv4_det", "ch_PP-OCRv4_rec", "ch_ppocr_mobile_v2.0_cls"))
-    assert inference_settings(det)["channels_last"] and inference_settings(cls)["channels_last"]
-    assert not inference_settings(rec).get("channels_last", False)
+    assert all(inference_settings(c)["channels_last"] for c in (det, rec, cls))
     det["inference"] = {"channels_last": False, "fold_batch_norms": False}
     assert inference_settings(det) == {"channels_last": False, "fold_batch_norms": False}
     assert set(TASK_SETTINGS) == {a["task"] for a in ARCHITECTURES.values()}

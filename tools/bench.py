@@ -392,9 +392,9 @@ NOTES = """\
 *PyTorch plain*: the converted model with its rep layers fused (`ptocr.load(..., optimize=False)`).
 *PyTorch optimized*: `ptocr.load(...)` by default, i.e. `ptocr.optimize.for_inference`: batch norms and
 the rep layers' scalar affines folded into their convs (computed in float64), activations in place on
-conv outputs nothing else reads, and for det and cls channels-last weights (oneDNN then skips its
-NCHW layout reorders around every conv; not for rec: its NHWC kernels' rounding left the parity
-bound on en_number_mobile_v2.0_rec). Same function; float32 outputs differ by rounding only.
+conv outputs nothing else reads, and channels-last weights (oneDNN then skips its NCHW layout
+reorders around every conv, and the recognizer's head reads a contiguous sequence). Same function;
+float32 outputs differ by rounding only.
 *PyTorch compiled*: `ptocr.load(..., compile=True)`: the optimized model through `torch.compile`
 (inductor, weights as constants, dynamic shapes); timed after its first call, which compiles (listed below the
 table). Paddle Inference runs the same Paddle folders with IR optimizations on; ONNX models are
