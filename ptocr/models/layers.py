@@ -27,13 +27,18 @@ def bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class GlobalAvgPool(nn.Module):
-    """Mean over H and W as two means (W, then H): ``nn.AdaptiveAvgPool2d(1)``'s value. Two
-    levels keep float32 rounding small where a compiler sums a large map in one sequential
-    loop: torch.compile's kernel summing the 18,432 values of an RSEFPN map put ch_PP-OCRv4_det
-    1.5e-4 from its exact output, as Paddle's own sequential sum does (eager: 2.9e-5)."""
+    """Mean over H and W: ``nn.AdaptiveAvgPool2d(1)``'s value.
+
+    Eager, one mean: ATen sums a map pairwise, and on a channels-last map one reduction over
+    (H, W) runs 5-15x faster than two (measured: a 1 x 96 x 160 x 160 RSEFPN map 0.10 vs 1.5 ms).
+    Compiled, two means (W, then H): inductor's kernel sums the whole map in one sequential loop,
+    and summing the 18,432 values of an RSEFPN map that way put ch_PP-OCRv4_det 1.5e-4 from its
+    exact output, as Paddle's own sequential sum does (eager: 2.9e-5); two levels keep it small."""
 
     def forward(self, x):
-        return x.mean(3, keepdim=True).mean(2, keepdim=True)
+        if torch.compiler.is_compiling():
+            return x.mean(3, keepdim=True).mean(2, keepdim=True)
+        return x.mean((2, 3), keepdim=True)
 
 
 class SEModule(nn.Module):

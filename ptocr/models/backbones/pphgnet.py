@@ -64,7 +64,7 @@ class ESEModule(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.pool = GlobalAvgPool()  # two-level mean: see GlobalAvgPool
+        self.pool = GlobalAvgPool()
         self.conv = nn.Conv2d(channels, channels, 1)
 
     def forward(self, x):
