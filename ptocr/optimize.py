@@ -7,6 +7,7 @@
   elementwise passes per layer);
 * every batch norm that directly and solely consumes a conv's output folded into that conv
   (the BN becomes ``nn.Identity``);
+* squeeze-excitation convs (on a 1x1 map) run as matrix products on the pooled vector;
 * optionally channels-last memory format (``inference_settings`` turns it on by default; see
   TASK_SETTINGS).
 
@@ -30,10 +31,10 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from ptocr.models.backbones.pplcnetv3 import AffineHardswish, LearnableRepLayer, fuse_rep_layers
-from ptocr.models.layers import bn_scale_shift
+from ptocr.models.layers import SEModule, bn_scale_shift
 
 __all__ = ["INFERENCE_OPTIONS", "TASK_SETTINGS", "inference_settings", "compile_for_inference", "for_inference",
-           "fold_batch_norms", "fold_rep_affines", "example_input", "FoldedRepLayer"]
+           "fold_batch_norms", "fold_rep_affines", "se_as_matrices", "example_input", "FoldedRepLayer"]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _ACTS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)
@@ -209,6 +210,14 @@ def fold_batch_norms(model: nn.Module, example: torch.Tensor) -> int:
     return done
 
 
+def se_as_matrices(model: nn.Module) -> int:
+    """Squeeze-excitation convs as matrix products (``SEModule.as_matrices``); returns how many."""
+    modules = [m for m in model.modules() if isinstance(m, SEModule)]
+    for m in modules:
+        m.as_matrices = True
+    return len(modules)
+
+
 # The for_inference keywords a model's config may set under "inference" (from its manifest
 # entry), each with the value a config may give it.
 INFERENCE_OPTIONS = {"fold_batch_norms": bool, "channels_last": bool}
@@ -252,6 +261,7 @@ def _optimize(model: nn.Module, example: torch.Tensor, channels_last: bool, fold
     if fold_bns:
         fold_batch_norms(model, example)
     activations_in_place(model, example)
+    se_as_matrices(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     for p in model.parameters():

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from ptocr.architectures import ARCHITECTURES
 from ptocr.models.build import build_model
+from ptocr.models.layers import SEModule
 from ptocr.optimize import (
     INFERENCE_OPTIONS,
     TASK_SETTINGS,
@@ -17,6 +18,7 @@ from ptocr.optimize import (
     example_input,
     for_inference,
     inference_settings,
+    se_as_matrices,
 )
 
 REL_TOL_FP64 = 1e-10
@@ -163,3 +165,21 @@ def test_channels_last_weights_same_function():
     with torch.no_grad():
         a, b = plain(x), fast(x)
     assert (a - b).abs().max() <= 1e-5
+
+
+def test_squeeze_excitation_as_matrices_same_function_without_conv_calls():
+    """The optimized model runs SE's 1x1 convs as matrix products; the converted one keeps the
+    conv calls (PIR graph alignment matches them to the program's)."""
+    plain = _random_model("ch_ppocr_mobile_v2.0_cls")
+    x = example_input(ARCHITECTURES["ch_ppocr_mobile_v2.0_cls"], torch.float64)
+    assert not any(m.as_matrices for m in plain.modules() if isinstance(m, SEModule))
+    assert all(m.as_matrices for m in for_inference(plain, x).modules() if isinstance(m, SEModule))
+    rewritten = copy.deepcopy(plain)
+    assert se_as_matrices(rewritten) == 9
+    called = []
+    hooks = [m.register_forward_hook(lambda *_: called.append(1))
+             for se in rewritten.modules() if isinstance(se, SEModule) for m in (se.conv1, se.conv2)]
+    with torch.no_grad():
+        a, b = plain(x), rewritten(x)
+    assert not called and hooks
+    assert (a - b).abs().max() <= REL_TOL_FP64 * a.abs().max()
