@@ -1,13 +1,15 @@
 """CPU latency of the converted PyTorch models against Paddle Inference and ONNX Runtime.
 
-    python tools/bench.py [--threads 2] [--repeat 20] [--skip e2e ...] [--out doc/benchmarks.md]
+    python tools/bench.py [--threads 2] [--repeat 20] [--rounds 3] [--skip e2e ...] [--out doc/benchmarks.md]
 
 One run, a fixed thread count for every engine. Each engine is timed in a child process
 of its own, one after the other: Paddle's OpenMP runtime and torch's in one process
 oversubscribe the cores (measured: PyTorch det 640x640 10x slower beside a loaded Paddle). Each stage gets the same
 real input (a scene or word crops from ../shared/images, pre-processed), is warmed up,
-then timed ``--repeat`` times; the table gives medians and the ratio PyTorch / the best
-other engine (< 1: PyTorch is faster). ONNX models are exported from the same Paddle
+then timed ``--repeat`` times. The engines take turns for ``--rounds`` rounds, so a slow spell
+of a shared machine hits one round of one engine, not a whole column (measured: one ONNX Runtime
+process ran every stage 1.7-1.9x slower than the next); the table gives the median over rounds
+and the ratio PyTorch / the best other engine (< 1: PyTorch is faster). ONNX models are exported from the same Paddle
 folders with PyPI's paddle2onnx (1.3.1 reads Paddle 2 programs; 2.x only PIR ones).
 
 Also: the end-to-end pipeline against PaddleOCR 2.10 on every scene, conversion and load time
@@ -259,15 +261,17 @@ def worker(kind: str, shared: Path, threads: int, repeat: int):
     return stage_worker(kind, shared, threads, repeat)
 
 
-def _run_worker(kind: str, args, env) -> object:
+def _run_worker(kind: str, args, env, inductor_cache: str | None = None) -> object:
+    """One worker process. Compiled models compile afresh (an empty inductor cache), as in a new
+    deployment, unless ``inductor_cache`` names the cache of an earlier round."""
     import json
     import subprocess
 
-    with tempfile.TemporaryDirectory(prefix="ptocr_bench_inductor_") as cache:
-        # Compiled models compile afresh in each worker (an empty inductor cache), as in a new deployment.
+    with tempfile.TemporaryDirectory(prefix="ptocr_bench_inductor_") as fresh:
         done = subprocess.run([sys.executable, __file__, "--worker", kind, "--shared", str(args.shared),
                                "--threads", str(args.threads), "--repeat", str(args.repeat)],
-                              capture_output=True, text=True, env=dict(env, TORCHINDUCTOR_CACHE_DIR=cache), check=False)
+                              capture_output=True, text=True, check=False,
+                              env=dict(env, TORCHINDUCTOR_CACHE_DIR=inductor_cache or fresh))
     if done.returncode != 0:
         raise RuntimeError(f"{kind} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -295,6 +299,21 @@ def _versions() -> str:
         except PackageNotFoundError:
             parts.append(f"{pkg} (not installed)")
     return ", ".join(parts)
+
+
+def stage_rounds(args, env, engines) -> dict[str, dict[str, float]]:
+    """Every engine once per round, in turn; per stage the median over rounds (the compiled
+    model's first, compiling call: round 1's, with an empty inductor cache)."""
+    rounds: list[dict[str, dict[str, float]]] = []
+    with tempfile.TemporaryDirectory(prefix="ptocr_bench_inductor_") as cache:
+        for r in range(args.rounds):
+            rounds.append({})
+            for engine in engines:  # round 1 compiles into the empty cache, later rounds reuse it
+                rounds[r][engine] = _run_worker(engine, args, env, inductor_cache=cache)
+                print(f"round {r + 1} {engine}: " + ", ".join(f"{k} {v:.1f}" for k, v in rounds[r][engine].items()),
+                      flush=True)
+    return {e: {k: (rounds[0][e][k] if k.startswith(FIRST) else statistics.median(rd[e][k] for rd in rounds))
+                for k in rounds[0][e]} for e in engines}
 
 
 def stage_table(times: dict[str, dict[str, float]]) -> str:
@@ -341,6 +360,7 @@ def main(argv=None) -> int:
     p.add_argument("--shared", type=Path, default=default_shared())
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=20, help="timed runs per stage (end to end: repeat // 10 passes)")
+    p.add_argument("--rounds", type=int, default=3, help="times every stage engine runs, in turn")
     p.add_argument("--bf16-latency", action="store_true", help="also time the bf16 model per stage")
     p.add_argument("--skip", nargs="*", default=[], choices=["stages", "e2e", "load", "bf16"], help="parts to leave out")
     p.add_argument("--out", type=Path, default=None, help="write doc/benchmarks.md-style markdown here")
@@ -355,10 +375,7 @@ def main(argv=None) -> int:
     sections = []
     started = time.perf_counter()
     if "stages" not in args.skip:
-        times = {}
-        for engine in (*ENGINES, *((TORCH_BF16,) if args.bf16_latency else ())):
-            times[engine] = _run_worker(engine, args, env)
-            print(f"{engine}: " + ", ".join(f"{k} {v:.1f}" for k, v in times[engine].items()), flush=True)
+        times = stage_rounds(args, env, (*ENGINES, *((TORCH_BF16,) if args.bf16_latency else ())))
         sections.append(("Stages (median ms per call)", stage_table(times)))
         print(sections[-1][1], flush=True)
     if "e2e" not in args.skip:
@@ -378,7 +395,8 @@ def main(argv=None) -> int:
         print(sections[-1][1], flush=True)
 
     header = (f"Machine: {_machine()}. Threads: {args.threads} for every engine. Versions: {_versions()}. "
-              f"Stages: median of {args.repeat} calls after 3 warm-ups, each engine in its own process. "
+              f"Stages: median of {args.repeat} calls after 3 warm-ups, each engine in its own process, the engines "
+              f"in turn for {args.rounds} rounds, the median over rounds. "
               f"Total bench time {time.perf_counter() - started:.0f} s.")
     print(header)
     if args.out:
@@ -392,9 +410,9 @@ NOTES = """\
 *PyTorch plain*: the converted model with its rep layers fused (`ptocr.load(..., optimize=False)`).
 *PyTorch optimized*: `ptocr.load(...)` by default, i.e. `ptocr.optimize.for_inference`: batch norms and
 the rep layers' scalar affines folded into their convs (computed in float64), activations in place on
-conv outputs nothing else reads, and channels-last weights (oneDNN then skips its NCHW layout
-reorders around every conv, and the recognizer's head reads a contiguous sequence). Same function;
-float32 outputs differ by rounding only.
+conv outputs nothing else reads, squeeze-excitation convs as matrix products on the pooled vector,
+and channels-last weights (oneDNN then skips its NCHW layout reorders around every conv, and the
+recognizer's head reads a contiguous sequence). Same function; float32 outputs differ by rounding only.
 *PyTorch compiled*: `ptocr.load(..., compile=True)`: the optimized model through `torch.compile`
 (inductor, weights as constants, dynamic shapes); timed after its first call, which compiles (listed below the
 table). Paddle Inference runs the same Paddle folders with IR optimizations on; ONNX models are
