@@ -127,8 +127,8 @@ def main(argv=None) -> int:
     lines += [_row(r) for r in rows]
     pending = _pending_rows(recorded if args.from_record else {})
     if pending:
-        lines += ["", "## Not yet within tolerance (pending in the manifest, not in the zoo)", "",
-                  "Measured by an earlier run of the same checks; each manifest entry's `pending_reason` says "
+        lines += ["", "## Pending in the manifest (not in the zoo, not in the test suite)", "",
+                  "Measured by a separate run of the same checks; each manifest entry's `pending_reason` says "
                   "what is open.", "", lines[header], lines[header + 1]]
         lines += [_row(r) for r in pending]
     settings = _inference_settings()
