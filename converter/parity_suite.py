@@ -106,10 +106,8 @@ def prepare(entry: SuiteEntry, shared: Path, workdir: Path) -> Path:
         return out
     if entry.kind == CHECKPOINT:
         return _checkpoint_in_program(src, shared / "paddle_models" / entry.program, out)
-    if (src / "inference.json").is_file():
-        from converter.seeding_pir import seed_and_calibrate
-    else:
-        from converter.seeding import seed_and_calibrate
+    from converter.seeding import seed_and_calibrate
+
     donor = shared / "paddle_models" / entry.donor if entry.donor else None
     seed_and_calibrate(src, out, images_of(shared, entry), arch=entry.arch, donor=donor)
     return out

@@ -46,6 +46,7 @@ PROGRAM_FILES = ("inference.pdmodel", "inference.pdiparams.info", "inference.jso
 LOGIT_STD = {"softmax": 2.0, "sigmoid": 6.0}
 FOREGROUND = 0.15  # share of det-map pixels above the DB threshold after calibration
 DB_THRESH = 0.3
+CALIBRATION_INPUTS = 4  # real images whose statistics set the batch norms (fewer if fewer given)
 # Share of the layer's mean variance added to every channel's: no channel is amplified more
 # than one of the layer's mean variance would be. (With layer-by-layer calibration 0.1 and 1.0
 # give the seeded v3 recognizers the same fp32 error; the 500x growth once blamed on the floor
@@ -168,29 +169,39 @@ def _initial(var: VarInfo, role: str, rng: np.random.Generator) -> np.ndarray:
 
 
 def seed_folder(program_dir: str | os.PathLike, dst: str | os.PathLike, *, seed: int = 0) -> Path:
-    """Copy the program files of ``program_dir`` into ``dst`` and write seeded weights."""
+    """Copy the program files of ``program_dir`` into ``dst`` and write seeded weights
+    (a Paddle 2 program; a Paddle 3 ``inference.json`` goes to ``converter.seeding_pir``)."""
     src, out = Path(program_dir), Path(dst)
     program_file = src / "inference.pdmodel"
     if not program_file.is_file():
-        raise FormatError(f"{src}: no inference.pdmodel (seeding reads Paddle 2 programs)")
+        if (src / "inference.json").is_file():
+            from converter.seeding_pir import seed_folder as seed_pir_folder
+
+            return seed_pir_folder(src, out, seed=seed)
+        raise FormatError(f"{src}: no inference.pdmodel or inference.json (a Paddle program to seed)")
     out.mkdir(parents=True, exist_ok=True)
     for name in PROGRAM_FILES:
         if (src / name).is_file():
             shutil.copyfile(src / name, out / name)
     program = read_program(program_file)
     write_pdiparams(out / "inference.pdiparams", initial_values(program, seed))
-    _write_record(out, {"program": str(src), "seed": seed, "calibrated": False})
+    write_record(out, {"program": str(src), "seed": seed, "calibrated": False})
     return out
 
 
-def _write_record(folder: Path, record: dict) -> None:
+def write_record(folder: Path, record: dict) -> None:
     (folder / "seeding.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 # ---- step 2: calibration on real inputs ----
 
-def output_layer(program: Program) -> tuple[str, str] | None:
-    """(softmax|sigmoid, program name of the weight producing the output logits)."""
+def output_layer(program) -> tuple[str, str] | None:
+    """(softmax|sigmoid, program name of the weight producing the output logits), for a
+    Paddle 2 program or a Paddle 3 one (``converter.seeding_pir``)."""
+    if not isinstance(program, Program):
+        from converter.seeding_pir import output_layer as pir_output_layer
+
+        return pir_output_layer(program)
     act = _output_activation(program)
     if act is None:
         return None
@@ -364,16 +375,17 @@ def transplant(folder: Path, conv, donor: str | os.PathLike) -> dict:
     write_pdiparams(folder / "inference.pdiparams", values)
     record = json.loads((folder / "seeding.json").read_text())
     record.update(donor=Path(donor).name, donor_tensors=taken, seeded_tensors=len(values) - taken)
-    _write_record(folder, record)
+    write_record(folder, record)
     return record
 
 
 def seed_and_calibrate(program_dir: str | os.PathLike, dst: str | os.PathLike, images: Sequence[str | os.PathLike],
                        *, arch: str | None = None, dictionary: str | os.PathLike | None = None,
-                       seed: int = 0, max_inputs: int = 3, donor: str | os.PathLike | None = None) -> Path:
-    """The whole recipe: seeded weights (the trained ones of ``donor`` where they fit),
-    converted to place the statistics and learn the model's pre-processing, then
-    calibrated on up to ``max_inputs`` real images."""
+                       seed: int = 0, max_inputs: int = CALIBRATION_INPUTS,
+                       donor: str | os.PathLike | None = None) -> Path:
+    """The whole recipe, for a Paddle 2 or a Paddle 3 (PIR) program: seeded weights (the
+    trained ones of ``donor`` where they fit), converted to place the statistics and learn
+    the model's pre-processing, then calibrated on up to ``max_inputs`` real images."""
     from converter.convert import convert
     from converter.parity import single_inputs
 
@@ -385,6 +397,6 @@ def seed_and_calibrate(program_dir: str | os.PathLike, dst: str | os.PathLike, i
     inputs = [x for _, x in single_inputs(conv.config, [Path(p) for p in images][:max_inputs])]
     record = json.loads((out / "seeding.json").read_text())
     record.update(calibrated=True, calibration_inputs=len(inputs),
-                  **calibrate(out, conv, inputs, output_layer(read_program(out / "inference.pdmodel"))))
-    _write_record(out, record)
+                  **calibrate(out, conv, inputs, output_layer(conv.source.program)))
+    write_record(out, record)
     return out

@@ -7,25 +7,23 @@ The recipe is ``converter.seeding``'s (read its docstring), adapted to PIR:
    scale, shift), ``matmul`` weights, ``layer_norm`` scale/shift, the ``multiply`` /
    ``add`` scalars of learnable affine blocks, conv biases (``reshape`` + ``add``).
    Values come from ``converter.seeding._initial`` so both program kinds are seeded alike.
-2. **Calibration on real inputs**: ``converter.seeding.calibrate``, on the converted model
-   (graph alignment places the statistics), written back under the program's names.
+2. **Calibration on real inputs**: ``converter.seeding.seed_and_calibrate``, the one recipe
+   for both program kinds (graph alignment places the statistics on the converted model;
+   they are written back under the program's names).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Sequence
 
 import numpy as np
 
 from converter.errors import FormatError
 from converter.readers.pir import PirProgram, read_pir_program
-from converter.seeding import LOGIT_STD, _initial, calibrate, write_pdiparams
+from converter.seeding import LOGIT_STD, _initial, write_pdiparams, write_record
 
 PIR_FILES = ("inference.json", "inference.yml")
 
@@ -73,15 +71,11 @@ def seed_folder(program_dir: str | os.PathLike, dst: str | os.PathLike, *, seed:
             shutil.copyfile(src / name, out / name)
     program = read_pir_program(out / "inference.json")
     write_pdiparams(out / "inference.pdiparams", initial_values(program, seed))
-    _write_record(out, {"program": str(src), "seed": seed, "calibrated": False, "format": "paddle3_pir"})
+    write_record(out, {"program": str(src), "seed": seed, "calibrated": False, "format": "paddle3_pir"})
     return out
 
 
-def _write_record(folder: Path, record: dict) -> None:
-    (folder / "seeding.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-
-
-def _output_layer(program: PirProgram) -> tuple[str, str] | None:
+def output_layer(program: PirProgram) -> tuple[str, str] | None:
     """(softmax|sigmoid, name of the weight whose op produces the logits)."""
     producers = program.producers()
     params = program.param_by_value()
@@ -108,39 +102,3 @@ def _output_layer(program: PirProgram) -> tuple[str, str] | None:
             return None
         v = op.inputs[0]
     return None
-
-
-def seed_and_calibrate(program_dir: str | os.PathLike, dst: str | os.PathLike, images: Sequence[str | os.PathLike],
-                       *, arch: str | None = None, seed: int = 0, max_inputs: int = 4,
-                       dictionary: str | os.PathLike | None = None, donor: str | os.PathLike | None = None) -> Path:
-    """Seeded weights, converted once (graph alignment) to learn the pre-processing and
-    place the statistics, calibrated on up to ``max_inputs`` real images."""
-    from converter.convert import convert
-    from converter.parity import single_inputs
-
-    out = seed_folder(program_dir, dst, seed=seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        conv = convert(out, arch, dictionary=dictionary or _yml_dictionary(out, Path(tmp)))
-        if donor is not None:  # trained weights of the same network where they fit
-            from converter.seeding import transplant
-
-            transplant(out, conv, donor)
-            conv = convert(out, arch, dictionary=dictionary or _yml_dictionary(out, Path(tmp)))
-    inputs = [x for _, x in single_inputs(conv.config, [Path(p) for p in images][:max_inputs])]
-    record = json.loads((out / "seeding.json").read_text())
-    record.update(calibrated=True, calibration_inputs=len(inputs),
-                  **calibrate(out, conv, inputs, _output_layer(conv.source.program)))
-    _write_record(out, record)
-    return out
-
-
-def _yml_dictionary(folder: Path, tmp: Path) -> Path | None:
-    """inference.yml's character_dict as a dictionary file (until convert reads it itself)."""
-    from converter.readers import read_source
-
-    chars = read_source(folder).dictionary
-    if not chars:
-        return None
-    path = tmp / "yml_dict.txt"
-    path.write_text("".join(c + "\n" for c in chars), encoding="utf-8")
-    return path
