@@ -225,7 +225,8 @@ def publish(folders, dry_run, token, private):
 @main.command()
 @click.argument("model")
 @click.argument("dst", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "aoti"]), default="onnx", show_default=True,
+              help="aoti: an AOTInductor package (DST must end in .pt2), compiled ahead of time for this CPU.")
 @click.option("--dynamic/--static", default=True, show_default=True,
               help="Free batch and spatial axes (det: H, W; rec: W) or the traced shape only.")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")

@@ -1,9 +1,19 @@
-"""Export a converted model to ONNX or TorchScript, and check the export against PyTorch.
+"""Export a converted model to ONNX, TorchScript or an AOTInductor package, and check the
+export against PyTorch.
 
 The exported graph is the network only (normalized N x C x H x W in, probabilities out),
 as Paddle's inference programs are: pre- and post-processing stay in Python. With
 ``dynamic`` the batch and the spatial sizes the task varies are free: height and width
 for detection, width for recognition; the classifier's input is fixed by design.
+
+``aoti``: ``torch.export`` then AOTInductor, which compiles the graph ahead of time into a
+shared library (oneDNN convolutions, generated C++ for the rest) packaged as ``.pt2``; it runs
+without the model's Python code and without per-op Python overhead, the small-batch CPU
+cost of eager PyTorch (doc/benchmarks.md). Load it with
+``torch._inductor.aoti_load_package(path)``. Compiling needs a C++ compiler and takes tens
+of seconds; the generated kernels keep the thread count of the compiling process
+(``torch.set_num_threads``). The package checks input shapes only when the environment has
+``AOTI_RUNTIME_CHECK_INPUTS=1`` (``run_exported`` sets it).
 """
 
 from __future__ import annotations
@@ -17,7 +27,8 @@ import torch
 
 from ptocr.errors import PtocrError
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "aoti")
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "aoti": ".pt2"}  # aoti: required by torch
 OPSET = 17
 # What the export is traced with; other sizes must give the same results (check_export).
 _EXAMPLE_HW = {"det": (640, 640)}
@@ -41,14 +52,18 @@ def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: st
     if fmt not in FORMATS:
         raise PtocrError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
     dst = Path(dst)
+    if fmt == "aoti" and dst.suffix != SUFFIXES["aoti"]:
+        raise PtocrError(f"{dst}: an AOTInductor package must be named *.pt2")
     dst.parent.mkdir(parents=True, exist_ok=True)
     model = model.float().cpu().eval()
     x = example_input(config, batch=2 if dynamic else 1)
-    tmp = dst.with_name(dst.name + ".tmp")
+    tmp = dst.with_name(f"{dst.stem}.partial{dst.suffix}")
     try:
         with torch.inference_mode(False), torch.no_grad():
             if fmt == "onnx":
                 _export_onnx(model, config, x, tmp, dynamic, opset)
+            elif fmt == "aoti":
+                _export_aoti(model, config, x, tmp, dynamic)
             else:
                 traced = torch.jit.trace(model, x, check_trace=False)
                 traced.save(str(tmp))
@@ -70,8 +85,24 @@ def _export_onnx(model, config, x, path: Path, dynamic: bool, opset: int) -> Non
                       dynamic_axes=axes, opset_version=opset, dynamo=False)
 
 
+def _export_aoti(model, config, x, path: Path, dynamic: bool) -> None:
+    import torch._inductor
+
+    # Dim.AUTO: export derives each free axis's constraints (a detector's sides are multiples of
+    # 32) from the graph. Traced at batch 2, the batch axis gets a lower bound of 2 (export
+    # specializes sizes 0 and 1); batch 1 runs the same kernels, so the runtime check skips it.
+    spec = ({a: torch.export.Dim.AUTO for a in _DYNAMIC_AXES[config["task"]]},) if dynamic else None
+    try:
+        program = torch.export.export(model, (x,), dynamic_shapes=spec, strict=False)
+        torch._inductor.aoti_compile_and_package(program, package_path=str(path),
+                                                 inductor_configs={"aot_inductor.check_lowerbound": False})
+    except Exception as e:  # inductor raises its own types (no C++ compiler, lowering errors)
+        raise PtocrError(f"AOTInductor export failed: {type(e).__name__}: {str(e)[:2000]}") from e
+
+
 def run_exported(path: str | os.PathLike, fmt: str, inputs: Sequence[np.ndarray], threads: int = 2) -> list[np.ndarray]:
-    """Outputs of an exported model: ONNX Runtime for ONNX, torch.jit for TorchScript."""
+    """Outputs of an exported model: ONNX Runtime for ONNX, torch.jit for TorchScript, the
+    AOTInductor runtime (input shapes checked) for aoti."""
     if fmt == "onnx":
         try:
             import onnxruntime as ort
@@ -81,9 +112,16 @@ def run_exported(path: str | os.PathLike, fmt: str, inputs: Sequence[np.ndarray]
         opts.intra_op_num_threads = threads
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         return [sess.run(None, {"x": x.astype(np.float32)})[0] for x in inputs]
-    module = torch.jit.load(str(path))
+    if fmt == "aoti":
+        import torch._inductor
+
+        os.environ["AOTI_RUNTIME_CHECK_INPUTS"] = "1"  # read once per process, at the first call
+        module = torch._inductor.aoti_load_package(str(path))
+    else:
+        module = torch.jit.load(str(path))
     with torch.inference_mode():
-        return [module(torch.from_numpy(x)).numpy() for x in inputs]
+        # Fresh strides: numpy gives an added axis stride 0, which the package's input check refuses.
+        return [module(torch.from_numpy(x).clone(memory_format=torch.contiguous_format)).numpy() for x in inputs]
 
 
 def check_export(path: str | os.PathLike, fmt: str, model: torch.nn.Module,
