@@ -86,7 +86,7 @@ def _export_onnx(model, config, x, path: Path, dynamic: bool, opset: int) -> Non
 
 
 def _export_aoti(model, config, x, path: Path, dynamic: bool) -> None:
-    import torch._inductor
+    from torch._inductor import aoti_compile_and_package
 
     # Dim.AUTO: export derives each free axis's constraints (a detector's sides are multiples of
     # 32) from the graph. Traced at batch 2, the batch axis gets a lower bound of 2 (export
@@ -94,8 +94,8 @@ def _export_aoti(model, config, x, path: Path, dynamic: bool) -> None:
     spec = ({a: torch.export.Dim.AUTO for a in _DYNAMIC_AXES[config["task"]]},) if dynamic else None
     try:
         program = torch.export.export(model, (x,), dynamic_shapes=spec, strict=False)
-        torch._inductor.aoti_compile_and_package(program, package_path=str(path),
-                                                 inductor_configs={"aot_inductor.check_lowerbound": False})
+        aoti_compile_and_package(program, package_path=str(path),
+                                 inductor_configs={"aot_inductor.check_lowerbound": False})
     except Exception as e:  # inductor raises its own types (no C++ compiler, lowering errors)
         raise PtocrError(f"AOTInductor export failed: {type(e).__name__}: {str(e)[:2000]}") from e
 
@@ -113,10 +113,10 @@ def run_exported(path: str | os.PathLike, fmt: str, inputs: Sequence[np.ndarray]
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         return [sess.run(None, {"x": x.astype(np.float32)})[0] for x in inputs]
     if fmt == "aoti":
-        import torch._inductor
+        from torch._inductor import aoti_load_package
 
         os.environ["AOTI_RUNTIME_CHECK_INPUTS"] = "1"  # read once per process, at the first call
-        module = torch._inductor.aoti_load_package(str(path))
+        module = aoti_load_package(str(path))
     else:
         module = torch.jit.load(str(path))
     with torch.inference_mode():

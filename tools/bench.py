@@ -140,7 +140,7 @@ def aoti_engine(folder: Path):
     """``ptocr export --format aoti`` of the optimized model (dynamic shapes), run by the
     AOTInductor runtime; returns (run, seconds spent building the package). The package is
     built once per bench run, beside the run's inductor cache, and reused by later rounds."""
-    import torch._inductor
+    from torch._inductor import aoti_load_package
 
     import ptocr
     from ptocr.export import export
@@ -152,7 +152,7 @@ def aoti_engine(folder: Path):
         t0 = time.perf_counter()
         export(predictor.model, predictor.config, path, "aoti")
         built = time.perf_counter() - t0
-    package = torch._inductor.aoti_load_package(str(path))
+    package = aoti_load_package(str(path))
 
     def run(x):
         with torch.inference_mode():
