@@ -88,8 +88,8 @@ def _export_onnx(model, config, x, path: Path, dynamic: bool, opset: int) -> Non
 def _export_aoti(model, config, x, path: Path, dynamic: bool) -> None:
     from torch._inductor import aoti_compile_and_package
 
-    # Dim.AUTO: export derives each free axis's constraints (a detector's sides are multiples of
-    # 32) from the graph. Traced at batch 2, the batch axis gets a lower bound of 2 (export
+    # Dim.AUTO: export derives each free axis's range from the graph (or keeps it static if the
+    # graph needs that). Traced at batch 2, the batch axis gets a lower bound of 2 (export
     # specializes sizes 0 and 1); batch 1 runs the same kernels, so the runtime check skips it.
     spec = ({a: torch.export.Dim.AUTO for a in _DYNAMIC_AXES[config["task"]]},) if dynamic else None
     try:
@@ -115,7 +115,7 @@ def run_exported(path: str | os.PathLike, fmt: str, inputs: Sequence[np.ndarray]
     if fmt == "aoti":
         from torch._inductor import aoti_load_package
 
-        os.environ["AOTI_RUNTIME_CHECK_INPUTS"] = "1"  # read once per process, at the first call
+        os.environ["AOTI_RUNTIME_CHECK_INPUTS"] = "1"  # each package reads it at its first call
         module = aoti_load_package(str(path))
     else:
         module = torch.jit.load(str(path))
