@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -385,11 +386,27 @@ def seed_and_calibrate(program_dir: str | os.PathLike, dst: str | os.PathLike, i
                        donor: str | os.PathLike | None = None) -> Path:
     """The whole recipe, for a Paddle 2 or a Paddle 3 (PIR) program: seeded weights (the
     trained ones of ``donor`` where they fit), converted to place the statistics and learn
-    the model's pre-processing, then calibrated on up to ``max_inputs`` real images."""
+    the model's pre-processing, then calibrated on up to ``max_inputs`` real images.
+
+    Built in a temporary folder beside ``dst`` and moved in only when calibrated: a failure
+    leaves no seeded but uncalibrated weights, which ``parity_suite.prepare`` would otherwise
+    take for a finished folder (it reuses one holding ``inference.pdiparams``)."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{dst.name}.", dir=dst.parent) as tmp:
+        out = _seed_and_calibrate(program_dir, Path(tmp) / dst.name, images, arch, dictionary, seed, max_inputs, donor)
+        dst.mkdir(exist_ok=True)
+        for f in sorted(out.iterdir(), key=lambda f: f.name == "inference.pdiparams"):  # the weights last
+            os.replace(f, dst / f.name)
+    return dst
+
+
+def _seed_and_calibrate(program_dir, out: Path, images, arch, dictionary, seed, max_inputs, donor) -> Path:
     from converter.convert import convert
     from converter.parity import single_inputs
 
-    out = seed_folder(program_dir, dst, seed=seed)
+    # Same folder name as dst: conversion may know the model by its folder's name.
+    out = seed_folder(program_dir, out, seed=seed)
     conv = convert(out, arch, dictionary=dictionary)
     if donor is not None:
         transplant(out, conv, donor)

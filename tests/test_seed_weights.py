@@ -57,3 +57,15 @@ def test_seed_weights_names_a_folder_without_a_program(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "empty" in err and "inference.pdmodel or inference.json" in err
     assert not (tmp_path / "out").exists()  # nothing half-written
+
+
+def test_seed_weights_leaves_nothing_when_conversion_fails(shared_dir, tmp_path, capsys):
+    """Seeded but uncalibrated weights are never left behind (the parity suite would reuse them)."""
+    src = shared_dir / "paddle_graphs" / "ch_ppocr_mobile_v2.0_rec_infer"
+    if not src.is_dir():
+        pytest.skip(f"{src} not in the shared data")
+    words = shared_dir / "images" / "words" / "ch"
+    out = tmp_path / "seeded" / "ch_ppocr_mobile_v2.0_rec_infer"
+    assert main([str(src), str(out), "--images", str(words), "--arch", "ch_ppocr_mobile_v2.0_det"]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert not out.exists() and not list((tmp_path / "seeded").iterdir())
