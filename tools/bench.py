@@ -131,8 +131,12 @@ ENGINES = (TORCH_PLAIN, TORCH_OPT, TORCH_COMPILED, TORCH_AOTI, PADDLE_DNN, PADDL
 OTHERS = (PADDLE_DNN, PADDLE_PLAIN, ORT)
 E2E = ("ptocr plain", "ptocr optimized", "ptocr compiled", "PaddleOCR 2.10 (oneDNN)")
 # The compiled worker also reports its first call (it compiles) per stage, the AOTInductor one
-# the building of its package per model.
+# the building of its package per model: listed below the stage table under these captions.
 FIRST = "first call s: "
+_FIRST_CAPTIONS = {
+    TORCH_COMPILED: "First call of the compiled model, which compiles it (s, fresh inductor cache)",
+    TORCH_AOTI: "Building the AOTInductor package, ahead of time (s, export + compile, once per model)",
+}
 WORKERS = (*ENGINES, TORCH_BF16, *E2E, "convert+load", "bf16 agreement")
 
 
@@ -359,14 +363,10 @@ def stage_table(times: dict[str, dict[str, float]]) -> str:
         lines.append(f"| {label} | " + " | ".join(f"{times[e][label]:.1f}" for e in engines)
                      + f" | {times[TORCH_OPT][label] / times[TORCH_PLAIN][label]:.2f} | "
                      + " | ".join(f"{times[e][label] / times[best][label]:.2f} ({best})" for e in ours) + " |")
-    if TORCH_COMPILED in times:
-        firsts = {k[len(FIRST):]: v for k, v in times[TORCH_COMPILED].items() if k.startswith(FIRST)}
-        lines += ["", "First call of the compiled model, which compiles it (s, fresh inductor cache): "
-                  + ", ".join(f"{k} {v:.0f}" for k, v in firsts.items()) + "."]
-    if TORCH_AOTI in times:
-        builds = {k[len(FIRST):]: v for k, v in times[TORCH_AOTI].items() if k.startswith(FIRST)}
-        lines += ["", "Building the AOTInductor package, ahead of time (s, export + compile, once per model): "
-                  + ", ".join(f"{k} {v:.0f}" for k, v in builds.items()) + "."]
+    for engine, caption in _FIRST_CAPTIONS.items():
+        if engine in times:
+            firsts = {k[len(FIRST):]: v for k, v in times[engine].items() if k.startswith(FIRST)}
+            lines += ["", f"{caption}: " + ", ".join(f"{k} {v:.0f}" for k, v in firsts.items()) + "."]
     return "\n".join(lines)
 
 
