@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
 from ptocr.checkpoint import model_from_state, read_converted
 from ptocr.errors import PtocrError
 from ptocr.models.backbones.pplcnetv3 import fuse_rep_layers
 from ptocr.optimize import compile_for_inference, example_input, for_inference, inference_settings
-from ptocr.predictors import Predictor, make_predictor
+from ptocr.precision import is_narrow
+from ptocr.predictors import Predictor, as_dtype, make_predictor
 
 PADDLE_SUFFIXES = (".pdparams", ".pdmodel", ".pdiparams", ".json")
 
@@ -94,11 +97,17 @@ def load(
         raise PtocrError(f"{path}: expected a .safetensors file or a Paddle model folder")
     if fuse and not optimize:
         fuse_rep_layers(model)
-    # The predictor first: it validates the settings and casts the weights to one dtype.
-    predictor = make_predictor(model.eval(), config, dictionary, device=device, dtype=dtype, where=str(path))
+    # The predictor first: it validates the settings and casts the weights to one dtype. Folding
+    # for a float16 / bfloat16 model is done on the float32 weights, which are then rounded once.
+    dtype = as_dtype(dtype)
+    fold_wide = fuse and optimize and is_narrow(dtype)
+    predictor = make_predictor(model.eval(), config, dictionary, device=device,
+                               dtype=torch.float32 if fold_wide else dtype, where=str(path))
     if fuse and optimize:
         example = example_input(config, dtype=predictor.dtype, device=predictor.device)
         predictor.model = for_inference(predictor.model, example, inplace=True, **inference_settings(config))
+    if fold_wide:
+        predictor.to(dtype=dtype)
     if compile:
         predictor.model = compile_for_inference(predictor.model)
     return predictor

@@ -16,6 +16,7 @@ from ptocr.dictionary import Dictionary
 from ptocr.errors import DictionaryError, ModelFileError, PtocrError
 from ptocr.models.model import OCRModel
 from ptocr.postprocess import ClsPostProcess, CTCLabelDecode, DBPostProcess, filter_tag_det_res
+from ptocr.precision import cast_model
 from ptocr.transforms import DetPreprocess, RecPreprocess, cls_preprocess, load_image
 
 
@@ -32,7 +33,7 @@ class Predictor:
         self.config = config
         self.device = as_device(device)
         self.dtype = as_dtype(dtype)
-        self.model = model.to(self.device, self.dtype).eval()
+        self.model = cast_model(model, self.dtype, self.device).eval()
 
     def to(self, device=None, dtype=None) -> Predictor:
         """Move the model (in place) to ``device`` and/or ``dtype``; returns self."""
@@ -40,7 +41,7 @@ class Predictor:
             self.device = as_device(device)
         if dtype is not None:
             self.dtype = as_dtype(dtype)
-        self.model.to(self.device, self.dtype)
+        cast_model(self.model, self.dtype, self.device)
         return self
 
     @torch.inference_mode()
