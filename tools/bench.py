@@ -13,8 +13,8 @@ and the ratio PyTorch / the best other engine (< 1: PyTorch is faster). ONNX mod
 folders with PyPI's paddle2onnx (1.3.1 reads Paddle 2 programs; 2.x only PIR ones).
 
 Also: the end-to-end pipeline against PaddleOCR 2.10 on every scene, conversion and load time
-of the mobile models, and the bf16 / fp32 agreement of the trained recognizers
-(tools/bf16_agreement.py). ``--out doc/benchmarks.md`` writes it all with the machine and versions.
+of the mobile models, and the bf16 / fp16 vs fp32 agreement of the trained models on CPU
+(tools/precision_agreement.py). ``--out doc/benchmarks.md`` writes it all with the machine and versions.
 
 Needs: paddlepaddle, onnxruntime, paddle2onnx==1.3.1 (pip install -e ".[bench]"), paddleocr==2.10.0
 (``pip install --no-deps``) for the end-to-end row.
@@ -137,7 +137,7 @@ _FIRST_CAPTIONS = {
     TORCH_COMPILED: "First call of the compiled model, which compiles it (s, fresh inductor cache)",
     TORCH_AOTI: "Building the AOTInductor package, ahead of time (s, export + compile, once per model)",
 }
-WORKERS = (*ENGINES, TORCH_BF16, *E2E, "convert+load", "bf16 agreement")
+WORKERS = (*ENGINES, TORCH_BF16, *E2E, "convert+load", "precision agreement")
 
 
 def aoti_engine(folder: Path):
@@ -291,8 +291,8 @@ def worker(kind: str, shared: Path, threads: int, repeat: int):
         return e2e_worker(kind, shared, threads, max(1, repeat // 10))
     if kind == "convert+load":
         return convert_load_worker(shared, 5)
-    if kind == "bf16 agreement":
-        from bf16_agreement import rows  # tools/ is sys.path[0] when run as a script
+    if kind == "precision agreement":
+        from precision_agreement import rows  # tools/ is sys.path[0] when run as a script
         return rows(shared)
     return stage_worker(kind, shared, threads, repeat)
 
@@ -398,7 +398,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=20, help="timed runs per stage (end to end: repeat // 10 passes)")
     p.add_argument("--rounds", type=int, default=3, help="times every stage engine runs, in turn")
     p.add_argument("--bf16-latency", action="store_true", help="also time the bf16 model per stage")
-    p.add_argument("--skip", nargs="*", default=[], choices=["stages", "e2e", "load", "bf16"], help="parts to leave out")
+    p.add_argument("--skip", nargs="*", default=[], choices=["stages", "e2e", "load", "precision"], help="parts to leave out")
     p.add_argument("--out", type=Path, default=None, help="write doc/benchmarks.md-style markdown here")
     p.add_argument("--worker", choices=WORKERS, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -424,10 +424,11 @@ def main(argv=None) -> int:
     if "load" not in args.skip:
         sections.append(("Conversion and loading (median of 5, mobile models)", load_table(_run_worker("convert+load", args, env))))
         print(sections[-1][1], flush=True)
-    if "bf16" not in args.skip:
-        from bf16_agreement import markdown
+    if "precision" not in args.skip:
+        from precision_agreement import markdown
 
-        sections.append(("bfloat16 on CPU: agreement with float32 on the real crops", markdown(_run_worker("bf16 agreement", args, env))))
+        sections.append(("bfloat16 and float16 on CPU: agreement with float32 on the real images",
+                         markdown(_run_worker("precision agreement", args, env))))
         print(sections[-1][1], flush=True)
 
     header = (f"Machine: {_machine()}. Threads: {args.threads} for every engine. Versions: {_versions()}. "

@@ -1,0 +1,127 @@
+"""Do the bfloat16 and float16 models read what the float32 model reads? On the real images, on CPU.
+
+    python tools/precision_agreement.py [--shared ../shared] [--threads 2]
+
+For every trained model in <shared>/paddle_models that the zoo manifest lists, each precision
+runs (``ptocr.load(folder, dtype=...)``, CPU) next to float32:
+
+* recognizers and direction classifiers on every crop of the image folders the manifest names
+  for their parity check (``"parity": {"images": ...}``): same text / label, largest score gap;
+* detectors on every scene of <shared>/images/scenes: same number of boxes, and the share of
+  probability-map pixels on the other side of the binarization threshold.
+
+float16 on CPU runs the float16 number format (its range and rounding), not CUDA's kernels: it
+is what tells whether a model's weights and activations fit float16 at all. Prints markdown
+tables; ``rows()`` is what tools/bench.py puts in doc/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+import ptocr  # noqa: E402
+from converter.parity_suite import default_shared  # noqa: E402
+from ptocr.manifest import load_manifest  # noqa: E402
+from ptocr.transforms import load_image  # noqa: E402
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+DTYPES = ("bfloat16", "float16")
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _models(shared: Path) -> list[tuple[str, str, Path, list[Path]]]:
+    """(zoo name, task, Paddle folder, images) for each trained folder the manifest lists."""
+    manifest = load_manifest()
+    out = []
+    for folder in sorted((shared / "paddle_models").glob("*_infer")):
+        name = folder.name.removesuffix("_infer")
+        try:
+            entry = manifest.model_entry(name)
+        except Exception:  # a user's own model (custom_en_...): not in the zoo, no parity images
+            continue
+        if entry.task == "det":
+            images = _images(shared / "images" / "scenes")
+        else:
+            images = [p for d in entry.data.get("parity", {}).get("images", []) for p in _images(shared / "images" / d)]
+        out.append((name, entry.task, folder, images))
+    return out
+
+
+def _crop_row(p32, p16, images: list[Path]) -> dict:
+    a, b = p32(images), p16(images)
+    return {"same": sum(x[0] == y[0] for x, y in zip(a, b)),
+            "gap": max((abs(x[1] - y[1]) for x, y in zip(a, b)), default=0.0),
+            "differences": [f"{c.parent.name}/{c.name}: {x[0]!r} vs {y[0]!r}" for c, x, y in zip(images, a, b) if x[0] != y[0]]}
+
+
+def _det_row(p32, p16, images: list[Path]) -> dict:
+    same, flipped, diffs = 0, 0.0, []
+    for path in images:
+        img = load_image(path)
+        x, _ = p32.pre(img)
+        m32, m16 = p32.forward(x[None]), p16.forward(x[None])
+        thresh = p32.post.thresh
+        flipped = max(flipped, float(((m32 > thresh) != (m16 > thresh)).mean()))
+        n32, n16 = len(p32(img).boxes), len(p16(img).boxes)
+        same += n32 == n16
+        if n32 != n16:
+            diffs.append(f"{path.name}: {n32} vs {n16} boxes")
+    return {"same": same, "gap": flipped, "differences": diffs}
+
+
+def rows(shared: Path) -> list[dict]:
+    results = []
+    for name, task, folder, images in _models(shared):
+        p32 = ptocr.load(folder)
+        row = {"model": name, "task": task, "images": len(images)}
+        for dtype in DTYPES:
+            p16 = ptocr.load(folder, dtype=dtype)
+            row[dtype] = (_det_row if task == "det" else _crop_row)(p32, p16, images)
+        results.append(row)
+    return results
+
+
+def markdown(results: list[dict]) -> str:
+    """Two tables: detectors (scenes), then recognizers and classifiers (crops)."""
+    out = []
+    for tasks, head, unit, gap in ((("det",), "scenes", "same box count", "max share of map pixels flipped"),
+                                   (("rec", "cls"), "crops", "same text / label", "max score gap")):
+        lines = [f"| model | task | {head} | " + " | ".join(f"{unit} ({d} vs float32) | {gap} ({d})" for d in DTYPES) + " |",
+                 "|---|---|---|" + "---|---|" * len(DTYPES)]
+        chosen = [r for r in results if r["task"] in tasks]
+        for r in chosen:
+            cells = [f"{r[d]['same']}/{r['images']} ({100 * r[d]['same'] / max(r['images'], 1):.0f} %) | {r[d]['gap']:.4f}" for d in DTYPES]
+            lines.append(f"| {r['model']} | {r['task']} | {r['images']} | " + " | ".join(cells) + " |")
+        total = sum(r["images"] for r in chosen)
+        cells = [f"{sum(r[d]['same'] for r in chosen)}/{total} ({100 * sum(r[d]['same'] for r in chosen) / max(total, 1):.0f} %) | "
+                 for d in DTYPES]
+        lines.append(f"| all | | {total} | " + " | ".join(cells) + " |")
+        out.append("\n".join(lines))
+        for d in DTYPES:
+            diffs = [f"{r['model']} {x}" for r in chosen for x in r[d]["differences"]]
+            if diffs:
+                out.append(f"Differences ({d}): " + "; ".join(diffs))
+    return "\n\n".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shared", type=Path, default=default_shared())
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(markdown(rows(args.shared)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
