@@ -5,6 +5,8 @@ not CUDA's kernels); the CUDA test runs where a GPU is present."""
 from __future__ import annotations
 
 import copy
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,9 @@ import torch.nn as nn
 
 import ptocr
 from ptocr.precision import cast_model
-from ptocr.transforms import load_image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from precision_agreement import binary_maps, flipped_share  # noqa: E402
 
 # Largest share of detection-map pixels on the other side of the binarization threshold,
 # float32 vs 16 bits. Measured on these scenes: float16 0.06 %, bfloat16 0.52 % (optimize=False,
@@ -47,13 +51,7 @@ def test_wide_cast_moves_batch_norms_too():
 
 
 def _flipped(p32, p16, scenes) -> float:
-    worst = 0.0
-    for path in scenes:
-        x, _ = p32.pre(load_image(path))
-        a, b = p32.forward(x[None]), p16.forward(x[None])
-        t = p32.post.thresh
-        worst = max(worst, float(((a > t) != (b > t)).mean()))
-    return worst
+    return flipped_share(binary_maps(p32, scenes), binary_maps(p16, scenes))
 
 
 @pytest.fixture(scope="module")

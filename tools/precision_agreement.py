@@ -56,36 +56,44 @@ def _models(shared: Path) -> list[tuple[str, str, Path, list[Path]]]:
     return out
 
 
-def _crop_row(p32, p16, images: list[Path]) -> dict:
-    a, b = p32(images), p16(images)
-    return {"same": sum(x[0] == y[0] for x, y in zip(a, b)),
-            "gap": max((abs(x[1] - y[1]) for x, y in zip(a, b)), default=0.0),
-            "differences": [f"{c.parent.name}/{c.name}: {x[0]!r} vs {y[0]!r}" for c, x, y in zip(images, a, b) if x[0] != y[0]]}
-
-
-def _det_row(p32, p16, images: list[Path]) -> dict:
-    same, flipped, diffs = 0, 0.0, []
+def binary_maps(p, images: list[Path]) -> list:
+    """A detector's probability map of each scene, binarized at its post-processing threshold."""
+    maps = []
     for path in images:
-        img = load_image(path)
-        x, _ = p32.pre(img)
-        m32, m16 = p32.forward(x[None]), p16.forward(x[None])
-        thresh = p32.post.thresh
-        flipped = max(flipped, float(((m32 > thresh) != (m16 > thresh)).mean()))
-        n32, n16 = len(p32(img).boxes), len(p16(img).boxes)
-        same += n32 == n16
-        if n32 != n16:
-            diffs.append(f"{path.name}: {n32} vs {n16} boxes")
-    return {"same": same, "gap": flipped, "differences": diffs}
+        x, _ = p.pre(load_image(path))
+        maps.append(p.forward(x[None]) > p.post.thresh)
+    return maps
+
+
+def flipped_share(maps_a: list, maps_b: list) -> float:
+    """The largest share of pixels on the other side of the threshold, over the scenes."""
+    return max((float((a != b).mean()) for a, b in zip(maps_a, maps_b)), default=0.0)
+
+
+def _readings(p, task: str, images: list[Path]):
+    """What the model reads: (binary maps, box counts) for det, (text or label, score) per crop else."""
+    if task == "det":
+        return binary_maps(p, images), [len(p(path).boxes) for path in images]
+    return p(images)
+
+
+def _compare(task: str, ref, got, images: list[Path]) -> dict:
+    if task == "det":
+        (maps32, n32), (maps16, n16) = ref, got
+        return {"same": sum(a == b for a, b in zip(n32, n16)), "gap": flipped_share(maps32, maps16),
+                "differences": [f"{c.name}: {a} vs {b} boxes" for c, a, b in zip(images, n32, n16) if a != b]}
+    return {"same": sum(x[0] == y[0] for x, y in zip(ref, got)),
+            "gap": max((abs(x[1] - y[1]) for x, y in zip(ref, got)), default=0.0),
+            "differences": [f"{c.parent.name}/{c.name}: {x[0]!r} vs {y[0]!r}" for c, x, y in zip(images, ref, got) if x[0] != y[0]]}
 
 
 def rows(shared: Path) -> list[dict]:
     results = []
     for name, task, folder, images in _models(shared):
-        p32 = ptocr.load(folder)
+        ref = _readings(ptocr.load(folder), task, images)  # float32, once for both comparisons
         row = {"model": name, "task": task, "images": len(images)}
         for dtype in DTYPES:
-            p16 = ptocr.load(folder, dtype=dtype)
-            row[dtype] = (_det_row if task == "det" else _crop_row)(p32, p16, images)
+            row[dtype] = _compare(task, ref, _readings(ptocr.load(folder, dtype=dtype), task, images), images)
         results.append(row)
     return results
 
