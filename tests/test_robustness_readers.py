@@ -242,6 +242,8 @@ def test_fuzz_dictionary(tmp_path_factory, data):
         (FOREIGN["PNG image"], "not UTF-8"),
         (FOREIGN["zip (PyTorch .pth)"], "not UTF-8|NUL"),
     ],
+    # Named: the zip's bytes hold its build time, and xdist workers must collect the same ids.
+    ids=["empty", "cut character", "utf-16", "NUL", "png", "zip"],
 )
 def test_broken_dictionaries(tmp_path, data, match):
     path = tmp_path / "keys.txt"
