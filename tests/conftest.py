@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,26 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # plain `pytest` (not `python -m pytest`) from anywhere
     sys.path.insert(0, str(REPO))
+
+
+def pytest_configure(config):
+    # Under pytest-xdist (pyproject's addopts), the workers share the cores: torch's OpenMP
+    # teams sized for the whole machine would preempt each other at every barrier.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+def pytest_collection_modifyitems(config, items):
+    # Longest first: xdist hands tests out in this order, so the minutes-long ones start at
+    # once rather than leaving one worker running them alone at the end (stable otherwise).
+    def minutes(item):
+        mark = item.get_closest_marker("slow")
+        return mark.args[0] if mark else 0
+
+    items.sort(key=minutes, reverse=True)
 
 
 def assert_same_state(a, b, keys=None) -> None:
