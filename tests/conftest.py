@@ -23,16 +23,6 @@ def pytest_configure(config):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
-def pytest_collection_modifyitems(config, items):
-    # Longest first: xdist hands tests out in this order, so the minutes-long ones start at
-    # once rather than leaving one worker running them alone at the end (stable otherwise).
-    def minutes(item):
-        mark = item.get_closest_marker("slow")
-        return mark.args[0] if mark else 0
-
-    items.sort(key=minutes, reverse=True)
-
-
 def assert_same_state(a, b, keys=None) -> None:
     """State dicts ``a`` and ``b`` are equal tensor for tensor, dtype and shape included
     (on ``keys`` only, when given)."""

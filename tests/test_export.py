@@ -31,7 +31,7 @@ def _inputs(conv, shared, folder, n):
     return xs
 
 
-@pytest.mark.parametrize("fmt", [pytest.param(f, marks=pytest.mark.slow(2)) if f == "aoti" else f for f in FORMATS])
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("task", MODELS)
 def test_export_matches_pytorch_on_real_inputs(shared_dir, tmp_path, task, fmt):
     pytest.importorskip("onnxruntime") if fmt == "onnx" else None

@@ -31,7 +31,6 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("seeded")
 
 
-@pytest.mark.slow(1)
 @pytest.mark.parametrize("entry", SUITE, ids=[e.id for e in SUITE])
 def test_parity_against_paddle(shared_dir, paddle, workdir, entry):
     assert source_folder(shared_dir, entry).is_dir(), f"{entry.model} is missing from {shared_dir}"
@@ -52,7 +51,6 @@ COMPILED = {"ch_PP-OCRv4_det": ("scenes/00009282.jpg", "scenes/00059985.jpg"),
             "ch_ppocr_mobile_v2.0_cls": None}
 
 
-@pytest.mark.slow(4)
 @pytest.mark.parametrize("entry", [e for e in SUITE if e.model in COMPILED], ids=lambda e: e.id)
 def test_compiled_parity_against_paddle(shared_dir, paddle, workdir, entry):
     """ptocr.load(..., compile=True): the "optimized" figures are the compiled model's."""
