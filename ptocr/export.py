@@ -47,16 +47,25 @@ def example_input(config: dict, batch: int = 1) -> torch.Tensor:
 
 
 def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: str = "onnx", *,
-           dynamic: bool = True, opset: int = OPSET) -> Path:
-    """Write ``model`` (eval, float32, CPU) to ``dst`` in ``fmt``; returns the path."""
+           dynamic: bool = True, opset: int = OPSET, input_shape: Sequence[int] | None = None) -> Path:
+    """Write ``model`` (eval, float32, CPU) to ``dst`` in ``fmt``; returns the path.
+    ``input_shape`` (N, C, H, W): the one shape a static export (``dynamic=False``) takes;
+    by default one image of the pre-processing's size (det: 640 x 640)."""
     if fmt not in FORMATS:
         raise PtocrError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
+    if input_shape is not None:
+        if dynamic:
+            raise PtocrError("an input shape is for a static export (--static); a dynamic one takes many")
+        if len(input_shape) != 4 or min(input_shape) < 1:
+            raise PtocrError(f"input shape must be 4 positive sizes N, C, H, W; got {tuple(input_shape)}")
     dst = Path(dst)
     if fmt == "aoti" and dst.suffix != SUFFIXES["aoti"]:
         raise PtocrError(f"{dst}: an AOTInductor package must be named *.pt2")
     dst.parent.mkdir(parents=True, exist_ok=True)
     model = model.float().cpu().eval()
     x = example_input(config, batch=2 if dynamic else 1)
+    if input_shape is not None:
+        x = torch.zeros(*map(int, input_shape)).uniform_(-1, 1, generator=torch.Generator().manual_seed(0))
     tmp = dst.with_name(f"{dst.stem}.partial{dst.suffix}")
     try:
         with torch.inference_mode(False), torch.no_grad():
@@ -92,10 +101,14 @@ def _export_aoti(model, config, x, path: Path, dynamic: bool) -> None:
     # graph needs that). Traced at batch 2, the batch axis gets a lower bound of 2 (export
     # specializes sizes 0 and 1); batch 1 runs the same kernels, so the runtime check skips it.
     spec = ({a: torch.export.Dim.AUTO for a in _DYNAMIC_AXES[config["task"]]},) if dynamic else None
+    # Static shapes: frozen weights, which inductor packs for oneDNN once (for the one input
+    # size) and fuses with the activation or residual add after each conv. With dynamic shapes
+    # it gained nothing here (the classifier at batch 6), and its fused conv lowering fails on
+    # the PP-OCRv4 recognizer (a layout assertion).
+    configs = {"aot_inductor.check_lowerbound": False} if dynamic else {"freezing": True}
     try:
         program = torch.export.export(model, (x,), dynamic_shapes=spec, strict=False)
-        aoti_compile_and_package(program, package_path=str(path),
-                                 inductor_configs={"aot_inductor.check_lowerbound": False})
+        aoti_compile_and_package(program, package_path=str(path), inductor_configs=configs)
     except Exception as e:  # inductor raises its own types (no C++ compiler, lowering errors)
         raise PtocrError(f"AOTInductor export failed: {type(e).__name__}: {str(e)[:2000]}") from e
 

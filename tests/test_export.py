@@ -48,6 +48,23 @@ def test_export_matches_pytorch_on_real_inputs(shared_dir, tmp_path, task, fmt):
             run_exported(path, fmt, [np.ascontiguousarray(xs[0][..., :160])])
 
 
+def test_static_aoti_export_is_fixed_to_its_batch(shared_dir, tmp_path):
+    """--static --input-shape 6x3x48x192: the classifier as the pipeline batches it, compiled with frozen
+    (prepacked) weights; the same function on real crops, and only that shape is accepted."""
+    from ptocr.export import run_exported
+
+    conv = convert(shared_dir / "paddle_models" / "ch_ppocr_mobile_v2.0_cls_infer")
+    images = [p for d in ("ch", "en") for p in sorted((shared_dir / "images" / "words" / d).iterdir())][:6]
+    batch = np.concatenate([x for _, x in single_inputs(conv.config, images)])
+    assert batch.shape[0] == 6
+    path = export(conv.model, conv.config, tmp_path / "cls6.pt2", "aoti", dynamic=False, input_shape=batch.shape)
+    assert check_export(path, "aoti", conv.model, [batch]) <= TOLERANCE
+    with pytest.raises(RuntimeError, match="unmatched"):
+        run_exported(path, "aoti", [batch[:3]])
+    with pytest.raises(PtocrError, match="static"):
+        export(conv.model, conv.config, tmp_path / "dyn.pt2", "aoti", input_shape=batch.shape)
+
+
 def test_unknown_format_is_refused(shared_dir, tmp_path):
     conv = convert(shared_dir / "paddle_models" / "ch_ppocr_mobile_v2.0_cls_infer")
     with pytest.raises(PtocrError, match="unknown export format"):
@@ -76,3 +93,22 @@ def test_cli_export_checks_and_reports(shared_dir, tmp_path):
     assert dst.is_file() and "max |delta| vs PyTorch" in res.output
     bad = CliRunner().invoke(main, ["export", str(tmp_path / "missing"), str(tmp_path / "x.onnx")])
     assert bad.exit_code == 2 and not (tmp_path / "x.onnx").exists()
+
+
+def test_cli_static_input_shape(shared_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from ptocr.cli import main
+
+    pytest.importorskip("onnxruntime")
+    src = str(shared_dir / "paddle_models" / "ch_ppocr_mobile_v2.0_cls_infer")
+    dst = tmp_path / "cls6.onnx"
+    res = CliRunner().invoke(main, ["export", src, str(dst), "--static", "--input-shape", "6x3x48x192"])
+    assert res.exit_code == 0, res.output
+    assert "on input (6, 3, 48, 192)" in res.output
+    for args, message in ((["--static", "--input-shape", "6x3x48"], "4 positive sizes"),
+                          (["--static", "--input-shape", "6x3xAx192"], "NxCxHxW"),
+                          (["--input-shape", "6x3x48x192"], "static export")):
+        bad = CliRunner().invoke(main, ["export", src, str(tmp_path / "bad.onnx"), *args])
+        assert bad.exit_code == 2 and message in bad.output, (args, bad.output)
+        assert not (tmp_path / "bad.onnx").exists()

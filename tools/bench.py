@@ -125,9 +125,9 @@ def torch_engine(folder: Path, optimize: bool, dtype=torch.float32, compile: boo
 
 
 TORCH_PLAIN, TORCH_OPT, TORCH_BF16 = "PyTorch plain", "PyTorch optimized", "PyTorch optimized bf16"
-TORCH_COMPILED, TORCH_AOTI = "PyTorch compiled", "PyTorch AOTInductor"
+TORCH_COMPILED, TORCH_AOTI, TORCH_STATIC = "PyTorch compiled", "PyTorch AOTInductor", "PyTorch AOTInductor static"
 PADDLE_DNN, PADDLE_PLAIN, ORT = "Paddle Inference oneDNN", "Paddle Inference no oneDNN", "ONNX Runtime"
-ENGINES = (TORCH_PLAIN, TORCH_OPT, TORCH_COMPILED, TORCH_AOTI, PADDLE_DNN, PADDLE_PLAIN, ORT)
+ENGINES = (TORCH_PLAIN, TORCH_OPT, TORCH_COMPILED, TORCH_AOTI, TORCH_STATIC, PADDLE_DNN, PADDLE_PLAIN, ORT)
 OTHERS = (PADDLE_DNN, PADDLE_PLAIN, ORT)
 E2E = ("ptocr plain", "ptocr optimized", "ptocr compiled", "PaddleOCR 2.10 (oneDNN)")
 # The compiled worker also reports its first call (it compiles) per stage, the AOTInductor one
@@ -136,25 +136,28 @@ FIRST = "first call s: "
 _FIRST_CAPTIONS = {
     TORCH_COMPILED: "First call of the compiled model, which compiles it (s, fresh inductor cache)",
     TORCH_AOTI: "Building the AOTInductor package, ahead of time (s, export + compile, once per model)",
+    TORCH_STATIC: "Building the static AOTInductor package (s, export + compile, once per stage's shape)",
 }
 WORKERS = (*ENGINES, TORCH_BF16, *E2E, "convert+load", "precision agreement")
 
 
-def aoti_engine(folder: Path):
-    """``ptocr export --format aoti`` of the optimized model (dynamic shapes), run by the
-    AOTInductor runtime; returns (run, seconds spent building the package). The package is
-    built once per bench run, beside the run's inductor cache, and reused by later rounds."""
+def aoti_engine(folder: Path, static_shape: tuple[int, ...] | None = None):
+    """``ptocr export --format aoti`` of the optimized model (dynamic shapes; with
+    ``static_shape``: ``--static --input-shape``, frozen weights), run by the AOTInductor runtime;
+    returns (run, seconds spent building the package). The package is built once per bench run,
+    beside the run's inductor cache, and reused by later rounds."""
     from torch._inductor import aoti_load_package
 
     import ptocr
     from ptocr.export import export
 
-    path = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]) / "ptocr_aoti" / f"{folder.name}.pt2"
+    shape = "_static_" + "x".join(map(str, static_shape)) if static_shape else ""
+    path = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]) / "ptocr_aoti" / f"{folder.name}{shape}.pt2"
     built = 0.0
     if not path.is_file():
         predictor = ptocr.load(folder)
         t0 = time.perf_counter()
-        export(predictor.model, predictor.config, path, "aoti")
+        export(predictor.model, predictor.config, path, "aoti", dynamic=not static_shape, input_shape=static_shape)
         built = time.perf_counter() - t0
     package = aoti_load_package(str(path))
 
@@ -181,6 +184,11 @@ def stage_worker(engine: str, shared: Path, threads: int, repeat: int) -> dict[s
             fns = {}
             for task, name in MODELS.items():
                 fns[task], out[FIRST + task] = aoti_engine(shared / "paddle_models" / name)
+        elif engine == TORCH_STATIC:  # one package per stage: each is fixed to its input's shape
+            for label, task, x in stages(shared):
+                fn, out[FIRST + label] = aoti_engine(shared / "paddle_models" / MODELS[task], x.shape)
+                out[label] = median_ms(fn, x, repeat)
+            return out
         else:
             fns = {task: _engine(engine, shared / "paddle_models" / name, Path(tmp), threads)
                    for task, name in MODELS.items()}
@@ -354,9 +362,9 @@ def stage_rounds(args, env, engines) -> dict[str, dict[str, float]]:
 
 def stage_table(times: dict[str, dict[str, float]]) -> str:
     engines = [e for e in (*ENGINES, TORCH_BF16) if e in times]
-    ours = [e for e in (TORCH_OPT, TORCH_COMPILED, TORCH_AOTI) if e in times]
+    ours = [e for e in (TORCH_OPT, TORCH_COMPILED, TORCH_AOTI, TORCH_STATIC) if e in times]
     lines = ["| stage | " + " | ".join(f"{e} ms" for e in engines)
-             + " | optimized / plain | " + " | ".join(f"{e.split()[-1]} / best other (target <= 1.0)" for e in ours) + " |",
+             + " | optimized / plain | " + " | ".join(f"{e.removeprefix('PyTorch ')} / best other (target <= 1.0)" for e in ours) + " |",
              "|---|" + "---|" * (len(engines) + 1 + len(ours))]
     for label in times[TORCH_OPT]:
         best = min(OTHERS, key=lambda o: times[o][label])
@@ -455,7 +463,12 @@ recognizer's head reads a contiguous sequence). Same function; float32 outputs d
 (inductor, weights as constants, dynamic shapes); timed after its first call, which compiles (listed below the
 table). *PyTorch AOTInductor*: `ptocr export NAME --format aoti` of the optimized model (dynamic
 shapes), compiled ahead of time into a shared library and run by `torch._inductor.aoti_load_package`:
-no per-op Python overhead. *PyTorch optimized bf16* (`--bf16-latency`): the optimized model loaded
+no per-op Python overhead. *PyTorch AOTInductor static*: the same, exported per stage with
+`--static --input-shape` at that stage's input shape, as a deployment whose input shape is fixed
+(e.g. the classifier at the pipeline's batch of 6) exports it: the weights frozen into the graph,
+which lets inductor pack them for oneDNN once and fuse each conv with the activation or residual
+add after it; such a package takes that one shape only, while the other engines' models take any.
+*PyTorch optimized bf16* (`--bf16-latency`): the optimized model loaded
 with `dtype="bfloat16"`; not the same function (its agreement with float32 is the last section), so
 not in the ratios. Paddle Inference runs the same Paddle folders with IR optimizations on; ONNX models are
 exported from them with paddle2onnx (opset 14). End to end: `ptocr.OCR` against PaddleOCR 2.10's
