@@ -251,11 +251,7 @@ def export(model, dst, fmt, dynamic, input_shape, opset):
             _fail(f"{model} is a pipeline; export its parts (det, rec, cls) one by one")
         shape = _shape(input_shape) if input_shape else None
         path = do_export(predictor.model, predictor.config, dst, fmt, dynamic=dynamic, opset=opset, input_shape=shape)
-        x = example_input(predictor.config, batch=3 if dynamic else 1).numpy()
-        if shape:
-            import numpy as np
-
-            x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+        x = example_input(predictor.config, batch=3 if dynamic else 1, shape=shape).numpy()
         if dynamic and predictor.config["task"] != "cls":
             x = x[..., : x.shape[-1] - 32]  # an untraced width (and height for det)
             if predictor.config["task"] == "det":

@@ -36,14 +36,18 @@ _EXAMPLE_HW = {"det": (640, 640)}
 _DYNAMIC_AXES = {"det": (0, 2, 3), "rec": (0, 3), "cls": (0,)}
 
 
-def example_input(config: dict, batch: int = 1) -> torch.Tensor:
-    task = config["task"]
-    if task in _EXAMPLE_HW:
-        h, w = _EXAMPLE_HW[task]
-        c = 3
-    else:
-        c, h, w = config["preprocess"].get("image_shape", (3, 48, 320))
-    return torch.zeros(batch, int(c), int(h), int(w)).uniform_(-1, 1, generator=torch.Generator().manual_seed(0))
+def example_input(config: dict, batch: int = 1, shape: Sequence[int] | None = None) -> torch.Tensor:
+    """Seeded values in [-1, 1]: ``shape`` (N, C, H, W) if given, else ``batch`` images of the
+    task's example size."""
+    if shape is None:
+        task = config["task"]
+        if task in _EXAMPLE_HW:
+            h, w = _EXAMPLE_HW[task]
+            c = 3
+        else:
+            c, h, w = config["preprocess"].get("image_shape", (3, 48, 320))
+        shape = (batch, c, h, w)
+    return torch.zeros(*map(int, shape)).uniform_(-1, 1, generator=torch.Generator().manual_seed(0))
 
 
 def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: str = "onnx", *,
@@ -63,9 +67,7 @@ def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: st
         raise PtocrError(f"{dst}: an AOTInductor package must be named *.pt2")
     dst.parent.mkdir(parents=True, exist_ok=True)
     model = model.float().cpu().eval()
-    x = example_input(config, batch=2 if dynamic else 1)
-    if input_shape is not None:
-        x = torch.zeros(*map(int, input_shape)).uniform_(-1, 1, generator=torch.Generator().manual_seed(0))
+    x = example_input(config, batch=2 if dynamic else 1, shape=input_shape)
     tmp = dst.with_name(f"{dst.stem}.partial{dst.suffix}")
     try:
         with torch.inference_mode(False), torch.no_grad():
