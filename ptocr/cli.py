@@ -238,8 +238,10 @@ def export(model, dst, fmt, dynamic, input_shape, opset):
 
     The check runs the export (ONNX Runtime for ONNX) and the PyTorch model on inputs of a
     size other than the traced one; exit 1 if they differ by more than 1e-4. A static aoti
-    export is compiled with frozen weights (prepacked for oneDNN): the fastest on CPU where
-    the input shape is fixed, e.g. the direction classifier at the pipeline's batch size.
+    export is compiled with frozen weights (prepacked for oneDNN), for where the input shape is
+    fixed, e.g. the direction classifier at the pipeline's batch size. A static torchscript
+    export is frozen too, for PyTorch's oneDNN Graph fuser (torch.jit.enable_onednn_fusion(True)),
+    and is also checked through it: the classifier's fastest CPU path.
     """
     import ptocr
     from ptocr.export import check_export, example_input
@@ -257,12 +259,29 @@ def export(model, dst, fmt, dynamic, input_shape, opset):
             if predictor.config["task"] == "det":
                 x = x[:, :, :-64]
         worst = check_export(path, fmt, predictor.model, [x])
+        fused = _onednn_graph_check(path, predictor.model, x) if fmt == "torchscript" and not dynamic else None
     except PtocrError as e:
         _fail(str(e))
     click.echo(f"{path}: {fmt}, max |delta| vs PyTorch {worst:.2e} on input {tuple(x.shape)}")
+    if isinstance(fused, str):
+        click.echo(f"oneDNN Graph cannot run it ({fused}): load it without torch.jit.enable_onednn_fusion(True)")
+    elif fused is not None:
+        click.echo(f"with torch.jit.enable_onednn_fusion(True) (fused oneDNN partitions): max |delta| {fused:.2e}")
+        worst = max(worst, fused)
     if worst > 1e-4:
         click.echo("ptocr: error: the export does not match PyTorch", err=True)
         sys.exit(1)
+
+
+def _onednn_graph_check(path, model, x) -> float | str:
+    """A static TorchScript export through PyTorch's oneDNN Graph fuser: its max |delta| vs
+    PyTorch, or the fuser's error (it refuses some models)."""
+    from ptocr.export import check_export
+
+    try:
+        return check_export(path, "torchscript", model, [x], onednn_graph=True)
+    except RuntimeError as e:
+        return f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
 
 
 def _shape(text: str) -> tuple[int, ...]:

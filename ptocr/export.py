@@ -14,6 +14,14 @@ cost of eager PyTorch (doc/benchmarks.md). Load it with
 of seconds; the generated kernels keep the thread count of the compiling process
 (``torch.set_num_threads``). The package checks input shapes only when the environment has
 ``AOTI_RUNTIME_CHECK_INPUTS=1`` (``run_exported`` sets it).
+
+A static ``torchscript`` export is frozen (weights as graph constants). PyTorch's oneDNN Graph
+fuser then runs it as fused oneDNN partitions, compiled at the first calls of each input shape,
+when ``torch.jit.enable_onednn_fusion(True)`` is set: on the direction classifier at batch 6 the
+fastest CPU path there is (doc/benchmarks.md), because it skips PyTorch's per-op oneDNN setup,
+which costs more there than the convolutions. The fuser is global and fails on some models (the
+PP-OCRv4 detector and recognizer here: "bad optional access"); ``run_exported(..., onednn_graph=True)``
+runs one through it.
 """
 
 from __future__ import annotations
@@ -77,6 +85,8 @@ def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: st
                 _export_aoti(model, config, x, tmp, dynamic)
             else:
                 traced = torch.jit.trace(model, x, check_trace=False)
+                if not dynamic:  # weights as constants: what the oneDNN Graph fuser compiles
+                    traced = torch.jit.freeze(traced)
                 traced.save(str(tmp))
         os.replace(tmp, dst)
     finally:
@@ -115,9 +125,24 @@ def _export_aoti(model, config, x, path: Path, dynamic: bool) -> None:
         raise PtocrError(f"AOTInductor export failed: {type(e).__name__}: {str(e)[:2000]}") from e
 
 
-def run_exported(path: str | os.PathLike, fmt: str, inputs: Sequence[np.ndarray], threads: int = 2) -> list[np.ndarray]:
-    """Outputs of an exported model: ONNX Runtime for ONNX, torch.jit for TorchScript, the
+def run_exported(path: str | os.PathLike, fmt: str, inputs: Sequence[np.ndarray], threads: int = 2,
+                 onednn_graph: bool = False) -> list[np.ndarray]:
+    """Outputs of an exported model: ONNX Runtime for ONNX, torch.jit for TorchScript (with
+    ``onednn_graph``: through the oneDNN Graph fuser, for a frozen, static export), the
     AOTInductor runtime (input shapes checked) for aoti."""
+    if onednn_graph:
+        if fmt != "torchscript":
+            raise PtocrError(f"oneDNN Graph runs TorchScript exports, not {fmt}")
+        module = torch.jit.load(str(path))
+        before = torch._C._jit_llga_enabled()
+        torch.jit.enable_onednn_fusion(True)
+        try:
+            with torch.no_grad():
+                # The profiling executor records shapes at the first calls and runs the fused
+                # partitions from the third on: the last of three calls is the fused one.
+                return [[module(torch.from_numpy(x)) for _ in range(3)][-1].numpy() for x in inputs]
+        finally:
+            torch.jit.enable_onednn_fusion(before)
     if fmt == "onnx":
         try:
             import onnxruntime as ort
@@ -140,9 +165,9 @@ def run_exported(path: str | os.PathLike, fmt: str, inputs: Sequence[np.ndarray]
 
 
 def check_export(path: str | os.PathLike, fmt: str, model: torch.nn.Module,
-                 inputs: Sequence[np.ndarray]) -> float:
+                 inputs: Sequence[np.ndarray], onednn_graph: bool = False) -> float:
     """Max |delta| between the exported model and PyTorch on ``inputs``."""
-    got = run_exported(path, fmt, inputs)
+    got = run_exported(path, fmt, inputs, onednn_graph=onednn_graph)
     with torch.inference_mode():
         want = [model(torch.from_numpy(x)).numpy() for x in inputs]
     worst = 0.0

@@ -65,6 +65,46 @@ def test_static_aoti_export_is_fixed_to_its_batch(shared_dir, tmp_path):
         export(conv.model, conv.config, tmp_path / "dyn.pt2", "aoti", input_shape=batch.shape)
 
 
+def test_static_torchscript_runs_through_onednn_graph(shared_dir, tmp_path):
+    """--format torchscript --static: a frozen trace, which PyTorch's oneDNN Graph fuser runs as
+    fused partitions; the same function on real crops, and the process's fuser setting is restored."""
+    import torch
+
+    from ptocr.export import run_exported
+
+    conv = convert(shared_dir / "paddle_models" / "ch_ppocr_mobile_v2.0_cls_infer")
+    images = [p for d in ("ch", "en") for p in sorted((shared_dir / "images" / "words" / d).iterdir())][:6]
+    batch = np.concatenate([x for _, x in single_inputs(conv.config, images)])
+    path = export(conv.model, conv.config, tmp_path / "cls6.pt", "torchscript", dynamic=False, input_shape=batch.shape)
+    assert not list(torch.jit.load(str(path)).parameters()), "a static export holds its weights as constants"
+    assert check_export(path, "torchscript", conv.model, [batch]) <= TOLERANCE
+    assert check_export(path, "torchscript", conv.model, [batch], onednn_graph=True) <= TOLERANCE
+    assert not torch._C._jit_llga_enabled()
+    module = torch.jit.load(str(path))  # the graph it ran: fused partitions, not the plain ops
+    torch.jit.enable_onednn_fusion(True)
+    try:
+        with torch.no_grad():
+            for _ in range(3):
+                module(torch.from_numpy(batch))
+        assert "oneDNNFusion" in str(torch.jit.last_executed_optimized_graph()), "the fuser did not fuse"
+    finally:
+        torch.jit.enable_onednn_fusion(False)
+    with pytest.raises(PtocrError, match="TorchScript"):
+        run_exported(path, "onnx", [batch], onednn_graph=True)
+
+
+def test_cli_static_torchscript_reports_onednn_graph(shared_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from ptocr.cli import main
+
+    src = str(shared_dir / "paddle_models" / "ch_ppocr_mobile_v2.0_cls_infer")
+    res = CliRunner().invoke(main, ["export", src, str(tmp_path / "cls6.pt"), "--format", "torchscript",
+                                    "--static", "--input-shape", "6x3x48x192"])
+    assert res.exit_code == 0, res.output
+    assert "enable_onednn_fusion(True) (fused oneDNN partitions): max |delta|" in res.output
+
+
 def test_unknown_format_is_refused(shared_dir, tmp_path):
     conv = convert(shared_dir / "paddle_models" / "ch_ppocr_mobile_v2.0_cls_infer")
     with pytest.raises(PtocrError, match="unknown export format"):
