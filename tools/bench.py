@@ -50,18 +50,20 @@ def det_input(image: np.ndarray, side: int) -> np.ndarray:
     return np.ascontiguousarray(((x - _MEAN) / _STD).transpose(2, 0, 1)[None])
 
 
-def stages(shared: Path) -> list[tuple[str, str, np.ndarray]]:
+def stages(shared: Path, only: list[str] | None = None) -> list[tuple[str, str, np.ndarray]]:
+    """(label, task, input) per stage; ``only``: the stages whose label contains one of these."""
     scene = load_image(shared / "images" / "scenes" / "00056221.jpg")
     words = [load_image(p) for p in sorted((shared / "images" / "words" / "ch").iterdir())]
     words = (words * 6)[:6]
     rec, cls = RecPreprocess((3, 48, 320)), ClsPreprocess((3, 48, 192))
-    return [
+    every = [
         ("det 640x640", "det", det_input(scene, 640)),
         ("det 960x960", "det", det_input(scene, 960)),
         ("rec batch 1 (48x320)", "rec", np.stack([rec(words[0], 320 / 48)])),
         ("rec batch 6 (48x320)", "rec", np.stack([rec(w, 320 / 48) for w in words])),
         ("cls batch 6 (48x192)", "cls", cls.batch(words)),
     ]
+    return [s for s in every if not only or any(o in s[0] for o in only)]
 
 
 def median_ms(fn, x, repeat: int, warmup: int = 3) -> float:
@@ -126,17 +128,21 @@ def torch_engine(folder: Path, optimize: bool, dtype=torch.float32, compile: boo
 
 TORCH_PLAIN, TORCH_OPT, TORCH_BF16 = "PyTorch plain", "PyTorch optimized", "PyTorch optimized bf16"
 TORCH_COMPILED, TORCH_AOTI, TORCH_STATIC = "PyTorch compiled", "PyTorch AOTInductor", "PyTorch AOTInductor static"
+TORCH_GRAPH = "PyTorch oneDNN Graph"
 PADDLE_DNN, PADDLE_PLAIN, ORT = "Paddle Inference oneDNN", "Paddle Inference no oneDNN", "ONNX Runtime"
-ENGINES = (TORCH_PLAIN, TORCH_OPT, TORCH_COMPILED, TORCH_AOTI, TORCH_STATIC, PADDLE_DNN, PADDLE_PLAIN, ORT)
+ENGINES = (TORCH_PLAIN, TORCH_OPT, TORCH_COMPILED, TORCH_AOTI, TORCH_STATIC, TORCH_GRAPH, PADDLE_DNN, PADDLE_PLAIN, ORT)
+OURS = (TORCH_OPT, TORCH_COMPILED, TORCH_AOTI, TORCH_STATIC, TORCH_GRAPH)
 OTHERS = (PADDLE_DNN, PADDLE_PLAIN, ORT)
 E2E = ("ptocr plain", "ptocr optimized", "ptocr compiled", "PaddleOCR 2.10 (oneDNN)")
 # The compiled worker also reports its first call (it compiles) per stage, the AOTInductor one
 # the building of its package per model: listed below the stage table under these captions.
 FIRST = "first call s: "
+FAILED = "failed: "  # the oneDNN Graph worker's error per stage it could not run
 _FIRST_CAPTIONS = {
     TORCH_COMPILED: "First call of the compiled model, which compiles it (s, fresh inductor cache)",
     TORCH_AOTI: "Building the AOTInductor package, ahead of time (s, export + compile, once per model)",
     TORCH_STATIC: "Building the static AOTInductor package (s, export + compile, once per stage's shape)",
+    TORCH_GRAPH: "Static TorchScript export and the three calls that compile its oneDNN Graph partitions (s, per stage)",
 }
 WORKERS = (*ENGINES, TORCH_BF16, *E2E, "convert+load", "precision agreement")
 
@@ -167,6 +173,28 @@ def aoti_engine(folder: Path, static_shape: tuple[int, ...] | None = None):
     return run, built
 
 
+def onednn_graph_engine(folder: Path, x: np.ndarray, workdir: Path):
+    """``ptocr export --format torchscript --static --input-shape`` of the optimized model (a
+    frozen trace), run with ``torch.jit.enable_onednn_fusion(True)``: fused oneDNN partitions,
+    compiled at the first calls; returns (run, seconds for the export and those calls)."""
+    import ptocr
+    from ptocr.export import export
+
+    predictor = ptocr.load(folder)
+    t0 = time.perf_counter()
+    path = export(predictor.model, predictor.config, workdir / f"{folder.name}_{'x'.join(map(str, x.shape))}.pt",
+                  "torchscript", dynamic=False, input_shape=x.shape)
+    module = torch.jit.load(str(path))
+    torch.jit.enable_onednn_fusion(True)  # this worker process runs nothing else
+
+    def run(x):
+        with torch.no_grad():
+            return module(torch.from_numpy(x)).numpy()
+    for _ in range(3):  # the profiling executor fuses from the third call on
+        run(x)
+    return run, time.perf_counter() - t0
+
+
 def _engine(name: str, folder: Path, workdir: Path, threads: int):
     if name in (TORCH_PLAIN, TORCH_OPT, TORCH_BF16, TORCH_COMPILED):
         return torch_engine(folder, name != TORCH_PLAIN, torch.bfloat16 if name == TORCH_BF16 else torch.float32,
@@ -176,23 +204,34 @@ def _engine(name: str, folder: Path, workdir: Path, threads: int):
     return paddle_engine(folder, threads, mkldnn=name == PADDLE_DNN)
 
 
-def stage_worker(engine: str, shared: Path, threads: int, repeat: int) -> dict[str, float]:
+def stage_worker(engine: str, shared: Path, threads: int, repeat: int, only: list[str] | None = None) -> dict[str, float]:
     """Median ms per stage for one engine (run in its own process)."""
     out = {}
+    timed = stages(shared, only)
+    models = {task: name for task, name in MODELS.items() if any(t == task for _, t, _ in timed)}
     with tempfile.TemporaryDirectory() as tmp:
         if engine == TORCH_AOTI:
             fns = {}
-            for task, name in MODELS.items():
+            for task, name in models.items():
                 fns[task], out[FIRST + task] = aoti_engine(shared / "paddle_models" / name)
         elif engine == TORCH_STATIC:  # one package per stage: each is fixed to its input's shape
-            for label, task, x in stages(shared):
+            for label, task, x in timed:
                 fn, out[FIRST + label] = aoti_engine(shared / "paddle_models" / MODELS[task], x.shape)
                 out[label] = median_ms(fn, x, repeat)
             return out
+        elif engine == TORCH_GRAPH:  # one frozen trace per stage, as with the static packages
+            for label, task, x in timed:
+                try:
+                    fn, out[FIRST + label] = onednn_graph_engine(shared / "paddle_models" / MODELS[task], x, Path(tmp))
+                    out[label] = median_ms(fn, x, repeat)
+                except RuntimeError as e:  # the fuser refuses some models: reported, not fatal
+                    out[label] = out[FIRST + label] = float("nan")
+                    out[FAILED + label] = f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
+            return out
         else:
             fns = {task: _engine(engine, shared / "paddle_models" / name, Path(tmp), threads)
-                   for task, name in MODELS.items()}
-        for label, task, x in stages(shared):
+                   for task, name in models.items()}
+        for label, task, x in timed:
             if engine == TORCH_COMPILED:
                 t0 = time.perf_counter()
                 fns[task](x)
@@ -293,7 +332,7 @@ def convert_load_worker(shared: Path, repeat: int) -> dict[str, float]:
     return out
 
 
-def worker(kind: str, shared: Path, threads: int, repeat: int):
+def worker(kind: str, shared: Path, threads: int, repeat: int, only: list[str] | None = None):
     torch.set_num_threads(threads)
     if kind in E2E:
         return e2e_worker(kind, shared, threads, max(1, repeat // 10))
@@ -302,7 +341,7 @@ def worker(kind: str, shared: Path, threads: int, repeat: int):
     if kind == "precision agreement":
         from precision_agreement import rows  # tools/ is sys.path[0] when run as a script
         return rows(shared)
-    return stage_worker(kind, shared, threads, repeat)
+    return stage_worker(kind, shared, threads, repeat, only)
 
 
 def _run_worker(kind: str, args, env, inductor_cache: str | None = None) -> object:
@@ -313,7 +352,8 @@ def _run_worker(kind: str, args, env, inductor_cache: str | None = None) -> obje
 
     with tempfile.TemporaryDirectory(prefix="ptocr_bench_inductor_") as fresh:
         done = subprocess.run([sys.executable, __file__, "--worker", kind, "--shared", str(args.shared),
-                               "--threads", str(args.threads), "--repeat", str(args.repeat)],
+                               "--threads", str(args.threads), "--repeat", str(args.repeat),
+                               *(["--stages", *args.stages] if args.stages else [])],
                               capture_output=True, text=True, check=False,
                               env=dict(env, TORCHINDUCTOR_CACHE_DIR=inductor_cache or fresh))
     if done.returncode != 0:
@@ -356,25 +396,32 @@ def stage_rounds(args, env, engines) -> dict[str, dict[str, float]]:
                 rounds[r][engine] = _run_worker(engine, args, env, inductor_cache=cache)
                 print(f"round {r + 1} {engine}: " + ", ".join(f"{k} {v:.1f}" for k, v in rounds[r][engine].items()),
                       flush=True)
-    return {e: {k: (rounds[0][e][k] if k.startswith(FIRST) else statistics.median(rd[e][k] for rd in rounds))
+    return {e: {k: (rounds[0][e][k] if k.startswith((FIRST, FAILED)) else statistics.median(rd[e][k] for rd in rounds))
                 for k in rounds[0][e]} for e in engines}
+
+
+def _cell(value: float, fmt: str) -> str:
+    return "fails" if value != value else format(value, fmt)  # NaN: the engine failed on that stage
 
 
 def stage_table(times: dict[str, dict[str, float]]) -> str:
     engines = [e for e in (*ENGINES, TORCH_BF16) if e in times]
-    ours = [e for e in (TORCH_OPT, TORCH_COMPILED, TORCH_AOTI, TORCH_STATIC) if e in times]
+    ours = [e for e in OURS if e in times]
     lines = ["| stage | " + " | ".join(f"{e} ms" for e in engines)
              + " | optimized / plain | " + " | ".join(f"{e.removeprefix('PyTorch ')} / best other (target <= 1.0)" for e in ours) + " |",
              "|---|" + "---|" * (len(engines) + 1 + len(ours))]
     for label in times[TORCH_OPT]:
         best = min(OTHERS, key=lambda o: times[o][label])
-        lines.append(f"| {label} | " + " | ".join(f"{times[e][label]:.1f}" for e in engines)
+        lines.append(f"| {label} | " + " | ".join(_cell(times[e][label], ".1f") for e in engines)
                      + f" | {times[TORCH_OPT][label] / times[TORCH_PLAIN][label]:.2f} | "
-                     + " | ".join(f"{times[e][label] / times[best][label]:.2f} ({best})" for e in ours) + " |")
+                     + " | ".join(_cell(times[e][label] / times[best][label], ".2f") + f" ({best})" for e in ours) + " |")
     for engine, caption in _FIRST_CAPTIONS.items():
         if engine in times:
             firsts = {k[len(FIRST):]: v for k, v in times[engine].items() if k.startswith(FIRST)}
-            lines += ["", f"{caption}: " + ", ".join(f"{k} {v:.0f}" for k, v in firsts.items()) + "."]
+            lines += ["", f"{caption}: " + ", ".join(f"{k} {_cell(v, '.1f')}" for k, v in firsts.items()) + "."]
+    failures = {k[len(FAILED):]: v for e in engines for k, v in times[e].items() if k.startswith(FAILED)}
+    if failures:
+        lines += ["", f"{TORCH_GRAPH} fails on: " + "; ".join(f"{k} ({v})" for k, v in failures.items()) + "."]
     return "\n".join(lines)
 
 
@@ -407,11 +454,13 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="times every stage engine runs, in turn")
     p.add_argument("--bf16-latency", action="store_true", help="also time the bf16 model per stage")
     p.add_argument("--skip", nargs="*", default=[], choices=["stages", "e2e", "load", "precision"], help="parts to leave out")
+    p.add_argument("--stages", nargs="*", default=None, metavar="TEXT",
+                   help="time only the stages whose label contains one of these (e.g. cls, 'rec batch 6')")
     p.add_argument("--out", type=Path, default=None, help="write doc/benchmarks.md-style markdown here")
     p.add_argument("--worker", choices=WORKERS, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.shared, args.threads, args.repeat)))
+        print(json.dumps(worker(args.worker, args.shared, args.threads, args.repeat, args.stages)))
         return 0
 
     # Every engine gets the same thread count, through its own API and through OpenMP/MKL.
@@ -468,6 +517,10 @@ no per-op Python overhead. *PyTorch AOTInductor static*: the same, exported per 
 (e.g. the classifier at the pipeline's batch of 6) exports it: the weights frozen into the graph,
 which lets inductor pack them for oneDNN once and fuse each conv with the activation or residual
 add after it; such a package takes that one shape only, while the other engines' models take any.
+*PyTorch oneDNN Graph*: `ptocr export NAME --format torchscript --static --input-shape` per stage (a
+frozen trace) run with `torch.jit.enable_onednn_fusion(True)`: PyTorch hands the graph to oneDNN
+Graph, which runs it as fused oneDNN partitions compiled at the first calls, without PyTorch's
+per-op oneDNN setup; the fuser fails on some models, marked *fails*.
 *PyTorch optimized bf16* (`--bf16-latency`): the optimized model loaded
 with `dtype="bfloat16"`; not the same function (its agreement with float32 is the last section), so
 not in the ratios. Paddle Inference runs the same Paddle folders with IR optimizations on; ONNX models are
