@@ -385,6 +385,11 @@ def _versions() -> str:
     return ", ".join(parts)
 
 
+def progress(result: dict[str, float | str]) -> str:
+    """One worker's result as a line: times, and the errors of the stages it failed."""
+    return ", ".join(f"{k} {v}" if isinstance(v, str) else f"{k} {_cell(v, '.1f')}" for k, v in result.items())
+
+
 def stage_rounds(args, env, engines) -> dict[str, dict[str, float]]:
     """Every engine once per round, in turn; per stage the median over rounds (the compiled
     model's first, compiling call: round 1's, with an empty inductor cache)."""
@@ -394,8 +399,7 @@ def stage_rounds(args, env, engines) -> dict[str, dict[str, float]]:
             rounds.append({})
             for engine in engines:  # round 1 compiles into the empty cache, later rounds reuse it
                 rounds[r][engine] = _run_worker(engine, args, env, inductor_cache=cache)
-                print(f"round {r + 1} {engine}: " + ", ".join(f"{k} {v:.1f}" for k, v in rounds[r][engine].items()),
-                      flush=True)
+                print(f"round {r + 1} {engine}: {progress(rounds[r][engine])}", flush=True)
     return {e: {k: (rounds[0][e][k] if k.startswith((FIRST, FAILED)) else statistics.median(rd[e][k] for rd in rounds))
                 for k in rounds[0][e]} for e in engines}
 
