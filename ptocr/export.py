@@ -17,9 +17,9 @@ of seconds; the generated kernels keep the thread count of the compiling process
 
 A static ``torchscript`` export is frozen (weights as graph constants). PyTorch's oneDNN Graph
 fuser then runs it as fused oneDNN partitions, compiled at the first calls of each input shape,
-when ``torch.jit.enable_onednn_fusion(True)`` is set: on the direction classifier at batch 6 the
-fastest CPU path there is (doc/benchmarks.md), because it skips PyTorch's per-op oneDNN setup,
-which costs more there than the convolutions. The fuser is global and fails on some models (the
+when ``torch.jit.enable_onednn_fusion(True)`` is set. On the direction classifier at batch 6 it is
+the fastest PyTorch path, at about ONNX Runtime's time (``tools/bench.py --stages cls``): it skips
+PyTorch's per-op oneDNN set-up, which costs more there than the convolutions. The fuser is global and fails on some models (the
 PP-OCRv4 detector and recognizer here: "bad optional access"); ``run_exported(..., onednn_graph=True)``
 runs one through it.
 """
