@@ -19,14 +19,15 @@ A static ``torchscript`` export is frozen (weights as graph constants). PyTorch'
 fuser then runs it as fused oneDNN partitions, compiled at the first calls of each input shape,
 when ``torch.jit.enable_onednn_fusion(True)`` is set. On the direction classifier at batch 6 it is
 the fastest PyTorch path, at about ONNX Runtime's time (``tools/bench.py --stages cls``): it skips
-PyTorch's per-op oneDNN set-up, which costs more there than the convolutions. The fuser is global and fails on some models (the
-PP-OCRv4 detector and recognizer here: "bad optional access"); ``run_exported(..., onednn_graph=True)``
-runs one through it.
+PyTorch's per-op oneDNN set-up, which costs more there than the convolutions. The fuser is global
+(``onednn_fusion()`` turns it on for a block) and fails on some models (the PP-OCRv4 detector and
+recognizer here: "bad optional access"); ``run_exported(..., onednn_graph=True)`` runs one through it.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -125,6 +126,22 @@ def _export_aoti(model, config, x, path: Path, dynamic: bool) -> None:
         raise PtocrError(f"AOTInductor export failed: {type(e).__name__}: {str(e)[:2000]}") from e
 
 
+# The TorchScript profiling executor records shapes at the first calls and runs the oneDNN Graph
+# partitions from the third on: calls before a fused one.
+ONEDNN_GRAPH_WARMUP = 2
+
+
+@contextmanager
+def onednn_fusion():
+    """PyTorch's oneDNN Graph fuser on for the block (it is process-wide), then as it was."""
+    before = torch._C._jit_llga_enabled()
+    torch.jit.enable_onednn_fusion(True)
+    try:
+        yield
+    finally:
+        torch.jit.enable_onednn_fusion(before)
+
+
 def run_exported(path: str | os.PathLike, fmt: str, inputs: Sequence[np.ndarray], threads: int = 2,
                  onednn_graph: bool = False) -> list[np.ndarray]:
     """Outputs of an exported model: ONNX Runtime for ONNX, torch.jit for TorchScript (with
@@ -134,15 +151,8 @@ def run_exported(path: str | os.PathLike, fmt: str, inputs: Sequence[np.ndarray]
         if fmt != "torchscript":
             raise PtocrError(f"oneDNN Graph runs TorchScript exports, not {fmt}")
         module = torch.jit.load(str(path))
-        before = torch._C._jit_llga_enabled()
-        torch.jit.enable_onednn_fusion(True)
-        try:
-            with torch.no_grad():
-                # The profiling executor records shapes at the first calls and runs the fused
-                # partitions from the third on: the last of three calls is the fused one.
-                return [[module(torch.from_numpy(x)) for _ in range(3)][-1].numpy() for x in inputs]
-        finally:
-            torch.jit.enable_onednn_fusion(before)
+        with onednn_fusion(), torch.no_grad():
+            return [[module(torch.from_numpy(x)) for _ in range(ONEDNN_GRAPH_WARMUP + 1)][-1].numpy() for x in inputs]
     if fmt == "onnx":
         try:
             import onnxruntime as ort

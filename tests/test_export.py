@@ -70,7 +70,7 @@ def test_static_torchscript_runs_through_onednn_graph(shared_dir, tmp_path):
     fused partitions; the same function on real crops, and the process's fuser setting is restored."""
     import torch
 
-    from ptocr.export import run_exported
+    from ptocr.export import ONEDNN_GRAPH_WARMUP, onednn_fusion, run_exported
 
     conv = convert(shared_dir / "paddle_models" / "ch_ppocr_mobile_v2.0_cls_infer")
     images = [p for d in ("ch", "en") for p in sorted((shared_dir / "images" / "words" / d).iterdir())][:6]
@@ -81,14 +81,11 @@ def test_static_torchscript_runs_through_onednn_graph(shared_dir, tmp_path):
     assert check_export(path, "torchscript", conv.model, [batch], onednn_graph=True) <= TOLERANCE
     assert not torch._C._jit_llga_enabled()
     module = torch.jit.load(str(path))  # the graph it ran: fused partitions, not the plain ops
-    torch.jit.enable_onednn_fusion(True)
-    try:
-        with torch.no_grad():
-            for _ in range(3):
-                module(torch.from_numpy(batch))
+    with onednn_fusion(), torch.no_grad():
+        for _ in range(ONEDNN_GRAPH_WARMUP + 1):
+            module(torch.from_numpy(batch))
         assert "oneDNNFusion" in str(torch.jit.last_executed_optimized_graph()), "the fuser did not fuse"
-    finally:
-        torch.jit.enable_onednn_fusion(False)
+    assert not torch._C._jit_llga_enabled()
     with pytest.raises(PtocrError, match="TorchScript"):
         run_exported(path, "onnx", [batch], onednn_graph=True)
 
