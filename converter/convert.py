@@ -64,7 +64,9 @@ class Conversion:
 
     @property
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.model.state_dict()
+        # Paddle's weights are float32; the modules a model computes in float64 hold them
+        # widened (exactly): they are written as the source gave them.
+        return {k: v.float() if v.dtype == torch.float64 else v for k, v in self.model.state_dict().items()}
 
 
 def convert(
@@ -94,14 +96,17 @@ def convert(
     spec = get_architecture(fit.arch_name)
     if known is not None and canonical_name(known.architecture) != fit.arch_name:
         known = None  # a folder named like a model it is not: the name says nothing
-    model = model_from_state(fit.model_cfg, _tensors(fit.mapping), where=str(source.path))
+    model_cfg = fit.model_cfg
+    if known is not None and known.data.get("float64_modules"):  # where its float32 rounding scatters
+        model_cfg = {**model_cfg, "float64_modules": list(known.data["float64_modules"])}
+    model = model_from_state(model_cfg, _tensors(fit.mapping), where=str(source.path))
     dic = _resolve_dictionary(spec, source, fit.model_cfg, dictionary, use_space_char,
                               known.dictionary if known is not None else None)
     config = {
         "architecture": fit.arch_name,
         "task": spec["task"],
         "form": fit.form,
-        "model": fit.model_cfg,
+        "model": model_cfg,
         "preprocess": {**_preprocess_of(spec, source), **(known.data.get("preprocess") or {} if known else {})},
         "postprocess": {**spec.get("postprocess", {}), **(known.data.get("postprocess") or {} if known else {})},
         "source": {

@@ -15,6 +15,7 @@ from ptocr.architectures import ARCHITECTURES, TASKS
 from ptocr.dictionary import Dictionary, parse_dictionary
 from ptocr.errors import ArchitectureError, DictionaryError, ModelFileError
 from ptocr.models.build import build_model
+from ptocr.models.float64 import compute_in_float64
 from ptocr.models.model import OCRModel
 from ptocr.optimize import INFERENCE_OPTIONS
 
@@ -104,6 +105,9 @@ def _check_config(config: dict, dictionary_text: str | None) -> None:
         value = model.get(part)
         if not (isinstance(value, dict) or (part == "neck" and value is None)):
             raise ValueError(f"model.{part} is not an object")
+    paths = model.get("float64_modules", [])
+    if not (isinstance(paths, list) and all(isinstance(p, str) for p in paths)):
+        raise ValueError(f"model.float64_modules is {paths!r:.40}, expected a list of module paths")
     if task == "rec" and dictionary_text is None:
         raise ValueError("a recognizer without its dictionary")
     arch = config.get("architecture")
@@ -146,7 +150,8 @@ def model_from_state(model_cfg: dict, state_dict: dict[str, torch.Tensor], *, wh
         # A buffer the state dict does not carry (computed in __init__): build for real.
         model = build_model(model_cfg)
         model.load_state_dict(state_dict, strict=True)
-    return model.eval()
+    # Assigned tensors come in the file's type: the float64 modules take theirs again.
+    return compute_in_float64(model, model_cfg.get("float64_modules")).eval()
 
 
 def _dtype_fits(got: torch.dtype, want: torch.dtype) -> bool:

@@ -34,10 +34,14 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 MODEL_KEYS = {
     "task", "architecture", "arguments", "status", "pending_reason", "languages", "preprocess",
     "postprocess", "dictionary", "license", "source", "parity", "hub", "inference", "inference_reason",
+    "float64_modules", "float64_reason",
 }
 # Optional: "inference" holds ptocr.optimize.for_inference settings that differ from the
-# defaults (where a default moved the model outside the parity bound), "inference_reason" why.
-REQUIRED_MODEL_KEYS = MODEL_KEYS - {"pending_reason", "inference", "inference_reason"}
+# defaults (where a default moved the model outside the parity bound), "inference_reason" why;
+# "float64_modules" the module paths the model computes in float64 (ptocr.models.float64),
+# "float64_reason" why.
+OPTIONAL_MODEL_KEYS = {"pending_reason", "inference", "inference_reason", "float64_modules", "float64_reason"}
+REQUIRED_MODEL_KEYS = MODEL_KEYS - OPTIONAL_MODEL_KEYS
 
 
 class UnknownModelError(PtocrError):
@@ -291,6 +295,11 @@ def _model_problems(name: str, e, check_architectures: bool) -> list[str]:
                 p.append(f"inference.{key} = {value!r:.40} is not a setting of {sorted(INFERENCE_OPTIONS)}")
         if inference and not e.get("inference_reason"):
             p.append("an entry with inference settings says why in 'inference_reason'")
+    paths = e.get("float64_modules", [])
+    if not (isinstance(paths, list) and all(isinstance(x, str) and x for x in paths)):
+        p.append(f"float64_modules = {paths!r:.40} is not a list of module paths")
+    elif paths and not e.get("float64_reason"):
+        p.append("an entry with float64_modules says why in 'float64_reason'")
     if not isinstance(e["languages"], list):
         p.append("languages is not a list")
     if e["license"] != "Apache-2.0":

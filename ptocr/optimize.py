@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from ptocr.models.backbones.pplcnetv3 import AffineHardswish, LearnableRepLayer, fuse_rep_layers
+from ptocr.models.float64 import float64_members, model_dtype
 from ptocr.models.layers import SEModule, bn_scale_shift
 
 __all__ = ["INFERENCE_OPTIONS", "TASK_SETTINGS", "inference_settings", "compile_for_inference", "for_inference",
@@ -257,13 +258,15 @@ def _optimize(model: nn.Module, example: torch.Tensor, channels_last: bool, fold
     model.eval()
     fuse_rep_layers(model)
     fold_rep_affines(model)
-    example = example.to(next(model.parameters()).device, next(model.parameters()).dtype)
+    example = example.to(next(model.parameters()).device, model_dtype(model))
     if fold_bns:
         fold_batch_norms(model, example)
     activations_in_place(model, example)
     se_as_matrices(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+        for m in float64_members(model):  # they compute NCHW (ptocr.models.float64)
+            m.to(memory_format=torch.contiguous_format)
     for p in model.parameters():
         p.requires_grad_(False)
     return model

@@ -1,6 +1,7 @@
 """Casting a model to a float type, keeping batch-norm statistics where float16 can hold them.
 
-``cast_model(model, dtype, device)`` is ``model.to(device, dtype)`` except that, for float16 and
+``cast_model(model, dtype, device)`` is ``model.to(device, dtype)`` except that the modules a model
+computes in float64 (``ptocr.models.float64``) stay so when it is cast to float32, and, for float16 and
 bfloat16, batch norms keep float32 parameters and statistics (PyTorch runs them on float16 /
 bfloat16 inputs and returns the input's type, on CPU and CUDA). The DB heads' first batch norm
 has running variances up to 9e6: infinity in float16 (largest finite 65504), which turned every
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+
+from ptocr.models.float64 import float64_members
 
 __all__ = ["cast_model", "is_narrow"]
 
@@ -31,7 +34,11 @@ def cast_model(model: nn.Module, dtype: torch.dtype | None = None, device=None) 
     def cast(t: torch.Tensor) -> torch.Tensor:
         return t.to(dtype) if t.is_floating_point() else t
 
+    # float64 modules (ptocr.models.float64) stay float64 under a float32 model.
+    keep = float64_members(model) if dtype == torch.float32 else set()
     for m in model.modules():
+        if m in keep:
+            continue
         if is_narrow(dtype) and isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.float()
         else:

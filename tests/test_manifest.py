@@ -67,6 +67,10 @@ def test_validation_catches_broken_entries():
     problems = "\n".join(validate(bad))
     assert "inference.fold_batch_norms = 'no'" in problems and "inference.channels_first" in problems
     assert "says why in 'inference_reason'" in problems
+    e["float64_modules"] = "backbone.conv1"
+    assert "float64_modules = 'backbone.conv1' is not a list" in "\n".join(validate(bad))
+    e["float64_modules"] = ["backbone.conv1"]
+    assert "says why in 'float64_reason'" in "\n".join(validate(bad))
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST["models"]))

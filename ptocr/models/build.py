@@ -8,6 +8,7 @@ import copy
 import torch
 
 from ptocr.errors import ArchitectureError
+from ptocr.models.float64 import compute_in_float64
 from ptocr.models.model import OCRModel
 from ptocr.models.registry import get_component
 
@@ -17,14 +18,15 @@ def build_model(model_cfg: dict, *, device: str | torch.device | None = None) ->
 
     Each part is ``{"name": registered name, **constructor args}``; the builder passes
     ``in_channels`` from the previous part's ``out_channels``. ``device="meta"`` builds
-    without allocating weights (for shape checks).
+    without allocating weights (for shape checks). ``"float64_modules"``: module paths that
+    compute in float64 (``ptocr.models.float64``).
     """
     cfg = copy.deepcopy(model_cfg)
     with torch.device(device) if device is not None else contextlib.nullcontext():
         backbone = _build("backbone", cfg["backbone"], None)
         neck = _build("neck", cfg.get("neck"), backbone.out_channels)
         head = _build("head", cfg["head"], (neck or backbone).out_channels)
-    return OCRModel(backbone, neck, head)
+    return compute_in_float64(OCRModel(backbone, neck, head), cfg.get("float64_modules"))
 
 
 def _build(kind: str, part: dict | None, in_channels):
