@@ -1,0 +1,125 @@
+"""How far float32 runs of a model land from its exact output, kernel mix by kernel mix.
+
+    python tools/rounding_spread.py ru_mobile_v2.0_rec [--shared ../shared]
+
+For a manifest model whose Paddle folder ../shared holds: the Paddle program run in float64 is
+the exact output (as in tests/test_parity.py); each PyTorch float32 run is compared with it, as
+converted and as optimized, with oneDNN's and PyTorch's native convolutions, NCHW and
+channels-last: equally valid kernels that sum in different orders. Paddle Inference's own float32
+runtimes are shown beside them. Where the manifest entry names ``float64_modules``, the same runs
+without them show what they take away, and a latency table what they cost (median of 30 calls,
+both forms timed in turns, in this process). Needs paddlepaddle (pip install -e ".[parity]").
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from converter.convert import convert  # noqa: E402
+from converter.parity import PADDLE_RUNTIMES, TOLERANCE, _INPUTS, _max_abs, paddle_outputs, torch_outputs  # noqa: E402
+from converter.parity_suite import SUITE, default_shared, images_of, prepare  # noqa: E402
+from ptocr.models.float64 import Float64Compute  # noqa: E402
+from ptocr.optimize import example_input, for_inference, inference_settings  # noqa: E402
+
+
+def _plain(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with every module computing in float32 again."""
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        if isinstance(m, Float64Compute):
+            m.__class__ = next(c for c in type(m).__mro__[1:] if not issubclass(c, Float64Compute))
+    return model.float()
+
+
+def _runs(model, config) -> dict[str, tuple[torch.nn.Module, bool]]:
+    """Kernel mixes: name -> (module, oneDNN on)."""
+    settings = inference_settings(config)
+    optimized = for_inference(model, example_input(config), **settings)
+    other = for_inference(model, example_input(config), **{**settings, "channels_last": not settings["channels_last"]})
+    layout = "channels-last" if settings["channels_last"] else "NCHW"
+    other_layout = "NCHW" if settings["channels_last"] else "channels-last"
+    return {"converted, oneDNN": (model, True), "converted, native convs": (model, False),
+            f"optimized ({layout}), oneDNN": (optimized, True),
+            f"optimized ({other_layout}), oneDNN": (other, True),
+            f"optimized ({other_layout}), native convs": (other, False)}
+
+
+def _distance(model, inputs, ref64, onednn: bool) -> float:
+    with torch.backends.mkldnn.flags(enabled=onednn):
+        return max(_max_abs(g, r) for g, r in zip(torch_outputs(model, inputs), ref64))
+
+
+def _latency(models: dict, x: torch.Tensor, calls: int = 30) -> dict[str, float]:
+    times = {name: [] for name in models}
+    with torch.inference_mode():
+        for m in models.values():
+            m(x)
+        for _ in range(calls):
+            for name, m in models.items():
+                t = time.perf_counter()
+                m(x)
+                times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model", help="a manifest model of the parity suite")
+    p.add_argument("--shared", type=Path, default=default_shared())
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    entry = next((e for e in SUITE if e.model == args.model), None)
+    if entry is None:
+        p.error(f"{args.model} is not in the parity suite: {', '.join(e.model for e in SUITE)}")
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as work:
+        folder = prepare(entry, args.shared, Path(work))
+        conv = convert(folder, None)
+        named = _INPUTS[conv.config["task"]](conv.config, images_of(args.shared, entry))
+        inputs = [x for _, x in named]
+        runtimes = [r for r in PADDLE_RUNTIMES if r != "oneDNN" or (folder / "inference.pdmodel").is_file()]
+        refs = paddle_outputs(folder, inputs, ["float64", *runtimes], threads=args.threads)
+    ref64 = refs.pop("float64")
+    marked = conv.config["model"].get("float64_modules") or []
+    forms = {"as the zoo runs it": conv.model} | ({"all float32": _plain(conv.model)} if marked else {})
+
+    print(f"{entry.model}: max |output - exact output| over {len(inputs)} inputs ({', '.join(n for n, _ in named)}); "
+          f"tolerance {TOLERANCE:.0e}; float64 modules: {', '.join(marked) or 'none'}\n")
+    print("| run | " + " | ".join(forms) + " |")
+    print("|---|" + "---|" * len(forms))
+    runs = {form: _runs(model, conv.config) for form, model in forms.items()}
+    for name in runs["as the zoo runs it"]:
+        cells = [f"{_distance(*runs[form][name][:1], inputs, ref64, runs[form][name][1]):.2e}" for form in forms]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    for runtime, outs in refs.items():
+        own = max(_max_abs(o, r) for o, r in zip(outs, ref64))
+        print(f"| Paddle Inference: {runtime} | {own:.2e}" + " | " * (len(forms) - 1) + " |")
+
+    if marked:
+        print(f"\nLatency of the optimized model, ms (median of 30, {args.threads} threads):\n")
+        print("| batch | " + " | ".join(forms) + " | ratio |")
+        print("|---|" + "---|" * (len(forms) + 1))
+        settings = inference_settings(conv.config)
+        optimized = {n: for_inference(m, example_input(conv.config), **settings) for n, m in forms.items()}
+        for batch in (1, 6):
+            x = example_input(conv.config).expand(batch, -1, -1, -1).contiguous()
+            if settings["channels_last"]:
+                x = x.contiguous(memory_format=torch.channels_last)
+            ms = _latency(optimized, x)
+            a, b = ms.values()
+            print(f"| {batch} | {a:.2f} | {b:.2f} | {a / b:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
