@@ -79,14 +79,16 @@ def convert(
 ) -> Conversion:
     """Convert ``src``. ``arch``: a registered architecture, an official model name of the
     manifest (its architecture, dictionary and settings), or None to detect it; a folder
-    named after a manifest model (``<name>_infer``, ``<name>_train...``) gets that model's
-    dictionary and settings too."""
+    named after a manifest model (``<name>_infer``, ``<name>_train...``), or holding its
+    official weights (by sha256), gets that model's dictionary and settings too."""
     source = read_source(src, submodel=submodel)
     # A model name given as ``arch`` wins; an architecture name that is also a model's
     # (ch_PP-OCRv3_rec) says less than a folder named after a model (arabic_PP-OCRv3_rec_infer).
     by_arg = manifest_model(arch) if arch is not None else None
     by_folder = manifest_model(_model_name_of(source.path))
-    known = by_arg if by_arg is not None and arch not in ARCHITECTURES else (by_folder or by_arg)
+    # The released weights themselves (their sha256 is in the manifest) say more than a name.
+    by_weights = _manifest_model_with_weights(source.weights_sha256)
+    known = by_arg if by_arg is not None and arch not in ARCHITECTURES else (by_weights or by_folder or by_arg)
     if arch is not None and known is not None and known.name == arch:
         arch = known.architecture
     if arch is None:
@@ -305,6 +307,18 @@ def manifest_model(name: str | None):
     from ptocr.manifest import ModelEntry
 
     return ModelEntry(name, models[name])
+
+
+def _manifest_model_with_weights(sha256: str):
+    """The manifest entry whose official weights file has this sha256, if one has."""
+    try:
+        from ptocr.manifest import ModelEntry, load_manifest
+
+        models = load_manifest().models
+    except PtocrError:
+        return None
+    return next((ModelEntry(name, e) for name, e in models.items()
+                 if (e.get("source") or {}).get("pdiparams_sha256") == sha256), None)
 
 
 def _folder_dictionaries(source: PaddleSource) -> list[Path]:

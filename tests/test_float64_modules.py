@@ -5,6 +5,7 @@ model that needs it, is converted with them."""
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pytest
 import torch
@@ -125,5 +126,9 @@ def test_the_russian_recognizer_converts_with_its_float64_stem(shared_dir, tmp_p
     assert isinstance(conv.model.backbone.blocks[0], Float64Compute)
     # The file holds the weights as Paddle released them: float32 throughout.
     assert {t.dtype for t in conv.state_dict.values() if t.is_floating_point()} == {torch.float32}
+    # Known by its weights, whatever the folder is called.
+    renamed = tmp_path / "my_model"
+    shutil.copytree(folder, renamed)
+    assert convert(renamed, "ch_ppocr_mobile_v2.0_rec").config["model"]["float64_modules"] == STEM
     other = convert(shared_dir / "paddle_models" / "french_mobile_v2.0_rec_infer")
     assert "float64_modules" not in other.config["model"]  # only where its entry says so
