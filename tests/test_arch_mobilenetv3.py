@@ -186,12 +186,18 @@ def test_rec_train_checkpoint_drops_lstm_duplicates(shared_dir):
 
 @pytest.mark.parametrize("folder", ["german_mobile_v2.0_rec_infer", "ru_mobile_v2.0_rec_infer"])
 def test_folder_dictionary_that_does_not_fit_is_refused(shared_dir, folder, tmp_path):
-    # Under its official name the zoo's (split) dictionary is used; renamed, only the
-    # unfitting file beside it and the default are left, and neither fits.
+    # An official model (by its name or its weights) gets the zoo's (split) dictionary; a
+    # model of its own (other weights, another name) has only the unfitting file beside it
+    # and the default left, and neither fits.
     src = shared_dir / "paddle_models" / folder
     assert convert(src).dictionary.source.endswith("_v2.0_dict.txt")
     renamed = tmp_path / "my_model"
     shutil.copytree(src, renamed)
+    assert convert(renamed).dictionary.source.endswith("_v2.0_dict.txt")
+    params = renamed / "inference.pdiparams"
+    data = bytearray(params.read_bytes())
+    data[-1] ^= 1  # the last weight changes: fine-tuned, not the official file
+    params.write_bytes(bytes(data))
     with pytest.raises(DictionaryError, match="no dictionary fits"):
         convert(renamed)
 
