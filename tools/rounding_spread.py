@@ -5,8 +5,8 @@
 For a manifest model whose Paddle folder ../shared holds: the Paddle program run in float64 is
 the exact output (as in tests/test_parity.py); each PyTorch float32 run is compared with it, as
 converted and as optimized, with oneDNN's and PyTorch's native convolutions, NCHW and
-channels-last: equally valid kernels that sum in different orders. Paddle Inference's own float32
-runtimes are shown beside them. Where the manifest entry names ``float64_modules``, the same runs
+channels-last, at each thread count: equally valid kernels that sum in different orders. Paddle
+Inference's own float32 runtimes (at the last thread count) are shown beside them. Where the manifest entry names ``float64_modules``, the same runs
 without them show what they take away, and a latency table what they cost (median of 30 calls,
 both forms timed in turns, in this process). Needs paddlepaddle (pip install -e ".[parity]").
 """
@@ -76,19 +76,20 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", help="a manifest model of the parity suite")
     p.add_argument("--shared", type=Path, default=default_shared())
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                   help="thread counts to run at: oneDNN blocks its kernels by them, so each sums in its "
+                        "own order (latency at the last)")
     args = p.parse_args(argv)
     entry = next((e for e in SUITE if e.model == args.model), None)
     if entry is None:
         p.error(f"{args.model} is not in the parity suite: {', '.join(e.model for e in SUITE)}")
-    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as work:
         folder = prepare(entry, args.shared, Path(work))
         conv = convert(folder, None)
         named = _INPUTS[conv.config["task"]](conv.config, images_of(args.shared, entry))
         inputs = [x for _, x in named]
         runtimes = [r for r in PADDLE_RUNTIMES if r != "oneDNN" or (folder / "inference.pdmodel").is_file()]
-        refs = paddle_outputs(folder, inputs, ["float64", *runtimes], threads=args.threads)
+        refs = paddle_outputs(folder, inputs, ["float64", *runtimes], threads=args.threads[-1])
     ref64 = refs.pop("float64")
     marked = conv.config["model"].get("float64_modules") or []
     forms = {"as the zoo runs it": conv.model} | ({"all float32": _plain(conv.model)} if marked else {})
@@ -98,15 +99,17 @@ def main(argv=None) -> int:
     print("| run | " + " | ".join(forms) + " |")
     print("|---|" + "---|" * len(forms))
     runs = {form: _runs(model, conv.config) for form, model in forms.items()}
-    for name in runs["as the zoo runs it"]:
-        cells = [f"{_distance(*runs[form][name][:1], inputs, ref64, runs[form][name][1]):.2e}" for form in forms]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for name in runs["as the zoo runs it"]:
+            cells = [f"{_distance(*runs[form][name][:1], inputs, ref64, runs[form][name][1]):.2e}" for form in forms]
+            print(f"| {name}, {threads} thread{'s' if threads > 1 else ''} | " + " | ".join(cells) + " |")
     for runtime, outs in refs.items():
         own = max(_max_abs(o, r) for o, r in zip(outs, ref64))
         print(f"| Paddle Inference: {runtime} | {own:.2e}" + " | " * (len(forms) - 1) + " |")
 
     if marked:
-        print(f"\nLatency of the optimized model, ms (median of 30, {args.threads} threads):\n")
+        print(f"\nLatency of the optimized model, ms (median of 30, {args.threads[-1]} threads):\n")
         print("| batch | " + " | ".join(forms) + " | ratio |")
         print("|---|" + "---|" * (len(forms) + 1))
         settings = inference_settings(conv.config)
