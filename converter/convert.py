@@ -294,31 +294,28 @@ def _model_name_of(path) -> str:
 def manifest_model(name: str | None):
     """The manifest's entry for ``name`` when it is a model name there (some are also the name
     of their architecture: ch_PP-OCRv4_rec, PP-OCRv5_server_rec)."""
-    if not name:
-        return None
-    try:
-        from ptocr.manifest import load_manifest
-
-        models = load_manifest().models
-    except PtocrError:
-        return None  # no readable manifest: names alone then say nothing
-    if name not in models:
-        return None
     from ptocr.manifest import ModelEntry
 
-    return ModelEntry(name, models[name])
+    models = _manifest_models()
+    return ModelEntry(name, models[name]) if name and name in models else None
 
 
 def _manifest_model_with_weights(sha256: str):
     """The manifest entry whose official weights file has this sha256, if one has."""
-    try:
-        from ptocr.manifest import ModelEntry, load_manifest
+    from ptocr.manifest import ModelEntry
 
-        models = load_manifest().models
-    except PtocrError:
-        return None
-    return next((ModelEntry(name, e) for name, e in models.items()
+    return next((ModelEntry(name, e) for name, e in _manifest_models().items()
                  if (e.get("source") or {}).get("pdiparams_sha256") == sha256), None)
+
+
+def _manifest_models() -> dict:
+    """The manifest's models; none when it cannot be read (names and weights then say nothing)."""
+    from ptocr.manifest import load_manifest
+
+    try:
+        return load_manifest().models
+    except PtocrError:
+        return {}
 
 
 def _folder_dictionaries(source: PaddleSource) -> list[Path]:

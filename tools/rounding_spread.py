@@ -6,15 +6,15 @@ For a manifest model whose Paddle folder ../shared holds: the Paddle program run
 the exact output (as in tests/test_parity.py); each PyTorch float32 run is compared with it, as
 converted and as optimized, with oneDNN's and PyTorch's native convolutions, NCHW and
 channels-last, at each thread count: equally valid kernels that sum in different orders. Paddle
-Inference's own float32 runtimes (at the last thread count) are shown beside them. Where the manifest entry names ``float64_modules``, the same runs
-without them show what they take away, and a latency table what they cost (median of 30 calls,
-both forms timed in turns, in this process). Needs paddlepaddle (pip install -e ".[parity]").
+Inference's own float32 runtimes (at the last thread count) are shown beside them. Where the
+manifest entry names ``float64_modules``, the same runs without them show what they take away,
+and a latency table what they cost (median of 30 calls, both forms timed in turns, in this
+process). Needs paddlepaddle (pip install -e ".[parity]").
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import sys
 import tempfile
@@ -28,23 +28,19 @@ import torch  # noqa: E402
 from converter.convert import convert  # noqa: E402
 from converter.parity import PADDLE_RUNTIMES, TOLERANCE, _INPUTS, _max_abs, paddle_outputs, torch_outputs  # noqa: E402
 from converter.parity_suite import SUITE, default_shared, images_of, prepare  # noqa: E402
-from ptocr.models.float64 import Float64Compute  # noqa: E402
+from ptocr.checkpoint import model_from_state  # noqa: E402
 from ptocr.optimize import example_input, for_inference, inference_settings  # noqa: E402
 
 
-def _plain(model: torch.nn.Module) -> torch.nn.Module:
-    """``model`` with every module computing in float32 again."""
-    model = copy.deepcopy(model)
-    for m in model.modules():
-        if isinstance(m, Float64Compute):
-            m.__class__ = next(c for c in type(m).__mro__[1:] if not issubclass(c, Float64Compute))
-    return model.float()
+def _all_float32(conv) -> torch.nn.Module:
+    """The converted model built without its float64 modules."""
+    cfg = {k: v for k, v in conv.config["model"].items() if k != "float64_modules"}
+    return model_from_state(cfg, conv.state_dict)
 
 
-def _runs(model, config) -> dict[str, tuple[torch.nn.Module, bool]]:
-    """Kernel mixes: name -> (module, oneDNN on)."""
+def _runs(model, config, optimized) -> dict[str, tuple[torch.nn.Module, bool]]:
+    """Kernel mixes: name -> (module, oneDNN on). ``optimized``: ``model`` as ptocr.load runs it."""
     settings = inference_settings(config)
-    optimized = for_inference(model, example_input(config), **settings)
     other = for_inference(model, example_input(config), **{**settings, "channels_last": not settings["channels_last"]})
     layout = "channels-last" if settings["channels_last"] else "NCHW"
     other_layout = "NCHW" if settings["channels_last"] else "channels-last"
@@ -54,7 +50,7 @@ def _runs(model, config) -> dict[str, tuple[torch.nn.Module, bool]]:
             f"optimized ({other_layout}), native convs": (other, False)}
 
 
-def _distance(model, inputs, ref64, onednn: bool) -> float:
+def _distance(model, onednn: bool, inputs, ref64) -> float:
     with torch.backends.mkldnn.flags(enabled=onednn):
         return max(_max_abs(g, r) for g, r in zip(torch_outputs(model, inputs), ref64))
 
@@ -92,17 +88,19 @@ def main(argv=None) -> int:
         refs = paddle_outputs(folder, inputs, ["float64", *runtimes], threads=args.threads[-1])
     ref64 = refs.pop("float64")
     marked = conv.config["model"].get("float64_modules") or []
-    forms = {"as the zoo runs it": conv.model} | ({"all float32": _plain(conv.model)} if marked else {})
+    forms = {"as the zoo runs it": conv.model} | ({"all float32": _all_float32(conv)} if marked else {})
+    settings = inference_settings(conv.config)
+    optimized = {n: for_inference(m, example_input(conv.config), **settings) for n, m in forms.items()}
 
     print(f"{entry.model}: max |output - exact output| over {len(inputs)} inputs ({', '.join(n for n, _ in named)}); "
           f"tolerance {TOLERANCE:.0e}; float64 modules: {', '.join(marked) or 'none'}\n")
     print("| run | " + " | ".join(forms) + " |")
     print("|---|" + "---|" * len(forms))
-    runs = {form: _runs(model, conv.config) for form, model in forms.items()}
+    runs = {form: _runs(model, conv.config, optimized[form]) for form, model in forms.items()}
     for threads in args.threads:
         torch.set_num_threads(threads)
         for name in runs["as the zoo runs it"]:
-            cells = [f"{_distance(*runs[form][name][:1], inputs, ref64, runs[form][name][1]):.2e}" for form in forms]
+            cells = [f"{_distance(*runs[form][name], inputs, ref64):.2e}" for form in forms]
             print(f"| {name}, {threads} thread{'s' if threads > 1 else ''} | " + " | ".join(cells) + " |")
     for runtime, outs in refs.items():
         own = max(_max_abs(o, r) for o, r in zip(outs, ref64))
@@ -112,8 +110,6 @@ def main(argv=None) -> int:
         print(f"\nLatency of the optimized model, ms (median of 30, {args.threads[-1]} threads):\n")
         print("| batch | " + " | ".join(forms) + " | ratio |")
         print("|---|" + "---|" * (len(forms) + 1))
-        settings = inference_settings(conv.config)
-        optimized = {n: for_inference(m, example_input(conv.config), **settings) for n, m in forms.items()}
         for batch in (1, 6):
             x = example_input(conv.config).expand(batch, -1, -1, -1).contiguous()
             if settings["channels_last"]:

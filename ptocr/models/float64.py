@@ -8,10 +8,10 @@ little in float64 and take the scatter away. Which modules do is data: the model
 ``"float64_modules"`` (module paths), from the model's manifest entry.
 
 A marked module keeps float64 weights and casts its input to them and its output back (so two
-marked modules in a row round once between them). The
-folds of ``ptocr.optimize`` keep its weights' type, and ``ptocr.precision.cast_model`` to float32
-leaves it float64; cast to a narrow type (bfloat16, float16) or to float64, it goes along and
-computes in that type. A plain ``model.float()`` makes it float32 like the rest.
+marked modules in a row round once between them). The folds of ``ptocr.optimize`` keep its
+weights' type, and ``ptocr.precision.cast_model`` to float32 leaves it float64; cast to a narrow
+type (bfloat16, float16) or to float64, it goes along and computes in that type. A plain
+``model.float()`` makes it float32 like the rest.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def compute_in_float64(model: nn.Module, paths) -> nn.Module:
             module = model.get_submodule(path)
         except AttributeError:
             raise ArchitectureError(f"float64_modules: the model has no module {path!r}") from None
-        if not any(True for _ in module.parameters()):
+        if next(module.parameters(), None) is None:
             raise ArchitectureError(f"float64_modules: {path!r} has no weights to compute with")
         if not isinstance(module, Float64Compute):
             module.__class__ = _float64_class(type(module))
