@@ -15,7 +15,9 @@ of seconds; the generated kernels keep the thread count of the compiling process
 (``torch.set_num_threads``). The package checks input shapes only when the environment has
 ``AOTI_RUNTIME_CHECK_INPUTS=1`` (``run_exported`` sets it).
 
-A static ``torchscript`` export is frozen (weights as graph constants). PyTorch's oneDNN Graph
+A static ``torchscript`` export is frozen (weights as graph constants) and traced in the form
+oneDNN Graph fuses best (``ptocr.optimize.for_fixed_shape_graph``: squeeze-excitation inside the
+partitions). PyTorch's oneDNN Graph
 fuser then runs it as fused oneDNN partitions, compiled at the first calls of each input shape,
 when ``torch.jit.enable_onednn_fusion(True)`` is set. On the direction classifier at batch 6 it is
 the fastest PyTorch path, at about ONNX Runtime's time (``tools/bench.py --stages cls``): it skips
@@ -27,6 +29,7 @@ recognizer here: "bad optional access"); ``run_exported(..., onednn_graph=True)`
 from __future__ import annotations
 
 import os
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
@@ -35,6 +38,7 @@ import numpy as np
 import torch
 
 from ptocr.errors import PtocrError
+from ptocr.optimize import for_fixed_shape_graph
 
 FORMATS = ("onnx", "torchscript", "aoti")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "aoti": ".pt2"}  # aoti: required by torch
@@ -85,7 +89,11 @@ def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: st
             elif fmt == "aoti":
                 _export_aoti(model, config, x, tmp, dynamic)
             else:
-                traced = torch.jit.trace(model, x, check_trace=False)
+                if not dynamic:  # the layers oneDNN Graph fuses, at the one traced size
+                    model = for_fixed_shape_graph(model)
+                with warnings.catch_warnings():  # sizes read as constants: a static trace is one size
+                    warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                    traced = torch.jit.trace(model, x, check_trace=False)
                 if not dynamic:  # weights as constants: what the oneDNN Graph fuser compiles
                     traced = torch.jit.freeze(traced)
                 traced.save(str(tmp))

@@ -32,10 +32,11 @@ from torch.overrides import TorchFunctionMode
 
 from ptocr.models.backbones.pplcnetv3 import AffineHardswish, LearnableRepLayer, fuse_rep_layers
 from ptocr.models.float64 import float64_members, model_dtype
-from ptocr.models.layers import SEModule, bn_scale_shift
+from ptocr.models.layers import GlobalAvgPool, SEModule, bn_scale_shift
 
 __all__ = ["INFERENCE_OPTIONS", "TASK_SETTINGS", "inference_settings", "compile_for_inference", "for_inference",
-           "fold_batch_norms", "fold_rep_affines", "se_as_matrices", "example_input", "FoldedRepLayer"]
+           "fold_batch_norms", "fold_rep_affines", "se_as_matrices", "for_fixed_shape_graph", "example_input",
+           "FoldedRepLayer"]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _ACTS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)
@@ -217,6 +218,22 @@ def se_as_matrices(model: nn.Module) -> int:
     for m in modules:
         m.as_matrices = True
     return len(modules)
+
+
+def for_fixed_shape_graph(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` for a trace fixed to one input size that oneDNN Graph runs (a static
+    TorchScript export): global pools as average pooling over the traced map, squeeze-excitation
+    as its 1x1 convs again. oneDNN Graph then fuses each SE into two partitions (pool, conv + ReLU;
+    conv + gate + product), where a mean and the matrix form leave PyTorch ops between partitions
+    (measured: ch_ppocr_mobile_v2.0_cls at batch 6, 61 partitions plus 58 PyTorch ops -> 61
+    partitions; time in doc/benchmarks.md). Eager, the matrix form stays faster (se_as_matrices)."""
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        if isinstance(m, SEModule):
+            m.as_matrices = False
+        elif isinstance(m, GlobalAvgPool):
+            m.fixed_window = True
+    return model
 
 
 # The for_inference keywords a model's config may set under "inference" (from its manifest

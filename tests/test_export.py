@@ -84,7 +84,12 @@ def test_static_torchscript_runs_through_onednn_graph(shared_dir, tmp_path):
     with onednn_fusion(), torch.no_grad():
         for _ in range(ONEDNN_GRAPH_WARMUP + 1):
             module(torch.from_numpy(batch))
-        assert "oneDNNFusion" in str(torch.jit.last_executed_optimized_graph()), "the fuser did not fuse"
+        graph = torch.jit.last_executed_optimized_graph()
+        assert "oneDNNFusion" in str(graph), "the fuser did not fuse"
+        # Squeeze-excitation runs inside the partitions (for_fixed_shape_graph): no mean, matrix
+        # product or reshape of it is left between them as a PyTorch op.
+        loose = {n.kind() for n in graph.nodes()} & {"aten::mean", "aten::linear", "aten::slice", "aten::unsqueeze"}
+        assert not loose, loose
     assert not torch._C._jit_llga_enabled()
     with pytest.raises(PtocrError, match="TorchScript"):
         run_exported(path, "onnx", [batch], onednn_graph=True)

@@ -10,12 +10,13 @@ import torch.nn as nn
 
 from ptocr.architectures import ARCHITECTURES
 from ptocr.models.build import build_model
-from ptocr.models.layers import SEModule
+from ptocr.models.layers import GlobalAvgPool, SEModule
 from ptocr.optimize import (
     INFERENCE_OPTIONS,
     TASK_SETTINGS,
     FoldedRepLayer,
     example_input,
+    for_fixed_shape_graph,
     for_inference,
     inference_settings,
     se_as_matrices,
@@ -183,3 +184,32 @@ def test_squeeze_excitation_as_matrices_same_function_without_conv_calls():
         a, b = plain(x), rewritten(x)
     assert not called and hooks
     assert (a - b).abs().max() <= REL_TOL_FP64 * a.abs().max()
+
+
+def test_fixed_shape_graph_form_same_function_as_pools_and_convs():
+    """A static export's form: a copy whose SE blocks call their 1x1 convs and whose global pools
+    are average pooling over the traced map; the same function, the model it came from unchanged."""
+    plain = _random_model("ch_ppocr_mobile_v2.0_cls")
+    x = example_input(ARCHITECTURES["ch_ppocr_mobile_v2.0_cls"], torch.float64)
+    fast = for_inference(plain, x)
+    graph = for_fixed_shape_graph(fast)
+    assert all(m.as_matrices for m in fast.modules() if isinstance(m, SEModule))
+    assert not any(m.fixed_window for m in fast.modules() if isinstance(m, GlobalAvgPool))
+    assert not any(m.as_matrices for m in graph.modules() if isinstance(m, SEModule))
+    pools = [m for m in graph.modules() if isinstance(m, GlobalAvgPool)]
+    assert len(pools) == 9 and all(m.fixed_window for m in pools)
+    with torch.no_grad():
+        a, b = fast(x), torch.jit.trace(graph, x, check_trace=False)(x)
+    assert (a - b).abs().max() <= REL_TOL_FP64 * a.abs().max()
+
+
+@pytest.mark.parametrize("hw, levels", [((2, 96), 1), ((32, 32), 1), ((40, 40), 2), ((1, 2000), 2)])
+def test_fixed_window_pool_levels(hw, levels):
+    """Up to ONE_WINDOW_MAX values a map pools in one window; a bigger one in two (rows, then
+    the column of row means): oneDNN sums a window sequentially. Both give the map's mean."""
+    pool = GlobalAvgPool()
+    pool.fixed_window = True
+    x = torch.rand(2, 3, *hw, dtype=torch.float64)
+    traced = torch.jit.trace(pool, x, check_trace=False)
+    assert str(traced.graph).count("aten::avg_pool2d") == levels
+    assert torch.allclose(traced(x), x.mean((2, 3), keepdim=True), rtol=1e-12, atol=0)

@@ -33,12 +33,32 @@ class GlobalAvgPool(nn.Module):
     (H, W) runs 5-15x faster than two (measured: a 1 x 96 x 160 x 160 RSEFPN map 0.10 vs 1.5 ms).
     Compiled, two means (W, then H): inductor's kernel sums the whole map in one sequential loop,
     and summing the 18,432 values of an RSEFPN map that way put ch_PP-OCRv4_det 1.5e-4 from its
-    exact output, as Paddle's own sequential sum does (eager: 2.9e-5); two levels keep it small."""
+    exact output, as Paddle's own sequential sum does (eager: 2.9e-5); two levels keep it small.
+
+    ``fixed_window`` (set by ``ptocr.optimize.for_fixed_shape_graph``, for a static trace): average
+    pooling with the traced map's size as its window. oneDNN Graph fuses that pooling with the
+    convs around it, where a mean stays a PyTorch op between partitions. oneDNN sums a window in
+    one sequential pass, so a map of more than ONE_WINDOW_MAX values pools in two levels (rows,
+    then the column of row means), as the compiled form does."""
+
+    ONE_WINDOW_MAX = 1024
+
+    def __init__(self):
+        super().__init__()
+        self.fixed_window = False
 
     def forward(self, x):
+        if self.fixed_window:
+            return self._fixed_window(x)
         if torch.compiler.is_compiling():
             return x.mean(3, keepdim=True).mean(2, keepdim=True)
         return x.mean((2, 3), keepdim=True)
+
+    def _fixed_window(self, x):
+        h, w = int(x.shape[2]), int(x.shape[3])  # constants of the trace: its one input size
+        if h * w > self.ONE_WINDOW_MAX:
+            x, w = F.avg_pool2d(x, (1, w), (1, w), 0, False, False), 1
+        return F.avg_pool2d(x, (h, w), (h, w), 0, False, False)
 
 
 class SEModule(nn.Module):
