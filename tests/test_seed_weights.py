@@ -69,3 +69,42 @@ def test_seed_weights_leaves_nothing_when_conversion_fails(shared_dir, tmp_path,
     assert main([str(src), str(out), "--images", str(words), "--arch", "ch_ppocr_mobile_v2.0_det"]) == 2
     assert "error:" in capsys.readouterr().err
     assert not out.exists() and not list((tmp_path / "seeded").iterdir())
+
+
+def _small_bn_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    layers = []
+    for cin, cout in ((3, 8), (8, 8), (8, 4)):
+        layers += [torch.nn.Conv2d(cin, cout, 3, padding=1), torch.nn.BatchNorm2d(cout), torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers).eval()
+
+
+def test_lockstep_calibration_equals_rerunning_each_layer():
+    """All inputs run at once, halted at each batch norm: the statistics are bit-identical to
+    rerunning every input up to each batch norm in turn (the definition), sizes differing."""
+    from converter.seeding import _set_batch_norm, _set_batch_norms_in_lockstep
+
+    xs = [torch.rand(1, 3, 16, 24) * 3, torch.rand(2, 3, 20, 12) - 1, torch.rand(1, 3, 8, 8)]
+    reference, lockstep = _small_bn_net(), _small_bn_net()
+    for bn in [m for m in reference if isinstance(m, torch.nn.BatchNorm2d)]:
+        seen = []
+        hook = bn.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+        with torch.no_grad():
+            for x in xs:
+                reference(x)
+        hook.remove()
+        _set_batch_norm(bn, seen[: len(xs)])
+    _set_batch_norms_in_lockstep(lockstep, [m for m in lockstep if isinstance(m, torch.nn.BatchNorm2d)], xs)
+    for a, b in zip(reference.state_dict().values(), lockstep.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not any(m._forward_pre_hooks for m in lockstep), "hooks left behind"
+
+
+def test_lockstep_calibration_reports_a_failing_input_without_hanging():
+    from converter.seeding import _set_batch_norms_in_lockstep
+
+    net = _small_bn_net()
+    bns = [m for m in net if isinstance(m, torch.nn.BatchNorm2d)]
+    with pytest.raises(RuntimeError, match="channels"):  # the conv's own error, not a broken barrier
+        _set_batch_norms_in_lockstep(net, bns, [torch.rand(1, 3, 8, 8), torch.rand(1, 5, 8, 8)])
+    assert not any(m._forward_pre_hooks for m in net)
