@@ -57,8 +57,14 @@ class GlobalAvgPool(nn.Module):
     def _fixed_window(self, x):
         h, w = int(x.shape[2]), int(x.shape[3])  # constants of the trace: its one input size
         if h * w > self.ONE_WINDOW_MAX:
-            x, w = F.avg_pool2d(x, (1, w), (1, w), 0, False, False), 1
-        return F.avg_pool2d(x, (h, w), (h, w), 0, False, False)
+            x, w = _window_mean(x, (1, w)), 1
+        return _window_mean(x, (h, w))
+
+
+def _window_mean(x, window):
+    # Stride and padding spelled out: traced with torch's defaults, oneDNN Graph refused the
+    # pooling op ("could not set attribute to the op").
+    return F.avg_pool2d(x, window, stride=window, padding=0, ceil_mode=False, count_include_pad=False)
 
 
 class SEModule(nn.Module):
