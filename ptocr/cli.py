@@ -18,6 +18,9 @@ EXIT_BAD_INPUT = 2
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main():
     """PaddleOCR's PP-OCR models in PyTorch."""
+    from ptocr import allocator
+
+    allocator.keep_freed_memory()  # each image's tensors reuse the last one's memory
 
 
 def _fail(message: str) -> None:

@@ -1,0 +1,61 @@
+"""Keep the memory that inference frees inside the process, so the next call reuses it.
+
+PyTorch's CPU allocator passes each tensor to malloc and back. glibc by default gives a block
+larger than its mmap threshold a fresh mapping and unmaps it on free, and hands free memory at the
+top of its heap back to the system once it exceeds the trim threshold. Either way the next
+forward's activations land on new pages, which the kernel faults in and zeroes one by one.
+ONNX Runtime and Paddle Inference keep their own arenas and never pay this.
+
+Measured on the v2.0 direction classifier at batch 6, 48 x 192, static oneDNN Graph TorchScript,
+2 threads: about 850 page faults per call with glibc's defaults, none with the thresholds below.
+See doc/benchmarks.md for what it does to each stage.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+__all__ = ["keep_freed_memory", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]
+
+# glibc's ceiling for its own adaptive mmap threshold on 64-bit systems: blocks up to this size
+# come from the heap. Larger ones (a 960 x 960 detector's widest maps) still get their own mapping.
+MMAP_THRESHOLD = 32 << 20
+# Free memory the heap keeps before returning it: room for a large detector's working set.
+TRIM_THRESHOLD = 256 << 20
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # malloc.h
+
+
+def _glibc():
+    """The process's C library if it is glibc, else None (musl, macOS, Windows: nothing to tune)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        libc.gnu_get_libc_version  # noqa: B018  (only glibc has it)
+        libc.mallopt  # noqa: B018
+    except (OSError, AttributeError, TypeError):
+        return None
+    return libc
+
+
+def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> bool:
+    """Set glibc's mmap and trim thresholds for this process (``mallopt``), so tensors freed
+    after one forward are reused by the next instead of returned to the system.
+
+    Process-wide and lasting, like ``torch.set_num_threads``: the process keeps up to
+    ``trim_threshold`` bytes of freed memory. The ``ptocr`` command calls it; call it once in
+    your own process for the same speed. Returns False, changing nothing, where the C library is
+    not glibc."""
+    for name, value in (("mmap_threshold", mmap_threshold), ("trim_threshold", trim_threshold)):
+        if not isinstance(value, int) or not 0 < value < 2**31:  # mallopt takes a C int
+            raise ValueError(f"{name} must be a number of bytes in [1, 2**31), got {value!r}")
+    libc = _glibc()
+    if libc is None:
+        return False
+    # Setting either turns off glibc's adaptive thresholds, so both are set.
+    if not libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(mmap_threshold)):
+        raise ValueError(f"glibc refused mmap_threshold={mmap_threshold}")
+    if not libc.mallopt(_M_TRIM_THRESHOLD, ctypes.c_int(trim_threshold)):
+        raise ValueError(f"glibc refused trim_threshold={trim_threshold}")
+    return True
