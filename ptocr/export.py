@@ -28,6 +28,7 @@ recognizer here: "bad optional access"); ``run_exported(..., onednn_graph=True)`
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from contextlib import contextmanager
@@ -79,7 +80,9 @@ def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: st
     if fmt == "aoti" and dst.suffix != SUFFIXES["aoti"]:
         raise PtocrError(f"{dst}: an AOTInductor package must be named *.pt2")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    model = model.float().cpu().eval()
+    # On a copy: .float(), .cpu() and .eval() change a module in place, and the caller's model
+    # (a bfloat16 one, say, or one still training) must come back as it went in.
+    model = copy.deepcopy(model).float().cpu().eval()
     x = example_input(config, batch=2 if dynamic else 1, shape=input_shape)
     tmp = dst.with_name(f"{dst.stem}.partial{dst.suffix}")
     try:

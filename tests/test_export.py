@@ -107,6 +107,24 @@ def test_cli_static_torchscript_reports_onednn_graph(shared_dir, tmp_path):
     assert "enable_onednn_fusion(True) (fused oneDNN partitions): max |delta|" in res.output
 
 
+def test_export_leaves_the_callers_model_as_it_was(tmp_path):
+    """The export is float32 on CPU in eval mode; the model handed in keeps its own type and mode."""
+    import torch
+
+    from ptocr.architectures import get_architecture
+    from ptocr.models.build import build_model
+
+    arch = get_architecture("ch_ppocr_mobile_v2.0_cls")
+    model = build_model(arch["model"]).to(torch.bfloat16).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    export(model, arch, tmp_path / "cls.pt", "torchscript")
+    assert model.training
+    assert {v.dtype for v in model.state_dict().values() if v.is_floating_point()} == {torch.bfloat16}
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert {v.dtype for v in torch.jit.load(str(tmp_path / "cls.pt")).state_dict().values()
+            if v.is_floating_point()} == {torch.float32}
+
+
 def test_unknown_format_is_refused(shared_dir, tmp_path):
     conv = convert(shared_dir / "paddle_models" / "ch_ppocr_mobile_v2.0_cls_infer")
     with pytest.raises(PtocrError, match="unknown export format"):
