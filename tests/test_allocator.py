@@ -1,5 +1,6 @@
 """keep_freed_memory: a forward after the first stops page-faulting its activations in."""
 
+import os
 import subprocess
 import sys
 
@@ -31,7 +32,9 @@ with torch.inference_mode():
 
 
 def _faults_per_forward(setting: str) -> float:
-    done = subprocess.run([sys.executable, "-c", _FAULTS, setting], capture_output=True, text=True, check=True)
+    # glibc's own defaults: no malloc settings from the caller's environment.
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")}
+    done = subprocess.run([sys.executable, "-c", _FAULTS, setting], capture_output=True, text=True, check=True, env=env)
     return float(done.stdout.strip().splitlines()[-1])
 
 
