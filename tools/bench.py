@@ -335,8 +335,8 @@ def convert_load_worker(shared: Path, repeat: int) -> dict[str, float]:
 
 def worker(kind: str, shared: Path, threads: int, repeat: int, only: list[str] | None = None):
     torch.set_num_threads(threads)
-    # The process setting the ptocr command makes, given to every engine alike: ONNX Runtime and
-    # Paddle keep their own arenas, so it changes nothing measurable for them.
+    # The process setting the ptocr command makes, given to every engine alike. ONNX Runtime and
+    # Paddle keep their own arenas: with it and without, they stayed within their rounds' spread.
     keep_freed_memory()
     if kind in E2E:
         return e2e_worker(kind, shared, threads, max(1, repeat // 10))
