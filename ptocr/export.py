@@ -93,7 +93,7 @@ def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: st
                 _export_aoti(model, config, x, tmp, dynamic)
             else:
                 if not dynamic:  # the layers oneDNN Graph fuses, at the one traced size
-                    model = for_fixed_shape_graph(model)
+                    for_fixed_shape_graph(model, inplace=True)  # on export's own copy
                 with warnings.catch_warnings():  # sizes read as constants: a static trace is one size
                     warnings.simplefilter("ignore", torch.jit.TracerWarning)
                     traced = torch.jit.trace(model, x, check_trace=False)

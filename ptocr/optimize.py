@@ -220,15 +220,17 @@ def se_as_matrices(model: nn.Module) -> int:
     return len(modules)
 
 
-def for_fixed_shape_graph(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` for a trace fixed to one input size that oneDNN Graph runs (a static
-    TorchScript export): global pools as average pooling over the traced map, squeeze-excitation
-    as its 1x1 convs again. oneDNN Graph then runs each SE as three partitions (pool; conv + ReLU;
-    conv + gate + product), where a mean and the matrix form leave PyTorch ops between partitions
-    (measured: ch_ppocr_mobile_v2.0_cls at batch 6, 61 partitions with 61 PyTorch ops between
-    them -> 62 partitions with the head's 3; 8.32 -> 7.31 ms, README "Speed"). Eager, the matrix
-    form stays faster (se_as_matrices)."""
-    model = copy.deepcopy(model)
+def for_fixed_shape_graph(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+    """A copy of ``model`` (``inplace=True``: ``model`` itself) for a trace fixed to one input size
+    that oneDNN Graph runs (a static TorchScript export): global pools as average pooling over the
+    traced map, squeeze-excitation as its 1x1 convs again. oneDNN Graph then runs each SE as three
+    partitions (pool; conv + ReLU; conv + gate + product), where a mean and the matrix form leave
+    PyTorch ops between partitions (measured: ch_ppocr_mobile_v2.0_cls at batch 6, 61 partitions
+    with 61 PyTorch ops between them -> 62 partitions with the head's 3; 8.32 -> 7.31 ms, medians
+    of five alternating rounds of the bench's workers). Eager, the matrix form stays faster
+    (se_as_matrices)."""
+    if not inplace:
+        model = copy.deepcopy(model)
     for m in model.modules():
         if isinstance(m, SEModule):
             m.as_matrices = False
