@@ -6,8 +6,8 @@ One run, a fixed thread count for every engine. Each engine is timed in a child 
 of its own, one after the other: Paddle's OpenMP runtime and torch's in one process
 oversubscribe the cores (measured: PyTorch det 640x640 10x slower beside a loaded Paddle). Each stage gets the same
 real input (a scene or word crops from ../shared/images, pre-processed), is warmed up,
-then timed ``--repeat`` times. The engines take turns for ``--rounds`` rounds, so a slow spell
-of a shared machine hits one round of one engine, not a whole column (measured: one ONNX Runtime
+then timed ``--repeat`` times and for at least a second. The engines take turns for
+``--rounds`` rounds, so a slow spell of a shared machine hits one round of one engine, not a whole column (measured: one ONNX Runtime
 process ran every stage 1.7-1.9x slower than the next); the table gives the median over rounds
 and the ratio PyTorch / the best other engine (< 1: PyTorch is faster). ONNX models are exported from the same Paddle
 folders with PyPI's paddle2onnx (1.3.1 reads Paddle 2 programs; 2.x only PIR ones).
@@ -67,11 +67,17 @@ def stages(shared: Path, only: list[str] | None = None) -> list[tuple[str, str, 
     return [s for s in every if not only or any(o in s[0] for o in only)]
 
 
-def median_ms(fn, x, repeat: int, warmup: int = 3) -> float:
+# A stage's calls go on past ``--repeat`` until they add up to this: 20 calls of the 5 ms
+# classifier are 0.1 s, a sample one noisy spell of this shared machine can shift (its rounds'
+# medians spread 4.5-5.3 ms in one run), while the slow stages take longer than this anyway.
+MIN_STAGE_SECONDS = 1.0
+
+
+def median_ms(fn, x, repeat: int, warmup: int = 3, min_seconds: float = MIN_STAGE_SECONDS) -> float:
     for _ in range(warmup):
         fn(x)
     times = []
-    for _ in range(repeat):
+    while len(times) < repeat or sum(times) < min_seconds:
         t0 = time.perf_counter()
         fn(x)
         times.append(time.perf_counter() - t0)
@@ -500,7 +506,7 @@ def main(argv=None) -> int:
     header = (f"Machine: {_machine()}. Threads: {args.threads} for every engine. "
               f"Every worker keeps freed memory for reuse (`ptocr.keep_freed_memory()`, as the `ptocr` command does). "
               f"Versions: {_versions()}. "
-              f"Stages: median of {args.repeat} calls after 3 warm-ups, each engine in its own process, the engines "
+              f"Stages: median of at least {args.repeat} calls and {MIN_STAGE_SECONDS:g} s of calls after 3 warm-ups, each engine in its own process, the engines "
               f"in turn for {args.rounds} rounds, the median over rounds. "
               f"Total bench time {time.perf_counter() - started:.0f} s.")
     print(header)
