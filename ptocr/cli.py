@@ -239,14 +239,17 @@ def publish(folders, dry_run, token, private):
 def export(model, dst, fmt, dynamic, input_shape, opset):
     """Export MODEL (a name, .safetensors or Paddle folder) to DST and check it against PyTorch.
 
-    The check runs the export (ONNX Runtime for ONNX) and the PyTorch model on inputs of a
-    size other than the traced one; exit 1 if they differ by more than 1e-4. A static aoti
+    The check runs the export (ONNX Runtime for ONNX) and the PyTorch model on real inputs: the
+    embedded demo scene and text lines cut from it, pre-processed as the model's config says, at
+    sizes and batch sizes other than the traced ones (a static export: resized to its one
+    shape); exit 1 if they differ by more than 1e-4. A static aoti
     export is compiled with frozen weights (prepacked for oneDNN), for where the input shape is
     fixed, e.g. the direction classifier at the pipeline's batch size. A static torchscript
     export is frozen too, for PyTorch's oneDNN Graph fuser (torch.jit.enable_onednn_fusion(True)),
     and is also checked through it: the classifier's fastest CPU path.
     """
     import ptocr
+    from ptocr.demo_inputs import demo_inputs
     from ptocr.export import check_export, example_input
     from ptocr.export import export as do_export
 
@@ -256,16 +259,14 @@ def export(model, dst, fmt, dynamic, input_shape, opset):
             _fail(f"{model} is a pipeline; export its parts (det, rec, cls) one by one")
         shape = _shape(input_shape) if input_shape else None
         path = do_export(predictor.model, predictor.config, dst, fmt, dynamic=dynamic, opset=opset, input_shape=shape)
-        x = example_input(predictor.config, batch=3 if dynamic else 1, shape=shape).numpy()
-        if dynamic and predictor.config["task"] != "cls":
-            x = x[..., : x.shape[-1] - 32]  # an untraced width (and height for det)
-            if predictor.config["task"] == "det":
-                x = x[:, :, :-64]
-        worst = check_export(path, fmt, predictor.model, [x])
-        fused = _onednn_graph_check(path, predictor.model, x) if fmt == "torchscript" and not dynamic else None
+        static_shape = None if dynamic else shape or tuple(example_input(predictor.config).shape)
+        xs = demo_inputs(predictor.config, static_shape)
+        worst = check_export(path, fmt, predictor.model, xs)
+        fused = _onednn_graph_check(path, predictor.model, xs) if fmt == "torchscript" and not dynamic else None
     except PtocrError as e:
         _fail(str(e))
-    click.echo(f"{path}: {fmt}, max |delta| vs PyTorch {worst:.2e} on input {tuple(x.shape)}")
+    shapes = ", ".join(sorted({"x".join(map(str, x.shape)) for x in xs}))
+    click.echo(f"{path}: {fmt}, max |delta| vs PyTorch {worst:.2e} on {len(xs)} inputs from the demo scene ({shapes})")
     if isinstance(fused, str):
         click.echo(f"oneDNN Graph cannot run it ({fused}): load it without torch.jit.enable_onednn_fusion(True)")
     elif fused is not None:
@@ -276,13 +277,13 @@ def export(model, dst, fmt, dynamic, input_shape, opset):
         sys.exit(1)
 
 
-def _onednn_graph_check(path, model, x) -> float | str:
+def _onednn_graph_check(path, model, xs) -> float | str:
     """A static TorchScript export through PyTorch's oneDNN Graph fuser: its max |delta| vs
     PyTorch, or the fuser's error (it refuses some models)."""
     from ptocr.export import check_export
 
     try:
-        return check_export(path, "torchscript", model, [x], onednn_graph=True)
+        return check_export(path, "torchscript", model, xs, onednn_graph=True)
     except RuntimeError as e:
         return f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
 

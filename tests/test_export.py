@@ -165,7 +165,7 @@ def test_cli_static_input_shape(shared_dir, tmp_path):
     dst = tmp_path / "cls6.onnx"
     res = CliRunner().invoke(main, ["export", src, str(dst), "--static", "--input-shape", "6x3x48x192"])
     assert res.exit_code == 0, res.output
-    assert "on input (6, 3, 48, 192)" in res.output
+    assert "on 2 inputs from the demo scene (6x3x48x192)" in res.output
     for args, message in ((["--static", "--input-shape", "6x3x48"], "4 positive sizes"),
                           (["--static", "--input-shape", "6x3xAx192"], "NxCxHxW"),
                           (["--input-shape", "6x3x48x192"], "static export")):
