@@ -94,3 +94,25 @@ def test_float16_on_cuda_reads_what_float32_on_cpu_reads(shared_dir, scenes):
         a, b = cpu(crops), gpu(crops)
         assert [r[0] for r in b] == [r[0] for r in a]
         assert np.isfinite([r[1] for r in b]).all()
+
+
+@pytest.mark.parametrize("name", ["ch_ppocr_mobile_v2.0_det_infer", "ch_PP-OCRv3_det_infer", "ch_PP-OCRv4_det_infer",
+                                  "ch_PP-OCRv4_rec_infer", "en_number_mobile_v2.0_rec_infer",
+                                  "ch_ppocr_mobile_v2.0_cls_infer", "PP-LCNet_x0_25_textline_ori_infer"])
+@pytest.mark.parametrize("optimize", [True, False], ids=["optimized", "plain"])
+def test_float16_load_and_forward_keep_to_the_device(shared_dir, name, optimize):
+    """What ``ptocr.load(..., device="cuda", dtype="float16")`` asks of this code, checked without a
+    GPU on PyTorch's meta device (shapes and types, no values): loading, folding for inference,
+    the cast and the forward must make no tensor on the CPU, which fails the op that meets it
+    there as on CUDA. (Meta kernels do not check float types; the CPU float16 tests above do.)"""
+    from ptocr.optimize import example_input
+
+    predictor = ptocr.load(shared_dir / "paddle_models" / name, device="meta", dtype="float16", optimize=optimize)
+    x = example_input(predictor.config)
+    tensors = [*predictor.model.parameters(), *predictor.model.buffers()]
+    assert {t.device.type for t in tensors} == {"meta"}
+    assert torch.float16 in {t.dtype for t in tensors}
+    with torch.inference_mode():
+        want = ptocr.load(shared_dir / "paddle_models" / name, optimize=optimize).model(x)
+        got = predictor.model(x.to("meta", torch.float16))
+    assert got.device.type == "meta" and got.dtype == torch.float16 and got.shape == want.shape
