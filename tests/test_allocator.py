@@ -41,10 +41,12 @@ def _faults_per_forward(setting: str) -> float:
 @pytest.mark.skipif(allocator._glibc() is None, reason="keep_freed_memory tunes glibc; this C library is not glibc")
 def test_kept_memory_is_reused_by_the_next_forward():
     default, kept = _faults_per_forward("default"), _faults_per_forward("kept")
-    # glibc's defaults hand the activations back (measured: about 1900 faults per forward); kept,
-    # the next forward finds them on the heap.
-    assert default > 200, f"glibc's defaults already reuse the memory ({default} faults per forward)"
-    assert kept < 0.05 * default, (default, kept)
+    # glibc's defaults hand the activations back: about 1950 faults per forward here, but one
+    # clean-clone run, other tests beside it, measured 42.7, so how many depends on the process.
+    # The measure must see them; kept, the next forward finds its memory on the heap (0.0 in
+    # every run; without the mallopt calls this is the default's count).
+    assert default > 20, f"no faults seen with glibc's defaults ({default} per forward)"
+    assert kept < 20, (default, kept)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2**31, 1.5, "32M"])
