@@ -145,13 +145,26 @@ def model_from_state(model_cfg: dict, state_dict: dict[str, torch.Tensor], *, wh
                 f"{k} {list(state_dict[k].shape)} vs {list(expected[k].shape)}" for k in wrong[:8]))
         raise ModelFileError(f"{where}: weights do not fit the architecture: " + "; ".join(parts))
     # Built on the meta device and given the loaded tensors: no random init to pay for.
-    model.load_state_dict(state_dict, strict=True, assign=True)
+    model.load_state_dict({k: _aligned(v) for k, v in state_dict.items()}, strict=True, assign=True)
     if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):
         # A buffer the state dict does not carry (computed in __init__): build for real.
         model = build_model(model_cfg)
         model.load_state_dict(state_dict, strict=True)
     # Assigned tensors come in the file's type: the float64 modules take theirs again.
     return compute_in_float64(model, model_cfg.get("float64_modules")).eval()
+
+
+# MKL and oneDNN pick code paths (and so summation orders) by the alignment of their operands,
+# and MKL promises reproducible results only for 64-byte aligned arrays. Tensors read from a
+# file or a Paddle buffer are views at any offset; PyTorch's CPU allocator aligns to 64.
+_ALIGNMENT = 64
+
+
+def _aligned(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in storage of its own at a 64-byte boundary (a copy only where it is not already)."""
+    if t.device.type == "cpu" and t.data_ptr() % _ALIGNMENT:
+        return t.clone(memory_format=torch.contiguous_format)
+    return t
 
 
 def _dtype_fits(got: torch.dtype, want: torch.dtype) -> bool:

@@ -1,5 +1,6 @@
 """ptocr-convert on the real official models, and every way a conversion must refuse."""
 
+import copy
 import json
 import pickle
 import shutil
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 import converter.writer as writer
 from converter.cli import EXIT_BAD_INPUT, main
 from converter.convert import convert
+from conftest import assert_same_state
 from ptocr.models.backbones.pplcnetv3 import fuse_rep_layers
 from ptocr.models.build import build_model
 from ptocr.architectures import get_architecture
@@ -49,10 +51,21 @@ def test_convert_detects_architecture_and_writes_loadable_files(models, tmp_path
 
     predictor = ptocr.load(dst, fuse=False)
     reference = convert(models / folder).model
+    # The file holds the conversion's tensors exactly, each at an aligned address as loaded
+    # (MKL and oneDNN choose kernels by alignment).
+    loaded, converted = predictor.model.state_dict(), reference.state_dict()
+    assert_same_state(loaded, converted)
+    assert all(t.data_ptr() % 64 == 0 for t in [*loaded.values(), *converted.values()])
     x = torch.randn(2, 3, 64, 320) if config["task"] != "det" else torch.randn(1, 3, 128, 160)
     with torch.no_grad():
-        # Same weights; only memory alignment differs (oneDNN may pick other kernels).
-        torch.testing.assert_close(predictor.model(x), reference(x), rtol=0, atol=1e-7)
+        got, want = predictor.model(x), reference(x)
+        exact = copy.deepcopy(reference).double()(x.double())
+    # Same function, same weights: the outputs can differ only as two float32 evaluations of it
+    # can, each within float32's rounding of the exact (float64) output. The reference's own
+    # distance from it measures that rounding for this network and input; a conversion defect (a
+    # setting lost in the file, a float64 module computed in float32) moves outputs far more.
+    rounding = (want.double() - exact).abs().max().item()
+    assert (got.double() - want.double()).abs().max().item() <= 2 * rounding
 
 
 def test_rec_dictionary_is_recorded(models, tmp_path):
