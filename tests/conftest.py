@@ -37,8 +37,8 @@ def assert_same_state(a, b, keys=None) -> None:
 
 
 def shared_path() -> Path:
-    """The shared data folder: $PTOCR_SHARED, else <repo>/../shared (one setting, see parity_suite)."""
-    from converter.parity_suite import default_shared
+    """The shared data folder: $PTOCR_SHARED, else <repo>/../shared (one setting, see verification.shared)."""
+    from verification.shared import default_shared
 
     return default_shared()
 

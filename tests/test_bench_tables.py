@@ -2,12 +2,8 @@
 models) is shown as such in the progress line and the table, not a crash or a number."""
 
 import math
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
-import bench  # noqa: E402
+from tools import bench
 
 
 def _times(graph_det: float) -> dict:

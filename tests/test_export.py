@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from converter.convert import convert
-from converter.parity import single_inputs
 from ptocr.errors import PtocrError
 from ptocr.export import FORMATS, SUFFIXES, check_export, export
 from ptocr.transforms import RecPreprocess, load_image
+from verification.parity import single_inputs
 
 MODELS = {
     "det": ("ch_PP-OCRv4_det_infer", "scenes", 3),

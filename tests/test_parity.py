@@ -2,7 +2,7 @@
 
 Every suite entry is converted without ``--arch`` (the detected architecture must be the
 expected one) and compared with Paddle: trained weights as released, real programs with
-seeded, calibrated weights (converter.seeding).
+seeded, calibrated weights (verification.seeding).
 """
 
 import dataclasses
@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-from converter.parity import EXACT_TOLERANCE, paddle_available
-from converter.parity_suite import SUITE, report_row, run_entry, source_folder
+from verification.parity import EXACT_TOLERANCE, paddle_available
+from verification.suite import report_row, run_entry, source_folder, suite
 
 
 MIN_INPUT_SPREAD = 1e-2  # 100x the tolerance
@@ -31,7 +31,7 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("seeded")
 
 
-@pytest.mark.parametrize("entry", SUITE, ids=[e.id for e in SUITE])
+@pytest.mark.parametrize("entry", suite(), ids=[e.id for e in suite()])
 def test_parity_against_paddle(shared_dir, paddle, workdir, entry):
     assert source_folder(shared_dir, entry).is_dir(), f"{entry.model} is missing from {shared_dir}"
     report = run_entry(entry, shared_dir, workdir)
@@ -51,7 +51,7 @@ COMPILED = {"ch_PP-OCRv4_det": ("scenes/00009282.jpg", "scenes/00059985.jpg"),
             "ch_ppocr_mobile_v2.0_cls": None}
 
 
-@pytest.mark.parametrize("entry", [e for e in SUITE if e.model in COMPILED], ids=lambda e: e.id)
+@pytest.mark.parametrize("entry", [e for e in suite() if e.model in COMPILED], ids=lambda e: e.id)
 def test_compiled_parity_against_paddle(shared_dir, paddle, workdir, entry):
     """ptocr.load(..., compile=True): the "optimized" figures are the compiled model's."""
     if COMPILED[entry.model]:
@@ -80,7 +80,7 @@ def test_a_flipped_pick_passes_only_as_a_rounding_tie():
     probabilities of the two classes are within the tolerance, and fp64 decisions must agree."""
     import numpy as np
 
-    from converter.parity import _argmax_judge
+    from verification.parity import _argmax_judge
 
     judge = _argmax_judge(lambda p: [str(r) for r in p.argmax(-1).tolist()])
     exact = np.array([[0.4, 0.4 + 1e-8, 0.2 - 1e-8]])
@@ -94,12 +94,12 @@ def test_a_flipped_pick_passes_only_as_a_rounding_tie():
 
 
 def test_paddle_runs_in_one_process_equal_separate_processes(shared_dir, paddle):
-    """The Paddle references come from one subprocess per model (converter.paddle_runner runs
+    """The Paddle references come from one subprocess per model (verification.paddle_runner runs
     every runtime and float64 in turn): each must be bit-identical to that run alone."""
     import numpy as np
 
     from converter.convert import convert
-    from converter.parity import PADDLE_RUNTIMES, paddle_outputs, single_inputs
+    from verification.parity import PADDLE_RUNTIMES, paddle_outputs, single_inputs
 
     folder = shared_dir / "paddle_models" / "ch_ppocr_mobile_v2.0_cls_infer"
     images = sorted((shared_dir / "images" / "words" / "ch").iterdir())[:2]

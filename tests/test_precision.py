@@ -5,8 +5,6 @@ not CUDA's kernels); the CUDA test runs where a GPU is present."""
 from __future__ import annotations
 
 import copy
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +13,7 @@ import torch.nn as nn
 
 import ptocr
 from ptocr.precision import cast_model
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from precision_agreement import binary_maps, flipped_share  # noqa: E402
+from tools.precision_agreement import binary_maps, flipped_share
 
 # Largest share of detection-map pixels on the other side of the binarization threshold,
 # float32 vs 16 bits. Measured on these scenes: float16 0.06 %, bfloat16 0.52 % (optimize=False,

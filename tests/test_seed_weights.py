@@ -1,25 +1,22 @@
 """tools/seed_weights.py: calibrated seeded weights beside a real program, either kind.
 
 The parity suite seeds every program of ../shared/paddle_graphs through the same recipe
-(``converter.seeding.seed_and_calibrate``); the tool is how a user seeds one by hand, so
+(``verification.seeding.seed_and_calibrate``); the tool is how a user seeds one by hand, so
 it must take a Paddle 2 program and a Paddle 3 (PIR) one alike.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
-from converter.convert import convert  # noqa: E402
-from converter.parity import single_inputs  # noqa: E402
-from converter.seeding import CALIBRATION_INPUTS, seed_folder  # noqa: E402
-from seed_weights import main  # noqa: E402
+from converter.convert import convert
+from tools.seed_weights import main
+from verification.parity import single_inputs
+from verification.seeding import CALIBRATION_INPUTS, seed_folder
 
 
 def _log_prob_spread(folder: Path, images: list[Path]) -> float:
@@ -82,7 +79,7 @@ def _small_bn_net() -> torch.nn.Module:
 def test_lockstep_calibration_equals_rerunning_each_layer():
     """All inputs run at once, halted at each batch norm: the statistics are bit-identical to
     rerunning every input up to each batch norm in turn (the definition), sizes differing."""
-    from converter.seeding import _set_batch_norm, _set_batch_norms_in_lockstep
+    from verification.seeding import _set_batch_norm, _set_batch_norms_in_lockstep
 
     xs = [torch.rand(1, 3, 16, 24) * 3, torch.rand(2, 3, 20, 12) - 1, torch.rand(1, 3, 8, 8)]
     reference, lockstep = _small_bn_net(), _small_bn_net()
@@ -101,7 +98,7 @@ def test_lockstep_calibration_equals_rerunning_each_layer():
 
 
 def test_lockstep_calibration_reports_a_failing_input_without_hanging():
-    from converter.seeding import _set_batch_norms_in_lockstep
+    from verification.seeding import _set_batch_norms_in_lockstep
 
     net = _small_bn_net()
     bns = [m for m in net if isinstance(m, torch.nn.BatchNorm2d)]

@@ -14,11 +14,11 @@ import pytest
 
 from conftest import assert_same_state
 from converter.convert import convert
-from converter.parity_suite import CHECKPOINT, SEEDED, SUITE, source_folder
 from converter.readers import read_source
-from converter.seeding import seed_folder
+from verification.seeding import seed_folder
+from verification.suite import CHECKPOINT, SEEDED, source_folder, suite
 
-PADDLE2 = [e for e in SUITE if e.kind != CHECKPOINT]  # folders without .pdiparams.info (PIR) skip below
+PADDLE2 = [e for e in suite() if e.kind != CHECKPOINT]  # folders without .pdiparams.info (PIR) skip below
 
 
 def _inference_folder(entry, shared, tmp_path):

@@ -58,13 +58,13 @@ import torch.nn as nn
 
 from conftest import assert_same_state
 from converter.convert import convert
-from converter.parity_suite import CHECKPOINT, SEEDED, SUITE, source_folder
 from converter.readers import read_info
-from converter.seeding_pir import seed_folder
 from ptocr.manifest import load_manifest
+from verification.seeding_pir import seed_folder
+from verification.suite import CHECKPOINT, SEEDED, source_folder, suite
 
 _MODELS = load_manifest().models
-PIR = [e for e in SUITE if e.kind != CHECKPOINT
+PIR = [e for e in suite() if e.kind != CHECKPOINT
        and ((_MODELS.get(e.model) or {}).get("source") or {}).get("format") == "paddle3_pir"]
 
 # PP-LCNet_x1_0 textline and doc differ only in strides (no tensor shows them) and class count:

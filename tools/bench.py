@@ -1,20 +1,20 @@
 """CPU latency of the converted PyTorch models against Paddle Inference and ONNX Runtime.
 
-    python tools/bench.py [--threads 2] [--repeat 20] [--rounds 3] [--skip e2e ...] [--out doc/benchmarks.md]
+    python -m tools.bench [--threads 2] [--repeat 20] [--rounds 3] [--skip e2e ...] [--out doc/benchmarks.md]
 
 One run, a fixed thread count for every engine. Each engine is timed in a child process
 of its own, one after the other: Paddle's OpenMP runtime and torch's in one process
-oversubscribe the cores (measured: PyTorch det 640x640 10x slower beside a loaded Paddle). Each stage gets the same
+oversubscribe the cores and slow each other down. Each stage gets the same
 real input (a scene or word crops from ../shared/images, pre-processed), is warmed up,
 then timed ``--repeat`` times and for at least a second. The engines take turns for
-``--rounds`` rounds, so a slow spell of a shared machine hits one round of one engine, not a whole column (measured: one ONNX Runtime
-process ran every stage 1.7-1.9x slower than the next); the table gives the median over rounds
+``--rounds`` rounds, so a slow spell of a shared machine (or one slow process) hits one round
+of one engine, not a whole column; the table gives the median over rounds
 and the ratio PyTorch / the best other engine (< 1: PyTorch is faster). ONNX models are exported from the same Paddle
 folders with PyPI's paddle2onnx (1.3.1 reads Paddle 2 programs; 2.x only PIR ones).
 
 Also: the end-to-end pipeline against PaddleOCR 2.10 on every scene, conversion and load time
 of the mobile models, and the bf16 / fp16 vs fp32 agreement of the trained models on CPU
-(tools/precision_agreement.py). ``--out doc/benchmarks.md`` writes it all with the machine and versions.
+(``tools.precision_agreement``). ``--out doc/benchmarks.md`` writes it all with the machine and versions.
 
 Needs: paddlepaddle, onnxruntime, paddle2onnx==1.3.1 (pip install -e ".[bench]"), paddleocr==2.10.0
 (``pip install --no-deps``) for the end-to-end row.
@@ -23,24 +23,33 @@ Needs: paddlepaddle, onnxruntime, paddle2onnx==1.3.1 (pip install -e ".[bench]")
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import types
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cv2
+import numpy as np
+import torch
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import ptocr
+from converter.convert import convert
+from converter.writer import write_converted
+from ptocr.allocator import keep_freed_memory
+from ptocr.export import ONEDNN_GRAPH_WARMUP, export
+from ptocr.transforms import ClsPreprocess, RecPreprocess, load_image
+from tools.make_pipeline_reference import bind_paddleocr_tools, official_pipeline
+from tools.precision_agreement import markdown, rows
+from verification.shared import default_shared
 
-from converter.convert import convert  # noqa: E402
-from converter.parity_suite import default_shared  # noqa: E402
-from ptocr.allocator import keep_freed_memory  # noqa: E402
-from ptocr.transforms import ClsPreprocess, RecPreprocess, load_image  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 MODELS = {"det": "ch_PP-OCRv4_det_infer", "rec": "ch_PP-OCRv4_rec_infer", "cls": "ch_ppocr_mobile_v2.0_cls_infer"}
 _MEAN, _STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
@@ -67,9 +76,9 @@ def stages(shared: Path, only: list[str] | None = None) -> list[tuple[str, str, 
     return [s for s in every if not only or any(o in s[0] for o in only)]
 
 
-# A stage's calls go on past ``--repeat`` until they add up to this: 20 calls of the 5 ms
-# classifier are 0.1 s, a sample one noisy spell of this shared machine can shift (its rounds'
-# medians spread 4.5-5.3 ms in one run), while the slow stages take longer than this anyway.
+# A stage's calls go on past ``--repeat`` until they add up to this: ``--repeat`` calls of a
+# fast stage alone last a fraction of a second, a sample one noisy spell of a shared machine
+# can shift, while the slow stages take longer than this anyway.
 MIN_STAGE_SECONDS = 1.0
 
 
@@ -107,10 +116,10 @@ def paddle_engine(folder: Path, threads: int, mkldnn: bool):
 
 def onnx_engine(folder: Path, workdir: Path, threads: int):
     import onnxruntime as ort
-    from paddle2onnx import export
+    from paddle2onnx import export as paddle2onnx_export
 
     path = workdir / f"{folder.name}.onnx"
-    export(str(folder / "inference.pdmodel"), str(folder / "inference.pdiparams"), str(path),
+    paddle2onnx_export(str(folder / "inference.pdmodel"), str(folder / "inference.pdiparams"), str(path),
            opset_version=14, enable_onnx_checker=True)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
@@ -123,8 +132,6 @@ def torch_engine(folder: Path, optimize: bool, dtype=torch.float32, compile: boo
     """ptocr.load as users get it: ``optimize=False`` is the converted model with its rep
     layers fused (the inference path before ptocr.optimize), True the default; ``compile``:
     ``ptocr.load(..., compile=True)``."""
-    import ptocr
-
     model = ptocr.load(folder, optimize=optimize, dtype=dtype, compile=compile).model
 
     def run(x):
@@ -159,10 +166,7 @@ def aoti_engine(folder: Path, static_shape: tuple[int, ...] | None = None):
     ``static_shape``: ``--static --input-shape``, frozen weights), run by the AOTInductor runtime;
     returns (run, seconds spent building the package). The package is built once per bench run,
     beside the run's inductor cache, and reused by later rounds."""
-    from torch._inductor import aoti_load_package
-
-    import ptocr
-    from ptocr.export import export
+    from torch._inductor import aoti_load_package  # only in the AOTInductor worker
 
     shape = "_static_" + "x".join(map(str, static_shape)) if static_shape else ""
     path = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]) / "ptocr_aoti" / f"{folder.name}{shape}.pt2"
@@ -184,9 +188,6 @@ def onednn_graph_engine(folder: Path, x: np.ndarray, workdir: Path):
     """``ptocr export --format torchscript --static --input-shape`` of the optimized model (a
     frozen trace), run with ``torch.jit.enable_onednn_fusion(True)``: fused oneDNN partitions,
     compiled at the first calls; returns (run, seconds for the export and those calls)."""
-    import ptocr
-    from ptocr.export import ONEDNN_GRAPH_WARMUP, export
-
     predictor = ptocr.load(folder)
     t0 = time.perf_counter()
     path = export(predictor.model, predictor.config, workdir / f"{folder.name}_{'x'.join(map(str, x.shape))}.pt",
@@ -252,9 +253,8 @@ def stage_worker(engine: str, shared: Path, threads: int, repeat: int, only: lis
 def _import_paddleocr():
     """paddleocr 2.10 imports training-only packages at import time (skimage, albumentations,
     lmdb, docx, bs4) that the project installs without (``pip install --no-deps``). The OCR
-    pipeline never calls them: stand-ins that fail if called let it import."""
-    import types
-
+    pipeline never calls them: stand-ins that fail if called let it import. From then on the
+    name ``tools`` is PaddleOCR's package in this process (``bind_paddleocr_tools``)."""
     def stub(name):
         def missing(*_a, **_k):
             raise ImportError(f"{name} is not installed (a stand-in made by tools/bench.py)")
@@ -269,6 +269,7 @@ def _import_paddleocr():
 
     stubbed: list[str] = []
     for _ in range(40):
+        bind_paddleocr_tools()
         try:
             from paddleocr import PaddleOCR
             return PaddleOCR
@@ -289,15 +290,11 @@ def e2e_worker(kind: str, shared: Path, threads: int, repeat: int) -> dict[str, 
     folders = {task: shared / "paddle_models" / name for task, name in MODELS.items()}
     images = sorted(p for p in (shared / "images" / "scenes").iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     if kind.startswith("ptocr"):
-        from ptocr.pipeline import OCR
-
-        ocr = OCR(folders["det"], folders["rec"], folders["cls"], optimize=kind != "ptocr plain",
-                  compile=kind == "ptocr compiled")
+        ocr = ptocr.OCR(folders["det"], folders["rec"], folders["cls"], optimize=kind != "ptocr plain",
+                        compile=kind == "ptocr compiled")
         read = ocr.read
     else:
         _import_paddleocr()
-        from make_pipeline_reference import official_pipeline  # tools/ is sys.path[0] as a script
-
         paddle_ocr = official_pipeline(shared, enable_mkldnn=True, cpu_threads=threads)
 
         def read(img):
@@ -315,9 +312,6 @@ def e2e_worker(kind: str, shared: Path, threads: int, repeat: int) -> dict[str, 
 
 def convert_load_worker(shared: Path, repeat: int) -> dict[str, float]:
     """Seconds to convert each mobile model (Paddle folder -> .safetensors) and to ptocr.load it."""
-    import ptocr
-    from converter.writer import write_converted
-
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for task, name in MODELS.items():
@@ -341,15 +335,14 @@ def convert_load_worker(shared: Path, repeat: int) -> dict[str, float]:
 
 def worker(kind: str, shared: Path, threads: int, repeat: int, only: list[str] | None = None):
     torch.set_num_threads(threads)
-    # The process setting the ptocr command makes, given to every engine alike. ONNX Runtime and
-    # Paddle keep their own arenas: with it and without, they stayed within their rounds' spread.
+    # The process setting the ptocr command makes, given to every engine alike (ONNX Runtime and
+    # Paddle keep their own memory arenas, so it does not change their times).
     keep_freed_memory()
     if kind in E2E:
         return e2e_worker(kind, shared, threads, max(1, repeat // 10))
     if kind == "convert+load":
         return convert_load_worker(shared, 5)
     if kind == "precision agreement":
-        from precision_agreement import rows  # tools/ is sys.path[0] when run as a script
         return rows(shared)
     return stage_worker(kind, shared, threads, repeat, only)
 
@@ -357,15 +350,14 @@ def worker(kind: str, shared: Path, threads: int, repeat: int, only: list[str] |
 def _run_worker(kind: str, args, env, inductor_cache: str | None = None) -> object:
     """One worker process. Compiled models compile afresh (an empty inductor cache), as in a new
     deployment, unless ``inductor_cache`` names the cache of an earlier round."""
-    import json
-    import subprocess
-
+    # ``python -m tools.bench`` wherever the parent runs: the repository root on its path.
+    pythonpath = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     with tempfile.TemporaryDirectory(prefix="ptocr_bench_inductor_") as fresh:
-        done = subprocess.run([sys.executable, __file__, "--worker", kind, "--shared", str(args.shared),
+        done = subprocess.run([sys.executable, "-m", "tools.bench", "--worker", kind, "--shared", str(args.shared),
                                "--threads", str(args.threads), "--repeat", str(args.repeat),
                                *(["--stages", *args.stages] if args.stages else [])],
                               capture_output=True, text=True, check=False,
-                              env=dict(env, TORCHINDUCTOR_CACHE_DIR=inductor_cache or fresh))
+                              env=dict(env, TORCHINDUCTOR_CACHE_DIR=inductor_cache or fresh, PYTHONPATH=pythonpath))
     if done.returncode != 0:
         raise RuntimeError(f"{kind} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -384,8 +376,6 @@ def _machine() -> str:
 
 
 def _versions() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     parts = []
     for pkg in ("torch", "paddlepaddle", "onnxruntime", "paddle2onnx", "paddleocr"):
         try:
@@ -460,9 +450,7 @@ def load_table(cl: dict[str, dict]) -> str:
 
 
 def main(argv=None) -> int:
-    import json
-
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     p.add_argument("--shared", type=Path, default=default_shared())
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=20, help="timed runs per stage (end to end: repeat // 10 passes)")
@@ -497,8 +485,6 @@ def main(argv=None) -> int:
         sections.append(("Conversion and loading (median of 5, mobile models)", load_table(_run_worker("convert+load", args, env))))
         print(sections[-1][1], flush=True)
     if "precision" not in args.skip:
-        from precision_agreement import markdown
-
         sections.append(("bfloat16 and float16 on CPU: agreement with float32 on the real images",
                          markdown(_run_worker("precision agreement", args, env))))
         print(sections[-1][1], flush=True)
@@ -512,7 +498,7 @@ def main(argv=None) -> int:
     print(header)
     if args.out:
         body = "\n\n".join(f"## {title}\n\n{table}" for title, table in sections)
-        command = " ".join(["python tools/bench.py", *(sys.argv[1:] if argv is None else argv)])
+        command = " ".join(["python -m tools.bench", *(sys.argv[1:] if argv is None else argv)])
         args.out.write_text(f"# CPU benchmarks\n\nGenerated by `{command}`.\n\n"
                             f"{header}\n\n{NOTES}\n\n{body}\n", encoding="utf-8")
     return 0

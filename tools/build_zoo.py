@@ -1,7 +1,7 @@
 """Build the model zoo: convert every manifest model whose Paddle original is here, prove its
 parity on real images, and stage a hub-ready folder per model that passes.
 
-    python tools/build_zoo.py [--paddle-models DIR] [--images DIR] [--out DIR]
+    python -m tools.build_zoo [--paddle-models DIR] [--images DIR] [--out DIR]
                               [--manifest weights_manifest.json] [--only NAME ...]
 
 For each model of the manifest (pending entries are skipped) whose ``source.folder`` is in
@@ -11,7 +11,7 @@ the Paddle models folder (``--paddle-models``, ``$PTOCR_PADDLE_MODELS``, else
 1. check its ``inference.pdiparams`` against ``source.pdiparams_sha256``;
 2. convert it as the manifest says (architecture, dictionary, use_space_char) and check the
    converted head against ``arguments``;
-3. run ``converter.parity.check_parity`` against Paddle on the entry's ``parity.images``
+3. run ``verification.parity.check_parity`` against Paddle on the entry's ``parity.images``
    (folders under ``--images``, at most ``parity.max_images`` images); a model whose parity
    fails is refused: nothing is staged for it and the manifest is not touched;
 4. stage ``<out>/<name>/``: ``model.safetensors``, ``config.json``, the dictionary,
@@ -32,11 +32,16 @@ import platform
 import shutil
 import sys
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
+from converter.convert import convert
+from converter.writer import write_converted
+import ptocr
 from ptocr.checkpoint import file_sha256
+from ptocr.errors import PtocrError
 from ptocr.manifest import (
     PENDING,
     ModelEntry,
@@ -45,6 +50,8 @@ from ptocr.manifest import (
     write_manifest,
 )
 from ptocr.zoo import WEIGHTS, zoo_dir
+from verification.parity import check_parity
+from verification.shared import default_shared
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 ENV_PADDLE_MODELS = "PTOCR_PADDLE_MODELS"
@@ -61,14 +68,10 @@ def default_paddle_models() -> Path:
     env = os.environ.get(ENV_PADDLE_MODELS)
     if env:
         return Path(env)
-    from converter.parity_suite import default_shared
-
     return default_shared() / "paddle_models"
 
 
 def default_images() -> Path:
-    from converter.parity_suite import default_shared
-
     return default_shared() / "images"
 
 
@@ -86,9 +89,7 @@ def build_zoo(paddle_models, out, *, manifest: str | os.PathLike | None = None, 
               only=None, check=None, threads: int = 2, update_manifest: bool = True,
               progress: bool = True, log=print) -> BuildResult:
     """Stage every available model (see the module doc). ``check``: the parity function
-    (default ``converter.parity.check_parity``; tests of the folder layout may replace it)."""
-    from converter.parity import check_parity
-
+    (default ``verification.parity.check_parity``; tests of the folder layout may replace it)."""
     check = check or check_parity
     paddle_models, out = Path(paddle_models), Path(out)
     images = Path(images) if images is not None else default_images()
@@ -106,7 +107,7 @@ def build_zoo(paddle_models, out, *, manifest: str | os.PathLike | None = None, 
     for name in names:
         entry = man.model_entry(name)
         if entry.status == PENDING:
-            result.skipped[name] = f"pending: {entry.data.get('pending_reason')}"
+            result.skipped[name] = f"pending: {entry.pending_reason}"
         elif not (paddle_models / entry.source["folder"]).is_dir():
             result.skipped[name] = f"no Paddle source {paddle_models / entry.source['folder']}"
         else:
@@ -156,9 +157,6 @@ def _write(log, bar, msg):
 
 
 def _build_one(entry: ModelEntry, paddle_models: Path, out: Path, images_root: Path, check, threads):
-    from converter.convert import convert
-    from ptocr.errors import PtocrError
-
     folder = paddle_models / entry.source["folder"]
     want = entry.source.get("pdiparams_sha256")
     weights = folder / "inference.pdiparams"
@@ -171,14 +169,14 @@ def _build_one(entry: ModelEntry, paddle_models: Path, out: Path, images_root: P
         dict_path = Path(__file__).resolve().parents[1] / "ptocr" / "dicts" / dic["file"]
     conv = convert(folder, entry.architecture, dictionary=dict_path,
                    use_space_char=None if dic is None else dic["use_space_char"])
-    for part, args in entry.data["arguments"].items():
+    for part, args in entry.arguments.items():
         for key, value in args.items():
             got = (conv.config["model"].get(part) or {}).get(key)
             if got != value:
                 raise PtocrError(f"{entry.name}: converted model has {part}.{key} = {got!r}, "
                                  f"the manifest's arguments say {value!r}")
-    conv.config["preprocess"] = {**conv.config.get("preprocess", {}), **entry.data["preprocess"]}
-    conv.config["postprocess"] = {**conv.config.get("postprocess", {}), **entry.data["postprocess"]}
+    conv.config["preprocess"] = {**conv.config.get("preprocess", {}), **entry.preprocess}
+    conv.config["postprocess"] = {**conv.config.get("postprocess", {}), **entry.postprocess}
     conv.config["zoo"] = {"name": entry.name, "repo_id": entry.hub["repo_id"], "revision": entry.hub["revision"]}
     imgs = parity_images(entry, images_root)
     if not imgs:
@@ -190,8 +188,6 @@ def _build_one(entry: ModelEntry, paddle_models: Path, out: Path, images_root: P
 
 
 def _stage(entry: ModelEntry, conv, report, out: Path, imgs, images_root: Path) -> Path:
-    from converter.writer import write_converted
-
     final = out / entry.name
     tmp = out / f".{entry.name}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -219,12 +215,6 @@ def _stage(entry: ModelEntry, conv, report, out: Path, imgs, images_root: Path) 
 
 
 def _result_record(report) -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    import torch
-
-    import converter
-
     try:
         paddle_version = version("paddlepaddle")
     except PackageNotFoundError:
@@ -238,7 +228,7 @@ def _result_record(report) -> dict:
         "agreed": f"{report.agreed}/{len(report.cases)}",
         "agreement": report.agreement_kind,
         "source_kind": report.source_kind,
-        "converter_version": converter.__version__,
+        "converter_version": ptocr.__version__,
         "torch": torch.__version__.split("+")[0],
         "paddlepaddle": paddle_version,
         "platform": platform.machine(),
@@ -248,7 +238,7 @@ def _result_record(report) -> dict:
 def model_card(entry: ModelEntry, conv, report, sha256: str) -> str:
     """The hub repo's README.md: front matter, source, license, architecture, parity, usage."""
     src, hub, name = entry.source, entry.hub, entry.name
-    langs = entry.data["languages"]
+    langs = entry.languages
     front = ["---", "license: apache-2.0", "library_name: ptocr", "pipeline_tag: image-to-text",
              "tags:", "- ocr", "- paddleocr", "- pp-ocr", "- pytorch", "- safetensors", f"- {entry.task}"]
     if langs:
@@ -311,7 +301,7 @@ def model_card(entry: ModelEntry, conv, report, sha256: str) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.build_zoo", description=__doc__.splitlines()[0])
     p.add_argument("--paddle-models", type=Path, default=None,
                    help=f"folder of Paddle model folders (default ${ENV_PADDLE_MODELS} or ../shared/paddle_models)")
     p.add_argument("--images", type=Path, default=None, help="images root (default ../shared/images)")

@@ -1,6 +1,6 @@
 """Record what the official PaddleOCR 2.10 pipeline reads on the shared scene images.
 
-    python tools/make_pipeline_reference.py [--shared ../shared] [--out tests/fixtures/pipeline_reference/ppocrv4_mobile.json]
+    python -m tools.make_pipeline_reference [--shared ../shared] [--out tests/fixtures/pipeline_reference/ppocrv4_mobile.json]
 
 Dev only: needs ``paddleocr==2.10.0`` importable (with its runtime dependencies) and
 paddlepaddle. The JSON it writes is the fixture ``tests/test_pipeline.py`` compares ptocr's
@@ -10,16 +10,17 @@ paddlepaddle. The JSON it writes is the fixture ``tests/test_pipeline.py`` compa
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
 import logging
 import platform
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from verification.shared import default_shared
 
-from converter.parity_suite import default_shared  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SCENES = "images/scenes"
 MODELS = {  # PaddleOCR argument -> folder under <shared>/paddle_models
@@ -45,9 +46,42 @@ RECORDED_ARGS = (
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
+def bind_paddleocr_tools() -> None:
+    """Bind the top-level name ``tools`` to PaddleOCR's package, in a process about to import
+    paddleocr.
+
+    PaddleOCR 2.x imports its own top-level ``tools`` package (``from tools.infer import ...``);
+    this repository's ``tools`` package, imported first when a script runs as
+    ``python -m tools.NAME``, would shadow it. The modules of ours already imported keep
+    working; importing another one afterwards would not, so call this only in a process that
+    then runs PaddleOCR."""
+    package = _paddleocr_tools_dir()
+    bound = sys.modules.get("tools")
+    if bound is not None and Path(getattr(bound, "__file__", "") or "").parent == package:
+        return
+    for name in [n for n in sys.modules if n == "tools" or n.startswith("tools.")]:
+        del sys.modules[name]
+    tools_spec = importlib.util.spec_from_file_location("tools", package / "__init__.py",
+                                                        submodule_search_locations=[str(package)])
+    module = importlib.util.module_from_spec(tools_spec)
+    sys.modules["tools"] = module
+    tools_spec.loader.exec_module(module)
+
+
+@functools.cache
+def _paddleocr_tools_dir() -> Path:
+    # Located once, before any import of paddleocr: importing it edits sys.path, after which
+    # the name paddleocr may resolve to its inner paddleocr.py module instead of the package.
+    spec = importlib.util.find_spec("paddleocr")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("paddleocr is not installed (pip install --no-deps paddleocr==2.10.0)")
+    return Path(list(spec.submodule_search_locations)[0]) / "tools"
+
+
 def official_pipeline(shared: Path, **overrides):
     """PaddleOCR 2.10's pipeline on the shared model folders, with SETTINGS (``overrides``
-    on top, e.g. tools/bench.py's fastest CPU settings)."""
+    on top, e.g. ``tools.bench``'s fastest CPU settings)."""
+    bind_paddleocr_tools()
     from paddleocr import PaddleOCR
 
     models = shared / "paddle_models"
@@ -57,16 +91,16 @@ def official_pipeline(shared: Path, **overrides):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.make_pipeline_reference", description=__doc__.splitlines()[0])
     p.add_argument("--shared", type=Path, default=default_shared())
     p.add_argument("--out", type=Path,
                    default=REPO / "tests" / "fixtures" / "pipeline_reference" / "ppocrv4_mobile.json")
     args = p.parse_args(argv)
 
+    ocr = official_pipeline(args.shared)  # imports paddleocr (with paddle) first
     import paddle
     import paddleocr
 
-    ocr = official_pipeline(args.shared)
     logging.getLogger("ppocr").setLevel(logging.ERROR)
 
     images = sorted(p for p in (args.shared / SCENES).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)

@@ -1,6 +1,6 @@
 """Do the bfloat16 and float16 models read what the float32 model reads? On the real images, on CPU.
 
-    python tools/precision_agreement.py [--shared ../shared] [--threads 2]
+    python -m tools.precision_agreement [--shared ../shared] [--threads 2]
 
 For every trained model in <shared>/paddle_models that the zoo manifest lists, each precision
 runs (``ptocr.load(folder, dtype=...)``, CPU) next to float32:
@@ -12,7 +12,7 @@ runs (``ptocr.load(folder, dtype=...)``, CPU) next to float32:
 
 float16 on CPU runs the float16 number format (its range and rounding), not CUDA's kernels: it
 is what tells whether a model's weights and activations fit float16 at all. Prints markdown
-tables; ``rows()`` is what tools/bench.py puts in doc/benchmarks.md.
+tables; ``rows()`` is what ``tools.bench`` puts in doc/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-import ptocr  # noqa: E402
-from converter.parity_suite import default_shared  # noqa: E402
-from ptocr.manifest import load_manifest  # noqa: E402
-from ptocr.transforms import load_image  # noqa: E402
+import ptocr
+from ptocr.manifest import load_manifest
+from ptocr.transforms import load_image
+from verification.shared import default_shared
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 DTYPES = ("bfloat16", "float16")
@@ -51,7 +49,7 @@ def _models(shared: Path) -> list[tuple[str, str, Path, list[Path]]]:
         if entry.task == "det":
             images = _images(shared / "images" / "scenes")
         else:
-            images = [p for d in entry.data.get("parity", {}).get("images", []) for p in _images(shared / "images" / d)]
+            images = [p for d in entry.parity.get("images", []) for p in _images(shared / "images" / d)]
         out.append((name, entry.task, folder, images))
     return out
 
@@ -122,7 +120,7 @@ def markdown(results: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.precision_agreement", description=__doc__.splitlines()[0])
     p.add_argument("--shared", type=Path, default=default_shared())
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)

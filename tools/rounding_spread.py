@@ -1,6 +1,6 @@
 """How far float32 runs of a model land from its exact output, kernel mix by kernel mix.
 
-    python tools/rounding_spread.py ru_mobile_v2.0_rec [--shared ../shared]
+    python -m tools.rounding_spread ru_mobile_v2.0_rec [--shared ../shared]
 
 For a manifest model whose Paddle folder ../shared holds: the Paddle program run in float64 is
 the exact output (as in tests/test_parity.py); each PyTorch float32 run is compared with it, as
@@ -21,15 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from converter.convert import convert  # noqa: E402
-from converter.parity import PADDLE_RUNTIMES, TOLERANCE, _INPUTS, _max_abs, paddle_outputs, torch_outputs  # noqa: E402
-from converter.parity_suite import SUITE, default_shared, images_of, prepare  # noqa: E402
-from ptocr.checkpoint import model_from_state  # noqa: E402
-from ptocr.optimize import example_input, for_inference, inference_settings  # noqa: E402
+from converter.convert import convert
+from ptocr.checkpoint import model_from_state
+from ptocr.optimize import example_input, for_inference, inference_settings
+from verification.parity import TOLERANCE, max_abs, paddle_outputs, paddle_runtimes, task_inputs, torch_outputs
+from verification.shared import default_shared
+from verification.suite import images_of, prepare, suite
 
 
 def _all_float32(conv) -> torch.nn.Module:
@@ -52,7 +51,7 @@ def _runs(model, config, optimized) -> dict[str, tuple[torch.nn.Module, bool]]:
 
 def _distance(model, onednn: bool, inputs, ref64) -> float:
     with torch.backends.mkldnn.flags(enabled=onednn):
-        return max(_max_abs(g, r) for g, r in zip(torch_outputs(model, inputs), ref64))
+        return max(max_abs(g, r) for g, r in zip(torch_outputs(model, inputs), ref64))
 
 
 def _latency(models: dict, x: torch.Tensor, calls: int = 30) -> dict[str, float]:
@@ -69,23 +68,22 @@ def _latency(models: dict, x: torch.Tensor, calls: int = 30) -> dict[str, float]
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.rounding_spread", description=__doc__.splitlines()[0])
     p.add_argument("model", help="a manifest model of the parity suite")
     p.add_argument("--shared", type=Path, default=default_shared())
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                    help="thread counts to run at: oneDNN blocks its kernels by them, so each sums in its "
                         "own order (latency at the last)")
     args = p.parse_args(argv)
-    entry = next((e for e in SUITE if e.model == args.model), None)
+    entry = next((e for e in suite() if e.model == args.model), None)
     if entry is None:
-        p.error(f"{args.model} is not in the parity suite: {', '.join(e.model for e in SUITE)}")
+        p.error(f"{args.model} is not in the parity suite: {', '.join(e.model for e in suite())}")
     with tempfile.TemporaryDirectory() as work:
         folder = prepare(entry, args.shared, Path(work))
         conv = convert(folder, None)
-        named = _INPUTS[conv.config["task"]](conv.config, images_of(args.shared, entry))
+        named = task_inputs(conv.config, images_of(args.shared, entry))
         inputs = [x for _, x in named]
-        runtimes = [r for r in PADDLE_RUNTIMES if r != "oneDNN" or (folder / "inference.pdmodel").is_file()]
-        refs = paddle_outputs(folder, inputs, ["float64", *runtimes], threads=args.threads[-1])
+        refs = paddle_outputs(folder, inputs, ["float64", *paddle_runtimes(folder)], threads=args.threads[-1])
     ref64 = refs.pop("float64")
     marked = conv.config["model"].get("float64_modules") or []
     forms = {"as the zoo runs it": conv.model} | ({"all float32": _all_float32(conv)} if marked else {})
@@ -103,7 +101,7 @@ def main(argv=None) -> int:
             cells = [f"{_distance(*runs[form][name], inputs, ref64):.2e}" for form in forms]
             print(f"| {name}, {threads} thread{'s' if threads > 1 else ''} | " + " | ".join(cells) + " |")
     for runtime, outs in refs.items():
-        own = max(_max_abs(o, r) for o, r in zip(outs, ref64))
+        own = max(max_abs(o, r) for o, r in zip(outs, ref64))
         print(f"| Paddle Inference: {runtime} | {own:.2e}" + " | " * (len(forms) - 1) + " |")
 
     if marked:

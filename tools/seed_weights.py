@@ -1,6 +1,6 @@
 """Write calibrated seeded weights beside a copy of a real Paddle program.
 
-    python tools/seed_weights.py ../shared/paddle_graphs/ch_ppocr_server_v2.0_rec_infer OUT_DIR \
+    python -m tools.seed_weights ../shared/paddle_graphs/ch_ppocr_server_v2.0_rec_infer OUT_DIR \
         --images ../shared/images/words/ch [--arch NAME] [--seed 0] [--donor TRAINED_FOLDER]
 
 The program may be a Paddle 2 one (``inference.pdmodel`` + ``.info``) or a Paddle 3 one
@@ -8,7 +8,7 @@ The program may be a Paddle 2 one (``inference.pdmodel`` + ``.info``) or a Paddl
 and calibrated ``inference.pdiparams`` and ``seeding.json`` (how the values were chosen):
 a Paddle model folder that Paddle Inference runs and ``ptocr-convert`` converts.
 ``--donor``: a Paddle model folder of the same network with trained weights, whose tensors
-replace the seeded ones wherever name and shape fit. See ``converter/seeding.py``.
+replace the seeded ones wherever name and shape fit. See ``verification/seeding.py``.
 """
 
 from __future__ import annotations
@@ -18,15 +18,13 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from converter.parity_suite import IMAGE_SUFFIXES  # noqa: E402
-from converter.seeding import seed_and_calibrate  # noqa: E402
-from ptocr.errors import PtocrError  # noqa: E402
+from ptocr.errors import PtocrError
+from verification.seeding import seed_and_calibrate
+from verification.shared import IMAGE_SUFFIXES
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.seed_weights", description=__doc__.splitlines()[0])
     p.add_argument("program_dir", type=Path)
     p.add_argument("out_dir", type=Path)
     p.add_argument("--images", type=Path, required=True, help="a folder of real images (or one image)")

@@ -1,6 +1,6 @@
 """Parity: the converted PyTorch model against the Paddle original, on real inputs.
 
-The Paddle side runs under Paddle Inference in a subprocess (``converter.paddle_runner``;
+The Paddle side runs under Paddle Inference in a subprocess (``verification.paddle_runner``;
 paddlepaddle is an optional extra). Both sides get the same pre-processed real inputs;
 we compare the raw outputs (max |delta| of probabilities) and what a user would read
 from them: the binarized detection map and DB boxes, the decoded text, the class label.
@@ -32,11 +32,11 @@ TOLERANCE = 1e-4  # max |delta| of output probabilities: PyTorch fp32 vs the pro
 # PyTorch fp64 vs Paddle fp64 on the same program: rounding is gone, so anything above
 # this is a different computation (a wrong op, constant or mapping), not float error.
 EXACT_TOLERANCE = 1e-6
-# The fp32 runtimes Paddle Inference offers a CPU user (converter.paddle_runner.RUNS).
+# The fp32 runtimes Paddle Inference offers a CPU user (verification.paddle_runner.RUNS).
 # Their rounding differs by kernel family: on rounding-sensitive inputs oneDNN's convolutions
 # (which PyTorch's CPU convolutions also are) land further from the exact output than Paddle's
 # native kernels, so Paddle's own fp32 error is the largest over all of them. PIR programs
-# run without oneDNN here (converter.paddle_runner).
+# run without oneDNN here (verification.paddle_runner; see paddle_runtimes).
 PADDLE_RUNTIMES = ("graph passes", "program as saved", "oneDNN")
 
 
@@ -144,6 +144,12 @@ def paddle_available() -> bool:
     return importlib.util.find_spec("paddle") is not None
 
 
+def paddle_runtimes(model_dir: str | os.PathLike) -> list[str]:
+    """The PADDLE_RUNTIMES that run ``model_dir``: all for a Paddle 2 program, all but oneDNN
+    for a Paddle 3 (PIR) one."""
+    return [r for r in PADDLE_RUNTIMES if r != "oneDNN" or Path(model_dir, "inference.pdmodel").is_file()]
+
+
 def paddle_outputs(model_dir: str | os.PathLike, inputs: Sequence[np.ndarray], runs: Sequence[str], *,
                    threads: int = 2) -> dict[str, list[np.ndarray]]:
     """Run the Paddle original on each input (N x C x H x W float32) in one subprocess, once per
@@ -154,7 +160,7 @@ def paddle_outputs(model_dir: str | os.PathLike, inputs: Sequence[np.ndarray], r
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp, "in.npz"), Path(tmp, "out.npz")
         np.savez(src, **{f"x{i}": x for i, x in enumerate(inputs)})
-        cmd = [sys.executable, "-m", "converter.paddle_runner", str(model_dir), str(src), str(dst),
+        cmd = [sys.executable, "-m", "verification.paddle_runner", str(model_dir), str(src), str(dst),
                "--threads", str(threads)] + [a for r in runs for a in ("--run", r)]
         env = dict(os.environ, GLOG_minloglevel="2", PYTHONPATH=_pythonpath())
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -185,10 +191,9 @@ def check_parity(
     ``compiled``: the optimized model is also ``torch.compile``d (``ptocr.load(..., compile=True)``)."""
     conv = conversion or convert(model_dir, arch)
     task = conv.config["task"]
-    named = _INPUTS[task](conv.config, [Path(p) for p in images])
+    named = task_inputs(conv.config, [Path(p) for p in images])
     inputs = [x for _, x in named]
-    runtimes = [r for r in PADDLE_RUNTIMES if r != "oneDNN" or Path(model_dir, "inference.pdmodel").is_file()]
-    refs = paddle_outputs(model_dir, inputs, ["float64", *runtimes], threads=threads)
+    refs = paddle_outputs(model_dir, inputs, ["float64", *paddle_runtimes(model_dir)], threads=threads)
     ref64 = refs.pop("float64")
     ref = refs["graph passes"]  # the default runtime: what `fp32` and the decisions are judged against
     got = torch_outputs(conv.model, inputs)
@@ -203,7 +208,7 @@ def check_parity(
     judge = _JUDGES[task](conv)
     # Different inputs only: the padded batch (even a batch of one) repeats single inputs.
     singles = [g for (case_name, _), g in zip(named, got) if not case_name.startswith("batch of")]
-    report.input_spread = max((_max_abs(a, b) for i, a in enumerate(singles) for b in singles[i + 1:]
+    report.input_spread = max((max_abs(a, b) for i, a in enumerate(singles) for b in singles[i + 1:]
                                if a.shape == b.shape), default=float("nan"))
     for i, ((case_name, x), r, r64, g, g64, o) in enumerate(zip(named, ref, ref64, got, got64, opt)):
         if not r.shape == r64.shape == g.shape == o.shape:
@@ -212,18 +217,26 @@ def check_parity(
         agree_opt, detail_opt = judge(x, r, o, r64, g64)
         if not agree_opt:
             detail += f"; optimized: {detail_opt}"
-        own, runtime = max((_max_abs(outs[i], r64), name) for name, outs in refs.items())
-        report.cases.append(Case(case_name, _max_abs(g, r64), _max_abs(g64, r64), _max_abs(g, r), agree and agree_opt,
-                                 detail, paddle_fp32=own, paddle_runtime=runtime, optimized=_max_abs(o, r64)))
+        own, runtime = max((max_abs(outs[i], r64), name) for name, outs in refs.items())
+        report.cases.append(Case(case_name, max_abs(g, r64), max_abs(g64, r64), max_abs(g, r), agree and agree_opt,
+                                 detail, paddle_fp32=own, paddle_runtime=runtime, optimized=max_abs(o, r64)))
     return report
+
+
+def task_inputs(config: dict, images: Sequence[Path], *, batch: bool = True) -> list[tuple[str, np.ndarray]]:
+    """(name, N x C x H x W float32) inputs the parity check compares on, pre-processed as the
+    model's config prescribes: one per image, and with ``batch`` also a padded batch of all
+    crops (rec, cls) and every crop turned 180 degrees (cls)."""
+    return _INPUTS[config["task"]](config, images, batch=batch)
 
 
 def single_inputs(config: dict, images: Sequence[Path]) -> list[tuple[str, np.ndarray]]:
     """One pre-processed input per image (N = 1), as the model's config prescribes."""
-    return _INPUTS[config["task"]](config, images, batch=False)
+    return task_inputs(config, images, batch=False)
 
 
-def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
+def max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b|, computed in float64."""
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
 
 
@@ -323,7 +336,8 @@ _AGREEMENT = {"det": "identical binarized maps and boxes", "rec": "identical tex
 
 
 def _pythonpath() -> str:
-    # The runner must import this package even when it is not installed.
+    # The runner is ``python -m verification.paddle_runner``; verification is never installed
+    # (not in the wheel), so the repository root goes first on the child's path.
     root = str(Path(__file__).resolve().parents[1])
     old = os.environ.get("PYTHONPATH")
     return root if not old else f"{root}{os.pathsep}{old}"

@@ -3,7 +3,7 @@
 Used only by the parity checks (paddlepaddle is an optional extra). Kept out of the
 converter's and ptocr's processes so Paddle's runtime never shares one with torch's.
 
-    python -m converter.paddle_runner MODEL_DIR INPUTS.npz OUTPUTS.npz [--threads N] --run RUN [--run RUN ...]
+    python -m verification.paddle_runner MODEL_DIR INPUTS.npz OUTPUTS.npz [--threads N] --run RUN [--run RUN ...]
 
 INPUTS.npz holds x0, x1, ... (float32 NCHW, run one by one); OUTPUTS.npz gets, for the j-th
 ``--run``, r{j}_y0, r{j}_y1, ... (the program's first output for each input). A run is one of
@@ -22,7 +22,10 @@ it in a temporary folder) and run by Paddle Inference without graph passes.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -98,11 +101,10 @@ class Float64PirProgram:
     """A PIR program (inference.json) promoted to float64 in a temporary copy."""
 
     def __init__(self, model_dir: Path, threads: int):
-        import re
-        import tempfile
-
+        # Imported here, not at the top: the converter imports ptocr and with it torch, which
+        # a Paddle process otherwise never loads; only this run needs the converter's reader.
         from converter.readers import read_source
-        from converter.seeding import write_pdiparams
+        from verification.pdiparams import write_pdiparams
 
         source = read_source(model_dir)
         self._tmp = tempfile.TemporaryDirectory()
@@ -160,8 +162,6 @@ def main(argv=None) -> int:
                    help="a runtime to run every input with (repeat for several, in this order)")
     args = p.parse_args(argv)
     if "float64" in args.runs and (args.model_dir / "inference.pdmodel").is_file():
-        import os
-
         # Before Paddle is imported: the float64 path edits a Paddle 2 ProgramDesc, not PIR.
         os.environ["FLAGS_enable_pir_api"] = "0"
     with np.load(args.inputs) as data:

@@ -1,15 +1,12 @@
-"""Seeded weights for Paddle 3 (PIR) programs whose trained weights are out of reach.
+"""Seeded weights for a Paddle 3 (PIR) program (``inference.json``): the program-specific
+part of ``verification.seeding``'s recipe, as ``seeding_paddle2`` is for Paddle 2 programs.
 
-The recipe is ``converter.seeding``'s (read its docstring), adapted to PIR:
-
-1. **Initial values by role**, from the ops that read each parameter (never its name):
-   ``conv2d``/``depthwise_conv2d`` kernels, ``batch_norm_`` operands (mean, variance,
-   scale, shift), ``matmul`` weights, ``layer_norm`` scale/shift, the ``multiply`` /
-   ``add`` scalars of learnable affine blocks, conv biases (``reshape`` + ``add``).
-   Values come from ``converter.seeding._initial`` so both program kinds are seeded alike.
-2. **Calibration on real inputs**: ``converter.seeding.seed_and_calibrate``, the one recipe
-   for both program kinds (graph alignment places the statistics on the converted model;
-   they are written back under the program's names).
+Each parameter's role is read from the first PIR op that reads it (never from its name):
+``conv2d``/``depthwise_conv2d`` kernels, ``batch_norm_`` operands (mean, variance, scale,
+shift), ``matmul`` weights, ``layer_norm`` scale/shift, the ``multiply`` / ``add`` scalars of
+learnable affine blocks, conv biases (``reshape`` + ``add``). Values come from
+``seeding_common.initial_value``, so both program kinds are seeded alike; calibration is
+``verification.seeding``'s, the one recipe for both.
 """
 
 from __future__ import annotations
@@ -17,13 +14,13 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
 from converter.errors import FormatError
 from converter.readers.pir import PirProgram, read_pir_program
-from converter.seeding import LOGIT_STD, _initial, write_pdiparams, write_record
+from verification.pdiparams import write_pdiparams
+from verification.seeding_common import LOGIT_STD, initial_value, write_record
 
 PIR_FILES = ("inference.json", "inference.yml")
 
@@ -51,13 +48,11 @@ def pir_roles(program: PirProgram) -> dict[str, str]:
 
 
 def initial_values(program: PirProgram, seed: int) -> dict[str, np.ndarray]:
+    """A seeded value for every parameter of ``program``, by role."""
     rng = np.random.default_rng(seed)
     role = pir_roles(program)
-    values = {}
-    for p in program.params:  # program order: stable across runs
-        var = SimpleNamespace(name=p.name, shape=p.shape, dtype=p.dtype)
-        values[p.name] = _initial(var, role.get(p.name, "other"), rng)
-    return values
+    # Program order: stable across runs.
+    return {p.name: initial_value(p.name, p.shape, p.dtype, role.get(p.name, "other"), rng) for p in program.params}
 
 
 def seed_folder(program_dir: str | os.PathLike, dst: str | os.PathLike, *, seed: int = 0) -> Path:
@@ -76,7 +71,8 @@ def seed_folder(program_dir: str | os.PathLike, dst: str | os.PathLike, *, seed:
 
 
 def output_layer(program: PirProgram) -> tuple[str, str] | None:
-    """(softmax|sigmoid, name of the weight whose op produces the logits)."""
+    """(softmax|sigmoid, name of the weight whose op produces the logits), or None when the
+    first fetched output does not come from one of those activations."""
     producers = program.producers()
     params = program.param_by_value()
     fetch = next((op for op in program.ops if op.type == "fetch"), None)

@@ -13,7 +13,9 @@ the values are chosen in two steps, both recorded in the ``seeding.json`` writte
 
 1. **Initial values by role**, read from the ops that use each variable, never from its
    name: conv and matmul weights N(0, 1/fan_in) (unit gain), batch-norm scales U(0.5, 1.5),
-   biases and shifts N(0, 0.1), variances positive, LSTM weights U(-1/sqrt(h), 1/sqrt(h)).
+   biases and shifts N(0, 0.1), variances positive, LSTM weights U(-1/sqrt(h), 1/sqrt(h))
+   (``seeding_common``; the roles come from the program's ops in ``seeding_paddle2`` for a
+   Paddle 2 program, ``seeding_pir`` for a Paddle 3 one).
 2. **Calibration on real inputs** (``calibrate``): the folder is converted and every
    batch norm's mean and variance are set on the converted model, layer by layer in
    forward order, to the per-channel statistics of its actual input (every variance raised
@@ -25,236 +27,58 @@ the values are chosen in two steps, both recorded in the ``seeding.json`` writte
    (0, 1) like a trained model's instead of sitting at 1/num_classes or 0 and 1.
    The converted model only chooses the weights: parity then runs the Paddle program and
    the converted model on that one weights file, so a conversion error still shows there.
+
+This module is the recipe, for both program kinds; the modules it builds on never import it.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
+import torch.nn as nn
 
+from converter.convert import convert
 from converter.errors import FormatError
-from converter.readers.program import DTYPES, OpInfo, Program, VarInfo, read_program
+from converter.readers.program import Program
+from verification import seeding_paddle2, seeding_pir
+from verification.parity import single_inputs
+from verification.pdiparams import write_pdiparams
+from verification.seeding_common import LOGIT_STD, read_record, write_record
 
-PROGRAM_FILES = ("inference.pdmodel", "inference.pdiparams.info", "inference.json", "inference.yml")
-# Output logit spread: softmax logits of std 2 give trained-like peaked rows without the
-# rounding sensitivity of larger ones (at 3, deep seeded recognizers' fp32 error passed 1e-4).
-LOGIT_STD = {"softmax": 2.0, "sigmoid": 6.0}
 FOREGROUND = 0.15  # share of det-map pixels above the DB threshold after calibration
 DB_THRESH = 0.3
 CALIBRATION_INPUTS = 4  # real images whose statistics set the batch norms (fewer if fewer given)
 # Share of the layer's mean variance added to every channel's: no channel is amplified more
-# than one of the layer's mean variance would be. (With layer-by-layer calibration 0.1 and 1.0
-# give the seeded v3 recognizers the same fp32 error; the 500x growth once blamed on the floor
-# came from statistics set on inputs that no longer occurred, see calibrate.)
+# than one of the layer's mean variance would be.
 VARIANCE_FLOOR = 1.0
-
-_CONV_OPS = {"conv2d", "depthwise_conv2d", "conv2d_transpose", "conv2d_fusion", "fused_conv2d"}
-_MATMUL_OPS = {"matmul", "matmul_v2", "mul", "fc"}
-_BN_OPS = {"batch_norm", "sync_batch_norm"}
-
-
-# ---- writing a .pdiparams stream (the inverse of converter.readers.pdiparams) ----
-
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1  # negative int64 as protobuf writes it
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-_CODES = {np.dtype(d): code for code, (_, d, _) in DTYPES.items() if d is not None and code != 22}
-
-
-def encode_tensor(array: np.ndarray) -> bytes:
-    """One LoDTensor record: version, no LoD, version, TensorDesc, raw data."""
-    code = _CODES[array.dtype]
-    desc = b"\x08" + _varint(code) + b"".join(b"\x10" + _varint(d) for d in array.shape)
-    return (np.uint32(0).tobytes() + np.uint64(0).tobytes() + np.uint32(0).tobytes()
-            + np.int32(len(desc)).tobytes() + desc + np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes())
-
-
-def write_pdiparams(path: Path, tensors: dict[str, np.ndarray]) -> None:
-    """Write tensors in Paddle's stream order (sorted by name)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        for name in sorted(tensors):
-            f.write(encode_tensor(tensors[name]))
-    os.replace(tmp, path)
-
-
-# ---- step 1: initial values by role ----
-
-def roles(program: Program) -> dict[str, str]:
-    """What each persistable variable is, from the ops that read it."""
-    out: dict[str, str] = {}
-    for op in program.ops:
-        ins = op.inputs
-        if op.type in _BN_OPS:
-            for slot, role in (("Scale", "bn_scale"), ("Bias", "bn_bias"), ("Mean", "bn_mean"), ("Variance", "bn_var")):
-                for n in ins.get(slot, []):
-                    out[n] = role
-        elif op.type in _CONV_OPS:
-            for n in ins.get("Filter", []):
-                out.setdefault(n, "conv_transpose" if op.type == "conv2d_transpose" else "conv")
-            for n in ins.get("Bias", []):
-                out.setdefault(n, "bias")
-        elif op.type in _MATMUL_OPS:
-            for n in ins.get("Y", []) + ins.get("W", []):
-                out.setdefault(n, "matmul")
-            for n in ins.get("Bias", []):
-                out.setdefault(n, "bias")
-        elif op.type in {"rnn", "lstm"}:
-            for n in ins.get("WeightList", []) + ins.get("Weight", []) + ins.get("Bias", []):
-                out[n] = f"rnn:{op.attrs.get('hidden_size', 0)}"
-        elif op.type in {"layer_norm", "group_norm", "instance_norm"}:
-            for n in ins.get("Scale", []):
-                out.setdefault(n, "norm_scale")
-            for n in ins.get("Bias", []):
-                out.setdefault(n, "bias")
-        elif op.type in {"elementwise_mul", "multiply"}:
-            for n in ins.get("Y", []) + ins.get("X", []):
-                out.setdefault(n, "multiplier")
-        elif op.type in {"prelu"}:
-            for n in ins.get("Alpha", []):
-                out.setdefault(n, "prelu")
-    return out
-
-
-def initial_values(program: Program, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    role = roles(program)
-    values: dict[str, np.ndarray] = {}
-    for var in program.parameters():
-        values[var.name] = _initial(var, role.get(var.name, "other"), rng)
-    return values
-
-
-def _initial(var: VarInfo, role: str, rng: np.random.Generator) -> np.ndarray:
-    shape = tuple(var.shape)
-    if var.dtype is None or any(d < 0 for d in shape):
-        raise FormatError(f"persistable variable {var.name} has no fixed shape/dtype: {shape}")
-    if var.dtype.kind in "iub":
-        return np.zeros(shape, var.dtype)
-    if role == "conv":  # [out, in/groups, kh, kw]
-        fan_in = int(np.prod(shape[1:])) or 1
-        a = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
-    elif role == "conv_transpose":  # [in, out/groups, kh, kw]: each output sums in*kh*kw/stride^2
-        fan_in = max(1, shape[0] * int(np.prod(shape[2:])) // 4)
-        a = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
-    elif role == "matmul":  # Paddle Linear weight [in, out]
-        a = rng.normal(0.0, 1.0 / np.sqrt(max(1, shape[0])), shape)
-    elif role == "bn_scale":
-        a = rng.uniform(0.5, 1.5, shape)
-    elif role == "bn_var":
-        a = rng.uniform(0.5, 1.5, shape)
-    elif role == "norm_scale":
-        a = rng.uniform(0.7, 1.3, shape)
-    elif role == "multiplier" or role == "prelu":
-        a = 1.0 + rng.normal(0.0, 0.1, shape) if role == "multiplier" else rng.uniform(0.1, 0.3, shape)
-    elif role.startswith("rnn:"):
-        h = int(role.split(":")[1]) or max(shape)
-        a = rng.uniform(-1 / np.sqrt(h), 1 / np.sqrt(h), shape)
-    else:  # biases, BN shifts and means, anything else small
-        a = rng.normal(0.0, 0.1, shape)
-    return a.astype(var.dtype)
 
 
 def seed_folder(program_dir: str | os.PathLike, dst: str | os.PathLike, *, seed: int = 0) -> Path:
-    """Copy the program files of ``program_dir`` into ``dst`` and write seeded weights
-    (a Paddle 2 program; a Paddle 3 ``inference.json`` goes to ``converter.seeding_pir``)."""
-    src, out = Path(program_dir), Path(dst)
-    program_file = src / "inference.pdmodel"
-    if not program_file.is_file():
-        if (src / "inference.json").is_file():
-            from converter.seeding_pir import seed_folder as seed_pir_folder
+    """Copy the program files of ``program_dir`` into ``dst`` and write seeded (uncalibrated)
+    weights: a Paddle 2 program (``inference.pdmodel``) or a Paddle 3 one (``inference.json``)."""
+    src = Path(program_dir)
+    if (src / "inference.pdmodel").is_file():
+        return seeding_paddle2.seed_folder(src, dst, seed=seed)
+    if (src / "inference.json").is_file():
+        return seeding_pir.seed_folder(src, dst, seed=seed)
+    raise FormatError(f"{src}: no inference.pdmodel or inference.json (a Paddle program to seed)")
 
-            return seed_pir_folder(src, out, seed=seed)
-        raise FormatError(f"{src}: no inference.pdmodel or inference.json (a Paddle program to seed)")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in PROGRAM_FILES:
-        if (src / name).is_file():
-            shutil.copyfile(src / name, out / name)
-    program = read_program(program_file)
-    write_pdiparams(out / "inference.pdiparams", initial_values(program, seed))
-    write_record(out, {"program": str(src), "seed": seed, "calibrated": False})
-    return out
-
-
-def write_record(folder: Path, record: dict) -> None:
-    (folder / "seeding.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-
-
-# ---- step 2: calibration on real inputs ----
 
 def output_layer(program) -> tuple[str, str] | None:
     """(softmax|sigmoid, program name of the weight producing the output logits), for a
-    Paddle 2 program or a Paddle 3 one (``converter.seeding_pir``)."""
-    if not isinstance(program, Program):
-        from converter.seeding_pir import output_layer as pir_output_layer
-
-        return pir_output_layer(program)
-    act = _output_activation(program)
-    if act is None:
-        return None
-    kind, logits = act
-    weight, _ = _last_affine(program, logits, {v.name for v in program.parameters()})
-    return kind, weight
+    Paddle 2 program or a Paddle 3 one; None when the output is neither activation's."""
+    if isinstance(program, Program):
+        return seeding_paddle2.output_layer(program)
+    return seeding_pir.output_layer(program)
 
 
-def _output_activation(program: Program) -> tuple[str, str] | None:
-    """(activation op type, its input logits var) of the program's first fetched output."""
-    fetch = next((op for op in program.ops if op.type == "fetch"), None)
-    if fetch is None:
-        return None
-    var = fetch.inputs["X"][0]
-    for _ in range(8):  # through the scale/reshape ops save_inference_model appends
-        op = _producer(program, var)
-        if op is None:
-            return None
-        if op.type in LOGIT_STD:
-            return op.type, op.inputs["X"][0]
-        if op.type not in {"scale", "reshape2", "squeeze2", "unsqueeze2", "transpose2", "assign"}:
-            return None
-        var = op.inputs["X"][0]
-    return None
-
-
-def _producer(program: Program, var: str) -> OpInfo | None:
-    for op in program.ops:
-        if any(var in names for names in op.outputs.values()):
-            return op
-    return None
-
-
-def _last_affine(program: Program, logits: str, params: set[str]) -> tuple[str, str | None]:
-    """The weight (and bias) that produce ``logits``: follow back through a bias add."""
-    op = _producer(program, logits)
-    bias = None
-    if op is not None and op.type in {"elementwise_add", "add"}:
-        ys = op.inputs.get("Y", [])
-        if ys and ys[0] in params:
-            bias = ys[0]
-            op = _producer(program, op.inputs["X"][0])
-    if op is None:
-        raise FormatError(f"cannot find the layer producing {logits}")
-    for slot in ("Filter", "Y", "W"):
-        names = [n for n in op.inputs.get(slot, []) if n in params]
-        if names:
-            if bias is None:
-                bias = next((n for n in op.inputs.get("Bias", []) if n in params), None)
-            return names[0], bias
-    raise FormatError(f"the layer producing {logits} ({op.type}) has no weight to rescale")
-
+# ---- step 2: calibration on real inputs ----
 
 def calibrate(folder: str | os.PathLike, conversion, inputs: Sequence[np.ndarray],
               output: tuple[str, str] | None) -> dict:
@@ -262,9 +86,6 @@ def calibrate(folder: str | os.PathLike, conversion, inputs: Sequence[np.ndarray
     as the model expects) on ``conversion.model``, the converted ``folder``; rewrite
     ``folder/inference.pdiparams`` under the program's names. ``output``: (softmax|sigmoid,
     program name of the weight producing the logits), or None to leave the output alone."""
-    import torch
-    import torch.nn as nn
-
     folder = Path(folder)
     model = conversion.model.eval()
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -318,8 +139,6 @@ def calibrate(folder: str | os.PathLike, conversion, inputs: Sequence[np.ndarray
 
 def _set_batch_norm(m, seen) -> None:
     """``m``'s running statistics from its inputs ``seen`` (N x C x ..., any N and size), in float64."""
-    import torch
-
     c = m.num_features
     flat = torch.cat([t.double().transpose(0, 1).reshape(c, -1) for t in seen], dim=1)
     mean, var = flat.mean(1), flat.var(1, unbiased=False)
@@ -337,13 +156,9 @@ def _set_batch_norms_in_lockstep(model, bns, xs) -> None:
 
     Each input runs through ``model`` in a thread of its own, and all halt at each batch norm
     until every one has reached it; the last to arrive sets it (in input order), then all go on.
-    One forward per input, where rerunning the layers before each batch norm cost about one
-    per batch norm (ch_PP-OCRv4_server_det: 107 forwards, 63 s). Each forward computes what it
-    did alone: the same ops, shapes and thread count (PyTorch gives a new thread the process's)."""
-    import threading
-
-    import torch
-
+    One forward per input, where rerunning the layers before each batch norm would cost about
+    one forward per batch norm. Each forward computes what it would alone: the same ops, shapes
+    and thread count (PyTorch gives a new thread the process's)."""
     waiting: dict[int, tuple] = {}
     done: set = set()
     failures: list[BaseException] = []
@@ -398,8 +213,6 @@ def transplant(folder: Path, conv, donor: str | os.PathLike) -> dict:
     every tensor whose PyTorch key and shape the donor has (typically all but the
     classifier of another language). The program runs trained, realistic activations;
     the comparison still reads the program's own names, layouts and graph."""
-    from converter.convert import convert
-
     donor_state = {k: v.numpy() for k, v in convert(donor).state_dict.items()}
     src = conv.source
     values = {src.program_names.get(k, k): v for k, v in src.tensors.items()}
@@ -415,7 +228,7 @@ def transplant(folder: Path, conv, donor: str | os.PathLike) -> dict:
             values[var] = np.ascontiguousarray(d).astype(values[var].dtype)
             taken += 1
     write_pdiparams(folder / "inference.pdiparams", values)
-    record = json.loads((folder / "seeding.json").read_text())
+    record = read_record(folder)
     record.update(donor=Path(donor).name, donor_tensors=taken, seeded_tensors=len(values) - taken)
     write_record(folder, record)
     return record
@@ -430,7 +243,7 @@ def seed_and_calibrate(program_dir: str | os.PathLike, dst: str | os.PathLike, i
     the model's pre-processing, then calibrated on up to ``max_inputs`` real images.
 
     Built in a temporary folder beside ``dst`` and moved in only when calibrated: a failure
-    leaves no seeded but uncalibrated weights, which ``parity_suite.prepare`` would otherwise
+    leaves no seeded but uncalibrated weights, which ``verification.suite.prepare`` would otherwise
     take for a finished folder (it reuses one holding ``inference.pdiparams``)."""
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -443,9 +256,6 @@ def seed_and_calibrate(program_dir: str | os.PathLike, dst: str | os.PathLike, i
 
 
 def _seed_and_calibrate(program_dir, out: Path, images, arch, dictionary, seed, max_inputs, donor) -> Path:
-    from converter.convert import convert
-    from converter.parity import single_inputs
-
     # Same folder name as dst: conversion may know the model by its folder's name.
     out = seed_folder(program_dir, out, seed=seed)
     conv = convert(out, arch, dictionary=dictionary)
@@ -453,7 +263,7 @@ def _seed_and_calibrate(program_dir, out: Path, images, arch, dictionary, seed, 
         transplant(out, conv, donor)
         conv = convert(out, arch, dictionary=dictionary)
     inputs = [x for _, x in single_inputs(conv.config, [Path(p) for p in images][:max_inputs])]
-    record = json.loads((out / "seeding.json").read_text())
+    record = read_record(out)
     record.update(calibrated=True, calibration_inputs=len(inputs),
                   **calibrate(out, conv, inputs, output_layer(conv.source.program)))
     write_record(out, record)

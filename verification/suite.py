@@ -1,24 +1,40 @@
 """Which real models are proven against which real inputs (folders of ../shared).
 
-Two kinds of entry:
+Three kinds of entry:
 
 - ``trained``: a folder of ``paddle_models/`` with its trained weights, compared as is.
 - ``seeded``: a real program of ``paddle_graphs/`` whose weights are not available; seeded,
-  calibrated weights are written beside a copy of it (``converter.seeding``) and the
+  calibrated weights are written beside a copy of it (``verification.seeding``) and the
   Paddle program and the converted model are compared on those.
+- ``checkpoint``: a training checkpoint of ``paddle_models/``, its tensors written for the
+  released program of the matching inference model and compared there.
 
 Each entry names the architecture the converter must detect on its own (conversion runs
 without ``--arch``) and, for recognizers whose folder carries no fitting dictionary, the
 dictionary from ``ptocr/dicts`` (as PaddleOCR's release uses it).
+
+The suite is read from the manifest and the shared folder when ``suite()`` is first called,
+never at import.
 """
 
 from __future__ import annotations
 
-import os
+import functools
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+from converter.convert import convert
+from converter.errors import ArchitectureError, MappingError
+from converter.readers import read_info, read_source
+from converter.readers.program import read_program
+from ptocr.architectures import canonical_name
+from ptocr.manifest import load_manifest
+from verification.parity import ParityReport, check_parity
+from verification.pdiparams import write_pdiparams
+from verification.seeding import seed_and_calibrate
+from verification.shared import IMAGE_SUFFIXES, default_shared
+
 TRAINED, SEEDED, CHECKPOINT = "trained", "seeded", "checkpoint"
 SOURCE_KINDS = {TRAINED: "trained weights", SEEDED: "real program + seeded weights",
                 CHECKPOINT: "training checkpoint in the released program"}
@@ -54,11 +70,11 @@ CHECKPOINTS = (
 )
 
 
-def _suite() -> tuple[SuiteEntry, ...]:
-    """Every manifest model whose Paddle folder ../shared holds, then the checkpoints."""
-    from ptocr.architectures import canonical_name
-    from ptocr.manifest import load_manifest
-
+@functools.cache
+def suite() -> tuple[SuiteEntry, ...]:
+    """Every ready manifest model with a Paddle source folder (seeded where the shared
+    folder's ``paddle_graphs/`` holds its program), then the checkpoints. Read once per
+    process."""
     shared = default_shared()
     entries = []
     for name, e in sorted(load_manifest().models.items()):
@@ -72,11 +88,6 @@ def _suite() -> tuple[SuiteEntry, ...]:
     for folder, program, images, arch, limit in CHECKPOINTS:
         entries.append(SuiteEntry(folder, folder, images, arch, CHECKPOINT, limit, program))
     return tuple(entries)
-
-
-def default_shared() -> Path:
-    """$PTOCR_SHARED, else ../shared beside the repository."""
-    return Path(os.environ.get("PTOCR_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 
 
 def images_of(shared: Path, entry: SuiteEntry) -> list[Path]:
@@ -106,8 +117,6 @@ def prepare(entry: SuiteEntry, shared: Path, workdir: Path) -> Path:
         return out
     if entry.kind == CHECKPOINT:
         return _checkpoint_in_program(src, shared / "paddle_models" / entry.program, out)
-    from converter.seeding import seed_and_calibrate
-
     donor = shared / "paddle_models" / entry.donor if entry.donor else None
     seed_and_calibrate(src, out, images_of(shared, entry), arch=entry.arch, donor=donor)
     return out
@@ -116,13 +125,6 @@ def prepare(entry: SuiteEntry, shared: Path, workdir: Path) -> Path:
 def _checkpoint_in_program(checkpoint: Path, program: Path, out: Path) -> Path:
     """A .pdiparams for ``program`` holding the checkpoint's tensors (through the program's
     .info: variable name -> structured name); training-only tensors are left out."""
-    import shutil
-
-    from converter.errors import MappingError
-    from converter.readers import read_info, read_source
-    from converter.readers.program import read_program
-    from converter.seeding import write_pdiparams
-
     tensors = read_source(checkpoint).tensors
     names = read_info(program / "inference.pdiparams.info")
     out.mkdir(parents=True, exist_ok=True)
@@ -138,14 +140,10 @@ def _checkpoint_in_program(checkpoint: Path, program: Path, out: Path) -> Path:
     return out
 
 
-def run_entry(entry: SuiteEntry, shared: Path, workdir: Path, *, compiled: bool = False):
+def run_entry(entry: SuiteEntry, shared: Path, workdir: Path, *, compiled: bool = False) -> ParityReport:
     """Convert (architecture detected, not given) and compare with Paddle: a ParityReport.
     Checkpoints are converted from the checkpoint itself and compared with the program
     running the same tensors."""
-    from converter.convert import convert
-    from converter.errors import ArchitectureError
-    from converter.parity import check_parity
-
     folder = prepare(entry, shared, workdir)
     conv = convert(source_folder(shared, entry) if entry.kind == CHECKPOINT else folder, None)
     if conv.arch_name != entry.arch:
@@ -154,11 +152,8 @@ def run_entry(entry: SuiteEntry, shared: Path, workdir: Path, *, compiled: bool 
                         source_kind=entry.source_kind, compiled=compiled)
 
 
-SUITE: tuple[SuiteEntry, ...] = _suite()
-
-
-def report_row(entry: SuiteEntry, report) -> dict:
-    """One doc/parity.md row (JSON-able): what ``tools/parity_report.py`` tabulates, and
+def report_row(entry: SuiteEntry, report: ParityReport) -> dict:
+    """One doc/parity.md row (JSON-able): what ``python -m tools.parity_report`` tabulates, and
     what ``tests/test_parity.py`` records when ``$PTOCR_PARITY_RECORD`` names a file."""
     return {
         "model": entry.model, "folder": entry.folder, "architecture": report.architecture, "form": report.form,
