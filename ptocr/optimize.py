@@ -2,9 +2,9 @@
 
 ``for_inference(model, example)`` returns an optimized deep copy:
 
-* rep layers fused (``LearnableRepLayer`` of PP-LCNetV3: branches -> one conv), and the
-  fused layer's scalar affine ``w * conv(x) + b`` folded into that conv (two fewer full-size
-  elementwise passes per layer);
+* re-parameterizable layers fused (branches -> one conv) and replaced by their inference
+  form where they have one (e.g. a scalar affine folded into the fused conv), both through the
+  ``ptocr.models.reparam`` protocol, so no network family is named here;
 * every batch norm that directly and solely consumes a conv's output folded into that conv
   (the BN becomes ``nn.Identity``);
 * squeeze-excitation convs (on a 1x1 map) run as matrix products on the pooled vector;
@@ -27,16 +27,14 @@ from collections import Counter
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from ptocr.models.backbones.pplcnetv3 import AffineHardswish, LearnableRepLayer, fuse_rep_layers
 from ptocr.models.float64 import float64_members, model_dtype
 from ptocr.models.layers import GlobalAvgPool, SEModule, bn_scale_shift
+from ptocr.models.reparam import fuse_reparameterizable, install_inference_forms, replace_submodule
 
 __all__ = ["INFERENCE_OPTIONS", "TASK_SETTINGS", "inference_settings", "compile_for_inference", "for_inference",
-           "fold_batch_norms", "fold_rep_affines", "se_as_matrices", "for_fixed_shape_graph", "example_input",
-           "FoldedRepLayer"]
+           "fold_batch_norms", "se_as_matrices", "for_fixed_shape_graph", "example_input"]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _ACTS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)
@@ -155,47 +153,6 @@ def _fold(conv: nn.Module, bn: nn.BatchNorm2d) -> None:
     conv.bias = nn.Parameter(b.to(dtype), requires_grad=False)
 
 
-class FoldedRepLayer(nn.Module):
-    """A fused ``LearnableRepLayer`` with ``w`` and ``b`` inside the conv. Its activation
-    ``scale * hardswish(y) + bias`` runs in place on the conv output, which nothing else
-    reads: the same values, without allocating two more full-size tensors."""
-
-    def __init__(self, conv: nn.Conv2d, activation: nn.Module | None):
-        super().__init__()
-        self.conv = conv
-        self.act_scale = None if activation is None else activation.scale
-        self.act_bias = None if activation is None else activation.bias
-
-    def forward(self, x):
-        x = self.conv(x)
-        if self.act_scale is None:
-            return x
-        return F.hardswish(x, inplace=True).mul_(self.act_scale).add_(self.act_bias)
-
-
-@torch.no_grad()
-def fold_rep_affines(model: nn.Module) -> int:
-    """Replace (in place) every fused ``LearnableRepLayer`` by a ``FoldedRepLayer``; returns how many."""
-    names = [n for n, m in model.named_modules() if isinstance(m, LearnableRepLayer) and m.is_repped]
-    done = 0
-    for name in names:
-        rep = model.get_submodule(name)
-        if rep.use_act and type(rep.activation) is not AffineHardswish:
-            continue
-        conv, dtype = rep.reparam_conv, rep.reparam_conv.weight.dtype
-        w, b = rep.w.double(), rep.b.double()  # shape [1] scalars
-        conv.weight = nn.Parameter((conv.weight.double() * w).to(dtype), requires_grad=False)
-        conv.bias = nn.Parameter((conv.bias.double() * w + b).to(dtype), requires_grad=False)
-        _replace(model, name, FoldedRepLayer(conv, rep.activation if rep.use_act else None))
-        done += 1
-    return done
-
-
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attr, new)
-
-
 def fold_batch_norms(model: nn.Module, example: torch.Tensor) -> int:
     """Fold (in place) every BN that solely consumes a conv output; returns how many.
     ``model`` must be in eval mode (running statistics are what gets folded)."""
@@ -207,7 +164,7 @@ def fold_batch_norms(model: nn.Module, example: torch.Tensor) -> int:
         if bn_mod.running_var is None:  # no running statistics: nothing constant to fold
             continue
         _fold(model.get_submodule(conv), bn_mod)
-        _replace(model, bn, nn.Identity())
+        replace_submodule(model, bn, nn.Identity())
         done += 1
     return done
 
@@ -225,10 +182,8 @@ def for_fixed_shape_graph(model: nn.Module, *, inplace: bool = False) -> nn.Modu
     that oneDNN Graph runs (a static TorchScript export): global pools as average pooling over the
     traced map, squeeze-excitation as its 1x1 convs again. oneDNN Graph then runs each SE as three
     partitions (pool; conv + ReLU; conv + gate + product), where a mean and the matrix form leave
-    PyTorch ops between partitions (measured: ch_ppocr_mobile_v2.0_cls at batch 6, 61 partitions
-    with 61 PyTorch ops between them -> 62 partitions with the head's 3; 8.32 -> 7.31 ms, medians
-    of five alternating rounds of the bench's workers). Eager, the matrix form stays faster
-    (se_as_matrices)."""
+    a PyTorch op between partitions at every SE; without those the traced model runs faster.
+    Eager, the matrix form stays faster (se_as_matrices)."""
     if not inplace:
         model = copy.deepcopy(model)
     for m in model.modules():
@@ -260,13 +215,13 @@ def for_inference(model: nn.Module, example: torch.Tensor, *, channels_last: boo
     """An optimized eval-mode copy of ``model`` (``inplace=True``: ``model`` itself, rewritten);
     ``example`` is any valid input (``example_input(config)``), run once to find which BN
     follows which conv. ``channels_last``: NHWC weights, which oneDNN runs faster on CPU
-    (measured on the PP-OCR mobile models, see doc/benchmarks.md). ``fold_batch_norms=False``
+    (the PP-OCR mobile models; doc/benchmarks.md). ``fold_batch_norms=False``
     keeps batch norms apart (a model's config says so under ``"inference"`` where folding moved
     it outside the parity bound). The result is for inference only: no gradients, and some
     activations overwrite their input."""
     threads = torch.get_num_threads()
-    # Small tensors and a tiny input: thread start-up costs more than it saves (measured: load
-    # of the v4 recognizer 1.0 s at 2 threads on a busy 2-core machine, 0.2 s at 1).
+    # Small tensors and a tiny input: thread start-up costs more than it saves (loading the v4
+    # recognizer on a busy machine is several times faster at one thread).
     torch.set_num_threads(1)
     try:
         return _optimize(model if inplace else copy.deepcopy(model), example, channels_last, fold_batch_norms)
@@ -276,8 +231,8 @@ def for_inference(model: nn.Module, example: torch.Tensor, *, channels_last: boo
 
 def _optimize(model: nn.Module, example: torch.Tensor, channels_last: bool, fold_bns: bool) -> nn.Module:
     model.eval()
-    fuse_rep_layers(model)
-    fold_rep_affines(model)
+    fuse_reparameterizable(model)
+    install_inference_forms(model)
     example = example.to(next(model.parameters()).device, model_dtype(model))
     if fold_bns:
         fold_batch_norms(model, example)
@@ -303,6 +258,6 @@ def compile_for_inference(model: nn.Module) -> nn.Module:
     ``freezing`` as a compile option makes the weights graph constants, but in torch 2.13 it
     does not turn on inductor's oneDNN weight packing and conv+activation fusion: those follow
     the process-wide ``torch._inductor.config.freezing`` only. We leave that global alone: with
-    it, cls batch 6 ran slower here (9.2 vs 6.7 ms) and the PP-OCRv4 recognizer at batch one
-    failed to compile with dynamic shapes (a layout assertion in the fused conv lowering)."""
+    it, the direction classifier ran slower and the PP-OCRv4 recognizer at batch one failed to
+    compile with dynamic shapes (a layout assertion in the fused conv lowering)."""
     return torch.compile(model, dynamic=True, options={"freezing": True})

@@ -141,7 +141,7 @@ def test_v3_language_programs_share_one_network(shared_dir):
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 def test_program_converts_without_arch(shared_dir, tmp_path, name):
     from converter.convert import convert
-    from converter.seeding import seed_folder
+    from verification.seeding import seed_folder
 
     arch, dict_name, classes = PROGRAMS[name]
     folder = seed_folder(program_dir(shared_dir, name), tmp_path / name)
@@ -168,7 +168,7 @@ def test_dictionary_fits_the_program(shared_dir, name):
 def test_wrong_dictionary_is_refused(shared_dir, tmp_path):
     from converter.convert import convert
     from converter.errors import DictionaryError
-    from converter.seeding import seed_folder
+    from verification.seeding import seed_folder
 
     folder = seed_folder(program_dir(shared_dir, "en_PP-OCRv3_rec_infer"), tmp_path / "en")
     with pytest.raises(DictionaryError, match="does not fit"):

@@ -221,7 +221,7 @@ _SPLIT = {
 
 @pytest.mark.parametrize("lang", sorted(_SPLIT))
 def test_split_dictionary_reads_words(shared_dir, tmp_path, lang):
-    from converter.parity import single_inputs
+    from verification.parity import single_inputs
     from ptocr.postprocess import CTCLabelDecode
 
     name, fused, split, image, text = _SPLIT[lang]

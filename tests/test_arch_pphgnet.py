@@ -13,7 +13,7 @@ import torch
 
 from ptocr.architectures import get_architecture
 from ptocr.errors import ArchitectureError
-from ptocr.models.backbones.pphgnet import PPHGNet
+from ptocr.models.backbones.hgnet import PPHGNet
 from ptocr.models.build import build_model
 from ptocr.models.heads.pfhead_local import PFHeadLocal
 from ptocr.models.necks.lkpan import LKPAN
@@ -158,7 +158,7 @@ def test_rec_names_match_the_program_info(shared_dir):
 @pytest.mark.parametrize("arch", [DET, REC])
 def test_seeded_program_converts_without_arch(shared_dir, tmp_path, arch):
     from converter.convert import convert
-    from converter.seeding import seed_folder
+    from verification.seeding import seed_folder
 
     folder = seed_folder(program_dir(shared_dir, arch), tmp_path / arch)
     conv = convert(folder, None)
@@ -210,7 +210,7 @@ def v5_backbone_params(shared_dir: Path, task: str):
 
 @pytest.mark.parametrize("task", ["det", "rec"])
 def test_pphgnetv2_b4_matches_the_v5_server_program(shared_dir, task):
-    from ptocr.models.backbones.pphgnetv2 import PPHGNetV2
+    from ptocr.models.backbones.hgnet import PPHGNetV2
 
     params, convs, bns = v5_backbone_params(shared_dir, task)
     model = PPHGNetV2(**V5[task][1])
@@ -221,7 +221,7 @@ def test_pphgnetv2_b4_matches_the_v5_server_program(shared_dir, task):
 
 
 def test_pphgnetv2_b4_shapes():
-    from ptocr.models.backbones.pphgnetv2 import PPHGNetV2
+    from ptocr.models.backbones.hgnet import PPHGNetV2
 
     det = PPHGNetV2(det=True).eval()
     rec = PPHGNetV2(text_rec=True).eval()
@@ -231,7 +231,7 @@ def test_pphgnetv2_b4_shapes():
             (1, 128, 16, 24), (1, 512, 8, 12), (1, 1024, 4, 6), (1, 2048, 2, 3)]
         assert tuple(rec(torch.randn(2, 3, 48, 320)).shape) == (2, 2048, 1, 40)
     # Paddle 'SAME' for the 2x2 stem convs: nothing before, one pixel after.
-    assert det.stem.stem2a.same_pad == (0, 1)
+    assert det.stem.stem2a.pad.padding == (0, 1, 0, 1)
     assert det.stem.stem3.conv.stride == (2, 2) and rec.stem.stem3.conv.stride == (1, 1)
 
 
@@ -239,7 +239,7 @@ def test_pphgnetv2_b4_shapes():
 def test_seeded_v5_server_program_converts_without_arch(shared_dir, tmp_path, task):
     from converter.convert import convert
     from converter.readers import read_source
-    from converter.seeding_pir import seed_folder
+    from verification.seeding_pir import seed_folder
 
     src = shared_dir / "paddle_graphs" / V5[task][0]
     if not (src / "inference.json").is_file():

@@ -7,7 +7,8 @@ import torch
 
 from ptocr.architectures import canonical_name, get_architecture
 from ptocr.errors import ArchitectureError
-from ptocr.models.backbones.pplcnet import PPLCNet, DownscaleDropout, make_divisible
+from ptocr.models.backbones.pplcnet import PPLCNet, DownscaleDropout
+from ptocr.models.layers import make_divisible
 from ptocr.models.build import build_model
 from ptocr.transforms import cls_preprocess
 

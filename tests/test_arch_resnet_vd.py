@@ -64,7 +64,7 @@ def test_rec_backbone_keeps_the_width():
     assert tuple(y.shape) == (2, 512, 1, 80)
     # Stage-opening shortcuts pool (2, 1) then run a stride-1 1x1 conv; the very first block
     # projects (64 -> 64) without pooling.
-    assert bb.bb_0_0.short._pool2d_avg is None and bb.bb_0_0.short._conv.stride == (1, 1)
+    assert not hasattr(bb.bb_0_0.short, "_pool2d_avg") and bb.bb_0_0.short._conv.stride == (1, 1)
     for s in (1, 2, 3):
         short = getattr(bb, f"bb_{s}_0").short
         assert short._pool2d_avg.kernel_size == (2, 1) and short._pool2d_avg.ceil_mode
@@ -148,7 +148,7 @@ def test_structured_names_are_the_modules_names(shared_dir, name, form):
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 def test_program_converts_without_arch(shared_dir, tmp_path, name):
     from converter.convert import convert
-    from converter.seeding import seed_folder
+    from verification.seeding import seed_folder
 
     folder = seed_folder(program_dir(shared_dir, name), tmp_path / name)
     conv = convert(folder, None)
@@ -175,7 +175,7 @@ def test_det_training_checkpoint_converts_with_the_threshold_branch(shared_dir, 
 
     from converter.convert import convert
     from converter.readers import read_source
-    from converter.seeding import seed_folder
+    from verification.seeding import seed_folder
 
     folder = seed_folder(program_dir(shared_dir, "ch_ppocr_server_v2.0_det_infer"), tmp_path / "seeded")
     tensors = dict(read_source(folder).tensors)

@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.backbones.mobilenetv3 import MobileNetV3, make_divisible
+from ptocr.models.backbones.mobilenetv3 import MobileNetV3
+from ptocr.models.layers import make_divisible
 from ptocr.models.layers import SEModule
 from ptocr.models.heads.cls_head import ClsHead
 from ptocr.models.heads.ctc_head import CTCHead

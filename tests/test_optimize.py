@@ -9,12 +9,12 @@ import torch
 import torch.nn as nn
 
 from ptocr.architectures import ARCHITECTURES
+from ptocr.models.backbones.pplcnetv3 import FoldedRepLayer
 from ptocr.models.build import build_model
 from ptocr.models.layers import GlobalAvgPool, SEModule
 from ptocr.optimize import (
     INFERENCE_OPTIONS,
     TASK_SETTINGS,
-    FoldedRepLayer,
     example_input,
     for_fixed_shape_graph,
     for_inference,

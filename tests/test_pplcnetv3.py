@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ptocr.models.backbones.pplcnetv3 import LearnableRepLayer, PPLCNetV3, fuse_rep_layers
+from ptocr.models.backbones.pplcnetv3 import FoldedRepLayer, LearnableRepLayer, PPLCNetV3
 from ptocr.models.heads.db_head import DBHead
 from ptocr.models.model import OCRModel
 from ptocr.models.necks.rsefpn import RSEFPN
+from ptocr.models.reparam import (HasInferenceForm, Reparameterizable, fuse_reparameterizable,
+                                  install_inference_forms)
 
 SHARED = Path(os.environ.get("PTOCR_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 MODELS = SHARED / "paddle_models"
@@ -127,7 +129,7 @@ def test_rep_keeps_outputs(det):
     bb = m.backbone if det else m
     with torch.no_grad():
         before, feats_before = m(x), bb(x)
-        fuse_rep_layers(m)
+        fuse_reparameterizable(m)
         after, feats_after = m(x), bb(x)
     reps = [l for l in m.modules() if isinstance(l, LearnableRepLayer)]
     assert reps and all(l.is_repped for l in reps)
@@ -154,8 +156,8 @@ def test_rep_layer_each_branch_kind():
         x = torch.randn(2, kw["in_channels"], 11, 14)
         with torch.no_grad():
             before = layer(x)
-            layer.rep()
-            layer.rep()  # idempotent
+            layer.reparameterize()
+            layer.reparameterize()  # idempotent
             after = layer(x)
         torch.testing.assert_close(after, before, rtol=0, atol=1e-5, msg=str(kw))
         assert hasattr(layer, "activation") == (kw["stride"] != 2)
@@ -163,7 +165,7 @@ def test_rep_layer_each_branch_kind():
 
 def test_rep_gives_the_reparam_layout():
     fused = det_model(reparam=False)
-    fuse_rep_layers(fused)
+    fuse_reparameterizable(fused)
     built = det_model(reparam=True)
     assert set(fused.state_dict()) == set(built.state_dict())
     for k, v in built.state_dict().items():
@@ -174,6 +176,26 @@ def test_backbone_rep_method_returns_self():
     m = PPLCNetV3(scale=0.5)
     assert not m.is_repped
     assert m.rep() is m and m.is_repped
+
+
+def test_rep_layer_follows_the_reparam_protocol():
+    """The generic passes find the layer by its methods: fused, then replaced by its folded
+    inference form, the same function to float32 rounding."""
+    m = PPLCNetV3(scale=0.5)
+    randomize(m)
+    m.eval()
+    layer = m.blocks3[0].dw_conv
+    assert isinstance(layer, Reparameterizable) and isinstance(layer, HasInferenceForm)
+    assert not isinstance(m, Reparameterizable)  # the backbone's rep() calls the generic pass
+    assert layer.inference_form() is None  # nothing to fold before fusing
+    x = torch.randn(1, 3, 48, 64)
+    with torch.no_grad():
+        before = m(x)
+        n = install_inference_forms(fuse_reparameterizable(m))
+        after = m(x)
+    assert n == sum(isinstance(l, FoldedRepLayer) for l in m.modules()) > 0
+    assert not any(isinstance(l, LearnableRepLayer) for l in m.modules())
+    torch.testing.assert_close(after, before, rtol=0, atol=1e-5)
 
 
 # ---------------------------------------------------------------- names vs Paddle

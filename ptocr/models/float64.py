@@ -1,9 +1,9 @@
 """Parts of a model that compute in float64 while the rest runs in float32.
 
 Some trained networks amplify float32 rounding far more than others: the v2.0 Russian
-recognizer turns its 8-channel stem's rounding (one part in 10^7) into 1e-4 on its output
-probabilities, so every float32 implementation, Paddle's own runtimes included, lands anywhere
-around the parity bound depending on its kernels' summation order. Those few small layers cost
+recognizer carries its 8-channel stem's rounding, magnified by orders of magnitude, into its
+output probabilities, so every float32 implementation, Paddle's own runtimes included, lands
+anywhere around the parity bound depending on its kernels' summation order. Those few small layers cost
 little in float64 and take the scatter away. Which modules do is data: the model description's
 ``"float64_modules"`` (module paths), from the model's manifest entry.
 

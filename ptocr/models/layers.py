@@ -7,6 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ptocr.errors import ArchitectureError
+
 
 def as_float32(value: float) -> float:
     """``value`` rounded to float32: a constant as a Paddle program stores it (op attributes
@@ -26,14 +28,94 @@ def bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     return scale, bn.bias.double() - bn.running_mean.double() * scale
 
 
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Channel rounding of the MobileNet papers, which PaddleOCR's width-scaled networks use:
+    ``v`` to the nearest multiple of ``divisor`` (at least ``min_value``, by default
+    ``divisor``), one step up where that would lose more than 10% of ``v``. MobileNetV3 and
+    PP-LCNet round to 8, PP-LCNetV3 to 16."""
+    min_value = divisor if min_value is None else min_value
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+def int_pair(v, what: str = "a stride") -> tuple[int, int]:
+    """``v`` (an int, or a pair from a config) as an (h, w) pair of ints; anything else is an
+    ArchitectureError naming ``what``."""
+    if isinstance(v, int):
+        return (v, v)
+    v = tuple(int(i) for i in v)
+    if len(v) != 2:
+        raise ArchitectureError(f"{what} is an int or (h, w), got {v!r}")
+    return v  # type: ignore[return-value]
+
+
+# Activation modules by the names the families' configs use. Paddle's hard_swish
+# (threshold 6, scale 6, offset 3) is torch's Hardswish; its Swish is torch's SiLU.
+ACTIVATIONS = {"relu": nn.ReLU, "hardswish": nn.Hardswish, "silu": nn.SiLU}
+
+
+def activation(name: str) -> nn.Module:
+    """A new activation module by name (one of ``ACTIVATIONS``)."""
+    if name not in ACTIVATIONS:
+        raise ArchitectureError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+class ConvBNAct(nn.Sequential):
+    """Conv -> batch norm -> optional activation -> optional learnable affine: the conv block
+    of every PP-OCR backbone, run in that order as a ``Sequential`` of named children.
+
+    The families differ only in details, which are arguments here:
+
+    * ``padding``: ``None`` is ``(k - 1) // 2`` (odd kernels keep the size); an int or pair
+      is used as given; ``"same"`` is Paddle's ``padding="SAME"`` at stride 1, ``k - 1``
+      zeros split with the smaller half before (for k = 2: none before, one after), added by
+      a ``pad`` module since a torch conv pads symmetrically.
+    * ``act``: an ``ACTIVATIONS`` name or None; ``lab``: a ``LearnableAffineBlock`` after the
+      activation (PP-HGNetV2 B0-B3), only built with one.
+    * ``pre``: ``(name, module)`` run on the input before the conv, e.g. ResNet-vd's
+      average-pool shortcut (its conv then runs at stride 1).
+    * ``conv_name`` / ``bn_name`` / ``act_name``: the children's names, which are Paddle's
+      structured parameter names (``conv``/``bn``, ``_conv``/``_batch_norm``, ``conv``/``norm``),
+      so converted state dicts keep their keys. Batch norms use Paddle's default eps 1e-5.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=None,
+                 groups: int = 1, *, bias: bool = False, act: str | None = None, lab: bool = False,
+                 pre: tuple[str, nn.Module] | None = None, conv_name: str = "conv",
+                 bn_name: str = "bn", act_name: str = "act"):
+        super().__init__()
+        if lab and act is None:
+            raise ArchitectureError("ConvBNAct: a learnable affine (lab) follows an activation; act is None")
+        if pre is not None:
+            self.add_module(*pre)
+        if padding == "same":
+            total = kernel_size - 1
+            self.pad = nn.ZeroPad2d((total // 2, total - total // 2) * 2)
+            padding = 0
+        elif padding is None:
+            padding = (tuple((k - 1) // 2 for k in kernel_size) if isinstance(kernel_size, (tuple, list))
+                       else (kernel_size - 1) // 2)
+        self.add_module(conv_name, nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
+                                             groups=groups, bias=bias))
+        self.add_module(bn_name, nn.BatchNorm2d(out_channels))
+        if act is not None:
+            self.add_module(act_name, activation(act))
+        if lab:
+            self.lab = LearnableAffineBlock()
+
+
 class GlobalAvgPool(nn.Module):
     """Mean over H and W: ``nn.AdaptiveAvgPool2d(1)``'s value.
 
     Eager, one mean: ATen sums a map pairwise, and on a channels-last map one reduction over
-    (H, W) runs 5-15x faster than two (measured: a 1 x 96 x 160 x 160 RSEFPN map 0.10 vs 1.5 ms).
+    (H, W) runs several times faster than two.
     Compiled, two means (W, then H): inductor's kernel sums the whole map in one sequential loop,
-    and summing the 18,432 values of an RSEFPN map that way put ch_PP-OCRv4_det 1.5e-4 from its
-    exact output, as Paddle's own sequential sum does (eager: 2.9e-5); two levels keep it small.
+    and summing the many thousand values of an RSEFPN map that way moves ch_PP-OCRv4_det
+    several times further from its exact output than the eager pairwise sum (as Paddle's own
+    sequential sum does); two levels keep the rounding small.
 
     ``fixed_window`` (set by ``ptocr.optimize.for_fixed_shape_graph``, for a static trace): average
     pooling with the traced map's size as its window. oneDNN Graph fuses that pooling with the
@@ -82,9 +164,9 @@ class SEModule(nn.Module):
         self.conv1 = nn.Conv2d(channels, channels // reduction, 1)
         self.conv2 = nn.Conv2d(channels // reduction, channels, 1)
         # Set by ptocr.optimize.for_inference: the 1x1 convs see a 1x1 map, and as matrices on
-        # the pooled N x C vector they skip oneDNN's per-call set-up (ch_ppocr_mobile_v2.0_cls
-        # batch 6: 6.3 -> 5.5 ms). The converted model calls the convs, as the Paddle program
-        # does (converter.alignment matches PIR programs to those calls).
+        # the pooled N x C vector they skip oneDNN's per-call set-up, which dominates convs
+        # this small. The converted model calls the convs, as the Paddle program does
+        # (converter.alignment matches PIR programs to those calls).
         self.as_matrices = False
 
     def forward(self, x):

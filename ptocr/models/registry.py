@@ -40,11 +40,6 @@ def get_component(kind: str, name: str) -> Callable[..., nn.Module]:
         raise ArchitectureError(f"no {kind} named {name!r} is registered (known: {known})") from None
 
 
-def list_components(kind: str) -> list[str]:
-    _import_all()
-    return sorted(_COMPONENTS[kind])
-
-
 def _import_all() -> None:
     # Component modules register themselves on import.
     from ptocr.models import backbones, heads, necks  # noqa: F401

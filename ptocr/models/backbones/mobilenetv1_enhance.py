@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import PADDLE_HARDSIGMOID_SLOPE, SEModule
+from ptocr.models.layers import PADDLE_HARDSIGMOID_SLOPE, ConvBNAct, SEModule, int_pair
 from ptocr.models.registry import register
 
 # The 13 depthwise-separable blocks before width scaling:
@@ -46,19 +46,12 @@ BLOCKS = (
 )
 
 
-class ConvBNLayer(nn.Module):
-    """Bias-free conv, then batch norm with hardswish (Paddle's ``BatchNorm(act=...)``)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride=1,
-                 groups: int = 1):
-        super().__init__()
-        self._conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride,
-                               padding=kernel_size // 2, groups=groups, bias=False)
-        self._batch_norm = nn.BatchNorm2d(out_channels)
-        self.act = nn.Hardswish()
-
-    def forward(self, x):
-        return self.act(self._batch_norm(self._conv(x)))
+def _conv_bn_hardswish(in_channels: int, out_channels: int, kernel_size: int, stride=1,
+                       groups: int = 1) -> ConvBNAct:
+    """Bias-free conv, then batch norm with hardswish (Paddle's ``BatchNorm(act=...)``), under
+    Paddle's names ``_conv`` / ``_batch_norm``."""
+    return ConvBNAct(in_channels, out_channels, kernel_size, stride, groups=groups, act="hardswish",
+                     conv_name="_conv", bn_name="_batch_norm")
 
 
 class DepthwiseSeparable(nn.Module):
@@ -72,26 +65,17 @@ class DepthwiseSeparable(nn.Module):
                 f"MobileNetV1Enhance: a depthwise conv needs equal in/out channels, got {in_channels} -> {dw_channels}"
             )
         self.use_se = use_se
-        self._depthwise_conv = ConvBNLayer(in_channels, dw_channels, kernel_size, stride,
-                                           groups=dw_channels)
+        self._depthwise_conv = _conv_bn_hardswish(in_channels, dw_channels, kernel_size, stride,
+                                                  groups=dw_channels)
         if use_se:
             self._se = SEModule(dw_channels, reduction=4, slope=PADDLE_HARDSIGMOID_SLOPE, offset=0.5)
-        self._pointwise_conv = ConvBNLayer(dw_channels, out_channels, 1)
+        self._pointwise_conv = _conv_bn_hardswish(dw_channels, out_channels, 1)
 
     def forward(self, x):
         x = self._depthwise_conv(x)
         if self.use_se:
             x = self._se(x)
         return self._pointwise_conv(x)
-
-
-def _pair(v) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(int(i) for i in v)
-    if len(v) != 2:
-        raise ArchitectureError(f"MobileNetV1Enhance: expected an int or a pair, got {v}")
-    return v
 
 
 @register("backbone")
@@ -114,15 +98,15 @@ class MobileNetV1Enhance(nn.Module):
             raise ArchitectureError(f"MobileNetV1Enhance: last_pool_type must be 'max' or 'avg', got {last_pool_type!r}")
         self.scale = scale
         c = int(32 * scale)
-        self.conv1 = ConvBNLayer(in_channels, c, 3, stride=2)
+        self.conv1 = _conv_bn_hardswish(in_channels, c, 3, stride=2)
         blocks = []
         for dw, out, stride, k, se in BLOCKS:
-            stride = _pair(last_conv_stride if stride is None else stride)
+            stride = int_pair(last_conv_stride if stride is None else stride, "MobileNetV1Enhance: a stride")
             dw, out = int(dw * scale), int(out * scale)
             blocks.append(DepthwiseSeparable(c, dw, out, stride, k, se))
             c = out
         self.block_list = nn.Sequential(*blocks)
-        kernel = _pair(last_pool_kernel_size)
+        kernel = int_pair(last_pool_kernel_size, "MobileNetV1Enhance: last_pool_kernel_size")
         pool = nn.AvgPool2d if last_pool_type == "avg" else nn.MaxPool2d
         self.pool = pool(kernel_size=kernel, stride=kernel, padding=0)
         self.out_channels = c

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import SEModule
+from ptocr.models.layers import ConvBNAct, SEModule, make_divisible
 from ptocr.models.registry import register
 
 # k, expansion, out channels, SE, activation, det stride, rec stride slot. The rec slot is
@@ -61,52 +61,17 @@ _CFG = {
 _SCALES = (0.35, 0.5, 0.75, 1.0, 1.25)
 
 
-def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Channel rounding of PaddleOCR (and the MobileNet papers): nearest multiple of 8,
-    never below 90% of ``v``."""
-    min_value = divisor if min_value is None else min_value
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
-
-
-def _act(name: str | None) -> nn.Module:
-    if name is None:
-        return nn.Identity()
-    if name == "relu":
-        return nn.ReLU()
-    if name == "hardswish":
-        return nn.Hardswish()  # Paddle hard_swish (threshold 6, scale 6, offset 3) is the same
-    raise ArchitectureError(f"MobileNetV3: unknown activation {name!r}")
-
-
-class ConvBNLayer(nn.Module):
-    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, groups=1, act=None):
-        super().__init__()
-        self.conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=False
-        )
-        self.bn = nn.BatchNorm2d(out_channels)
-        self.act = _act(act)
-
-    def forward(self, x):
-        return self.act(self.bn(self.conv(x)))
-
-
 class ResidualUnit(nn.Module):
     def __init__(self, in_channels, mid_channels, out_channels, kernel_size, stride, use_se, act):
         super().__init__()
         # Paddle tests ``stride == 1``: a rec stride given as the tuple (1, 1) is NOT 1, so such
         # a block has no shortcut even when the channels match. Keep that quirk.
         self.if_shortcut = stride == 1 and in_channels == out_channels
-        self.expand_conv = ConvBNLayer(in_channels, mid_channels, 1, 1, 0, act=act)
-        self.bottleneck_conv = ConvBNLayer(
-            mid_channels, mid_channels, kernel_size, stride, (kernel_size - 1) // 2,
-            groups=mid_channels, act=act,
-        )
+        self.expand_conv = ConvBNAct(in_channels, mid_channels, 1, act=act)
+        self.bottleneck_conv = ConvBNAct(mid_channels, mid_channels, kernel_size, stride,
+                                         groups=mid_channels, act=act)
         self.mid_se = SEModule(mid_channels) if use_se else None
-        self.linear_conv = ConvBNLayer(mid_channels, out_channels, 1, 1, 0, act=None)
+        self.linear_conv = ConvBNAct(mid_channels, out_channels, 1)
 
     def forward(self, inputs):
         x = self.bottleneck_conv(self.expand_conv(inputs))
@@ -166,7 +131,7 @@ class MobileNetV3(nn.Module):
             return s if (model_name == "large" and i == 0) else (s, 1)
 
         stem_ch = make_divisible(16 * scale)
-        stem = ConvBNLayer(in_channels, stem_ch, 3, 2, 1, act="hardswish")
+        stem = ConvBNAct(in_channels, stem_ch, 3, 2, act="hardswish")
         inplanes = stem_ch
         units = []
         strides = []
@@ -178,7 +143,7 @@ class MobileNetV3(nn.Module):
                              se and not disable_se, act)
             )
             inplanes = out
-        last = ConvBNLayer(inplanes, make_divisible(scale * last_ch), 1, 1, 0, act="hardswish")
+        last = ConvBNAct(inplanes, make_divisible(scale * last_ch), 1, act="hardswish")
 
         if not det:
             self.conv1 = stem

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import PADDLE_HARDSIGMOID_SLOPE, SEModule
+from ptocr.models.layers import PADDLE_HARDSIGMOID_SLOPE, ConvBNAct, SEModule, int_pair, make_divisible
 from ptocr.models.registry import register
 
 # Per stage: (kernel, in channels, out channels, stride index or 1, SE), before scaling.
@@ -37,44 +37,19 @@ NET_CONFIG = {
 _STAGES = ("blocks2", "blocks3", "blocks4", "blocks5", "blocks6")
 
 
-def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """PP-LCNet's channel rounding: nearest multiple of 8, never below 90% of ``v``."""
-    min_value = divisor if min_value is None else min_value
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
-
-
-def _pair(s) -> tuple[int, int]:
-    if isinstance(s, int):
-        return (s, s)
-    s = tuple(int(v) for v in s)
-    if len(s) != 2:
-        raise ArchitectureError(f"a stride is an int or (h, w), got {s!r}")
-    return s  # type: ignore[return-value]
-
-
-class ConvBNLayer(nn.Module):
-    """Conv (no bias) -> BatchNorm -> hardswish."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride=1, groups: int = 1):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, _pair(stride),
-                              (kernel_size - 1) // 2, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels, eps=1e-5)
-        self.hardswish = nn.Hardswish()
-
-    def forward(self, x):
-        return self.hardswish(self.bn(self.conv(x)))
+def _conv_bn_hardswish(in_channels: int, out_channels: int, kernel_size: int, stride=1,
+                       groups: int = 1) -> ConvBNAct:
+    """PP-LCNet's ConvBNLayer: bias-free conv -> BN -> hardswish (named ``hardswish``)."""
+    return ConvBNAct(in_channels, out_channels, kernel_size, int_pair(stride), groups=groups,
+                     act="hardswish", act_name="hardswish")
 
 
 class DepthwiseSeparable(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride, use_se: bool):
         super().__init__()
-        self.dw_conv = ConvBNLayer(in_channels, in_channels, kernel_size, stride, groups=in_channels)
+        self.dw_conv = _conv_bn_hardswish(in_channels, in_channels, kernel_size, stride, groups=in_channels)
         self.se = SEModule(in_channels, reduction=4, slope=PADDLE_HARDSIGMOID_SLOPE, offset=0.5) if use_se else None
-        self.pw_conv = ConvBNLayer(in_channels, out_channels, 1)
+        self.pw_conv = _conv_bn_hardswish(in_channels, out_channels, 1)
 
     def forward(self, x):
         x = self.dw_conv(x)
@@ -122,8 +97,8 @@ class PPLCNet(nn.Module):
         if len(stride_list) != 5:
             raise ArchitectureError(f"stride_list needs 5 strides (stem + stages 3-6), got {stride_list!r}")
         self.scale = scale
-        strides = [_pair(s) for s in stride_list]
-        self.conv1 = ConvBNLayer(in_channels, make_divisible(16 * scale), 3, strides[0])
+        strides = [int_pair(s) for s in stride_list]
+        self.conv1 = _conv_bn_hardswish(in_channels, make_divisible(16 * scale), 3, strides[0])
         for i, stage in enumerate(_STAGES):
             blocks = []
             for k, cin, cout, s, se in NET_CONFIG[stage]:

@@ -7,8 +7,9 @@ Every depthwise / pointwise conv is a ``LearnableRepLayer`` and exists in two fo
   (kxk layers only), a BN ``identity`` branch (same channels, stride 1), a learnable affine
   ``lab`` (scalar scale/bias) and ``act`` = hardswish followed by its own learnable affine
   ``act.lab``. These are the names a PaddleOCR training checkpoint holds.
-* fused (inference, ``reparam=True`` or after ``rep()``): one biased conv ``reparam_conv``, the
-  affine as the scalars ``w``/``b`` and the activation affine as ``activation.scale/.bias``.
+* fused (inference, ``reparam=True`` or after ``reparameterize()`` of the
+  ``ptocr.models.reparam`` protocol): one biased conv ``reparam_conv``, the affine as the
+  scalars ``w``/``b`` and the activation affine as ``activation.scale/.bias``.
   These are the names of the official ch_PP-OCRv4 det/rec inference programs, exported by a
   PaddleOCR build whose layer classes were ``MobileOneBlock`` (params ``w``, ``b``) and a
   learnable hardswish (``activation``); the program computes exactly
@@ -34,7 +35,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import PADDLE_HARDSIGMOID_SLOPE, LearnableAffineBlock, SEModule, bn_scale_shift
+from ptocr.models.layers import (PADDLE_HARDSIGMOID_SLOPE, ConvBNAct, LearnableAffineBlock, SEModule,
+                                  bn_scale_shift, make_divisible)
+from ptocr.models.reparam import fuse_reparameterizable
 from ptocr.models.registry import register
 
 # Per stage: kernel, in channels, out channels, stride, SE (before scaling).
@@ -60,13 +63,9 @@ _DET_PROJ = (16, 24, 56, 480)
 _STAGES = ("blocks2", "blocks3", "blocks4", "blocks5", "blocks6")
 
 
-def make_divisible(v: float, divisor: int = 16, min_value: int | None = None) -> int:
+def _divisible(v: float) -> int:
     """PP-LCNetV3's channel rounding: nearest multiple of 16, never below 90% of ``v``."""
-    min_value = divisor if min_value is None else min_value
-    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
-        new_v += divisor
-    return new_v
+    return make_divisible(v, 16)
 
 
 class Act(nn.Module):
@@ -87,19 +86,6 @@ class AffineHardswish(LearnableAffineBlock):
         return self.scale * F.hardswish(x) + self.bias
 
 
-class ConvBNLayer(nn.Module):
-    """Bias-free conv + BN, no activation (the stem and every rep branch)."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride, groups=1):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride,
-                              padding=(kernel_size - 1) // 2, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)  # eps 1e-5, Paddle's default
-
-    def forward(self, x):
-        return self.bn(self.conv(x))
-
-
 def _fold_bn(kernel: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """(kernel, bias) of ``bn(conv(x, kernel))`` as one biased conv, in float64."""
     scale, shift = bn_scale_shift(bn)
@@ -107,7 +93,11 @@ def _fold_bn(kernel: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, to
 
 
 class LearnableRepLayer(nn.Module):
-    """MobileOne-style reparameterizable conv of PP-LCNetV3 (see the module docstring)."""
+    """MobileOne-style re-parameterizable conv of PP-LCNetV3 (see the module docstring).
+
+    Implements the ``ptocr.models.reparam`` protocol: ``reparameterize()`` fuses the branches
+    into ``reparam_conv``; ``inference_form()`` gives the fused layer with its scalar affine
+    folded into that conv (``FoldedRepLayer``)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, groups=1,
                  num_conv_branches=1, reparam=False):
@@ -127,11 +117,12 @@ class LearnableRepLayer(nn.Module):
         # Paddle tests ``stride == 1`` literally, so a tuple stride never gets an identity.
         self.identity = (nn.BatchNorm2d(in_channels)
                          if in_channels == out_channels and stride == 1 else None)
+        # Branches: bias-free conv + BN, no activation (the sum gets the affine and activation).
         self.conv_kxk = nn.ModuleList(
-            ConvBNLayer(in_channels, out_channels, kernel_size, stride, groups)
+            ConvBNAct(in_channels, out_channels, kernel_size, stride, groups=groups)
             for _ in range(num_conv_branches)
         )
-        self.conv_1x1 = (ConvBNLayer(in_channels, out_channels, 1, stride, groups)
+        self.conv_1x1 = (ConvBNAct(in_channels, out_channels, 1, stride, groups=groups)
                          if kernel_size > 1 else None)
         self.lab = LearnableAffineBlock()
         self.act = Act()  # PaddleOCR builds it (and checkpoints hold it) even when unused
@@ -185,7 +176,7 @@ class LearnableRepLayer(nn.Module):
         return kernel, bias
 
     @torch.no_grad()
-    def rep(self) -> None:
+    def reparameterize(self) -> None:
         """Fuse the branches into ``reparam_conv`` in place; outputs are unchanged."""
         if self.is_repped:
             return
@@ -203,6 +194,37 @@ class LearnableRepLayer(nn.Module):
         self.reparam_conv.to(device=ref.device, dtype=ref.dtype)
         self.reparam_conv.weight.copy_(kernel)
         self.reparam_conv.bias.copy_(bias)
+
+    @torch.no_grad()
+    def inference_form(self) -> "FoldedRepLayer | None":
+        """The fused layer with ``w`` and ``b`` folded into its conv (two fewer full-size
+        elementwise passes), taking over the conv; None before fusing, or when the activation is
+        not a plain ``AffineHardswish`` (e.g. marked to compute in float64)."""
+        if not self.is_repped or (self.use_act and type(self.activation) is not AffineHardswish):
+            return None
+        conv, dtype = self.reparam_conv, self.reparam_conv.weight.dtype
+        w, b = self.w.double(), self.b.double()  # shape [1] scalars
+        conv.weight = nn.Parameter((conv.weight.double() * w).to(dtype), requires_grad=False)
+        conv.bias = nn.Parameter((conv.bias.double() * w + b).to(dtype), requires_grad=False)
+        return FoldedRepLayer(conv, self.activation if self.use_act else None)
+
+
+class FoldedRepLayer(nn.Module):
+    """A fused ``LearnableRepLayer`` with ``w`` and ``b`` inside the conv, for inference only.
+    Its activation ``scale * hardswish(y) + bias`` runs in place on the conv output, which
+    nothing else reads: the same values, without allocating two more full-size tensors."""
+
+    def __init__(self, conv: nn.Conv2d, activation: AffineHardswish | None):
+        super().__init__()
+        self.conv = conv
+        self.act_scale = None if activation is None else activation.scale
+        self.act_bias = None if activation is None else activation.bias
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.act_scale is None:
+            return x
+        return F.hardswish(x, inplace=True).mul_(self.act_scale).add_(self.act_bias)
 
 
 class LCNetV3Block(nn.Module):
@@ -252,22 +274,22 @@ class PPLCNetV3(nn.Module):
         self.det = det
         cfg = NET_CONFIG_DET if det else NET_CONFIG_REC
 
-        self.conv1 = ConvBNLayer(in_channels, make_divisible(16 * scale), 3, 2)
+        self.conv1 = ConvBNAct(in_channels, _divisible(16 * scale), 3, 2)
         for stage in _STAGES:
             setattr(self, stage, nn.Sequential(*(
-                LCNetV3Block(make_divisible(cin * scale), make_divisible(cout * scale), s, k,
+                LCNetV3Block(_divisible(cin * scale), _divisible(cout * scale), s, k,
                              se, conv_kxk_num, reparam)
                 for k, cin, cout, s, se in cfg[stage]
             )))
 
         if det:
-            taps = [make_divisible(cfg[st][-1][2] * scale) for st in _STAGES[1:]]
+            taps = [_divisible(cfg[st][-1][2] * scale) for st in _STAGES[1:]]
             self.out_channels = [int(c * scale) for c in _DET_PROJ]
             self.layer_list = nn.ModuleList(
                 nn.Conv2d(cin, cout, 1) for cin, cout in zip(taps, self.out_channels)
             )
         else:
-            self.out_channels = make_divisible(512 * scale)
+            self.out_channels = _divisible(512 * scale)
 
     def forward(self, x):
         x = self.blocks2(self.conv1(x))
@@ -283,17 +305,9 @@ class PPLCNetV3(nn.Module):
 
     def rep(self) -> "PPLCNetV3":
         """Fuse every rep layer in place (training form -> inference form); returns self."""
-        return fuse_rep_layers(self)
+        return fuse_reparameterizable(self)
 
     @property
     def is_repped(self) -> bool:
         return all(m.is_repped for m in self.modules() if isinstance(m, LearnableRepLayer))
 
-
-def fuse_rep_layers(model: nn.Module) -> nn.Module:
-    """Fuse every ``LearnableRepLayer`` inside ``model`` (any wrapper, e.g. ``OCRModel``)."""
-    with torch.no_grad():
-        for m in list(model.modules()):
-            if isinstance(m, LearnableRepLayer):
-                m.rep()
-    return model

@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
+from ptocr.models.layers import ConvBNAct
 from ptocr.models.registry import register
 
 # layers -> blocks per stage; 50 and deeper use bottleneck blocks (4x channel expansion).
@@ -39,41 +40,29 @@ _DEPTHS = {
 _WIDTHS = (64, 128, 256, 512)
 
 
-class ConvBNLayer(nn.Module):
-    """(optional vd average pool) -> bias-free conv -> BN -> (optional ReLU).
+def _conv_bn(in_channels, out_channels, kernel_size, stride=1, act=None, pool=None) -> ConvBNAct:
+    """(optional vd average pool) -> bias-free conv -> BN -> (optional ReLU), under Paddle's
+    names ``_pool2d_avg`` / ``_conv`` / ``_batch_norm``.
 
     With ``pool`` set (a stride: int or (h, w)) the input is first average-pooled with that
     window and stride, ceil mode, and the conv runs at stride 1. Paddle pools "exclusive"
     (a window hanging over the edge averages only its in-bounds cells); with no padding,
     torch's ceil-mode divisor is clipped to the input the same way.
     """
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, act=None, pool=None):
-        super().__init__()
-        self._pool2d_avg = (
-            nn.AvgPool2d(pool, pool, padding=0, ceil_mode=True, count_include_pad=False)
-            if pool is not None else None
-        )
-        self._conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride=1 if pool is not None else stride,
-            padding=(kernel_size - 1) // 2, bias=False,
-        )
-        self._batch_norm = nn.BatchNorm2d(out_channels)
-        self.act = act
-
-    def forward(self, x):
-        if self._pool2d_avg is not None:
-            x = self._pool2d_avg(x)
-        x = self._batch_norm(self._conv(x))
-        return F.relu(x) if self.act == "relu" else x
+    pre = None
+    if pool is not None:
+        pre = ("_pool2d_avg", nn.AvgPool2d(pool, pool, padding=0, ceil_mode=True, count_include_pad=False))
+        stride = 1
+    return ConvBNAct(in_channels, out_channels, kernel_size, stride, act=act, pre=pre,
+                     conv_name="_conv", bn_name="_batch_norm")
 
 
 def _shortcut(in_channels, out_channels, stride, vd_pool):
     """The projection of a stage's first block: a plain 1x1 conv for the network's very first
     block (``vd_pool=None``), else the vd form, average pool ``vd_pool`` then 1x1 conv."""
     if vd_pool is None:
-        return ConvBNLayer(in_channels, out_channels, 1, stride=stride)
-    return ConvBNLayer(in_channels, out_channels, 1, pool=vd_pool)
+        return _conv_bn(in_channels, out_channels, 1, stride=stride)
+    return _conv_bn(in_channels, out_channels, 1, pool=vd_pool)
 
 
 class BasicBlock(nn.Module):
@@ -83,8 +72,8 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_channels, channels, stride, project, vd_pool):
         super().__init__()
-        self.conv0 = ConvBNLayer(in_channels, channels, 3, stride=stride, act="relu")
-        self.conv1 = ConvBNLayer(channels, channels, 3)
+        self.conv0 = _conv_bn(in_channels, channels, 3, stride=stride, act="relu")
+        self.conv1 = _conv_bn(channels, channels, 3)
         self.short = _shortcut(in_channels, channels, stride, vd_pool) if project else None
 
     def forward(self, x):
@@ -99,9 +88,9 @@ class BottleneckBlock(nn.Module):
 
     def __init__(self, in_channels, channels, stride, project, vd_pool):
         super().__init__()
-        self.conv0 = ConvBNLayer(in_channels, channels, 1, act="relu")
-        self.conv1 = ConvBNLayer(channels, channels, 3, stride=stride, act="relu")
-        self.conv2 = ConvBNLayer(channels, channels * 4, 1)
+        self.conv0 = _conv_bn(in_channels, channels, 1, act="relu")
+        self.conv1 = _conv_bn(channels, channels, 3, stride=stride, act="relu")
+        self.conv2 = _conv_bn(channels, channels * 4, 1)
         self.short = _shortcut(in_channels, channels * 4, stride, vd_pool) if project else None
 
     def forward(self, x):
@@ -127,9 +116,9 @@ class _ResNetVdBase(nn.Module):
             )
         self.layers = layers
         block_cls = BottleneckBlock if layers >= 50 else BasicBlock
-        self.conv1_1 = ConvBNLayer(in_channels, 32, 3, stride=stem_stride, act="relu")
-        self.conv1_2 = ConvBNLayer(32, 32, 3, act="relu")
-        self.conv1_3 = ConvBNLayer(32, 64, 3, act="relu")
+        self.conv1_1 = _conv_bn(in_channels, 32, 3, stride=stem_stride, act="relu")
+        self.conv1_2 = _conv_bn(32, 32, 3, act="relu")
+        self.conv1_3 = _conv_bn(32, 64, 3, act="relu")
         self.pool2d_max = nn.MaxPool2d(3, 2, padding=1)
 
         self.stage_names: list[list[str]] = []

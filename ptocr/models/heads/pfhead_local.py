@@ -26,25 +26,17 @@ from torch import nn
 
 from ptocr.errors import ArchitectureError
 from ptocr.models.heads.db_head import DBHead
+from ptocr.models.layers import ConvBNAct
 from ptocr.models.registry import register
 
 
-class ConvBNLayer(nn.Module):
-    """Conv (no bias) -> BN -> ReLU; names ``conv`` / ``bn`` as PaddleOCR's MobileNetV3 layer."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
-
-    def forward(self, x):
-        return F.relu(self.bn(self.conv(x)))
-
-
 class LocalModule(nn.Module):
+    """``cbn_layer``: 3x3 conv-BN-ReLU ``last_3`` (children ``conv`` / ``bn``, as PaddleOCR
+    names them) and a biased 1x1 conv ``last_1`` on ``[init_map, x]``: the refined map's logits."""
+
     def __init__(self, in_c: int, mid_c: int):
         super().__init__()
-        self.last_3 = ConvBNLayer(in_c + 1, mid_c, 3, 1, 1)
+        self.last_3 = ConvBNAct(in_c + 1, mid_c, 3, act="relu")
         self.last_1 = nn.Conv2d(mid_c, 1, 1)
 
     def forward(self, x, init_map):

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import as_float32
+from ptocr.models.layers import ConvBNAct, as_float32
 from ptocr.models.registry import register
 
 
@@ -36,17 +36,10 @@ class Im2Seq(nn.Module):
 # ---- SVTR pieces (ppocr/modeling/backbones/rec_svtrnet.py), only what EncoderWithSVTR uses ----
 
 
-class ConvBNLayer(nn.Module):
-    """Conv (no bias) -> BatchNorm -> Swish; names ``conv`` / ``norm`` as in rec_svtrnet."""
-
-    def __init__(self, in_channels, out_channels, kernel_size=3, padding=0):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=False)
-        self.norm = nn.BatchNorm2d(out_channels)
-        self.act = nn.SiLU()  # Paddle nn.Swish (EncoderWithSVTR passes act=nn.Swish everywhere)
-
-    def forward(self, x):
-        return self.act(self.norm(self.conv(x)))
+def _conv_bn_swish(in_channels, out_channels, kernel_size, padding=0) -> ConvBNAct:
+    """rec_svtrnet's ConvBNLayer: conv (no bias) -> BN (named ``norm``) -> Swish
+    (EncoderWithSVTR passes act=nn.Swish everywhere)."""
+    return ConvBNAct(in_channels, out_channels, kernel_size, padding=padding, act="silu", bn_name="norm")
 
 
 class Attention(nn.Module):
@@ -132,17 +125,17 @@ class EncoderWithSVTR(nn.Module):
         kernel_size = tuple(kernel_size)
         pad = (kernel_size[0] // 2, kernel_size[1] // 2)
         self.use_guide = use_guide
-        self.conv1 = ConvBNLayer(in_channels, in_channels // 8, kernel_size, pad)
-        self.conv2 = ConvBNLayer(in_channels // 8, hidden_dims, 1)
+        self.conv1 = _conv_bn_swish(in_channels, in_channels // 8, kernel_size, pad)
+        self.conv2 = _conv_bn_swish(in_channels // 8, hidden_dims, 1)
         self.svtr_block = nn.ModuleList(
             Block(hidden_dims, num_heads, mlp_ratio, qkv_bias, qk_scale, drop_rate,
                   attn_drop_rate, drop_path, eps=1e-5)
             for _ in range(depth)
         )
         self.norm = nn.LayerNorm(hidden_dims, eps=1e-6)  # the final norm is 1e-6, blocks 1e-5
-        self.conv3 = ConvBNLayer(hidden_dims, in_channels, 1)
-        self.conv4 = ConvBNLayer(2 * in_channels, in_channels // 8, kernel_size, pad)
-        self.conv1x1 = ConvBNLayer(in_channels // 8, dims, 1)
+        self.conv3 = _conv_bn_swish(hidden_dims, in_channels, 1)
+        self.conv4 = _conv_bn_swish(2 * in_channels, in_channels // 8, kernel_size, pad)
+        self.conv1x1 = _conv_bn_swish(in_channels // 8, dims, 1)
         self.out_channels = dims
 
     def forward(self, x):
