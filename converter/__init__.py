@@ -1,3 +1,3 @@
-"""ptocr's converter: Paddle model files -> PyTorch weights, without paddlepaddle."""
+"""ptocr's converter: Paddle model files -> PyTorch weights, without paddlepaddle.
 
-__version__ = "0.1.0"
+Versioned with the runtime it ships with (``ptocr.version``)."""

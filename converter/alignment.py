@@ -41,8 +41,10 @@ import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
 from converter.errors import MappingError
-from converter.mapping import OPS, TARGET_DEFAULTS, Mapped, MappingResult, _cast
+from converter.mapping import OPS, TARGET_DEFAULTS, Mapped, MappingResult, cast_dtype
 from converter.readers.pir import PirOp, PirProgram
+from ptocr.architectures import CLASS_COUNT_KEYS
+from ptocr.models.build import build_model
 
 MAX_LISTED = 8
 
@@ -223,7 +225,7 @@ def align(
                 break
             continue
         try:
-            out[t.key] = _cast(array, str(state[t.key].dtype).removeprefix("torch."))
+            out[t.key] = cast_dtype(array, str(state[t.key].dtype).removeprefix("torch."))
         except MappingError as e:
             problems.append(f"#{i}: {p.name} -> {t.key}: {e}")
             continue
@@ -293,9 +295,6 @@ def class_count(program: PirProgram, model: nn.Module, key: str) -> int | None:
 def align_source(source, cfg: dict, task: str, *, what: str) -> MappingResult:
     """Size the head from the program and align: the PIR counterpart of the table mapping.
     Updates ``cfg["head"]["num_classes"]`` in place when the program's head differs."""
-    from ptocr.architectures import CLASS_COUNT_KEYS
-    from ptocr.models.build import build_model
-
     program = source.program
     if not isinstance(program, PirProgram):
         raise MappingError(f"{source.path}: graph alignment needs a Paddle 3 (PIR) program")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-import converter
+from converter.alignment import align_source
 from converter.errors import ArchitectureError, DictionaryError, FormatError, MappingError
 from converter.mapping import MappingResult, Target, apply, plan
 from converter.readers import PaddleSource, read_source
@@ -34,8 +34,11 @@ from ptocr.architectures import (
 from ptocr.checkpoint import model_from_state
 from ptocr.dictionary import Dictionary, builtin_dictionary, parse_dictionary, read_dictionary
 from ptocr.errors import PtocrError
+from ptocr.manifest import ModelEntry, load_manifest
 from ptocr.models.build import build_model
 from ptocr.models.model import OCRModel
+from ptocr.transforms import ImageClsPreprocess
+from ptocr.version import __version__
 
 # Dictionary files PaddleOCR model folders commonly ship beside the weights.
 _DICT_GLOBS = ("*dict*.txt", "*keys*.txt")
@@ -99,8 +102,8 @@ def convert(
     if known is not None and canonical_name(known.architecture) != fit.arch_name:
         known = None  # a folder named like a model it is not: the name says nothing
     model_cfg = fit.model_cfg
-    if known is not None and known.data.get("float64_modules"):  # where its float32 rounding scatters
-        model_cfg = {**model_cfg, "float64_modules": list(known.data["float64_modules"])}
+    if known is not None and known.float64_modules:  # where its float32 rounding scatters
+        model_cfg = {**model_cfg, "float64_modules": known.float64_modules}
     model = model_from_state(model_cfg, _tensors(fit.mapping), where=str(source.path))
     dic = _resolve_dictionary(spec, source, fit.model_cfg, dictionary, use_space_char,
                               known.dictionary if known is not None else None)
@@ -109,8 +112,8 @@ def convert(
         "task": spec["task"],
         "form": fit.form,
         "model": model_cfg,
-        "preprocess": {**_preprocess_of(spec, source), **(known.data.get("preprocess") or {} if known else {})},
-        "postprocess": {**spec.get("postprocess", {}), **(known.data.get("postprocess") or {} if known else {})},
+        "preprocess": {**_preprocess_of(spec, source), **(known.preprocess if known else {})},
+        "postprocess": {**spec.get("postprocess", {}), **(known.postprocess if known else {})},
         "source": {
             "name": Path(source.path).name,
             "format": source.format,
@@ -118,12 +121,12 @@ def convert(
             "sha256": source.weights_sha256,
             "submodel": source.submodel,
         },
-        "converter_version": converter.__version__,
+        "converter_version": __version__,
     }
     if known is not None:
         config["model_name"] = known.name
-        if known.data.get("inference"):  # how ptocr.load optimizes it (ptocr.optimize.INFERENCE_OPTIONS)
-            config["inference"] = dict(known.data["inference"])
+        if known.inference:  # how ptocr.load optimizes it (ptocr.optimize.INFERENCE_OPTIONS)
+            config["inference"] = dict(known.inference)
     if dic is not None:
         config["dictionary"] = {
             "use_space_char": dic.use_space_char,
@@ -140,8 +143,6 @@ def _preprocess_of(spec: dict, source: PaddleSource) -> dict:
     ops = (((source.config.data if source.config else None) or {}).get("PreProcess") or {}).get("transform_ops")
     if spec["task"] != "cls" or not ops:
         return dict(spec.get("preprocess", {}))
-    from ptocr.transforms import ImageClsPreprocess
-
     try:
         return ImageClsPreprocess.settings_from_transform_ops(ops)
     except (ValueError, TypeError) as e:
@@ -159,8 +160,6 @@ def fit_architecture(source: PaddleSource, arch_name: str) -> Fit:
         try:
             what = f"{source.path} as {arch_name}" + (f" ({form})" if form else "")
             if not source.structured:  # Paddle 3 (PIR): no layer names, placed by the graph
-                from converter.alignment import align_source
-
                 mapping = align_source(source, cfg, spec["task"], what=what)
             else:
                 _set_class_count(cfg, spec, source, rules, what)
@@ -294,24 +293,18 @@ def _model_name_of(path) -> str:
 def manifest_model(name: str | None):
     """The manifest's entry for ``name`` when it is a model name there (some are also the name
     of their architecture: ch_PP-OCRv4_rec, PP-OCRv5_server_rec)."""
-    from ptocr.manifest import ModelEntry
-
     models = _manifest_models()
     return ModelEntry(name, models[name]) if name and name in models else None
 
 
 def _manifest_model_with_weights(sha256: str):
     """The manifest entry whose official weights file has this sha256, if one has."""
-    from ptocr.manifest import ModelEntry
-
     return next((ModelEntry(name, e) for name, e in _manifest_models().items()
                  if (e.get("source") or {}).get("pdiparams_sha256") == sha256), None)
 
 
 def _manifest_models() -> dict:
     """The manifest's models; none when it cannot be read (names and weights then say nothing)."""
-    from ptocr.manifest import load_manifest
-
     try:
         return load_manifest().models
     except PtocrError:

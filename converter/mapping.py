@@ -179,7 +179,7 @@ def apply(
         if tuple(array.shape) != expected:
             shape_errors.append((e, tuple(np.asarray(source[e.source]).shape), expected))
             continue
-        out[e.target] = _cast(array, target.dtypes.get(e.target))
+        out[e.target] = cast_dtype(array, target.dtypes.get(e.target))
 
     duplicates = {t: es for t, es in by_target.items() if len(es) > 1}
     defaults = []
@@ -232,7 +232,7 @@ def apply(
     return MappingResult(out, final_entries, defaults)
 
 
-def _cast(array: np.ndarray, dtype: str | None) -> np.ndarray:
+def cast_dtype(array: np.ndarray, dtype: str | None) -> np.ndarray:
     if dtype in (None, "") or array.dtype == np.dtype(dtype):
         return array
     if dtype.startswith("float") and array.dtype.kind == "f":

@@ -4,12 +4,8 @@ PyTorch's CPU allocator passes each tensor to malloc and back. glibc by default 
 larger than its mmap threshold a fresh mapping and unmaps it on free, and hands free memory at the
 top of its heap back to the system once it exceeds the trim threshold. Either way the next
 forward's activations land on new pages, which the kernel faults in and zeroes one by one.
-ONNX Runtime and Paddle Inference keep their own arenas and never pay this.
-
-Measured on the v2.0 direction classifier at batch 6, 48 x 192, as a static TorchScript export
-through oneDNN Graph at 2 threads: about 850 page faults per call with glibc's defaults and next to
-none with the thresholds below, and 7.1 ms per call against 4.4 (medians of three alternating
-rounds of the bench's workers).
+ONNX Runtime and Paddle Inference keep their own arenas and never pay this. What it costs
+small models is in doc/design_figures.md.
 """
 
 from __future__ import annotations

@@ -5,12 +5,23 @@ Exit codes: 0 ok; 2 bad input (unreadable image or model, unknown name); 1 inter
 
 from __future__ import annotations
 
+import json
 import sys
+from importlib import resources
 from pathlib import Path
 
 import click
 
-from ptocr.errors import PtocrError
+from ptocr import allocator
+from ptocr.api import load
+from ptocr.demo_inputs import demo_inputs
+from ptocr.errors import ImageError, PtocrError
+from ptocr.export import check_export, example_input
+from ptocr.export import export as do_export
+from ptocr.manifest import READY, list_models, load_manifest
+from ptocr.pipeline import OCR, official_model_files
+from ptocr.zoo import hf_cache_dir, offline, plan_publish, zoo_dir
+from ptocr.zoo import publish as do_publish
 
 EXIT_BAD_INPUT = 2
 
@@ -18,8 +29,6 @@ EXIT_BAD_INPUT = 2
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main():
     """PaddleOCR's PP-OCR models in PyTorch."""
-    from ptocr import allocator
-
     allocator.keep_freed_memory()  # each image's tensors reuse the last one's memory
 
 
@@ -37,8 +46,6 @@ def _echo_lines(name: str, lines) -> None:
 
 def _build_ocr(det, rec, cls, models, device=None, dtype=None, compile=False):
     """OCR from the given models; the official ones (fetched + converted once) fill the gaps."""
-    from ptocr.pipeline import OCR, official_model_files
-
     if det is None or rec is None or cls is None:
         official = official_model_files(models, log=lambda m: click.echo(m, err=True))
         det, rec, cls = det or official["det"], rec or official["rec"], cls or official["cls"]
@@ -47,8 +54,6 @@ def _build_ocr(det, rec, cls, models, device=None, dtype=None, compile=False):
 
 def _dump_json(results: dict) -> str:
     """{image: [line, ...]} with one line per text line: readable and diffable."""
-    import json
-
     def dumps(v):
         return json.dumps(v, ensure_ascii=False)
 
@@ -72,8 +77,6 @@ def demo(image, models):
 
     Without IMAGE it reads the embedded demo scene.
     """
-    from importlib import resources
-
     try:
         ocr = _build_ocr(None, None, None, models)
         if image is None:
@@ -106,8 +109,6 @@ def ocr(images, det, rec, cls, json_out, vis, device, dtype, compile_, models):
     `ptocr demo` fetches them. Exit codes: 0 ok, 2 bad input (some image or model unusable;
     the others are still read and written), 1 internal error.
     """
-    from ptocr.errors import ImageError
-
     try:
         pipeline = _build_ocr(det, rec, cls, models, device, dtype, compile_)
     except (PtocrError, ValueError) as e:
@@ -150,8 +151,6 @@ def ocr(images, det, rec, cls, json_out, vis, device, dtype, compile_, models):
 @click.option("--task", type=click.Choice(["det", "rec", "cls"]), default=None, help="Only models of this task.")
 def list_cmd(pattern, task):
     """List the zoo's models and bundles (PATTERN: a glob such as '*_rec', or a substring)."""
-    from ptocr.manifest import READY, list_models, load_manifest
-
     try:
         manifest = load_manifest()
         names = list_models(pattern, task=task)
@@ -176,11 +175,6 @@ def list_cmd(pattern, task):
 @click.argument("name")
 def info(name):
     """Show a zoo model's (or bundle's) manifest entry and where its weights would come from."""
-    import json
-
-    from ptocr.manifest import load_manifest
-    from ptocr.zoo import hf_cache_dir, offline, zoo_dir
-
     try:
         manifest = load_manifest()
         if name in manifest.bundles:
@@ -207,9 +201,6 @@ def publish(folders, dry_run, token, private):
     which stages only models whose parity passed). Creates the repo, uploads the folder and
     tags that commit with the manifest's revision.
     """
-    from ptocr.zoo import plan_publish
-    from ptocr.zoo import publish as do_publish
-
     try:
         plans = plan_publish(folders)
     except PtocrError as e:
@@ -248,13 +239,8 @@ def export(model, dst, fmt, dynamic, input_shape, opset):
     export is frozen too, for PyTorch's oneDNN Graph fuser (torch.jit.enable_onednn_fusion(True)),
     and is also checked through it: the classifier's fastest CPU path.
     """
-    import ptocr
-    from ptocr.demo_inputs import demo_inputs
-    from ptocr.export import check_export, example_input
-    from ptocr.export import export as do_export
-
     try:
-        predictor = ptocr.load(model)
+        predictor = load(model)
         if not hasattr(predictor, "model"):
             _fail(f"{model} is a pipeline; export its parts (det, rec, cls) one by one")
         shape = _shape(input_shape) if input_shape else None
@@ -280,8 +266,6 @@ def export(model, dst, fmt, dynamic, input_shape, opset):
 def _onednn_graph_check(path, model, xs) -> float | str:
     """A static TorchScript export through PyTorch's oneDNN Graph fuser: its max |delta| vs
     PyTorch, or the fuser's error (it refuses some models)."""
-    from ptocr.export import check_export
-
     try:
         return check_export(path, "torchscript", model, xs, onednn_graph=True)
     except RuntimeError as e:

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from ptocr.errors import PtocrError
+from ptocr.architectures import ALIASES, ARCHITECTURES, TASKS
+from ptocr.dictionary import builtin_dictionary
+from ptocr.errors import DictionaryError, PtocrError
 from ptocr.optimize import INFERENCE_OPTIONS
 
 SCHEMA_VERSION = 2
@@ -54,8 +56,10 @@ class ManifestError(PtocrError):
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """One model of the manifest; its fields are documented in doc/zoo.md."""
+
     name: str
-    data: dict
+    data: dict  # the entry as the manifest holds it (JSON)
 
     @property
     def task(self) -> str:
@@ -66,8 +70,21 @@ class ModelEntry:
         return self.data["architecture"]
 
     @property
+    def arguments(self) -> dict[str, dict]:
+        """Constructor arguments over the architecture's, per part (``{"head": {...}}``)."""
+        return self.data.get("arguments") or {}
+
+    @property
     def status(self) -> str:
         return self.data.get("status", READY)
+
+    @property
+    def pending_reason(self) -> str | None:
+        return self.data.get("pending_reason")
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.data.get("languages") or [])
 
     @property
     def source(self) -> dict:
@@ -80,6 +97,24 @@ class ModelEntry:
     @property
     def dictionary(self) -> dict | None:
         return self.data.get("dictionary")
+
+    @property
+    def preprocess(self) -> dict:
+        return self.data.get("preprocess") or {}
+
+    @property
+    def postprocess(self) -> dict:
+        return self.data.get("postprocess") or {}
+
+    @property
+    def inference(self) -> dict:
+        """``ptocr.optimize.for_inference`` settings that differ from the task's defaults."""
+        return self.data.get("inference") or {}
+
+    @property
+    def float64_modules(self) -> list[str]:
+        """Module paths computed in float64 (``ptocr.models.float64``)."""
+        return list(self.data.get("float64_modules") or [])
 
     @property
     def parity(self) -> dict:
@@ -172,15 +207,6 @@ def load_manifest(path: str | os.PathLike | None = None) -> Manifest:
     return _CACHE[key]
 
 
-def model_entry(name: str) -> ModelEntry:
-    return load_manifest().model_entry(name)
-
-
-def bundle(name: str) -> dict[str, str]:
-    """``{"det": model, "cls": model, "rec": model}`` of a pipeline bundle."""
-    return load_manifest().bundle(name)
-
-
 def list_models(pattern: str | None = None, *, task: str | None = None,
                 include_bundles: bool = False, include_pending: bool = True) -> list[str]:
     """Model names matching ``pattern``: a glob (``*_rec``, ``*PP-OCRv3*``) or, without wildcards,
@@ -264,8 +290,6 @@ def validate(data, *, check_architectures: bool = True) -> list[str]:
 
 
 def _model_problems(name: str, e, check_architectures: bool) -> list[str]:
-    from ptocr.architectures import TASKS
-
     if not isinstance(e, dict):
         return ["entry is not an object"]
     p: list[str] = []
@@ -354,8 +378,6 @@ def _model_problems(name: str, e, check_architectures: bool) -> list[str]:
 
 
 def _architecture_problems(e: dict) -> list[str]:
-    from ptocr.architectures import ALIASES, ARCHITECTURES
-
     arch = ALIASES.get(e["architecture"], e["architecture"])
     if arch not in ARCHITECTURES:
         return [f"architecture {e['architecture']!r} is not registered (mark the entry pending)"]
@@ -367,9 +389,6 @@ def _architecture_problems(e: dict) -> list[str]:
             p.append(f"arguments.{part}: expected backbone / neck / head objects")
     d = e["dictionary"]
     if isinstance(d, dict) and isinstance(d.get("file"), str):
-        from ptocr.dictionary import builtin_dictionary
-        from ptocr.errors import DictionaryError
-
         try:
             dic = builtin_dictionary(d["file"], d["use_space_char"])
         except DictionaryError as err:

@@ -12,13 +12,17 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ptocr.conversion import convert_once
 from ptocr.errors import PtocrError
+from ptocr.loading import load_predictor
+from ptocr.manifest import load_manifest
+from ptocr.official import BUNDLES, MODELS, fetch_official_models
 from ptocr.postprocess import apply_cls_rotation, should_rotate
 from ptocr.predictors import ClsPredictor, DetPredictor, Predictor, RecPredictor
 from ptocr.result import Line, OCRResult
 from ptocr.transforms import get_rotate_crop_image, load_image, sorted_boxes
 
-__all__ = ["OCR", "Line", "OCRResult", "convert_once", "official_model_files"]
+__all__ = ["OCR", "Line", "OCRResult", "official_model_files"]
 
 # PaddleOCR 2.10's TextSystem default (``--drop_score``), the same for every generation.
 DROP_SCORE = 0.5
@@ -29,9 +33,7 @@ def _predictor(source, task: str, device, dtype, optimize: bool = True, compile:
     if isinstance(source, Predictor):
         p = source.to(device, dtype) if (device is not None or dtype is not None) else source
     elif isinstance(source, (str, os.PathLike)):
-        from ptocr.load import load
-
-        p = load(source, device=device, dtype=dtype, optimize=optimize, compile=compile)
+        p = load_predictor(source, device=device, dtype=dtype, optimize=optimize, compile=compile)
     else:
         raise PtocrError(f"{task}: expected a predictor, a .safetensors path or a Paddle model folder, "
                          f"got {type(source).__name__}")
@@ -43,16 +45,19 @@ def _predictor(source, task: str, device, dtype, optimize: bool = True, compile:
 class OCR:
     """Image(s) in, text lines (box, text, score, angle) out.
 
-    ``det``, ``rec``, ``cls``: each a predictor (``ptocr.load(...)``), a converted
-    ``.safetensors`` path or a Paddle model folder. ``cls=None`` skips the direction classifier
-    (PaddleOCR's ``use_angle_cls=False``). ``device`` / ``dtype`` move all three models.
-    ``optimize``, ``compile``: for paths, ``ptocr.load``'s inference rewrites (on by default) and
-    ``torch.compile`` (off by default: the first images pay its compilation).
-    Thresholds are the models' configs (PaddleOCR 2.10's defaults for their generation);
-    ``drop_score`` is TextSystem's.
+    Args:
+        det, rec, cls: each a predictor (``ptocr.load(...)``), a converted ``.safetensors``
+            path, a Paddle model folder or a zoo model name. ``cls=None`` skips the direction
+            classifier (PaddleOCR's ``use_angle_cls=False``).
+        device, dtype: move all three models.
+        drop_score: TextSystem's; lines scoring below it are dropped.
+        optimize, compile: for paths and names, ``ptocr.load``'s inference rewrites (on by
+            default) and ``torch.compile`` (off by default: the first images pay its
+            compilation).
 
-    ``OCR.official()`` builds it from the official PP-OCRv4 mobile models (fetched and
-    converted once, as ``ptocr demo`` does).
+    Thresholds are the models' configs (PaddleOCR 2.10's defaults for their generation).
+    ``OCR.from_pretrained(name)`` builds a bundle of the zoo (``ch_PP-OCRv4``);
+    ``OCR.official()`` the official PP-OCRv4 mobile models as ``ptocr demo`` fetches them.
     """
 
     def __init__(self, det, rec, cls=None, *, device=None, dtype=None, drop_score: float = DROP_SCORE,
@@ -62,6 +67,18 @@ class OCR:
         self.cls: ClsPredictor | None = (None if cls is None else
                                          _predictor(cls, "cls", device, dtype, optimize, compile))
         self.drop_score = float(drop_score)
+
+    @classmethod
+    def from_pretrained(cls, name: str, **kw) -> OCR:
+        """The zoo bundle ``name`` (``ptocr list``: ``ch_PP-OCRv4``, ``ch_ptocr_server_v2``),
+        each part loaded by name as ``ptocr.load`` loads it.
+
+        Args:
+            name: a bundle of the manifest.
+            **kw: ``OCR``'s keyword arguments (device, dtype, drop_score, optimize, compile).
+        """
+        parts = load_manifest().bundle(name)  # unknown names: an error suggesting close ones
+        return cls(parts["det"], parts["rec"], parts.get("cls"), **kw)
 
     @classmethod
     def official(cls, models: str | os.PathLike | None = None, *, log: Callable[[str], None] | None = None,
@@ -103,8 +120,6 @@ def official_model_files(models: str | os.PathLike | None = None, *,
                          log: Callable[[str], None] | None = None) -> dict[str, Path]:
     """Fetch the official Paddle models (see ``ptocr.official``) and convert each once to
     ``<models>/../converted/<name>.safetensors``. Returns ``{"det"|"rec"|"cls": path}``."""
-    from ptocr.official import BUNDLES, MODELS, fetch_official_models
-
     root = fetch_official_models(models)
     out = root.parent / "converted"
     return {
@@ -112,19 +127,3 @@ def official_model_files(models: str | os.PathLike | None = None, *,
         for task, name in BUNDLES["ch_PP-OCRv4"].items()
     }
 
-
-def convert_once(src: str | os.PathLike, dst: str | os.PathLike, *,
-                 log: Callable[[str], None] | None = None) -> Path:
-    """Convert the Paddle model ``src`` to ``dst`` (.safetensors) unless ``dst`` exists."""
-    from converter.convert import convert
-    from converter.writer import write_converted
-
-    dst = Path(dst)
-    if not dst.exists():
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        conv = convert(src)
-        dic = conv.dictionary.text() if conv.dictionary is not None else None
-        written = write_converted(conv.state_dict, conv.config, dic, dst)
-        if log is not None:
-            log(f"converted {Path(src).name} ({conv.arch_name}) -> {dst} sha256 {written.sha256[:12]}")
-    return dst

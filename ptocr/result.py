@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ptocr.visualize import draw_ocr
+
 
 @dataclass
 class Line:
@@ -57,8 +59,6 @@ class OCRResult:
 
     def visualize(self, font: str | os.PathLike | None = None) -> np.ndarray:
         """The image with its boxes, beside a panel with the text drawn in each box (BGR)."""
-        from ptocr.visualize import draw_ocr
-
         if self.image is None:
             raise ValueError("this result holds no image to draw on")
         return draw_ocr(self.image, self.lines, font=font)

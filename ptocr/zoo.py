@@ -26,7 +26,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ptocr import official
 from ptocr.checkpoint import file_sha256
+from ptocr.conversion import convert_once
 from ptocr.errors import ModelFileError, PtocrError
 from ptocr.manifest import Manifest, ModelEntry, load_manifest
 
@@ -123,8 +125,6 @@ def resolve(entry: ModelEntry | str, manifest: Manifest | None = None) -> Resolv
         attempts.append((place, f"no {hub['repo_id']}@{hub['revision']}/{hub['filename']}"))
 
     # 3. official Paddle folder already fetched from PyPI
-    from ptocr import official
-
     pypi_folder = entry.source.get("folder") if entry.source.get("pypi") else None
     if pypi_folder not in official.FOLDERS:
         pypi_folder = None
@@ -188,8 +188,6 @@ def _from_paddle_folder(entry: ModelEntry, folder: Path, place: str, attempts) -
     if want is None or got != want:
         attempts.append((place, f"{folder}/inference.pdiparams has sha256 {got}, expected {want}: refused"))
         return None
-    from ptocr.pipeline import convert_once
-
     dst = folder.parent.parent / "converted" / f"{folder.name}.safetensors"
     try:
         path = convert_once(folder, dst)
@@ -208,7 +206,7 @@ def not_found_message(entry: ModelEntry, attempts) -> str:
         f"  - online: unset HF_HUB_OFFLINE and load again (downloads {hub['repo_id']} at revision {hub['revision']}),"
         f" or `huggingface-cli download {hub['repo_id']} {hub['filename']} --revision {hub['revision']}`;\n"
         f"  - from the Paddle original ({src['url']}, folder {src['folder']}): put it in a folder of Paddle models"
-        f" and run `python tools/build_zoo.py --paddle-models DIR --only {name}` (writes ${ENV_ZOO}/{name}/),"
+        f" and run `python -m tools.build_zoo --paddle-models DIR --only {name}` (writes ${ENV_ZOO}/{name}/),"
         f" or convert it yourself with `ptocr-convert --src DIR/{src['folder']} --dst {name}.safetensors`"
         f" and load that file."
     )

@@ -14,7 +14,7 @@ import converter.writer as writer
 from converter.cli import EXIT_BAD_INPUT, main
 from converter.convert import convert
 from conftest import assert_same_state
-from ptocr.models.backbones.pplcnetv3 import fuse_rep_layers
+from ptocr.models.reparam import fuse_reparameterizable
 from ptocr.models.build import build_model
 from ptocr.architectures import get_architecture
 
@@ -215,7 +215,7 @@ def test_unfused_training_checkpoint_converts_and_fuses_to_the_same_outputs(tmp_
     with torch.no_grad():
         expected = model(x)
         assert torch.equal(conv.model(x), expected)
-        fused = fuse_rep_layers(conv.model)
+        fused = fuse_reparameterizable(conv.model)
         assert (fused(x) - expected).abs().max() < 1e-5
 
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from ptocr.errors import ImageError
-from ptocr.transforms.rec import _check_crop, _check_shape_and_batch, aspect_order, resize_norm_img
+from ptocr.transforms.rec import aspect_order, check_crop, check_shape_and_batch, resize_norm_img
 
 __all__ = ["ClsPreprocess", "ImageClsPreprocess", "cls_preprocess"]
 
@@ -44,10 +44,10 @@ class ClsPreprocess(_Batches):
     """Crop (BGR uint8) -> float32 C x 48 x 192. ``batch_size`` is ``cls_batch_num``."""
 
     def __init__(self, image_shape: Sequence[int] = (3, 48, 192), batch_size: int = 6):
-        self.image_shape, self.batch_size = _check_shape_and_batch(image_shape, batch_size)
+        self.image_shape, self.batch_size = check_shape_and_batch(image_shape, batch_size)
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
-        _check_crop(img, self.image_shape[0], "classifier")
+        check_crop(img, self.image_shape[0], "classifier")
         return resize_norm_img(img, self.image_shape, self.image_shape[2])
 
     def __repr__(self) -> str:
@@ -90,7 +90,7 @@ class ImageClsPreprocess(_Batches):
         self._alpha = np.array([self.scale / v for v in self.std], np.float32)
         self._beta = np.array([-m / v for m, v in zip(self.mean, self.std)], np.float32)
         w, h = crop_size or size
-        self.image_shape, self.batch_size = _check_shape_and_batch((3, h, w), batch_size)
+        self.image_shape, self.batch_size = check_shape_and_batch((3, h, w), batch_size)
 
     @classmethod
     def from_transform_ops(cls, ops: Sequence[dict], batch_size: int = 6) -> "ImageClsPreprocess":
@@ -132,7 +132,7 @@ class ImageClsPreprocess(_Batches):
         return kw
 
     def __call__(self, img: np.ndarray) -> np.ndarray:
-        _check_crop(img, 3, "classifier")
+        check_crop(img, 3, "classifier")
         img = np.ascontiguousarray(img[:, :, ::-1])  # BGR -> RGB (PaddleX reads RGB)
         h, w = img.shape[:2]
         if self.size is not None:

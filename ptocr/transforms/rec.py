@@ -20,7 +20,7 @@ from ptocr.errors import ImageError
 __all__ = ["RecPreprocess", "aspect_order", "resize_norm_img"]
 
 
-def _check_shape_and_batch(image_shape, batch_size) -> tuple[tuple[int, int, int], int]:
+def check_shape_and_batch(image_shape, batch_size) -> tuple[tuple[int, int, int], int]:
     """Validate (C, H, W) and the batch size shared by the rec and cls pre-processors."""
     if len(image_shape) != 3 or min(int(v) for v in image_shape) <= 0:
         raise ValueError(f"image_shape must be 3 positive ints (C, H, W), got {image_shape!r}")
@@ -29,7 +29,7 @@ def _check_shape_and_batch(image_shape, batch_size) -> tuple[tuple[int, int, int
     return tuple(int(v) for v in image_shape), int(batch_size)
 
 
-def _check_crop(img: np.ndarray, channels: int, what: str) -> None:
+def check_crop(img: np.ndarray, channels: int, what: str) -> None:
     if not isinstance(img, np.ndarray) or img.ndim != 3:
         raise ImageError(f"{what} input must be an HxWxC array, got {getattr(img, 'shape', type(img))}")
     if img.shape[2] != channels:
@@ -80,7 +80,7 @@ class RecPreprocess:
 
     def __init__(self, image_shape: Sequence[int] = (3, 48, 320), batch_size: int = 6,
                  max_width: int | None = 3200):
-        self.image_shape, self.batch_size = _check_shape_and_batch(image_shape, batch_size)
+        self.image_shape, self.batch_size = check_shape_and_batch(image_shape, batch_size)
         if max_width is not None and int(max_width) < self.image_shape[2]:
             raise ValueError(f"max_width must be at least the model width {self.image_shape[2]}, got {max_width!r}")
         self.max_width = None if max_width is None else int(max_width)
@@ -97,7 +97,7 @@ class RecPreprocess:
     def __call__(self, img: np.ndarray, max_wh_ratio: float | None = None) -> np.ndarray:
         """One crop -> float32 C x H x W'. ``max_wh_ratio`` defaults to the crop's own
         ratio (at least ``W / H``), i.e. what a batch of one gets."""
-        _check_crop(img, self.image_shape[0], "recognizer")
+        check_crop(img, self.image_shape[0], "recognizer")
         if max_wh_ratio is None:
             max_wh_ratio = max(self.base_wh_ratio, img.shape[1] * 1.0 / img.shape[0])
         return resize_norm_img(img, self.image_shape, self.target_width(max_wh_ratio))
@@ -105,7 +105,7 @@ class RecPreprocess:
     def batch(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Crops already grouped as one batch -> float32 N x C x H x W'."""
         for c in crops:
-            _check_crop(c, self.image_shape[0], "recognizer")
+            check_crop(c, self.image_shape[0], "recognizer")
         max_wh_ratio = self.base_wh_ratio
         for c in crops:
             max_wh_ratio = max(max_wh_ratio, c.shape[1] * 1.0 / c.shape[0])

@@ -1,0 +1,118 @@
+"""ptocr's public entry points, in the habits of timm and docTR: list what exists, create a
+network, load a ready predictor or pipeline by name, file or Paddle folder."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+from ptocr.architectures import canonical_name, get_architecture
+from ptocr.architectures import list_architectures as _registered
+from ptocr.errors import ArchitectureError, PtocrError
+from ptocr.loading import is_name, load_predictor
+from ptocr.manifest import list_models as _manifest_models
+from ptocr.manifest import load_manifest
+from ptocr.models.build import build_model
+from ptocr.models.model import OCRModel
+from ptocr.pipeline import OCR
+from ptocr.predictors import Predictor
+
+__all__ = ["create_model", "list_architectures", "list_models", "load"]
+
+
+def list_architectures(task: str | None = None) -> list[str]:
+    """The registered architectures (``ptocr-convert --list``), sorted.
+
+    Args:
+        task: ``"det"``, ``"rec"`` or ``"cls"`` to list one task's only.
+    """
+    return _registered(task)
+
+
+def list_models(pattern: str | None = None, *, task: str | None = None, include_bundles: bool = False) -> list[str]:
+    """The zoo's model names (``weights_manifest.json``), sorted.
+
+    Args:
+        pattern: a glob (``"*_rec"``, ``"*PP-OCRv3*"``) or, without wildcards, a
+            case-insensitive substring (``"french"``).
+        task: ``"det"``, ``"rec"`` or ``"cls"`` to list one task's only.
+        include_bundles: also list the pipeline bundles (``ch_PP-OCRv4``).
+    """
+    return _manifest_models(pattern, task=task, include_bundles=include_bundles)
+
+
+def load(source: str | os.PathLike, *, device=None, dtype=None, fuse: bool = True, optimize: bool = True,
+         compile: bool = False, arch: str | None = None, expected_sha256: str | None = None) -> Predictor | OCR:
+    """A ready predictor, or a whole pipeline for a bundle name.
+
+    Args:
+        source: a converted ``.safetensors``, a Paddle model folder or ``.pdparams`` file
+            (converted in memory), a zoo model name (``"ch_PP-OCRv4_rec"``) or a zoo bundle
+            name (``"ch_PP-OCRv4"``).
+        device, dtype, fuse, optimize, compile, arch, expected_sha256: as
+            ``ptocr.loading.load_predictor`` takes them (a bundle takes device, dtype,
+            optimize and compile).
+
+    Returns:
+        For a bundle name, an ``OCR`` pipeline (as ``OCR.from_pretrained(name)``); for anything
+        else a ``DetPredictor``, ``RecPredictor`` or ``ClsPredictor``.
+    """
+    if is_name(source) and os.fspath(source) in load_manifest().bundles:
+        return OCR.from_pretrained(os.fspath(source), device=device, dtype=dtype, optimize=optimize, compile=compile)
+    return load_predictor(source, device=device, dtype=dtype, fuse=fuse, optimize=optimize, compile=compile,
+                          arch=arch, expected_sha256=expected_sha256)
+
+
+def create_model(name: str, *, pretrained: bool | str | os.PathLike = False,
+                 num_classes: int | None = None) -> OCRModel:
+    """The network ``name`` as a ``torch.nn.Module`` (``OCRModel``: backbone, neck, head), in
+    the structure Paddle trains it in (no inference rewrites), in eval mode.
+
+    Args:
+        name: a registered architecture (``list_architectures()``) or a zoo model name
+            (``list_models()``: its architecture with that model's settings, e.g. the class
+            count of its dictionary).
+        pretrained: ``False``: freshly initialised weights; ``True``: the zoo model's trained
+            weights, found and checked as ``ptocr.load`` finds them; a path: the weights of that
+            ``.safetensors`` file or Paddle folder, which must be of this architecture.
+        num_classes: with ``pretrained=False``, the classifier's or recognizer's class count
+            (a recognizer: blank + dictionary + space).
+
+    Returns:
+        The model; ``model.train()`` to fine-tune it.
+    """
+    models = load_manifest().models
+    if pretrained is False:
+        if name in models:
+            entry = load_manifest().model_entry(name)
+            cfg = copy.deepcopy(get_architecture(entry.architecture)["model"])
+            for part, args in entry.arguments.items():
+                cfg[part].update(args)
+        else:
+            cfg = get_architecture(name)["model"]
+        if num_classes is not None:
+            if "num_classes" not in cfg["head"]:
+                raise ArchitectureError(f"{name} is a detector: it has no class count")
+            cfg["head"]["num_classes"] = int(num_classes)
+        return build_model(cfg).eval()
+    if num_classes is not None:
+        raise PtocrError("num_classes goes with pretrained=False: trained weights fix the class count")
+    if pretrained is True:
+        if name not in models:
+            raise PtocrError(f"{name!r} is not a zoo model, so it has no pretrained weights; "
+                             f"zoo models of this architecture: {_models_of(name, models) or 'none'}")
+        return load_predictor(name, fuse=False, optimize=False).model
+    predictor = load_predictor(pretrained, fuse=False, optimize=False)
+    want = canonical_name(models[name]["architecture"] if name in models else name)
+    got = canonical_name(predictor.config["architecture"])
+    if got != want:
+        raise ArchitectureError(f"{os.fspath(pretrained)} holds a {got} model, not {name} ({want})")
+    return predictor.model
+
+
+def _models_of(arch: str, models: dict) -> str:
+    try:
+        arch = canonical_name(arch)
+    except ArchitectureError:
+        return ""
+    return ", ".join(sorted(n for n, e in models.items() if canonical_name(e["architecture"]) == arch))

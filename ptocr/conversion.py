@@ -1,0 +1,52 @@
+"""The runtime's one door to the converter: a Paddle source (model folder, ``.pdparams``)
+becomes a model here, in memory or as a converted file.
+
+Everything else in ``ptocr`` reads converted files. The converter (``converter``) builds its
+models from the runtime's architectures, so the runtime imports it only here, and only when a
+Paddle source is actually given: the dependency points one way, conversion -> runtime.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for annotations only: no import of the converter at run time
+    from converter.convert import Conversion
+
+__all__ = ["PADDLE_SUFFIXES", "convert_paddle", "convert_once", "is_paddle_source"]
+
+# Files that name a Paddle model (a folder names one too).
+PADDLE_SUFFIXES = (".pdparams", ".pdmodel", ".pdiparams", ".json")
+
+
+def is_paddle_source(path: Path) -> bool:
+    """``path`` is a Paddle model folder or one of its files (converted on load)."""
+    return path.is_dir() or path.suffix in PADDLE_SUFFIXES
+
+
+def convert_paddle(src: str | os.PathLike, arch: str | None = None) -> Conversion:
+    """Convert the Paddle model ``src`` in memory (``converter.convert.convert``): its model,
+    config and dictionary. ``arch`` as for ``ptocr-convert --arch``; None detects it."""
+    from converter.convert import convert
+
+    return convert(src, arch)
+
+
+def convert_once(src: str | os.PathLike, dst: str | os.PathLike, *,
+                 log: Callable[[str], None] | None = None) -> Path:
+    """Convert the Paddle model ``src`` to the file ``dst`` (.safetensors, with config and
+    dictionary beside it) unless ``dst`` exists; returns ``dst``."""
+    from converter.writer import write_converted
+
+    dst = Path(dst)
+    if not dst.exists():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        conv = convert_paddle(src)
+        dic = conv.dictionary.text() if conv.dictionary is not None else None
+        written = write_converted(conv.state_dict, conv.config, dic, dst)
+        if log is not None:
+            log(f"converted {Path(src).name} ({conv.arch_name}) -> {dst} sha256 {written.sha256[:12]}")
+    return dst
