@@ -29,19 +29,9 @@ from converter.readers import (
 )
 from converter.readers import safe_pickle
 from converter.readers.pdiparams import parse_stream
+from verification.pdiparams import varint
 
 # --- hand-built Paddle files (no shared data needed) ---------------------------------
-
-
-def varint(n: int) -> bytes:
-    n &= (1 << 64) - 1  # negatives as 10-byte two's complement, like protobuf
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def fld(num: int, value) -> bytes:

@@ -20,7 +20,7 @@ from converter.readers.program import DTYPES
 _CODES = {np.dtype(d): code for code, (_, d, _) in DTYPES.items() if d is not None and code != 22}
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
     n &= (1 << 64) - 1  # negative int64 as protobuf writes it
     out = bytearray()
     while True:
@@ -34,7 +34,7 @@ def _varint(n: int) -> bytes:
 def encode_tensor(array: np.ndarray) -> bytes:
     """One LoDTensor record: version, no LoD, version, TensorDesc, raw data."""
     code = _CODES[array.dtype]
-    desc = b"\x08" + _varint(code) + b"".join(b"\x10" + _varint(d) for d in array.shape)
+    desc = b"\x08" + varint(code) + b"".join(b"\x10" + varint(d) for d in array.shape)
     return (np.uint32(0).tobytes() + np.uint64(0).tobytes() + np.uint32(0).tobytes()
             + np.int32(len(desc)).tobytes() + desc + np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes())
 
