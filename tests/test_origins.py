@@ -7,6 +7,7 @@ or broken archives are refused with a clear error and leave the zoo folder as it
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import socket
@@ -262,3 +263,29 @@ def test_the_mirror_keeps_the_official_path(monkeypatch):
     assert mirrored(url) == url
     monkeypatch.setenv("PTOCR_MIRROR", "https://mirror.example/paddle/")
     assert mirrored(url) == "https://mirror.example/paddle/PP-OCRv3/english/en_PP-OCRv3_det_infer.tar"
+
+
+def test_pin_origins_fills_the_hashes_and_reports_conflicts(env, origins, shared_dir, monkeypatch):
+    from tools import pin_origins
+
+    data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
+    data["models"][FRENCH]["source"]["pdiparams_sha256"] = None
+    data["models"]["PP-OCRv5_mobile_det"]["source"]["pdiparams_sha256"] = "1" * 64
+    path = env / "manifest.json"
+    write_manifest(data, path)
+    root, _, _ = origins
+    archive = mirror_path(root, data["models"][FRENCH]["source"]["url"])
+    conflicts = pin_origins.pin(path, [FRENCH, "PP-OCRv5_mobile_det"], log=lambda m: None)
+    pinned = load_manifest(path).model_entry(FRENCH).source
+    assert pinned["archive_sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert pinned["pdiparams_sha256"] == load_manifest().model_entry(FRENCH).source["pdiparams_sha256"]
+    # the Hub gives other weights than the (wrong) pin: reported, not overwritten
+    assert len(conflicts) == 1 and "PaddlePaddle/PP-OCRv5_mobile_det gives pdiparams_sha256" in conflicts[0]
+    assert load_manifest(path).model_entry("PP-OCRv5_mobile_det").source["pdiparams_sha256"] == "1" * 64
+
+
+def test_doc_zoo_lists_every_models_origin_and_pin():
+    from tools.pin_origins import origin_table
+
+    doc = (REPO / "doc" / "zoo.md").read_text(encoding="utf-8")
+    assert origin_table(load_manifest()) in doc, "doc/zoo.md: paste `python -m tools.pin_origins --table`"
