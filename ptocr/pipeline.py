@@ -12,18 +12,20 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ptocr.conversion import convert_once
 from ptocr.errors import PtocrError
 from ptocr.loading import load_predictor
 from ptocr.manifest import load_manifest
-from ptocr.official import BUNDLES, MODELS, fetch_official_models
 from ptocr.postprocess import apply_cls_rotation, should_rotate
 from ptocr.predictors import ClsPredictor, DetPredictor, Predictor, RecPredictor
 from ptocr.result import Line, OCRResult
 from ptocr.transforms import get_rotate_crop_image, load_image, sorted_boxes
+from ptocr.zoo import resolve
 
 __all__ = ["OCR", "Line", "OCRResult", "official_model_files"]
 
+# The bundle ``ptocr demo``, ``ptocr ocr`` without models and ``OCR.official()`` run: PaddleOCR
+# 2.10's default (PP-OCRv4 mobile det / rec, v2.0 direction classifier).
+DEFAULT_BUNDLE = "ch_PP-OCRv4"
 # PaddleOCR 2.10's TextSystem default (``--drop_score``), the same for every generation.
 DROP_SCORE = 0.5
 
@@ -57,7 +59,7 @@ class OCR:
 
     Thresholds are the models' configs (PaddleOCR 2.10's defaults for their generation).
     ``OCR.from_pretrained(name)`` builds a bundle of the zoo (``ch_PP-OCRv4``);
-    ``OCR.official()`` the official PP-OCRv4 mobile models as ``ptocr demo`` fetches them.
+    ``OCR.official()`` the default bundle, as ``ptocr demo`` runs it.
     """
 
     def __init__(self, det, rec, cls=None, *, device=None, dtype=None, drop_score: float = DROP_SCORE,
@@ -81,10 +83,12 @@ class OCR:
         return cls(parts["det"], parts["rec"], parts.get("cls"), **kw)
 
     @classmethod
-    def official(cls, models: str | os.PathLike | None = None, *, log: Callable[[str], None] | None = None,
+    def official(cls, zoo: str | os.PathLike | None = None, *, log: Callable[[str], None] | None = None,
                  **kw) -> OCR:
-        files = official_model_files(models, log=log)
-        return cls(files["det"], files["rec"], files["cls"], **kw)
+        """The default bundle (``ch_PP-OCRv4``), its weights found as ``ptocr.load`` finds them
+        (``ptocr.zoo.resolve``: local zoo folder ``zoo``, caches, official origins)."""
+        files = official_model_files(zoo, log=log)
+        return cls(files["det"], files["rec"], files.get("cls"), **kw)
 
     def __call__(self, images) -> OCRResult | list[OCRResult]:
         """``images``: a path, encoded bytes, numpy array (BGR / gray / BGRA, 8 or 16 bit), PIL
@@ -116,14 +120,15 @@ class OCR:
         return f"OCR(det={self.det!r}, rec={self.rec!r}, cls={self.cls!r}, drop_score={self.drop_score})"
 
 
-def official_model_files(models: str | os.PathLike | None = None, *,
+def official_model_files(zoo: str | os.PathLike | None = None, *,
                          log: Callable[[str], None] | None = None) -> dict[str, Path]:
-    """Fetch the official Paddle models (see ``ptocr.official``) and convert each once to
-    ``<models>/../converted/<name>.safetensors``. Returns ``{"det"|"rec"|"cls": path}``."""
-    root = fetch_official_models(models)
-    out = root.parent / "converted"
-    return {
-        task: convert_once(root / MODELS[name], out / f"{MODELS[name]}.safetensors", log=log)
-        for task, name in BUNDLES["ch_PP-OCRv4"].items()
-    }
-
+    """The checked converted files of the default bundle's parts, through the one resolver
+    (``ptocr.zoo.resolve``), kept in the local zoo folder ``zoo`` (default ``$PTOCR_ZOO``).
+    Returns ``{"det"|"rec"|"cls": path}``."""
+    files = {}
+    for task, name in load_manifest().bundle(DEFAULT_BUNDLE).items():
+        found = resolve(name, zoo=Path(zoo) if zoo is not None else None)
+        if log is not None:
+            log(f"{name}: {found.path} (from {found.where})")
+        files[task] = found.path
+    return files

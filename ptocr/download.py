@@ -1,0 +1,101 @@
+"""Downloading one file over HTTP(S) into a folder, hashing it as it arrives.
+
+The bytes go to a temporary name and are renamed only when complete (the length the server
+announced, if any), so an interrupted download never looks like a finished one. The progress
+bar is huggingface_hub's (its look and its ``HF_HUB_DISABLE_PROGRESS_BARS`` switch), the same
+as Hub downloads show.
+
+``PTOCR_MIRROR=<base URL>`` fetches every official archive from that base instead, keeping the
+path of the official URL after its host (``https://host/PP-OCRv3/x.tar`` ->
+``<base>/PP-OCRv3/x.tar``): for air-gapped or regional mirrors (``file://`` works too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ptocr.errors import PtocrError
+from ptocr.version import __version__
+
+ENV_MIRROR = "PTOCR_MIRROR"
+# No official archive comes near this; a server streaming without end is cut off here.
+MAX_DOWNLOAD_BYTES = 4 << 30
+TIMEOUT_S = 60
+
+__all__ = ["DownloadError", "ENV_MIRROR", "download", "mirrored"]
+
+
+class DownloadError(PtocrError):
+    """A download failed, was cut short or was not the file asked for."""
+
+
+def mirrored(url: str) -> str:
+    """``url`` on ``$PTOCR_MIRROR`` when set (its path kept), else ``url``."""
+    base = os.environ.get(ENV_MIRROR, "").strip()
+    if not base:
+        return url
+    return base.rstrip("/") + urlsplit(url).path
+
+
+def download(url: str, dst: Path, *, max_bytes: int = MAX_DOWNLOAD_BYTES, progress: bool = True) -> str:
+    """Download ``url`` to the new file ``dst``; returns its sha256. Nothing is left at ``dst``
+    (nor at its temporary name) when it fails."""
+    tmp = dst.with_name(f".{dst.name}.part")
+    request = urllib.request.Request(url, headers={"User-Agent": f"ptocr/{__version__}"})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            status = getattr(response, "status", None)
+            if status is not None and status != 200:
+                raise DownloadError(f"{url}: HTTP {status}")
+            kind = response.headers.get("Content-Type", "") or ""
+            if kind.split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml"):
+                raise DownloadError(f"{url}: the server sent an HTML page (Content-Type {kind}), "
+                                    "not the archive: a wrong URL or mirror, or a login / error page")
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            if total is not None and total > max_bytes:
+                raise DownloadError(f"{url}: {total} bytes, over the cap of {max_bytes}")
+            digest, got = _stream(response, tmp, total, max_bytes, url, progress)
+        if total is not None and got != total:
+            raise DownloadError(f"{url}: truncated download ({got} of {total} bytes)")
+        os.replace(tmp, dst)
+    except urllib.error.HTTPError as e:
+        _unlink(tmp)
+        raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        _unlink(tmp)
+        reason = getattr(e, "reason", None) or e
+        raise DownloadError(f"{url}: download failed ({reason})") from None
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return digest
+
+
+def _stream(response, tmp: Path, total: int | None, max_bytes: int, url: str, progress: bool):
+    from huggingface_hub.utils import tqdm
+
+    h = hashlib.sha256()
+    got = 0
+    with open(tmp, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                                    desc=Path(urlsplit(url).path).name, disable=not progress) as bar:
+        while chunk := response.read(1 << 20):
+            got += len(chunk)
+            if got > max_bytes:
+                raise DownloadError(f"{url}: more than the cap of {max_bytes} bytes")
+            h.update(chunk)
+            f.write(chunk)
+            bar.update(len(chunk))
+    return h.hexdigest(), got
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass

