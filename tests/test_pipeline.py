@@ -18,7 +18,8 @@ import torch
 
 import ptocr
 from ptocr.errors import PtocrError
-from ptocr.pipeline import OCR, convert_once
+from ptocr.conversion import convert_once
+from ptocr.pipeline import OCR
 
 REFERENCE = Path(__file__).parent / "fixtures" / "pipeline_reference" / "ppocrv4_mobile.json"
 BOX_TOLERANCE_PX = 2.0
