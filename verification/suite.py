@@ -72,19 +72,22 @@ CHECKPOINTS = (
 
 @functools.cache
 def suite() -> tuple[SuiteEntry, ...]:
-    """Every ready manifest model with a Paddle source folder (seeded where the shared
-    folder's ``paddle_graphs/`` holds its program), then the checkpoints. Read once per
-    process."""
+    """Every ready manifest model with a Paddle source folder (its trained weights where the
+    shared folder's ``paddle_models/`` holds them, else seeded where ``paddle_graphs/`` holds
+    its program), then the checkpoints. Read once per process."""
     shared = default_shared()
     entries = []
     for name, e in sorted(load_manifest().models.items()):
         folder = (e.get("source") or {}).get("folder")
         if not folder or e.get("status", "ready") != "ready":
             continue
-        kind = SEEDED if (shared / "paddle_graphs" / folder).is_dir() else TRAINED
+        # Trained weights where the shared folder has them; else the weightless program, seeded.
+        trained = (shared / "paddle_models" / folder / "inference.pdiparams").is_file()
+        kind = SEEDED if not trained and (shared / "paddle_graphs" / folder).is_dir() else TRAINED
         parity = e.get("parity") or {}
         entries.append(SuiteEntry(name, folder, tuple(parity.get("images") or ()), canonical_name(e["architecture"]),
-                                  kind, parity.get("max_images"), donor=parity.get("donor")))
+                                  kind, parity.get("max_images"),
+                                  donor=parity.get("donor") if kind == SEEDED else None))
     for folder, program, images, arch, limit in CHECKPOINTS:
         entries.append(SuiteEntry(folder, folder, images, arch, CHECKPOINT, limit, program))
     return tuple(entries)
