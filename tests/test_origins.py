@@ -15,6 +15,7 @@ import tarfile
 import warnings
 from pathlib import Path
 
+import huggingface_hub.constants
 import pytest
 import torch
 from click.testing import CliRunner
@@ -73,6 +74,9 @@ def env(origins, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", hub)
     for var in ("HF_HUB_OFFLINE", "PTOCR_OFFLINE", "PTOCR_REQUIRE_PINNED", "PTOCR_MANIFEST"):
         monkeypatch.delenv(var, raising=False)
+    # huggingface_hub reads HF_HUB_OFFLINE once, when first imported: a test before this one
+    # that imported it offline would leave the whole process offline.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     return tmp_path
 
 

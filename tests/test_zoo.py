@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import huggingface_hub.constants
 import pytest
 from click.testing import CliRunner
 
@@ -45,6 +46,8 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty_hf"))
     monkeypatch.setenv("PTOCR_CACHE", str(tmp_path / "empty_cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads it once, at its first import: set for this test only, whatever the order.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     return tmp_path
 
 
