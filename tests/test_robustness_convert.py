@@ -169,7 +169,7 @@ def _inject(monkeypatch, step: str, nth: int = 1):
     elif step == "write_text":
         monkeypatch.setattr(Path, "write_text", failing(Path.write_text))
     elif step == "hash":
-        monkeypatch.setattr(writer, "_sha256", failing(writer._sha256))
+        monkeypatch.setattr(writer, "file_sha256", failing(writer.file_sha256))
     elif step == "rename":
         monkeypatch.setattr(writer.os, "replace", failing(writer.os.replace))
     elif step == "chmod":
