@@ -35,7 +35,7 @@ from ptocr.checkpoint import file_sha256
 from ptocr.conversion import convert_once
 from ptocr.errors import ModelFileError, PtocrError
 from ptocr.manifest import Manifest, ModelEntry, load_manifest
-from ptocr.places import ENV_ZOO, hf_cache_dir, offline, ptocr_cache, require_pinned, zoo_dir
+from ptocr.places import ENV_ZOO, hf_cache_dir, hf_endpoint, offline, ptocr_cache, require_pinned, zoo_dir
 
 __all__ = ["Resolved", "UnpinnedOriginWarning", "WEIGHTS", "WeightsNotFoundError", "hf_cache_dir",
            "not_found_message", "offline", "plan_publish", "ptocr_cache", "publish", "resolve", "zoo_dir"]
@@ -115,7 +115,8 @@ def resolve(entry: ModelEntry | str, manifest: Manifest | None = None, *, zoo: P
         try:
             from huggingface_hub import hf_hub_download
 
-            got = hf_hub_download(hub["repo_id"], hub["filename"], revision=hub["revision"], cache_dir=cache)
+            got = hf_hub_download(hub["repo_id"], hub["filename"], revision=hub["revision"], cache_dir=cache,
+                                  endpoint=hf_endpoint())
         except Exception as e:  # noqa: BLE001 - every failure is reported with the others
             attempts.append((place, f"download failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"))
         else:
