@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ptocr import allocator
+from ptocr import allocator, bulk_cli
 from ptocr.api import load
 from ptocr.demo_inputs import demo_inputs
 from ptocr.errors import ImageError, PtocrError
@@ -103,13 +103,24 @@ def demo(image, models):
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the models: faster per image after a first one that compiles (tens of seconds).")
 @_MODELS_OPTION
-def ocr(images, det, rec, cls, json_out, vis, device, dtype, compile_, models):
+@bulk_cli.bulk_options
+def ocr(images, det, rec, cls, json_out, vis, device, dtype, compile_, models, **bulk):
     """Read the text lines of each IMAGE (PaddleOCR's PP-OCR system, in PyTorch).
 
     Models left out are the official PP-OCRv4 mobile det / rec and v2.0 classifier, as
     `ptocr demo` fetches them. Exit codes: 0 ok, 2 bad input (some image or model unusable;
     the others are still read and written), 1 internal error.
+
+    With --out (bulk mode, doc/bulk.md) IMAGES may be folders and lists, and the results go to
+    a JSON-lines file that a rerun resumes.
     """
+    if bulk["bulk_out"] is not None:
+        try:
+            failed = bulk_cli.run(images, lambda: _build_ocr(det, rec, cls, models, device, dtype, compile_),
+                                  device=device, **bulk)
+        except (PtocrError, ValueError) as e:
+            _fail(str(e))
+        sys.exit(EXIT_BAD_INPUT if failed else 0)
     try:
         pipeline = _build_ocr(det, rec, cls, models, device, dtype, compile_)
     except (PtocrError, ValueError) as e:
