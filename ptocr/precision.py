@@ -6,16 +6,72 @@ bfloat16, batch norms keep float32 parameters and statistics (PyTorch runs them 
 bfloat16 inputs and returns the input's type, on CPU and CUDA). The DB heads' first batch norm
 has running variances up to 9e6: infinity in float16 (largest finite 65504), which turned every
 detection map to zero; bfloat16 would keep them to 3 significant digits only.
+
+Half precision also keeps float32 islands (``FLOAT32_MODULES``): the head of every model, where
+16 bits decide what is read. The DB head's last transposed conv and sigmoid make the
+probability map that is cut at 0.3 (bfloat16 keeps 8 bits: pixels near the threshold flip and
+boxes grow, shrink, split or vanish); the CTC head's logits and softmax pick each character
+and make the score compared with drop_score. An island computes in float32 from its input
+cast up and hands float32 on: it is the network's tail, so its output is the model's.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn as nn
 
 from ptocr.models.float64 import float64_members
 
-__all__ = ["cast_model", "is_narrow"]
+__all__ = ["FLOAT32_MODULES", "Float32Compute", "cast_model", "float32_members", "is_narrow"]
+
+# Module paths computed in float32 when a model is cast to float16 / bfloat16 (those a model
+# lacks are skipped). Measured on the shared scenes: doc/benchmarks.md (bulk section).
+FLOAT32_MODULES = ("head",)
+
+
+class Float32Compute:
+    """Mixin put in front of a module's own class: forward in the weights' type (float32 in a
+    narrow model), output left in it."""
+
+    float32_tail = True  # the network's tail: its float32 output is the model's
+
+    def forward(self, x):
+        y = super().forward(_to(x, next(self.parameters()).dtype))
+        return y if self.float32_tail else _to(y, _dtype_of(x))
+
+
+def _dtype_of(x) -> torch.dtype:
+    return _dtype_of(x[0]) if isinstance(x, (list, tuple)) else x.dtype
+
+
+def _to(x, dtype: torch.dtype):
+    """A tensor, or the list / tuple of tensors an FPN neck takes, in ``dtype``."""
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to(v, dtype) for v in x)
+    return x.to(dtype)
+
+
+@functools.cache
+def _float32_class(cls: type) -> type:
+    return type(f"Float32{cls.__name__}", (Float32Compute, cls), {"__module__": cls.__module__})
+
+
+def float32_members(model: nn.Module) -> set[nn.Module]:
+    """Every module inside a float32 island (the islands included)."""
+    return {m for root in model.modules() if isinstance(root, Float32Compute) for m in root.modules()}
+
+
+def _mark_float32_islands(model: nn.Module) -> None:
+    for path in FLOAT32_MODULES:
+        try:
+            module = model.get_submodule(path)
+        except AttributeError:
+            continue
+        if next(module.parameters(), None) is not None and not isinstance(module, Float32Compute):
+            module.__class__ = _float32_class(type(module))
+            module.float32_tail = path == "head"  # inside the network: hand on the input's type
 
 
 def is_narrow(dtype: torch.dtype) -> bool:
@@ -36,10 +92,14 @@ def cast_model(model: nn.Module, dtype: torch.dtype | None = None, device=None) 
 
     # float64 modules (ptocr.models.float64) stay float64 under a float32 model.
     keep = float64_members(model) if dtype == torch.float32 else set()
+    islands: set[nn.Module] = set()
+    if is_narrow(dtype):
+        _mark_float32_islands(model)
+        islands = float32_members(model)
     for m in model.modules():
         if m in keep:
             continue
-        if is_narrow(dtype) and isinstance(m, nn.modules.batchnorm._BatchNorm):
+        if is_narrow(dtype) and (m in islands or isinstance(m, nn.modules.batchnorm._BatchNorm)):
             m.float()
         else:
             m._apply(cast, recurse=False)
