@@ -7,12 +7,12 @@ bfloat16 inputs and returns the input's type, on CPU and CUDA). The DB heads' fi
 has running variances up to 9e6: infinity in float16 (largest finite 65504), which turned every
 detection map to zero; bfloat16 would keep them to 3 significant digits only.
 
-Half precision also keeps float32 islands (``FLOAT32_MODULES``): the head of every model, where
-16 bits decide what is read. The DB head's last transposed conv and sigmoid make the
-probability map that is cut at 0.3 (bfloat16 keeps 8 bits: pixels near the threshold flip and
-boxes grow, shrink, split or vanish); the CTC head's logits and softmax pick each character
-and make the score compared with drop_score. An island computes in float32 from its input
-cast up and hands float32 on: it is the network's tail, so its output is the model's.
+Half precision also keeps float32 islands (``FLOAT32_MODULES``): modules that compute in
+float32 from their input cast up and hand on their output in the input's type, so a narrow
+model still returns its own type. The default is each model's head: the DB head's transposed
+convs and sigmoid make the map cut at 0.3, the CTC head's logits and softmax pick each
+character. Measured on CPU (doc/bulk.md), the heads are not where 16 bits lose boxes: the
+losses are spread over the backbone; the CUDA figures are still to be measured.
 """
 
 from __future__ import annotations
@@ -27,19 +27,17 @@ from ptocr.models.float64 import float64_members
 __all__ = ["FLOAT32_MODULES", "Float32Compute", "cast_model", "float32_members", "is_narrow"]
 
 # Module paths computed in float32 when a model is cast to float16 / bfloat16 (those a model
-# lacks are skipped). Measured on the shared scenes: doc/benchmarks.md (bulk section).
+# lacks are skipped). What they change on the shared scenes: doc/bulk.md.
 FLOAT32_MODULES = ("head",)
 
 
 class Float32Compute:
     """Mixin put in front of a module's own class: forward in the weights' type (float32 in a
-    narrow model), output left in it."""
-
-    float32_tail = True  # the network's tail: its float32 output is the model's
+    narrow model), output in the input's type."""
 
     def forward(self, x):
         y = super().forward(_to(x, next(self.parameters()).dtype))
-        return y if self.float32_tail else _to(y, _dtype_of(x))
+        return _to(y, _dtype_of(x))
 
 
 def _dtype_of(x) -> torch.dtype:
@@ -71,7 +69,6 @@ def _mark_float32_islands(model: nn.Module) -> None:
             continue
         if next(module.parameters(), None) is not None and not isinstance(module, Float32Compute):
             module.__class__ = _float32_class(type(module))
-            module.float32_tail = path == "head"  # inside the network: hand on the input's type
 
 
 def is_narrow(dtype: torch.dtype) -> bool:

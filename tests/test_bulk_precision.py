@@ -8,6 +8,7 @@ import glob
 
 import pytest
 import torch
+import torch.nn as nn
 
 import ptocr
 import ptocr.precision as precision
@@ -41,27 +42,33 @@ def test_bfloat16_heads_compute_in_float32(shared_dir, name):
         got = model.head(f)
         want = p32.model.head(f.float())  # the float32 model's head (folded alike) on the same features
         out = model(x)
-    assert f.dtype == torch.bfloat16 and got.dtype == out.dtype == torch.float32
-    assert torch.equal(got, want)
+    assert f.dtype == got.dtype == out.dtype == torch.bfloat16  # a narrow model returns its type
+    assert want.dtype == torch.float32 and torch.equal(got, want.to(torch.bfloat16))
 
 
-def test_islands_inside_the_network_hand_on_the_input_type(shared_dir, monkeypatch):
+def test_islands_are_data(shared_dir, monkeypatch):
+    """FLOAT32_MODULES names the islands; one inside the network (an FPN neck, which takes a list)
+    hands on the input's type to the layers after it."""
     monkeypatch.setattr(precision, "FLOAT32_MODULES", ("neck", "head"))
     model = ptocr.load(shared_dir / "paddle_models" / DET, dtype="bfloat16", optimize=False).model
-    assert isinstance(model.neck, Float32Compute) and not model.neck.float32_tail and model.head.float32_tail
+    assert isinstance(model.neck, Float32Compute) and {p.dtype for p in model.neck.parameters()} == {torch.float32}
     x = torch.zeros(1, 3, 64, 64, dtype=torch.bfloat16).uniform_(-1, 1)
     with torch.inference_mode():
-        assert model.neck(model.backbone(x)).dtype == torch.bfloat16 and model(x).dtype == torch.float32
+        assert model.neck(model.backbone(x)).dtype == torch.bfloat16 and model(x).dtype == torch.bfloat16
+    monkeypatch.setattr(precision, "FLOAT32_MODULES", ())
+    plain = ptocr.load(shared_dir / "paddle_models" / DET, dtype="bfloat16", optimize=False).model
+    convs = [m for m in plain.head.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert not float32_members(plain) and {m.weight.dtype for m in convs} == {torch.bfloat16}
 
 
 def test_float16_islands_on_the_meta_device(shared_dir):
     """What a CUDA float16 load asks of the islands, without a GPU: float32 head weights on the
-    device, float32 output."""
+    device, the model's output in float16."""
     p = ptocr.load(shared_dir / "paddle_models" / REC, device="meta", dtype="float16")
     assert {(t.device.type, t.dtype) for t in p.model.head.parameters()} == {("meta", torch.float32)}
     with torch.inference_mode():
         out = p.model(torch.zeros(2, 3, 48, 320, device="meta", dtype=torch.float16))
-    assert out.device.type == "meta" and out.dtype == torch.float32 and out.shape[0] == 2
+    assert out.device.type == "meta" and out.dtype == torch.float16 and out.shape[0] == 2
 
 
 def _identical_lines(ref, got) -> tuple[int, int]:
