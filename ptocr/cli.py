@@ -115,6 +115,8 @@ def ocr(images, det, rec, cls, json_out, vis, device, dtype, compile_, models, *
     a JSON-lines file that a rerun resumes.
     """
     if bulk["bulk_out"] is not None:
+        if json_out or vis:
+            _fail("--out writes JSON lines as it goes; --json and --vis are for reading without it")
         try:
             failed = bulk_cli.run(images, lambda: _build_ocr(det, rec, cls, models, device, dtype, compile_),
                                   device=device, **bulk)

@@ -120,3 +120,12 @@ def test_no_images_is_bad_input(tmp_path, model_args):
     run = _cli(str(tmp_path), "--out", str(tmp_path / "r.jsonl"), *model_args)
     _, stderr = run.communicate(timeout=300)
     assert run.returncode == 2 and "no images found" in stderr and "Traceback" not in stderr
+
+
+def test_out_refuses_json_and_vis(tmp_path):
+    from click.testing import CliRunner
+
+    from ptocr.cli import main
+
+    run = CliRunner().invoke(main, ["ocr", str(tmp_path), "--out", str(tmp_path / "r.jsonl"), "--json", "-"])
+    assert run.exit_code == 2 and "--json and --vis" in run.stderr and not (tmp_path / "r.jsonl").exists()
