@@ -336,8 +336,9 @@ def convert_load_worker(shared: Path, repeat: int) -> dict[str, float]:
 # ---- bulk ------------------------------------------------------------------------------------
 
 # (label, read_many keywords) timed against the per-image loop; None: the loop itself.
-BULK_MODES = (("per-image loop (OCR.read)", None), ("read_many", {}), ("read_many lanes=1", {"lanes": 1}),
-              ("read_many merge=True", {"merge": True}))
+# The loop at one intra-op thread shows how much of read_many's gain is its lanes' thread count.
+BULK_MODES = (("per-image loop (OCR.read)", None), ("per-image loop, 1 intra-op thread", 1), ("read_many", {}),
+              ("read_many lanes=1", {"lanes": 1}), ("read_many merge=True", {"merge": True}))
 
 
 def bulk_worker(shared: Path, repeat: int, device: str, dtype: str, batch_size: int) -> dict[str, dict]:
@@ -348,7 +349,14 @@ def bulk_worker(shared: Path, repeat: int, device: str, dtype: str, batch_size: 
     images = sorted(str(p) for p in (shared / "images" / "scenes").iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
 
     def run(kw):
-        return [ocr.read(p) for p in images] if kw is None else ocr.read_many(images, batch_size=batch_size, **kw)
+        if isinstance(kw, dict):
+            return ocr.read_many(images, batch_size=batch_size, **kw)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(kw or threads)
+        try:
+            return [ocr.read(p) for p in images]
+        finally:
+            torch.set_num_threads(threads)
 
     times: dict[str, list[float]] = {label: [] for label, _ in BULK_MODES}
     for k in range(repeat + 1):
