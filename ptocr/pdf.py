@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -69,12 +70,18 @@ def pdf_pages(path, pages: Iterable[int] | None = None) -> Iterator[tuple[int, n
 
     name = os.fspath(path)
     try:
-        doc = pdfium.PdfDocument(name)
-    except pdfium.PdfiumError as e:
-        why = "it is encrypted (a password is needed)" if "password" in str(e).lower() else f"not a readable PDF ({e})"
+        data = Path(name).read_bytes()
+    except OSError as e:
+        raise PdfError(f"{name}: cannot be read ({e.strerror or e})") from None
+    if not data:
+        raise PdfError(f"{name}: the file is empty")
+    try:
+        doc = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError:
+        # PDFium's last-error code can be left over from an earlier failure: judge by the file.
+        why = ("it is encrypted (a password is needed)" if b"/Encrypt" in data
+               else "not a readable PDF (damaged, or not a PDF at all)")
         raise PdfError(f"{name}: {why}") from None
-    except (OSError, ValueError) as e:
-        raise PdfError(f"{name}: cannot be opened ({e})") from None
     try:
         count = len(doc)
         if count == 0:

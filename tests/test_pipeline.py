@@ -321,8 +321,9 @@ def test_unwarping_is_refused_clearly(v5_files):
 
 def test_doc_orientation_turns_a_rotated_page_back(v5_files, shared_dir, small_scene, one_thread, tmp_path):
     """With a doc-orientation classifier (here a stub that always answers 180), the page is
-    turned before detection: a page given upside down reads like the upright one."""
+    turned (PaddleX's affine turn, one pixel off an exact flip) before detection."""
     from ptocr.predictors import ClsPredictor
+    from ptocr.transforms.rotate import rotate_image
 
     class Always180(ClsPredictor):
         def __init__(self):  # no model: only the answer matters to the pipeline
@@ -331,9 +332,10 @@ def test_doc_orientation_turns_a_rotated_page_back(v5_files, shared_dir, small_s
         def __call__(self, image):
             return ("180", 1.0)
 
-    upright = _ocr3(v5_files, True)(small_scene)
     flipped = cv2.rotate(cv2.imread(str(small_scene)), cv2.ROTATE_180)
-    ocr = _ocr3(v5_files, True, doc_ori=Always180())
-    turned = ocr(flipped)
+    turned = _ocr3(v5_files, True, doc_ori=Always180())(flipped)
     assert turned.doc_angle == 180 and turned.to_paddleocr()["doc_preprocessor_res"]["angle"] == 180
-    assert turned.texts == upright.texts
+    upright = rotate_image(flipped, 180)
+    assert np.array_equal(turned.image, upright)
+    assert turned.texts == _ocr3(v5_files, True)(upright).texts
+    assert {"EPPING", "Germany"} <= set(turned.texts)  # read the right way up
