@@ -68,10 +68,10 @@ def build_pipeline(bundle: str | None = None, *, det=None, rec=None, cls=None, d
     except WeightsNotFoundError as e:
         if bundle is not None or lang is not None or any(v is not None for v in given.values()):
             raise
-        reason = str(e).splitlines()[0]
+        reason = str(e).splitlines()[0].split(". Looked in")[0]  # "no usable weights for <part>"
         if notice is not None:
-            notice(f"ptocr: {DEFAULT_BUNDLE} cannot be used ({reason}); reading with {FALLBACK_BUNDLE} "
-                   "(PaddleOCR 2.x rules) instead")
+            notice(f"ptocr: {DEFAULT_BUNDLE} cannot be used ({reason}: no origin reachable); reading with "
+                   f"{FALLBACK_BUNDLE} (PaddleOCR 2.x rules) instead")
         bundle = FALLBACK_BUNDLE
         files = _resolve_parts(bundle, given, None, zoo, log)
     bundle = bundle or DEFAULT_BUNDLE
