@@ -199,8 +199,8 @@ def list_cmd(pattern, task):
         langs = ",".join(e["languages"]) or "-"
         click.echo(f"{name:34} {e['task']:4} {e['architecture']:30} {langs:8} {state}")
     for name in bundles:
-        parts = " + ".join(f"{t}={m}" for t, m in manifest.bundles[name].items())
-        click.echo(f"{name:34} bundle {parts}")
+        parts = " + ".join(f"{t}={m}" for t, m in manifest.bundle(name).items())
+        click.echo(f"{name:34} bundle {parts} ({manifest.bundle_rules(name)} rules)")
     if not names and not bundles:
         click.echo(f"no model matches {pattern!r}", err=True)
         sys.exit(EXIT_BAD_INPUT)
@@ -213,7 +213,8 @@ def info(name):
     try:
         manifest = load_manifest()
         if name in manifest.bundles:
-            click.echo(json.dumps({"bundle": name, "parts": manifest.bundle(name)}, indent=2))
+            click.echo(json.dumps({"bundle": name, "pipeline": manifest.bundle_rules(name),
+                                   "parts": manifest.bundle(name)}, indent=2))
             return
         entry = manifest.model_entry(name)
     except PtocrError as e:

@@ -152,3 +152,30 @@ def test_cli_reads_good_pdfs_and_reports_bad_ones(ocr3, pdfs, tmp_path, monkeypa
     assert list(data) == [f"{pdfs['two']}#2"]
     assert data[f"{pdfs['two']}#2"]["page_index"] == 1
     assert "".join(data[f"{pdfs['two']}#2"]["rec_texts"]).replace(" ", "") == "SECONDPAGE"
+
+
+def test_pdf_pages_read_as_paddleocr3_reads_them(ocr3):
+    """paddleocr 3.7 on fixtures' two_pages.pdf (written by write_pdf from PAGES; recorded by
+    ``python -m tools.make_pipeline_reference --paddleocr3 --no-textline --inputs ...``): same
+    rendering, same lines."""
+    fixtures = Path(__file__).parent / "fixtures" / "pipeline_reference"
+    ref = json.loads((fixtures / "ppocrv5_mobile_pdf.json").read_text(encoding="utf-8"))
+    (pdf,) = ref["inputs"]
+    results = ocr3(str(Path(__file__).parents[1] / pdf))
+    assert [f"two_pages.pdf#{r.page_index + 1}" for r in results] == list(ref["images"])
+    for result, expected in zip(results, ref["images"].values()):
+        assert result.texts == [x["text"] for x in expected]
+        for poly, box, line, x in zip(result.rec_polys, result.rec_boxes, result, expected):
+            assert np.abs(np.subtract(poly, x["poly"])).max() <= 1 and np.abs(np.subtract(box, x["box"])).max() <= 1
+            assert abs(line.score - x["score"]) <= 1e-3
+
+
+def test_the_2x_pipeline_reads_pdfs_too(shared_dir, pdfs, tmp_path):
+    from ptocr.pipeline import OCR
+
+    m = shared_dir / "paddle_models"
+    ocr = OCR(convert_once(m / "ch_PP-OCRv4_det_infer", tmp_path / "det.safetensors"),
+              convert_once(m / "ch_PP-OCRv4_rec_infer", tmp_path / "rec.safetensors"))
+    first, second = ocr([str(pdfs["two"])])
+    assert first.source == second.source == str(pdfs["two"])
+    assert _found(first, *PAGES[0][0]) and _found(second, *PAGES[1][0])

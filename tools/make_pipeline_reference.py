@@ -121,15 +121,17 @@ DEFAULT_PADDLEOCR3_PYTHON = os.environ.get("PTOCR_PADDLEOCR3_PYTHON", "/work/ven
 DEFAULT_OPENCV_DIR = os.environ.get("PTOCR_PADDLEOCR3_OPENCV", "/work/venv-pocr3-opencv51")
 
 
-def paddleocr3_reference(python: str, shared: Path, textline: bool, opencv: str | None = None) -> dict:
-    """Run PaddleOCR 3.x (``tools/paddleocr3_runner.py`` under ``python``) on every scene image;
-    the fixture as a dict. ``opencv``: a folder put first on that Python's path."""
+def paddleocr3_reference(python: str, shared: Path, textline: bool, opencv: str | None = None,
+                         inputs: list[Path] | None = None) -> dict:
+    """Run PaddleOCR 3.x (``tools/paddleocr3_runner.py`` under ``python``) on every scene image
+    (or ``inputs``: files of this repository, e.g. a PDF); the fixture as a dict. ``opencv``: a
+    folder put first on that Python's path."""
     models = shared / "paddle_models"
     settings = {**PADDLEOCR3_SETTINGS, "use_textline_orientation": textline}
     for stem, (name, folder) in PADDLEOCR3_MODELS.items():
         settings[f"{stem}_model_name"] = name
         settings[f"{stem}_model_dir"] = str(models / folder)
-    images = sorted(p for p in (shared / SCENES).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = inputs or sorted(p for p in (shared / SCENES).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     env = {**os.environ, "PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK": "True"}
     if opencv:
         env["PYTHONPATH"] = opencv
@@ -161,7 +163,8 @@ def paddleocr3_reference(python: str, shared: Path, textline: bool, opencv: str 
         "effective_args": {"text_det_params": first["text_det_params"],
                            "text_rec_score_thresh": first["text_rec_score_thresh"],
                            "model_settings": first["model_settings"]},
-        "images_folder": SCENES,
+        **({"inputs": [p.resolve().relative_to(REPO).as_posix() for p in inputs]} if inputs
+           else {"images_folder": SCENES}),
         "images": results,
     }
 
@@ -177,13 +180,15 @@ def main(argv=None) -> int:
                    help="with --paddleocr3: a Python with paddleocr==3.7.0 and paddlepaddle==3.3.1")
     p.add_argument("--no-textline", dest="textline", action="store_false",
                    help="with --paddleocr3: without the textline orientation step")
+    p.add_argument("--inputs", type=Path, nargs="+", default=None,
+                   help="with --paddleocr3: these files of the repository (images, PDFs) instead of the scenes")
     p.add_argument("--opencv", default=DEFAULT_OPENCV_DIR,
                    help="with --paddleocr3: a folder holding the test environment's OpenCV, put first on the path "
                         "('' for paddlex's own pin)")
     args = p.parse_args(argv)
     fixtures = REPO / "tests" / "fixtures" / "pipeline_reference"
     if args.paddleocr3:
-        reference = paddleocr3_reference(args.python, args.shared, args.textline, args.opencv or None)
+        reference = paddleocr3_reference(args.python, args.shared, args.textline, args.opencv or None, args.inputs)
         out = args.out or fixtures / ("ppocrv5_mobile_textline.json" if args.textline else "ppocrv5_mobile.json")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(_dump(reference), encoding="utf-8")

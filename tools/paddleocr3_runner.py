@@ -37,8 +37,8 @@ def main(argv):
         for res in ocr.predict(path):
             data = res.json["res"] if "res" in res.json else res.json
             name = os.path.basename(path)
-            if len(data.get("rec_texts", [])) and data.get("page_index") is not None:
-                name = f"{name}#{data['page_index']}"
+            if data.get("page_index") is not None:  # a PDF page (0-based) -> file.pdf#N (1-based)
+                name = f"{name}#{data['page_index'] + 1}"
             images[name] = {
                 "dt_polys": as_list(data["dt_polys"]),
                 "rec_polys": as_list(data["rec_polys"]),
