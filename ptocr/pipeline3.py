@@ -118,6 +118,9 @@ class OCR3:
         if self.doc_ori is None:
             return img, -1
         label, _ = self.doc_ori(img)
+        if str(label) not in ("0", "90", "180", "270"):
+            raise PtocrError(f"the document orientation model answered {label!r}, not an angle of 0, 90, 180 "
+                             "or 270: is it a document orientation model (PP-LCNet_x1_0_doc_ori)?")
         angle = int(label)
         return rotate_image(img, angle), angle
 
@@ -125,7 +128,8 @@ class OCR3:
         """Text quads (int 4 x 2, source pixels) in reading order."""
         x, info = self.det_pre(img)
         (boxes, _), = self.det_post(self.det.forward(x[None]), [info])
-        return sorted_boxes(np.asarray(boxes, dtype=np.int16).reshape(-1, 4, 2))
+        # paddlex keeps int16 corners; int32 holds the same values without wrapping past 32767 px.
+        return sorted_boxes(np.asarray(boxes, dtype=np.int32).reshape(-1, 4, 2))
 
     def crop(self, img: np.ndarray, polys: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """(crops, their quads): each quad's minimum-area rectangle, warped upright."""

@@ -339,3 +339,23 @@ def test_doc_orientation_turns_a_rotated_page_back(v5_files, shared_dir, small_s
     assert np.array_equal(turned.image, upright)
     assert turned.texts == _ocr3(v5_files, True)(upright).texts
     assert {"EPPING", "Germany"} <= set(turned.texts)  # read the right way up
+
+
+def test_v5_odd_inputs(v5_files, one_thread):
+    """A tiny blank image (padded before detection) reads as no lines; a classifier that is not
+    a document orientation model is refused by name."""
+    from ptocr.predictors import ClsPredictor
+
+    ocr = _ocr3(v5_files, True)
+    empty = ocr(np.full((20, 30, 3), 255, np.uint8))
+    assert len(empty) == 0 and empty.to_paddleocr()["rec_texts"] == [] and empty.rec_boxes == []
+
+    class TextlineAnswer(ClsPredictor):
+        def __init__(self):
+            pass
+
+        def __call__(self, image):
+            return ("0_degree", 0.99)
+
+    with pytest.raises(PtocrError, match="not an angle"):
+        _ocr3(v5_files, True, doc_ori=TextlineAnswer())(np.full((64, 64, 3), 255, np.uint8))
