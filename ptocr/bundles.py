@@ -37,7 +37,7 @@ def load_bundle(name: str, **kw) -> OCR | OCR3:
 def _resolve_parts(bundle: str, given: dict, lang: str | None, zoo, log) -> dict:
     manifest = load_manifest()
     parts = manifest.bundle(bundle)
-    if lang is not None:
+    if lang is not None and given.get("rec") is None:  # a given recognizer wins over the language's
         if manifest.bundle_rules(bundle) != "paddleocr3":
             raise PtocrError(f"lang picks PaddleOCR 3.x's PP-OCRv5 recognizers; {bundle} is a PaddleOCR 2.x bundle")
         parts["rec"] = recognizer_for(lang, parts["rec"])

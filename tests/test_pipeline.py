@@ -359,3 +359,24 @@ def test_v5_odd_inputs(v5_files, one_thread):
 
     with pytest.raises(PtocrError, match="not an angle"):
         _ocr3(v5_files, True, doc_ori=TextlineAnswer())(np.full((64, 64, 3), 255, np.uint8))
+
+
+def test_cli_ocr_v5_default_rules_with_given_models(v5_files, small_scene, tmp_path, one_thread):
+    """No --pipeline: the default bundle's rules (PaddleOCR 3.x) with the given parts; the JSON
+    holds PaddleOCR 3.x's fields, and equals what OCR3 returns."""
+    from click.testing import CliRunner
+
+    from ptocr.cli import main
+
+    models = ["--det", str(v5_files["text_detection"]), "--rec", str(v5_files["text_recognition"])]
+    out = tmp_path / "out.json"
+    run = CliRunner().invoke(main, ["ocr", str(small_scene), *models, "--cls",
+                                    str(v5_files["textline_orientation"]), "--json", str(out)])
+    assert run.exit_code == 0, run.output
+    data = json.loads(out.read_text(encoding="utf-8"))[str(small_scene)]
+    expected = _ocr3(v5_files, True)(small_scene).to_paddleocr()
+    assert data == json.loads(json.dumps(expected))
+    assert data["model_settings"] == {"use_doc_preprocessor": False, "use_textline_orientation": True}
+    none = CliRunner().invoke(main, ["ocr", str(small_scene), *models, "--cls", "none", "--json", "-"])
+    assert none.exit_code == 0, none.output
+    assert json.loads(none.stdout)[str(small_scene)]["textline_orientation_angles"] == [-1] * len(data["rec_texts"])
