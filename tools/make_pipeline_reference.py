@@ -148,7 +148,8 @@ def paddleocr3_reference(python: str, shared: Path, textline: bool, opencv: str 
                                                      r["rec_scores"], angles)
         ]
     return {
-        "generator": "tools/make_pipeline_reference.py --paddleocr3" + ("" if textline else " --no-textline"),
+        "generator": "tools/make_pipeline_reference.py --paddleocr3" + ("" if textline else " --no-textline")
+                     + (" --inputs " + " ".join(p.resolve().relative_to(REPO).as_posix() for p in inputs) if inputs else ""),
         **out["versions"],
         "call": "PaddleOCR(**settings).predict(path); per line rec_polys, rec_boxes, rec_texts, rec_scores, "
                 "textline_orientation_angles (-1: no textline orientation)",
