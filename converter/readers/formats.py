@@ -76,7 +76,7 @@ def looks_like_tensor_stream(head: bytes) -> bool:
 def looks_like_onnx(head: bytes) -> bool:
     """A ModelProto starts with a field paddle2onnx and torch write first: ir_version (1,
     varint), producer_name (2), or graph (7) when nothing precedes it."""
-    return len(head) >= 2 and (head[0] == 0x08 and 3 <= head[1] <= 12 or head[0] in (0x12, 0x3A))
+    return len(head) >= 2 and (head[0] == 0x08 and 3 <= head[1] < 0x40 or head[0] in (0x12, 0x3A))
 
 
 def _onnx(model: Path) -> tuple[str, dict[str, Path]]:
