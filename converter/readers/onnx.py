@@ -175,10 +175,10 @@ def onnx_program(model: OnnxModel) -> OnnxProgram:
 
     def is_ln_scale(node: OnnxNode, slot: int) -> bool:
         # Mul(normalized, scale) where normalized = Div(x - mean, Sqrt(var + eps))
-        if node.op_type != "Mul":
+        if node.op_type != "Mul" or len(node.inputs) != 2:
             return False
         div = made_by(node.inputs[1 - slot], "Div")
-        return div is not None and made_by(div.inputs[1], "Sqrt") is not None
+        return div is not None and len(div.inputs) == 2 and made_by(div.inputs[1], "Sqrt") is not None
 
     found: list[tuple[tuple[int, int], OnnxParam, str, OnnxNode]] = []
     tensors: dict[str, np.ndarray] = {}
@@ -213,7 +213,7 @@ def onnx_program(model: OnnxModel) -> OnnxProgram:
     for _, param, role, node in sorted(found, key=lambda f: f[0]):
         if role == "other" and node.op_type == "Add" and any(alias.get(i, i) in ln_scaled for i in node.inputs):
             role = "ln_shift"
-        reads_out.append(ParamRead(param, role, _op_view(node)))
+        reads_out.append(ParamRead(param, role, _op_view(node, path)))
     return OnnxProgram(path, model, reads_out, {r.param.name: tensors[r.param.name] for r in reads_out}, inputs)
 
 
@@ -241,8 +241,16 @@ def _check_image_input(path: Path, inputs) -> None:
                           "so this is not an export of a PP-OCR program")
 
 
-def _op_view(node: OnnxNode) -> OnnxOp:
+def _op_view(node: OnnxNode, path: Path) -> OnnxOp:
     """Conv attributes in the Paddle program's spelling, for the alignment's checks."""
+    try:
+        return _conv_attrs(node)
+    except (TypeError, ValueError):
+        raise FormatError(f"{path}: node #{node.index} {node.op_type} has malformed attributes "
+                          f"{ {k: v for k, v in node.attrs.items() if k != 'value'} }"[:400]) from None
+
+
+def _conv_attrs(node: OnnxNode) -> OnnxOp:
     a = node.attrs
     attrs: dict = {}
     if node.op_type in ("Conv", "ConvTranspose"):

@@ -18,14 +18,13 @@ naming the file.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from converter.errors import FormatError
 from converter.readers.protobuf_wire import (
-    I32,
     LEN,
     VARINT,
     as_float,
@@ -350,5 +349,5 @@ def tensor(buf: memoryview, where: str) -> OnnxTensor:
     return OnnxTensor(name, dtype, tuple(dims), array)
 
 
-__all__ = ["DTYPES", "I32", "OnnxModel", "OnnxNode", "OnnxTensor", "OnnxValueInfo", "parse_onnx_model",
+__all__ = ["DTYPES", "OnnxModel", "OnnxNode", "OnnxTensor", "OnnxValueInfo", "parse_onnx_model",
            "read_onnx_model", "tensor"]
