@@ -117,48 +117,55 @@ def _layout(model_type: str, what: str) -> Layout:
 # ---- the named operations: (group kind, destination side) -> values by role -> values by role ----
 
 
-def _f32(a) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(a, dtype=np.float64).astype(np.float32))
+def _cast(a, like: np.ndarray) -> np.ndarray:
+    """``a`` (computed in float64) in the dtype of the tensor it comes from (float32 files;
+    float64 where a caller compares in float64)."""
+    return np.ascontiguousarray(np.asarray(a, dtype=np.float64).astype(like.dtype))
 
 
 def _fold_bn(v: dict, what: str) -> dict:
     scale = v["bn.weight"].astype(np.float64) / np.sqrt(v["bn.running_var"].astype(np.float64) + BN_EPS)
     bias = v["bias"].astype(np.float64) if "bias" in v else 0.0
     weight = v["weight"].astype(np.float64) * scale.reshape(-1, *([1] * (v["weight"].ndim - 1)))
-    return {"weight": _f32(weight),
-            "bias": _f32(v["bn.bias"].astype(np.float64) + (bias - v["bn.running_mean"].astype(np.float64)) * scale)}
+    return {"weight": _cast(weight, v["weight"]),
+            "bias": _cast(v["bn.bias"].astype(np.float64) + (bias - v["bn.running_mean"].astype(np.float64)) * scale,
+                          v["weight"])}
 
 
 def _unfold_bn(v: dict, what: str) -> dict:
-    c = v["bias"].shape[0]
-    return {"weight": v["weight"], "bias": np.zeros(c, np.float32),  # kept where transformers' conv has one
-            "bn.weight": np.ones(c, np.float32), "bn.bias": v["bias"].astype(np.float32),
-            "bn.running_mean": np.zeros(c, np.float32), "bn.running_var": np.full(c, _UNIT_VAR)}
+    c, dtype = v["bias"].shape[0], v["weight"].dtype
+    unit_var = _UNIT_VAR if dtype == np.float32 else 1.0 - BN_EPS
+    return {"weight": v["weight"], "bias": np.zeros(c, dtype),  # kept where transformers' conv has one
+            "bn.weight": np.ones(c, dtype), "bn.bias": v["bias"],
+            "bn.running_mean": np.zeros(c, dtype), "bn.running_var": np.full(c, unit_var, dtype)}
 
 
 def _compose(v: dict, what: str) -> dict:
     dw, pw = v["dw.weight"].astype(np.float64), v["pw.weight"].astype(np.float64)[:, :, 0, 0]
     dense = pw[:, :, None, None] * dw[None, :, 0]
     bias = pw @ v["dw.bias"].astype(np.float64) + v["pw.bias"].astype(np.float64)
-    return {"weight": _f32(dense), "bias": _f32(bias)}
+    return {"weight": _cast(dense, v["dw.weight"]), "bias": _cast(bias, v["dw.weight"])}
 
 
 def _factorize(v: dict, what: str) -> dict:
+    """Each input channel's out x k*k slice of the dense kernel as pointwise column x depthwise
+    kernel: the depthwise kernel is the slice's largest row, the column its least-squares
+    weights; then the slice must be that product (to float32 precision)."""
     dense = v["weight"].astype(np.float64)  # out x in x k x k
     out_c, in_c, kh, kw = dense.shape
-    dw = np.zeros((in_c, 1, kh, kw))
-    pw = np.zeros((out_c, in_c))
-    for c in range(in_c):
-        m = dense[:, c].reshape(out_c, kh * kw)
-        u, s, vt = np.linalg.svd(m, full_matrices=False)
-        norm = np.linalg.norm(m)
-        if norm and np.linalg.norm(m - s[0] * np.outer(u[:, 0], vt[0])) > _RANK_ONE_TOL * norm:
-            raise MappingError(f"{what}: input channel {c} of this dense {kh}x{kw} kernel is not a depthwise "
-                               "kernel times a pointwise one, which is all ptocr's RepLKPAN can hold")
-        dw[c, 0] = (vt[0] * s[0]).reshape(kh, kw)
-        pw[:, c] = u[:, 0]
-    return {"dw.weight": _f32(dw), "dw.bias": np.zeros(in_c, np.float32),
-            "pw.weight": _f32(pw[:, :, None, None]), "pw.bias": _f32(v["bias"])}
+    slices = dense.transpose(1, 0, 2, 3).reshape(in_c, out_c, kh * kw)
+    rows = np.linalg.norm(slices, axis=2)  # in x out
+    dw = slices[np.arange(in_c), rows.argmax(axis=1)]  # in x k*k
+    energy = np.maximum((dw * dw).sum(axis=1), np.finfo(np.float64).tiny)
+    pw = np.einsum("cok,ck->co", slices, dw) / energy[:, None]  # in x out
+    residual = np.linalg.norm(slices - pw[:, :, None] * dw[:, None, :], axis=(1, 2))
+    bad = np.flatnonzero(residual > _RANK_ONE_TOL * np.linalg.norm(rows, axis=1))
+    if bad.size:
+        raise MappingError(f"{what}: input channel {int(bad[0])} of this dense {kh}x{kw} kernel is not a depthwise "
+                           "kernel times a pointwise one, which is all ptocr's RepLKPAN can hold")
+    like = v["weight"]
+    return {"dw.weight": _cast(dw.reshape(in_c, 1, kh, kw), like), "dw.bias": np.zeros(in_c, like.dtype),
+            "pw.weight": _cast(pw.T[:, :, None, None], like), "pw.bias": _cast(v["bias"], like)}
 
 
 def _same(v: dict, what: str) -> dict:
