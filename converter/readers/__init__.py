@@ -22,6 +22,7 @@ from converter.readers.onnx import OnnxProgram, read_onnx_program
 from converter.readers.pdiparams import read_file_bytes, read_pdiparams
 from converter.readers.pdparams import find_submodels, read_info, read_pdparams, select_submodel
 from converter.readers.pir import PirConfig, PirOp, PirParam, PirProgram, read_pir_config, read_pir_program
+from converter.readers.transformers_folder import is_transformers_folder, read_transformers_folder
 from converter.readers.program import (
     DENSE_TENSOR,
     VAR_TYPE_NAMES,
@@ -97,8 +98,13 @@ def _listed(names: list[str], n: int = 5) -> str:
 
 
 def read_source(path: str | os.PathLike, *, submodel: str | None = None) -> PaddleSource:
-    """Read a Paddle 2 inference model or a training checkpoint (folder or file)."""
+    """Read a Paddle 2 or 3 inference model, a training checkpoint (folder or file) or a
+    transformers checkpoint folder."""
     p = Path(path)
+    if is_transformers_folder(p):
+        if submodel is not None:
+            raise FormatError(f"{p}: a transformers checkpoint holds one model; --submodel does not apply")
+        return PaddleSource(**read_transformers_folder(p))
     fmt, files = detect_format(p)
     if fmt == PADDLE_TRAIN:
         return _read_train(p, files["params"], submodel)
