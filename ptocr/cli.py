@@ -16,7 +16,7 @@ from ptocr import allocator
 from ptocr.api import load
 from ptocr.demo_inputs import demo_inputs
 from ptocr.errors import ImageError, PtocrError
-from ptocr.export import check_export, example_input
+from ptocr.export import TRANSFORMERS, check_export, example_input, export_transformers
 from ptocr.export import export as do_export
 from ptocr.manifest import READY, list_models, load_manifest
 from ptocr.bundles import build_pipeline
@@ -254,9 +254,11 @@ def publish(folders, dry_run, token, private):
 
 @main.command()
 @click.argument("model")
-@click.argument("dst", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "aoti"]), default="onnx", show_default=True,
-              help="aoti: an AOTInductor package (DST must end in .pt2), compiled ahead of time for this CPU.")
+@click.argument("dst", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "aoti", "transformers"]), default="onnx",
+              show_default=True,
+              help="aoti: an AOTInductor package (DST must end in .pt2), compiled ahead of time for this CPU. "
+                   "transformers: a Hugging Face transformers checkpoint folder DST (PP-OCRv6 models).")
 @click.option("--dynamic/--static", default=True, show_default=True,
               help="Free batch and spatial axes (det: H, W; rec: W) or the traced shape only.")
 @click.option("--input-shape", default=None, metavar="NxCxHxW",
@@ -275,6 +277,8 @@ def export(model, dst, fmt, dynamic, input_shape, opset):
     export is frozen too, for PyTorch's oneDNN Graph fuser (torch.jit.enable_onednn_fusion(True)),
     and is also checked through it: the classifier's fastest CPU path.
     """
+    if fmt == TRANSFORMERS:
+        return _export_transformers(model, dst)
     try:
         predictor = load(model)
         if not hasattr(predictor, "model"):
@@ -294,6 +298,29 @@ def export(model, dst, fmt, dynamic, input_shape, opset):
     elif fused is not None:
         click.echo(f"with torch.jit.enable_onednn_fusion(True) (fused oneDNN partitions): max |delta| {fused:.2e}")
         worst = max(worst, fused)
+    if worst > 1e-4:
+        click.echo("ptocr: error: the export does not match PyTorch", err=True)
+        sys.exit(1)
+
+
+def _export_transformers(model: str, dst: str) -> None:
+    """``export --format transformers``: the fused model as a transformers checkpoint folder,
+    checked with transformers' own classes where transformers is installed."""
+    try:
+        predictor = load(model, optimize=False)
+        if not hasattr(predictor, "model"):
+            _fail(f"{model} is a pipeline; export its parts (det, rec, cls) one by one")
+        path = export_transformers(predictor.model, predictor.config, getattr(predictor, "dictionary", None), dst)
+        xs = demo_inputs(predictor.config, None)
+        try:
+            worst = check_export(path, TRANSFORMERS, predictor.model, xs)
+        except PtocrError as e:
+            click.echo(f"{path}: transformers checkpoint written, not checked ({e})")
+            return
+    except PtocrError as e:
+        _fail(str(e))
+    click.echo(f"{path}: transformers checkpoint, max |delta| vs PyTorch {worst:.2e} on {len(xs)} inputs "
+               "from the demo scene (transformers' own classes)")
     if worst > 1e-4:
         click.echo("ptocr: error: the export does not match PyTorch", err=True)
         sys.exit(1)

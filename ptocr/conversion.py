@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # for annotations only: no import of the converter at run time
     from converter.convert import Conversion
 
-__all__ = ["PADDLE_SUFFIXES", "convert_paddle", "convert_once", "is_paddle_source"]
+__all__ = ["PADDLE_SUFFIXES", "convert_paddle", "convert_once", "is_paddle_source", "write_transformers_checkpoint"]
 
 # Files that name a Paddle model (a folder names one too).
 PADDLE_SUFFIXES = (".pdparams", ".pdmodel", ".pdiparams", ".json")
@@ -51,3 +51,13 @@ def convert_once(src: str | os.PathLike, dst: str | os.PathLike, *, arch: str | 
         if log is not None:
             log(f"converted {Path(src).name} ({conv.arch_name}) -> {dst} sha256 {written.sha256[:12]}")
     return dst
+
+
+def write_transformers_checkpoint(state: dict, config: dict, classes: list[str] | None,
+                                  dst: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write a fused converted model (its state dict and ptocr config; a recognizer's classes:
+    blank, characters, space) as the Hugging Face transformers checkpoint folder ``dst``
+    (``converter.transformers_checkpoint``)."""
+    from converter.transformers_checkpoint import write_transformers_folder
+
+    return write_transformers_folder(state, config, classes, dst, force=force)
