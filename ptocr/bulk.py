@@ -43,7 +43,7 @@ from ptocr.postprocess import apply_cls_rotation, should_rotate
 from ptocr.result import Line, OCRResult
 from ptocr.transforms import get_rotate_crop_image, load_image, sorted_boxes
 
-__all__ = ["BulkReader", "FailedImage", "compile_for_fixed_shapes", "is_uri", "iter_read", "lines_of", "read_many", "read_uri",
+__all__ = ["BulkReader", "FailedImage", "compile_for_fixed_shapes", "is_uri", "iter_pipeline", "iter_read", "lines_of", "read_many", "read_uri",
            "set_tf32", "source_name"]
 
 # Most crop rows one merged classifier / recognizer call takes (merge=True): whole groups are
@@ -265,6 +265,20 @@ def iter_read(ocr, images: Iterable, *, batch_size: int = 8, **kw) -> Iterator[O
     """Yield ``ocr.read(image)`` for each of ``images`` (a ``FailedImage`` where an input cannot be
     read), in input order, batched across images (``BulkReader``'s keywords)."""
     return BulkReader(ocr, batch_size=batch_size, **kw)(images)
+
+
+def iter_pipeline(pipeline, images: Iterable, *, batch_size: int = 8) -> Iterator[OCRResult | FailedImage]:
+    """``pipeline.iter_many`` where the pipeline has it (``OCR``, batched across images); else
+    (e.g. the PaddleOCR 3.x pipeline, ``OCR3``) its ``read`` one image at a time, an unreadable
+    input a ``FailedImage`` as well."""
+    if hasattr(pipeline, "iter_many"):
+        yield from pipeline.iter_many(images, batch_size=batch_size)
+        return
+    for image in images:
+        try:
+            yield pipeline.read(read_uri(image) if is_uri(image) else image)
+        except ImageError as e:
+            yield FailedImage(source_name(image), str(e))
 
 
 def read_many(ocr, images: Iterable, *, batch_size: int = 8, **kw) -> list[OCRResult | FailedImage]:

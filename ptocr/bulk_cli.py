@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from ptocr.bulk import FailedImage, is_uri
+from ptocr.bulk import FailedImage, is_uri, iter_pipeline
 from ptocr.errors import PtocrError
 from ptocr.jsonl_results import JsonlResults, record
 
@@ -128,7 +128,7 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int = 8, bul
                     failed += _report(bar, name, error)
             elif todo:
                 ocr = build()
-                for name, result in zip(todo, ocr.iter_many(todo, batch_size=bulk_batch_size)):
+                for name, result in zip(todo, iter_pipeline(ocr, todo, batch_size=bulk_batch_size)):
                     results.write(record(name, result))
                     failed += _report(bar, name, result.error if isinstance(result, FailedImage) else None)
         finally:

@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # for annotations only: no import of the converter at run time
     from converter.convert import Conversion
 
-__all__ = ["PADDLE_SUFFIXES", "convert_paddle", "convert_once", "is_paddle_source"]
+__all__ = ["PADDLE_SUFFIXES", "convert_paddle", "convert_once", "is_paddle_source", "write_transformers_checkpoint"]
 
-# Files that name a Paddle model (a folder names one too).
-PADDLE_SUFFIXES = (".pdparams", ".pdmodel", ".pdiparams", ".json")
+# Files that name a source model converted on load (a folder names one too): Paddle's and
+# ONNX files exported from Paddle programs.
+PADDLE_SUFFIXES = (".pdparams", ".pdmodel", ".pdiparams", ".json", ".onnx")
 
 
 def is_paddle_source(path: Path) -> bool:
-    """``path`` is a Paddle model folder or one of its files (converted on load)."""
+    """``path`` is a Paddle model folder, one of its files or an ONNX export (converted on load)."""
     return path.is_dir() or path.suffix in PADDLE_SUFFIXES
 
 
@@ -51,3 +52,13 @@ def convert_once(src: str | os.PathLike, dst: str | os.PathLike, *, arch: str | 
         if log is not None:
             log(f"converted {Path(src).name} ({conv.arch_name}) -> {dst} sha256 {written.sha256[:12]}")
     return dst
+
+
+def write_transformers_checkpoint(state: dict, config: dict, classes: list[str] | None,
+                                  dst: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write a fused converted model (its state dict and ptocr config; a recognizer's classes:
+    blank, characters, space) as the Hugging Face transformers checkpoint folder ``dst``
+    (``converter.transformers_checkpoint``)."""
+    from converter.transformers_checkpoint import write_transformers_folder
+
+    return write_transformers_folder(state, config, classes, dst, force=force)

@@ -39,9 +39,12 @@ import numpy as np
 import torch
 
 from ptocr.errors import PtocrError
+from ptocr.models.reparam import fuse_reparameterizable
 from ptocr.optimize import for_fixed_shape_graph
 
 FORMATS = ("onnx", "torchscript", "aoti")
+# A Hugging Face transformers checkpoint folder (PP-OCRv6 model types): ``export_transformers``.
+TRANSFORMERS = "transformers"
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "aoti": ".pt2"}  # aoti: required by torch
 OPSET = 17
 # What the export is traced with; other sizes must give the same results (check_export).
@@ -164,6 +167,8 @@ def run_exported(path: str | os.PathLike, fmt: str, inputs: Sequence[np.ndarray]
         module = torch.jit.load(str(path))
         with onednn_fusion(), torch.no_grad():
             return [[module(torch.from_numpy(x)) for _ in range(ONEDNN_GRAPH_WARMUP + 1)][-1].numpy() for x in inputs]
+    if fmt == TRANSFORMERS:
+        return _run_transformers(path, inputs)
     if fmt == "onnx":
         try:
             import onnxruntime as ort
@@ -183,6 +188,33 @@ def run_exported(path: str | os.PathLike, fmt: str, inputs: Sequence[np.ndarray]
     with torch.inference_mode():
         # Fresh strides: numpy gives an added axis stride 0, which the package's input check refuses.
         return [module(torch.from_numpy(x).clone(memory_format=torch.contiguous_format)).numpy() for x in inputs]
+
+
+def export_transformers(model: torch.nn.Module, config: dict, dictionary, dst: str | os.PathLike, *,
+                        force: bool = False) -> Path:
+    """Write ``model`` (its converted ``config``; a recognizer's ``dictionary``) as a transformers
+    checkpoint folder ``dst`` (``config.json``, ``model.safetensors``, a recognizer's
+    ``preprocessor_config.json``) that transformers' ``from_pretrained`` loads. The model is
+    fused first (on a copy): transformers holds the inference structure."""
+    from ptocr.conversion import write_transformers_checkpoint
+
+    fused = fuse_reparameterizable(copy.deepcopy(model).float().cpu().eval())
+    classes = dictionary.classes if dictionary is not None else None
+    return write_transformers_checkpoint(fused.state_dict(), config, classes, dst, force=force)
+
+
+def _run_transformers(path, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    try:
+        import transformers
+    except ImportError:
+        raise PtocrError("checking a transformers export needs transformers: pip install transformers") from None
+    import json
+
+    name = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))["architectures"][0]
+    # A local folder, nothing fetched: no Hub look-up, no Hub kernels (transformers asks for them by default).
+    module = getattr(transformers, name).from_pretrained(str(path), local_files_only=True, use_kernels=False).eval()
+    with torch.inference_mode():
+        return [module(torch.from_numpy(x)).last_hidden_state.numpy() for x in inputs]
 
 
 def check_export(path: str | os.PathLike, fmt: str, model: torch.nn.Module,

@@ -21,6 +21,7 @@ from functools import partial
 
 import numpy as np
 
+from ptocr.bulk import iter_pipeline
 from ptocr.jsonl_results import encode, record
 from ptocr.pipeline import OCR
 
@@ -42,7 +43,7 @@ class OCRBatchPredictor:
 
     def __call__(self, batch: dict) -> dict:
         names = [str(n) for n in batch[self.column]]
-        records = [record(n, r) for n, r in zip(names, self.ocr.read_many(names, batch_size=self.batch_size))]
+        records = [record(n, r) for n, r in zip(names, iter_pipeline(self.ocr, names, batch_size=self.batch_size))]
         return {"image": np.array(names, dtype=object),
                 "line": np.array([encode(r) for r in records], dtype=object),
                 "error": np.array([r.get("error", "") for r in records], dtype=object)}

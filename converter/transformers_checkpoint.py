@@ -1,0 +1,306 @@
+"""transformers checkpoints (``config.json`` + ``model.safetensors``) <-> ptocr state dicts, for
+the model types of ``converter.tables.transformers_layout``.
+
+``to_ptocr`` turns a transformers state dict into ptocr's fused form (the form PaddleOCR's
+inference programs hold), Linear weights in Paddle's [in, out] layout as every reader hands
+them to the mapping; ``to_transformers`` does the reverse from a fused ptocr state dict.
+``transformers_config`` writes the ``config.json`` transformers builds the same network from.
+numpy only: no transformers (nor torch) is needed to read or write these files.
+"""
+
+from __future__ import annotations
+
+import re
+import numpy as np
+
+from converter.errors import MappingError
+from converter.tables.transformers_layout import BN, LAYOUTS, WB, Group, Layout
+from ptocr.models.backbones.pplcnetv4 import DET_STAGES, NET_CONFIG_DET, NET_CONFIG_REC, REC_STAGES
+
+BN_EPS = 1e-5  # PaddleOCR's and transformers' BatchNorm2d default
+# A running variance whose float32 sum with BN_EPS is 1: an identity batch norm (scale 1) that
+# only adds its bias, which is how a folded conv's bias is written where transformers keeps a norm.
+_UNIT_VAR = np.float32(1.0 - BN_EPS)
+# A dense kernel is read as depthwise x pointwise only when its rank-one slices are that to
+# float32 precision (relative residual).
+_RANK_ONE_TOL = 1e-5
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def _keys(group: Group, side: str) -> dict[str, str]:
+    """Key templates of ``group`` on ``side`` ("ptocr" or "tf"), by role."""
+    if group.kind in ("same", "linear"):
+        prefix = group.ptocr if side == "ptocr" else group.tf[0]
+        return {p: f"{prefix}.{p}" for p in group.params}
+    if group.kind == "fold_bn":
+        if side == "ptocr":
+            return {"weight": f"{group.ptocr}.weight", "bias": f"{group.ptocr}.bias"}
+        conv, bn = group.tf
+        keys = {"weight": f"{conv}.weight", **{f"bn.{p}": f"{bn}.{p}" for p in BN}}
+        if group.conv_bias:
+            keys["bias"] = f"{conv}.bias"
+        return keys
+    if group.kind == "compose":
+        if side == "ptocr":
+            return {"dw.weight": f"{group.ptocr}.weight", "dw.bias": f"{group.ptocr}.bias",
+                    "pw.weight": f"{group.ptocr_pw}.weight", "pw.bias": f"{group.ptocr_pw}.bias"}
+        return {p: f"{group.tf[0]}.{p}" for p in WB}
+    raise ValueError(f"unknown group kind {group.kind!r}")
+
+
+def _pattern(template: str) -> re.Pattern:
+    parts, last = [], 0
+    for m in _PLACEHOLDER.finditer(template):
+        parts.append(re.escape(template[last:m.start()]))
+        parts.append(f"(?P<{m.group(1)}>\\d+)")
+        last = m.end()
+    parts.append(re.escape(template[last:]))
+    return re.compile("".join(parts) + r"\Z")
+
+
+def _bindings(templates: dict[str, str], keys) -> list[dict[str, str]]:
+    """Every placeholder binding for which the group's first key exists among ``keys``."""
+    anchor = _pattern(next(iter(templates.values())))
+    found = [m.groupdict() for k in keys if (m := anchor.match(k))]
+    return sorted(found, key=lambda b: [int(v) for v in b.values()])
+
+
+def _convert(source: dict[str, np.ndarray], layout: Layout, src_side: str, what: str) -> dict[str, np.ndarray]:
+    dst_side = "tf" if src_side == "ptocr" else "ptocr"
+    out: dict[str, np.ndarray] = {}
+    used: set[str] = set()
+    missing: list[str] = []
+    for group in layout.groups:
+        src_t, dst_t = _keys(group, src_side), _keys(group, dst_side)
+        for binding in _bindings(src_t, source):
+            src_keys = {r: t.format(**binding) for r, t in src_t.items()}
+            absent = [k for k in src_keys.values() if k not in source]
+            if absent:
+                missing += absent
+                continue
+            used.update(src_keys.values())
+            values = {r: np.asarray(source[k]) for r, k in src_keys.items()}
+            converted = _op(group, dst_side)(values, f"{what}: {src_keys[next(iter(src_keys))]}")
+            for role, array in converted.items():
+                out[dst_t[role].format(**binding)] = array
+    stray = sorted(k for k in source if k not in used and not k.endswith("num_batches_tracked"))
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} tensors the layout needs are absent: {', '.join(missing[:8])}")
+    if stray:
+        problems.append(f"{len(stray)} tensors have no place in the {dst_side} layout: {', '.join(stray[:8])}"
+                        + (" ..." if len(stray) > 8 else ""))
+    if problems:
+        error = MappingError(f"{what}: " + "; ".join(problems))
+        error.mismatches = len(missing) + len(stray)
+        raise error
+    return out
+
+
+def to_ptocr(tensors: dict[str, np.ndarray], model_type: str, what: str = "the checkpoint") -> dict[str, np.ndarray]:
+    """A transformers state dict of ``model_type`` as ptocr keys (fused form; Linear [in, out])."""
+    return _convert(tensors, _layout(model_type, what), "tf", what)
+
+
+def to_transformers(state: dict[str, np.ndarray], model_type: str, what: str = "the model") -> dict[str, np.ndarray]:
+    """A fused ptocr state dict (torch layouts) as the transformers state dict of ``model_type``."""
+    return _convert(state, _layout(model_type, what), "ptocr", what)
+
+
+def _layout(model_type: str, what: str) -> Layout:
+    if model_type not in LAYOUTS:
+        raise MappingError(f"{what}: transformers model type {model_type!r} is not one ptocr reads "
+                           f"(known: {', '.join(sorted(LAYOUTS))})")
+    return LAYOUTS[model_type]
+
+
+# ---- the named operations: (group kind, destination side) -> values by role -> values by role ----
+
+
+def _cast(a, like: np.ndarray) -> np.ndarray:
+    """``a`` (computed in float64) in the dtype of the tensor it comes from (float32 files;
+    float64 where a caller compares in float64)."""
+    return np.ascontiguousarray(np.asarray(a, dtype=np.float64).astype(like.dtype))
+
+
+def _fold_bn(v: dict, what: str) -> dict:
+    scale = v["bn.weight"].astype(np.float64) / np.sqrt(v["bn.running_var"].astype(np.float64) + BN_EPS)
+    bias = v["bias"].astype(np.float64) if "bias" in v else 0.0
+    weight = v["weight"].astype(np.float64) * scale.reshape(-1, *([1] * (v["weight"].ndim - 1)))
+    return {"weight": _cast(weight, v["weight"]),
+            "bias": _cast(v["bn.bias"].astype(np.float64) + (bias - v["bn.running_mean"].astype(np.float64)) * scale,
+                          v["weight"])}
+
+
+def _unfold_bn(v: dict, what: str) -> dict:
+    c, dtype = v["bias"].shape[0], v["weight"].dtype
+    unit_var = _UNIT_VAR if dtype == np.float32 else 1.0 - BN_EPS
+    return {"weight": v["weight"], "bias": np.zeros(c, dtype),  # kept where transformers' conv has one
+            "bn.weight": np.ones(c, dtype), "bn.bias": v["bias"],
+            "bn.running_mean": np.zeros(c, dtype), "bn.running_var": np.full(c, unit_var, dtype)}
+
+
+def _compose(v: dict, what: str) -> dict:
+    dw, pw = v["dw.weight"].astype(np.float64), v["pw.weight"].astype(np.float64)[:, :, 0, 0]
+    dense = pw[:, :, None, None] * dw[None, :, 0]
+    bias = pw @ v["dw.bias"].astype(np.float64) + v["pw.bias"].astype(np.float64)
+    return {"weight": _cast(dense, v["dw.weight"]), "bias": _cast(bias, v["dw.weight"])}
+
+
+def _factorize(v: dict, what: str) -> dict:
+    """Each input channel's out x k*k slice of the dense kernel as pointwise column x depthwise
+    kernel: the depthwise kernel is the slice's largest row, the column its least-squares
+    weights; then the slice must be that product (to float32 precision)."""
+    dense = v["weight"].astype(np.float64)  # out x in x k x k
+    out_c, in_c, kh, kw = dense.shape
+    slices = dense.transpose(1, 0, 2, 3).reshape(in_c, out_c, kh * kw)
+    rows = np.linalg.norm(slices, axis=2)  # in x out
+    dw = slices[np.arange(in_c), rows.argmax(axis=1)]  # in x k*k
+    energy = np.maximum((dw * dw).sum(axis=1), np.finfo(np.float64).tiny)
+    pw = np.einsum("cok,ck->co", slices, dw) / energy[:, None]  # in x out
+    residual = np.linalg.norm(slices - pw[:, :, None] * dw[:, None, :], axis=(1, 2))
+    bad = np.flatnonzero(residual > _RANK_ONE_TOL * np.linalg.norm(rows, axis=1))
+    if bad.size:
+        raise MappingError(f"{what}: input channel {int(bad[0])} of this dense {kh}x{kw} kernel is not a depthwise "
+                           "kernel times a pointwise one, which is all ptocr's RepLKPAN can hold")
+    like = v["weight"]
+    return {"dw.weight": _cast(dw.reshape(in_c, 1, kh, kw), like), "dw.bias": np.zeros(in_c, like.dtype),
+            "pw.weight": _cast(pw.T[:, :, None, None], like), "pw.bias": _cast(v["bias"], like)}
+
+
+def _same(v: dict, what: str) -> dict:
+    return dict(v)
+
+
+def _linear_to_ptocr(v: dict, what: str) -> dict:
+    return {k: np.ascontiguousarray(a.T) if a.ndim == 2 else a for k, a in v.items()}  # Paddle [in, out]
+
+
+_OPS = {
+    ("same", "ptocr"): _same, ("same", "tf"): _same,
+    ("linear", "ptocr"): _linear_to_ptocr, ("linear", "tf"): _same,
+    ("fold_bn", "ptocr"): _fold_bn,
+    ("compose", "ptocr"): _factorize, ("compose", "tf"): _compose,
+}
+
+
+def _unfold_for(group_conv_bias: bool):
+    def op(v: dict, what: str) -> dict:
+        out = _unfold_bn(v, what)
+        if not group_conv_bias:
+            del out["bias"]
+        return out
+    return op
+
+
+def _op(group: Group, dst_side: str):
+    if (group.kind, dst_side) == ("fold_bn", "tf"):
+        return _unfold_for(group.conv_bias)
+    return _OPS[(group.kind, dst_side)]
+
+
+# ---- config.json ----
+
+def transformers_config(arch_name: str, model_cfg: dict) -> dict:
+    """The ``config.json`` (as a dict) of the transformers model holding ``arch_name``."""
+    from converter.tables.transformers_layout import layout_for_architecture
+
+    found = layout_for_architecture(arch_name)
+    if found is None:
+        raise MappingError(f"{arch_name}: no transformers model type holds this architecture "
+                           f"(these do: {', '.join(a for lay in LAYOUTS.values() for a in lay.architectures)})")
+    model_type, layout = found
+    bb = model_cfg["backbone"]
+    det = bool(bb.get("det"))
+    size = bb["model_size"]
+    net = (NET_CONFIG_DET if det else NET_CONFIG_REC)[size]
+    stages = DET_STAGES if det else [s for s in REC_STAGES if net[s]]
+    blocks = [[[k, cin, cout, list(s) if isinstance(s, tuple) else s, se] for k, cin, cout, s, se in net[st]]
+              for st in stages]
+    mid, out = net["stem"]
+    simple = not det and net["stem_type"] == "simple"
+    backbone = {"model_type": "pp_lcnet_v4", "block_configs": blocks, "stem_channels": [3, mid, out],
+                "stem_type": "small" if simple else "large", "hidden_act": "relu", "reduction": 4,
+                "out_features": [f"stage{i + 1}" for i in range(len(stages))] if det else [f"stage{len(stages)}"]}
+    config = {"model_type": model_type, "architectures": [layout.model_class], "backbone_config": backbone,
+              "torch_dtype": "float32"}
+    neck, head = model_cfg.get("neck") or {}, model_cfg["head"]
+    if model_type == "pp_ocrv6_small_det":
+        config.update(neck_out_channels=neck["out_channels"], dilated_kernel_size=neck["dilated_kernel_size"],
+                      layer_list_out_channels=[b[-1][2] for b in blocks], kernel_list=[3, 2, 2], reduction=4,
+                      interpolate_mode="nearest")
+    elif model_type == "pp_ocrv6_medium_det":
+        config.update(neck_out_channels=neck["out_channels"], reduce_factor=2, intraclass_block_number=4,
+                      intraclass_block_config=INTRACL_CONFIG, scale_factor_list=[1, 2, 4, 8], kernel_list=[3, 2, 2],
+                      interpolate_mode="nearest")
+    elif model_type == "pp_ocrv6_small_rec":
+        config.update(hidden_size=neck["dims"], mlp_ratio=neck["mlp_ratio"], depth=neck.get("depth", 2),
+                      head_out_channels=head["num_classes"], conv_kernel_size=[1, neck.get("local_kernel", 7)],
+                      num_attention_heads=8, qkv_bias=True, hidden_act="silu", layer_norm_eps=1e-6)
+    elif model_type == "pp_ocrv6_tiny_rec":
+        config.update(hidden_size=head["mid_channels"], head_out_channels=head["num_classes"])
+    return config
+
+
+# transformers' IntraCL convs as (kernel, stride, padding), PaddleOCR's IntraCLBlock's.
+INTRACL_CONFIG = {
+    "reduce_channel": [1, 1, 0],
+    "return_channel": [1, 1, 0],
+    **{f"{name}_{ratio}ratio": [kernel(k), 1, pad(k)]
+       for k, ratio in ((7, "long"), (5, "mid"), (3, "short"))
+       for name, kernel, pad in (
+           ("vertical_long_to_small_conv", lambda k: [k, 1], lambda k: [k // 2, 0]),
+           ("horizontal_small_to_long_conv", lambda k: [1, k], lambda k: [0, k // 2]),
+           ("symmetric_conv_long", lambda k: k, lambda k: k // 2))},
+}
+
+
+# ---- the folder ----
+
+def write_transformers_folder(state: dict, config: dict, classes: list[str] | None, dst, *,
+                              force: bool = False):
+    """Write the fused ptocr state dict ``state`` (arrays or tensors) of the converted model
+    ``config`` (ptocr's config: architecture, model) as the transformers checkpoint folder
+    ``dst``: ``config.json``, ``model.safetensors`` and, for a recognizer, ``classes`` (blank,
+    characters, space) as ``preprocessor_config.json``'s ``character_list``. Written in a
+    temporary folder beside ``dst`` and renamed into place: nothing half-written is left."""
+    import json
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from safetensors.numpy import save_file
+
+    from converter.errors import ConversionError
+    from converter.tables.transformers_layout import layout_for_architecture
+
+    dst = Path(dst)
+    arch = config["architecture"]
+    found = layout_for_architecture(arch)
+    if found is None:
+        raise ConversionError(f"{arch}: no transformers model type holds this architecture")
+    model_type, _ = found
+    if dst.exists() and not (force and dst.is_dir()):
+        raise ConversionError(f"{dst} already exists; pass --force to overwrite it")
+    if not dst.parent.is_dir():
+        raise ConversionError(f"{dst}: the folder {dst.parent} does not exist")
+    arrays = {k: np.ascontiguousarray(v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v))
+              for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    tf_state = to_transformers(arrays, model_type, f"{arch} ({config.get('model_name', 'converted model')})")
+    tf_config = transformers_config(arch, config["model"])
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    try:
+        save_file(tf_state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(tf_config, indent=2) + "\n", encoding="utf-8")
+        if classes is not None:
+            processor = {"image_processor_type": tf_config["architectures"][0].replace(
+                "ForTextRecognition", "ImageProcessor"), "character_list": list(classes)}
+            (tmp / "preprocessor_config.json").write_text(json.dumps(processor, ensure_ascii=False, indent=2) + "\n",
+                                                          encoding="utf-8")
+        if dst.exists():
+            shutil.rmtree(dst)
+        tmp.rename(dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dst
