@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from ptocr.bulk import BulkReader, FailedImage, is_uri, read_uri
+from ptocr.bulk import BulkReader, FailedImage, is_uri, iter_pipeline, read_uri
 from ptocr.conversion import convert_once
 from ptocr.errors import ImageError, PtocrError
 from ptocr.pipeline import OCR
@@ -167,3 +167,14 @@ def test_device_input_on_meta(model_files):
     predictor = OCR(model_files["det"], model_files["rec"], device="meta", dtype="float16").rec
     x = predictor.device_input(np.zeros((2, 3, 48, 320), np.float32), pin_memory=True)
     assert x.device.type == "meta" and x.dtype == torch.float16 and x.shape == (2, 3, 48, 320)
+
+
+def test_pipelines_without_iter_many_read_one_by_one(ocr, inputs, expected):
+    """iter_pipeline: a pipeline with only ``read`` (the PaddleOCR 3.x one) gives the same items."""
+
+    class ReadOnly:
+        read = staticmethod(ocr.read)
+
+    got = list(iter_pipeline(ReadOnly(), inputs[:3]))
+    assert isinstance(got[2], FailedImage) and got[2].error == str(expected[2])
+    assert [_lines(r) for r in got[:2]] == [_lines(r) for r in expected[:2]]

@@ -29,7 +29,7 @@ SCENES = ("ger_1.jpg", "japan_1.jpg", "00018069.jpg", "00009282.jpg", "ger_2.jpg
 @pytest.fixture(scope="module")
 def model_args(shared_dir, tmp_path_factory) -> list[str]:
     out = tmp_path_factory.mktemp("bulk_cli_models")
-    args = []
+    args = ["--pipeline", "ch_PP-OCRv4"]  # PaddleOCR 2.x's rules: the batched engine (ptocr.bulk)
     for task, folder in MODELS.items():
         args += [f"--{task}", str(convert_once(shared_dir / "paddle_models" / folder, out / f"{folder}.safetensors"))]
     return args
@@ -111,7 +111,7 @@ def test_killed_run_resumes_each_image_once(folder, model_args, tmp_path, model_
 def model_files_ocr(model_args):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    files = dict(zip(model_args[::2], model_args[1::2]))
+    files = dict(zip(model_args[2::2], model_args[3::2]))
     yield OCR(files["--det"], files["--rec"], files["--cls"])
     torch.set_num_threads(threads)
 

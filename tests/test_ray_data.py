@@ -37,7 +37,7 @@ def test_ray_writes_the_single_process_results(cluster, shared_dir, tmp_path):
     for name in SCENES:
         shutil.copy(shared_dir / "images" / "scenes" / name, images / name)
     (images / "b_broken.jpg").write_bytes(b"\xff\xd8\xff truncated")
-    models = []
+    models = ["--pipeline", "ch_PP-OCRv4"]  # PaddleOCR 2.x's rules: the batched engine (ptocr.bulk)
     for task, folder in MODELS.items():
         models += [f"--{task}", str(convert_once(shared_dir / "paddle_models" / folder, tmp_path / f"{folder}.safetensors"))]
 
