@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ptocr import allocator
+from ptocr import allocator, bulk_cli
 from ptocr.api import load
 from ptocr.demo_inputs import demo_inputs
 from ptocr.errors import ImageError, PtocrError
@@ -133,14 +133,29 @@ def demo(image, models):
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the models: faster per image after a first one that compiles (tens of seconds).")
 @_MODELS_OPTION
-def ocr(images, bundle, det, rec, cls, doc_ori, lang, pages, json_out, vis, device, dtype, compile_, models):
+@bulk_cli.bulk_options
+def ocr(images, bundle, det, rec, cls, doc_ori, lang, pages, json_out, vis, device, dtype, compile_, models,
+        **bulk):
     """Read the text lines of each IMAGE or PDF (PaddleOCR's PP-OCR pipelines, in PyTorch).
 
     Models left out are the bundle's (--pipeline; default PP-OCRv5_server, PaddleOCR 3.x's
     PP-OCRv5 pipeline, or ch_PP-OCRv4 where its weights cannot be reached), fetched as `ptocr
     demo` fetches them. Exit codes: 0 ok, 2 bad input (some image, PDF or model unusable; the
     others are still read and written), 1 internal error.
+
+    With --out (bulk mode, doc/bulk.md) IMAGES may be folders and lists, and the results go to
+    a JSON-lines file that a rerun resumes.
     """
+    if bulk["bulk_out"] is not None:
+        if json_out or vis:
+            _fail("--out writes JSON lines as it goes; --json and --vis are for reading without it")
+        try:
+            failed = bulk_cli.run(images, lambda: _build_ocr(det, rec, cls, models, device, dtype, compile_,
+                                                             bundle=bundle, doc_ori=doc_ori, lang=lang),
+                                  device=device, **bulk)
+        except (PtocrError, ValueError) as e:
+            _fail(str(e))
+        sys.exit(EXIT_BAD_INPUT if failed else 0)
     try:
         page_list = parse_pages(pages) if pages else None
         pipeline = _build_ocr(det, rec, cls, models, device, dtype, compile_, bundle=bundle, doc_ori=doc_ori,

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ptocr.bulk import iter_read, read_many
 from ptocr.errors import PtocrError
 from ptocr.loading import load_predictor
 from ptocr.manifest import load_manifest
@@ -133,6 +134,14 @@ class OCR:
             if score >= self.drop_score  # TextSystem keeps score >= drop_score
         ]
         return OCRResult(lines, source=source, image=img)
+
+    def read_many(self, images, batch_size: int = 8, **kw) -> list:
+        """Many images at once, batched across them (``ptocr.bulk.read_many``)."""
+        return read_many(self, images, batch_size=batch_size, **kw)
+
+    def iter_many(self, images, batch_size: int = 8, **kw):
+        """``read_many`` as an iterator, for streams too large for memory (``ptocr.bulk.iter_read``)."""
+        return iter_read(self, images, batch_size=batch_size, **kw)
 
     def __repr__(self) -> str:
         return f"OCR(det={self.det!r}, rec={self.rec!r}, cls={self.cls!r}, drop_score={self.drop_score})"
