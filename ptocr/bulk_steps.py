@@ -102,7 +102,7 @@ class Pipeline3Steps:
 
     def __init__(self, ocr):
         self.ocr, self.det = ocr, ocr.det
-        self.models = [m for m in (ocr.det, ocr.textline, ocr.rec) if m is not None]
+        self.models = [m for m in (ocr.doc_ori, ocr.det, ocr.textline, ocr.rec) if m is not None]
         self.stages = [CropStage(ocr.rec, ocr.rec_batches, ocr.rec_texts, _store_texts)]
         if ocr.textline is not None:
             self.stages.insert(0, CropStage(ocr.textline, ocr.orient_batches, ocr.orient_classes, self._turn))
