@@ -137,7 +137,8 @@ class OCR:
         return OCRResult(lines, source=source, image=img)
 
     def read_many(self, images, batch_size: int = 8, **kw) -> list:
-        """Many images at once, batched across them (``ptocr.bulk.read_many``)."""
+        """Many images (and PDFs: one result per page) at once, batched across them
+        (``ptocr.bulk.read_many``); each result is ``read``'s."""
         return read_many(self, images, batch_size=batch_size, **kw)
 
     def iter_many(self, images, batch_size: int = 8, **kw):
