@@ -1,9 +1,11 @@
-"""Bulk OCR: many images through one ``OCR``'s models, results in input order.
+"""Bulk OCR: many images through one pipeline's models, results in input order.
 
-``read_many(ocr, images)`` (``OCR.read_many``) returns a list, ``iter_read(ocr, images)``
-(``OCR.iter_many``) yields them one by one for streams too large for memory. Each result is
-what ``ocr.read(image)`` returns (an ``OCRResult``), or a ``FailedImage`` for an input that could
-not be read (the others are still read).
+``read_many(ocr, images)`` (``OCR.read_many``, ``OCR3.read_many``) returns a list,
+``iter_read(ocr, images)`` (``iter_many``) yields them one by one for streams too large for
+memory. Each result is what ``ocr.read(image)`` returns, or a ``FailedImage`` for an input that
+could not be read (the others are still read). A PDF (a path ending in .pdf, or ``PdfPages``)
+gives one result per page, in page order. The engine runs the pipeline's steps
+(``ptocr.bulk_steps``: PaddleOCR 2.x's ``OCR``, 3.x's ``OCR3``), so it is written once.
 
 How the work is laid out (doc/bulk.md):
 
@@ -12,9 +14,10 @@ How the work is laid out (doc/bulk.md):
 * Detection runs images of the same network input size together (bucketing; nothing is padded,
   so no map changes). DB post-processing, the boxes' reading order and the perspective crops
   run in the worker pool while the model computes the next bucket.
-* The classifier and recognizer batch each image's crops exactly as ``ocr.read`` does (sorted
-  by aspect ratio, groups of ``rec_batch_num``, each group padded to its widest crop), which
-  decides the padded width and so the numbers. With ``merge=True`` the groups of every image in
+* The crop models (direction / textline classifier, recognizer) batch each image's crops
+  exactly as ``ocr.read`` does (2.x: sorted by aspect ratio, groups of ``rec_batch_num``, each
+  group padded to its widest crop; 3.x: the same with each crop at its own width, zero-padded),
+  which decides the padded width and so the numbers. With ``merge=True`` the groups of every image in
   a window that have the same input shape go through the model in one call (the GPU default:
   large batches are what pays there); on the CPU each group is its own call, as in
   ``ocr.read``, so the results are bit for bit ``ocr.read``'s.
@@ -38,13 +41,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ptocr.bulk_steps import BulkItem, CropStage, lines_of
 from ptocr.errors import ImageError, PtocrError
-from ptocr.postprocess import apply_cls_rotation, should_rotate
-from ptocr.result import Line, OCRResult
-from ptocr.transforms import get_rotate_crop_image, load_image, sorted_boxes
+from ptocr.pdf import PdfError, is_pdf, pdf_pages
+from ptocr.result import OCRResult
 
-__all__ = ["BulkReader", "FailedImage", "compile_for_fixed_shapes", "is_uri", "iter_pipeline", "iter_read", "lines_of", "read_many", "read_uri",
-           "set_tf32", "source_name"]
+__all__ = ["BulkReader", "FailedImage", "PdfPages", "compile_for_fixed_shapes", "is_uri", "iter_pipeline", "iter_read",
+           "lines_of", "read_many", "read_uri", "set_tf32", "source_name"]
 
 # Most crop rows one merged classifier / recognizer call takes (merge=True): whole groups are
 # added while they fit, so a call is never split inside one image's group.
@@ -57,6 +60,7 @@ class FailedImage:
 
     source: str | None
     error: str
+    page_index: int | None = None  # the 0-based page of a PDF that failed there
 
     def to_dict(self) -> dict:
         return {"error": self.error}
@@ -76,17 +80,12 @@ def set_tf32(enabled: bool) -> None:
     torch.backends.cudnn.allow_tf32 = bool(enabled)
 
 
-@dataclass
-class _Image:
-    """One input on its way through: decoded, resized for the detector, then its crops."""
+@dataclass(frozen=True)
+class PdfPages:
+    """Some pages of a PDF as one bulk input: ``pages`` 1-based (None: all of them)."""
 
-    source: str | None
-    img: np.ndarray | None = None
-    x: np.ndarray | None = None  # the detector's input, C x H x W
-    info: tuple | None = None
-    error: str | None = None
-    boxes: list | None = None
-    crops: list | None = None
+    path: str
+    pages: tuple[int, ...] | None = None
 
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -111,20 +110,34 @@ def read_uri(uri: str) -> bytes:
         raise ImageError(f"{uri}: cannot read ({e})") from None
 
 
-def _prepare(image: Any, det_pre) -> _Image:
-    item = _Image(source_name(image))
-    try:
-        item.img = load_image(read_uri(image) if is_uri(image) else image)
-        item.x, item.info = det_pre(item.img)
-    except PtocrError as e:
-        item.error = str(e)
+def _expand(images: Iterable, pdfs: bool) -> Iterator[tuple[BulkItem, Any]]:
+    """(item, what to load) per image and, with ``pdfs``, per page of each PDF. A PDF that
+    cannot be read is one failed item where it fails (the pages before it are read)."""
+    for image in images:
+        doc = image if isinstance(image, PdfPages) else PdfPages(os.fspath(image)) if pdfs and is_pdf(image) else None
+        if doc is None:
+            yield BulkItem(source_name(image)), image
+            continue
+        wanted = None if doc.pages is None else list(doc.pages)
+        done = 0
+        try:
+            for index, page in pdf_pages(doc.path, wanted):
+                done += 1
+                yield BulkItem(doc.path, page_index=index), page
+        except PdfError as e:
+            at = None if done == 0 else (done if wanted is None else wanted[done] - 1)
+            yield BulkItem(doc.path, page_index=at, error=str(e)), None
+
+
+def _prepare(item: BulkItem, image: Any, steps) -> BulkItem:
+    """Decode (and the 3.x pipeline's document orientation) and the detector's resize."""
+    if item.error is None:
+        try:
+            item.img, item.extra = steps.load(read_uri(image) if is_uri(image) else image)
+            item.x, item.info = steps.det_input(item.img)
+        except PtocrError as e:
+            item.error = str(e)
     return item
-
-
-def _boxes_and_crops(det, item: _Image, prob: np.ndarray) -> None:
-    """DB post-processing, reading order and crops of one image (in a worker thread)."""
-    item.boxes = sorted_boxes(det.boxes(prob, item.info, item.img.shape).boxes)
-    item.crops = [get_rotate_crop_image(item.img, b) for b in item.boxes]
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
@@ -133,8 +146,8 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 
 
 class BulkReader:
-    """Reads many images with ``ocr``'s predictors (``ocr.det``, ``ocr.rec``, ``ocr.cls`` or
-    None, ``ocr.drop_score``).
+    """Reads many images with the models of ``pipeline`` (an ``OCR`` or ``OCR3``: its
+    ``bulk_steps()``).
 
     Args:
         batch_size: images per window: at most this many images per detector call, and the
@@ -146,27 +159,35 @@ class BulkReader:
         workers: threads decoding, resizing and post-processing (default 2).
         pin_memory: page-locked, non-blocking input copies; default: when on CUDA.
         allow_tf32: leave TF32 on for CUDA (``set_tf32``); default off.
+        pdfs: read a PDF path as its pages (one result each); False: as an image (which fails).
     """
 
-    def __init__(self, ocr, *, batch_size: int = 8, merge: bool | None = None, lanes: int | None = None,
-                 workers: int = 2, pin_memory: bool | None = None, allow_tf32: bool = False):
+    def __init__(self, pipeline, *, batch_size: int = 8, merge: bool | None = None, lanes: int | None = None,
+                 workers: int = 2, pin_memory: bool | None = None, allow_tf32: bool = False, pdfs: bool = True):
         if int(batch_size) < 1:
             raise PtocrError(f"batch_size must be at least 1, got {batch_size!r}")
-        self.det, self.rec, self.cls = ocr.det, ocr.rec, ocr.cls
-        self.drop_score = ocr.drop_score
+        if not hasattr(pipeline, "bulk_steps"):
+            raise PtocrError(f"{type(pipeline).__name__} has no steps for bulk reading (bulk_steps)")
+        self.steps = pipeline.bulk_steps()
         self.batch_size = int(batch_size)
-        cuda = any(p is not None and p.device.type == "cuda" for p in (self.det, self.rec, self.cls))
+        cuda = any(p.device.type == "cuda" for p in self.steps.models)
         self.merge = cuda if merge is None else bool(merge)
         self.lanes = max(1, int(lanes)) if lanes is not None else (1 if cuda else min(2, torch.get_num_threads()))
         self.threads = max(1, torch.get_num_threads() // self.lanes)
         self.workers = max(1, int(workers))
         self.pin_memory = cuda if pin_memory is None else bool(pin_memory)
+        self.pdfs = bool(pdfs)
         if cuda:
             set_tf32(allow_tf32)
 
-    def __call__(self, images: Iterable) -> Iterator[OCRResult | FailedImage]:
-        """Yield one result per input, in input order; inputs are read lazily."""
-        images = iter(images)
+    def __call__(self, images: Iterable) -> Iterator[Any]:
+        """Yield one result per image / PDF page, in input order; inputs are read lazily."""
+        for _, _, result in self.with_pages(images):
+            yield result
+
+    def with_pages(self, images: Iterable) -> Iterator[tuple[str | None, int | None, Any]]:
+        """``(source, 0-based page or None, result)`` per image / PDF page, in input order."""
+        inputs = _expand(images, self.pdfs)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="ptocr-bulk") as pool, \
                 ThreadPoolExecutor(self.lanes, thread_name_prefix="ptocr-lane") as lanes:
             prepared: deque[Future] = deque()
@@ -174,8 +195,8 @@ class BulkReader:
             ahead = (self.lanes + 1) * self.batch_size  # decoded images waiting for a lane
 
             def fill() -> None:
-                for image in islice(images, max(0, ahead - len(prepared))):
-                    prepared.append(pool.submit(_prepare, image, self.det.pre))
+                for item, image in islice(inputs, max(0, ahead - len(prepared))):
+                    prepared.append(pool.submit(_prepare, item, image, self.steps))
 
             fill()
             while prepared or running:
@@ -186,60 +207,47 @@ class BulkReader:
                 yield from running.popleft().result()
                 fill()
 
-    def _window(self, window: list[Future], pool: ThreadPoolExecutor) -> list[OCRResult | FailedImage]:
+    def _window(self, window: list[Future], pool: ThreadPoolExecutor) -> list[tuple]:
         torch.set_num_threads(self.threads)  # this lane thread's intra-op threads
         items = [f.result() for f in window]
         ok = [it for it in items if it.error is None]
         self._detect(ok, pool)
-        crops = [it.crops for it in ok]
-        angles: list[list] = [[None] * len(c) for c in crops]
-        if self.cls is not None:
-            labels = self._crop_model(self.cls, crops)
-            thresh = self.cls.thresh
-            crops = [apply_cls_rotation(c, r, thresh) for c, r in zip(crops, labels)]
-            angles = [[180 if should_rotate(label, score, thresh) else 0 for label, score in r] for r in labels]
-        texts = self._crop_model(self.rec, crops)
-        out: list[OCRResult | FailedImage] = []
-        done = iter(zip(ok, texts, angles))
-        for it in items:
-            if it.error is not None:
-                out.append(FailedImage(it.source, it.error))
-                continue
-            _, text, angle = next(done)
-            out.append(OCRResult(lines_of(it.boxes, text, angle, self.drop_score), source=it.source, image=it.img))
-        return out
+        for stage in self.steps.stages:
+            self._crop_stage(stage, [it for it in ok if it.crops])
+        return [(it.source, it.page_index, FailedImage(it.source, it.error, it.page_index) if it.error is not None
+                 else self.steps.assemble(it)) for it in items]
 
-    def _detect(self, items: list[_Image], pool: ThreadPoolExecutor) -> None:
+    def _detect(self, items: list[BulkItem], pool: ThreadPoolExecutor) -> None:
         """Detector calls on images of one network size each; post-processing in the pool."""
-        buckets: dict[tuple, list[_Image]] = defaultdict(list)
+        buckets: dict[tuple, list[BulkItem]] = defaultdict(list)
         for it in items:
             buckets[it.x.shape].append(it)
         posts = []
         for bucket in buckets.values():
             for chunk in _chunks(bucket, self.batch_size):
-                probs = self.det.forward(np.stack([it.x for it in chunk]), self.pin_memory)
-                posts += [pool.submit(_boxes_and_crops, self.det, it, prob) for it, prob in zip(chunk, probs)]
+                probs = self.steps.det.forward(np.stack([it.x for it in chunk]), self.pin_memory)
+                posts += [pool.submit(self.steps.boxes_and_crops, it, prob) for it, prob in zip(chunk, probs)]
         for p in posts:
             p.result()
 
-    def _crop_model(self, predictor, crops: list[list[np.ndarray]]) -> list[list]:
-        """Per image, the predictor's result for each crop, batched as the predictor batches one
-        image's crops; with ``merge``, same-shape groups of different images in one call."""
-        out: list[list] = [[None] * len(c) for c in crops]
+    def _crop_stage(self, stage: CropStage, items: list[BulkItem]) -> None:
+        """``stage`` over the crops of ``items``, batched as the pipeline batches one image's
+        crops; with ``merge``, same-shape batches of different images in one call."""
+        out: list[list] = [[None] * len(it.crops) for it in items]
         groups: dict[tuple, list] = defaultdict(list)
-        for k, image_crops in enumerate(crops):
-            if image_crops:
-                for index, batch in predictor.pre.batches(image_crops):
-                    groups[batch.shape[1:] if self.merge else (k, len(groups))].append((k, index, batch))
+        for k, it in enumerate(items):
+            for index, batch in stage.batches(it.crops):
+                groups[batch.shape[1:] if self.merge else (k, len(groups))].append((k, index, batch))
         for parts in groups.values():
             for call in _calls(parts, CROP_ROWS):
-                results = predictor.post(predictor.forward(np.concatenate([b for _, _, b in call]), self.pin_memory))
+                results = stage.post(stage.model.forward(np.concatenate([b for _, _, b in call]), self.pin_memory))
                 row = 0
                 for k, index, batch in call:
                     for i, res in zip(index, results[row:row + len(batch)]):
                         out[k][i] = res
                     row += len(batch)
-        return out
+        for it, results in zip(items, out):
+            stage.finish(it, results)
 
 
 def _calls(parts: list, rows: int) -> Iterator[list]:
@@ -255,12 +263,6 @@ def _calls(parts: list, rows: int) -> Iterator[list]:
         yield call
 
 
-def lines_of(boxes, texts, angles, drop_score: float) -> list[Line]:
-    """TextSystem's lines: one per box, those scoring below ``drop_score`` dropped."""
-    return [Line(box.tolist(), text, float(score), angle)
-            for box, (text, score), angle in zip(boxes, texts, angles) if score >= drop_score]
-
-
 def iter_read(ocr, images: Iterable, *, batch_size: int = 8, **kw) -> Iterator[OCRResult | FailedImage]:
     """Yield ``ocr.read(image)`` for each of ``images`` (a ``FailedImage`` where an input cannot be
     read), in input order, batched across images (``BulkReader``'s keywords)."""
@@ -268,11 +270,11 @@ def iter_read(ocr, images: Iterable, *, batch_size: int = 8, **kw) -> Iterator[O
 
 
 def iter_pipeline(pipeline, images: Iterable, *, batch_size: int = 8) -> Iterator[OCRResult | FailedImage]:
-    """``pipeline.iter_many`` where the pipeline has it (``OCR``, batched across images); else
-    (e.g. the PaddleOCR 3.x pipeline, ``OCR3``) its ``read`` one image at a time, an unreadable
-    input a ``FailedImage`` as well."""
+    """Exactly one item per input (a PDF is not expanded into pages: it fails as an image):
+    ``pipeline.iter_many`` where the pipeline has it (``OCR``, ``OCR3``: batched across images);
+    else its ``read`` one image at a time, an unreadable input a ``FailedImage`` as well."""
     if hasattr(pipeline, "iter_many"):
-        yield from pipeline.iter_many(images, batch_size=batch_size)
+        yield from pipeline.iter_many(images, batch_size=batch_size, pdfs=False)
         return
     for image in images:
         try:
@@ -287,10 +289,9 @@ def read_many(ocr, images: Iterable, *, batch_size: int = 8, **kw) -> list[OCRRe
 
 
 def compile_for_fixed_shapes(ocr, mode: str = "reduce-overhead") -> None:
-    """``torch.compile`` each of ``ocr``'s models for the fixed shapes bucketing produces (in
-    place). On CUDA, ``"reduce-overhead"`` records CUDA graphs: one graph per input shape, made
-    at its first call; shapes past dynamo's recompile limit run uncompiled."""
-    for p in (ocr.det, ocr.rec, ocr.cls):
-        if p is not None:
-            p.model = torch.compile(p.model, mode=mode, dynamic=False)
+    """``torch.compile`` each of ``ocr``'s bulk models (``OCR``, ``OCR3``) for the fixed shapes
+    bucketing produces (in place). On CUDA, ``"reduce-overhead"`` records CUDA graphs: one graph
+    per input shape, made at its first call; shapes past dynamo's recompile limit run uncompiled."""
+    for p in ocr.bulk_steps().models:
+        p.model = torch.compile(p.model, mode=mode, dynamic=False)
 

@@ -1,5 +1,6 @@
 """``ptocr ocr DIR_OR_LIST --out results.jsonl``: bulk OCR to a JSON-lines file that a rerun
 resumes, on this machine (``ptocr.bulk``) or on a Ray cluster (``--ray``, ``ptocr.ray_data``).
+On this machine a PDF is read page by page: one line per page, resumed per page.
 
 The ``ocr`` command takes these options through ``bulk_options`` and hands over to ``run`` when
 ``--out`` is given; everything else about the models (``--det/--rec/--cls``, ``--device``,
@@ -15,14 +16,16 @@ from pathlib import Path
 
 import click
 
-from ptocr.bulk import FailedImage, is_uri, iter_pipeline
+from ptocr.bulk import BulkReader, FailedImage, PdfPages, is_uri
 from ptocr.errors import PtocrError
 from ptocr.jsonl_results import JsonlResults, record
+from ptocr.pdf import is_pdf
 
 __all__ = ["IMAGE_SUFFIXES", "LIST_SUFFIXES", "Progress", "bulk_options", "expand_inputs", "run"]
 
-# What a folder given to ``ptocr ocr DIR --out`` contributes (searched recursively).
+# What a folder given to ``ptocr ocr DIR --out`` contributes (searched recursively); PDFs too.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jp2", ".pbm", ".pgm", ".ppm"}
+PDF_SUFFIX = ".pdf"
 # A file with one of these suffixes is a list: one image path or URI per line.
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
 
@@ -31,8 +34,8 @@ def bulk_options(command: Callable) -> Callable:
     """The bulk options of the ``ocr`` command (passed to it as keyword arguments)."""
     options = [
         click.option("--out", "bulk_out", type=click.Path(dir_okay=False), default=None,
-                     help="Bulk mode: write one JSON line per image to this file as it goes; a rerun with "
-                          "the same file skips the images already in it. Arguments may be folders (searched "
+                     help="Bulk mode: write one JSON line per image (per page of a PDF) to this file as it goes; "
+                          "a rerun with the same file skips the images and pages already in it. Arguments may be folders (searched "
                           "recursively) and .txt lists (one path or URI per line)."),
         click.option("--batch-size", "bulk_batch_size", type=click.IntRange(min=1), default=8, show_default=True,
                      help="With --out: images per detector batch and crop-merging window."),
@@ -56,7 +59,8 @@ def expand_inputs(args) -> list[str]:
         if is_uri(arg):
             names.append(arg)
         elif path.is_dir():
-            names += [str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+            names += [str(p) for p in sorted(path.rglob("*"))
+                      if p.suffix.lower() in IMAGE_SUFFIXES | {PDF_SUFFIX} and p.is_file()]
         elif path.suffix.lower() in LIST_SUFFIXES and path.is_file():
             lines = path.read_text(encoding="utf-8").splitlines()
             names += [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
@@ -108,14 +112,18 @@ class Progress:
 
 def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int = 8, bulk_ray: str | None = None,
         bulk_actors: int = 1, device=None) -> int:
-    """The bulk mode of ``ptocr ocr``; returns the number of inputs that could not be read.
-    ``build()`` makes the ``OCR`` (in each Ray actor with ``--ray``)."""
+    """The bulk mode of ``ptocr ocr``; returns the number of inputs (images, PDF pages, PDFs
+    that cannot be opened) that could not be read. ``build()`` makes the pipeline (``OCR`` or
+    ``OCR3``; in each Ray actor with ``--ray``)."""
     names = expand_inputs(images)
     if not names:
         raise PtocrError("no images found in the given folders and lists")
     with JsonlResults(bulk_out) as results:
-        todo = [n for n in names if n not in results.done]
-        bar = Progress(len(todo), skipped=len(names) - len(todo))
+        if bulk_ray is not None and any(is_pdf(n) for n in names):
+            raise PtocrError("--ray reads images only; read PDFs without --ray (one line per page)")
+        todo, count = _todo(names, results.done)
+        known = set(names)
+        bar = Progress(count, skipped=sum(name in known for name, _ in results.done))
         failed = 0
         try:
             if bulk_ray is not None:
@@ -124,16 +132,49 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int = 8, bul
                 for name, line, error in run_on_ray(todo, build, address=bulk_ray, batch_size=bulk_batch_size,
                                                     actors=bulk_actors, gpus=_gpus(device)):
                     results.write_line(line)
-                    results.done.add(name)
+                    results.done.add((name, None))
                     failed += _report(bar, name, error)
             elif todo:
-                ocr = build()
-                for name, result in zip(todo, iter_pipeline(ocr, todo, batch_size=bulk_batch_size)):
-                    results.write(record(name, result))
+                reader = BulkReader(build(), batch_size=bulk_batch_size)
+                for name, page_index, result in reader.with_pages(todo):
+                    results.write(record(name, result, page_index))
                     failed += _report(bar, name, result.error if isinstance(result, FailedImage) else None)
         finally:
             bar.close()
     return failed
+
+
+def _todo(names: list[str], done: set) -> tuple[list, int]:
+    """The inputs not yet in the results (a PDF as the ``PdfPages`` still to read) and how many
+    results they give (a PDF that cannot be opened: one, its error)."""
+    todo: list = []
+    count = 0
+    for name in names:
+        pages = _page_count(name) if is_pdf(name) and not is_uri(name) else None
+        if pages is None or (name, None) in done:
+            if (name, None) not in done:
+                todo.append(name)
+                count += 1
+            continue
+        left = tuple(p for p in range(1, pages + 1) if (name, p) not in done)
+        if left:
+            todo.append(PdfPages(name, left))
+            count += len(left)
+    return todo, count
+
+
+def _page_count(path: str) -> int | None:
+    """The PDF's number of pages; None when it cannot be opened (reading it then reports why)."""
+    import pypdfium2 as pdfium
+
+    try:
+        doc = pdfium.PdfDocument(path)
+    except (pdfium.PdfiumError, OSError, ValueError):
+        return None
+    try:
+        return len(doc) or None
+    finally:
+        doc.close()
 
 
 def _gpus(device) -> float:

@@ -1,11 +1,12 @@
-"""Results as JSON lines, one per image, appended as they come; a rerun resumes.
+"""Results as JSON lines, one per image or PDF page, appended as they come; a rerun resumes.
 
 A line is ``{"image": NAME, "lines": [{box, text, score, angle}, ...]}`` or
-``{"image": NAME, "error": MESSAGE}`` for an input that could not be read. Each line is written
+``{"image": NAME, "error": MESSAGE}`` for an input that could not be read; a PDF's lines also
+have ``"page"`` (1-based; a PDF that cannot be opened at all is one error line without it). Each line is written
 with one ``write`` of its bytes and flushed to the OS at once, so what a killed run leaves is
 complete lines and at most one partial last line without its newline. A line counts as done
-only with its newline: reopening the file drops a partial tail, and ``done`` holds the images of
-the complete lines, which a rerun skips. An input that failed is done too (its error line is the
+only with its newline: reopening the file drops a partial tail, and ``done`` holds the
+``(image, page)`` keys of the complete lines (page None for images), which a rerun skips. An input that failed is done too (its error line is the
 result); delete the line to try it again.
 """
 
@@ -17,14 +18,25 @@ from pathlib import Path
 
 from ptocr.errors import PtocrError
 
-__all__ = ["JsonlResults", "encode", "record"]
+__all__ = ["JsonlResults", "encode", "key_of", "record"]
 
 
-def record(name: str, result) -> dict:
-    """The JSON line of one image: an ``OCRResult`` or a ``ptocr.bulk.FailedImage``."""
+def record(name: str, result, page_index: int | None = None) -> dict:
+    """The JSON line of one image or PDF page (``page_index``, 0-based): an ``OCRResult`` or a
+    ``ptocr.bulk.FailedImage``."""
+    rec: dict = {"image": name}
+    if page_index is not None:
+        rec["page"] = page_index + 1
     if hasattr(result, "error"):
-        return {"image": name, "error": result.error}
-    return {"image": name, "lines": result.to_dict()}
+        rec["error"] = result.error
+    else:
+        rec["lines"] = result.to_dict()
+    return rec
+
+
+def key_of(rec: dict) -> tuple[str, int | None]:
+    """What a line stands for: (image, 1-based page or None)."""
+    return rec["image"], rec.get("page")
 
 
 def encode(rec: dict) -> str:
@@ -39,7 +51,7 @@ class JsonlResults:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.done: set[str] = set()
+        self.done: set[tuple[str, int | None]] = set()
         if self.path.is_dir():
             raise PtocrError(f"{self.path}: is a directory, not a results file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,13 +68,15 @@ class JsonlResults:
         end = data.rfind(b"\n") + 1  # past the last complete line; the rest is a killed write
         for number, raw in enumerate(data[:end].splitlines(), 1):
             try:
-                name = json.loads(raw)["image"]
-            except (ValueError, KeyError, TypeError):
+                name, page = key_of(json.loads(raw))
+            except (ValueError, KeyError, TypeError, AttributeError):
                 raise PtocrError(f"{self.path}:{number}: not a results line of ptocr; "
                                  "give another --out or remove the file") from None
             if not isinstance(name, str):
                 raise PtocrError(f"{self.path}:{number}: \"image\" is not a string")
-            self.done.add(name)
+            if page is not None and (not isinstance(page, int) or isinstance(page, bool) or page < 1):
+                raise PtocrError(f"{self.path}:{number}: \"page\" is not a page number")
+            self.done.add((name, page))
         if end < len(data):
             os.ftruncate(self._fd, end)
         os.lseek(self._fd, end, os.SEEK_SET)
@@ -70,7 +84,7 @@ class JsonlResults:
     def write(self, rec: dict) -> None:
         """Append one line (``record``'s) and hand it to the OS before returning."""
         self.write_line(encode(rec))
-        self.done.add(rec["image"])
+        self.done.add(key_of(rec))
 
     def write_line(self, line: str) -> None:
         """Append an already serialized line (no newline inside)."""

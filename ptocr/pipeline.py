@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ptocr.bulk import iter_read, read_many
+from ptocr.bulk_steps import TextSystemSteps
 from ptocr.errors import PtocrError
 from ptocr.loading import load_predictor
 from ptocr.manifest import load_manifest
@@ -136,12 +137,16 @@ class OCR:
         return OCRResult(lines, source=source, image=img)
 
     def read_many(self, images, batch_size: int = 8, **kw) -> list:
-        """Many images at once, batched across them (``ptocr.bulk.read_many``)."""
+        """Many images (and PDFs: one result per page) at once, batched across them
+        (``ptocr.bulk.read_many``); each result is ``read``'s."""
         return read_many(self, images, batch_size=batch_size, **kw)
 
     def iter_many(self, images, batch_size: int = 8, **kw):
         """``read_many`` as an iterator, for streams too large for memory (``ptocr.bulk.iter_read``)."""
         return iter_read(self, images, batch_size=batch_size, **kw)
+
+    def bulk_steps(self) -> TextSystemSteps:
+        return TextSystemSteps(self)
 
     def __repr__(self) -> str:
         return f"OCR(det={self.det!r}, rec={self.rec!r}, cls={self.cls!r}, drop_score={self.drop_score})"

@@ -22,6 +22,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ptocr.bulk import iter_read, read_many
+from ptocr.bulk_steps import Pipeline3Steps
 from ptocr.errors import PtocrError
 from ptocr.manifest import load_manifest
 from ptocr.pdf import is_pdf, pdf_pages
@@ -127,7 +129,12 @@ class OCR3:
     def detect(self, img: np.ndarray) -> list[np.ndarray]:
         """Text quads (int 4 x 2, source pixels) in reading order."""
         x, info = self.det_pre(img)
-        (boxes, _), = self.det_post(self.det.forward(x[None]), [info])
+        return self.quads(self.det.forward(x[None])[0], info)
+
+    def quads(self, prob: np.ndarray, info) -> list[np.ndarray]:
+        """One image's probability map (1 x H x W, network size) -> its quads in reading order
+        (bulk reading calls the detector on a batch of images, then this per image)."""
+        (boxes, _), = self.det_post(prob[None], [info])
         # paddlex keeps int16 corners; int32 holds the same values without wrapping past 32767 px.
         return sorted_boxes(np.asarray(boxes, dtype=np.int32).reshape(-1, 4, 2))
 
@@ -142,26 +149,41 @@ class OCR3:
         Every crop gets its own class whatever the batch size."""
         if self.textline is None:
             return crops, [-1] * len(crops)
+        classes = _per_crop(crops, self.orient_batches(crops), self.textline, self.orient_classes)
+        return self.turn(crops, classes), classes
+
+    def orient_batches(self, crops: list[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
+        """The textline model's batches of one image's crops: (crop indices, input), in order,
+        ``textline_orientation_batch_size`` at a time."""
         size = int(self.settings["textline_orientation_batch_size"])
-        classes: list[int] = []
-        for start in range(0, len(crops), size):
-            probs = self.textline.forward(self.textline.pre.batch(crops[start:start + size]))
-            # PaddleX's Topk: the last index of an ascending argsort (ties go to the higher class).
-            classes += [int(np.argsort(p, kind="stable")[-1]) for p in probs]
-        return [rotate_image(c, 180 * k) for c, k in zip(crops, classes)], classes
+        return [(list(range(start, min(start + size, len(crops)))), self.textline.pre.batch(crops[start:start + size]))
+                for start in range(0, len(crops), size)]
+
+    @staticmethod
+    def orient_classes(probs: np.ndarray) -> list[int]:
+        # PaddleX's Topk: the last index of an ascending argsort (ties go to the higher class).
+        return [int(np.argsort(p, kind="stable")[-1]) for p in probs]
+
+    @staticmethod
+    def turn(crops: list[np.ndarray], classes: list[int]) -> list[np.ndarray]:
+        return [rotate_image(c, 180 * k) for c, k in zip(crops, classes)]
 
     def recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
         """(text, score) per crop: sorted by aspect ratio (stable), batched, each crop at its own
         width, zero-padded to the batch's widest."""
+        return _per_crop(crops, self.rec_batches(crops), self.rec, self.rec_texts)
+
+    def rec_batches(self, crops: list[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
+        """The recognizer's batches of one image's crops: (crop indices, input). The batch decides
+        the padded width and so the numbers: bulk reading keeps each image's own batches."""
         order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / float(crops[i].shape[0]))
         size, shape = int(self.settings["text_recognition_batch_size"]), self.rec.pre.image_shape
-        out: list = [None] * len(crops)
-        for start in range(0, len(order), size):
-            index = order[start:start + size]
-            batch = pad_batch([resize_norm_img_own_width(crops[i], shape, REC_MAX_WIDTH) for i in index])
-            for i, res in zip(index, self.rec.post(self.rec.forward(batch))):
-                out[i] = res[:2]
-        return out
+        return [(order[start:start + size],
+                 pad_batch([resize_norm_img_own_width(crops[i], shape, REC_MAX_WIDTH) for i in order[start:start + size]]))
+                for start in range(0, len(order), size)]
+
+    def rec_texts(self, probs: np.ndarray) -> list[tuple[str, float]]:
+        return [res[:2] for res in self.rec.post(probs)]
 
     def assemble(self, img, polys, angles, texts, *, source=None, page_index=None, doc_angle=-1,
                  dt_polys=None) -> OCR3Result:
@@ -209,6 +231,27 @@ class OCR3:
             return out
         return self.read_pdf(images, pages) if is_pdf(images) else self.read(images)
 
+    def read_many(self, images, batch_size: int = 8, **kw) -> list:
+        """Many images (and PDFs: one result per page) at once, batched across them
+        (``ptocr.bulk.read_many``); each result is ``read``'s."""
+        return read_many(self, images, batch_size=batch_size, **kw)
+
+    def iter_many(self, images, batch_size: int = 8, **kw):
+        """``read_many`` as an iterator, for streams too large for memory (``ptocr.bulk.iter_read``)."""
+        return iter_read(self, images, batch_size=batch_size, **kw)
+
+    def bulk_steps(self) -> Pipeline3Steps:
+        return Pipeline3Steps(self)
+
     def __repr__(self) -> str:
         return (f"OCR3(det={self.det!r}, rec={self.rec!r}, textline={self.textline!r}, doc_ori={self.doc_ori!r}, "
                 f"settings={self.settings})")
+
+
+def _per_crop(crops: list, batches, model, post) -> list:
+    """``post(model.forward(batch))`` of each batch, put back in crop order."""
+    out: list = [None] * len(crops)
+    for index, batch in batches:
+        for i, res in zip(index, post(model.forward(batch))):
+            out[i] = res
+    return out

@@ -170,7 +170,7 @@ def test_device_input_on_meta(model_files):
 
 
 def test_pipelines_without_iter_many_read_one_by_one(ocr, inputs, expected):
-    """iter_pipeline: a pipeline with only ``read`` (the PaddleOCR 3.x one) gives the same items."""
+    """iter_pipeline: a pipeline with only ``read`` (no bulk steps) gives the same items."""
 
     class ReadOnly:
         read = staticmethod(ocr.read)

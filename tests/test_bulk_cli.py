@@ -42,7 +42,8 @@ def folder(shared_dir, tmp_path_factory) -> Path:
     (d / "sub").mkdir()
     for k, name in enumerate(SCENES):
         shutil.copy(shared_dir / "images" / "scenes" / name, d / ("sub" if k % 2 else ".") / name)
-    (d / "c_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but nothing after")
+    # Sorted last: the kill after the first line must leave it unread (a failed input is instant).
+    (d / "z_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but nothing after")
     (d / "notes.md").write_text("not an image suffix: skipped")
     return d
 
@@ -88,7 +89,7 @@ def test_killed_run_resumes_each_image_once(folder, model_args, tmp_path, model_
     _, stderr = second.communicate(timeout=600)
     assert second.returncode == 2, stderr  # the broken file: bad input, the rest read
     assert "images/s" in stderr and "ETA" in stderr and f"({len(done_before)} done before)" in stderr
-    assert "c_broken.png" in stderr and "Traceback" not in stderr
+    assert "z_broken.png" in stderr and "Traceback" not in stderr
 
     got = _records(out)
     assert sorted(r["image"] for r in got) == sorted(names)  # each exactly once
