@@ -42,6 +42,7 @@ from torch.overrides import TorchFunctionMode
 
 from converter.errors import MappingError
 from converter.mapping import OPS, TARGET_DEFAULTS, Mapped, MappingResult, cast_dtype
+from converter.readers.onnx import OnnxOp, OnnxProgram
 from converter.readers.pir import PirOp, PirProgram
 from ptocr.architectures import CLASS_COUNT_KEYS
 from ptocr.models.build import build_model
@@ -87,7 +88,7 @@ class PaddleUse:
     name: str
     shape: tuple[int, ...]
     role: str
-    op: PirOp
+    op: PirOp | OnnxOp
 
     def where(self) -> str:
         return f"{self.op.type} @ {self.op.struct_name or '(no struct_name)'}"
@@ -102,8 +103,11 @@ class TorchUse:
     module: nn.Module
 
 
-def paddle_sequence(program: PirProgram) -> list[PaddleUse]:
-    """Parameters in the order the program's ops first read them, with their roles."""
+def paddle_sequence(program: PirProgram | OnnxProgram) -> list[PaddleUse]:
+    """Parameters in the order the program's ops first read them, with their roles (an ONNX
+    export's graph reader works them out itself: ``converter.readers.onnx``)."""
+    if isinstance(program, OnnxProgram):
+        return [PaddleUse(r.param.name, r.param.shape, r.role, r.op) for r in program.parameter_reads()]
     params = program.param_by_value()
     seen: set[int] = set()
     out: list[PaddleUse] = []
@@ -117,7 +121,9 @@ def paddle_sequence(program: PirProgram) -> list[PaddleUse]:
     return out
 
 
-def unread_parameters(program: PirProgram) -> list[str]:
+def unread_parameters(program: PirProgram | OnnxProgram) -> list[str]:
+    if isinstance(program, OnnxProgram):
+        return []  # its parameters are the constants the graph computes with
     read = {v for op in program.ops for v in op.inputs}
     return [p.name for p in program.params if p.value not in read]
 
@@ -160,7 +166,7 @@ def torch_sequence(model: nn.Module, example: torch.Tensor) -> tuple[list[TorchU
     return uses, unread
 
 
-def example_input(program: PirProgram) -> torch.Tensor:
+def example_input(program: PirProgram | OnnxProgram) -> torch.Tensor:
     """A dummy input of the program's input shape (free sizes: batch 1, sides 64)."""
     if not program.inputs:
         raise MappingError(f"{program.path}: the program has no data (input) op")
@@ -172,7 +178,7 @@ def example_input(program: PirProgram) -> torch.Tensor:
 
 
 def align(
-    program: PirProgram,
+    program: PirProgram | OnnxProgram,
     tensors: dict[str, np.ndarray],
     model: nn.Module,
     *,
@@ -209,6 +215,9 @@ def align(
         op = "linear_weight" if t.key in linear and array.ndim == 2 else None
         if op:
             array = OPS[op](array)
+        elif _broadcast_form(array.shape, t.shape) and p.role not in ("conv", "conv_transpose", "linear"):
+            # an exporter's constant-folded reshape (a conv bias held as [1, C, 1, 1])
+            array, op = array.reshape(t.shape), "reshape"
         why = []
         if p.role != t.role:
             why.append(f"role {p.role} in Paddle, {t.role} in torch")
@@ -217,7 +226,7 @@ def align(
             why.append(f"Paddle layer {layer}, torch module {type(t.module).__name__}")
         why += _conv_settings(p, t)
         if tuple(array.shape) != t.shape:
-            why.append(f"shape {list(p.shape)}" + (" (transposed for Linear)" if op else "")
+            why.append(f"shape {list(p.shape)}" + (" (transposed for Linear)" if op == "linear_weight" else "")
                        + f" vs {list(t.shape)}")
         if why:
             problems.append(f"#{i}: {p.name} ({p.where()}) -> {t.key} ({t.func}): {'; '.join(why)}")
@@ -247,6 +256,12 @@ def align(
     return MappingResult(out, entries, defaults)
 
 
+def _broadcast_form(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """``shape`` is ``target`` with size-1 axes added (and is not ``target`` itself)."""
+    return tuple(shape) != tuple(target) and [d for d in shape if d != 1] == [d for d in target if d != 1] \
+        and int(np.prod(shape)) == int(np.prod(target))
+
+
 def _conv_settings(p: PaddleUse, t: TorchUse) -> list[str]:
     """Strides, paddings, dilations and groups of a conv kernel's op and module agree
     (two networks with equal shapes may still differ there, e.g. (2, 1) strides)."""
@@ -273,7 +288,7 @@ def _conv_settings(p: PaddleUse, t: TorchUse) -> list[str]:
     return out
 
 
-def class_count(program: PirProgram, model: nn.Module, key: str) -> int | None:
+def class_count(program: PirProgram | OnnxProgram, model: nn.Module, key: str) -> int | None:
     """The class count the program's classifier has: the parameter the graph aligns with
     ``key`` (the head's class weight), read without building the whole mapping."""
     pseq = paddle_sequence(program)
@@ -296,8 +311,8 @@ def align_source(source, cfg: dict, task: str, *, what: str) -> MappingResult:
     """Size the head from the program and align: the PIR counterpart of the table mapping.
     Updates ``cfg["head"]["num_classes"]`` in place when the program's head differs."""
     program = source.program
-    if not isinstance(program, PirProgram):
-        raise MappingError(f"{source.path}: graph alignment needs a Paddle 3 (PIR) program")
+    if not isinstance(program, (PirProgram, OnnxProgram)):
+        raise MappingError(f"{source.path}: graph alignment needs a Paddle 3 (PIR) program or an ONNX export's graph")
     with _quiet_init():
         model = build_model(cfg)
     key = CLASS_COUNT_KEYS.get(task)

@@ -256,8 +256,8 @@ def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char, known
     candidates: list[tuple[str, Callable[[bool], Dictionary], bool]] = []  # (name, make, preferred space)
     if getattr(source, "dictionary", None):
         text = "\n".join(source.dictionary)
-        candidates.append(("inference.yml character_dict",
-                           lambda sp: parse_dictionary(text, sp, f"{Path(source.path).name}/inference.yml"), True))
+        label, origin = source.dictionary_origin
+        candidates.append((label, lambda sp: parse_dictionary(text, sp, origin), True))
     if known:
         candidates.append((f"{known['file']} (manifest)", lambda sp: builtin_dictionary(known["file"], sp),
                            known.get("use_space_char", True)))

@@ -280,9 +280,14 @@ def test_detect_format_errors(tmp_path):
         detect_format(d)
     d = tmp_path / "other"
     d.mkdir()
-    (d / "model.onnx").write_bytes(b"\x08\x07")
-    with pytest.raises(FormatError, match="found: model.onnx.*expected a Paddle 2 inference"):
+    (d / "model.pt").write_bytes(b"PK\x03\x04")
+    with pytest.raises(FormatError, match="found: model.pt.*expected a Paddle 2 inference"):
         detect_format(d)
+    # a folder holding one ONNX file is an ONNX source (tests/test_onnx_reader.py); this one is cut short
+    (d / "model.onnx").write_bytes(b"\x08\x07")
+    assert detect_format(d)[0] == "onnx"
+    with pytest.raises(FormatError, match="not a complete ONNX model"):
+        read_source(d)
 
 
 def test_foreign_files_under_paddle_names(tmp_path):

@@ -137,9 +137,18 @@ def main(argv=None) -> int:
                   "The *optimized* column is the model as `ptocr.load` runs it; these manifest entries change "
                   "`ptocr.optimize.for_inference`'s defaults for it:", ""]
         lines += [f"- {name}: `{json.dumps(opts)}`: {why}" for name, opts, why in settings]
-    args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    kept = _kept_sections(args.out)
+    args.out.write_text("\n".join(lines) + "\n" + (f"\n{kept}\n" if kept else ""), encoding="utf-8")
     print(f"wrote {args.out}")
     return 0 if all(r["ok"] for r in rows) else 1
+
+
+def _kept_sections(path: Path) -> str:
+    """The sections other tools write into the same file (tools.onnx_parity_report), kept as they are."""
+    from tools.onnx_parity_report import END, START
+
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    return text[text.index(START): text.index(END) + len(END)] if START in text and END in text else ""
 
 
 def _row(r: dict) -> str:

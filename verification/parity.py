@@ -345,3 +345,11 @@ def _pythonpath() -> str:
 
 def _case(path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
+
+
+def decision_judge(conv: Conversion):
+    """``judge(x, ref, got, ref64, got64) -> (agree, detail)``: whether what a user reads from
+    ``got`` is what ``ref`` gives (the checks above, for the conversion's task), and what
+    that agreement is called (for reports of other references, e.g. ONNX Runtime)."""
+    task = conv.config["task"]
+    return _JUDGES[task](conv), _AGREEMENT[task]

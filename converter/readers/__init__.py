@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from converter.errors import FormatError, UnsafePickleError
-from converter.readers.formats import PADDLE2_INFERENCE, PADDLE3_PIR, PADDLE_TRAIN, detect_format
+from converter.readers.formats import ONNX, PADDLE2_INFERENCE, PADDLE3_PIR, PADDLE_TRAIN, detect_format
+from converter.readers.onnx import OnnxProgram, read_onnx_program
 from converter.readers.pdiparams import read_file_bytes, read_pdiparams
 from converter.readers.pdparams import find_submodels, read_info, read_pdparams, select_submodel
 from converter.readers.pir import PirConfig, PirOp, PirParam, PirProgram, read_pir_config, read_pir_program
@@ -34,6 +35,8 @@ from converter.readers.program import (
 
 __all__ = [
     "FormatError",
+    "ONNX",
+    "OnnxProgram",
     "OpInfo",
     "PADDLE3_PIR",
     "PaddleSource",
@@ -60,25 +63,34 @@ __all__ = [
 @dataclass
 class PaddleSource:
     path: Path  # what the user gave (folder or file)
-    format: str  # "paddle2_inference" | "paddle3_pir" | "paddle_train"
-    # structured name -> array (train: prefix already stripped; PIR: program parameter names)
+    format: str  # "paddle2_inference" | "paddle3_pir" | "paddle_train" | "onnx"
+    # structured name -> array (train: prefix already stripped; PIR: program parameter names;
+    # ONNX: the graph's names of its parameters)
     tensors: dict[str, np.ndarray]
     weights_file: Path  # the .pdiparams / .pdparams read
     weights_sha256: str  # hex sha256 of weights_file
     program_names: dict[str, str] = field(default_factory=dict)  # structured -> program var name
     submodels: list[str] = field(default_factory=list)  # distillation prefixes found ([] if none)
     submodel: str | None = None  # the one chosen
-    program: Program | PirProgram | None = None  # parsed program (inference only)
+    program: Program | PirProgram | OnnxProgram | None = None  # parsed program (inference only)
     notes: list[str] = field(default_factory=list)  # human-readable facts
     config: PirConfig | None = None  # PIR: inference.yml, when present
-    # The recognizer's characters as the model folder itself states them (PIR:
-    # inference.yml's PostProcess.character_dict), None when it does not.
+    # The recognizer's characters as the model itself states them (PIR: inference.yml's
+    # PostProcess.character_dict; ONNX: the ``character`` metadata), None when it does not.
     dictionary: list[str] | None = None
 
     @property
     def structured(self) -> bool:
-        """Whether ``tensors`` are keyed by layer names (False: PIR, align by the graph)."""
-        return self.format != PADDLE3_PIR
+        """Whether ``tensors`` are keyed by layer names (False: PIR and ONNX, align by the graph)."""
+        return self.format not in (PADDLE3_PIR, ONNX)
+
+    @property
+    def dictionary_origin(self) -> tuple[str, str]:
+        """Where ``dictionary`` came from: (for messages, the dictionary's source path)."""
+        name = Path(self.path).name
+        if self.format == ONNX:
+            return "ONNX metadata 'character'", f"{name}:character"
+        return "inference.yml character_dict", f"{name}/inference.yml"
 
 
 def _listed(names: list[str], n: int = 5) -> str:
@@ -98,6 +110,8 @@ def read_source(path: str | os.PathLike, *, submodel: str | None = None) -> Padd
         return _read_train(p, files["params"], submodel)
     if fmt == PADDLE3_PIR:
         return _read_pir(p, files, submodel)
+    if fmt == ONNX:
+        return _read_onnx(files["model"], submodel)
     assert fmt == PADDLE2_INFERENCE
     return _read_inference(p, files, submodel)
 
@@ -204,4 +218,26 @@ def _read_pir(path: Path, files: dict[str, Path], submodel: str | None) -> Paddl
         weights_sha256=hashlib.sha256(data).hexdigest(), program_names={k: k for k in tensors},
         program=program, notes=notes, config=config,
         dictionary=list(config.character_dict) if config and config.character_dict else None,
+    )  # fmt: skip
+
+
+def _read_onnx(path: Path, submodel: str | None) -> PaddleSource:
+    if submodel is not None:
+        raise FormatError(f"{path}: an ONNX export holds one model; --submodel does not apply")
+    data = read_file_bytes(path)
+    program = read_onnx_program(path)
+    m = program.model
+    opsets = ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in sorted(m.opsets.items()))
+    notes = [
+        f"ONNX model: {len(m.nodes)} nodes, {len(program.reads)} parameters, IR {m.ir_version}, opset {opsets}, "
+        f"producer {m.producer or '(unnamed)'} {m.producer_version}".rstrip()
+        + "; placed by graph alignment"
+    ]
+    chars = program.character
+    if chars:
+        notes.append(f"metadata 'character': {len(chars)} characters")
+    return PaddleSource(
+        path=path, format=ONNX, tensors=dict(program.tensors), weights_file=path,
+        weights_sha256=hashlib.sha256(data).hexdigest(), program_names={k: k for k in program.tensors},
+        program=program, notes=notes, dictionary=chars,
     )  # fmt: skip

@@ -16,11 +16,13 @@ from converter.errors import FormatError
 PADDLE2_INFERENCE = "paddle2_inference"
 PADDLE_TRAIN = "paddle_train"
 PADDLE3_PIR = "paddle3_pir"
+ONNX = "onnx"  # an ONNX file exported from a PP-OCR Paddle program (paddle2onnx)
 
 _EXPECTED = (
     "expected a Paddle 2 inference model (inference.pdmodel + inference.pdiparams "
     "+ inference.pdiparams.info), a Paddle 3 inference model (inference.json + "
-    "inference.pdiparams [+ inference.yml]) or a training checkpoint (*.pdparams)"
+    "inference.pdiparams [+ inference.yml]), a training checkpoint (*.pdparams) or an ONNX "
+    "export of a PP-OCR program (*.onnx)"
 )
 
 
@@ -49,6 +51,8 @@ def describe_bytes(head: bytes, size: int | None = None) -> str:
         return "HTML/XML text (a failed download?)"
     if looks_like_tensor_stream(head):
         return "a Paddle tensor stream (.pdiparams)"
+    if looks_like_onnx(head):
+        return "an ONNX model (protobuf)"
     if head[0] == 0x0A:
         return "a protobuf message (e.g. a Paddle program)"
     sample = head[:64]
@@ -67,6 +71,17 @@ def looks_like_tensor_stream(head: bytes) -> bool:
     if lod_level == 0:
         return struct.unpack_from("<I", head, 12)[0] == 0
     return True
+
+
+def looks_like_onnx(head: bytes) -> bool:
+    """A ModelProto starts with a field paddle2onnx and torch write first: ir_version (1,
+    varint), producer_name (2), or graph (7) when nothing precedes it."""
+    return len(head) >= 2 and (head[0] == 0x08 and 3 <= head[1] < 0x40 or head[0] in (0x12, 0x3A))
+
+
+def _onnx(model: Path) -> tuple[str, dict[str, Path]]:
+    sniff(model, "onnx")
+    return ONNX, {"model": model, "params": model}
 
 
 def _head(path: Path, n: int = 512) -> tuple[bytes, int]:
@@ -92,6 +107,9 @@ def sniff(path: Path, kind: str) -> None:
     elif kind == "json":
         ok = head.lstrip()[:1] == b"{"
         what = "a Paddle 3 PIR program (JSON)"
+    elif kind == "onnx":
+        ok = looks_like_onnx(head)
+        what = "an ONNX model (ModelProto protobuf)"
     elif kind == "tensor_stream":
         ok = size == 0 or looks_like_tensor_stream(head)
         what = "a Paddle tensor stream (LoDTensor header)"
@@ -144,7 +162,8 @@ def _listing(names: list[str]) -> str:
 
 def detect_format(path: str | os.PathLike) -> tuple[str, dict[str, Path]]:
     """("paddle2_inference", {"model", "params"[, "info"]}), ("paddle3_pir", {"model", "params"[,
-    "config"]}) or ("paddle_train", {"params"[, "config"]}).
+    "config"]}), ("paddle_train", {"params"[, "config"]}) or ("onnx", {"model", "params"}: the
+    same .onnx file).
 
     ``path`` is a model folder, one of its files, or Paddle's path prefix (``dir/inference``).
     """
@@ -182,6 +201,8 @@ def _detect_file(p: Path) -> tuple[str, dict[str, Path]]:
         if p.with_suffix(".json").is_file():
             return _pir(p.with_suffix(".json"), p)
         raise FormatError(f"{p}: the program file {model.name} is missing beside the weights")
+    if suffix == ".onnx":
+        return _onnx(p)
     if suffix == ".json" and p.with_suffix(".pdiparams").is_file():
         return _pir(p, p.with_suffix(".pdiparams"))
     if suffix == ".yml" and p.with_suffix(".json").is_file():
@@ -231,6 +252,11 @@ def _detect_dir(d: Path) -> tuple[str, dict[str, Path]]:
         )
     if pir:
         return _pir(d / f"{pir[0]}.json", d / f"{pir[0]}.pdiparams")
+    onnx = by_suffix.get(".onnx", [])
+    if len(onnx) == 1:
+        return _onnx(d / onnx[0])
+    if onnx:
+        raise FormatError(f"{d}: holds several ONNX models ({', '.join(onnx)}); pass the .onnx to convert instead of the folder")
     if "inference.json" in names:
         raise FormatError(
             f"{d}: holds a Paddle 3 program (inference.json) but no weights beside it "

@@ -24,6 +24,10 @@ _REC_FORMS = {
     "fused": {"backbone": {"reparam": True}},
     "unfused": {"backbone": {"reparam": False}},
 }
+# The released detector programs (the official ONNX files) hold the DB head's batch norms
+# folded into its convs: conv1 with a bias, no conv_bn1 / conv_bn2.
+_HEAD_FORMS = {**DB_HEAD_FORMS,
+               "inference head, batch norms folded": {"head": {"with_thresh": False, "fold_bn": True}}}
 _DET_PREPROCESS = {"limit_side_len": 960, "limit_type": "max"}
 _LOW_THRESH_DB = {**DB_POSTPROCESS, "thresh": 0.2, "max_candidates": 3000, "unclip_ratio": 1.4}
 _REC_PREPROCESS = {"image_shape": [3, 48, 320]}
@@ -34,7 +38,7 @@ def _det(size: str, neck: dict, postprocess: dict) -> dict:
     return {
         "task": "det",
         "family": "pplcnetv4_db",
-        "forms": {"rep": _DET_FORMS, "head": DB_HEAD_FORMS},
+        "forms": {"rep": _DET_FORMS, "head": _HEAD_FORMS},
         "model": {
             "backbone": {"name": "PPLCNetV4", "model_size": size, "det": True},
             "neck": neck,

@@ -19,15 +19,17 @@ from ptocr.models.registry import register
 
 class Head(nn.Module):
     """3x3 conv-BN-ReLU (C -> C/4), 2x2 stride-2 transposed conv-BN-ReLU, 2x2 stride-2
-    transposed conv to 1 channel, sigmoid."""
+    transposed conv to 1 channel, sigmoid. ``fold_bn``: the batch norms already folded into
+    the convs (a biased ``conv1``, no ``conv_bn1`` / ``conv_bn2``), as the released PP-OCRv6
+    detector programs hold the head."""
 
-    def __init__(self, in_channels: int):
+    def __init__(self, in_channels: int, fold_bn: bool = False):
         super().__init__()
         mid = in_channels // 4
-        self.conv1 = nn.Conv2d(in_channels, mid, 3, padding=1, bias=False)
-        self.conv_bn1 = nn.BatchNorm2d(mid)
+        self.conv1 = nn.Conv2d(in_channels, mid, 3, padding=1, bias=fold_bn)
+        self.conv_bn1 = nn.Identity() if fold_bn else nn.BatchNorm2d(mid)
         self.conv2 = nn.ConvTranspose2d(mid, mid, 2, stride=2)
-        self.conv_bn2 = nn.BatchNorm2d(mid)
+        self.conv_bn2 = nn.Identity() if fold_bn else nn.BatchNorm2d(mid)
         self.conv3 = nn.ConvTranspose2d(mid, 1, 2, stride=2)
 
     def forward(self, x):
@@ -43,16 +45,17 @@ class DBHead(nn.Module):
         k: steepness of the training-time approximate step function.
         with_thresh: build the threshold branch (training checkpoints hold it, inference
             programs do not; eval never runs it).
+        fold_bn: the shrink branch's batch norms folded into its convs (``Head``).
 
     Eval: the shrink probability map N x 1 x H x W (the inference program's output).
     Training: ``{"maps": cat([shrink, threshold, binary], 1)}`` as PaddleOCR returns it.
     """
 
-    def __init__(self, in_channels: int, k: int = 50, with_thresh: bool = True):
+    def __init__(self, in_channels: int, k: int = 50, with_thresh: bool = True, fold_bn: bool = False):
         super().__init__()
         self.k = k
         self.out_channels = 1
-        self.binarize = Head(in_channels)
+        self.binarize = Head(in_channels, fold_bn)
         self.thresh = Head(in_channels) if with_thresh else None
 
     def step_function(self, x, y):
