@@ -103,3 +103,17 @@ def test_cli_writes_the_converted_file(tmp_path, conversions):
     expected = conversions(entry).state_dict
     assert written.state_dict.keys() == expected.keys()
     assert all(written.state_dict[k].equal(expected[k]) for k in expected)
+
+
+def test_arch_names_the_model_when_no_dictionary_is_beside(tmp_path):
+    """rec.onnx alone (no metadata, no dictionary file): --arch with the model's name gives
+    the manifest's dictionary; without it, a clear error asks for one."""
+    from converter.errors import DictionaryError
+
+    entry = next(e for e in ONNX_SUITE if e.file == "rec.onnx")
+    alone = tmp_path / "rec.onnx"
+    alone.symlink_to(_file(entry))
+    with pytest.raises(DictionaryError, match="no dictionary fits"):
+        convert(alone)
+    conv = convert(alone, "PP-OCRv5_mobile_rec")
+    assert conv.arch_name == entry.arch and len(conv.dictionary.characters) == 18383
