@@ -104,7 +104,22 @@ def to_ptocr(tensors: dict[str, np.ndarray], model_type: str, what: str = "the c
 
 def to_transformers(state: dict[str, np.ndarray], model_type: str, what: str = "the model") -> dict[str, np.ndarray]:
     """A fused ptocr state dict (torch layouts) as the transformers state dict of ``model_type``."""
-    return _convert(state, _layout(model_type, what), "ptocr", what)
+    return _convert(_db_head_with_norms(state), _layout(model_type, what), "ptocr", what)
+
+
+def _db_head_with_norms(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A DB head whose batch norms are folded into its convs (``DBHead(fold_bn=True)``, as the
+    official PP-OCRv6 ONNX files hold it) in the form with norms (the layout's): ``conv1``'s bias
+    becomes an identity ``conv_bn1``'s shift, ``conv_bn2`` an identity norm. The same function."""
+    p = "head.binarize."
+    if f"{p}conv1.bias" not in state or f"{p}conv_bn1.weight" in state:
+        return state
+    state = dict(state)
+    bias = state.pop(f"{p}conv1.bias")
+    for bn, shift in (("conv_bn1", bias), ("conv_bn2", np.zeros_like(state[f"{p}conv2.bias"]))):
+        unit = _unfold_bn({"weight": state[f"{p}conv1.weight"], "bias": shift}, "")
+        state.update({f"{p}{bn}.{k[3:]}": v for k, v in unit.items() if k.startswith("bn.")})
+    return state
 
 
 def _layout(model_type: str, what: str) -> Layout:
