@@ -14,7 +14,9 @@ from ptocr.manifest import list_models as _manifest_models
 from ptocr.manifest import load_manifest
 from ptocr.models.build import build_model
 from ptocr.models.model import OCRModel
+from ptocr.bundles import load_bundle
 from ptocr.pipeline import OCR
+from ptocr.pipeline3 import OCR3
 from ptocr.predictors import Predictor
 
 __all__ = ["create_model", "list_architectures", "list_models", "load"]
@@ -42,7 +44,7 @@ def list_models(pattern: str | None = None, *, task: str | None = None, include_
 
 
 def load(source: str | os.PathLike, *, device=None, dtype=None, fuse: bool = True, optimize: bool = True,
-         compile: bool = False, arch: str | None = None, expected_sha256: str | None = None) -> Predictor | OCR:
+         compile: bool = False, arch: str | None = None, expected_sha256: str | None = None) -> Predictor | OCR | OCR3:
     """A ready predictor, or a whole pipeline for a bundle name.
 
     Args:
@@ -54,11 +56,12 @@ def load(source: str | os.PathLike, *, device=None, dtype=None, fuse: bool = Tru
             optimize and compile).
 
     Returns:
-        For a bundle name, an ``OCR`` pipeline (as ``OCR.from_pretrained(name)``); for anything
-        else a ``DetPredictor``, ``RecPredictor`` or ``ClsPredictor``.
+        For a bundle name, the pipeline its rules name: ``OCR`` (PaddleOCR 2.x, ``ch_PP-OCRv4``)
+        or ``OCR3`` (PaddleOCR 3.x, ``PP-OCRv5_server``, ``PP-OCRv5_mobile``); for anything else
+        a ``DetPredictor``, ``RecPredictor`` or ``ClsPredictor``.
     """
     if is_name(source) and os.fspath(source) in load_manifest().bundles:
-        return OCR.from_pretrained(os.fspath(source), device=device, dtype=dtype, optimize=optimize, compile=compile)
+        return load_bundle(os.fspath(source), device=device, dtype=dtype, optimize=optimize, compile=compile)
     return load_predictor(source, device=device, dtype=dtype, fuse=fuse, optimize=optimize, compile=compile,
                           arch=arch, expected_sha256=expected_sha256)
 

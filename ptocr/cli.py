@@ -12,14 +12,16 @@ from pathlib import Path
 
 import click
 
-from ptocr import allocator
+from ptocr import allocator, bulk_cli
 from ptocr.api import load
 from ptocr.demo_inputs import demo_inputs
 from ptocr.errors import ImageError, PtocrError
 from ptocr.export import FORMATS, TRANSFORMERS, check_export, example_input, export_transformers
 from ptocr.export import export as do_export
 from ptocr.manifest import READY, list_models, load_manifest
-from ptocr.pipeline import OCR, official_model_files
+from ptocr.bundles import build_pipeline
+from ptocr.pdf import is_pdf, parse_pages
+from ptocr.result3 import OCR3Result
 from ptocr.zoo import hf_cache_dir, offline, plan_publish, zoo_dir
 from ptocr.zoo import publish as do_publish
 
@@ -44,23 +46,42 @@ def _echo_lines(name: str, lines) -> None:
         click.echo(f"  ({x:.0f},{y:.0f}) {line.score:.3f}  {line.text}")
 
 
-def _build_ocr(det, rec, cls, models, device=None, dtype=None, compile=False):
-    """OCR from the given models; the default bundle's (found by the zoo's resolver) fill the gaps."""
-    if det is None or rec is None or cls is None:
-        official = official_model_files(models, log=lambda m: click.echo(m, err=True))
-        det, rec, cls = det or official["det"], rec or official["rec"], cls or official["cls"]
-    return OCR(det, rec, None if cls == "none" else cls, device=device, dtype=dtype, compile=compile)
+def _build_ocr(det, rec, cls, models, device=None, dtype=None, compile=False, *, bundle=None, doc_ori=None,
+               lang=None):
+    """The pipeline of ``bundle`` (default: PaddleOCR 3.x's PP-OCRv5, else the fallback with a
+    notice) with the given models in place of its parts, found by the zoo's resolver."""
+    def log(message):
+        click.echo(message, err=True)
+
+    return build_pipeline(bundle, det=det, rec=rec, cls=cls, doc_ori=doc_ori, lang=lang, zoo=models, log=log,
+                          notice=log, device=device, dtype=dtype, compile=compile)
+
+
+def _pages_of(image: str, result) -> list[tuple[str, object]]:
+    """(name, result) per page: an image's name, or ``file.pdf#N`` (1-based) per PDF page."""
+    if not isinstance(result, list):
+        return [(image, result)]
+    return [(f"{image}#{(r.page_index if getattr(r, 'page_index', None) is not None else i) + 1}", r)
+            for i, r in enumerate(result)]
+
+
+def _as_json(result):
+    """PaddleOCR 3.x pipelines: its result fields (``rec_texts``, ``rec_polys``...); 2.x: lines."""
+    return result.to_paddleocr() if isinstance(result, OCR3Result) else result.to_dict()
 
 
 def _dump_json(results: dict) -> str:
-    """{image: [line, ...]} with one line per text line: readable and diffable."""
+    """{image: [line, ...]} with one line per text line (PaddleOCR 3.x results: one line per
+    field): readable and diffable."""
     def dumps(v):
         return json.dumps(v, ensure_ascii=False)
 
-    blocks = [
-        f" {dumps(image)}: [" + ",".join(f"\n  {dumps(line)}" for line in lines) + ("\n ]" if lines else "]")
-        for image, lines in results.items()
-    ]
+    def block(image, value):
+        if isinstance(value, dict):
+            return f" {dumps(image)}: {{" + ",".join(f"\n  {dumps(k)}: {dumps(v)}" for k, v in value.items()) + "\n }"
+        return f" {dumps(image)}: [" + ",".join(f"\n  {dumps(line)}" for line in value) + ("\n ]" if value else "]")
+
+    blocks = [block(image, value) for image, value in results.items()]
     return "{" + ",".join("\n" + b for b in blocks) + ("\n}" if blocks else "}")
 
 
@@ -73,8 +94,9 @@ _MODELS_OPTION = click.option(
 @click.argument("image", required=False, type=click.Path(dir_okay=False))
 @_MODELS_OPTION
 def demo(image, models):
-    """Read IMAGE with the default bundle (ch_PP-OCRv4), fetched from its official origins and
-    converted on first use.
+    """Read IMAGE (or PDF) with the default bundle (PP-OCRv5_server: what PaddleOCR 3.x runs
+    for PP-OCRv5), fetched from its official origins and converted on first use; where those
+    cannot be reached, with ch_PP-OCRv4 (saying why).
 
     Without IMAGE it reads the embedded demo scene.
     """
@@ -82,36 +104,62 @@ def demo(image, models):
         ocr = _build_ocr(None, None, None, models)
         if image is None:
             with resources.as_file(resources.files("ptocr") / "assets" / "demo_scene.jpg") as path:
-                image, lines = str(path), ocr(path)
+                image, result = str(path), ocr(path)
         else:
-            lines = ocr(Path(image))
+            result = ocr(image if is_pdf(image) else Path(image))
     except PtocrError as e:
         _fail(str(e))
-    _echo_lines(image, lines)
+    for name, lines in _pages_of(image, result):
+        _echo_lines(name, lines)
 
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--det", metavar="M", help="Detector: a converted .safetensors or a Paddle model folder.")
-@click.option("--rec", metavar="M", help="Recognizer: a converted .safetensors or a Paddle model folder.")
-@click.option("--cls", metavar="M", help="Direction classifier: .safetensors, Paddle folder, or 'none'.")
+@click.option("--pipeline", "bundle", metavar="NAME",
+              help="A bundle of the zoo, and with it its pipeline rules: PP-OCRv5_server (default, PaddleOCR 3.x), "
+                   "PP-OCRv5_mobile, ch_PP-OCRv4 (PaddleOCR 2.x), ... (`ptocr list`).")
+@click.option("--det", metavar="M", help="Detector: a converted .safetensors, a Paddle model folder or a zoo name.")
+@click.option("--rec", metavar="M", help="Recognizer: a converted .safetensors, a Paddle model folder or a zoo name.")
+@click.option("--cls", metavar="M", help="Direction classifier (3.x bundles: textline orientation model), or 'none'.")
+@click.option("--doc-ori", metavar="M", help="Document orientation model (PaddleOCR 3.x bundles), e.g. PP-LCNet_x1_0_doc_ori.")
+@click.option("--lang", metavar="CODE", help="PaddleOCR 3.x language code (fr, korean, ru, ...): its PP-OCRv5 recognizer.")
+@click.option("--pages", metavar="LIST", help="PDF pages to read, 1-based: 1,3-5 (default all).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True),
-              help="Write {image: [{box, text, score, angle}]} to this file ('-' for stdout).")
+              help="Write {image: [{box, text, score, angle}]} (PaddleOCR 3.x bundles: {image: its result fields}) "
+                   "to this file ('-' for stdout); PDF pages as file.pdf#N.")
 @click.option("--vis", type=click.Path(file_okay=False), help="Save a drawing of each result as DIR/<name>.png.")
 @click.option("--device", default=None, help="torch device (cpu, cuda, cuda:1, ...).")
 @click.option("--dtype", default=None, help="float32 (default), float16, bfloat16.")
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the models: faster per image after a first one that compiles (tens of seconds).")
 @_MODELS_OPTION
-def ocr(images, det, rec, cls, json_out, vis, device, dtype, compile_, models):
-    """Read the text lines of each IMAGE (PaddleOCR's PP-OCR system, in PyTorch).
+@bulk_cli.bulk_options
+def ocr(images, bundle, det, rec, cls, doc_ori, lang, pages, json_out, vis, device, dtype, compile_, models,
+        **bulk):
+    """Read the text lines of each IMAGE or PDF (PaddleOCR's PP-OCR pipelines, in PyTorch).
 
-    Models left out are the official PP-OCRv4 mobile det / rec and v2.0 classifier, as
-    `ptocr demo` fetches them. Exit codes: 0 ok, 2 bad input (some image or model unusable;
-    the others are still read and written), 1 internal error.
+    Models left out are the bundle's (--pipeline; default PP-OCRv5_server, PaddleOCR 3.x's
+    PP-OCRv5 pipeline, or ch_PP-OCRv4 where its weights cannot be reached), fetched as `ptocr
+    demo` fetches them. Exit codes: 0 ok, 2 bad input (some image, PDF or model unusable; the
+    others are still read and written), 1 internal error.
+
+    With --out (bulk mode, doc/bulk.md) IMAGES may be folders and lists, and the results go to
+    a JSON-lines file that a rerun resumes.
     """
+    if bulk["bulk_out"] is not None:
+        if json_out or vis:
+            _fail("--out writes JSON lines as it goes; --json and --vis are for reading without it")
+        try:
+            failed = bulk_cli.run(images, lambda: _build_ocr(det, rec, cls, models, device, dtype, compile_,
+                                                             bundle=bundle, doc_ori=doc_ori, lang=lang),
+                                  device=device, **bulk)
+        except (PtocrError, ValueError) as e:
+            _fail(str(e))
+        sys.exit(EXIT_BAD_INPUT if failed else 0)
     try:
-        pipeline = _build_ocr(det, rec, cls, models, device, dtype, compile_)
+        page_list = parse_pages(pages) if pages else None
+        pipeline = _build_ocr(det, rec, cls, models, device, dtype, compile_, bundle=bundle, doc_ori=doc_ori,
+                              lang=lang)
     except (PtocrError, ValueError) as e:
         _fail(str(e))
 
@@ -121,20 +169,21 @@ def ocr(images, det, rec, cls, json_out, vis, device, dtype, compile_, models):
     with click.progressbar(images, label="ocr", file=sys.stderr, hidden=hidden) as bar:
         for image in bar:
             try:
-                result = pipeline(image)
+                result = pipeline(image, pages=page_list) if is_pdf(image) else pipeline(image)
             except ImageError as e:
                 click.echo(f"{'' if hidden else chr(10)}ptocr: error: {e}", err=True)  # off the bar's line
                 failed.append(image)
                 continue
-            results[image] = result.to_dict()
-            if not quiet:
-                _echo_lines(image, result)
-            if vis:
-                name = Path(image).stem
-                while name in vis_names:  # same stem from different folders
-                    name += "_"
-                vis_names.add(name)
-                result.save_visualization(Path(vis) / f"{name}.png")
+            for name, page in _pages_of(image, result):
+                results[name] = _as_json(page)
+                if not quiet:
+                    _echo_lines(name, page)
+                if vis:
+                    stem = Path(image).stem + (name[len(image):].replace("#", "_p") if name != image else "")
+                    while stem in vis_names:  # same stem from different folders
+                        stem += "_"
+                    vis_names.add(stem)
+                    page.save_visualization(Path(vis) / f"{stem}.png")
 
     if json_out:
         text = _dump_json(results)
@@ -165,8 +214,8 @@ def list_cmd(pattern, task):
         langs = ",".join(e["languages"]) or "-"
         click.echo(f"{name:34} {e['task']:4} {e['architecture']:30} {langs:8} {state}")
     for name in bundles:
-        parts = " + ".join(f"{t}={m}" for t, m in manifest.bundles[name].items())
-        click.echo(f"{name:34} bundle {parts}")
+        parts = " + ".join(f"{t}={m}" for t, m in manifest.bundle(name).items())
+        click.echo(f"{name:34} bundle {parts} ({manifest.bundle_rules(name)} rules)")
     if not names and not bundles:
         click.echo(f"no model matches {pattern!r}", err=True)
         sys.exit(EXIT_BAD_INPUT)
@@ -179,7 +228,8 @@ def info(name):
     try:
         manifest = load_manifest()
         if name in manifest.bundles:
-            click.echo(json.dumps({"bundle": name, "parts": manifest.bundle(name)}, indent=2))
+            click.echo(json.dumps({"bundle": name, "pipeline": manifest.bundle_rules(name),
+                                   "parts": manifest.bundle(name)}, indent=2))
             return
         entry = manifest.model_entry(name)
     except PtocrError as e:

@@ -18,12 +18,13 @@ if TYPE_CHECKING:  # for annotations only: no import of the converter at run tim
 
 __all__ = ["PADDLE_SUFFIXES", "convert_paddle", "convert_once", "is_paddle_source", "write_transformers_checkpoint"]
 
-# Files that name a Paddle model (a folder names one too).
-PADDLE_SUFFIXES = (".pdparams", ".pdmodel", ".pdiparams", ".json")
+# Files that name a source model converted on load (a folder names one too): Paddle's and
+# ONNX files exported from Paddle programs.
+PADDLE_SUFFIXES = (".pdparams", ".pdmodel", ".pdiparams", ".json", ".onnx")
 
 
 def is_paddle_source(path: Path) -> bool:
-    """``path`` is a Paddle model folder or one of its files (converted on load)."""
+    """``path`` is a Paddle model folder, one of its files or an ONNX export (converted on load)."""
     return path.is_dir() or path.suffix in PADDLE_SUFFIXES
 
 

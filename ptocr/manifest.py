@@ -27,6 +27,10 @@ ENV_MANIFEST = "PTOCR_MANIFEST"
 MANIFEST_NAME = "weights_manifest.json"
 
 READY, PENDING = "ready", "pending"
+# Which pipeline rules a bundle follows: PaddleOCR 2.x's TextSystem (ptocr.pipeline.OCR) or
+# PaddleOCR 3.x's OCR pipeline (ptocr.pipeline3.OCR3). Each bundle names one ("pipeline").
+PIPELINE_RULES = ("paddleocr2", "paddleocr3")
+BUNDLE_PARTS = ("det", "rec", "cls")
 STATUSES = (READY, PENDING)
 SOURCE_FORMATS = ("paddle2_inference", "paddle3_pir", "paddle_train")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -143,9 +147,17 @@ class Manifest:
         return ModelEntry(name, self.models[name])
 
     def bundle(self, name: str) -> dict[str, str]:
+        """The bundle's parts, ``{"det"|"rec"|"cls": model name}`` (for a PaddleOCR 3.x bundle
+        ``cls`` is the textline orientation model)."""
         if name not in self.bundles:
             raise unknown_name_error(name, self)
-        return dict(self.bundles[name])
+        return {k: v for k, v in self.bundles[name].items() if k in BUNDLE_PARTS}
+
+    def bundle_rules(self, name: str) -> str:
+        """The pipeline rules of bundle ``name``: one of ``PIPELINE_RULES``."""
+        if name not in self.bundles:
+            raise unknown_name_error(name, self)
+        return self.bundles[name]["pipeline"]
 
     def suggest(self, name: str, n: int = 3) -> list[str]:
         return close_names(name, self.names(), n)
@@ -278,10 +290,14 @@ def validate(data, *, check_architectures: bool = True) -> list[str]:
     for name, parts in bundles.items():
         if name in models:
             problems.append(f"{name}: both a model and a bundle")
-        if not isinstance(parts, dict) or set(parts) - {"det", "cls", "rec"} or not {"det", "rec"} <= set(parts):
+        if not isinstance(parts, dict) or set(parts) - {*BUNDLE_PARTS, "pipeline"} or not {"det", "rec"} <= set(parts):
             problems.append(f"bundle {name}: must map det, rec and optionally cls to model names")
             continue
+        if parts.get("pipeline") not in PIPELINE_RULES:
+            problems.append(f"bundle {name}: 'pipeline' must name its rules, one of {PIPELINE_RULES}")
         for task, model in parts.items():
+            if task == "pipeline":
+                continue
             if model not in models:
                 problems.append(f"bundle {name}: {task} model {model!r} is not in 'models'")
             elif models[model].get("task") != task:

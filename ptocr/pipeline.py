@@ -12,9 +12,11 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ptocr.bulk import iter_read, read_many
 from ptocr.errors import PtocrError
 from ptocr.loading import load_predictor
 from ptocr.manifest import load_manifest
+from ptocr.pdf import is_pdf, pdf_pages
 from ptocr.postprocess import apply_cls_rotation, should_rotate
 from ptocr.predictors import ClsPredictor, DetPredictor, Predictor, RecPredictor
 from ptocr.result import Line, OCRResult
@@ -30,7 +32,7 @@ DEFAULT_BUNDLE = "ch_PP-OCRv4"
 DROP_SCORE = 0.5
 
 
-def _predictor(source, task: str, device, dtype, optimize: bool = True, compile: bool = False) -> Predictor:
+def as_predictor(source, task: str, device=None, dtype=None, optimize: bool = True, compile: bool = False) -> Predictor:
     """A predictor, a converted .safetensors path or a Paddle model folder -> predictor of ``task``."""
     if isinstance(source, Predictor):
         p = source.to(device, dtype) if (device is not None or dtype is not None) else source
@@ -42,6 +44,9 @@ def _predictor(source, task: str, device, dtype, optimize: bool = True, compile:
     if p.task != task:
         raise PtocrError(f"{task}: {source} is a {p.task} model, not a {task} model")
     return p
+
+
+_predictor = as_predictor  # the name this module's code used before the 3.x pipeline shared it
 
 
 class OCR:
@@ -79,7 +84,11 @@ class OCR:
             name: a bundle of the manifest.
             **kw: ``OCR``'s keyword arguments (device, dtype, drop_score, optimize, compile).
         """
-        parts = load_manifest().bundle(name)  # unknown names: an error suggesting close ones
+        manifest = load_manifest()
+        parts = manifest.bundle(name)  # unknown names: an error suggesting close ones
+        if manifest.bundle_rules(name) != "paddleocr2":
+            raise PtocrError(f"{name} follows PaddleOCR 3.x's pipeline rules (ptocr.pipeline3.OCR3): "
+                             f"load it with ptocr.load({name!r})")
         return cls(parts["det"], parts["rec"], parts.get("cls"), **kw)
 
     @classmethod
@@ -90,12 +99,22 @@ class OCR:
         files = official_model_files(zoo, log=log)
         return cls(files["det"], files["rec"], files.get("cls"), **kw)
 
-    def __call__(self, images) -> OCRResult | list[OCRResult]:
+    def __call__(self, images, pages=None) -> OCRResult | list[OCRResult]:
         """``images``: a path, encoded bytes, numpy array (BGR / gray / BGRA, 8 or 16 bit), PIL
-        image, or a list of them (-> a list of results)."""
+        image, or a list of them (-> a list of results). A PDF path gives one result per page
+        (``pages``: 1-based page numbers, default all), in place in the list."""
         if isinstance(images, (list, tuple)):
-            return [self.read(image) for image in images]
-        return self.read(images)
+            return [r for image in images for r in (self.read_pdf(image, pages) if is_pdf(image) else [self.read(image)])]
+        return self.read_pdf(images, pages) if is_pdf(images) else self.read(images)
+
+    def read_pdf(self, path, pages=None) -> list[OCRResult]:
+        """One result per page of the PDF ``path`` (rendered as ``ptocr.pdf`` says)."""
+        results = []
+        for _, page in pdf_pages(path, pages):
+            result = self.read(page)
+            result.source = os.fspath(path)
+            results.append(result)
+        return results
 
     def read(self, image) -> OCRResult:
         source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
@@ -115,6 +134,14 @@ class OCR:
             if score >= self.drop_score  # TextSystem keeps score >= drop_score
         ]
         return OCRResult(lines, source=source, image=img)
+
+    def read_many(self, images, batch_size: int = 8, **kw) -> list:
+        """Many images at once, batched across them (``ptocr.bulk.read_many``)."""
+        return read_many(self, images, batch_size=batch_size, **kw)
+
+    def iter_many(self, images, batch_size: int = 8, **kw):
+        """``read_many`` as an iterator, for streams too large for memory (``ptocr.bulk.iter_read``)."""
+        return iter_read(self, images, batch_size=batch_size, **kw)
 
     def __repr__(self) -> str:
         return f"OCR(det={self.det!r}, rec={self.rec!r}, cls={self.cls!r}, drop_score={self.drop_score})"

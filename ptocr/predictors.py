@@ -45,10 +45,17 @@ class Predictor:
         return self
 
     @torch.inference_mode()
-    def forward(self, batch: np.ndarray) -> np.ndarray:
+    def forward(self, batch: np.ndarray, pin_memory: bool = False) -> np.ndarray:
         """Normalized float N x C x H x W -> the model's probabilities as float32 numpy."""
-        x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device, self.dtype)
-        return self.model(x).float().cpu().numpy()
+        return self.model(self.device_input(batch, pin_memory)).float().cpu().numpy()
+
+    def device_input(self, batch: np.ndarray, pin_memory: bool = False) -> torch.Tensor:
+        """A host batch as the model's input. ``pin_memory`` on CUDA: copied from page-locked
+        memory without blocking (the host goes on preparing the next batch), then cast there."""
+        x = torch.from_numpy(np.ascontiguousarray(batch))
+        if pin_memory and self.device.type == "cuda":
+            return x.pin_memory().to(self.device, non_blocking=True).to(self.dtype)
+        return x.to(self.device, self.dtype)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config.get('architecture')!r}, device={self.device})"
@@ -104,11 +111,16 @@ class DetPredictor(Predictor):
         for item in items:  # one at a time: each image has its own network size
             img = load_image(item)
             x, info = self.pre(img)
-            prob = self.forward(x[None])
-            (boxes, scores), = self.post(prob, [info])
-            kept, index = filter_tag_det_res(boxes, img.shape, return_index=True)
-            results.append(DetResult(kept, np.asarray(scores)[index]))
+            results.append(self.boxes(self.forward(x[None])[0], info, img.shape))
         return results if many else results[0]
+
+    def boxes(self, prob: np.ndarray, info, image_shape) -> DetResult:
+        """One image's probability map (1 x H x W, at network size) -> its kept boxes: DB
+        post-processing and predict_det's filter. Batches of same-size inputs (ptocr.bulk) call
+        the model once and this per image."""
+        (boxes, scores), = self.post(prob[None], [info])
+        kept, index = filter_tag_det_res(boxes, image_shape, return_index=True)
+        return DetResult(kept, np.asarray(scores)[index])
 
 
 class CropPredictor(Predictor):

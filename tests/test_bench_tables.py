@@ -30,3 +30,51 @@ def test_a_failed_stage_is_reported_not_timed():
 def test_a_timed_stage_has_no_failure_note():
     table = bench.stage_table(_times(12.0))
     assert "fails" not in table
+
+
+# doc/benchmarks.md: one part per CPU family, sections replaced one by one (tools/bench_doc.py).
+
+from tools import bench_doc  # noqa: E402
+
+AMD_CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 9R14 96-Core Processor
+flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512bw avx512vl avx512_bf16 avx512_vnni
+processor\t: 1
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 9R14 96-Core Processor
+"""
+
+
+def _cpu(family: str) -> bench_doc.CpuInfo:
+    return bench_doc.CpuInfo(family, f"{family} CPU", ("avx2",), "AVX2", 2)
+
+
+def test_cpuinfo_names_the_family_model_and_isa():
+    family, model, isa = bench_doc.parse_cpuinfo(AMD_CPUINFO)
+    assert (family, model) == ("AMD", "AMD EPYC 9R14 96-Core Processor")
+    assert isa == ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16")
+    assert "ISA avx2" in _cpu("AMD").describe() and "capability AVX2" in _cpu("AMD").describe()
+
+
+def test_a_run_replaces_its_own_family_and_section_only():
+    doc = bench_doc.update("", _cpu("Intel"), "stages", "intel stages v1", "NOTES")
+    doc = bench_doc.update(doc, _cpu("Intel"), "e2e", "intel e2e v1", "NOTES")
+    doc = bench_doc.update(doc, _cpu("AMD"), "stages", "amd stages v1", "NOTES")
+    doc = bench_doc.update(doc, _cpu("Intel"), "stages", "intel stages v2", "NOTES")
+    assert doc.startswith(bench_doc.TITLE) and doc.count("NOTES") == 1
+    assert "intel stages v1" not in doc and doc.count("intel stages v2") == 1
+    assert "intel e2e v1" in doc and "amd stages v1" in doc
+    intel, amd = doc.index("## Intel"), doc.index("## AMD")
+    assert intel < doc.index("intel stages v2") < doc.index("intel e2e v1") < amd < doc.index("amd stages v1")
+    # A new section of a family that is not the last one lands inside that family's part.
+    doc = bench_doc.update(doc, _cpu("Intel"), "bulk", "intel bulk", "NOTES")
+    assert doc.index("intel e2e v1") < doc.index("intel bulk") < doc.index("## AMD")
+
+
+def test_the_documents_parts_are_well_formed():
+    text = (bench_doc.Path(__file__).resolve().parents[1] / "doc" / "benchmarks.md").read_text(encoding="utf-8")
+    starts = bench_doc.re.findall(r"<!-- bench:(\w+):(\w+) -->", text)
+    ends = bench_doc.re.findall(r"<!-- /bench:(\w+):(\w+) -->", text)
+    assert starts and starts == ends and len(set(starts)) == len(starts)
+    assert ("intel", "stages") in starts

@@ -117,3 +117,14 @@ def test_arch_names_the_model_when_no_dictionary_is_beside(tmp_path):
         convert(alone)
     conv = convert(alone, "PP-OCRv5_mobile_rec")
     assert conv.arch_name == entry.arch and len(conv.dictionary.characters) == 18383
+
+
+def test_load_reads_an_onnx_file_directly(conversions):
+    """``ptocr.load("x.onnx")`` converts on load, to the same weights as ``ptocr-convert``."""
+    import ptocr
+    entry = next(e for e in ONNX_SUITE if e.file == "PP-OCRv6_rec_small.onnx")
+    predictor = ptocr.load(_file(entry), optimize=False)
+    expected = conversions(entry).state_dict
+    got = predictor.model.state_dict()
+    assert set(got) == set(expected)
+    assert all(got[k].equal(expected[k]) for k in expected)

@@ -1,8 +1,9 @@
-"""End-to-end OCR against the official PaddleOCR 2.10 pipeline.
+"""End-to-end OCR against the official PaddleOCR pipelines: 2.10 (``OCR``) and 3.x (``OCR3``).
 
-The reference (tests/fixtures/pipeline_reference/*.json) is what ``PaddleOCR(...).ocr(path,
-cls=True)`` returned on ../shared/images/scenes with the same model folders, written by
-tools/make_pipeline_reference.py; CI has no paddleocr runtime, only that file.
+The references (tests/fixtures/pipeline_reference/*.json) are what ``PaddleOCR(...).ocr(path,
+cls=True)`` (2.10) and ``PaddleOCR(...).predict(path)`` (paddleocr 3.7) returned on
+../shared/images/scenes with the same model folders, written by
+tools/make_pipeline_reference.py; CI has no paddleocr runtime, only those files.
 """
 
 from __future__ import annotations
@@ -20,8 +21,13 @@ import ptocr
 from ptocr.errors import PtocrError
 from ptocr.conversion import convert_once
 from ptocr.pipeline import OCR
+from ptocr.pipeline3 import OCR3
 
-REFERENCE = Path(__file__).parent / "fixtures" / "pipeline_reference" / "ppocrv4_mobile.json"
+FIXTURES = Path(__file__).parent / "fixtures" / "pipeline_reference"
+REFERENCE = FIXTURES / "ppocrv4_mobile.json"
+# PaddleOCR 3.x (PP-OCRv5 mobile det + rec, PP-LCNet_x0_25 textline orientation), with and
+# without the textline orientation step.
+V5_REFERENCES = ("ppocrv5_mobile_textline.json", "ppocrv5_mobile.json")
 BOX_TOLERANCE_PX = 2.0
 MIN_TEXT_AGREEMENT = 0.99
 
@@ -178,8 +184,9 @@ def test_cli_ocr(model_files, small_scene, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        ok = runner.invoke(main, ["ocr", str(small_scene), *models, "--json", str(out), "--vis", str(tmp_path / "v")])
-        badrun = runner.invoke(main, ["ocr", str(bad), *models])
+        ok = runner.invoke(main, ["ocr", str(small_scene), "--pipeline", "ch_PP-OCRv4", *models, "--json", str(out),
+                                  "--vis", str(tmp_path / "v")])
+        badrun = runner.invoke(main, ["ocr", str(bad), "--pipeline", "ch_PP-OCRv4", *models])
     finally:
         torch.set_num_threads(threads)
     assert ok.exit_code == 0, ok.output
@@ -188,3 +195,188 @@ def test_cli_ocr(model_files, small_scene, tmp_path):
     assert (tmp_path / "v" / "ger_1.png").is_file()
     assert badrun.exit_code == 2
     assert "not_an_image.jpg" in badrun.stderr and "Traceback" not in badrun.output
+
+
+# ---- PaddleOCR 3.x's pipeline (PP-OCRv5) ----
+
+V5_CORNER_TOLERANCE_PX = 1.0
+V5_SCORE_TOLERANCE = 1e-3
+
+
+def _load_reference(name: str) -> dict:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def v5_files(shared_dir, tmp_path_factory) -> dict[str, Path]:
+    """The 3.x reference's Paddle folders (the same in both fixtures), converted once."""
+    ref = _load_reference(V5_REFERENCES[0])
+    out = tmp_path_factory.mktemp("pipeline3_models")
+    return {stem: convert_once(shared_dir / "paddle_models" / folder, out / f"{folder}.safetensors")
+            for stem, folder in ref["model_folders"].items()}
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _ocr3(files, textline: bool, **kw) -> OCR3:
+    return OCR3(files["text_detection"], files["text_recognition"],
+                files["textline_orientation"] if textline else None, **kw)
+
+
+def test_v5_references_say_how_they_were_made():
+    for name in V5_REFERENCES:
+        ref = _load_reference(name)
+        assert (ref["paddleocr"], ref["paddlepaddle"]) == ("3.7.0", "3.3.1") and ref["paddlex"].startswith("3.7.")
+        s = ref["settings"]
+        assert s["textline_orientation_batch_size"] == 1 and s["enable_mkldnn"] is False and s["device"] == "cpu"
+        assert s["use_doc_orientation_classify"] is False and s["use_doc_unwarping"] is False
+        assert s["use_textline_orientation"] is name.endswith("_textline.json")
+        assert len(ref["images"]) == 17
+
+
+@pytest.mark.parametrize("name", V5_REFERENCES)
+def test_v5_defaults_equal_paddleocr3(v5_files, name):
+    """OCR3's settings are the ones PaddleOCR 3.x reported running with."""
+    ref = _load_reference(name)
+    ocr = _ocr3(v5_files, ref["settings"]["use_textline_orientation"])
+    params = ref["effective_args"]["text_det_params"]
+    pre, post = ocr.det_pre, ocr.det_post
+    assert (pre.limit_side_len, pre.limit_type, pre.max_side_limit) == (
+        params["limit_side_len"], params["limit_type"], params["max_side_limit"])
+    assert (post.thresh, post.box_thresh, post.unclip_ratio) == (
+        params["thresh"], params["box_thresh"], params["unclip_ratio"])
+    assert ocr.settings["text_rec_score_thresh"] == ref["effective_args"]["text_rec_score_thresh"]
+    assert ref["effective_args"]["model_settings"] == {
+        "use_doc_preprocessor": False, "use_textline_orientation": ref["settings"]["use_textline_orientation"]}
+
+
+@pytest.mark.parametrize("name", V5_REFERENCES)
+def test_v5_scenes_match_paddleocr3(v5_files, shared_dir, one_thread, name):
+    """Every line: identical text, corners within 1 px, score within 1e-3, same angle, same order."""
+    ref = _load_reference(name)
+    ocr = _ocr3(v5_files, ref["settings"]["use_textline_orientation"])
+    problems, total, worst_gap, worst_score = [], 0, 0.0, 0.0
+    for image, expected in ref["images"].items():
+        got = ocr(shared_dir / ref["images_folder"] / image)
+        if len(got) != len(expected):
+            problems.append(f"{image}: {len(got)} lines, PaddleOCR 3.x {len(expected)}")
+        for k, (line, exp, poly, box, angle) in enumerate(zip(
+                got, expected, got.rec_polys, got.rec_boxes, got.textline_orientation_angles)):
+            total += 1
+            gap = max(_max_corner_gap(poly, exp["poly"]), _max_corner_gap(box, exp["box"]))
+            worst_gap = max(worst_gap, gap)
+            if gap > V5_CORNER_TOLERANCE_PX:
+                problems.append(f"{image}#{k}: quad {poly} vs {exp['poly']}")
+            if (line.text, angle) != (exp["text"], exp["angle"]):
+                problems.append(f"{image}#{k}: {line.text!r} angle {angle} vs {exp['text']!r} angle {exp['angle']}")
+            worst_score = max(worst_score, abs(line.score - exp["score"]))
+    print(f"\n{name}: {total - len(problems)}/{total} lines identical, max corner gap {worst_gap:g} px, "
+          f"max score gap {worst_score:.2e}")
+    assert not problems, "\n".join(problems)
+    assert total == sum(map(len, ref["images"].values()))
+    assert worst_score <= V5_SCORE_TOLERANCE
+
+
+def test_v5_each_line_gets_its_own_angle_at_any_batch_size(v5_files, shared_dir, one_thread):
+    """paddlex 3.7.0-3.7.2 give a textline batch its first line's angle; here batch size 6
+    reads exactly as batch size 1 (the reference's), on images mixing turned and upright lines."""
+    ref = _load_reference("ppocrv5_mobile_textline.json")
+    mixed = [name for name, lines in ref["images"].items() if len({line["angle"] for line in lines}) > 1]
+    assert mixed, "the reference has no image mixing 0 and 180 degree lines"
+    one = _ocr3(v5_files, True, textline_orientation_batch_size=1)
+    six = _ocr3(v5_files, True, textline_orientation_batch_size=6)
+    for name in mixed[:3]:
+        path = shared_dir / ref["images_folder"] / name
+        a, b = one(path), six(path)
+        assert b.textline_orientation_angles == a.textline_orientation_angles == [x["angle"] for x in ref["images"][name]]
+        assert b.texts == a.texts
+
+
+def test_v5_result_has_paddleocr3_fields(v5_files, small_scene, one_thread):
+    result = _ocr3(v5_files, True)(small_scene)
+    data = result.to_paddleocr()
+    for key in ("input_path", "page_index", "model_settings", "dt_polys", "text_det_params", "text_type",
+                "textline_orientation_angles", "text_rec_score_thresh", "rec_texts", "rec_scores", "rec_polys",
+                "rec_boxes"):
+        assert key in data, key
+    assert data["rec_texts"] == result.texts and data["input_path"] == str(small_scene)
+    assert all(len(b) == 4 and b[0] <= b[2] and b[1] <= b[3] for b in data["rec_boxes"])
+    assert json.loads(json.dumps(data)) == data  # plain JSON
+
+
+def test_unwarping_is_refused_clearly(v5_files):
+    from ptocr.pipeline3 import UnwarpingUnavailable
+
+    with pytest.raises(UnwarpingUnavailable, match="UVDoc"):
+        _ocr3(v5_files, False, use_doc_unwarping=True)
+    with pytest.raises(PtocrError, match="unknown settings"):
+        _ocr3(v5_files, False, text_det_tresh=0.2)
+
+
+def test_doc_orientation_turns_a_rotated_page_back(v5_files, shared_dir, small_scene, one_thread, tmp_path):
+    """With a doc-orientation classifier (here a stub that always answers 180), the page is
+    turned (PaddleX's affine turn, one pixel off an exact flip) before detection."""
+    from ptocr.predictors import ClsPredictor
+    from ptocr.transforms.rotate import rotate_image
+
+    class Always180(ClsPredictor):
+        def __init__(self):  # no model: only the answer matters to the pipeline
+            self.task = "cls"
+
+        def __call__(self, image):
+            return ("180", 1.0)
+
+    flipped = cv2.rotate(cv2.imread(str(small_scene)), cv2.ROTATE_180)
+    turned = _ocr3(v5_files, True, doc_ori=Always180())(flipped)
+    assert turned.doc_angle == 180 and turned.to_paddleocr()["doc_preprocessor_res"]["angle"] == 180
+    upright = rotate_image(flipped, 180)
+    assert np.array_equal(turned.image, upright)
+    assert turned.texts == _ocr3(v5_files, True)(upright).texts
+    assert {"EPPING", "Germany"} <= set(turned.texts)  # read the right way up
+
+
+def test_v5_odd_inputs(v5_files, one_thread):
+    """A tiny blank image (padded before detection) reads as no lines; a classifier that is not
+    a document orientation model is refused by name."""
+    from ptocr.predictors import ClsPredictor
+
+    ocr = _ocr3(v5_files, True)
+    empty = ocr(np.full((20, 30, 3), 255, np.uint8))
+    assert len(empty) == 0 and empty.to_paddleocr()["rec_texts"] == [] and empty.rec_boxes == []
+
+    class TextlineAnswer(ClsPredictor):
+        def __init__(self):
+            pass
+
+        def __call__(self, image):
+            return ("0_degree", 0.99)
+
+    with pytest.raises(PtocrError, match="not an angle"):
+        _ocr3(v5_files, True, doc_ori=TextlineAnswer())(np.full((64, 64, 3), 255, np.uint8))
+
+
+def test_cli_ocr_v5_default_rules_with_given_models(v5_files, small_scene, tmp_path, one_thread):
+    """No --pipeline: the default bundle's rules (PaddleOCR 3.x) with the given parts; the JSON
+    holds PaddleOCR 3.x's fields, and equals what OCR3 returns."""
+    from click.testing import CliRunner
+
+    from ptocr.cli import main
+
+    models = ["--det", str(v5_files["text_detection"]), "--rec", str(v5_files["text_recognition"])]
+    out = tmp_path / "out.json"
+    run = CliRunner().invoke(main, ["ocr", str(small_scene), *models, "--cls",
+                                    str(v5_files["textline_orientation"]), "--json", str(out)])
+    assert run.exit_code == 0, run.output
+    data = json.loads(out.read_text(encoding="utf-8"))[str(small_scene)]
+    expected = _ocr3(v5_files, True)(small_scene).to_paddleocr()
+    assert data == json.loads(json.dumps(expected))
+    assert data["model_settings"] == {"use_doc_preprocessor": False, "use_textline_orientation": True}
+    none = CliRunner().invoke(main, ["ocr", str(small_scene), *models, "--cls", "none", "--json", "-"])
+    assert none.exit_code == 0, none.output
+    assert json.loads(none.stdout)[str(small_scene)]["textline_orientation_angles"] == [-1] * len(data["rec_texts"])

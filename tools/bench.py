@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ from converter.writer import write_converted
 from ptocr.allocator import keep_freed_memory
 from ptocr.export import ONEDNN_GRAPH_WARMUP, export
 from ptocr.transforms import ClsPreprocess, RecPreprocess, load_image
+from tools import bench_doc
 from tools.make_pipeline_reference import bind_paddleocr_tools, official_pipeline
 from tools.precision_agreement import markdown, rows
 from verification.shared import default_shared
@@ -158,7 +158,7 @@ _FIRST_CAPTIONS = {
     TORCH_STATIC: "Building the static AOTInductor package (s, export + compile, once per stage's shape)",
     TORCH_GRAPH: "Static TorchScript export and the three calls that compile its oneDNN Graph partitions (s, per stage)",
 }
-WORKERS = (*ENGINES, TORCH_BF16, *E2E, "convert+load", "precision agreement")
+WORKERS = (*ENGINES, TORCH_BF16, *E2E, "convert+load", "precision agreement", "bulk")
 
 
 def aoti_engine(folder: Path, static_shape: tuple[int, ...] | None = None):
@@ -333,7 +333,54 @@ def convert_load_worker(shared: Path, repeat: int) -> dict[str, float]:
     return out
 
 
-def worker(kind: str, shared: Path, threads: int, repeat: int, only: list[str] | None = None):
+# ---- bulk ------------------------------------------------------------------------------------
+
+# (label, read_many keywords) timed against the per-image loop; None: the loop itself.
+# The loop at one intra-op thread shows how much of read_many's gain is its lanes' thread count.
+BULK_MODES = (("per-image loop (OCR.read)", None), ("per-image loop, 1 intra-op thread", 1), ("read_many", {}),
+              ("read_many lanes=1", {"lanes": 1}), ("read_many merge=True", {"merge": True}))
+
+
+def bulk_worker(shared: Path, repeat: int, device: str, dtype: str, batch_size: int) -> dict[str, dict]:
+    """Seconds per pass over every scene file (decoding included) per mode; the modes take turns
+    pass by pass, so a slow spell of a shared machine hits every mode alike."""
+    folders = [shared / "paddle_models" / MODELS[t] for t in ("det", "rec", "cls")]
+    ocr = ptocr.OCR(*folders, device=device, dtype=dtype)
+    images = sorted(str(p) for p in (shared / "images" / "scenes").iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+
+    def run(kw):
+        if isinstance(kw, dict):
+            return ocr.read_many(images, batch_size=batch_size, **kw)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(kw or threads)
+        try:
+            return [ocr.read(p) for p in images]
+        finally:
+            torch.set_num_threads(threads)
+
+    times: dict[str, list[float]] = {label: [] for label, _ in BULK_MODES}
+    for k in range(repeat + 1):
+        for label, kw in BULK_MODES:
+            t0 = time.perf_counter()
+            run(kw)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if k:  # the first pass warms up
+                times[label].append(time.perf_counter() - t0)
+    return {label: {"s_per_pass": statistics.median(t), "images": len(images)} for label, t in times.items()}
+
+
+def bulk_table(bulk: dict[str, dict]) -> str:
+    loop = bulk[BULK_MODES[0][0]]["s_per_pass"]
+    n = bulk[BULK_MODES[0][0]]["images"]
+    lines = [f"| mode | s per pass ({n} scenes) | scenes/s | speed-up over the loop (target >= 1.3 on CPU) |",
+             "|---|---|---|---|"]
+    for label, t in bulk.items():
+        lines.append(f"| {label} | {t['s_per_pass']:.2f} | {n / t['s_per_pass']:.1f} | {loop / t['s_per_pass']:.2f} |")
+    return "\n".join(lines)
+
+
+def worker(kind: str, shared: Path, threads: int, repeat: int, only: list[str] | None = None, bulk_args=None):
     torch.set_num_threads(threads)
     # The process setting the ptocr command makes, given to every engine alike (ONNX Runtime and
     # Paddle keep their own memory arenas, so it does not change their times).
@@ -344,6 +391,8 @@ def worker(kind: str, shared: Path, threads: int, repeat: int, only: list[str] |
         return convert_load_worker(shared, 5)
     if kind == "precision agreement":
         return rows(shared)
+    if kind == "bulk":
+        return bulk_worker(shared, max(1, repeat // 10), *bulk_args)
     return stage_worker(kind, shared, threads, repeat, only)
 
 
@@ -355,24 +404,13 @@ def _run_worker(kind: str, args, env, inductor_cache: str | None = None) -> obje
     with tempfile.TemporaryDirectory(prefix="ptocr_bench_inductor_") as fresh:
         done = subprocess.run([sys.executable, "-m", "tools.bench", "--worker", kind, "--shared", str(args.shared),
                                "--threads", str(args.threads), "--repeat", str(args.repeat),
-                               *(["--stages", *args.stages] if args.stages else [])],
+                               *(["--stages", *args.stages] if args.stages else []),
+                               "--device", args.device, "--dtype", args.dtype, "--batch-size", str(args.batch_size)],
                               capture_output=True, text=True, check=False,
                               env=dict(env, TORCHINDUCTOR_CACHE_DIR=inductor_cache or fresh, PYTHONPATH=pythonpath))
     if done.returncode != 0:
         raise RuntimeError(f"{kind} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def _machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} logical cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
 def _versions() -> str:
@@ -456,14 +494,19 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=20, help="timed runs per stage (end to end: repeat // 10 passes)")
     p.add_argument("--rounds", type=int, default=3, help="times every stage engine runs, in turn")
     p.add_argument("--bf16-latency", action="store_true", help="also time the bf16 model per stage")
-    p.add_argument("--skip", nargs="*", default=[], choices=["stages", "e2e", "load", "precision"], help="parts to leave out")
+    p.add_argument("--skip", nargs="*", default=[], choices=["stages", "e2e", "load", "precision", "bulk"],
+                   help="parts to leave out")
+    p.add_argument("--device", default="cpu", help="bulk section: the device the pipeline runs on (cpu, cuda)")
+    p.add_argument("--dtype", default="float32", help="bulk section: the pipeline's dtype")
+    p.add_argument("--batch-size", type=int, default=8, help="bulk section: read_many's batch_size")
     p.add_argument("--stages", nargs="*", default=None, metavar="TEXT",
                    help="time only the stages whose label contains one of these (e.g. cls, 'rec batch 6')")
     p.add_argument("--out", type=Path, default=None, help="write doc/benchmarks.md-style markdown here")
     p.add_argument("--worker", choices=WORKERS, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.shared, args.threads, args.repeat, args.stages)))
+        print(json.dumps(worker(args.worker, args.shared, args.threads, args.repeat, args.stages,
+                                (args.device, args.dtype, args.batch_size))))
         return 0
 
     # Every engine gets the same thread count, through its own API and through OpenMP/MKL.
@@ -472,24 +515,31 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     if "stages" not in args.skip:
         times = stage_rounds(args, env, (*ENGINES, *((TORCH_BF16,) if args.bf16_latency else ())))
-        sections.append(("Stages (median ms per call)", stage_table(times)))
-        print(sections[-1][1], flush=True)
+        sections.append(("stages", "Stages (median ms per call)", stage_table(times)))
+        print(sections[-1][2], flush=True)
     if "e2e" not in args.skip:
         e2e = {}
         for kind in E2E:
             e2e[kind] = _run_worker(kind, args, env)
             print(f"{kind}: {e2e[kind]['s_per_pass']:.2f} s per pass", flush=True)
-        sections.append(("End to end: det + cls + rec on every scene of ../shared/images/scenes", e2e_table(e2e)))
-        print(sections[-1][1], flush=True)
+        sections.append(("e2e", "End to end: det + cls + rec on every scene of ../shared/images/scenes", e2e_table(e2e)))
+        print(sections[-1][2], flush=True)
     if "load" not in args.skip:
-        sections.append(("Conversion and loading (median of 5, mobile models)", load_table(_run_worker("convert+load", args, env))))
-        print(sections[-1][1], flush=True)
+        sections.append(("load", "Conversion and loading (median of 5, mobile models)", load_table(_run_worker("convert+load", args, env))))
+        print(sections[-1][2], flush=True)
     if "precision" not in args.skip:
-        sections.append(("bfloat16 and float16 on CPU: agreement with float32 on the real images",
+        sections.append(("precision", "bfloat16 and float16 on CPU: agreement with float32 on the real images",
                          markdown(_run_worker("precision agreement", args, env))))
-        print(sections[-1][1], flush=True)
+        print(sections[-1][2], flush=True)
 
-    header = (f"Machine: {_machine()}. Threads: {args.threads} for every engine. "
+    if "bulk" not in args.skip:
+        sections.append(("bulk", f"Bulk: OCR.read_many against the per-image loop ({args.device}, {args.dtype}, "
+                         f"batch_size {args.batch_size}, files decoded in the timing)",
+                         bulk_table(_run_worker("bulk", args, env))))
+        print(sections[-1][2], flush=True)
+
+    cpu = bench_doc.cpu_info()
+    header = (f"Machine: {cpu.describe()}. Threads: {args.threads} for every engine. "
               f"Every worker keeps freed memory for reuse (`ptocr.keep_freed_memory()`, as the `ptocr` command does). "
               f"Versions: {_versions()}. "
               f"Stages: median of at least {args.repeat} calls and {MIN_STAGE_SECONDS:g} s of calls after 3 warm-ups, each engine in its own process, the engines "
@@ -497,10 +547,10 @@ def main(argv=None) -> int:
               f"Total bench time {time.perf_counter() - started:.0f} s.")
     print(header)
     if args.out:
-        body = "\n\n".join(f"## {title}\n\n{table}" for title, table in sections)
+        # Each section replaces only its own block of this CPU family's part of the file.
         command = " ".join(["python -m tools.bench", *(sys.argv[1:] if argv is None else argv)])
-        args.out.write_text(f"# CPU benchmarks\n\nGenerated by `{command}`.\n\n"
-                            f"{header}\n\n{NOTES}\n\n{body}\n", encoding="utf-8")
+        for key, title, table in sections:
+            bench_doc.write_section(args.out, cpu, key, f"### {title}\n\nGenerated by `{command}`. {header}\n\n{table}", NOTES)
     return 0
 
 

@@ -1,10 +1,14 @@
-"""Record what the official PaddleOCR 2.10 pipeline reads on the shared scene images.
+"""Record what the official PaddleOCR pipelines read on the shared scene images.
 
     python -m tools.make_pipeline_reference [--shared ../shared] [--out tests/fixtures/pipeline_reference/ppocrv4_mobile.json]
+    python -m tools.make_pipeline_reference --paddleocr3 [--python /work/venv-pocr3/bin/python] [--no-textline]
 
-Dev only: needs ``paddleocr==2.10.0`` importable (with its runtime dependencies) and
-paddlepaddle. The JSON it writes is the fixture ``tests/test_pipeline.py`` compares ptocr's
-``OCR`` against in CI, where no paddleocr runtime is available.
+Dev only. The 2.x reference needs ``paddleocr==2.10.0`` importable (with its runtime
+dependencies) and paddlepaddle. The 3.x reference (``--paddleocr3``) runs
+``tools/paddleocr3_runner.py`` under another Python that has ``paddleocr==3.7.0`` and
+``paddlepaddle==3.3.1`` (a separate virtual environment: their dependencies clash with the
+test environment's). The JSON written is the fixture ``tests/test_pipeline*.py`` compare
+ptocr's pipelines against in CI, where no paddleocr runtime is available.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import functools
 import importlib.util
 import json
 import logging
+import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -90,12 +96,106 @@ def official_pipeline(shared: Path, **overrides):
                      **{**SETTINGS, **overrides})
 
 
+# The PaddleOCR 3.x reference: PP-OCRv5 mobile det + rec (the trained folders of ../shared) and
+# the x0.25 textline orientation model, named so paddlex picks each model's own settings.
+PADDLEOCR3_MODELS = {  # PaddleOCR 3.x argument stem -> (model name, folder under <shared>/paddle_models)
+    "text_detection": ("PP-OCRv5_mobile_det", "PP-OCRv5_mobile_det_infer"),
+    "text_recognition": ("PP-OCRv5_mobile_rec", "PP-OCRv5_mobile_rec_infer"),
+    "textline_orientation": ("PP-LCNet_x0_25_textline_ori", "PP-LCNet_x0_25_textline_ori_infer"),
+}
+PADDLEOCR3_SETTINGS = {
+    "use_doc_orientation_classify": False,
+    "use_doc_unwarping": False,  # UVDoc: no architecture or weights in ptocr (doc/pipeline.md)
+    # paddlex 3.7.0-3.7.2 give every line of a textline-orientation batch the first line's
+    # angle; one line per batch records each line's own angle (doc/pipeline.md).
+    "textline_orientation_batch_size": 1,
+    "device": "cpu",
+    "enable_mkldnn": False,  # oneDNN off, as for every Paddle reference of this repository
+}
+DEFAULT_PADDLEOCR3_PYTHON = os.environ.get("PTOCR_PADDLEOCR3_PYTHON", "/work/venv-pocr3/bin/python")
+# paddlex pins opencv-contrib-python 4.10.0.84, whose bicubic warpPerspective differs from the
+# test environment's OpenCV 5.1 by a few levels on a third of a crop's pixels: enough to change
+# 3 of 428 texts. The reference is recorded with the test environment's OpenCV put first on
+# the path (``--opencv DIR``: ``pip install --no-deps --target DIR opencv-contrib-python==5.1.0.95``)
+# so that it measures the pipeline, not OpenCV; the fixture records the version used.
+DEFAULT_OPENCV_DIR = os.environ.get("PTOCR_PADDLEOCR3_OPENCV", "/work/venv-pocr3-opencv51")
+
+
+def paddleocr3_reference(python: str, shared: Path, textline: bool, opencv: str | None = None,
+                         inputs: list[Path] | None = None) -> dict:
+    """Run PaddleOCR 3.x (``tools/paddleocr3_runner.py`` under ``python``) on every scene image
+    (or ``inputs``: files of this repository, e.g. a PDF); the fixture as a dict. ``opencv``: a
+    folder put first on that Python's path."""
+    models = shared / "paddle_models"
+    settings = {**PADDLEOCR3_SETTINGS, "use_textline_orientation": textline}
+    for stem, (name, folder) in PADDLEOCR3_MODELS.items():
+        settings[f"{stem}_model_name"] = name
+        settings[f"{stem}_model_dir"] = str(models / folder)
+    images = inputs or sorted(p for p in (shared / SCENES).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    env = {**os.environ, "PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK": "True"}
+    if opencv:
+        env["PYTHONPATH"] = opencv
+    done = subprocess.run([python, str(REPO / "tools" / "paddleocr3_runner.py"), json.dumps(settings),
+                           *map(str, images)], env=env, check=True, stdout=subprocess.PIPE, text=True)
+    out = json.loads(done.stdout)
+    first = next(iter(out["images"].values()))
+    results = {}
+    for name, r in out["images"].items():
+        angles = r["textline_orientation_angles"] or [-1] * len(r["rec_texts"])
+        results[name] = [
+            {"poly": poly, "box": box, "text": text, "score": score, "angle": angle}
+            for poly, box, text, score, angle in zip(r["rec_polys"], r["rec_boxes"], r["rec_texts"],
+                                                     r["rec_scores"], angles)
+        ]
+    return {
+        "generator": "tools/make_pipeline_reference.py --paddleocr3" + ("" if textline else " --no-textline")
+                     + (" --inputs " + " ".join(p.resolve().relative_to(REPO).as_posix() for p in inputs) if inputs else ""),
+        **out["versions"],
+        "call": "PaddleOCR(**settings).predict(path); per line rec_polys, rec_boxes, rec_texts, rec_scores, "
+                "textline_orientation_angles (-1: no textline orientation)",
+        "notes": "paddlex pins opencv-contrib-python==4.10.0.84; this reference ran with the OpenCV named above "
+                 "(the test environment's, first on the path) because 4.10's bicubic warpPerspective makes crops "
+                 "that differ by a few levels from 5.1's: with 4.10, 425 of the 428 textline lines read the same. "
+                 "textline_orientation_batch_size=1: paddlex 3.7.0-3.7.2 give every line of a batch its first "
+                 "line's angle (see doc/pipeline.md).",
+        "models": {stem: name for stem, (name, _) in PADDLEOCR3_MODELS.items()},
+        "model_folders": {stem: folder for stem, (_, folder) in PADDLEOCR3_MODELS.items()},
+        "settings": {k: v for k, v in settings.items() if not k.endswith("_model_dir")},
+        "effective_args": {"text_det_params": first["text_det_params"],
+                           "text_rec_score_thresh": first["text_rec_score_thresh"],
+                           "model_settings": first["model_settings"]},
+        **({"inputs": [p.resolve().relative_to(REPO).as_posix() for p in inputs]} if inputs
+           else {"images_folder": SCENES}),
+        "images": results,
+    }
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.make_pipeline_reference", description=__doc__.splitlines()[0])
     p.add_argument("--shared", type=Path, default=default_shared())
-    p.add_argument("--out", type=Path,
-                   default=REPO / "tests" / "fixtures" / "pipeline_reference" / "ppocrv4_mobile.json")
+    p.add_argument("--out", type=Path, default=None,
+                   help="default: tests/fixtures/pipeline_reference/ppocrv4_mobile.json (2.x), "
+                        "ppocrv5_mobile[_textline].json (3.x)")
+    p.add_argument("--paddleocr3", action="store_true", help="record PaddleOCR 3.x's pipeline (PP-OCRv5 mobile)")
+    p.add_argument("--python", default=DEFAULT_PADDLEOCR3_PYTHON,
+                   help="with --paddleocr3: a Python with paddleocr==3.7.0 and paddlepaddle==3.3.1")
+    p.add_argument("--no-textline", dest="textline", action="store_false",
+                   help="with --paddleocr3: without the textline orientation step")
+    p.add_argument("--inputs", type=Path, nargs="+", default=None,
+                   help="with --paddleocr3: these files of the repository (images, PDFs) instead of the scenes")
+    p.add_argument("--opencv", default=DEFAULT_OPENCV_DIR,
+                   help="with --paddleocr3: a folder holding the test environment's OpenCV, put first on the path "
+                        "('' for paddlex's own pin)")
     args = p.parse_args(argv)
+    fixtures = REPO / "tests" / "fixtures" / "pipeline_reference"
+    if args.paddleocr3:
+        reference = paddleocr3_reference(args.python, args.shared, args.textline, args.opencv or None, args.inputs)
+        out = args.out or fixtures / ("ppocrv5_mobile_textline.json" if args.textline else "ppocrv5_mobile.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(_dump(reference), encoding="utf-8")
+        print(f"wrote {out} ({sum(map(len, reference['images'].values()))} lines, {len(reference['images'])} images)")
+        return 0
+    args.out = args.out or fixtures / "ppocrv4_mobile.json"
 
     ocr = official_pipeline(args.shared)  # imports paddleocr (with paddle) first
     import paddle

@@ -44,6 +44,26 @@ def unclip(box: np.ndarray, unclip_ratio: float) -> list:
     return offset.Execute(distance)
 
 
+def unclip_paddlex(box: np.ndarray, unclip_ratio: float) -> np.ndarray | None:
+    """PaddleX's (PaddleOCR 3.x) unclip for quads: the distance from OpenCV's area and
+    perimeter; of several offset polygons, all points when they have the same length (numpy
+    stacks them), else the first; None when nothing is left. Returns int N x 1 x 2."""
+    distance = cv2.contourArea(box) * unclip_ratio / cv2.arcLength(box, True)
+    offset = pyclipper.PyclipperOffset()
+    offset.AddPath(box, pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+    polys = offset.Execute(distance)
+    if not polys:
+        return None
+    if len({len(q) for q in polys}) > 1:
+        polys = polys[:1]
+    return np.array(polys).reshape(-1, 1, 2)
+
+
+def _scale_paddlex(values: np.ndarray, size: int, dest: np.float64) -> np.ndarray:
+    # PaddleX: max(0, min(round(v * (dest / size)), dest)), float64, round half to even.
+    return np.clip(np.round(values.astype(np.float64) * (dest / size)), 0, dest)
+
+
 def box_score_fast(pred: np.ndarray, box: np.ndarray) -> float:
     """Mean of ``pred`` over the polygon ``box`` rasterised (integer-truncated vertices)
     inside its clipped bounding box."""
@@ -93,6 +113,9 @@ class DBPostProcess:
     ``det_db_box_thresh=0.6``, ``det_db_unclip_ratio=1.5``), not the class defaults of
     ``DBPostProcess`` in ppocr (0.7 / 2.0) which only its training configs use.
 
+    ``rules='paddlex'`` follows PaddleX's DBPostProcess (PaddleOCR 3.x) for quads instead:
+    ``unclip_paddlex`` and ``v * (dest / size)`` scaling (see ``_scale_paddlex``).
+
     ``box_type='quad'``: boxes are int32 ``K x 4 x 2``. ``box_type='poly'``: boxes are a
     list of int32 ``Ki x 2`` polygons (approxPolyDP, epsilon 0.2 % of the perimeter; always
     scored with the fast score, as in PaddleOCR). ``scores`` is float64 ``K``.
@@ -109,7 +132,11 @@ class DBPostProcess:
         use_dilation: bool = False,
         score_mode: str = "fast",
         box_type: str = "quad",
+        rules: str = "paddleocr2",
     ):
+        if rules not in ("paddleocr2", "paddlex"):
+            raise ValueError(f"rules must be 'paddleocr2' or 'paddlex', got {rules!r}")
+        self.rules = rules
         if score_mode not in ("fast", "slow"):
             raise ValueError(f"score_mode must be 'fast' or 'slow', got {score_mode!r}")
         if box_type not in ("quad", "poly"):
@@ -167,14 +194,21 @@ class DBPostProcess:
                 score = box_score_slow(pred, contour)
             if self.box_thresh > score:
                 continue
-            expanded = unclip(points, self.unclip_ratio)
-            if len(expanded) != 1:  # split or vanished: PaddleOCR skips the former
-                continue
-            box, sside = get_mini_boxes(np.array(expanded).reshape(-1, 1, 2))
+            if self.rules == "paddlex":
+                expanded = unclip_paddlex(points, self.unclip_ratio)
+                if expanded is None:
+                    continue
+            else:
+                expanded = unclip(points, self.unclip_ratio)
+                if len(expanded) != 1:  # split or vanished: PaddleOCR skips the former
+                    continue
+                expanded = np.array(expanded).reshape(-1, 1, 2)
+            box, sside = get_mini_boxes(expanded)
             if sside < self.min_size + 2:
                 continue
-            box[:, 0] = _scale_to(box[:, 0], width, dest_width)
-            box[:, 1] = _scale_to(box[:, 1], height, dest_height)
+            scale = _scale_paddlex if self.rules == "paddlex" else _scale_to
+            box[:, 0] = scale(box[:, 0], width, dest_width)
+            box[:, 1] = scale(box[:, 1], height, dest_height)
             boxes.append(box.astype(np.int32))
             scores.append(score)
         boxes_arr = np.array(boxes, dtype=np.int32).reshape(-1, 4, 2)
@@ -210,7 +244,7 @@ class DBPostProcess:
             f"DBPostProcess(thresh={self.thresh}, box_thresh={self.box_thresh}, "
             f"max_candidates={self.max_candidates}, unclip_ratio={self.unclip_ratio}, "
             f"use_dilation={self.use_dilation}, score_mode={self.score_mode!r}, "
-            f"box_type={self.box_type!r})"
+            f"box_type={self.box_type!r}, rules={self.rules!r})"
         )
 
 

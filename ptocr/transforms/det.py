@@ -15,9 +15,12 @@ import numpy as np
 
 from ptocr.errors import ImageError
 
-__all__ = ["DetPreprocess", "det_resize", "normalize_hwc", "parse_scale"]
+__all__ = ["DetPreprocess", "det_resize", "normalize_affine", "normalize_hwc", "parse_scale"]
 
 _LIMIT_TYPES = ("max", "min", "resize_long")
+# How the image is normalized: PaddleOCR 2.x's ``(x * scale - mean) / std``, or PaddleX's
+# (PaddleOCR 3.x) ``x * (scale / std) + (-mean / std)``; both float32, rounding differs.
+NORMALIZATIONS = ("paddleocr2", "paddlex")
 
 
 def parse_scale(scale) -> float:
@@ -39,12 +42,17 @@ def _resized_side(side: int, ratio: float) -> int:
     return max(int(round(int(side * ratio) / 32) * 32), 32)
 
 
-def det_resize(img: np.ndarray, limit_side_len: float = 960, limit_type: str = "max"):
+def det_resize(img: np.ndarray, limit_side_len: float = 960, limit_type: str = "max",
+               max_side_limit: int | None = None):
     """DetResizeForTest type 0. Returns ``(resized, ratio_h, ratio_w)``.
 
     Images with ``h + w < 64`` are first zero-padded (bottom/right) to at least 32x32, as
     PaddleOCR does; the ratios then refer to the padded size while DB post-processing still
     scales to the unpadded source size (PaddleOCR's behaviour, kept for parity).
+
+    ``max_side_limit`` (PaddleX / PaddleOCR 3.x: 4000): when the resized longer side exceeds
+    it, both truncated sides are scaled down by ``max_side_limit / longer`` (truncated again)
+    before rounding to multiples of 32. None: no cap (PaddleOCR 2.x).
     """
     h, w = img.shape[:2]
     if h + w < 64:
@@ -68,8 +76,13 @@ def det_resize(img: np.ndarray, limit_side_len: float = 960, limit_type: str = "
     else:
         raise ValueError(f"limit_type {limit_type!r}: expected one of {_LIMIT_TYPES}")
 
-    resize_h = _resized_side(h, ratio)
-    resize_w = _resized_side(w, ratio)
+    if max_side_limit is not None and max(int(h * ratio), int(w * ratio)) > max_side_limit:
+        resize_h, resize_w = int(h * ratio), int(w * ratio)
+        cap = float(max_side_limit) / max(resize_h, resize_w)
+        resize_h, resize_w = (max(int(round(int(v * cap) / 32) * 32), 32) for v in (resize_h, resize_w))
+    else:
+        resize_h = _resized_side(h, ratio)
+        resize_w = _resized_side(w, ratio)
     out = cv2.resize(img, (resize_w, resize_h))
     return out, resize_h / float(h), resize_w / float(w)
 
@@ -79,6 +92,17 @@ def normalize_hwc(img: np.ndarray, mean, std, scale) -> np.ndarray:
     mean = np.asarray(mean, dtype=np.float32).reshape(1, 1, -1)
     std = np.asarray(std, dtype=np.float32).reshape(1, 1, -1)
     return (img.astype(np.float32) * np.float32(scale) - mean) / std
+
+
+def normalize_affine(img: np.ndarray, mean, std, scale) -> np.ndarray:
+    """PaddleX's NormalizeImage: float32 ``img * (scale / std) + (-mean / std)``, the factors
+    computed in Python floats (PaddleOCR 3.x's detectors)."""
+    alpha = np.array([scale / s for s in std], dtype=np.float32)
+    beta = np.array([-m / s for m, s in zip(mean, std)], dtype=np.float32)
+    out = img.astype(np.float32)
+    out *= alpha
+    out += beta
+    return out
 
 
 class DetPreprocess:
@@ -95,7 +119,15 @@ class DetPreprocess:
         mean: Sequence[float] = (0.485, 0.456, 0.406),
         std: Sequence[float] = (0.229, 0.224, 0.225),
         scale: float | str = 1.0 / 255.0,
+        max_side_limit: int | None = None,
+        normalize: str = "paddleocr2",
     ):
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize {normalize!r}: expected one of {NORMALIZATIONS}")
+        if max_side_limit is not None and int(max_side_limit) < 32:
+            raise ValueError(f"max_side_limit must be at least 32, got {max_side_limit!r}")
+        self.max_side_limit = None if max_side_limit is None else int(max_side_limit)
+        self.normalize = normalize
         if limit_type not in _LIMIT_TYPES:
             raise ValueError(f"limit_type {limit_type!r}: expected one of {_LIMIT_TYPES}")
         if not limit_side_len or limit_side_len <= 0:
@@ -115,13 +147,15 @@ class DetPreprocess:
         if img.shape[0] == 0 or img.shape[1] == 0:
             raise ImageError(f"detector input has zero size {img.shape}")
         src_h, src_w = img.shape[:2]
-        resized, ratio_h, ratio_w = det_resize(img, self.limit_side_len, self.limit_type)
-        norm = normalize_hwc(resized, self.mean, self.std, self.scale)
+        resized, ratio_h, ratio_w = det_resize(img, self.limit_side_len, self.limit_type, self.max_side_limit)
+        norm = (normalize_affine if self.normalize == "paddlex" else normalize_hwc)(
+            resized, self.mean, self.std, self.scale)
         chw = np.ascontiguousarray(norm.transpose(2, 0, 1))
         return chw, (src_h, src_w, ratio_h, ratio_w)
 
     def __repr__(self) -> str:
         return (
             f"DetPreprocess(limit_side_len={self.limit_side_len}, limit_type={self.limit_type!r}, "
-            f"mean={self.mean}, std={self.std}, scale={self.scale})"
+            f"mean={self.mean}, std={self.std}, scale={self.scale}, max_side_limit={self.max_side_limit}, "
+            f"normalize={self.normalize!r})"
         )

@@ -17,7 +17,7 @@ import numpy as np
 
 from ptocr.errors import ImageError
 
-__all__ = ["RecPreprocess", "aspect_order", "resize_norm_img"]
+__all__ = ["RecPreprocess", "aspect_order", "pad_batch", "resize_norm_img", "resize_norm_img_own_width"]
 
 
 def check_shape_and_batch(image_shape, batch_size) -> tuple[tuple[int, int, int], int]:
@@ -53,6 +53,31 @@ def resize_norm_img(img: np.ndarray, image_shape: Sequence[int], img_w: int) -> 
     resized /= 0.5
     out = np.zeros((img_c, img_h, img_w), dtype=np.float32)
     out[:, :, 0:resized_w] = resized
+    return out
+
+
+def resize_norm_img_own_width(img: np.ndarray, image_shape: Sequence[int], max_width: int = 3200) -> np.ndarray:
+    """PaddleX's (PaddleOCR 3.x) recognizer input: each crop gets its own width
+    ``int(imgH * max(imgW / imgH, w / h))``, so the resized text is ``floor`` rather than
+    ``ceil`` of ``imgH * w / h`` wide; beyond ``max_width`` the crop is squeezed to it.
+    Returns float32 ``C x imgH x width`` (batches are zero-padded by ``pad_batch``)."""
+    img_h, img_w = int(image_shape[1]), int(image_shape[2])
+    ratio = max(img_w / img_h, img.shape[1] * 1.0 / img.shape[0])
+    width = int(img_h * ratio)
+    if width > max_width:
+        resized = cv2.resize(img, (max_width, img_h)).astype(np.float32)
+        if resized.ndim == 2:
+            resized = resized[:, :, np.newaxis]
+        return ((resized.transpose((2, 0, 1)) / 255 - 0.5) / 0.5).astype(np.float32)
+    return resize_norm_img(img, image_shape, width)
+
+
+def pad_batch(items: Sequence[np.ndarray]) -> np.ndarray:
+    """C x H x W_i arrays -> float32 N x C x H x max(W_i), zero-padded on the right."""
+    width = max(x.shape[2] for x in items)
+    out = np.zeros((len(items), *items[0].shape[:2], width), dtype=np.float32)
+    for i, x in enumerate(items):
+        out[i, :, :, : x.shape[2]] = x
     return out
 
 

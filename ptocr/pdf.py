@@ -1,0 +1,105 @@
+"""PDF pages as images, rendered as PaddleOCR 3.x renders them: pypdfium2 (PDFium) at scale 2.0
+(144 dpi), forms drawn, the scale lowered only where a page would exceed ~179 megapixels.
+A PDF that cannot be read (corrupt, encrypted, empty, a page number it lacks) is a
+``PdfError`` naming the file: an ``ImageError``, so ``ptocr ocr`` reports it and reads the rest.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from ptocr.errors import ImageError
+
+__all__ = ["PdfError", "is_pdf", "parse_pages", "pdf_pages", "RENDER_SCALE"]
+
+RENDER_SCALE = 2.0  # paddlex PDF_RENDER_SCALE: 72 dpi x 2
+MIN_RENDER_SCALE = 0.1  # paddlex PDF_MIN_RENDER_SCALE
+MAX_PIXELS = 178_956_970  # paddlex DEFAULT_MAX_IMAGE_PIXELS (PIL's bomb limit)
+
+
+class PdfError(ImageError):
+    """A PDF that cannot be rendered."""
+
+
+def is_pdf(source) -> bool:
+    """A path ending in .pdf (any case)."""
+    return isinstance(source, (str, os.PathLike)) and os.fspath(source).lower().endswith(".pdf")
+
+
+def parse_pages(text: str) -> list[int]:
+    """``"1,3-5"`` -> [1, 3, 4, 5] (1-based page numbers)."""
+    pages: list[int] = []
+    try:
+        for part in text.split(","):
+            first, _, last = part.strip().partition("-")
+            a, b = int(first), int(last or first)
+            if a < 1 or b < a:
+                raise ValueError
+            pages += range(a, b + 1)
+    except ValueError:
+        raise PdfError(f"pages {text!r}: expected 1-based numbers and ranges such as 1,3-5") from None
+    return pages
+
+
+def _pixels(size: tuple[float, float], scale: float) -> int:
+    return math.ceil(size[0] * scale) * math.ceil(size[1] * scale)
+
+
+def render_scale(size: tuple[float, float], requested: float = RENDER_SCALE) -> float:
+    """``requested``, or the largest scale (bisection, as paddlex) whose render fits MAX_PIXELS."""
+    if _pixels(size, requested) <= MAX_PIXELS:
+        return requested
+    if _pixels(size, MIN_RENDER_SCALE) > MAX_PIXELS:
+        raise PdfError(f"a {size[0]:.0f} x {size[1]:.0f} pt page is too large to render")
+    lower, upper = MIN_RENDER_SCALE, min(requested, math.sqrt(MAX_PIXELS / (size[0] * size[1])))
+    for _ in range(32):
+        mid = (lower + upper) / 2
+        lower, upper = (mid, upper) if _pixels(size, mid) <= MAX_PIXELS else (lower, mid)
+    return lower
+
+
+def pdf_pages(path, pages: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(page_index, BGR uint8 image)`` (0-based index) for every page of ``path``, or
+    the 1-based ``pages``. The document is opened and checked before the first page is yielded."""
+    import pypdfium2 as pdfium
+
+    name = os.fspath(path)
+    try:
+        data = Path(name).read_bytes()
+    except OSError as e:
+        raise PdfError(f"{name}: cannot be read ({e.strerror or e})") from None
+    if not data:
+        raise PdfError(f"{name}: the file is empty")
+    try:
+        doc = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError:
+        # PDFium's last-error code can be left over from an earlier failure: judge by the file.
+        why = ("it is encrypted (a password is needed)" if b"/Encrypt" in data
+               else "not a readable PDF (damaged, or not a PDF at all)")
+        raise PdfError(f"{name}: {why}") from None
+    try:
+        count = len(doc)
+        if count == 0:
+            raise PdfError(f"{name}: the PDF has no pages")
+        wanted = list(range(1, count + 1)) if pages is None else list(pages)
+        missing = [p for p in wanted if not 1 <= p <= count]
+        if missing:
+            raise PdfError(f"{name}: no page {missing[0]} (the PDF has {count} pages)")
+        doc.init_forms()
+        for number in wanted:
+            page = doc[number - 1]
+            try:
+                bitmap = page.render(scale=render_scale(page.get_size()), may_draw_forms=True)
+                image = np.ascontiguousarray(bitmap.to_numpy()[:, :, :3])  # PDFium's byte order: BGR(x)
+            except pdfium.PdfiumError as e:
+                raise PdfError(f"{name}: page {number} cannot be rendered ({e})") from None
+            finally:
+                page.close()
+            yield number - 1, image
+    finally:
+        doc.close()

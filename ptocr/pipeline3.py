@@ -1,0 +1,214 @@
+"""The OCR pipeline of PaddleOCR 3.x (PaddleX's ``OCR`` pipeline, paddleocr 3.7 / paddlex 3.7),
+step by step:
+
+prepare (read; optional document orientation: PP-LCNet doc_ori, then an affine turn) ->
+detect (DB limited by the *shorter* side: 64, "min", longer side capped at 4000; box
+threshold 0.6, unclip 1.5; PaddleX's DB scaling) -> sort (top-to-bottom, then left-to-right)
+-> crop (minimum-area rectangle of each quad, perspective warp) -> orientation (PP-LCNet
+textline model: class 1 turns the crop by 180 degrees with PaddleX's affine warp) ->
+recognize (crops sorted by aspect ratio, batches of 6, each crop resized to its own width and
+zero-padded to the batch's widest) -> assemble (lines scoring >= 0.0: ``rec_polys``,
+``rec_boxes``, ``rec_texts``, ``rec_scores``, ``textline_orientation_angles``).
+
+One deliberate difference: paddlex 3.7.0-3.7.2 give every line of a textline-orientation
+batch the angle of the batch's first line; here each line gets its own at any batch size
+(doc/pipeline.md). Each step is a method, so bulk reading can batch them across images.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import numpy as np
+
+from ptocr.errors import PtocrError
+from ptocr.manifest import load_manifest
+from ptocr.pdf import is_pdf, pdf_pages
+from ptocr.pipeline import as_predictor
+from ptocr.postprocess import DBPostProcess
+from ptocr.predictors import ClsPredictor, DetPredictor, RecPredictor
+from ptocr.result import Line
+from ptocr.result3 import ANGLE_OF_CLASS, OCR3Result
+from ptocr.transforms import DetPreprocess, get_minarea_rect_crop, load_image, sorted_boxes
+from ptocr.transforms.rec import pad_batch, resize_norm_img_own_width
+from ptocr.transforms.rotate import rotate_image
+
+__all__ = ["OCR3", "PADDLEOCR3_DEFAULTS", "UnwarpingUnavailable"]
+
+# The pipeline's settings as paddlex 3.7's OCR.yaml gives them (text_type "general").
+PADDLEOCR3_DEFAULTS = {
+    "text_det_limit_side_len": 64,
+    "text_det_limit_type": "min",
+    "text_det_max_side_limit": 4000,
+    "text_det_thresh": 0.3,
+    "text_det_box_thresh": 0.6,
+    "text_det_unclip_ratio": 1.5,
+    "text_rec_score_thresh": 0.0,
+    "textline_orientation_batch_size": 6,
+    "text_recognition_batch_size": 6,
+}
+# PaddleX's recognizer squeezes crops wider than this (at the model height) into it.
+REC_MAX_WIDTH = 3200
+
+
+class UnwarpingUnavailable(PtocrError):
+    """Document unwarping (UVDoc) was asked for: ptocr has neither its architecture nor its weights."""
+
+
+class OCR3:
+    """Image(s) or PDF pages in, PaddleOCR 3.x's results out (``OCR3Result`` per image / page).
+
+    Args:
+        det, rec: each a predictor, converted ``.safetensors``, Paddle model folder or zoo name.
+        textline: the textline orientation classifier (PP-LCNet ``*_textline_ori``); None skips
+            the step (PaddleOCR's ``use_textline_orientation=False``).
+        doc_ori: the document orientation classifier (``PP-LCNet_x1_0_doc_ori``); None skips it.
+        use_doc_unwarping: must stay False: UVDoc is not available (``UnwarpingUnavailable``).
+        device, dtype, optimize, compile: as ``OCR``'s.
+        **settings: overrides of ``PADDLEOCR3_DEFAULTS`` (PaddleOCR 3.x's parameter names).
+    """
+
+    rules = "paddleocr3"
+
+    def __init__(self, det, rec, textline=None, doc_ori=None, *, use_doc_unwarping: bool = False,
+                 device=None, dtype=None, optimize: bool = True, compile: bool = False, **settings):
+        if use_doc_unwarping:
+            raise UnwarpingUnavailable(
+                "document unwarping (UVDoc) is not available in ptocr: its architecture and weights are not "
+                "ported (doc/pipeline.md); run without it, or unwarp the images beforehand")
+        unknown = set(settings) - set(PADDLEOCR3_DEFAULTS)
+        if unknown:
+            raise PtocrError(f"unknown settings {sorted(unknown)}; known: {sorted(PADDLEOCR3_DEFAULTS)}")
+        self.settings = {**PADDLEOCR3_DEFAULTS, **settings}
+        for key in ("textline_orientation_batch_size", "text_recognition_batch_size"):
+            if int(self.settings[key]) < 1:
+                raise PtocrError(f"{key} must be >= 1, got {self.settings[key]!r}")
+        load = dict(device=device, dtype=dtype, optimize=optimize, compile=compile)
+        self.det: DetPredictor = as_predictor(det, "det", **load)
+        self.rec: RecPredictor = as_predictor(rec, "rec", **load)
+        self.textline: ClsPredictor | None = None if textline is None else as_predictor(textline, "cls", **load)
+        self.doc_ori: ClsPredictor | None = None if doc_ori is None else as_predictor(doc_ori, "cls", **load)
+        s, pre, post = self.settings, self.det.pre, self.det.post
+        try:
+            self.det_pre = DetPreprocess(s["text_det_limit_side_len"], s["text_det_limit_type"], pre.mean, pre.std,
+                                         pre.scale, max_side_limit=s["text_det_max_side_limit"], normalize="paddlex")
+            self.det_post = DBPostProcess(s["text_det_thresh"], s["text_det_box_thresh"], post.max_candidates,
+                                          s["text_det_unclip_ratio"], post.use_dilation, post.score_mode, "quad",
+                                          rules="paddlex")
+        except ValueError as e:
+            raise PtocrError(f"invalid detection settings: {e}") from None
+
+    @classmethod
+    def from_pretrained(cls, name: str, **kw) -> OCR3:
+        """The zoo bundle ``name`` (``PP-OCRv5_server``, ``PP-OCRv5_mobile``), parts by name."""
+        manifest = load_manifest()
+        parts = manifest.bundle(name)
+        if manifest.bundle_rules(name) != cls.rules:
+            raise PtocrError(f"{name} follows {manifest.bundle_rules(name)}'s pipeline rules: load it with "
+                             "ptocr.load(name)")
+        return cls(parts["det"], parts["rec"], parts.get("cls"), **kw)
+
+    # ---- the steps ----
+
+    def prepare(self, image) -> tuple[np.ndarray, int]:
+        """Read ``image`` (BGR) and turn it upright when a doc-orientation model is set.
+        Returns (image, angle in degrees; -1 without the step)."""
+        img = load_image(image)
+        if self.doc_ori is None:
+            return img, -1
+        label, _ = self.doc_ori(img)
+        if str(label) not in ("0", "90", "180", "270"):
+            raise PtocrError(f"the document orientation model answered {label!r}, not an angle of 0, 90, 180 "
+                             "or 270: is it a document orientation model (PP-LCNet_x1_0_doc_ori)?")
+        angle = int(label)
+        return rotate_image(img, angle), angle
+
+    def detect(self, img: np.ndarray) -> list[np.ndarray]:
+        """Text quads (int 4 x 2, source pixels) in reading order."""
+        x, info = self.det_pre(img)
+        (boxes, _), = self.det_post(self.det.forward(x[None]), [info])
+        # paddlex keeps int16 corners; int32 holds the same values without wrapping past 32767 px.
+        return sorted_boxes(np.asarray(boxes, dtype=np.int32).reshape(-1, 4, 2))
+
+    def crop(self, img: np.ndarray, polys: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(crops, their quads): each quad's minimum-area rectangle, warped upright."""
+        pairs = [(get_minarea_rect_crop(img, p), p) for p in polys]
+        pairs = [(c, p) for c, p in pairs if c.size > 0]
+        return [c for c, _ in pairs], [p for _, p in pairs]
+
+    def orient(self, crops: list[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+        """(crops turned upright, class per crop: 0, 1 = 180 degrees, -1 without the model).
+        Every crop gets its own class whatever the batch size."""
+        if self.textline is None:
+            return crops, [-1] * len(crops)
+        size = int(self.settings["textline_orientation_batch_size"])
+        classes: list[int] = []
+        for start in range(0, len(crops), size):
+            probs = self.textline.forward(self.textline.pre.batch(crops[start:start + size]))
+            # PaddleX's Topk: the last index of an ascending argsort (ties go to the higher class).
+            classes += [int(np.argsort(p, kind="stable")[-1]) for p in probs]
+        return [rotate_image(c, 180 * k) for c, k in zip(crops, classes)], classes
+
+    def recognize(self, crops: list[np.ndarray]) -> list[tuple[str, float]]:
+        """(text, score) per crop: sorted by aspect ratio (stable), batched, each crop at its own
+        width, zero-padded to the batch's widest."""
+        order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / float(crops[i].shape[0]))
+        size, shape = int(self.settings["text_recognition_batch_size"]), self.rec.pre.image_shape
+        out: list = [None] * len(crops)
+        for start in range(0, len(order), size):
+            index = order[start:start + size]
+            batch = pad_batch([resize_norm_img_own_width(crops[i], shape, REC_MAX_WIDTH) for i in index])
+            for i, res in zip(index, self.rec.post(self.rec.forward(batch))):
+                out[i] = res[:2]
+        return out
+
+    def assemble(self, img, polys, angles, texts, *, source=None, page_index=None, doc_angle=-1,
+                 dt_polys=None) -> OCR3Result:
+        thresh = float(self.settings["text_rec_score_thresh"])
+        lines = [Line([[float(x), float(y)] for x, y in p], text, float(score), ANGLE_OF_CLASS[a])
+                 for p, a, (text, score) in zip(polys, angles, texts) if score >= thresh]
+        s = self.settings
+        settings = {
+            "model_settings": {"use_doc_preprocessor": self.doc_ori is not None,
+                               "use_textline_orientation": self.textline is not None},
+            "text_det_params": {"limit_side_len": s["text_det_limit_side_len"],
+                                "limit_type": s["text_det_limit_type"], "thresh": s["text_det_thresh"],
+                                "max_side_limit": s["text_det_max_side_limit"],
+                                "box_thresh": s["text_det_box_thresh"], "unclip_ratio": s["text_det_unclip_ratio"]},
+            "text_rec_score_thresh": thresh,
+        }
+        return OCR3Result(lines, source=source, image=img, page_index=page_index,
+                          dt_polys=list(polys if dt_polys is None else dt_polys),
+                          textline_orientation_angles=list(angles), doc_angle=doc_angle, settings=settings)
+
+    # ---- whole images ----
+
+    def read(self, image, *, source: str | None = None, page_index: int | None = None) -> OCR3Result:
+        """One image (path, bytes, array, PIL image) through every step."""
+        if source is None and isinstance(image, (str, os.PathLike)):
+            source = os.fspath(image)
+        img, doc_angle = self.prepare(image)
+        polys = self.detect(img)
+        crops, polys = self.crop(img, polys)
+        crops, angles = self.orient(crops)
+        texts = self.recognize(crops) if crops else []
+        return self.assemble(img, polys, angles, texts, source=source, page_index=page_index, doc_angle=doc_angle)
+
+    def read_pdf(self, path, pages: Iterable[int] | None = None) -> list[OCR3Result]:
+        """Every page of the PDF ``path`` (or the 1-based ``pages``), one result per page."""
+        return [self.read(page, source=os.fspath(path), page_index=index) for index, page in pdf_pages(path, pages)]
+
+    def __call__(self, images, pages: Iterable[int] | None = None):
+        """An image -> its result; a PDF -> a list with one result per page (``pages``: 1-based
+        page numbers, default all); a list -> a flat list of results (PDF pages in place)."""
+        if isinstance(images, (list, tuple)):
+            out = []
+            for image in images:
+                out += self.read_pdf(image, pages) if is_pdf(image) else [self.read(image)]
+            return out
+        return self.read_pdf(images, pages) if is_pdf(images) else self.read(images)
+
+    def __repr__(self) -> str:
+        return (f"OCR3(det={self.det!r}, rec={self.rec!r}, textline={self.textline!r}, doc_ori={self.doc_ori!r}, "
+                f"settings={self.settings})")

@@ -1,0 +1,64 @@
+"""What the PaddleOCR 3.x pipeline (``ptocr.pipeline3.OCR3``) returns for one image or PDF page:
+the lines (as ``OCRResult``) plus PaddleOCR 3.x's own result fields and JSON shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ptocr.result import OCRResult
+
+__all__ = ["OCR3Result", "ANGLE_OF_CLASS"]
+
+# textline orientation class id (PaddleOCR 3.x's ``textline_orientation_angles``) -> degrees;
+# -1: no textline orientation step.
+ANGLE_OF_CLASS = {0: 0, 1: 180, -1: None}
+
+
+@dataclass
+class OCR3Result(OCRResult):
+    """``lines`` (box = the line's 4 corners, i.e. ``rec_polys``) and the fields PaddleOCR 3.x
+    reports. ``page_index``: 0-based page of a PDF, None for images."""
+
+    page_index: int | None = None
+    dt_polys: list = field(default_factory=list)  # every detected quad, before the score threshold
+    textline_orientation_angles: list[int] = field(default_factory=list)  # per line: 0, 1 (180 degrees) or -1
+    doc_angle: int = -1  # document orientation (0, 90, 180, 270), -1 without that step
+    settings: dict = field(default_factory=dict, repr=False)  # model_settings, text_det_params, ...
+
+    @property
+    def rec_polys(self) -> list[list[list[int]]]:
+        return [[[int(x), int(y)] for x, y in line.box] for line in self.lines]
+
+    @property
+    def rec_boxes(self) -> list[list[int]]:
+        """Per line ``[x_min, y_min, x_max, y_max]`` of its quad."""
+        return [[int(v) for v in (*np.min(p, axis=0), *np.max(p, axis=0))] for p in map(np.asarray, self.rec_polys)]
+
+    def to_paddleocr(self) -> dict:
+        """PaddleOCR 3.x's result as its ``res`` JSON holds it (``result.json["res"]``)."""
+        out = {
+            "input_path": self.source,
+            "page_index": self.page_index,
+            "model_settings": self.settings.get("model_settings", {}),
+        }
+        if self.doc_angle != -1 or self.settings.get("model_settings", {}).get("use_doc_preprocessor"):
+            out["doc_preprocessor_res"] = {
+                "input_path": None, "page_index": None,
+                "model_settings": {"use_doc_orientation_classify": True, "use_doc_unwarping": False},
+                "angle": self.doc_angle,
+            }
+        out.update({
+            "dt_polys": [[[int(x), int(y)] for x, y in p] for p in self.dt_polys],
+            "text_det_params": self.settings.get("text_det_params", {}),
+            "text_type": "general",
+            "textline_orientation_angles": list(self.textline_orientation_angles),
+            "text_rec_score_thresh": self.settings.get("text_rec_score_thresh", 0.0),
+            "return_word_box": False,
+            "rec_texts": self.texts,
+            "rec_scores": [float(line.score) for line in self.lines],
+            "rec_polys": self.rec_polys,
+            "rec_boxes": self.rec_boxes,
+        })
+        return out

@@ -1,0 +1,131 @@
+"""``ptocr ocr DIR --out results.jsonl``: one line per image, a progress bar on stderr, and a
+rerun after a kill midway that gives each image exactly once, read as ``OCR.read`` reads it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ptocr.bulk_cli import expand_inputs
+from ptocr.conversion import convert_once
+from ptocr.errors import ImageError
+from ptocr.jsonl_results import encode, record
+from ptocr.pipeline import OCR
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = {"det": "ch_PP-OCRv4_det_infer", "rec": "ch_PP-OCRv4_rec_infer", "cls": "ch_ppocr_mobile_v2.0_cls_infer"}
+SCENES = ("ger_1.jpg", "japan_1.jpg", "00018069.jpg", "00009282.jpg", "ger_2.jpg")
+
+
+@pytest.fixture(scope="module")
+def model_args(shared_dir, tmp_path_factory) -> list[str]:
+    out = tmp_path_factory.mktemp("bulk_cli_models")
+    args = ["--pipeline", "ch_PP-OCRv4"]  # PaddleOCR 2.x's rules: the batched engine (ptocr.bulk)
+    for task, folder in MODELS.items():
+        args += [f"--{task}", str(convert_once(shared_dir / "paddle_models" / folder, out / f"{folder}.safetensors"))]
+    return args
+
+
+@pytest.fixture(scope="module")
+def folder(shared_dir, tmp_path_factory) -> Path:
+    """The scenes in a folder tree, an unreadable file among them."""
+    d = tmp_path_factory.mktemp("bulk_cli_images")
+    (d / "sub").mkdir()
+    for k, name in enumerate(SCENES):
+        shutil.copy(shared_dir / "images" / "scenes" / name, d / ("sub" if k % 2 else ".") / name)
+    (d / "c_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but nothing after")
+    (d / "notes.md").write_text("not an image suffix: skipped")
+    return d
+
+
+def _cli(*args, env_extra=None) -> subprocess.Popen:
+    # One intra-op thread in the child as in this process: the same float32 rounding.
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+               OMP_NUM_THREADS="1", **(env_extra or {}))
+    return subprocess.Popen([sys.executable, "-m", "ptocr.cli", "ocr", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_expand_inputs(folder, tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# scenes\n{folder / 'ger_1.jpg'}\n\ns3://bucket/page.png\n", encoding="utf-8")
+    names = expand_inputs([str(folder), str(listing), str(folder / "ger_1.jpg")])
+    expected = sorted(str(p) for p in folder.rglob("*") if p.suffix in (".jpg", ".png"))
+    assert names == [*expected, "s3://bucket/page.png"]  # each once, folders recursive and sorted
+
+
+def test_killed_run_resumes_each_image_once(folder, model_args, tmp_path, model_files_ocr):
+    out = tmp_path / "results.jsonl"
+    names = expand_inputs([str(folder)])
+    first = _cli(str(folder), "--out", str(out), "--batch-size", "1", *model_args)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and first.poll() is None:
+        if out.is_file() and out.read_bytes().count(b"\n") >= 1:
+            first.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    first.communicate(timeout=60)
+    assert first.returncode == -signal.SIGKILL, "the first run ended before it could be killed midway"
+    done_before = _records(out)
+    assert 1 <= len(done_before) < len(names)
+    with out.open("ab") as f:  # as if killed inside a write: a partial line, no newline
+        f.write(b'{"image": "' + names[-1].encode() + b'", "lines": [{"box": [[')
+
+    second = _cli(str(folder), "--out", str(out), "--batch-size", "2", *model_args)
+    _, stderr = second.communicate(timeout=600)
+    assert second.returncode == 2, stderr  # the broken file: bad input, the rest read
+    assert "images/s" in stderr and "ETA" in stderr and f"({len(done_before)} done before)" in stderr
+    assert "c_broken.png" in stderr and "Traceback" not in stderr
+
+    got = _records(out)
+    assert sorted(r["image"] for r in got) == sorted(names)  # each exactly once
+    assert got[:len(done_before)] == done_before
+    ocr = model_files_ocr
+    for line, rec in zip(out.read_text(encoding="utf-8").splitlines(), got):
+        try:
+            want = encode(record(rec["image"], ocr.read(rec["image"])))
+        except ImageError as e:
+            assert rec == {"image": rec["image"], "error": str(e)}
+            continue
+        assert line == want
+
+    again = _cli(str(folder), "--out", str(out), *model_args)
+    _, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0 and out.read_text(encoding="utf-8").count("\n") == len(names), stderr
+
+
+@pytest.fixture(scope="module")
+def model_files_ocr(model_args):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    files = dict(zip(model_args[2::2], model_args[3::2]))
+    yield OCR(files["--det"], files["--rec"], files["--cls"])
+    torch.set_num_threads(threads)
+
+
+def test_no_images_is_bad_input(tmp_path, model_args):
+    run = _cli(str(tmp_path), "--out", str(tmp_path / "r.jsonl"), *model_args)
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 2 and "no images found" in stderr and "Traceback" not in stderr
+
+
+def test_out_refuses_json_and_vis(tmp_path):
+    from click.testing import CliRunner
+
+    from ptocr.cli import main
+
+    run = CliRunner().invoke(main, ["ocr", str(tmp_path), "--out", str(tmp_path / "r.jsonl"), "--json", "-"])
+    assert run.exit_code == 2 and "--json and --vis" in run.stderr and not (tmp_path / "r.jsonl").exists()

@@ -1,0 +1,156 @@
+"""Bundles and their pipeline rules, PaddleOCR 3.x's language codes, and the default: PP-OCRv5
+(PaddleOCR 3.x) where its weights can be had, else ch_PP-OCRv4 with a one-line notice.
+
+No network: the official origins are stand-ins on 127.0.0.1 that have nothing
+(verification.loopback), and the parts that must load come from a local zoo folder converted
+here from ../shared.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import huggingface_hub.constants
+import pytest
+import torch
+
+import ptocr
+from ptocr.bundles import DEFAULT_BUNDLE, FALLBACK_BUNDLE, build_pipeline
+from ptocr.checkpoint import file_sha256
+from ptocr.conversion import convert_once
+from ptocr.errors import PtocrError
+from ptocr.languages import LANGUAGE_GROUPS, recognizer_for
+from ptocr.manifest import load_manifest, validate, write_manifest
+from ptocr.pipeline import OCR
+from ptocr.pipeline3 import OCR3
+from ptocr.zoo import WeightsNotFoundError
+from verification.loopback import serve_folder
+
+REPO = Path(__file__).resolve().parents[1]
+ZOO_PARTS = {  # zoo name -> ../shared/paddle_models folder
+    "ch_PP-OCRv4_det": "ch_PP-OCRv4_det_infer",
+    "ch_PP-OCRv4_rec": "ch_PP-OCRv4_rec_infer",
+    "ch_ppocr_mobile_v2.0_cls": "ch_ppocr_mobile_v2.0_cls_infer",
+    "PP-OCRv5_mobile_det": "PP-OCRv5_mobile_det_infer",
+    "PP-OCRv5_mobile_rec": "PP-OCRv5_mobile_rec_infer",
+    "PP-LCNet_x0_25_textline_ori": "PP-LCNet_x0_25_textline_ori_infer",
+}
+
+
+def test_every_bundle_names_its_pipeline_rules():
+    manifest = load_manifest()
+    rules = {name: manifest.bundle_rules(name) for name in manifest.bundles}
+    assert rules["ch_PP-OCRv4"] == rules["ch_ptocr_server_v2"] == "paddleocr2"
+    assert rules["PP-OCRv5_server"] == rules["PP-OCRv5_mobile"] == "paddleocr3"
+    assert manifest.bundle("PP-OCRv5_server") == {
+        "det": "PP-OCRv5_server_det", "rec": "PP-OCRv5_server_rec", "cls": "PP-LCNet_x1_0_textline_ori"}
+    assert manifest.bundle("PP-OCRv5_mobile")["det"] == "PP-OCRv5_mobile_det"
+    data = json.loads(json.dumps(manifest.data))
+    del data["bundles"]["PP-OCRv5_mobile"]["pipeline"]
+    data["bundles"]["ch_PP-OCRv4"]["pipeline"] = "paddleocr9"
+    problems = "\n".join(validate(data, check_architectures=False))
+    assert "bundle PP-OCRv5_mobile: 'pipeline' must name its rules" in problems
+    assert "bundle ch_PP-OCRv4: 'pipeline' must name its rules" in problems
+
+
+def test_languages_map_to_the_v5_recognizers():
+    assert recognizer_for("fr", "PP-OCRv5_server_rec") == "latin_PP-OCRv5_mobile_rec"
+    assert recognizer_for("german", "PP-OCRv5_server_rec") == "latin_PP-OCRv5_mobile_rec"
+    assert recognizer_for("ku", "x") == "latin_PP-OCRv5_mobile_rec"  # Latin is tested before Arabic
+    assert recognizer_for("ru", "x") == "eslav_PP-OCRv5_mobile_rec"  # East Slavic before Cyrillic
+    assert recognizer_for("bg", "x") == "cyrillic_PP-OCRv5_mobile_rec"
+    assert recognizer_for("korean", "x") == "korean_PP-OCRv5_mobile_rec"
+    assert recognizer_for("japan", "PP-OCRv5_mobile_rec") == "PP-OCRv5_mobile_rec"
+    with pytest.raises(PtocrError, match="en_PP-OCRv5_mobile_rec, which ptocr's zoo does not have"):
+        recognizer_for("en", "x")
+    with pytest.raises(PtocrError, match="did you mean korean"):
+        recognizer_for("koren", "x")
+
+
+def test_every_v5_language_recognizer_of_the_zoo_is_reachable():
+    models = load_manifest().models
+    in_zoo = {n for n in models if n.endswith("_PP-OCRv5_mobile_rec")}
+    mapped = {name for _, name in LANGUAGE_GROUPS if name}
+    assert in_zoo <= mapped, sorted(in_zoo - mapped)
+    assert all(models[name]["task"] == "rec" for name in mapped & set(models))
+
+
+@pytest.fixture(scope="module")
+def local_zoo(shared_dir, tmp_path_factory) -> Path:
+    """A local zoo folder: v4 bundle parts and the v5 mobile parts, each with the trust record
+    (``origin.json``) the resolver accepts a converted file by."""
+    zoo = tmp_path_factory.mktemp("zoo")
+    for name, folder in ZOO_PARTS.items():
+        weights = convert_once(shared_dir / "paddle_models" / folder, zoo / name / "model.safetensors")
+        (zoo / name / "origin.json").write_text(json.dumps({"model": name, "model_sha256": file_sha256(weights)}))
+    return zoo
+
+
+@pytest.fixture
+def no_route(tmp_path, monkeypatch):
+    """Every origin is a loopback server holding nothing; no cache; not offline."""
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    for var, sub in (("HF_HUB_CACHE", "hf"), ("PTOCR_CACHE", "cache"), ("PTOCR_ZOO", "zoo")):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("PTOCR_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with serve_folder(empty) as url:
+        monkeypatch.setenv("HF_ENDPOINT", url)
+        monkeypatch.setenv("PTOCR_MIRROR", url)
+        yield url
+
+
+def test_default_falls_back_to_v4_with_a_one_line_notice(local_zoo, no_route):
+    notices = []
+    ocr = build_pipeline(zoo=local_zoo, notice=notices.append)
+    assert isinstance(ocr, OCR) and not isinstance(ocr, OCR3)
+    assert len(notices) == 1 and "\n" not in notices[0]
+    assert notices[0].startswith(f"ptocr: {DEFAULT_BUNDLE} cannot be used (no usable weights for PP-OCRv5_server_det")
+    assert f"reading with {FALLBACK_BUNDLE}" in notices[0]
+
+
+def test_a_chosen_bundle_never_falls_back(local_zoo, no_route):
+    with pytest.raises(WeightsNotFoundError, match="PP-OCRv5_server_det"):
+        build_pipeline("PP-OCRv5_server", zoo=local_zoo)
+    with pytest.raises(WeightsNotFoundError, match="latin_PP-OCRv5_mobile_rec"):
+        build_pipeline("PP-OCRv5_mobile", lang="fr", zoo=local_zoo)
+
+
+def test_cli_demo_keeps_working_without_the_v5_weights(local_zoo, no_route):
+    from click.testing import CliRunner
+
+    from ptocr.cli import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = CliRunner().invoke(main, ["demo", "--models", str(local_zoo)])
+    finally:
+        torch.set_num_threads(threads)
+    assert run.exit_code == 0, run.output
+    notice = [line for line in run.stderr.splitlines() if "cannot be used" in line]
+    assert len(notice) == 1 and FALLBACK_BUNDLE in notice[0]
+    assert " lines" in run.stdout and "Traceback" not in run.output
+
+
+def test_v5_bundle_loads_by_name_as_the_3x_pipeline(local_zoo, shared_dir, tmp_path, monkeypatch):
+    """``ptocr.load`` of a 3.x bundle gives OCR3, reading what PaddleOCR 3.x read (the x0.25
+    textline model stands in for the bundle's x1.0, whose trained weights are not here)."""
+    data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
+    data["bundles"]["PP-OCRv5_mobile"]["cls"] = "PP-LCNet_x0_25_textline_ori"
+    write_manifest(data, tmp_path / "manifest.json")
+    monkeypatch.setenv("PTOCR_MANIFEST", str(tmp_path / "manifest.json"))
+    monkeypatch.setenv("PTOCR_ZOO", str(local_zoo))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    ocr = ptocr.load("PP-OCRv5_mobile")
+    assert isinstance(ocr, OCR3) and ocr.textline is not None
+    ref = json.loads((REPO / "tests/fixtures/pipeline_reference/ppocrv5_mobile_textline.json").read_text())
+    assert ocr(shared_dir / "images/scenes/ger_1.jpg").texts == [x["text"] for x in ref["images"]["ger_1.jpg"]]
+    with pytest.raises(PtocrError, match="PaddleOCR 3.x's pipeline rules"):
+        OCR.from_pretrained("PP-OCRv5_mobile")
+    with pytest.raises(PtocrError, match="document orientation is a PaddleOCR 3.x step"):
+        build_pipeline("ch_PP-OCRv4", doc_ori="PP-LCNet_x1_0_doc_ori")

@@ -1,0 +1,96 @@
+"""doc/benchmarks.md as one part per CPU family, each part a set of sections that
+``python -m tools.bench --out`` replaces one by one.
+
+A speed claim holds for the CPU it was measured on: the same models run at other ratios on
+an Intel Xeon and an AMD EPYC (oneDNN and ONNX Runtime pick other kernels per ISA), so each
+family keeps its own tables, and a run on one family (or of one section) leaves the others as
+they were. Every section carries the command and the machine (CPU model, ISA flags, PyTorch's
+CPU capability) it came from.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+# The instruction-set flags that decide which kernels oneDNN, MKL and ONNX Runtime run.
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16",
+             "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD"}
+TITLE = "# CPU benchmarks"
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    family: str  # "Intel", "AMD", or the machine's architecture where the vendor is unknown
+    model: str
+    isa: tuple[str, ...]
+    capability: str  # PyTorch's dispatch level (e.g. AVX512), what its own kernels use
+    cores: int
+
+    @property
+    def key(self) -> str:
+        return self.family.lower()
+
+    def describe(self) -> str:
+        return (f"{self.model} ({self.family}), {self.cores} logical cores, ISA {' '.join(self.isa) or 'none listed'}, "
+                f"PyTorch CPU capability {self.capability}, {platform.system()} {platform.release()}, "
+                f"Python {platform.python_version()}")
+
+
+def parse_cpuinfo(text: str) -> tuple[str, str, tuple[str, ...]]:
+    """``/proc/cpuinfo`` -> (vendor family, model name, the ISA flags of ``ISA_FLAGS`` it has)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    flags = set(fields.get("flags", "").split())
+    family = VENDORS.get(fields.get("vendor_id", ""), platform.machine() or "unknown")
+    return family, fields.get("model name", platform.processor() or "unknown CPU"), tuple(f for f in ISA_FLAGS if f in flags)
+
+
+def cpu_info() -> CpuInfo:
+    try:
+        family, model, isa = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
+    except OSError:  # not Linux: no flags to read
+        family, model, isa = platform.machine() or "unknown", platform.processor() or "unknown CPU", ()
+    return CpuInfo(family, model, isa, torch.backends.cpu.get_cpu_capability(), os.cpu_count() or 0)
+
+
+def _markers(family_key: str, section: str) -> tuple[str, str]:
+    return f"<!-- bench:{family_key}:{section} -->", f"<!-- /bench:{family_key}:{section} -->"
+
+
+def update(doc: str, cpu: CpuInfo, section: str, content: str, notes: str) -> str:
+    """``doc`` with the section ``section`` of ``cpu``'s family replaced by ``content`` (added at
+    the end of that family's part, or a new part, when absent). Other families and sections stay."""
+    if not doc.strip():
+        doc = f"{TITLE}\n\n{notes}\n"
+    start, end = _markers(cpu.key, section)
+    block = f"{start}\n{content.strip()}\n{end}"
+    found = re.search(re.escape(start) + r".*?" + re.escape(end), doc, flags=re.S)
+    if found:
+        return doc[:found.start()] + block + doc[found.end():]
+    heading = f"## {cpu.family}"
+    family_at = re.search(rf"^{re.escape(heading)}\b.*$", doc, flags=re.M)
+    if family_at is None:
+        return doc.rstrip("\n") + f"\n\n{heading}: {cpu.model}\n\n{block}\n"
+    next_family = re.search(r"^## ", doc[family_at.end():], flags=re.M)
+    at = family_at.end() + (next_family.start() if next_family else len(doc) - family_at.end())
+    head, tail = doc[:at].rstrip("\n"), doc[at:]
+    return f"{head}\n\n{block}\n" + (f"\n{tail}" if tail else "")
+
+
+def write_section(path: Path, cpu: CpuInfo, section: str, content: str, notes: str) -> None:
+    """Replace one section of ``path`` (created if absent), written whole through a temporary
+    file so an interrupted run leaves the previous file."""
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(update(old, cpu, section, content, notes), encoding="utf-8")
+    tmp.replace(path)
