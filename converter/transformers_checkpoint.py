@@ -102,9 +102,57 @@ def to_ptocr(tensors: dict[str, np.ndarray], model_type: str, what: str = "the c
     return _convert(tensors, _layout(model_type, what), "tf", what)
 
 
-def to_transformers(state: dict[str, np.ndarray], model_type: str, what: str = "the model") -> dict[str, np.ndarray]:
-    """A fused ptocr state dict (torch layouts) as the transformers state dict of ``model_type``."""
+def to_transformers(state: dict[str, np.ndarray], model_type: str, what: str = "the model", *,
+                    unfused_shapes: dict[str, tuple] | None = None) -> dict[str, np.ndarray]:
+    """A fused ptocr state dict (torch layouts) as the transformers state dict of ``model_type``.
+    ``unfused_shapes``: the keys and shapes of the same network's unfused form, for the model
+    types whose rep layers transformers keeps as branches (PP-OCRv5 mobile's PPLCNetV3)."""
+    state = _db_head_with_norms(state)
+    if unfused_shapes is not None:
+        state = _rep_layers_as_branches(state, unfused_shapes)
     return _convert(state, _layout(model_type, what), "ptocr", what)
+
+
+def _rep_layers_as_branches(state: dict[str, np.ndarray], shapes: dict[str, tuple]) -> dict[str, np.ndarray]:
+    """Fused PPLCNetV3 rep layers (``reparam_conv``, ``w``, ``b``, ``activation``) in their
+    training structure computing the same function: the fused conv as the first kxk branch with an
+    identity norm carrying its bias, every other branch zero (zero kernels; the identity branch's
+    norm scale 0), ``lab`` = (w, b), ``act.lab`` = the activation's affine (1, 0 where the layer has
+    none). Layers already in branches pass unchanged."""
+    state = dict(state)
+    for key in [k for k in state if k.endswith(".reparam_conv.weight")]:
+        x = key[: -len("reparam_conv.weight")]
+        weight, bias = state.pop(key), state.pop(f"{x}reparam_conv.bias")
+        lab = (state.pop(f"{x}w"), state.pop(f"{x}b"))
+        act = (state.pop(f"{x}activation.scale", np.ones(1, weight.dtype)),
+               state.pop(f"{x}activation.bias", np.zeros(1, weight.dtype)))
+        for k in [k for k in shapes if k.startswith(x) and not k.endswith("num_batches_tracked")]:
+            if k.endswith((".conv.weight",)):
+                state[k] = weight if k == f"{x}conv_kxk.0.conv.weight" else np.zeros(shapes[k], weight.dtype)
+            elif ".bn." in k or ".identity." in k:
+                branch = k[: k.rindex(".")]
+                unit = _unfold_bn({"weight": weight, "bias": bias if branch == f"{x}conv_kxk.0.bn"
+                                   else np.zeros(shapes[k][0], weight.dtype)}, "")
+                value = unit["bn." + k[k.rindex(".") + 1:]]
+                state[k] = np.zeros_like(value) if branch == f"{x}identity" and k.endswith(".weight") else value
+        state[f"{x}lab.scale"], state[f"{x}lab.bias"] = lab
+        state[f"{x}act.lab.scale"], state[f"{x}act.lab.bias"] = act
+    return state
+
+
+def _db_head_with_norms(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A DB head whose batch norms are folded into its convs (``DBHead(fold_bn=True)``, as the
+    official PP-OCRv6 ONNX files hold it) in the form with norms (the layout's): ``conv1``'s bias
+    becomes an identity ``conv_bn1``'s shift, ``conv_bn2`` an identity norm. The same function."""
+    p = "head.binarize."
+    if f"{p}conv1.bias" not in state or f"{p}conv_bn1.weight" in state:
+        return state
+    state = dict(state)
+    bias = state.pop(f"{p}conv1.bias")
+    for bn, shift in (("conv_bn1", bias), ("conv_bn2", np.zeros_like(state[f"{p}conv2.bias"]))):
+        unit = _unfold_bn({"weight": state[f"{p}conv1.weight"], "bias": shift}, "")
+        state.update({f"{p}{bn}.{k[3:]}": v for k, v in unit.items() if k.startswith("bn.")})
+    return state
 
 
 def _layout(model_type: str, what: str) -> Layout:
@@ -210,6 +258,8 @@ def transformers_config(arch_name: str, model_cfg: dict) -> dict:
         raise MappingError(f"{arch_name}: no transformers model type holds this architecture "
                            f"(these do: {', '.join(a for lay in LAYOUTS.values() for a in lay.architectures)})")
     model_type, layout = found
+    if model_type.startswith("pp_ocrv5_mobile"):
+        return _v5_mobile_config(model_type, layout, model_cfg)
     bb = model_cfg["backbone"]
     det = bool(bb.get("det"))
     size = bb["model_size"]
@@ -239,6 +289,42 @@ def transformers_config(arch_name: str, model_cfg: dict) -> dict:
                       num_attention_heads=8, qkv_bias=True, hidden_act="silu", layer_norm_eps=1e-6)
     elif model_type == "pp_ocrv6_tiny_rec":
         config.update(hidden_size=head["mid_channels"], head_out_channels=head["num_classes"])
+    return config
+
+
+def _meta_backbone(model_cfg: dict):
+    """The backbone ``model_cfg`` describes, built without weights (its channels are read)."""
+    import torch
+
+    from ptocr.models.registry import get_component
+
+    args = {k: v for k, v in model_cfg["backbone"].items() if k != "name"}
+    with torch.device("meta"):
+        return get_component("backbone", model_cfg["backbone"]["name"])(**args)
+
+
+def _v5_mobile_config(model_type: str, layout: Layout, model_cfg: dict) -> dict:
+    from ptocr.models.backbones import pplcnetv3 as v3
+
+    bb = model_cfg["backbone"]
+    det = bool(bb.get("det"))
+    net = v3.NET_CONFIG_DET if det else v3.NET_CONFIG_REC
+    blocks = [[[k, cin, cout, list(st) if isinstance(st, tuple) else st, se] for k, cin, cout, st, se in net[s]]
+              for s in ("blocks2", "blocks3", "blocks4", "blocks5", "blocks6")]
+    backbone = {"model_type": "pp_lcnet_v3", "scale": bb["scale"], "block_configs": blocks, "stem_channels": 16,
+                "stem_stride": 2, "reduction": 4, "divisor": 16, "hidden_act": "hardswish",
+                "conv_symmetric_num": bb.get("conv_kxk_num", 4),
+                "out_features": ["stage2", "stage3", "stage4", "stage5"] if det else ["stage5"]}
+    config = {"model_type": model_type, "architectures": [layout.model_class], "backbone_config": backbone,
+              "torch_dtype": "float32"}
+    neck, head = model_cfg.get("neck") or {}, model_cfg["head"]
+    if det:
+        config.update(neck_out_channels=neck["out_channels"], reduction=4, interpolate_mode="nearest",
+                      kernel_list=[3, 2, 2], layer_list_out_channels=list(_meta_backbone(model_cfg).out_channels))
+    else:
+        config.update(hidden_size=neck["hidden_dims"], mlp_ratio=2.0, depth=neck["depth"], qkv_bias=True,
+                      head_out_channels=head["num_classes"], conv_kernel_size=list(neck["kernel_size"]),
+                      num_attention_heads=8, hidden_act="silu", layer_norm_eps=1e-6)
     return config
 
 
@@ -286,7 +372,14 @@ def write_transformers_folder(state: dict, config: dict, classes: list[str] | No
         raise ConversionError(f"{dst}: the folder {dst.parent} does not exist")
     arrays = {k: np.ascontiguousarray(v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v))
               for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    tf_state = to_transformers(arrays, model_type, f"{arch} ({config.get('model_name', 'converted model')})")
+    unfused = None
+    if model_type.startswith("pp_ocrv5_mobile"):  # transformers keeps PPLCNetV3's rep branches
+        from ptocr.models.build import build_model
+
+        cfg = {**config["model"], "backbone": {**config["model"]["backbone"], "reparam": False}}
+        unfused = {k: tuple(v.shape) for k, v in build_model(cfg, device="meta").state_dict().items()}
+    tf_state = to_transformers(arrays, model_type, f"{arch} ({config.get('model_name', 'converted model')})",
+                               unfused_shapes=unfused)
     tf_config = transformers_config(arch, config["model"])
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
     try:

@@ -16,7 +16,7 @@ from ptocr import allocator, bulk_cli
 from ptocr.api import load
 from ptocr.demo_inputs import demo_inputs
 from ptocr.errors import ImageError, PtocrError
-from ptocr.export import TRANSFORMERS, check_export, example_input, export_transformers
+from ptocr.export import FORMATS, TRANSFORMERS, check_export, example_input, export_transformers
 from ptocr.export import export as do_export
 from ptocr.manifest import READY, list_models, load_manifest
 from ptocr.bundles import build_pipeline
@@ -270,7 +270,7 @@ def publish(folders, dry_run, token, private):
 @main.command()
 @click.argument("model")
 @click.argument("dst", type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript", "aoti", "transformers"]), default="onnx",
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="onnx",
               show_default=True,
               help="aoti: an AOTInductor package (DST must end in .pt2), compiled ahead of time for this CPU. "
                    "transformers: a Hugging Face transformers checkpoint folder DST (PP-OCRv6 models).")

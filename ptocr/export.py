@@ -42,9 +42,10 @@ from ptocr.errors import PtocrError
 from ptocr.models.reparam import fuse_reparameterizable
 from ptocr.optimize import for_fixed_shape_graph
 
-FORMATS = ("onnx", "torchscript", "aoti")
-# A Hugging Face transformers checkpoint folder (PP-OCRv6 model types): ``export_transformers``.
+# A Hugging Face transformers checkpoint folder (PP-OCRv6 and PP-OCRv5 mobile model types),
+# written by ``export_transformers``; the others are graphs traced by ``export``.
 TRANSFORMERS = "transformers"
+FORMATS = ("onnx", "torchscript", "aoti", TRANSFORMERS)
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "aoti": ".pt2"}  # aoti: required by torch
 OPSET = 17
 # What the export is traced with; other sizes must give the same results (check_export).
@@ -74,6 +75,9 @@ def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: st
     by default one image of the pre-processing's size (det: 640 x 640)."""
     if fmt not in FORMATS:
         raise PtocrError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
+    if fmt == TRANSFORMERS:
+        raise PtocrError("a transformers checkpoint is a folder written by export_transformers(model, config, "
+                         "dictionary, dst), not a traced graph")
     if input_shape is not None:
         if dynamic:
             raise PtocrError("an input shape is for a static export (--static); a dynamic one takes many")

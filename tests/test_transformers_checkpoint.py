@@ -36,7 +36,7 @@ from verification.seeding_common import LOGIT_STD
 
 transformers = pytest.importorskip("transformers", reason="transformers (the test extra) is not installed")
 
-V6 = [a for lay in LAYOUTS.values() for a in lay.architectures]
+V6 = [a for lay in LAYOUTS.values() for a in lay.architectures if a.startswith("PP-OCRv6")]
 SHAPES = {"det": (1, 3, 128, 192), "rec": (2, 3, 48, 160)}
 REC_CLASSES = 97  # blank + 95 characters + space: a small head keeps the test quick
 
@@ -227,3 +227,77 @@ def test_a_missing_tensor_is_named():
     del tf["head.norm1.running_var"]
     with pytest.raises(MappingError, match="head.norm1.running_var"):
         to_ptocr(tf, "pp_ocrv6_tiny_rec")
+
+
+# ---- PP-OCRv5 mobile (ptocr's ch_PP-OCRv4 det / rec networks): transformers keeps the rep
+# layers' training branches. Its seeded fp32 outputs are too rounding-sensitive to compare at
+# 1e-4 (ptocr's own fused and unfused forms differ by ~1e-4 there), so the function is compared
+# in float64, where only a different computation shows.
+
+V5 = ["ch_PP-OCRv4_det", "ch_PP-OCRv4_rec"]
+
+
+def _transformers_constants(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with transformers' exact constants where ptocr uses the Paddle programs' float32
+    ones (squeeze-excitation gate slope 1/6 or 0.2, attention scale head_dim ** -0.5): the one
+    known difference of the two implementations, set aside for a float64 comparison."""
+    from ptocr.models.layers import SEModule
+    from ptocr.models.necks.svtr import Attention
+
+    for m in model.modules():
+        if isinstance(m, SEModule):
+            m.slope = 1 / 6 if abs(m.slope - 1 / 6) < 1e-6 else 0.2
+        elif isinstance(m, Attention):
+            m.scale = m.head_dim ** -0.5
+    return model
+
+
+@pytest.mark.parametrize("name", V5)
+def test_v5_mobile_through_transformers_both_ways(name, tmp_path):
+    from ptocr.models.reparam import fuse_reparameterizable
+
+    entry = get_architecture(name)
+    cfg = copy.deepcopy(entry["model"])
+    if entry["task"] == "rec":
+        cfg["head"]["num_classes"] = REC_CLASSES
+    else:
+        cfg["head"]["with_thresh"] = False
+    xs = [torch.from_numpy(x) for x in demo_inputs({**entry, "model": cfg}, SHAPES[entry["task"]])]
+    model = _seeded_like_trained(build_model(cfg), xs[0], entry["task"])  # the training form
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # the rep layers' learnable affines away from (1, 0)
+        for n, p in model.named_parameters():
+            if n.endswith("lab.scale"):
+                p.uniform_(0.8, 1.2, generator=g)
+            elif n.endswith("lab.bias"):
+                p.uniform_(-0.1, 0.1, generator=g)
+    mt, _ = layout_for_architecture(name)
+    unfused = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    m64 = _transformers_constants(copy.deepcopy(model).double())
+    fused64 = fuse_reparameterizable(copy.deepcopy(m64))
+    for source in (m64, fused64):  # branches as they are, and fused ones written as branches
+        state = {k: v.numpy() for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked")}
+        tm = _transformers_model(name, cfg, to_transformers(state, mt, unfused_shapes=unfused))
+        _paddle_block_eps(tm)
+        with torch.no_grad():
+            for x in xs:
+                assert (tm(x.double()).last_hidden_state - m64(x.double())).abs().max().item() <= EXACT_TOLERANCE
+
+    fused = fuse_reparameterizable(copy.deepcopy(model))
+    config = {"architecture": name, "task": entry["task"],
+              "model": {**cfg, "backbone": {**cfg["backbone"], "reparam": True}}}
+    dictionary = Dictionary(tuple(chr(0x21 + i) for i in range(REC_CLASSES - 2)), True) if entry["task"] == "rec" else None
+    folder = export_transformers(fused, config, dictionary, tmp_path / "tf")
+    cls = getattr(transformers, json.loads((folder / "config.json").read_text())["architectures"][0])
+    _, info = cls.from_pretrained(str(folder), local_files_only=True, use_kernels=False, output_loading_info=True)
+    assert not info["unexpected_keys"] and not info["mismatched_keys"]
+    conv = convert(folder)
+    assert conv.arch_name == name and conv.form.startswith("unfused")
+    # Read back as branches (the fused conv in the first, the rest zero); fused again, they are
+    # the written tensors up to float32 rounding (the identity norms' scale is 1 in float32 only).
+    back = fuse_reparameterizable(copy.deepcopy(conv.model)).state_dict()
+    want = fused.state_dict()
+    assert back.keys() == want.keys()
+    for k, v in want.items():
+        if v.dtype.is_floating_point:
+            torch.testing.assert_close(back[k], v, rtol=1e-6, atol=1e-7, msg=k)

@@ -1,4 +1,5 @@
-"""Where Hugging Face transformers keeps each tensor of a PP-OCRv6 model, against ptocr's keys.
+"""Where Hugging Face transformers keeps each tensor of a PP-OCRv6 (or PP-OCRv5 mobile) model,
+against ptocr's keys.
 
 transformers (5.25.0: ``pp_lcnet_v4``, ``pp_ocrv6_small_det`` (also tiny det), ``pp_ocrv6_medium_det``,
 ``pp_ocrv6_small_rec`` (also medium rec), ``pp_ocrv6_tiny_rec``) stores the networks in their
@@ -160,6 +161,46 @@ _GUIDE_HEAD = [
 ]
 
 
+# ---- PP-OCRv5 mobile (PPLCNetV3; ptocr's ch_PP-OCRv4 det / rec): transformers keeps the training
+# structure of the rep layers (every branch), which is ptocr's unfused form.
+
+_REP_BRANCHES = [("identity", "identity", BN), ("lab", "lab", ("scale", "bias")), ("act.lab", "act.lab", ("scale", "bias")),
+                 ("conv_1x1.conv", "conv_small_symmetric.convolution", WEIGHT),
+                 ("conv_1x1.bn", "conv_small_symmetric.normalization", BN),
+                 ("conv_kxk.{k}.conv", "conv_symmetric.{k}.convolution", WEIGHT),
+                 ("conv_kxk.{k}.bn", "conv_symmetric.{k}.normalization", BN)]
+
+
+def _lcnetv3(stages: int = 5) -> list[Group]:
+    groups = [same("backbone.conv1.conv", "model.backbone.encoder.convolution.convolution", WEIGHT),
+              same("backbone.conv1.bn", "model.backbone.encoder.convolution.normalization", BN)]
+    for index in range(stages):
+        p = f"backbone.blocks{index + 2}.{{b}}"
+        t = f"model.backbone.encoder.blocks.{index}.layers.{{b}}"
+        for ours, theirs in (("dw_conv", "depthwise_convolution"), ("pw_conv", "pointwise_convolution")):
+            groups += [same(f"{p}.{ours}.{a}", f"{t}.{theirs}.{b}", params) for a, b, params in _REP_BRANCHES]
+        groups += [same(f"{p}.se.conv1", f"{t}.squeeze_excitation_module.convolutions.0"),
+                   same(f"{p}.se.conv2", f"{t}.squeeze_excitation_module.convolutions.2")]
+    return groups
+
+
+_RSEFPN = [
+    same("backbone.layer_list.{i}", "model.layer.{i}"),
+    same("neck.ins_conv.{i}.in_conv", "model.neck.insert_conv.{i}.in_conv", WEIGHT),
+    same("neck.ins_conv.{i}.se_block.conv1", "model.neck.insert_conv.{i}.squeeze_excitation_block.conv1"),
+    same("neck.ins_conv.{i}.se_block.conv2", "model.neck.insert_conv.{i}.squeeze_excitation_block.conv2"),
+    same("neck.inp_conv.{i}.in_conv", "model.neck.input_conv.{i}.in_conv", WEIGHT),
+    same("neck.inp_conv.{i}.se_block.conv1", "model.neck.input_conv.{i}.squeeze_excitation_block.conv1"),
+    same("neck.inp_conv.{i}.se_block.conv2", "model.neck.input_conv.{i}.squeeze_excitation_block.conv2"),
+]
+
+# EncoderWithSVTR's convs in transformers' order: conv1, conv2, conv3, conv4, conv1x1.
+_SVTR = [g for i, name in enumerate(("conv1", "conv2", "conv3", "conv4", "conv1x1"))
+         for g in (same(f"neck.encoder.{name}.conv", f"head.encoder.conv_block.{i}.convolution", WEIGHT),
+                   same(f"neck.encoder.{name}.norm", f"head.encoder.conv_block.{i}.normalization", BN))] + [
+    g for g in _LIGHTSVTR if "svtr_block" in g.ptocr or g.ptocr in ("neck.encoder.norm", "head.fc")]
+
+
 @dataclass(frozen=True)
 class Layout:
     """A transformers model type: its classes, the ptocr architectures it holds, its groups."""
@@ -182,9 +223,17 @@ LAYOUTS: dict[str, Layout] = {
     "pp_ocrv6_tiny_rec": Layout(
         "PPOCRV6TinyRecForTextRecognition", ("PP-OCRv6_tiny_rec",),
         tuple(_lcnetv4(REC_STAGES[:4], _SIMPLE_STEM) + _GUIDE_HEAD)),
+    "pp_ocrv5_mobile_det": Layout(
+        "PPOCRV5MobileDetForObjectDetection", ("ch_PP-OCRv4_det",), tuple(_lcnetv3() + _RSEFPN + _DB_HEAD)),
+    "pp_ocrv5_mobile_rec": Layout(
+        "PPOCRV5MobileRecForTextRecognition", ("ch_PP-OCRv4_rec",), tuple(_lcnetv3() + _SVTR)),
 }
 
 
 def layout_for_architecture(arch: str) -> tuple[str, Layout] | None:
-    """(model type, layout) of the transformers class that holds ``arch``, or None."""
+    """(model type, layout) of the transformers class that holds ``arch`` (or an architecture it
+    is an alias of: PP-OCRv5_mobile_det is ch_PP-OCRv4_det's network), or None."""
+    from ptocr.architectures import ALIASES
+
+    arch = ALIASES.get(arch, arch)
     return next(((t, lay) for t, lay in LAYOUTS.items() if arch in lay.architectures), None)

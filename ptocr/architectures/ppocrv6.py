@@ -78,8 +78,8 @@ ARCHITECTURES: dict[str, dict] = {
         {**_LOW_THRESH_DB, "box_thresh": 0.45}),
     "PP-OCRv6_tiny_rec": _rec(
         "tiny", {"name": "SequenceEncoder", "encoder_type": "reshape"},
-        {"name": "CTCGuideHead", "num_classes": 6904, "mid_channels": 80},
-        {"builtin": "ppocrv6_tiny_dict.txt", "use_space_char": True}),  # 6902 characters
+        {"name": "CTCGuideHead", "num_classes": 6906, "mid_channels": 80},
+        {"builtin": "ppocrv6_tiny_dict.txt", "use_space_char": True}),  # 6904 characters
     "PP-OCRv6_small_rec": _rec(
         "small", _lightsvtr(120, 2.0), {"name": "CTCHead", "num_classes": 18710}, _V6_DICT),
     "PP-OCRv6_medium_rec": _rec(
