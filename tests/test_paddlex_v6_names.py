@@ -116,3 +116,15 @@ def test_our_chain_puts_every_paddle_name_where_paddlex_does(arch):
 def test_the_fixture_says_how_it_was_made():
     assert FIXTURE["made_by"].startswith("python -m tools.paddlex_v6_names") and FIXTURE["paddlex"] == "3.7.2"
     assert sorted(FIXTURE["models"]) == sorted(f"PP-OCRv6_{t}_{k}" for t in ("tiny", "small", "medium") for k in ("det", "rec"))
+
+
+@pytest.mark.parametrize("arch", sorted(FIXTURE["settings"]))
+def test_post_processing_and_rec_input_are_paddlex_inference_yml_values(arch):
+    # (The detectors' resize is not compared: inference.yml resizes the long side to 960,
+    # preprocessor_config.json limits the short side to 736; ptocr keeps PaddleOCR's 960 max.)
+    paddlex = FIXTURE["settings"][arch]["inference.yml"]
+    entry = get_architecture(arch)
+    if entry["task"] == "det":
+        assert {k: entry["postprocess"][k] for k in paddlex["postprocess"]} == paddlex["postprocess"]
+    else:
+        assert list(entry["preprocess"]["image_shape"]) == paddlex["RecResizeImg"]["image_shape"]

@@ -10,7 +10,8 @@ PaddleX import, no install needed), names each ptocr training-form tensor as a P
 training checkpoint does, adds the training-only tensors PaddleX drops, and runs its pipeline
 (drop, batch-norm renames, fusion, regexes). Every name must land on a key of the transformers
 model (transformers is needed here only) or be dropped; else the tool fails, naming the names.
-Kept: stage blocks 0 and 1 only (the rest repeat them), so the fixture stays small.
+Kept: stage blocks 0 and 1 only (the rest repeat them), so the fixture stays small. Also kept:
+the pre- and post-processing PaddleX writes for each model (inference_meta.py).
 tests/test_paddlex_v6_names.py checks ptocr's table chain against the result.
 """
 
@@ -56,19 +57,43 @@ TINY_HEAD = {"conv1": "guide_layer.0", "norm1": "guide_layer.1", "conv2": "guide
 REPEATED_BLOCK = re.compile(r"^backbone\.blocks(_s)?\d+\.([2-9]|\d\d+)\.")
 
 
-def load_paddlex(root: Path) -> tuple[types.ModuleType, types.ModuleType]:
-    folder = root / "modules" / "base" / "utils" / "pdparams2safetensors"
-    package = types.ModuleType("paddlex_v6_rules")
-    package.__path__ = [str(folder)]
-    sys.modules[package.__name__] = package
-    loaded = []
-    for name in ("mapping", "fusion"):
-        spec = importlib.util.spec_from_file_location(f"{package.__name__}.{name}", folder / f"{name}.py")
+def load_paddlex(root: Path) -> dict[str, types.ModuleType]:
+    """mapping.py, fusion.py and inference_meta.py of ``root``'s pdparams2safetensors, loaded by
+    path under a stand-in package tree (inference_meta imports ``paddlex.utils.logging``)."""
+    import logging
+
+    parts = ["paddlex_v6_rules", "modules", "base", "utils", "pdparams2safetensors"]
+    for depth in range(1, len(parts) + 1):
+        package = types.ModuleType(".".join(parts[:depth]))
+        package.__path__ = [str(root.joinpath(*parts[1:depth]))]
+        sys.modules[package.__name__] = package
+    stub = types.ModuleType("paddlex_v6_rules.utils")
+    stub.logging = logging.getLogger("paddlex")
+    sys.modules[stub.__name__] = stub
+    loaded = {}
+    for name in ("mapping", "fusion", "inference_meta"):
+        spec = importlib.util.spec_from_file_location(f"{'.'.join(parts)}.{name}",
+                                                      root.joinpath(*parts[1:], f"{name}.py"))
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
-        loaded.append(module)
-    return loaded[0], loaded[1]
+        loaded[name] = module
+    return loaded
+
+
+def settings(arch: str, meta) -> dict:
+    """The pre- and post-processing PaddleX writes for ``arch``: inference.yml's (the Paddle
+    release) and preprocessor_config.json's (the transformers release)."""
+    inference = meta.build_inference_meta(arch)
+    hf = meta.PREPROCESSOR_CONFIGS[arch]
+    if get_architecture(arch)["task"] == "det":
+        post = {k: v for k, v in inference["PostProcess"].items() if k != "name"}
+        resize = next(op["DetResizeForTest"] for op in inference["PreProcess"]["transform_ops"] if "DetResizeForTest" in op)
+        return {"inference.yml": {"postprocess": post, "DetResizeForTest": resize},
+                "preprocessor_config.json": {k: hf.get(k) for k in ("limit_side_len", "limit_type", "max_side_limit")}}
+    resize = next(op["RecResizeImg"] for op in inference["PreProcess"]["transform_ops"] if "RecResizeImg" in op)
+    return {"inference.yml": {"RecResizeImg": resize},
+            "preprocessor_config.json": {"size": hf["size"], "max_image_width": hf["max_image_width"]}}
 
 
 def paddle_name(key: str, task: str, tiny_head: bool) -> str:
@@ -143,14 +168,17 @@ def main(argv=None) -> None:
     ap.add_argument("--paddlex", type=Path, required=True, help="the installed paddlex package folder")
     ap.add_argument("--out", type=Path, default=FIXTURE)
     args = ap.parse_args(argv)
-    mapping, fusion = load_paddlex(args.paddlex)
+    paddlex = load_paddlex(args.paddlex)
+    mapping, fusion = paddlex["mapping"], paddlex["fusion"]
     dist = sorted(args.paddlex.parent.glob("paddlex-*.dist-info"))
     version = dist[-1].name[len("paddlex-"):-len(".dist-info")] if dist else "unknown"
     data = {"made_by": "python -m tools.paddlex_v6_names --paddlex PADDLEX_PACKAGE_DIR",
             "paddlex": version,
-            "models": {arch: paddlex_names(arch, mapping, fusion) for arch in V6}}
+            "models": {arch: paddlex_names(arch, mapping, fusion) for arch in V6},
+            "settings": {arch: settings(arch, paddlex["inference_meta"]) for arch in V6}}
     args.out.write_text(json.dumps(data, indent=0, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"{args.out}: {sum(len(v) for m in data['models'].values() for v in m.values())} names")
+    print(json.dumps(data["settings"], indent=1))
 
 
 if __name__ == "__main__":
