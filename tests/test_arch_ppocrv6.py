@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -21,6 +22,9 @@ from ptocr.models.backbones.pplcnetv4 import RepDWConv
 from ptocr.models.build import build_model
 from ptocr.models.necks.replk import DILATED_BRANCHES, DilatedReparamBlock
 
+# tiny's CTC head in PaddleOCR: guide_layer = Sequential(Conv1D, BN, Hardswish, Conv1D, BN), fc1, fc2
+GUIDE_HEAD_NAMES = {"conv1": "guide_layer.0", "norm1": "guide_layer.1", "conv2": "guide_layer.3",
+                    "norm2": "guide_layer.4", "fc": "fc2"}
 V6 = [f"PP-OCRv6_{tier}_{task}" for tier in ("tiny", "small", "medium") for task in ("det", "rec")]
 
 
@@ -71,7 +75,7 @@ def test_tier_sizes_are_the_released_ones():
 def _paddle_names(model: torch.nn.Module, task: str) -> dict[str, np.ndarray]:
     """``model``'s state dict as a PaddleOCR 3.7 training checkpoint names and lays it out: batch-norm
     statistics ``_mean``/``_variance``, Linear weights [in, out], the recognizer's neck and head inside
-    MultiHead's CTC branch (tiny's class layer ``fc2``), plus the NRTR branch training keeps."""
+    MultiHead's CTC branch (tiny's guide layer a Sequential, its class layer ``fc2``), plus the NRTR branch training keeps."""
     linear = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     out = {}
     for k, v in model.state_dict().items():
@@ -83,8 +87,9 @@ def _paddle_names(model: torch.nn.Module, task: str) -> dict[str, np.ndarray]:
             name = name.replace("neck.", "head.ctc_encoder.", 1) if name.startswith("neck.") else name
             if name.startswith("head.") and not name.startswith("head.ctc_encoder."):
                 name = "head.ctc_head." + name[len("head."):]
-                if ".fc1." not in name and hasattr(model.head, "fc1"):
-                    name = name.replace("head.ctc_head.fc.", "head.ctc_head.fc2.")
+                if hasattr(model.head, "fc1"):  # tiny's guide layer is a Sequential; fc is fc2
+                    name = re.sub(r"^head\.ctc_head\.(conv1|norm1|conv2|norm2|fc)\.",
+                                  lambda m: f"head.ctc_head.{GUIDE_HEAD_NAMES[m.group(1)]}.", name)
         out[name] = a
     if task == "rec":
         out["head.before_gtc.1.fc.weight"] = np.zeros((4, 3), np.float32)

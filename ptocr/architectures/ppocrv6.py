@@ -7,8 +7,9 @@ MultiHead: for small and medium the LightSVTR encoder (120 / 192 dims, MLP ratio
 local conv) and a one-Linear CTC head; for tiny no encoder and the CTC head with its guide
 layer (mid 80). The NRTR branch and the detectors' auxiliary deep-supervision heads only train.
 
-DB post-processing as each tier's config sets it (tiny and medium lower the thresholds and
-raise the candidates; small keeps the v4 values).
+DB post-processing: every tier keeps the v4/v5 values (thresh 0.3, box_thresh 0.6, 1000
+candidates, unclip 1.5), as each tier's PaddleOCR config and PaddleX 3.7.2's inference.yml for the
+released v6 detectors set them.
 """
 
 from __future__ import annotations
@@ -29,12 +30,11 @@ _REC_FORMS = {
 _HEAD_FORMS = {**DB_HEAD_FORMS,
                "inference head, batch norms folded": {"head": {"with_thresh": False, "fold_bn": True}}}
 _DET_PREPROCESS = {"limit_side_len": 960, "limit_type": "max"}
-_LOW_THRESH_DB = {**DB_POSTPROCESS, "thresh": 0.2, "max_candidates": 3000, "unclip_ratio": 1.4}
 _REC_PREPROCESS = {"image_shape": [3, 48, 320]}
 _V6_DICT = {"builtin": "ppocrv6_dict.txt", "use_space_char": True}  # 18708 characters
 
 
-def _det(size: str, neck: dict, postprocess: dict) -> dict:
+def _det(size: str, neck: dict) -> dict:
     return {
         "task": "det",
         "family": "pplcnetv4_db",
@@ -45,7 +45,7 @@ def _det(size: str, neck: dict, postprocess: dict) -> dict:
             "head": {"name": "DBHead", "k": 50},
         },
         "preprocess": _DET_PREPROCESS,
-        "postprocess": postprocess,
+        "postprocess": DB_POSTPROCESS,
     }
 
 
@@ -68,14 +68,11 @@ def _lightsvtr(dims: int, mlp_ratio: float) -> dict:
 
 ARCHITECTURES: dict[str, dict] = {
     "PP-OCRv6_tiny_det": _det(
-        "tiny", {"name": "RepLKFPN", "out_channels": 64, "dilated_kernel_size": 5, "shortcut": True},
-        {**_LOW_THRESH_DB, "box_thresh": 0.4}),
+        "tiny", {"name": "RepLKFPN", "out_channels": 64, "dilated_kernel_size": 5, "shortcut": True}),
     "PP-OCRv6_small_det": _det(
-        "small", {"name": "RepLKFPN", "out_channels": 96, "dilated_kernel_size": 7, "shortcut": True},
-        DB_POSTPROCESS),
+        "small", {"name": "RepLKFPN", "out_channels": 96, "dilated_kernel_size": 7, "shortcut": True}),
     "PP-OCRv6_medium_det": _det(
-        "medium", {"name": "RepLKPAN", "out_channels": 256, "intracl": True},
-        {**_LOW_THRESH_DB, "box_thresh": 0.45}),
+        "medium", {"name": "RepLKPAN", "out_channels": 256, "intracl": True}),
     "PP-OCRv6_tiny_rec": _rec(
         "tiny", {"name": "SequenceEncoder", "encoder_type": "reshape"},
         {"name": "CTCGuideHead", "num_classes": 6906, "mid_channels": 80},

@@ -3,7 +3,8 @@
 
 Before the two Linears, a local "guide" block runs along the sequence: a depthwise conv of
 width 5 (``conv1``, no bias) -> batch norm ``norm1`` -> hardswish -> a 1x1 conv (``conv2``, no
-bias) -> ``norm2`` -> hardswish. Without it a port of the tiny recognizer reads badly: its
+bias) -> ``norm2`` -> hardswish (PaddleOCR's ``guide_layer`` Sequential: its indices 0, 1, 3, 4
+hold conv1, norm1, conv2, norm2). Without it a port of the tiny recognizer reads badly: its
 classifier was trained on these features, not on the backbone's.
 
 The classifier is ``fc1`` (C -> mid) then ``fc`` (mid -> classes; PaddleOCR's ``fc2``), no
