@@ -43,6 +43,11 @@ MODEL_KEYS = {
     "float64_modules", "float64_reason",
 }
 # Optional: "inference" holds ptocr.optimize.for_inference settings that differ from the
+# What a model's outputs are proven against: its Paddle program run by Paddle (trained, or seeded
+# where only the program is at hand), ONNX Runtime running the released ONNX file (no Paddle
+# program of the model here), or transformers' independent implementation (no released file
+# here at all).
+PARITY_AGAINST = ("paddle", "onnx_runtime", "transformers")
 # defaults (where a default moved the model outside the parity bound), "inference_reason" why;
 # "float64_modules" the module paths the model computes in float64 (ptocr.models.float64),
 # "float64_reason" why.
@@ -382,6 +387,8 @@ def _model_problems(name: str, e, check_architectures: bool) -> list[str]:
             p.append("parity.result must be null or {ok, max_abs, ...}")
         if r is not None and not r.get("ok"):
             p.append("parity.result records a failure: such a model must not be published")
+        if par.get("against", PARITY_AGAINST[0]) not in PARITY_AGAINST:
+            p.append(f"parity.against must be one of {', '.join(PARITY_AGAINST)}")
     h = e["hub"]
     if not isinstance(h, dict):
         p.append("hub is not an object")

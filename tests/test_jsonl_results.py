@@ -33,7 +33,7 @@ def test_resume_drops_a_partial_last_line(tmp_path):
     whole = path.read_bytes()
     path.write_bytes(whole + b'{"image": "c.jpg", "lines": [{"bo')  # a write cut by a kill
     with JsonlResults(path) as results:
-        assert results.done == {"a.jpg", "b.jpg"}
+        assert results.done == {("a.jpg", None), ("b.jpg", None)}  # (image, page): no page for an image
         assert path.read_bytes() == whole
         results.write(record("c.jpg", _result("three")))
     lines = [json.loads(s) for s in path.read_text(encoding="utf-8").splitlines()]

@@ -60,8 +60,9 @@ def test_validation_catches_broken_entries():
     e["hub"]["sha256"] = "ABC"
     e["dictionary"]["use_space_char"] = True  # 136 + blank + space != 137 classes
     bad["bundles"]["x"] = {"det": "ch_PP-OCRv4_rec", "rec": "missing"}
+    e["parity"]["against"] = "eyeballing"
     problems = "\n".join(validate(bad))
-    assert "no_such_arch" in problems and "hub.sha256" in problems
+    assert "no_such_arch" in problems and "hub.sha256" in problems and "parity.against" in problems
     assert "bundle x" in problems and "'missing'" in problems
     e["architecture"] = "ch_ppocr_mobile_v2.0_rec"
     assert "gives 138 classes" in "\n".join(validate(bad))
@@ -102,3 +103,17 @@ def test_every_shared_model_is_pinned(shared_dir):
     unpinned = [n for n, e in MANIFEST["models"].items()
                 if e["source"]["folder"] in folders and not e["source"]["pdiparams_sha256"]]
     assert unpinned == []
+
+
+def test_the_paddle_parity_suite_leaves_models_proven_elsewhere_to_their_own_suites():
+    """PP-OCRv6 has no Paddle program here: the small tier is proven against ONNX Runtime on the
+    released ONNX files, tiny and medium against transformers; the Paddle suite leaves them out
+    (and still fails loudly on a Paddle-proven model whose folder is missing)."""
+    from verification.suite import suite
+
+    proven = {e.model for e in suite()}
+    for name, entry in MANIFEST["models"].items():
+        against = entry["parity"].get("against", "paddle")
+        if entry.get("status", "ready") == "ready" and (entry.get("source") or {}).get("folder"):
+            assert (name in proven) == (against == "paddle"), name
+    assert MANIFEST["models"]["PP-OCRv6_small_rec"]["parity"]["against"] == "onnx_runtime"
