@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,8 +27,10 @@ ENV_MIRROR = "PTOCR_MIRROR"
 # No official archive comes near this; a server streaming without end is cut off here.
 MAX_DOWNLOAD_BYTES = 4 << 30
 TIMEOUT_S = 60
+# A host that does not answer a TCP connect within this long is treated as out of reach.
+PROBE_TIMEOUT_S = 5
 
-__all__ = ["DownloadError", "ENV_MIRROR", "download", "mirrored"]
+__all__ = ["DownloadError", "ENV_MIRROR", "download", "mirrored", "unreachable"]
 
 
 class DownloadError(PtocrError):
@@ -40,6 +43,21 @@ def mirrored(url: str) -> str:
     if not base:
         return url
     return base.rstrip("/") + urlsplit(url).path
+
+
+def unreachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why ``url``'s host cannot be reached (name not resolved, connection refused or timed
+    out), or None when it accepts a TCP connection. Clients with their own retry loops
+    (huggingface_hub backs off for ~25 s per file) are asked only once this says yes."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None  # file:// and the like: nothing to probe
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        return f"cannot reach {parts.hostname}:{port} ({e.strerror or type(e).__name__})"
+    return None
 
 
 def download(url: str, dst: Path, *, max_bytes: int = MAX_DOWNLOAD_BYTES, progress: bool = True) -> str:

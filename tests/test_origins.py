@@ -293,3 +293,21 @@ def test_doc_zoo_lists_every_models_origin_and_pin():
 
     doc = (REPO / "doc" / "zoo.md").read_text(encoding="utf-8")
     assert origin_table(load_manifest()) in doc, "doc/zoo.md: paste `python -m tools.pin_origins --table`"
+
+
+def test_an_unreachable_hub_is_skipped_at_once(env, monkeypatch):
+    """A Hub endpoint that refuses connections is reported in one line without huggingface_hub's
+    retry loop (about 25 s of back-off per file on a machine without that route)."""
+    with socket.socket() as s:  # a port on this machine that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("PTOCR_MIRROR", f"http://127.0.0.1:{port}")
+
+    def no_retry_loop(*_a, **_k):
+        raise AssertionError("huggingface_hub asked although its endpoint is out of reach")
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", no_retry_loop)
+    with pytest.raises(WeightsNotFoundError) as err:
+        ptocr.load("PP-OCRv5_mobile_det")
+    assert f"PaddlePaddle/PP-OCRv5_mobile_det: cannot reach 127.0.0.1:{port}" in str(err.value)
