@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,23 @@ def pytest_configure(config):
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+@contextmanager
+def recorded_batches(predictor):
+    """The shape of every batch ``predictor``'s model is called on inside the ``with`` block."""
+    shapes: list[tuple[int, ...]] = []
+    forward = predictor.forward
+
+    def recording(batch, *a):
+        shapes.append(tuple(batch.shape))
+        return forward(batch, *a)
+
+    predictor.forward = recording
+    try:
+        yield shapes
+    finally:
+        del predictor.forward
 
 
 def assert_same_state(a, b, keys=None) -> None:

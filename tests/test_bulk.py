@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import recorded_batches
 
 from ptocr.bulk import BulkReader, FailedImage, is_uri, iter_pipeline, read_uri
 from ptocr.conversion import convert_once
@@ -82,19 +83,9 @@ def test_read_many_equals_read(ocr, inputs, expected):
 def test_merged_crop_groups_read_the_same_lines(ocr, inputs, expected):
     """merge=True (the CUDA default, here on the CPU): groups of equal shape from different
     images share calls; each image keeps its own groups, so texts and boxes are read's."""
-    calls = []
-    forward = ocr.rec.forward
-
-    def counting(batch, *a):
-        calls.append(len(batch))
-        return forward(batch, *a)
-
-    ocr.rec.forward = counting
-    try:
+    with recorded_batches(ocr.rec) as shapes:
         got = ocr.read_many(inputs, batch_size=8, merge=True)
-    finally:
-        del ocr.rec.forward
-    assert max(calls) > ocr.rec.pre.batch_size  # crops of several images in one call
+    assert max(s[0] for s in shapes) > ocr.rec.pre.batch_size  # crops of several images in one call
     for want, have in zip(expected, got):
         if isinstance(want, ImageError):
             assert isinstance(have, FailedImage)
@@ -104,18 +95,8 @@ def test_merged_crop_groups_read_the_same_lines(ocr, inputs, expected):
 
 
 def test_same_size_images_share_a_detector_call(ocr, inputs, expected):
-    shapes = []
-    forward = ocr.det.forward
-
-    def recording(batch, *a):
-        shapes.append(batch.shape)
-        return forward(batch, *a)
-
-    ocr.det.forward = recording
-    try:
+    with recorded_batches(ocr.det) as shapes:
         got = ocr.read_many(inputs, batch_size=8)
-    finally:
-        del ocr.det.forward
     assert sorted(s[0] for s in shapes) == [1, 1, 2]  # ger_1 and its mirror image together
     assert all(s[2:] != (256, 352) or s[0] == 2 for s in shapes)
     assert _lines(got[3]) == _lines(expected[3])

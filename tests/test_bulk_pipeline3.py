@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import recorded_batches
 from test_pdf import PAGES, write_pdf
 
 from ptocr.bulk import FailedImage, PdfPages
@@ -102,18 +103,8 @@ def _same(have, want) -> None:
 def test_read_many_equals_read(ocr, inputs, expected):
     """Bit for bit read's, in input order, PDF pages in place; same-size images share a
     detector call; the unreadable file and the corrupt PDF are failed items in their places."""
-    shapes = []
-    forward = ocr.det.forward
-
-    def recording(batch, *a):
-        shapes.append(batch.shape)
-        return forward(batch, *a)
-
-    ocr.det.forward = recording
-    try:
+    with recorded_batches(ocr.det) as shapes:
         got = ocr.read_many(inputs, batch_size=8)
-    finally:
-        del ocr.det.forward
     assert len(got) == len(expected)
     for have, want in zip(got, expected):
         _same(have, want)
@@ -127,19 +118,9 @@ def test_merged_crop_batches_read_the_same_lines(ocr, inputs, expected):
     """merge=True (the CUDA default, here on the CPU): same-shape batches of different images
     share textline / recognizer calls; each image keeps its own batches, so texts, boxes and
     angles are read's (scores up to float32 rounding of a larger batch)."""
-    calls = []
-    forward = ocr.textline.forward
-
-    def counting(batch, *a):
-        calls.append(len(batch))
-        return forward(batch, *a)
-
-    ocr.textline.forward = counting
-    try:
+    with recorded_batches(ocr.textline) as shapes:
         got = ocr.read_many(inputs[:4], batch_size=8, merge=True)
-    finally:
-        del ocr.textline.forward
-    assert max(calls) > ocr.settings["textline_orientation_batch_size"]  # crops of several images
+    assert max(s[0] for s in shapes) > ocr.settings["textline_orientation_batch_size"]  # crops of several images
     for have, want in zip(got, expected[:4]):
         if isinstance(want, ImageError):
             assert isinstance(have, FailedImage)
