@@ -115,6 +115,16 @@ class DilatedReparamConv(nn.Module):
             self.bn = None
 
 
+def _four_levels(neck: str, in_channels, out_channels: int) -> list[int]:
+    """The four backbone levels' channels; each level's branch gets a quarter of ``out_channels``."""
+    in_channels = list(in_channels)
+    if len(in_channels) != 4:
+        raise ArchitectureError(f"{neck} needs 4 input levels, got in_channels={in_channels}")
+    if out_channels % 4:
+        raise ArchitectureError(f"{neck}: out_channels must be a multiple of 4, got {out_channels}")
+    return in_channels
+
+
 @register("neck")
 class RepLKFPN(nn.Module):
     """Args:
@@ -128,11 +138,7 @@ class RepLKFPN(nn.Module):
     def __init__(self, in_channels, out_channels: int, dilated_kernel_size: int = 7,
                  shortcut: bool = True, reparam: bool = False):
         super().__init__()
-        in_channels = list(in_channels)
-        if len(in_channels) != 4:
-            raise ArchitectureError(f"RepLKFPN needs 4 input levels, got in_channels={in_channels}")
-        if out_channels % 4:
-            raise ArchitectureError(f"RepLKFPN: out_channels must be a multiple of 4, got {out_channels}")
+        in_channels = _four_levels("RepLKFPN", in_channels, out_channels)
         self.out_channels = out_channels
         self.shortcut = shortcut
         q = out_channels // 4
@@ -166,10 +172,7 @@ class RepLKPAN(nn.Module):
 
     def __init__(self, in_channels, out_channels: int, intracl: bool = True, reparam: bool = False):
         super().__init__()
-        if len(in_channels) != 4:
-            raise ArchitectureError(f"RepLKPAN needs four input levels, got {list(in_channels)}")
-        if out_channels % 4:
-            raise ArchitectureError(f"RepLKPAN: out_channels must be a multiple of 4, got {out_channels}")
+        in_channels = _four_levels("RepLKPAN", in_channels, out_channels)
         self.out_channels = out_channels
         self.intracl = intracl
         q = out_channels // 4
