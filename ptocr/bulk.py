@@ -9,8 +9,9 @@ gives one result per page, in page order. The engine runs the pipeline's steps
 
 How the work is laid out (doc/bulk.md):
 
-* Images are taken in windows of ``batch_size``. Decoding and the detector's resize run in a
-  pool of worker threads, ahead of the models.
+* Images are taken in windows of ``batch_size`` (default: 8 on CUDA, 1 on the CPU, where a
+  batched detector call is slower per image than single ones). Decoding and the detector's
+  resize run in a pool of worker threads, ahead of the models.
 * Detection runs images of the same network input size together (bucketing; nothing is padded,
   so no map changes). DB post-processing, the boxes' reading order and the perspective crops
   run in the worker pool while the model computes the next bucket.
@@ -21,16 +22,19 @@ How the work is laid out (doc/bulk.md):
   a window that have the same input shape go through the model in one call (the GPU default:
   large batches are what pays there); on the CPU each group is its own call, as in
   ``ocr.read``, so the results are bit for bit ``ocr.read``'s.
-* On the CPU, ``lanes`` windows are in flight at once, each in its own thread with
-  ``threads // lanes`` intra-op threads: two single-thread model calls keep two cores busier
-  than one two-thread call on these small networks. On CUDA one lane; inputs are copied from
-  pinned memory without blocking, and TF32 is off unless asked for (``set_tf32``).
+* On the CPU, ``lanes`` windows run at once, each in its own thread with ``threads // lanes``
+  intra-op threads: two single-thread model calls keep two cores busier than one two-thread
+  call on these small networks. A lane that finishes takes the next window at once (results
+  wait for their turn, not lanes), and a window that starts when no other is left to run gets
+  every thread, so the last image is not read at half speed. On CUDA one lane; inputs are
+  copied from pinned memory without blocking, and TF32 is off unless asked for (``set_tf32``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
 from collections import defaultdict, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -151,7 +155,7 @@ class BulkReader:
 
     Args:
         batch_size: images per window: at most this many images per detector call, and the
-            images whose crops are merged (``merge``).
+            images whose crops are merged (``merge``); default 8 on CUDA, 1 on the CPU.
         merge: put same-shape crop groups of different images through one model call;
             default: on CUDA yes, on the CPU no (see the module's doc).
         lanes: windows in flight at once (CPU); default 1 on CUDA, else
@@ -162,18 +166,19 @@ class BulkReader:
         pdfs: read a PDF path as its pages (one result each); False: as an image (which fails).
     """
 
-    def __init__(self, pipeline, *, batch_size: int = 8, merge: bool | None = None, lanes: int | None = None,
+    def __init__(self, pipeline, *, batch_size: int | None = None, merge: bool | None = None, lanes: int | None = None,
                  workers: int = 2, pin_memory: bool | None = None, allow_tf32: bool = False, pdfs: bool = True):
-        if int(batch_size) < 1:
+        if batch_size is not None and int(batch_size) < 1:
             raise PtocrError(f"batch_size must be at least 1, got {batch_size!r}")
         if not hasattr(pipeline, "bulk_steps"):
             raise PtocrError(f"{type(pipeline).__name__} has no steps for bulk reading (bulk_steps)")
         self.steps = pipeline.bulk_steps()
-        self.batch_size = int(batch_size)
         cuda = any(p.device.type == "cuda" for p in self.steps.models)
+        self.batch_size = int(batch_size) if batch_size is not None else (8 if cuda else 1)
         self.merge = cuda if merge is None else bool(merge)
         self.lanes = max(1, int(lanes)) if lanes is not None else (1 if cuda else min(2, torch.get_num_threads()))
-        self.threads = max(1, torch.get_num_threads() // self.lanes)
+        self.all_threads = torch.get_num_threads()
+        self.threads = max(1, self.all_threads // self.lanes)
         self.workers = max(1, int(workers))
         self.pin_memory = cuda if pin_memory is None else bool(pin_memory)
         self.pdfs = bool(pdfs)
@@ -188,49 +193,67 @@ class BulkReader:
     def with_pages(self, images: Iterable) -> Iterator[tuple[str | None, int | None, Any]]:
         """``(source, 0-based page or None, result)`` per image / PDF page, in input order."""
         inputs = _expand(images, self.pdfs)
+        flow = _Flow()
         with ThreadPoolExecutor(self.workers, thread_name_prefix="ptocr-bulk") as pool, \
                 ThreadPoolExecutor(self.lanes, thread_name_prefix="ptocr-lane") as lanes:
             prepared: deque[Future] = deque()
-            running: deque[Future] = deque()
-            ahead = (self.lanes + 1) * self.batch_size  # decoded images waiting for a lane
+            running: deque[Future] = deque()  # in input order; twice the lanes, so none waits
+            ahead = (self.lanes + 1) * self.batch_size  # decoded images waiting for a window
 
             def fill() -> None:
-                for item, image in islice(inputs, max(0, ahead - len(prepared))):
+                want = max(0, ahead - len(prepared))
+                taken = 0
+                for item, image in islice(inputs, want):
                     prepared.append(pool.submit(_prepare, item, image, self.steps))
+                    taken += 1
+                flow.took(taken, exhausted=taken < want)
 
             fill()
             while prepared or running:
-                while prepared and len(running) < self.lanes:
+                while prepared and len(running) < 2 * self.lanes:
                     window = [prepared.popleft() for _ in range(min(self.batch_size, len(prepared)))]
-                    running.append(lanes.submit(self._window, window, pool))
                     fill()
+                    running.append(lanes.submit(self._window, window, pool, flow))
                 yield from running.popleft().result()
                 fill()
 
-    def _window(self, window: list[Future], pool: ThreadPoolExecutor) -> list[tuple]:
-        torch.set_num_threads(self.threads)  # this lane thread's intra-op threads
-        items = [f.result() for f in window]
-        ok = [it for it in items if it.error is None]
-        self._detect(ok, pool)
-        for stage in self.steps.stages:
-            self._crop_stage(stage, [it for it in ok if it.crops])
+    def _window(self, window: list[Future], pool: ThreadPoolExecutor, flow: "_Flow") -> list[tuple]:
+        try:
+            items = [f.result() for f in window]
+            ok = [it for it in items if it.error is None]
+            self._detect(ok, pool, flow, len(window))
+            for stage in self.steps.stages:
+                self._crop_stage(stage, [it for it in ok if it.crops], flow, len(window))
+        finally:
+            flow.done(len(window))
         return [(it.source, it.page_index, FailedImage(it.source, it.error, it.page_index) if it.error is not None
                  else self.steps.assemble(it)) for it in items]
 
-    def _detect(self, items: list[BulkItem], pool: ThreadPoolExecutor) -> None:
-        """Detector calls on images of one network size each; post-processing in the pool."""
+    def _forward(self, model, x: np.ndarray, flow: "_Flow", size: int):
+        # This lane thread's intra-op threads, decided per call: the lane's share while other
+        # images are in flight, every thread once this window's are the only ones left.
+        torch.set_num_threads(self.all_threads if flow.alone(size) else self.threads)
+        return model.forward(x, self.pin_memory)
+
+    def _detect(self, items: list[BulkItem], pool: ThreadPoolExecutor, flow: "_Flow", size: int) -> None:
+        """Detector calls on images of one network size each; post-processing in the pool
+        while the next call computes (the last call's in this lane: nothing is left to overlap)."""
         buckets: dict[tuple, list[BulkItem]] = defaultdict(list)
         for it in items:
             buckets[it.x.shape].append(it)
+        chunks = [chunk for bucket in buckets.values() for chunk in _chunks(bucket, self.batch_size)]
         posts = []
-        for bucket in buckets.values():
-            for chunk in _chunks(bucket, self.batch_size):
-                probs = self.steps.det.forward(np.stack([it.x for it in chunk]), self.pin_memory)
+        for k, chunk in enumerate(chunks):
+            probs = self._forward(self.steps.det, np.stack([it.x for it in chunk]), flow, size)
+            if k == len(chunks) - 1:
+                for it, prob in zip(chunk, probs):
+                    self.steps.boxes_and_crops(it, prob)
+            else:
                 posts += [pool.submit(self.steps.boxes_and_crops, it, prob) for it, prob in zip(chunk, probs)]
         for p in posts:
             p.result()
 
-    def _crop_stage(self, stage: CropStage, items: list[BulkItem]) -> None:
+    def _crop_stage(self, stage: CropStage, items: list[BulkItem], flow: "_Flow", size: int) -> None:
         """``stage`` over the crops of ``items``, batched as the pipeline batches one image's
         crops; with ``merge``, same-shape batches of different images in one call."""
         out: list[list] = [[None] * len(it.crops) for it in items]
@@ -240,7 +263,7 @@ class BulkReader:
                 groups[batch.shape[1:] if self.merge else (k, len(groups))].append((k, index, batch))
         for parts in groups.values():
             for call in _calls(parts, CROP_ROWS):
-                results = stage.post(stage.model.forward(np.concatenate([b for _, _, b in call]), self.pin_memory))
+                results = stage.post(self._forward(stage.model, np.concatenate([b for _, _, b in call]), flow, size))
                 row = 0
                 for k, index, batch in call:
                     for i, res in zip(index, results[row:row + len(batch)]):
@@ -248,6 +271,30 @@ class BulkReader:
                     row += len(batch)
         for it, results in zip(items, out):
             stage.finish(it, results)
+
+
+class _Flow:
+    """What the lanes share: how many inputs are taken and not yet through the models, and
+    whether the inputs are used up."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.pending = 0
+        self.exhausted = False
+
+    def took(self, count: int, *, exhausted: bool) -> None:
+        with self.lock:
+            self.pending += count
+            self.exhausted = self.exhausted or exhausted
+
+    def done(self, count: int) -> None:
+        with self.lock:
+            self.pending -= count
+
+    def alone(self, size: int) -> bool:
+        """A window of ``size`` inputs is all that is left: no input to take, none elsewhere."""
+        with self.lock:
+            return self.exhausted and self.pending == size
 
 
 def _calls(parts: list, rows: int) -> Iterator[list]:
@@ -263,13 +310,13 @@ def _calls(parts: list, rows: int) -> Iterator[list]:
         yield call
 
 
-def iter_read(ocr, images: Iterable, *, batch_size: int = 8, **kw) -> Iterator[OCRResult | FailedImage]:
+def iter_read(ocr, images: Iterable, *, batch_size: int | None = None, **kw) -> Iterator[OCRResult | FailedImage]:
     """Yield ``ocr.read(image)`` for each of ``images`` (a ``FailedImage`` where an input cannot be
     read), in input order, batched across images (``BulkReader``'s keywords)."""
     return BulkReader(ocr, batch_size=batch_size, **kw)(images)
 
 
-def iter_pipeline(pipeline, images: Iterable, *, batch_size: int = 8) -> Iterator[OCRResult | FailedImage]:
+def iter_pipeline(pipeline, images: Iterable, *, batch_size: int | None = None) -> Iterator[OCRResult | FailedImage]:
     """Exactly one item per input (a PDF is not expanded into pages: it fails as an image):
     ``pipeline.iter_many`` where the pipeline has it (``OCR``, ``OCR3``: batched across images);
     else its ``read`` one image at a time, an unreadable input a ``FailedImage`` as well."""
@@ -283,7 +330,7 @@ def iter_pipeline(pipeline, images: Iterable, *, batch_size: int = 8) -> Iterato
             yield FailedImage(source_name(image), str(e))
 
 
-def read_many(ocr, images: Iterable, *, batch_size: int = 8, **kw) -> list[OCRResult | FailedImage]:
+def read_many(ocr, images: Iterable, *, batch_size: int | None = None, **kw) -> list[OCRResult | FailedImage]:
     """``list(iter_read(...))``."""
     return list(iter_read(ocr, images, batch_size=batch_size, **kw))
 

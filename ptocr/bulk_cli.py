@@ -37,8 +37,9 @@ def bulk_options(command: Callable) -> Callable:
                      help="Bulk mode: write one JSON line per image (per page of a PDF) to this file as it goes; "
                           "a rerun with the same file skips the images and pages already in it. Arguments may be folders (searched "
                           "recursively) and .txt lists (one path or URI per line)."),
-        click.option("--batch-size", "bulk_batch_size", type=click.IntRange(min=1), default=8, show_default=True,
-                     help="With --out: images per detector batch and crop-merging window."),
+        click.option("--batch-size", "bulk_batch_size", type=click.IntRange(min=1), default=None,
+                     help="With --out: images per detector batch and crop-merging window "
+                          "[default: 8 on CUDA, 1 on the CPU]."),
         click.option("--ray", "bulk_ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
                      help="With --out: run on a Ray cluster (ptocr[ray]); without ADDRESS a local one. "
                           "Give it as --ray=ADDRESS, or last."),
@@ -110,7 +111,7 @@ class Progress:
             self.file.flush()
 
 
-def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int = 8, bulk_ray: str | None = None,
+def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None = None, bulk_ray: str | None = None,
         bulk_actors: int = 1, device=None) -> int:
     """The bulk mode of ``ptocr ocr``; returns the number of inputs (images, PDF pages, PDFs
     that cannot be opened) that could not be read. ``build()`` makes the pipeline (``OCR`` or

@@ -136,12 +136,12 @@ class OCR:
         ]
         return OCRResult(lines, source=source, image=img)
 
-    def read_many(self, images, batch_size: int = 8, **kw) -> list:
+    def read_many(self, images, batch_size: int | None = None, **kw) -> list:
         """Many images (and PDFs: one result per page) at once, batched across them
         (``ptocr.bulk.read_many``); each result is ``read``'s."""
         return read_many(self, images, batch_size=batch_size, **kw)
 
-    def iter_many(self, images, batch_size: int = 8, **kw):
+    def iter_many(self, images, batch_size: int | None = None, **kw):
         """``read_many`` as an iterator, for streams too large for memory (``ptocr.bulk.iter_read``)."""
         return iter_read(self, images, batch_size=batch_size, **kw)
 

@@ -28,17 +28,21 @@ from ptocr.pipeline import OCR
 __all__ = ["OCRBatchPredictor", "run_on_ray"]
 
 
+# Rows per map_batches call when no batch size is given: enough to fill a GPU window.
+RAY_ROWS = 8
+
+
 class OCRBatchPredictor:
     """``build``: a function of no arguments that returns the ``OCR`` (pickled to the actors);
     or the models as ``OCR`` takes them (``det``, ``rec``, ``cls``, ``device``, ``dtype``).
     ``column``: the batch column holding the image paths / URIs."""
 
     def __init__(self, build: Callable[[], OCR] | None = None, *, det=None, rec=None, cls=None, device=None,
-                 dtype=None, batch_size: int = 8, column: str = "image"):
+                 dtype=None, batch_size: int | None = None, column: str = "image"):
         if build is None:
             build = partial(OCR, det, rec, cls, device=device, dtype=dtype)
         self.ocr = build()
-        self.batch_size = int(batch_size)
+        self.batch_size = None if batch_size is None else int(batch_size)  # None: BulkReader's default
         self.column = column
 
     def __call__(self, batch: dict) -> dict:
@@ -49,7 +53,7 @@ class OCRBatchPredictor:
                 "error": np.array([r.get("error", "") for r in records], dtype=object)}
 
 
-def run_on_ray(names: list[str], build: Callable[[], OCR], *, address: str = "local", batch_size: int = 8,
+def run_on_ray(names: list[str], build: Callable[[], OCR], *, address: str = "local", batch_size: int | None = None,
                actors: int = 1, gpus: float = 0.0) -> Iterator[tuple[str, str, str | None]]:
     """Read ``names`` on the Ray cluster at ``address`` ("local": start one here; ignored when
     ray is already initialized in this process) with ``actors`` model copies, each with
@@ -64,6 +68,6 @@ def run_on_ray(names: list[str], build: Callable[[], OCR], *, address: str = "lo
     ray.data.DataContext.get_current().enable_progress_bars = False  # ptocr draws its own
     ds = ray.data.from_items([{"image": n} for n in names])
     ds = ds.map_batches(OCRBatchPredictor, fn_constructor_args=(build,), fn_constructor_kwargs={"batch_size": batch_size},
-                        batch_size=batch_size, batch_format="numpy", concurrency=actors, num_gpus=gpus)
+                        batch_size=batch_size or RAY_ROWS, batch_format="numpy", concurrency=actors, num_gpus=gpus)
     for row in ds.iter_rows():
         yield str(row["image"]), str(row["line"]), (str(row["error"]) or None)

@@ -338,10 +338,11 @@ def convert_load_worker(shared: Path, repeat: int) -> dict[str, float]:
 # (label, read_many keywords) timed against the per-image loop; None: the loop itself.
 # The loop at one intra-op thread shows how much of read_many's gain is its lanes' thread count.
 BULK_MODES = (("per-image loop (OCR.read)", None), ("per-image loop, 1 intra-op thread", 1), ("read_many", {}),
-              ("read_many lanes=1", {"lanes": 1}), ("read_many merge=True", {"merge": True}))
+              ("read_many lanes=1", {"lanes": 1}), ("read_many batch_size=8", {"batch_size": 8}),
+              ("read_many merge=True", {"merge": True}))
 
 
-def bulk_worker(shared: Path, repeat: int, device: str, dtype: str, batch_size: int) -> dict[str, dict]:
+def bulk_worker(shared: Path, repeat: int, device: str, dtype: str, batch_size: int | None) -> dict[str, dict]:
     """Seconds per pass over every scene file (decoding included) per mode; the modes take turns
     pass by pass, so a slow spell of a shared machine hits every mode alike."""
     folders = [shared / "paddle_models" / MODELS[t] for t in ("det", "rec", "cls")]
@@ -350,7 +351,7 @@ def bulk_worker(shared: Path, repeat: int, device: str, dtype: str, batch_size: 
 
     def run(kw):
         if isinstance(kw, dict):
-            return ocr.read_many(images, batch_size=batch_size, **kw)
+            return ocr.read_many(images, **{"batch_size": batch_size, **kw})
         threads = torch.get_num_threads()
         torch.set_num_threads(kw or threads)
         try:
@@ -405,7 +406,8 @@ def _run_worker(kind: str, args, env, inductor_cache: str | None = None) -> obje
         done = subprocess.run([sys.executable, "-m", "tools.bench", "--worker", kind, "--shared", str(args.shared),
                                "--threads", str(args.threads), "--repeat", str(args.repeat),
                                *(["--stages", *args.stages] if args.stages else []),
-                               "--device", args.device, "--dtype", args.dtype, "--batch-size", str(args.batch_size)],
+                               "--device", args.device, "--dtype", args.dtype,
+                               *(["--batch-size", str(args.batch_size)] if args.batch_size else [])],
                               capture_output=True, text=True, check=False,
                               env=dict(env, TORCHINDUCTOR_CACHE_DIR=inductor_cache or fresh, PYTHONPATH=pythonpath))
     if done.returncode != 0:
@@ -453,9 +455,9 @@ def stage_table(times: dict[str, dict[str, float]]) -> str:
              + " | optimized / plain | " + " | ".join(f"{e.removeprefix('PyTorch ')} / best other (target <= 1.0)" for e in ours) + " |",
              "|---|" + "---|" * (len(engines) + 1 + len(ours))]
     for label in times[TORCH_OPT]:
-        best = min(OTHERS, key=lambda o: times[o][label])
+        best = min((o for o in OTHERS if o in times), key=lambda o: times[o][label])
         lines.append(f"| {label} | " + " | ".join(_cell(times[e][label], ".1f") for e in engines)
-                     + f" | {times[TORCH_OPT][label] / times[TORCH_PLAIN][label]:.2f} | "
+                     + (f" | {times[TORCH_OPT][label] / times[TORCH_PLAIN][label]:.2f} | " if TORCH_PLAIN in times else " | | ")
                      + " | ".join(_cell(times[e][label] / times[best][label], ".2f") + f" ({best})" for e in ours) + " |")
     for engine, caption in _FIRST_CAPTIONS.items():
         if engine in times:
@@ -498,12 +500,18 @@ def main(argv=None) -> int:
                    help="parts to leave out")
     p.add_argument("--device", default="cpu", help="bulk section: the device the pipeline runs on (cpu, cuda)")
     p.add_argument("--dtype", default="float32", help="bulk section: the pipeline's dtype")
-    p.add_argument("--batch-size", type=int, default=8, help="bulk section: read_many's batch_size")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="bulk section: read_many's batch_size (default: its own, 8 on CUDA, 1 on the CPU)")
     p.add_argument("--stages", nargs="*", default=None, metavar="TEXT",
                    help="time only the stages whose label contains one of these (e.g. cls, 'rec batch 6')")
+    p.add_argument("--engines", nargs="*", default=None, choices=ENGINES, metavar="ENGINE",
+                   help="stages section: time only these engines (PyTorch optimized and one other at least); "
+                        f"default all: {', '.join(ENGINES)}")
     p.add_argument("--out", type=Path, default=None, help="write doc/benchmarks.md-style markdown here")
     p.add_argument("--worker", choices=WORKERS, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.engines is not None and (TORCH_OPT not in args.engines or not set(args.engines) & set(OTHERS)):
+        p.error(f"--engines needs {TORCH_OPT!r} and one of {', '.join(OTHERS)} (the ratios compare them)")
     if args.worker:
         print(json.dumps(worker(args.worker, args.shared, args.threads, args.repeat, args.stages,
                                 (args.device, args.dtype, args.batch_size))))
@@ -514,7 +522,8 @@ def main(argv=None) -> int:
     sections = []
     started = time.perf_counter()
     if "stages" not in args.skip:
-        times = stage_rounds(args, env, (*ENGINES, *((TORCH_BF16,) if args.bf16_latency else ())))
+        engines = [e for e in ENGINES if args.engines is None or e in args.engines]
+        times = stage_rounds(args, env, (*engines, *((TORCH_BF16,) if args.bf16_latency else ())))
         sections.append(("stages", "Stages (median ms per call)", stage_table(times)))
         print(sections[-1][2], flush=True)
     if "e2e" not in args.skip:
@@ -534,7 +543,7 @@ def main(argv=None) -> int:
 
     if "bulk" not in args.skip:
         sections.append(("bulk", f"Bulk: OCR.read_many against the per-image loop ({args.device}, {args.dtype}, "
-                         f"batch_size {args.batch_size}, files decoded in the timing)",
+                         f"batch_size {args.batch_size or 'default'}, files decoded in the timing)",
                          bulk_table(_run_worker("bulk", args, env))))
         print(sections[-1][2], flush=True)
 
