@@ -29,12 +29,13 @@ import torch
 import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
+from ptocr.models.conv_activation import ACTIVATIONS, ConvActivation2d
 from ptocr.models.float64 import float64_members, model_dtype
 from ptocr.models.layers import GlobalAvgPool, SEModule, bn_scale_shift
 from ptocr.models.reparam import fuse_reparameterizable, install_inference_forms, replace_submodule
 
 __all__ = ["INFERENCE_OPTIONS", "TASK_SETTINGS", "inference_settings", "compile_for_inference", "for_inference",
-           "fold_batch_norms", "se_as_matrices", "for_fixed_shape_graph", "example_input"]
+           "fold_batch_norms", "fused_conv_activations", "se_as_matrices", "for_fixed_shape_graph", "example_input"]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _ACTS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)
@@ -122,6 +123,26 @@ def _foldable_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, 
     trace = _Trace(model, example)
     pairs = [(trace.sole_reader_of_conv(n), n) for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
     return [(c, bn) for c, bn in pairs if c is not None]
+
+
+def fused_conv_activations(model: nn.Module, example: torch.Tensor) -> int:
+    """Each ReLU / Hardswish / SiLU module that alone reads a plain conv's output becomes part of
+    that conv (``ConvActivation2d``: one oneDNN primitive in eager float32 on the CPU, the two
+    ops elsewhere) and an ``nn.Identity``. Returns how many."""
+    trace = _Trace(model, example)
+    done = 0
+    for name, m in list(model.named_modules()):
+        spec = ACTIVATIONS.get(type(m))
+        conv_name = trace.sole_reader_of_conv(name) if spec is not None else None
+        if conv_name is None:
+            continue
+        conv = model.get_submodule(conv_name)
+        if type(conv) is not nn.Conv2d or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            continue
+        ConvActivation2d.take_over(conv, spec[0])
+        replace_submodule(model, name, nn.Identity())
+        done += 1
+    return done
 
 
 def activations_in_place(model: nn.Module, example: torch.Tensor) -> int:
@@ -236,6 +257,7 @@ def _optimize(model: nn.Module, example: torch.Tensor, channels_last: bool, fold
     example = example.to(next(model.parameters()).device, model_dtype(model))
     if fold_bns:
         fold_batch_norms(model, example)
+    fused_conv_activations(model, example)
     activations_in_place(model, example)
     se_as_matrices(model)
     if channels_last:

@@ -212,19 +212,23 @@ class LearnableRepLayer(nn.Module):
 class FoldedRepLayer(nn.Module):
     """A fused ``LearnableRepLayer`` with ``w`` and ``b`` inside the conv, for inference only.
     Its activation ``scale * hardswish(y) + bias`` runs in place on the conv output, which
-    nothing else reads: the same values, without allocating two more full-size tensors."""
+    nothing else reads: the same values, without allocating two more full-size tensors. The
+    hardswish is a module, so ``ptocr.optimize`` fuses it into the conv's kernel (or, where it
+    cannot, makes it in place); built out of place, so that pass sees the conv's output read by
+    the hardswish alone and not by the in-place affine after it."""
 
     def __init__(self, conv: nn.Conv2d, activation: AffineHardswish | None):
         super().__init__()
         self.conv = conv
+        self.act = None if activation is None else nn.Hardswish()
         self.act_scale = None if activation is None else activation.scale
         self.act_bias = None if activation is None else activation.bias
 
     def forward(self, x):
         x = self.conv(x)
-        if self.act_scale is None:
+        if self.act is None:
             return x
-        return F.hardswish(x, inplace=True).mul_(self.act_scale).add_(self.act_bias)
+        return self.act(x).mul_(self.act_scale).add_(self.act_bias)
 
 
 class LCNetV3Block(nn.Module):
