@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from ptocr.architectures import ARCHITECTURES
-from ptocr.models.backbones.pplcnetv3 import FoldedRepLayer
+from ptocr.models.backbones.pplcnetv3 import FoldedRepLayer, LCNetV3Block
 from ptocr.models.build import build_model
 from ptocr.models.layers import GlobalAvgPool, SEModule
 from ptocr.optimize import (
@@ -104,6 +104,9 @@ def test_rep_layers_folded_and_float32_close():
     x = example_input(ARCHITECTURES["ch_PP-OCRv4_rec"])
     fast = for_inference(plain, x, channels_last=True)
     assert any(isinstance(m, FoldedRepLayer) for m in fast.modules())
+    # Blocks without SE: the depthwise layer's output affine is the pointwise conv's now.
+    taken = [m for m in fast.modules() if isinstance(m, FoldedRepLayer) and m.act is not None and m.act_scale is None]
+    assert len(taken) == sum(1 for m in plain.modules() if isinstance(m, LCNetV3Block) and not m.use_se) > 0
     with torch.no_grad():
         a, b = plain(x), fast(x)
     assert (a - b).abs().max() <= 1e-4 * a.abs().max()
