@@ -78,3 +78,11 @@ def test_the_documents_parts_are_well_formed():
     ends = bench_doc.re.findall(r"<!-- /bench:(\w+):(\w+) -->", text)
     assert starts and starts == ends and len(set(starts)) == len(starts)
     assert ("intel", "stages") in starts
+
+
+def test_a_gpu_bulk_run_has_its_own_part():
+    gpu = bench_doc.CpuInfo("GPU", "NVIDIA H200 (host Intel CPU, 16 logical cores)", (), "CUDA 13.0, cuDNN 91000", 16)
+    doc = bench_doc.update("", _cpu("Intel"), "bulk", "intel bulk", "NOTES")
+    doc = bench_doc.update(doc, gpu, "bulk", "h200 bulk", "NOTES")
+    assert "intel bulk" in doc and doc.index("## Intel") < doc.index("## GPU") < doc.index("h200 bulk")
+    assert "NVIDIA H200" in gpu.describe() and "CUDA 13.0" in gpu.describe() and "ISA" not in gpu.describe()

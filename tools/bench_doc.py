@@ -38,6 +38,9 @@ class CpuInfo:
         return self.family.lower()
 
     def describe(self) -> str:
+        if self.family == "GPU":
+            return (f"{self.model}, {self.capability}, PyTorch {torch.__version__}, {platform.system()} "
+                    f"{platform.release()}, Python {platform.python_version()}")
         return (f"{self.model} ({self.family}), {self.cores} logical cores, ISA {' '.join(self.isa) or 'none listed'}, "
                 f"PyTorch CPU capability {self.capability}, {platform.system()} {platform.release()}, "
                 f"Python {platform.python_version()}")
@@ -61,6 +64,14 @@ def cpu_info() -> CpuInfo:
     except OSError:  # not Linux: no flags to read
         family, model, isa = platform.machine() or "unknown", platform.processor() or "unknown CPU", ()
     return CpuInfo(family, model, isa, torch.backends.cpu.get_cpu_capability(), os.cpu_count() or 0)
+
+
+def gpu_info(device: str, host: CpuInfo) -> CpuInfo:
+    """The CUDA device ``device`` as a machine of family "GPU" (its own part of the file), the
+    host CPU named in its model."""
+    name = torch.cuda.get_device_name(torch.device(device))
+    return CpuInfo("GPU", f"{name} (host {host.model}, {host.cores} logical cores)", (),
+                   f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}", host.cores)
 
 
 def _markers(family_key: str, section: str) -> tuple[str, str]:
