@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ptocr.models.backbones.pplcnetv3 import FoldedRepLayer, LearnableRepLayer, PPLCNetV3
+from ptocr.models.backbones.pplcnetv3 import FoldedRepLayer, LCNetV3Block, LearnableRepLayer, PPLCNetV3
 from ptocr.models.heads.db_head import DBHead
 from ptocr.models.model import OCRModel
 from ptocr.models.necks.rsefpn import RSEFPN
@@ -193,7 +193,10 @@ def test_rep_layer_follows_the_reparam_protocol():
         before = m(x)
         n = install_inference_forms(fuse_reparameterizable(m))
         after = m(x)
-    assert n == sum(isinstance(l, FoldedRepLayer) for l in m.modules()) > 0
+    # Each block is installed whole (its two rep layers folded, the affine between them moved
+    # into the pointwise conv where no SE sits there): one replacement per block.
+    blocks = sum(isinstance(l, LCNetV3Block) for l in m.modules())
+    assert n == blocks > 0 and sum(isinstance(l, FoldedRepLayer) for l in m.modules()) == 2 * blocks
     assert not any(isinstance(l, LearnableRepLayer) for l in m.modules())
     torch.testing.assert_close(after, before, rtol=0, atol=1e-5)
 
