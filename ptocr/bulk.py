@@ -50,7 +50,7 @@ from ptocr.errors import ImageError, PtocrError
 from ptocr.pdf import PdfError, is_pdf, pdf_pages
 from ptocr.result import OCRResult
 
-__all__ = ["BulkReader", "FailedImage", "PdfPages", "compile_for_fixed_shapes", "is_uri", "iter_pipeline", "iter_read",
+__all__ = ["BulkReader", "BulkReading", "FailedImage", "PdfPages", "compile_for_fixed_shapes", "is_uri", "iter_pipeline", "iter_read",
            "lines_of", "read_many", "read_uri", "set_tf32", "source_name"]
 
 # Most crop rows one merged classifier / recognizer call takes (merge=True): whole groups are
@@ -333,6 +333,19 @@ def iter_pipeline(pipeline, images: Iterable, *, batch_size: int | None = None) 
 def read_many(ocr, images: Iterable, *, batch_size: int | None = None, **kw) -> list[OCRResult | FailedImage]:
     """``list(iter_read(...))``."""
     return list(iter_read(ocr, images, batch_size=batch_size, **kw))
+
+
+class BulkReading:
+    """``read_many`` / ``iter_many`` for a pipeline that gives its ``bulk_steps()`` (``OCR``, ``OCR3``)."""
+
+    def read_many(self, images, batch_size: int | None = None, **kw) -> list:
+        """Many images (and PDFs: one result per page) at once, batched across them
+        (``ptocr.bulk.read_many``); each result is ``read``'s."""
+        return read_many(self, images, batch_size=batch_size, **kw)
+
+    def iter_many(self, images, batch_size: int | None = None, **kw):
+        """``read_many`` as an iterator, for streams too large for memory (``ptocr.bulk.iter_read``)."""
+        return iter_read(self, images, batch_size=batch_size, **kw)
 
 
 def compile_for_fixed_shapes(ocr, mode: str = "reduce-overhead") -> None:

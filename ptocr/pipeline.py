@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ptocr.bulk import iter_read, read_many
+from ptocr.bulk import BulkReading
 from ptocr.bulk_steps import TextSystemSteps
 from ptocr.errors import PtocrError
 from ptocr.loading import load_predictor
@@ -50,7 +50,7 @@ def as_predictor(source, task: str, device=None, dtype=None, optimize: bool = Tr
 _predictor = as_predictor  # the name this module's code used before the 3.x pipeline shared it
 
 
-class OCR:
+class OCR(BulkReading):
     """Image(s) in, text lines (box, text, score, angle) out.
 
     Args:
@@ -135,15 +135,6 @@ class OCR:
             if score >= self.drop_score  # TextSystem keeps score >= drop_score
         ]
         return OCRResult(lines, source=source, image=img)
-
-    def read_many(self, images, batch_size: int | None = None, **kw) -> list:
-        """Many images (and PDFs: one result per page) at once, batched across them
-        (``ptocr.bulk.read_many``); each result is ``read``'s."""
-        return read_many(self, images, batch_size=batch_size, **kw)
-
-    def iter_many(self, images, batch_size: int | None = None, **kw):
-        """``read_many`` as an iterator, for streams too large for memory (``ptocr.bulk.iter_read``)."""
-        return iter_read(self, images, batch_size=batch_size, **kw)
 
     def bulk_steps(self) -> TextSystemSteps:
         return TextSystemSteps(self)

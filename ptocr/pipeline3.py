@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ptocr.bulk import iter_read, read_many
+from ptocr.bulk import BulkReading
 from ptocr.bulk_steps import Pipeline3Steps
 from ptocr.errors import PtocrError
 from ptocr.manifest import load_manifest
@@ -58,7 +58,7 @@ class UnwarpingUnavailable(PtocrError):
     """Document unwarping (UVDoc) was asked for: ptocr has neither its architecture nor its weights."""
 
 
-class OCR3:
+class OCR3(BulkReading):
     """Image(s) or PDF pages in, PaddleOCR 3.x's results out (``OCR3Result`` per image / page).
 
     Args:
@@ -230,15 +230,6 @@ class OCR3:
                 out += self.read_pdf(image, pages) if is_pdf(image) else [self.read(image)]
             return out
         return self.read_pdf(images, pages) if is_pdf(images) else self.read(images)
-
-    def read_many(self, images, batch_size: int | None = None, **kw) -> list:
-        """Many images (and PDFs: one result per page) at once, batched across them
-        (``ptocr.bulk.read_many``); each result is ``read``'s."""
-        return read_many(self, images, batch_size=batch_size, **kw)
-
-    def iter_many(self, images, batch_size: int | None = None, **kw):
-        """``read_many`` as an iterator, for streams too large for memory (``ptocr.bulk.iter_read``)."""
-        return iter_read(self, images, batch_size=batch_size, **kw)
 
     def bulk_steps(self) -> Pipeline3Steps:
         return Pipeline3Steps(self)
