@@ -137,7 +137,7 @@ def fused_conv_activations(model: nn.Module, example: torch.Tensor) -> int:
         if conv_name is None:
             continue
         conv = model.get_submodule(conv_name)
-        if type(conv) is not nn.Conv2d or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        if not ConvActivation2d.can_take(conv):
             continue
         ConvActivation2d.take_over(conv, spec[0])
         replace_submodule(model, name, nn.Identity())

@@ -48,10 +48,15 @@ class ConvActivation2d(nn.Conv2d):
 
     activation: str
 
+    @staticmethod
+    def can_take(conv: nn.Module) -> bool:
+        """A plain zero-padded ``Conv2d`` with numeric padding: what the fused kernel computes."""
+        return type(conv) is nn.Conv2d and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+
     @classmethod
     def take_over(cls, conv: nn.Conv2d, activation: str) -> "ConvActivation2d":
         """``conv`` itself, now computing ``activation`` after it."""
-        if type(conv) is not nn.Conv2d or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        if not cls.can_take(conv):
             raise ValueError(f"ConvActivation2d takes a plain zero-padded Conv2d, not {conv!r}")
         if activation not in _PLAIN:
             raise ValueError(f"no fused kernel for activation {activation!r}; known: {', '.join(_PLAIN)}")
