@@ -25,6 +25,29 @@ def pytest_configure(config):
 
 
 @contextmanager
+def intra_op_threads(count: int):
+    """torch's intra-op threads set to ``count`` inside the block, restored after. One thread in
+    the pipeline tests: on a busy 2-core runner two OpenMP threads competing with another process
+    make the small recognizer batches ~10x slower (and a CLI child runs at OMP_NUM_THREADS=1)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def converted_folders(shared_dir: Path, out: Path, folders: dict[str, str]) -> dict[str, Path]:
+    """``{key: Paddle folder name}`` of ``shared_dir/paddle_models`` -> ``{key: .safetensors}`` in ``out``."""
+    from ptocr.conversion import convert_once
+
+    return {key: convert_once(shared_dir / "paddle_models" / folder, out / f"{folder}.safetensors")
+            for key, folder in folders.items()}
+
+
+@contextmanager
 def recorded_batches(predictor):
     """The shape of every batch ``predictor``'s model is called on inside the ``with`` block."""
     shapes: list[tuple[int, ...]] = []

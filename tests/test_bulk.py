@@ -9,10 +9,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import recorded_batches
+from conftest import converted_folders, intra_op_threads, recorded_batches
 
 from ptocr.bulk import BulkReader, FailedImage, is_uri, iter_pipeline, read_uri
-from ptocr.conversion import convert_once
 from ptocr.errors import ImageError, PtocrError
 from ptocr.pipeline import OCR
 
@@ -26,18 +25,13 @@ MERGED_SCORE_GAP = 1e-5
 
 @pytest.fixture(scope="module")
 def model_files(shared_dir, tmp_path_factory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("bulk_models")
-    return {task: convert_once(shared_dir / "paddle_models" / folder, out / f"{folder}.safetensors")
-            for task, folder in MODELS.items()}
+    return converted_folders(shared_dir, tmp_path_factory.mktemp("bulk_models"), MODELS)
 
 
 @pytest.fixture(scope="module")
 def ocr(model_files):
-    # One intra-op thread, as tests/test_pipeline.py: fast on a busy 2-core runner.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield OCR(model_files["det"], model_files["rec"], model_files["cls"])
-    torch.set_num_threads(threads)
+    with intra_op_threads(1):
+        yield OCR(model_files["det"], model_files["rec"], model_files["cls"])
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import converted_folders, intra_op_threads
 
 from ptocr.bulk_cli import expand_inputs
-from ptocr.conversion import convert_once
 from ptocr.errors import ImageError
 from ptocr.jsonl_results import encode, record
 from ptocr.pipeline import OCR
@@ -30,8 +29,8 @@ SCENES = ("ger_1.jpg", "japan_1.jpg", "00018069.jpg", "00009282.jpg", "ger_2.jpg
 def model_args(shared_dir, tmp_path_factory) -> list[str]:
     out = tmp_path_factory.mktemp("bulk_cli_models")
     args = ["--pipeline", "ch_PP-OCRv4"]  # PaddleOCR 2.x's rules: the batched engine (ptocr.bulk)
-    for task, folder in MODELS.items():
-        args += [f"--{task}", str(convert_once(shared_dir / "paddle_models" / folder, out / f"{folder}.safetensors"))]
+    for task, path in converted_folders(shared_dir, out, MODELS).items():
+        args += [f"--{task}", str(path)]
     return args
 
 
@@ -110,11 +109,9 @@ def test_killed_run_resumes_each_image_once(folder, model_args, tmp_path, model_
 
 @pytest.fixture(scope="module")
 def model_files_ocr(model_args):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     files = dict(zip(model_args[2::2], model_args[3::2]))
-    yield OCR(files["--det"], files["--rec"], files["--cls"])
-    torch.set_num_threads(threads)
+    with intra_op_threads(1):
+        yield OCR(files["--det"], files["--rec"], files["--cls"])
 
 
 def test_no_images_is_bad_input(tmp_path, model_args):

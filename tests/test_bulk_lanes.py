@@ -10,6 +10,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import intra_op_threads
 
 from ptocr.bulk import BulkReader
 from ptocr.bulk_steps import CropStage
@@ -82,10 +83,8 @@ class _Pipeline:
 
 @pytest.fixture
 def two_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
+    with intra_op_threads(2):
+        yield
 
 
 def test_a_free_lane_does_not_wait_for_the_oldest_window(two_threads):

@@ -19,12 +19,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
-from conftest import recorded_batches
+from conftest import converted_folders, intra_op_threads, recorded_batches
 from test_pdf import PAGES, write_pdf
 
 from ptocr.bulk import FailedImage, PdfPages
-from ptocr.conversion import convert_once
 from ptocr.errors import ImageError
 from ptocr.jsonl_results import encode, record
 from ptocr.pipeline3 import OCR3
@@ -38,17 +36,13 @@ SCENES = ("ger_1.jpg", "japan_1.jpg")
 
 @pytest.fixture(scope="module")
 def model_files(shared_dir, tmp_path_factory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("bulk3_models")
-    return {task: convert_once(shared_dir / "paddle_models" / folder, out / f"{folder}.safetensors")
-            for task, folder in MODELS.items()}
+    return converted_folders(shared_dir, tmp_path_factory.mktemp("bulk3_models"), MODELS)
 
 
 @pytest.fixture(scope="module")
 def ocr(model_files):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as the CLI child below (OMP_NUM_THREADS=1): the same rounding
-    yield OCR3(model_files["det"], model_files["rec"], model_files["cls"])
-    torch.set_num_threads(threads)
+    with intra_op_threads(1):  # as the CLI child below (OMP_NUM_THREADS=1): the same rounding
+        yield OCR3(model_files["det"], model_files["rec"], model_files["cls"])
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
+from conftest import converted_folders, intra_op_threads
 
 import ptocr
 from ptocr.errors import PtocrError
-from ptocr.conversion import convert_once
 from ptocr.pipeline import OCR
 from ptocr.pipeline3 import OCR3
 
@@ -40,21 +39,14 @@ def reference() -> dict:
 @pytest.fixture(scope="module")
 def model_files(shared_dir, reference, tmp_path_factory) -> dict[str, Path]:
     """The reference's three Paddle folders, converted once to .safetensors."""
-    out = tmp_path_factory.mktemp("pipeline_models")
-    return {
-        arg.split("_")[0]: convert_once(shared_dir / "paddle_models" / folder, out / f"{folder}.safetensors")
-        for arg, folder in reference["models"].items()
-    }
+    return converted_folders(shared_dir, tmp_path_factory.mktemp("pipeline_models"),
+                             {arg.split("_")[0]: folder for arg, folder in reference["models"].items()})
 
 
 @pytest.fixture(scope="module")
 def ocr(model_files):
-    # One intra-op thread: on a busy 2-core runner, 2 OpenMP threads competing with another
-    # process make the small recogniser batches ~10x slower; 1 thread keeps this test fast.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield OCR(model_files["det"], model_files["rec"], model_files["cls"])
-    torch.set_num_threads(threads)
+    with intra_op_threads(1):
+        yield OCR(model_files["det"], model_files["rec"], model_files["cls"])
 
 
 def _max_corner_gap(a, b) -> float:
@@ -181,14 +173,10 @@ def test_cli_ocr(model_files, small_scene, tmp_path):
     models = ["--det", str(model_files["det"]), "--rec", str(model_files["rec"]), "--cls", str(model_files["cls"])]
     out = tmp_path / "out.json"
     runner = CliRunner()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with intra_op_threads(1):
         ok = runner.invoke(main, ["ocr", str(small_scene), "--pipeline", "ch_PP-OCRv4", *models, "--json", str(out),
                                   "--vis", str(tmp_path / "v")])
         badrun = runner.invoke(main, ["ocr", str(bad), "--pipeline", "ch_PP-OCRv4", *models])
-    finally:
-        torch.set_num_threads(threads)
     assert ok.exit_code == 0, ok.output
     data = json.loads(out.read_text(encoding="utf-8"))
     assert list(data) == [str(small_scene)] and data[str(small_scene)][0]["text"]
@@ -211,17 +199,13 @@ def _load_reference(name: str) -> dict:
 def v5_files(shared_dir, tmp_path_factory) -> dict[str, Path]:
     """The 3.x reference's Paddle folders (the same in both fixtures), converted once."""
     ref = _load_reference(V5_REFERENCES[0])
-    out = tmp_path_factory.mktemp("pipeline3_models")
-    return {stem: convert_once(shared_dir / "paddle_models" / folder, out / f"{folder}.safetensors")
-            for stem, folder in ref["model_folders"].items()}
+    return converted_folders(shared_dir, tmp_path_factory.mktemp("pipeline3_models"), ref["model_folders"])
 
 
 @pytest.fixture(scope="module")
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with intra_op_threads(1):
+        yield
 
 
 def _ocr3(files, textline: bool, **kw) -> OCR3:
