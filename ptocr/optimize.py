@@ -8,6 +8,8 @@
 * every batch norm that directly and solely consumes a conv's output folded into that conv
   (the BN becomes ``nn.Identity``);
 * squeeze-excitation convs (on a 1x1 map) run as matrix products on the pooled vector;
+* every plain conv a ``ConvActivation2d`` (oneDNN with its weight packed once, and the
+  activation that alone reads it as a post-op);
 * optionally channels-last memory format (``inference_settings`` turns it on by default; see
   TASK_SETTINGS).
 
@@ -35,7 +37,7 @@ from ptocr.models.layers import GlobalAvgPool, SEModule, bn_scale_shift
 from ptocr.models.reparam import fuse_reparameterizable, install_inference_forms, replace_submodule
 
 __all__ = ["INFERENCE_OPTIONS", "TASK_SETTINGS", "inference_settings", "compile_for_inference", "for_inference",
-           "fold_batch_norms", "fused_conv_activations", "se_as_matrices", "for_fixed_shape_graph", "example_input"]
+           "fold_batch_norms", "onednn_convs", "se_as_matrices", "for_fixed_shape_graph", "example_input"]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _ACTS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)
@@ -125,12 +127,13 @@ def _foldable_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, 
     return [(c, bn) for c, bn in pairs if c is not None]
 
 
-def fused_conv_activations(model: nn.Module, example: torch.Tensor) -> int:
-    """Each ReLU / Hardswish / SiLU module that alone reads a plain conv's output becomes part of
-    that conv (``ConvActivation2d``: one oneDNN primitive in eager float32 on the CPU, the two
-    ops elsewhere) and an ``nn.Identity``. Returns how many."""
+def onednn_convs(model: nn.Module, example: torch.Tensor) -> int:
+    """Every plain conv becomes a ``ConvActivation2d`` (oneDNN's convolution with the weight
+    packed once, in eager float32 on the CPU; the plain ops elsewhere): with the ReLU / Hardswish
+    / SiLU module that alone reads its output, which becomes an ``nn.Identity``, or with none.
+    Returns how many activations were fused."""
     trace = _Trace(model, example)
-    done = 0
+    fused = 0
     for name, m in list(model.named_modules()):
         spec = ACTIVATIONS.get(type(m))
         conv_name = trace.sole_reader_of_conv(name) if spec is not None else None
@@ -141,8 +144,11 @@ def fused_conv_activations(model: nn.Module, example: torch.Tensor) -> int:
             continue
         ConvActivation2d.take_over(conv, spec[0])
         replace_submodule(model, name, nn.Identity())
-        done += 1
-    return done
+        fused += 1
+    for m in model.modules():
+        if ConvActivation2d.can_take(m):
+            ConvActivation2d.take_over(m)
+    return fused
 
 
 def activations_in_place(model: nn.Module, example: torch.Tensor) -> int:
@@ -257,7 +263,7 @@ def _optimize(model: nn.Module, example: torch.Tensor, channels_last: bool, fold
     example = example.to(next(model.parameters()).device, model_dtype(model))
     if fold_bns:
         fold_batch_norms(model, example)
-    fused_conv_activations(model, example)
+    onednn_convs(model, example)
     activations_in_place(model, example)
     se_as_matrices(model)
     if channels_last:

@@ -1,14 +1,18 @@
 """ConvActivation2d (ptocr.models.conv_activation): a conv and the activation that alone reads it,
-one oneDNN primitive in eager float32 on the CPU, the two plain ops everywhere else."""
+one oneDNN primitive in eager float32 on the CPU (small maps with the weight packed once), the
+two plain ops everywhere else."""
 
 from __future__ import annotations
+
+import copy
+import pickle
 
 import pytest
 import torch
 import torch.nn as nn
 
-from ptocr.models.conv_activation import FUSED_MIN_ELEMENTS, ConvActivation2d, fused_kernel_available
-from ptocr.optimize import for_inference, fused_conv_activations
+from ptocr.models.conv_activation import FUSED_MIN_ELEMENTS, NO_ACTIVATION, ConvActivation2d, fused_kernel_available
+from ptocr.optimize import for_inference, onednn_convs
 
 needs_kernel = pytest.mark.skipif(not fused_kernel_available(), reason="this PyTorch build has no oneDNN fused conv")
 
@@ -39,9 +43,11 @@ def _big_input() -> torch.Tensor:
 def test_fuses_the_sole_reader_and_keeps_the_names(act):
     model = _Block(act).eval()
     names = set(model.state_dict())
-    assert fused_conv_activations(model, torch.randn(1, 8, 8, 8)) == 1
+    assert onednn_convs(model, torch.randn(1, 8, 8, 8)) == 1
     assert isinstance(model.conv, ConvActivation2d) and isinstance(model.act, nn.Identity)
-    assert type(model.conv2) is nn.Conv2d and isinstance(model.act2, nn.ReLU)  # z is read twice
+    # z is read twice: conv2 keeps no activation, act2 stays a module
+    assert isinstance(model.conv2, ConvActivation2d) and model.conv2.activation == NO_ACTIVATION
+    assert isinstance(model.act2, nn.ReLU)
     assert set(model.state_dict()) == names
 
 
@@ -51,27 +57,65 @@ def test_fused_kernel_computes_the_same_function(act):
     plain = _Block(act).eval()
     x = _big_input().contiguous(memory_format=torch.channels_last)
     fused = for_inference(plain, x, channels_last=True)
-    assert fused.conv._fused(x)
+    assert fused.conv._kernel(x) == "plain"
     with torch.no_grad():
         a, b = plain(x), fused(x)
     assert (a - b).abs().max() <= 1e-5 * a.abs().max()
 
 
+def _small_cl_input() -> torch.Tensor:
+    return torch.randn(2, 8, 12, 12).contiguous(memory_format=torch.channels_last)
+
+
 @needs_kernel
-def test_plain_ops_where_the_fused_kernel_does_not_apply():
-    model = for_inference(_Block().eval(), torch.randn(1, 8, 8, 8))
+def test_which_kernel_runs():
+    model = for_inference(_Block().eval(), torch.randn(1, 8, 8, 8), channels_last=True)
     conv, x = model.conv, _big_input()
-    assert conv._fused(x)
-    assert not conv._fused(torch.randn(1, 8, 8, 8))  # small output: the plain ops are faster
-    assert not conv._fused(x.double()) and not conv._fused(x.bfloat16())
-    assert not conv._fused(x.to("meta"))
-    assert not conv._fused(x.clone().requires_grad_())
+    assert conv._kernel(x) == "plain"  # a large output: plain weights, the activation fused
+    assert conv._kernel(x.contiguous(memory_format=torch.channels_last)) == "plain"
+    assert conv._kernel(_small_cl_input()) == "packed"  # small, channels-last: the packed weight
+    assert conv._kernel(_small_cl_input().contiguous()) is None  # small NCHW: the plain ops
+    # one small image and a 3x3 dense kernel: ATen's im2col path, faster there than oneDNN
+    assert conv._kernel(torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last)) is None
+    x = _small_cl_input()
+    assert conv._kernel(x.double()) is None and conv._kernel(x.bfloat16()) is None
+    assert conv._kernel(x.to("meta")) is None
+    assert conv._kernel(x.clone().requires_grad_()) is None
     with torch.backends.mkldnn.flags(enabled=False):
-        assert not conv._fused(x)
+        assert conv._kernel(x) is None
     # A trace records the plain ops, so exports and compiled graphs never see the private op.
     with torch.no_grad():
         graph = str(torch.jit.trace(model, x).inlined_graph)
     assert "_convolution_pointwise" not in graph and "aten::_convolution" in graph and "hardswish" in graph
+
+
+@needs_kernel
+def test_packed_weight_computes_the_same_and_follows_the_weight():
+    plain = _Block().eval()
+    x = _small_cl_input()
+    model = for_inference(plain, x, channels_last=True)
+    with torch.no_grad():
+        a, b = plain(x), model(x)
+        assert model.conv._packed.entry is not None and model.conv2._packed.entry is not None
+        assert (a - b).abs().max() <= 1e-5 * a.abs().max()
+        # a weight changed in place is packed again; so is one replaced
+        model.conv.weight.mul_(2)
+        plain.conv.weight.mul_(2)
+        assert (plain(x) - model(x)).abs().max() <= 1e-5 * plain(x).abs().max()
+        model.conv2.weight = nn.Parameter(torch.zeros_like(model.conv2.weight), requires_grad=False)
+        assert model.conv2(model.conv(x)).abs().max() == model.conv2.bias.abs().max()
+
+
+@needs_kernel
+def test_copies_and_pickles_start_without_the_packed_weight():
+    model = for_inference(_Block().eval(), _small_cl_input(), channels_last=True)
+    x = _small_cl_input()
+    with torch.no_grad():
+        ref = model(x)
+        assert model.conv._packed.entry is not None
+        for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+            assert other.conv._packed.entry is None
+            assert torch.equal(other(x), ref)
 
 
 def test_refuses_what_it_cannot_run():

@@ -1,18 +1,28 @@
-"""A conv and the activation that alone reads its output, run as one oneDNN primitive on the CPU.
+"""A conv, and the activation that alone reads its output, run as one oneDNN primitive on the CPU.
 
-``ptocr.optimize.fused_conv_activations`` turns such pairs of an optimized model into a
-``ConvActivation2d`` (the conv's class swapped in place, so its parameters keep their names) and
-an ``nn.Identity``. In eager float32 on a CPU, ``forward`` calls oneDNN's convolution with the
-activation as a post-op (``torch.ops.mkldnn._convolution_pointwise``, the kernel inductor's own
-conv fusion calls): the activation is applied while the output is still in cache, instead of
-another pass over a full-size tensor. PyTorch's own convolution also takes its slow im2col path
-for 1x1 convs at one intra-op thread, which the bulk engine's lanes use; this kernel does not.
+``ptocr.optimize.onednn_convs`` turns the plain convs of an optimized model into
+``ConvActivation2d`` (the conv's class swapped in place, so its parameters keep their names),
+each with the activation that alone read it (that module becomes an ``nn.Identity``) or with
+none. In eager float32 on a CPU, ``forward`` calls oneDNN's convolution with the activation as
+a post-op (``torch.ops.mkldnn._convolution_pointwise``, the kernel inductor's own conv fusion
+calls): the activation is applied while the output is still in cache, instead of another pass
+over a full-size tensor.
+
+On a channels-last input (the optimized models' default) the weight is handed over already in
+oneDNN's blocked layout, reordered once and kept (``_PackedWeight``): ``F.conv2d`` reorders a
+plain weight on every call, which costs 15-80 us a conv, the larger part of a small conv's time
+(the direction classifier's 36 convs at batch 6, a recognizer at batch 1). A one-image input
+small enough that ATen's own rule sends it to its im2col path (``_native_is_faster``) takes the
+plain conv: there that path is 2-3x faster than any oneDNN call. PyTorch's own convolution also
+takes that im2col path for every 1x1 conv at one intra-op thread, which the bulk engine's lanes
+use; this kernel does not. A contiguous (NCHW) input keeps plain weights, as oneDNN then writes
+an NCHW output, and takes the fused kernel only where the output is large (FUSED_MIN_ELEMENTS).
 
 Everywhere else (CUDA, meta, bfloat16 / float16, autograd, TorchScript tracing, torch.compile
 and torch.export, or oneDNN turned off with ``torch.backends.mkldnn.flags(enabled=False)``) it
 is the plain conv followed by the activation, so exports and compiled graphs see ordinary ops.
-The two differ by float32 rounding only (measured at most 3e-6 on the v4 recognizer's
-probabilities).
+The two differ by float32 rounding only (measured at most 1.5e-5 on a 480-channel 1x1 conv of
+the v4 recognizer; the parity suite bounds whole models).
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["ACTIVATIONS", "ConvActivation2d", "fused_kernel_available"]
+__all__ = ["ACTIVATIONS", "NO_ACTIVATION", "ConvActivation2d", "fused_kernel_available"]
 
 # activation module -> (oneDNN post-op name, the same function in PyTorch, in place)
 ACTIVATIONS = {
@@ -29,22 +39,58 @@ ACTIVATIONS = {
     nn.Hardswish: ("hardswish", lambda x: F.hardswish(x, inplace=True)),
     nn.SiLU: ("swish", lambda x: F.silu(x, inplace=True)),
 }
-_PLAIN = {name: fn for name, fn in ACTIVATIONS.values()}
-# Outputs smaller than this (elements) take the two plain ops: there the fused primitive's own
-# set-up per call costs more than the activation's pass over the output saves (tools/bench.py).
+NO_ACTIVATION = "none"  # oneDNN's name for a conv without post-op
+_PLAIN = {name: fn for name, fn in ACTIVATIONS.values()} | {NO_ACTIVATION: lambda x: x}
+# On an NCHW input (plain weights, reordered by oneDNN at every call), outputs smaller than this
+# (elements) take the two plain ops: there the fused primitive's set-up per call costs more than
+# the activation's pass over the output saves (tools/bench.py).
 FUSED_MIN_ELEMENTS = 1 << 18
+# ATen's ConvParams::use_mkldnn: a one-image input of at most this many elements, with a dense
+# kernel of at most 3 in one dimension, goes to its im2col path, which is faster at that size.
+_NATIVE_MAX_ELEMENTS = 20480
 
 
 def fused_kernel_available() -> bool:
     """oneDNN is built in and the fused conv op is registered (x86 and aarch64 CPU builds)."""
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    return (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+            and hasattr(torch._C._nn, "mkldnn_reorder_conv2d_weight"))
 
 
 _KERNEL = fused_kernel_available()
 
 
+class _PackedWeight:
+    """A conv weight in oneDNN's blocked layout and the (storage, version) of the weight it was
+    made from, so that a weight changed in place or replaced is packed again. An opaque oneDNN
+    tensor can be neither copied nor pickled: copies of a model start without one."""
+
+    __slots__ = ("entry",)
+
+    def __init__(self):
+        self.entry: tuple[tuple[int, int], torch.Tensor] | None = None
+
+    def __deepcopy__(self, memo):
+        return _PackedWeight()
+
+    def __reduce__(self):
+        return _PackedWeight, ()
+
+    def get(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        w = conv.weight
+        key = (w.data_ptr(), w._version)
+        entry = self.entry  # read once: another thread (a bulk lane) may replace it meanwhile
+        if entry is None or entry[0] != key:
+            with torch.no_grad():
+                packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
+                    w.detach().contiguous().to_mkldnn(), list(conv.padding), list(conv.stride), list(conv.dilation),
+                    conv.groups, list(x.shape))
+            entry = self.entry = (key, packed)
+        return entry[1]
+
+
 class ConvActivation2d(nn.Conv2d):
-    """``activation(conv(x))`` for the ``activation`` names of ``ACTIVATIONS``."""
+    """``activation(conv(x))`` for the ``activation`` names of ``ACTIVATIONS``, or the conv
+    alone (``NO_ACTIVATION``)."""
 
     activation: str
 
@@ -54,7 +100,7 @@ class ConvActivation2d(nn.Conv2d):
         return type(conv) is nn.Conv2d and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
 
     @classmethod
-    def take_over(cls, conv: nn.Conv2d, activation: str) -> "ConvActivation2d":
+    def take_over(cls, conv: nn.Conv2d, activation: str = NO_ACTIVATION) -> "ConvActivation2d":
         """``conv`` itself, now computing ``activation`` after it."""
         if not cls.can_take(conv):
             raise ValueError(f"ConvActivation2d takes a plain zero-padded Conv2d, not {conv!r}")
@@ -64,24 +110,37 @@ class ConvActivation2d(nn.Conv2d):
         conv.activation = activation
         # an output of FUSED_MIN_ELEMENTS, counted on the input's map (the product of the strides)
         conv._fused_from = FUSED_MIN_ELEMENTS * conv.stride[0] * conv.stride[1]
+        conv._packed = _PackedWeight()
+        kh, kw = conv.kernel_size
+        conv._native_shapes = conv.groups == 1 and not (kh > 3 and kw > 3)
         return conv
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, activation={self.activation}"
 
-    def _fused(self, x: torch.Tensor) -> bool:
-        # Graph capture first (a traced size test would be baked into the graph), then the size:
-        # most calls of a small model stop there, at the cost of a product.
+    def _native_is_faster(self, x: torch.Tensor) -> bool:
+        return self._native_shapes and x.shape[0] == 1 and x.numel() <= _NATIVE_MAX_ELEMENTS
+
+    def _kernel(self, x: torch.Tensor) -> str | None:
+        """Which weight the oneDNN kernel takes for ``x`` ("packed" or "plain"), or None where
+        the plain ops run."""
+        # Graph capture first (a traced size test would be baked into the graph).
         if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling() or x.dim() != 4:
-            return False
-        if x.shape[0] * x.shape[2] * x.shape[3] * self.out_channels < self._fused_from:
-            return False
-        return (x.device.type == "cpu" and x.dtype == torch.float32 and _KERNEL and torch.backends.mkldnn.enabled
-                and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)))
+            return None
+        if not (x.device.type == "cpu" and x.dtype == torch.float32 and _KERNEL and torch.backends.mkldnn.enabled
+                and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))):
+            return None
+        if x.shape[0] * x.shape[2] * x.shape[3] * self.out_channels >= self._fused_from:
+            return None if self.activation == NO_ACTIVATION else "plain"
+        if x.is_contiguous(memory_format=torch.channels_last) and not self._native_is_faster(x):
+            return "packed"
+        return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._fused(x):
-            return torch.ops.mkldnn._convolution_pointwise(
-                x, self.weight, self.bias, list(self.padding), list(self.stride), list(self.dilation), self.groups,
-                self.activation, [], "")
-        return _PLAIN[self.activation](super().forward(x))
+        kernel = self._kernel(x)
+        if kernel is None:
+            return _PLAIN[self.activation](super().forward(x))
+        weight = self._packed.get(self, x) if kernel == "packed" else self.weight
+        return torch.ops.mkldnn._convolution_pointwise(
+            x, weight, self.bias, list(self.padding), list(self.stride), list(self.dilation), self.groups,
+            self.activation, [], "")
