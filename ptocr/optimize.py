@@ -10,6 +10,8 @@
 * squeeze-excitation convs (on a 1x1 map) run as matrix products on the pooled vector;
 * every plain conv a ``ConvActivation2d`` (oneDNN with its weight packed once, and the
   activation that alone reads it as a post-op);
+* optionally (the classifiers' default) frozen oneDNN Graph traces of the input shapes the
+  model sees often (``ptocr.models.shape_graphs``);
 * optionally channels-last memory format (``inference_settings`` turns it on by default; see
   TASK_SETTINGS).
 
@@ -34,7 +36,9 @@ from torch.overrides import TorchFunctionMode
 from ptocr.models.conv_activation import ACTIVATIONS, ConvActivation2d
 from ptocr.models.float64 import float64_members, model_dtype
 from ptocr.models.layers import GlobalAvgPool, SEModule, bn_scale_shift
+from ptocr.models.model import OCRModel
 from ptocr.models.reparam import fuse_reparameterizable, install_inference_forms, replace_submodule
+from ptocr.models.shape_graphs import ShapeGraphs
 
 __all__ = ["INFERENCE_OPTIONS", "TASK_SETTINGS", "inference_settings", "compile_for_inference", "for_inference",
            "fold_batch_norms", "onednn_convs", "se_as_matrices", "for_fixed_shape_graph", "example_input"]
@@ -223,13 +227,17 @@ def for_fixed_shape_graph(model: nn.Module, *, inplace: bool = False) -> nn.Modu
 
 # The for_inference keywords a model's config may set under "inference" (from its manifest
 # entry), each with the value a config may give it.
-INFERENCE_OPTIONS = {"fold_batch_norms": bool, "channels_last": bool}
+INFERENCE_OPTIONS = {"fold_batch_norms": bool, "channels_last": bool, "shape_graphs": bool}
 # for_inference settings per task, below a model's own "inference". Channels-last: oneDNN's
 # NHWC kernels skip the two layout reorders its NCHW path makes around every conv, which
 # dominate the many small convs of these networks; and a recognizer's sequence (N x W x C) is
 # then contiguous for its head's matmul (tools/bench.py; doc/benchmarks.md). Those kernels round
 # differently: where that left the parity bound, the model's manifest entry turns it off.
-TASK_SETTINGS = {"det": {"channels_last": True}, "cls": {"channels_last": True}, "rec": {"channels_last": True}}
+# Shape graphs (ptocr.models.shape_graphs): for the classifiers only, whose inputs come in a few
+# fixed shapes and whose small ops cost more in overhead than in arithmetic; oneDNN Graph rejects
+# the detectors and recognizers.
+TASK_SETTINGS = {"det": {"channels_last": True}, "cls": {"channels_last": True, "shape_graphs": True},
+                 "rec": {"channels_last": True}}
 
 
 def inference_settings(config: dict) -> dict:
@@ -238,22 +246,35 @@ def inference_settings(config: dict) -> dict:
 
 
 def for_inference(model: nn.Module, example: torch.Tensor, *, channels_last: bool = False,
-                  fold_batch_norms: bool = True, inplace: bool = False) -> nn.Module:
+                  fold_batch_norms: bool = True, shape_graphs: bool = False, inplace: bool = False) -> nn.Module:
     """An optimized eval-mode copy of ``model`` (``inplace=True``: ``model`` itself, rewritten);
     ``example`` is any valid input (``example_input(config)``), run once to find which BN
     follows which conv. ``channels_last``: NHWC weights, which oneDNN runs faster on CPU
     (the PP-OCR mobile models; doc/benchmarks.md). ``fold_batch_norms=False``
     keeps batch norms apart (a model's config says so under ``"inference"`` where folding moved
-    it outside the parity bound). The result is for inference only: no gradients, and some
-    activations overwrite their input."""
+    it outside the parity bound). ``shape_graphs`` (an ``OCRModel`` only): input shapes the model
+    sees often run as frozen oneDNN Graph traces (``ptocr.models.shape_graphs``). The result is
+    for inference only: no gradients, and some activations overwrite their input."""
     threads = torch.get_num_threads()
     # Small tensors and a tiny input: thread start-up costs more than it saves (loading the v4
     # recognizer on a busy machine is several times faster at one thread).
     torch.set_num_threads(1)
     try:
-        return _optimize(model if inplace else copy.deepcopy(model), example, channels_last, fold_batch_norms)
+        model = _optimize(model if inplace else copy.deepcopy(model), example, channels_last, fold_batch_norms)
     finally:
         torch.set_num_threads(threads)
+    if shape_graphs:
+        if not isinstance(model, OCRModel):
+            raise ValueError(f"shape_graphs needs an OCRModel, not {type(model).__name__}")
+        model.shape_graphs = ShapeGraphs(_traceable_copy)
+    return model
+
+
+def _traceable_copy(model: nn.Module) -> nn.Module:
+    """What ShapeGraphs traces: the fixed-shape form, without graphs of its own."""
+    model = for_fixed_shape_graph(model)
+    model.shape_graphs = None
+    return model
 
 
 def _optimize(model: nn.Module, example: torch.Tensor, channels_last: bool, fold_bns: bool) -> nn.Module:

@@ -30,9 +30,8 @@ import torch
 
 from converter.convert import Conversion, convert
 from ptocr.errors import PtocrError
-from ptocr.optimize import example_input, for_inference, inference_settings
 from verification.onnx_runtime import ort_outputs
-from verification.parity import TOLERANCE, decision_judge, max_abs, task_inputs, torch_outputs
+from verification.parity import TOLERANCE, decision_judge, max_abs, optimized_model, task_inputs, torch_outputs
 
 
 @dataclass(frozen=True)
@@ -130,8 +129,7 @@ def check_onnx_parity(onnx_path: str | Path, images: Sequence[Path], *, label: s
     ref = ort_outputs(onnx_path, inputs, threads=threads)
     got = torch_outputs(conv.model, inputs)
     got64 = torch_outputs(copy.deepcopy(conv.model).double(), inputs, torch.float64)
-    optimized = for_inference(conv.model, example_input(conv.config), **inference_settings(conv.config))
-    opt = torch_outputs(optimized, inputs)
+    opt = torch_outputs(optimized_model(conv), inputs)
     judge, kind = decision_judge(conv)
     report = OnnxParityReport(label or Path(onnx_path).name, Path(onnx_path).name, conv.arch_name, conv.form, kind)
     for (name, x), r, g, g64, o in zip(named, ref, got, got64, opt):

@@ -176,6 +176,17 @@ def torch_outputs(model: torch.nn.Module, inputs: Sequence[np.ndarray], dtype=to
     return [model(torch.from_numpy(x).to(dtype)).numpy() for x in inputs]
 
 
+def optimized_model(conv: Conversion, *, compiled: bool = False) -> torch.nn.Module:
+    """The model as ptocr.load runs it once warm: its task's and its own settings
+    (ptocr.optimize.inference_settings), with shape graphs (the classifiers') built at the first
+    call of each input shape, so that every input is read through them. ``compiled``: and
+    ``torch.compile``d, as ``ptocr.load(..., compile=True)``."""
+    optimized = for_inference(conv.model, example_input(conv.config), **inference_settings(conv.config))
+    if getattr(optimized, "shape_graphs", None) is not None:
+        optimized.shape_graphs.build_after = 1
+    return compile_for_inference(optimized) if compiled else optimized
+
+
 def check_parity(
     model_dir: str | os.PathLike,
     images: Sequence[str | os.PathLike],
@@ -198,11 +209,7 @@ def check_parity(
     ref = refs["graph passes"]  # the default runtime: what `fp32` and the decisions are judged against
     got = torch_outputs(conv.model, inputs)
     got64 = torch_outputs(copy.deepcopy(conv.model).double(), inputs, torch.float64)
-    # As ptocr.load runs it, with its task's and its own settings (ptocr.optimize.inference_settings).
-    optimized = for_inference(conv.model, example_input(conv.config), **inference_settings(conv.config))
-    if compiled:
-        optimized = compile_for_inference(optimized)
-    opt = torch_outputs(optimized, inputs)
+    opt = torch_outputs(optimized_model(conv, compiled=compiled), inputs)
     report = ParityReport(name or Path(model_dir).name, conv.arch_name, conv.form, source_kind,
                           conv.source.format, agreement_kind=_AGREEMENT[task])
     judge = _JUDGES[task](conv)

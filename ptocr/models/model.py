@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ptocr.models.shape_graphs import ShapeGraphs
+
 
 class OCRModel(nn.Module):
     """Backbone, optional neck and head, named as PaddleOCR's ``BaseModel`` names them.
@@ -14,6 +16,10 @@ class OCRModel(nn.Module):
     cls -> class probabilities N x C. Input is normalized float NCHW.
     """
 
+    # Set by ptocr.optimize.for_inference where a model's settings ask for it (the direction
+    # classifiers): frozen oneDNN Graph traces for the input shapes it sees often.
+    shape_graphs: ShapeGraphs | None = None
+
     def __init__(self, backbone: nn.Module, neck: nn.Module | None, head: nn.Module):
         super().__init__()
         self.backbone = backbone
@@ -21,6 +27,11 @@ class OCRModel(nn.Module):
         self.head = head
 
     def forward(self, x: torch.Tensor):
+        if self.shape_graphs is not None:
+            return self.shape_graphs(self, x, self._eager)
+        return self._eager(x)
+
+    def _eager(self, x: torch.Tensor):
         x = self.backbone(x)
         if self.neck is not None:
             x = self.neck(x)
