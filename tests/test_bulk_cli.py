@@ -77,8 +77,8 @@ def test_killed_run_resumes_each_image_once(folder, model_args, tmp_path, model_
             first.send_signal(signal.SIGKILL)
             break
         time.sleep(0.02)
-    first.communicate(timeout=60)
-    assert first.returncode == -signal.SIGKILL, "the first run ended before it could be killed midway"
+    _, first_stderr = first.communicate(timeout=60)
+    assert first.returncode == -signal.SIGKILL, f"the first run ended before it could be killed midway: {first_stderr[-3000:]}"
     done_before = _records(out)
     assert 1 <= len(done_before) < len(names)
     with out.open("ab") as f:  # as if killed inside a write: a partial line, no newline
