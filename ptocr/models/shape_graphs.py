@@ -10,11 +10,12 @@ Such a trace holds one input shape and the weights as they were, so ``ShapeGraph
 shape, only once that shape has come ``build_after`` times (a one-image run never pays for a
 build: about a second on 2 cores), keeps at most ``MAX_SHAPES``, and drops them all when a
 parameter is changed in place (``load_state_dict`` copies in place). A parameter object replaced
-by another after the first call is not seen: set ``model.shape_graphs = None`` before doing that. The process-wide fusion switch is turned on only
-while a new trace's first calls compile it (under a lock), then set back. Where tracing or fusing
-fails (TorchScript is deprecated; oneDNN Graph rejects the detectors and recognizers of torch
-2.13 with "bad optional access"), or the fused graph does not reproduce the eager output on the
-call that built it, that shape stays eager, with one warning.
+by another after the first call is not seen: set ``model.shape_graphs = None`` before doing that.
+The process-wide fusion switch is turned on only while a new trace's first calls compile it
+(under a lock), then set back. Where tracing or fusing fails (TorchScript is deprecated; oneDNN
+Graph rejects the detectors and recognizers of torch 2.13 with "bad optional access"), or the
+fused graph does not reproduce the eager output on the call that built it, that shape stays
+eager, with one warning.
 
 Graphs run only where they compute what eager does: eval mode, no autograd, float32 on the CPU,
 oneDNN on, outside tracing, scripting and torch.compile.
