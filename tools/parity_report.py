@@ -83,7 +83,9 @@ def main(argv=None) -> int:
         "Rows say how many inputs used that allowance.",
         "- **optimized**: the same as max abs delta for the model as `ptocr.load` runs it "
         "(`ptocr.optimize.for_inference`: rep layers fused, batch norms and rep affines folded into the "
-        "convs in float64, activations in place, channels-last unless the model's own settings below say otherwise); asserted within "
+        "convs in float64, activations in place, convs as oneDNN calls with their activations as post-ops, "
+        "channels-last unless the model's own settings below say otherwise, and the classifiers' every input "
+        "read through their oneDNN Graph shape graphs); asserted within "
         "the same bound, and "
         "its agreement is part of the agreement column.",
         "- **Paddle fp32 own error**: the largest distance of Paddle Inference fp32 from the same "
