@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -127,6 +128,8 @@ def main(argv=None) -> int:
     ]
     header = len(lines) - 2
     lines += [_row(r) for r in rows]
+    for section in _hand_sections(args.out):
+        lines += ["", *section.splitlines()]
     pending = _pending_rows(recorded if args.from_record else {})
     if pending:
         lines += ["", "## Pending in the manifest (not in the zoo, not in the test suite)", "",
@@ -143,6 +146,20 @@ def main(argv=None) -> int:
     args.out.write_text("\n".join(lines) + "\n" + (f"\n{kept}\n" if kept else ""), encoding="utf-8")
     print(f"wrote {args.out}")
     return 0 if all(r["ok"] for r in rows) else 1
+
+
+# The sections this tool writes after the main table; any other "## " section of the file (written
+# by hand, e.g. PP-OCRv6 against transformers) is kept, after the main table, as it is.
+_OWN_SECTIONS = ("## Pending in the manifest", "## Served with their own inference settings")
+
+
+def _hand_sections(path: Path) -> list[str]:
+    from tools.onnx_parity_report import END, START
+
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if START in text and END in text:
+        text = text[:text.index(START)] + text[text.index(END) + len(END):]
+    return [part.strip("\n") for part in re.split(r"(?m)^(?=## )", text)[1:] if not part.startswith(_OWN_SECTIONS)]
 
 
 def _kept_sections(path: Path) -> str:
