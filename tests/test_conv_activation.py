@@ -123,3 +123,17 @@ def test_refuses_what_it_cannot_run():
         ConvActivation2d.take_over(nn.Conv2d(3, 3, 3, padding=1, padding_mode="reflect"), "relu")
     with pytest.raises(ValueError, match="gelu"):
         ConvActivation2d.take_over(nn.Conv2d(3, 3, 3), "gelu")
+
+
+@needs_kernel
+def test_weights_made_under_inference_mode_go_unpacked():
+    """A model optimized under torch.inference_mode has inference-tensor weights, which have no
+    version counter: the fused kernel takes them as they are, and computes the same."""
+    plain = _Block().eval()
+    x = _small_cl_input()
+    with torch.inference_mode():
+        model = for_inference(plain, x, channels_last=True)
+        assert model.conv.weight.is_inference() and model.conv._kernel(x) == "plain"
+        a, b = plain(x), model(x)
+    assert model.conv._packed.entry is None
+    assert (a - b).abs().max() <= 1e-5 * a.abs().max()

@@ -133,7 +133,9 @@ class ConvActivation2d(nn.Conv2d):
         if x.shape[0] * x.shape[2] * x.shape[3] * self.out_channels >= self._fused_from:
             return None if self.activation == NO_ACTIVATION else "plain"
         if x.is_contiguous(memory_format=torch.channels_last) and not self._native_is_faster(x):
-            return "packed"
+            # A weight made under inference_mode has no version counter to tell a packed copy
+            # from a stale one: it goes to oneDNN as it is, reordered at each call.
+            return "plain" if self.weight.is_inference() else "packed"
         return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
