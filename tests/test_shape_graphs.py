@@ -155,3 +155,31 @@ def test_the_direction_classifier_reads_the_same_through_its_graph(shared_dir):
     assert len(graphs) == 1
     assert (got - expected).abs().max() <= 1e-5
     assert torch.equal(got.argmax(1), expected.argmax(1))
+
+
+def test_a_model_with_inference_tensor_weights_stays_eager():
+    """Weights made under inference_mode have no version counter to watch: never a graph."""
+    with torch.inference_mode():
+        model, x = _model(build_after=1), _x()
+        assert all(p.is_inference() for p in model.parameters())
+        for _ in range(3):
+            got = model(x)
+    assert len(model.shape_graphs) == 0 and model.shape_graphs._params == []
+    with torch.inference_mode():
+        assert torch.equal(got, model._eager(x))
+
+
+def test_a_classifier_loaded_under_inference_mode_reads_eager(shared_dir):
+    """ptocr.load inside torch.inference_mode gives inference-tensor weights: the classifier runs,
+    eager, and reads what one loaded outside it reads."""
+    folder = shared_dir / "paddle_models" / "ch_ppocr_mobile_v2.0_cls_infer"
+    words = sorted((shared_dir / "images" / "words" / "ch").iterdir())[:6]
+    x = torch.from_numpy(ClsPreprocess((3, 48, 192)).batch([load_image(p) for p in words]))
+    outside = ptocr.load(folder).model
+    with torch.inference_mode():
+        inside = ptocr.load(folder).model
+        for _ in range(inside.shape_graphs.build_after + 1):
+            got = inside(x)
+        expected = outside._eager(x)
+    assert len(inside.shape_graphs) == 0
+    assert (got - expected).abs().max() <= 1e-5

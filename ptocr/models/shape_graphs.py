@@ -90,9 +90,11 @@ class ShapeGraphs:
             return eager(x)
         if self._params is None:
             params = list(model.parameters())
-            if any(p.is_inference() for p in params):  # no version counter to watch
-                return eager(x)
-            self._params = params
+            # Inference tensors have no version counter to watch: such a model stays eager (an
+            # empty list, so that the walk over its parameters is not repeated at every call).
+            self._params = [] if any(p.is_inference() for p in params) else params
+        if not self._params:
+            return eager(x)
         # Each in-place change of a parameter (load_state_dict's copy included) raises its version:
         # a sum over the list taken at the first call costs microseconds, model.parameters() 0.2 ms.
         version = sum(p._version for p in self._params)
