@@ -255,6 +255,8 @@ def for_inference(model: nn.Module, example: torch.Tensor, *, channels_last: boo
     it outside the parity bound). ``shape_graphs`` (an ``OCRModel`` only): input shapes the model
     sees often run as frozen oneDNN Graph traces (``ptocr.models.shape_graphs``). The result is
     for inference only: no gradients, and some activations overwrite their input."""
+    if shape_graphs and not isinstance(model, OCRModel):
+        raise ValueError(f"shape_graphs needs an OCRModel, not {type(model).__name__}")
     threads = torch.get_num_threads()
     # Small tensors and a tiny input: thread start-up costs more than it saves (loading the v4
     # recognizer on a busy machine is several times faster at one thread).
@@ -264,8 +266,6 @@ def for_inference(model: nn.Module, example: torch.Tensor, *, channels_last: boo
     finally:
         torch.set_num_threads(threads)
     if shape_graphs:
-        if not isinstance(model, OCRModel):
-            raise ValueError(f"shape_graphs needs an OCRModel, not {type(model).__name__}")
         model.shape_graphs = ShapeGraphs(_traceable_copy)
     return model
 
