@@ -128,7 +128,8 @@ def main(argv=None) -> int:
     ]
     header = len(lines) - 2
     lines += [_row(r) for r in rows]
-    for section in _hand_sections(args.out):
+    hand, kept = _kept_sections(args.out)
+    for section in hand:
         lines += ["", *section.splitlines()]
     pending = _pending_rows(recorded if args.from_record else {})
     if pending:
@@ -142,32 +143,28 @@ def main(argv=None) -> int:
                   "The *optimized* column is the model as `ptocr.load` runs it; these manifest entries change "
                   "`ptocr.optimize.for_inference`'s defaults for it:", ""]
         lines += [f"- {name}: `{json.dumps(opts)}`: {why}" for name, opts, why in settings]
-    kept = _kept_sections(args.out)
     args.out.write_text("\n".join(lines) + "\n" + (f"\n{kept}\n" if kept else ""), encoding="utf-8")
     print(f"wrote {args.out}")
     return 0 if all(r["ok"] for r in rows) else 1
 
 
-# The sections this tool writes after the main table; any other "## " section of the file (written
-# by hand, e.g. PP-OCRv6 against transformers) is kept, after the main table, as it is.
+# The sections this tool writes after the main table. Any other "## " section of the file (written
+# by hand, e.g. PP-OCRv6 against transformers) is kept after the main table, as it is.
 _OWN_SECTIONS = ("## Pending in the manifest", "## Served with their own inference settings")
 
 
-def _hand_sections(path: Path) -> list[str]:
+def _kept_sections(path: Path) -> tuple[list[str], str]:
+    """What of the file at ``path`` this tool keeps as it is: the hand-written sections, and the
+    block other tools write into the same file (tools.onnx_parity_report), "" where there is none."""
     from tools.onnx_parity_report import END, START
 
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    block = ""
     if START in text and END in text:
-        text = text[:text.index(START)] + text[text.index(END) + len(END):]
-    return [part.strip("\n") for part in re.split(r"(?m)^(?=## )", text)[1:] if not part.startswith(_OWN_SECTIONS)]
-
-
-def _kept_sections(path: Path) -> str:
-    """The sections other tools write into the same file (tools.onnx_parity_report), kept as they are."""
-    from tools.onnx_parity_report import END, START
-
-    text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    return text[text.index(START): text.index(END) + len(END)] if START in text and END in text else ""
+        block = text[text.index(START): text.index(END) + len(END)]
+        text = text.replace(block, "")
+    hand = [part.strip("\n") for part in re.split(r"(?m)^(?=## )", text)[1:] if not part.startswith(_OWN_SECTIONS)]
+    return hand, block
 
 
 def _row(r: dict) -> str:
