@@ -22,8 +22,8 @@ fuser then runs it as fused oneDNN partitions, compiled at the first calls of ea
 when ``torch.jit.enable_onednn_fusion(True)`` is set. On the direction classifier at batch 6 it is
 the fastest PyTorch path, at about ONNX Runtime's time (``python -m tools.bench --stages cls``): it skips
 PyTorch's per-op oneDNN set-up, which costs more there than the convolutions. The fuser is global
-(``onednn_fusion()`` turns it on for a block) and fails on some models (the PP-OCRv4 detector and
-recognizer here: "bad optional access"); ``run_exported(..., onednn_graph=True)`` runs one through it.
+(``onednn_fusion()`` turns it on for a block) and may refuse a model; ``run_exported(...,
+onednn_graph=True)`` runs one through it.
 """
 
 from __future__ import annotations

@@ -211,10 +211,12 @@ def se_as_matrices(model: nn.Module) -> int:
 def for_fixed_shape_graph(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     """A copy of ``model`` (``inplace=True``: ``model`` itself) for a trace fixed to one input size
     that oneDNN Graph runs (a static TorchScript export): global pools as average pooling over the
-    traced map, squeeze-excitation as its 1x1 convs again. oneDNN Graph then runs each SE as three
-    partitions (pool; conv + ReLU; conv + gate + product), where a mean and the matrix form leave
-    a PyTorch op between partitions at every SE; without those the traced model runs faster.
-    Eager, the matrix form stays faster (se_as_matrices)."""
+    traced map, squeeze-excitation as its 1x1 convs again, activations out of place. oneDNN Graph
+    then runs each SE as three partitions (pool; conv + ReLU; conv + gate + product), where a mean
+    and the matrix form leave a PyTorch op between partitions at every SE; without those the
+    traced model runs faster. Eager, the matrix form stays faster (se_as_matrices). In place, an
+    activation followed by another in-place op (the PP-LCNetV3 rep layers' affine) makes oneDNN
+    Graph fail with "bad optional access"."""
     if not inplace:
         model = copy.deepcopy(model)
     for m in model.modules():
@@ -222,6 +224,10 @@ def for_fixed_shape_graph(model: nn.Module, *, inplace: bool = False) -> nn.Modu
             m.as_matrices = False
         elif isinstance(m, GlobalAvgPool):
             m.fixed_window = True
+        elif isinstance(m, ConvActivation2d):
+            m.activation_in_place = False
+        elif isinstance(m, _ACTS):
+            m.inplace = False
     return model
 
 

@@ -41,6 +41,8 @@ ACTIVATIONS = {
 }
 NO_ACTIVATION = "none"  # oneDNN's name for a conv without post-op
 _PLAIN = {name: fn for name, fn in ACTIVATIONS.values()} | {NO_ACTIVATION: lambda x: x}
+# The same, out of place: what a traced copy for oneDNN Graph records (activation_in_place).
+_OUT_OF_PLACE = {"relu": F.relu, "hardswish": F.hardswish, "swish": F.silu, NO_ACTIVATION: lambda x: x}
 # On an NCHW input (plain weights, reordered by oneDNN at every call), outputs smaller than this
 # (elements) take the two plain ops: there the fused primitive's set-up per call costs more than
 # the activation's pass over the output saves (tools/bench.py).
@@ -93,6 +95,10 @@ class ConvActivation2d(nn.Conv2d):
     alone (``NO_ACTIVATION``)."""
 
     activation: str
+    # False in a copy made for a fixed-shape graph (ptocr.optimize.for_fixed_shape_graph): there
+    # the plain ops are traced, and oneDNN Graph fails ("bad optional access") on an in-place
+    # activation whose output another in-place op then changes (the rep layers' affine).
+    activation_in_place = True
 
     @staticmethod
     def can_take(conv: nn.Module) -> bool:
@@ -141,7 +147,8 @@ class ConvActivation2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kernel = self._kernel(x)
         if kernel is None:
-            return _PLAIN[self.activation](super().forward(x))
+            plain = _PLAIN if self.activation_in_place else _OUT_OF_PLACE
+            return plain[self.activation](super().forward(x))
         weight = self._packed.get(self, x) if kernel == "packed" else self.weight
         return torch.ops.mkldnn._convolution_pointwise(
             x, weight, self.bias, list(self.padding), list(self.stride), list(self.dilation), self.groups,

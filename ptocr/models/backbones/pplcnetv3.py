@@ -337,7 +337,9 @@ class PPLCNetV3(nn.Module):
             return [proj(f) for proj, f in zip(self.layer_list, feats)]
         if self.training:
             return F.adaptive_avg_pool2d(x, (1, 40))
-        return F.avg_pool2d(x, (3, 2))
+        # The stride spelled out: oneDNN Graph refuses a traced pool whose stride is left to
+        # default ("could not set attribute to the op"). The same pool.
+        return F.avg_pool2d(x, (3, 2), (3, 2))
 
     def rep(self) -> "PPLCNetV3":
         """Fuse every rep layer in place (training form -> inference form); returns self."""

@@ -308,4 +308,6 @@ class PPLCNetV4(nn.Module):
             return feats
         if self.training:
             return F.adaptive_avg_pool2d(x, (1, 40))
-        return F.avg_pool2d(x, (3, 2))
+        # The stride spelled out: oneDNN Graph refuses a traced pool whose stride is left to
+        # default ("could not set attribute to the op"). The same pool.
+        return F.avg_pool2d(x, (3, 2), (3, 2))
