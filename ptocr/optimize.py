@@ -10,7 +10,7 @@
 * squeeze-excitation convs (on a 1x1 map) run as matrix products on the pooled vector;
 * every plain conv a ``ConvActivation2d`` (oneDNN with its weight packed once, and the
   activation that alone reads it as a post-op);
-* optionally (the classifiers' default) frozen oneDNN Graph traces of the input shapes the
+* optionally (every task's default) frozen oneDNN Graph traces of the input shapes the
   model sees often (``ptocr.models.shape_graphs``);
 * optionally channels-last memory format (``inference_settings`` turns it on by default; see
   TASK_SETTINGS).
@@ -33,6 +33,8 @@ import torch
 import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
+from ptocr.architectures import ARCHITECTURES, canonical_name
+from ptocr.errors import ArchitectureError
 from ptocr.models.conv_activation import ACTIVATIONS, ConvActivation2d
 from ptocr.models.float64 import float64_members, model_dtype
 from ptocr.models.layers import GlobalAvgPool, SEModule, bn_scale_shift
@@ -233,33 +235,47 @@ def for_fixed_shape_graph(model: nn.Module, *, inplace: bool = False) -> nn.Modu
 
 # The for_inference keywords a model's config may set under "inference" (from its manifest
 # entry), each with the value a config may give it.
-INFERENCE_OPTIONS = {"fold_batch_norms": bool, "channels_last": bool, "shape_graphs": bool}
+INFERENCE_OPTIONS = {"fold_batch_norms": bool, "channels_last": bool, "shape_graphs": bool, "max_shape_graphs": int}
 # for_inference settings per task, below a model's own "inference". Channels-last: oneDNN's
 # NHWC kernels skip the two layout reorders its NCHW path makes around every conv, which
 # dominate the many small convs of these networks; and a recognizer's sequence (N x W x C) is
 # then contiguous for its head's matmul (tools/bench.py; doc/benchmarks.md). Those kernels round
 # differently: where that left the parity bound, the model's manifest entry turns it off.
-# Shape graphs (ptocr.models.shape_graphs): for the classifiers only, whose inputs come in a few
-# fixed shapes and whose small ops cost more in overhead than in arithmetic; oneDNN Graph rejects
-# the detectors and recognizers.
-TASK_SETTINGS = {"det": {"channels_last": True}, "cls": {"channels_last": True, "shape_graphs": True},
-                 "rec": {"channels_last": True}}
+# Shape graphs (ptocr.models.shape_graphs): a fixed-shape graph skips the per-op dispatch and
+# oneDNN primitive set-up that cost a recognizer at batch 1 or a classifier more than its
+# arithmetic, and fuses the detector's elementwise tails. Each holds a copy of the weights and
+# its compiled kernels (the v4 recognizer about 45 MB a shape at batch 1, 120 MB at batch 6; the
+# v4 server detector about 350 MB at 640x640), so fewer shapes get one where they cost more.
+TASK_SETTINGS = {"det": {"channels_last": True, "shape_graphs": True, "max_shape_graphs": 2},
+                 "rec": {"channels_last": True, "shape_graphs": True, "max_shape_graphs": 4},
+                 "cls": {"channels_last": True, "shape_graphs": True, "max_shape_graphs": 8}}
 
 
 def inference_settings(config: dict) -> dict:
-    """The for_inference keywords for a model: its task's, then its config's "inference"."""
-    return {**TASK_SETTINGS.get(config["task"], {}), **config.get("inference", {})}
+    """The for_inference keywords for a model: its task's, then its architecture's (an entry's
+    "inference" in ptocr.architectures), then its config's own "inference" (its manifest entry's)."""
+    return {**TASK_SETTINGS.get(config["task"], {}), **_architecture_settings(config.get("architecture")),
+            **config.get("inference", {})}
+
+
+def _architecture_settings(name: str | None) -> dict:
+    try:
+        return ARCHITECTURES[canonical_name(name)].get("inference", {}) if name else {}
+    except ArchitectureError:  # a file from a version that knew more architectures
+        return {}
 
 
 def for_inference(model: nn.Module, example: torch.Tensor, *, channels_last: bool = False,
-                  fold_batch_norms: bool = True, shape_graphs: bool = False, inplace: bool = False) -> nn.Module:
+                  fold_batch_norms: bool = True, shape_graphs: bool = False,
+                  max_shape_graphs: int = ShapeGraphs.MAX_SHAPES, inplace: bool = False) -> nn.Module:
     """An optimized eval-mode copy of ``model`` (``inplace=True``: ``model`` itself, rewritten);
     ``example`` is any valid input (``example_input(config)``), run once to find which BN
     follows which conv. ``channels_last``: NHWC weights, which oneDNN runs faster on CPU
     (the PP-OCR mobile models; doc/benchmarks.md). ``fold_batch_norms=False``
     keeps batch norms apart (a model's config says so under ``"inference"`` where folding moved
     it outside the parity bound). ``shape_graphs`` (an ``OCRModel`` only): input shapes the model
-    sees often run as frozen oneDNN Graph traces (``ptocr.models.shape_graphs``). The result is
+    sees often run as frozen oneDNN Graph traces (``ptocr.models.shape_graphs``), at most
+    ``max_shape_graphs`` shapes. The result is
     for inference only: no gradients, and some activations overwrite their input."""
     if shape_graphs and not isinstance(model, OCRModel):
         raise ValueError(f"shape_graphs needs an OCRModel, not {type(model).__name__}")
@@ -272,7 +288,7 @@ def for_inference(model: nn.Module, example: torch.Tensor, *, channels_last: boo
     finally:
         torch.set_num_threads(threads)
     if shape_graphs:
-        model.shape_graphs = ShapeGraphs(_traceable_copy)
+        model.shape_graphs = ShapeGraphs(_traceable_copy, max_shapes=max_shape_graphs)
     return model
 
 

@@ -12,10 +12,12 @@ import torch
 import torch.nn as nn
 
 import ptocr
+from ptocr.architectures import get_architecture
+from ptocr.models.build import build_model
 from ptocr.models.layers import SEModule
 from ptocr.models.model import OCRModel
 from ptocr.models.shape_graphs import ShapeGraphs, onednn_graph_available
-from ptocr.optimize import for_inference
+from ptocr.optimize import example_input, for_inference, inference_settings
 from ptocr.transforms import ClsPreprocess, load_image
 
 pytestmark = pytest.mark.skipif(not onednn_graph_available(), reason="this PyTorch build has no oneDNN Graph fuser")
@@ -104,8 +106,47 @@ def test_a_failed_build_warns_once_and_stays_eager(monkeypatch):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             again = model(x)
+            other = _x(2)
+            assert torch.equal(model(other), model._eager(other))  # no build, no warning for another shape
     assert len(model.shape_graphs) == 0
     assert torch.equal(first, again) and torch.equal(first, model._eager(x))
+
+
+def test_at_most_max_shapes_graphs():
+    model = _model(build_after=1)
+    model.shape_graphs.max_shapes = 2
+    with torch.inference_mode():
+        for n in (1, 2, 3):
+            x = _x(n)
+            assert (model(x) - model._eager(x)).abs().max() <= 1e-5
+    assert len(model.shape_graphs) == 2
+    assert copy.deepcopy(model).shape_graphs.max_shapes == 2
+
+
+def _pplcnetv3_recognizer() -> OCRModel:
+    """ch_PP-OCRv4_rec with random weights and a small head, optimized as ptocr.load does."""
+    entry = get_architecture("ch_PP-OCRv4_rec")
+    entry["model"]["head"]["num_classes"] = 40
+    torch.manual_seed(0)
+    model = build_model(entry["model"]).eval()
+    settings = {**inference_settings({"task": "rec", "architecture": "ch_PP-OCRv4_rec"}), "shape_graphs": True}
+    model = for_inference(model, example_input(entry), **settings)
+    model.shape_graphs.build_after = 1
+    return model
+
+
+def test_a_pplcnetv3_recognizer_runs_as_a_graph():
+    """Its rep layers' in-place activation + affine, and the pool before its neck, are what oneDNN
+    Graph refused ("bad optional access", "could not set attribute to the op") before the traced
+    copy made activations out of place and the pool's stride explicit."""
+    model = _pplcnetv3_recognizer()
+    x = torch.randn(2, 3, 48, 160)
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        got = model(x)
+        assert len(model.shape_graphs) == 1
+        assert (got - model._eager(x)).abs().max() <= 1e-4
+        assert (model(x) - got).abs().max() == 0  # the graph again
 
 
 def test_a_graph_that_disagrees_with_eager_is_refused():

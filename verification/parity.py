@@ -170,6 +170,10 @@ def paddle_outputs(model_dir: str | os.PathLike, inputs: Sequence[np.ndarray], r
             return {r: [out[f"r{j}_y{i}"] for i in range(len(inputs))] for j, r in enumerate(runs)}
 
 
+# More input shapes than a parity run has, so that none of them misses its graph.
+_EVERY_SHAPE = 1000
+
+
 @torch.inference_mode()
 def torch_outputs(model: torch.nn.Module, inputs: Sequence[np.ndarray], dtype=torch.float32) -> list[np.ndarray]:
     model.eval()
@@ -177,13 +181,14 @@ def torch_outputs(model: torch.nn.Module, inputs: Sequence[np.ndarray], dtype=to
 
 
 def optimized_model(conv: Conversion, *, compiled: bool = False) -> torch.nn.Module:
-    """The model as ptocr.load runs it once warm: its task's and its own settings
-    (ptocr.optimize.inference_settings), with shape graphs (the classifiers') built at the first
-    call of each input shape, so that every input is read through them. ``compiled``: and
-    ``torch.compile``d, as ``ptocr.load(..., compile=True)``."""
+    """The model as ptocr.load runs it once warm: its task's, architecture's and own settings
+    (ptocr.optimize.inference_settings), with shape graphs (where those settings have them) built
+    at the first call of each input shape and for every shape, so that every input is read through
+    one. ``compiled``: and ``torch.compile``d, as ``ptocr.load(..., compile=True)``."""
     optimized = for_inference(conv.model, example_input(conv.config), **inference_settings(conv.config))
     if getattr(optimized, "shape_graphs", None) is not None:
         optimized.shape_graphs.build_after = 1
+        optimized.shape_graphs.max_shapes = _EVERY_SHAPE
     return compile_for_inference(optimized) if compiled else optimized
 
 

@@ -17,6 +17,8 @@ models of ``ch_PP-OCRv3_rec``, not separate architectures.
 
 from __future__ import annotations
 
+from ptocr.architectures.common import RNN_NECK_INFERENCE
+
 ARCHITECTURES: dict[str, dict] = {
     "ch_PP-OCRv2_rec": {
         "task": "rec",
@@ -28,6 +30,7 @@ ARCHITECTURES: dict[str, dict] = {
         },
         "preprocess": {"image_shape": [3, 32, 320]},
         "postprocess": {},
+        "inference": RNN_NECK_INFERENCE,
         "dictionary": {"builtin": "ppocr_keys_v1.txt", "use_space_char": True},
     },
     "ch_PP-OCRv3_rec": {

@@ -11,7 +11,7 @@ weights in the backbone).
 
 from __future__ import annotations
 
-from ptocr.architectures.common import DB_HEAD_FORMS, DB_POSTPROCESS
+from ptocr.architectures.common import DB_HEAD_FORMS, DB_POSTPROCESS, RNN_NECK_INFERENCE
 
 _DET_BACKBONE = {"name": "MobileNetV3", "model_name": "large", "scale": 0.5, "det": True, "disable_se": True}
 
@@ -69,6 +69,7 @@ ARCHITECTURES: dict[str, dict] = {
         },
         "preprocess": {"image_shape": [3, 32, 320]},
         "postprocess": {},
+        "inference": RNN_NECK_INFERENCE,
         "dictionary": {"builtin": "ppocr_keys_v1.txt", "use_space_char": True},
     },
 }

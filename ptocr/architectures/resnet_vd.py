@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ptocr.architectures.common import DB_HEAD_FORMS, DB_POSTPROCESS
+from ptocr.architectures.common import DB_HEAD_FORMS, DB_POSTPROCESS, RNN_NECK_INFERENCE
 
 ARCHITECTURES: dict[str, dict] = {
     # configs/det/ch_ppocr_v2.0/ch_det_res18_db_v2.0.yml: ResNet18_vd + DBFPN(256) + DBHead(k=50).
@@ -30,6 +30,7 @@ ARCHITECTURES: dict[str, dict] = {
         },
         "preprocess": {"image_shape": [3, 32, 320]},
         "postprocess": {},
+        "inference": RNN_NECK_INFERENCE,
         "dictionary": {"builtin": "ppocr_keys_v1.txt", "use_space_char": True},
     },
 }

@@ -1,21 +1,23 @@
 """Frozen traces of a model, one per input shape it is called with often, run by oneDNN Graph.
 
-A direction classifier takes a batch of up to 6 crops resized to one size, through about a
-hundred small ops. Eager, each op's dispatch and oneDNN primitive set-up cost more than its
-arithmetic: on an Intel Xeon (2 threads) ch_ppocr_mobile_v2.0_cls took 5.0 ms a batch where ONNX
-Runtime took 2.3. A frozen TorchScript trace of the same network, handed to oneDNN Graph
-(``torch.jit.enable_onednn_fusion``), runs as a few fused partitions: 1.9 ms (tools/bench.py).
+Eager, every op of a PP-OCR network pays a dispatch and a oneDNN primitive set-up (about 35 us a
+conv on an Intel Xeon), which for small inputs costs more than the arithmetic: a direction
+classifier's batch of 6 crops is a hundred such ops, a recognizer's line at batch 1 fifty convs
+of which the depthwise ones compute in 60 us and take 100. A frozen TorchScript trace of the same
+network, handed to oneDNN Graph (``torch.jit.enable_onednn_fusion``), runs as a few fused
+partitions set up once (tools/bench.py, 2 threads: ch_ppocr_mobile_v2.0_cls at batch 6 5.0 ->
+1.9 ms, ch_PP-OCRv4_rec at batch 1 12.2 -> 8.1 ms, ch_PP-OCRv4_det at 640x640 43.5 -> 34.3 ms).
 
 Such a trace holds one input shape and the weights as they were, so ``ShapeGraphs`` builds one per
 shape, only once that shape has come ``build_after`` times (a one-image run never pays for a
-build: about a second on 2 cores), keeps at most ``MAX_SHAPES``, and drops them all when a
-parameter is changed in place (``load_state_dict`` copies in place). A parameter object replaced
-by another after the first call is not seen: set ``model.shape_graphs = None`` before doing that.
-The process-wide fusion switch is turned on only while a new trace's first calls compile it
-(under a lock), then set back. Where tracing or fusing fails (TorchScript is deprecated; oneDNN
-Graph rejects the detectors and recognizers of torch 2.13 with "bad optional access"), or the
-fused graph does not reproduce the eager output on the call that built it, that shape stays
-eager, with one warning.
+build: 0.3 to 9 seconds on 2 cores), keeps at most ``max_shapes`` (each holds a copy of the
+weights and its compiled kernels), and drops them all when a parameter is changed in place
+(``load_state_dict`` copies in place). A parameter object replaced by another after the first
+call is not seen: set ``model.shape_graphs = None`` before doing that. The process-wide fusion
+switch is turned on only while a new trace's first calls compile it (under a lock), then set
+back. Where tracing or fusing fails (TorchScript is deprecated), or the fused graph does not
+reproduce the eager output on the call that built it, the model stays eager for every shape,
+with one warning, until its weights change.
 
 Graphs run only where they compute what eager does: eval mode, no autograd, float32 on the CPU,
 oneDNN on, outside tracing, scripting and torch.compile.
@@ -57,21 +59,23 @@ class ShapeGraphs:
 
     MAX_SHAPES = 8
 
-    def __init__(self, prepare: Callable[[nn.Module], nn.Module], build_after: int = 8):
+    def __init__(self, prepare: Callable[[nn.Module], nn.Module], build_after: int = 8,
+                 max_shapes: int = MAX_SHAPES):
         self.prepare = prepare
         self.build_after = build_after
+        self.max_shapes = max_shapes
         self._graphs: dict[tuple, torch.jit.ScriptModule] = {}
         self._seen: Counter[tuple] = Counter()
-        self._failed: set[tuple] = set()
+        self._failed = False  # a build failed: what failed for one shape would for the others
         self._params: list[torch.Tensor] | None = None
         self._version: int | None = None
         self._lock = threading.Lock()
 
     def __deepcopy__(self, memo):  # a copy of the model starts without graphs
-        return ShapeGraphs(self.prepare, self.build_after)
+        return ShapeGraphs(self.prepare, self.build_after, self.max_shapes)
 
     def __reduce__(self):
-        return ShapeGraphs, (self.prepare, self.build_after)
+        return ShapeGraphs, (self.prepare, self.build_after, self.max_shapes)
 
     def __len__(self) -> int:
         return len(self._graphs)
@@ -100,27 +104,27 @@ class ShapeGraphs:
         version = sum(p._version for p in self._params)
         if version != self._version:
             with self._lock:
-                self._graphs, self._seen, self._failed, self._version = {}, Counter(), set(), version
+                self._graphs, self._seen, self._failed, self._version = {}, Counter(), False, version
         key = (tuple(x.shape), x.stride())
         graph = self._graphs.get(key)
         if graph is not None:
             return graph(x)
-        if key in self._failed or len(self._graphs) >= self.MAX_SHAPES:
+        if self._failed or len(self._graphs) >= self.max_shapes:
             return eager(x)
         self._seen[key] += 1
         if self._seen[key] < self.build_after:
             return eager(x)
         with self._lock:
-            if key in self._graphs or key in self._failed:  # another thread built it (or failed) meanwhile
+            if key in self._graphs or self._failed:  # another thread built it (or failed) meanwhile
                 graph = self._graphs.get(key)
                 return graph(x) if graph is not None else eager(x)
             expected = eager(x)
             try:
                 graph, got = self._build(model, x, expected)
             except Exception as e:  # whatever TorchScript or the fuser raise, the model still works
-                self._failed.add(key)
-                warnings.warn(f"{type(model).__name__}: input shape {tuple(x.shape)} runs eager: its oneDNN "
-                              f"graph could not be built ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
+                self._failed = True
+                warnings.warn(f"{type(model).__name__} runs eager: the oneDNN graph for input shape {tuple(x.shape)} "
+                              f"could not be built ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
                               RuntimeWarning, stacklevel=3)
                 return expected
             self._graphs[key] = graph
