@@ -44,14 +44,15 @@ def list_models(pattern: str | None = None, *, task: str | None = None, include_
 
 
 def load(source: str | os.PathLike, *, device=None, dtype=None, fuse: bool = True, optimize: bool = True,
-         compile: bool = False, arch: str | None = None, expected_sha256: str | None = None) -> Predictor | OCR | OCR3:
+         compile: bool = False, arch: str | None = None, expected_sha256: str | None = None,
+         shape_graphs: bool | None = None) -> Predictor | OCR | OCR3:
     """A ready predictor, or a whole pipeline for a bundle name.
 
     Args:
         source: a converted ``.safetensors``, a Paddle model folder or ``.pdparams`` file
             (converted in memory), a zoo model name (``"ch_PP-OCRv4_rec"``) or a zoo bundle
             name (``"ch_PP-OCRv4"``).
-        device, dtype, fuse, optimize, compile, arch, expected_sha256: as
+        device, dtype, fuse, optimize, compile, arch, expected_sha256, shape_graphs: as
             ``ptocr.loading.load_predictor`` takes them (a bundle takes device, dtype,
             optimize and compile).
 
@@ -61,9 +62,11 @@ def load(source: str | os.PathLike, *, device=None, dtype=None, fuse: bool = Tru
         a ``DetPredictor``, ``RecPredictor`` or ``ClsPredictor``.
     """
     if is_name(source) and os.fspath(source) in load_manifest().bundles:
+        if shape_graphs is not None:  # a pipeline promises the same results whatever it read before
+            raise PtocrError(f"{source}: shape_graphs is for one model; load the models with it and pass them to the pipeline")
         return load_bundle(os.fspath(source), device=device, dtype=dtype, optimize=optimize, compile=compile)
     return load_predictor(source, device=device, dtype=dtype, fuse=fuse, optimize=optimize, compile=compile,
-                          arch=arch, expected_sha256=expected_sha256)
+                          arch=arch, expected_sha256=expected_sha256, shape_graphs=shape_graphs)
 
 
 def create_model(name: str, *, pretrained: bool | str | os.PathLike = False,

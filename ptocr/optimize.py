@@ -10,8 +10,8 @@
 * squeeze-excitation convs (on a 1x1 map) run as matrix products on the pooled vector;
 * every plain conv a ``ConvActivation2d`` (oneDNN with its weight packed once, and the
   activation that alone reads it as a post-op);
-* optionally (every task's default) frozen oneDNN Graph traces of the input shapes the
-  model sees often (``ptocr.models.shape_graphs``);
+* optionally (the classifiers' default; ``ptocr.load(..., shape_graphs=True)`` for the others)
+  frozen oneDNN Graph traces of the input shapes the model sees often (``ptocr.models.shape_graphs``);
 * optionally channels-last memory format (``inference_settings`` turns it on by default; see
   TASK_SETTINGS).
 
@@ -246,8 +246,12 @@ INFERENCE_OPTIONS = {"fold_batch_norms": bool, "channels_last": bool, "shape_gra
 # arithmetic, and fuses the detector's elementwise tails. Each holds a copy of the weights and
 # its compiled kernels (the v4 recognizer about 45 MB a shape at batch 1, 120 MB at batch 6; the
 # v4 server detector about 350 MB at 640x640), so fewer shapes get one where they cost more.
-TASK_SETTINGS = {"det": {"channels_last": True, "shape_graphs": True, "max_shape_graphs": 2},
-                 "rec": {"channels_last": True, "shape_graphs": True, "max_shape_graphs": 4},
+# On by default for the classifiers only: a graph rounds differently from eager, and a shape
+# switches to it at its 8th call, so a detector's boxes and a recognizer's scores would depend on
+# what the process read before (the pipelines promise bulk = per-image and resumed = uninterrupted
+# bit for bit); a classifier's output is a label. ptocr.load(..., shape_graphs=True) opts in.
+TASK_SETTINGS = {"det": {"channels_last": True, "shape_graphs": False, "max_shape_graphs": 2},
+                 "rec": {"channels_last": True, "shape_graphs": False, "max_shape_graphs": 4},
                  "cls": {"channels_last": True, "shape_graphs": True, "max_shape_graphs": 8}}
 
 

@@ -69,6 +69,26 @@ def test_compile_wraps_the_optimized_model_and_compiles_lazily(converted):
     assert not isinstance(plain.model, torch._dynamo.eval_frame.OptimizedModule)
 
 
+def test_shape_graphs_are_the_classifiers_default_and_an_opt_in_for_the_others(converted, shared_dir):
+    """Opted in, a recognizer's repeated shape runs through its graph and reads the same text."""
+    import torch
+
+    assert ptocr.load(converted["cls"]).model.shape_graphs is not None
+    plain = ptocr.load(converted["rec"])
+    assert plain.model.shape_graphs is None and ptocr.load(converted["det"]).model.shape_graphs is None
+    graphs = ptocr.load(converted["rec"], shape_graphs=True)
+    graphs.model.shape_graphs.build_after = 1
+    crops = sorted((shared_dir / "images/words/en").glob("*.png"))
+    with torch.inference_mode():
+        want, got = plain(crops), graphs(crops)
+    assert len(graphs.model.shape_graphs) >= 1
+    assert [t for t, _ in got] == [t for t, _ in want]
+    assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-4)
+    assert ptocr.load(converted["cls"], shape_graphs=False).model.shape_graphs is None
+    with pytest.raises(PtocrError, match="shape_graphs is for one model"):
+        ptocr.load("ch_PP-OCRv4", shape_graphs=True)
+
+
 def test_paddle_folder_loads_directly(shared_dir, converted):
     a = ptocr.load(shared_dir / "paddle_models/ch_ppocr_mobile_v2.0_cls_infer")
     b = ptocr.load(converted["cls"])

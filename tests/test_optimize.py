@@ -150,10 +150,12 @@ def test_fold_batch_norms_off_keeps_every_batch_norm():
 
 
 def test_inference_settings_task_defaults_and_model_override():
-    """Every task runs channels-last with shape graphs by default; a model's own "inference" wins."""
+    """Every task runs channels-last by default, the classifiers alone with shape graphs; a model's
+    own "inference" wins."""
     det, rec, cls = (dict(ARCHITECTURES[a]) for a in ("ch_PP-OCRv4_det", "ch_PP-OCRv4_rec", "ch_ppocr_mobile_v2.0_cls"))
-    assert all(inference_settings(c)["channels_last"] and inference_settings(c)["shape_graphs"] for c in (det, rec, cls))
-    det["inference"] = {"channels_last": False, "fold_batch_norms": False}
+    assert all(inference_settings(c)["channels_last"] for c in (det, rec, cls))
+    assert [inference_settings(c)["shape_graphs"] for c in (det, rec, cls)] == [False, False, True]
+    det["inference"] = {"channels_last": False, "fold_batch_norms": False, "shape_graphs": True}
     assert inference_settings(det) == {"channels_last": False, "fold_batch_norms": False, "shape_graphs": True,
                                        "max_shape_graphs": TASK_SETTINGS["det"]["max_shape_graphs"]}
     assert set(TASK_SETTINGS) == {a["task"] for a in ARCHITECTURES.values()}
@@ -161,10 +163,11 @@ def test_inference_settings_task_defaults_and_model_override():
         assert all(isinstance(v, INFERENCE_OPTIONS[k]) for k, v in settings.items())
 
 
-def test_architecture_settings_sit_between_task_and_model():
-    """An LSTM recognizer stays eager (its architecture says so); its model's own entry still wins."""
+def test_architecture_settings_sit_between_task_and_model(monkeypatch):
+    """An architecture's "inference" overrides its task's; its model's own entry wins over both."""
+    monkeypatch.setitem(TASK_SETTINGS, "rec", {**TASK_SETTINGS["rec"], "shape_graphs": True})
     lstm = {"task": "rec", "architecture": "ch_ppocr_mobile_v2.0_rec"}
-    assert inference_settings(lstm)["shape_graphs"] is False
+    assert inference_settings(lstm)["shape_graphs"] is False  # its LSTM magnifies a graph's rounding
     assert inference_settings({**lstm, "inference": {"shape_graphs": True}})["shape_graphs"] is True
     assert inference_settings({"task": "rec", "architecture": "ch_PP-OCRv4_rec"})["shape_graphs"] is True
     assert inference_settings({"task": "rec", "architecture": "from_a_newer_version"}) == TASK_SETTINGS["rec"]

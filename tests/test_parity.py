@@ -61,6 +61,21 @@ def test_compiled_parity_against_paddle(shared_dir, paddle, workdir, entry):
     _assert_within(entry, report)
 
 
+# ptocr.load(..., shape_graphs=True), the opt-in for detectors and recognizers: the default
+# pipeline's two, every input read through a graph of its shape (doc/design_figures.md: every
+# shared non-LSTM detector and recognizer passed so, but for ch_PP-OCRv4_server_det's seeded weights).
+SHAPE_GRAPHS = ("ch_PP-OCRv4_det", "ch_PP-OCRv4_rec")
+
+
+@pytest.mark.filterwarnings("error:.*runs eager:RuntimeWarning")  # a refused graph would leave it eager
+@pytest.mark.parametrize("entry", [e for e in suite() if e.model in SHAPE_GRAPHS], ids=lambda e: e.id)
+def test_shape_graph_parity_against_paddle(shared_dir, paddle, workdir, entry):
+    """The "optimized" figures are those of the model with shape graphs."""
+    report = run_entry(entry, shared_dir, workdir, shape_graphs=True)
+    print(report.summary())
+    _assert_within(entry, report)
+
+
 def _assert_within(entry, report) -> None:
     assert report.cases, f"no inputs for {entry.model}"
     bad = [c for c in report.cases if not c.agree]

@@ -128,11 +128,12 @@ def onnx_engine(folder: Path, workdir: Path, threads: int):
     return lambda x: sess.run(None, {name: x})[0]
 
 
-def torch_engine(folder: Path, optimize: bool, dtype=torch.float32, compile: bool = False):
+def torch_engine(folder: Path, optimize: bool, dtype=torch.float32, compile: bool = False,
+                 shape_graphs: bool | None = None):
     """ptocr.load as users get it: ``optimize=False`` is the converted model with its rep
     layers fused (the inference path before ptocr.optimize), True the default; ``compile``:
-    ``ptocr.load(..., compile=True)``."""
-    model = ptocr.load(folder, optimize=optimize, dtype=dtype, compile=compile).model
+    ``ptocr.load(..., compile=True)``; ``shape_graphs``: ``ptocr.load(..., shape_graphs=...)``."""
+    model = ptocr.load(folder, optimize=optimize, dtype=dtype, compile=compile, shape_graphs=shape_graphs).model
 
     def run(x):
         with torch.inference_mode():
@@ -142,10 +143,11 @@ def torch_engine(folder: Path, optimize: bool, dtype=torch.float32, compile: boo
 
 TORCH_PLAIN, TORCH_OPT, TORCH_BF16 = "PyTorch plain", "PyTorch optimized", "PyTorch optimized bf16"
 TORCH_COMPILED, TORCH_AOTI, TORCH_STATIC = "PyTorch compiled", "PyTorch AOTInductor", "PyTorch AOTInductor static"
-TORCH_GRAPH = "PyTorch oneDNN Graph"
+TORCH_GRAPH, TORCH_SHAPE_GRAPHS = "PyTorch oneDNN Graph", "PyTorch shape graphs"
 PADDLE_DNN, PADDLE_PLAIN, ORT = "Paddle Inference oneDNN", "Paddle Inference no oneDNN", "ONNX Runtime"
-ENGINES = (TORCH_PLAIN, TORCH_OPT, TORCH_COMPILED, TORCH_AOTI, TORCH_STATIC, TORCH_GRAPH, PADDLE_DNN, PADDLE_PLAIN, ORT)
-OURS = (TORCH_OPT, TORCH_COMPILED, TORCH_AOTI, TORCH_STATIC, TORCH_GRAPH)
+ENGINES = (TORCH_PLAIN, TORCH_OPT, TORCH_SHAPE_GRAPHS, TORCH_COMPILED, TORCH_AOTI, TORCH_STATIC, TORCH_GRAPH,
+           PADDLE_DNN, PADDLE_PLAIN, ORT)
+OURS = (TORCH_OPT, TORCH_SHAPE_GRAPHS, TORCH_COMPILED, TORCH_AOTI, TORCH_STATIC, TORCH_GRAPH)
 OTHERS = (PADDLE_DNN, PADDLE_PLAIN, ORT)
 E2E = ("ptocr plain", "ptocr optimized", "ptocr compiled", "PaddleOCR 2.10 (oneDNN)")
 # The compiled worker also reports its first call (it compiles) per stage, the AOTInductor one
@@ -204,9 +206,9 @@ def onednn_graph_engine(folder: Path, x: np.ndarray, workdir: Path):
 
 
 def _engine(name: str, folder: Path, workdir: Path, threads: int):
-    if name in (TORCH_PLAIN, TORCH_OPT, TORCH_BF16, TORCH_COMPILED):
+    if name in (TORCH_PLAIN, TORCH_OPT, TORCH_SHAPE_GRAPHS, TORCH_BF16, TORCH_COMPILED):
         return torch_engine(folder, name != TORCH_PLAIN, torch.bfloat16 if name == TORCH_BF16 else torch.float32,
-                            compile=name == TORCH_COMPILED)
+                            compile=name == TORCH_COMPILED, shape_graphs=True if name == TORCH_SHAPE_GRAPHS else None)
     if name == ORT:
         return onnx_engine(folder, workdir, threads)
     return paddle_engine(folder, threads, mkldnn=name == PADDLE_DNN)
@@ -575,11 +577,12 @@ channels-last weights (oneDNN then skips its NCHW layout reorders around every c
 recognizer's head reads a contiguous sequence), every conv a oneDNN call (`ptocr.models.conv_activation`, eager float32 on the CPU) with the ReLU /
 Hardswish / SiLU that alone reads its output as a post-op where the output is large, and with its
 weight packed for oneDNN once where the map is small (rec batch 1 0.94x, cls 0.96-0.98x, det and
-rec batch 6 unchanged, side by side), and frozen traces of the input shapes a model sees often, run
-by oneDNN Graph (`ptocr.models.shape_graphs`: built at a shape's 8th call in 0.4-1 s here, at most 2
-shapes of a detector, 4 of a recognizer, 8 of a classifier; the stages below repeat one shape, so
-they time the graphs: eager, the same build measured det 640 43.5, rec batch 1 12.2, rec batch 6
-50.5, cls batch 6 5.0 ms). Same function; float32 outputs differ by rounding only.
+rec batch 6 unchanged, side by side), and for the direction classifiers frozen traces of the input
+shapes they see often, run by oneDNN Graph (`ptocr.models.shape_graphs`: built at a shape's 8th
+call, about half a second; cls batch 6 about 2 ms against 5 eager).
+*PyTorch shape graphs*: the same with `ptocr.load(..., shape_graphs=True)`, which gives detectors and
+recognizers their graphs too (at most 2 and 4 shapes; not the default, as a shape's results change by
+float32 rounding when its graph takes over). Same function; float32 outputs differ by rounding only.
 *PyTorch compiled*: `ptocr.load(..., compile=True)`: the optimized model through `torch.compile`
 (inductor, weights as constants, dynamic shapes); timed after its first call, which compiles (listed below the
 table). *PyTorch AOTInductor*: `ptocr export NAME --format aoti` of the optimized model (dynamic

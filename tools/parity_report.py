@@ -85,8 +85,8 @@ def main(argv=None) -> int:
         "- **optimized**: the same as max abs delta for the model as `ptocr.load` runs it "
         "(`ptocr.optimize.for_inference`: rep layers fused, batch norms and rep affines folded into the "
         "convs in float64, activations in place, convs as oneDNN calls with their activations as post-ops, "
-        "channels-last unless the model's own settings below say otherwise, and every input "
-        "read through a oneDNN Graph shape graph, except the LSTM recognizers', which stay eager); asserted within "
+        "channels-last unless the model's own settings below say otherwise, and the classifiers' every input "
+        "read through their oneDNN Graph shape graphs); asserted within "
         "the same bound, and "
         "its agreement is part of the agreement column.",
         "- **Paddle fp32 own error**: the largest distance of Paddle Inference fp32 from the same "

@@ -180,12 +180,16 @@ def torch_outputs(model: torch.nn.Module, inputs: Sequence[np.ndarray], dtype=to
     return [model(torch.from_numpy(x).to(dtype)).numpy() for x in inputs]
 
 
-def optimized_model(conv: Conversion, *, compiled: bool = False) -> torch.nn.Module:
+def optimized_model(conv: Conversion, *, compiled: bool = False, shape_graphs: bool | None = None) -> torch.nn.Module:
     """The model as ptocr.load runs it once warm: its task's, architecture's and own settings
     (ptocr.optimize.inference_settings), with shape graphs (where those settings have them) built
     at the first call of each input shape and for every shape, so that every input is read through
-    one. ``compiled``: and ``torch.compile``d, as ``ptocr.load(..., compile=True)``."""
-    optimized = for_inference(conv.model, example_input(conv.config), **inference_settings(conv.config))
+    one. ``compiled``: and ``torch.compile``d, as ``ptocr.load(..., compile=True)``;
+    ``shape_graphs``: as ``ptocr.load(..., shape_graphs=...)``."""
+    settings = inference_settings(conv.config)
+    if shape_graphs is not None:
+        settings["shape_graphs"] = shape_graphs
+    optimized = for_inference(conv.model, example_input(conv.config), **settings)
     if getattr(optimized, "shape_graphs", None) is not None:
         optimized.shape_graphs.build_after = 1
         optimized.shape_graphs.max_shapes = _EVERY_SHAPE
@@ -202,9 +206,11 @@ def check_parity(
     source_kind: str = "trained weights",
     threads: int = 2,
     compiled: bool = False,
+    shape_graphs: bool | None = None,
 ) -> ParityReport:
     """Convert ``model_dir`` (unless ``conversion`` is given) and compare it with Paddle on ``images``.
-    ``compiled``: the optimized model is also ``torch.compile``d (``ptocr.load(..., compile=True)``)."""
+    ``compiled``: the optimized model is also ``torch.compile``d (``ptocr.load(..., compile=True)``);
+    ``shape_graphs``: it is loaded with ``ptocr.load(..., shape_graphs=...)``."""
     conv = conversion or convert(model_dir, arch)
     task = conv.config["task"]
     named = task_inputs(conv.config, [Path(p) for p in images])
@@ -214,7 +220,7 @@ def check_parity(
     ref = refs["graph passes"]  # the default runtime: what `fp32` and the decisions are judged against
     got = torch_outputs(conv.model, inputs)
     got64 = torch_outputs(copy.deepcopy(conv.model).double(), inputs, torch.float64)
-    opt = torch_outputs(optimized_model(conv, compiled=compiled), inputs)
+    opt = torch_outputs(optimized_model(conv, compiled=compiled, shape_graphs=shape_graphs), inputs)
     report = ParityReport(name or Path(model_dir).name, conv.arch_name, conv.form, source_kind,
                           conv.source.format, agreement_kind=_AGREEMENT[task])
     judge = _JUDGES[task](conv)

@@ -145,7 +145,8 @@ def _checkpoint_in_program(checkpoint: Path, program: Path, out: Path) -> Path:
     return out
 
 
-def run_entry(entry: SuiteEntry, shared: Path, workdir: Path, *, compiled: bool = False) -> ParityReport:
+def run_entry(entry: SuiteEntry, shared: Path, workdir: Path, *, compiled: bool = False,
+              shape_graphs: bool | None = None) -> ParityReport:
     """Convert (architecture detected, not given) and compare with Paddle: a ParityReport.
     Checkpoints are converted from the checkpoint itself and compared with the program
     running the same tensors."""
@@ -154,7 +155,7 @@ def run_entry(entry: SuiteEntry, shared: Path, workdir: Path, *, compiled: bool 
     if conv.arch_name != entry.arch:
         raise ArchitectureError(f"{entry.model}: detected as {conv.arch_name}, expected {entry.arch}")
     return check_parity(folder, images_of(shared, entry), name=entry.model, conversion=conv,
-                        source_kind=entry.source_kind, compiled=compiled)
+                        source_kind=entry.source_kind, compiled=compiled, shape_graphs=shape_graphs)
 
 
 def report_row(entry: SuiteEntry, report: ParityReport) -> dict:
