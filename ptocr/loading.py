@@ -64,8 +64,8 @@ def load_predictor(
         expected_sha256: refuse a ``.safetensors`` file with another sha256.
         shape_graphs: with ``optimize``, run each input shape seen often as a frozen oneDNN
             Graph trace (``ptocr.models.shape_graphs``); None: the model's settings (on for
-            the classifiers). Faster for repeated shapes (the v4 recognizer at batch 1 1.5x,
-            the v4 detector 1.3x), but a shape's results change by float32 rounding when its
+            the classifiers). Faster for repeated shapes (the v4 recognizer at batch 1 1.7x,
+            the v4 detector 1.1-1.2x), but a shape's results change by float32 rounding when its
             graph takes over at its 8th call.
 
     Returns:
