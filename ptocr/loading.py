@@ -66,7 +66,8 @@ def load_predictor(
             Graph trace (``ptocr.models.shape_graphs``); None: the model's settings (on for
             the classifiers). Faster for repeated shapes (the v4 recognizer at batch 1 1.7x,
             the v4 detector 1.1-1.2x), but a shape's results change by float32 rounding when its
-            graph takes over at its 8th call.
+            graph takes over at its 8th call. Models whose settings rule graphs out (the LSTM
+            recognizers, whose graphs leave the parity bound) stay eager.
 
     Returns:
         A ``DetPredictor``, ``RecPredictor`` or ``ClsPredictor`` (by the model's task).
@@ -105,9 +106,7 @@ def load_predictor(
                                dtype=torch.float32 if fold_wide else dtype, where=str(path))
     if fuse and optimize:
         example = example_input(config, dtype=predictor.dtype, device=predictor.device)
-        settings = inference_settings(config)
-        if shape_graphs is not None:
-            settings["shape_graphs"] = shape_graphs
+        settings = inference_settings(config, shape_graphs=shape_graphs)
         predictor.model = for_inference(predictor.model, example, inplace=True, **settings)
     if fold_wide:
         predictor.to(dtype=dtype)

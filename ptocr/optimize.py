@@ -255,11 +255,16 @@ TASK_SETTINGS = {"det": {"channels_last": True, "shape_graphs": False, "max_shap
                  "cls": {"channels_last": True, "shape_graphs": True, "max_shape_graphs": 8}}
 
 
-def inference_settings(config: dict) -> dict:
+def inference_settings(config: dict, *, shape_graphs: bool | None = None) -> dict:
     """The for_inference keywords for a model: its task's, then its architecture's (an entry's
-    "inference" in ptocr.architectures), then its config's own "inference" (its manifest entry's)."""
-    return {**TASK_SETTINGS.get(config["task"], {}), **_architecture_settings(config.get("architecture")),
-            **config.get("inference", {})}
+    "inference" in ptocr.architectures), then its config's own "inference" (its manifest entry's).
+    ``shape_graphs`` (``ptocr.load(..., shape_graphs=)``) overrides the task's default, but not an
+    architecture or model that rules graphs out (their rounding leaves the parity bound there)."""
+    own = {**_architecture_settings(config.get("architecture")), **config.get("inference", {})}
+    settings = {**TASK_SETTINGS.get(config["task"], {}), **own}
+    if shape_graphs is not None and own.get("shape_graphs") is not False:
+        settings["shape_graphs"] = shape_graphs
+    return settings
 
 
 def _architecture_settings(name: str | None) -> dict:

@@ -173,6 +173,14 @@ def test_architecture_settings_sit_between_task_and_model(monkeypatch):
     assert inference_settings({"task": "rec", "architecture": "from_a_newer_version"}) == TASK_SETTINGS["rec"]
 
 
+def test_asking_for_shape_graphs_overrides_the_task_not_a_model_that_rules_them_out():
+    v4, lstm = ({"task": "rec", "architecture": a} for a in ("ch_PP-OCRv4_rec", "ch_ppocr_mobile_v2.0_rec"))
+    assert inference_settings(v4, shape_graphs=True)["shape_graphs"] is True
+    assert inference_settings(lstm, shape_graphs=True)["shape_graphs"] is False
+    cls = {"task": "cls", "architecture": "ch_ppocr_mobile_v2.0_cls"}
+    assert inference_settings(cls, shape_graphs=False)["shape_graphs"] is False
+
+
 def test_channels_last_weights_same_function():
     plain = _random_model("ch_ppocr_mobile_v2.0_cls").float()
     x = example_input(ARCHITECTURES["ch_ppocr_mobile_v2.0_cls"])

@@ -186,10 +186,8 @@ def optimized_model(conv: Conversion, *, compiled: bool = False, shape_graphs: b
     at the first call of each input shape and for every shape, so that every input is read through
     one. ``compiled``: and ``torch.compile``d, as ``ptocr.load(..., compile=True)``;
     ``shape_graphs``: as ``ptocr.load(..., shape_graphs=...)``."""
-    settings = inference_settings(conv.config)
-    if shape_graphs is not None:
-        settings["shape_graphs"] = shape_graphs
-    optimized = for_inference(conv.model, example_input(conv.config), **settings)
+    optimized = for_inference(conv.model, example_input(conv.config),
+                              **inference_settings(conv.config, shape_graphs=shape_graphs))
     if getattr(optimized, "shape_graphs", None) is not None:
         optimized.shape_graphs.build_after = 1
         optimized.shape_graphs.max_shapes = _EVERY_SHAPE
