@@ -33,16 +33,16 @@ import torch.nn.functional as F
 
 __all__ = ["ACTIVATIONS", "NO_ACTIVATION", "ConvActivation2d", "fused_kernel_available"]
 
-# activation module -> (oneDNN post-op name, the same function in PyTorch, in place)
+# activation module -> (oneDNN post-op name, the same function in PyTorch)
 ACTIVATIONS = {
-    nn.ReLU: ("relu", lambda x: F.relu(x, inplace=True)),
-    nn.Hardswish: ("hardswish", lambda x: F.hardswish(x, inplace=True)),
-    nn.SiLU: ("swish", lambda x: F.silu(x, inplace=True)),
+    nn.ReLU: ("relu", F.relu),
+    nn.Hardswish: ("hardswish", F.hardswish),
+    nn.SiLU: ("swish", F.silu),
 }
 NO_ACTIVATION = "none"  # oneDNN's name for a conv without post-op
-_PLAIN = {name: fn for name, fn in ACTIVATIONS.values()} | {NO_ACTIVATION: lambda x: x}
+_PLAIN = {name: (lambda x, fn=fn: fn(x, inplace=True)) for name, fn in ACTIVATIONS.values()} | {NO_ACTIVATION: lambda x: x}
 # The same, out of place: what a traced copy for oneDNN Graph records (activation_in_place).
-_OUT_OF_PLACE = {"relu": F.relu, "hardswish": F.hardswish, "swish": F.silu, NO_ACTIVATION: lambda x: x}
+_OUT_OF_PLACE = {name: fn for name, fn in ACTIVATIONS.values()} | {NO_ACTIVATION: lambda x: x}
 # On an NCHW input (plain weights, reordered by oneDNN at every call), outputs smaller than this
 # (elements) take the two plain ops: there the fused primitive's set-up per call costs more than
 # the activation's pass over the output saves (tools/bench.py).
