@@ -113,7 +113,8 @@ def convert(
         "form": fit.form,
         "model": model_cfg,
         "preprocess": {**_preprocess_of(spec, source), **(known.preprocess if known else {})},
-        "postprocess": {**spec.get("postprocess", {}), **(known.postprocess if known else {})},
+        "postprocess": {**spec.get("postprocess", {}), **_paddle2_text_order(dic, dictionary, known),
+                        **(known.postprocess if known else {})},
         "source": {
             "name": Path(source.path).name,
             "format": source.format,
@@ -135,6 +136,16 @@ def convert(
             "source": Path(dic.source).name,
         }
     return Conversion(fit.arch_name, spec, fit.form, source, fit.mapping, model, dic, config)
+
+
+def _paddle2_text_order(dic: Dictionary | None, explicit, known: ModelEntry | None) -> dict:
+    """PaddleOCR 2.x's rule for a recognizer's text order: texts are reversed (``pred_reverse``)
+    when the dictionary path holds "arabic". The path is ``--dict`` as given, else the manifest's
+    dictionary file for the named model, else the file the characters came from."""
+    if dic is None:
+        return {}
+    path = str(explicit) if explicit is not None else ((known.dictionary or {}).get("file") if known else None)
+    return {"reverse": True} if "arabic" in (path or Path(dic.source).name) else {}
 
 
 def _preprocess_of(spec: dict, source: PaddleSource) -> dict:

@@ -42,12 +42,14 @@ MODEL_KEYS = {
     "postprocess", "dictionary", "license", "source", "parity", "hub", "inference", "inference_reason",
     "float64_modules", "float64_reason",
 }
-# Optional: "inference" holds ptocr.optimize.for_inference settings that differ from the
 # What a model's outputs are proven against: its Paddle program run by Paddle (trained, or seeded
 # where only the program is at hand), ONNX Runtime running the released ONNX file (no Paddle
 # program of the model here), or transformers' independent implementation (no released file
 # here at all).
 PARITY_AGAINST = ("paddle", "onnx_runtime", "transformers")
+# A recognizer's "postprocess": the text order of its CTC decoding (ptocr.postprocess.ctc).
+REC_POSTPROCESS = frozenset({"reverse", "bidi"})
+# Optional: "inference" holds ptocr.optimize.for_inference settings that differ from the
 # defaults (where a default moved the model outside the parity bound), "inference_reason" why;
 # "float64_modules" the module paths the model computes in float64 (ptocr.models.float64),
 # "float64_reason" why.
@@ -331,6 +333,12 @@ def _model_problems(name: str, e, check_architectures: bool) -> list[str]:
     for key in ("arguments", "preprocess", "postprocess"):
         if not isinstance(e[key], dict):
             p.append(f"{key} is not an object")
+    if e["task"] == "rec" and isinstance(e["postprocess"], dict):
+        post = e["postprocess"]  # CTCLabelDecode's text-order settings, and only those
+        if set(post) - REC_POSTPROCESS or not all(isinstance(v, bool) for v in post.values()):
+            p.append(f"a recognizer's postprocess holds only {sorted(REC_POSTPROCESS)}, true or false: {post!r:.60}")
+        elif post.get("reverse") and post.get("bidi"):
+            p.append("postprocess turns on both reverse (PaddleOCR 2.x) and bidi (3.x): choose one")
     inference = e.get("inference", {})
     if not isinstance(inference, dict):
         p.append("inference is not an object")

@@ -7,7 +7,7 @@ threshold 0.6, unclip 1.5; PaddleX's DB scaling) -> sort (top-to-bottom, then le
 -> crop (minimum-area rectangle of each quad, perspective warp) -> orientation (PP-LCNet
 textline model: class 1 turns the crop by 180 degrees with PaddleX's affine warp) ->
 recognize (crops sorted by aspect ratio, batches of 6, each crop resized to its own width and
-zero-padded to the batch's widest) -> assemble (lines scoring >= 0.0: ``rec_polys``,
+zero-padded to the batch's widest; Arabic texts through python-bidi) -> assemble (lines scoring >= 0.0: ``rec_polys``,
 ``rec_boxes``, ``rec_texts``, ``rec_scores``, ``textline_orientation_angles``).
 
 One deliberate difference: paddlex 3.7.0-3.7.2 give every line of a textline-orientation
@@ -28,7 +28,7 @@ from ptocr.errors import PtocrError
 from ptocr.manifest import load_manifest
 from ptocr.pdf import is_pdf, pdf_pages
 from ptocr.pipeline import as_predictor
-from ptocr.postprocess import DBPostProcess
+from ptocr.postprocess import CTCLabelDecode, DBPostProcess
 from ptocr.predictors import ClsPredictor, DetPredictor, RecPredictor
 from ptocr.result import Line
 from ptocr.result3 import ANGLE_OF_CLASS, OCR3Result
@@ -36,7 +36,7 @@ from ptocr.transforms import DetPreprocess, get_minarea_rect_crop, load_image, s
 from ptocr.transforms.rec import pad_batch, resize_norm_img_own_width
 from ptocr.transforms.rotate import rotate_image
 
-__all__ = ["OCR3", "PADDLEOCR3_DEFAULTS", "UnwarpingUnavailable"]
+__all__ = ["BIDI_RECOGNIZERS", "OCR3", "PADDLEOCR3_DEFAULTS", "UnwarpingUnavailable"]
 
 # The pipeline's settings as paddlex 3.7's OCR.yaml gives them (text_type "general").
 PADDLEOCR3_DEFAULTS = {
@@ -52,6 +52,10 @@ PADDLEOCR3_DEFAULTS = {
 }
 # PaddleX's recognizer squeezes crops wider than this (at the model height) into it.
 REC_MAX_WIDTH = 3200
+# The recognizers whose texts paddlex 3.7 puts through python-bidi's get_display, by its model
+# names arabic_PP-OCRv3_mobile_rec and arabic_PP-OCRv5_mobile_rec; here the zoo's names for them.
+# Every other recognizer's text is the CTC decoding as it comes, never reversed (2.x's rule).
+BIDI_RECOGNIZERS = frozenset({"arabic_PP-OCRv3_rec", "arabic_PP-OCRv5_mobile_rec"})
 
 
 class UnwarpingUnavailable(PtocrError):
@@ -89,6 +93,9 @@ class OCR3(BulkReading):
         load = dict(device=device, dtype=dtype, optimize=optimize, compile=compile)
         self.det: DetPredictor = as_predictor(det, "det", **load)
         self.rec: RecPredictor = as_predictor(rec, "rec", **load)
+        # 3.x's text order, whatever the recognizer's own (2.x) settings say: see BIDI_RECOGNIZERS.
+        self.rec_decode = CTCLabelDecode(self.rec.dictionary.classes,
+                                         bidi=self.rec.config.get("model_name") in BIDI_RECOGNIZERS)
         self.textline: ClsPredictor | None = None if textline is None else as_predictor(textline, "cls", **load)
         self.doc_ori: ClsPredictor | None = None if doc_ori is None else as_predictor(doc_ori, "cls", **load)
         s, pre, post = self.settings, self.det.pre, self.det.post
@@ -183,7 +190,7 @@ class OCR3(BulkReading):
                 for start in range(0, len(order), size)]
 
     def rec_texts(self, probs: np.ndarray) -> list[tuple[str, float]]:
-        return [res[:2] for res in self.rec.post(probs)]
+        return [res[:2] for res in self.rec_decode(probs)]
 
     def assemble(self, img, polys, angles, texts, *, source=None, page_index=None, doc_angle=-1,
                  dt_polys=None) -> OCR3Result:

@@ -5,6 +5,12 @@ class differs from the previous step's and is not the blank (index 0); text = th
 classes' characters; score = mean of the kept steps' max probabilities, 0.0 when nothing is
 kept (PaddleOCR: ``conf_list = [0]``). The mean is numpy's, in the input's dtype (float32 for
 model outputs), returned as a Python float, like PaddleOCR's ``np.mean(...).tolist()``.
+
+Arabic-script recognizers read a line left to right, so their raw text is in visual order.
+PaddleOCR 2.x reverses it (``reverse``, ``reverse_rtl``) for dictionaries whose path holds
+"arabic"; PaddleOCR 3.x (PaddleX 3.7's text recognition predictor) instead runs python-bidi's
+``get_display`` (``bidi``) over the texts of arabic_PP-OCRv3_mobile_rec and
+arabic_PP-OCRv5_mobile_rec. The two give different strings for the same line.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import re
 from typing import Sequence
 
 import numpy as np
+from bidi.algorithm import get_display
 
 from ptocr.errors import DictionaryError
 
@@ -45,11 +52,16 @@ class CTCLabelDecode:
 
     ``reverse``: apply ``reverse_rtl`` to each text; PaddleOCR turns it on when the dictionary
     path contains ``"arabic"`` (the arabic_dict.txt used for ar, fa, ug, ur).
+    ``bidi``: apply python-bidi's ``get_display`` to each text, as PaddleOCR 3.x does for its
+    Arabic recognizers. One or the other: each is its pipeline's whole answer to the order.
     """
 
     blank = 0
 
-    def __init__(self, characters: Sequence[str], reverse: bool = False):
+    def __init__(self, characters: Sequence[str], reverse: bool = False, bidi: bool = False):
+        if reverse and bidi:
+            raise ValueError("reverse (PaddleOCR 2.x) and bidi (PaddleOCR 3.x) are two answers to one question: "
+                             "choose one")
         characters = list(characters)
         if len(characters) < 2:
             raise DictionaryError(
@@ -58,6 +70,7 @@ class CTCLabelDecode:
             )
         self.characters = characters
         self.reverse = bool(reverse)
+        self.bidi = bool(bidi)
 
     @property
     def num_classes(self) -> int:
@@ -107,6 +120,8 @@ class CTCLabelDecode:
         score = float(np.mean(conf))
         if self.reverse:
             text = reverse_rtl(text)
+        elif self.bidi:
+            text = get_display(text)
         if return_positions:
             return text, score, np.nonzero(keep)[0]
         return text, score
