@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds .gpu/ (kept out of git) for tools/gpu_checks.sh, here, before a session's one device call:
 # the real models and scenes the checks read (../shared does not travel to the device machine)
-# and wheels of the dependencies its image lacks (pyclipper, shapely, pypdfium2; cp312 x86-64).
+# and wheels of the dependencies its image lacks (pyclipper, shapely, pypdfium2, python-bidi; cp312 x86-64).
 #
 #     bash tools/prepare_gpu_checks.sh [SHARED]        # SHARED: default ../shared
 #     device run: command "bash tools/gpu_checks.sh", carry [".gpu"], timeout_s 600
@@ -18,5 +18,6 @@ cp -r "$shared/images/scenes" "$shared/images/words" .gpu/shared/images/
 version() { python3 -c "import importlib.metadata as m; print(m.version('$1'))"; }
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-    -d .gpu/whl "pyclipper==$(version pyclipper)" "shapely==$(version shapely)" "pypdfium2==$(version pypdfium2)"
+    -d .gpu/whl "pyclipper==$(version pyclipper)" "shapely==$(version shapely)" "pypdfium2==$(version pypdfium2)" \
+    "python-bidi==$(version python-bidi)"
 du -sh .gpu
