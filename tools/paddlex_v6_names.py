@@ -26,8 +26,6 @@ import sys
 import types
 from pathlib import Path
 
-import numpy as np
-
 from converter.tables.transformers_layout import layout_for_architecture
 from converter.transformers_checkpoint import transformers_config
 from ptocr.architectures import get_architecture
