@@ -39,8 +39,9 @@ def _resolve_parts(bundle: str, given: dict, lang: str | None, zoo, log) -> dict
     parts = manifest.bundle(bundle)
     if lang is not None and given.get("rec") is None:  # a given recognizer wins over the language's
         if manifest.bundle_rules(bundle) != "paddleocr3":
-            raise PtocrError(f"lang picks PaddleOCR 3.x's PP-OCRv5 recognizers; {bundle} is a PaddleOCR 2.x bundle")
-        parts["rec"] = recognizer_for(lang, parts["rec"])
+            raise PtocrError(f"lang picks PaddleOCR 3.x's recognizers; {bundle} is a PaddleOCR 2.x bundle")
+        own = manifest.models[parts["rec"]]["architecture"]
+        parts["rec"] = recognizer_for(lang, parts["rec"], "PP-OCRv6" if own.startswith("PP-OCRv6") else "PP-OCRv5")
     files = {}
     for task in ("det", "rec", "cls"):
         if given.get(task) is not None:

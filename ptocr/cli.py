@@ -122,7 +122,7 @@ def demo(image, models):
 @click.option("--rec", metavar="M", help="Recognizer: a converted .safetensors, a Paddle model folder or a zoo name.")
 @click.option("--cls", metavar="M", help="Direction classifier (3.x bundles: textline orientation model), or 'none'.")
 @click.option("--doc-ori", metavar="M", help="Document orientation model (PaddleOCR 3.x bundles), e.g. PP-LCNet_x1_0_doc_ori.")
-@click.option("--lang", metavar="CODE", help="PaddleOCR 3.x language code (fr, korean, ru, ...): its PP-OCRv5 recognizer.")
+@click.option("--lang", metavar="CODE", help="PaddleOCR 3.x language code (fr, korean, ru, ...): the recognizer 3.x runs for it.")
 @click.option("--pages", metavar="LIST", help="PDF pages to read, 1-based: 1,3-5 (default all).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True),
               help="Write {image: [{box, text, score, angle}]} (PaddleOCR 3.x bundles: {image: its result fields}) "

@@ -1,6 +1,9 @@
-"""PaddleOCR 3.x's ``lang=`` codes -> the PP-OCRv5 recognizer it runs for them (paddleocr 3.7,
-``ocr_version="PP-OCRv5"``: ``PaddleOCR._get_ocr_model_names`` and ``_utils/langs.py``), and
-which of those the zoo has. The detector is the bundle's whatever the language, as in 3.x.
+"""PaddleOCR 3.x's ``lang=`` codes -> the recognizer it runs for them (paddleocr 3.7's
+``PaddleOCR._get_ocr_model_names`` and ``_utils/langs.py``), and which of those the zoo has.
+
+With PP-OCRv5 (``ocr_version="PP-OCRv5"``) a language group has its own recognizer; PP-OCRv6's
+recognizers read Chinese, English, Japanese and the Latin-script languages themselves, and 3.x has
+no v6 model for any other code. The detector is the bundle's whatever the language.
 """
 
 from __future__ import annotations
@@ -8,7 +11,7 @@ from __future__ import annotations
 from ptocr.errors import PtocrError
 from ptocr.manifest import close_names, load_manifest
 
-__all__ = ["LANGUAGE_GROUPS", "recognizer_for", "languages"]
+__all__ = ["LANGUAGE_GROUPS", "PPOCRV6_LANGUAGES", "recognizer_for", "languages"]
 
 # (codes, recognizer) in PaddleOCR 3.x's order of tests: the first group holding a code wins
 # ("ku" is Latin and Arabic -> Latin; "ru", "be", "uk" are East Slavic before Cyrillic).
@@ -38,14 +41,19 @@ LANGUAGE_GROUPS: tuple[tuple[frozenset[str], str | None], ...] = (
     (frozenset({"ta"}), "ta_PP-OCRv5_mobile_rec"),
 )
 
+_LATIN = next(codes for codes, name in LANGUAGE_GROUPS if name == "latin_PP-OCRv5_mobile_rec")
+# paddleocr 3.7's _PPOCRV6_LANGS: what PP-OCRv6's recognizers read (the Latin codes but "pi").
+PPOCRV6_LANGUAGES = frozenset({"ch", "chinese_cht", "en", "japan"}) | (_LATIN - {"pi"})
+
 
 def languages() -> list[str]:
     """Every code PaddleOCR 3.x accepts for PP-OCRv5, sorted."""
     return sorted(set().union(*(codes for codes, _ in LANGUAGE_GROUPS)))
 
 
-def recognizer_for(lang: str, bundle_rec: str) -> str:
-    """The zoo recognizer PaddleOCR 3.x runs for ``lang`` (``bundle_rec`` where 3.x runs the
+def recognizer_for(lang: str, bundle_rec: str, generation: str = "PP-OCRv5") -> str:
+    """The zoo recognizer PaddleOCR 3.x runs for ``lang`` in a bundle of ``generation``
+    ("PP-OCRv5" or "PP-OCRv6") whose recognizer is ``bundle_rec`` (returned where 3.x runs the
     general model); a clear error for unknown codes and for recognizers the zoo lacks."""
     for codes, name in LANGUAGE_GROUPS:
         if lang in codes:
@@ -54,6 +62,12 @@ def recognizer_for(lang: str, bundle_rec: str) -> str:
         close = close_names(lang, languages())
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise PtocrError(f"lang {lang!r} is not one of PaddleOCR 3.x's PP-OCRv5 language codes{hint}")
+    if generation == "PP-OCRv6":
+        if lang in PPOCRV6_LANGUAGES:
+            return bundle_rec
+        raise PtocrError(f"lang {lang!r}: PaddleOCR 3.x has no PP-OCRv6 model for it (PP-OCRv6 reads ch, "
+                         "chinese_cht, en, japan and Latin-script languages); its PP-OCRv5 recognizer does: "
+                         "--pipeline PP-OCRv5_server")
     if name is None:
         return bundle_rec
     if name not in load_manifest().models:

@@ -68,6 +68,38 @@ def test_languages_map_to_the_v5_recognizers():
         recognizer_for("koren", "x")
 
 
+def test_v6_bundles_keep_their_recognizer_for_the_v6_languages():
+    assert recognizer_for("fr", "PP-OCRv6_medium_rec", "PP-OCRv6") == "PP-OCRv6_medium_rec"
+    assert recognizer_for("en", "PP-OCRv6_small_rec", "PP-OCRv6") == "PP-OCRv6_small_rec"
+    assert recognizer_for("ku", "PP-OCRv6_medium_rec", "PP-OCRv6") == "PP-OCRv6_medium_rec"  # Latin too
+    for lang in ("ar", "ru", "korean", "pi"):
+        with pytest.raises(PtocrError, match="no PP-OCRv6 model for it"):
+            recognizer_for(lang, "PP-OCRv6_medium_rec", "PP-OCRv6")
+    with pytest.raises(PtocrError, match="did you mean korean"):
+        recognizer_for("koren", "PP-OCRv6_medium_rec", "PP-OCRv6")
+
+
+def test_lang_follows_the_bundles_generation(monkeypatch):
+    """build_pipeline decides by the bundle's recognizer: v6 keeps it for French, v5 swaps in
+    the Latin one (the parts are not loaded: resolve is stubbed to record what was asked for)."""
+    import ptocr.bundles as bundles
+
+    asked = []
+
+    class Found:
+        def __init__(self, name):
+            asked.append(name)
+            self.path, self.where = name, "stub"
+
+    monkeypatch.setattr(bundles, "resolve", lambda name, zoo=None: Found(name))
+    assert bundles._resolve_parts("PP-OCRv6_medium", {}, "fr", None, None)["rec"] == "PP-OCRv6_medium_rec"
+    assert bundles._resolve_parts("PP-OCRv5_server", {}, "fr", None, None)["rec"] == "latin_PP-OCRv5_mobile_rec"
+    with pytest.raises(PtocrError, match="--pipeline PP-OCRv5_server"):
+        bundles._resolve_parts("PP-OCRv6_small", {}, "ar", None, None)
+    with pytest.raises(PtocrError, match="2.x bundle"):
+        bundles._resolve_parts("ch_PP-OCRv4", {}, "fr", None, None)
+
+
 def test_every_v5_language_recognizer_of_the_zoo_is_reachable():
     models = load_manifest().models
     in_zoo = {n for n in models if n.endswith("_PP-OCRv5_mobile_rec")}
