@@ -122,4 +122,4 @@ class Pipeline3Steps:
 
     def assemble(self, item: BulkItem):
         return self.ocr.assemble(item.img, item.boxes, item.angles, item.texts, source=item.source,
-                                 page_index=item.page_index, doc_angle=item.extra)
+                                 page_index=item.page_index, doc_angle=item.extra, crops=item.crops)

@@ -81,4 +81,6 @@ def build_pipeline(bundle: str | None = None, *, det=None, rec=None, cls=None, d
         return OCR3(files["det"], files["rec"], files["cls"], doc, **kw)
     if doc_ori not in (None, NONE):
         raise PtocrError(f"document orientation is a PaddleOCR 3.x step; {bundle} follows PaddleOCR 2.x's rules")
+    if kw.pop("return_word_box", False):
+        raise PtocrError(f"word boxes are a PaddleOCR 3.x result; {bundle} follows PaddleOCR 2.x's rules")
     return OCR(files["det"], files["rec"], files["cls"], **kw)

@@ -47,14 +47,15 @@ def _echo_lines(name: str, lines) -> None:
 
 
 def _build_ocr(det, rec, cls, models, device=None, dtype=None, compile=False, *, bundle=None, doc_ori=None,
-               lang=None):
+               lang=None, word_boxes=False):
     """The pipeline of ``bundle`` (default: PaddleOCR 3.x's PP-OCRv5, else the fallback with a
     notice) with the given models in place of its parts, found by the zoo's resolver."""
     def log(message):
         click.echo(message, err=True)
 
     return build_pipeline(bundle, det=det, rec=rec, cls=cls, doc_ori=doc_ori, lang=lang, zoo=models, log=log,
-                          notice=log, device=device, dtype=dtype, compile=compile)
+                          notice=log, device=device, dtype=dtype, compile=compile,
+                          **({"return_word_box": True} if word_boxes else {}))
 
 
 def _pages_of(image: str, result) -> list[tuple[str, object]]:
@@ -124,6 +125,8 @@ def demo(image, models):
 @click.option("--doc-ori", metavar="M", help="Document orientation model (PaddleOCR 3.x bundles), e.g. PP-LCNet_x1_0_doc_ori.")
 @click.option("--lang", metavar="CODE", help="PaddleOCR 3.x language code (fr, korean, ru, ...): the recognizer 3.x runs for it.")
 @click.option("--pages", metavar="LIST", help="PDF pages to read, 1-based: 1,3-5 (default all).")
+@click.option("--word-boxes", is_flag=True,
+              help="PaddleOCR 3.x bundles: each line's words and their boxes too (text_word, text_word_boxes).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True),
               help="Write {image: [{box, text, score, angle}]} (PaddleOCR 3.x bundles: {image: its result fields}) "
                    "to this file ('-' for stdout); PDF pages as file.pdf#N.")
@@ -134,8 +137,8 @@ def demo(image, models):
               help="torch.compile the models: faster per image after a first one that compiles (tens of seconds).")
 @_MODELS_OPTION
 @bulk_cli.bulk_options
-def ocr(images, bundle, det, rec, cls, doc_ori, lang, pages, json_out, vis, device, dtype, compile_, models,
-        **bulk):
+def ocr(images, bundle, det, rec, cls, doc_ori, lang, pages, word_boxes, json_out, vis, device, dtype, compile_,
+        models, **bulk):
     """Read the text lines of each IMAGE or PDF (PaddleOCR's PP-OCR pipelines, in PyTorch).
 
     Models left out are the bundle's (--pipeline; default PP-OCRv5_server, PaddleOCR 3.x's
@@ -151,7 +154,8 @@ def ocr(images, bundle, det, rec, cls, doc_ori, lang, pages, json_out, vis, devi
             _fail("--out writes JSON lines as it goes; --json and --vis are for reading without it")
         try:
             failed = bulk_cli.run(images, lambda: _build_ocr(det, rec, cls, models, device, dtype, compile_,
-                                                             bundle=bundle, doc_ori=doc_ori, lang=lang),
+                                                             bundle=bundle, doc_ori=doc_ori, lang=lang,
+                                                             word_boxes=word_boxes),
                                   device=device, **bulk)
         except (PtocrError, ValueError) as e:
             _fail(str(e))
@@ -159,7 +163,7 @@ def ocr(images, bundle, det, rec, cls, doc_ori, lang, pages, json_out, vis, devi
     try:
         page_list = parse_pages(pages) if pages else None
         pipeline = _build_ocr(det, rec, cls, models, device, dtype, compile_, bundle=bundle, doc_ori=doc_ori,
-                              lang=lang)
+                              lang=lang, word_boxes=word_boxes)
     except (PtocrError, ValueError) as e:
         _fail(str(e))
 

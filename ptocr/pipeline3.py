@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterable
 
 import numpy as np
+from bidi.algorithm import get_display
 
 from ptocr.bulk import BulkReading
 from ptocr.bulk_steps import Pipeline3Steps
@@ -29,6 +30,7 @@ from ptocr.manifest import load_manifest
 from ptocr.pdf import is_pdf, pdf_pages
 from ptocr.pipeline import as_predictor
 from ptocr.postprocess import CTCLabelDecode, DBPostProcess
+from ptocr.postprocess.word_boxes import line_word_boxes, recognized_columns, word_groups
 from ptocr.predictors import ClsPredictor, DetPredictor, RecPredictor
 from ptocr.result import Line
 from ptocr.result3 import ANGLE_OF_CLASS, OCR3Result
@@ -49,6 +51,8 @@ PADDLEOCR3_DEFAULTS = {
     "text_rec_score_thresh": 0.0,
     "textline_orientation_batch_size": 6,
     "text_recognition_batch_size": 6,
+    # Each line's words and their boxes (result fields text_word, text_word_region, text_word_boxes).
+    "return_word_box": False,
 }
 # PaddleX's recognizer squeezes crops wider than this (at the model height) into it.
 REC_MAX_WIDTH = 3200
@@ -93,9 +97,10 @@ class OCR3(BulkReading):
         load = dict(device=device, dtype=dtype, optimize=optimize, compile=compile)
         self.det: DetPredictor = as_predictor(det, "det", **load)
         self.rec: RecPredictor = as_predictor(rec, "rec", **load)
-        # 3.x's text order, whatever the recognizer's own (2.x) settings say: see BIDI_RECOGNIZERS.
-        self.rec_decode = CTCLabelDecode(self.rec.dictionary.classes,
-                                         bidi=self.rec.config.get("model_name") in BIDI_RECOGNIZERS)
+        # 3.x decodes as it comes, whatever the recognizer's own (2.x) settings say, and puts
+        # the texts of BIDI_RECOGNIZERS through get_display after the word boxes are found.
+        self.rec_decode = CTCLabelDecode(self.rec.dictionary.classes)
+        self.bidi = self.rec.config.get("model_name") in BIDI_RECOGNIZERS
         self.textline: ClsPredictor | None = None if textline is None else as_predictor(textline, "cls", **load)
         self.doc_ori: ClsPredictor | None = None if doc_ori is None else as_predictor(doc_ori, "cls", **load)
         s, pre, post = self.settings, self.det.pre, self.det.post
@@ -180,23 +185,65 @@ class OCR3(BulkReading):
         width, zero-padded to the batch's widest."""
         return _per_crop(crops, self.rec_batches(crops), self.rec, self.rec_texts)
 
+    def rec_groups(self, crops: list[np.ndarray]) -> list[list[int]]:
+        """Which crops the recognizer reads together: sorted by aspect ratio (stable), in batches."""
+        order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / float(crops[i].shape[0]))
+        size = int(self.settings["text_recognition_batch_size"])
+        return [order[start:start + size] for start in range(0, len(order), size)]
+
     def rec_batches(self, crops: list[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
         """The recognizer's batches of one image's crops: (crop indices, input). The batch decides
         the padded width and so the numbers: bulk reading keeps each image's own batches."""
-        order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1] / float(crops[i].shape[0]))
-        size, shape = int(self.settings["text_recognition_batch_size"]), self.rec.pre.image_shape
-        return [(order[start:start + size],
-                 pad_batch([resize_norm_img_own_width(crops[i], shape, REC_MAX_WIDTH) for i in order[start:start + size]]))
-                for start in range(0, len(order), size)]
+        shape = self.rec.pre.image_shape
+        return [(group, pad_batch([resize_norm_img_own_width(crops[i], shape, REC_MAX_WIDTH) for i in group]))
+                for group in self.rec_groups(crops)]
 
-    def rec_texts(self, probs: np.ndarray) -> list[tuple[str, float]]:
-        return [res[:2] for res in self.rec_decode(probs)]
+    def rec_texts(self, probs: np.ndarray) -> list[tuple]:
+        """(text, score) per row; with ``return_word_box`` also (output length, words, their
+        columns, their kinds), found on the text as decoded, before get_display (paddlex's order)."""
+        words = bool(self.settings["return_word_box"])
+        chosen = probs.argmax(axis=2) if words else None
+        out = []
+        for n, (text, score, steps) in enumerate(self.rec_decode(probs, return_positions=True)):
+            shown = get_display(text) if self.bidi else text
+            if not words:
+                out.append((shown, score))
+                continue
+            # a dictionary entry of several code points: each of them was read at its step
+            columns = [t for t in steps for _ in self.rec_decode.characters[chosen[n, t]]]
+            out.append((shown, score, (probs.shape[1], *word_groups(text, columns))))
+        return out
+
+    def _word_boxes(self, crops, polys, texts, kept) -> tuple[list, list]:
+        """(words, word quads) of the ``kept`` lines: each crop's share of its batch's padded
+        width turns the output length into the columns that cover it (paddlex's wh_ratio /
+        max_wh_ratio, the latter at least the recognizer's own input ratio)."""
+        _, height, width = self.rec.pre.image_shape
+        ratio = [c.shape[1] * 1.0 / c.shape[0] for c in crops]
+        widest = [0.0] * len(crops)
+        for group in self.rec_groups(crops):
+            for i in group:
+                widest[i] = max([width / height, *(ratio[j] for j in group)])
+        words, quads = [], []
+        for i in kept:
+            text, _, (steps, groups, cols, kinds) = texts[i]
+            w, q = line_word_boxes(text, polys[i], recognized_columns(steps, ratio[i], widest[i]), groups, cols, kinds)
+            words.append(w)
+            quads.append(q)
+        return words, quads
 
     def assemble(self, img, polys, angles, texts, *, source=None, page_index=None, doc_angle=-1,
-                 dt_polys=None) -> OCR3Result:
+                 dt_polys=None, crops=None) -> OCR3Result:
+        """The result; ``crops`` (as recognized) are needed for word boxes only."""
         thresh = float(self.settings["text_rec_score_thresh"])
-        lines = [Line([[float(x), float(y)] for x, y in p], text, float(score), ANGLE_OF_CLASS[a])
-                 for p, a, (text, score) in zip(polys, angles, texts) if score >= thresh]
+        kept = [i for i, t in enumerate(texts) if t[1] >= thresh]
+        lines = [Line([[float(x), float(y)] for x, y in polys[i]], texts[i][0], float(texts[i][1]),
+                      ANGLE_OF_CLASS[angles[i]]) for i in kept]
+        words = quads = None
+        if self.settings["return_word_box"]:
+            if crops is None:
+                raise PtocrError("word boxes need the crops the lines were read from (assemble(..., crops=))")
+            words, quads = self._word_boxes(crops, polys, texts, kept)
         s = self.settings
         settings = {
             "model_settings": {"use_doc_preprocessor": self.doc_ori is not None,
@@ -209,7 +256,8 @@ class OCR3(BulkReading):
         }
         return OCR3Result(lines, source=source, image=img, page_index=page_index,
                           dt_polys=list(polys if dt_polys is None else dt_polys),
-                          textline_orientation_angles=list(angles), doc_angle=doc_angle, settings=settings)
+                          textline_orientation_angles=list(angles), doc_angle=doc_angle, settings=settings,
+                          text_word=words, text_word_region=quads)
 
     # ---- whole images ----
 
@@ -222,7 +270,8 @@ class OCR3(BulkReading):
         crops, polys = self.crop(img, polys)
         crops, angles = self.orient(crops)
         texts = self.recognize(crops) if crops else []
-        return self.assemble(img, polys, angles, texts, source=source, page_index=page_index, doc_angle=doc_angle)
+        return self.assemble(img, polys, angles, texts, source=source, page_index=page_index, doc_angle=doc_angle,
+                             crops=crops)
 
     def read_pdf(self, path, pages: Iterable[int] | None = None) -> list[OCR3Result]:
         """Every page of the PDF ``path`` (or the 1-based ``pages``), one result per page."""

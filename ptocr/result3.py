@@ -26,6 +26,9 @@ class OCR3Result(OCRResult):
     textline_orientation_angles: list[int] = field(default_factory=list)  # per line: 0, 1 (180 degrees) or -1
     doc_angle: int = -1  # document orientation (0, 90, 180, 270), -1 without that step
     settings: dict = field(default_factory=dict, repr=False)  # model_settings, text_det_params, ...
+    # With return_word_box: per line, its words and their quads (4 corners each); else None.
+    text_word: list[list[str]] | None = None
+    text_word_region: list[list] | None = None
 
     @property
     def rec_polys(self) -> list[list[list[int]]]:
@@ -35,6 +38,14 @@ class OCR3Result(OCRResult):
     def rec_boxes(self) -> list[list[int]]:
         """Per line ``[x_min, y_min, x_max, y_max]`` of its quad."""
         return [[int(v) for v in (*np.min(p, axis=0), *np.max(p, axis=0))] for p in map(np.asarray, self.rec_polys)]
+
+    @property
+    def text_word_boxes(self) -> list[list[list[int]]] | None:
+        """Per line, ``[x_min, y_min, x_max, y_max]`` of each word's quad (None without word boxes)."""
+        if self.text_word_region is None:
+            return None
+        return [[[int(v) for v in (*np.min(q, axis=0), *np.max(q, axis=0))] for q in map(np.asarray, line)]
+                for line in self.text_word_region]
 
     def to_paddleocr(self) -> dict:
         """PaddleOCR 3.x's result as its ``res`` JSON holds it (``result.json["res"]``)."""
@@ -55,10 +66,13 @@ class OCR3Result(OCRResult):
             "text_type": "general",
             "textline_orientation_angles": list(self.textline_orientation_angles),
             "text_rec_score_thresh": self.settings.get("text_rec_score_thresh", 0.0),
-            "return_word_box": False,
+            "return_word_box": self.text_word is not None,
             "rec_texts": self.texts,
             "rec_scores": [float(line.score) for line in self.lines],
             "rec_polys": self.rec_polys,
             "rec_boxes": self.rec_boxes,
         })
+        if self.text_word is not None:
+            out["text_word_boxes"] = self.text_word_boxes
+            out["text_word"] = [list(words) for words in self.text_word]
         return out

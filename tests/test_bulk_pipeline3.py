@@ -108,6 +108,17 @@ def test_read_many_equals_read(ocr, inputs, expected):
     assert sorted(s[0] for s in shapes) == [1, 2, 2]
 
 
+def test_read_many_keeps_word_boxes(model_files, files):
+    """return_word_box through the bulk engine: each image's words and word quads are read's."""
+    with intra_op_threads(1):
+        ocr = OCR3(model_files["det"], model_files["rec"], model_files["cls"], return_word_box=True)
+        want = [ocr.read(p) for p in files["scenes"]]
+        got = ocr.read_many(files["scenes"], batch_size=8)
+    for have, ref in zip(got, want):
+        assert have.text_word == ref.text_word and have.text_word_region == ref.text_word_region
+        assert len(have.text_word) == len(have) > 0
+
+
 def test_merged_crop_batches_read_the_same_lines(ocr, inputs, expected):
     """merge=True (the CUDA default, here on the CPU): same-shape batches of different images
     share textline / recognizer calls; each image keeps its own batches, so texts, boxes and

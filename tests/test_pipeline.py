@@ -240,6 +240,31 @@ def test_v5_defaults_equal_paddleocr3(v5_files, name):
         "use_doc_preprocessor": False, "use_textline_orientation": ref["settings"]["use_textline_orientation"]}
 
 
+def test_v5_word_boxes_match_paddleocr3(v5_files, shared_dir, one_thread):
+    """return_word_box=True: every line's words identical to PaddleOCR 3.x's, each word's quad
+    within the lines' corner tolerance (the fixture: the textline reference's run with word boxes)."""
+    ref = _load_reference("ppocrv5_mobile_textline_words.json")
+    assert ref["settings"]["return_word_box"] is True
+    ocr = _ocr3(v5_files, True, return_word_box=True)
+    problems, words, worst_gap = [], 0, 0.0
+    for image, expected in ref["images"].items():
+        got = ocr(shared_dir / ref["images_folder"] / image)
+        assert len(got.text_word) == len(got.text_word_region) == len(got) == len(expected), image
+        for k, (have, quads, exp) in enumerate(zip(got.text_word, got.text_word_region, expected)):
+            words += len(exp["words"])
+            if have != exp["words"] or len(quads) != len(exp["word_quads"]):
+                problems.append(f"{image}#{k}: {have} vs {exp['words']}")
+            elif quads:
+                worst_gap = max(worst_gap, _max_corner_gap(quads, exp["word_quads"]))
+    print(f"\nword boxes: {words} words, {len(problems)} lines differ, max corner gap {worst_gap:g} px")
+    assert not problems, "\n".join(problems)
+    assert words > 1000 and worst_gap <= V5_CORNER_TOLERANCE_PX
+    paddle = got.to_paddleocr()  # the JSON fields PaddleOCR 3.x writes with word boxes
+    assert paddle["return_word_box"] is True and list(paddle)[-2:] == ["text_word_boxes", "text_word"]
+    assert paddle["text_word_boxes"][0] == [[int(v) for v in (*np.min(q, axis=0), *np.max(q, axis=0))]
+                                            for q in np.asarray(got.text_word_region[0])]
+
+
 @pytest.mark.parametrize("name", V5_REFERENCES)
 def test_v5_scenes_match_paddleocr3(v5_files, shared_dir, one_thread, name):
     """Every line: identical text, corners within 1 px, score within 1e-3, same angle, same order."""

@@ -186,3 +186,30 @@ def test_v5_bundle_loads_by_name_as_the_3x_pipeline(local_zoo, shared_dir, tmp_p
         OCR.from_pretrained("PP-OCRv5_mobile")
     with pytest.raises(PtocrError, match="document orientation is a PaddleOCR 3.x step"):
         build_pipeline("ch_PP-OCRv4", doc_ori="PP-LCNet_x1_0_doc_ori")
+
+
+def test_cli_word_boxes_for_3x_bundles_only(local_zoo, no_route, shared_dir, tmp_path):
+    """``ptocr ocr --word-boxes``: the 3.x JSON gains text_word / text_word_boxes per line; a
+    2.x bundle refuses it by name (exit 2, no traceback)."""
+    from click.testing import CliRunner
+
+    from ptocr.cli import main
+
+    out = tmp_path / "out.json"
+    image = str(shared_dir / "images" / "scenes" / "ger_1.jpg")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = CliRunner().invoke(main, ["ocr", image, "--pipeline", "PP-OCRv5_mobile", "--cls", "none",
+                                        "--models", str(local_zoo), "--word-boxes", "--json", str(out)])
+        assert run.exit_code == 0, run.output
+        res = json.loads(out.read_text(encoding="utf-8"))[image]
+        assert res["return_word_box"] is True and len(res["text_word"]) == len(res["rec_texts"]) > 0
+        assert ["".join(words) for words in res["text_word"]] == res["rec_texts"]
+        assert [len(b) for b in res["text_word_boxes"]] == [len(w) for w in res["text_word"]]
+        run = CliRunner().invoke(main, ["ocr", image, "--pipeline", "ch_PP-OCRv4", "--models", str(local_zoo),
+                                        "--word-boxes"])
+    finally:
+        torch.set_num_threads(threads)
+    assert run.exit_code == 2 and "word boxes are a PaddleOCR 3.x result" in run.stderr
+    assert "Traceback" not in run.output

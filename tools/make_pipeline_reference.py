@@ -1,7 +1,7 @@
 """Record what the official PaddleOCR pipelines read on the shared scene images.
 
     python -m tools.make_pipeline_reference [--shared ../shared] [--out tests/fixtures/pipeline_reference/ppocrv4_mobile.json]
-    python -m tools.make_pipeline_reference --paddleocr3 [--python /work/venv-pocr3/bin/python] [--no-textline]
+    python -m tools.make_pipeline_reference --paddleocr3 [--python /work/venv-pocr3/bin/python] [--no-textline] [--return-word-box]
 
 Dev only. The 2.x reference needs ``paddleocr==2.10.0`` importable (with its runtime
 dependencies) and paddlepaddle. The 3.x reference (``--paddleocr3``) runs
@@ -122,12 +122,13 @@ DEFAULT_OPENCV_DIR = os.environ.get("PTOCR_PADDLEOCR3_OPENCV", "/work/venv-pocr3
 
 
 def paddleocr3_reference(python: str, shared: Path, textline: bool, opencv: str | None = None,
-                         inputs: list[Path] | None = None) -> dict:
+                         inputs: list[Path] | None = None, word_box: bool = False) -> dict:
     """Run PaddleOCR 3.x (``tools/paddleocr3_runner.py`` under ``python``) on every scene image
     (or ``inputs``: files of this repository, e.g. a PDF); the fixture as a dict. ``opencv``: a
     folder put first on that Python's path."""
     models = shared / "paddle_models"
-    settings = {**PADDLEOCR3_SETTINGS, "use_textline_orientation": textline}
+    settings = {**PADDLEOCR3_SETTINGS, "use_textline_orientation": textline,
+                **({"return_word_box": True} if word_box else {})}
     for stem, (name, folder) in PADDLEOCR3_MODELS.items():
         settings[f"{stem}_model_name"] = name
         settings[f"{stem}_model_dir"] = str(models / folder)
@@ -147,12 +148,16 @@ def paddleocr3_reference(python: str, shared: Path, textline: bool, opencv: str 
             for poly, box, text, score, angle in zip(r["rec_polys"], r["rec_boxes"], r["rec_texts"],
                                                      r["rec_scores"], angles)
         ]
+        for line, words, quads in zip(results[name], r.get("text_word", []), r.get("text_word_region", [])):
+            line["words"], line["word_quads"] = words, quads
     return {
         "generator": "tools/make_pipeline_reference.py --paddleocr3" + ("" if textline else " --no-textline")
+                     + (" --return-word-box" if word_box else "")
                      + (" --inputs " + " ".join(p.resolve().relative_to(REPO).as_posix() for p in inputs) if inputs else ""),
         **out["versions"],
         "call": "PaddleOCR(**settings).predict(path); per line rec_polys, rec_boxes, rec_texts, rec_scores, "
-                "textline_orientation_angles (-1: no textline orientation)",
+                "textline_orientation_angles (-1: no textline orientation)"
+                + ("; text_word and text_word_region as words and word_quads" if word_box else ""),
         "notes": "paddlex pins opencv-contrib-python==4.10.0.84; this reference ran with the OpenCV named above "
                  "(the test environment's, first on the path) because 4.10's bicubic warpPerspective makes crops "
                  "that differ by a few levels from 5.1's: with 4.10, 425 of the 428 textline lines read the same. "
@@ -175,12 +180,14 @@ def main(argv=None) -> int:
     p.add_argument("--shared", type=Path, default=default_shared())
     p.add_argument("--out", type=Path, default=None,
                    help="default: tests/fixtures/pipeline_reference/ppocrv4_mobile.json (2.x), "
-                        "ppocrv5_mobile[_textline].json (3.x)")
+                        "ppocrv5_mobile[_textline][_words].json (3.x)")
     p.add_argument("--paddleocr3", action="store_true", help="record PaddleOCR 3.x's pipeline (PP-OCRv5 mobile)")
     p.add_argument("--python", default=DEFAULT_PADDLEOCR3_PYTHON,
                    help="with --paddleocr3: a Python with paddleocr==3.7.0 and paddlepaddle==3.3.1")
     p.add_argument("--no-textline", dest="textline", action="store_false",
                    help="with --paddleocr3: without the textline orientation step")
+    p.add_argument("--return-word-box", dest="word_box", action="store_true",
+                   help="with --paddleocr3: record each line's words and word quads too")
     p.add_argument("--inputs", type=Path, nargs="+", default=None,
                    help="with --paddleocr3: these files of the repository (images, PDFs) instead of the scenes")
     p.add_argument("--opencv", default=DEFAULT_OPENCV_DIR,
@@ -189,8 +196,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     fixtures = REPO / "tests" / "fixtures" / "pipeline_reference"
     if args.paddleocr3:
-        reference = paddleocr3_reference(args.python, args.shared, args.textline, args.opencv or None, args.inputs)
-        out = args.out or fixtures / ("ppocrv5_mobile_textline.json" if args.textline else "ppocrv5_mobile.json")
+        reference = paddleocr3_reference(args.python, args.shared, args.textline, args.opencv or None, args.inputs,
+                                         args.word_box)
+        stem = "ppocrv5_mobile" + ("_textline" if args.textline else "") + ("_words" if args.word_box else "")
+        out = args.out or fixtures / f"{stem}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(_dump(reference), encoding="utf-8")
         print(f"wrote {out} ({sum(map(len, reference['images'].values()))} lines, {len(reference['images'])} images)")

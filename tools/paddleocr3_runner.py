@@ -50,6 +50,10 @@ def main(argv):
                 "text_rec_score_thresh": data["text_rec_score_thresh"],
                 "model_settings": data["model_settings"],
             }
+            if settings.get("return_word_box"):  # per line: its words and their quads
+                images[name]["text_word"] = [list(words) for words in res["text_word"]]
+                images[name]["text_word_region"] = [[[as_list(p) for p in quad] for quad in line]
+                                                    for line in res["text_word_region"]]
             print(f"{name}: {len(data['rec_texts'])} lines", file=sys.stderr, flush=True)
     versions = {"paddleocr": paddleocr.__version__, "paddlex": paddlex.__version__,
                 "paddlepaddle": paddle.__version__, "opencv": cv2.__version__,
