@@ -1,6 +1,7 @@
 """Results as JSON lines, one per image or PDF page, appended as they come; a rerun resumes.
 
-A line is ``{"image": NAME, "lines": [{box, text, score, angle}, ...]}`` or
+A line is ``{"image": NAME, "lines": [{box, text, score, angle}, ...]}`` (with word boxes, each
+line also has ``words`` and ``word_boxes``: ``[x_min, y_min, x_max, y_max]`` per word) or
 ``{"image": NAME, "error": MESSAGE}`` for an input that could not be read; a PDF's lines also
 have ``"page"`` (1-based; a PDF that cannot be opened at all is one error line without it). Each line is written
 with one ``write`` of its bytes and flushed to the OS at once, so what a killed run leaves is
@@ -31,6 +32,9 @@ def record(name: str, result, page_index: int | None = None) -> dict:
         rec["error"] = result.error
     else:
         rec["lines"] = result.to_dict()
+        if getattr(result, "text_word", None) is not None:  # word boxes (PaddleOCR 3.x's return_word_box)
+            for line, words, boxes in zip(rec["lines"], result.text_word, result.text_word_boxes):
+                line["words"], line["word_boxes"] = list(words), boxes
     return rec
 
 

@@ -24,6 +24,17 @@ def test_records():
     assert "言葉" in encode(record("a.jpg", _result("言葉")))  # UTF-8 text, not \u escapes
 
 
+def test_records_keep_word_boxes():
+    from ptocr.result3 import OCR3Result
+
+    quads = [((0, 0), (4, 0), (4, 5), (0, 5)), ((5, 0), (9, 0), (9, 5), (5, 5))]
+    result = OCR3Result([Line([[0, 0], [9, 0], [9, 5], [0, 5]], "言葉", 0.9, None)],
+                        text_word=[["言", "葉"]], text_word_region=[quads])
+    (line,) = record("a.jpg", result)["lines"]
+    assert line["words"] == ["言", "葉"] and line["word_boxes"] == [[0, 0, 4, 5], [5, 0, 9, 5]]
+    assert "words" not in record("a.jpg", OCR3Result(result.lines))["lines"][0]
+
+
 def test_resume_drops_a_partial_last_line(tmp_path):
     path = tmp_path / "out" / "results.jsonl"
     with JsonlResults(path) as results:
