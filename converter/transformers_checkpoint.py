@@ -260,6 +260,8 @@ def transformers_config(arch_name: str, model_cfg: dict) -> dict:
     model_type, layout = found
     if model_type.startswith("pp_ocrv5_mobile"):
         return _v5_mobile_config(model_type, layout, model_cfg)
+    if model_type.startswith("pp_ocrv5_server"):
+        return _v5_server_config(arch_name, model_type, layout, model_cfg)
     bb = model_cfg["backbone"]
     det = bool(bb.get("det"))
     size = bb["model_size"]
@@ -322,9 +324,84 @@ def _v5_mobile_config(model_type: str, layout: Layout, model_cfg: dict) -> dict:
         config.update(neck_out_channels=neck["out_channels"], reduction=4, interpolate_mode="nearest",
                       kernel_list=[3, 2, 2], layer_list_out_channels=list(_meta_backbone(model_cfg).out_channels))
     else:
-        config.update(hidden_size=neck["hidden_dims"], mlp_ratio=2.0, depth=neck["depth"], qkv_bias=True,
-                      head_out_channels=head["num_classes"], conv_kernel_size=list(neck["kernel_size"]),
-                      num_attention_heads=8, hidden_act="silu", layer_norm_eps=1e-6)
+        config.update(_svtr_config(neck, head))
+    return config
+
+
+def _svtr_config(neck: dict, head: dict) -> dict:
+    """The SVTR encoder (``EncoderWithSVTR``) and CTC head of a PP-OCRv5 recognizer."""
+    return dict(hidden_size=neck["hidden_dims"], mlp_ratio=2.0, depth=neck["depth"], qkv_bias=True,
+                head_out_channels=head["num_classes"], conv_kernel_size=list(neck["kernel_size"]),
+                num_attention_heads=8, hidden_act="silu", layer_norm_eps=1e-6)
+
+
+def _stride(s):
+    """A conv stride as transformers' config takes it: an int, or [h, w] where they differ."""
+    h, w = (s, s) if isinstance(s, int) else s
+    return h if h == w else [h, w]
+
+
+def _v5_server_config(arch: str, model_type: str, layout: Layout, model_cfg: dict) -> dict:
+    """PPHGNetV2 as transformers' ``hgnet_v2`` backbone, then LKPAN + PFHeadLocal (det) or the
+    SVTR encoder + CTC head (rec). What transformers cannot hold is refused by name."""
+    from ptocr.models.backbones import hgnet
+
+    bb = model_cfg["backbone"]
+    det = bool(bb.get("det"))
+    net = _meta_backbone(model_cfg)  # strides and outputs as the network has them
+    if bb.get("use_lab"):
+        # transformers pads the stem's 2x2 max pool with zeros, Paddle's 'SAME' pool (and ptocr) with
+        # -inf: the same only on ReLU outputs (>= 0), not on a learnable affine's (B0-B3).
+        raise MappingError(f"{arch}: transformers' hgnet_v2 stem pools over zero padding, which differs from "
+                           "PaddleOCR's once learnable affines (use_lab) make the stem's output negative")
+    if not det and not net.rec_pool:
+        raise MappingError(f"{arch}: transformers' {model_type} ends the backbone with the recognizer's 3x2 pool; "
+                           "this PPHGNetV2 has neither det nor text_rec")
+    # PPHGNetV2's stage table (as it takes it), the stem's channels and strides as built
+    stages = [tuple(s) for s in (bb.get("stage_config") or (hgnet.B4_DET if det else hgnet.B4_REC))]
+    stem = [getattr(net.stem, n).conv for n in ("stem1", "stem2a", "stem2b", "stem3", "stem4")]
+    column = {name: [s[i] for s in stages] for i, name in enumerate(
+        ("in", "mid", "out", "blocks", "downsample", "light", "kernel", "layers", "stride"))}
+    backbone = {"model_type": "hgnet_v2", "num_channels": stem[0].in_channels,
+                "stem_channels": [stem[0].in_channels, stem[0].out_channels, stem[4].out_channels],
+                "stem_strides": [_stride(c.stride) for c in stem], "embedding_size": stem[4].out_channels,
+                "stage_in_channels": column["in"], "stage_mid_channels": column["mid"],
+                "stage_out_channels": column["out"], "stage_num_blocks": column["blocks"],
+                "depths": column["blocks"], "hidden_sizes": column["out"],
+                "stage_downsample": column["downsample"],
+                "stage_downsample_strides": [_stride(s) for s in column["stride"]],
+                "stage_light_block": column["light"], "stage_kernel_size": column["kernel"],
+                "stage_numb_of_layers": column["layers"], "hidden_act": "relu",
+                "use_learnable_affine_block": False,
+                "out_features": [f"stage{i + 1}" for i in net.out_indices] if det else [f"stage{len(stages)}"]}
+    config = {"model_type": model_type, "architectures": [layout.model_class], "backbone_config": backbone,
+              "torch_dtype": "float32"}
+    neck, head = model_cfg.get("neck") or {}, model_cfg["head"]
+    if det:
+        # transformers' neck is LKPAN "large" (plain 9x9 convs) with its four IntraCL blocks over four
+        # backbone levels, its head PFHeadLocal "large" (a local module C/4 wide) returning the mean map.
+        import torch
+
+        from ptocr.models.build import build_model
+
+        model = build_model(model_cfg, device="meta")
+        held = {"neck": (type(model.neck).__name__, "LKPAN"), "head": (type(model.head).__name__, "PFHeadLocal")}
+        if held["neck"][0] == "LKPAN" and held["head"][0] == "PFHeadLocal":
+            held.update({"neck mode": ("large" if isinstance(model.neck.inp_conv[0], torch.nn.Conv2d) else "lite",
+                                       "large"),
+                         "neck intracl": (model.neck.intracl, True), "head mode": (model.head.mode, "large"),
+                         "head output": (model.head.output, "mean"), "backbone outputs": (len(net.out_indices), 4)})
+        odd = [f"{k} {v!r} (transformers holds {want!r})" for k, (v, want) in held.items() if v != want]
+        if odd:
+            raise MappingError(f"{arch}: transformers' {model_type} cannot hold this network: {'; '.join(odd)}")
+        config.update(neck_out_channels=neck["out_channels"], reduce_factor=2, intraclass_block_number=4,
+                      intraclass_block_config=INTRACL_CONFIG, scale_factor=2, scale_factor_list=[1, 2, 4, 8],
+                      kernel_list=[3, 2, 2], hidden_act="relu", interpolate_mode="nearest")
+    else:
+        if neck.get("dims") != neck["hidden_dims"]:
+            raise MappingError(f"{arch}: transformers' {model_type} needs the SVTR encoder's dims "
+                               f"({neck.get('dims')}) equal to its hidden_dims ({neck['hidden_dims']})")
+        config.update(_svtr_config(neck, head))
     return config
 
 

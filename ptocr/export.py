@@ -42,7 +42,7 @@ from ptocr.errors import PtocrError
 from ptocr.models.reparam import fuse_reparameterizable
 from ptocr.optimize import for_fixed_shape_graph
 
-# A Hugging Face transformers checkpoint folder (PP-OCRv6 and PP-OCRv5 mobile model types),
+# A Hugging Face transformers checkpoint folder (PP-OCRv6 and PP-OCRv5 mobile and server model types),
 # written by ``export_transformers``; the others are graphs traced by ``export``.
 TRANSFORMERS = "transformers"
 FORMATS = ("onnx", "torchscript", "aoti", TRANSFORMERS)

@@ -131,8 +131,8 @@ def pair(request):
     return name, entry, cfg, model, tm, xs, m64, t64
 
 
-def test_transformers_computes_the_same_function(pair):
-    name, entry, _, model, tm, xs, m64, t64 = pair
+def _assert_same_function(name, model, tm, m64, t64, xs) -> None:
+    """float32 within the parity tolerance, float64 within the exact one, on every input."""
     with torch.no_grad():
         for x in xs:
             want = model(x)
@@ -140,8 +140,12 @@ def test_transformers_computes_the_same_function(pair):
             assert got.shape == want.shape
             assert (got - want).abs().max().item() <= TOLERANCE, name
             assert want.std().item() > 100 * TOLERANCE  # outputs that differ between inputs, not flat
-        for x in xs:
             assert (t64(x.double()).last_hidden_state - m64(x.double())).abs().max().item() <= EXACT_TOLERANCE, name
+
+
+def test_transformers_computes_the_same_function(pair):
+    name, entry, _, model, tm, xs, m64, t64 = pair
+    _assert_same_function(name, model, tm, m64, t64, xs)
 
 
 def test_transformers_state_reads_back_to_the_same_tensors(pair):
@@ -252,18 +256,24 @@ def _transformers_constants(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-@pytest.mark.parametrize("name", V5)
-def test_v5_mobile_through_transformers_both_ways(name, tmp_path):
-    from ptocr.models.reparam import fuse_reparameterizable
-
+def _seeded_case(name: str, shapes: dict):
+    """(architecture entry, model config with a small recognizer head and no DB threshold branch,
+    demo inputs of ``shapes[task]``, the network seeded like a trained one)."""
     entry = get_architecture(name)
     cfg = copy.deepcopy(entry["model"])
     if entry["task"] == "rec":
         cfg["head"]["num_classes"] = REC_CLASSES
     else:
         cfg["head"]["with_thresh"] = False
-    xs = [torch.from_numpy(x) for x in demo_inputs({**entry, "model": cfg}, SHAPES[entry["task"]])]
-    model = _seeded_like_trained(build_model(cfg), xs[0], entry["task"])  # the training form
+    xs = [torch.from_numpy(x) for x in demo_inputs({**entry, "model": cfg}, shapes[entry["task"]])]
+    return entry, cfg, xs, _seeded_like_trained(build_model(cfg), xs[0], entry["task"])
+
+
+@pytest.mark.parametrize("name", V5)
+def test_v5_mobile_through_transformers_both_ways(name, tmp_path):
+    from ptocr.models.reparam import fuse_reparameterizable
+
+    entry, cfg, xs, model = _seeded_case(name, SHAPES)  # the training form
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():  # the rep layers' learnable affines away from (1, 0)
         for n, p in model.named_parameters():
@@ -301,3 +311,68 @@ def test_v5_mobile_through_transformers_both_ways(name, tmp_path):
     for k, v in want.items():
         if v.dtype.is_floating_point:
             torch.testing.assert_close(back[k], v, rtol=1e-6, atol=1e-7, msg=k)
+
+
+# ---- PP-OCRv5 server (PPHGNetV2_B4 + LKPAN / PFHeadLocal, or + the SVTR encoder and CTC head):
+# ptocr's network has one form, every batch norm kept as transformers keeps it, so the layout is
+# renames only and the tensors come back unchanged. Inputs small: the networks are big.
+
+V5_SERVER = [a for lay in LAYOUTS.values() for a in lay.architectures if a.startswith("PP-OCRv5_server")]
+SERVER_SHAPES = {"det": (1, 3, 128, 160), "rec": (2, 3, 48, 160)}
+
+
+@pytest.mark.parametrize("name", V5_SERVER)
+def test_v5_server_through_transformers_both_ways(name, tmp_path):
+    entry, cfg, xs, model = _seeded_case(name, SERVER_SHAPES)
+    mt, _ = layout_for_architecture(name)
+    state = {k: v.numpy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    tm = _transformers_model(name, cfg, to_transformers(state, mt))
+    _paddle_block_eps(tm)
+    # float64: the recognizer's attention scale as transformers has it (_transformers_constants);
+    # then the logits agree to float64 rounding, and what is left (~1e-7) is transformers' CTC
+    # head taking its softmax in float32 (``F.softmax(..., dtype=torch.float32)``), as in every
+    # transformers recognizer above.
+    m64 = _transformers_constants(copy.deepcopy(model).double())
+    state64 = {k: v.numpy() for k, v in m64.state_dict().items() if not k.endswith("num_batches_tracked")}
+    t64 = _transformers_model(name, cfg, to_transformers(state64, mt))
+    _paddle_block_eps(t64)
+    _assert_same_function(name, model, tm, m64, t64, xs)
+
+    back = to_ptocr({k: v.numpy() for k, v in tm.state_dict().items()}, mt)
+    linear = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert back.keys() == state.keys()
+    for k, v in back.items():  # renames: the same tensors (Linear weights in Paddle's [in, out])
+        np.testing.assert_array_equal(v.T if k in linear else v, state[k], err_msg=k)
+
+    config = {"architecture": name, "task": entry["task"], "model": cfg}
+    dictionary = Dictionary(tuple(chr(0x21 + i) for i in range(REC_CLASSES - 2)), True) if entry["task"] == "rec" else None
+    folder = export_transformers(model, config, dictionary, tmp_path / "tf")
+    cls = getattr(transformers, json.loads((folder / "config.json").read_text())["architectures"][0])
+    loaded, info = cls.from_pretrained(str(folder), local_files_only=True, use_kernels=False, output_loading_info=True)
+    assert not [k for k in info["missing_keys"] if "num_batches" not in k]
+    assert not info["unexpected_keys"] and not info["mismatched_keys"]
+    _paddle_block_eps(loaded.eval())
+    conv = convert(folder)
+    assert conv.arch_name == name and conv.source.format == "transformers"
+    assert conv.form == ("inference head" if entry["task"] == "det" else None)
+    if dictionary is not None:
+        assert conv.dictionary.characters == dictionary.characters and conv.dictionary.use_space_char
+    back, want = conv.model.state_dict(), model.state_dict()
+    assert back.keys() == want.keys()
+    for k, v in want.items():
+        torch.testing.assert_close(back[k], v, rtol=0, atol=0, msg=k)
+    with torch.no_grad():
+        for x in xs:
+            assert (loaded(x).last_hidden_state - model(x)).abs().max().item() <= TOLERANCE
+
+
+@pytest.mark.parametrize("part, key, value, reason", [
+    ("head", "output", "cbn", "head output 'cbn'"),  # the v4 server program's map: transformers returns the mean
+    ("neck", "intracl", False, "neck intracl False"),
+    ("backbone", "use_lab", True, "zero padding"),  # B0-B3's affines: the stem pool's padding then differs
+])
+def test_a_v5_server_network_transformers_cannot_hold_is_refused_by_name(part, key, value, reason):
+    cfg = copy.deepcopy(get_architecture("PP-OCRv5_server_det")["model"])
+    cfg[part][key] = value
+    with pytest.raises(MappingError, match=re.escape(reason)):
+        transformers_config("PP-OCRv5_server_det", cfg)

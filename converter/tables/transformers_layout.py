@@ -1,5 +1,5 @@
-"""Where Hugging Face transformers keeps each tensor of a PP-OCRv6 (or PP-OCRv5 mobile) model,
-against ptocr's keys.
+"""Where Hugging Face transformers keeps each tensor of a PP-OCRv6 (or PP-OCRv5 mobile or server)
+model, against ptocr's keys.
 
 transformers (5.25.0: ``pp_lcnet_v4``, ``pp_ocrv6_small_det`` (also tiny det), ``pp_ocrv6_medium_det``,
 ``pp_ocrv6_small_rec`` (also medium rec), ``pp_ocrv6_tiny_rec``) stores the networks in their
@@ -16,9 +16,15 @@ inference structure, with three differences from ptocr's fused form (the one Pad
 * plain renames (``same``), including the Linear layers (``linear``: the reader hands them
   over in Paddle's [in, out] layout, as every reader does).
 
-A table is data: groups of keys with placeholders ``{i}`` (an index) that both directions
-expand. ``TABLES`` is empty: these are not Paddle-name tables (``converter.tables`` collects
-every module's ``TABLES``).
+PP-OCRv5 mobile (``pp_lcnet_v3``, ``pp_ocrv5_mobile_det`` / ``_rec``: ptocr's ch_PP-OCRv4 det / rec)
+keeps the rep layers' training branches, ptocr's unfused form. PP-OCRv5 server (``hgnet_v2``,
+``pp_ocrv5_server_det``: PPHGNetV2_B4, LKPAN with IntraCL, PFHeadLocal; ``pp_ocrv5_server_rec``:
+PPHGNetV2_B4, the SVTR encoder and CTC head; ptocr's PP-OCRv5_server_det / _rec) has no rep layers:
+ptocr's one form keeps every batch norm as transformers does, and its groups are renames only.
+
+A table is data: groups of keys with placeholders such as ``{i}`` (an index; ``{s}``, ``{b}``,
+``{l}`` for stage, block, layer where the lists nest) that both directions expand. ``TABLES`` is
+empty: these are not Paddle-name tables (``converter.tables`` collects every module's ``TABLES``).
 """
 
 from __future__ import annotations
@@ -201,6 +207,49 @@ _SVTR = [g for i, name in enumerate(("conv1", "conv2", "conv3", "conv4", "conv1x
     g for g in _LIGHTSVTR if "svtr_block" in g.ptocr or g.ptocr in ("neck.encoder.norm", "head.fc")]
 
 
+# ---- PP-OCRv5 server (PPHGNetV2_B4): no rep layers and no folded norms in ptocr's network (its only
+# form: every conv keeps its batch norm, as PaddleOCR's programs and transformers' hgnet_v2 do), so
+# every group is a rename.
+
+def _conv_bn(ptocr: str, tf: str) -> list[Group]:
+    """A ConvBNAct: bias-free conv and its batch norm. (No learnable affines: B4 has none, and
+    transformers' stem could not hold a network with them, see ``transformers_config``.)"""
+    return [same(f"{ptocr}.conv", f"{tf}.convolution", WEIGHT), same(f"{ptocr}.bn", f"{tf}.normalization", BN)]
+
+
+def _hgnetv2() -> list[Group]:
+    t = "model.backbone"
+    groups = [g for n in ("stem1", "stem2a", "stem2b", "stem3", "stem4")
+              for g in _conv_bn(f"backbone.stem.{n}", f"{t}.embedder.{n}")]
+    p, s = "backbone.stages.{s}", f"{t}.encoder.stages.{{s}}"
+    groups += _conv_bn(f"{p}.downsample", f"{s}.downsample")
+    block, tf_block = f"{p}.blocks.{{b}}", f"{s}.blocks.{{b}}"
+    groups += _conv_bn(f"{block}.layers.{{l}}", f"{tf_block}.layers.{{l}}")  # plain layers
+    for half in ("conv1", "conv2"):  # light layers
+        groups += _conv_bn(f"{block}.layers.{{l}}.{half}", f"{tf_block}.layers.{{l}}.{half}")
+    for i, ours in enumerate(("aggregation_squeeze_conv", "aggregation_excitation_conv")):
+        groups += _conv_bn(f"{block}.{ours}", f"{tf_block}.aggregation.{i}")
+    return groups
+
+
+# LKPAN ("large": plain 9x9 convs) with its IntraCL blocks, and PFHeadLocal (a DB head whose map
+# a local module refines).
+_LKPAN = [
+    same("neck.ins_conv.{i}", "model.neck.input_channel_adjustment_convolution.{i}", WEIGHT),
+    same("neck.inp_conv.{i}", "model.neck.input_feature_projection_convolution.{i}", WEIGHT),
+    same("neck.pan_head_conv.{i}", "model.neck.path_aggregation_head_convolution.{i}", WEIGHT),
+    same("neck.pan_lat_conv.{i}", "model.neck.path_aggregation_lateral_convolution.{i}", WEIGHT),
+    *(g for level in range(4) for g in _intracl(level)),
+]
+
+_PFHEAD_LOCAL = [
+    *(Group(g.kind, g.ptocr, (g.tf[0].replace("head.", "head.binarize_head.", 1),), g.params) for g in _DB_HEAD),
+    same("head.cbn_layer.last_3.conv", "head.local_refinement_module.convolution_backbone.convolution", WEIGHT),
+    same("head.cbn_layer.last_3.bn", "head.local_refinement_module.convolution_backbone.norm", BN),
+    same("head.cbn_layer.last_1", "head.local_refinement_module.convolution_final"),
+]
+
+
 @dataclass(frozen=True)
 class Layout:
     """A transformers model type: its classes, the ptocr architectures it holds, its groups."""
@@ -227,6 +276,10 @@ LAYOUTS: dict[str, Layout] = {
         "PPOCRV5MobileDetForObjectDetection", ("ch_PP-OCRv4_det",), tuple(_lcnetv3() + _RSEFPN + _DB_HEAD)),
     "pp_ocrv5_mobile_rec": Layout(
         "PPOCRV5MobileRecForTextRecognition", ("ch_PP-OCRv4_rec",), tuple(_lcnetv3() + _SVTR)),
+    "pp_ocrv5_server_det": Layout(
+        "PPOCRV5ServerDetForObjectDetection", ("PP-OCRv5_server_det",), tuple(_hgnetv2() + _LKPAN + _PFHEAD_LOCAL)),
+    "pp_ocrv5_server_rec": Layout(
+        "PPOCRV5ServerRecForTextRecognition", ("PP-OCRv5_server_rec",), tuple(_hgnetv2() + _SVTR)),
 }
 
 
