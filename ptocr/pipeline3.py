@@ -26,6 +26,7 @@ from bidi.algorithm import get_display
 from ptocr.bulk import BulkReading
 from ptocr.bulk_steps import Pipeline3Steps
 from ptocr.errors import PtocrError
+from ptocr.languages import bundle_parts
 from ptocr.manifest import load_manifest
 from ptocr.pdf import is_pdf, pdf_pages
 from ptocr.pipeline import as_predictor
@@ -114,13 +115,14 @@ class OCR3(BulkReading):
             raise PtocrError(f"invalid detection settings: {e}") from None
 
     @classmethod
-    def from_pretrained(cls, name: str, **kw) -> OCR3:
-        """The zoo bundle ``name`` (``PP-OCRv5_server``, ``PP-OCRv5_mobile``), parts by name."""
+    def from_pretrained(cls, name: str, *, lang: str | None = None, **kw) -> OCR3:
+        """The zoo bundle ``name`` (``PP-OCRv5_server``, ``PP-OCRv5_mobile``), parts by name;
+        ``lang``: PaddleOCR 3.x's language code, its recognizer in place of the bundle's."""
         manifest = load_manifest()
-        parts = manifest.bundle(name)
         if manifest.bundle_rules(name) != cls.rules:
             raise PtocrError(f"{name} follows {manifest.bundle_rules(name)}'s pipeline rules: load it with "
                              "ptocr.load(name)")
+        parts = bundle_parts(name, lang)
         return cls(parts["det"], parts["rec"], parts.get("cls"), **kw)
 
     # ---- the steps ----

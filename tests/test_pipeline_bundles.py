@@ -213,3 +213,28 @@ def test_cli_word_boxes_for_3x_bundles_only(local_zoo, no_route, shared_dir, tmp
         torch.set_num_threads(threads)
     assert run.exit_code == 2 and "word boxes are a PaddleOCR 3.x result" in run.stderr
     assert "Traceback" not in run.output
+
+
+def test_load_takes_a_bundles_language_and_settings(local_zoo, no_route, monkeypatch):
+    """``ptocr.load(bundle, lang=..., **settings)`` as ``PaddleOCR(lang=..., **settings)``: the
+    language's recognizer in place of the bundle's, the settings on the pipeline; what a single
+    model or a 2.x bundle cannot take is refused by name."""
+    monkeypatch.setenv("PTOCR_ZOO", str(local_zoo))
+    data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
+    data["bundles"]["PP-OCRv5_mobile"]["cls"] = "PP-LCNet_x0_25_textline_ori"  # the one here
+    path = local_zoo.parent / "manifest_x025.json"
+    write_manifest(data, path)
+    monkeypatch.setenv("PTOCR_MANIFEST", str(path))
+    ocr = ptocr.load("PP-OCRv5_mobile", lang="japan", return_word_box=True, text_det_box_thresh=0.5)
+    assert isinstance(ocr, OCR3) and ocr.settings["return_word_box"] is True
+    assert ocr.settings["text_det_box_thresh"] == ocr.det_post.box_thresh == 0.5
+    with pytest.raises(WeightsNotFoundError, match="latin_PP-OCRv5_mobile_rec"):  # fr's recognizer, not here
+        ptocr.load("PP-OCRv5_mobile", lang="fr")
+    with pytest.raises(PtocrError, match="unknown settings"):
+        ptocr.load("PP-OCRv5_mobile", return_word_boxes=True)
+    with pytest.raises(PtocrError, match="no setting return_word_box"):
+        ptocr.load("ch_PP-OCRv4", return_word_box=True)
+    with pytest.raises(PtocrError, match="2.x bundle"):
+        ptocr.load("ch_PP-OCRv4", lang="fr")
+    with pytest.raises(PtocrError, match="settings of a pipeline bundle"):
+        ptocr.load("PP-OCRv5_mobile_rec", lang="fr")
