@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ptocr.result import OCRResult
+from ptocr.visualize import draw_ocr
 
 __all__ = ["OCR3Result", "ANGLE_OF_CLASS"]
 
@@ -46,6 +47,12 @@ class OCR3Result(OCRResult):
             return None
         return [[[int(v) for v in (*np.min(q, axis=0), *np.max(q, axis=0))] for q in map(np.asarray, line)]
                 for line in self.text_word_region]
+
+    def visualize(self, font=None) -> np.ndarray:
+        """As ``OCRResult.visualize``, each word's box outlined too when the result has them."""
+        if self.image is None:
+            raise ValueError("this result holds no image to draw on")
+        return draw_ocr(self.image, self.lines, font=font, word_quads=self.text_word_region)
 
     def to_paddleocr(self) -> dict:
         """PaddleOCR 3.x's result as its ``res`` JSON holds it (``result.json["res"]``)."""

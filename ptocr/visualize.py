@@ -65,8 +65,10 @@ def _side_lengths(box: np.ndarray) -> tuple[float, float]:
     return float(w), float(h)
 
 
-def draw_ocr(image: np.ndarray, lines: Sequence, font: str | os.PathLike | None = None) -> np.ndarray:
-    """``image``: BGR uint8; ``lines``: objects with ``.box`` (4x2) and ``.text``.
+def draw_ocr(image: np.ndarray, lines: Sequence, font: str | os.PathLike | None = None,
+             word_quads: Sequence | None = None) -> np.ndarray:
+    """``image``: BGR uint8; ``lines``: objects with ``.box`` (4x2) and ``.text``; ``word_quads``:
+    per line, its words' quads (outlined on the image, in the line's colour, darker).
     Returns a BGR uint8 image twice as wide as ``image``."""
     h, w = image.shape[:2]
     boxes = [np.asarray(line.box, dtype=np.float32).reshape(4, 2) for line in lines]
@@ -79,6 +81,10 @@ def draw_ocr(image: np.ndarray, lines: Sequence, font: str | os.PathLike | None 
         cv2.fillPoly(fill, [pts], color)
         cv2.polylines(panel, [pts], True, color, 1, cv2.LINE_AA)
     left = cv2.addWeighted(image, 0.5, fill, 0.5, 0)
+    for quads, color in zip(word_quads or [], colors):
+        for quad in quads:
+            cv2.polylines(left, [np.round(np.asarray(quad, np.float32)).astype(np.int32)], True,
+                          tuple(c // 2 for c in color), 1, cv2.LINE_AA)
 
     panel = _write_texts(panel, boxes, [line.text for line in lines], font)
     return np.ascontiguousarray(np.hstack([left, panel])).reshape(h, 2 * w, 3)

@@ -67,3 +67,4 @@ def test_foreign_files_are_refused(tmp_path):
     assert path.read_text(encoding="utf-8").endswith("some notes\n")  # left as it was
     with pytest.raises(PtocrError, match="is a directory"):
         JsonlResults(tmp_path)
+

@@ -423,31 +423,3 @@ def test_parity_ctc_and_cls(paddle_ref, tmp_path):
     ref_cls = paddle_ref["ClsPostProcess"](label_list=["0", "180"])(probs)
     assert ClsPostProcess()(probs) == [(label, float(score)) for label, score in ref_cls]
 
-
-def test_word_groups_follow_paddlex_runs():
-    from ptocr.postprocess.word_boxes import word_groups
-
-    text = "VGG-16 1.5x中文,"
-    words, cols, kinds = word_groups(text, list(range(0, 2 * len(text), 2)))
-    # "-" after a Latin run and "." between digits stay inside it; each other kind starts a run
-    assert ["".join(w) for w in words] == ["VGG-16", " ", "1.5x", "中文", ","]
-    assert kinds == ["en&num", "symbol", "en&num", "cn", "symbol"]
-    assert cols[3] == [22, 24]
-    assert word_groups("", []) == ([], [], [])
-    with pytest.raises(ValueError, match="columns"):
-        word_groups("ab", [0])
-
-
-def test_line_word_boxes_split_the_quad_by_columns():
-    from ptocr.postprocess.word_boxes import line_word_boxes, word_groups
-
-    quad = np.array([[100, 10], [300, 10], [300, 30], [100, 30]])
-    words, cols, kinds = word_groups("ab 中文", [0, 1, 5, 10, 12])
-    texts, boxes = line_word_boxes("ab 中文", quad, 20.0, words, cols, kinds)  # 10 px a column
-    assert texts == ["ab", " ", "中", "文"]
-    # runs span first to last column; each CJK character its run's pitch (30 px) around its column
-    assert [b[0][0] for b in boxes] == [100, 150, 190, 210] and [b[1][0] for b in boxes] == [120, 160, 220, 240]
-    assert all(b[0][1] == 10 and b[2][1] == 30 for b in boxes)
-    tall = np.array([[0, 0], [20, 0], [20, 200], [0, 200]])  # more than 1.5 times as tall: top to bottom
-    _, boxes = line_word_boxes("ab", tall, 10.0, *word_groups("ab", [2, 4]))
-    assert boxes == [((0, 40), (0, 100), (20, 100), (20, 40))]
