@@ -17,6 +17,7 @@ batch the angle of the batch's first line; here each line gets its own at any ba
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterable
 
@@ -88,13 +89,6 @@ class OCR3(BulkReading):
             raise UnwarpingUnavailable(
                 "document unwarping (UVDoc) is not available in ptocr: its architecture and weights are not "
                 "ported (doc/pipeline.md); run without it, or unwarp the images beforehand")
-        unknown = set(settings) - set(PADDLEOCR3_DEFAULTS)
-        if unknown:
-            raise PtocrError(f"unknown settings {sorted(unknown)}; known: {sorted(PADDLEOCR3_DEFAULTS)}")
-        self.settings = {**PADDLEOCR3_DEFAULTS, **settings}
-        for key in ("textline_orientation_batch_size", "text_recognition_batch_size"):
-            if int(self.settings[key]) < 1:
-                raise PtocrError(f"{key} must be >= 1, got {self.settings[key]!r}")
         load = dict(device=device, dtype=dtype, optimize=optimize, compile=compile)
         self.det: DetPredictor = as_predictor(det, "det", **load)
         self.rec: RecPredictor = as_predictor(rec, "rec", **load)
@@ -104,7 +98,17 @@ class OCR3(BulkReading):
         self.bidi = self.rec.config.get("model_name") in BIDI_RECOGNIZERS
         self.textline: ClsPredictor | None = None if textline is None else as_predictor(textline, "cls", **load)
         self.doc_ori: ClsPredictor | None = None if doc_ori is None else as_predictor(doc_ori, "cls", **load)
-        s, pre, post = self.settings, self.det.pre, self.det.post
+        self._configure({**PADDLEOCR3_DEFAULTS, **settings})
+
+    def _configure(self, settings: dict) -> None:
+        """Check ``settings`` and build the detection steps they set."""
+        unknown = set(settings) - set(PADDLEOCR3_DEFAULTS)
+        if unknown:
+            raise PtocrError(f"unknown settings {sorted(unknown)}; known: {sorted(PADDLEOCR3_DEFAULTS)}")
+        for key in ("textline_orientation_batch_size", "text_recognition_batch_size"):
+            if int(settings[key]) < 1:
+                raise PtocrError(f"{key} must be >= 1, got {settings[key]!r}")
+        s, pre, post = settings, self.det.pre, self.det.post
         try:
             self.det_pre = DetPreprocess(s["text_det_limit_side_len"], s["text_det_limit_type"], pre.mean, pre.std,
                                          pre.scale, max_side_limit=s["text_det_max_side_limit"], normalize="paddlex")
@@ -113,6 +117,14 @@ class OCR3(BulkReading):
                                           rules="paddlex")
         except ValueError as e:
             raise PtocrError(f"invalid detection settings: {e}") from None
+        self.settings = settings
+
+    def with_settings(self, **settings) -> OCR3:
+        """This pipeline with ``settings`` in place, sharing its models: what PaddleOCR 3.x's
+        per-call ``predict(image, text_det_box_thresh=0.5, return_word_box=True, ...)`` reads with."""
+        other = copy.copy(self)
+        other._configure({**self.settings, **settings})
+        return other
 
     @classmethod
     def from_pretrained(cls, name: str, *, lang: str | None = None, **kw) -> OCR3:
@@ -279,9 +291,12 @@ class OCR3(BulkReading):
         """Every page of the PDF ``path`` (or the 1-based ``pages``), one result per page."""
         return [self.read(page, source=os.fspath(path), page_index=index) for index, page in pdf_pages(path, pages)]
 
-    def __call__(self, images, pages: Iterable[int] | None = None):
+    def __call__(self, images, pages: Iterable[int] | None = None, **settings):
         """An image -> its result; a PDF -> a list with one result per page (``pages``: 1-based
-        page numbers, default all); a list -> a flat list of results (PDF pages in place)."""
+        page numbers, default all); a list -> a flat list of results (PDF pages in place).
+        ``settings``: for this call only (``with_settings``)."""
+        if settings:
+            return self.with_settings(**settings)(images, pages)
         if isinstance(images, (list, tuple)):
             out = []
             for image in images:

@@ -240,6 +240,23 @@ def test_v5_defaults_equal_paddleocr3(v5_files, name):
         "use_doc_preprocessor": False, "use_textline_orientation": ref["settings"]["use_textline_orientation"]}
 
 
+def test_v5_settings_for_one_call(v5_files, shared_dir, one_thread):
+    """``ocr(image, **settings)`` (PaddleOCR 3.x's per-call predict keywords) reads with them
+    once; ``with_settings`` shares the models; the pipeline itself is left as it was."""
+    ocr = _ocr3(v5_files, False)
+    image = shared_dir / "images" / "scenes" / "ger_1.jpg"
+    base = ocr(image)
+    strict = ocr(image, text_det_box_thresh=0.8, text_rec_score_thresh=0.95)
+    assert 0 < len(strict) < len(base) and all(line.score >= 0.95 for line in strict)
+    assert strict.settings["text_det_params"]["box_thresh"] == 0.8
+    assert ocr.settings["text_det_box_thresh"] == 0.6 and ocr(image).texts == base.texts
+    worded = ocr.with_settings(return_word_box=True)
+    assert worded.det is ocr.det and worded.rec is ocr.rec and worded.settings["return_word_box"]
+    assert worded(image).text_word is not None and ocr(image).text_word is None
+    with pytest.raises(PtocrError, match="unknown settings"):
+        ocr(image, text_det_thres=0.5)
+
+
 def test_v5_word_boxes_match_paddleocr3(v5_files, shared_dir, one_thread):
     """return_word_box=True: every line's words identical to PaddleOCR 3.x's, each word's quad
     within the lines' corner tolerance (the fixture: the textline reference's run with word boxes)."""
