@@ -7,8 +7,9 @@ threshold 0.6, unclip 1.5; PaddleX's DB scaling) -> sort (top-to-bottom, then le
 -> crop (minimum-area rectangle of each quad, perspective warp) -> orientation (PP-LCNet
 textline model: class 1 turns the crop by 180 degrees with PaddleX's affine warp) ->
 recognize (crops sorted by aspect ratio, batches of 6, each crop resized to its own width and
-zero-padded to the batch's widest; Arabic texts through python-bidi) -> assemble (lines scoring >= 0.0: ``rec_polys``,
-``rec_boxes``, ``rec_texts``, ``rec_scores``, ``textline_orientation_angles``).
+zero-padded to the batch's widest; Arabic texts through python-bidi) -> assemble (lines scoring
+>= 0.0: ``rec_polys``, ``rec_boxes``, ``rec_texts``, ``rec_scores``,
+``textline_orientation_angles``; with ``return_word_box``, each line's words and their boxes).
 
 One deliberate difference: paddlex 3.7.0-3.7.2 give every line of a textline-orientation
 batch the angle of the batch's first line; here each line gets its own at any batch size
