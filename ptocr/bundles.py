@@ -17,7 +17,7 @@ from ptocr.languages import bundle_parts
 from ptocr.manifest import load_manifest
 from ptocr.errors import PtocrError
 from ptocr.pipeline import OCR
-from ptocr.pipeline3 import OCR3
+from ptocr.pipeline3 import OCR3, PADDLEOCR3_DEFAULTS
 from ptocr.zoo import WeightsNotFoundError, resolve
 
 __all__ = ["DEFAULT_BUNDLE", "FALLBACK_BUNDLE", "PIPELINES", "build_pipeline", "load_bundle"]
@@ -34,12 +34,20 @@ def load_bundle(name: str, *, lang: str | None = None, **kw) -> OCR | OCR3:
     """The bundle ``name`` as its rules' pipeline, parts by name (``ptocr.load(name)``);
     ``lang``: PaddleOCR 3.x's language code (its recognizer for it); ``kw``: the pipeline's
     keyword arguments (a 3.x pipeline's settings among them)."""
-    rules = load_manifest().bundle_rules(name)
+    pipeline = _pipeline_taking(name, kw)
+    return pipeline.from_pretrained(name, lang=lang, **kw)
+
+
+def _pipeline_taking(bundle: str, kw: dict):
+    """The pipeline class of ``bundle``'s rules; an error naming what of ``kw`` it does not take
+    (PaddleOCR 3.x's settings go to OCR3's own check)."""
+    rules = load_manifest().bundle_rules(bundle)
     pipeline = PIPELINES[rules]
     takes = inspect.signature(pipeline.__init__).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in takes.values()) and set(kw) - set(takes):
-        raise PtocrError(f"{name} follows {rules}'s rules, which have no setting {', '.join(sorted(set(kw) - set(takes)))}")
-    return pipeline.from_pretrained(name, lang=lang, **kw)
+        raise PtocrError(f"{bundle} follows {rules}'s rules, which have no setting "
+                         f"{', '.join(sorted(set(kw) - set(takes)))}")
+    return pipeline
 
 
 def _resolve_parts(bundle: str, given: dict, lang: str | None, zoo, log) -> dict:
@@ -70,7 +78,9 @@ def build_pipeline(bundle: str | None = None, *, det=None, rec=None, cls=None, d
     try:
         files = _resolve_parts(bundle or DEFAULT_BUNDLE, given, lang, zoo, log)
     except WeightsNotFoundError as e:
-        if bundle is not None or lang is not None or any(v is not None for v in given.values()):
+        # Anything chosen (PaddleOCR 3.x's settings included) rules the 2.x fallback out.
+        if (bundle is not None or lang is not None or any(v is not None for v in given.values())
+                or set(kw) & set(PADDLEOCR3_DEFAULTS)):
             raise
         reason = str(e).splitlines()[0].split(". Looked in")[0]  # "no usable weights for <part>"
         if notice is not None:
@@ -79,11 +89,10 @@ def build_pipeline(bundle: str | None = None, *, det=None, rec=None, cls=None, d
         bundle = FALLBACK_BUNDLE
         files = _resolve_parts(bundle, given, None, zoo, log)
     bundle = bundle or DEFAULT_BUNDLE
-    if load_manifest().bundle_rules(bundle) == "paddleocr3":
+    pipeline = _pipeline_taking(bundle, kw)
+    if pipeline is OCR3:
         doc = None if doc_ori in (None, NONE) else doc_ori
         return OCR3(files["det"], files["rec"], files["cls"], doc, **kw)
     if doc_ori not in (None, NONE):
         raise PtocrError(f"document orientation is a PaddleOCR 3.x step; {bundle} follows PaddleOCR 2.x's rules")
-    if kw.pop("return_word_box", False):
-        raise PtocrError(f"word boxes are a PaddleOCR 3.x result; {bundle} follows PaddleOCR 2.x's rules")
     return OCR(files["det"], files["rec"], files["cls"], **kw)

@@ -47,15 +47,25 @@ def _echo_lines(name: str, lines) -> None:
 
 
 def _build_ocr(det, rec, cls, models, device=None, dtype=None, compile=False, *, bundle=None, doc_ori=None,
-               lang=None, word_boxes=False):
+               lang=None, settings=None):
     """The pipeline of ``bundle`` (default: PaddleOCR 3.x's PP-OCRv5, else the fallback with a
     notice) with the given models in place of its parts, found by the zoo's resolver."""
     def log(message):
         click.echo(message, err=True)
 
     return build_pipeline(bundle, det=det, rec=rec, cls=cls, doc_ori=doc_ori, lang=lang, zoo=models, log=log,
-                          notice=log, device=device, dtype=dtype, compile=compile,
-                          **({"return_word_box": True} if word_boxes else {}))
+                          notice=log, device=device, dtype=dtype, compile=compile, **(settings or {}))
+
+
+def _setting(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of ``--set``: the value as JSON reads it (0.5, 960, true), else the text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise click.BadParameter(f"{text!r}: expected KEY=VALUE, e.g. text_det_box_thresh=0.5", param_hint="--set")
+    try:
+        return key.strip(), json.loads(value.strip().lower() if value.strip().lower() in ("true", "false") else value)
+    except ValueError:
+        return key.strip(), value
 
 
 def _pages_of(image: str, result) -> list[tuple[str, object]]:
@@ -127,6 +137,9 @@ def demo(image, models):
 @click.option("--pages", metavar="LIST", help="PDF pages to read, 1-based: 1,3-5 (default all).")
 @click.option("--word-boxes", is_flag=True,
               help="PaddleOCR 3.x bundles: each line's words and their boxes too (text_word, text_word_boxes).")
+@click.option("--set", "settings", metavar="KEY=VALUE", multiple=True,
+              help="A pipeline setting by PaddleOCR's name, repeatable: text_det_box_thresh=0.5, "
+                   "text_det_limit_side_len=960, text_rec_score_thresh=0.5 (3.x); drop_score=0.3 (2.x).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True),
               help="Write {image: [{box, text, score, angle}]} (PaddleOCR 3.x bundles: {image: its result fields}) "
                    "to this file ('-' for stdout); PDF pages as file.pdf#N.")
@@ -137,8 +150,8 @@ def demo(image, models):
               help="torch.compile the models: faster per image after a first one that compiles (tens of seconds).")
 @_MODELS_OPTION
 @bulk_cli.bulk_options
-def ocr(images, bundle, det, rec, cls, doc_ori, lang, pages, word_boxes, json_out, vis, device, dtype, compile_,
-        models, **bulk):
+def ocr(images, bundle, det, rec, cls, doc_ori, lang, pages, word_boxes, settings, json_out, vis, device, dtype,
+        compile_, models, **bulk):
     """Read the text lines of each IMAGE or PDF (PaddleOCR's PP-OCR pipelines, in PyTorch).
 
     Models left out are the bundle's (--pipeline; default PP-OCRv5_server, PaddleOCR 3.x's
@@ -149,13 +162,14 @@ def ocr(images, bundle, det, rec, cls, doc_ori, lang, pages, word_boxes, json_ou
     With --out (bulk mode, doc/bulk.md) IMAGES may be folders and lists, and the results go to
     a JSON-lines file that a rerun resumes.
     """
+    settings = dict(map(_setting, settings)) | ({"return_word_box": True} if word_boxes else {})
     if bulk["bulk_out"] is not None:
         if json_out or vis:
             _fail("--out writes JSON lines as it goes; --json and --vis are for reading without it")
         try:
             failed = bulk_cli.run(images, lambda: _build_ocr(det, rec, cls, models, device, dtype, compile_,
                                                              bundle=bundle, doc_ori=doc_ori, lang=lang,
-                                                             word_boxes=word_boxes),
+                                                             settings=settings),
                                   device=device, **bulk)
         except (PtocrError, ValueError) as e:
             _fail(str(e))
@@ -163,7 +177,7 @@ def ocr(images, bundle, det, rec, cls, doc_ori, lang, pages, word_boxes, json_ou
     try:
         page_list = parse_pages(pages) if pages else None
         pipeline = _build_ocr(det, rec, cls, models, device, dtype, compile_, bundle=bundle, doc_ori=doc_ori,
-                              lang=lang, word_boxes=word_boxes)
+                              lang=lang, settings=settings)
     except (PtocrError, ValueError) as e:
         _fail(str(e))
 

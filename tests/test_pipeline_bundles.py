@@ -211,8 +211,43 @@ def test_cli_word_boxes_for_3x_bundles_only(local_zoo, no_route, shared_dir, tmp
                                         "--word-boxes"])
     finally:
         torch.set_num_threads(threads)
-    assert run.exit_code == 2 and "word boxes are a PaddleOCR 3.x result" in run.stderr
+    assert run.exit_code == 2 and "ch_PP-OCRv4 follows paddleocr2's rules, which have no setting return_word_box" \
+        in run.stderr
     assert "Traceback" not in run.output
+
+
+def test_cli_sets_pipeline_settings_by_paddleocrs_names(local_zoo, no_route, shared_dir, tmp_path):
+    """``--set KEY=VALUE``: values read as JSON (0.95 a number); an unknown key, a 2.x bundle
+    without that setting and a malformed pair are refused (exit 2, no traceback)."""
+    from click.testing import CliRunner
+
+    from ptocr.cli import main
+
+    image = str(shared_dir / "images" / "scenes" / "ger_1.jpg")
+    base = ["ocr", image, "--pipeline", "PP-OCRv5_mobile", "--cls", "none", "--models", str(local_zoo)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runs = {}
+        for name, extra in (("plain", []), ("strict", ["--set", "text_rec_score_thresh=0.95", "--set",
+                                                       "text_det_box_thresh=0.8"])):
+            out = tmp_path / f"{name}.json"
+            run = CliRunner().invoke(main, base + extra + ["--json", str(out)])
+            assert run.exit_code == 0, run.output
+            runs[name] = json.loads(out.read_text(encoding="utf-8"))[image]
+        bad = [CliRunner().invoke(main, base + ["--set", "text_det_thres=0.5"]),
+               CliRunner().invoke(main, ["ocr", image, "--pipeline", "ch_PP-OCRv4", "--models", str(local_zoo),
+                                         "--set", "text_det_box_thresh=0.5"]),
+               CliRunner().invoke(main, base + ["--set", "text_det_box_thresh"])]
+    finally:
+        torch.set_num_threads(threads)
+    strict, plain = runs["strict"], runs["plain"]
+    assert strict["text_det_params"]["box_thresh"] == 0.8 and strict["text_rec_score_thresh"] == 0.95
+    assert 0 < len(strict["rec_texts"]) < len(plain["rec_texts"]) and min(strict["rec_scores"]) >= 0.95
+    assert all(r.exit_code == 2 and "Traceback" not in r.output for r in bad)
+    assert "unknown settings ['text_det_thres']" in bad[0].stderr
+    assert "which have no setting text_det_box_thresh" in bad[1].stderr
+    assert "expected KEY=VALUE" in bad[2].output
 
 
 def test_load_takes_a_bundles_language_and_settings(local_zoo, no_route, monkeypatch):
@@ -238,3 +273,13 @@ def test_load_takes_a_bundles_language_and_settings(local_zoo, no_route, monkeyp
         ptocr.load("ch_PP-OCRv4", lang="fr")
     with pytest.raises(PtocrError, match="settings of a pipeline bundle"):
         ptocr.load("PP-OCRv5_mobile_rec", lang="fr")
+
+
+def test_3x_settings_rule_out_the_2x_fallback(local_zoo, no_route):
+    """Asked for a PaddleOCR 3.x setting (word boxes), the default bundle does not fall back to
+    2.x rules that lack it: the error says the 3.x weights could not be had."""
+    notices = []
+    with pytest.raises(WeightsNotFoundError, match=DEFAULT_BUNDLE.replace("_server", "_server_det")):
+        build_pipeline(zoo=local_zoo, notice=notices.append, return_word_box=True)
+    assert notices == []
+    assert isinstance(build_pipeline(zoo=local_zoo, notice=notices.append), OCR) and len(notices) == 1
