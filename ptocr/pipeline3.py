@@ -41,7 +41,8 @@ from ptocr.transforms import DetPreprocess, get_minarea_rect_crop, load_image, s
 from ptocr.transforms.rec import pad_batch, resize_norm_img_own_width
 from ptocr.transforms.rotate import rotate_image
 
-__all__ = ["BIDI_RECOGNIZERS", "OCR3", "PADDLEOCR3_DEFAULTS", "UnwarpingUnavailable"]
+__all__ = ["BIDI_RECOGNIZERS", "DOC_ORIENTATION_MODEL", "OCR3", "PADDLEOCR3_DEFAULTS", "STEP_SWITCHES",
+           "UnwarpingUnavailable"]
 
 # The pipeline's settings as paddlex 3.7's OCR.yaml gives them (text_type "general").
 PADDLEOCR3_DEFAULTS = {
@@ -63,6 +64,10 @@ REC_MAX_WIDTH = 3200
 # names arabic_PP-OCRv3_mobile_rec and arabic_PP-OCRv5_mobile_rec; here the zoo's names for them.
 # Every other recognizer's text is the CTC decoding as it comes, never reversed (2.x's rule).
 BIDI_RECOGNIZERS = frozenset({"arabic_PP-OCRv3_rec", "arabic_PP-OCRv5_mobile_rec"})
+# PaddleOCR 3.x's document orientation model, which use_doc_orientation_classify=True adds to a bundle.
+DOC_ORIENTATION_MODEL = "PP-LCNet_x1_0_doc_ori"
+# PaddleOCR 3.x's switches of its optional steps: OCR3's parts (True needs the step's model).
+STEP_SWITCHES = ("use_textline_orientation", "use_doc_orientation_classify", "use_doc_unwarping")
 
 
 class UnwarpingUnavailable(PtocrError):
@@ -78,6 +83,9 @@ class OCR3(BulkReading):
             the step (PaddleOCR's ``use_textline_orientation=False``).
         doc_ori: the document orientation classifier (``PP-LCNet_x1_0_doc_ori``); None skips it.
         use_doc_unwarping: must stay False: UVDoc is not available (``UnwarpingUnavailable``).
+        use_textline_orientation, use_doc_orientation_classify: PaddleOCR 3.x's switches: False
+            skips the step whatever model is given, True requires its model, None (default):
+            the step runs when its model is given.
         device, dtype, optimize, compile: as ``OCR``'s.
         **settings: overrides of ``PADDLEOCR3_DEFAULTS`` (PaddleOCR 3.x's parameter names).
     """
@@ -85,11 +93,13 @@ class OCR3(BulkReading):
     rules = "paddleocr3"
 
     def __init__(self, det, rec, textline=None, doc_ori=None, *, use_doc_unwarping: bool = False,
+                 use_textline_orientation: bool | None = None, use_doc_orientation_classify: bool | None = None,
                  device=None, dtype=None, optimize: bool = True, compile: bool = False, **settings):
-        if use_doc_unwarping:
-            raise UnwarpingUnavailable(
-                "document unwarping (UVDoc) is not available in ptocr: its architecture and weights are not "
-                "ported (doc/pipeline.md); run without it, or unwarp the images beforehand")
+        _refuse_unwarping(use_doc_unwarping)
+        textline = _switched(textline, use_textline_orientation, "use_textline_orientation",
+                             "a textline orientation model (textline=...)")
+        doc_ori = _switched(doc_ori, use_doc_orientation_classify, "use_doc_orientation_classify",
+                            "a document orientation model (doc_ori=...)")
         load = dict(device=device, dtype=dtype, optimize=optimize, compile=compile)
         self.det: DetPredictor = as_predictor(det, "det", **load)
         self.rec: RecPredictor = as_predictor(rec, "rec", **load)
@@ -122,8 +132,14 @@ class OCR3(BulkReading):
 
     def with_settings(self, **settings) -> OCR3:
         """This pipeline with ``settings`` in place, sharing its models: what PaddleOCR 3.x's
-        per-call ``predict(image, text_det_box_thresh=0.5, return_word_box=True, ...)`` reads with."""
+        per-call ``predict(image, text_det_box_thresh=0.5, use_textline_orientation=False, ...)``
+        reads with (a step switched on needs its model here)."""
         other = copy.copy(self)
+        _refuse_unwarping(settings.pop("use_doc_unwarping", False))
+        other.textline = _switched(self.textline, settings.pop("use_textline_orientation", None),
+                                   "use_textline_orientation", "a textline orientation model")
+        other.doc_ori = _switched(self.doc_ori, settings.pop("use_doc_orientation_classify", None),
+                                  "use_doc_orientation_classify", "a document orientation model")
         other._configure({**self.settings, **settings})
         return other
 
@@ -136,7 +152,10 @@ class OCR3(BulkReading):
             raise PtocrError(f"{name} follows {manifest.bundle_rules(name)}'s pipeline rules: load it with "
                              "ptocr.load(name)")
         parts = bundle_parts(name, lang)
-        return cls(parts["det"], parts["rec"], parts.get("cls"), **kw)
+        doc_ori = kw.pop("doc_ori", None)
+        if kw.get("use_doc_orientation_classify") and doc_ori is None:  # 3.x's own model for the step
+            doc_ori = DOC_ORIENTATION_MODEL
+        return cls(parts["det"], parts["rec"], parts.get("cls"), doc_ori, **kw)
 
     # ---- the steps ----
 
@@ -311,6 +330,22 @@ class OCR3(BulkReading):
     def __repr__(self) -> str:
         return (f"OCR3(det={self.det!r}, rec={self.rec!r}, textline={self.textline!r}, doc_ori={self.doc_ori!r}, "
                 f"settings={self.settings})")
+
+
+def _refuse_unwarping(asked) -> None:
+    if asked:
+        raise UnwarpingUnavailable(
+            "document unwarping (UVDoc) is not available in ptocr: its architecture and weights are not "
+            "ported (doc/pipeline.md); run without it, or unwarp the images beforehand")
+
+
+def _switched(part, switch: bool | None, name: str, what: str):
+    """``part`` as PaddleOCR 3.x's switch ``name`` leaves it: None when False, required when True."""
+    if switch is None:
+        return part
+    if switch and part is None:
+        raise PtocrError(f"{name}=True needs {what}")
+    return part if switch else None
 
 
 def _per_crop(crops: list, batches, model, post) -> list:

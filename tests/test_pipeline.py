@@ -20,7 +20,7 @@ from conftest import converted_folders, intra_op_threads
 import ptocr
 from ptocr.errors import PtocrError
 from ptocr.pipeline import OCR
-from ptocr.pipeline3 import OCR3
+from ptocr.pipeline3 import OCR3, UnwarpingUnavailable
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pipeline_reference"
 REFERENCE = FIXTURES / "ppocrv4_mobile.json"
@@ -257,6 +257,27 @@ def test_v5_settings_for_one_call(v5_files, shared_dir, one_thread):
         ocr(image, text_det_thres=0.5)
 
 
+def test_v5_step_switches_as_paddleocr3(v5_files, shared_dir, one_thread):
+    """PaddleOCR 3.x's use_textline_orientation / use_doc_orientation_classify /
+    use_doc_unwarping, at construction and per call: False skips the step, True needs its model
+    (unwarping: never available)."""
+    image = shared_dir / "images" / "scenes" / "japan_1.jpg"
+    full = _ocr3(v5_files, True)
+    without = _ocr3(v5_files, False)
+    once = full(image, use_textline_orientation=False, use_doc_unwarping=False)
+    assert once.texts == without(image).texts and set(once.textline_orientation_angles) == {-1}
+    assert full.textline is not None and set(full(image).textline_orientation_angles) <= {0, 1}
+    built = OCR3(v5_files["text_detection"], v5_files["text_recognition"], v5_files["textline_orientation"],
+                 use_textline_orientation=False)
+    assert built.textline is None
+    with pytest.raises(PtocrError, match="use_textline_orientation=True needs a textline orientation model"):
+        OCR3(v5_files["text_detection"], v5_files["text_recognition"], use_textline_orientation=True)
+    with pytest.raises(PtocrError, match="use_doc_orientation_classify=True needs a document orientation model"):
+        full(image, use_doc_orientation_classify=True)
+    with pytest.raises(UnwarpingUnavailable):
+        full(image, use_doc_unwarping=True)
+
+
 def test_v5_word_boxes_match_paddleocr3(v5_files, shared_dir, one_thread):
     """return_word_box=True: every line's words identical to PaddleOCR 3.x's, each word's quad
     within the lines' corner tolerance (the fixture: the textline reference's run with word boxes)."""
@@ -337,8 +358,6 @@ def test_v5_result_has_paddleocr3_fields(v5_files, small_scene, one_thread):
 
 
 def test_unwarping_is_refused_clearly(v5_files):
-    from ptocr.pipeline3 import UnwarpingUnavailable
-
     with pytest.raises(UnwarpingUnavailable, match="UVDoc"):
         _ocr3(v5_files, False, use_doc_unwarping=True)
     with pytest.raises(PtocrError, match="unknown settings"):

@@ -265,6 +265,9 @@ def test_load_takes_a_bundles_language_and_settings(local_zoo, no_route, monkeyp
     assert ocr.settings["text_det_box_thresh"] == ocr.det_post.box_thresh == 0.5
     with pytest.raises(WeightsNotFoundError, match="latin_PP-OCRv5_mobile_rec"):  # fr's recognizer, not here
         ptocr.load("PP-OCRv5_mobile", lang="fr")
+    assert ptocr.load("PP-OCRv5_mobile", use_textline_orientation=False).textline is None
+    with pytest.raises(WeightsNotFoundError, match="PP-LCNet_x1_0_doc_ori"):  # 3.x's model for the step, not here
+        ptocr.load("PP-OCRv5_mobile", use_doc_orientation_classify=True)
     with pytest.raises(PtocrError, match="unknown settings"):
         ptocr.load("PP-OCRv5_mobile", return_word_boxes=True)
     with pytest.raises(PtocrError, match="no setting return_word_box"):
