@@ -17,7 +17,7 @@ from ptocr.languages import bundle_parts
 from ptocr.manifest import load_manifest
 from ptocr.errors import PtocrError
 from ptocr.pipeline import OCR
-from ptocr.pipeline3 import DOC_ORIENTATION_MODEL, OCR3, PADDLEOCR3_DEFAULTS, STEP_SWITCHES
+from ptocr.pipeline3 import OCR3, PADDLEOCR3_DEFAULTS, STEP_SWITCHES, bundle_doc_ori
 from ptocr.zoo import WeightsNotFoundError, resolve
 
 __all__ = ["DEFAULT_BUNDLE", "FALLBACK_BUNDLE", "PIPELINES", "build_pipeline", "load_bundle"]
@@ -91,9 +91,7 @@ def build_pipeline(bundle: str | None = None, *, det=None, rec=None, cls=None, d
     bundle = bundle or DEFAULT_BUNDLE
     pipeline = _pipeline_taking(bundle, kw)
     if pipeline is OCR3:
-        doc = None if doc_ori in (None, NONE) else doc_ori
-        if doc is None and doc_ori is None and kw.get("use_doc_orientation_classify"):
-            doc = DOC_ORIENTATION_MODEL  # as PaddleOCR 3.x: its own model for the step
+        doc = None if doc_ori == NONE else bundle_doc_ori(doc_ori, kw)
         return OCR3(files["det"], files["rec"], files["cls"], doc, **kw)
     if doc_ori not in (None, NONE):
         raise PtocrError(f"document orientation is a PaddleOCR 3.x step; {bundle} follows PaddleOCR 2.x's rules")

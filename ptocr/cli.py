@@ -62,8 +62,9 @@ def _setting(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise click.BadParameter(f"{text!r}: expected KEY=VALUE, e.g. text_det_box_thresh=0.5", param_hint="--set")
-    try:
-        return key.strip(), json.loads(value.strip().lower() if value.strip().lower() in ("true", "false") else value)
+    value = value.strip()
+    try:  # True / False as Python writes them too
+        return key.strip(), json.loads(value.lower() if value.lower() in ("true", "false") else value)
     except ValueError:
         return key.strip(), value
 

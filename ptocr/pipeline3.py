@@ -42,7 +42,7 @@ from ptocr.transforms.rec import pad_batch, resize_norm_img_own_width
 from ptocr.transforms.rotate import rotate_image
 
 __all__ = ["BIDI_RECOGNIZERS", "DOC_ORIENTATION_MODEL", "OCR3", "PADDLEOCR3_DEFAULTS", "STEP_SWITCHES",
-           "UnwarpingUnavailable"]
+           "UnwarpingUnavailable", "bundle_doc_ori"]
 
 # The pipeline's settings as paddlex 3.7's OCR.yaml gives them (text_type "general").
 PADDLEOCR3_DEFAULTS = {
@@ -152,10 +152,7 @@ class OCR3(BulkReading):
             raise PtocrError(f"{name} follows {manifest.bundle_rules(name)}'s pipeline rules: load it with "
                              "ptocr.load(name)")
         parts = bundle_parts(name, lang)
-        doc_ori = kw.pop("doc_ori", None)
-        if kw.get("use_doc_orientation_classify") and doc_ori is None:  # 3.x's own model for the step
-            doc_ori = DOC_ORIENTATION_MODEL
-        return cls(parts["det"], parts["rec"], parts.get("cls"), doc_ori, **kw)
+        return cls(parts["det"], parts["rec"], parts.get("cls"), bundle_doc_ori(kw.pop("doc_ori", None), kw), **kw)
 
     # ---- the steps ----
 
@@ -256,8 +253,9 @@ class OCR3(BulkReading):
         ratio = [c.shape[1] * 1.0 / c.shape[0] for c in crops]
         widest = [0.0] * len(crops)
         for group in self.rec_groups(crops):
+            group_widest = max([width / height, *(ratio[i] for i in group)])
             for i in group:
-                widest[i] = max([width / height, *(ratio[j] for j in group)])
+                widest[i] = group_widest
         words, quads = [], []
         for i in kept:
             text, _, (steps, groups, cols, kinds) = texts[i]
@@ -330,6 +328,14 @@ class OCR3(BulkReading):
     def __repr__(self) -> str:
         return (f"OCR3(det={self.det!r}, rec={self.rec!r}, textline={self.textline!r}, doc_ori={self.doc_ori!r}, "
                 f"settings={self.settings})")
+
+
+def bundle_doc_ori(doc_ori, settings: dict):
+    """A bundle's document orientation part: ``doc_ori`` as given, else PaddleOCR 3.x's own model
+    where the settings switch the step on (``use_doc_orientation_classify=True``)."""
+    if doc_ori is None and settings.get("use_doc_orientation_classify"):
+        return DOC_ORIENTATION_MODEL
+    return doc_ori
 
 
 def _refuse_unwarping(asked) -> None:

@@ -17,6 +17,12 @@ __all__ = ["OCR3Result", "ANGLE_OF_CLASS"]
 ANGLE_OF_CLASS = {0: 0, 1: 180, -1: None}
 
 
+def _bbox(points) -> list[int]:
+    """``[x_min, y_min, x_max, y_max]`` of a quad's corners, as PaddleX's convert_points_to_boxes."""
+    points = np.asarray(points)
+    return [int(v) for v in (*points.min(axis=0), *points.max(axis=0))]
+
+
 @dataclass
 class OCR3Result(OCRResult):
     """``lines`` (box = the line's 4 corners, i.e. ``rec_polys``) and the fields PaddleOCR 3.x
@@ -38,15 +44,14 @@ class OCR3Result(OCRResult):
     @property
     def rec_boxes(self) -> list[list[int]]:
         """Per line ``[x_min, y_min, x_max, y_max]`` of its quad."""
-        return [[int(v) for v in (*np.min(p, axis=0), *np.max(p, axis=0))] for p in map(np.asarray, self.rec_polys)]
+        return [_bbox(p) for p in self.rec_polys]
 
     @property
     def text_word_boxes(self) -> list[list[list[int]]] | None:
         """Per line, ``[x_min, y_min, x_max, y_max]`` of each word's quad (None without word boxes)."""
         if self.text_word_region is None:
             return None
-        return [[[int(v) for v in (*np.min(q, axis=0), *np.max(q, axis=0))] for q in map(np.asarray, line)]
-                for line in self.text_word_region]
+        return [[_bbox(q) for q in line] for line in self.text_word_region]
 
     def visualize(self, font=None) -> np.ndarray:
         """As ``OCRResult.visualize``, each word's box outlined too when the result has them."""
