@@ -252,7 +252,9 @@ INFERENCE_OPTIONS = {"fold_batch_norms": bool, "channels_last": bool, "shape_gra
 # bit for bit); a classifier's output is a label. ptocr.load(..., shape_graphs=True) opts in.
 TASK_SETTINGS = {"det": {"channels_last": True, "shape_graphs": False, "max_shape_graphs": 2},
                  "rec": {"channels_last": True, "shape_graphs": False, "max_shape_graphs": 4},
-                 "cls": {"channels_last": True, "shape_graphs": True, "max_shape_graphs": 8}}
+                 "cls": {"channels_last": True, "shape_graphs": True, "max_shape_graphs": 8},
+                 # UVDoc's network always runs at 712 x 488 (it resamples the page first).
+                 "unwarp": {"channels_last": True, "shape_graphs": False, "max_shape_graphs": 1}}
 
 
 def inference_settings(config: dict, *, shape_graphs: bool | None = None) -> dict:

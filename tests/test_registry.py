@@ -3,7 +3,7 @@ a new family is tested here by its entry alone (its own numerics go in its own t
 
 - ``ptocr.create_model`` builds it, on the meta device too (how converted files are loaded);
 - its outputs keep the task's contract (det: a probability map the input's size; rec: N x T x C
-  class probabilities; cls: N x C probabilities);
+  class probabilities; cls: N x C probabilities; unwarp: an N x 2 sampling mesh);
 - fusing its re-parameterizable layers (``fuse_reparameterizable``) computes the same function;
 - it survives a file round trip (``converter.writer`` -> ``ptocr.load``) tensor for tensor.
 """
@@ -50,7 +50,7 @@ def _randomized(model: torch.nn.Module) -> torch.nn.Module:
 
 def test_the_registry_lists_every_family():
     assert len(ARCHS) == len(set(ARCHS)) > 0
-    assert {get_architecture(a)["task"] for a in ARCHS} == {"det", "rec", "cls"}
+    assert {get_architecture(a)["task"] for a in ARCHS} == {"det", "rec", "cls", "unwarp"}
 
 
 @pytest.mark.parametrize("name", ARCHS)
@@ -73,6 +73,8 @@ def test_outputs_keep_the_task_contract(name):
     if entry["task"] == "det":
         assert tuple(y.shape) == (2, 1, *x.shape[2:])
         assert ((y >= 0) & (y <= 1)).all()
+    elif entry["task"] == "unwarp":  # a sampling mesh at 1/16 of the network's own input size
+        assert tuple(y.shape) == (2, 2, *(s // 16 + 1 for s in model.backbone.input_size))
     else:
         classes = cfg["head"]["num_classes"]
         assert y.shape[0] == 2 and y.shape[-1] == classes and y.dim() == (3 if entry["task"] == "rec" else 2)

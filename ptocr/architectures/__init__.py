@@ -25,7 +25,7 @@ import pkgutil
 
 from ptocr.errors import ArchitectureError
 
-TASKS = ("det", "rec", "cls")
+TASKS = ("det", "rec", "cls", "unwarp")
 
 # Where each task's class count lives in the torch state dict (dim 0 of that tensor).
 CLASS_COUNT_KEYS = {"rec": "head.fc.weight", "cls": "head.fc.weight"}
