@@ -258,6 +258,8 @@ def transformers_config(arch_name: str, model_cfg: dict) -> dict:
         raise MappingError(f"{arch_name}: no transformers model type holds this architecture "
                            f"(these do: {', '.join(a for lay in LAYOUTS.values() for a in lay.architectures)})")
     model_type, layout = found
+    if model_type == "uvdoc":
+        return _uvdoc_config(layout, model_cfg)
     if model_type.startswith("pp_ocrv5_mobile"):
         return _v5_mobile_config(model_type, layout, model_cfg)
     if model_type.startswith("pp_ocrv5_server"):
@@ -292,6 +294,27 @@ def transformers_config(arch_name: str, model_cfg: dict) -> dict:
     elif model_type == "pp_ocrv6_tiny_rec":
         config.update(hidden_size=head["mid_channels"], head_out_channels=head["num_classes"])
     return config
+
+
+def _uvdoc_config(layout: Layout, model_cfg: dict) -> dict:
+    """transformers' UVDoc config for ptocr's UVDoc: its layer plan, every bridge an output."""
+    from ptocr.models.backbones import uvdoc
+
+    bb, head = model_cfg["backbone"], model_cfg["head"]
+    if tuple(bb.get("input_size", (712, 488))) != (712, 488):
+        raise MappingError("transformers' UVDoc resamples pages to 712 x 488 (its image processor's size) only")
+    bridges = bb.get("bridges") or uvdoc.BRIDGES
+    backbone = {"model_type": "uvdoc_backbone", "resnet_head": bb.get("resnet_head") or uvdoc.RESNET_HEAD,
+                "resnet_configs": bb.get("resnet_stages") or uvdoc.RESNET_STAGES, "stage_configs": bridges,
+                "kernel_size": bb.get("kernel_size", 5),
+                "out_features": [f"stage{i + 1}" for i in range(len(bridges))]}
+    return {"model_type": "uvdoc", "architectures": [layout.model_class], "backbone_config": backbone,
+            "hidden_act": "prelu", "padding_mode": head.get("padding_mode", "reflect"),
+            "kernel_size": head.get("kernel_size", 5),
+            "bridge_connector": [bridges[0][-1][0], head.get("hidden_channels", 128)],
+            "out_point_positions2D": [[head.get("hidden_channels", 128), head.get("mid_channels", 32)],
+                                      [head.get("mid_channels", 32), 2]],
+            "torch_dtype": "float32"}
 
 
 def _meta_backbone(model_cfg: dict):

@@ -97,12 +97,12 @@ class TextSystemSteps:
 
 
 class Pipeline3Steps:
-    """``OCR3.read``'s steps (PaddleOCR 3.x): prepare (doc orientation) -> detect -> crop ->
+    """``OCR3.read``'s steps (PaddleOCR 3.x): prepare (doc orientation, unwarping) -> detect -> crop ->
     orient (textline model) -> recognize -> assemble."""
 
     def __init__(self, ocr):
         self.ocr, self.det = ocr, ocr.det
-        self.models = [m for m in (ocr.doc_ori, ocr.det, ocr.textline, ocr.rec) if m is not None]
+        self.models = [m for m in (ocr.doc_ori, ocr.doc_unwarp, ocr.det, ocr.textline, ocr.rec) if m is not None]
         self.stages = [CropStage(ocr.rec, ocr.rec_batches, ocr.rec_texts, _store_texts)]
         if ocr.textline is not None:
             self.stages.insert(0, CropStage(ocr.textline, ocr.orient_batches, ocr.orient_classes, self._turn))

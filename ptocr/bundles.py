@@ -17,7 +17,7 @@ from ptocr.languages import bundle_parts
 from ptocr.manifest import load_manifest
 from ptocr.errors import PtocrError
 from ptocr.pipeline import OCR
-from ptocr.pipeline3 import OCR3, PADDLEOCR3_DEFAULTS, STEP_SWITCHES, bundle_doc_ori
+from ptocr.pipeline3 import OCR3, PADDLEOCR3_DEFAULTS, STEP_SWITCHES, bundle_doc_parts
 from ptocr.zoo import WeightsNotFoundError, resolve
 
 __all__ = ["DEFAULT_BUNDLE", "FALLBACK_BUNDLE", "PIPELINES", "build_pipeline", "load_bundle"]
@@ -67,12 +67,13 @@ def _resolve_parts(bundle: str, given: dict, lang: str | None, zoo, log) -> dict
     return files
 
 
-def build_pipeline(bundle: str | None = None, *, det=None, rec=None, cls=None, doc_ori=None, lang: str | None = None,
+def build_pipeline(bundle: str | None = None, *, det=None, rec=None, cls=None, doc_ori=None, doc_unwarp=None,
+                   lang: str | None = None,
                    zoo: str | os.PathLike | None = None, log: Callable[[str], None] | None = None,
                    notice: Callable[[str], None] | None = None, **kw) -> OCR | OCR3:
     """The pipeline of ``bundle`` (default ``DEFAULT_BUNDLE``) with ``det`` / ``rec`` / ``cls``
-    (paths, predictors; ``"none"`` skips the classifier) in place of its parts, ``doc_ori``
-    (PaddleOCR 3.x bundles) and ``lang``. ``log`` gets where each part was found; ``notice``
+    (paths, predictors; ``"none"`` skips the classifier) in place of its parts, ``doc_ori`` and
+    ``doc_unwarp`` (PaddleOCR 3.x bundles; ``"none"`` skips the step) and ``lang``. ``log`` gets where each part was found; ``notice``
     the fallback's one line. ``kw``: the pipeline's keyword arguments."""
     given = {"det": det, "rec": rec, "cls": cls}
     try:
@@ -91,8 +92,10 @@ def build_pipeline(bundle: str | None = None, *, det=None, rec=None, cls=None, d
     bundle = bundle or DEFAULT_BUNDLE
     pipeline = _pipeline_taking(bundle, kw)
     if pipeline is OCR3:
-        doc = None if doc_ori == NONE else bundle_doc_ori(doc_ori, kw)
-        return OCR3(files["det"], files["rec"], files["cls"], doc, **kw)
-    if doc_ori not in (None, NONE):
-        raise PtocrError(f"document orientation is a PaddleOCR 3.x step; {bundle} follows PaddleOCR 2.x's rules")
+        ori, unwarp = bundle_doc_parts(doc_ori, doc_unwarp, kw)
+        return OCR3(files["det"], files["rec"], files["cls"], None if doc_ori == NONE else ori,
+                    None if doc_unwarp == NONE else unwarp, **kw)
+    for step, part in (("document orientation", doc_ori), ("document unwarping", doc_unwarp)):
+        if part not in (None, NONE):
+            raise PtocrError(f"{step} is a PaddleOCR 3.x step; {bundle} follows PaddleOCR 2.x's rules")
     return OCR(files["det"], files["rec"], files["cls"], **kw)

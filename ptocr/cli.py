@@ -14,6 +14,7 @@ import click
 
 from ptocr import allocator, bulk_cli
 from ptocr.api import load
+from ptocr.architectures import TASKS
 from ptocr.demo_inputs import demo_inputs
 from ptocr.errors import ImageError, PtocrError
 from ptocr.export import FORMATS, TRANSFORMERS, check_export, example_input, export_transformers
@@ -47,13 +48,14 @@ def _echo_lines(name: str, lines) -> None:
 
 
 def _build_ocr(det, rec, cls, models, device=None, dtype=None, compile=False, *, bundle=None, doc_ori=None,
-               lang=None, settings=None):
+               doc_unwarp=None, lang=None, settings=None):
     """The pipeline of ``bundle`` (default: PaddleOCR 3.x's PP-OCRv5, else the fallback with a
     notice) with the given models in place of its parts, found by the zoo's resolver."""
     def log(message):
         click.echo(message, err=True)
 
-    return build_pipeline(bundle, det=det, rec=rec, cls=cls, doc_ori=doc_ori, lang=lang, zoo=models, log=log,
+    return build_pipeline(bundle, det=det, rec=rec, cls=cls, doc_ori=doc_ori, doc_unwarp=doc_unwarp, lang=lang,
+                          zoo=models, log=log,
                           notice=log, device=device, dtype=dtype, compile=compile, **(settings or {}))
 
 
@@ -134,6 +136,9 @@ def demo(image, models):
 @click.option("--rec", metavar="M", help="Recognizer: a converted .safetensors, a Paddle model folder or a zoo name.")
 @click.option("--cls", metavar="M", help="Direction classifier (3.x bundles: textline orientation model), or 'none'.")
 @click.option("--doc-ori", metavar="M", help="Document orientation model (PaddleOCR 3.x bundles), e.g. PP-LCNet_x1_0_doc_ori.")
+@click.option("--doc-unwarp", metavar="M",
+              help="Document unwarping model (PaddleOCR 3.x bundles), e.g. UVDoc; --set use_doc_unwarping=true "
+                   "takes the zoo's.")
 @click.option("--lang", metavar="CODE", help="PaddleOCR 3.x language code (fr, korean, ru, ...): the recognizer 3.x runs for it.")
 @click.option("--pages", metavar="LIST", help="PDF pages to read, 1-based: 1,3-5 (default all).")
 @click.option("--word-boxes", is_flag=True,
@@ -151,8 +156,8 @@ def demo(image, models):
               help="torch.compile the models: faster per image after a first one that compiles (tens of seconds).")
 @_MODELS_OPTION
 @bulk_cli.bulk_options
-def ocr(images, bundle, det, rec, cls, doc_ori, lang, pages, word_boxes, settings, json_out, vis, device, dtype,
-        compile_, models, **bulk):
+def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_boxes, settings, json_out, vis, device,
+        dtype, compile_, models, **bulk):
     """Read the text lines of each IMAGE or PDF (PaddleOCR's PP-OCR pipelines, in PyTorch).
 
     Models left out are the bundle's (--pipeline; default PP-OCRv5_server, PaddleOCR 3.x's
@@ -169,8 +174,8 @@ def ocr(images, bundle, det, rec, cls, doc_ori, lang, pages, word_boxes, setting
             _fail("--out writes JSON lines as it goes; --json and --vis are for reading without it")
         try:
             failed = bulk_cli.run(images, lambda: _build_ocr(det, rec, cls, models, device, dtype, compile_,
-                                                             bundle=bundle, doc_ori=doc_ori, lang=lang,
-                                                             settings=settings),
+                                                             bundle=bundle, doc_ori=doc_ori, doc_unwarp=doc_unwarp,
+                                                             lang=lang, settings=settings),
                                   device=device, **bulk)
         except (PtocrError, ValueError) as e:
             _fail(str(e))
@@ -178,7 +183,7 @@ def ocr(images, bundle, det, rec, cls, doc_ori, lang, pages, word_boxes, setting
     try:
         page_list = parse_pages(pages) if pages else None
         pipeline = _build_ocr(det, rec, cls, models, device, dtype, compile_, bundle=bundle, doc_ori=doc_ori,
-                              lang=lang, settings=settings)
+                              doc_unwarp=doc_unwarp, lang=lang, settings=settings)
     except (PtocrError, ValueError) as e:
         _fail(str(e))
 
@@ -217,7 +222,7 @@ def ocr(images, bundle, det, rec, cls, doc_ori, lang, pages, word_boxes, setting
 
 @main.command("list")
 @click.argument("pattern", required=False)
-@click.option("--task", type=click.Choice(["det", "rec", "cls"]), default=None, help="Only models of this task.")
+@click.option("--task", type=click.Choice(list(TASKS)), default=None, help="Only models of this task.")
 def list_cmd(pattern, task):
     """List the zoo's models and bundles (PATTERN: a glob such as '*_rec', or a substring)."""
     try:
@@ -231,7 +236,7 @@ def list_cmd(pattern, task):
         state = "pending" if e.get("status", READY) != READY else (
             "built" if e["hub"].get("sha256") else "not built")
         langs = ",".join(e["languages"]) or "-"
-        click.echo(f"{name:34} {e['task']:4} {e['architecture']:30} {langs:8} {state}")
+        click.echo(f"{name:34} {e['task']:6} {e['architecture']:30} {langs:8} {state}")
     for name in bundles:
         parts = " + ".join(f"{t}={m}" for t, m in manifest.bundle(name).items())
         click.echo(f"{name:34} bundle {parts} ({manifest.bundle_rules(name)} rules)")

@@ -1,7 +1,8 @@
 """The OCR pipeline of PaddleOCR 3.x (PaddleX's ``OCR`` pipeline, paddleocr 3.7 / paddlex 3.7),
 step by step:
 
-prepare (read; optional document orientation: PP-LCNet doc_ori, then an affine turn) ->
+prepare (read; optional document orientation: PP-LCNet doc_ori, then an affine turn; optional
+document unwarping: UVDoc's mesh, the page sampled through it) ->
 detect (DB limited by the *shorter* side: 64, "min", longer side capped at 4000; box
 threshold 0.6, unclip 1.5; PaddleX's DB scaling) -> sort (top-to-bottom, then left-to-right)
 -> crop (minimum-area rectangle of each quad, perspective warp) -> orientation (PP-LCNet
@@ -34,15 +35,15 @@ from ptocr.pdf import is_pdf, pdf_pages
 from ptocr.pipeline import as_predictor
 from ptocr.postprocess import CTCLabelDecode, DBPostProcess
 from ptocr.postprocess.word_boxes import line_word_boxes, recognized_columns, word_groups
-from ptocr.predictors import ClsPredictor, DetPredictor, RecPredictor
+from ptocr.predictors import ClsPredictor, DetPredictor, RecPredictor, UnwarpPredictor
 from ptocr.result import Line
 from ptocr.result3 import ANGLE_OF_CLASS, OCR3Result
 from ptocr.transforms import DetPreprocess, get_minarea_rect_crop, load_image, sorted_boxes
 from ptocr.transforms.rec import pad_batch, resize_norm_img_own_width
 from ptocr.transforms.rotate import rotate_image
 
-__all__ = ["BIDI_RECOGNIZERS", "DOC_ORIENTATION_MODEL", "OCR3", "PADDLEOCR3_DEFAULTS", "STEP_SWITCHES",
-           "UnwarpingUnavailable", "bundle_doc_ori"]
+__all__ = ["BIDI_RECOGNIZERS", "DOC_ORIENTATION_MODEL", "DOC_UNWARPING_MODEL", "OCR3", "PADDLEOCR3_DEFAULTS",
+           "STEP_SWITCHES", "bundle_doc_parts"]
 
 # The pipeline's settings as paddlex 3.7's OCR.yaml gives them (text_type "general").
 PADDLEOCR3_DEFAULTS = {
@@ -64,14 +65,12 @@ REC_MAX_WIDTH = 3200
 # names arabic_PP-OCRv3_mobile_rec and arabic_PP-OCRv5_mobile_rec; here the zoo's names for them.
 # Every other recognizer's text is the CTC decoding as it comes, never reversed (2.x's rule).
 BIDI_RECOGNIZERS = frozenset({"arabic_PP-OCRv3_rec", "arabic_PP-OCRv5_mobile_rec"})
-# PaddleOCR 3.x's document orientation model, which use_doc_orientation_classify=True adds to a bundle.
+# PaddleOCR 3.x's document models, which use_doc_orientation_classify=True / use_doc_unwarping=True add
+# to a bundle.
 DOC_ORIENTATION_MODEL = "PP-LCNet_x1_0_doc_ori"
+DOC_UNWARPING_MODEL = "UVDoc"
 # PaddleOCR 3.x's switches of its optional steps: OCR3's parts (True needs the step's model).
 STEP_SWITCHES = ("use_textline_orientation", "use_doc_orientation_classify", "use_doc_unwarping")
-
-
-class UnwarpingUnavailable(PtocrError):
-    """Document unwarping (UVDoc) was asked for: ptocr has neither its architecture nor its weights."""
 
 
 class OCR3(BulkReading):
@@ -82,8 +81,8 @@ class OCR3(BulkReading):
         textline: the textline orientation classifier (PP-LCNet ``*_textline_ori``); None skips
             the step (PaddleOCR's ``use_textline_orientation=False``).
         doc_ori: the document orientation classifier (``PP-LCNet_x1_0_doc_ori``); None skips it.
-        use_doc_unwarping: must stay False: UVDoc is not available (``UnwarpingUnavailable``).
-        use_textline_orientation, use_doc_orientation_classify: PaddleOCR 3.x's switches: False
+        doc_unwarp: the document unwarping model (``UVDoc``); None skips the step.
+        use_textline_orientation, use_doc_orientation_classify, use_doc_unwarping: PaddleOCR 3.x's switches: False
             skips the step whatever model is given, True requires its model, None (default):
             the step runs when its model is given.
         device, dtype, optimize, compile: as ``OCR``'s.
@@ -92,14 +91,16 @@ class OCR3(BulkReading):
 
     rules = "paddleocr3"
 
-    def __init__(self, det, rec, textline=None, doc_ori=None, *, use_doc_unwarping: bool = False,
+    def __init__(self, det, rec, textline=None, doc_ori=None, doc_unwarp=None, *,
                  use_textline_orientation: bool | None = None, use_doc_orientation_classify: bool | None = None,
-                 device=None, dtype=None, optimize: bool = True, compile: bool = False, **settings):
-        _refuse_unwarping(use_doc_unwarping)
+                 use_doc_unwarping: bool | None = None, device=None, dtype=None, optimize: bool = True,
+                 compile: bool = False, **settings):
         textline = _switched(textline, use_textline_orientation, "use_textline_orientation",
                              "a textline orientation model (textline=...)")
         doc_ori = _switched(doc_ori, use_doc_orientation_classify, "use_doc_orientation_classify",
                             "a document orientation model (doc_ori=...)")
+        doc_unwarp = _switched(doc_unwarp, use_doc_unwarping, "use_doc_unwarping",
+                               "a document unwarping model (doc_unwarp=...)")
         load = dict(device=device, dtype=dtype, optimize=optimize, compile=compile)
         self.det: DetPredictor = as_predictor(det, "det", **load)
         self.rec: RecPredictor = as_predictor(rec, "rec", **load)
@@ -109,6 +110,8 @@ class OCR3(BulkReading):
         self.bidi = self.rec.config.get("model_name") in BIDI_RECOGNIZERS
         self.textline: ClsPredictor | None = None if textline is None else as_predictor(textline, "cls", **load)
         self.doc_ori: ClsPredictor | None = None if doc_ori is None else as_predictor(doc_ori, "cls", **load)
+        self.doc_unwarp: UnwarpPredictor | None = (None if doc_unwarp is None
+                                                   else as_predictor(doc_unwarp, "unwarp", **load))
         self._configure({**PADDLEOCR3_DEFAULTS, **settings})
 
     def _configure(self, settings: dict) -> None:
@@ -135,11 +138,12 @@ class OCR3(BulkReading):
         per-call ``predict(image, text_det_box_thresh=0.5, use_textline_orientation=False, ...)``
         reads with (a step switched on needs its model here)."""
         other = copy.copy(self)
-        _refuse_unwarping(settings.pop("use_doc_unwarping", False))
         other.textline = _switched(self.textline, settings.pop("use_textline_orientation", None),
                                    "use_textline_orientation", "a textline orientation model")
         other.doc_ori = _switched(self.doc_ori, settings.pop("use_doc_orientation_classify", None),
                                   "use_doc_orientation_classify", "a document orientation model")
+        other.doc_unwarp = _switched(self.doc_unwarp, settings.pop("use_doc_unwarping", None),
+                                     "use_doc_unwarping", "a document unwarping model")
         other._configure({**self.settings, **settings})
         return other
 
@@ -152,22 +156,27 @@ class OCR3(BulkReading):
             raise PtocrError(f"{name} follows {manifest.bundle_rules(name)}'s pipeline rules: load it with "
                              "ptocr.load(name)")
         parts = bundle_parts(name, lang)
-        return cls(parts["det"], parts["rec"], parts.get("cls"), bundle_doc_ori(kw.pop("doc_ori", None), kw), **kw)
+        doc_ori, doc_unwarp = bundle_doc_parts(kw.pop("doc_ori", None), kw.pop("doc_unwarp", None), kw)
+        return cls(parts["det"], parts["rec"], parts.get("cls"), doc_ori, doc_unwarp, **kw)
 
     # ---- the steps ----
 
     def prepare(self, image) -> tuple[np.ndarray, int]:
-        """Read ``image`` (BGR) and turn it upright when a doc-orientation model is set.
-        Returns (image, angle in degrees; -1 without the step)."""
+        """Read ``image`` (BGR), turn it upright when a doc-orientation model is set, then unwarp it
+        when a doc-unwarping model is set (PaddleX's doc preprocessor, in that order).
+        Returns (image, angle in degrees; -1 without the orientation step)."""
         img = load_image(image)
-        if self.doc_ori is None:
-            return img, -1
-        label, _ = self.doc_ori(img)
-        if str(label) not in ("0", "90", "180", "270"):
-            raise PtocrError(f"the document orientation model answered {label!r}, not an angle of 0, 90, 180 "
-                             "or 270: is it a document orientation model (PP-LCNet_x1_0_doc_ori)?")
-        angle = int(label)
-        return rotate_image(img, angle), angle
+        angle = -1
+        if self.doc_ori is not None:
+            label, _ = self.doc_ori(img)
+            if str(label) not in ("0", "90", "180", "270"):
+                raise PtocrError(f"the document orientation model answered {label!r}, not an angle of 0, 90, 180 "
+                                 "or 270: is it a document orientation model (PP-LCNet_x1_0_doc_ori)?")
+            angle = int(label)
+            img = rotate_image(img, angle)
+        if self.doc_unwarp is not None:
+            img = self.doc_unwarp.unwarp(img)
+        return img, angle
 
     def detect(self, img: np.ndarray) -> list[np.ndarray]:
         """Text quads (int 4 x 2, source pixels) in reading order."""
@@ -277,9 +286,12 @@ class OCR3(BulkReading):
                 raise PtocrError("word boxes need the crops the lines were read from (assemble(..., crops=))")
             words, quads = self._word_boxes(crops, polys, texts, kept)
         s = self.settings
+        doc = {"use_doc_orientation_classify": self.doc_ori is not None,
+               "use_doc_unwarping": self.doc_unwarp is not None}
         settings = {
-            "model_settings": {"use_doc_preprocessor": self.doc_ori is not None,
+            "model_settings": {"use_doc_preprocessor": any(doc.values()),
                                "use_textline_orientation": self.textline is not None},
+            "doc_preprocessor": doc,
             "text_det_params": {"limit_side_len": s["text_det_limit_side_len"],
                                 "limit_type": s["text_det_limit_type"], "thresh": s["text_det_thresh"],
                                 "max_side_limit": s["text_det_max_side_limit"],
@@ -327,22 +339,18 @@ class OCR3(BulkReading):
 
     def __repr__(self) -> str:
         return (f"OCR3(det={self.det!r}, rec={self.rec!r}, textline={self.textline!r}, doc_ori={self.doc_ori!r}, "
-                f"settings={self.settings})")
+                f"doc_unwarp={self.doc_unwarp!r}, settings={self.settings})")
 
 
-def bundle_doc_ori(doc_ori, settings: dict):
-    """A bundle's document orientation part: ``doc_ori`` as given, else PaddleOCR 3.x's own model
-    where the settings switch the step on (``use_doc_orientation_classify=True``)."""
+def bundle_doc_parts(doc_ori, doc_unwarp, settings: dict) -> tuple:
+    """A bundle's document parts (orientation, unwarping): each as given, else PaddleOCR 3.x's own
+    model where the settings switch its step on (``use_doc_orientation_classify=True``,
+    ``use_doc_unwarping=True``)."""
     if doc_ori is None and settings.get("use_doc_orientation_classify"):
-        return DOC_ORIENTATION_MODEL
-    return doc_ori
-
-
-def _refuse_unwarping(asked) -> None:
-    if asked:
-        raise UnwarpingUnavailable(
-            "document unwarping (UVDoc) is not available in ptocr: its architecture and weights are not "
-            "ported (doc/pipeline.md); run without it, or unwarp the images beforehand")
+        doc_ori = DOC_ORIENTATION_MODEL
+    if doc_unwarp is None and settings.get("use_doc_unwarping"):
+        doc_unwarp = DOC_UNWARPING_MODEL
+    return doc_ori, doc_unwarp
 
 
 def _switched(part, switch: bool | None, name: str, what: str):

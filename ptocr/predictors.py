@@ -16,6 +16,7 @@ from ptocr.dictionary import Dictionary
 from ptocr.errors import DictionaryError, ModelFileError, PtocrError
 from ptocr.models.model import OCRModel
 from ptocr.postprocess import ClsPostProcess, CTCLabelDecode, DBPostProcess, filter_tag_det_res
+from ptocr.postprocess.unwarp import apply_mesh, page_input, to_image
 from ptocr.precision import cast_model
 from ptocr.transforms import DetPreprocess, RecPreprocess, cls_preprocess, load_image
 
@@ -165,7 +166,30 @@ class ClsPredictor(CropPredictor):
 
 
 
-PREDICTORS = {"det": DetPredictor, "rec": RecPredictor, "cls": ClsPredictor}
+class UnwarpPredictor(Predictor):
+    """Pages in, unwarped pages out (BGR uint8, each at its own size): PaddleX's ``UVDoc``."""
+
+    task = "unwarp"
+
+    def __init__(self, model, config, **kw):
+        super().__init__(model, config, **kw)
+        if config.get("preprocess") or config.get("postprocess"):
+            raise ValueError("an unwarping model takes no pre/post-processing settings")
+
+    def __call__(self, images) -> np.ndarray | list[np.ndarray]:
+        items, many = _as_list(images)
+        out = [self.unwarp(load_image(item)) for item in items]  # each page at its own size
+        return out if many else out[0]
+
+    @torch.inference_mode()
+    def unwarp(self, img: np.ndarray) -> np.ndarray:
+        """One BGR uint8 page -> the page unwarped, same size."""
+        page = torch.from_numpy(page_input(img)).to(self.device)
+        mesh = self.model(page.to(self.dtype))
+        return to_image(apply_mesh(page, mesh)[0].cpu().numpy())
+
+
+PREDICTORS = {"det": DetPredictor, "rec": RecPredictor, "cls": ClsPredictor, "unwarp": UnwarpPredictor}
 
 
 def make_predictor(model: OCRModel, config: dict, dictionary: Dictionary | None = None, *, where: str = "",

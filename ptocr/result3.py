@@ -69,7 +69,8 @@ class OCR3Result(OCRResult):
         if self.doc_angle != -1 or self.settings.get("model_settings", {}).get("use_doc_preprocessor"):
             out["doc_preprocessor_res"] = {
                 "input_path": None, "page_index": None,
-                "model_settings": {"use_doc_orientation_classify": True, "use_doc_unwarping": False},
+                "model_settings": self.settings.get("doc_preprocessor", {"use_doc_orientation_classify": True,
+                                                                          "use_doc_unwarping": False}),
                 "angle": self.doc_angle,
             }
         out.update({

@@ -26,6 +26,8 @@ from converter.convert import Conversion, convert
 from ptocr.errors import PtocrError
 from ptocr.optimize import compile_for_inference, example_input, for_inference, inference_settings
 from ptocr.postprocess import ClsPostProcess, CTCLabelDecode, DBPostProcess
+from ptocr.postprocess.unwarp import apply_mesh, page_input, to_image
+from verification.unwarp_program import mesh_program
 from ptocr.transforms import DetPreprocess, RecPreprocess, cls_preprocess, load_image
 
 TOLERANCE = 1e-4  # max |delta| of output probabilities: PyTorch fp32 vs the program's exact output
@@ -213,7 +215,14 @@ def check_parity(
     task = conv.config["task"]
     named = task_inputs(conv.config, [Path(p) for p in images])
     inputs = [x for _, x in named]
-    refs = paddle_outputs(model_dir, inputs, ["float64", *paddle_runtimes(model_dir)], threads=threads)
+    runs = ["float64", *paddle_runtimes(model_dir)]
+    if task == "unwarp":  # numbers on the mesh, the network's output; decisions on the pages
+        with tempfile.TemporaryDirectory() as tmp:
+            refs = paddle_outputs(mesh_program(model_dir, Path(tmp, "mesh")), inputs, runs, threads=threads)
+        judge = _unwarp_judge(inputs, paddle_outputs(model_dir, inputs, ["float64", "graph passes"], threads=threads))
+    else:
+        refs = paddle_outputs(model_dir, inputs, runs, threads=threads)
+        judge = _JUDGES[task](conv)
     ref64 = refs.pop("float64")
     ref = refs["graph passes"]  # the default runtime: what `fp32` and the decisions are judged against
     got = torch_outputs(conv.model, inputs)
@@ -221,7 +230,6 @@ def check_parity(
     opt = torch_outputs(optimized_model(conv, compiled=compiled, shape_graphs=shape_graphs), inputs)
     report = ParityReport(name or Path(model_dir).name, conv.arch_name, conv.form, source_kind,
                           conv.source.format, agreement_kind=_AGREEMENT[task])
-    judge = _JUDGES[task](conv)
     # Different inputs only: the padded batch (even a batch of one) repeats single inputs.
     singles = [g for (case_name, _), g in zip(named, got) if not case_name.startswith("batch of")]
     report.input_spread = max((max_abs(a, b) for i, a in enumerate(singles) for b in singles[i + 1:]
@@ -280,6 +288,10 @@ def _cls_inputs(config, images, batch=True):
     return ([(_case(p), pre(c)[None]) for p, c in zip(images, crops)]
             + [(f"{_case(p)} (180)", pre(c)[None]) for p, c in zip(images, turned)]
             + [(f"batch of {2 * len(crops)}", pre.batch(crops + turned))])
+
+
+def _unwarp_inputs(config, images, batch=True):
+    return [(_case(p), page_input(load_image(p))) for p in images]  # each page at its own size
 
 
 # ---- what a user reads from the outputs must be the same ----
@@ -346,9 +358,33 @@ def _cls_judge(conv):
     return _argmax_judge(lambda probs: [lab for lab, _ in post(probs)])
 
 
-_INPUTS = {"det": _det_inputs, "rec": _rec_inputs, "cls": _cls_inputs}
-_JUDGES = {"det": _det_judge, "rec": _rec_judge, "cls": _cls_judge}
-_AGREEMENT = {"det": "identical binarized maps and boxes", "rec": "identical text", "cls": "identical labels"}
+def _unwarp_judge(inputs, pages):
+    """Judges meshes by the pages they give: the program's own pages (``pages``: its fp32 and fp64
+    runs) against the input sampled through ptocr's mesh (``apply_mesh``, ``to_image``). Without
+    rounding (fp64 against fp64) every uint8 value must be the same; in fp32 a value may differ
+    only where the exact page times 255 lies within the two fp32 pages' error of an integer (a
+    rounding tie: PaddleX's cast truncates)."""
+    by_input = {id(x): (p32[0], p64[0]) for x, p32, p64 in zip(inputs, pages["graph passes"], pages["float64"])}
+
+    def judge(x, ref, got, ref64, got64):
+        page32, page64 = by_input[id(x)]
+        mine = apply_mesh(torch.from_numpy(x), torch.from_numpy(got))[0].numpy()
+        mine64 = apply_mesh(torch.from_numpy(x).double(), torch.from_numpy(got64))[0].numpy()
+        exact = page64.transpose(1, 2, 0) * 255.0
+        reach = 255.0 * max(max_abs(page32, page64), max_abs(mine, page64))
+        differ = to_image(page32) != to_image(mine)
+        tie = np.abs(exact - np.round(exact)) <= reach
+        flipped, tied = int((differ & ~tie).sum()), int((differ & tie).sum())
+        same64 = bool((to_image(page64) == to_image(mine64)).all())
+        detail = f"{flipped} page values differ ({tied} rounding ties)"
+        return flipped == 0 and same64, detail + ("" if same64 else "; fp64 pages differ")
+    return judge
+
+
+_INPUTS = {"det": _det_inputs, "rec": _rec_inputs, "cls": _cls_inputs, "unwarp": _unwarp_inputs}
+_JUDGES = {"det": _det_judge, "rec": _rec_judge, "cls": _cls_judge}  # unwarp: _unwarp_judge, from the program's pages
+_AGREEMENT = {"det": "identical binarized maps and boxes", "rec": "identical text", "cls": "identical labels",
+              "unwarp": "identical unwarped pages (uint8)"}
 
 
 def _pythonpath() -> str:
@@ -368,4 +404,6 @@ def decision_judge(conv: Conversion):
     ``got`` is what ``ref`` gives (the checks above, for the conversion's task), and what
     that agreement is called (for reports of other references, e.g. ONNX Runtime)."""
     task = conv.config["task"]
+    if task not in _JUDGES:
+        raise PtocrError(f"{conv.arch_name}: a {task} model is judged against its Paddle program's pages only")
     return _JUDGES[task](conv), _AGREEMENT[task]

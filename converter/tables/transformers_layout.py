@@ -16,6 +16,8 @@ inference structure, with three differences from ptocr's fused form (the one Pad
 * plain renames (``same``), including the Linear layers (``linear``: the reader hands them
   over in Paddle's [in, out] layout, as every reader does).
 
+UVDoc (``uvdoc``: PaddleOCR 3.x's document unwarping) has transformers' own module names in ptocr.
+
 PP-OCRv5 mobile (``pp_lcnet_v3``, ``pp_ocrv5_mobile_det`` / ``_rec``: ptocr's ch_PP-OCRv4 det / rec)
 keeps the rep layers' training branches, ptocr's unfused form. PP-OCRv5 server (``hgnet_v2``,
 ``pp_ocrv5_server_det``: PPHGNetV2_B4, LKPAN with IntraCL, PFHeadLocal; ``pp_ocrv5_server_rec``:
@@ -250,6 +252,24 @@ _PFHEAD_LOCAL = [
 ]
 
 
+def _conv_norm(prefix: str, conv_params=WEIGHT) -> list[Group]:
+    return [same(f"{prefix}.convolution", f"{prefix}.convolution", conv_params),
+            same(f"{prefix}.normalization", f"{prefix}.normalization", BN)]
+
+
+# UVDoc: ptocr keeps transformers' (and PaddleX 3.7's) module names, so every group is itself.
+_UVDOC = [
+    *_conv_norm("backbone.resnet.resnet_head.{i}"),
+    *(g for part in ("conv_down", "conv_start", "conv_final")
+      for g in _conv_norm(f"backbone.resnet.resnet_down.{{s}}.layers.{{b}}.{part}", WB)),
+    *_conv_norm("backbone.bridge.bridge.{i}.blocks.{j}"),
+    *_conv_norm("head.bridge_connector"),
+    *_conv_norm("head.out_point_positions2D.conv_down"),
+    same("head.out_point_positions2D.conv_down.activation", "head.out_point_positions2D.conv_down.activation", WEIGHT),
+    same("head.out_point_positions2D.conv_up", "head.out_point_positions2D.conv_up"),
+]
+
+
 @dataclass(frozen=True)
 class Layout:
     """A transformers model type: its classes, the ptocr architectures it holds, its groups."""
@@ -280,6 +300,7 @@ LAYOUTS: dict[str, Layout] = {
         "PPOCRV5ServerDetForObjectDetection", ("PP-OCRv5_server_det",), tuple(_hgnetv2() + _LKPAN + _PFHEAD_LOCAL)),
     "pp_ocrv5_server_rec": Layout(
         "PPOCRV5ServerRecForTextRecognition", ("PP-OCRv5_server_rec",), tuple(_hgnetv2() + _SVTR)),
+    "uvdoc": Layout("UVDocModel", ("UVDoc",), tuple(_UVDOC)),
 }
 
 
