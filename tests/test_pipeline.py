@@ -20,7 +20,7 @@ from conftest import converted_folders, intra_op_threads
 import ptocr
 from ptocr.errors import PtocrError
 from ptocr.pipeline import OCR
-from ptocr.pipeline3 import OCR3, UnwarpingUnavailable
+from ptocr.pipeline3 import OCR3
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pipeline_reference"
 REFERENCE = FIXTURES / "ppocrv4_mobile.json"
@@ -274,7 +274,7 @@ def test_v5_step_switches_as_paddleocr3(v5_files, shared_dir, one_thread):
         OCR3(v5_files["text_detection"], v5_files["text_recognition"], use_textline_orientation=True)
     with pytest.raises(PtocrError, match="use_doc_orientation_classify=True needs a document orientation model"):
         full(image, use_doc_orientation_classify=True)
-    with pytest.raises(UnwarpingUnavailable):
+    with pytest.raises(PtocrError, match="use_doc_unwarping=True needs a document unwarping model"):
         full(image, use_doc_unwarping=True)
 
 
@@ -357,8 +357,8 @@ def test_v5_result_has_paddleocr3_fields(v5_files, small_scene, one_thread):
     assert json.loads(json.dumps(data)) == data  # plain JSON
 
 
-def test_unwarping_is_refused_clearly(v5_files):
-    with pytest.raises(UnwarpingUnavailable, match="UVDoc"):
+def test_unknown_settings_and_unwarping_without_its_model_are_refused_clearly(v5_files):
+    with pytest.raises(PtocrError, match="use_doc_unwarping=True needs a document unwarping model"):
         _ocr3(v5_files, False, use_doc_unwarping=True)
     with pytest.raises(PtocrError, match="unknown settings"):
         _ocr3(v5_files, False, text_det_tresh=0.2)
