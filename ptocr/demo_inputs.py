@@ -12,6 +12,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ptocr.postprocess.unwarp import page_input
 from ptocr.transforms import DetPreprocess, RecPreprocess, cls_preprocess, get_rotate_crop_image, load_image
 
 
@@ -35,7 +36,8 @@ def demo_inputs(config: dict, shape: Sequence[int] | None = None) -> list[np.nda
     """float32 N x C x H x W inputs for a model of ``config``. Without ``shape``: inputs of several
     sizes and batch sizes, for a dynamic export (det: the scene at the detector's own size, a
     crop of it, and a batch of two; rec: each crop at its own width and a padded batch; cls: the
-    crops and the crops turned 180 degrees, alone and in batches). With ``shape``: two inputs of
+    crops and the crops turned 180 degrees, alone and in batches; unwarp: the scene and its mirror
+    image at the network's input size). With ``shape``: two inputs of
     exactly that shape, for a static export, each real input resized to its H x W and the batch
     filled from them in turn."""
     inputs = _inputs[config["task"]](config)
@@ -72,4 +74,12 @@ def _cls(config: dict) -> list[np.ndarray]:
     return [pre.batch(crops + turned), pre(crops[0])[None], pre.batch(turned[:3])]
 
 
-_inputs = {"det": _det, "rec": _rec, "cls": _cls}
+def _unwarp(config: dict) -> list[np.ndarray]:
+    # At the network's own input size: transformers' UVDocModel takes pages already resampled
+    # (by its image processor), ptocr's network resamples any page (a copy at that size).
+    h, w = config["model"]["backbone"].get("input_size", (712, 488))
+    scene = demo_scene()
+    return [page_input(cv2.resize(scene, (w, h))), page_input(cv2.resize(scene[:, ::-1], (w, h)))]
+
+
+_inputs = {"det": _det, "rec": _rec, "cls": _cls, "unwarp": _unwarp}

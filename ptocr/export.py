@@ -78,6 +78,10 @@ def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: st
     if fmt == TRANSFORMERS:
         raise PtocrError("a transformers checkpoint is a folder written by export_transformers(model, config, "
                          "dictionary, dst), not a traced graph")
+    if config["task"] not in _DYNAMIC_AXES:
+        # UVDoc's resampling weights are computed from the page's size outside the graph.
+        raise PtocrError(f"{config.get('architecture')}: a {config['task']} model is not traced yet; "
+                         f"it exports as a transformers checkpoint (--format {TRANSFORMERS})")
     if input_shape is not None:
         if dynamic:
             raise PtocrError("an input shape is for a static export (--static); a dynamic one takes many")

@@ -81,7 +81,8 @@ class OCR3(BulkReading):
         textline: the textline orientation classifier (PP-LCNet ``*_textline_ori``); None skips
             the step (PaddleOCR's ``use_textline_orientation=False``).
         doc_ori: the document orientation classifier (``PP-LCNet_x1_0_doc_ori``); None skips it.
-        doc_unwarp: the document unwarping model (``UVDoc``); None skips the step.
+        doc_unwarp: the document unwarping model (``UVDoc``); None skips the step. Loaded by name or
+            path, it runs in float32 whatever ``dtype`` (its mesh holds pixel positions).
         use_textline_orientation, use_doc_orientation_classify, use_doc_unwarping: PaddleOCR 3.x's switches: False
             skips the step whatever model is given, True requires its model, None (default):
             the step runs when its model is given.
@@ -110,8 +111,10 @@ class OCR3(BulkReading):
         self.bidi = self.rec.config.get("model_name") in BIDI_RECOGNIZERS
         self.textline: ClsPredictor | None = None if textline is None else as_predictor(textline, "cls", **load)
         self.doc_ori: ClsPredictor | None = None if doc_ori is None else as_predictor(doc_ori, "cls", **load)
+        # UVDoc stays in float32 whatever ``dtype``: its output is a sampling position, which
+        # float16 steps by half a pixel on a page 2,048 pixels wide, bfloat16 by 2 on one 1,000 wide.
         self.doc_unwarp: UnwarpPredictor | None = (None if doc_unwarp is None
-                                                   else as_predictor(doc_unwarp, "unwarp", **load))
+                                                   else as_predictor(doc_unwarp, "unwarp", **{**load, "dtype": None}))
         self._configure({**PADDLEOCR3_DEFAULTS, **settings})
 
     def _configure(self, settings: dict) -> None:

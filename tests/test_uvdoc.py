@@ -95,6 +95,18 @@ def test_transformers_computes_the_same_mesh_and_reads_back(seeded, scenes, tmp_
         torch.testing.assert_close(v, want[k], rtol=0, atol=0, msg=k)
 
 
+def test_ptocr_export_writes_transformers_and_refuses_a_graph_by_name(seeded, tmp_path):
+    pytest.importorskip("transformers", reason="transformers (the test extra) is not installed")
+    from click.testing import CliRunner
+
+    from ptocr.cli import main
+
+    res = CliRunner().invoke(main, ["export", str(seeded), str(tmp_path / "tf"), "--format", "transformers"])
+    assert res.exit_code == 0 and "transformers checkpoint, max |delta|" in res.output, res.output
+    res = CliRunner().invoke(main, ["export", str(seeded), str(tmp_path / "uvdoc.onnx")])
+    assert res.exit_code != 0 and "not traced yet" in res.output and not (tmp_path / "uvdoc.onnx").exists()
+
+
 def test_pages_are_scaled_and_cut_as_paddlex_does():
     img = np.random.default_rng(1).integers(0, 256, (5, 7, 3), np.uint8)
     x = page_input(img)
@@ -145,6 +157,13 @@ def test_the_3x_pipeline_unwarps_before_detecting(v5_pair, unwarper, scenes):
     bulk = ocr.read_many(scenes, batch_size=2)
     assert [r.texts for r in bulk] == [ocr(s).texts for s in scenes]
     np.testing.assert_array_equal(bulk[1].image, page)
+
+
+def test_unwarping_stays_in_float32_in_a_half_precision_pipeline(shared_dir, seeded):
+    models = shared_dir / "paddle_models"
+    ocr = OCR3(models / "PP-OCRv5_mobile_det_infer", models / "PP-OCRv5_mobile_rec_infer", doc_unwarp=seeded,
+               dtype="bfloat16")
+    assert (ocr.det.dtype, ocr.doc_unwarp.dtype) == (torch.bfloat16, torch.float32)
 
 
 def test_unwarping_needs_its_model(v5_pair, unwarper):
