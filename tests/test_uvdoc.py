@@ -177,3 +177,20 @@ def test_unwarping_needs_its_model(v5_pair, unwarper):
     assert OCR3(det, rec, doc_unwarp=unwarper, use_doc_unwarping=False).doc_unwarp is None
     assert bundle_doc_parts(None, None, {"use_doc_unwarping": True}) == (None, DOC_UNWARPING_MODEL)
     assert bundle_doc_parts("mine", None, {"use_doc_orientation_classify": True}) == ("mine", None)
+
+
+def test_a_bundle_takes_the_zoos_uvdoc_when_the_switch_is_on(v5_pair, unwarper, monkeypatch):
+    """``ptocr.load("PP-OCRv5_mobile", use_doc_unwarping=True)`` as PaddleOCR 3.x's switch: the
+    zoo's UVDoc joins the bundle's parts (the parts here stand in for the zoo's downloads)."""
+    det, rec = v5_pair
+    asked = []
+
+    def by_name(source, task, **kw):
+        asked.append((source, task))
+        return {"det": det, "rec": rec, "unwarp": unwarper}.get(task)
+
+    monkeypatch.setattr("ptocr.pipeline3.as_predictor", by_name)
+    ocr = OCR3.from_pretrained("PP-OCRv5_mobile", use_textline_orientation=False, use_doc_unwarping=True)
+    assert ocr.doc_unwarp is unwarper and ("UVDoc", "unwarp") in asked
+    assert not [a for a in asked if a[1] == "cls"]  # nor the doc orientation model, left off
+
