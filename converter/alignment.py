@@ -50,7 +50,7 @@ from ptocr.models.build import build_model
 MAX_LISTED = 8
 
 # Paddle op -> {operand index: role}; any other read of a parameter is "other".
-_PADDLE_ROLES: dict[str, dict[int, str]] = {
+PADDLE_ROLES: dict[str, dict[int, str]] = {
     "conv2d": {1: "conv"},
     "depthwise_conv2d": {1: "conv"},
     "conv2d_transpose": {1: "conv_transpose"},
@@ -112,7 +112,7 @@ def paddle_sequence(program: PirProgram | OnnxProgram) -> list[PaddleUse]:
     seen: set[int] = set()
     out: list[PaddleUse] = []
     for op in program.ops:
-        roles = _PADDLE_ROLES.get(op.type, {})
+        roles = PADDLE_ROLES.get(op.type, {})
         for slot, v in enumerate(op.inputs):
             if v in params and v not in seen:
                 seen.add(v)

@@ -105,7 +105,7 @@ PADDLEOCR3_MODELS = {  # PaddleOCR 3.x argument stem -> (model name, folder unde
 }
 PADDLEOCR3_SETTINGS = {
     "use_doc_orientation_classify": False,
-    "use_doc_unwarping": False,  # UVDoc: no architecture or weights in ptocr (doc/pipeline.md)
+    "use_doc_unwarping": False,  # UVDoc's weights are not in ../shared: tools/check_uvdoc_pipeline.py
     # paddlex 3.7.0-3.7.2 give every line of a textline-orientation batch the first line's
     # angle; one line per batch records each line's own angle (doc/pipeline.md).
     "textline_orientation_batch_size": 1,

@@ -31,7 +31,8 @@ import torch
 from converter.convert import Conversion, convert
 from ptocr.errors import PtocrError
 from verification.onnx_runtime import ort_outputs
-from verification.parity import TOLERANCE, decision_judge, max_abs, optimized_model, task_inputs, torch_outputs
+from verification.parity import (TOLERANCE, decision_judge, fp32_bound, max_abs, optimized_model, task_inputs,
+                                 torch_outputs)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class OnnxCase:
 
     @property
     def bound(self) -> float:
-        return max(TOLERANCE, self.ort_own)
+        return fp32_bound(self.ort_own)
 
     @property
     def within(self) -> bool:

@@ -69,14 +69,18 @@ class Case:
 
     @property
     def bound(self) -> float:
-        """What ``max_abs`` may reach: TOLERANCE, or Paddle's own fp32 rounding error on this
-        input where that is larger (PyTorch fp32 must be no further from the exact output
-        than one of the original's own fp32 runtimes is)."""
-        return max(TOLERANCE, self.paddle_fp32)
+        return fp32_bound(self.paddle_fp32)
 
     @property
     def within(self) -> bool:
         return max(self.max_abs, self.optimized) <= self.bound
+
+
+def fp32_bound(reference_own: float) -> float:
+    """What PyTorch fp32's distance from the exact output may reach on an input: TOLERANCE, or
+    the reference runtime's own fp32 distance on it where that is larger (PyTorch fp32 must be
+    no further from the exact output than one of the original's own fp32 runtimes is)."""
+    return max(TOLERANCE, reference_own)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from converter.alignment import PADDLE_ROLES
 from converter.errors import FormatError
 from converter.readers.pir import PirProgram, read_pir_program
 from verification.pdiparams import write_pdiparams
@@ -24,16 +25,12 @@ from verification.seeding_common import LOGIT_STD, initial_value, write_record
 
 PIR_FILES = ("inference.json", "inference.yml")
 
-_ROLES = {
-    "conv2d": {1: "conv"},
-    "depthwise_conv2d": {1: "conv"},
-    "conv2d_transpose": {1: "conv_transpose"},
-    "batch_norm_": {1: "bn_mean", 2: "bn_var", 3: "bn_scale", 4: "bn_bias"},
-    "batch_norm": {1: "bn_mean", 2: "bn_var", 3: "bn_scale", 4: "bn_bias"},
-    "matmul": {1: "matmul"},
-    "layer_norm": {1: "norm_scale", 2: "bias"},
-    "multiply": {0: "multiplier", 1: "multiplier"},
-}
+# The op slots converter.alignment reads a parameter's role from, under seeding_common's names,
+# and two more seeding needs: learnable affines' scalars and PReLU slopes.
+_SEEDING_NAMES = {"bn_shift": "bn_bias", "linear": "matmul", "ln_scale": "norm_scale", "ln_shift": "bias"}
+_ROLES = {op: {slot: _SEEDING_NAMES.get(role, role) for slot, role in slots.items()}
+          for op, slots in PADDLE_ROLES.items()}
+_ROLES.update({"multiply": {0: "multiplier", 1: "multiplier"}, "prelu": {1: "prelu"}})
 
 
 def pir_roles(program: PirProgram) -> dict[str, str]:
