@@ -63,7 +63,7 @@ def load(source: str | os.PathLike, *, device=None, dtype=None, fuse: bool = Tru
     Returns:
         For a bundle name, the pipeline its rules name: ``OCR`` (PaddleOCR 2.x, ``ch_PP-OCRv4``)
         or ``OCR3`` (PaddleOCR 3.x, ``PP-OCRv5_server``, ``PP-OCRv5_mobile``); for anything else
-        a ``DetPredictor``, ``RecPredictor`` or ``ClsPredictor``.
+        a ``DetPredictor``, ``RecPredictor``, ``ClsPredictor`` or ``UnwarpPredictor`` (UVDoc).
     """
     if is_name(source) and os.fspath(source) in load_manifest().bundles:
         if shape_graphs is not None:  # a pipeline promises the same results whatever it read before

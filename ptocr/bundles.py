@@ -73,8 +73,8 @@ def build_pipeline(bundle: str | None = None, *, det=None, rec=None, cls=None, d
                    notice: Callable[[str], None] | None = None, **kw) -> OCR | OCR3:
     """The pipeline of ``bundle`` (default ``DEFAULT_BUNDLE``) with ``det`` / ``rec`` / ``cls``
     (paths, predictors; ``"none"`` skips the classifier) in place of its parts, ``doc_ori`` and
-    ``doc_unwarp`` (PaddleOCR 3.x bundles; ``"none"`` skips the step) and ``lang``. ``log`` gets where each part was found; ``notice``
-    the fallback's one line. ``kw``: the pipeline's keyword arguments."""
+    ``doc_unwarp`` (PaddleOCR 3.x bundles; ``"none"`` skips the step) and ``lang``. ``log`` gets
+    where each part was found; ``notice`` the fallback's one line. ``kw``: the pipeline's keyword arguments."""
     given = {"det": det, "rec": rec, "cls": cls}
     try:
         files = _resolve_parts(bundle or DEFAULT_BUNDLE, given, lang, zoo, log)

@@ -70,7 +70,7 @@ def load_predictor(
             recognizers, whose graphs leave the parity bound) stay eager.
 
     Returns:
-        A ``DetPredictor``, ``RecPredictor`` or ``ClsPredictor`` (by the model's task).
+        A ``DetPredictor``, ``RecPredictor``, ``ClsPredictor`` or ``UnwarpPredictor`` (by the model's task).
 
     ``fuse``: fuse re-parameterizable layers for inference (numerically equal, faster);
     ``fuse=False`` keeps the modules exactly as converted (and implies ``optimize=False``).
