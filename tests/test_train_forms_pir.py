@@ -42,6 +42,12 @@ Sources the translation is written from:
   not ``det``, which the OCR forward never reaches.
 * LKPAN / PFHeadLocal (v5 server det): the names are those of ch_PP-OCRv4_server_det, whose
   Paddle 2 release lists them in its ``.pdiparams.info`` (checked below).
+* UVDoc (``paddlex/inference/models/image_unwarping/modeling/uvdoc.py``, paddlex 3.7.2):
+  ``UVDocNet`` holds ``backbone`` (``resnet.resnet_head.i``, ``resnet.resnet_down.s.layers.b``
+  with ``conv_down`` / ``conv_start`` / ``conv_final``, ``bridge.bridge.i.blocks.j``, each a
+  UVDocConvLayer: ``convolution``, ``normalization``) and ``head`` (``bridge_connector``,
+  ``out_point_positions2D.conv_down`` with its PReLU ``activation``, ``out_point_positions2D.conv_up``);
+  Paddle's PReLU keeps its slope as ``_weight`` (the file's own key rules rename exactly that one).
 
 Paddle layouts: batch-norm statistics are ``_mean`` / ``_variance`` (no
 ``num_batches_tracked``), Linear weights are [in, out].
@@ -61,7 +67,7 @@ from converter.convert import convert
 from converter.readers import read_info
 from ptocr.manifest import load_manifest
 from verification.seeding_pir import seed_folder
-from verification.suite import CHECKPOINT, SEEDED, source_folder, suite
+from verification.suite import CHECKPOINT, EXPORTED, SEEDED, source_folder, suite
 
 _MODELS = load_manifest().models
 PIR = [e for e in suite() if e.kind != CHECKPOINT
@@ -113,6 +119,11 @@ def _paddleocr(key: str, backbone: str, multihead: bool) -> str:
     return key
 
 
+def _paddlex_uvdoc(key: str) -> str:
+    """Ours -> PaddleX's UVDocNet: the same module names; Paddle's PReLU calls its slope ``_weight``."""
+    return re.sub(r"\.activation\.weight$", ".activation._weight", key)
+
+
 def original_names(conversion) -> dict[str, np.ndarray]:
     """The conversion's state dict as the original training code would save it."""
     model_cfg = conversion.config["model"]
@@ -126,7 +137,12 @@ def original_names(conversion) -> dict[str, np.ndarray]:
         array = tensor.numpy()
         if key in linear:
             array = np.ascontiguousarray(array.T)  # Paddle Linear: [in, out]
-        name = _paddleclas_pplcnet(key) if backbone == "PPLCNet" else _paddleocr(key, backbone, multihead)
+        if backbone == "PPLCNet":
+            name = _paddleclas_pplcnet(key)
+        elif backbone == "UVDocBackbone":
+            name = _paddlex_uvdoc(key)
+        else:
+            name = _paddleocr(key, backbone, multihead)
         name = _paddle_bn(name)
         assert name not in out, name
         out[name] = array
@@ -170,7 +186,7 @@ def _reference(entry, shared, tmp_path_factory):
         # Seeded weights (no calibration: only names and values matter here), in a folder
         # named like the model's own.
         folder = (seed_folder(src, tmp_path_factory.mktemp("pir") / entry.folder)
-                  if entry.kind == SEEDED else src)
+                  if entry.kind in (SEEDED, EXPORTED) else src)
         _REFERENCES[entry.model] = convert(folder, entry.arch)
     return _REFERENCES[entry.model]
 
@@ -192,6 +208,15 @@ def _pinned_facts(entry, state):
         assert state["fc.weight"].shape == (1280, classes) and state["fc.bias"].shape == (classes,)
         assert "conv1.bn._variance" in state and "blocks6.0.se.conv1.weight" in state
         assert not any(k.startswith(("backbone.", "head.")) for k in state)
+    elif name == "UVDoc":  # uvdoc.py with _config.py's defaults
+        assert state["backbone.resnet.resnet_head.0.convolution.weight"].shape == (32, 3, 5, 5)
+        assert "backbone.resnet.resnet_head.0.convolution.bias" not in state  # the stem: bias=False
+        assert "backbone.resnet.resnet_down.1.layers.0.conv_down.convolution.bias" in state  # bias=True
+        assert "backbone.resnet.resnet_down.0.layers.0.conv_down.convolution.weight" not in state  # 32 -> 32
+        assert state["backbone.bridge.bridge.5.blocks.2.convolution.weight"].shape == (128, 128, 3, 3)
+        assert state["head.bridge_connector.convolution.weight"].shape == (128, 768, 1, 1)  # 6 bridges of 128
+        assert state["head.out_point_positions2D.conv_down.activation._weight"].shape == (1,)
+        assert state["head.out_point_positions2D.conv_up.weight"].shape == (2, 32, 5, 5)
     elif entry.arch.startswith("PP-OCRv5_server"):  # rec_pphgnetv2.py, PPHGNetV2_B4
         assert state["backbone.stem.stem1.conv.weight"].shape == (32, 3, 3, 3)  # stem_channels [3, 32, 48]
         assert state["backbone.stem.stem4.conv.weight"].shape == (48, 32, 1, 1)

@@ -1,6 +1,6 @@
 """Compare ptocr's document unwarping with PaddleOCR 3.x's own pipeline on the same UVDoc weights.
 
-    python -m tools.check_uvdoc_pipeline [--program tests/fixtures/uvdoc_program] [--python VENV/bin/python]
+    python -m tools.check_uvdoc_pipeline [--program tests/fixtures/paddle_graphs/UVDoc_infer] [--python VENV/bin/python]
 
 Dev only, like ``tools/make_pipeline_reference.py --paddleocr3``: paddleocr 3.7.0 (paddlex 3.7.2,
 paddlepaddle 3.3.1) runs in its own virtual environment. The UVDoc program (PaddleX's network
@@ -46,7 +46,7 @@ np.savez(sys.argv[2], **pages)
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--program", type=Path, default=REPO / "tests" / "fixtures" / "uvdoc_program")
+    p.add_argument("--program", type=Path, default=REPO / "tests" / "fixtures" / "paddle_graphs" / "UVDoc_infer")
     p.add_argument("--shared", type=Path, default=default_shared())
     p.add_argument("--python", default=DEFAULT_PADDLEOCR3_PYTHON)
     p.add_argument("--opencv", default=DEFAULT_OPENCV_DIR)

@@ -1,6 +1,6 @@
 """Export PaddleX's own UVDoc network as a Paddle 3 (PIR) inference program, without weights.
 
-    /work/venv-pocr3/bin/python -m tools.export_uvdoc_program [--out tests/fixtures/uvdoc_program]
+    /work/venv-pocr3/bin/python -m tools.export_uvdoc_program [--out tests/fixtures/paddle_graphs/UVDoc_infer]
 
 Dev only: needs ``paddlex==3.7.2`` and ``paddlepaddle==3.3.1`` (the separate virtual environment
 of ``tools/make_pipeline_reference.py --paddleocr3``). PaddleX's official ``UVDoc_infer`` program is
@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = REPO / "tests" / "fixtures" / "uvdoc_program"
+DEFAULT_OUT = REPO / "tests" / "fixtures" / "paddle_graphs" / "UVDoc_infer"
 
 # PaddleX's inference.yml for UVDoc names the model and nothing else the predictor reads.
 INFERENCE_YML = "Global:\n  model_name: UVDoc\n"

@@ -1,6 +1,6 @@
 """Which real models are proven against which real inputs (folders of ../shared).
 
-Three kinds of entry:
+Four kinds of entry:
 
 - ``trained``: a folder of ``paddle_models/`` with its trained weights, compared as is.
 - ``seeded``: a real program of ``paddle_graphs/`` whose weights are not available; seeded,
@@ -8,6 +8,9 @@ Three kinds of entry:
   Paddle program and the converted model are compared on those.
 - ``checkpoint``: a training checkpoint of ``paddle_models/``, its tensors written for the
   released program of the matching inference model and compared there.
+- ``exported``: where ../shared has no program of a model, the same network exported from
+  PaddleX's own code into ``tests/fixtures/paddle_graphs/`` (``tools/export_uvdoc_program.py``),
+  seeded as a ``seeded`` entry is.
 
 Each entry names the architecture the converter must detect on its own (conversion runs
 without ``--arch``) and, for recognizers whose folder carries no fitting dictionary, the
@@ -35,15 +38,18 @@ from verification.pdiparams import write_pdiparams
 from verification.seeding import seed_and_calibrate
 from verification.shared import IMAGE_SUFFIXES, default_shared
 
-TRAINED, SEEDED, CHECKPOINT = "trained", "seeded", "checkpoint"
+TRAINED, SEEDED, CHECKPOINT, EXPORTED = "trained", "seeded", "checkpoint", "exported"
 SOURCE_KINDS = {TRAINED: "trained weights", SEEDED: "real program + seeded weights",
-                CHECKPOINT: "training checkpoint in the released program"}
+                CHECKPOINT: "training checkpoint in the released program",
+                EXPORTED: "PaddleX's network exported + seeded weights"}
+# Programs exported from PaddleX's network code, for models whose release ../shared lacks.
+EXPORTED_GRAPHS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "paddle_graphs"
 
 
 @dataclass(frozen=True)
 class SuiteEntry:
     model: str  # the manifest's model name (or a checkpoint folder's name)
-    folder: str  # under paddle_models/ (trained, checkpoint) or paddle_graphs/ (seeded)
+    folder: str  # under paddle_models/ (trained, checkpoint), paddle_graphs/ (seeded) or EXPORTED_GRAPHS
     images: tuple[str, ...]  # folders under images/
     arch: str  # the architecture conversion must detect
     kind: str = TRAINED
@@ -73,8 +79,8 @@ CHECKPOINTS = (
 @functools.cache
 def suite() -> tuple[SuiteEntry, ...]:
     """Every ready manifest model with a Paddle source folder (its trained weights where the
-    shared folder's ``paddle_models/`` holds them, else seeded where ``paddle_graphs/`` holds
-    its program), then the checkpoints. Read once per process."""
+    shared folder's ``paddle_models/`` holds them, else seeded where ``paddle_graphs/`` or
+    EXPORTED_GRAPHS holds its program), then the checkpoints. Read once per process."""
     shared = default_shared()
     entries = []
     for name, e in sorted(load_manifest().models.items()):
@@ -85,7 +91,11 @@ def suite() -> tuple[SuiteEntry, ...]:
             continue  # proven elsewhere: verification.onnx_parity, tests/test_transformers_*
         # Trained weights where the shared folder has them; else the weightless program, seeded.
         trained = (shared / "paddle_models" / folder / "inference.pdiparams").is_file()
-        kind = SEEDED if not trained and (shared / "paddle_graphs" / folder).is_dir() else TRAINED
+        kind = TRAINED
+        if not trained and (shared / "paddle_graphs" / folder).is_dir():
+            kind = SEEDED
+        elif not trained and (EXPORTED_GRAPHS / folder).is_dir():
+            kind = EXPORTED
         parity = e.get("parity") or {}
         entries.append(SuiteEntry(name, folder, tuple(parity.get("images") or ()), canonical_name(e["architecture"]),
                                   kind, parity.get("max_images"),
@@ -107,6 +117,8 @@ def images_of(shared: Path, entry: SuiteEntry) -> list[Path]:
 
 
 def source_folder(shared: Path, entry: SuiteEntry) -> Path:
+    if entry.kind == EXPORTED:
+        return EXPORTED_GRAPHS / entry.folder
     return shared / ("paddle_graphs" if entry.kind == SEEDED else "paddle_models") / entry.folder
 
 
