@@ -3,7 +3,9 @@
 A line is ``{"image": NAME, "lines": [{box, text, score, angle}, ...]}`` (with word boxes, each
 line also has ``words`` and ``word_boxes``: ``[x_min, y_min, x_max, y_max]`` per word) or
 ``{"image": NAME, "error": MESSAGE}`` for an input that could not be read; a PDF's lines also
-have ``"page"`` (1-based; a PDF that cannot be opened at all is one error line without it). Each line is written
+have ``"page"`` (1-based; a PDF that cannot be opened at all is one error line without it). Where
+PaddleOCR 3.x's document steps ran, ``"doc_preprocessor"`` says which (and the page's turn): the
+boxes are on the page they made. Each line is written
 with one ``write`` of its bytes and flushed to the OS at once, so what a killed run leaves is
 complete lines and at most one partial last line without its newline. A line counts as done
 only with its newline: reopening the file drops a partial tail, and ``done`` holds the
@@ -35,6 +37,8 @@ def record(name: str, result, page_index: int | None = None) -> dict:
         if getattr(result, "text_word", None) is not None:  # word boxes (PaddleOCR 3.x's return_word_box)
             for line, words, boxes in zip(rec["lines"], result.text_word, result.text_word_boxes):
                 line["words"], line["word_boxes"] = list(words), boxes
+        if getattr(result, "doc_preprocessor", None) is not None:  # the boxes are on the turned / unwarped page
+            rec["doc_preprocessor"] = result.doc_preprocessor
     return rec
 
 

@@ -59,6 +59,16 @@ class OCR3Result(OCRResult):
             raise ValueError("this result holds no image to draw on")
         return draw_ocr(self.image, self.lines, font=font, word_quads=self.text_word_region)
 
+    @property
+    def doc_preprocessor(self) -> dict | None:
+        """Which document steps made the page the lines are on (``model_settings``: orientation,
+        unwarping) and the orientation's ``angle`` (-1 without it); None when neither ran."""
+        if self.doc_angle == -1 and not self.settings.get("model_settings", {}).get("use_doc_preprocessor"):
+            return None
+        return {"model_settings": self.settings.get("doc_preprocessor", {"use_doc_orientation_classify": True,
+                                                                         "use_doc_unwarping": False}),
+                "angle": self.doc_angle}
+
     def to_paddleocr(self) -> dict:
         """PaddleOCR 3.x's result as its ``res`` JSON holds it (``result.json["res"]``)."""
         out = {
@@ -66,13 +76,8 @@ class OCR3Result(OCRResult):
             "page_index": self.page_index,
             "model_settings": self.settings.get("model_settings", {}),
         }
-        if self.doc_angle != -1 or self.settings.get("model_settings", {}).get("use_doc_preprocessor"):
-            out["doc_preprocessor_res"] = {
-                "input_path": None, "page_index": None,
-                "model_settings": self.settings.get("doc_preprocessor", {"use_doc_orientation_classify": True,
-                                                                          "use_doc_unwarping": False}),
-                "angle": self.doc_angle,
-            }
+        if self.doc_preprocessor is not None:
+            out["doc_preprocessor_res"] = {"input_path": None, "page_index": None, **self.doc_preprocessor}
         out.update({
             "dt_polys": [[[int(x), int(y)] for x, y in p] for p in self.dt_polys],
             "text_det_params": self.settings.get("text_det_params", {}),

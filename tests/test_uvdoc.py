@@ -187,3 +187,14 @@ def test_a_bundle_takes_the_zoos_uvdoc_when_the_switch_is_on(v5_pair, unwarper, 
     assert ocr.doc_unwarp is unwarper and ("UVDoc", "unwarp") in asked
     assert not [a for a in asked if a[1] == "cls"]  # nor the doc orientation model, left off
 
+
+
+def test_bulk_jsonl_says_the_boxes_are_on_the_unwarped_page(v5_pair, unwarper, scenes, tmp_path):
+    from ptocr.jsonl_results import record
+
+    det, rec = v5_pair
+    result = OCR3(det, rec, doc_unwarp=unwarper)(scenes[1])
+    line = record("ger_1.jpg", result)
+    assert line["doc_preprocessor"] == {"model_settings": {"use_doc_orientation_classify": False,
+                                                           "use_doc_unwarping": True}, "angle": -1}
+    assert "doc_preprocessor" not in record("ger_1.jpg", OCR3(det, rec)(scenes[1]))
