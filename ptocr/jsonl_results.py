@@ -5,12 +5,13 @@ line also has ``words`` and ``word_boxes``: ``[x_min, y_min, x_max, y_max]`` per
 ``{"image": NAME, "error": MESSAGE}`` for an input that could not be read; a PDF's lines also
 have ``"page"`` (1-based; a PDF that cannot be opened at all is one error line without it). Where
 PaddleOCR 3.x's document steps ran, ``"doc_preprocessor"`` says which (and the page's turn): the
-boxes are on the page they made. Each line is written
-with one ``write`` of its bytes and flushed to the OS at once, so what a killed run leaves is
-complete lines and at most one partial last line without its newline. A line counts as done
-only with its newline: reopening the file drops a partial tail, and ``done`` holds the
-``(image, page)`` keys of the complete lines (page None for images), which a rerun skips. An input that failed is done too (its error line is the
-result); delete the line to try it again.
+boxes are on the page they made.
+
+Each line is written with one ``write`` of its bytes and flushed to the OS at once, so what a
+killed run leaves is complete lines and at most one partial last line without its newline. A line
+counts as done only with its newline: reopening the file drops a partial tail, and ``done`` holds
+the ``(image, page)`` keys of the complete lines (page None for images), which a rerun skips. An
+input that failed is done too (its error line is the result); delete the line to try it again.
 """
 
 from __future__ import annotations
