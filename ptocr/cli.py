@@ -15,7 +15,7 @@ import click
 from ptocr import allocator, bulk_cli
 from ptocr.api import load
 from ptocr.architectures import TASKS
-from ptocr.demo_inputs import demo_inputs
+from ptocr.demo_inputs import demo_inputs, network_input_size
 from ptocr.errors import ImageError, PtocrError
 from ptocr.export import FORMATS, TRANSFORMERS, check_export, example_input, export_transformers
 from ptocr.export import export as do_export
@@ -351,6 +351,8 @@ def _export_transformers(model: str, dst: str) -> None:
             _fail(f"{model} is a pipeline; export its parts (det, rec, cls) one by one")
         path = export_transformers(predictor.model, predictor.config, getattr(predictor, "dictionary", None), dst)
         xs = demo_inputs(predictor.config, None)
+        if predictor.config["task"] == "unwarp":  # transformers' UVDocModel takes pages already resampled
+            xs = [x for x in xs if tuple(x.shape[2:]) == network_input_size(predictor.config)]
         try:
             worst = check_export(path, TRANSFORMERS, predictor.model, xs)
         except PtocrError as e:

@@ -37,7 +37,7 @@ def demo_inputs(config: dict, shape: Sequence[int] | None = None) -> list[np.nda
     sizes and batch sizes, for a dynamic export (det: the scene at the detector's own size, a
     crop of it, and a batch of two; rec: each crop at its own width and a padded batch; cls: the
     crops and the crops turned 180 degrees, alone and in batches; unwarp: the scene and its mirror
-    image at the network's input size). With ``shape``: two inputs of
+    image at the network's input size, the scene at its own). With ``shape``: two inputs of
     exactly that shape, for a static export, each real input resized to its H x W and the batch
     filled from them in turn."""
     inputs = _inputs[config["task"]](config)
@@ -75,11 +75,17 @@ def _cls(config: dict) -> list[np.ndarray]:
 
 
 def _unwarp(config: dict) -> list[np.ndarray]:
-    # At the network's own input size: transformers' UVDocModel takes pages already resampled
-    # (by its image processor), ptocr's network resamples any page (a copy at that size).
-    h, w = config["model"]["backbone"].get("input_size", (712, 488))
+    # The scene and its mirror image at the network's own input size (all that transformers'
+    # UVDocModel takes: its image processor resamples pages first; ptocr's network resamples any
+    # page, a copy at that size), then the scene at its own size.
+    h, w = network_input_size(config)
     scene = demo_scene()
-    return [page_input(cv2.resize(scene, (w, h))), page_input(cv2.resize(scene[:, ::-1], (w, h)))]
+    return [page_input(cv2.resize(scene, (w, h))), page_input(cv2.resize(scene[:, ::-1], (w, h))), page_input(scene)]
+
+
+def network_input_size(config: dict) -> tuple[int, int]:
+    """UVDoc's (height, width): the size its network resamples every page to."""
+    return tuple(config["model"]["backbone"].get("input_size", (712, 488)))
 
 
 _inputs = {"det": _det, "rec": _rec, "cls": _cls, "unwarp": _unwarp}

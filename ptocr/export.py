@@ -49,9 +49,9 @@ FORMATS = ("onnx", "torchscript", "aoti", TRANSFORMERS)
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "aoti": ".pt2"}  # aoti: required by torch
 OPSET = 17
 # What the export is traced with; other sizes must give the same results (check_export).
-_EXAMPLE_HW = {"det": (640, 640)}
+_EXAMPLE_HW = {"det": (640, 640), "unwarp": (640, 480)}
 # Axes free under ``dynamic``: batch always, then the task's spatial axes.
-_DYNAMIC_AXES = {"det": (0, 2, 3), "rec": (0, 3), "cls": (0,)}
+_DYNAMIC_AXES = {"det": (0, 2, 3), "rec": (0, 3), "cls": (0,), "unwarp": (0, 2, 3)}
 
 
 def example_input(config: dict, batch: int = 1, shape: Sequence[int] | None = None) -> torch.Tensor:
@@ -78,10 +78,6 @@ def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: st
     if fmt == TRANSFORMERS:
         raise PtocrError("a transformers checkpoint is a folder written by export_transformers(model, config, "
                          "dictionary, dst), not a traced graph")
-    if config["task"] not in _DYNAMIC_AXES:
-        # UVDoc's resampling weights are computed from the page's size outside the graph.
-        raise PtocrError(f"{config.get('architecture')}: a {config['task']} model is not traced yet; "
-                         f"it exports as a transformers checkpoint (--format {TRANSFORMERS})")
     if input_shape is not None:
         if dynamic:
             raise PtocrError("an input shape is for a static export (--static); a dynamic one takes many")

@@ -88,16 +88,24 @@ def test_transformers_computes_the_same_mesh_and_reads_back(seeded, scenes, tmp_
         torch.testing.assert_close(v, want[k], rtol=0, atol=0, msg=k)
 
 
-def test_ptocr_export_writes_transformers_and_refuses_a_graph_by_name(seeded, tmp_path):
+def test_ptocr_export_writes_transformers_and_onnx(seeded, tmp_path):
+    """Both exports checked against PyTorch by the command itself (exit 0: within 1e-4); the ONNX
+    graph is the network, the page's size free (Paddle's resampling weights computed in the graph)."""
     pytest.importorskip("transformers", reason="transformers (the test extra) is not installed")
+    pytest.importorskip("onnxruntime", reason="onnxruntime (the test extra) is not installed")
     from click.testing import CliRunner
 
     from ptocr.cli import main
+    from ptocr.export import run_exported
 
     res = CliRunner().invoke(main, ["export", str(seeded), str(tmp_path / "tf"), "--format", "transformers"])
     assert res.exit_code == 0 and "transformers checkpoint, max |delta|" in res.output, res.output
     res = CliRunner().invoke(main, ["export", str(seeded), str(tmp_path / "uvdoc.onnx")])
-    assert res.exit_code != 0 and "not traced yet" in res.output and not (tmp_path / "uvdoc.onnx").exists()
+    assert res.exit_code == 0 and "1x3x712x488" in res.output, res.output  # and the scene at its own size
+    page = np.random.default_rng(2).random((2, 3, 97, 1500), dtype=np.float32)  # a size nothing was traced at
+    with torch.inference_mode():
+        want = ptocr.load(seeded).model(torch.from_numpy(page)).numpy()
+    assert np.abs(run_exported(tmp_path / "uvdoc.onnx", "onnx", [page])[0] - want).max() <= TOLERANCE
 
 
 def test_pages_are_scaled_and_cut_as_paddlex_does():

@@ -209,30 +209,32 @@ def lateral_top_down(ins_conv, feats):
     return in5, out4, out3, out2
 
 
-def _corner_aligned_axis(size_in: int, size_out: int, device) -> tuple[torch.Tensor, ...]:
+def _corner_aligned_axis(size_in, size_out, device) -> tuple[torch.Tensor, ...]:
     """Paddle's bilinear sampling positions along one axis, corners aligned: (lower index, upper
     index, upper weight, lower weight), the ratio, positions and weights in float32 (phi's CPU
-    ``BilinearInterpolation``: ``ratio = float(in - 1) / (out - 1)``, ``src = ratio * k``)."""
-    ratio = np.float32(size_in - 1) / np.float32(size_out - 1) if size_out > 1 else np.float32(0)
-    src = ratio * np.arange(size_out, dtype=np.float32)
-    lo = np.maximum(src.astype(np.int64), 0)
-    hi = np.minimum(lo + 1, size_in - 1)
-    upper = src - lo.astype(np.float32)
-    lower = np.float32(1) - upper
-    return tuple(torch.from_numpy(a).to(device) for a in (lo, hi, upper, lower))
+    ``BilinearInterpolation``: ``ratio = float(in - 1) / (out - 1)``, 0 for one output,
+    ``src = ratio * k``). Torch ops on the sizes only, so a traced export keeps them symbolic."""
+    n_in = torch.as_tensor(size_in, device=device)
+    n_out = torch.as_tensor(size_out, device=device)
+    span = (n_out - 1).to(torch.float32)
+    ratio = torch.where(n_out > 1, (n_in - 1).to(torch.float32) / span.clamp(min=1), torch.zeros_like(span))
+    src = ratio * torch.arange(size_out, device=device, dtype=torch.float32)
+    lo = src.to(torch.int64).clamp(min=0)  # src >= 0: truncation is floor
+    hi = torch.minimum(lo + 1, n_in - 1)
+    upper = src - lo.to(torch.float32)
+    return lo, hi, upper, 1.0 - upper
 
 
 def paddle_bilinear_aligned(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """``paddle.nn.functional.interpolate(x, size, mode="bilinear", align_corners=True)`` as
     Paddle computes it: sampling weights in float32 whatever ``x``'s dtype (PyTorch's own differ
     by up to 3e-5 in float64), then ``x * w_y * w_x`` summed over the four neighbours in
-    Paddle's order. A same-size resize is a copy."""
-    h, w = x.shape[-2:]
-    if (h, w) == tuple(size):
-        return x.clone()
-    y0, y1, wy1, wy0 = (a[:, None] if a.is_floating_point() else a for a in _corner_aligned_axis(h, size[0], x.device))
+    Paddle's order. At the same size the weights are exactly 1 and 0: Paddle's copy."""
+    h, w = x.shape[-2], x.shape[-1]
+    y0, y1, wy1, wy0 = _corner_aligned_axis(h, size[0], x.device)
     x0, x1, wx1, wx0 = _corner_aligned_axis(w, size[1], x.device)
-    wy0, wy1, wx0, wx1 = (a.to(x.dtype) for a in (wy0, wy1, wx0, wx1))
+    wy0, wy1 = wy0.to(x.dtype)[:, None], wy1.to(x.dtype)[:, None]
+    wx0, wx1 = wx0.to(x.dtype), wx1.to(x.dtype)
     rows0, rows1 = x.index_select(-2, y0), x.index_select(-2, y1)
     return (rows0.index_select(-1, x0) * wy0 * wx0 + rows1.index_select(-1, x0) * wy1 * wx0
             + rows0.index_select(-1, x1) * wy0 * wx1 + rows1.index_select(-1, x1) * wy1 * wx1)
