@@ -214,8 +214,9 @@ def _corner_aligned_axis(size_in, size_out, device) -> tuple[torch.Tensor, ...]:
     index, upper weight, lower weight), the ratio, positions and weights in float32 (phi's CPU
     ``BilinearInterpolation``: ``ratio = float(in - 1) / (out - 1)``, 0 for one output,
     ``src = ratio * k``). Torch ops on the sizes only, so a traced export keeps them symbolic."""
-    n_in = torch.as_tensor(size_in, device=device)
-    n_out = torch.as_tensor(size_out, device=device)
+    # scalar_tensor, not as_tensor: it keeps a traced size symbolic (torch.export, ONNX).
+    n_in = torch.scalar_tensor(size_in, dtype=torch.int64, device=device)
+    n_out = torch.scalar_tensor(size_out, dtype=torch.int64, device=device)
     span = (n_out - 1).to(torch.float32)
     ratio = torch.where(n_out > 1, (n_in - 1).to(torch.float32) / span.clamp(min=1), torch.zeros_like(span))
     src = ratio * torch.arange(size_out, device=device, dtype=torch.float32)
