@@ -206,3 +206,15 @@ def test_bulk_jsonl_says_the_boxes_are_on_the_unwarped_page(v5_pair, unwarper, s
     assert line["doc_preprocessor"] == {"model_settings": {"use_doc_orientation_classify": False,
                                                            "use_doc_unwarping": True}, "angle": -1}
     assert "doc_preprocessor" not in record("ger_1.jpg", OCR3(det, rec)(scenes[1]))
+
+
+def test_torch_export_keeps_the_page_size_free(seeded):
+    """What ptocr export --format aoti compiles: torch.export with every spatial axis free. Its
+    graph must not specialize to the traced page size (the resampling weights follow the page)."""
+    model = ptocr.load(seeded, optimize=False).model
+    auto = torch.export.Dim.AUTO
+    program = torch.export.export(model, (torch.rand(2, 3, 640, 480),), dynamic_shapes=({0: auto, 2: auto, 3: auto},),
+                                  strict=False)
+    page = torch.rand(2, 3, 97, 1500)
+    with torch.inference_mode():
+        assert (program.module()(page) - model(page)).abs().max().item() <= TOLERANCE
