@@ -223,8 +223,16 @@ def _run_transformers(path, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 def check_export(path: str | os.PathLike, fmt: str, model: torch.nn.Module,
                  inputs: Sequence[np.ndarray], onednn_graph: bool = False) -> float:
-    """Max |delta| between the exported model and PyTorch on ``inputs``."""
-    got = run_exported(path, fmt, inputs, onednn_graph=onednn_graph)
+    """Max |delta| between the exported model and PyTorch on ``inputs``; an export that cannot run
+    one of them (a shape it was not made for) is a PtocrError naming the shapes."""
+    try:
+        got = run_exported(path, fmt, inputs, onednn_graph=onednn_graph)
+    except PtocrError:
+        raise
+    except Exception as e:  # noqa: BLE001 - each runtime raises its own types (ORT, AOTInductor, torch.jit)
+        shapes = ", ".join(sorted({"x".join(map(str, x.shape)) for x in inputs}))
+        raise PtocrError(f"{path}: the {fmt} export does not run on inputs of shape {shapes} "
+                         f"({type(e).__name__}: {str(e)[:500]})") from e
     with torch.inference_mode():
         want = [model(torch.from_numpy(x)).numpy() for x in inputs]
     worst = 0.0
