@@ -297,23 +297,27 @@ def transformers_config(arch_name: str, model_cfg: dict) -> dict:
 
 
 def _uvdoc_config(layout: Layout, model_cfg: dict) -> dict:
-    """transformers' UVDoc config for ptocr's UVDoc: its layer plan, every bridge an output."""
+    """transformers' UVDoc config for ptocr's UVDoc: its layer plan, every bridge an output; the
+    sizes read from the network as built (its defaults where the config names none)."""
     from ptocr.models.backbones import uvdoc
+    from ptocr.models.build import build_model
 
-    bb, head = model_cfg["backbone"], model_cfg["head"]
-    if tuple(bb.get("input_size", (712, 488))) != (712, 488):
-        raise MappingError("transformers' UVDoc resamples pages to 712 x 488 (its image processor's size) only")
+    bb = model_cfg["backbone"]
+    model = build_model(model_cfg, device="meta")
+    if tuple(model.backbone.input_size) != uvdoc.INPUT_SIZE:
+        raise MappingError(f"transformers' UVDoc resamples pages to {uvdoc.INPUT_SIZE} (its image processor's "
+                           f"size) only, not {tuple(model.backbone.input_size)}")
     bridges = bb.get("bridges") or uvdoc.BRIDGES
+    join = model.head.bridge_connector.convolution
+    mesh = model.head.out_point_positions2D.conv_down.convolution
     backbone = {"model_type": "uvdoc_backbone", "resnet_head": bb.get("resnet_head") or uvdoc.RESNET_HEAD,
                 "resnet_configs": bb.get("resnet_stages") or uvdoc.RESNET_STAGES, "stage_configs": bridges,
-                "kernel_size": bb.get("kernel_size", 5),
+                "kernel_size": model.backbone.resnet.resnet_head[0].convolution.kernel_size[0],
                 "out_features": [f"stage{i + 1}" for i in range(len(bridges))]}
     return {"model_type": "uvdoc", "architectures": [layout.model_class], "backbone_config": backbone,
-            "hidden_act": "prelu", "padding_mode": head.get("padding_mode", "reflect"),
-            "kernel_size": head.get("kernel_size", 5),
-            "bridge_connector": [bridges[0][-1][0], head.get("hidden_channels", 128)],
-            "out_point_positions2D": [[head.get("hidden_channels", 128), head.get("mid_channels", 32)],
-                                      [head.get("mid_channels", 32), 2]],
+            "hidden_act": "prelu", "padding_mode": mesh.padding_mode, "kernel_size": mesh.kernel_size[0],
+            "bridge_connector": [join.in_channels // len(bridges), join.out_channels],
+            "out_point_positions2D": [[mesh.in_channels, mesh.out_channels], [mesh.out_channels, 2]],
             "torch_dtype": "float32"}
 
 

@@ -55,8 +55,8 @@ def _build_ocr(det, rec, cls, models, device=None, dtype=None, compile=False, *,
         click.echo(message, err=True)
 
     return build_pipeline(bundle, det=det, rec=rec, cls=cls, doc_ori=doc_ori, doc_unwarp=doc_unwarp, lang=lang,
-                          zoo=models, log=log,
-                          notice=log, device=device, dtype=dtype, compile=compile, **(settings or {}))
+                          zoo=models, log=log, notice=log, device=device, dtype=dtype, compile=compile,
+                          **(settings or {}))
 
 
 def _setting(text: str) -> tuple[str, object]:

@@ -12,6 +12,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ptocr.models.backbones.uvdoc import INPUT_SIZE
 from ptocr.postprocess.unwarp import page_input
 from ptocr.transforms import DetPreprocess, RecPreprocess, cls_preprocess, get_rotate_crop_image, load_image
 
@@ -85,7 +86,7 @@ def _unwarp(config: dict) -> list[np.ndarray]:
 
 def network_input_size(config: dict) -> tuple[int, int]:
     """UVDoc's (height, width): the size its network resamples every page to."""
-    return tuple(config["model"]["backbone"].get("input_size", (712, 488)))
+    return tuple(config["model"]["backbone"].get("input_size", INPUT_SIZE))
 
 
 _inputs = {"det": _det, "rec": _rec, "cls": _cls, "unwarp": _unwarp}

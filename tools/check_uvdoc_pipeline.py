@@ -30,20 +30,6 @@ from verification.shared import default_shared
 REPO = Path(__file__).resolve().parents[1]
 SCENES = ("00009282.jpg", "ger_1.jpg", "1.jpg")
 
-# Runs under paddleocr 3.7's Python: argv = UVDoc folder, output .npz, images.
-_RUNNER = """
-import json, os, sys, numpy as np
-os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
-from paddleocr import PaddleOCR
-ocr = PaddleOCR(**json.loads(sys.argv[1]))
-pages = {}
-for path in sys.argv[3:]:
-    for res in ocr.predict(path):
-        pages[os.path.basename(path)] = np.asarray(res["doc_preprocessor_res"]["output_img"])
-np.savez(sys.argv[2], **pages)
-"""
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--program", type=Path, default=REPO / "tests" / "fixtures" / "paddle_graphs" / "UVDoc_infer")
@@ -68,8 +54,8 @@ def main(argv=None) -> int:
             settings.update({f"{stem}_model_name": name, f"{stem}_model_dir": str(models / sub)})
         out = Path(tmp) / "pages.npz"
         env = {**os.environ, **({"PYTHONPATH": args.opencv} if args.opencv else {})}
-        subprocess.run([args.python, "-c", _RUNNER, json.dumps(settings), str(out), *map(str, scenes)], check=True,
-                       env=env)
+        subprocess.run([args.python, str(REPO / "tools" / "paddleocr3_runner.py"), "--pages", str(out),
+                        json.dumps(settings), *map(str, scenes)], check=True, env=env, stdout=subprocess.DEVNULL)
         theirs = dict(np.load(out))
         print("| scene | size | ptocr.load: values differing | max | optimize=False: values differing | max |")
         print("|---|---|---|---|---|---|")

@@ -5,10 +5,12 @@ Runs inside a separate virtual environment that has ``paddleocr==3.7.0`` and
 ``python -m tools.make_pipeline_reference --paddleocr3 --python VENV/bin/python``. Uses only
 the standard library and paddleocr, so it runs as a plain script there:
 
-    VENV/bin/python tools/paddleocr3_runner.py SETTINGS_JSON IMAGE...
+    VENV/bin/python tools/paddleocr3_runner.py [--pages NPZ] SETTINGS_JSON IMAGE...
 
 SETTINGS_JSON holds the ``PaddleOCR(...)`` keyword arguments. Prints one JSON object:
-``{"versions": {...}, "images": {name: result}}``. Model folders must be local: with
+``{"versions": {...}, "images": {name: result}}``. ``--pages NPZ``: also save each image's page as
+the doc preprocessor leaves it (``doc_preprocessor_res["output_img"]``, by name; used by
+``tools/check_uvdoc_pipeline.py``). Model folders must be local: with
 ``PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK=True`` nothing is fetched.
 """
 
@@ -24,6 +26,9 @@ def as_list(value):
 
 def main(argv):
     os.environ.setdefault("PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK", "True")
+    pages_path = None
+    if argv[0] == "--pages":
+        pages_path, argv = argv[1], argv[2:]
     settings = json.loads(argv[0])
     import cv2
     import paddle
@@ -32,7 +37,7 @@ def main(argv):
     from paddleocr import PaddleOCR
 
     ocr = PaddleOCR(**settings)
-    images = {}
+    images, pages = {}, {}
     for path in argv[1:]:
         for res in ocr.predict(path):
             data = res.json["res"] if "res" in res.json else res.json
@@ -54,10 +59,16 @@ def main(argv):
                 images[name]["text_word"] = [list(words) for words in res["text_word"]]
                 images[name]["text_word_region"] = [[[as_list(p) for p in quad] for quad in line]
                                                     for line in res["text_word_region"]]
+            if pages_path is not None:
+                pages[name] = res["doc_preprocessor_res"]["output_img"]
             print(f"{name}: {len(data['rec_texts'])} lines", file=sys.stderr, flush=True)
     versions = {"paddleocr": paddleocr.__version__, "paddlex": paddlex.__version__,
                 "paddlepaddle": paddle.__version__, "opencv": cv2.__version__,
                 "python": platform.python_version()}
+    if pages_path is not None:
+        import numpy as np
+
+        np.savez(pages_path, **pages)
     json.dump({"versions": versions, "images": images}, sys.stdout, ensure_ascii=False)
     return 0
 

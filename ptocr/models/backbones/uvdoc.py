@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from ptocr.models.layers import paddle_bilinear_aligned
 from ptocr.models.registry import register
 
-# [in, out] per stem conv; per stage [in, out, dilation, downsample] per block; per bridge
+# The (height, width) every page is resampled to; [in, out] per stem conv; per stage [in, out, dilation, downsample] per block; per bridge
 # [channels, dilation] per conv (paddlex's and transformers' UVDoc defaults).
+INPUT_SIZE = (712, 488)
 RESNET_HEAD = [[3, 32], [32, 32]]
 RESNET_STAGES = [
     [[32, 32, 1, False], [32, 32, 3, False], [32, 32, 3, False]],
@@ -121,7 +122,7 @@ class UVDocBackbone(nn.Module):
         resnet_head, resnet_stages, bridges, kernel_size: the layer plan (defaults: UVDoc's).
     """
 
-    def __init__(self, in_channels: int = 3, input_size=(712, 488), resnet_head=None, resnet_stages=None,
+    def __init__(self, in_channels: int = 3, input_size=INPUT_SIZE, resnet_head=None, resnet_stages=None,
                  bridges=None, kernel_size: int = 5):
         super().__init__()
         head = resnet_head or RESNET_HEAD
