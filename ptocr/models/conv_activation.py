@@ -31,6 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ptocr.models.layers import capturing_graph
+
 __all__ = ["ACTIVATIONS", "NO_ACTIVATION", "ConvActivation2d", "fused_kernel_available"]
 
 # activation module -> (oneDNN post-op name, the same function in PyTorch)
@@ -131,7 +133,7 @@ class ConvActivation2d(nn.Conv2d):
         """Which weight the oneDNN kernel takes for ``x`` ("packed" or "plain"), or None where
         the plain ops run."""
         # Graph capture first (a traced size test would be baked into the graph).
-        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling() or x.dim() != 4:
+        if capturing_graph() or x.dim() != 4:
             return None
         if not (x.device.type == "cpu" and x.dtype == torch.float32 and _KERNEL and torch.backends.mkldnn.enabled
                 and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))):

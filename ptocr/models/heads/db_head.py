@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
 from ptocr.models.registry import register
@@ -31,10 +30,14 @@ class Head(nn.Module):
         self.conv2 = nn.ConvTranspose2d(mid, mid, 2, stride=2)
         self.conv_bn2 = nn.Identity() if fold_bn else nn.BatchNorm2d(mid)
         self.conv3 = nn.ConvTranspose2d(mid, 1, 2, stride=2)
+        # Modules, not F.relu: ptocr.optimize then runs the first in conv1's kernel and the
+        # second in place (parameter-free, so no state_dict key changes).
+        self.act1 = nn.ReLU()
+        self.act2 = nn.ReLU()
 
     def forward(self, x):
-        x = F.relu(self.conv_bn1(self.conv1(x)))
-        x = F.relu(self.conv_bn2(self.conv2(x)))
+        x = self.act1(self.conv_bn1(self.conv1(x)))
+        x = self.act2(self.conv_bn2(self.conv2(x)))
         return torch.sigmoid(self.conv3(x))
 
 

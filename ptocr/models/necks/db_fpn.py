@@ -12,11 +12,10 @@ models this project converts and is not implemented.
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import nearest_up
+from ptocr.models.layers import add_upsampled, cat_upsampled
 from ptocr.models.registry import register
 
 
@@ -53,12 +52,8 @@ class DBFPN(nn.Module):
     def forward(self, x):
         c2, c3, c4, c5 = x
         in5 = self.in5_conv(c5)
-        out4 = self.in4_conv(c4) + nearest_up(in5, 2)  # 1/16
-        out3 = self.in3_conv(c3) + nearest_up(out4, 2)  # 1/8
-        out2 = self.in2_conv(c2) + nearest_up(out3, 2)  # 1/4
-
-        p5 = nearest_up(self.p5_conv(in5), 8)
-        p4 = nearest_up(self.p4_conv(out4), 4)
-        p3 = nearest_up(self.p3_conv(out3), 2)
-        p2 = self.p2_conv(out2)
-        return torch.cat([p5, p4, p3, p2], dim=1)
+        out4 = add_upsampled(self.in4_conv(c4), in5, 2)  # 1/16
+        out3 = add_upsampled(self.in3_conv(c3), out4, 2)  # 1/8
+        out2 = add_upsampled(self.in2_conv(c2), out3, 2)  # 1/4
+        return cat_upsampled([(self.p5_conv(in5), 8), (self.p4_conv(out4), 4), (self.p3_conv(out3), 2),
+                              (self.p2_conv(out2), 1)])

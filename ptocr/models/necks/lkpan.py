@@ -17,12 +17,11 @@ matches Paddle's ``nearest_interp_v2`` (align_corners False) exactly.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import lateral_top_down, nearest_up
+from ptocr.models.layers import cat_upsampled, lateral_top_down
 from ptocr.models.registry import register
 
 
@@ -142,4 +141,4 @@ class LKPAN(nn.Module):
             p3 = self.incl2(p3)
             p2 = self.incl1(p2)
 
-        return torch.cat([nearest_up(p5, 8), nearest_up(p4, 4), nearest_up(p3, 2), p2], dim=1)
+        return cat_upsampled([(p5, 8), (p4, 4), (p3, 2), (p2, 1)])

@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from ptocr.errors import ArchitectureError
 from ptocr.models.backbones.pplcnetv4 import folded_conv
-from ptocr.models.layers import SEModule, bn_scale_shift, lateral_top_down, nearest_up
+from ptocr.models.layers import SEModule, bn_scale_shift, cat_upsampled, lateral_top_down
 from ptocr.models.necks.lkpan import IntraCLBlock
 from ptocr.models.necks.rsefpn import RSELayer
 from ptocr.models.registry import register
@@ -154,11 +154,8 @@ class RepLKFPN(nn.Module):
 
     def forward(self, x):
         in5, out4, out3, out2 = lateral_top_down(self.ins_conv, x)
-        p5 = nearest_up(self._inp(in5, 3), 8)
-        p4 = nearest_up(self._inp(out4, 2), 4)
-        p3 = nearest_up(self._inp(out3, 1), 2)
-        p2 = self._inp(out2, 0)
-        return torch.cat([p5, p4, p3, p2], dim=1)
+        return cat_upsampled([(self._inp(in5, 3), 8), (self._inp(out4, 2), 4), (self._inp(out3, 1), 2),
+                              (self._inp(out2, 0), 1)])
 
 
 @register("neck")
@@ -195,5 +192,5 @@ class RepLKPAN(nn.Module):
              self.pan_lat_conv[3](pan5)]
         if self.intracl:
             p = [getattr(self, f"incl{i + 1}")(v) for i, v in enumerate(p)]
-        return torch.cat([nearest_up(p[3], 8), nearest_up(p[2], 4), nearest_up(p[1], 2), p[0]], dim=1)
+        return cat_upsampled([(p[3], 8), (p[2], 4), (p[1], 2), (p[0], 1)])
 

@@ -8,11 +8,10 @@ merged top-down with nearest x2 upsampling, reduced to ``out_channels // 4`` by 
 
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import SEModule, lateral_top_down, nearest_up
+from ptocr.models.layers import SEModule, cat_upsampled, lateral_top_down
 from ptocr.models.registry import register
 
 
@@ -59,8 +58,5 @@ class RSEFPN(nn.Module):
     def forward(self, x):
         in5, out4, out3, out2 = lateral_top_down(self.ins_conv, x)
 
-        p5 = nearest_up(self.inp_conv[3](in5), 8)
-        p4 = nearest_up(self.inp_conv[2](out4), 4)
-        p3 = nearest_up(self.inp_conv[1](out3), 2)
-        p2 = self.inp_conv[0](out2)
-        return torch.cat([p5, p4, p3, p2], dim=1)
+        return cat_upsampled([(self.inp_conv[3](in5), 8), (self.inp_conv[2](out4), 4),
+                              (self.inp_conv[1](out3), 2), (self.inp_conv[0](out2), 1)])
