@@ -259,11 +259,7 @@ def cat_upsampled(maps: list[tuple[torch.Tensor, int]]) -> torch.Tensor:
     start = 0
     for m, f in maps:
         c = m.shape[1]
-        part = out[:, start:start + c]
-        if f == 1:
-            part.copy_(m)
-        else:
-            part.view(n, c, h // f, f, w // f, f).copy_(m.reshape(n, c, h // f, 1, w // f, 1))
+        out[:, start:start + c].view(n, c, h // f, f, w // f, f).copy_(m.reshape(n, c, h // f, 1, w // f, 1))
         start += c
     return out
 
@@ -273,7 +269,7 @@ def _plain_cat(maps: list[tuple[torch.Tensor, int]]) -> torch.Tensor:
 
 
 def lateral_top_down(ins_conv, feats):
-    """The FPN top-down path shared by RSEFPN and LKPAN: 1x1 laterals ``ins_conv[i]`` on
+    """The FPN top-down path shared by DBFPN, RSEFPN and LKPAN: 1x1 laterals ``ins_conv[i]`` on
     (c2, c3, c4, c5), each level plus the level above upsampled x2.
     Returns (in5, out4, out3, out2), coarsest first."""
     c2, c3, c4, c5 = feats

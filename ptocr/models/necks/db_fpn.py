@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import add_upsampled, cat_upsampled
+from ptocr.models.layers import cat_upsampled, lateral_top_down
 from ptocr.models.registry import register
 
 
@@ -50,10 +50,6 @@ class DBFPN(nn.Module):
         self.p2_conv = nn.Conv2d(c, c // 4, 3, padding=1, bias=False)
 
     def forward(self, x):
-        c2, c3, c4, c5 = x
-        in5 = self.in5_conv(c5)
-        out4 = add_upsampled(self.in4_conv(c4), in5, 2)  # 1/16
-        out3 = add_upsampled(self.in3_conv(c3), out4, 2)  # 1/8
-        out2 = add_upsampled(self.in2_conv(c2), out3, 2)  # 1/4
+        in5, out4, out3, out2 = lateral_top_down((self.in2_conv, self.in3_conv, self.in4_conv, self.in5_conv), x)
         return cat_upsampled([(self.p5_conv(in5), 8), (self.p4_conv(out4), 4), (self.p3_conv(out3), 2),
                               (self.p2_conv(out2), 1)])
