@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ptocr.models.conv_activation import FUSED_MIN_ELEMENTS, NO_ACTIVATION, ConvActivation2d, fused_kernel_available
+from ptocr.models.conv_activation import (FUSED_MIN_ELEMENTS, NO_ACTIVATION, ConvActivation2d, _PackedWeight, _same_bytes,
+                                          fused_kernel_available)
 from ptocr.optimize import for_inference, onednn_convs
 
 needs_kernel = pytest.mark.skipif(not fused_kernel_available(), reason="this PyTorch build has no oneDNN fused conv")
@@ -104,6 +105,59 @@ def test_packed_weight_computes_the_same_and_follows_the_weight():
         assert (plain(x) - model(x)).abs().max() <= 1e-5 * plain(x).abs().max()
         model.conv2.weight = nn.Parameter(torch.zeros_like(model.conv2.weight), requires_grad=False)
         assert model.conv2(model.conv(x)).abs().max() == model.conv2.bias.abs().max()
+
+
+def _fresh_pack(conv: nn.Conv2d, shape) -> torch.Tensor:
+    """What oneDNN asks for at ``shape``: the weight packed now, outside any cache."""
+    return torch._C._nn.mkldnn_reorder_conv2d_weight(
+        conv.weight.detach().contiguous().to_mkldnn(), list(conv.padding), list(conv.stride), list(conv.dilation),
+        conv.groups, list(shape))
+
+
+@needs_kernel
+def test_the_weight_is_packed_for_each_input_shape():
+    """oneDNN picks the packed layout from the whole problem (the v4 recognizer's 960 -> 60 neck
+    conv: 32-channel blocks at batch 1, 24 at batch 6 on AVX2): a weight packed at one shape and
+    handed to a call of another was converted at every call. Each shape gets what oneDNN asks for
+    at that shape, and shapes whose packed weights are the same bytes share one tensor."""
+    conv = nn.Conv2d(960, 60, (1, 3), padding=(0, 1)).eval()
+    model = for_inference(nn.Sequential(conv), torch.randn(1, 960, 1, 40), channels_last=True)[0]
+    shapes = [(1, 960, 1, 40), (6, 960, 1, 40), (1, 960, 1, 41)]
+    with torch.no_grad():
+        for shape in shapes:
+            x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+            assert model._kernel(x) == "packed"
+            ref = torch.conv2d(x, conv.weight, conv.bias, padding=(0, 1))
+            assert (model(x) - ref).abs().max() <= 1e-5 * ref.abs().max()
+    cached = model._packed.entry[1]
+    assert set(cached) == {torch.Size(s) for s in shapes}
+    fresh = {s: _fresh_pack(model, s) for s in shapes}
+    for s in shapes:
+        assert _same_bytes(cached[torch.Size(s)], fresh[s])
+    for a in shapes:
+        for b in shapes:
+            assert (cached[torch.Size(a)] is cached[torch.Size(b)]) == _same_bytes(fresh[a], fresh[b])
+
+
+@needs_kernel
+def test_same_bytes_tells_layouts_apart():
+    w = torch.randn(64, 32, 3, 3)
+    packed = torch._C._nn.mkldnn_reorder_conv2d_weight(w.to_mkldnn(), [1, 1], [1, 1], [1, 1], 1, [1, 32, 16, 16])
+    again = torch._C._nn.mkldnn_reorder_conv2d_weight(w.to_mkldnn(), [1, 1], [1, 1], [1, 1], 1, [1, 32, 16, 16])
+    assert _same_bytes(packed, again)
+    assert not _same_bytes(packed, w.to_mkldnn())  # the plain (OIHW) layout: same size, other order
+    assert not _same_bytes(packed, (w * 2).to_mkldnn())
+
+
+@needs_kernel
+def test_the_packed_weights_per_shape_are_bounded_oldest_first():
+    model = for_inference(nn.Sequential(nn.Conv2d(8, 16, 3, padding=1)), _small_cl_input(), channels_last=True)[0]
+    widths = range(4, 4 + _PackedWeight.MAX_SHAPES + 3)
+    with torch.no_grad():
+        for w in widths:
+            model(torch.randn(2, 8, 4, w).contiguous(memory_format=torch.channels_last))
+    cached = model._packed.entry[1]
+    assert [s[3] for s in cached] == list(widths)[-_PackedWeight.MAX_SHAPES:]
 
 
 @needs_kernel

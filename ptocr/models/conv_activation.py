@@ -11,7 +11,12 @@ over a full-size tensor.
 On a channels-last input (the optimized models' default) the weight is handed over already in
 oneDNN's blocked layout, reordered once and kept (``_PackedWeight``): ``F.conv2d`` reorders a
 plain weight on every call, which costs 15-80 us a conv, the larger part of a small conv's time
-(the direction classifier's 36 convs at batch 6, a recognizer at batch 1). A one-image input
+(the direction classifier's 36 convs at batch 6, a recognizer at batch 1). oneDNN picks that
+layout from the whole problem, input shape included, so a weight is packed per input shape: the
+v4 recognizer's 960->60 neck conv wants 32-channel blocks at batch 1 and 24 at batch 6, and a
+weight packed for the one, given at the other, was converted at every call (6 ms of an 89 ms
+batch of 6 on an AMD EPYC, AVX2). Shapes are many, layouts few: shapes whose packed weights are
+byte for byte the same share one tensor. A one-image input
 small enough that ATen's own rule sends it to its im2col path (``_native_is_faster``) takes the
 plain conv: there that path is 2-3x faster than any oneDNN call. PyTorch's own convolution also
 takes that im2col path for every 1x1 conv at one intra-op thread, which the bulk engine's lanes
@@ -26,6 +31,8 @@ the v4 recognizer; the parity suite bounds whole models).
 """
 
 from __future__ import annotations
+
+import ctypes
 
 import torch
 import torch.nn as nn
@@ -64,14 +71,18 @@ _KERNEL = fused_kernel_available()
 
 
 class _PackedWeight:
-    """A conv weight in oneDNN's blocked layout and the (storage, version) of the weight it was
+    """A conv weight in oneDNN's blocked layout for each input shape it was called with (at most
+    ``MAX_SHAPES``, the oldest dropped first), and the (storage, version) of the weight they were
     made from, so that a weight changed in place or replaced is packed again. An opaque oneDNN
     tensor can be neither copied nor pickled: copies of a model start without one."""
 
     __slots__ = ("entry",)
+    MAX_SHAPES = 16
 
     def __init__(self):
-        self.entry: tuple[tuple[int, int], torch.Tensor] | None = None
+        # ((storage, version), {input shape: packed weight}); replaced whole, never edited in
+        # place by one thread while another reads it, except the dict (atomic under the GIL)
+        self.entry: tuple[tuple[int, int], dict[torch.Size, torch.Tensor]] | None = None
 
     def __deepcopy__(self, memo):
         return _PackedWeight()
@@ -84,12 +95,32 @@ class _PackedWeight:
         key = (w.data_ptr(), w._version)
         entry = self.entry  # read once: another thread (a bulk lane) may replace it meanwhile
         if entry is None or entry[0] != key:
+            entry = self.entry = (key, {})
+        shapes = entry[1]
+        packed = shapes.get(x.shape)
+        if packed is None:
             with torch.no_grad():
                 packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
                     w.detach().contiguous().to_mkldnn(), list(conv.padding), list(conv.stride), list(conv.dilation),
                     conv.groups, list(x.shape))
-            entry = self.entry = (key, packed)
-        return entry[1]
+            packed = next((p for p in list(shapes.values()) if _same_bytes(p, packed)), packed)
+            if len(shapes) >= self.MAX_SHAPES:
+                shapes.pop(next(iter(shapes), None), None)
+            shapes[x.shape] = packed
+        return packed
+
+
+def _same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Two packed (opaque oneDNN) weights hold the same bytes, i.e. the same layout of one weight.
+    False where this PyTorch cannot say: then each shape keeps its own copy."""
+    ops = torch.ops.mkldnn
+    if not (hasattr(ops, "data_ptr") and hasattr(ops, "_nbytes")):
+        return False
+    n = ops._nbytes(a)
+    if n != ops._nbytes(b):
+        return False
+    view = [torch.frombuffer((ctypes.c_char * n).from_address(ops.data_ptr(t)), dtype=torch.uint8) for t in (a, b)]
+    return torch.equal(*view)
 
 
 class ConvActivation2d(nn.Conv2d):
