@@ -10,6 +10,8 @@
 * squeeze-excitation convs (on a 1x1 map) run as matrix products on the pooled vector;
 * every plain conv a ``ConvActivation2d`` (oneDNN with its weight packed once, and the
   activation that alone reads it as a post-op);
+* transposed convs to one channel with kernel == stride (the DB head's last layer) as a 1x1
+  conv and an interleave (``InterleavedConvTranspose2d``);
 * optionally (the classifiers' default; ``ptocr.load(..., shape_graphs=True)`` for the others)
   frozen oneDNN Graph traces of the input shapes the model sees often (``ptocr.models.shape_graphs``);
 * optionally channels-last memory format (``inference_settings`` turns it on by default; see
@@ -37,13 +39,15 @@ from ptocr.architectures import ARCHITECTURES, canonical_name
 from ptocr.errors import ArchitectureError
 from ptocr.models.conv_activation import ACTIVATIONS, ConvActivation2d
 from ptocr.models.float64 import float64_members, model_dtype
+from ptocr.models.interleaved_conv import InterleavedConvTranspose2d
 from ptocr.models.layers import GlobalAvgPool, SEModule, bn_scale_shift
 from ptocr.models.model import OCRModel
 from ptocr.models.reparam import fuse_reparameterizable, install_inference_forms, replace_submodule
 from ptocr.models.shape_graphs import ShapeGraphs
 
 __all__ = ["INFERENCE_OPTIONS", "TASK_SETTINGS", "inference_settings", "compile_for_inference", "for_inference",
-           "fold_batch_norms", "onednn_convs", "se_as_matrices", "for_fixed_shape_graph", "example_input"]
+           "fold_batch_norms", "onednn_convs", "interleaved_transposed_convs", "se_as_matrices", "for_fixed_shape_graph",
+           "example_input"]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _ACTS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)
@@ -155,6 +159,15 @@ def onednn_convs(model: nn.Module, example: torch.Tensor) -> int:
         if ConvActivation2d.can_take(m):
             ConvActivation2d.take_over(m)
     return fused
+
+
+def interleaved_transposed_convs(model: nn.Module) -> int:
+    """Transposed convs to one channel with kernel == stride as a 1x1 conv and an interleave
+    (``InterleavedConvTranspose2d``, the class swapped in place); returns how many."""
+    convs = [m for m in model.modules() if InterleavedConvTranspose2d.can_take(m)]
+    for m in convs:
+        InterleavedConvTranspose2d.take_over(m)
+    return len(convs)
 
 
 def activations_in_place(model: nn.Module, example: torch.Tensor) -> int:
@@ -319,6 +332,7 @@ def _optimize(model: nn.Module, example: torch.Tensor, channels_last: bool, fold
         fold_batch_norms(model, example)
     onednn_convs(model, example)
     activations_in_place(model, example)
+    interleaved_transposed_convs(model)
     se_as_matrices(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
