@@ -8,8 +8,8 @@
 * every batch norm that directly and solely consumes a conv's output folded into that conv
   (the BN becomes ``nn.Identity``);
 * squeeze-excitation convs (on a 1x1 map) run as matrix products on the pooled vector;
-* every plain conv a ``ConvActivation2d`` (oneDNN with its weight packed once, and the
-  activation that alone reads it as a post-op);
+* every plain conv a ``ConvActivation2d`` (oneDNN with its weight packed once per input shape,
+  and the activation that alone reads it as a post-op);
 * transposed convs to one channel with kernel == stride (the DB head's last layer) as a 1x1
   conv and an interleave (``InterleavedConvTranspose2d``);
 * optionally (the classifiers' default; ``ptocr.load(..., shape_graphs=True)`` for the others)
@@ -46,8 +46,8 @@ from ptocr.models.reparam import fuse_reparameterizable, install_inference_forms
 from ptocr.models.shape_graphs import ShapeGraphs
 
 __all__ = ["INFERENCE_OPTIONS", "TASK_SETTINGS", "inference_settings", "compile_for_inference", "for_inference",
-           "fold_batch_norms", "onednn_convs", "interleaved_transposed_convs", "se_as_matrices", "for_fixed_shape_graph",
-           "example_input"]
+           "fold_batch_norms", "onednn_convs", "interleaved_transposed_convs", "se_as_matrices",
+           "for_fixed_shape_graph", "example_input"]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _ACTS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)
@@ -139,8 +139,9 @@ def _foldable_pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, 
 
 def onednn_convs(model: nn.Module, example: torch.Tensor) -> int:
     """Every plain conv becomes a ``ConvActivation2d`` (oneDNN's convolution with the weight
-    packed once, in eager float32 on the CPU; the plain ops elsewhere): with the ReLU / Hardswish
-    / SiLU module that alone reads its output, which becomes an ``nn.Identity``, or with none.
+    packed once per input shape, in eager float32 on the CPU; the plain ops elsewhere): with the
+    ReLU / Hardswish / SiLU module that alone reads its output, which becomes an ``nn.Identity``,
+    or with none.
     Returns how many activations were fused."""
     trace = _Trace(model, example)
     fused = 0

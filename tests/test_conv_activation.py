@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ptocr.models.conv_activation import (FUSED_MIN_ELEMENTS, NO_ACTIVATION, ConvActivation2d, _PackedWeight, _same_bytes,
-                                          fused_kernel_available)
+from ptocr.models.conv_activation import (FUSED_MIN_ELEMENTS, NO_ACTIVATION, ConvActivation2d, _PackedWeight,
+                                          _same_bytes, fused_kernel_available, pack_for)
 from ptocr.optimize import for_inference, onednn_convs
 
 needs_kernel = pytest.mark.skipif(not fused_kernel_available(), reason="this PyTorch build has no oneDNN fused conv")
@@ -107,13 +107,6 @@ def test_packed_weight_computes_the_same_and_follows_the_weight():
         assert model.conv2(model.conv(x)).abs().max() == model.conv2.bias.abs().max()
 
 
-def _fresh_pack(conv: nn.Conv2d, shape) -> torch.Tensor:
-    """What oneDNN asks for at ``shape``: the weight packed now, outside any cache."""
-    return torch._C._nn.mkldnn_reorder_conv2d_weight(
-        conv.weight.detach().contiguous().to_mkldnn(), list(conv.padding), list(conv.stride), list(conv.dilation),
-        conv.groups, list(shape))
-
-
 @needs_kernel
 def test_the_weight_is_packed_for_each_input_shape():
     """oneDNN picks the packed layout from the whole problem (the v4 recognizer's 960 -> 60 neck
@@ -131,7 +124,7 @@ def test_the_weight_is_packed_for_each_input_shape():
             assert (model(x) - ref).abs().max() <= 1e-5 * ref.abs().max()
     cached = model._packed.entry[1]
     assert set(cached) == {torch.Size(s) for s in shapes}
-    fresh = {s: _fresh_pack(model, s) for s in shapes}
+    fresh = {s: pack_for(model, s) for s in shapes}  # outside any cache
     for s in shapes:
         assert _same_bytes(cached[torch.Size(s)], fresh[s])
     for a in shapes:
@@ -141,9 +134,9 @@ def test_the_weight_is_packed_for_each_input_shape():
 
 @needs_kernel
 def test_same_bytes_tells_layouts_apart():
-    w = torch.randn(64, 32, 3, 3)
-    packed = torch._C._nn.mkldnn_reorder_conv2d_weight(w.to_mkldnn(), [1, 1], [1, 1], [1, 1], 1, [1, 32, 16, 16])
-    again = torch._C._nn.mkldnn_reorder_conv2d_weight(w.to_mkldnn(), [1, 1], [1, 1], [1, 1], 1, [1, 32, 16, 16])
+    conv = nn.Conv2d(32, 64, 3, padding=1)
+    w = conv.weight.detach()
+    packed, again = pack_for(conv, (1, 32, 16, 16)), pack_for(conv, (1, 32, 16, 16))
     assert _same_bytes(packed, again)
     assert not _same_bytes(packed, w.to_mkldnn())  # the plain (OIHW) layout: same size, other order
     assert not _same_bytes(packed, (w * 2).to_mkldnn())

@@ -99,15 +99,20 @@ class _PackedWeight:
         shapes = entry[1]
         packed = shapes.get(x.shape)
         if packed is None:
-            with torch.no_grad():
-                packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
-                    w.detach().contiguous().to_mkldnn(), list(conv.padding), list(conv.stride), list(conv.dilation),
-                    conv.groups, list(x.shape))
+            packed = pack_for(conv, x.shape)
             packed = next((p for p in list(shapes.values()) if _same_bytes(p, packed)), packed)
             if len(shapes) >= self.MAX_SHAPES:
                 shapes.pop(next(iter(shapes), None), None)
             shapes[x.shape] = packed
         return packed
+
+
+@torch.no_grad()
+def pack_for(conv: nn.Conv2d, shape) -> torch.Tensor:
+    """``conv``'s weight in the blocked layout oneDNN picks for an input of ``shape``."""
+    return torch._C._nn.mkldnn_reorder_conv2d_weight(
+        conv.weight.detach().contiguous().to_mkldnn(), list(conv.padding), list(conv.stride), list(conv.dilation),
+        conv.groups, list(shape))
 
 
 def _same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:

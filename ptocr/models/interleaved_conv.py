@@ -6,8 +6,8 @@ output and no two blocks overlap, so the transposed conv is a 1x1 conv to out*kh
 oneDNN runs the DB head's last layer, a 2x2 stride-2 transposed conv from 24 channels to one, at
 about 6 GFLOP/s: its one output channel leaves the vector lanes of a channel-blocked kernel
 empty. The same sums as a 1x1 conv to 4 channels plus the interleave took 2.7 ms against 5.5 for
-a 960 x 960 input on an AMD EPYC (AVX2, 2 threads), with equal outputs (tools/bench.py's det
-stages). Each output value is the same sum of the same products; only a kernel's order of
+a 960 x 960 input on an AMD EPYC (AVX2, 2 threads), both timed side by side in one process,
+with equal outputs. Each output value is the same sum of the same products; only a kernel's order of
 accumulation could differ, which the parity suite bounds.
 
 ``ptocr.optimize`` swaps the class of such transposed convs with one output channel (where the
