@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import sys
 import tempfile
@@ -20,7 +19,8 @@ import numpy as np
 import torch
 
 from ptocr.manifest import load_manifest
-from verification.parity import EXACT_TOLERANCE, TOLERANCE
+from tools.bench_doc import cpu_info
+from verification.parity import EXACT_TOLERANCE, NOISE_FACTOR, TOLERANCE
 from verification.shared import default_shared
 from verification.suite import report_row, run_entry, suite
 
@@ -77,11 +77,15 @@ def main(argv=None) -> int:
         "",
         f"- **max abs delta** (asserted <= {TOLERANCE:.0e}): PyTorch fp32 output probabilities vs the "
         "Paddle program's exact output, i.e. the same Paddle program run in float64 by Paddle's "
-        "static executor (every fp32 variable and weight promoted). On an input where one of Paddle "
-        "Inference's own fp32 runtimes is further than that from the exact output, PyTorch fp32 may be "
-        "as far as that (never further): the tolerance bounds float rounding, and on rounding-sensitive "
-        "networks (the v2.0 ru recognizer, deep seeded networks) fp32 rounding alone exceeds 1e-4. "
-        "Rows say how many inputs used that allowance.",
+        "static executor (every fp32 variable and weight promoted). On rounding-sensitive networks "
+        "(deep seeded ones, the v2.0 ru recognizer) fp32 rounding alone reaches the tolerance: Paddle's "
+        "own fp32 runs are up to 4.5e-4 from the exact output on ch_PP-OCRv4_server_det. There the "
+        "maximum is the tail of a noise field and differs between correct fp32 runs by chance (Paddle's "
+        "oneDNN run lands 2.2x further than its native kernels), so on an input above the tolerance "
+        f"PyTorch's noise level is asserted instead: its RMS distance from the exact output, over the whole "
+        f"output, at most {NOISE_FACTOR:g}x that of Paddle's noisiest runtime (Paddle's own runtimes differ by "
+        "1.9-3x among themselves there; a precision fault such as bf16 weights moves it by orders of "
+        "magnitude). Rows say how many inputs were judged so, and PyTorch's largest RMS ratio on them.",
         "- **optimized**: the same as max abs delta for the model as `ptocr.load` runs it "
         "(`ptocr.optimize.for_inference`: rep layers fused, batch norms and rep affines folded into the "
         "convs in float64, activations in place, convs as oneDNN calls with their activations as post-ops, "
@@ -125,8 +129,8 @@ def main(argv=None) -> int:
         "program and of ptocr, identical in fp64 and in fp32 differing only where the exact page times 255 "
         "lies within the two fp32 pages' error of an integer (PaddleX's cast truncates).",
         "",
-        f"Machine: {platform.machine()}, {platform.system()}, Python {platform.python_version()}, "
-        f"numpy {np.__version__}.",
+        f"Machine: {cpu_info().describe()}, numpy {np.__version__}. fp32 rounding differs by CPU "
+        "(the kernels differ by instruction set).",
         "",
         "| model | architecture (form) | source | format | inputs | max abs delta | optimized | Paddle fp32 own error "
         "| fp64 vs fp64 | fp32 vs Paddle Inference | input spread | agreement | result |",
@@ -175,7 +179,10 @@ def _kept_sections(path: Path) -> tuple[list[str], str]:
 
 def _row(r: dict) -> str:
     form = f" ({r['form']})" if r["form"] else ""
-    over = f" ({r['over_tolerance']} inputs above 1e-4)" if r["over_tolerance"] else ""
+    over = ""
+    if r["over_tolerance"]:
+        noise = f", noise {r['noise_ratio']:.2f}x Paddle's" if "noise_ratio" in r else ""  # older records lack it
+        over = f" ({r['over_tolerance']} inputs above 1e-4{noise})"
     runtime = f" ({r['paddle_runtime']})" if r.get("paddle_runtime") else ""  # older records lack it
     return (f"| {r['model']} | {r['architecture']}{form} | {r['source_kind']} | {r['format']} | "
             f"{', '.join(r['images'])} ({r['runs']} runs) | {r['max_abs']:.2e}{over} | {r.get('optimized', float('nan')):.2e} | "

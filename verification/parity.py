@@ -34,10 +34,20 @@ TOLERANCE = 1e-4  # max |delta| of output probabilities: PyTorch fp32 vs the pro
 # PyTorch fp64 vs Paddle fp64 on the same program: rounding is gone, so anything above
 # this is a different computation (a wrong op, constant or mapping), not float error.
 EXACT_TOLERANCE = 1e-6
+# Where fp32 rounding alone reaches TOLERANCE (deep networks on seeded weights: Paddle's own fp32
+# runs are up to 4.5e-4 from the exact output on ch_PP-OCRv4_server_det), the maximum over an
+# output is the tail of a noise field, and the maxima of two correct fp32 runs differ by chance:
+# Paddle's own oneDNN run lands 2.2x further than its native kernels there, PyTorch's within
+# +-20 % of the oneDNN run, on either side by CPU. There PyTorch is judged by noise level instead:
+# the RMS distance from the exact output over the whole output (a stable statistic) may be at most
+# NOISE_FACTOR times that of Paddle's noisiest runtime, the spread Paddle's own runtimes show
+# among themselves (RMS 1.9-3x on the seeded v4 server models). A precision fault (TF32, bf16, an
+# approximated activation, a wrong border) moves the RMS by orders of magnitude.
+NOISE_FACTOR = 2.0
 # The fp32 runtimes Paddle Inference offers a CPU user (verification.paddle_runner.RUNS).
 # Their rounding differs by kernel family: on rounding-sensitive inputs oneDNN's convolutions
 # (which PyTorch's CPU convolutions also are) land further from the exact output than Paddle's
-# native kernels, so Paddle's own fp32 error is the largest over all of them. PIR programs
+# native kernels, so Paddle's own fp32 error (and noise) is the largest over all of them. PIR programs
 # run without oneDNN here (verification.paddle_runner; see paddle_runtimes).
 PADDLE_RUNTIMES = ("graph passes", "program as saved", "oneDNN")
 
@@ -53,6 +63,8 @@ class Case:
     from the converted model and from its inference-optimized form alike.
     ``optimized``: as ``max_abs``, for the model as ``ptocr.load`` runs it
     (``ptocr.optimize.for_inference``: batch norms folded, activations in place).
+    ``rms``, ``optimized_rms``: the RMS of the differences whose maximum ``max_abs`` and
+    ``optimized`` are; ``paddle_rms``: that of Paddle's noisiest fp32 runtime.
     """
 
     name: str
@@ -66,21 +78,20 @@ class Case:
     paddle_fp32: float = 0.0
     paddle_runtime: str = ""  # the runtime that gave paddle_fp32
     optimized: float = 0.0
+    rms: float = 0.0
+    optimized_rms: float = 0.0
+    paddle_rms: float = 0.0
 
     @property
-    def bound(self) -> float:
-        return fp32_bound(self.paddle_fp32)
+    def noise_ratio(self) -> float:
+        """PyTorch's fp32 noise level over Paddle's noisiest runtime's (eager or optimized, the larger)."""
+        return max(self.rms, self.optimized_rms) / self.paddle_rms if self.paddle_rms else float("inf")
 
     @property
     def within(self) -> bool:
-        return max(self.max_abs, self.optimized) <= self.bound
-
-
-def fp32_bound(reference_own: float) -> float:
-    """What PyTorch fp32's distance from the exact output may reach on an input: TOLERANCE, or
-    the reference runtime's own fp32 distance on it where that is larger (PyTorch fp32 must be
-    no further from the exact output than one of the original's own fp32 runtimes is)."""
-    return max(TOLERANCE, reference_own)
+        """Within TOLERANCE of the exact output, or (where fp32 rounding reaches it) at Paddle's
+        own fp32 noise level (NOISE_FACTOR)."""
+        return max(self.max_abs, self.optimized) <= TOLERANCE or self.noise_ratio <= NOISE_FACTOR
 
 
 @dataclass
@@ -122,13 +133,19 @@ class ParityReport:
         return max((c.paddle_fp32 for c in self.cases), default=float("nan"))
 
     @property
+    def noise_ratio(self) -> float:
+        """The largest noise ratio over the inputs above TOLERANCE (nan if none is)."""
+        return max((c.noise_ratio for c in self.cases if max(c.max_abs, c.optimized) > TOLERANCE),
+                   default=float("nan"))
+
+    @property
     def paddle_runtime(self) -> str:
         """The Paddle runtime of the largest own fp32 error."""
         return max(self.cases, key=lambda c: c.paddle_fp32).paddle_runtime if self.cases else ""
 
     @property
     def over_tolerance(self) -> int:
-        """Cases above TOLERANCE (they pass only within Paddle's own fp32 error on them)."""
+        """Cases above TOLERANCE (they pass only at Paddle's own fp32 noise level, NOISE_FACTOR)."""
         return sum(max(c.max_abs, c.optimized) > self.tolerance for c in self.cases)
 
     @property
@@ -137,7 +154,8 @@ class ParityReport:
                 and self.agreed == len(self.cases))
 
     def summary(self) -> str:
-        over = f", {self.over_tolerance} inputs above it" if self.over_tolerance else ""
+        over = (f", {self.over_tolerance} inputs above it at {self.noise_ratio:.2f}x Paddle's fp32 noise (RMS)"
+                if self.over_tolerance else "")
         return (f"{self.model}: max |d| {self.max_abs:.2e} (tol {self.tolerance:.0e}{over}), "
                 f"optimized {self.optimized:.2e}, "
                 f"fp64 {self.exact:.1e}, fp32 vs Paddle Inference {self.fp32:.2e}, "
@@ -247,7 +265,9 @@ def check_parity(
             detail += f"; optimized: {detail_opt}"
         own, runtime = max((max_abs(outs[i], r64), name) for name, outs in refs.items())
         report.cases.append(Case(case_name, max_abs(g, r64), max_abs(g64, r64), max_abs(g, r), agree and agree_opt,
-                                 detail, paddle_fp32=own, paddle_runtime=runtime, optimized=max_abs(o, r64)))
+                                 detail, paddle_fp32=own, paddle_runtime=runtime, optimized=max_abs(o, r64),
+                                 rms=rms(g, r64), optimized_rms=rms(o, r64),
+                                 paddle_rms=max(rms(outs[i], r64) for outs in refs.values())))
     return report
 
 
@@ -266,6 +286,11 @@ def single_inputs(config: dict, images: Sequence[Path]) -> list[tuple[str, np.nd
 def max_abs(a: np.ndarray, b: np.ndarray) -> float:
     """max |a - b|, computed in float64."""
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
+
+
+def rms(a: np.ndarray, b: np.ndarray) -> float:
+    """The root mean square of a - b, computed in float64."""
+    return float(np.sqrt(np.mean(np.square(a.astype(np.float64) - b.astype(np.float64)))))
 
 
 # ---- inputs per task: (name, N x C x H x W float32) ----

@@ -179,7 +179,7 @@ def report_row(entry: SuiteEntry, report: ParityReport) -> dict:
         "runs": len(report.cases), "max_abs": report.max_abs, "optimized": report.optimized,
         "exact": report.exact, "fp32": report.fp32,
         "paddle_fp32": report.paddle_fp32, "paddle_runtime": report.paddle_runtime,
-        "over_tolerance": report.over_tolerance,
+        "over_tolerance": report.over_tolerance, "noise_ratio": report.noise_ratio,
         "input_spread": report.input_spread, "agreement_kind": report.agreement_kind,
         "agreed": report.agreed, "ok": report.ok,
     }
