@@ -207,7 +207,9 @@ def export_transformers(model: torch.nn.Module, config: dict, dictionary, dst: s
     return write_transformers_checkpoint(fused.state_dict(), config, classes, dst, force=force)
 
 
-def _run_transformers(path, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+def load_transformers_export(path: str | os.PathLike) -> torch.nn.Module:
+    """The transformers model of an export folder (``export_transformers``), in eval mode; its
+    output's ``last_hidden_state`` is what the ptocr model returns."""
     try:
         import transformers
     except ImportError:
@@ -216,7 +218,11 @@ def _run_transformers(path, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
 
     name = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))["architectures"][0]
     # A local folder, nothing fetched: no Hub look-up, no Hub kernels (transformers asks for them by default).
-    module = getattr(transformers, name).from_pretrained(str(path), local_files_only=True, use_kernels=False).eval()
+    return getattr(transformers, name).from_pretrained(str(path), local_files_only=True, use_kernels=False).eval()
+
+
+def _run_transformers(path, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    module = load_transformers_export(path)
     with torch.inference_mode():
         return [module(torch.from_numpy(x)).last_hidden_state.numpy() for x in inputs]
 

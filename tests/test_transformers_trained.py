@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from converter.convert import convert
-from ptocr.export import TRANSFORMERS, check_export, export_transformers, run_exported
+from ptocr.export import TRANSFORMERS, export_transformers, load_transformers_export, run_exported
 from tools.fetch_onnx_models import model_file
 from verification.onnx_parity import ONNX_SUITE
 from verification.parity import TOLERANCE, task_inputs
@@ -47,9 +47,16 @@ def test_trained_small_through_transformers(entry, shared_dir, tmp_path):
     assert conv.arch_name == entry.arch
     folder = export_transformers(conv.model, conv.config, conv.dictionary, tmp_path / "tf")
     xs = [x for _, x in task_inputs(conv.config, _images(shared_dir, entry))]
-    worst = check_export(folder, TRANSFORMERS, conv.model.eval(), xs)
-    # The recognizer's share of this is transformers' one layer-norm eps (1e-6) where the
-    # LightSVTR blocks use 1e-5 (doc/conversion.md): under the tolerance on trained weights.
+    # The mapping, compared in float64: in float32 one crop of the recognizer's is rounding-
+    # sensitive (ptocr's fp32 output is 1.5e-4 from its float64 output there, transformers'
+    # 1.7e-5, on an AMD EPYC), so a float32 maximum would judge the rounding, not the mapping. What
+    # remains in float64 is transformers' one layer-norm eps (1e-6 where the LightSVTR blocks
+    # use 1e-5, doc/conversion.md): 2.7e-5 at most, under the tolerance on trained weights.
+    theirs64 = load_transformers_export(folder).double()
+    ours64 = copy.deepcopy(conv.model).eval().double()
+    with torch.no_grad():
+        worst = max(float((theirs64(torch.from_numpy(x).double()).last_hidden_state
+                           - ours64(torch.from_numpy(x).double())).abs().max()) for x in xs)
     assert worst <= TOLERANCE
 
     from ptocr.postprocess import CTCLabelDecode, DBPostProcess
