@@ -105,3 +105,24 @@ def test_lockstep_calibration_reports_a_failing_input_without_hanging():
     with pytest.raises(RuntimeError, match="channels"):  # the conv's own error, not a broken barrier
         _set_batch_norms_in_lockstep(net, bns, [torch.rand(1, 3, 8, 8), torch.rand(1, 5, 8, 8)])
     assert not any(m._forward_pre_hooks for m in net)
+
+
+@pytest.mark.parametrize("program, branches", [("PP-OCRv5_server_det_infer", 2), ("ch_PP-OCRv4_server_det_infer", 1),
+                                               ("ch_ppocr_mobile_v2.0_rec_infer", 1)])
+def test_every_output_activation_is_calibrated(shared_dir, program, branches):
+    """A head that averages two sigmoid maps (PaddleOCR 3.x's PFHeadLocal export) has both
+    calibrated: left alone, the average sits near 0.5, every pixel above the DB threshold, and
+    the parity suite's binarized maps and boxes would agree trivially. (The Paddle 2 v4 export
+    fetches the second map alone.)"""
+    from converter.readers.pir import read_pir_program
+    from converter.readers.program import read_program
+    from verification.seeding import output_layers
+
+    src = shared_dir / "paddle_graphs" / program
+    if not src.is_dir():
+        pytest.skip(f"{src} not in the shared data")
+    pdmodel = src / "inference.pdmodel"
+    found = output_layers(read_program(pdmodel) if pdmodel.is_file() else read_pir_program(src / "inference.json"))
+    kind = "softmax" if "_rec" in program else "sigmoid"
+    assert [k for k, _ in found] == [kind] * branches
+    assert len({w for _, w in found}) == branches  # distinct layers

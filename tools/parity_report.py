@@ -120,8 +120,8 @@ def main(argv=None) -> int:
         "`verification/seeding.py`: values by role from the ops that read them, then batch-norm "
         "statistics calibrated layer by layer, in forward order, on the row's real images so every "
         "normalized activation has a scale near one "
-        "(channels of small variance are not amplified), and the output logits rescaled so probabilities spread over (0, 1) as a trained "
-        "model's do (`seeding.json` beside the weights records the figures). *PaddleX's network exported "
+        "(channels of small variance are not amplified), and the output logits (each map's, where a head averages two) "
+        "rescaled so probabilities spread over (0, 1) as a trained model's do (`seeding.json` beside the weights records the figures). *PaddleX's network exported "
         "+ seeded weights*: where `../shared` has no program of a zoo model, the same network exported from "
         "PaddleX's own code (`tests/fixtures/paddle_graphs`, `tools/export_uvdoc_program.py`), seeded so.",
         "- **UVDoc** (document unwarping): its output is the 2 x 45 x 31 sampling mesh (the program's fetch "

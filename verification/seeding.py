@@ -21,10 +21,11 @@ the values are chosen in two steps, both recorded in the ``seeding.json`` writte
    forward order, to the per-channel statistics of its actual input (every variance raised
    by the layer's mean variance, so no near-constant channel amplifies rounding), then
    written back under the program's names. Normalized activations then have a scale
-   near one, as in a trained network. Finally the logits feeding the output softmax or
-   sigmoid are rescaled to a standard deviation of ``LOGIT_STD`` (sigmoid maps are also
-   shifted so ``FOREGROUND`` of the pixels are text), so probabilities spread over
-   (0, 1) like a trained model's instead of sitting at 1/num_classes or 0 and 1.
+   near one, as in a trained network. Finally the logits feeding each output softmax or
+   sigmoid (both maps of a head that averages two) are rescaled to a standard deviation of
+   ``LOGIT_STD`` (sigmoid maps are also shifted so ``FOREGROUND`` of the pixels are text),
+   so probabilities spread over (0, 1) like a trained model's instead of sitting at
+   1/num_classes or 0 and 1 (or, averaged, everywhere near 0.5, all above the DB threshold).
    The converted model only chooses the weights: parity then runs the Paddle program and
    the converted model on that one weights file, so a conversion error still shows there.
 
@@ -70,22 +71,24 @@ def seed_folder(program_dir: str | os.PathLike, dst: str | os.PathLike, *, seed:
     raise FormatError(f"{src}: no inference.pdmodel or inference.json (a Paddle program to seed)")
 
 
-def output_layer(program) -> tuple[str, str] | None:
-    """(softmax|sigmoid, program name of the weight producing the output logits), for a
-    Paddle 2 program or a Paddle 3 one; None when the output is neither activation's."""
+def output_layers(program) -> list[tuple[str, str]]:
+    """(softmax|sigmoid, program name of the weight producing its logits) for each output
+    activation the first fetched output is made of (two for a head averaging two maps), for a
+    Paddle 2 program or a Paddle 3 one; [] when the output is neither activation's."""
     if isinstance(program, Program):
-        return seeding_paddle2.output_layer(program)
-    return seeding_pir.output_layer(program)
+        return seeding_paddle2.output_layers(program)
+    return seeding_pir.output_layers(program)
 
 
 # ---- step 2: calibration on real inputs ----
 
 def calibrate(folder: str | os.PathLike, conversion, inputs: Sequence[np.ndarray],
-              output: tuple[str, str] | None) -> dict:
+              outputs: Sequence[tuple[str, str]]) -> dict:
     """Set batch-norm statistics and the output logit scale from ``inputs`` (pre-processed
     as the model expects) on ``conversion.model``, the converted ``folder``; rewrite
-    ``folder/inference.pdiparams`` under the program's names. ``output``: (softmax|sigmoid,
-    program name of the weight producing the logits), or None to leave the output alone."""
+    ``folder/inference.pdiparams`` under the program's names. ``outputs``: (softmax|sigmoid,
+    program name of the weight producing its logits) for each output activation (none: the
+    output is left alone)."""
     folder = Path(folder)
     model = conversion.model.eval()
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -99,28 +102,14 @@ def calibrate(folder: str | os.PathLike, conversion, inputs: Sequence[np.ndarray
     _set_batch_norms_in_lockstep(model, bns, xs)
     src = conversion.source
     by_program = {src.program_names.get(e.source, e.source): e for e in conversion.mapping.entries}
-    if output is not None and output[1] in by_program:
-        kind, weight = output
-        key = by_program[weight].target
-        owner = model.get_submodule(key.rsplit(".", 1)[0]) if "." in key else model
-        got: list[torch.Tensor] = []
-        h = owner.register_forward_hook(lambda m, a, o: got.append(o.detach()))
-        with torch.no_grad():
-            for x in xs:
-                model(x)
-        h.remove()
-        flat = torch.cat([g.double().flatten() for g in got]).numpy()
-        k = LOGIT_STD[kind] / max(float(flat.std()), 1e-6)
-        shift = 0.0
-        if kind == "sigmoid":  # FOREGROUND of the pixels above the DB threshold
-            shift = float(np.log(DB_THRESH / (1 - DB_THRESH)) - np.quantile(flat * k, 1 - FOREGROUND))
-        with torch.no_grad():
-            owner.weight.mul_(k)
-            if getattr(owner, "bias", None) is not None:
-                owner.bias.mul_(k).add_(shift)
-            elif shift:
-                raise FormatError(f"{folder}: the output layer has no bias to shift")
-        record.update(output=kind, logits_std_before=float(flat.std()), logits_scale=k, logits_shift=shift)
+    layers = [(kind, _owner(model, by_program[weight].target)) for kind, weight in outputs if weight in by_program]
+    scaled = []
+    for i, (kind, owner) in enumerate(_in_forward_order(model, layers, xs[0])):
+        if i:  # an earlier output map feeds later layers (PFHeadLocal's second branch reads the first)
+            _set_batch_norms_in_lockstep(model, bns, xs)
+        scaled.append(_scale_logits(folder, model, owner, kind, xs))
+    if scaled:
+        record.update(output=scaled[0]["activation"], logits=scaled)
     state = model.state_dict()
     values = {}
     for e in conversion.mapping.entries:
@@ -135,6 +124,56 @@ def calibrate(folder: str | os.PathLike, conversion, inputs: Sequence[np.ndarray
     write_pdiparams(folder / "inference.pdiparams",
                     {src.program_names.get(k, k): values[k].astype(original[k].dtype) for k in original})
     return record
+
+
+def _owner(model: nn.Module, key: str) -> nn.Module:
+    """The module holding parameter ``key`` of ``model``'s state."""
+    return model.get_submodule(key.rsplit(".", 1)[0]) if "." in key else model
+
+
+def _in_forward_order(model: nn.Module, layers: list, x: torch.Tensor) -> list:
+    """``layers`` ((kind, module) pairs) in the order a forward on ``x`` first calls their modules."""
+    called: list[nn.Module] = []
+
+    def note(mod, args, out):
+        if mod not in called:
+            called.append(mod)
+    hooks = [m.register_forward_hook(note) for _, m in layers]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return sorted(layers, key=lambda layer: called.index(layer[1]) if layer[1] in called else len(called))
+
+
+def _scale_logits(folder: Path, model: nn.Module, owner: nn.Module, kind: str, xs) -> dict:
+    """Rescale ``owner`` (the layer producing one output activation's logits) so its logits over
+    ``xs`` have a standard deviation of LOGIT_STD[kind]; a sigmoid map is also shifted so
+    FOREGROUND of its pixels are above the DB threshold. Returns what was done (the record)."""
+    got: list[torch.Tensor] = []
+    def keep(mod, args, out):
+        got.append(out.detach())
+    h = owner.register_forward_hook(keep)
+    try:
+        with torch.no_grad():
+            for x in xs:
+                model(x)
+    finally:
+        h.remove()
+    flat = torch.cat([g.double().flatten() for g in got]).numpy()
+    k = LOGIT_STD[kind] / max(float(flat.std()), 1e-6)
+    shift = 0.0
+    if kind == "sigmoid":  # FOREGROUND of the pixels above the DB threshold
+        shift = float(np.log(DB_THRESH / (1 - DB_THRESH)) - np.quantile(flat * k, 1 - FOREGROUND))
+    with torch.no_grad():
+        owner.weight.mul_(k)
+        if getattr(owner, "bias", None) is not None:
+            owner.bias.mul_(k).add_(shift)
+        elif shift:
+            raise FormatError(f"{folder}: the output layer has no bias to shift")
+    return {"activation": kind, "std_before": float(flat.std()), "scale": k, "shift": shift}
 
 
 def _set_batch_norm(m, seen) -> None:
@@ -265,6 +304,6 @@ def _seed_and_calibrate(program_dir, out: Path, images, arch, dictionary, seed, 
     inputs = [x for _, x in single_inputs(conv.config, [Path(p) for p in images][:max_inputs])]
     record = read_record(out)
     record.update(calibrated=True, calibration_inputs=len(inputs),
-                  **calibrate(out, conv, inputs, output_layer(conv.source.program)))
+                  **calibrate(out, conv, inputs, output_layers(conv.source.program)))
     write_record(out, record)
     return out

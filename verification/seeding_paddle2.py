@@ -86,33 +86,44 @@ def seed_folder(program_dir: str | os.PathLike, dst: str | os.PathLike, *, seed:
     return out
 
 
-def output_layer(program: Program) -> tuple[str, str] | None:
-    """(softmax|sigmoid, program name of the weight producing the output logits), or None
-    when the first fetched output does not come from one of those activations."""
-    act = _output_activation(program)
-    if act is None:
-        return None
-    kind, logits = act
-    weight, _ = _last_affine(program, logits, {v.name for v in program.parameters()})
-    return kind, weight
+def output_layers(program: Program) -> list[tuple[str, str]]:
+    """(softmax|sigmoid, program name of the weight producing its logits) for each output
+    activation the first fetched output is made of: one, or two whose maps are averaged, in
+    the order the add names them. [] when the output is anything else."""
+    params = {v.name for v in program.parameters()}
+    return [(kind, _last_affine(program, logits, params)[0]) for kind, logits in _output_activations(program, params)]
 
 
-def _output_activation(program: Program) -> tuple[str, str] | None:
-    """(activation op type, its input logits var) of the program's first fetched output."""
+_PASS_THROUGH = {"scale", "reshape2", "squeeze2", "unsqueeze2", "transpose2", "assign"}
+
+
+def _output_activations(program: Program, params: set[str]) -> list[tuple[str, str]]:
+    """(activation op type, its input logits var) for each activation the program's first
+    fetched output is made of, through the scale/reshape ops save_inference_model appends and
+    sums of maps; [] when it is made of anything else."""
     fetch = next((op for op in program.ops if op.type == "fetch"), None)
     if fetch is None:
-        return None
-    var = fetch.inputs["X"][0]
-    for _ in range(8):  # through the scale/reshape ops save_inference_model appends
-        op = _producer(program, var)
-        if op is None:
-            return None
-        if op.type in LOGIT_STD:
-            return op.type, op.inputs["X"][0]
-        if op.type not in {"scale", "reshape2", "squeeze2", "unsqueeze2", "transpose2", "assign"}:
-            return None
-        var = op.inputs["X"][0]
-    return None
+        return []
+    found, todo = [], [fetch.inputs["X"][0]]
+    while todo:
+        var = todo.pop(0)
+        for _ in range(8):
+            op = _producer(program, var)
+            if op is None:
+                return []
+            if op.type in LOGIT_STD:
+                found.append((op.type, op.inputs["X"][0]))
+                break
+            summed = op.inputs.get("X", []) + op.inputs.get("Y", [])
+            if op.type in {"elementwise_add", "add"} and not any(n in params for n in summed):
+                todo += summed
+                break
+            if op.type not in _PASS_THROUGH:
+                return []
+            var = op.inputs["X"][0]
+        else:
+            return []
+    return found
 
 
 def _producer(program: Program, var: str) -> OpInfo | None:

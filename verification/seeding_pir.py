@@ -67,30 +67,52 @@ def seed_folder(program_dir: str | os.PathLike, dst: str | os.PathLike, *, seed:
     return out
 
 
-def output_layer(program: PirProgram) -> tuple[str, str] | None:
-    """(softmax|sigmoid, name of the weight whose op produces the logits), or None when the
-    first fetched output does not come from one of those activations."""
+_PASS_THROUGH = {"scale", "reshape", "squeeze", "unsqueeze", "transpose", "assign"}
+
+
+def output_layers(program: PirProgram) -> list[tuple[str, str]]:
+    """(softmax|sigmoid, name of the weight whose op produces its logits) for each output
+    activation the first fetched output is made of: one, or two whose maps are averaged
+    (PFHeadLocal: 0.5 * (base + cbn)), in the order the add names them. [] when the output is
+    anything else."""
     producers = program.producers()
     params = program.param_by_value()
     fetch = next((op for op in program.ops if op.type == "fetch"), None)
     if fetch is None or not fetch.inputs:
-        return None
-    v = fetch.inputs[0]
-    kind = None
+        return []
+    found, todo = [], [fetch.inputs[0]]
+    while todo:
+        v = todo.pop(0)
+        for _ in range(32):
+            op = producers.get(v)
+            if op is None:
+                return []
+            if op.type in LOGIT_STD:
+                weight = _logits_weight(op.inputs[0], producers, params)
+                if weight is None:
+                    return []
+                found.append((op.type, weight))
+                break
+            if op.type == "add" and not any(i in params for i in op.inputs):  # two maps summed
+                todo += list(op.inputs)
+                break
+            if op.type not in _PASS_THROUGH:
+                return []
+            v = op.inputs[0]
+        else:
+            return []
+    return found
+
+
+def _logits_weight(v, producers, params) -> str | None:
+    """The weight of the conv or matmul producing ``v`` (through a bias add and reshapes)."""
     for _ in range(32):
         op = producers.get(v)
         if op is None:
             return None
-        if kind is None:
-            if op.type in LOGIT_STD:
-                kind = op.type
-            elif op.type not in {"scale", "reshape", "squeeze", "unsqueeze", "transpose", "assign"}:
-                return None
-            v = op.inputs[0]
-            continue
         weights = [params[i] for i in op.inputs if i in params]
         if op.type in {"matmul", "conv2d", "conv2d_transpose", "depthwise_conv2d"} and weights:
-            return kind, weights[0].name
+            return weights[0].name
         if op.type not in {"add", "reshape", "transpose", "squeeze", "unsqueeze", "scale"}:
             return None
         v = op.inputs[0]
