@@ -131,6 +131,32 @@ def test_a_precision_fault_fails_parity(shared_dir, paddle, monkeypatch):
     assert bad and all(c.noise_ratio > 10 * parity.NOISE_FACTOR for c in bad), report.summary()
 
 
+def test_a_flipped_pixel_passes_only_within_the_references_own_error():
+    """A detection pixel that binarizes differently from Paddle's is a rounding tie only where
+    its exact probability lies within TOLERANCE of the threshold, or within Paddle's own fp32
+    error on that input where that is larger (a seeded server detector's, 3.8e-4)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from verification.parity import TOLERANCE, _det_judge
+
+    judge = _det_judge(SimpleNamespace(config={"postprocess": {}}))
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    exact = np.full((1, 1, 32, 32), 0.05)
+    exact[..., 8:24, 8:24] = 0.95
+    exact[..., 2, 2] = 0.3 + 2e-4  # 2e-4 above the DB threshold
+    paddle, torch_ = exact.copy(), exact.copy()
+    torch_[..., 2, 2] = 0.3 - 1e-5  # below it: a flip
+    assert not judge(x, paddle, torch_, exact, exact)[0]  # beyond TOLERANCE of the threshold
+    agree, detail = judge(x, paddle, torch_, exact, exact, 3e-4)  # Paddle itself is 3e-4 off here
+    assert agree and "1 rounding ties" in detail
+    assert not judge(x, paddle, torch_, exact, exact, 1.5 * TOLERANCE)[0]
+    flipped64 = exact.copy()
+    flipped64[..., 2, 2] = 0.3 - 1e-5
+    assert not judge(x, paddle, torch_, exact, flipped64, 3e-4)[0]  # fp64 must agree everywhere
+
+
 def test_a_flipped_pick_passes_only_as_a_rounding_tie():
     """Text/label decisions: a pick that differs from Paddle's is accepted only where the exact
     probabilities of the two classes are within the tolerance, and fp64 decisions must agree."""
