@@ -104,7 +104,7 @@ def calibrate(folder: str | os.PathLike, conversion, inputs: Sequence[np.ndarray
     by_program = {src.program_names.get(e.source, e.source): e for e in conversion.mapping.entries}
     layers = [(kind, _owner(model, by_program[weight].target)) for kind, weight in outputs if weight in by_program]
     scaled = []
-    for i, (kind, owner) in enumerate(_in_forward_order(model, layers, xs[0])):
+    for i, (kind, owner) in enumerate(_in_forward_order(model, layers, xs[0]) if len(layers) > 1 else layers):
         if i:  # an earlier output map feeds later layers (PFHeadLocal's second branch reads the first)
             _set_batch_norms_in_lockstep(model, bns, xs)
         scaled.append(_scale_logits(folder, model, owner, kind, xs))
