@@ -76,8 +76,13 @@ def test_which_kernel_runs():
     assert conv._kernel(x.contiguous(memory_format=torch.channels_last)) == "plain"
     assert conv._kernel(_small_cl_input()) == "packed"  # small, channels-last: the packed weight
     assert conv._kernel(_small_cl_input().contiguous()) is None  # small NCHW: the plain ops
-    # one small image and a 3x3 dense kernel: ATen's im2col path, faster there than oneDNN
-    assert conv._kernel(torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last)) is None
+    # one small image and a 3x3 dense kernel: oneDNN too (ATen would take its slower im2col path)
+    assert conv._kernel(torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last)) == "packed"
+    # a 1x1 conv on a small channels-last map: a matrix product; on a large one the fused kernel
+    pointwise, y = model.conv2, torch.randn(1, 16, 6, 6).contiguous(memory_format=torch.channels_last)
+    assert pointwise._kernel(y) == "matrix" and pointwise._kernel(y.contiguous()) is None
+    big = torch.randn(1, 16, *_big_input().shape[2:]).contiguous(memory_format=torch.channels_last)
+    assert pointwise._kernel(big) is None  # no activation of its own: the plain conv
     x = _small_cl_input()
     assert conv._kernel(x.double()) is None and conv._kernel(x.bfloat16()) is None
     assert conv._kernel(x.to("meta")) is None
@@ -97,14 +102,15 @@ def test_packed_weight_computes_the_same_and_follows_the_weight():
     model = for_inference(plain, x, channels_last=True)
     with torch.no_grad():
         a, b = plain(x), model(x)
-        assert model.conv._packed.entry is not None and model.conv2._packed.entry is not None
+        assert model.conv._packed.entry is not None  # conv2, a 1x1, is a matrix product
         assert (a - b).abs().max() <= 1e-5 * a.abs().max()
         # a weight changed in place is packed again; so is one replaced
         model.conv.weight.mul_(2)
         plain.conv.weight.mul_(2)
         assert (plain(x) - model(x)).abs().max() <= 1e-5 * plain(x).abs().max()
-        model.conv2.weight = nn.Parameter(torch.zeros_like(model.conv2.weight), requires_grad=False)
-        assert model.conv2(model.conv(x)).abs().max() == model.conv2.bias.abs().max()
+        model.conv.weight = nn.Parameter(torch.zeros_like(model.conv.weight), requires_grad=False)
+        expected = torch.nn.functional.hardswish(model.conv.bias).reshape(1, -1, 1, 1).expand(2, -1, 12, 12)
+        assert (model.conv(x) - expected).abs().max() <= 1e-6  # the zero weight, not the packed old one
 
 
 @needs_kernel
@@ -163,6 +169,28 @@ def test_copies_and_pickles_start_without_the_packed_weight():
         for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
             assert other.conv._packed.entry is None
             assert torch.equal(other(x), ref)
+
+
+@needs_kernel
+@pytest.mark.parametrize("act", [nn.ReLU, nn.Hardswish, nn.SiLU, None])
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_1x1_conv_as_a_matrix_product_computes_the_same_function(act, bias):
+    """The matrix form reads a channels-last map as rows and writes a channels-last output:
+    same values as the conv, for any batch, with or without bias and activation, and it follows
+    the weight when it is changed in place (nothing of it is cached)."""
+    conv = nn.Conv2d(24, 40, 1, bias=bias)
+    plain = nn.Sequential(conv, act()) if act else nn.Sequential(conv)
+    x = torch.randn(3, 24, 5, 7).contiguous(memory_format=torch.channels_last)
+    model = for_inference(plain.eval(), x, channels_last=True)
+    fused = model[0]
+    assert fused._kernel(x) == "matrix"
+    with torch.no_grad():
+        a, b = plain(x), model(x)
+        assert b.shape == a.shape and b.is_contiguous(memory_format=torch.channels_last)
+        assert (a - b).abs().max() <= 1e-5 * a.abs().max()
+        fused.weight.mul_(-2)
+        conv.weight.mul_(-2)
+        assert (plain(x) - model(x)).abs().max() <= 1e-5 * plain(x).abs().max()
 
 
 def test_refuses_what_it_cannot_run():

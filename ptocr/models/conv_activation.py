@@ -16,12 +16,20 @@ layout from the whole problem, input shape included, so a weight is packed per i
 v4 recognizer's 960->60 neck conv wants 32-channel blocks at batch 1 and 24 at batch 6, and a
 weight packed for the one, given at the other, was converted at every call (6 ms of an 89 ms
 batch of 6 on an AMD EPYC, AVX2). Shapes are many, layouts few: shapes whose packed weights are
-byte for byte the same share one tensor. A one-image input
-small enough that ATen's own rule sends it to its im2col path (``_native_is_faster``) takes the
-plain conv: there that path is 2-3x faster than any oneDNN call. PyTorch's own convolution also
-takes that im2col path for every 1x1 conv at one intra-op thread, which the bulk engine's lanes
-use; this kernel does not. A contiguous (NCHW) input keeps plain weights, as oneDNN then writes
-an NCHW output, and takes the fused kernel only where the output is large (FUSED_MIN_ELEMENTS).
+byte for byte the same share one tensor.
+
+Each oneDNN call also pays a fixed 35-40 us to set its primitive up (a 16-channel 4 x 4 conv
+takes 42 us, of which its kernel runs 7), whatever the number of threads. A 1x1 conv (stride 1,
+no padding, one group) is a matrix product on a channels-last map, so one of fewer than
+MATRIX_MAX_MACS multiply-adds runs as one (``torch.addmm`` on the N*H*W x C view, then the
+activation in place): 7 against 42 us for that 4 x 4 conv, 18 against 52 us for the v4
+recognizer's 60 -> 120 neck conv, 130 against 215 us for the direction classifier's 32 -> 200
+at batch 6 (7.4 M multiply-adds); past 10 M, oneDNN's own kernel is 5-15 % faster than MKL's
+(AMD EPYC, 2 threads). This replaces
+ATen's rule that sent a small one-image input to its im2col path, which took the dense kxk convs
+there too, where oneDNN is the faster (the v4 recognizer's 480 -> 60 1x3 neck conv: 90 against
+175 us). A contiguous (NCHW) input keeps plain weights, as oneDNN then writes an NCHW output,
+and takes the fused kernel only where the output is large (FUSED_MIN_ELEMENTS).
 
 Everywhere else (CUDA, meta, bfloat16 / float16, autograd, TorchScript tracing, torch.compile
 and torch.export, or oneDNN turned off with ``torch.backends.mkldnn.flags(enabled=False)``) it
@@ -49,6 +57,8 @@ ACTIVATIONS = {
     nn.SiLU: ("swish", F.silu),
 }
 NO_ACTIVATION = "none"  # oneDNN's name for a conv without post-op
+# A 1x1 conv below this many multiply-adds runs as a matrix product (see above).
+MATRIX_MAX_MACS = 1 << 23
 _PLAIN = {name: (lambda x, fn=fn: fn(x, inplace=True)) for name, fn in ACTIVATIONS.values()} | {NO_ACTIVATION: lambda x: x}
 # The same, out of place: what a traced copy for oneDNN Graph records (activation_in_place).
 _OUT_OF_PLACE = {name: fn for name, fn in ACTIVATIONS.values()} | {NO_ACTIVATION: lambda x: x}
@@ -56,9 +66,6 @@ _OUT_OF_PLACE = {name: fn for name, fn in ACTIVATIONS.values()} | {NO_ACTIVATION
 # (elements) take the two plain ops: there the fused primitive's set-up per call costs more than
 # the activation's pass over the output saves (tools/bench.py).
 FUSED_MIN_ELEMENTS = 1 << 18
-# ATen's ConvParams::use_mkldnn: a one-image input of at most this many elements, with a dense
-# kernel of at most 3 in one dimension, goes to its im2col path, which is faster at that size.
-_NATIVE_MAX_ELEMENTS = 20480
 
 
 def fused_kernel_available() -> bool:
@@ -155,19 +162,16 @@ class ConvActivation2d(nn.Conv2d):
         # an output of FUSED_MIN_ELEMENTS, counted on the input's map (the product of the strides)
         conv._fused_from = FUSED_MIN_ELEMENTS * conv.stride[0] * conv.stride[1]
         conv._packed = _PackedWeight()
-        kh, kw = conv.kernel_size
-        conv._native_shapes = conv.groups == 1 and not (kh > 3 and kw > 3)
+        conv._matrix_product = (conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
+                                and conv.groups == 1)
         return conv
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, activation={self.activation}"
 
-    def _native_is_faster(self, x: torch.Tensor) -> bool:
-        return self._native_shapes and x.shape[0] == 1 and x.numel() <= _NATIVE_MAX_ELEMENTS
-
     def _kernel(self, x: torch.Tensor) -> str | None:
-        """Which weight the oneDNN kernel takes for ``x`` ("packed" or "plain"), or None where
-        the plain ops run."""
+        """How ``x`` is computed: oneDNN with the "packed" or the "plain" weight, a "matrix"
+        product, or None: the plain ops."""
         # Graph capture first (a traced size test would be baked into the graph).
         if capturing_graph() or x.dim() != 4:
             return None
@@ -176,7 +180,9 @@ class ConvActivation2d(nn.Conv2d):
             return None
         if x.shape[0] * x.shape[2] * x.shape[3] * self.out_channels >= self._fused_from:
             return None if self.activation == NO_ACTIVATION else "plain"
-        if x.is_contiguous(memory_format=torch.channels_last) and not self._native_is_faster(x):
+        if x.is_contiguous(memory_format=torch.channels_last):
+            if self._matrix_product and x.numel() * self.out_channels < MATRIX_MAX_MACS:
+                return "matrix"
             # A weight made under inference_mode has no version counter to tell a packed copy
             # from a stale one: it goes to oneDNN as it is, reordered at each call.
             return "plain" if self.weight.is_inference() else "packed"
@@ -187,7 +193,17 @@ class ConvActivation2d(nn.Conv2d):
         if kernel is None:
             plain = _PLAIN if self.activation_in_place else _OUT_OF_PLACE
             return plain[self.activation](super().forward(x))
+        if kernel == "matrix":
+            return self._matrix_forward(x)
         weight = self._packed.get(self, x) if kernel == "packed" else self.weight
         return torch.ops.mkldnn._convolution_pointwise(
             x, weight, self.bias, list(self.padding), list(self.stride), list(self.dilation), self.groups,
             self.activation, [], "")
+
+    def _matrix_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1x1 conv of a channels-last ``x`` as (N*H*W x C) @ (C x O): views both ways, no copy."""
+        n, c, h, w = x.shape
+        rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
+        weight = self.weight.reshape(self.out_channels, c).t()
+        y = torch.mm(rows, weight) if self.bias is None else torch.addmm(self.bias, rows, weight)
+        return _PLAIN[self.activation](y).view(n, h, w, self.out_channels).permute(0, 3, 1, 2)
