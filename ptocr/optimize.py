@@ -12,6 +12,8 @@
   and the activation that alone reads it as a post-op);
 * transposed convs to one channel with kernel == stride (the DB head's last layer) as a 1x1
   conv and an interleave (``InterleavedConvTranspose2d``);
+* linear layers with a large weight (a recognizer's dictionary head) with that weight packed for
+  oneDNN once (``PackedLinear``);
 * optionally (the classifiers' default; ``ptocr.load(..., shape_graphs=True)`` for the others)
   frozen oneDNN Graph traces of the input shapes the model sees often (``ptocr.models.shape_graphs``);
 * optionally channels-last memory format (``inference_settings`` turns it on by default; see
@@ -42,11 +44,12 @@ from ptocr.models.float64 import float64_members, model_dtype
 from ptocr.models.interleaved_conv import InterleavedConvTranspose2d
 from ptocr.models.layers import GlobalAvgPool, SEModule, bn_scale_shift
 from ptocr.models.model import OCRModel
+from ptocr.models.packed_linear import PackedLinear
 from ptocr.models.reparam import fuse_reparameterizable, install_inference_forms, replace_submodule
 from ptocr.models.shape_graphs import ShapeGraphs
 
 __all__ = ["INFERENCE_OPTIONS", "TASK_SETTINGS", "inference_settings", "compile_for_inference", "for_inference",
-           "fold_batch_norms", "onednn_convs", "interleaved_transposed_convs", "se_as_matrices",
+           "fold_batch_norms", "onednn_convs", "interleaved_transposed_convs", "packed_linears", "se_as_matrices",
            "for_fixed_shape_graph", "example_input"]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
@@ -169,6 +172,15 @@ def interleaved_transposed_convs(model: nn.Module) -> int:
     for m in convs:
         InterleavedConvTranspose2d.take_over(m)
     return len(convs)
+
+
+def packed_linears(model: nn.Module) -> int:
+    """Linear layers with at least ``PackedLinear.MIN_WEIGHT_ELEMENTS`` weights as
+    ``PackedLinear`` (the class swapped in place); returns how many."""
+    linears = [m for m in model.modules() if PackedLinear.can_take(m)]
+    for m in linears:
+        PackedLinear.take_over(m)
+    return len(linears)
 
 
 def activations_in_place(model: nn.Module, example: torch.Tensor) -> int:
@@ -334,6 +346,7 @@ def _optimize(model: nn.Module, example: torch.Tensor, channels_last: bool, fold
     onednn_convs(model, example)
     activations_in_place(model, example)
     interleaved_transposed_convs(model)
+    packed_linears(model)
     se_as_matrices(model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
