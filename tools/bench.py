@@ -577,7 +577,10 @@ channels-last weights (oneDNN then skips its NCHW layout reorders around every c
 recognizer's head reads a contiguous sequence), every conv a oneDNN call (`ptocr.models.conv_activation`, eager float32 on the CPU) with the ReLU /
 Hardswish / SiLU that alone reads its output as a post-op where the output is large, and with its
 weight packed for oneDNN once where the map is small (rec batch 1 0.94x, cls 0.96-0.98x, det and
-rec batch 6 unchanged, side by side), and for the direction classifiers frozen traces of the input
+rec batch 6 unchanged, side by side), except the 1x1 convs of under 8 M multiply-adds, which are
+one matrix product each (oneDNN's set-up, 35-40 us a call, outweighs their arithmetic: a 48x32
+word 0.94x, side by side on an AMD EPYC), the recognizers' dictionary heads with their weight
+packed for oneDNN once (`ptocr.models.packed_linear`), and for the direction classifiers frozen traces of the input
 shapes they see often, run by oneDNN Graph (`ptocr.models.shape_graphs`: built at a shape's 8th
 call, about half a second; cls batch 6 about 2 ms against 5 eager).
 *PyTorch shape graphs*: the same with `ptocr.load(..., shape_graphs=True)`, which gives detectors and
