@@ -201,6 +201,23 @@ def test_rep_layer_follows_the_reparam_protocol():
     torch.testing.assert_close(after, before, rtol=0, atol=1e-5)
 
 
+def test_folded_affine_is_one_pass_eager_and_two_ops_in_a_trace():
+    """Eager (no autograd, CPU) the folded layer's ``scale * x + bias`` is one in-place add;
+    a trace records the product and the sum, which oneDNN Graph fuses into the conv. Same
+    values to float32 rounding either way."""
+    m = PPLCNetV3(scale=0.5)
+    randomize(m)
+    m.eval()
+    install_inference_forms(fuse_reparameterizable(m))
+    layer = next(l for l in m.modules() if isinstance(l, FoldedRepLayer) and l.act_scale is not None)
+    x = torch.randn(1, layer.conv.in_channels, 12, 16)
+    with torch.no_grad():
+        two_ops = torch.nn.functional.hardswish(layer.conv(x)).mul_(layer.act_scale).add_(layer.act_bias)
+        torch.testing.assert_close(layer(x), two_ops, rtol=0, atol=1e-6)
+        graph = str(torch.jit.trace(layer, x).inlined_graph)
+    assert "aten::mul_" in graph and "aten::add_" in graph and "aten::add(" not in graph
+
+
 # ---------------------------------------------------------------- names vs Paddle
 
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
 from ptocr.models.layers import (PADDLE_HARDSIGMOID_SLOPE, ConvBNAct, LearnableAffineBlock, SEModule,
-                                  bn_scale_shift, make_divisible)
+                                  bn_scale_shift, capturing_graph, make_divisible)
 from ptocr.models.reparam import fuse_reparameterizable
 from ptocr.models.registry import register
 
@@ -231,7 +231,11 @@ class FoldedRepLayer(nn.Module):
         x = self.act(x)
         if self.act_scale is None:  # the affine taken over by the next conv (LCNetV3Block)
             return x
-        return x.mul_(self.act_scale).add_(self.act_bias)
+        if capturing_graph() or torch.is_grad_enabled() or x.device.type != "cpu":
+            # Graphs fuse these two into the conv's kernel; .item() would wait for a GPU.
+            return x.mul_(self.act_scale).add_(self.act_bias)
+        # One pass over the map instead of two: 0.55x the time on a 240 x 12 x 80 map (AMD EPYC).
+        return torch.add(self.act_bias, x, alpha=self.act_scale.item(), out=x)
 
     @torch.no_grad()
     def take_input_affine(self, scale: torch.Tensor, bias: torch.Tensor) -> None:
