@@ -3,6 +3,8 @@ real PP-OCRv4 ``.pdiparams.info`` files."""
 
 from __future__ import annotations
 
+import copy
+
 import os
 import pickle
 import re
@@ -216,6 +218,11 @@ def test_folded_affine_is_one_pass_eager_and_two_ops_in_a_trace():
         torch.testing.assert_close(layer(x), two_ops, rtol=0, atol=1e-6)
         graph = str(torch.jit.trace(layer, x).inlined_graph)
     assert "aten::mul_" in graph and "aten::add_" in graph and "aten::add(" not in graph
+    # bfloat16 keeps the two roundings its agreement with float32 was measured with
+    half, xh = copy.deepcopy(layer).bfloat16(), x.bfloat16()
+    with torch.no_grad():
+        two = torch.nn.functional.hardswish(half.conv(xh)).mul_(half.act_scale).add_(half.act_bias)
+        assert torch.equal(half(xh), two)
 
 
 # ---------------------------------------------------------------- names vs Paddle
