@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from ptocr.models.layers import capturing_graph
 
-__all__ = ["ACTIVATIONS", "NO_ACTIVATION", "ConvActivation2d", "fused_kernel_available"]
+__all__ = ["ACTIVATIONS", "NO_ACTIVATION", "ConvActivation2d", "eager_onednn", "fused_kernel_available"]
 
 # activation module -> (oneDNN post-op name, the same function in PyTorch)
 ACTIVATIONS = {
@@ -75,6 +75,14 @@ def fused_kernel_available() -> bool:
 
 
 _KERNEL = fused_kernel_available()
+
+
+def eager_onednn(x: torch.Tensor, params: list[torch.Tensor]) -> bool:
+    """Eager float32 on the CPU with oneDNN on, no graph capture and no autograd through ``x``
+    or ``params``: where an inference-only oneDNN call (ConvActivation2d, PackedLinear) may
+    replace the plain op."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and torch.backends.mkldnn.enabled
+            and not capturing_graph() and not (torch.is_grad_enabled() and any(t.requires_grad for t in (x, *params))))
 
 
 class _PackedWeight:
@@ -175,8 +183,7 @@ class ConvActivation2d(nn.Conv2d):
         # Graph capture first (a traced size test would be baked into the graph).
         if capturing_graph() or x.dim() != 4:
             return None
-        if not (x.device.type == "cpu" and x.dtype == torch.float32 and _KERNEL and torch.backends.mkldnn.enabled
-                and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))):
+        if not (_KERNEL and eager_onednn(x, [self.weight])):
             return None
         if x.shape[0] * x.shape[2] * x.shape[3] * self.out_channels >= self._fused_from:
             return None if self.activation == NO_ACTIVATION else "plain"

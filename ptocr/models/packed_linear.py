@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ptocr.models.layers import capturing_graph
+from ptocr.models.conv_activation import eager_onednn
 
 __all__ = ["PackedLinear", "packed_linear_available"]
 
@@ -83,9 +83,8 @@ class PackedLinear(nn.Linear):
 
     def _applies(self, x: torch.Tensor) -> bool:
         w = self.weight
-        return (_KERNEL and x.device.type == "cpu" and x.dtype == torch.float32 == w.dtype and w.device.type == "cpu"
-                and torch.backends.mkldnn.enabled and not capturing_graph() and not w.is_inference()
-                and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)))
+        return (_KERNEL and eager_onednn(x, [w]) and w.dtype == torch.float32 and w.device.type == "cpu"
+                and not w.is_inference())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._applies(x):
