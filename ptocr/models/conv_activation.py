@@ -48,7 +48,8 @@ import torch.nn.functional as F
 
 from ptocr.models.layers import capturing_graph
 
-__all__ = ["ACTIVATIONS", "NO_ACTIVATION", "ConvActivation2d", "eager_onednn", "fused_kernel_available"]
+__all__ = ["ACTIVATIONS", "NO_ACTIVATION", "ConvActivation2d", "WeightDerived", "eager_onednn",
+           "fused_kernel_available"]
 
 # activation module -> (oneDNN post-op name, the same function in PyTorch)
 ACTIVATIONS = {
@@ -85,33 +86,44 @@ def eager_onednn(x: torch.Tensor, params: list[torch.Tensor]) -> bool:
             and not capturing_graph() and not (torch.is_grad_enabled() and any(t.requires_grad for t in (x, *params))))
 
 
-class _PackedWeight:
-    """A conv weight in oneDNN's blocked layout for each input shape it was called with (at most
-    ``MAX_SHAPES``, the oldest dropped first), and the (storage, version) of the weight they were
-    made from, so that a weight changed in place or replaced is packed again. An opaque oneDNN
-    tensor can be neither copied nor pickled: copies of a model start without one."""
+class WeightDerived:
+    """What a module made from its weight for oneDNN (a packed copy), with the (storage, version)
+    of the weight it was made from, so that a weight changed in place or replaced is packed again.
+    An opaque oneDNN tensor can be neither copied nor pickled: copies of a model start without one."""
 
     __slots__ = ("entry",)
-    MAX_SHAPES = 16
 
     def __init__(self):
-        # ((storage, version), {input shape: packed weight}); replaced whole, never edited in
-        # place by one thread while another reads it, except the dict (atomic under the GIL)
-        self.entry: tuple[tuple[int, int], dict[torch.Size, torch.Tensor]] | None = None
+        # ((storage, version), what was made); replaced whole, never edited in place by one thread
+        # while another reads it
+        self.entry: tuple[tuple[int, int], object] | None = None
 
     def __deepcopy__(self, memo):
-        return _PackedWeight()
+        return type(self)()
 
     def __reduce__(self):
-        return _PackedWeight, ()
+        return type(self), ()
 
-    def get(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-        w = conv.weight
-        key = (w.data_ptr(), w._version)
+    def current(self, weight: torch.Tensor, make):
+        """What ``make()`` made from ``weight`` as it is now (made again if it changed)."""
+        key = (weight.data_ptr(), weight._version)
         entry = self.entry  # read once: another thread (a bulk lane) may replace it meanwhile
         if entry is None or entry[0] != key:
-            entry = self.entry = (key, {})
-        shapes = entry[1]
+            entry = self.entry = (key, make())
+        return entry[1]
+
+
+class _PackedWeight(WeightDerived):
+    """A conv weight in oneDNN's blocked layout for each input shape it was called with (at most
+    ``MAX_SHAPES``, the oldest dropped first)."""
+
+    __slots__ = ()
+    MAX_SHAPES = 16
+
+    def get(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        # {input shape: packed weight}: the dict is edited by one thread while another may read
+        # it, which is atomic under the GIL
+        shapes = self.current(conv.weight, dict)
         packed = shapes.get(x.shape)
         if packed is None:
             packed = pack_for(conv, x.shape)

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ptocr.models.conv_activation import eager_onednn
+from ptocr.models.conv_activation import WeightDerived, eager_onednn
 
 __all__ = ["PackedLinear", "packed_linear_available"]
 
@@ -36,29 +36,19 @@ def packed_linear_available() -> bool:
 _KERNEL = packed_linear_available()
 
 
-class _Packed:
-    """The packed weight and the (storage, version) of the weight it was made from. An opaque
-    oneDNN tensor can be neither copied nor pickled: copies of a model start without one."""
+class _Packed(WeightDerived):
+    """The weight packed for oneDNN's matmul: one layout for every row count (oneDNN asks for
+    another only for a single row)."""
 
-    __slots__ = ("entry",)
+    __slots__ = ()
 
-    def __init__(self):
-        self.entry: tuple[tuple[int, int], torch.Tensor] | None = None
-
-    def __deepcopy__(self, memo):
-        return _Packed()
-
-    def __reduce__(self):
-        return _Packed, ()
-
-    @torch.no_grad()
     def get(self, weight: torch.Tensor) -> torch.Tensor:
-        key = (weight.data_ptr(), weight._version)
-        entry = self.entry  # read once: another thread (a bulk lane) may replace it meanwhile
-        if entry is None or entry[0] != key:
-            # One layout for every row count: oneDNN asks for another only for a single row.
-            entry = self.entry = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach()))
-        return entry[1]
+        return self.current(weight, lambda: _pack(weight))
+
+
+@torch.no_grad()
+def _pack(weight: torch.Tensor) -> torch.Tensor:
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach())
 
 
 class PackedLinear(nn.Linear):
