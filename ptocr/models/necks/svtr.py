@@ -124,7 +124,12 @@ class EncoderWithSVTR(nn.Module):
         super().__init__()
         kernel_size = tuple(kernel_size)
         pad = (kernel_size[0] // 2, kernel_size[1] // 2)
-        self.use_guide = use_guide
+        self.use_guide = use_guide  # as the config has it
+        # PaddleOCR's use_guide stops the CTC loss's gradient at the backbone, because the GTC
+        # (NRTR) branch trained beside it trains the backbone. ptocr builds no GTC branch: there
+        # the stop would leave a CTC fine-tune's backbone silently frozen, so the gradient flows
+        # unless this is set (True: PaddleOCR's update of the CTC branch alone). Same value.
+        self.detach_input = False
         self.conv1 = _conv_bn_swish(in_channels, in_channels // 8, kernel_size, pad)
         self.conv2 = _conv_bn_swish(in_channels // 8, hidden_dims, 1)
         self.svtr_block = nn.ModuleList(
@@ -139,9 +144,7 @@ class EncoderWithSVTR(nn.Module):
         self.out_channels = dims
 
     def forward(self, x):
-        # use_guide: Paddle stops the gradient into the backbone (the shortcut too); identity
-        # in value.
-        h = x.detach() if self.use_guide else x
+        h = x.detach() if self.detach_input else x  # the shortcut below too, as in Paddle
         z = self.conv2(self.conv1(h))
         n, c, hh, ww = z.shape
         z = z.flatten(2).transpose(1, 2)

@@ -1,0 +1,27 @@
+"""Fine-tuning what ``ptocr.create_model`` builds: every trainable parameter gets a gradient."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import ptocr
+
+
+@pytest.mark.parametrize("name", ["ch_PP-OCRv4_rec", "ch_PP-OCRv3_rec"])
+def test_a_ctc_loss_trains_the_backbone_too(name):
+    # PaddleOCR's SVTR neck stops the CTC gradient at the backbone for its GTC branch, which
+    # ptocr does not build: without that branch the backbone would never train.
+    torch.manual_seed(0)
+    net = ptocr.create_model(name, num_classes=40).train()
+    logits = net(torch.randn(2, 3, 48, 160))
+    if isinstance(logits, dict):
+        logits = logits["ctc"]
+    log_probs = logits.log_softmax(-1).transpose(0, 1)  # T x N x C
+    steps = log_probs.shape[0]
+    targets = torch.randint(1, 40, (2, 5))
+    F.ctc_loss(log_probs, targets, torch.full((2,), steps), torch.full((2,), 5)).backward()
+    missing = [k for k, p in net.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
+    assert not missing, f"no gradient reached {len(missing)} parameters, e.g. {missing[:3]}"
+    assert any(k.startswith("backbone.") for k, _ in net.named_parameters())
