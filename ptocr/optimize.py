@@ -39,7 +39,7 @@ from torch.overrides import TorchFunctionMode
 
 from ptocr.architectures import ARCHITECTURES, canonical_name
 from ptocr.errors import ArchitectureError
-from ptocr.models.conv_activation import ACTIVATIONS, ConvActivation2d
+from ptocr.models.conv_activation import ACTIVATIONS, ConvActivation2d, WeightDerived
 from ptocr.models.float64 import float64_members, model_dtype
 from ptocr.models.interleaved_conv import InterleavedConvTranspose2d
 from ptocr.models.layers import GlobalAvgPool, SEModule, bn_scale_shift
@@ -50,7 +50,7 @@ from ptocr.models.shape_graphs import ShapeGraphs
 
 __all__ = ["INFERENCE_OPTIONS", "TASK_SETTINGS", "inference_settings", "compile_for_inference", "for_inference",
            "fold_batch_norms", "onednn_convs", "interleaved_transposed_convs", "packed_linears", "se_as_matrices",
-           "for_fixed_shape_graph", "example_input"]
+           "for_fixed_shape_graph", "example_input", "weights_changed"]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 _ACTS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU)
@@ -327,6 +327,19 @@ def for_inference(model: nn.Module, example: torch.Tensor, *, channels_last: boo
     if shape_graphs:
         model.shape_graphs = ShapeGraphs(_traceable_copy, max_shapes=max_shape_graphs)
     return model
+
+
+def weights_changed(model: nn.Module) -> None:
+    """Forget what the optimized ``model`` made from its weights (packed copies, shape graphs).
+    Every change PyTorch tracks is seen without this (in-place ops, optimizer steps,
+    ``load_state_dict``, a dtype round trip, parameters replaced); an edit through ``p.data``
+    is not (PyTorch's version counter does not count it): call this after one."""
+    for m in model.modules():
+        derived = getattr(m, "_packed", None)
+        if isinstance(derived, WeightDerived):
+            derived.entry = None
+        if isinstance(m, OCRModel) and m.shape_graphs is not None:
+            m.shape_graphs.clear()
 
 
 def _traceable_copy(model: nn.Module) -> nn.Module:

@@ -94,6 +94,52 @@ def test_changed_weights_drop_the_graphs():
         assert len(model.shape_graphs) == 1  # rebuilt for them (build_after=1)
 
 
+def _fresh_eager(model: OCRModel, x: torch.Tensor) -> torch.Tensor:
+    """What ``model``'s weights as they are now compute: a copy starts without graphs and packed weights."""
+    with torch.inference_mode():
+        return copy.deepcopy(model)._eager(x)
+
+
+def _built(model: OCRModel, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        before = model(x)
+        assert len(model.shape_graphs) == 1
+    return before
+
+
+def test_replaced_parameters_drop_the_graphs():
+    model, x = _model(build_after=1), _x()
+    before = _built(model, x)
+    halved = {k: v * 0.5 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    model.load_state_dict(halved, assign=True)  # new Parameter objects
+    with torch.inference_mode():
+        got = model(x)
+    assert (got - _fresh_eager(model, x)).abs().max() <= 1e-5
+    assert (got - before).abs().max() > 1e-3
+
+
+def test_a_dtype_round_trip_drops_the_graphs():
+    model, x = _model(build_after=1), _x()
+    before = _built(model, x)
+    model.to(torch.bfloat16).to(torch.float32)  # the same Parameters, rounded, in other memory
+    with torch.inference_mode():
+        got = model(x)
+    assert (got - _fresh_eager(model, x)).abs().max() <= 1e-5
+    assert (got - before).abs().max() > 1e-5
+
+
+def test_edits_through_data_are_seen_after_weights_changed():
+    model, x = _model(build_after=1), _x()
+    before = _built(model, x)
+    for p in model.parameters():
+        p.data.mul_(0.5)  # PyTorch's version counter does not count this
+    ptocr.optimize.weights_changed(model)
+    with torch.inference_mode():
+        got = model(x)
+    assert (got - _fresh_eager(model, x)).abs().max() <= 1e-5
+    assert (got - before).abs().max() > 1e-3
+
+
 def test_a_failed_build_warns_once_and_stays_eager(monkeypatch):
     model, x = _model(build_after=1), _x()
 

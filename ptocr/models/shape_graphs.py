@@ -11,9 +11,11 @@ partitions set up once (tools/bench.py, 2 threads: ch_ppocr_mobile_v2.0_cls at b
 Such a trace holds one input shape and the weights as they were, so ``ShapeGraphs`` builds one per
 shape, only once that shape has come ``build_after`` times (a one-image run never pays for a
 build: 0.3 to 9 seconds on 2 cores), keeps at most ``max_shapes`` (each holds a copy of the
-weights and its compiled kernels), and drops them all when a parameter is changed in place
-(``load_state_dict`` copies in place). A parameter object replaced by another after the first
-call is not seen: set ``model.shape_graphs = None`` before doing that. The process-wide fusion
+weights and its compiled kernels), and drops them all when the weights change: a parameter
+changed in place (``load_state_dict`` copies in place; an optimizer step), given other memory
+(``model.to(dtype)`` and back) or replaced by another (``load_state_dict(..., assign=True)``).
+Only an edit through ``.data``, which PyTorch's version counter does not see, is missed:
+``ptocr.optimize.weights_changed(model)`` after such an edit. The process-wide fusion
 switch is turned on only while a new trace's first calls compile it (under a lock), then set
 back. Where tracing or fusing fails (TorchScript is deprecated), or the fused graph does not
 reproduce the eager output on the call that built it, the model stays eager for every shape,
@@ -52,6 +54,28 @@ _WARMUP_CALLS = 3
 _AGREEMENT = 1e-4
 _FUSION_SWITCH = threading.Lock()  # one build at a time flips the process-wide switch
 
+# Parameters registered on any module of the process (a module built, a parameter assigned):
+# a model's parameter list is walked again (0.2 ms) only after this moved.
+_registrations = 0
+
+
+def _count_registration(module, name, param):
+    global _registrations
+    _registrations += 1
+
+
+torch.nn.modules.module.register_module_parameter_registration_hook(_count_registration)
+
+
+def _weights_key(params: list[torch.Tensor]) -> tuple[int, int]:
+    """Moves when a parameter is changed in place (its version) or given other memory (its
+    address): 10-20 us for a hundred parameters."""
+    versions = addresses = 0
+    for p in params:
+        versions += p._version
+        addresses += p.data_ptr()
+    return versions, addresses
+
 
 class ShapeGraphs:
     """The per-shape graphs of one model, consulted by ``OCRModel.forward``.
@@ -70,7 +94,9 @@ class ShapeGraphs:
         self._seen: Counter[tuple] = Counter()
         self._failed = False  # a build failed: what failed for one shape would for the others
         self._params: list[torch.Tensor] | None = None
-        self._version: int | None = None
+        self._identity: tuple[int, ...] = ()  # the ids of _params
+        self._walked_at = -1  # _registrations when _params was taken
+        self._weights: tuple | None = None  # what the graphs were built from
         self._lock = threading.Lock()
 
     def __deepcopy__(self, memo):  # a copy of the model starts without graphs
@@ -93,19 +119,18 @@ class ShapeGraphs:
         this call builds it), else ``eager(x)``."""
         if not self.applies(model, x):
             return eager(x)
-        if self._params is None:
+        if self._walked_at != _registrations:  # the first call, or a parameter may have been replaced
             params = list(model.parameters())
             # Inference tensors have no version counter to watch: such a model stays eager (an
             # empty list, so that the walk over its parameters is not repeated at every call).
             self._params = [] if any(p.is_inference() for p in params) else params
+            self._identity = tuple(map(id, self._params))
+            self._walked_at = _registrations
         if not self._params:
             return eager(x)
-        # Each in-place change of a parameter (load_state_dict's copy included) raises its version:
-        # a sum over the list taken at the first call costs microseconds, model.parameters() 0.2 ms.
-        version = sum(p._version for p in self._params)
-        if version != self._version:
-            with self._lock:
-                self._graphs, self._seen, self._failed, self._version = {}, Counter(), False, version
+        weights = (self._identity, _weights_key(self._params))
+        if weights != self._weights:
+            self.clear(weights)
         key = (tuple(x.shape), x.stride())
         graph = self._graphs.get(key)
         if graph is not None:
@@ -130,6 +155,11 @@ class ShapeGraphs:
                 return expected
             self._graphs[key] = graph
             return got  # from here on, every call of this shape is the graph's
+
+    def clear(self, weights: tuple | None = None) -> None:
+        """Drop every graph (they hold the weights as they were): the next calls count again."""
+        with self._lock:
+            self._graphs, self._seen, self._failed, self._weights = {}, Counter(), False, weights
 
     def _build(self, model: nn.Module, x: torch.Tensor, expected: torch.Tensor):
         """The graph for ``x``'s shape and its output for ``x``."""
