@@ -92,6 +92,8 @@ def convert(
     # The released weights themselves (their sha256 is in the manifest) say more than a name.
     by_weights = _manifest_model_with_weights(source.weights_sha256)
     known = by_arg if by_arg is not None and arch not in ARCHITECTURES else (by_weights or by_folder or by_arg)
+    # --arch naming a zoo model (not an architecture) claims its dictionary: it must fit
+    claimed = known if by_arg is not None and known is by_arg and arch not in ARCHITECTURES else None
     if arch is not None and known is not None and known.name == arch:
         arch = known.architecture
     if arch is None:
@@ -106,7 +108,8 @@ def convert(
         model_cfg = {**model_cfg, "float64_modules": known.float64_modules}
     model = model_from_state(model_cfg, _tensors(fit.mapping), where=str(source.path))
     dic = _resolve_dictionary(spec, source, fit.model_cfg, dictionary, use_space_char,
-                              known.dictionary if known is not None else None)
+                              known.dictionary if known is not None else None,
+                              claimed_by=(claimed.name, fit.arch_name) if claimed is not None and known is claimed else None)
     config = {
         "architecture": fit.arch_name,
         "task": spec["task"],
@@ -247,11 +250,14 @@ def _set_class_count(cfg: dict, spec: dict, source: PaddleSource, rules, what: s
     cfg["head"]["num_classes"] = count
 
 
-def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char, known=None) -> Dictionary | None:
+def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char, known=None,
+                        claimed_by: tuple[str, str] | None = None) -> Dictionary | None:
     """The recognizer's dictionary: ``--dict`` (must fit), else the first that fits the head
     of: the characters the folder's inference.yml lists, the manifest's dictionary for the
     named model, a dictionary file beside the model, the architecture's default. Without an
-    explicit ``use_space_char`` both settings are tried (the model's own first)."""
+    explicit ``use_space_char`` both settings are tried (the model's own first). ``claimed_by``:
+    (model, architecture) when ``--arch`` named a zoo model; then only the file's own and that model's dictionary may
+    fit (another would give a file labelled as that model with someone else's dictionary)."""
     if spec["task"] != "rec":
         if explicit is not None:
             raise DictionaryError(f"--dict was given but {spec['task']} models have no dictionary")
@@ -272,13 +278,13 @@ def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char, known
     if known:
         candidates.append((f"{known['file']} (manifest)", lambda sp: builtin_dictionary(known["file"], sp),
                            known.get("use_space_char", True)))
-    folder = _folder_dictionaries(source)
+    folder = [] if claimed_by else _folder_dictionaries(source)
     if len(folder) > 1:
         names = ", ".join(p.name for p in folder)
         raise DictionaryError(f"{source.path} holds several dictionaries ({names}); choose one with --dict")
     for path in folder:
         candidates.append((path.name, lambda sp, path=path: read_dictionary(path, sp), default.get("use_space_char", True)))
-    if "builtin" in default:
+    if "builtin" in default and not claimed_by:
         candidates.append((f"{default['builtin']} (default)", lambda sp: builtin_dictionary(default["builtin"], sp),
                            default.get("use_space_char", True)))
     tried = []
@@ -290,6 +296,10 @@ def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char, known
             tried.append(f"{name} with{'' if space else 'out'} space: {dic.num_classes} classes")
     if not tried:
         raise DictionaryError(f"{source.path} has no dictionary beside it; give one with --dict")
+    if claimed_by:
+        model, arch = claimed_by
+        raise DictionaryError(f"--arch {model}: its dictionary does not fit {what} ({num_classes} classes): tried "
+                              f"{'; '.join(tried)}; these weights are not {model}'s: give --arch {arch} with --dict")
     raise DictionaryError(f"no dictionary fits {what} ({num_classes} classes): tried {'; '.join(tried)}; "
                           "give the right one with --dict")
 

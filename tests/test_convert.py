@@ -105,6 +105,18 @@ def test_dictionary_that_does_not_fit_the_head_is_refused(models, tmp_path):
     assert not dst.exists()
 
 
+def test_a_zoo_model_named_by_arch_must_bring_a_dictionary_that_fits(models, tmp_path):
+    # en_number's head has 97 classes; french_mobile_v2.0_rec's dictionary gives 137/138: the
+    # file must not come out labelled french with another dictionary found beside or by default
+    dst = tmp_path / "x.safetensors"
+    res = run("--src", models / "en_number_mobile_v2.0_rec_infer", "--arch", "french_mobile_v2.0_rec", "--dst", dst)
+    assert res.exit_code == EXIT_BAD_INPUT, res.output
+    assert "french_dict.txt" in res.output and "97 classes" in res.output and "ch_ppocr_mobile_v2.0_rec" in res.output
+    assert not dst.exists()
+    res = run("--src", models / "en_number_mobile_v2.0_rec_infer", "--arch", "en_number_mobile_v2.0_rec", "--dst", dst)
+    assert res.exit_code == 0, res.output
+
+
 def test_existing_output_is_not_overwritten_without_force(models, tmp_path):
     dst = tmp_path / "cls.safetensors"
     dst.write_bytes(b"precious")
