@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from converter.errors import ConversionError
+from ptocr.atomic import give_output_permissions, temp_beside
 from ptocr.checkpoint import encode_metadata, file_sha256
 
 
@@ -64,15 +64,15 @@ def write_converted(
     staged: list[tuple[Path, Path]] = []
     renamed: list[Path] = []
     try:
-        tmp = _temp_beside(dst)
+        tmp = temp_beside(dst)
         staged.append((tmp, dst))
         save_file(tensors, str(tmp), metadata=metadata)
-        os.chmod(tmp, 0o666 & ~_umask())  # save_file recreates the file as 0600
-        tmp = _temp_beside(config_path)
+        give_output_permissions(tmp)  # save_file recreates the file as 0600
+        tmp = temp_beside(config_path)
         staged.append((tmp, config_path))
         tmp.write_text(config_text, encoding="utf-8")
         if dictionary_text is not None:
-            tmp = _temp_beside(dict_path)
+            tmp = temp_beside(dict_path)
             staged.append((tmp, dict_path))
             tmp.write_text(dictionary_text, encoding="utf-8")
         sha = file_sha256(staged[0][0])
@@ -93,20 +93,3 @@ def write_converted(
 def _as_tensor(v) -> torch.Tensor:
     t = v if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v))
     return t.detach().contiguous()
-
-
-def _temp_beside(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        os.chmod(name, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
-    except BaseException:  # not yet staged by the caller: remove it here
-        os.unlink(name)
-        raise
-    return Path(name)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -38,6 +38,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ptocr.atomic import temp_beside
 from ptocr.errors import PtocrError
 from ptocr.models.reparam import fuse_reparameterizable
 from ptocr.optimize import for_fixed_shape_graph
@@ -91,7 +92,7 @@ def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: st
     # (a bfloat16 one, say, or one still training) must come back as it went in.
     model = copy.deepcopy(model).float().cpu().eval()
     x = example_input(config, batch=2 if dynamic else 1, shape=input_shape)
-    tmp = dst.with_name(f"{dst.stem}.partial{dst.suffix}")
+    tmp = temp_beside(dst, suffix=dst.suffix)  # the exporters go by the name's ending
     try:
         with torch.inference_mode(False), torch.no_grad():
             if fmt == "onnx":

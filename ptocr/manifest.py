@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from ptocr.architectures import ALIASES, ARCHITECTURES, TASKS
+from ptocr.atomic import write_atomically
 from ptocr.dictionary import builtin_dictionary
 from ptocr.errors import DictionaryError, PtocrError
 from ptocr.optimize import INFERENCE_OPTIONS
@@ -268,10 +269,7 @@ def write_manifest(data: dict, path: str | os.PathLike) -> None:
     problems = validate(data, check_architectures=False)
     if problems:
         raise ManifestError("refusing to write an invalid manifest:\n  " + "\n  ".join(problems[:20]))
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, dumps(data))
 
 
 # ---- validation ----

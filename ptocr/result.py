@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ptocr.atomic import write_atomically
 from ptocr.visualize import draw_ocr
 
 
@@ -74,5 +75,5 @@ class OCRResult:
         if not ok:
             raise ValueError(f"{path}: OpenCV cannot encode {path.suffix!r} images")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data.tobytes())  # works for non-ASCII paths, unlike cv2.imwrite on Windows
+        write_atomically(path, data.tobytes())  # not cv2.imwrite: that fails on non-ASCII paths on Windows
         return path

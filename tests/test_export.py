@@ -122,7 +122,11 @@ def test_export_leaves_the_callers_model_as_it_was(tmp_path):
     arch = get_architecture("ch_ppocr_mobile_v2.0_cls")
     model = build_model(arch["model"]).to(torch.bfloat16).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    neighbour = tmp_path / "cls.partial.pt"  # the fixed temporary name an export once used
+    neighbour.write_bytes(b"someone else's file")
     export(model, arch, tmp_path / "cls.pt", "torchscript")
+    assert neighbour.read_bytes() == b"someone else's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cls.partial.pt", "cls.pt"]  # no temporary file left
     assert model.training
     assert {v.dtype for v in model.state_dict().values() if v.is_floating_point()} == {torch.bfloat16}
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -1,0 +1,49 @@
+"""Outputs written whole or not at all: a temporary file beside the output, renamed into place.
+
+A reader (or a rerun after a crash, a kill or a full disk) then finds the complete new file or
+what was there before, never a part; the temporary name is unique, so no other file is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["temp_beside", "give_output_permissions", "write_atomically"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def give_output_permissions(path: str | os.PathLike) -> None:
+    """The permissions a new file gets (0666 less the umask): mkstemp and some writers make 0600."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def temp_beside(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
+    """A new empty file in ``path``'s folder (same file system, so a rename replaces ``path``
+    in one step), named after it; ``suffix`` where a writer goes by the name's ending."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        give_output_permissions(name)
+    except BaseException:  # not yet known to the caller: removed here
+        os.unlink(name)
+        raise
+    return Path(name)
+
+
+def write_atomically(path: str | os.PathLike, data: bytes | str) -> None:
+    """``data`` (text as UTF-8) into ``path``: the whole of it, or on any failure ``path`` as it was."""
+    tmp = temp_beside(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
