@@ -7,10 +7,12 @@ report it with the traceback).
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 
 import click
+from safetensors import SafetensorError
 
 from ptocr.errors import PtocrError
 
@@ -45,9 +47,8 @@ def main(src, dst, arch, dict_path, use_space_char, submodel, force, print_map):
         dic_text = conv.dictionary.text() if conv.dictionary is not None else None
         try:
             written = write_converted(conv.state_dict, conv.config, dic_text, dst, force=force)
-        except OSError as e:  # the output side (unwritable folder, disk full): not a bug
-            click.echo(f"ptocr-convert: error: cannot write {dst}: {e.strerror or e}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
+        except (OSError, SafetensorError) as e:  # the output side (unwritable folder, disk full): not a bug
+            _write_failed(dst, e)
     except PtocrError as e:
         click.echo(f"ptocr-convert: error: {e}", err=True)
         sys.exit(EXIT_BAD_INPUT)
@@ -59,6 +60,18 @@ def main(src, dst, arch, dict_path, use_space_char, submodel, force, print_map):
     )
     for note in conv.source.notes:
         click.echo(f"  note: {note}")
+
+
+def _write_failed(dst: str, e: OSError | SafetensorError) -> None:
+    """An output that cannot be written (safetensors reports a full disk as SafetensorError):
+    one line naming the file and why, exit 2. The writer has left nothing behind."""
+    if isinstance(e, OSError):
+        reason = e.strerror or str(e)
+    else:  # "Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: \"No space ...\" })"
+        found = re.search(r'message: "([^"]+)"', str(e))
+        reason = found.group(1) if found else (str(e).splitlines() or [type(e).__name__])[0]
+    click.echo(f"ptocr-convert: error: cannot write {dst}: {reason}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
 
 
 def _list(ctx):

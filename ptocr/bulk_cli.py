@@ -63,7 +63,12 @@ def expand_inputs(args) -> list[str]:
             names += [str(p) for p in sorted(path.rglob("*"))
                       if p.suffix.lower() in IMAGE_SUFFIXES | {PDF_SUFFIX} and p.is_file()]
         elif path.suffix.lower() in LIST_SUFFIXES and path.is_file():
-            lines = path.read_text(encoding="utf-8").splitlines()
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except UnicodeDecodeError as e:
+                raise PtocrError(f"{path}: a list of images must be UTF-8 text ({e.reason} at byte {e.start})") from None
+            except OSError as e:
+                raise PtocrError(f"{path}: cannot read the list: {e.strerror or e}") from None
             names += [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
         else:
             names.append(arg)

@@ -50,7 +50,10 @@ def read_converted(path: str | os.PathLike, *, expected_sha256: str | None = Non
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file")
-    sha = file_sha256(path)
+    try:
+        sha = file_sha256(path)
+    except OSError as e:  # unreadable (permissions, an I/O error): the file is unusable, not a bug
+        raise ModelFileError(f"{path}: cannot read it: {e.strerror or e}") from None
     if expected_sha256 is not None and sha != expected_sha256:
         raise ModelFileError(f"{path}: sha256 is {sha}, expected {expected_sha256}; the file is corrupt or tampered")
     try:

@@ -5,10 +5,15 @@ Exit codes: 0 ok; 2 bad input (unreadable image or model, unknown name); 1 inter
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
+import os
 import sys
 from importlib import resources
 from pathlib import Path
+from collections.abc import Callable
+from typing import NoReturn
 
 import click
 
@@ -20,8 +25,11 @@ from ptocr.errors import ImageError, PtocrError
 from ptocr.export import FORMATS, TRANSFORMERS, check_export, example_input, export_transformers
 from ptocr.export import export as do_export
 from ptocr.manifest import READY, list_models, load_manifest
+from ptocr.atomic import write_atomically
 from ptocr.bundles import build_pipeline
 from ptocr.pdf import is_pdf, parse_pages
+from ptocr.pipeline import OCR
+from ptocr.pipeline3 import OCR3, PADDLEOCR3_DEFAULTS, STEP_SWITCHES
 from ptocr.result3 import OCR3Result
 from ptocr.zoo import hf_cache_dir, offline, plan_publish, zoo_dir
 from ptocr.zoo import publish as do_publish
@@ -35,9 +43,42 @@ def main():
     allocator.keep_freed_memory()  # each image's tensors reuse the last one's memory
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"ptocr: error: {message}", err=True)
     sys.exit(EXIT_BAD_INPUT)
+
+
+def _os_fail(e: OSError, writing: str | os.PathLike | None = None) -> NoReturn:
+    """An OSError of the files given (unreadable, unwritable, a full disk) as the one-line error
+    of bad input, exit 2: ``writing``, the output it was writing, else the file it names."""
+    reason = e.strerror or str(e)
+    if writing is None:
+        _fail(f"{e.filename}: {reason}" if e.filename is not None else reason)
+    where = ""  # the folder it could not make, say; not the temporary file beside the output
+    if e.filename is not None and Path(os.fsdecode(e.filename)).parent != Path(writing).parent:
+        where = f" ({os.fsdecode(e.filename)})"
+    _fail(f"cannot write {os.fspath(writing)}: {reason}{where}")
+
+
+def _check_output_file(path: str, option: str) -> None:
+    """Before any work: ``path``'s folder exists and takes new files (what ``write_atomically`` needs)."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        _fail(f"{option} {path}: the folder {folder} "
+              + ("is not a folder" if folder.exists() else "does not exist"))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        _fail(f"{option} {path}: cannot write in the folder {folder}: not writable")
+
+
+def _check_output_folder(path: str, option: str) -> None:
+    """Before any work: the folder ``path`` (made when absent) can be made and written in."""
+    folder = Path(path)
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    if not folder.is_dir():
+        _fail(f"{option} {path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        _fail(f"{option} {path}: cannot write in the folder {folder}: not writable")
 
 
 def _echo_lines(name: str, lines) -> None:
@@ -59,16 +100,60 @@ def _build_ocr(det, rec, cls, models, device=None, dtype=None, compile=False, *,
                           **(settings or {}))
 
 
+def _setting_defaults() -> dict[str, object]:
+    """The settings ``--set`` takes and their defaults, whose types the values must have: the
+    pipelines' keyword arguments (OCR's drop_score, OCR3's step switches, optimize) and PaddleOCR
+    3.x's settings."""
+    defaults: dict[str, object] = {}
+    for pipeline in (OCR, OCR3):
+        for name, p in inspect.signature(pipeline.__init__).parameters.items():
+            if p.kind is p.KEYWORD_ONLY and name not in _OWN_OPTIONS:
+                defaults[name] = p.default
+    return defaults | PADDLEOCR3_DEFAULTS
+
+
+# Keyword arguments of the pipelines that the command sets with options of their own.
+_OWN_OPTIONS = {"device": "--device", "dtype": "--dtype", "compile": "--compile", "det": "--det", "rec": "--rec",
+                "cls": "--cls", "textline": "--cls", "doc_ori": "--doc-ori", "doc_unwarp": "--doc-unwarp",
+                "lang": "--lang", "zoo": "--models"}
+
+
+def _expected(key: str, default: object) -> tuple[Callable[[object], bool], str] | None:
+    """(test, description) of the values ``key`` takes, by its default's type; None: any."""
+    if key in STEP_SWITCHES:  # None: the step runs when its model is given
+        return (lambda v: v is None or isinstance(v, bool)), "true, false or null"
+    if isinstance(default, bool):
+        return (lambda v: isinstance(v, bool)), "true or false"
+    if isinstance(default, int):
+        return (lambda v: isinstance(v, int) and not isinstance(v, bool)), "an integer, e.g. 960"
+    if isinstance(default, float):
+        return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+                "a finite number, e.g. 0.5")
+    if isinstance(default, str):
+        return (lambda v: isinstance(v, str)), f"text, e.g. {default}"
+    return None
+
+
 def _setting(text: str) -> tuple[str, object]:
-    """``KEY=VALUE`` of ``--set``: the value as JSON reads it (0.5, 960, true), else the text."""
+    """``KEY=VALUE`` of ``--set``: the value as JSON reads it (0.5, 960, true), else the text;
+    refused unless of the type of the setting's default (checked before any model is loaded;
+    unknown keys are named by the pipeline, with the ones it knows)."""
     key, sep, value = text.partition("=")
-    if not sep or not key.strip():
+    key, value = key.strip(), value.strip()
+    if not sep or not key:
         raise click.BadParameter(f"{text!r}: expected KEY=VALUE, e.g. text_det_box_thresh=0.5", param_hint="--set")
-    value = value.strip()
-    try:  # True / False as Python writes them too
-        return key.strip(), json.loads(value.lower() if value.lower() in ("true", "false") else value)
-    except ValueError:
-        return key.strip(), value
+    if key in _OWN_OPTIONS:
+        raise click.BadParameter(f"{key} is not a pipeline setting: give it with {_OWN_OPTIONS[key]}",
+                                 param_hint="--set")
+    try:  # True / False / None as Python writes them too
+        parsed = json.loads({"true": "true", "false": "false", "none": "null"}.get(value.lower(), value))
+    except (ValueError, RecursionError):
+        parsed = value
+    defaults = _setting_defaults()
+    expected = _expected(key, defaults[key]) if key in defaults else None
+    if expected is not None and not expected[0](parsed):
+        raise click.BadParameter(f"{key}={value}: expected {expected[1]}", param_hint="--set")
+    return key, parsed
 
 
 def _pages_of(image: str, result) -> list[tuple[str, object]]:
@@ -179,13 +264,22 @@ def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_bo
                                   device=device, **bulk)
         except (PtocrError, ValueError) as e:
             _fail(str(e))
+        except OSError as e:
+            _os_fail(e)
         sys.exit(EXIT_BAD_INPUT if failed else 0)
+    # The outputs' folders before any work: no OCR run only to find it cannot be saved.
+    if json_out and json_out != "-":
+        _check_output_file(json_out, "--json")
+    if vis:
+        _check_output_folder(vis, "--vis")
     try:
         page_list = parse_pages(pages) if pages else None
         pipeline = _build_ocr(det, rec, cls, models, device, dtype, compile_, bundle=bundle, doc_ori=doc_ori,
                               doc_unwarp=doc_unwarp, lang=lang, settings=settings)
     except (PtocrError, ValueError) as e:
         _fail(str(e))
+    except OSError as e:
+        _os_fail(e)
 
     results, failed, vis_names = {}, [], set()
     quiet = json_out == "-"
@@ -207,17 +301,28 @@ def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_bo
                     while stem in vis_names:  # same stem from different folders
                         stem += "_"
                     vis_names.add(stem)
-                    page.save_visualization(Path(vis) / f"{stem}.png")
+                    _save_visualization(page, Path(vis) / f"{stem}.png")
 
     if json_out:
         text = _dump_json(results)
         if json_out == "-":
             click.echo(text)
         else:
-            Path(json_out).write_text(text + "\n", encoding="utf-8")
+            try:
+                write_atomically(json_out, text + "\n")
+            except OSError as e:
+                _os_fail(e, json_out)
     if failed:
         click.echo(f"ptocr: {len(failed)} of {len(images)} inputs could not be read", err=True)
         sys.exit(EXIT_BAD_INPUT)
+
+
+def _save_visualization(page, path: Path) -> None:
+    """``page.save_visualization(path)`` (written whole or not at all); exit 2 where it cannot be."""
+    try:
+        page.save_visualization(path)
+    except OSError as e:
+        _os_fail(e, path)
 
 
 @main.command("list")
@@ -318,18 +423,30 @@ def export(model, dst, fmt, dynamic, input_shape, opset):
     """
     if fmt == TRANSFORMERS:
         return _export_transformers(model, dst)
+    if Path(dst).is_dir():
+        _fail(f"{dst} is a folder; give the file to write")
+    if fmt == "onnx":
+        low, high = _onnx_opsets()
+        if not low <= opset <= high:
+            _fail(f"--opset {opset}: the ONNX exporter writes opsets {low} to {high}")
     try:
         predictor = load(model)
         if not hasattr(predictor, "model"):
             _fail(f"{model} is a pipeline; export its parts (det, rec, cls) one by one")
         shape = _shape(input_shape) if input_shape else None
-        path = do_export(predictor.model, predictor.config, dst, fmt, dynamic=dynamic, opset=opset, input_shape=shape)
+        try:
+            path = do_export(predictor.model, predictor.config, dst, fmt, dynamic=dynamic, opset=opset,
+                             input_shape=shape)
+        except OSError as e:
+            _os_fail(e, dst)
         static_shape = None if dynamic else shape or tuple(example_input(predictor.config).shape)
         xs = demo_inputs(predictor.config, static_shape)
         worst = check_export(path, fmt, predictor.model, xs)
         fused = _onednn_graph_check(path, predictor.model, xs) if fmt == "torchscript" and not dynamic else None
     except PtocrError as e:
         _fail(str(e))
+    except OSError as e:
+        _os_fail(e)
     shapes = ", ".join(sorted({"x".join(map(str, x.shape)) for x in xs}))
     click.echo(f"{path}: {fmt}, max |delta| vs PyTorch {worst:.2e} on {len(xs)} inputs from the demo scene ({shapes})")
     if isinstance(fused, str):
@@ -374,6 +491,15 @@ def _onednn_graph_check(path, model, xs) -> float | str:
         return check_export(path, "torchscript", model, xs, onednn_graph=True)
     except RuntimeError as e:
         return f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+
+
+def _onnx_opsets() -> tuple[int, int]:
+    """The ONNX opsets torch.onnx's TorchScript-based exporter (the one ptocr.export uses) writes."""
+    try:
+        from torch.onnx import _constants
+        return _constants.ONNX_MIN_OPSET, _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    except (ImportError, AttributeError):  # a torch that moved them: its own check then speaks
+        return 1, 10**6
 
 
 def _shape(text: str) -> tuple[int, ...]:

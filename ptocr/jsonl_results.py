@@ -9,7 +9,8 @@ boxes are on the page they made.
 
 Each line is written with one ``write`` of its bytes and flushed to the OS at once, so what a
 killed run leaves is complete lines and at most one partial last line without its newline. A line
-counts as done only with its newline: reopening the file drops a partial tail, and ``done`` holds
+counts as done only with its newline: reopening the file drops a partial tail (only one that
+begins as a line of ours begins: any other file is refused, left as it is), and ``done`` holds
 the ``(image, page)`` keys of the complete lines (page None for images), which a rerun skips. An
 input that failed is done too (its error line is the result); delete the line to try it again.
 """
@@ -48,6 +49,17 @@ def key_of(rec: dict) -> tuple[str, int | None]:
     return rec["image"], rec.get("page")
 
 
+# How each line that ``encode`` makes begins (``record`` puts "image" first).
+_LINE_START = b'{"image": "'
+
+
+def _reason(e: OSError, path: Path) -> str:
+    """An OSError's reason, with the file it is about where that is not ``path``."""
+    reason = e.strerror or str(e)
+    where = e.filename
+    return reason if where is None or os.fspath(where) == os.fspath(path) else f"{reason}: {where}"
+
+
 def encode(rec: dict) -> str:
     """One record as its line (without the newline): the same text wherever it is made."""
     return json.dumps(rec, ensure_ascii=False)
@@ -63,10 +75,21 @@ class JsonlResults:
         self.done: set[tuple[str, int | None]] = set()
         if self.path.is_dir():
             raise PtocrError(f"{self.path}: is a directory, not a results file")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        folder = self.path.parent
+        while not folder.exists() and folder.parent != folder:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise PtocrError(f"cannot open the results file {self.path}: {folder} is not a folder")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise PtocrError(f"cannot open the results file {self.path}: {_reason(e, self.path)}") from None
         try:
             self._resume()
+        except OSError as e:
+            os.close(self._fd)
+            raise PtocrError(f"cannot read the results file {self.path}: {_reason(e, self.path)}") from None
         except BaseException:
             os.close(self._fd)
             raise
@@ -75,10 +98,19 @@ class JsonlResults:
         with open(self._fd, "rb", closefd=False) as f:
             data = f.read()
         end = data.rfind(b"\n") + 1  # past the last complete line; the rest is a killed write
+        tail = data[end:]
+        # Only what a killed write_line can leave is dropped: the start of one of our lines.
+        if tail and not (_LINE_START.startswith(tail) or tail.startswith(_LINE_START)):
+            line = data[:end].count(b"\n") + 1
+            raise PtocrError(f"{self.path}:{line}: not a results line of ptocr (and no newline); "
+                             "give another --out or remove the file")
         for number, raw in enumerate(data[:end].splitlines(), 1):
             try:
-                name, page = key_of(json.loads(raw))
-            except (ValueError, KeyError, TypeError, AttributeError):
+                rec = json.loads(raw)
+                name, page = key_of(rec)
+                if not ("lines" in rec or "error" in rec):
+                    raise KeyError("lines")
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
                 raise PtocrError(f"{self.path}:{number}: not a results line of ptocr; "
                                  "give another --out or remove the file") from None
             if not isinstance(name, str):
@@ -98,8 +130,18 @@ class JsonlResults:
     def write_line(self, line: str) -> None:
         """Append an already serialized line (no newline inside)."""
         data = (line + "\n").encode("utf-8")
-        while data:  # os.write may write less than asked (signals); finish the line
-            data = data[os.write(self._fd, data):]
+        start = os.lseek(self._fd, 0, os.SEEK_CUR)
+        try:
+            while data:  # os.write may write less than asked (signals); finish the line
+                data = data[os.write(self._fd, data):]
+        except OSError as e:  # a full disk, say: take the part written back, the lines before stay whole
+            try:
+                os.ftruncate(self._fd, start)
+                os.lseek(self._fd, start, os.SEEK_SET)
+            except OSError:
+                pass  # what is left is a partial last line, which a rerun drops
+            raise PtocrError(f"cannot write the results file {self.path}: {_reason(e, self.path)}; the lines "
+                             "written before are complete and a rerun resumes after them") from None
 
     def close(self) -> None:
         if self._fd >= 0:

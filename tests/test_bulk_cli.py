@@ -127,3 +127,62 @@ def test_out_refuses_json_and_vis(tmp_path):
 
     run = CliRunner().invoke(main, ["ocr", str(tmp_path), "--out", str(tmp_path / "r.jsonl"), "--json", "-"])
     assert run.exit_code == 2 and "--json and --vis" in run.stderr and not (tmp_path / "r.jsonl").exists()
+
+
+def _invoke_bulk(*args):
+    from click.testing import CliRunner
+
+    from ptocr.cli import main
+
+    return CliRunner().invoke(main, ["ocr", *args])
+
+
+def _no_models(*a, **k):
+    raise AssertionError("the pipeline was built")
+
+
+def test_out_unwritable_is_bad_input(tmp_path, monkeypatch):
+    """An --out that cannot be opened: one line naming it, exit 2, before any model is built."""
+    import errno
+
+    from ptocr import cli, jsonl_results
+
+    monkeypatch.setattr(cli, "_build_ocr", _no_models)
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"not read")
+    (tmp_path / "afile").write_text("mine")
+    run = _invoke_bulk(str(image), "--out", str(tmp_path / "afile" / "r.jsonl"))
+    assert run.exit_code == 2 and "afile is not a folder" in run.stderr and "Traceback" not in run.output
+    assert (tmp_path / "afile").read_text() == "mine"
+
+    real_open = os.open
+
+    def denied(path, *a, **k):
+        if os.fspath(path).endswith("r.jsonl"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(jsonl_results.os, "open", denied)
+    run = _invoke_bulk(str(image), "--out", str(tmp_path / "ro" / "r.jsonl"))
+    assert run.exit_code == 2, run.output
+    assert f"cannot open the results file {tmp_path / 'ro' / 'r.jsonl'}: Permission denied" in run.stderr
+
+
+def test_out_refuses_an_unrelated_file_unchanged(tmp_path, monkeypatch):
+    from ptocr import cli
+
+    monkeypatch.setattr(cli, "_build_ocr", _no_models)
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"not read")
+    settings = tmp_path / "r7.json"
+    settings.write_bytes(b'{"my": "settings"}')
+    run = _invoke_bulk(str(image), "--out", str(settings))
+    assert run.exit_code == 2 and "r7.json:1: not a results line of ptocr" in run.stderr
+    assert settings.read_bytes() == b'{"my": "settings"}'
+
+
+def test_a_list_that_is_not_utf8_is_named(tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"\xff\xfe a.jpg\n")
+    run = _invoke_bulk(str(listing), "--out", str(tmp_path / "r.jsonl"))
+    assert run.exit_code == 2 and f"{listing}: a list of images must be UTF-8 text" in run.stderr

@@ -68,3 +68,85 @@ def test_foreign_files_are_refused(tmp_path):
     with pytest.raises(PtocrError, match="is a directory"):
         JsonlResults(tmp_path)
 
+
+
+@pytest.mark.parametrize("content", [b'{"my": "settings"}', b'{"image": "a.jpg", "lines": []}\n{"my": "sett',
+                                     b'\x89PNG\r\n\x1a\n\0\0', b'{"my": "settings"}\n'],
+                         ids=["a JSON file", "a foreign tail", "binary", "a foreign line"])
+def test_an_unrelated_file_is_refused_and_left_as_it_was(tmp_path, content):
+    path = tmp_path / "r7.json"
+    path.write_bytes(content)
+    with pytest.raises(PtocrError, match=r"r7.json:\d+: not a results line of ptocr"):
+        JsonlResults(path)
+    assert path.read_bytes() == content
+
+
+@pytest.mark.parametrize("tail", [b"{", b'{"ima', b'{"image": "c.jpg", "li'])
+def test_any_start_of_a_line_is_a_partial_tail(tmp_path, tail):
+    path = tmp_path / "r.jsonl"
+    whole = (encode(record("a.jpg", _result("one"))) + "\n").encode()
+    path.write_bytes(whole + tail)
+    with JsonlResults(path) as results:
+        assert results.done == {("a.jpg", None)}
+    assert path.read_bytes() == whole
+
+
+def test_a_line_too_deep_for_json_is_a_foreign_line(tmp_path):
+    path = tmp_path / "r5.jsonl"
+    path.write_text("[" * 200000 + "\n", encoding="utf-8")
+    with pytest.raises(PtocrError, match=r"r5.jsonl:1: not a results line of ptocr"):
+        JsonlResults(path)
+    assert path.stat().st_size == 200001
+
+
+def test_a_file_for_a_folder_is_refused(tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(PtocrError, match=r"afile/r.jsonl: .*afile is not a folder"):
+        JsonlResults(tmp_path / "afile" / "r.jsonl")
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_an_unwritable_file_is_a_ptocr_error(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from ptocr import jsonl_results
+
+    def denied(path, *a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(jsonl_results.os, "open", denied)
+    with pytest.raises(PtocrError, match=r"cannot open the results file .*r.jsonl: Permission denied"):
+        JsonlResults(tmp_path / "r.jsonl")
+    monkeypatch.undo()
+    assert not os.path.exists(tmp_path / "r.jsonl")
+
+
+def test_a_full_disk_midway_leaves_complete_lines_and_resumes(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from ptocr import jsonl_results
+
+    path = tmp_path / "r.jsonl"
+    real_write = os.write
+    with JsonlResults(path) as results:
+        results.write(record("a.jpg", _result("one")))
+        whole = path.read_bytes()
+
+        def full_disk(fd, data):
+            if len(data) > 20:
+                return real_write(fd, data[:20])  # part of the line, then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(jsonl_results.os, "write", full_disk)
+        with pytest.raises(PtocrError, match=r"cannot write the results file .*r.jsonl: No space left on device; "
+                                             r"the lines written before are complete and a rerun resumes"):
+            results.write(record("b.jpg", _result("two")))
+        monkeypatch.undo()
+        assert path.read_bytes() == whole
+        assert results.done == {("a.jpg", None)}
+    with JsonlResults(path) as results:
+        assert results.done == {("a.jpg", None)}
+        results.write(record("b.jpg", _result("two")))
+    assert [json.loads(s)["image"] for s in path.read_text(encoding="utf-8").splitlines()] == ["a.jpg", "b.jpg"]
