@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 
 from ptocr.architectures import canonical_name, get_architecture
 from ptocr.architectures import list_architectures as _registered
@@ -13,6 +14,7 @@ from ptocr.loading import is_name, load_predictor
 from ptocr.manifest import list_models as _manifest_models
 from ptocr.manifest import load_manifest
 from ptocr.models.build import build_model
+from ptocr.models.heads.db_head import DBHead
 from ptocr.models.model import OCRModel
 from ptocr.bundles import load_bundle
 from ptocr.pipeline import OCR
@@ -88,7 +90,9 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False,
             count of its dictionary).
         pretrained: ``False``: freshly initialised weights; ``True``: the zoo model's trained
             weights, found and checked as ``ptocr.load`` finds them; a path: the weights of that
-            ``.safetensors`` file or Paddle folder, which must be of this architecture.
+            ``.safetensors`` file or Paddle folder, which must be of this architecture. A
+            detector from an inference program gets a freshly initialised threshold branch
+            (the program has none; training runs it), with a warning.
         num_classes: with ``pretrained=False``, the classifier's or recognizer's class count
             (a recognizer: blank + dictionary + space).
 
@@ -115,13 +119,26 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False,
         if name not in models:
             raise PtocrError(f"{name!r} is not a zoo model, so it has no pretrained weights; "
                              f"zoo models of this architecture: {_models_of(name, models) or 'none'}")
-        return load_predictor(name, fuse=False, optimize=False).model
+        return _trainable(load_predictor(name, fuse=False, optimize=False).model, True)
     predictor = load_predictor(pretrained, fuse=False, optimize=False)
     want = canonical_name(models[name]["architecture"] if name in models else name)
     got = canonical_name(predictor.config["architecture"])
     if got != want:
         raise ArchitectureError(f"{os.fspath(pretrained)} holds a {got} model, not {name} ({want})")
-    return predictor.model
+    return _trainable(predictor.model, pretrained)
+
+
+def _trainable(model: OCRModel, source) -> OCRModel:
+    """``model`` with what training runs and an inference program leaves out: a DB head's
+    threshold branch, freshly initialised (a training checkpoint holds a trained one)."""
+    heads = [m for m in model.modules() if isinstance(m, DBHead) and m.thresh is None]
+    for head in heads:
+        head.add_threshold_branch()
+    if heads:
+        warnings.warn(f"{os.fspath(source) if source is not True else 'the zoo weights'}: an inference program "
+                      "holds no threshold branch of the DB head; it starts freshly initialised (convert the "
+                      "training checkpoint, best_accuracy.pdparams, for a trained one)", UserWarning, stacklevel=3)
+    return model
 
 
 def _models_of(arch: str, models: dict) -> str:

@@ -25,3 +25,20 @@ def test_a_ctc_loss_trains_the_backbone_too(name):
     missing = [k for k, p in net.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
     assert not missing, f"no gradient reached {len(missing)} parameters, e.g. {missing[:3]}"
     assert any(k.startswith("backbone.") for k, _ in net.named_parameters())
+
+
+def test_a_detector_from_an_inference_program_gets_a_threshold_branch_to_train(shared_dir):
+    # The inference program holds only the shrink branch; training runs the threshold one too.
+    folder = shared_dir / "paddle_models" / "ch_PP-OCRv4_det_infer"
+    with pytest.warns(UserWarning, match="no threshold branch"):
+        net = ptocr.create_model("ch_PP-OCRv4_det", pretrained=folder)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        shrink = net(x)  # eval: the trained shrink map, as the program computes it
+        reference = ptocr.load(folder, optimize=False).model(x)
+    assert torch.equal(shrink, reference)
+    maps = net.train()(x)["maps"]
+    assert maps.shape == (1, 3, 64, 64)
+    maps.mean().backward()
+    missing = [k for k, p in net.named_parameters() if p.grad is None]
+    assert not missing, missing[:3]

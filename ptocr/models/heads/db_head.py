@@ -57,9 +57,19 @@ class DBHead(nn.Module):
     def __init__(self, in_channels: int, k: int = 50, with_thresh: bool = True, fold_bn: bool = False):
         super().__init__()
         self.k = k
+        self.in_channels = in_channels
         self.out_channels = 1
         self.binarize = Head(in_channels, fold_bn)
         self.thresh = Head(in_channels) if with_thresh else None
+
+    def add_threshold_branch(self) -> Head:
+        """A freshly initialised threshold branch where there is none (weights from an inference
+        program), on the shrink branch's device and dtype: what training needs."""
+        if self.thresh is None:
+            like = self.binarize.conv1.weight
+            self.thresh = Head(self.in_channels).to(device=like.device, dtype=like.dtype)
+            self.thresh.train(self.training)
+        return self.thresh
 
     def step_function(self, x, y):
         return torch.reciprocal(1 + torch.exp(-self.k * (x - y)))
