@@ -30,6 +30,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from ptocr import origins
 from ptocr.checkpoint import file_sha256
 from ptocr.conversion import convert_once
@@ -135,6 +137,8 @@ def resolve(entry: ModelEntry | str, manifest: Manifest | None = None, *, zoo: P
                 path, sha = _from_origin(entry, origin, zoo, record, progress)
             except PtocrError as e:
                 attempts.append((place, f"refused: {e}"))
+            except (OSError, SafetensorError) as e:  # the zoo folder's side: unwritable, a full disk
+                attempts.append((place, f"could not write into {zoo}: {getattr(e, 'strerror', None) or e}"))
             else:
                 return Resolved(path, f"{place} (converted into {zoo / name})", sha, attempts)
 

@@ -7,9 +7,11 @@ or broken archives are refused with a clear error and leave the zoo folder as it
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
+import os
 import socket
 import tarfile
 import warnings
@@ -21,6 +23,7 @@ import torch
 from click.testing import CliRunner
 
 import ptocr
+import ptocr.zoo
 from ptocr import archives
 from ptocr.checkpoint import read_converted
 from ptocr.cli import main as cli
@@ -213,6 +216,15 @@ def test_a_wrong_archive_hash_is_refused(env, monkeypatch):
     with pytest.raises(WeightsNotFoundError, match="the manifest pins 0{64}: refused and deleted"):
         resolve(FRENCH, progress=False)
     assert list((env / "zoo").iterdir()) == []
+
+
+def test_a_full_disk_while_converting_into_the_zoo_is_reported_with_the_places_tried(env, monkeypatch):
+    def full_disk(*_a, **_k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(ptocr.zoo, "convert_once", full_disk)
+    with pytest.raises(WeightsNotFoundError, match=r"official archive.*could not write into .*No space left on device"):
+        resolve(FRENCH, progress=False)
+    assert list((env / "zoo").iterdir()) == []  # the staging folder is gone too
 
 
 def test_unpinned_origin_is_trusted_on_first_use_only(env, shared_dir, tmp_path, monkeypatch):
