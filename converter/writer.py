@@ -48,9 +48,13 @@ def write_converted(
     if dst.suffix != ".safetensors":
         raise ConversionError(f"{dst}: the output must be a .safetensors file")
     if not dst.parent.is_dir():
-        raise ConversionError(f"{dst}: the folder {dst.parent} does not exist")
+        raise ConversionError(_missing_folder(dst))
     config_path, dict_path = sidecar_paths(dst)
     targets = [dst, config_path] + ([dict_path] if dictionary_text is not None else [])
+    for p in targets:  # --force replaces files, never a folder: name the one in the way
+        if p.is_dir():
+            raise ConversionError(f"{p} is a folder, not a file; it cannot be overwritten with the "
+                                  f"{'converted model' if p == dst else 'file written beside ' + dst.name}")
     existing = [p for p in targets if p.exists()]
     if existing and not force:
         raise ConversionError(
@@ -88,6 +92,18 @@ def write_converted(
                 final.unlink(missing_ok=True)
         raise
     return Written(dst, config_path, dict_path if dictionary_text is not None else None, sha)
+
+
+def _missing_folder(dst: Path) -> str:
+    """Why ``dst``'s folder is not there: the nearest existing path above it is a file (or some
+    other non-folder), or the folder does not exist."""
+    above = dst.parent
+    while not os.path.lexists(above) and above.parent != above:
+        above = above.parent
+    if os.path.lexists(above) and not above.is_dir():
+        kind = "a file" if above.is_file() else "not a regular file"
+        return f"{dst}: {above} is {kind}, not a folder"
+    return f"{dst}: the folder {dst.parent} does not exist"
 
 
 def _as_tensor(v) -> torch.Tensor:

@@ -50,6 +50,21 @@ def _pipeline_taking(bundle: str, kw: dict):
     return pipeline
 
 
+# How the command takes a single model of each task in place of a bundle's part.
+_PART_OPTIONS = {"det": "--det", "rec": "--rec", "cls": "--cls", "unwarp": "--doc-unwarp"}
+
+
+def _check_not_single_model(name: str) -> None:
+    """An error where ``name`` is one model of the zoo, not a bundle (a pipeline)."""
+    manifest = load_manifest()
+    if name in manifest.bundles or name not in manifest.models:
+        return  # a bundle; unknown names get the manifest's error, with close names
+    task = manifest.models[name]["task"]
+    option = "--doc-ori" if task == "cls" and "doc_ori" in name else _PART_OPTIONS.get(task, f"--{task}")
+    raise PtocrError(f"{name} is a single model ({task}), not a pipeline; "
+                     f"pipelines: {', '.join(sorted(manifest.bundles))}; give it with {option}")
+
+
 def _resolve_parts(bundle: str, given: dict, lang: str | None, zoo, log) -> dict:
     # a given recognizer wins over the language's
     parts = bundle_parts(bundle, lang if given.get("rec") is None else None)
@@ -76,6 +91,8 @@ def build_pipeline(bundle: str | None = None, *, det=None, rec=None, cls=None, d
     ``doc_unwarp`` (PaddleOCR 3.x bundles; ``"none"`` skips the step) and ``lang``. ``log`` gets
     where each part was found; ``notice`` the fallback's one line. ``kw``: the pipeline's keyword arguments."""
     given = {"det": det, "rec": rec, "cls": cls}
+    if bundle is not None:
+        _check_not_single_model(bundle)
     try:
         files = _resolve_parts(bundle or DEFAULT_BUNDLE, given, lang, zoo, log)
     except WeightsNotFoundError as e:

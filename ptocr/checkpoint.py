@@ -49,7 +49,9 @@ def file_sha256(path: str | os.PathLike) -> str:
 def read_converted(path: str | os.PathLike, *, expected_sha256: str | None = None) -> Converted:
     path = Path(path)
     if not path.is_file():
-        raise ModelFileError(f"{path}: no such file")
+        if path.is_dir():
+            raise ModelFileError(f"{path}: is a folder, not a .safetensors file")
+        raise ModelFileError(f"{path}: " + ("not a regular file" if path.exists() else "no such file"))
     try:
         sha = file_sha256(path)
     except OSError as e:  # unreadable (permissions, an I/O error): the file is unusable, not a bug

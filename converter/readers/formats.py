@@ -7,7 +7,9 @@ reported as such instead of failing deep inside a parser.
 
 from __future__ import annotations
 
+import io
 import os
+import pickletools
 import struct
 from pathlib import Path
 
@@ -44,6 +46,8 @@ def describe_bytes(head: bytes, size: int | None = None) -> str:
         return f"a Python pickle (protocol {head[1]})"
     if len(head) >= 10 and head[8:10] == b'{"':
         return "a safetensors file"
+    if looks_like_text_pickle(head):
+        return "a protocol-0 (text) pickle, which Paddle never writes"
     stripped = head.lstrip()
     if stripped[:1] in (b"{", b"["):
         return "JSON text"
@@ -59,6 +63,25 @@ def describe_bytes(head: bytes, size: int | None = None) -> str:
     if all(32 <= b < 127 or b in (9, 10, 13) for b in sample):
         return f"text starting with {sample[:40].decode('ascii')!r}"
     return "binary data starting with " + sample[:16].hex(" ")
+
+
+def looks_like_text_pickle(head: bytes) -> bool:
+    """A protocol-0 (text) pickle: it starts as one of a container or an object does (MARK or
+    GLOBAL), and every opcode in ``head`` is a protocol-0 one. The opcodes are only decoded
+    (``pickletools.genops``), never run."""
+    if head[:1] not in (b"(", b"c"):
+        return False
+    seen = 0
+    try:
+        for op, _, _ in pickletools.genops(io.BytesIO(head)):
+            if op.proto != 0:
+                return False
+            seen += 1
+            if op.name == "STOP":
+                break
+    except Exception:  # truncated at the end of ``head``, or not a pickle at all from here on
+        pass
+    return seen >= 2
 
 
 def looks_like_tensor_stream(head: bytes) -> bool:
@@ -97,6 +120,11 @@ def sniff(path: Path, kind: str) -> None:
     ('pickle', 'program' or 'tensor_stream')."""
     head, size = _head(path)
     if kind == "pickle":
+        if looks_like_text_pickle(head):  # refused unread: paddle.save writes binary pickles
+            raise FormatError(
+                f"{path}: a protocol-0 (text) pickle, which Paddle never writes; expected a binary "
+                "Python pickle as paddle.save writes"
+            )
         ok = bool(head) and (
             (head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5) or head[:1] in (b"(", b"}", b"]")
         )
@@ -153,11 +181,40 @@ def _train(params: Path) -> tuple[str, dict[str, Path]]:
     return PADDLE_TRAIN, files
 
 
-def _listing(names: list[str]) -> str:
+def _listing(names: list[str], limit: int = 20) -> str:
     if not names:
         return "it is empty"
-    shown = ", ".join(names[:20])
-    return f"found: {shown}" + (f" (+{len(names) - 20} more)" if len(names) > 20 else "")
+    shown = ", ".join(names[:limit])
+    return f"found: {shown}" + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+_MODEL_SUFFIXES = frozenset((".pdmodel", ".pdiparams", ".pdparams", ".onnx"))
+
+
+def _looks_like_model_folder(d: Path) -> bool:
+    """``d`` holds a file Paddle (or paddle2onnx) writes for a model; its contents are not read."""
+    try:
+        return any(os.path.splitext(e.name)[1] in _MODEL_SUFFIXES and e.is_file() for e in d.iterdir())
+    except OSError:
+        return False
+
+
+def _no_model_in(d: Path, names: list[str]) -> FormatError:
+    """No model in ``d`` (its files: ``names``): what it holds instead, and its sub-folders that
+    look like models (a parent folder given for a model folder)."""
+    try:
+        folders = sorted(e.name for e in d.iterdir() if e.is_dir())
+    except OSError:
+        folders = []
+    models = [f for f in folders if _looks_like_model_folder(d / f)]
+    if models:
+        shown = ", ".join(models[:5]) + (f" (+{len(models) - 5} more)" if len(models) > 5 else "")
+        itself = "no model files itself" if not names else f"no model itself ({_listing(names, 5)})"
+        return FormatError(f"{d}: holds {itself} but has sub-folders; it holds folders: {shown}; give one of them")
+    if folders and not names:
+        return FormatError(f"{d}: no Paddle model found (it holds no files, only folders: "
+                           f"{', '.join(folders[:5])}{', ...' if len(folders) > 5 else ''}); {_EXPECTED}")
+    return FormatError(f"{d}: no Paddle model found ({_listing(names)}); {_EXPECTED}")
 
 
 def detect_format(path: str | os.PathLike) -> tuple[str, dict[str, Path]]:
@@ -176,6 +233,8 @@ def detect_format(path: str | os.PathLike) -> tuple[str, dict[str, Path]]:
         return _detect_file(p.with_name(p.name + ".pdmodel"))
     if p.with_name(p.name + ".json").is_file():
         return _detect_file(p.with_name(p.name + ".json"))
+    if p.exists():  # a device, a FIFO, a socket: never read as a model
+        raise FormatError(f"{p}: not a regular file or folder")
     raise FormatError(f"{p}: no such file or folder")
 
 
@@ -272,4 +331,4 @@ def _detect_dir(d: Path) -> tuple[str, dict[str, Path]]:
             f"{d}: holds weights ({by_suffix['.pdiparams'][0]}) but not their program "
             f"(.pdmodel is missing); {_EXPECTED}"
         )
-    raise FormatError(f"{d}: no Paddle model found ({_listing(names)}); {_EXPECTED}")
+    raise _no_model_in(d, names)
