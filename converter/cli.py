@@ -20,11 +20,17 @@ EXIT_BAD_INPUT = 2
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--src", required=True, type=click.Path(exists=True), help="Paddle model folder or .pdparams file.")
+@click.option("--src", required=True, type=click.Path(exists=True),
+              help="A Paddle model folder (Paddle 2 or 3), a .pdparams checkpoint, an .onnx file or a "
+                   "transformers folder.")
 @click.option("--dst", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file.")
-@click.option("--arch", default=None, help="Architecture name (see --list); detected from the source when omitted.")
+@click.option("--arch", default=None,
+              help="An architecture (see --list) or a zoo model name (it brings its dictionary and "
+                   "settings); detected from the source when omitted.")
 @click.option("--dict", "dict_path", default=None, type=click.Path(exists=True, dir_okay=False),
-              help="Character dictionary for recognizers (default: the one beside the model, else the architecture's).")
+              help="Character dictionary for recognizers (default: the first that fits the head of: the "
+                   "source's own (inference.yml, ONNX metadata), the zoo's for the model it is named after, "
+                   "the one beside it, the architecture's).")
 @click.option("--use-space-char/--no-use-space-char", default=None,
               help="Whether the head has a final space class (default: the architecture's).")
 @click.option("--submodel", default=None, help="Distillation sub-model to take (default: Student).")

@@ -238,7 +238,7 @@ def demo(image, models):
 @click.option("--device", default=None, help="torch device (cpu, cuda, cuda:1, ...).")
 @click.option("--dtype", default=None, help="float32 (default), float16, bfloat16.")
 @click.option("--compile", "compile_", is_flag=True,
-              help="torch.compile the models: faster per image after a first one that compiles (tens of seconds).")
+              help="torch.compile the models: faster per image after a first image that compiles them (about a minute per model on 2 cores).")
 @_MODELS_OPTION
 @bulk_cli.bulk_options
 def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_boxes, settings, json_out, vis, device,

@@ -25,6 +25,17 @@ def test_the_manifest_is_written_in_its_canonical_format():
     assert PATH.read_text(encoding="utf-8") == dumps(MANIFEST)
 
 
+def test_the_readme_zoo_table_has_a_row_for_every_model_and_bundle():
+    readme = (PATH.parent / "README.md").read_text(encoding="utf-8")
+    rows = {line.split("`")[1] for line in readme.splitlines() if line.startswith("| `")}
+    missing = sorted((set(MANIFEST["models"]) | set(MANIFEST["bundles"])) - rows)
+    assert not missing, f"README's zoo table lacks {missing}"
+    for name, entry in MANIFEST["models"].items():  # the row says the task and the status
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}` |"))
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        assert cells[1] == entry["task"] and cells[-1] == entry.get("status", ""), row
+
+
 @pytest.mark.parametrize("name", sorted(MANIFEST["models"]))
 def test_model_entries_name_registered_architectures(name):
     entry = MANIFEST["models"][name]
