@@ -473,7 +473,8 @@ def write_transformers_folder(state: dict, config: dict, classes: list[str] | No
     if dst.exists() and not (force and dst.is_dir()):
         raise ConversionError(f"{dst} already exists; pass --force to overwrite it")
     if not dst.parent.is_dir():
-        raise ConversionError(f"{dst}: the folder {dst.parent} does not exist")
+        raise ConversionError(f"{dst}: {dst.parent} is a file, not a folder" if dst.parent.exists()
+                              else f"{dst}: the folder {dst.parent} does not exist")
     arrays = {k: np.ascontiguousarray(v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v))
               for k, v in state.items() if not k.endswith("num_batches_tracked")}
     unfused = None

@@ -110,3 +110,14 @@ def test_protocol0_pickle_is_named_and_never_unpickled(tmp_path, monkeypatch):
     err = _refused(convert("--src", src, "--dst", tmp_path / "x.safetensors"))
     assert f"{src}: a protocol-0 (text) pickle, which Paddle never writes" in err
     assert "looks like text" not in err
+
+
+def test_transformers_export_into_a_file_names_it(tmp_path):
+    from converter.errors import ConversionError
+    from converter.transformers_checkpoint import write_transformers_folder
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(ConversionError, match="afile is a file, not a folder"):
+        write_transformers_folder({}, {"architecture": "PP-OCRv6_small_det"}, None, afile / "out")
+    assert afile.read_text() == "x"
