@@ -22,9 +22,12 @@ def test_a_ctc_loss_trains_the_backbone_too(name):
     steps = log_probs.shape[0]
     targets = torch.randint(1, 40, (2, 5))
     F.ctc_loss(log_probs, targets, torch.full((2,), steps), torch.full((2,), 5)).backward()
-    missing = [k for k, p in net.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
+    # reached: autograd connects every parameter to the loss (a unit that random weights leave
+    # saturated may still get an all-zero gradient, so zeros are not counted as missing)
+    missing = [k for k, p in net.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"no gradient reached {len(missing)} parameters, e.g. {missing[:3]}"
-    assert any(k.startswith("backbone.") for k, _ in net.named_parameters())
+    backbone = [p.grad.abs().sum() for k, p in net.named_parameters() if k.startswith("backbone.")]
+    assert backbone and sum(backbone) > 0
 
 
 def test_a_detector_from_an_inference_program_gets_a_threshold_branch_to_train(shared_dir):
