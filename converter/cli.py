@@ -41,10 +41,13 @@ EXIT_BAD_INPUT = 2
 def main(src, dst, arch, dict_path, use_space_char, submodel, force, print_map):
     """Convert a PaddleOCR model to a PyTorch safetensors file (paddlepaddle not needed)."""
     from converter.convert import convert
-    from converter.writer import write_converted
+    from converter.writer import check_destination, write_converted
 
     try:
         t0 = time.perf_counter()
+        # the output's place first: no conversion only to learn it cannot be written (the
+        # dictionary beside it is checked once the conversion says there is one)
+        check_destination(dst, force=force, dictionary=False)
         conv = convert(src, arch, dictionary=dict_path, use_space_char=use_space_char, submodel=submodel)
         if arch is None:
             click.echo(f"detected architecture: {conv.arch_name}" + (f" ({conv.form})" if conv.form else ""))

@@ -36,21 +36,17 @@ def sidecar_paths(dst: Path) -> tuple[Path, Path]:
     return dst.with_name(dst.stem + ".config.json"), dst.with_name(dst.stem + ".dict.txt")
 
 
-def write_converted(
-    state_dict: dict[str, np.ndarray | torch.Tensor],
-    config: dict,
-    dictionary_text: str | None,
-    dst: str | os.PathLike,
-    *,
-    force: bool = False,
-) -> Written:
+def check_destination(dst: str | os.PathLike, *, force: bool = False, dictionary: bool = True) -> list[Path]:
+    """The files a conversion to ``dst`` writes (the weights, the config and, with
+    ``dictionary``, the dictionary beside them), or the reason they cannot be written: the
+    command line asks before converting, the writer again before writing."""
     dst = Path(dst)
     if dst.suffix != ".safetensors":
         raise ConversionError(f"{dst}: the output must be a .safetensors file")
     if not dst.parent.is_dir():
         raise ConversionError(_missing_folder(dst))
     config_path, dict_path = sidecar_paths(dst)
-    targets = [dst, config_path] + ([dict_path] if dictionary_text is not None else [])
+    targets = [dst, config_path] + ([dict_path] if dictionary else [])
     for p in targets:  # --force replaces files, never a folder: name the one in the way
         if p.is_dir():
             raise ConversionError(f"{p} is a folder, not a file; it cannot be overwritten with the "
@@ -60,6 +56,20 @@ def write_converted(
         raise ConversionError(
             f"{existing[0]} already exists; pass --force to overwrite it"
         )
+    return targets
+
+
+def write_converted(
+    state_dict: dict[str, np.ndarray | torch.Tensor],
+    config: dict,
+    dictionary_text: str | None,
+    dst: str | os.PathLike,
+    *,
+    force: bool = False,
+) -> Written:
+    dst = Path(dst)
+    check_destination(dst, force=force, dictionary=dictionary_text is not None)
+    config_path, dict_path = sidecar_paths(dst)
 
     tensors = {k: _as_tensor(v) for k, v in state_dict.items()}
     metadata = encode_metadata(config, dictionary_text)

@@ -121,3 +121,16 @@ def test_transformers_export_into_a_file_names_it(tmp_path):
     with pytest.raises(ConversionError, match="afile is a file, not a folder"):
         write_transformers_folder({}, {"architecture": "PP-OCRv6_small_det"}, None, afile / "out")
     assert afile.read_text() == "x"
+
+
+@pytest.mark.parametrize("where", ["missing/x.safetensors", "x.pt", "taken.safetensors"])
+def test_an_unwritable_destination_is_refused_before_converting(tmp_path, monkeypatch, where):
+    import converter.convert
+
+    def no_conversion(*_a, **_k):
+        raise AssertionError("converted before checking the destination")
+    monkeypatch.setattr(converter.convert, "convert", no_conversion)
+    (tmp_path / "taken.safetensors").write_bytes(b"a model")
+    err = _refused(convert("--src", tmp_path, "--dst", tmp_path / where))
+    assert where.split("/")[0] in err
+    assert (tmp_path / "taken.safetensors").read_bytes() == b"a model"
