@@ -7,13 +7,13 @@ report it with the traceback).
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 
 import click
 from safetensors import SafetensorError
 
+from ptocr.atomic import failure_reason
 from ptocr.errors import PtocrError
 
 EXIT_BAD_INPUT = 2
@@ -72,14 +72,9 @@ def main(src, dst, arch, dict_path, use_space_char, submodel, force, print_map):
 
 
 def _write_failed(dst: str, e: OSError | SafetensorError) -> None:
-    """An output that cannot be written (safetensors reports a full disk as SafetensorError):
-    one line naming the file and why, exit 2. The writer has left nothing behind."""
-    if isinstance(e, OSError):
-        reason = e.strerror or str(e)
-    else:  # "Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: \"No space ...\" })"
-        found = re.search(r'message: "([^"]+)"', str(e))
-        reason = found.group(1) if found else (str(e).splitlines() or [type(e).__name__])[0]
-    click.echo(f"ptocr-convert: error: cannot write {dst}: {reason}", err=True)
+    """An output that cannot be written: one line naming the file and why, exit 2. The writer
+    has left nothing behind."""
+    click.echo(f"ptocr-convert: error: cannot write {dst}: {failure_reason(e)}", err=True)
     sys.exit(EXIT_BAD_INPUT)
 
 

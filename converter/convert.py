@@ -91,9 +91,9 @@ def convert(
     by_folder = manifest_model(_model_name_of(source.path))
     # The released weights themselves (their sha256 is in the manifest) say more than a name.
     by_weights = _manifest_model_with_weights(source.weights_sha256)
-    known = by_arg if by_arg is not None and arch not in ARCHITECTURES else (by_weights or by_folder or by_arg)
-    # --arch naming a zoo model (not an architecture) claims its dictionary: it must fit
-    claimed = known if by_arg is not None and known is by_arg and arch not in ARCHITECTURES else None
+    # --arch naming a zoo model (not an architecture) wins, and claims its dictionary: it must fit
+    named_model = by_arg is not None and arch not in ARCHITECTURES
+    known = by_arg if named_model else (by_weights or by_folder or by_arg)
     if arch is not None and known is not None and known.name == arch:
         arch = known.architecture
     if arch is None:
@@ -109,7 +109,7 @@ def convert(
     model = model_from_state(model_cfg, _tensors(fit.mapping), where=str(source.path))
     dic = _resolve_dictionary(spec, source, fit.model_cfg, dictionary, use_space_char,
                               known.dictionary if known is not None else None,
-                              claimed_by=(claimed.name, fit.arch_name) if claimed is not None and known is claimed else None)
+                              claimed_by=(known.name, fit.arch_name) if named_model and known is by_arg else None)
     config = {
         "architecture": fit.arch_name,
         "task": spec["task"],

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import save_file
 
 from converter.errors import ConversionError
-from ptocr.atomic import give_output_permissions, temp_beside
+from ptocr.atomic import give_output_permissions, nearest_existing, temp_beside
 from ptocr.checkpoint import encode_metadata, file_sha256
 
 
@@ -107,9 +107,7 @@ def write_converted(
 def _missing_folder(dst: Path) -> str:
     """Why ``dst``'s folder is not there: the nearest existing path above it is a file (or some
     other non-folder), or the folder does not exist."""
-    above = dst.parent
-    while not os.path.lexists(above) and above.parent != above:
-        above = above.parent
+    above = nearest_existing(dst.parent)
     if os.path.lexists(above) and not above.is_dir():
         kind = "a file" if above.is_file() else "not a regular file"
         return f"{dst}: {above} is {kind}, not a folder"

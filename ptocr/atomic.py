@@ -7,10 +7,11 @@ what was there before, never a part; the temporary name is unique, so no other f
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
-__all__ = ["temp_beside", "give_output_permissions", "write_atomically"]
+__all__ = ["temp_beside", "give_output_permissions", "write_atomically", "nearest_existing", "failure_reason"]
 
 
 def _umask() -> int:
@@ -47,3 +48,21 @@ def write_atomically(path: str | os.PathLike, data: bytes | str) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """``path`` itself where it exists (a dangling link counts), else its nearest existing
+    ancestor: what decides whether the folders up to ``path`` can be made."""
+    path = Path(path)
+    while not os.path.lexists(path) and path.parent != path:
+        path = path.parent
+    return path
+
+
+def failure_reason(e: BaseException) -> str:
+    """Why a write failed, in a few words: an OSError's own; safetensors reports the OS error
+    inside its SafetensorError text ('IoError(Os { code: 28, ..., message: "No space ..." })')."""
+    if isinstance(e, OSError):
+        return e.strerror or str(e)
+    found = re.search(r'message: "([^"]+)"', str(e))
+    return found.group(1) if found else (str(e).splitlines() or [type(e).__name__])[0]

@@ -25,7 +25,7 @@ from ptocr.errors import ImageError, PtocrError
 from ptocr.export import FORMATS, TRANSFORMERS, check_export, example_input, export_transformers
 from ptocr.export import export as do_export
 from ptocr.manifest import READY, list_models, load_manifest
-from ptocr.atomic import write_atomically
+from ptocr.atomic import nearest_existing, write_atomically
 from ptocr.bundles import build_pipeline
 from ptocr.pdf import is_pdf, parse_pages
 from ptocr.pipeline import OCR
@@ -66,17 +66,18 @@ def _check_output_file(path: str, option: str) -> None:
     if not folder.is_dir():
         _fail(f"{option} {path}: the folder {folder} "
               + ("is not a folder" if folder.exists() else "does not exist"))
-    if not os.access(folder, os.W_OK | os.X_OK):
-        _fail(f"{option} {path}: cannot write in the folder {folder}: not writable")
+    _check_writable_folder(folder, path, option)
 
 
 def _check_output_folder(path: str, option: str) -> None:
     """Before any work: the folder ``path`` (made when absent) can be made and written in."""
-    folder = Path(path)
-    while not folder.exists() and folder.parent != folder:
-        folder = folder.parent
+    folder = nearest_existing(path)
     if not folder.is_dir():
         _fail(f"{option} {path}: {folder} is not a folder")
+    _check_writable_folder(folder, path, option)
+
+
+def _check_writable_folder(folder: Path, path: str, option: str) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
         _fail(f"{option} {path}: cannot write in the folder {folder}: not writable")
 

@@ -21,6 +21,7 @@ import json
 import os
 from pathlib import Path
 
+from ptocr.atomic import nearest_existing
 from ptocr.errors import PtocrError
 
 __all__ = ["JsonlResults", "encode", "key_of", "record"]
@@ -75,9 +76,7 @@ class JsonlResults:
         self.done: set[tuple[str, int | None]] = set()
         if self.path.is_dir():
             raise PtocrError(f"{self.path}: is a directory, not a results file")
-        folder = self.path.parent
-        while not folder.exists() and folder.parent != folder:
-            folder = folder.parent
+        folder = nearest_existing(self.path.parent)
         if not folder.is_dir():
             raise PtocrError(f"cannot open the results file {self.path}: {folder} is not a folder")
         try:

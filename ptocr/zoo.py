@@ -33,6 +33,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 
 from ptocr import origins
+from ptocr.atomic import failure_reason
 from ptocr.checkpoint import file_sha256
 from ptocr.conversion import convert_once
 from ptocr.errors import ModelFileError, PtocrError
@@ -138,7 +139,7 @@ def resolve(entry: ModelEntry | str, manifest: Manifest | None = None, *, zoo: P
             except PtocrError as e:
                 attempts.append((place, f"refused: {e}"))
             except (OSError, SafetensorError) as e:  # the zoo folder's side: unwritable, a full disk
-                attempts.append((place, f"could not write into {zoo}: {getattr(e, 'strerror', None) or e}"))
+                attempts.append((place, f"could not write into {zoo}: {failure_reason(e)}"))
             else:
                 return Resolved(path, f"{place} (converted into {zoo / name})", sha, attempts)
 

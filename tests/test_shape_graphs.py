@@ -107,37 +107,32 @@ def _built(model: OCRModel, x: torch.Tensor) -> torch.Tensor:
     return before
 
 
-def test_replaced_parameters_drop_the_graphs():
-    model, x = _model(build_after=1), _x()
-    before = _built(model, x)
+def _assign_halved(model: OCRModel) -> None:
     halved = {k: v * 0.5 if v.is_floating_point() else v for k, v in model.state_dict().items()}
     model.load_state_dict(halved, assign=True)  # new Parameter objects
-    with torch.inference_mode():
-        got = model(x)
-    assert (got - _fresh_eager(model, x)).abs().max() <= 1e-5
-    assert (got - before).abs().max() > 1e-3
 
 
-def test_a_dtype_round_trip_drops_the_graphs():
-    model, x = _model(build_after=1), _x()
-    before = _built(model, x)
+def _bfloat16_round_trip(model: OCRModel) -> None:
     model.to(torch.bfloat16).to(torch.float32)  # the same Parameters, rounded, in other memory
-    with torch.inference_mode():
-        got = model(x)
-    assert (got - _fresh_eager(model, x)).abs().max() <= 1e-5
-    assert (got - before).abs().max() > 1e-5
 
 
-def test_edits_through_data_are_seen_after_weights_changed():
-    model, x = _model(build_after=1), _x()
-    before = _built(model, x)
+def _halved_through_data(model: OCRModel) -> None:
     for p in model.parameters():
         p.data.mul_(0.5)  # PyTorch's version counter does not count this
     ptocr.optimize.weights_changed(model)
+
+
+@pytest.mark.parametrize("change, moved", [(_assign_halved, 1e-3), (_bfloat16_round_trip, 1e-5),
+                                           (_halved_through_data, 1e-3)],
+                         ids=["replaced parameters", "dtype round trip", ".data edits + weights_changed"])
+def test_the_graphs_follow_changed_weights(change, moved):
+    model, x = _model(build_after=1), _x()
+    before = _built(model, x)
+    change(model)
     with torch.inference_mode():
         got = model(x)
     assert (got - _fresh_eager(model, x)).abs().max() <= 1e-5
-    assert (got - before).abs().max() > 1e-3
+    assert (got - before).abs().max() > moved
 
 
 def test_a_failed_build_warns_once_and_stays_eager(monkeypatch):
