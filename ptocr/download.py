@@ -13,6 +13,7 @@ path of the official URL after its host (``https://host/PP-OCRv3/x.tar`` ->
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import socket
 import urllib.error
@@ -29,6 +30,7 @@ MAX_DOWNLOAD_BYTES = 4 << 30
 TIMEOUT_S = 60
 # A host that does not answer a TCP connect within this long is treated as out of reach.
 PROBE_TIMEOUT_S = 5
+PROXY_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080, "socks4": 1080}
 
 __all__ = ["DownloadError", "ENV_MIRROR", "download", "mirrored", "unreachable"]
 
@@ -52,12 +54,33 @@ def unreachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return None  # file:// and the like: nothing to probe
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    label = f"{host}:{port}"
+    if (proxy := _proxy_for(parts.scheme, host)) is not None:
+        # The clients connect to the proxy the environment names (HTTPS_PROXY ...), not to the
+        # host, which may not even resolve here: probe the proxy.
+        p = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        try:
+            host, port = p.hostname, p.port or PROXY_PORTS.get(p.scheme, 80)
+        except ValueError:  # a malformed port: the client says so itself
+            return None
+        if not host:
+            return None
+        label = f"the proxy {host}:{port} (for {label})"
     try:
-        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+        socket.create_connection((host, port), timeout=timeout).close()
     except OSError as e:
-        return f"cannot reach {parts.hostname}:{port} ({e.strerror or type(e).__name__})"
+        return f"cannot reach {label} ({e.strerror or type(e).__name__})"
     return None
+
+
+def _proxy_for(scheme: str, host: str) -> str | None:
+    """The proxy the environment names for ``scheme``://``host`` (``*_PROXY``, ``NO_PROXY``), or None."""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(host):
+        return None
+    return proxy
 
 
 def download(url: str, dst: Path, *, max_bytes: int = MAX_DOWNLOAD_BYTES, progress: bool = True) -> str:
@@ -85,7 +108,8 @@ def download(url: str, dst: Path, *, max_bytes: int = MAX_DOWNLOAD_BYTES, progre
     except urllib.error.HTTPError as e:
         _unlink(tmp)
         raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as e:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
+        # HTTPException: the connection dropped inside a chunked body (IncompleteRead), a garbled reply
         _unlink(tmp)
         reason = getattr(e, "reason", None) or e
         raise DownloadError(f"{url}: download failed ({reason})") from None

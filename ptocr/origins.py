@@ -22,6 +22,8 @@ and a later different file is refused; ``PTOCR_REQUIRE_PINNED=1`` refuses unpinn
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +43,13 @@ TRANSFORMERS_OPTIONAL = ("preprocessor_config.json",)
 # The weights file of each kind of origin, and the source key pinning it.
 WEIGHTS_PIN = {"transformers": ("model.safetensors", "safetensors_sha256")}
 PADDLE_WEIGHTS_PIN = ("inference.pdiparams", "pdiparams_sha256")
+PINS = ("archive_sha256", "pdiparams_sha256", "safetensors_sha256")
 HUB_REVISION = "main"
 RECORD = "origin.json"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
-__all__ = ["HUB_FILES", "Fetched", "Origin", "OriginError", "RECORD", "check_hashes", "fetch",
-           "origins_of", "read_record", "write_record"]
+__all__ = ["HUB_FILES", "Fetched", "Origin", "OriginError", "RECORD", "check_hashes", "fetch", "hub_download",
+           "origins_of", "outdated", "read_record", "write_record"]
 
 
 class OriginError(PtocrError):
@@ -117,7 +121,7 @@ def fetch(entry: ModelEntry, origin: Origin, stage: Path, *, progress: bool = Tr
 
 
 def _fetch_hub(repo_id: str, folder: Path, files=HUB_FILES, optional=()) -> None:
-    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub import constants
     from huggingface_hub.errors import EntryNotFoundError
 
     endpoint = hf_endpoint() or constants.ENDPOINT
@@ -126,8 +130,7 @@ def _fetch_hub(repo_id: str, folder: Path, files=HUB_FILES, optional=()) -> None
     folder.mkdir(parents=True)
     for name in files:
         try:
-            got = hf_hub_download(repo_id, name, revision=HUB_REVISION, cache_dir=hf_cache_dir(),
-                                  endpoint=hf_endpoint())
+            got = hub_download(repo_id, name, HUB_REVISION)
         except EntryNotFoundError:
             if name in optional:
                 continue
@@ -136,6 +139,26 @@ def _fetch_hub(repo_id: str, folder: Path, files=HUB_FILES, optional=()) -> None
             first = str(e).splitlines()[0][:200] if str(e) else ""
             raise OriginError(f"{repo_id}/{name}: download failed ({type(e).__name__}: {first})") from None
         shutil.copyfile(got, folder / name)
+
+
+def hub_download(repo_id: str, filename: str, revision: str) -> str:
+    """``hf_hub_download`` into the Hugging Face cache, downloaded again when the cached copy
+    is not the file its name says: huggingface_hub returns a cached blob as it is, so a corrupt
+    or cut one would be refused on every load and never replaced."""
+    from huggingface_hub import hf_hub_download
+
+    kw = dict(revision=revision, cache_dir=hf_cache_dir(), endpoint=hf_endpoint())
+    got = hf_hub_download(repo_id, filename, **kw)
+    if not _intact(got):
+        got = hf_hub_download(repo_id, filename, force_download=True, **kw)
+    return got
+
+
+def _intact(path: str) -> bool:
+    """The cache keeps a Hub LFS file as ``blobs/<its sha256>``: check it against that name
+    (other blobs are named by a git hash, not checked here)."""
+    blob = os.path.basename(os.path.realpath(path))
+    return not _SHA256.fullmatch(blob) or file_sha256(path) == blob
 
 
 def read_record(folder: Path) -> dict | None:
@@ -157,6 +180,8 @@ def check_hashes(entry: ModelEntry, fetched: Fetched, record: dict | None) -> li
     if want is not None and got[key] != want:
         raise OriginError(f"{where}: {weights} has sha256 {got[key]}, the manifest pins "
                           f"{want}: refused and deleted (corrupt, tampered or another model)")
+    if fetched.origin.pinned:  # the pins decide: a pin added or changed since the first use overrides it
+        return []
     record = record or {}
     seen = {}
     if record.get("origin") == where:  # the same origin: every hash it gave before
@@ -168,9 +193,18 @@ def check_hashes(entry: ModelEntry, fetched: Fetched, record: dict | None) -> li
             raise OriginError(f"{where}: {key.replace('_sha256', '')} sha256 {got.get(key)} differs from the "
                               f"{before} trusted on first use (recorded in {RECORD}): refused. If the release "
                               "really changed, delete the model's zoo folder to trust the new one.")
-    if fetched.origin.pinned:
-        return []
     return [f"{k.replace('_sha256', '')} sha256 {v}" for k, v in got.items()]
+
+
+def outdated(entry: ModelEntry, record: dict | None) -> str | None:
+    """Why ``origin.json`` no longer vouches for the file converted beside it: it records a
+    download that the manifest's pins now refuse (a pin added or changed since); else None."""
+    for key in PINS:
+        want, seen = entry.source.get(key), (record or {}).get(key)
+        if want is not None and seen is not None and seen != want:
+            return (f"converted from {key.replace('_sha256', '')} sha256 {seen} ({RECORD}), but the manifest "
+                    f"now pins {want}")
+    return None
 
 
 def write_record(folder: Path, entry: ModelEntry, fetched: Fetched, model_sha256: str) -> None:

@@ -22,25 +22,32 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in _TRUE
 
 
+def _env_path(name: str) -> str | None:
+    """A folder setting, ``~`` and ``$VAR`` expanded as huggingface_hub expands its own (a
+    ``HF_HUB_CACHE=~/hf`` from a .env file or a unit is the same folder for both)."""
+    value = os.environ.get(name)
+    return os.path.expandvars(os.path.expanduser(value)) if value else None
+
+
 def ptocr_cache() -> Path:
     """``$PTOCR_CACHE``, else ``$XDG_CACHE_HOME/ptocr``, else ``~/.cache/ptocr``."""
-    root = os.environ.get("PTOCR_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ptocr")
+    root = _env_path("PTOCR_CACHE") or os.path.join(_env_path("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                                                    "ptocr")
     return Path(root)
 
 
 def zoo_dir() -> Path:
     """The local zoo folder: ``$PTOCR_ZOO``, else ``<ptocr cache>/zoo``."""
-    env = os.environ.get(ENV_ZOO)
+    env = _env_path(ENV_ZOO)
     return Path(env) if env else ptocr_cache() / "zoo"
 
 
 def hf_cache_dir() -> Path:
     """The Hugging Face hub cache."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]) / "hub"
+    if env := _env_path("HF_HUB_CACHE"):
+        return Path(env)
+    if env := _env_path("HF_HOME"):
+        return Path(env) / "hub"
     from huggingface_hub import constants
 
     return Path(constants.HF_HUB_CACHE)

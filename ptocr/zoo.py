@@ -15,7 +15,9 @@ For a model of the manifest (``ptocr.manifest``) the places are tried in this or
 
 Steps 3 and 4 are skipped offline (``HF_HUB_OFFLINE=1`` or ``PTOCR_OFFLINE=1``). A converted
 file is used only if its sha256 equals the manifest's ``hub.sha256`` or, for a file converted
-here from an official origin, the one recorded when it was converted. When nothing fits, the
+here from an official origin, the one recorded when it was converted (while the manifest's pins
+still accept what it was converted from). One process at a time converts a model into a zoo
+folder; the others wait for it and use its file. When nothing fits, the
 error lists every place and what was found there, and how to get the weights.
 
 ``publish`` uploads folders staged by ``tools/build_zoo.py`` to the Hub.
@@ -23,14 +25,21 @@ error lists every place and what was found there, and how to get the weights.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from safetensors import SafetensorError
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 from ptocr import origins
 from ptocr.atomic import failure_reason
@@ -38,7 +47,7 @@ from ptocr.checkpoint import file_sha256
 from ptocr.conversion import convert_once
 from ptocr.errors import ModelFileError, PtocrError
 from ptocr.manifest import Manifest, ModelEntry, load_manifest
-from ptocr.places import ENV_ZOO, hf_cache_dir, hf_endpoint, offline, ptocr_cache, require_pinned, zoo_dir
+from ptocr.places import ENV_ZOO, hf_cache_dir, offline, ptocr_cache, require_pinned, zoo_dir
 
 __all__ = ["Resolved", "UnpinnedOriginWarning", "WEIGHTS", "WeightsNotFoundError", "hf_cache_dir",
            "not_found_message", "offline", "plan_publish", "ptocr_cache", "publish", "resolve", "zoo_dir"]
@@ -74,29 +83,19 @@ def resolve(entry: ModelEntry | str, manifest: Manifest | None = None, *, zoo: P
     expected = hub.get("sha256")
     attempts: list[tuple[str, str]] = []
 
-    def checked(path: Path, place: str, own: str | None = None) -> Resolved | None:
-        """``own``: the hash recorded when the file was converted here from an official origin."""
-        wants = [h for h in (expected, own) if h]
-        if not wants:
-            attempts.append((place, (f"found {path}, but the manifest pins no sha256 for {name} yet "
-                                    "and no origin.json records one: not used")))
+    def checked(path: Path, place: str) -> Resolved | None:
+        sha, why = _verdict(path, [expected], name)
+        if sha is None:
+            attempts.append((place, why))
             return None
-        got = file_sha256(path)
-        if got not in wants:
-            attempts.append((place, (f"found {path} with sha256 {got}, expected {' or '.join(wants)}: "
-                                    "refused (corrupt, tampered or from another revision)")))
-            return None
-        return Resolved(path, place, got, attempts)
+        return Resolved(path, place, sha, attempts)
 
     # 1. local zoo folder
-    local = zoo / name / WEIGHTS
-    record = origins.read_record(zoo / name)
     place = f"local zoo folder ${ENV_ZOO} ({zoo})"
-    if local.is_file():
-        if (r := checked(local, place, (record or {}).get("model_sha256"))) is not None:
-            return r
-    else:
-        attempts.append((place, f"no {local}"))
+    sha, why = _local(entry, zoo)
+    if sha is not None:
+        return Resolved(zoo / name / WEIGHTS, place, sha, attempts)
+    attempts.append((place, why))
 
     # 2. Hugging Face cache
     cache = hf_cache_dir()
@@ -116,12 +115,10 @@ def resolve(entry: ModelEntry | str, manifest: Manifest | None = None, *, zoo: P
         attempts.append((place, "not tried: offline (HF_HUB_OFFLINE / PTOCR_OFFLINE)"))
     else:
         try:
-            from huggingface_hub import hf_hub_download
-
-            got = hf_hub_download(hub["repo_id"], hub["filename"], revision=hub["revision"], cache_dir=cache,
-                                  endpoint=hf_endpoint())
+            got = origins.hub_download(hub["repo_id"], hub["filename"], hub["revision"])
         except Exception as e:  # noqa: BLE001 - every failure is reported with the others
-            attempts.append((place, f"download failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"))
+            first = str(e).splitlines()[0][:200] if str(e) else ""  # TimeoutError() has no text
+            attempts.append((place, f"download failed: {type(e).__name__}: {first}"))
         else:
             if (r := checked(Path(got), place)) is not None:
                 return r
@@ -135,40 +132,118 @@ def resolve(entry: ModelEntry | str, manifest: Manifest | None = None, *, zoo: P
             attempts.append((place, "not tried: the manifest pins no hash for it and PTOCR_REQUIRE_PINNED is set"))
         else:
             try:
-                path, sha = _from_origin(entry, origin, zoo, record, progress)
+                path, sha, fresh = _from_origin(entry, origin, zoo, progress)
             except PtocrError as e:
                 attempts.append((place, f"refused: {e}"))
-            except (OSError, SafetensorError) as e:  # the zoo folder's side: unwritable, a full disk
-                attempts.append((place, f"could not write into {zoo}: {failure_reason(e)}"))
+            except (OSError, SafetensorError) as e:  # our side: unwritable, a full disk
+                where = getattr(e, "filename", None) or zoo  # the zoo folder, or the wheel cache
+                attempts.append((place, f"could not write into {where}: {failure_reason(e)}"))
             else:
-                return Resolved(path, f"{place} (converted into {zoo / name})", sha, attempts)
+                how = "converted into" if fresh else "converted by another process into"
+                return Resolved(path, f"{place} ({how} {zoo / name})", sha, attempts)
 
     raise WeightsNotFoundError(not_found_message(entry, attempts))
 
 
-def _from_origin(entry: ModelEntry, origin: origins.Origin, zoo: Path, record: dict | None,
-                 progress: bool) -> tuple[Path, str]:
+def _verdict(path: Path, wants: list, name: str, outdated: str | None = None) -> tuple[str | None, str]:
+    """(sha256, "") when ``path`` has one of the hashes ``wants``, else (None, why not)."""
+    wants = [h for h in wants if h]
+    if not wants:
+        return None, (f"found {path}, but {outdated}: not used" if outdated else
+                      f"found {path}, but the manifest pins no sha256 for {name} yet and no origin.json records one: "
+                      "not used")
+    got = file_sha256(path)
+    if got not in wants:
+        return None, (f"found {path} with sha256 {got}, expected {' or '.join(wants)}: "
+                      "refused (corrupt, tampered or from another revision)")
+    return got, ""
+
+
+def _local(entry: ModelEntry, zoo: Path) -> tuple[str | None, str]:
+    """The converted file of the local zoo folder: (its sha256, "") if usable, else (None, why not).
+    Its hash is the manifest's ``hub.sha256`` or, for a file converted here from an official
+    origin, the one ``origin.json`` recorded, as long as the manifest still pins what it came from."""
+    local = zoo / entry.name / WEIGHTS
+    if not local.is_file():
+        return None, f"no {local}"
+    record = origins.read_record(zoo / entry.name)
+    stale = origins.outdated(entry, record)
+    own = None if stale else (record or {}).get("model_sha256")
+    return _verdict(local, [entry.hub.get("sha256"), own], entry.name, stale)
+
+
+def _from_origin(entry: ModelEntry, origin: origins.Origin, zoo: Path, progress: bool) -> tuple[Path, str, bool]:
     """Download, check, convert into a staging folder; then put it in place in one rename.
-    Nothing of a failed attempt is left behind."""
+    Nothing of a failed attempt is left behind. One process at a time per model (a lock in the
+    zoo folder): another that waited uses what the first put in place. Returns (file, sha256,
+    whether converted by this call)."""
     zoo.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=zoo, prefix=f".{entry.name}.partial-"))
-    try:
-        fetched = origins.fetch(entry, origin, stage / "download", progress=progress)
-        trusted = origins.check_hashes(entry, fetched, record)
-        out = stage / entry.name
-        out.mkdir()
-        weights = convert_once(fetched.folder, out / WEIGHTS, arch=entry.name)
-        sha = file_sha256(weights)
-        origins.write_record(out, entry, fetched, sha)
-        final = _install(out, zoo / entry.name)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    with _locked(zoo / f".{entry.name}.lock"):
+        sha, _ = _local(entry, zoo)
+        if sha is not None:  # put there by another process while this one waited
+            return zoo / entry.name / WEIGHTS, sha, False
+        for kind in ("partial", "old"):  # left by a killed process: nobody else works on them now
+            for left in zoo.glob(f".{glob.escape(entry.name)}.{kind}-*"):
+                shutil.rmtree(left, ignore_errors=True)
+        record = origins.read_record(zoo / entry.name)
+        stage = Path(tempfile.mkdtemp(dir=zoo, prefix=f".{entry.name}.partial-"))
+        try:
+            fetched = origins.fetch(entry, origin, stage / "download", progress=progress)
+            trusted = origins.check_hashes(entry, fetched, record)
+            out = stage / entry.name
+            out.mkdir()
+            weights = convert_once(fetched.folder, out / WEIGHTS, arch=entry.name)
+            sha = file_sha256(weights)
+            origins.write_record(out, entry, fetched, sha)
+            final = _install(out, zoo / entry.name)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
     if trusted:
         warnings.warn(f"{entry.name}: {origin.describe()} is not pinned in the manifest; trusted on first use "
                       f"with {', '.join(trusted)} (recorded in {final / origins.RECORD}; a different file later "
                       "is refused; PTOCR_REQUIRE_PINNED=1 refuses unpinned origins)",
                       UnpinnedOriginWarning, stacklevel=3)
-    return final / WEIGHTS, sha
+    return final / WEIGHTS, sha, True
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock between processes, its file removed on release (a refused download
+    leaves the zoo folder as it was). A waiter that wakes on a file removed meanwhile retries on
+    the new one."""
+    if fcntl is None:  # Windows: filelock (huggingface_hub's dependency) removes its file itself
+        from filelock import FileLock
+
+        with FileLock(path):
+            yield
+        return
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held = _same_file(fd, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        if held:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(path)  # still held: a waiter on this file finds it gone and takes a new one
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (st.st_dev, st.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
 
 
 def _install(staged: Path, final: Path) -> Path:

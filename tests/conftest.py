@@ -111,3 +111,24 @@ def paddleocr_src() -> Path:
     if not (root / "tools" / "infer" / "predict_det.py").is_file():
         pytest.skip(f"{root} is not a paddleocr 2.x source tree")
     return root
+
+
+@pytest.fixture
+def loopback_only(monkeypatch):
+    """Any connection to a host other than 127.0.0.1 fails the test (pip too: no index); the
+    runner's own proxy settings, which would route 127.0.0.1 elsewhere, are taken away."""
+    import socket
+
+    real = socket.socket.connect
+
+    def connect(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if self.family in (socket.AF_INET, socket.AF_INET6) and host not in ("127.0.0.1", "::1", "localhost"):
+            raise AssertionError(f"a test tried to reach {address}")
+        return real(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    for var in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.upper(), raising=False)

@@ -39,19 +39,7 @@ HUB = {"PaddlePaddle/PP-OCRv5_mobile_det": "PP-OCRv5_mobile_det_infer"}
 FRENCH = "french_mobile_v2.0_rec"
 
 
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch):
-    """Any connection to a host other than 127.0.0.1 fails the test (pip too: no index)."""
-    real = socket.socket.connect
-
-    def connect(self, address):
-        host = address[0] if isinstance(address, tuple) else address
-        if self.family in (socket.AF_INET, socket.AF_INET6) and host not in ("127.0.0.1", "::1", "localhost"):
-            raise AssertionError(f"a test tried to reach {address}")
-        return real(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
+pytestmark = pytest.mark.usefixtures("loopback_only")  # conftest: no traffic beyond 127.0.0.1
 
 
 @pytest.fixture(scope="module")

