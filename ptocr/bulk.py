@@ -3,8 +3,8 @@
 ``read_many(ocr, images)`` (``OCR.read_many``, ``OCR3.read_many``) returns a list,
 ``iter_read(ocr, images)`` (``iter_many``) yields them one by one for streams too large for
 memory. Each result is what ``ocr.read(image)`` returns, or a ``FailedImage`` for an input that
-could not be read (the others are still read). A PDF (a path ending in .pdf, or ``PdfPages``)
-gives one result per page, in page order. The engine runs the pipeline's steps
+could not be read (the others are still read). A PDF or TIFF (a path ending in .pdf, .tif,
+.tiff, or ``PdfPages``) gives one result per page, in page order. The engine runs the pipeline's steps
 (``ptocr.bulk_steps``: PaddleOCR 2.x's ``OCR``, 3.x's ``OCR3``), so it is written once.
 
 How the work is laid out (doc/bulk.md):
@@ -47,7 +47,7 @@ import torch
 
 from ptocr.bulk_steps import BulkItem, CropStage, lines_of
 from ptocr.errors import ImageError, PtocrError
-from ptocr.pdf import PdfError, is_pdf, pdf_pages
+from ptocr.pdf import PageError, document_pages, is_paged, page_count
 from ptocr.result import OCRResult
 
 __all__ = ["BulkReader", "BulkReading", "FailedImage", "PdfPages", "compile_for_fixed_shapes", "is_uri", "iter_pipeline", "iter_read",
@@ -86,7 +86,7 @@ def set_tf32(enabled: bool) -> None:
 
 @dataclass(frozen=True)
 class PdfPages:
-    """Some pages of a PDF as one bulk input: ``pages`` 1-based (None: all of them)."""
+    """Some pages of a PDF (or TIFF) as one bulk input: ``pages`` 1-based (None: all of them)."""
 
     path: str
     pages: tuple[int, ...] | None = None
@@ -115,22 +115,35 @@ def read_uri(uri: str) -> bytes:
 
 
 def _expand(images: Iterable, pdfs: bool) -> Iterator[tuple[BulkItem, Any]]:
-    """(item, what to load) per image and, with ``pdfs``, per page of each PDF. A PDF that
-    cannot be read is one failed item where it fails (the pages before it are read)."""
+    """(item, what to load) per image and, with ``pdfs``, per page of each PDF or TIFF. A document
+    that cannot be opened is one failed item without a page; a page that cannot be rendered is
+    that page's failed item, and the other pages are read."""
     for image in images:
-        doc = image if isinstance(image, PdfPages) else PdfPages(os.fspath(image)) if pdfs and is_pdf(image) else None
+        doc = image if isinstance(image, PdfPages) else PdfPages(os.fspath(image)) if pdfs and is_paged(image) else None
         if doc is None:
             yield BulkItem(source_name(image)), image
             continue
+        if is_uri(doc.path):  # pages are read from files here, not through pyarrow's streams
+            yield BulkItem(doc.path, error=f"{doc.path}: PDF and TIFF pages are read from local files only; "
+                                           "copy it here first"), None
+            continue
         wanted = None if doc.pages is None else list(doc.pages)
-        done = 0
-        try:
-            for index, page in pdf_pages(doc.path, wanted):
+        done = 0  # pages yielded or failed: the next one is wanted[done] (page done + 1 for all)
+        while True:
+            try:
+                for index, page in document_pages(doc.path, None if wanted is None else wanted[done:]):
+                    done += 1
+                    yield BulkItem(doc.path, page_index=index), page
+                break
+            except PageError as e:  # the page that failed, or the document (None): what a rerun skips
+                yield BulkItem(doc.path, page_index=None if e.page is None else e.page - 1, error=str(e)), None
+                if e.page is None:
+                    break
+                # A page that cannot be rendered: the ones after it are read all the same.
+                wanted = list(range(1, (page_count(doc.path) or 0) + 1)) if wanted is None else wanted
                 done += 1
-                yield BulkItem(doc.path, page_index=index), page
-        except PdfError as e:
-            at = None if done == 0 else (done if wanted is None else wanted[done] - 1)
-            yield BulkItem(doc.path, page_index=at, error=str(e)), None
+                if done >= len(wanted):
+                    break
 
 
 def _prepare(item: BulkItem, image: Any, steps) -> BulkItem:
@@ -163,7 +176,8 @@ class BulkReader:
         workers: threads decoding, resizing and post-processing (default 2).
         pin_memory: page-locked, non-blocking input copies; default: when on CUDA.
         allow_tf32: leave TF32 on for CUDA (``set_tf32``); default off.
-        pdfs: read a PDF path as its pages (one result each); False: as an image (which fails).
+        pdfs: read a PDF or TIFF path as its pages (one result each); False: as an image (a PDF
+            then fails, a TIFF gives its first frame).
     """
 
     def __init__(self, pipeline, *, batch_size: int | None = None, merge: bool | None = None, lanes: int | None = None,

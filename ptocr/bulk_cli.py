@@ -18,14 +18,12 @@ import click
 
 from ptocr.bulk import BulkReader, FailedImage, PdfPages, is_uri
 from ptocr.errors import PtocrError
+from ptocr.inputs import folder_files
 from ptocr.jsonl_results import JsonlResults, record
-from ptocr.pdf import is_pdf
+from ptocr.pdf import is_paged, page_count
 
-__all__ = ["IMAGE_SUFFIXES", "LIST_SUFFIXES", "Progress", "bulk_options", "expand_inputs", "run"]
+__all__ = ["LIST_SUFFIXES", "Progress", "bulk_options", "expand_inputs", "run"]
 
-# What a folder given to ``ptocr ocr DIR --out`` contributes (searched recursively); PDFs too.
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jp2", ".pbm", ".pgm", ".ppm"}
-PDF_SUFFIX = ".pdf"
 # A file with one of these suffixes is a list: one image path or URI per line.
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
 
@@ -60,11 +58,10 @@ def expand_inputs(args) -> list[str]:
         if is_uri(arg):
             names.append(arg)
         elif path.is_dir():
-            names += [str(p) for p in sorted(path.rglob("*"))
-                      if p.suffix.lower() in IMAGE_SUFFIXES | {PDF_SUFFIX} and p.is_file()]
+            names += folder_files(path)
         elif path.suffix.lower() in LIST_SUFFIXES and path.is_file():
             try:
-                lines = path.read_text(encoding="utf-8").splitlines()
+                lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM (Notepad's) is not part of a name
             except UnicodeDecodeError as e:
                 raise PtocrError(f"{path}: a list of images must be UTF-8 text ({e.reason} at byte {e.start})") from None
             except OSError as e:
@@ -117,17 +114,18 @@ class Progress:
 
 
 def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None = None, bulk_ray: str | None = None,
-        bulk_actors: int = 1, device=None) -> int:
+        bulk_actors: int = 1, device=None, pages: list[int] | None = None) -> int:
     """The bulk mode of ``ptocr ocr``; returns the number of inputs (images, PDF pages, PDFs
     that cannot be opened) that could not be read. ``build()`` makes the pipeline (``OCR`` or
-    ``OCR3``; in each Ray actor with ``--ray``)."""
+    ``OCR3``; in each Ray actor with ``--ray``). ``pages`` (``--pages``, 1-based): the PDF pages
+    to read, as without ``--out``; None: all."""
     names = expand_inputs(images)
     if not names:
         raise PtocrError("no images found in the given folders and lists")
     with JsonlResults(bulk_out) as results:
-        if bulk_ray is not None and any(is_pdf(n) for n in names):
-            raise PtocrError("--ray reads images only; read PDFs without --ray (one line per page)")
-        todo, count = _todo(names, results.done)
+        if bulk_ray is not None and any(is_paged(n) for n in names):
+            raise PtocrError("--ray reads images only; read PDFs and TIFFs without --ray (one line per page)")
+        todo, count = _todo(names, results.done, pages)
         known = set(names)
         bar = Progress(count, skipped=sum(name in known for name, _ in results.done))
         failed = 0
@@ -150,37 +148,25 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
     return failed
 
 
-def _todo(names: list[str], done: set) -> tuple[list, int]:
-    """The inputs not yet in the results (a PDF as the ``PdfPages`` still to read) and how many
-    results they give (a PDF that cannot be opened: one, its error)."""
+def _todo(names: list[str], done: set, pages: list[int] | None = None) -> tuple[list, int]:
+    """The inputs not yet in the results (a PDF as the ``PdfPages`` still to read, of ``pages``
+    where given) and how many results they give (a PDF that cannot be opened: one, its error)."""
     todo: list = []
     count = 0
     for name in names:
-        pages = _page_count(name) if is_pdf(name) and not is_uri(name) else None
-        if pages is None or (name, None) in done:
+        total = page_count(name) if is_paged(name) and not is_uri(name) else None
+        if total is None or (name, None) in done:
             if (name, None) not in done:
                 todo.append(name)
                 count += 1
             continue
-        left = tuple(p for p in range(1, pages + 1) if (name, p) not in done)
+        # Each page once; a page the PDF lacks stays in: reading it reports "no page N", as without --out.
+        wanted = range(1, total + 1) if pages is None else dict.fromkeys(pages)
+        left = tuple(p for p in wanted if (name, p) not in done)
         if left:
             todo.append(PdfPages(name, left))
             count += len(left)
     return todo, count
-
-
-def _page_count(path: str) -> int | None:
-    """The PDF's number of pages; None when it cannot be opened (reading it then reports why)."""
-    import pypdfium2 as pdfium
-
-    try:
-        doc = pdfium.PdfDocument(path)
-    except (pdfium.PdfiumError, OSError, ValueError):
-        return None
-    try:
-        return len(doc) or None
-    finally:
-        doc.close()
 
 
 def _gpus(device) -> float:

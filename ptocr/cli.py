@@ -27,7 +27,7 @@ from ptocr.export import export as do_export
 from ptocr.manifest import READY, list_models, load_manifest
 from ptocr.atomic import nearest_existing, write_atomically
 from ptocr.bundles import build_pipeline
-from ptocr.pdf import is_pdf, parse_pages
+from ptocr.pdf import is_paged, parse_pages
 from ptocr.pipeline import OCR
 from ptocr.pipeline3 import OCR3, PADDLEOCR3_DEFAULTS, STEP_SWITCHES
 from ptocr.result3 import OCR3Result
@@ -206,7 +206,7 @@ def demo(image, models):
             with resources.as_file(resources.files("ptocr") / "assets" / "demo_scene.jpg") as path:
                 image, result = str(path), ocr(path)
         else:
-            result = ocr(image if is_pdf(image) else Path(image))
+            result = ocr(image if is_paged(image) else Path(image))
     except PtocrError as e:
         _fail(str(e))
     for name, lines in _pages_of(image, result):
@@ -226,7 +226,7 @@ def demo(image, models):
               help="Document unwarping model (PaddleOCR 3.x bundles), e.g. UVDoc; --set use_doc_unwarping=true "
                    "takes the zoo's.")
 @click.option("--lang", metavar="CODE", help="PaddleOCR 3.x language code (fr, korean, ru, ...): the recognizer 3.x runs for it.")
-@click.option("--pages", metavar="LIST", help="PDF pages to read, 1-based: 1,3-5 (default all).")
+@click.option("--pages", metavar="LIST", help="PDF and TIFF pages to read, 1-based: 1,3-5 (default all).")
 @click.option("--word-boxes", is_flag=True,
               help="PaddleOCR 3.x bundles: each line's words and their boxes too (text_word, text_word_boxes).")
 @click.option("--set", "settings", metavar="KEY=VALUE", multiple=True,
@@ -251,8 +251,9 @@ def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_bo
     demo` fetches them. Exit codes: 0 ok, 2 bad input (some image, PDF or model unusable; the
     others are still read and written), 1 internal error.
 
-    With --out (bulk mode, doc/bulk.md) IMAGES may be folders and lists, and the results go to
-    a JSON-lines file that a rerun resumes.
+    IMAGES may be folders (their image, PDF and TIFF files, searched recursively) and .txt lists
+    (one path per line). With --out (bulk mode, doc/bulk.md) the results go to a JSON-lines file
+    that a rerun resumes.
     """
     settings = dict(map(_setting, settings)) | ({"return_word_box": True} if word_boxes else {})
     if bulk["bulk_out"] is not None:
@@ -262,7 +263,7 @@ def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_bo
             failed = bulk_cli.run(images, lambda: _build_ocr(det, rec, cls, models, device, dtype, compile_,
                                                              bundle=bundle, doc_ori=doc_ori, doc_unwarp=doc_unwarp,
                                                              lang=lang, settings=settings),
-                                  device=device, **bulk)
+                                  device=device, pages=parse_pages(pages) if pages else None, **bulk)
         except (PtocrError, ValueError) as e:
             _fail(str(e))
         except OSError as e:
@@ -275,6 +276,9 @@ def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_bo
         _check_output_folder(vis, "--vis")
     try:
         page_list = parse_pages(pages) if pages else None
+        images = bulk_cli.expand_inputs(images)  # folders -> their files, as with --out
+        if not images:
+            raise PtocrError("no images found in the given folders and lists")
         pipeline = _build_ocr(det, rec, cls, models, device, dtype, compile_, bundle=bundle, doc_ori=doc_ori,
                               doc_unwarp=doc_unwarp, lang=lang, settings=settings)
     except (PtocrError, ValueError) as e:
@@ -288,7 +292,7 @@ def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_bo
     with click.progressbar(images, label="ocr", file=sys.stderr, hidden=hidden) as bar:
         for image in bar:
             try:
-                result = pipeline(image, pages=page_list) if is_pdf(image) else pipeline(image)
+                result = pipeline(image, pages=page_list) if is_paged(image) else pipeline(image)
             except ImageError as e:
                 click.echo(f"{'' if hidden else chr(10)}ptocr: error: {e}", err=True)  # off the bar's line
                 failed.append(image)

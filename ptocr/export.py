@@ -42,6 +42,7 @@ from ptocr.atomic import temp_beside
 from ptocr.errors import PtocrError
 from ptocr.models.reparam import fuse_reparameterizable
 from ptocr.optimize import for_fixed_shape_graph
+from ptocr.transforms.cls import cls_preprocess
 
 # A Hugging Face transformers checkpoint folder (PP-OCRv6 and PP-OCRv5 mobile and server model types),
 # written by ``export_transformers``; the others are graphs traced by ``export``.
@@ -63,6 +64,8 @@ def example_input(config: dict, batch: int = 1, shape: Sequence[int] | None = No
         if task in _EXAMPLE_HW:
             h, w = _EXAMPLE_HW[task]
             c = 3
+        elif task == "cls":  # a PP-LCNet classifier's size is its ``size`` / ``crop_size``, not image_shape
+            c, h, w = cls_preprocess(config["preprocess"]).image_shape
         else:
             c, h, w = config["preprocess"].get("image_shape", (3, 48, 320))
         shape = (batch, c, h, w)
@@ -84,6 +87,11 @@ def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: st
             raise PtocrError("an input shape is for a static export (--static); a dynamic one takes many")
         if len(input_shape) != 4 or min(input_shape) < 1:
             raise PtocrError(f"input shape must be 4 positive sizes N, C, H, W; got {tuple(input_shape)}")
+        channels = example_input(config).shape[1]
+        if int(input_shape[1]) != channels:
+            raise PtocrError(f"input shape {tuple(input_shape)}: the model takes {channels} channels")
+    if fmt != "onnx" and opset != OPSET:
+        raise PtocrError(f"an opset is for ONNX exports; a {fmt} export has none")
     dst = Path(dst)
     if fmt == "aoti" and dst.suffix != SUFFIXES["aoti"]:
         raise PtocrError(f"{dst}: an AOTInductor package must be named *.pt2")
@@ -92,6 +100,13 @@ def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: st
     # (a bfloat16 one, say, or one still training) must come back as it went in.
     model = copy.deepcopy(model).float().cpu().eval()
     x = example_input(config, batch=2 if dynamic else 1, shape=input_shape)
+    if input_shape is not None:  # a shape the model cannot take is the caller's mistake, not a tracer traceback
+        try:
+            with torch.inference_mode(False), torch.no_grad():
+                model(x)
+        except RuntimeError as e:
+            raise PtocrError(f"the model does not take inputs of shape {'x'.join(map(str, x.shape))} "
+                             f"({str(e).splitlines()[0][:300]})") from None
     tmp = temp_beside(dst, suffix=dst.suffix)  # the exporters go by the name's ending
     try:
         with torch.inference_mode(False), torch.no_grad():
@@ -231,12 +246,16 @@ def _run_transformers(path, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
 def check_export(path: str | os.PathLike, fmt: str, model: torch.nn.Module,
                  inputs: Sequence[np.ndarray], onednn_graph: bool = False) -> float:
     """Max |delta| between the exported model and PyTorch on ``inputs``; an export that cannot run
-    one of them (a shape it was not made for) is a PtocrError naming the shapes."""
+    one of them (a shape it was not made for) is a PtocrError naming the shapes. With
+    ``onednn_graph``, the fuser refusing the model stays its RuntimeError: the export itself is
+    fine (``ptocr export`` says so and keeps it)."""
     try:
         got = run_exported(path, fmt, inputs, onednn_graph=onednn_graph)
     except PtocrError:
         raise
     except Exception as e:  # noqa: BLE001 - each runtime raises its own types (ORT, AOTInductor, torch.jit)
+        if onednn_graph and isinstance(e, RuntimeError):
+            raise  # the fuser refusing the model (the plain export ran): for the caller to report
         shapes = ", ".join(sorted({"x".join(map(str, x.shape)) for x in inputs}))
         raise PtocrError(f"{path}: the {fmt} export does not run on inputs of shape {shapes} "
                          f"({type(e).__name__}: {str(e)[:500]})") from e
@@ -246,5 +265,10 @@ def check_export(path: str | os.PathLike, fmt: str, model: torch.nn.Module,
     for g, w in zip(got, want):
         if g.shape != w.shape:
             raise PtocrError(f"exported model gives shape {g.shape}, PyTorch {w.shape}")
-        worst = max(worst, float(np.abs(g.astype(np.float64) - w).max()))
+        # NaN on one side only is a mismatch (max() would pass over it); equal values, infinities
+        # and NaNs included, are none.
+        same = (g == w) | (np.isnan(g) & np.isnan(w))
+        with np.errstate(invalid="ignore"):  # inf - inf where both are inf: ``same`` already
+            delta = np.where(same, 0.0, np.abs(g.astype(np.float64) - w))
+        worst = max(worst, float(np.nan_to_num(delta, nan=np.inf).max(initial=0.0)))
     return worst

@@ -63,7 +63,14 @@ def _reason(e: OSError, path: Path) -> str:
 
 def encode(rec: dict) -> str:
     """One record as its line (without the newline): the same text wherever it is made."""
-    return json.dumps(rec, ensure_ascii=False)
+    line = json.dumps(rec, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        # A file name that is not UTF-8 (os.fsdecode's lone surrogates) cannot be written as UTF-8:
+        # \u escapes instead, which json.loads reads back to the same name (so a rerun skips it).
+        line = json.dumps(rec)
+    return line
 
 
 class JsonlResults:

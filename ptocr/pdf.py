@@ -2,6 +2,11 @@
 (144 dpi), forms drawn, the scale lowered only where a page would exceed ~179 megapixels.
 A PDF that cannot be read (corrupt, encrypted, empty, a page number it lacks) is a
 ``PdfError`` naming the file: an ``ImageError``, so ``ptocr ocr`` reports it and reads the rest.
+
+A TIFF is paged too (``tiff_pages``), as paddlex 3.7 reads it: every frame of a ``.tif`` /
+``.tiff`` a page of its own (PaddleOCR 2.x read only the first). ``is_paged`` and
+``document_pages`` are what the pipelines, bulk reading and the CLI go by; a document or page
+that cannot be read is a ``PageError`` (``PdfError`` for a PDF).
 """
 
 from __future__ import annotations
@@ -15,20 +20,69 @@ import numpy as np
 
 from ptocr.errors import ImageError
 
-__all__ = ["PdfError", "is_pdf", "parse_pages", "pdf_pages", "RENDER_SCALE"]
+__all__ = ["PageError", "PdfError", "document_pages", "is_paged", "is_pdf", "is_tiff", "page_count", "parse_pages",
+           "pdf_pages", "tiff_pages", "RENDER_SCALE"]
 
 RENDER_SCALE = 2.0  # paddlex PDF_RENDER_SCALE: 72 dpi x 2
 MIN_RENDER_SCALE = 0.1  # paddlex PDF_MIN_RENDER_SCALE
 MAX_PIXELS = 178_956_970  # paddlex DEFAULT_MAX_IMAGE_PIXELS (PIL's bomb limit)
+TIFF_SUFFIXES = (".tif", ".tiff")  # paddlex ImageBatchSampler.TIFF_SUFFIX: one page per frame
 
 
-class PdfError(ImageError):
+class PageError(ImageError):
+    """A paged document (PDF, TIFF), or a page of it, that cannot be read. ``page``: the 1-based
+    page that failed, None when the document itself did (bulk reading records it per page, so a
+    rerun still reads the pages after it)."""
+
+    def __init__(self, message: str, page: int | None = None):
+        super().__init__(message)
+        self.page = page
+
+
+class PdfError(PageError):
     """A PDF that cannot be rendered."""
 
 
 def is_pdf(source) -> bool:
     """A path ending in .pdf (any case)."""
     return isinstance(source, (str, os.PathLike)) and os.fspath(source).lower().endswith(".pdf")
+
+
+def is_tiff(source) -> bool:
+    """A path ending in .tif or .tiff (any case)."""
+    return isinstance(source, (str, os.PathLike)) and os.fspath(source).lower().endswith(TIFF_SUFFIXES)
+
+
+def is_paged(source) -> bool:
+    """A PDF or TIFF path: read as its pages, one result each."""
+    return is_pdf(source) or is_tiff(source)
+
+
+def document_pages(path, pages: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """``pdf_pages`` or ``tiff_pages``, by the name's ending."""
+    return tiff_pages(path, pages) if is_tiff(path) else pdf_pages(path, pages)
+
+
+def page_count(path) -> int | None:
+    """A PDF's or TIFF's number of pages; None when it cannot be opened (reading it then says why)."""
+    if is_tiff(path):
+        from PIL import Image
+
+        try:
+            with Image.open(os.fspath(path)) as tiff:
+                return getattr(tiff, "n_frames", 1)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            return None
+    import pypdfium2 as pdfium
+
+    try:
+        doc = pdfium.PdfDocument(os.fspath(path))
+    except (pdfium.PdfiumError, OSError, ValueError):
+        return None
+    try:
+        return len(doc) or None
+    finally:
+        doc.close()
 
 
 def parse_pages(text: str) -> list[int]:
@@ -96,10 +150,43 @@ def pdf_pages(path, pages: Iterable[int] | None = None) -> Iterator[tuple[int, n
             try:
                 bitmap = page.render(scale=render_scale(page.get_size()), may_draw_forms=True)
                 image = np.ascontiguousarray(bitmap.to_numpy()[:, :, :3])  # PDFium's byte order: BGR(x)
-            except pdfium.PdfiumError as e:
-                raise PdfError(f"{name}: page {number} cannot be rendered ({e})") from None
+            except (pdfium.PdfiumError, PdfError) as e:
+                raise PdfError(f"{name}: page {number} cannot be rendered ({e})", page=number) from None
             finally:
                 page.close()
             yield number - 1, image
     finally:
         doc.close()
+
+
+def tiff_pages(path, pages: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(page_index, BGR uint8 image)`` (0-based index) for every frame of the TIFF ``path``,
+    or the 1-based ``pages``, as paddlex's TIFFReader pages it. Each frame is decoded as ptocr
+    decodes images (alpha onto white); a single-frame TIFF exactly as the image file."""
+    from PIL import Image, UnidentifiedImageError
+
+    from ptocr.transforms.image import load_image
+
+    name = os.fspath(path)
+    try:
+        tiff = Image.open(name)
+    except FileNotFoundError:
+        raise PageError(f"{name}: no such file") from None
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        raise PageError(f"{name}: not a readable TIFF ({e})") from None
+    with tiff:
+        count = getattr(tiff, "n_frames", 1)
+        wanted = list(range(1, count + 1)) if pages is None else list(pages)
+        missing = [p for p in wanted if not 1 <= p <= count]
+        if missing:
+            raise PageError(f"{name}: no page {missing[0]} (the TIFF has {count} pages)")
+        for number in wanted:
+            try:
+                if count == 1:  # exactly as the image file reads
+                    frame = load_image(name)
+                else:
+                    tiff.seek(number - 1)
+                    frame = load_image(tiff)
+            except (OSError, ValueError, ImageError) as e:
+                raise PageError(f"{name}: page {number} cannot be read ({e})", page=number) from None
+            yield number - 1, frame

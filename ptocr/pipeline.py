@@ -17,7 +17,8 @@ from ptocr.bulk_steps import TextSystemSteps
 from ptocr.errors import PtocrError
 from ptocr.loading import load_predictor
 from ptocr.manifest import load_manifest
-from ptocr.pdf import is_pdf, pdf_pages
+from ptocr.inputs import read_inputs
+from ptocr.pdf import document_pages
 from ptocr.postprocess import apply_cls_rotation, should_rotate
 from ptocr.predictors import ClsPredictor, DetPredictor, Predictor, RecPredictor
 from ptocr.result import Line, OCRResult
@@ -105,16 +106,16 @@ class OCR(BulkReading):
 
     def __call__(self, images, pages=None) -> OCRResult | list[OCRResult]:
         """``images``: a path, encoded bytes, numpy array (BGR / gray / BGRA, 8 or 16 bit), PIL
-        image, or a list of them (-> a list of results). A PDF path gives one result per page
-        (``pages``: 1-based page numbers, default all), in place in the list."""
-        if isinstance(images, (list, tuple)):
-            return [r for image in images for r in (self.read_pdf(image, pages) if is_pdf(image) else [self.read(image)])]
-        return self.read_pdf(images, pages) if is_pdf(images) else self.read(images)
+        image, or a folder or list of them (-> a flat list of results). A PDF or TIFF path gives
+        one result per page (``pages``: 1-based page numbers, default all), in place in the list
+        (``ptocr.inputs``)."""
+        return read_inputs(self, images, pages)
 
     def read_pdf(self, path, pages=None) -> list[OCRResult]:
-        """One result per page of the PDF ``path`` (rendered as ``ptocr.pdf`` says)."""
+        """One result per page of the PDF or TIFF ``path`` (``ptocr.pdf``: a TIFF's every frame,
+        where PaddleOCR 2.x read its first only)."""
         results = []
-        for _, page in pdf_pages(path, pages):
+        for _, page in document_pages(path, pages):
             result = self.read(page)
             result.source = os.fspath(path)
             results.append(result)

@@ -31,7 +31,8 @@ from ptocr.bulk_steps import Pipeline3Steps
 from ptocr.errors import PtocrError
 from ptocr.languages import bundle_parts
 from ptocr.manifest import load_manifest
-from ptocr.pdf import is_pdf, pdf_pages
+from ptocr.inputs import read_inputs
+from ptocr.pdf import document_pages
 from ptocr.pipeline import as_predictor
 from ptocr.postprocess import CTCLabelDecode, DBPostProcess
 from ptocr.postprocess.word_boxes import line_word_boxes, recognized_columns, word_groups
@@ -115,13 +116,16 @@ class OCR3(BulkReading):
         # float16 steps by half a pixel on a page 2,048 pixels wide, bfloat16 by 2 on one 1,000 wide.
         self.doc_unwarp: UnwarpPredictor | None = (None if doc_unwarp is None
                                                    else as_predictor(doc_unwarp, "unwarp", **{**load, "dtype": None}))
-        self._configure({**PADDLEOCR3_DEFAULTS, **settings})
+        self._configure(PADDLEOCR3_DEFAULTS, settings)
 
-    def _configure(self, settings: dict) -> None:
-        """Check ``settings`` and build the detection steps they set."""
-        unknown = set(settings) - set(PADDLEOCR3_DEFAULTS)
+    def _configure(self, base: dict, given: dict) -> None:
+        """Check ``given`` and build the detection steps that ``base`` updated by it sets. A
+        setting given as None keeps its ``base`` value: PaddleOCR 3.x's ``PaddleOCR(...)`` and
+        ``predict(...)`` take None as "unset" (paddlex's get_text_det_params and the like)."""
+        unknown = set(given) - set(PADDLEOCR3_DEFAULTS)
         if unknown:
             raise PtocrError(f"unknown settings {sorted(unknown)}; known: {sorted(PADDLEOCR3_DEFAULTS)}")
+        settings = {**base, **{k: v for k, v in given.items() if v is not None}}
         for key in ("textline_orientation_batch_size", "text_recognition_batch_size"):
             if int(settings[key]) < 1:
                 raise PtocrError(f"{key} must be >= 1, got {settings[key]!r}")
@@ -143,11 +147,15 @@ class OCR3(BulkReading):
         other = copy.copy(self)
         other.textline = _switched(self.textline, settings.pop("use_textline_orientation", None),
                                    "use_textline_orientation", "a textline orientation model")
-        other.doc_ori = _switched(self.doc_ori, settings.pop("use_doc_orientation_classify", None),
-                                  "use_doc_orientation_classify", "a document orientation model")
-        other.doc_unwarp = _switched(self.doc_unwarp, settings.pop("use_doc_unwarping", None),
-                                     "use_doc_unwarping", "a document unwarping model")
-        other._configure({**self.settings, **settings})
+        ori, unwarp = settings.pop("use_doc_orientation_classify", None), settings.pop("use_doc_unwarping", None)
+        if (ori, unwarp) != (None, None) and True not in (ori, unwarp):
+            # paddlex's OCR get_model_settings: per call, document switches given and none True
+            # turn the whole doc preprocessor off (use_doc_orientation_classify=False alone skips
+            # unwarping too)
+            ori = unwarp = False
+        other.doc_ori = _switched(self.doc_ori, ori, "use_doc_orientation_classify", "a document orientation model")
+        other.doc_unwarp = _switched(self.doc_unwarp, unwarp, "use_doc_unwarping", "a document unwarping model")
+        other._configure(self.settings, settings)
         return other
 
     @classmethod
@@ -321,21 +329,18 @@ class OCR3(BulkReading):
                              crops=crops)
 
     def read_pdf(self, path, pages: Iterable[int] | None = None) -> list[OCR3Result]:
-        """Every page of the PDF ``path`` (or the 1-based ``pages``), one result per page."""
-        return [self.read(page, source=os.fspath(path), page_index=index) for index, page in pdf_pages(path, pages)]
+        """Every page of the PDF (or TIFF: each frame a page) ``path``, or the 1-based ``pages``,
+        one result per page."""
+        return [self.read(page, source=os.fspath(path), page_index=index) for index, page in document_pages(path, pages)]
 
     def __call__(self, images, pages: Iterable[int] | None = None, **settings):
-        """An image -> its result; a PDF -> a list with one result per page (``pages``: 1-based
-        page numbers, default all); a list -> a flat list of results (PDF pages in place).
-        ``settings``: for this call only (``with_settings``)."""
+        """An image -> its result; a PDF or TIFF -> a list with one result per page (``pages``:
+        1-based page numbers, default all; paddlex reads every frame of a TIFF); a folder or a
+        list -> a flat list of results (``ptocr.inputs``). ``settings``: for this call only
+        (``with_settings``)."""
         if settings:
             return self.with_settings(**settings)(images, pages)
-        if isinstance(images, (list, tuple)):
-            out = []
-            for image in images:
-                out += self.read_pdf(image, pages) if is_pdf(image) else [self.read(image)]
-            return out
-        return self.read_pdf(images, pages) if is_pdf(images) else self.read(images)
+        return read_inputs(self, images, pages)
 
     def bulk_steps(self) -> Pipeline3Steps:
         return Pipeline3Steps(self)

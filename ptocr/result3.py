@@ -53,6 +53,37 @@ class OCR3Result(OCRResult):
             return None
         return [[_bbox(q) for q in line] for line in self.text_word_region]
 
+    def __getitem__(self, key):
+        """A line by index (as ``OCRResult``), or a field by PaddleOCR 3.x's name as its result
+        dict holds it (``res["rec_texts"]``): ``dt_polys``/``rec_polys`` lists of 4 x 2 int
+        arrays, ``rec_boxes`` an N x 4 int array, ``text_word_boxes`` one array per line,
+        ``doc_preprocessor_res["output_img"]`` the page read; the rest as ``to_paddleocr()``.
+        (Arrays are int32 where paddlex's int16 would wrap past 32767.)"""
+        if not isinstance(key, str):
+            return self.lines[key]
+        if key not in self.keys():
+            raise KeyError(f"{key!r} is not a field of this result; its fields: {', '.join(self.keys())}")
+        if key == "text_word_region":
+            return [[[[int(x), int(y)] for x, y in q] for q in line] for line in self.text_word_region]
+        fields = self.to_paddleocr()
+        if key in ("dt_polys", "rec_polys"):
+            return [np.asarray(p, dtype=np.int32).reshape(4, 2) for p in fields[key]]
+        if key == "rec_boxes":  # paddlex's convert_points_to_boxes: np.array([]) when empty
+            return np.asarray(fields[key], dtype=np.int32) if fields[key] else np.array([])
+        if key == "text_word_boxes":
+            return [np.asarray(b, dtype=np.int32) if b else np.array([]) for b in fields[key]]
+        if key == "doc_preprocessor_res":  # paddlex keeps the page there even without the step
+            return {**fields.get(key, {}), "output_img": self.image}
+        return fields[key]
+
+    def __contains__(self, item) -> bool:
+        return item in self.keys() if isinstance(item, str) else item in self.lines
+
+    def keys(self) -> list[str]:
+        """The fields ``result[name]`` gives (PaddleOCR 3.x's result dict)."""
+        names = [*self.to_paddleocr(), "doc_preprocessor_res"]
+        return list(dict.fromkeys(names + (["text_word_region"] if self.text_word_region is not None else [])))
+
     def visualize(self, font=None) -> np.ndarray:
         """As ``OCRResult.visualize``, each word's box outlined too when the result has them."""
         if self.image is None:

@@ -1,0 +1,53 @@
+"""What the pipelines take as one input, as PaddleOCR 3.x's (paddlex's) batch sampler takes it:
+an image; a PDF or TIFF, read as its pages; a folder, read as its image, PDF and TIFF files
+(searched recursively, sorted by path); or a list of these, read in order into one flat list.
+``ptocr ocr DIR`` lists a folder the same way, with ``--out`` and without."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from ptocr.errors import ImageError
+from ptocr.pdf import is_paged
+
+__all__ = ["IMAGE_SUFFIXES", "PDF_SUFFIX", "folder_files", "is_folder", "read_inputs"]
+
+# The files a folder contributes: what ptocr's image loader decodes, and PDFs.
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jp2", ".pbm", ".pgm", ".ppm"}
+PDF_SUFFIX = ".pdf"
+
+
+def is_folder(source) -> bool:
+    return isinstance(source, (str, os.PathLike)) and os.path.isdir(source)
+
+
+def folder_files(folder) -> list[str]:
+    """The image, PDF and TIFF files under ``folder`` (recursively), sorted by path as paddlex
+    sorts them."""
+    wanted = IMAGE_SUFFIXES | {PDF_SUFFIX}
+    return sorted(os.path.join(root, name) for root, _, files in os.walk(os.fspath(folder)) for name in files
+                  if os.path.splitext(name)[1].lower() in wanted)
+
+
+def read_inputs(pipeline, images, pages: Iterable[int] | None = None):
+    """``pipeline(images, pages)`` of both pipelines: an image -> ``pipeline.read``'s result; a PDF
+    or TIFF -> a list of ``read_pdf``'s page results (``pages``: 1-based, default all); a folder or
+    a list -> a flat list of results, pages and folders' files in place."""
+    if isinstance(images, (list, tuple)) or is_folder(images):
+        return [result for image in _expanded(images)
+                for result in (pipeline.read_pdf(image, pages) if is_paged(image) else [pipeline.read(image)])]
+    return pipeline.read_pdf(images, pages) if is_paged(images) else pipeline.read(images)
+
+
+def _expanded(images) -> list:
+    """Folders (given or in the list) replaced by their files; one without any is an ImageError."""
+    out: list = []
+    for image in [images] if is_folder(images) else images:
+        if not is_folder(image):
+            out.append(image)
+        elif not (files := folder_files(image)):
+            raise ImageError(f"{os.fspath(image)}: no image or PDF files in this folder")
+        else:
+            out += files
+    return out
