@@ -45,15 +45,21 @@ WEIGHTS_PIN = {"transformers": ("model.safetensors", "safetensors_sha256")}
 PADDLE_WEIGHTS_PIN = ("inference.pdiparams", "pdiparams_sha256")
 PINS = ("archive_sha256", "pdiparams_sha256", "safetensors_sha256")
 HUB_REVISION = "main"
+# The origins huggingface_hub caches: offline, read from the Hugging Face cache.
+CACHED_KINDS = ("hub", "transformers")
 RECORD = "origin.json"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
-__all__ = ["HUB_FILES", "Fetched", "Origin", "OriginError", "RECORD", "check_hashes", "fetch", "hub_download",
-           "origins_of", "outdated", "read_record", "write_record"]
+__all__ = ["CACHED_KINDS", "HUB_FILES", "Fetched", "Origin", "OriginError", "OriginUnavailable", "RECORD",
+           "check_hashes", "fetch", "hub_download", "origins_of", "outdated", "read_record", "write_record"]
 
 
 class OriginError(PtocrError):
     """An official origin gave something that is not the model's (hash, format, download)."""
+
+
+class OriginUnavailable(OriginError):
+    """The origin could not be reached (offline, out of reach, not in the cache): nothing refused."""
 
 
 @dataclass(frozen=True)
@@ -89,16 +95,19 @@ def origins_of(entry: ModelEntry) -> list[Origin]:
     return out
 
 
-def fetch(entry: ModelEntry, origin: Origin, stage: Path, *, progress: bool = True) -> Fetched:
+def fetch(entry: ModelEntry, origin: Origin, stage: Path, *, progress: bool = True, cached_only: bool = False) -> Fetched:
     """Download ``origin`` into the empty folder ``stage``; the Paddle folder is
-    ``stage/<source.folder>`` (its name tells the converter which release it is)."""
+    ``stage/<source.folder>`` (its name tells the converter which release it is).
+    ``cached_only`` (offline): a Hub origin from the Hugging Face cache only (``CACHED_KINDS``)."""
+    if cached_only and origin.kind not in CACHED_KINDS:
+        raise ValueError(f"a {origin.kind} origin has no cache to read offline")
     stage.mkdir(parents=True, exist_ok=True)
     folder = stage / entry.source["folder"]
     hashes: dict[str, str] = {}
     if origin.kind == "hub":
-        _fetch_hub(origin.where, folder)
+        _fetch_hub(origin.where, folder, cached_only=cached_only)
     elif origin.kind == "transformers":
-        _fetch_hub(origin.where, folder, TRANSFORMERS_FILES, TRANSFORMERS_OPTIONAL)
+        _fetch_hub(origin.where, folder, TRANSFORMERS_FILES, TRANSFORMERS_OPTIONAL, cached_only=cached_only)
     elif origin.kind == "archive":
         archive = stage / "archive.tar"
         hashes["archive_sha256"] = download(origin.where, archive, progress=progress)
@@ -120,36 +129,49 @@ def fetch(entry: ModelEntry, origin: Origin, stage: Path, *, progress: bool = Tr
     return Fetched(origin, folder, hashes)
 
 
-def _fetch_hub(repo_id: str, folder: Path, files=HUB_FILES, optional=()) -> None:
+def _fetch_hub(repo_id: str, folder: Path, files=HUB_FILES, optional=(), *, cached_only: bool = False) -> None:
+    """The repo's ``files`` into ``folder``. Offline (``cached_only``), or with the Hub out of
+    reach, from the Hugging Face cache alone: where PaddleOCR 3.x ran, its models are there."""
     from huggingface_hub import constants
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     endpoint = hf_endpoint() or constants.ENDPOINT
-    if (why := unreachable(endpoint)) is not None:  # before huggingface_hub's retries
-        raise OriginError(f"{repo_id}: {why}")
+    why = "offline" if cached_only else unreachable(endpoint)  # before huggingface_hub's retries
+    cached_only = why is not None
     folder.mkdir(parents=True)
     for name in files:
         try:
-            got = hub_download(repo_id, name, HUB_REVISION)
+            got = hub_download(repo_id, name, HUB_REVISION, cached_only=cached_only)
+        except LocalEntryNotFoundError:  # (an EntryNotFoundError too: first)
+            if name in optional:
+                continue
+            raise OriginUnavailable(f"{repo_id}: {why or 'the Hub did not answer'}, and {name} is not in the "
+                              f"Hugging Face cache ({hf_cache_dir()})") from None
         except EntryNotFoundError:
             if name in optional:
                 continue
             raise OriginError(f"{repo_id}/{name}: not in the repo") from None
+        except OriginError:
+            raise
         except Exception as e:  # noqa: BLE001 - any Hub failure: this origin did not work
             first = str(e).splitlines()[0][:200] if str(e) else ""
             raise OriginError(f"{repo_id}/{name}: download failed ({type(e).__name__}: {first})") from None
         shutil.copyfile(got, folder / name)
 
 
-def hub_download(repo_id: str, filename: str, revision: str) -> str:
+def hub_download(repo_id: str, filename: str, revision: str, *, cached_only: bool = False) -> str:
     """``hf_hub_download`` into the Hugging Face cache, downloaded again when the cached copy
     is not the file its name says: huggingface_hub returns a cached blob as it is, so a corrupt
-    or cut one would be refused on every load and never replaced."""
+    or cut one would be refused on every load and never replaced. ``cached_only``: the cached
+    copy or huggingface_hub's LocalEntryNotFoundError; a corrupt one is an OriginError."""
     from huggingface_hub import hf_hub_download
 
-    kw = dict(revision=revision, cache_dir=hf_cache_dir(), endpoint=hf_endpoint())
+    kw = dict(revision=revision, cache_dir=hf_cache_dir(), endpoint=hf_endpoint(), local_files_only=cached_only)
     got = hf_hub_download(repo_id, filename, **kw)
     if not _intact(got):
+        if cached_only:
+            raise OriginError(f"{repo_id}/{filename}: the cached copy {got} is not the file its name says "
+                              "(corrupt), and it cannot be downloaded again offline")
         got = hf_hub_download(repo_id, filename, force_download=True, **kw)
     return got
 

