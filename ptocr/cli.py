@@ -430,6 +430,7 @@ def export(model, dst, fmt, dynamic, input_shape, opset):
         return _export_transformers(model, dst)
     if Path(dst).is_dir():
         _fail(f"{dst} is a folder; give the file to write")
+    _check_output_file(dst, "DST")  # before the model loads
     if fmt == "onnx":
         low, high = _onnx_opsets()
         if not low <= opset <= high:

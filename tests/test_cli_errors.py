@@ -228,6 +228,9 @@ def test_export_opset_and_folder_destination_are_checked_before_loading(tmp_path
     run = CliRunner().invoke(ptocr_cli.main, ["export", "m", str(tmp_path)])
     _clean(run)
     assert f"{tmp_path} is a folder" in run.stderr
+    run = CliRunner().invoke(ptocr_cli.main, ["export", "m", str(tmp_path / "missing" / "m.onnx")])
+    _clean(run)
+    assert f"the folder {tmp_path / 'missing'} does not exist" in run.stderr
 
 
 @pytest.mark.parametrize("error", [_enospc(), PermissionError(errno.EACCES, "Permission denied")],
