@@ -70,6 +70,10 @@ def load(source: str | os.PathLike, *, device=None, dtype=None, fuse: bool = Tru
     if is_name(source) and os.fspath(source) in load_manifest().bundles:
         if shape_graphs is not None:  # a pipeline promises the same results whatever it read before
             raise PtocrError(f"{source}: shape_graphs is for one model; load the models with it and pass them to the pipeline")
+        given = [k for k, v in (("fuse", fuse is not True), ("arch", arch), ("expected_sha256", expected_sha256)) if v]
+        if given:  # a bundle would ignore them
+            raise PtocrError(f"{source}: {', '.join(given)} are for one model; load the models with them and pass them "
+                             "to the pipeline")
         return load_bundle(os.fspath(source), lang=lang, device=device, dtype=dtype, optimize=optimize,
                            compile=compile, **settings)
     if lang is not None or settings:

@@ -81,15 +81,25 @@ def load_predictor(
     ``compile``: then ``torch.compile`` it (``ptocr.optimize.compile_for_inference``): faster
     calls after a first one that compiles for tens of seconds.
     """
+    if shape_graphs and not (fuse and optimize and not compile):  # graphs run in the optimized eager model only
+        raise PtocrError(f"{source}: shape_graphs=True needs the optimized model (fuse and optimize, no compile)")
     path = Path(source)
     task = None
     if is_name(source):
-        path, expected_sha256, task = _named_model_file(os.fspath(source))
+        path, pinned, task = _named_model_file(os.fspath(source))
+        if expected_sha256 is not None and pinned is not None and expected_sha256 != pinned:
+            raise PtocrError(f"{source}: the zoo's file has sha256 {pinned}, expected {expected_sha256}")
+        expected_sha256 = expected_sha256 or pinned
     if path.suffix == ".safetensors":
+        if arch is not None:  # a converted file names its architecture: arch would be ignored
+            raise PtocrError(f"{os.fspath(source)}: arch is for a Paddle source (converted on load), "
+                             "not a converted model")
         conv = read_converted(path, expected_sha256=expected_sha256)
         model = model_from_state(conv.config["model"], conv.state_dict, where=str(path))
         config, dictionary = conv.config, conv.dictionary
     elif is_paddle_source(path):
+        if expected_sha256 is not None:  # it would go unchecked
+            raise PtocrError(f"{path}: expected_sha256 checks a .safetensors file, not a Paddle source")
         result = convert_paddle(path, arch)
         model, config, dictionary = result.model, result.config, result.dictionary
     else:

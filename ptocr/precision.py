@@ -39,6 +39,11 @@ class Float32Compute:
         y = super().forward(_to(x, next(self.parameters()).dtype))
         return _to(y, _dtype_of(x))
 
+    def __reduce_ex__(self, protocol):
+        # The class is made at run time, so pickle cannot find it by name (torch.save, spawned
+        # workers): pickled as its base class, made again on load.
+        return _float32_instance, (type(self).__bases__[1],), self.__getstate__()
+
 
 def _dtype_of(x) -> torch.dtype:
     return _dtype_of(x[0]) if isinstance(x, (list, tuple)) else x.dtype
@@ -54,6 +59,12 @@ def _to(x, dtype: torch.dtype):
 @functools.cache
 def _float32_class(cls: type) -> type:
     return type(f"Float32{cls.__name__}", (Float32Compute, cls), {"__module__": cls.__module__})
+
+
+def _float32_instance(cls: type) -> nn.Module:
+    """An empty ``Float32{cls}`` for pickle to fill with its state."""
+    klass = _float32_class(cls)
+    return klass.__new__(klass)
 
 
 def float32_members(model: nn.Module) -> set[nn.Module]:
@@ -84,17 +95,19 @@ def cast_model(model: nn.Module, dtype: torch.dtype | None = None, device=None) 
     if dtype is None:
         return model
 
-    def cast(t: torch.Tensor) -> torch.Tensor:
+    def cast(t: torch.Tensor, dtype: torch.dtype = dtype) -> torch.Tensor:
         return t.to(dtype) if t.is_floating_point() else t
 
-    # float64 modules (ptocr.models.float64) stay float64 under a float32 model.
-    keep = float64_members(model) if dtype == torch.float32 else set()
+    # float64 modules (ptocr.models.float64) are float64 under a float32 model, also when a
+    # narrow cast took them along before (else they would go on computing in float16).
+    wide = float64_members(model) if dtype == torch.float32 else set()
     islands: set[nn.Module] = set()
     if is_narrow(dtype):
         _mark_float32_islands(model)
         islands = float32_members(model)
     for m in model.modules():
-        if m in keep:
+        if m in wide:
+            m._apply(lambda t: cast(t, torch.float64), recurse=False)
             continue
         if is_narrow(dtype) and (m in islands or isinstance(m, nn.modules.batchnorm._BatchNorm)):
             m.float()

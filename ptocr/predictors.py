@@ -37,11 +37,14 @@ class Predictor:
         self.model = cast_model(model, self.dtype, self.device).eval()
 
     def to(self, device=None, dtype=None) -> Predictor:
-        """Move the model (in place) to ``device`` and/or ``dtype``; returns self."""
-        if device is not None:
-            self.device = as_device(device)
-        if dtype is not None:
-            self.dtype = as_dtype(dtype)
+        """Move the model (in place) to ``device`` and/or ``dtype``; returns self. As with
+        ``nn.Module.to``, a torch dtype alone may come first (``predictor.to(torch.float16)``)."""
+        if isinstance(device, torch.dtype) and dtype is None:
+            device, dtype = None, device
+        # both checked before either changes: a refused argument leaves the predictor as it was
+        device = self.device if device is None else as_device(device)
+        dtype = self.dtype if dtype is None else as_dtype(dtype)
+        self.device, self.dtype = device, dtype
         cast_model(self.model, self.dtype, self.device)
         return self
 
@@ -70,7 +73,7 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.flo
 def as_device(device) -> torch.device:
     """None -> cpu; refuses CUDA up front when this torch has none (instead of an assert deep in torch)."""
     try:
-        dev = torch.device(device or "cpu")
+        dev = torch.device("cpu" if device is None else device)  # not `or`: device=0 is the first GPU
     except (RuntimeError, TypeError) as e:
         raise PtocrError(f"invalid device {device!r}: {e}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():

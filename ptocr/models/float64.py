@@ -9,7 +9,7 @@ little in float64 and take the scatter away. Which modules do is data: the model
 
 A marked module keeps float64 weights and casts its input to them and its output back (so two
 marked modules in a row round once between them). The folds of ``ptocr.optimize`` keep its
-weights' type, and ``ptocr.precision.cast_model`` to float32 leaves it float64; cast to a narrow
+weights' type, and ``ptocr.precision.cast_model`` to float32 makes (or leaves) it float64; cast to a narrow
 type (bfloat16, float16) or to float64, it goes along and computes in that type. A plain
 ``model.float()`` makes it float32 like the rest.
 """
@@ -35,10 +35,21 @@ class Float64Compute:
         # NCHW: PyTorch's float64 convolutions are several times slower channels-last.
         return super().forward(x.to(weight.dtype, memory_format=torch.contiguous_format)).to(x.dtype)
 
+    def __reduce_ex__(self, protocol):
+        # The class is made at run time, so pickle cannot find it by name (torch.save, spawned
+        # workers): pickled as its base class, made again on load.
+        return _float64_instance, (type(self).__bases__[1],), self.__getstate__()
+
 
 @functools.cache
 def _float64_class(cls: type) -> type:
     return type(f"Float64{cls.__name__}", (Float64Compute, cls), {"__module__": cls.__module__})
+
+
+def _float64_instance(cls: type) -> nn.Module:
+    """An empty ``Float64{cls}`` for pickle to fill with its state."""
+    klass = _float64_class(cls)
+    return klass.__new__(klass)
 
 
 def compute_in_float64(model: nn.Module, paths) -> nn.Module:

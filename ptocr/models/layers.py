@@ -235,7 +235,11 @@ def add_upsampled(x: torch.Tensor, y: torch.Tensor, factor: int) -> torch.Tensor
     ``y``'s size."""
     fine = None if _plain_ops_only([x, y]) or x.dim() != 4 else _split_view(x, factor)
     if fine is None or y.shape != (x.shape[0], x.shape[1], x.shape[2] // factor, x.shape[3] // factor):
-        return x + nearest_up(y, factor)
+        up = nearest_up(y, factor)
+        if not capturing_graph() and up.shape[2:] != x.shape[2:]:  # torch's own error names no cause
+            raise RuntimeError(f"an FPN level of {x.shape[2]} x {x.shape[3]} cannot take the level above, upsampled "
+                               f"to {up.shape[2]} x {up.shape[3]}: a detector's input sides must be multiples of 32")
+        return x + up
     n, c, h, w = y.shape
     # The sum's 6-d strides follow x's order (channels-last or not), so it views back as x's shape.
     return (fine + y.reshape(n, c, h, 1, w, 1)).reshape(x.shape)

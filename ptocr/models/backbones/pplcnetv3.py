@@ -231,8 +231,10 @@ class FoldedRepLayer(nn.Module):
         x = self.act(x)
         if self.act_scale is None:  # the affine taken over by the next conv (LCNetV3Block)
             return x
-        if capturing_graph() or torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != torch.float32:
-            # Graphs fuse these two into the conv's kernel; .item() would wait for a GPU; in
+        tracked = torch.is_grad_enabled() and any(t.requires_grad for t in (x, self.act_scale, self.act_bias))
+        if capturing_graph() or tracked or x.device.type != "cpu" or x.dtype != torch.float32:
+            # Graphs fuse these two into the conv's kernel; autograd needs them (grad mode alone
+            # does not: a frozen model's output would depend on it); .item() would wait for a GPU; in
             # bfloat16 / float16 one rounding instead of two moves what those read (measured:
             # 88 against 91 of 102 bf16 detections and lines as float32's), so they keep theirs.
             return x.mul_(self.act_scale).add_(self.act_bias)
