@@ -82,6 +82,11 @@ def set_tf32(enabled: bool) -> None:
     ``allow_tf32=True``."""
     torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
     torch.backends.cudnn.allow_tf32 = bool(enabled)
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):  # torch >= 2.9's per-op flags
+        # The legacy flag leaves conv / rnn inheriting cudnn's (or torch.backends') fp32_precision:
+        # "tf32" set there would keep TF32 on. Set per op, as the legacy getter expects them.
+        conv.fp32_precision = torch.backends.cudnn.rnn.fp32_precision = "tf32" if enabled else "ieee"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ The ``ocr`` command takes these options through ``bulk_options`` and hands over 
 
 from __future__ import annotations
 
+import functools
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -41,12 +43,26 @@ def bulk_options(command: Callable) -> Callable:
         click.option("--ray", "bulk_ray", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
                      help="With --out: run on a Ray cluster (ptocr[ray]); without ADDRESS a local one. "
                           "Give it as --ray=ADDRESS, or last."),
-        click.option("--actors", "bulk_actors", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="With --ray: model copies (Ray actors), each on one GPU when --device is cuda."),
+        click.option("--actors", "bulk_actors", type=click.IntRange(min=1), default=None,
+                     help="With --ray: model copies (Ray actors), each on one GPU when --device is cuda [default: 1]."),
     ]
+
+    @functools.wraps(command)
+    def checked(*args, **kw):
+        # Refused, not ignored: without --out the command reads here, one image at a time.
+        given = [flag for flag, key in (("--batch-size", "bulk_batch_size"), ("--ray", "bulk_ray"),
+                                        ("--actors", "bulk_actors")) if kw.get(key) is not None]
+        if kw.get("bulk_out") is None and given:
+            raise click.UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for bulk mode: give --out too",
+                                   click.get_current_context(silent=True))
+        if kw.get("bulk_ray") is None and kw.get("bulk_actors") is not None:
+            raise click.UsageError("--actors is for --ray (on this machine one model copy reads)",
+                                   click.get_current_context(silent=True))
+        return command(*args, **kw)
+
     for option in reversed(options):
-        command = option(command)
-    return command
+        checked = option(checked)
+    return checked
 
 
 def expand_inputs(args) -> list[str]:
@@ -114,11 +130,14 @@ class Progress:
 
 
 def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None = None, bulk_ray: str | None = None,
-        bulk_actors: int = 1, device=None, pages: list[int] | None = None) -> int:
+        bulk_actors: int | None = None, device=None, pages: list[int] | None = None) -> int:
     """The bulk mode of ``ptocr ocr``; returns the number of inputs (images, PDF pages, PDFs
     that cannot be opened) that could not be read. ``build()`` makes the pipeline (``OCR`` or
     ``OCR3``; in each Ray actor with ``--ray``). ``pages`` (``--pages``, 1-based): the PDF pages
     to read, as without ``--out``; None: all."""
+    if bulk_ray is not None and re.fullmatch(r"cuda:0*[1-9]\d*", str(device or "")):
+        # Ray gives each actor one GPU (CUDA_VISIBLE_DEVICES): it is cuda:0 there, and cuda:N does not exist.
+        raise PtocrError(f"--ray gives each actor its own GPU, which it sees as cuda: give --device cuda, not {device}")
     names = expand_inputs(images)
     if not names:
         raise PtocrError("no images found in the given folders and lists")
@@ -134,7 +153,7 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
                 from ptocr.ray_data import run_on_ray
 
                 for name, line, error in run_on_ray(todo, build, address=bulk_ray, batch_size=bulk_batch_size,
-                                                    actors=bulk_actors, gpus=_gpus(device)):
+                                                    actors=bulk_actors or 1, gpus=_gpus(device)):
                     results.write_line(line)
                     results.done.add((name, None))
                     failed += _report(bar, name, error)
