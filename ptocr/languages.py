@@ -11,7 +11,8 @@ from __future__ import annotations
 from ptocr.errors import PtocrError
 from ptocr.manifest import close_names, load_manifest
 
-__all__ = ["LANGUAGE_GROUPS", "PPOCRV6_LANGUAGES", "bundle_parts", "recognizer_for", "languages"]
+__all__ = ["LANGUAGE_GROUPS", "PPOCRV3_ONLY_LANGUAGES", "PPOCRV6_LANGUAGES", "bundle_parts", "recognizer_for",
+           "languages"]
 
 # (codes, recognizer) in PaddleOCR 3.x's order of tests: the first group holding a code wins
 # ("ku" is Latin and Arabic -> Latin; "ru", "be", "uk" are East Slavic before Cyrillic).
@@ -44,6 +45,9 @@ LANGUAGE_GROUPS: tuple[tuple[frozenset[str], str | None], ...] = (
 _LATIN = next(codes for codes, name in LANGUAGE_GROUPS if name == "latin_PP-OCRv5_mobile_rec")
 # paddleocr 3.7's _PPOCRV6_LANGS: what PP-OCRv6's recognizers read (the Latin codes but "pi").
 PPOCRV6_LANGUAGES = frozenset({"ch", "chinese_cht", "en", "japan"}) | (_LATIN - {"pi"})
+# Codes paddleocr 3.7 takes for PP-OCRv3 only (``ocr_version=None`` picks it; PP-OCRv5 and v6 have no
+# model: "No models are available"), each with the zoo's recognizer for it.
+PPOCRV3_ONLY_LANGUAGES = {"ka": "ka_PP-OCRv3_rec"}
 
 
 def languages() -> list[str]:
@@ -59,9 +63,13 @@ def recognizer_for(lang: str, bundle_rec: str, generation: str = "PP-OCRv5") -> 
         if lang in codes:
             break
     else:
+        if lang in PPOCRV3_ONLY_LANGUAGES:
+            raise PtocrError(f"lang {lang!r}: PaddleOCR 3.x reads it with PP-OCRv3 only ({lang}_PP-OCRv3_mobile_rec), "
+                             f"no PP-OCRv5 or PP-OCRv6 model; give the zoo's {PPOCRV3_ONLY_LANGUAGES[lang]} as the "
+                             "recognizer (--rec) instead")
         close = close_names(lang, languages())
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise PtocrError(f"lang {lang!r} is not one of PaddleOCR 3.x's PP-OCRv5 language codes{hint}")
+        raise PtocrError(f"lang {lang!r} is not one of PaddleOCR 3.x's language codes{hint}")
     if generation == "PP-OCRv6":
         if lang in PPOCRV6_LANGUAGES:
             return bundle_rec
@@ -71,8 +79,9 @@ def recognizer_for(lang: str, bundle_rec: str, generation: str = "PP-OCRv5") -> 
     if name is None:
         return bundle_rec
     if name not in load_manifest().models:
+        v6 = "; or a PP-OCRv6 pipeline, which reads it" if lang in PPOCRV6_LANGUAGES else ""
         raise PtocrError(f"lang {lang!r}: PaddleOCR 3.x reads it with {name}, which ptocr's zoo does not have "
-                         "(no architecture port or weights yet); give a recognizer with --rec instead")
+                         f"(no architecture port or weights yet); give a recognizer with --rec instead{v6}")
     return name
 
 

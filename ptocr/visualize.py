@@ -1,10 +1,12 @@
 """Drawing OCR results: the image with coloured boxes, beside a white panel where each line's
 text is written into its box (the layout of PaddleOCR's ``draw_ocr_box_txt``).
 
-Text needs a font covering CJK: ``font=`` / ``$PTOCR_FONT``, else the first ``fc-list :lang=zh``
-hit, else a few well-known system paths. Without one, boxes are still drawn, text falls back to
-Pillow's built-in Latin font (other scripts become boxes) and a warning says how to fix it.
-Pillow is needed for text; without it only boxes are drawn.
+Text is drawn with ``font=`` / ``$PTOCR_FONT``, else the first ``fc-list :lang=zh`` hit, else a
+few well-known system paths, else Pillow's built-in Latin font. A line holding characters that
+font lacks (CJK fonts have no Arabic, Devanagari, Thai, Tamil... glyphs; Pillow's has only Latin)
+is drawn with an installed font that has them all, found through fontconfig (PaddleX picks a
+font per recognizer for the same reason). Where none has them, they become boxes and a warning
+says so. Pillow is needed for text; without it only boxes are drawn.
 """
 
 from __future__ import annotations
@@ -13,13 +15,15 @@ import functools
 import os
 import shutil
 import subprocess
+import unicodedata
 import warnings
+from bisect import bisect_right
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
-__all__ = ["draw_ocr", "find_cjk_font"]
+__all__ = ["draw_ocr", "find_cjk_font", "font_for_text"]
 
 _COMMON_FONTS = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
@@ -52,6 +56,74 @@ def find_cjk_font() -> str | None:
         if files:
             return files[0]
     return next((f for f in _COMMON_FONTS if os.path.isfile(f)), None)
+
+
+def _fontconfig(*args: str) -> str:
+    if not shutil.which(args[0]):
+        return ""
+    try:
+        return subprocess.run(list(args), capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _ranges(charset: str) -> tuple[list[int], list[int]]:
+    """fontconfig's charset ("20-7e a0 ...", hex) -> (range starts, range ends), sorted."""
+    spans = sorted((int(lo, 16), int(hi or lo, 16))
+                   for lo, _, hi in (item.partition("-") for item in charset.split()))
+    return [lo for lo, _ in spans], [hi for _, hi in spans]
+
+
+def _covers(ranges: tuple[list[int], list[int]], code: int) -> bool:
+    k = bisect_right(ranges[0], code) - 1
+    return k >= 0 and code <= ranges[1][k]
+
+
+@functools.lru_cache(maxsize=None)
+def _font_charset(path: str) -> tuple[list[int], list[int]] | None:
+    """The code points of ``path``'s first face (the one Pillow loads), None where fontconfig
+    cannot say."""
+    out = _fontconfig("fc-query", "-i", "0", "--format", "%{charset}", path).strip()
+    return _ranges(out) if out else None
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_fonts() -> list[tuple[str, int, tuple[list[int], list[int]]]]:
+    """(file, face index, code points) of every font fontconfig knows, regular upright
+    proportional faces first."""
+    fonts = []
+    out = _fontconfig("fc-list", "--format", "%{file}|%{index}|%{style[0]}|%{family[0]}|%{charset}\\n")
+    for line in out.splitlines():
+        parts = line.rsplit("|", 4)
+        if len(parts) != 5 or not parts[0].lower().endswith((".ttf", ".ttc", ".otf")) or not parts[1].isdigit():
+            continue
+        path, index, style, family, charset = parts
+        plain = style.lower() in ("regular", "book", "normal", "roman")
+        fonts.append(((not plain, "mono" in family.lower(), path, int(index)), path, int(index), _ranges(charset)))
+    return [(path, index, ranges) for _, path, index, ranges in sorted(fonts, key=lambda f: f[0])]
+
+
+def _drawn(text: str) -> frozenset[int]:
+    """The code points of ``text`` that need a glyph (not spaces, controls or joiners)."""
+    return frozenset(ord(c) for c in text if unicodedata.category(c)[0] not in "ZC")
+
+
+@functools.lru_cache(maxsize=4096)
+def _font_covering(codes: frozenset[int]) -> tuple[str, int] | None:
+    return next(((path, index) for path, index, ranges in _installed_fonts()
+                 if all(_covers(ranges, c) for c in codes)), None)
+
+
+def font_for_text(text: str, font: str | None) -> tuple[str | None, int, bool]:
+    """(font file, face index, whether it has every glyph of ``text``): ``font`` (None: Pillow's
+    built-in Latin font) where it has them all or fontconfig cannot say, else an installed font
+    that has them."""
+    codes = _drawn(text)
+    charset = _font_charset(font) if font is not None else _ranges("20-7e")
+    if charset is None or all(_covers(charset, c) for c in codes):
+        return font, 0, True
+    found = _font_covering(codes)
+    return (*found, True) if found is not None else (font, 0, False)
 
 
 def _colors(n: int) -> list[tuple[int, int, int]]:
@@ -96,13 +168,8 @@ def _write_texts(panel: np.ndarray, boxes, texts, font) -> np.ndarray:
     except ImportError:
         warnings.warn("Pillow is not installed: the visualization shows boxes without text", stacklevel=3)
         return panel
-    font_path = os.fspath(font) if font is not None else find_cjk_font()
-    if font_path is None:
-        warnings.warn(
-            "no CJK font found (tried $PTOCR_FONT, fc-list :lang=zh and common paths): non-Latin text "
-            "is drawn as boxes; install fonts-noto-cjk or set PTOCR_FONT to a .ttf/.ttc file",
-            stacklevel=3,
-        )
+    preferred = os.fspath(font) if font is not None else find_cjk_font()
+    lacking = set()
 
     def load(size: int):
         size = max(int(size), 6)
@@ -111,9 +178,12 @@ def _write_texts(panel: np.ndarray, boxes, texts, font) -> np.ndarray:
                 return ImageFont.load_default(size)
             except TypeError:  # Pillow < 10.1: fixed-size bitmap font
                 return ImageFont.load_default()
-        return ImageFont.truetype(font_path, size)
+        return ImageFont.truetype(font_path, size, index=index)
 
     for box, text in zip(boxes, texts):
+        font_path, index, complete = font_for_text(text, preferred)
+        if not complete:
+            lacking.update(map(chr, _drawn(text)))
         bw, bh = _side_lengths(box)
         iw, ih = max(round(bw), 1), max(round(bh), 1)
         patch = Image.new("L", (iw, ih), 0)  # text coverage, warped into the box below
@@ -135,4 +205,12 @@ def _write_texts(panel: np.ndarray, boxes, texts, font) -> np.ndarray:
         cover = cv2.warpPerspective(np.asarray(patch), m, (panel.shape[1], panel.shape[0]))
         alpha = cover.astype(np.float32)[:, :, None] / 255.0
         panel = (panel * (1 - alpha)).astype(np.uint8)  # black text on the white panel
+    if lacking:
+        shown = "".join(sorted(lacking)[:10])
+        warnings.warn(
+            f"no font found for some characters ({shown!r}; tried font=, $PTOCR_FONT, fc-list :lang=zh, common "
+            "paths and fontconfig's fonts): they are drawn as boxes; install a font for their script (e.g. "
+            "fonts-noto-cjk, fonts-noto-core) or set PTOCR_FONT to a .ttf/.ttc file",
+            stacklevel=3,
+        )
     return panel

@@ -98,10 +98,9 @@ class CTCLabelDecode:
         indices = np.asarray(indices)
         if indices.ndim != 2:
             raise ValueError(f"expected N x T class indices, got shape {indices.shape}")
-        if indices.size and (indices.max() >= self.num_classes or indices.min() < 0):
-            raise DictionaryError(
-                f"class index {int(indices.max())} outside the {self.num_classes}-entry character list"
-            )
+        bad = indices[(indices < 0) | (indices >= self.num_classes)]
+        if bad.size:
+            raise DictionaryError(f"class index {int(bad.flat[0])} outside the {self.num_classes}-entry character list")
         out = []
         for n in range(len(indices)):
             p = None if probs is None else np.asarray(probs)[n]
