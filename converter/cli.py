@@ -45,9 +45,9 @@ def main(src, dst, arch, dict_path, use_space_char, submodel, force, print_map):
 
     try:
         t0 = time.perf_counter()
-        # the output's place first: no conversion only to learn it cannot be written (the
-        # dictionary beside it is checked once the conversion says there is one)
-        check_destination(dst, force=force, dictionary=False)
+        # the output's place first (the dictionary's too, even for a model without one: see the
+        # writer): no conversion only to learn it cannot be written
+        check_destination(dst, force=force)
         conv = convert(src, arch, dictionary=dict_path, use_space_char=use_space_char, submodel=submodel)
         if arch is None:
             click.echo(f"detected architecture: {conv.arch_name}" + (f" ({conv.form})" if conv.form else ""))

@@ -119,7 +119,7 @@ def convert(
         "postprocess": {**spec.get("postprocess", {}), **_paddle2_text_order(dic, dictionary, known),
                         **(known.postprocess if known else {})},
         "source": {
-            "name": Path(source.path).name,
+            "name": _absolute(source.path).name,  # "." and "inference.pdmodel" name their folder too
             "format": source.format,
             "weights_file": Path(source.weights_file).name,
             "sha256": source.weights_sha256,
@@ -175,6 +175,7 @@ def fit_architecture(source: PaddleSource, arch_name: str) -> Fit:
             what = f"{source.path} as {arch_name}" + (f" ({form})" if form else "")
             if not source.structured:  # Paddle 3 (PIR): no layer names, placed by the graph
                 mapping = align_source(source, cfg, spec["task"], what=what)
+                _check_labels(cfg.get("head", {}).get("num_classes"), spec, what)
             else:
                 _set_class_count(cfg, spec, source, rules, what)
                 target = _target(cfg)
@@ -244,10 +245,16 @@ def _set_class_count(cfg: dict, spec: dict, source: PaddleSource, rules, what: s
     shape = source.tensors[src].shape
     # Paddle Linear weights are [in, out]; a conv classifier would be [out, in, ...].
     count = int(shape[-1] if key in target.linear_weights else shape[0])
+    _check_labels(count, spec, what)
+    cfg["head"]["num_classes"] = count
+
+
+def _check_labels(count: int | None, spec: dict, what: str) -> None:
     labels = (spec.get("postprocess") or {}).get("labels")
     if spec["task"] == "cls" and labels and count != len(labels):
-        raise MappingError(f"{what}: the source has {count} classes, the architecture's labels are {labels}")
-    cfg["head"]["num_classes"] = count
+        error = MappingError(f"{what}: the source has {count} classes, the architecture's labels are {labels}")
+        error.mismatches = 1  # one tensor pair (the class weight) differs: ranks it closest
+        raise error
 
 
 def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char, known=None,
@@ -259,8 +266,9 @@ def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char, known
     (model, architecture) when ``--arch`` named a zoo model; then only the file's own and that model's dictionary may
     fit (another would give a file labelled as that model with someone else's dictionary)."""
     if spec["task"] != "rec":
-        if explicit is not None:
-            raise DictionaryError(f"--dict was given but {spec['task']} models have no dictionary")
+        given = "--dict" if explicit is not None else "--use-space-char" if use_space_char is not None else None
+        if given:
+            raise DictionaryError(f"{given} was given but {spec['task']} models have no dictionary")
         return None
     num_classes = model_cfg["head"]["num_classes"]
     what = f"the head of {source.path}"
@@ -305,10 +313,16 @@ def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char, known
 
 
 def _model_name_of(path) -> str:
-    """The official model name a Paddle folder is called after (``<name>_infer``, ``<name>_train...``)."""
-    p = Path(path)
+    """The official model name a Paddle folder is called after (``<name>_infer``, ``<name>_train...``),
+    also when given as ``.`` or as a file name relative to the current folder."""
+    p = _absolute(path)
     name = (p if p.is_dir() else p.parent).name
     return re.sub(r"_(infer|train)(_[A-Za-z0-9]+)*$", "", name)
+
+
+def _absolute(path) -> Path:
+    """``path`` made absolute without following links (a linked folder keeps its own name)."""
+    return Path(os.path.abspath(path))
 
 
 def manifest_model(name: str | None):

@@ -68,7 +68,9 @@ def write_converted(
     force: bool = False,
 ) -> Written:
     dst = Path(dst)
-    check_destination(dst, force=force, dictionary=dictionary_text is not None)
+    # the dictionary's place is checked for a model without one too: a recognizer's left there by
+    # an earlier conversion would otherwise stay beside this model as if it were its own
+    check_destination(dst, force=force)
     config_path, dict_path = sidecar_paths(dst)
 
     tensors = {k: _as_tensor(v) for k, v in state_dict.items()}
@@ -94,6 +96,8 @@ def write_converted(
         for tmp, final in staged[1:] + staged[:1]:
             os.replace(tmp, final)
             renamed.append(final)
+        if dictionary_text is None:  # --force over a recognizer's files: its dictionary is not this model's
+            dict_path.unlink(missing_ok=True)
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)

@@ -45,8 +45,8 @@ def convert_once(src: str | os.PathLike, dst: str | os.PathLike, *, arch: str | 
 
     dst = Path(dst)
     if not dst.exists():
+        conv = convert_paddle(src, arch)  # first: a source that fails leaves no folder behind
         dst.parent.mkdir(parents=True, exist_ok=True)
-        conv = convert_paddle(src, arch)
         dic = conv.dictionary.text() if conv.dictionary is not None else None
         written = write_converted(conv.state_dict, conv.config, dic, dst)
         if log is not None:

@@ -24,8 +24,8 @@ _MAX_SUBMODELS = 8
 
 
 def read_pdparams(path: str | Path, data: bytes | bytearray | None = None) -> dict[str, np.ndarray]:
-    """{key: array} exactly as saved (prefixes kept), the name table dropped.
-    ``data``: the file's bytes when already read."""
+    """{key: array} exactly as saved (prefixes kept), the name table dropped; bfloat16 tensors
+    (uint16 bits in the pickle) widened to float32. ``data``: the file's bytes when already read."""
     path = Path(path)
     obj = safe_pickle.load(path) if data is None else safe_pickle.loads(data, path)
     if not isinstance(obj, dict):
@@ -40,6 +40,8 @@ def read_pdparams(path: str | Path, data: bytes | bytearray | None = None) -> di
             v = np.asarray(v)
         if not isinstance(v, np.ndarray):
             raise FormatError(f"{path}: entry {k!r} is a {type(v).__name__}, not a tensor")
+        if v.dtype == np.uint16:  # paddle.save writes a bfloat16 tensor as its bits (paddle.load reads them back so)
+            v = (v.astype(np.uint32) << 16).view(np.float32)  # widened exactly, as the .pdiparams reader does
         out[k] = v
     if not out:
         raise FormatError(f"{path}: the checkpoint holds no tensors")

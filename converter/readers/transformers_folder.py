@@ -62,6 +62,8 @@ def _safetensors(path: Path, data: bytes) -> dict[str, np.ndarray]:
 
     try:
         tensors = load(data)
+    except KeyError as e:  # a dtype numpy has no type for (BF16, F8_*)
+        raise FormatError(f"{path}: holds {e.args[0]} tensors; ptocr reads float32 checkpoints") from None
     except (SafetensorError, ValueError, TypeError) as e:
         raise FormatError(f"{path}: not a readable safetensors file ({e})") from None
     odd = sorted(k for k, v in tensors.items() if v.dtype.kind == "f" and v.dtype != np.float32)
