@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -66,8 +67,11 @@ def _check_not_single_model(name: str) -> None:
 
 
 def _resolve_parts(bundle: str, given: dict, lang: str | None, zoo, log) -> dict:
-    # a given recognizer wins over the language's
-    parts = bundle_parts(bundle, lang if given.get("rec") is None else None)
+    if lang is not None and given.get("rec") is not None:
+        # a given recognizer wins over the language's, as in PaddleOCR 3.x, which says so too
+        warnings.warn(f"lang {lang!r} is not used: the recognizer is given", stacklevel=3)
+        lang = None
+    parts = bundle_parts(bundle, lang)
     files = {}
     for task in ("det", "rec", "cls"):
         if given.get(task) is not None:

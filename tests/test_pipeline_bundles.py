@@ -278,6 +278,16 @@ def test_load_takes_a_bundles_language_and_settings(local_zoo, no_route, monkeyp
         ptocr.load("PP-OCRv5_mobile_rec", lang="fr")
 
 
+def test_a_given_recognizer_wins_over_lang_with_a_warning(local_zoo, no_route):
+    """PaddleOCR 3.x ignores lang where a recognizer is given, and says so: so does ptocr (it
+    used to ignore it silently), also for a language whose recognizer the zoo lacks."""
+    rec = local_zoo / "PP-OCRv5_mobile_rec" / "model.safetensors"
+    for lang in ("fr", "ta"):
+        with pytest.warns(UserWarning, match=f"lang '{lang}' is not used: the recognizer is given"):
+            ocr = build_pipeline("PP-OCRv5_mobile", rec=rec, cls="none", lang=lang, zoo=local_zoo)
+        assert isinstance(ocr, OCR3) and ocr.textline is None
+
+
 def test_3x_settings_rule_out_the_2x_fallback(local_zoo, no_route):
     """Asked for a PaddleOCR 3.x setting (word boxes), the default bundle does not fall back to
     2.x rules that lack it: the error says the 3.x weights could not be had."""
