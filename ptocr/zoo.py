@@ -284,8 +284,10 @@ def not_found_message(entry: ModelEntry, attempts) -> str:
     looked = "\n".join(f"  - {place}: {outcome}" for place, outcome in attempts)
     return (
         f"no usable weights for {name}. Looked in:\n{looked}\n"
-        f"To get them:\n"
-        f"  - online: unset HF_HUB_OFFLINE / PTOCR_OFFLINE and load again (downloads {src['url']}"
+        "To get them:\n"
+        + ("  - online: unset HF_HUB_OFFLINE / PTOCR_OFFLINE and load again" if offline()
+           else "  - online: load again where these are reachable")
+        + f" (downloads {src['url']}"
         + (f" or the Hub repo {src['hub_repo']}" if src.get("hub_repo") else "")
         + f"), or set $PTOCR_MIRROR to a mirror of PaddleOCR's archives;\n"
         f"  - from the Paddle original (folder {src['folder']}): put it in a folder of Paddle models"

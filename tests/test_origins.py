@@ -401,3 +401,4 @@ def test_an_unreachable_hub_is_skipped_at_once(env, monkeypatch):
     with pytest.raises(WeightsNotFoundError) as err:
         ptocr.load("PP-OCRv5_mobile_det")
     assert f"PaddlePaddle/PP-OCRv5_mobile_det: cannot reach 127.0.0.1:{port}" in str(err.value)
+    assert "unset HF_HUB_OFFLINE" not in str(err.value)  # it was not offline: the hint says what to do
