@@ -36,17 +36,18 @@ def sidecar_paths(dst: Path) -> tuple[Path, Path]:
     return dst.with_name(dst.stem + ".config.json"), dst.with_name(dst.stem + ".dict.txt")
 
 
-def check_destination(dst: str | os.PathLike, *, force: bool = False, dictionary: bool = True) -> list[Path]:
-    """The files a conversion to ``dst`` writes (the weights, the config and, with
-    ``dictionary``, the dictionary beside them), or the reason they cannot be written: the
-    command line asks before converting, the writer again before writing."""
+def check_destination(dst: str | os.PathLike, *, force: bool = False) -> list[Path]:
+    """The files a conversion to ``dst`` writes or replaces (the weights, the config and the
+    dictionary's place beside them, taken for a model without one too: see write_converted),
+    or the reason they cannot be written: the command line asks before converting, the writer
+    again before writing."""
     dst = Path(dst)
     if dst.suffix != ".safetensors":
         raise ConversionError(f"{dst}: the output must be a .safetensors file")
     if not dst.parent.is_dir():
         raise ConversionError(_missing_folder(dst))
     config_path, dict_path = sidecar_paths(dst)
-    targets = [dst, config_path] + ([dict_path] if dictionary else [])
+    targets = [dst, config_path, dict_path]
     for p in targets:  # --force replaces files, never a folder: name the one in the way
         if p.is_dir():
             raise ConversionError(f"{p} is a folder, not a file; it cannot be overwritten with the "

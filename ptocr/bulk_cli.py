@@ -67,7 +67,7 @@ def bulk_options(command: Callable) -> Callable:
 
 def expand_inputs(args) -> list[str]:
     """Folders -> their image files (recursive, sorted); list files -> their lines; anything
-    else (a path or a URI) as given. Each name once, in first-seen order."""
+    else (a path or a URI) as given. Each name once, in first-seen order; none at all is a PtocrError."""
     names: list[str] = []
     for arg in args:
         path = Path(arg)
@@ -85,6 +85,8 @@ def expand_inputs(args) -> list[str]:
             names += [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
         else:
             names.append(arg)
+    if not names:
+        raise PtocrError("no images found in the given folders and lists")
     return list(dict.fromkeys(names))
 
 
@@ -139,8 +141,6 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
         # Ray gives each actor one GPU (CUDA_VISIBLE_DEVICES): it is cuda:0 there, and cuda:N does not exist.
         raise PtocrError(f"--ray gives each actor its own GPU, which it sees as cuda: give --device cuda, not {device}")
     names = expand_inputs(images)
-    if not names:
-        raise PtocrError("no images found in the given folders and lists")
     with JsonlResults(bulk_out) as results:
         if bulk_ray is not None and any(is_paged(n) for n in names):
             raise PtocrError("--ray reads images only; read PDFs and TIFFs without --ray (one line per page)")

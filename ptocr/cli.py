@@ -21,7 +21,7 @@ from ptocr import allocator, bulk_cli
 from ptocr.api import load
 from ptocr.architectures import TASKS
 from ptocr.demo_inputs import demo_inputs, network_input_size
-from ptocr.errors import ImageError, PtocrError
+from ptocr.errors import ImageError, PtocrError, first_line
 from ptocr.export import FORMATS, TRANSFORMERS, check_export, example_input, export_transformers
 from ptocr.export import export as do_export
 from ptocr.manifest import READY, list_models, load_manifest
@@ -277,8 +277,6 @@ def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_bo
     try:
         page_list = parse_pages(pages) if pages else None
         images = bulk_cli.expand_inputs(images)  # folders -> their files, as with --out
-        if not images:
-            raise PtocrError("no images found in the given folders and lists")
         pipeline = _build_ocr(det, rec, cls, models, device, dtype, compile_, bundle=bundle, doc_ori=doc_ori,
                               doc_unwarp=doc_unwarp, lang=lang, settings=settings)
     except (PtocrError, ValueError) as e:
@@ -496,7 +494,7 @@ def _onednn_graph_check(path, model, xs) -> float | str:
     try:
         return check_export(path, "torchscript", model, xs, onednn_graph=True)
     except RuntimeError as e:
-        return f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+        return f"{type(e).__name__}: {first_line(e)[:120]}"
 
 
 def _onnx_opsets() -> tuple[int, int]:

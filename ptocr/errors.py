@@ -6,6 +6,13 @@ print it without a traceback and exit with the bad-input code.
 """
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of ``e``'s message for a one-line report; "" where it has no text
+    (``TimeoutError()``), on which ``str(e).splitlines()[0]`` would raise."""
+    lines = str(e).splitlines()
+    return lines[0] if lines else ""
+
+
 class PtocrError(Exception):
     """Base class: the input is unusable. Never raised for internal bugs."""
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ptocr.atomic import temp_beside
-from ptocr.errors import PtocrError
+from ptocr.errors import PtocrError, first_line
 from ptocr.models.reparam import fuse_reparameterizable
 from ptocr.optimize import for_fixed_shape_graph
 from ptocr.transforms.cls import cls_preprocess
@@ -106,7 +106,7 @@ def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: st
                 model(x)
         except RuntimeError as e:
             raise PtocrError(f"the model does not take inputs of shape {'x'.join(map(str, x.shape))} "
-                             f"({str(e).splitlines()[0][:300]})") from None
+                             f"({first_line(e)[:300]})") from None
     tmp = temp_beside(dst, suffix=dst.suffix)  # the exporters go by the name's ending
     try:
         with torch.inference_mode(False), torch.no_grad():

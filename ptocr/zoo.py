@@ -47,7 +47,7 @@ from ptocr import origins
 from ptocr.atomic import failure_reason
 from ptocr.checkpoint import file_sha256
 from ptocr.conversion import convert_once
-from ptocr.errors import ModelFileError, PtocrError
+from ptocr.errors import ModelFileError, PtocrError, first_line
 from ptocr.manifest import Manifest, ModelEntry, load_manifest
 from ptocr.places import ENV_ZOO, hf_cache_dir, offline, ptocr_cache, require_pinned, zoo_dir
 
@@ -119,8 +119,7 @@ def resolve(entry: ModelEntry | str, manifest: Manifest | None = None, *, zoo: P
         try:
             got = origins.hub_download(hub["repo_id"], hub["filename"], hub["revision"])
         except Exception as e:  # noqa: BLE001 - every failure is reported with the others
-            first = str(e).splitlines()[0][:200] if str(e) else ""  # TimeoutError() has no text
-            attempts.append((place, f"download failed: {type(e).__name__}: {first}"))
+            attempts.append((place, f"download failed: {type(e).__name__}: {first_line(e)[:200]}"))
         else:
             if (r := checked(Path(got), place)) is not None:
                 return r

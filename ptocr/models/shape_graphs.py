@@ -35,6 +35,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from ptocr.errors import first_line
 from ptocr.models.layers import capturing_graph
 
 __all__ = ["ShapeGraphs", "onednn_graph_available"]
@@ -150,7 +151,7 @@ class ShapeGraphs:
             except Exception as e:  # whatever TorchScript or the fuser raise, the model still works
                 self._failed = True
                 warnings.warn(f"{type(model).__name__} runs eager: the oneDNN graph for input shape {tuple(x.shape)} "
-                              f"could not be built ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
+                              f"could not be built ({type(e).__name__}: {first_line(e)[:120]})",
                               RuntimeWarning, stacklevel=3)
                 return expected
             self._graphs[key] = graph
