@@ -110,12 +110,22 @@ def _font_covering(codes: frozenset[int]) -> tuple[str, int] | None:
                  if all(_covers(ranges, c) for c in codes)), None)
 
 
+def _charset_of(font: str | None) -> tuple[list[int], list[int]] | None:
+    return _font_charset(font) if font is not None else _ranges("20-7e")  # None: Pillow's Latin font
+
+
+def _missing(text: str, font: str | None) -> set[str]:
+    """The characters of ``text`` that ``font`` has no glyph for (drawn as boxes)."""
+    charset = _charset_of(font)
+    return set() if charset is None else {chr(c) for c in _drawn(text) if not _covers(charset, c)}
+
+
 def font_for_text(text: str, font: str | None) -> tuple[str | None, int, bool]:
     """(font file, face index, whether it has every glyph of ``text``): ``font`` (None: Pillow's
     built-in Latin font) where it has them all or fontconfig cannot say, else an installed font
     that has them."""
     codes = _drawn(text)
-    charset = _font_charset(font) if font is not None else _ranges("20-7e")
+    charset = _charset_of(font)
     if charset is None or all(_covers(charset, c) for c in codes):
         return font, 0, True
     found = _font_covering(codes)
@@ -179,7 +189,7 @@ def _write_texts(panel: np.ndarray, boxes, texts, font) -> np.ndarray:
     for box, text in zip(boxes, texts):
         font_path, index, complete = font_for_text(text, preferred)
         if not complete:
-            lacking.update(map(chr, _drawn(text)))
+            lacking.update(_missing(text, font_path))  # the rest of the line is drawn
         bw, bh = _side_lengths(box)
         iw, ih = max(round(bw), 1), max(round(bh), 1)
         patch = Image.new("L", (iw, ih), 0)  # text coverage, warped into the box below

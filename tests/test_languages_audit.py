@@ -87,3 +87,16 @@ def test_a_line_the_given_font_cannot_draw_falls_back(cyrillic_fonts):
     if not lacking:
         pytest.skip("every installed font has Cyrillic glyphs")
     assert (_panel("Ж", font=lacking[0]) != _panel("Ш", font=lacking[0])).any()
+
+
+def test_the_no_font_warning_names_only_the_characters_drawn_as_boxes(monkeypatch):
+    import ptocr.visualize as vis
+
+    monkeypatch.delenv("PTOCR_FONT", raising=False)
+    monkeypatch.setattr(vis, "find_cjk_font", lambda: None)
+    monkeypatch.setattr(vis, "_font_covering", lambda codes: None)  # no installed font has Cyrillic
+    with pytest.warns(UserWarning, match="no font found") as caught:
+        _panel("Ab Ж")
+    message = str(caught[0].message)
+    assert "Ж" in message
+    assert "A" not in message.split("(")[1].split(";")[0]  # Pillow's Latin font draws A and b
