@@ -14,7 +14,7 @@ import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
 
-from ptocr.errors import PtocrError
+from ptocr.errors import PtocrError, first_line
 
 # Paddle 2 inference, Paddle 3 (PIR) inference: the files a converter reads.
 MODEL_FILES = frozenset({"inference.pdmodel", "inference.pdiparams", "inference.pdiparams.info",
@@ -54,7 +54,7 @@ def _extract(archive: Path, dst: Path, cap: int, label: str) -> None:
     try:
         tar = tarfile.open(archive, mode="r:*")
     except (tarfile.TarError, OSError, EOFError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        first = first_line(e) or type(e).__name__
         raise refuse(f"not a readable tar archive: {_head(archive)} ({first.rstrip(':')})") from None
     with tar:
         try:

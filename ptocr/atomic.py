@@ -11,6 +11,8 @@ import re
 import tempfile
 from pathlib import Path
 
+from ptocr.errors import first_line
+
 __all__ = ["temp_beside", "give_output_permissions", "write_atomically", "nearest_existing", "failure_reason"]
 
 
@@ -65,4 +67,4 @@ def failure_reason(e: BaseException) -> str:
     if isinstance(e, OSError):
         return e.strerror or str(e)
     found = re.search(r'message: "([^"]+)"', str(e))
-    return found.group(1) if found else (str(e).splitlines() or [type(e).__name__])[0]
+    return found.group(1) if found else first_line(e) or type(e).__name__
