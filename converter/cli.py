@@ -33,7 +33,8 @@ EXIT_BAD_INPUT = 2
                    "the one beside it, the architecture's).")
 @click.option("--use-space-char/--no-use-space-char", default=None,
               help="Whether the head has a final space class (default: the architecture's).")
-@click.option("--submodel", default=None, help="Distillation sub-model to take (default: Student).")
+@click.option("--submodel", default=None, help="Distillation sub-model to take (default: Student), or the key of the state dict "
+                   "to take from a checkpoint dict holding several ({'model': ..., 'ema': ...}).")
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--print-map", is_flag=True, help="Print the Paddle -> PyTorch name map.")
 @click.option("--list", "list_archs", is_flag=True, is_eager=True, expose_value=False,

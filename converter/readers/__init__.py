@@ -20,8 +20,16 @@ from converter.errors import FormatError, UnsafePickleError
 from converter.readers.formats import ONNX, PADDLE2_INFERENCE, PADDLE3_PIR, PADDLE_TRAIN, detect_format
 from converter.readers.onnx import OnnxProgram, read_onnx_program
 from converter.readers.pdiparams import read_file_bytes, read_pdiparams
-from converter.readers.pdparams import find_submodels, read_info, read_pdparams, select_submodel
+from converter.readers.pdparams import (
+    find_submodels,
+    read_checkpoint,
+    read_info,
+    read_pdparams,
+    read_safetensors_checkpoint,
+    select_submodel,
+)
 from converter.readers.pir import PirConfig, PirOp, PirParam, PirProgram, read_pir_config, read_pir_program
+from converter.readers.safetensors_file import looks_like_safetensors
 from converter.readers.transformers_folder import is_transformers_folder, read_transformers_folder
 from converter.readers.program import (
     DENSE_TENSOR,
@@ -118,9 +126,15 @@ def read_source(path: str | os.PathLike, *, submodel: str | None = None) -> Padd
 
 def _read_train(path: Path, params: Path, submodel: str | None) -> PaddleSource:
     data = read_file_bytes(params)
-    raw = read_pdparams(params, data=data)
-    tensors, subs, chosen = select_submodel(raw, submodel, params)
+    if looks_like_safetensors(bytes(data[:10])):
+        raw, entry = read_safetensors_checkpoint(params, data), None
+    else:
+        raw, entry = read_checkpoint(params, data, entry=submodel)
     notes = [f"training checkpoint with {len(raw)} tensors"]
+    if entry is not None:
+        notes[0] += f" under its key {entry!r} (the file is a dict wrapping the model's state dict)"
+        submodel = None if submodel == entry else submodel
+    tensors, subs, chosen = select_submodel(raw, submodel, params)
     if subs:
         notes.append(
             f"distillation checkpoint with sub-models {', '.join(subs)}; read {chosen} "
@@ -233,6 +247,8 @@ def _read_onnx(path: Path, submodel: str | None) -> PaddleSource:
         f"producer {m.producer or '(unnamed)'} {m.producer_version}".rstrip()
         + "; placed by graph alignment"
     ]
+    if m.external_files:  # the recorded sha256 is the .onnx file's alone
+        notes.append(f"tensor data read from external file(s) {_listed([f.name for f in m.external_files])}")
     chars = program.character
     if chars:
         notes.append(f"metadata 'character': {len(chars)} characters")

@@ -14,6 +14,7 @@ import struct
 from pathlib import Path
 
 from converter.errors import FormatError
+from converter.readers.safetensors_file import looks_like_safetensors
 
 PADDLE2_INFERENCE = "paddle2_inference"
 PADDLE_TRAIN = "paddle_train"
@@ -173,7 +174,15 @@ def _inference(model: Path, params: Path) -> tuple[str, dict[str, Path]]:
 
 
 def _train(params: Path) -> tuple[str, dict[str, Path]]:
-    sniff(params, "pickle")
+    head, _ = _head(params)
+    if looks_like_tensor_stream(head):
+        raise FormatError(
+            f"{params}: a Paddle tensor stream with no tensor names (a renamed .pdiparams, or paddle.save(..., "
+            "use_binary_format=True)), not a checkpoint; give the inference folder, or save the model with "
+            "paddle.save(model.state_dict(), path)"
+        )
+    if not looks_like_safetensors(head):  # paddle.save(..., safetensors=True) writes that
+        sniff(params, "pickle")
     files = {"params": params}
     config = params.with_name("config.yml")
     if config.is_file():
@@ -262,6 +271,9 @@ def _detect_file(p: Path) -> tuple[str, dict[str, Path]]:
         raise FormatError(f"{p}: the program file {model.name} is missing beside the weights")
     if suffix == ".onnx":
         return _onnx(p)
+    if suffix in (".pdopt", ".states"):  # PaddleOCR writes them beside the .pdparams
+        what = "optimizer state" if suffix == ".pdopt" else "training progress (epoch, metrics)"
+        raise FormatError(f"{p}: holds a checkpoint's {what}, not its weights; give {stem}.pdparams")
     if suffix == ".json" and p.with_suffix(".pdiparams").is_file():
         return _pir(p, p.with_suffix(".pdiparams"))
     if suffix == ".yml" and p.with_suffix(".json").is_file():

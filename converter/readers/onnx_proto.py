@@ -10,16 +10,18 @@ s 4, t 5, g 6, floats 7, ints 8, strings 9, tensors 10, graphs 11, type 20) and
 raw_data 9, double_data 10, external_data 13, data_location 14).
 
 No ``onnx`` package and no ONNX Runtime: the file is bytes, parsed into plain data. Weights
-stored outside the file (external data) are refused, as are sparse initializers and
-subgraphs (control flow): a PP-OCR export has none. Every malformation is a ``FormatError``
+stored outside the file (external data, as ``onnx.save(..., save_as_external_data=True)``
+writes) are read from files inside the model's folder only (a relative location without
+``..``), their offsets and lengths checked against the file. Sparse initializers and
+subgraphs (control flow) are refused: a PP-OCR export has none. Every malformation is a ``FormatError``
 naming the file.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
@@ -63,7 +65,8 @@ class OnnxTensor:
     name: str
     dtype: np.dtype
     shape: tuple[int, ...]
-    array: np.ndarray
+    array: np.ndarray | None  # None only until its external data is read (parse_onnx_model)
+    external: dict[str, str] | None = None  # external_data entries (location, offset, length)
 
 
 @dataclass
@@ -97,6 +100,7 @@ class OnnxModel:
     initializers: dict[str, OnnxTensor]
     inputs: list[OnnxValueInfo]
     outputs: list[OnnxValueInfo]
+    external_files: list[Path] = field(default_factory=list)  # external data files read
 
 
 def read_onnx_model(path: str | os.PathLike) -> OnnxModel:
@@ -142,7 +146,65 @@ def parse_onnx_model(data: bytes, path: Path) -> OnnxModel:
         missing = [n for n, x in (("ir_version", ir_version), ("graph", graph), ("opset_import", opsets)) if not x]
         raise FormatError(f"{path}: not a complete ONNX model (no {', '.join(missing)}); truncated, or not an ONNX file")
     name, nodes, inits, inputs, outputs = _graph(graph, where)
-    return OnnxModel(path, ir_version, producer, producer_version, opsets, metadata, name, nodes, inits, inputs, outputs)
+    attrs = [a for n in nodes for a in n.attrs.values() if isinstance(a, OnnxTensor)]
+    external = _read_external(path, [*inits.values(), *attrs])
+    return OnnxModel(path, ir_version, producer, producer_version, opsets, metadata, name, nodes, inits, inputs,
+                     outputs, external)
+
+
+def _read_external(model: Path, tensors: list[OnnxTensor]) -> list[Path]:
+    """Fill the arrays of tensors kept in external data files; -> the files read."""
+    files: dict[Path, None] = {}
+    for t in tensors:
+        if t.external is not None:
+            f = _external_path(model, t)
+            t.array = _external_array(model, f, t)
+            files[f] = None
+    return list(files)
+
+
+def _external_path(model: Path, t: OnnxTensor) -> Path:
+    """The data file of ``t``: a relative path inside the model's folder, or an error (a location
+    is attacker-chosen text: never absolute, never climbing out with '..')."""
+    loc = t.external.get("location", "")
+    parts = loc.replace("\\", "/").split("/")
+    if (not loc or "\0" in loc or ".." in parts or PurePosixPath(loc).is_absolute()
+            or PureWindowsPath(loc).is_absolute() or PureWindowsPath(loc).drive):
+        raise FormatError(f"{model}: tensor {t.name} keeps its data in {loc!r:.100}, which is not a "
+                          "relative path inside the model's folder; refusing to read it")
+    f = model.parent.joinpath(*[p for p in parts if p not in ("", ".")])
+    if not f.is_file():
+        raise FormatError(f"{f}: missing: {model.name} keeps tensor {t.name}'s data in it (ONNX external data); "
+                          "copy it beside the .onnx file")
+    return f
+
+
+def _external_array(model: Path, f: Path, t: OnnxTensor) -> np.ndarray:
+    def number(key: str) -> int | None:
+        v = t.external.get(key)
+        if v is not None and not (v.isascii() and v.isdigit()):
+            raise FormatError(f"{model}: tensor {t.name}: external data {key} {v!r:.40} is not a number")
+        return None if v is None else int(v)
+
+    offset, length = number("offset") or 0, number("length")
+    need = int(np.prod(t.shape, dtype=object)) * t.dtype.itemsize if t.shape else t.dtype.itemsize
+    try:
+        with open(f, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            length = size - offset if length is None else length
+            if length != need:
+                raise FormatError(f"{f}: tensor {t.name} of shape {list(t.shape)} needs {need} bytes, "
+                                  f"{model.name} gives it {length}")
+            if offset + length > size:
+                raise FormatError(f"{f}: truncated: tensor {t.name} needs bytes {offset}..{offset + length}, "
+                                  f"the file has {size}")
+            fh.seek(offset)
+            data = fh.read(length)
+    except OSError as e:
+        raise FormatError(f"{f}: cannot read: {e.strerror or e}") from None
+    if len(data) != length:
+        raise FormatError(f"{f}: truncated while reading tensor {t.name}")
+    return np.frombuffer(data, dtype=t.dtype).reshape(t.shape)
 
 
 def _need_len(v, wire, where: str, what: str) -> memoryview:
@@ -302,7 +364,8 @@ def tensor(buf: memoryview, where: str) -> OnnxTensor:
     name = ""
     raw: memoryview | None = None
     typed: dict[int, list] = {}
-    external = False
+    external: dict[str, str] = {}
+    location = 0  # TensorProto.DataLocation: 0 DEFAULT, 1 EXTERNAL
     for fnum, wire, v in iter_fields(buf, where):
         if fnum == 1:
             dims += [as_int64(x) for x in repeated_varints(v, wire, where)]
@@ -319,21 +382,25 @@ def tensor(buf: memoryview, where: str) -> OnnxTensor:
         elif fnum in (5, 7):
             typed.setdefault(fnum, []).extend(as_int64(x) for x in repeated_varints(v, wire, where))
         elif fnum == 13:
-            external = True
-        elif fnum == 14 and wire == VARINT and v == 1:
-            external = True
+            key, value = _string_entry(_need_len(v, wire, where, "external_data"), where)
+            external[key] = value
+        elif fnum == 14 and wire == VARINT:
+            location = v
         elif fnum == 3:
             raise FormatError(f"{where}: tensor {name or '(unnamed)'} is split into segments, which this reader does not support")
     label = f"{where}: tensor {name or '(unnamed)'}"
-    if external:
-        raise FormatError(f"{label} keeps its data in an external file (ONNX external data); "
-                          "convert a model saved as one self-contained .onnx file")
+    if location not in (0, 1):
+        raise FormatError(f"{label} has data location {location}, which this reader does not support")
     if dtype_code not in DTYPES:
         raise FormatError(f"{label} has data type {dtype_code}, which this reader does not support")
     if len(dims) > MAX_RANK or any(d < 0 for d in dims):
         raise FormatError(f"{label} has dims {dims[:MAX_RANK + 1]}, not a tensor shape")
     dtype = DTYPES[dtype_code]
     count = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    if location == 1:  # read by parse_onnx_model, which knows the model's folder
+        if "location" not in external:
+            raise FormatError(f"{label} keeps its data in an external file but does not name it")
+        return OnnxTensor(name, dtype, tuple(dims), None, external)
     if raw is not None:
         if len(raw) != count * dtype.itemsize:
             raise FormatError(f"{label}: raw_data holds {len(raw)} bytes, dims {dims} of {dtype} need {count * dtype.itemsize}")

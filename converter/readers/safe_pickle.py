@@ -9,7 +9,10 @@ checks its arguments, and arrays and dtypes are built by us from validated parts
   ``dtype.__setstate__`` that could mutate numpy's shared builtin dtypes);
 * BUILD (``__setstate__``) can only reach our proxies, which validate their state, or
   plain containers, which have no ``__setstate__`` and no ``__dict__`` (BUILD fails);
-* persistent ids and out-of-band buffers are refused.
+* persistent ids and out-of-band buffers are refused;
+* paddle.save's own reduces of tensors outside a state dict, ``tuple((name, ndarray))`` and
+  ``eval('data', {'data': ndarray})``, are accepted in exactly those forms (nothing is
+  evaluated: the guard returns the array), every other use of tuple/eval is refused.
 
 Every other failure of a malformed pickle becomes ``FormatError`` naming the file.
 """
@@ -151,6 +154,22 @@ def _bytes(where, *args):  # protocol <3 writes b'' as bytes()
     return bytes(*args)
 
 
+def _tuple(where, *args):  # paddle.save pickles a Tensor outside a state dict as tuple((name, ndarray))
+    if len(args) != 1 or type(args[0]) not in (tuple, list):
+        raise UnsafePickleError(f"{where}: the pickle asks for builtins.tuple of something other than a plain tuple or list")
+    return tuple(args[0])
+
+
+def _eval(where, *args):
+    """paddle.save pickles a DenseTensor as eval('data', {'data': ndarray}): that exact form gives
+    the value back without evaluating anything; any other call is refused."""
+    if (len(args) == 2 and type(args[0]) is str and args[0] == "data" and type(args[1]) is dict
+            and len(args[1]) == 1 and "data" in args[1]):
+        return args[1]["data"]
+    raise UnsafePickleError(f"{where}: the pickle asks for builtins.eval other than as paddle.save writes a "
+                            "DenseTensor (eval('data', {'data': array})); refusing to load it")
+
+
 def _ordered_dict(where, *args):  # plain dicts keep order; a pickled OrderedDict has no args
     if args:
         raise UnsafePickleError(f"{where}: the pickle calls collections.OrderedDict with arguments")
@@ -170,6 +189,10 @@ _ALLOWED: dict[tuple[str, str], tuple[str, Callable | None]] = {
     ("builtins", "bytes"): ("builtins.bytes", _bytes),
     ("__builtin__", "bytes"): ("builtins.bytes", _bytes),
     ("collections", "OrderedDict"): ("collections.OrderedDict", _ordered_dict),
+    ("builtins", "tuple"): ("builtins.tuple", _tuple),
+    ("__builtin__", "tuple"): ("builtins.tuple", _tuple),
+    ("builtins", "eval"): ("builtins.eval", _eval),
+    ("__builtin__", "eval"): ("builtins.eval", _eval),
 }
 
 

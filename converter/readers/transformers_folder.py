@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from converter.errors import FormatError
+from converter.readers.safetensors_file import read_safetensors
 
 TRANSFORMERS = "transformers"
 CONFIG, WEIGHTS, PREPROCESSOR = "config.json", "model.safetensors", "preprocessor_config.json"
@@ -57,15 +58,7 @@ def _json(path: Path):
 
 
 def _safetensors(path: Path, data: bytes) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
-
-    try:
-        tensors = load(data)
-    except KeyError as e:  # a dtype numpy has no type for (BF16, F8_*)
-        raise FormatError(f"{path}: holds {e.args[0]} tensors; ptocr reads float32 checkpoints") from None
-    except (SafetensorError, ValueError, TypeError) as e:
-        raise FormatError(f"{path}: not a readable safetensors file ({e})") from None
+    tensors = read_safetensors(path, data, widen_bfloat16=False)
     odd = sorted(k for k, v in tensors.items() if v.dtype.kind == "f" and v.dtype != np.float32)
     if odd:
         raise FormatError(f"{path}: {odd[0]} is {tensors[odd[0]].dtype}; ptocr reads float32 checkpoints")
