@@ -231,7 +231,8 @@ def demo(image, models):
               help="PaddleOCR 3.x bundles: each line's words and their boxes too (text_word, text_word_boxes).")
 @click.option("--set", "settings", metavar="KEY=VALUE", multiple=True,
               help="A pipeline setting by PaddleOCR's name, repeatable: text_det_box_thresh=0.5, "
-                   "text_det_limit_side_len=960, text_rec_score_thresh=0.5 (3.x); drop_score=0.3 (2.x).")
+                   "text_det_limit_side_len=960, text_rec_score_thresh=0.5 (3.x); drop_score=0.3, "
+                   "det_db_box_thresh=0.5, rec_batch_num=8 (2.x: PaddleOCR 2.10's option names).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True),
               help="Write {image: [{box, text, score, angle}]} (PaddleOCR 3.x bundles: {image: its result fields}) "
                    "to this file ('-' for stdout); PDF pages as file.pdf#N.")

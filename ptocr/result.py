@@ -55,6 +55,13 @@ class OCRResult:
     def to_dict(self) -> list[dict]:
         return [line.to_dict() for line in self.lines]
 
+    def to_paddleocr(self) -> list | None:
+        """This image's entry of PaddleOCR 2.10's ``ocr(img)`` list: ``[[box, (text, score)], ...]``
+        (box: 4 ``[x, y]`` float corners), or None when no line was kept, as PaddleOCR gives it."""
+        if not self.lines:
+            return None
+        return [[[[float(x), float(y)] for x, y in line.box], (line.text, float(line.score))] for line in self.lines]
+
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
 
