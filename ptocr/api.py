@@ -6,14 +6,21 @@ from __future__ import annotations
 import copy
 import os
 import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
 
 from ptocr.architectures import canonical_name, get_architecture
 from ptocr.architectures import list_architectures as _registered
+from ptocr.checkpoint import check_config, check_destination, model_from_state, write_model_file
+from ptocr.dictionary import Dictionary, read_dictionary
 from ptocr.errors import ArchitectureError, PtocrError
 from ptocr.loading import is_name, load_predictor
 from ptocr.manifest import list_models as _manifest_models
 from ptocr.manifest import load_manifest
 from ptocr.models.build import build_model
+from ptocr.models.conv_activation import ConvActivation2d
 from ptocr.models.heads.db_head import DBHead
 from ptocr.models.model import OCRModel
 from ptocr.bundles import load_bundle
@@ -21,7 +28,7 @@ from ptocr.pipeline import OCR
 from ptocr.pipeline3 import OCR3
 from ptocr.predictors import Predictor
 
-__all__ = ["create_model", "list_architectures", "list_models", "load"]
+__all__ = ["create_model", "list_architectures", "list_models", "load", "save_model"]
 
 
 def list_architectures(task: str | None = None) -> list[str]:
@@ -97,11 +104,13 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False,
             ``.safetensors`` file or Paddle folder, which must be of this architecture. A
             detector from an inference program gets a freshly initialised threshold branch
             (the program has none; training runs it), with a warning.
-        num_classes: with ``pretrained=False``, the classifier's or recognizer's class count
-            (a recognizer: blank + dictionary + space).
+        num_classes: the classifier's or recognizer's class count (a recognizer: blank +
+            dictionary + space); with trained weights, their last Linear is replaced by a freshly
+            initialised one of this size (a new dictionary: pass it to ``save_model``).
 
     Returns:
-        The model; ``model.train()`` to fine-tune it.
+        The model; ``model.train()`` to fine-tune it, ``ptocr.save_model`` to write it as a file
+        ``ptocr.load`` reads. ``model.config`` / ``model.dictionary``: what that file will hold.
     """
     models = load_manifest().models
     if pretrained is False:
@@ -111,25 +120,147 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False,
             for part, args in entry.arguments.items():
                 cfg[part].update(args)
         else:
-            cfg = get_architecture(name)["model"]
+            entry, cfg = None, get_architecture(name)["model"]
         if num_classes is not None:
-            if "num_classes" not in cfg["head"]:
-                raise ArchitectureError(f"{name} is a detector: it has no class count")
+            _head_classes(name, cfg)
             cfg["head"]["num_classes"] = int(num_classes)
-        return build_model(cfg).eval()
-    if num_classes is not None:
-        raise PtocrError("num_classes goes with pretrained=False: trained weights fix the class count")
+        model = build_model(cfg).eval()
+        model.config, model.dictionary = _fresh_config(name, cfg, entry), None
+        return model
     if pretrained is True:
         if name not in models:
             raise PtocrError(f"{name!r} is not a zoo model, so it has no pretrained weights; "
                              f"zoo models of this architecture: {_models_of(name, models) or 'none'}")
-        return _trainable(load_predictor(name, fuse=False, optimize=False).model, True)
-    predictor = load_predictor(pretrained, fuse=False, optimize=False)
-    want = canonical_name(models[name]["architecture"] if name in models else name)
-    got = canonical_name(predictor.config["architecture"])
-    if got != want:
-        raise ArchitectureError(f"{os.fspath(pretrained)} holds a {got} model, not {name} ({want})")
-    return _trainable(predictor.model, pretrained)
+        predictor = load_predictor(name, fuse=False, optimize=False)
+    else:
+        predictor = load_predictor(pretrained, fuse=False, optimize=False)
+        want = canonical_name(models[name]["architecture"] if name in models else name)
+        got = canonical_name(predictor.config["architecture"])
+        if got != want:
+            raise ArchitectureError(f"{os.fspath(pretrained)} holds a {got} model, not {name} ({want})")
+    model = _trainable(predictor.model, pretrained)
+    model.config, model.dictionary = copy.deepcopy(predictor.config), getattr(predictor, "dictionary", None)
+    if num_classes is not None:
+        _reset_classifier(model, name, int(num_classes))
+    return model
+
+
+def _head_classes(name: str, cfg: dict) -> None:
+    if "num_classes" not in cfg["head"]:
+        raise ArchitectureError(f"{name} is a {cfg['head']['name']} model: it has no class count to change")
+
+
+def _reset_classifier(model: OCRModel, name: str, num_classes: int) -> None:
+    """timm's ``reset_classifier``: the head's last Linear (``fc``, or ``fc2`` after ``fc1``)
+    freshly initialised with ``num_classes`` outputs; the trained dictionary no longer fits."""
+    _head_classes(name, model.config["model"])
+    head = model.head
+    attr = "fc2" if isinstance(getattr(head, "fc2", None), nn.Linear) else "fc"
+    old = getattr(head, attr, None)
+    if not isinstance(old, nn.Linear):
+        raise ArchitectureError(f"{name}: its head {type(head).__name__} has no last Linear to replace")
+    if num_classes != old.out_features:
+        setattr(head, attr, nn.Linear(old.in_features, num_classes).to(old.weight.device, old.weight.dtype))
+        head.out_channels = num_classes
+        model.config["model"]["head"]["num_classes"] = num_classes
+        model.dictionary = None
+
+
+def _fresh_config(name: str, cfg: dict, entry) -> dict:
+    """The model-file config of a freshly built ``name`` (``ptocr-convert``'s, without a source)."""
+    arch = canonical_name(entry.architecture if entry is not None else name)
+    spec = get_architecture(arch)
+    config = {"architecture": arch, "task": spec["task"], "model": copy.deepcopy(cfg),
+              "preprocess": {**spec.get("preprocess", {}), **(entry.preprocess if entry else {})},
+              "postprocess": {**spec.get("postprocess", {}), **(entry.postprocess if entry else {})}}
+    if entry is not None:
+        config["model_name"] = entry.name
+        if entry.inference:
+            config["inference"] = dict(entry.inference)
+        if entry.dictionary and "use_space_char" in entry.dictionary:
+            config["dictionary"] = {"use_space_char": bool(entry.dictionary["use_space_char"])}
+    return config
+
+
+def save_model(model: nn.Module, dst: str | os.PathLike, *, dictionary=None, use_space_char: bool | None = None,
+               config: dict | None = None, force: bool = False) -> Path:
+    """Write ``model`` (from ``create_model``, fine-tuned) as ``ptocr-convert`` writes a model:
+    ``dst`` (.safetensors, with the config and dictionary in its metadata) and beside it
+    ``<stem>.config.json`` and ``<stem>.dict.txt``. ``ptocr.load``, ``ptocr.OCR(rec=...)`` and
+    ``ptocr export`` take the file.
+
+    Args:
+        model: an ``OCRModel`` in its training structure (or wrapped by ``torch.compile``,
+            ``DataParallel`` or ``DistributedDataParallel``); not one ``ptocr.load`` optimized.
+        dst: the ``.safetensors`` path; its folder must exist.
+        dictionary: a recognizer's new dictionary: a file (one character a line), a list of
+            characters or a ``ptocr.dictionary.Dictionary``; default ``model.dictionary``.
+        use_space_char: whether " " is the last class; default the model's setting (else True).
+        config: the model-file config (``predictor.config`` for a model of ``ptocr.load``);
+            default ``model.config``, set by ``create_model``.
+        force: overwrite existing files.
+    """
+    model = _unwrapped(model)
+    config = copy.deepcopy(config if config is not None else getattr(model, "config", None))
+    if not isinstance(model, OCRModel) or not isinstance(config, dict) or "model" not in config:
+        raise PtocrError("save_model needs a model from ptocr.create_model, or config= (a predictor's .config)")
+    if any(isinstance(m, ConvActivation2d) for m in model.modules()):
+        raise PtocrError("an optimized model (ptocr.load's default) has its batch norms folded; save the one "
+                         "create_model or ptocr.load(..., optimize=False) gives")
+    _sync_structure(model, config)
+    dic = _dictionary_for(model, config, dictionary, use_space_char)
+    state = {k: (v.float() if v.dtype == torch.float64 else v).detach().to("cpu", copy=True).contiguous()
+             for k, v in model.state_dict().items()}
+    where, text = os.fspath(dst), (dic.text() if dic is not None else None)
+    check_destination(dst, force=force)
+    try:
+        check_config(config, text)
+    except ValueError as e:
+        raise PtocrError(f"{where}: the config is not a model file's ({e})") from None
+    model_from_state(config["model"], state, where=where)  # ptocr.load would refuse what fails here
+    write_model_file(state, config, text, dst)
+    return Path(dst)
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    while True:  # torch.compile's OptimizedModule, DataParallel, DistributedDataParallel
+        inner = getattr(model, "_orig_mod", None)
+        inner = getattr(model, "module", None) if inner is None else inner
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def _sync_structure(model: OCRModel, config: dict) -> None:
+    """The config told what the module is now: a threshold branch added, a head resized."""
+    head_cfg = config["model"]["head"]
+    if isinstance(model.head, DBHead):
+        head_cfg["with_thresh"] = model.head.thresh is not None
+    if "num_classes" in head_cfg:
+        head_cfg["num_classes"] = int(model.head.out_channels)
+
+
+def _dictionary_for(model: OCRModel, config: dict, dictionary, use_space_char: bool | None):
+    """A recognizer's dictionary, checked against its head; the config's entry describing it."""
+    if config.get("task") != "rec":
+        if dictionary is not None:
+            raise PtocrError(f"a {config.get('task')} model has no dictionary")
+        return None
+    space = (config.get("dictionary") or {}).get("use_space_char", True) if use_space_char is None else use_space_char
+    if isinstance(dictionary, Dictionary):
+        dic = dictionary if use_space_char is None else Dictionary(dictionary.characters, space, dictionary.source)
+    elif isinstance(dictionary, (str, os.PathLike)):
+        dic = read_dictionary(dictionary, bool(space))
+    elif isinstance(dictionary, (list, tuple)):
+        dic = Dictionary(tuple(str(c) for c in dictionary), bool(space), "<list>")
+    elif dictionary is None and model.dictionary is not None:
+        dic = Dictionary(model.dictionary.characters, bool(space), model.dictionary.source)
+    else:
+        raise PtocrError("a recognizer needs its dictionary: save_model(..., dictionary=<file or list of characters>)")
+    dic.check_fits(int(model.head.out_channels))
+    config["dictionary"] = {"use_space_char": dic.use_space_char, "num_characters": len(dic.characters),
+                            "sha256": dic.sha256(), "source": Path(dic.source).name}
+    return dic
 
 
 def _trainable(model: OCRModel, source) -> OCRModel:

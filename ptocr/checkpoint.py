@@ -10,8 +10,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from ptocr.architectures import ARCHITECTURES, TASKS
+from ptocr.atomic import give_output_permissions, nearest_existing, temp_beside
 from ptocr.dictionary import Dictionary, parse_dictionary
 from ptocr.errors import ArchitectureError, DictionaryError, ModelFileError
 from ptocr.models.build import build_model
@@ -27,6 +29,80 @@ META_KEY = "ptocr"
 
 def encode_metadata(config: dict, dictionary_text: str | None) -> dict[str, str]:
     return {META_KEY: json.dumps({"config": config, "dictionary": dictionary_text}, sort_keys=True)}
+
+
+def sidecar_paths(dst: Path) -> tuple[Path, Path]:
+    """``<stem>.config.json`` and ``<stem>.dict.txt``: what is written beside a model file."""
+    return dst.with_name(dst.stem + ".config.json"), dst.with_name(dst.stem + ".dict.txt")
+
+
+def check_destination(dst: str | os.PathLike, *, force: bool = False, force_hint: str = "pass force=True"
+                      ) -> list[Path]:
+    """The files writing a model to ``dst`` writes or replaces (the weights, the config and the
+    dictionary's place beside them, taken for a model without one too: see write_model_file),
+    or a ModelFileError saying why they cannot be written."""
+    dst = Path(dst)
+    if dst.suffix != ".safetensors":
+        raise ModelFileError(f"{dst}: the output must be a .safetensors file")
+    if not dst.parent.is_dir():
+        raise ModelFileError(_missing_folder(dst))
+    targets = [dst, *sidecar_paths(dst)]
+    for p in targets:  # force replaces files, never a folder: name the one in the way
+        if p.is_dir():
+            raise ModelFileError(f"{p} is a folder, not a file; it cannot be overwritten with the "
+                                 f"{'model' if p == dst else 'file written beside ' + dst.name}")
+    existing = [p for p in targets if p.exists()]
+    if existing and not force:
+        raise ModelFileError(f"{existing[0]} already exists; {force_hint} to overwrite it")
+    return targets
+
+
+def _missing_folder(dst: Path) -> str:
+    """Why ``dst``'s folder is not there: the nearest existing path above it is a file (or some
+    other non-folder), or the folder does not exist."""
+    above = nearest_existing(dst.parent)
+    if os.path.lexists(above) and not above.is_dir():
+        kind = "a file" if above.is_file() else "not a regular file"
+        return f"{dst}: {above} is {kind}, not a folder"
+    return f"{dst}: the folder {dst.parent} does not exist"
+
+
+def write_model_file(state_dict: dict[str, torch.Tensor], config: dict, dictionary_text: str | None,
+                     dst: str | os.PathLike) -> str:
+    """Write ``dst`` (.safetensors: the model, its config and dictionary in the metadata, so it
+    loads alone) and beside it ``<stem>.config.json`` and, for a recognizer, ``<stem>.dict.txt``
+    (for people and hubs); -> the weights' sha256. Each file is written whole to a temporary file
+    in the destination folder and renamed into place when all are complete, the weights last (a
+    present .safetensors means a complete set); on any failure nothing new is left behind. The
+    caller has checked the destination (check_destination)."""
+    dst = Path(dst)
+    config_path, dict_path = sidecar_paths(dst)
+    tensors = {k: v.detach().contiguous() for k, v in state_dict.items()}
+    config_text = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    staged: list[tuple[Path, Path]] = []
+    renamed: list[Path] = []
+    try:
+        staged.append((temp_beside(dst), dst))
+        save_file(tensors, str(staged[0][0]), metadata=encode_metadata(config, dictionary_text))
+        give_output_permissions(staged[0][0])  # save_file recreates the file as 0600
+        for final, text in ((config_path, config_text), (dict_path, dictionary_text)):
+            if text is not None:
+                staged.append((temp_beside(final), final))
+                staged[-1][0].write_text(text, encoding="utf-8")
+        sha = file_sha256(staged[0][0])
+        for tmp, final in staged[1:] + staged[:1]:
+            os.replace(tmp, final)
+            renamed.append(final)
+        if dictionary_text is None:  # over a recognizer's files: its dictionary is not this model's
+            dict_path.unlink(missing_ok=True)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        if len(renamed) < len(staged):
+            for final in renamed:
+                final.unlink(missing_ok=True)
+        raise
+    return sha
 
 
 @dataclass
@@ -74,7 +150,7 @@ def read_converted(path: str | os.PathLike, *, expected_sha256: str | None = Non
             raise ValueError("no model description")
         if text is not None and not isinstance(text, str):
             raise ValueError("the dictionary is not text")
-        _check_config(config, text)
+        check_config(config, text)
     except (ValueError, KeyError) as e:
         raise ModelFileError(f"{path}: the embedded config is invalid ({e})") from None
     dictionary = None
@@ -91,7 +167,7 @@ def read_converted(path: str | os.PathLike, *, expected_sha256: str | None = Non
     return Converted(path, config, state, dictionary, sha)
 
 
-def _check_config(config: dict, dictionary_text: str | None) -> None:
+def check_config(config: dict, dictionary_text: str | None) -> None:
     """The shape of a config the predictors rely on (ValueError says what is wrong), so a
     tampered file fails here with ModelFileError, not with a KeyError/TypeError later."""
     task = config.get("task")

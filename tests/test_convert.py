@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 
 import converter.writer as writer
+import ptocr.checkpoint as model_file  # the writer's own module
 from converter.cli import EXIT_BAD_INPUT, main
 from converter.convert import convert
 from conftest import assert_same_state
@@ -130,7 +131,7 @@ def test_existing_output_is_not_overwritten_without_force(models, tmp_path):
 @pytest.mark.parametrize("fail_at", ["weights", "sidecar", "rename"])
 def test_a_failure_while_writing_leaves_nothing(models, tmp_path, monkeypatch, fail_at):
     conv = convert(models / "ch_PP-OCRv4_rec_infer")
-    real_save, real_replace = writer.save_file, writer.os.replace
+    real_save, real_replace = model_file.save_file, model_file.os.replace
     calls = []
 
     def save_then_fail(tensors, path, metadata=None):
@@ -144,11 +145,11 @@ def test_a_failure_while_writing_leaves_nothing(models, tmp_path, monkeypatch, f
         return real_replace(src, dst)
 
     if fail_at == "weights":
-        monkeypatch.setattr(writer, "save_file", save_then_fail)
+        monkeypatch.setattr(model_file, "save_file", save_then_fail)
     elif fail_at == "sidecar":
         monkeypatch.setattr(Path, "write_text", lambda *a, **k: (_ for _ in ()).throw(OSError("injected")))
     else:
-        monkeypatch.setattr(writer.os, "replace", replace_fails_second)
+        monkeypatch.setattr(model_file.os, "replace", replace_fails_second)
     with pytest.raises(OSError, match="injected"):
         writer.write_converted(conv.state_dict, conv.config, conv.dictionary.text(), tmp_path / "rec.safetensors")
     assert list(tmp_path.iterdir()) == []

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 import converter.convert
 import converter.writer as writer
+import ptocr.checkpoint as model_file  # the writer's own module
 from converter.cli import EXIT_BAD_INPUT, main
 from converter.errors import ConversionError
 from converter.readers import read_source
@@ -109,7 +110,7 @@ def test_unwritable_output_is_bad_input_not_a_crash(fake_convert, tmp_path, monk
     def full(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(writer, "save_file", full)
+    monkeypatch.setattr(model_file, "save_file", full)
     dst = tmp_path / "cls.safetensors"
     res = CliRunner().invoke(main, ["--src", str(tmp_path), "--dst", str(dst)])
     assert res.exit_code == EXIT_BAD_INPUT, res.output
@@ -165,15 +166,15 @@ def _inject(monkeypatch, step: str, nth: int = 1):
         return f
 
     if step in ("save", "interrupt"):
-        monkeypatch.setattr(writer, "save_file", failing(writer.save_file))
+        monkeypatch.setattr(model_file, "save_file", failing(model_file.save_file))
     elif step == "write_text":
         monkeypatch.setattr(Path, "write_text", failing(Path.write_text))
     elif step == "hash":
-        monkeypatch.setattr(writer, "file_sha256", failing(writer.file_sha256))
+        monkeypatch.setattr(model_file, "file_sha256", failing(model_file.file_sha256))
     elif step == "rename":
-        monkeypatch.setattr(writer.os, "replace", failing(writer.os.replace))
+        monkeypatch.setattr(model_file.os, "replace", failing(model_file.os.replace))
     elif step == "chmod":
-        monkeypatch.setattr(writer.os, "chmod", failing(writer.os.chmod))
+        monkeypatch.setattr(model_file.os, "chmod", failing(model_file.os.chmod))
 
 
 STEPS = [("save", 1), ("interrupt", 1), ("write_text", 1), ("write_text", 2), ("hash", 1),

@@ -19,6 +19,10 @@ class OCRModel(nn.Module):
     # Set by ptocr.optimize.for_inference where a model's settings ask for it (the direction
     # classifiers): frozen oneDNN Graph traces for the input shapes it sees often.
     shape_graphs: ShapeGraphs | None = None
+    # Set by ptocr.create_model: what ptocr.save_model writes beside the weights (the model file's
+    # config, and a recognizer's ptocr.dictionary.Dictionary); plain attributes, not state.
+    config: dict | None = None
+    dictionary = None
 
     def __init__(self, backbone: nn.Module, neck: nn.Module | None, head: nn.Module):
         super().__init__()
