@@ -9,7 +9,7 @@ cluster run writes the same file as ``ptocr ocr --out`` on one machine::
 
     ds = ray.data.from_items([{"image": p} for p in paths])
     ds = ds.map_batches(OCRBatchPredictor, fn_constructor_kwargs={"det": ..., "rec": ..., "cls": ...,
-                        "device": "cuda"}, batch_size=16, concurrency=4, num_gpus=1)
+                        "device": "cuda"}, batch_size=16, compute=ray.data.ActorPoolStrategy(size=4), num_gpus=1)
 
 ``run_on_ray`` is what ``ptocr ocr --ray`` runs.
 """
