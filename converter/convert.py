@@ -286,22 +286,24 @@ def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char, known
     if known:
         candidates.append((f"{known['file']} (manifest)", lambda sp: builtin_dictionary(known["file"], sp),
                            known.get("use_space_char", True)))
+    tried: list[str] = []
+    # The model's own (and the manifest's) first: loose .txt files beside it, such as the
+    # .dict.txt of earlier conversions into that folder, matter only where neither fits.
+    dic = _first_fitting(candidates, num_classes, use_space_char, tried)
+    if dic is not None:
+        return dic
     folder = [] if claimed_by else _folder_dictionaries(source)
     if len(folder) > 1:
         names = ", ".join(p.name for p in folder)
         raise DictionaryError(f"{source.path} holds several dictionaries ({names}); choose one with --dict")
-    for path in folder:
-        candidates.append((path.name, lambda sp, path=path: read_dictionary(path, sp), default.get("use_space_char", True)))
+    candidates = [(path.name, lambda sp, path=path: read_dictionary(path, sp), default.get("use_space_char", True))
+                  for path in folder]
     if "builtin" in default and not claimed_by:
         candidates.append((f"{default['builtin']} (default)", lambda sp: builtin_dictionary(default["builtin"], sp),
                            default.get("use_space_char", True)))
-    tried = []
-    for name, make, preferred in candidates:
-        for space in ([use_space_char] if use_space_char is not None else [preferred, not preferred]):
-            dic = make(space)
-            if dic.num_classes == num_classes:
-                return dic
-            tried.append(f"{name} with{'' if space else 'out'} space: {dic.num_classes} classes")
+    dic = _first_fitting(candidates, num_classes, use_space_char, tried)
+    if dic is not None:
+        return dic
     if not tried:
         raise DictionaryError(f"{source.path} has no dictionary beside it; give one with --dict")
     if claimed_by:
@@ -310,6 +312,18 @@ def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char, known
                               f"{'; '.join(tried)}; these weights are not {model}'s: give --arch {arch} with --dict")
     raise DictionaryError(f"no dictionary fits {what} ({num_classes} classes): tried {'; '.join(tried)}; "
                           "give the right one with --dict")
+
+
+def _first_fitting(candidates, num_classes: int, use_space_char: bool | None, tried: list[str]) -> Dictionary | None:
+    """The first candidate dictionary (with either space setting unless one is given) that has
+    ``num_classes`` classes; what did not fit is added to ``tried``."""
+    for name, make, preferred in candidates:
+        for space in ([use_space_char] if use_space_char is not None else [preferred, not preferred]):
+            dic = make(space)
+            if dic.num_classes == num_classes:
+                return dic
+            tried.append(f"{name} with{'' if space else 'out'} space: {dic.num_classes} classes")
+    return None
 
 
 def _model_name_of(path) -> str:

@@ -256,3 +256,22 @@ def test_is_paddle_source_matches_the_converter(tmp_path, monkeypatch):
     assert not is_paddle_source(d / "nothing") and not is_paddle_source(d / "notes.yml")
     monkeypatch.chdir(d)
     assert not is_name("model")  # Paddle's path prefix in the working folder, not a zoo name
+
+
+def test_the_sources_own_dictionary_wins_over_several_loose_ones_beside_it(tmp_path):
+    """Converting an ONNX recognizer (its characters in the metadata) twice into its own folder
+    left two .dict.txt files there; the third conversion was refused as ambiguous."""
+    import shutil
+
+    from converter.convert import convert
+    from tools.fetch_onnx_models import model_file
+
+    src = model_file("rapidocr-3.10.0", "PP-OCRv6_rec_small.onnx")
+    if src is None:
+        pytest.skip("rapidocr-3.10.0/PP-OCRv6_rec_small.onnx not fetched (python -m tools.fetch_onnx_models)")
+    onnx = tmp_path / src.name
+    shutil.copy(src, onnx)
+    for stray in ("a.dict.txt", "b.dict.txt"):
+        (tmp_path / stray).write_text("x\ny\n", encoding="utf-8")
+    conv = convert(onnx)
+    assert conv.dictionary.characters == tuple(read_source(onnx).dictionary)
