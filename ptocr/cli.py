@@ -31,7 +31,8 @@ from ptocr.pdf import is_paged, parse_pages
 from ptocr.pipeline import OCR
 from ptocr.pipeline3 import OCR3, PADDLEOCR3_DEFAULTS, STEP_SWITCHES
 from ptocr.result3 import OCR3Result
-from ptocr.zoo import hf_cache_dir, offline, plan_publish, zoo_dir
+from ptocr.origins import origins_of
+from ptocr.zoo import WEIGHTS, hf_cache_dir, offline, plan_publish, zoo_dir
 from ptocr.zoo import publish as do_publish
 
 EXIT_BAD_INPUT = 2
@@ -333,25 +334,38 @@ def _save_visualization(page, path: Path) -> None:
 @click.argument("pattern", required=False)
 @click.option("--task", type=click.Choice(list(TASKS)), default=None, help="Only models of this task.")
 def list_cmd(pattern, task):
-    """List the zoo's models and bundles (PATTERN: a glob such as '*_rec', or a substring)."""
+    """List the zoo's models and bundles (PATTERN: a glob such as '*_rec', or a substring).
+
+    The last column says where a model's weights come from: local (converted, in the local zoo
+    folder), hub (ptocr's published file), origin (the official release, converted on first
+    use), pending (not loadable yet)."""
     try:
         manifest = load_manifest()
         names = list_models(pattern, task=task)
         bundles = [] if task else [b for b in list_models(pattern, include_bundles=True) if b in manifest.bundles]
     except PtocrError as e:
         _fail(str(e))
+    zoo = zoo_dir()
     for name in names:
         e = manifest.models[name]
-        state = "pending" if e.get("status", READY) != READY else (
-            "built" if e["hub"].get("sha256") else "not built")
         langs = ",".join(e["languages"]) or "-"
-        click.echo(f"{name:34} {e['task']:6} {e['architecture']:30} {langs:8} {state}")
+        click.echo(f"{name:34} {e['task']:6} {e['architecture']:30} {langs:8} {_availability(e, zoo / name)}")
     for name in bundles:
         parts = " + ".join(f"{t}={m}" for t, m in manifest.bundle(name).items())
         click.echo(f"{name:34} bundle {parts} ({manifest.bundle_rules(name)} rules)")
     if not names and not bundles:
         click.echo(f"no model matches {pattern!r}", err=True)
         sys.exit(EXIT_BAD_INPUT)
+
+
+def _availability(entry: dict, folder: Path) -> str:
+    """Where ``ptocr.load`` gets the model's weights first (``ptocr list``'s last column); the
+    local file's hash is checked on load, not here."""
+    if entry.get("status", READY) != READY:
+        return "pending"
+    if (folder / WEIGHTS).is_file():
+        return "local"
+    return "hub" if entry["hub"].get("sha256") else "origin"
 
 
 @main.command()
@@ -368,8 +382,14 @@ def info(name):
     except PtocrError as e:
         _fail(str(e))
     click.echo(json.dumps({name: entry.data}, indent=2, ensure_ascii=False))
-    click.echo(f"local zoo folder: {zoo_dir() / name}")
+    local = zoo_dir() / name / WEIGHTS
+    click.echo(f"local zoo folder: {local} ({'present' if local.is_file() else 'absent'})")
     click.echo(f"Hugging Face cache: {hf_cache_dir()}  (offline: {offline()})")
+    hub = entry.hub
+    click.echo(f"ptocr's Hub repo: {hub['repo_id']}@{hub['revision']}"
+               + ("" if hub.get("sha256") else " (not published yet)"))
+    for k, origin in enumerate(origins_of(entry), 1):
+        click.echo(f"origin {k}: {origin.describe()}" + ("" if origin.pinned else " (no pinned hash: trusted on first use)"))
 
 
 @main.command()

@@ -329,3 +329,27 @@ def test_folder_settings_expand_home_and_variables_as_huggingface_hub_does(tmp_p
     assert ptocr_cache() == tmp_path / "ptocr" and zoo_dir() == tmp_path / "ptocr" / "zoo"
     monkeypatch.setenv("PTOCR_ZOO", "~/zoo")
     assert zoo_dir() == tmp_path / "zoo"
+
+
+def test_list_says_where_each_model_comes_from_and_info_names_its_origins(tmp_path, monkeypatch):
+    # "not built" read as "cannot be loaded" for every model not published to ptocr's Hub repo,
+    # converted ones in the local zoo included.
+    from click.testing import CliRunner
+
+    from ptocr.cli import main as cli
+    from ptocr.manifest import load_manifest
+    from ptocr.origins import origins_of
+
+    monkeypatch.setenv("PTOCR_ZOO", str(tmp_path))
+    (tmp_path / "ch_PP-OCRv4_det").mkdir()
+    (tmp_path / "ch_PP-OCRv4_det" / "model.safetensors").write_bytes(b"checked on load")
+    res = CliRunner().invoke(cli, ["list", "PP-OCRv4"])
+    states = {line.split()[0]: line.split()[-1] for line in res.output.splitlines() if "bundle" not in line}
+    manifest = load_manifest()
+    assert states["ch_PP-OCRv4_det"] == "local"
+    for name in ("ch_PP-OCRv4_rec", "ch_PP-OCRv4_server_det"):
+        assert states[name] == ("hub" if manifest.models[name]["hub"].get("sha256") else "origin")
+    res = CliRunner().invoke(cli, ["info", "ch_PP-OCRv4_rec"])
+    assert res.exit_code == 0 and "(absent)" in res.output
+    for origin in origins_of(manifest.model_entry("ch_PP-OCRv4_rec")):
+        assert origin.describe() in res.output
