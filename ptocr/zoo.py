@@ -80,6 +80,7 @@ def resolve(entry: ModelEntry | str, manifest: Manifest | None = None, *, zoo: P
     manifest = manifest or load_manifest()
     if isinstance(entry, str):
         entry = manifest.model_entry(entry)
+    place = f"local zoo folder {'' if zoo is not None else f'${ENV_ZOO} '}"  # a given folder is not the setting's
     zoo = Path(zoo) if zoo is not None else zoo_dir()
     name, hub = entry.name, entry.hub
     expected = hub.get("sha256")
@@ -93,7 +94,7 @@ def resolve(entry: ModelEntry | str, manifest: Manifest | None = None, *, zoo: P
         return Resolved(path, place, sha, attempts)
 
     # 1. local zoo folder
-    place = f"local zoo folder ${ENV_ZOO} ({zoo})"
+    place += f"({zoo})"
     sha, why = _local(entry, zoo)
     if sha is not None:
         return Resolved(zoo / name / WEIGHTS, place, sha, attempts)

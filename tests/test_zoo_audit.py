@@ -353,3 +353,17 @@ def test_list_says_where_each_model_comes_from_and_info_names_its_origins(tmp_pa
     assert res.exit_code == 0 and "(absent)" in res.output
     for origin in origins_of(manifest.model_entry("ch_PP-OCRv4_rec")):
         assert origin.describe() in res.output
+
+
+def test_a_given_zoo_folder_is_not_called_ptocr_zoo(tmp_path, monkeypatch):
+    from ptocr.zoo import WeightsNotFoundError, resolve
+
+    monkeypatch.setenv("PTOCR_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("PTOCR_ZOO", str(tmp_path / "from_env"))
+    with pytest.raises(WeightsNotFoundError) as given:
+        resolve("ch_PP-OCRv4_det", zoo=tmp_path / "given")  # ptocr ocr --models DIR
+    assert f"local zoo folder ({tmp_path / 'given'})" in str(given.value)
+    with pytest.raises(WeightsNotFoundError) as default:
+        resolve("ch_PP-OCRv4_det")
+    assert f"local zoo folder $PTOCR_ZOO ({tmp_path / 'from_env'})" in str(default.value)
