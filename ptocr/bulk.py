@@ -227,14 +227,18 @@ class BulkReader:
                     taken += 1
                 flow.took(taken, exhausted=taken < want)
 
-            fill()
-            while prepared or running:
-                while prepared and len(running) < 2 * self.lanes:
-                    window = [prepared.popleft() for _ in range(min(self.batch_size, len(prepared)))]
-                    fill()
-                    running.append(lanes.submit(self._window, window, pool, flow))
-                yield from running.popleft().result()
+            try:
                 fill()
+                while prepared or running:
+                    while prepared and len(running) < 2 * self.lanes:
+                        window = [prepared.popleft() for _ in range(min(self.batch_size, len(prepared)))]
+                        fill()
+                        running.append(lanes.submit(self._window, window, pool, flow))
+                    yield from running.popleft().result()
+                    fill()
+            finally:  # stopped early (Ctrl-C, an error, the caller closing us): queued work is dropped
+                for executor in (lanes, pool):
+                    executor.shutdown(wait=False, cancel_futures=True)
 
     def _window(self, window: list[Future], pool: ThreadPoolExecutor, flow: "_Flow") -> list[tuple]:
         try:

@@ -28,6 +28,8 @@ __all__ = ["LIST_SUFFIXES", "Progress", "bulk_options", "expand_inputs", "run"]
 
 # A file with one of these suffixes is a list: one image path or URI per line.
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
+# A run stopped by Ctrl-C: 128 + SIGINT, as shells report it.
+EXIT_INTERRUPTED = 130
 
 
 def bulk_options(command: Callable) -> Callable:
@@ -147,7 +149,7 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
         todo, count = _todo(names, results.done, pages)
         known = set(names)
         bar = Progress(count, skipped=sum(name in known for name, _ in results.done))
-        failed = 0
+        failed, interrupted = 0, False
         try:
             if bulk_ray is not None:
                 from ptocr.ray_data import run_on_ray
@@ -158,12 +160,21 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
                     results.done.add((name, None))
                     failed += _report(bar, name, error)
             elif todo:
-                reader = BulkReader(build(), batch_size=bulk_batch_size)
-                for name, page_index, result in reader.with_pages(todo):
-                    results.write(record(name, result, page_index))
-                    failed += _report(bar, name, result.error if isinstance(result, FailedImage) else None)
+                rows = BulkReader(build(), batch_size=bulk_batch_size).with_pages(todo)
+                try:
+                    for name, page_index, result in rows:
+                        results.write(record(name, result, page_index))
+                        failed += _report(bar, name, result.error if isinstance(result, FailedImage) else None)
+                finally:
+                    rows.close()  # its threads stop now, not while the interpreter shuts down
+        except KeyboardInterrupt:  # Ctrl-C: what was read is written whole; a rerun goes on from there
+            interrupted = True
         finally:
             bar.close()
+    if interrupted:
+        click.echo(f"ptocr: interrupted; {bulk_out} holds every result read so far: run the same command "
+                   "again to read the rest", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     return failed
 
 

@@ -186,3 +186,27 @@ def test_a_list_that_is_not_utf8_is_named(tmp_path):
     listing.write_bytes(b"\xff\xfe a.jpg\n")
     run = _invoke_bulk(str(listing), "--out", str(tmp_path / "r.jsonl"))
     assert run.exit_code == 2 and f"{listing}: a list of images must be UTF-8 text" in run.stderr
+
+
+def test_ctrl_c_stops_with_one_line_and_the_rerun_goes_on(folder, model_args, tmp_path):
+    # Ctrl-C printed click's "Aborted!" (exit 1), then the reader's threads, left running while the
+    # interpreter shut down, ended the process with "terminate called without an active exception".
+    out = tmp_path / "results.jsonl"
+    names = expand_inputs([str(folder)])
+    first = _cli(str(folder), "--out", str(out), "--batch-size", "1", *model_args)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and first.poll() is None:
+        if out.is_file() and out.read_bytes().count(b"\n") >= 1:
+            first.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.02)
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 130, stderr[-3000:]
+    assert "interrupted" in stderr and "run the same command again" in stderr
+    assert "terminate called" not in stderr and "Traceback" not in stderr and "Aborted" not in stderr
+    done_before = _records(out)  # whole lines only
+    assert 1 <= len(done_before) < len(names)
+    second = _cli(str(folder), "--out", str(out), *model_args)
+    _, stderr = second.communicate(timeout=600)
+    assert second.returncode == 2, stderr  # the broken file
+    assert sorted(r["image"] for r in _records(out)) == sorted(names)
