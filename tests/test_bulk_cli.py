@@ -55,6 +55,15 @@ def _cli(*args, env_extra=None) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _signal_after_the_first_line(run: subprocess.Popen, out: Path, sig: int) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and run.poll() is None:
+        if out.is_file() and out.read_bytes().count(b"\n") >= 1:
+            run.send_signal(sig)
+            return
+        time.sleep(0.02)
+
+
 def _records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
@@ -71,12 +80,7 @@ def test_killed_run_resumes_each_image_once(folder, model_args, tmp_path, model_
     out = tmp_path / "results.jsonl"
     names = expand_inputs([str(folder)])
     first = _cli(str(folder), "--out", str(out), "--batch-size", "1", *model_args)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and first.poll() is None:
-        if out.is_file() and out.read_bytes().count(b"\n") >= 1:
-            first.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
+    _signal_after_the_first_line(first, out, signal.SIGKILL)
     _, first_stderr = first.communicate(timeout=60)
     assert first.returncode == -signal.SIGKILL, f"the first run ended before it could be killed midway: {first_stderr[-3000:]}"
     done_before = _records(out)
@@ -194,12 +198,7 @@ def test_ctrl_c_stops_with_one_line_and_the_rerun_goes_on(folder, model_args, tm
     out = tmp_path / "results.jsonl"
     names = expand_inputs([str(folder)])
     first = _cli(str(folder), "--out", str(out), "--batch-size", "1", *model_args)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and first.poll() is None:
-        if out.is_file() and out.read_bytes().count(b"\n") >= 1:
-            first.send_signal(signal.SIGINT)
-            break
-        time.sleep(0.02)
+    _signal_after_the_first_line(first, out, signal.SIGINT)
     _, stderr = first.communicate(timeout=120)
     assert first.returncode == 130, stderr[-3000:]
     assert "interrupted" in stderr and "run the same command again" in stderr
