@@ -28,6 +28,50 @@ def bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     return scale, bn.bias.double() - bn.running_mean.double() * scale
 
 
+class _PaddleRunningStats:
+    """Batch norm whose training updates the running statistics as Paddle's ``BatchNorm2D`` /
+    ``BatchNorm`` do: ``running_var`` takes the batch's biased variance (sum / n), where
+    PyTorch takes the unbiased one (sum / (n - 1)). The normalization itself (biased batch
+    variance), eps 1e-5 and the momentum (PyTorch's 0.1 is Paddle's 0.9) are already the same.
+
+    Torch's kernel runs as is (cuDNN, autograd) on a copy of the running variance, which it
+    updates its way; the buffer then takes Paddle's value, per channel: an O(C) step instead
+    of a second pass over the batch. Eval, state dict keys and ``isinstance(m, nn.BatchNorm2d)``
+    (BN folding) are unchanged."""
+
+    def forward(self, x):
+        if not (self.training and self.track_running_stats and self.running_var is not None):
+            return super().forward(x)
+        self._check_input_dim(x)
+        self.num_batches_tracked.add_(1)
+        f = self._update_factor()
+        # A copy: autograd keeps the tensor the kernel was given and refuses a changed one.
+        var = self.running_var.clone()
+        y = F.batch_norm(x, self.running_mean, var, self.weight, self.bias, True, f, self.eps)
+        self._set_biased_running_var(var, f, x.numel() // x.shape[1])
+        return y
+
+    def _update_factor(self) -> float:
+        # torch's weight of the batch in the update (after it counted this batch).
+        if self.momentum is None:
+            return 1.0 / float(self.num_batches_tracked)
+        return self.momentum
+
+    @torch.no_grad()
+    def _set_biased_running_var(self, torch_var: torch.Tensor, f: float, n: int) -> None:
+        # torch: v = (1 - f) old + f * s * n / (n - 1); Paddle's (1 - f) old + f * s
+        # is v * (n - 1) / n + (1 - f) old / n.
+        self.running_var.mul_((1.0 - f) / n).add_(torch_var, alpha=(n - 1) / n)
+
+
+class PaddleBatchNorm2d(_PaddleRunningStats, nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` training as Paddle's ``BatchNorm2D`` (``_PaddleRunningStats``)."""
+
+
+class PaddleBatchNorm1d(_PaddleRunningStats, nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` training as Paddle's ``BatchNorm1D`` (``_PaddleRunningStats``)."""
+
+
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Channel rounding of the MobileNet papers, which PaddleOCR's width-scaled networks use:
     ``v`` to the nearest multiple of ``divisor`` (at least ``min_value``, by default
@@ -100,7 +144,7 @@ class ConvBNAct(nn.Sequential):
                        else (kernel_size - 1) // 2)
         self.add_module(conv_name, nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
                                              groups=groups, bias=bias))
-        self.add_module(bn_name, nn.BatchNorm2d(out_channels))
+        self.add_module(bn_name, PaddleBatchNorm2d(out_channels))
         if act is not None:
             self.add_module(act_name, activation(act))
         if lab:

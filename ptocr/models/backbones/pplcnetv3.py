@@ -35,8 +35,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import (PADDLE_HARDSIGMOID_SLOPE, ConvBNAct, LearnableAffineBlock, SEModule,
-                                  bn_scale_shift, capturing_graph, make_divisible)
+from ptocr.models.layers import (PADDLE_HARDSIGMOID_SLOPE, ConvBNAct, LearnableAffineBlock, PaddleBatchNorm2d,
+                                  SEModule, bn_scale_shift, capturing_graph, make_divisible)
 from ptocr.models.reparam import fuse_reparameterizable
 from ptocr.models.registry import register
 
@@ -115,7 +115,7 @@ class LearnableRepLayer(nn.Module):
             self._build_fused()
             return
         # Paddle tests ``stride == 1`` literally, so a tuple stride never gets an identity.
-        self.identity = (nn.BatchNorm2d(in_channels)
+        self.identity = (PaddleBatchNorm2d(in_channels)
                          if in_channels == out_channels and stride == 1 else None)
         # Branches: bias-free conv + BN, no activation (the sum gets the affine and activation).
         self.conv_kxk = nn.ModuleList(

@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import PADDLE_HARDSIGMOID_SLOPE, SEModule, bn_scale_shift, int_pair
+from ptocr.models.layers import PADDLE_HARDSIGMOID_SLOPE, PaddleBatchNorm2d, SEModule, bn_scale_shift, int_pair
 from ptocr.models.reparam import replace_submodule
 from ptocr.models.registry import register
 
@@ -106,7 +106,7 @@ class ConvBN(nn.Sequential):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
                               groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn = PaddleBatchNorm2d(out_channels)
 
 
 def folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None) -> nn.Conv2d:
@@ -151,7 +151,7 @@ class StemConv(nn.Module):
         self.same = same
         padding = 0 if same else (kernel_size - 1) // 2
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=fused)
-        self.bn = None if fused else nn.BatchNorm2d(out_channels)
+        self.bn = None if fused else PaddleBatchNorm2d(out_channels)
 
     def forward(self, x):
         if self.same:
@@ -201,7 +201,7 @@ class RepDWConv(nn.Module):
         self.reparam_conv = None
         self.conv = ConvBN(channels, channels, kernel_size, 1, padding, channels)
         self.conv1 = nn.Conv2d(channels, channels, 1, groups=channels, bias=False)
-        self.bn = nn.BatchNorm2d(channels)
+        self.bn = PaddleBatchNorm2d(channels)
 
     def forward(self, x):
         if self.reparam_conv is not None:

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ptocr.models.layers import paddle_bilinear_aligned
+from ptocr.models.layers import PaddleBatchNorm2d, paddle_bilinear_aligned
 from ptocr.models.registry import register
 
 # The (height, width) every page is resampled to; [in, out] per stem conv; per stage [in, out, dilation, downsample] per block; per bridge
@@ -45,7 +45,7 @@ class ConvNormAct(nn.Module):
         super().__init__()
         self.convolution = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation,
                                      bias=bias, padding_mode=padding_mode)
-        self.normalization = nn.BatchNorm2d(out_channels)
+        self.normalization = PaddleBatchNorm2d(out_channels)
         acts = {"relu": nn.ReLU, "prelu": nn.PReLU, None: nn.Identity}
         self.activation = acts[activation]()
 

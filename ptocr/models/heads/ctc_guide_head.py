@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ptocr.models.layers import PaddleBatchNorm1d
 from ptocr.models.registry import register
 
 
@@ -32,9 +33,9 @@ class CTCGuideHead(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv1d(in_channels, in_channels, guide_kernel, padding=guide_kernel // 2,
                                groups=in_channels, bias=False)
-        self.norm1 = nn.BatchNorm1d(in_channels)
+        self.norm1 = PaddleBatchNorm1d(in_channels)
         self.conv2 = nn.Conv1d(in_channels, in_channels, 1, bias=False)
-        self.norm2 = nn.BatchNorm1d(in_channels)
+        self.norm2 = PaddleBatchNorm1d(in_channels)
         self.fc1 = nn.Linear(in_channels, mid_channels)
         self.fc = nn.Linear(mid_channels, num_classes)
         self.out_channels = num_classes

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from ptocr.errors import ArchitectureError
+from ptocr.models.layers import PaddleBatchNorm2d
 from ptocr.models.registry import register
 
 
@@ -26,9 +27,9 @@ class Head(nn.Module):
         super().__init__()
         mid = in_channels // 4
         self.conv1 = nn.Conv2d(in_channels, mid, 3, padding=1, bias=fold_bn)
-        self.conv_bn1 = nn.Identity() if fold_bn else nn.BatchNorm2d(mid)
+        self.conv_bn1 = nn.Identity() if fold_bn else PaddleBatchNorm2d(mid)
         self.conv2 = nn.ConvTranspose2d(mid, mid, 2, stride=2)
-        self.conv_bn2 = nn.Identity() if fold_bn else nn.BatchNorm2d(mid)
+        self.conv_bn2 = nn.Identity() if fold_bn else PaddleBatchNorm2d(mid)
         self.conv3 = nn.ConvTranspose2d(mid, 1, 2, stride=2)
         # Modules, not F.relu: ptocr.optimize then runs the first in conv1's kernel and the
         # second in place (parameter-free, so no state_dict key changes).

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from ptocr.models.layers import ConvBNAct
+from ptocr.models.layers import ConvBNAct, PaddleBatchNorm2d
 from ptocr.models.necks.svtr import Block, Im2Seq
 from ptocr.models.registry import register
 
@@ -29,7 +29,7 @@ class EncoderWithLightSVTR(nn.Module):
         self.conv_reduce = ConvBNAct(in_channels, dims, 1, act="silu", bn_name="norm")
         self.local_conv = nn.Sequential(
             nn.Conv2d(dims, dims, (1, local_kernel), padding=(0, local_kernel // 2), groups=dims, bias=False),
-            nn.BatchNorm2d(dims), nn.SiLU())
+            PaddleBatchNorm2d(dims), nn.SiLU())
         self.svtr_block = nn.ModuleList(
             Block(dims, num_heads, mlp_ratio, qkv_bias, None, drop_rate, attn_drop_rate, drop_path, eps=1e-5)
             for _ in range(depth))

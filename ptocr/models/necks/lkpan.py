@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import cat_upsampled, lateral_top_down
+from ptocr.models.layers import PaddleBatchNorm2d, cat_upsampled, lateral_top_down
 from ptocr.models.registry import register
 
 
@@ -37,9 +37,9 @@ class DSConv(nn.Module):
         self.act = act
         self.conv1 = nn.Conv2d(in_channels, in_channels, kernel_size, stride, padding,
                                groups=in_channels, bias=False)
-        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.bn1 = PaddleBatchNorm2d(in_channels)
         self.conv2 = nn.Conv2d(in_channels, in_channels * 4, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(in_channels * 4)
+        self.bn2 = PaddleBatchNorm2d(in_channels * 4)
         self.conv3 = nn.Conv2d(in_channels * 4, out_channels, 1, bias=False)
         self.conv_end = (nn.Conv2d(in_channels, out_channels, 1, bias=False)
                          if in_channels != out_channels else None)
@@ -66,7 +66,7 @@ class IntraCLBlock(nn.Module):
             setattr(self, f"v_layer_{k}x1", nn.Conv2d(c, c, (k, 1), padding=(p, 0)))
             setattr(self, f"q_layer_1x{k}", nn.Conv2d(c, c, (1, k), padding=(0, p)))
             setattr(self, f"c_layer_{k}x{k}", nn.Conv2d(c, c, k, padding=p))
-        self.bn = nn.BatchNorm2d(in_channels)
+        self.bn = PaddleBatchNorm2d(in_channels)
 
     def forward(self, x):
         y = self.conv1x1_reduce_channel(x)

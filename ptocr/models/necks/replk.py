@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from ptocr.errors import ArchitectureError
 from ptocr.models.backbones.pplcnetv4 import folded_conv
-from ptocr.models.layers import SEModule, bn_scale_shift, cat_upsampled, lateral_top_down
+from ptocr.models.layers import PaddleBatchNorm2d, SEModule, bn_scale_shift, cat_upsampled, lateral_top_down
 from ptocr.models.necks.lkpan import IntraCLBlock
 from ptocr.models.necks.rsefpn import RSELayer
 from ptocr.models.registry import register
@@ -53,12 +53,12 @@ class DilatedReparamBlock(nn.Module):
                                    groups=channels, bias=fused)
         if fused:
             return
-        self.origin_bn = nn.BatchNorm2d(channels)
+        self.origin_bn = PaddleBatchNorm2d(channels)
         for k, r in self.branches:
             span = r * (k - 1) + 1
             self.add_module(f"dil_conv_k{k}_{r}", nn.Conv2d(channels, channels, k, 1, span // 2, dilation=r,
                                                             groups=channels, bias=False))
-            self.add_module(f"dil_bn_k{k}_{r}", nn.BatchNorm2d(channels))
+            self.add_module(f"dil_bn_k{k}_{r}", PaddleBatchNorm2d(channels))
 
     def forward(self, x):
         if self.fused:
@@ -101,7 +101,7 @@ class DilatedReparamConv(nn.Module):
         super().__init__()
         self.dw = DilatedReparamBlock(in_channels, kernel_size, fused=fused)
         self.pw = nn.Conv2d(in_channels, out_channels, 1, bias=fused)
-        self.bn = None if fused else nn.BatchNorm2d(out_channels)
+        self.bn = None if fused else PaddleBatchNorm2d(out_channels)
 
     def forward(self, x):
         x = self.pw(self.dw(x))
