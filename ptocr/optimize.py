@@ -30,7 +30,10 @@ optimized model equals the original to rounding; in float32 the outputs differ b
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
+import threading
 from collections import Counter
 
 import torch
@@ -316,17 +319,38 @@ def for_inference(model: nn.Module, example: torch.Tensor, *, channels_last: boo
     for inference only: no gradients, and some activations overwrite their input."""
     if shape_graphs and not isinstance(model, OCRModel):
         raise ValueError(f"shape_graphs needs an OCRModel, not {type(model).__name__}")
-    threads = torch.get_num_threads()
-    # Small tensors and a tiny input: thread start-up costs more than it saves (loading the v4
-    # recognizer on a busy machine is several times faster at one thread).
-    torch.set_num_threads(1)
-    try:
+    with _one_thread():
         model = _optimize(model if inplace else copy.deepcopy(model), example, channels_last, fold_batch_norms)
-    finally:
-        torch.set_num_threads(threads)
     if shape_graphs:
         model.shape_graphs = ShapeGraphs(_traceable_copy, max_shapes=max_shape_graphs)
     return model
+
+
+# Loads take turns at one thread: two at once would each save the other's 1 and one restore it,
+# leaving every thread started later at one thread (torch's count is process-wide).
+_ONE_THREAD = threading.RLock()
+
+
+def _after_fork_in_child() -> None:  # a lock held by a loading thread at the fork stays held
+    global _ONE_THREAD
+    _ONE_THREAD = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """torch's intra-op threads at one inside the block, then as they were. Small tensors and a tiny
+    input: thread start-up costs more than it saves (loading the v4 recognizer on a busy machine is
+    several times faster at one thread)."""
+    with _ONE_THREAD:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
 
 def weights_changed(model: nn.Module) -> None:

@@ -129,7 +129,7 @@ class _PackedWeight(WeightDerived):
             packed = pack_for(conv, x.shape)
             packed = next((p for p in list(shapes.values()) if _same_bytes(p, packed)), packed)
             if len(shapes) >= self.MAX_SHAPES:
-                shapes.pop(next(iter(shapes), None), None)
+                shapes.pop(next(iter(list(shapes)), None), None)  # a copy: another thread may insert
             shapes[x.shape] = packed
         return packed
 

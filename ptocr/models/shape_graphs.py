@@ -17,9 +17,12 @@ changed in place (``load_state_dict`` copies in place; an optimizer step), given
 Only an edit through ``.data``, which PyTorch's version counter does not see, is missed:
 ``ptocr.optimize.weights_changed(model)`` after such an edit. The process-wide fusion
 switch is turned on only while a new trace's first calls compile it (under a lock), then set
-back. Where tracing or fusing fails (TorchScript is deprecated), or the fused graph does not
-reproduce the eager output on the call that built it, the model stays eager for every shape,
-with one warning, until its weights change.
+back; builds take turns process-wide, since Python's ``warnings.catch_warnings`` (around
+TorchScript's deprecation notices) is not thread-safe: two at once can leave the process
+ignoring every warning. A forked child starts without its parent's graphs (their oneDNN kernels
+hang there, whatever the thread count) and with fresh locks. Where tracing or fusing fails
+(TorchScript is deprecated), or the fused graph does not reproduce the eager output on the call
+that built it, the model stays eager for every shape, with one warning, until its weights change.
 
 Graphs run only where they compute what eager does: eval mode, no autograd, float32 on the CPU,
 oneDNN on, outside tracing, scripting and torch.compile.
@@ -27,8 +30,10 @@ oneDNN on, outside tracing, scripting and torch.compile.
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
+import weakref
 from collections import Counter
 from typing import Callable
 
@@ -53,7 +58,10 @@ _WARMUP_CALLS = 3
 # How far the fused graph's output may be from eager's on the call that built it, relative to the
 # largest output value: rounding of the fused kernels, not a different function.
 _AGREEMENT = 1e-4
-_FUSION_SWITCH = threading.Lock()  # one build at a time flips the process-wide switch
+# One build at a time in the process: it flips the process-wide fusion switch and the warnings
+# filters (catch_warnings saves and restores the global list: interleaved, it leaks a filter).
+_FUSION_SWITCH = threading.Lock()
+_INSTANCES: weakref.WeakSet = weakref.WeakSet()  # what a forked child must reset
 
 # Parameters registered on any module of the process (a module built, a parameter assigned):
 # a model's parameter list is walked again (0.2 ms) only after this moved.
@@ -99,6 +107,7 @@ class ShapeGraphs:
         self._walked_at = -1  # _registrations when _params was taken
         self._weights: tuple | None = None  # what the graphs were built from
         self._lock = threading.Lock()
+        _INSTANCES.add(self)
 
     def __deepcopy__(self, memo):  # a copy of the model starts without graphs
         return ShapeGraphs(self.prepare, self.build_after, self.max_shapes)
@@ -142,7 +151,8 @@ class ShapeGraphs:
         if self._seen[key] < self.build_after:
             return eager(x)
         with self._lock:
-            if key in self._graphs or self._failed:  # another thread built it (or failed) meanwhile
+            # another thread built it, failed, or filled the last place meanwhile
+            if key in self._graphs or self._failed or len(self._graphs) >= self.max_shapes:
                 graph = self._graphs.get(key)
                 return graph(x) if graph is not None else eager(x)
             expected = eager(x)
@@ -165,10 +175,10 @@ class ShapeGraphs:
     def _build(self, model: nn.Module, x: torch.Tensor, expected: torch.Tensor):
         """The graph for ``x``'s shape and its output for ``x``."""
         copy = self.prepare(model)
-        with warnings.catch_warnings():  # TorchScript's deprecation notice: our choice, not the user's concern
-            warnings.simplefilter("ignore")
-            graph = torch.jit.freeze(torch.jit.trace(copy, x, check_trace=False).eval())
         with _FUSION_SWITCH:
+            with warnings.catch_warnings():  # TorchScript's deprecation notice: our choice, not the user's concern
+                warnings.simplefilter("ignore")
+                graph = torch.jit.freeze(torch.jit.trace(copy, x, check_trace=False).eval())
             before = torch._C._jit_llga_enabled()
             torch.jit.enable_onednn_fusion(True)
             try:
@@ -182,5 +192,17 @@ class ShapeGraphs:
             raise RuntimeError(f"the fused graph is {off:.2e} from the eager output")
         return graph, got
 
+
+def _after_fork_in_child() -> None:
+    """Runs in a forked child, alone: the parent's graphs would hang there (their compiled oneDNN
+    kernels), and a lock another parent thread held at the fork would never be released."""
+    global _FUSION_SWITCH
+    _FUSION_SWITCH = threading.Lock()
+    for graphs in list(_INSTANCES):
+        graphs._lock = threading.Lock()
+        graphs.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _AVAILABLE = onednn_graph_available()

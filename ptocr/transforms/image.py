@@ -34,6 +34,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 import warnings
 from typing import Any
 
@@ -45,6 +46,7 @@ from ptocr.errors import ImageError
 __all__ = ["load_image", "alpha_to_color", "to_bgr"]
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
+_WARNINGS_LOCK = threading.Lock()  # around warnings.catch_warnings (see _header_size)
 MAX_PIXELS = 100_000_000  # width x height above which files/bytes are refused (~300 MB as BGR)
 
 
@@ -161,7 +163,9 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
     try:  # other formats: PIL reads only the header on open
         from PIL import Image
 
-        with warnings.catch_warnings():  # PIL warns about damaged TIFF tags
+        # PIL warns about damaged TIFF tags; catch_warnings swaps the process-wide filter list, so
+        # concurrent calls take turns (interleaved, they would leave every warning ignored)
+        with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as im:
                 return im.size
