@@ -51,8 +51,11 @@ def _cli(*args, env_extra=None) -> subprocess.Popen:
     # One intra-op thread in the child as in this process: the same float32 rounding.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
                OMP_NUM_THREADS="1", **(env_extra or {}))
+    # SIGINT as a terminal's foreground command has it: a test run started in the background
+    # (nohup ... &) ignores it, and a Python child then keeps ignoring Ctrl-C.
     return subprocess.Popen([sys.executable, "-m", "ptocr.cli", "ocr", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _signal_after_the_first_line(run: subprocess.Popen, out: Path, sig: int) -> None:

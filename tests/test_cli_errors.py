@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 from safetensors import SafetensorError
 
-from converter import writer as converter_writer
+import ptocr.checkpoint as model_file  # the converter's writer writes through it
 import ptocr.atomic
 import ptocr.result
 from ptocr import checkpoint
@@ -66,7 +66,7 @@ def test_convert_full_disk_is_a_clean_error_and_leaves_nothing(tmp_path, monkeyp
             f.write(b"\0" * 100)  # part of the file, then the disk is full
         raise error
 
-    monkeypatch.setattr(converter_writer, "save_file", full_disk)
+    monkeypatch.setattr(model_file, "save_file", full_disk)
     out = tmp_path / "out"
     out.mkdir()
     src = tmp_path / "src"
