@@ -51,6 +51,5 @@ def write_converted(
     return Written(dst, config_path, dict_path if dictionary_text is not None else None, sha)
 
 
-def _as_tensor(v) -> torch.Tensor:
-    t = v if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v))
-    return t.detach().contiguous()
+def _as_tensor(v) -> torch.Tensor:  # write_model_file detaches and lays out what it writes
+    return v if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v))

@@ -171,11 +171,11 @@ class Manifest:
         return close_names(name, self.names(), n)
 
 
-def close_names(name: str, known, n: int = 3) -> list[str]:
+def close_names(name: str, known, n: int = 3, cutoff: float = 0.5) -> list[str]:
     """Known names close to ``name`` (case-insensitive), best first."""
     known = list(known)
     lowered = {k.lower(): k for k in known}
-    hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.5)
+    hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=cutoff)
     return [lowered[h] for h in hits]
 
 

@@ -9,7 +9,6 @@ ptocr.postprocess, so the numbers follow PaddleOCR's code step by step.
 from __future__ import annotations
 
 import copy
-import difflib
 import inspect
 import math
 import os
@@ -20,7 +19,7 @@ from ptocr.bulk import BulkReading
 from ptocr.bulk_steps import TextSystemSteps
 from ptocr.errors import PtocrError
 from ptocr.loading import load_predictor
-from ptocr.manifest import load_manifest
+from ptocr.manifest import close_names, load_manifest
 from ptocr.inputs import read_inputs
 from ptocr.pdf import document_pages
 from ptocr.postprocess import ClsPostProcess, DBPostProcess, apply_cls_rotation, should_rotate
@@ -193,6 +192,10 @@ _DET_POST = {"det_db_thresh": "thresh", "det_db_box_thresh": "box_thresh", "det_
 _NUMBERS = {"det_limit_side_len", "det_db_thresh", "det_db_box_thresh", "det_db_unclip_ratio", "cls_thresh"}
 _COUNTS = {"rec_batch_num", "cls_batch_num", "max_text_length"}
 
+# The PaddleOCR 2.10 options OCR takes (for "did you mean").
+_OPTIONS = (*_DET_PRE, *_DET_POST, "use_angle_cls", "cls_thresh", "cls_batch_num", "cls_image_shape", "label_list",
+            "rec_batch_num", "rec_image_shape", "use_space_char", "max_text_length", "drop_score")
+
 _RUNTIME = "a Paddle runtime setting with no effect on what is read; drop it"
 # PaddleOCR options OCR does not take, and what to do instead.
 _REFUSED = {
@@ -224,10 +227,8 @@ def _refuse_options(options: dict) -> None:
     for name in options:
         if name in _REFUSED:
             raise PtocrError(f"OCR does not take PaddleOCR's {name}: {_REFUSED[name]}")
-        known = [*_DET_PRE, *_DET_POST, "use_angle_cls", "cls_thresh", "cls_batch_num", "cls_image_shape",
-                 "label_list", "rec_batch_num", "rec_image_shape", "use_space_char", "max_text_length", "drop_score"]
-        close = difflib.get_close_matches(name, known, n=3)
-        hint = f" (did you mean {', '.join(close)}?)" if close else f"; it takes {', '.join(known)}"
+        close = close_names(name, _OPTIONS, cutoff=0.6)
+        hint = f" (did you mean {', '.join(close)}?)" if close else f"; it takes {', '.join(_OPTIONS)}"
         raise PtocrError(f"OCR has no option {name}{hint}")
 
 
