@@ -138,8 +138,7 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False,
         got = canonical_name(predictor.config["architecture"])
         if got != want:
             raise ArchitectureError(f"{os.fspath(pretrained)} holds a {got} model, not {name} ({want})")
-    model = _trainable(predictor.model, pretrained)
-    model.config, model.dictionary = copy.deepcopy(predictor.config), getattr(predictor, "dictionary", None)
+    model = _trainable(predictor.model, pretrained)  # its config and dictionary set by load_predictor
     if num_classes is not None:
         _reset_classifier(model, name, int(num_classes))
     return model
@@ -196,14 +195,15 @@ def save_model(model: nn.Module, dst: str | os.PathLike, *, dictionary=None, use
         dictionary: a recognizer's new dictionary: a file (one character a line), a list of
             characters or a ``ptocr.dictionary.Dictionary``; default ``model.dictionary``.
         use_space_char: whether " " is the last class; default the model's setting (else True).
-        config: the model-file config (``predictor.config`` for a model of ``ptocr.load``);
-            default ``model.config``, set by ``create_model``.
+        config: the model-file config; default ``model.config``, which ``create_model`` and
+            ``ptocr.load`` set (with ``optimize=False``, the predictor's ``.model`` saves as it is).
         force: overwrite existing files.
     """
     model = _unwrapped(model)
     config = copy.deepcopy(config if config is not None else getattr(model, "config", None))
     if not isinstance(model, OCRModel) or not isinstance(config, dict) or "model" not in config:
-        raise PtocrError("save_model needs a model from ptocr.create_model, or config= (a predictor's .config)")
+        raise PtocrError("save_model needs a model from ptocr.create_model or ptocr.load(..., optimize=False), "
+                         "or config= (a predictor's .config)")
     if any(isinstance(m, ConvActivation2d) for m in model.modules()):
         raise PtocrError("an optimized model (ptocr.load's default) has its batch norms folded; save the one "
                          "create_model or ptocr.load(..., optimize=False) gives")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -108,6 +109,9 @@ def load_predictor(
                          ".pdiparams, .json, .pdparams, .onnx, or Paddle's path prefix) or a zoo model name")
     if task is not None and config["task"] != task:
         raise PtocrError(f"{path}: a {config['task']} model, but {source} is a {task} model")
+    # What ptocr.save_model writes for it (as create_model sets them): with optimize=False the
+    # module is trainable, and a fine-tuned copy saves without repeating its config.
+    model.config, model.dictionary = copy.deepcopy(config), dictionary
     if fuse and not optimize:
         fuse_reparameterizable(model)
     # The predictor first: it validates the settings and casts the weights to one dtype. Folding

@@ -45,3 +45,19 @@ def test_a_detector_from_an_inference_program_gets_a_threshold_branch_to_train(s
     maps.mean().backward()
     missing = [k for k, p in net.named_parameters() if p.grad is None]
     assert not missing, missing[:3]
+
+
+@pytest.mark.parametrize("fuse", [False, True])
+def test_a_model_of_load_without_optimize_saves_as_it_is(shared_dir, tmp_path, fuse):
+    # Was refused ("save_model needs a model from ptocr.create_model, or config="): the trainable
+    # module ptocr.load(optimize=False) gives had no config or dictionary to write.
+    folder = shared_dir / "paddle_models" / "ch_PP-OCRv4_rec_infer"
+    source = ptocr.load(folder, optimize=False, fuse=fuse)
+    dst = ptocr.save_model(source.model, tmp_path / "again.safetensors")
+    again = ptocr.load(dst, optimize=False, fuse=fuse)
+    assert again.dictionary.classes == source.dictionary.classes
+    x = torch.rand(2, 3, 48, 160) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(again.model(x), source.model(x))
+    source.model.config["model"]["head"]["num_classes"] = -1  # the model's own copy, not the predictor's
+    assert source.config["model"]["head"]["num_classes"] == again.config["model"]["head"]["num_classes"]
