@@ -15,7 +15,8 @@ import torch
 from ptocr.dictionary import Dictionary
 from ptocr.errors import DictionaryError, ModelFileError, PtocrError
 from ptocr.models.model import OCRModel
-from ptocr.postprocess import ClsPostProcess, CTCLabelDecode, DBPostProcess, filter_tag_det_res
+from ptocr.postprocess import (ClsPostProcess, CTCLabelDecode, DBPostProcess, filter_tag_det_res,
+                               filter_tag_det_res_only_clip)
 from ptocr.postprocess.unwarp import apply_mesh, page_input, to_image
 from ptocr.precision import cast_model
 from ptocr.transforms import DetPreprocess, RecPreprocess, cls_preprocess, load_image
@@ -23,7 +24,9 @@ from ptocr.transforms import DetPreprocess, RecPreprocess, cls_preprocess, load_
 
 @dataclass
 class DetResult:
-    boxes: np.ndarray  # K x 4 x 2 float32, clockwise from top-left, original image pixels
+    # K x 4 x 2 float32, clockwise from top-left, original image pixels; with the post-processor's
+    # box_type='poly', K x P x 2 int polygons (each padded to P points by repeating its last)
+    boxes: np.ndarray
     scores: np.ndarray  # K
 
 
@@ -123,6 +126,8 @@ class DetPredictor(Predictor):
         post-processing and predict_det's filter. Batches of same-size inputs (ptocr.bulk) call
         the model once and this per image."""
         (boxes, scores), = self.post(prob[None], [info])
+        if self.post.box_type == "poly":  # predict_det: polygons are clipped, none dropped or reordered
+            return DetResult(filter_tag_det_res_only_clip(boxes, image_shape), np.asarray(scores))
         kept, index = filter_tag_det_res(boxes, image_shape, return_index=True)
         return DetResult(kept, np.asarray(scores)[index])
 

@@ -165,3 +165,23 @@ def test_to_paddleocr_is_paddleocrs_per_image_value(parts, scene):
 def test_refusals_keep_cls_as_a_keyword(parts):
     """The check of other options leaves OCR's own keywords alone (cls= among them)."""
     assert OCR(det=parts["det"], rec=parts["rec"], cls=None).cls is None
+
+
+def test_a_polygon_detector_filters_as_predict_det(parts, scene, paddle):
+    # Its polygons went through the quadrilateral filter (reordered as 4 corners, or dropped);
+    # predict_det only clips them (det_box_type='poly'), padding each to the same point count.
+    import copy
+
+    from ptocr.postprocess import DBPostProcess
+
+    det = copy.copy(parts["det"])
+    det.post = DBPostProcess(box_type="poly", unclip_ratio=1.5, box_thresh=0.6)
+    x, info = det.pre(scene)
+    prob = det.forward(x[None])
+    got = det.boxes(prob[0], info, scene.shape)
+    reference = paddle["DBPostProcess"](thresh=0.3, box_thresh=0.6, max_candidates=1000, unclip_ratio=1.5,
+                                        box_type="poly")({"maps": prob}, np.asarray(info, dtype=np.float64)[None])[0]
+    detector = object.__new__(paddle["TextDetector"])
+    expected = detector.filter_tag_det_res_only_clip(reference["points"], scene.shape)
+    assert len(got.boxes) > 0 and max(len(p) for p in reference["points"]) > 4
+    assert np.array_equal(got.boxes, np.asarray(expected)) and len(got.scores) == len(got.boxes)
