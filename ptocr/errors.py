@@ -5,6 +5,16 @@ Every failure caused by the input (a file, a name, an argument) raises a subclas
 print it without a traceback and exit with the bad-input code.
 """
 
+import difflib
+
+
+def close_names(name: str, known, n: int = 3, cutoff: float = 0.5) -> list[str]:
+    """Known names close to ``name`` (case-insensitive), best first: the "did you mean" of
+    every unknown-name message (models, architectures, languages, options)."""
+    lowered = {k.lower(): k for k in known}
+    hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=cutoff)
+    return [lowered[h] for h in hits]
+
 
 def first_line(e: BaseException) -> str:
     """The first line of ``e``'s message for a one-line report; "" where it has no text

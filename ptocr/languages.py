@@ -8,8 +8,8 @@ no v6 model for any other code. The detector is the bundle's whatever the langua
 
 from __future__ import annotations
 
-from ptocr.errors import PtocrError
-from ptocr.manifest import close_names, load_manifest
+from ptocr.errors import PtocrError, close_names
+from ptocr.manifest import load_manifest
 
 __all__ = ["LANGUAGE_GROUPS", "PPOCRV3_ONLY_LANGUAGES", "PPOCRV6_LANGUAGES", "bundle_parts", "recognizer_for",
            "languages"]

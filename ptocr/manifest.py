@@ -8,7 +8,6 @@ runs it). Which manifest is read: ``$PTOCR_MANIFEST`` if set, else the one shipp
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import json
 import os
@@ -20,7 +19,7 @@ from pathlib import Path
 from ptocr.architectures import ALIASES, ARCHITECTURES, TASKS
 from ptocr.atomic import write_atomically
 from ptocr.dictionary import builtin_dictionary
-from ptocr.errors import DictionaryError, PtocrError
+from ptocr.errors import DictionaryError, PtocrError, close_names
 from ptocr.optimize import INFERENCE_OPTIONS
 
 SCHEMA_VERSION = 2
@@ -169,14 +168,6 @@ class Manifest:
 
     def suggest(self, name: str, n: int = 3) -> list[str]:
         return close_names(name, self.names(), n)
-
-
-def close_names(name: str, known, n: int = 3, cutoff: float = 0.5) -> list[str]:
-    """Known names close to ``name`` (case-insensitive), best first."""
-    known = list(known)
-    lowered = {k.lower(): k for k in known}
-    hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=cutoff)
-    return [lowered[h] for h in hits]
 
 
 def unknown_name_error(name: str, manifest: Manifest) -> UnknownModelError:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from ptocr.bulk import BulkReading
 from ptocr.bulk_steps import TextSystemSteps
-from ptocr.errors import PtocrError
+from ptocr.errors import PtocrError, close_names
 from ptocr.loading import load_predictor
-from ptocr.manifest import close_names, load_manifest
+from ptocr.manifest import load_manifest
 from ptocr.inputs import read_inputs
 from ptocr.pdf import document_pages
 from ptocr.postprocess import ClsPostProcess, DBPostProcess, apply_cls_rotation, should_rotate

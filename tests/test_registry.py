@@ -113,3 +113,12 @@ def test_a_written_file_loads_back_tensor_for_tensor(name, tmp_path):
     want, got = model.state_dict(), loaded.model.state_dict()
     assert want.keys() == got.keys()
     assert all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_an_architecture_name_in_the_wrong_case_is_suggested_first():
+    # Matched case-sensitively, 'pp-ocrv5_server_rec' suggested ch_ppocr_server_v2.0_rec first.
+    from ptocr.architectures import canonical_name
+    from ptocr.errors import ArchitectureError
+
+    with pytest.raises(ArchitectureError, match=r"did you mean PP-OCRv5_server_rec,"):
+        canonical_name("pp-ocrv5_server_rec")

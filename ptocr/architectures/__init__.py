@@ -19,11 +19,10 @@ here: the converter takes the class count and dictionary from the source, and th
 from __future__ import annotations
 
 import copy
-import difflib
 import importlib
 import pkgutil
 
-from ptocr.errors import ArchitectureError
+from ptocr.errors import ArchitectureError, close_names
 
 TASKS = ("det", "rec", "cls", "unwarp")
 
@@ -69,7 +68,7 @@ def canonical_name(name: str) -> str:
     if name in ALIASES:
         return ALIASES[name]
     known = sorted([*ARCHITECTURES, *ALIASES])
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    close = close_names(name, known)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise ArchitectureError(f"unknown architecture {name!r}{hint} (known: {', '.join(known)})")
 
