@@ -2,6 +2,7 @@
 (144 dpi), forms drawn, the scale lowered only where a page would exceed ~179 megapixels.
 A PDF that cannot be read (corrupt, encrypted, empty, a page number it lacks) is a
 ``PdfError`` naming the file: an ``ImageError``, so ``ptocr ocr`` reports it and reads the rest.
+PDFium reads the file as pages need it, and only under ``PDFIUM_LOCK`` (it is not thread-safe).
 
 A TIFF is paged too (``tiff_pages``), as paddlex 3.7 reads it: every frame of a ``.tif`` /
 ``.tiff`` a page of its own (PaddleOCR 2.x read only the first). ``is_paged`` and
@@ -12,21 +13,26 @@ that cannot be read is a ``PageError`` (``PdfError`` for a PDF).
 from __future__ import annotations
 
 import math
+import numbers
 import os
-from pathlib import Path
+import threading
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 
 from ptocr.errors import ImageError
 
-__all__ = ["PageError", "PdfError", "document_pages", "is_paged", "is_pdf", "is_tiff", "page_count", "parse_pages",
-           "pdf_pages", "tiff_pages", "RENDER_SCALE"]
+__all__ = ["PageError", "PdfError", "document_pages", "is_paged", "is_pdf", "is_tiff", "page_count", "page_numbers",
+           "parse_pages", "pdf_pages", "tiff_pages", "RENDER_SCALE"]
 
 RENDER_SCALE = 2.0  # paddlex PDF_RENDER_SCALE: 72 dpi x 2
 MIN_RENDER_SCALE = 0.1  # paddlex PDF_MIN_RENDER_SCALE
 MAX_PIXELS = 178_956_970  # paddlex DEFAULT_MAX_IMAGE_PIXELS (PIL's bomb limit)
 TIFF_SUFFIXES = (".tif", ".tiff")  # paddlex ImageBatchSampler.TIFF_SUFFIX: one page per frame
+# PDFium is not thread-safe: two threads in it at once abort or crash the process. Every call
+# into it takes this lock (paddlex's pdfium_lock), one call or page at a time, so threads reading
+# different PDFs interleave their pages.
+PDFIUM_LOCK = threading.RLock()
 
 
 class PageError(ImageError):
@@ -58,7 +64,7 @@ def is_paged(source) -> bool:
     return is_pdf(source) or is_tiff(source)
 
 
-def document_pages(path, pages: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def document_pages(path, pages: Iterable[int] | str | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """``pdf_pages`` or ``tiff_pages``, by the name's ending."""
     return tiff_pages(path, pages) if is_tiff(path) else pdf_pages(path, pages)
 
@@ -75,14 +81,15 @@ def page_count(path) -> int | None:
             return None
     import pypdfium2 as pdfium
 
-    try:
-        doc = pdfium.PdfDocument(os.fspath(path))
-    except (pdfium.PdfiumError, OSError, ValueError):
-        return None
-    try:
-        return len(doc) or None
-    finally:
-        doc.close()
+    with PDFIUM_LOCK:
+        try:
+            doc = pdfium.PdfDocument(os.fspath(path))
+        except (pdfium.PdfiumError, OSError, ValueError):
+            return None
+        try:
+            return len(doc) or None
+        finally:
+            doc.close()
 
 
 def parse_pages(text: str) -> list[int]:
@@ -98,6 +105,36 @@ def parse_pages(text: str) -> list[int]:
     except ValueError:
         raise PdfError(f"pages {text!r}: expected 1-based numbers and ranges such as 1,3-5") from None
     return pages
+
+
+def page_numbers(pages) -> list[int] | None:
+    """``pages`` as a list of 1-based page numbers (None: every page). Takes an iterable of whole
+    numbers, or the CLI's text form ``"1,3-5"``; anything else is a ``PageError`` saying what
+    is expected (not a TypeError from deep inside the reader)."""
+    if pages is None:
+        return None
+    if isinstance(pages, str):
+        return parse_pages(pages)
+    if isinstance(pages, numbers.Number):  # 2.x's page_num was a count; a bare number is ambiguous
+        raise PageError(f"pages={pages!r}: expected a list of 1-based page numbers, e.g. [2] for page 2 or "
+                        "range(1, 3) for the first two pages")
+    try:
+        wanted = list(pages)
+    except TypeError:
+        raise PageError(f"pages={pages!r}: expected a list of 1-based page numbers such as [1, 3]") from None
+    odd = [p for p in wanted if isinstance(p, bool) or not isinstance(p, numbers.Integral)]
+    if odd:
+        raise PageError(f"pages: {odd[0]!r} is not a page number (1-based whole numbers such as [1, 3])")
+    return [int(p) for p in wanted]
+
+
+def _check_pages(name: str, wanted: list[int] | None, count: int, kind: str, error=PageError) -> list[int]:
+    """The pages to read: ``wanted`` (all when None), each one the document has."""
+    wanted = list(range(1, count + 1)) if wanted is None else wanted
+    missing = [p for p in wanted if not 1 <= p <= count]
+    if missing:
+        raise error(f"{name}: no page {missing[0]} (the {kind} has {count} pages)")
+    return wanted
 
 
 def _pixels(size: tuple[float, float], scale: float) -> int:
@@ -117,49 +154,84 @@ def render_scale(size: tuple[float, float], requested: float = RENDER_SCALE) -> 
     return lower
 
 
-def pdf_pages(path, pages: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def pdf_pages(path, pages: Iterable[int] | str | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(page_index, BGR uint8 image)`` (0-based index) for every page of ``path``, or
     the 1-based ``pages``. The document is opened and checked before the first page is yielded."""
     import pypdfium2 as pdfium
 
     name = os.fspath(path)
+    wanted = page_numbers(pages)
+    with PDFIUM_LOCK:
+        doc = _open_pdf(name)
+        try:
+            wanted = _check_pages(name, wanted, len(doc), "PDF", PdfError)
+            doc.init_forms()
+        except BaseException:
+            doc.close()
+            raise
     try:
-        data = Path(name).read_bytes()
-    except OSError as e:
-        raise PdfError(f"{name}: cannot be read ({e.strerror or e})") from None
-    if not data:
-        raise PdfError(f"{name}: the file is empty")
-    try:
-        doc = pdfium.PdfDocument(data)
-    except pdfium.PdfiumError:
-        # PDFium's last-error code can be left over from an earlier failure: judge by the file.
-        why = ("it is encrypted (a password is needed)" if b"/Encrypt" in data
-               else "not a readable PDF (damaged, or not a PDF at all)")
-        raise PdfError(f"{name}: {why}") from None
-    try:
-        count = len(doc)
-        if count == 0:
-            raise PdfError(f"{name}: the PDF has no pages")
-        wanted = list(range(1, count + 1)) if pages is None else list(pages)
-        missing = [p for p in wanted if not 1 <= p <= count]
-        if missing:
-            raise PdfError(f"{name}: no page {missing[0]} (the PDF has {count} pages)")
-        doc.init_forms()
         for number in wanted:
-            page = doc[number - 1]
-            try:
-                bitmap = page.render(scale=render_scale(page.get_size()), may_draw_forms=True)
-                image = np.ascontiguousarray(bitmap.to_numpy()[:, :, :3])  # PDFium's byte order: BGR(x)
-            except (pdfium.PdfiumError, PdfError) as e:
-                raise PdfError(f"{name}: page {number} cannot be rendered ({e})", page=number) from None
-            finally:
-                page.close()
+            with PDFIUM_LOCK:
+                image = _render(doc, number, name, pdfium.PdfiumError)
             yield number - 1, image
     finally:
+        with PDFIUM_LOCK:
+            doc.close()
+
+
+def _render(doc, number: int, name: str, pdfium_error) -> np.ndarray:
+    """Page ``number`` (1-based) of ``doc`` as a BGR uint8 array; its PDFium objects closed here,
+    under the caller's lock, not by the garbage collector in whichever thread."""
+    page = doc[number - 1]
+    try:
+        bitmap = page.render(scale=render_scale(page.get_size()), may_draw_forms=True)
+        try:
+            return np.ascontiguousarray(bitmap.to_numpy()[:, :, :3])  # PDFium's byte order: BGR(x)
+        finally:
+            bitmap.close()
+    except (pdfium_error, PdfError) as e:
+        raise PdfError(f"{name}: page {number} cannot be rendered ({e})", page=number) from None
+    finally:
+        page.close()
+
+
+def _open_pdf(name: str):
+    """The PDF ``name`` opened through a file handle: PDFium reads what each page needs, so a
+    scanned PDF of a gigabyte is not held in memory (as paddlex, which opens it by path)."""
+    import pypdfium2 as pdfium
+
+    try:
+        if os.path.getsize(name) == 0:
+            raise PdfError(f"{name}: the file is empty")
+        stream = open(name, "rb")
+    except OSError as e:
+        raise PdfError(f"{name}: cannot be read ({e.strerror or e})") from None
+    try:
+        doc = pdfium.PdfDocument(stream, autoclose=True)
+    except pdfium.PdfiumError:
+        stream.close()
+        # PDFium's last-error code can be left over from an earlier failure: judge by the file.
+        why = ("it is encrypted (a password is needed)" if _mentions(name, b"/Encrypt")
+               else "not a readable PDF (damaged, or not a PDF at all)")
+        raise PdfError(f"{name}: {why}") from None
+    if len(doc) == 0:
         doc.close()
+        raise PdfError(f"{name}: the PDF has no pages")
+    return doc
 
 
-def tiff_pages(path, pages: Iterable[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def _mentions(name: str, word: bytes, chunk: int = 1 << 20) -> bool:
+    """Whether the file ``name`` holds ``word``, read a chunk at a time."""
+    tail = b""
+    with open(name, "rb") as f:
+        while block := f.read(chunk):
+            if word in tail + block:
+                return True
+            tail = block[-len(word):]
+    return False
+
+
+def tiff_pages(path, pages: Iterable[int] | str | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(page_index, BGR uint8 image)`` (0-based index) for every frame of the TIFF ``path``,
     or the 1-based ``pages``, as paddlex's TIFFReader pages it. Each frame is decoded as ptocr
     decodes images (alpha onto white); a single-frame TIFF exactly as the image file."""
@@ -168,6 +240,7 @@ def tiff_pages(path, pages: Iterable[int] | None = None) -> Iterator[tuple[int, 
     from ptocr.transforms.image import load_image
 
     name = os.fspath(path)
+    wanted = page_numbers(pages)
     try:
         tiff = Image.open(name)
     except FileNotFoundError:
@@ -176,17 +249,21 @@ def tiff_pages(path, pages: Iterable[int] | None = None) -> Iterator[tuple[int, 
         raise PageError(f"{name}: not a readable TIFF ({e})") from None
     with tiff:
         count = getattr(tiff, "n_frames", 1)
-        wanted = list(range(1, count + 1)) if pages is None else list(pages)
-        missing = [p for p in wanted if not 1 <= p <= count]
-        if missing:
-            raise PageError(f"{name}: no page {missing[0]} (the TIFF has {count} pages)")
-        for number in wanted:
+        for number in _check_pages(name, wanted, count, "TIFF"):
             try:
-                if count == 1:  # exactly as the image file reads
-                    frame = load_image(name)
+                if count == 1:  # exactly as the image file reads, at paddlex's (PIL's) size limit
+                    frame = load_image(name, max_pixels=MAX_PIXELS)
                 else:
                     tiff.seek(number - 1)
+                    _check_frame_size(tiff.size)
                     frame = load_image(tiff)
-            except (OSError, ValueError, ImageError) as e:
+            except (OSError, ValueError, ImageError, Image.DecompressionBombError) as e:
                 raise PageError(f"{name}: page {number} cannot be read ({e})", page=number) from None
             yield number - 1, frame
+
+
+def _check_frame_size(size: tuple[int, int]) -> None:
+    """A frame past MAX_PIXELS (PIL's own limit) is that page's error before anything of it is
+    decoded."""
+    if size[0] * size[1] > MAX_PIXELS:
+        raise ValueError(f"{size[0]} x {size[1]} pixels, above the limit of {MAX_PIXELS:,}")
