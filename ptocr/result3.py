@@ -3,7 +3,12 @@ the lines (as ``OCRResult``) plus PaddleOCR 3.x's own result fields and JSON sha
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -104,6 +109,32 @@ class OCR3Result(OCRResult):
         return {"model_settings": self.settings.get("doc_preprocessor", {"use_doc_orientation_classify": True,
                                                                          "use_doc_unwarping": False}),
                 "angle": self.doc_angle}
+
+    @property
+    def json(self) -> dict:
+        """PaddleOCR 3.x's ``res.json``: ``{"res": to_paddleocr()}``."""
+        return {"res": self.to_paddleocr()}
+
+    def save_to_json(self, save_path: str | os.PathLike, indent: int = 4, ensure_ascii: bool = False) -> Path:
+        """Write ``json["res"]`` as PaddleOCR 3.x's ``res.save_to_json`` does: to ``save_path`` when it
+        names a ``.json`` file, else into that folder as ``<input stem>[_<page_index>]_res.json``
+        (each PDF or TIFF page its own file). Returns the path written."""
+        path = Path(save_path)
+        if path.suffix.lower() != ".json":
+            path = path / f"{self._saved_stem()}_res.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.json["res"], indent=indent, ensure_ascii=ensure_ascii), encoding="utf-8")
+        return path
+
+    def _saved_stem(self) -> str:
+        """The input's file stem, with ``_<page_index>`` for a page; an image given without a
+        path gets a timestamp and a random number (paddlex's naming), kept for this result."""
+        if self.source is None:
+            if not hasattr(self, "_unnamed"):
+                self._unnamed = f"{int(time.time())}_{random.randint(1000, 9999)}"
+            return self._unnamed
+        stem = Path(os.fspath(self.source)).stem
+        return stem if self.page_index is None else f"{stem}_{self.page_index}"
 
     def to_paddleocr(self) -> dict:
         """PaddleOCR 3.x's result as its ``res`` JSON holds it (``result.json["res"]``)."""
