@@ -46,13 +46,25 @@ Supported (what PP-OCR configs use), everything else refused with an error:
 
 Parameter attributes are data (``COMPONENT_RULES``): per backbone/neck/head class name of
 ``net.config["model"]``, regular expressions on the parameter's name inside the component. A
-component without rules (PP-OCRv6's PPLCNetV4 / RepLK necks / CTCGuideHead, UVDoc) is refused.
+component without rules (UVDoc's, which PaddleOCR does not train) is refused.
+
+The PP-LCNet orientation classifiers (backbone ``PPLCNet``) are trained with PaddleClas, whose
+``Optimizer:`` differs; for them the section is read as PaddleClas's (``ppcls/optimizer/``):
+``Momentum`` only (``momentum``, ``use_nesterov``, ``no_weight_decay_name`` matched on the
+classifier's own names, ``one_dim_param_no_weight_decay`` honoured only beside it; with them
+paddle's parameter groups reset every ParamAttr: lr 1, decay the group's), regularizer
+``L2`` with ``coeff``, ``clip_norm``, and ``lr`` ``Cosine`` (``eta_min``, ``warmup_start_lr``,
+cosine over the epochs after the warmup) or a bare ``learning_rate``; a whole config's ``Arch:``
+gives ``lr_mult_list``. A PaddleOCR config for them, or a PaddleClas one for a PaddleOCR
+network, is refused.
 """
 
 from __future__ import annotations
 
+import ast
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -62,7 +74,7 @@ import torch
 from ptocr.errors import PtocrError
 
 __all__ = ["TrainingRecipe", "create_optimizer", "param_groups", "paddle_lr_schedule",
-           "COMPONENT_RULES", "PaddleRMSProp"]
+           "paddleclas_lr_schedule", "COMPONENT_RULES", "PaddleRMSProp"]
 
 # ---------------------------------------------------------------------------------------------
 # Per-architecture parameter attributes (facts from PaddleOCR's ppocr/modeling/...).
@@ -80,8 +92,13 @@ COMPONENT_RULES: dict[str, list[tuple[str, object, object]]] = {
     "ResNet_vd_rec": [],
     # rec_mv1_enhance.py ConvBNLayer: BatchNorm ParamAttr(regularizer=L2Decay(0.0)).
     "MobileNetV1Enhance": [(rf".*\._batch_norm\.{_BN}", 1.0, 0.0)],
-    # det_pp_lcnet.py ConvBNLayer: BatchNorm L2Decay(0.0); SE and the classifier's conv default.
-    "PPLCNet": [(rf".*\.bn\.{_BN}", 1.0, 0.0)],
+    # PaddleClas pp_lcnet.py (the orientation classifiers are trained there): ConvBNLayer conv
+    # lr_mult, its bn L2Decay(0.0) + lr_mult, SEModule lr_mult, all at lr_mult_list[stage];
+    # last_conv and the classifier fc are plain.
+    "PPLCNet": [
+        (rf"(conv1|blocks\d\.\d+\.(dw_conv|pw_conv))\.bn\.{_BN}", "stage", 0.0),
+        (r"(conv1|blocks\d)\..*", "stage", None),
+    ],
     # rec_lcnetv3.py: ConvBNLayer conv lr_mult, its bn L2Decay(0.0) + lr_mult; the rep layer's
     # identity BatchNorm2D lr_mult only; LearnableAffineBlock lr_mult * lab_lr; SELayer lr_mult;
     # rep()'s reparam_conv and the det layer_list are plain Conv2D.
@@ -99,22 +116,44 @@ COMPONENT_RULES: dict[str, list[tuple[str, object, object]]] = {
         (r"(stem|stages\.\d+)\..*\.lab\.(scale|bias)", "lab", None),
         (r"(stem|stages\.\d+)\..*", "stage", None),
     ],
-    # db_fpn.py: ParamAttr(initializer=...) only.
-    "DBFPN": [], "RSEFPN": [], "LKPAN": [],
+    # rec_lcnetv4.py: only the "branch" stem's ConvBNAct (conv lr_mult, bn L2Decay(0.0) + lr_mult)
+    # and SELayer (lr_mult) carry attributes; Conv2D_BN, RepDWConv, the "simple" stem and rep()'s
+    # convs are plain. The detector builds them at lr_mult 1 (it never reads lr_mult_list),
+    # the recognizer at lr_mult_list[stage].
+    "PPLCNetV4": [
+        (rf"stem\.stem\w+\.bn\.{_BN}", 1.0, 0.0),                        # det
+        (rf"conv1\.stem\w+\.bn\.{_BN}", "stage", 0.0),                   # rec
+        (r"conv1\.stem\w+\.conv\.weight", "stage", None),
+        (r"blocks\d\.\d+\.token_mixer\.se\.conv[12]\.(weight|bias)", "stage", None),
+    ],
+    # db_fpn.py: ParamAttr(initializer=...) only, also in RepLKFPN / RepLKPAN's
+    # DilatedReparamBlock / DilatedReparamConv; RSELayer, SEModule and IntraCLBlock plain.
+    "DBFPN": [], "RSEFPN": [], "LKPAN": [], "RepLKFPN": [], "RepLKPAN": [],
     # rnn.py: LSTM and SVTR encoders default; EncoderWithFC get_para_bias_attr(l2_decay=1e-5).
     "SequenceEncoder": [(r"encoder\.fc\.(weight|bias)", 1.0, 0.00001)],
+    # rnn.py EncoderWithLightSVTR: taken as plain like EncoderWithSVTR, whose ConvBNLayer /
+    # Block / LayerNorm set initializers only (the v6 source itself was not at hand).
+    "LightSVTRSequenceEncoder": [],
     # rec_ctc_head.py get_para_bias_attr(l2_decay=fc_decay) on fc / fc1 / fc2.
     "CTCHead": [(r"fc\d?\.(weight|bias)", 1.0, "fc_decay")],
+    # CTCHead with use_guide + mid_channels: fc1 and fc2 (our fc) at fc_decay as in the
+    # mid_channels CTCHead; the guide layer's convs and batch norms taken as plain (the v6
+    # rec_ctc_head.py itself was not at hand).
+    "CTCGuideHead": [(r"fc1?\.(weight|bias)", 1.0, "fc_decay")],
     # det_db_head.py: DBHead / PFHeadLocal ParamAttr(initializer=...) only; cls_head.py ClsHead.
     "DBHead": [], "PFHeadLocal": [], "ClsHead": [],
 }
 
+# Rules taken by analogy (PaddleOCR's source of these v6 parts was not at hand): a warning says so.
+_INFERRED_RULES = {"LightSVTRSequenceEncoder", "CTCGuideHead"}
+
 # The defaults of Paddle's constructors for the settings the rules read.
-_STAGE_PREFIX = {"PPLCNetV3": {"conv1": 0, "blocks2": 1, "blocks3": 2, "blocks4": 3,
-                               "blocks5": 4, "blocks6": 5},
+_LCNET_STAGES = {"conv1": 0, "blocks2": 1, "blocks3": 2, "blocks4": 3, "blocks5": 4, "blocks6": 5}
+_STAGE_PREFIX = {"PPLCNet": _LCNET_STAGES, "PPLCNetV3": _LCNET_STAGES, "PPLCNetV4": _LCNET_STAGES,
                  "PPHGNetV2": {"stem": 0, "stages.0": 1, "stages.1": 2, "stages.2": 3,
                                "stages.3": 4}}
-_DEFAULT_LR_MULTS = {"PPLCNetV3": [1.0] * 6, "PPHGNetV2": [1.0] * 5}
+_DEFAULT_LR_MULTS = {"PPLCNet": [1.0] * 6, "PPLCNetV3": [1.0] * 6, "PPLCNetV4": [1.0] * 6,
+                     "PPHGNetV2": [1.0] * 5}
 _DEFAULT_LAB_LR = {"PPLCNetV3": 0.1, "PPHGNetV2": 0.01}
 _DEFAULT_FC_DECAY = 0.0004
 
@@ -125,9 +164,16 @@ class _ParamAttr:
     own_l2: float | None   # the parameter's own L2Decay coefficient, None: the optimizer's
 
 
-def _component_settings(architecture: dict | None) -> dict:
-    """lr_mult_list / lab_lr / fc_decay from a PaddleOCR ``Architecture:`` section."""
+def _component_settings(architecture: dict | None, suite: str = "PaddleOCR") -> dict:
+    """lr_mult_list / lab_lr / fc_decay from a PaddleOCR ``Architecture:`` section, or
+    lr_mult_list from a PaddleClas ``Arch:`` section (flat; the list may be a string, which
+    PaddleClas evaluates)."""
     architecture = architecture or {}
+    if suite == "PaddleClas":
+        mults = architecture.get("lr_mult_list")
+        if isinstance(mults, str):
+            mults = ast.literal_eval(mults)
+        return {} if mults is None else {"lr_mult_list": mults}
     backbone = architecture.get("Backbone") or {}
     settings = {k: backbone[k] for k in ("lr_mult_list", "lab_lr") if k in backbone}
     head = architecture.get("Head") or {}
@@ -170,6 +216,16 @@ def _component_attr(component: str, local_name: str, settings: dict) -> _ParamAt
     return _ParamAttr(1.0, None)
 
 
+# Components whose networks PaddleClas trains (its own Optimizer dialect), not PaddleOCR.
+_PADDLECLAS_COMPONENTS = {"PPLCNet"}
+# The architecture section each suite's whole config carries.
+_ARCH_SECTION = {"PaddleOCR": "Architecture", "PaddleClas": "Arch"}
+
+
+def _suite(components: dict[str, str]) -> str:
+    return "PaddleClas" if _PADDLECLAS_COMPONENTS & set(components.values()) else "PaddleOCR"
+
+
 def _components(net: torch.nn.Module) -> dict[str, str]:
     """``{"backbone": class name, ...}`` from ``net.config`` (what ``create_model`` sets)."""
     model = (getattr(net, "config", None) or {}).get("model")
@@ -190,7 +246,12 @@ def parameter_attributes(net: torch.nn.Module, architecture: dict | None = None
     """``{parameter name: (lr_scale, own_l2)}`` for every trainable parameter of ``net``."""
     net = getattr(net, "module", net)  # DataParallel / DDP
     components = _components(net)
-    settings = _component_settings(architecture)
+    guessed = sorted(set(components.values()) & _INFERRED_RULES)
+    if guessed:
+        warnings.warn(f"the parameter attributes of {', '.join(guessed)} follow PaddleOCR's earlier CTCHead / "
+                      "SVTR encoder: PaddleOCR's own PP-OCRv6 source for them was not checked", UserWarning,
+                      stacklevel=3)
+    settings = _component_settings(architecture, _suite(components))
     attrs = {}
     for name, param in net.named_parameters():
         if not param.requires_grad:
@@ -215,8 +276,9 @@ _OPTIMIZER_KEYS = {  # the keyword arguments of PaddleOCR's wrappers that we hon
 }
 
 
-def _load_config(config) -> tuple[dict, dict | None]:
-    """(Optimizer section, Architecture section or None) from a path, a whole config or a section."""
+def _load_config(config) -> tuple[dict, dict | None, str | None]:
+    """(Optimizer section, architecture section or None, the suite a whole config is written
+    for or None) from a path, a whole config or a bare Optimizer section."""
     if isinstance(config, (str, Path)):
         import yaml
 
@@ -229,34 +291,64 @@ def _load_config(config) -> tuple[dict, dict | None]:
     if not isinstance(config, dict):
         raise PtocrError(f"config must be a dict or a .yml path, not {type(config).__name__}")
     if "Optimizer" in config:
-        return dict(config["Optimizer"]), config.get("Architecture")
-    return dict(config), None
+        for suite, key in _ARCH_SECTION.items():
+            if key in config:
+                return dict(config["Optimizer"]), config[key], suite
+        return dict(config["Optimizer"]), None, None
+    return dict(config), None, None
 
 
-def _regularizer_coeff(section: dict) -> float | None:
+def _network_suite(net, config_suite: str | None) -> str:
+    """The suite that trains ``net``; a whole config written for the other one is refused."""
+    suite = _suite(_components(net))
+    if config_suite not in (None, suite):
+        raise PtocrError(f"{net.config.get('architecture')!r} is trained with {suite}, but this is a "
+                         f"{config_suite} config (its {_ARCH_SECTION[config_suite]}: section); "
+                         f"give {suite}'s Optimizer section")
+    return suite
+
+
+# PaddleClas (ppcls/optimizer/): only its Momentum, what the PP-LCNet classifiers' configs use.
+_PADDLECLAS_COMMON_KEYS = {"name", "lr", "regularizer", "weight_decay", "clip_norm"}
+_PADDLECLAS_OPTIMIZER_KEYS = {
+    "Momentum": {"momentum", "use_nesterov", "multi_precision", "no_weight_decay_name",
+                 "one_dim_param_no_weight_decay"},
+}
+# Per suite: the regularizer names accepted and the key of their coefficient. PaddleOCR maps
+# L2 / L2Decay to L2Decay(factor); PaddleClas calls getattr(paddle.regularizer, name + "Decay")
+# with the other keys, so only L2 with L2Decay's own keyword, coeff.
+_REGULARIZERS = {"PaddleOCR": (("L2", "L2Decay"), "factor"), "PaddleClas": (("L2",), "coeff")}
+
+
+def _regularizer_coeff(section: dict, suite: str = "PaddleOCR") -> float | None:
     reg = section.get("regularizer")
     if reg is not None:
+        names, key = _REGULARIZERS[suite]
         name = reg.get("name")
-        if name not in ("L2", "L2Decay"):
-            raise PtocrError(f"regularizer {name!r} is not supported (only L2 / L2Decay)")
-        extra = set(reg) - {"name", "factor"}
+        if name not in names:
+            raise PtocrError(f"{suite} regularizer {name!r} is not supported (only {' / '.join(names)})")
+        extra = set(reg) - {"name", key}
         if extra:
-            raise PtocrError(f"unknown regularizer keys {sorted(extra)} (L2 takes factor)")
-        return float(reg.get("factor", 0.0))
+            raise PtocrError(f"unknown {suite} regularizer keys {sorted(extra)} (L2 takes {key})")
+        return float(reg.get(key, 0.0))
     if section.get("weight_decay") is not None:
         return float(section["weight_decay"])
     return None
 
 
-def _check_optimizer_keys(section: dict) -> str:
+def _check_optimizer_keys(section: dict, suite: str = "PaddleOCR") -> str:
+    optimizers, common = ((_PADDLECLAS_OPTIMIZER_KEYS, _PADDLECLAS_COMMON_KEYS) if suite == "PaddleClas"
+                          else (_OPTIMIZER_KEYS, _COMMON_KEYS))
     name = section.get("name")
-    if name not in _OPTIMIZER_KEYS:
-        hint = " (PaddleOCR has no SGD wrapper; use Momentum)" if name == "SGD" else ""
-        raise PtocrError(f"optimizer {name!r} is not supported{hint}; supported: "
-                         f"{', '.join(_OPTIMIZER_KEYS)}")
-    unknown = set(section) - _COMMON_KEYS - _OPTIMIZER_KEYS[name]
+    if name not in optimizers:
+        hint = " (PaddleOCR has no SGD wrapper; use Momentum)" if name == "SGD" and suite == "PaddleOCR" else ""
+        raise PtocrError(f"{suite} optimizer {name!r} is not supported{hint}; supported: "
+                         f"{', '.join(optimizers)}")
+    unknown = set(section) - common - optimizers[name]
     if unknown:
-        raise PtocrError(f"{name}: unknown Optimizer keys {sorted(unknown)}")
+        raise PtocrError(f"{name}: unknown {suite} Optimizer keys {sorted(unknown)}")
+    if suite == "PaddleClas" and section.get("regularizer") and section.get("weight_decay") is not None:
+        raise PtocrError("give regularizer or weight_decay, not both (PaddleClas ignores weight_decay)")
     if "clip_norm" in section and "clip_norm_global" in section:
         raise PtocrError("give clip_norm or clip_norm_global, not both")
     if section.get("lazy_mode"):
@@ -264,11 +356,15 @@ def _check_optimizer_keys(section: dict) -> str:
     return name
 
 
-def _no_decay_names(net, section: dict) -> set[str]:
-    """AdamW's ``no_weight_decay_name`` substrings and ``one_dim_param_no_weight_decay``."""
+def _no_decay_names(net, section: dict, suite: str) -> set[str]:
+    """``no_weight_decay_name`` substrings and ``one_dim_param_no_weight_decay`` (PaddleOCR's
+    AdamW, PaddleClas's Momentum)."""
     substrings = (section.get("no_weight_decay_name") or "").split()
-    names = {n for n, _ in net.named_parameters() if any(s in n for s in substrings)}
-    if section.get("one_dim_param_no_weight_decay"):
+    # PaddleClas matches the classifier's own names: ours less the "backbone." / "head." part.
+    local = {n: n.partition(".")[2] if suite == "PaddleClas" else n for n, _ in net.named_parameters()}
+    names = {n for n, ln in local.items() if any(s in ln for s in substrings)}
+    # PaddleClas's Momentum reads one_dim_param_no_weight_decay only with no_weight_decay_name set.
+    if section.get("one_dim_param_no_weight_decay") and (substrings or suite == "PaddleOCR"):
         names |= {n for n, p in net.named_parameters() if p.dim() == 1}
     return names
 
@@ -280,13 +376,16 @@ def param_groups(net: torch.nn.Module, config, architecture: dict | None = None)
     L2 for Adam/Momentum/RMSProp, decoupled for AdamW) and, for AdamW, ``coupled_l2`` (a
     parameter's own L2 added to its gradient). ``lr`` is left to the scheduler.
     """
-    section, arch = _load_config(config)
-    name = _check_optimizer_keys(section)
-    architecture = architecture if architecture is not None else arch
-    coeff = _regularizer_coeff(section)
+    section, arch, config_suite = _load_config(config)
     net = getattr(net, "module", net)
+    suite = _network_suite(net, config_suite)
+    name = _check_optimizer_keys(section, suite)
+    architecture = architecture if architecture is not None else arch
+    coeff = _regularizer_coeff(section, suite)
     attrs = parameter_attributes(net, architecture)
-    no_decay = _no_decay_names(net, section) if name == "AdamW" else set()
+    no_decay = _no_decay_names(net, section, suite) if name == "AdamW" or suite == "PaddleClas" else set()
+    if suite == "PaddleClas" and (section.get("no_weight_decay_name") or "").split():
+        attrs = _grouped_attrs(attrs, no_decay)
     params = dict(net.named_parameters())
     groups: dict[tuple, dict] = {}
     for pname, attr in attrs.items():
@@ -297,20 +396,28 @@ def param_groups(net: torch.nn.Module, config, architecture: dict | None = None)
     return list(groups.values())
 
 
+def _grouped_attrs(attrs: dict, no_decay: set) -> dict:
+    """PaddleClas's Momentum with ``no_weight_decay_name`` passes paddle two parameter groups,
+    and paddle's ``_add_param_group`` then overwrites every parameter's ParamAttr: learning_rate
+    1.0 and the group's regularizer. lr_mult_list and the batch norms' L2Decay(0.0) are lost."""
+    return {n: _ParamAttr(1.0, 0.0 if n in no_decay else None) for n in attrs}
+
+
 def _group_key(name: str, coeff: float | None, attr: _ParamAttr, excluded: bool) -> tuple:
     if name == "AdamW":  # decoupled decay; a parameter's own L2 still reaches its gradient
         decay = 0.0 if excluded else (0.01 if coeff is None else coeff)
         return (("lr_scale", attr.lr_scale), ("weight_decay", decay),
                 ("coupled_l2", attr.own_l2 or 0.0))
-    decay = attr.own_l2 if attr.own_l2 is not None else (coeff or 0.0)
+    # A parameter's own L2Decay wins over its group's (Paddle's Momentum fuses it per parameter).
+    decay = attr.own_l2 if attr.own_l2 is not None else 0.0 if excluded else (coeff or 0.0)
     return (("lr_scale", attr.lr_scale), ("weight_decay", decay))
 
 
 # ---------------------------------------------------------------------------------------------
 # Learning-rate schedule (paddle.optimizer.lr as ppocr/optimizer/learning_rate.py builds it).
 # ---------------------------------------------------------------------------------------------
-def _cosine(base: float, t_max: int) -> Callable[[int], float]:
-    return lambda step: base * (1 + math.cos(math.pi * step / t_max)) / 2
+def _cosine(base: float, t_max: int, eta_min: float = 0.0) -> Callable[[int], float]:
+    return lambda step: eta_min + (base - eta_min) * (1 + math.cos(math.pi * step / t_max)) / 2
 
 
 def _piecewise(boundaries: list, values: list) -> Callable[[int], float]:
@@ -362,8 +469,46 @@ def paddle_lr_schedule(lr_config: dict, epochs: int, steps_per_epoch: int) -> Ca
     warmup = round(cfg.get("warmup_epoch", 0) * steps_per_epoch)
     if warmup <= 0:
         return decay
-    # LinearWarmup: 0 -> warmup_end over `warmup` steps, then the schedule from its step 0.
-    return lambda step: warmup_end * step / warmup if step < warmup else decay(step - warmup)
+    return _linear_warmup(decay, warmup, 0.0, warmup_end)
+
+
+def _linear_warmup(decay, warmup: int, start: float, end: float) -> Callable[[int], float]:
+    """paddle's LinearWarmup: start -> end over ``warmup`` steps, then ``decay`` from its step 0."""
+    return lambda step: start + (end - start) * step / warmup if step < warmup else decay(step - warmup)
+
+
+_PADDLECLAS_COSINE_KEYS = {"learning_rate", "eta_min", "warmup_epoch", "warmup_start_lr",
+                           "last_epoch", "by_epoch"}
+
+
+def paddleclas_lr_schedule(lr_config: dict, epochs: int, steps_per_epoch: int) -> Callable[[int], float]:
+    """Iteration (0-based) -> base LR of PaddleClas's ``Optimizer.lr`` (ppcls/optimizer/
+    learning_rate.py): ``Cosine`` or, without a name, a constant ``learning_rate``. Unlike
+    PaddleOCR's, the cosine spans the epochs after the warmup, ends at ``eta_min``, and the warmup
+    starts at ``warmup_start_lr``; a ``warmup_epoch`` >= ``epochs`` is cut to ``epochs``."""
+    cfg = dict(lr_config)
+    name = cfg.pop("name", None)
+    if name is None:
+        if set(cfg) != {"learning_rate"}:
+            raise PtocrError(f"PaddleClas lr without a name takes learning_rate only, got {sorted(cfg)}")
+        return lambda step: cfg["learning_rate"]
+    if name != "Cosine":
+        raise PtocrError(f"PaddleClas lr schedule {name!r} is not supported; supported: Cosine")
+    unknown = set(cfg) - _PADDLECLAS_COSINE_KEYS
+    if unknown or "learning_rate" not in cfg:
+        raise PtocrError(f"PaddleClas lr Cosine: unknown keys {sorted(unknown)} or no learning_rate")
+    if cfg.get("by_epoch") or cfg.get("last_epoch", -1) != -1:
+        raise PtocrError("PaddleClas lr by_epoch (a per-epoch step) and last_epoch are not supported")
+    base, warmup_epoch = cfg["learning_rate"], min(cfg.get("warmup_epoch", 0), epochs)
+    t_max = (epochs - warmup_epoch) * steps_per_epoch
+    if t_max != int(t_max):  # paddle's CosineAnnealingDecay takes an int T_max only
+        raise PtocrError(f"PaddleClas Cosine: T_max (epochs - warmup_epoch) * steps_per_epoch = {t_max} "
+                         "is not a whole number")
+    decay = _cosine(base, int(t_max), cfg.get("eta_min", 0.0)) if t_max > 0 else (lambda step: base)
+    warmup = round(warmup_epoch * steps_per_epoch)
+    if warmup <= 0:
+        return decay
+    return _linear_warmup(decay, warmup, cfg.get("warmup_start_lr", 0.0), base)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,7 +554,8 @@ def _build_torch_optimizer(name: str, section: dict, groups: list[dict]) -> torc
     if name == "Momentum":
         if "momentum" not in section:
             raise PtocrError("Momentum: the momentum key is required")
-        return torch.optim.SGD(groups, lr=1.0, momentum=section["momentum"])
+        return torch.optim.SGD(groups, lr=1.0, momentum=section["momentum"],
+                               nesterov=bool(section.get("use_nesterov", False)))
     return PaddleRMSProp(groups, rho=section.get("rho", 0.95), epsilon=section.get("epsilon", 1e-6),
                          momentum=section.get("momentum", 0.0))
 
@@ -469,11 +615,13 @@ def create_optimizer(net: torch.nn.Module, config, epochs: int, steps_per_epoch:
     """PaddleOCR's ``build_optimizer`` for a ptocr network (see the module docstring)."""
     if epochs < 1 or steps_per_epoch < 1:
         raise PtocrError(f"epochs and steps_per_epoch must be >= 1, got {epochs}, {steps_per_epoch}")
-    section, arch = _load_config(config)
-    name = _check_optimizer_keys(section)
+    section, arch, config_suite = _load_config(config)
+    suite = _network_suite(getattr(net, "module", net), config_suite)
+    name = _check_optimizer_keys(section, suite)
     if "lr" not in section:
         raise PtocrError("the Optimizer section has no lr")
-    lr_at = paddle_lr_schedule(section["lr"], epochs, steps_per_epoch)
+    schedule = paddleclas_lr_schedule if suite == "PaddleClas" else paddle_lr_schedule
+    lr_at = schedule(section["lr"], epochs, steps_per_epoch)
     groups = param_groups(net, section, architecture if architecture is not None else arch)
     for group in groups:
         group["lr"] = group["lr_scale"]  # LambdaLR: lr = lr_scale * schedule(step)
