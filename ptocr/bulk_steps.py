@@ -93,7 +93,7 @@ class TextSystemSteps:
 
     def assemble(self, item: BulkItem) -> OCRResult:
         return OCRResult(lines_of(item.boxes, item.texts, item.angles, self.ocr.drop_score), source=item.source,
-                         image=item.img)
+                         page_index=item.page_index, image=item.img)
 
 
 class Pipeline3Steps:

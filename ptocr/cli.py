@@ -12,7 +12,7 @@ import os
 import sys
 from importlib import resources
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 import click
@@ -158,12 +158,15 @@ def _setting(text: str) -> tuple[str, object]:
     return key, parsed
 
 
-def _pages_of(image: str, result) -> list[tuple[str, object]]:
-    """(name, result) per page: an image's name, or ``file.pdf#N`` (1-based) per PDF page."""
-    if not isinstance(result, list):
-        return [(image, result)]
-    return [(f"{image}#{(r.page_index if getattr(r, 'page_index', None) is not None else i) + 1}", r)
-            for i, r in enumerate(result)]
+def _read_each(pipeline, image: str, pages: list[int] | None = None) -> Iterator[tuple[str, object]]:
+    """(name, result) as each is read: an image's name, or ``file.pdf#N`` (1-based) per page of a
+    PDF or TIFF, one page at a time (a long document is never held whole; a page that cannot be
+    read raises after the pages before it were given)."""
+    if not is_paged(image):
+        yield image, pipeline(image)
+        return
+    for result in pipeline.iter_pages(image, pages):
+        yield f"{image}#{result.page_index + 1}", result
 
 
 def _as_json(result):
@@ -205,13 +208,12 @@ def demo(image, models):
         ocr = _build_ocr(None, None, None, models)
         if image is None:
             with resources.as_file(resources.files("ptocr") / "assets" / "demo_scene.jpg") as path:
-                image, result = str(path), ocr(path)
+                _echo_lines(str(path), ocr(path))
         else:
-            result = ocr(image if is_paged(image) else Path(image))
+            for name, lines in _read_each(ocr, image):
+                _echo_lines(name, lines)
     except PtocrError as e:
         _fail(str(e))
-    for name, lines in _pages_of(image, result):
-        _echo_lines(name, lines)
 
 
 @main.command()
@@ -292,21 +294,19 @@ def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_bo
     with click.progressbar(images, label="ocr", file=sys.stderr, hidden=hidden) as bar:
         for image in bar:
             try:
-                result = pipeline(image, pages=page_list) if is_paged(image) else pipeline(image)
-            except ImageError as e:
+                for name, page in _read_each(pipeline, image, page_list):
+                    results[name] = _as_json(page)  # the JSON only: a page's image is dropped with it
+                    if not quiet:
+                        _echo_lines(name, page)
+                    if vis:
+                        stem = Path(image).stem + (name[len(image):].replace("#", "_p") if name != image else "")
+                        while stem in vis_names:  # same stem from different folders
+                            stem += "_"
+                        vis_names.add(stem)
+                        _save_visualization(page, Path(vis) / f"{stem}.png")
+            except ImageError as e:  # the pages read before it are kept
                 click.echo(f"{'' if hidden else chr(10)}ptocr: error: {e}", err=True)  # off the bar's line
                 failed.append(image)
-                continue
-            for name, page in _pages_of(image, result):
-                results[name] = _as_json(page)
-                if not quiet:
-                    _echo_lines(name, page)
-                if vis:
-                    stem = Path(image).stem + (name[len(image):].replace("#", "_p") if name != image else "")
-                    while stem in vis_names:  # same stem from different folders
-                        stem += "_"
-                    vis_names.add(stem)
-                    _save_visualization(page, Path(vis) / f"{stem}.png")
 
     if json_out:
         text = _dump_json(results)

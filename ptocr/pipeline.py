@@ -12,7 +12,7 @@ import copy
 import inspect
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ptocr.bulk import BulkReading
@@ -152,12 +152,15 @@ class OCR(BulkReading):
     def read_pdf(self, path, pages=None) -> list[OCRResult]:
         """One result per page of the PDF or TIFF ``path`` (``ptocr.pdf``: a TIFF's every frame,
         where PaddleOCR 2.x read its first only)."""
-        results = []
-        for _, page in document_pages(path, pages):
+        return list(self.iter_pages(path, pages))
+
+    def iter_pages(self, path, pages=None) -> Iterator[OCRResult]:
+        """``read_pdf``'s results one page at a time: a long document is never held whole, and a
+        page that cannot be read (a ``PageError``) comes after the pages before it."""
+        for index, page in document_pages(path, pages):
             result = self.read(page)
-            result.source = os.fspath(path)
-            results.append(result)
-        return results
+            result.source, result.page_index = os.fspath(path), index
+            yield result
 
     def read(self, image) -> OCRResult:
         source = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 from bidi.algorithm import get_display
@@ -331,7 +331,13 @@ class OCR3(BulkReading):
     def read_pdf(self, path, pages: Iterable[int] | None = None) -> list[OCR3Result]:
         """Every page of the PDF (or TIFF: each frame a page) ``path``, or the 1-based ``pages``,
         one result per page."""
-        return [self.read(page, source=os.fspath(path), page_index=index) for index, page in document_pages(path, pages)]
+        return list(self.iter_pages(path, pages))
+
+    def iter_pages(self, path, pages: Iterable[int] | None = None) -> Iterator[OCR3Result]:
+        """``read_pdf``'s results one page at a time: a long document is never held whole, and a
+        page that cannot be read (a ``PageError``) comes after the pages before it."""
+        for index, page in document_pages(path, pages):
+            yield self.read(page, source=os.fspath(path), page_index=index)
 
     def __call__(self, images, pages: Iterable[int] | None = None, **settings):
         """An image -> its result; a PDF or TIFF -> a list with one result per page (``pages``:

@@ -37,6 +37,7 @@ class OCRResult:
 
     lines: list[Line]
     source: str | None = None  # the path, when the input was one
+    page_index: int | None = None  # 0-based page of a PDF or TIFF, None for images
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __iter__(self):

@@ -31,9 +31,8 @@ def _bbox(points) -> list[int]:
 @dataclass
 class OCR3Result(OCRResult):
     """``lines`` (box = the line's 4 corners, i.e. ``rec_polys``) and the fields PaddleOCR 3.x
-    reports. ``page_index``: 0-based page of a PDF, None for images."""
+    reports. ``page_index`` (``OCRResult``'s): 0-based page of a PDF or TIFF, None for images."""
 
-    page_index: int | None = None
     dt_polys: list = field(default_factory=list)  # every detected quad, before the score threshold
     textline_orientation_angles: list[int] = field(default_factory=list)  # per line: 0, 1 (180 degrees) or -1
     doc_angle: int = -1  # document orientation (0, 90, 180, 270), -1 without that step

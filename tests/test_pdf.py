@@ -179,3 +179,64 @@ def test_the_2x_pipeline_reads_pdfs_too(shared_dir, pdfs, tmp_path):
     first, second = ocr([str(pdfs["two"])])
     assert first.source == second.source == str(pdfs["two"])
     assert _found(first, *PAGES[0][0]) and _found(second, *PAGES[1][0])
+
+
+def test_cli_names_pages_by_their_number_with_the_2x_pipeline_too(shared_dir, pdfs, tmp_path, monkeypatch):
+    # OCRResult had no page_index: `--pages 2` named the 2.x pipeline's page "#1" (its place in the list).
+    from click.testing import CliRunner
+
+    from ptocr import cli
+    from ptocr.pipeline import OCR
+
+    m = shared_dir / "paddle_models"
+    ocr = OCR(convert_once(m / "ch_PP-OCRv4_det_infer", tmp_path / "det.safetensors"),
+              convert_once(m / "ch_PP-OCRv4_rec_infer", tmp_path / "rec.safetensors"))
+    monkeypatch.setattr(cli, "_build_ocr", lambda *a, **kw: ocr)
+    out = tmp_path / "out.json"
+    run = CliRunner().invoke(cli.main, ["ocr", str(pdfs["two"]), "--pages", "2", "--json", str(out)])
+    assert run.exit_code == 0, run.output
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert list(data) == [f"{pdfs['two']}#2"]
+    assert "".join(line["text"] for line in data[f"{pdfs['two']}#2"]).replace(" ", "") == "SECONDPAGE"
+
+
+def test_cli_reads_a_document_page_by_page_and_keeps_the_pages_before_a_bad_one(ocr3, tmp_path, monkeypatch):
+    # `ptocr ocr doc.pdf` held every page's result (each with its page image) until the document
+    # ended, and a page that failed lost the pages read before it.
+    import gc
+    import weakref
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from ptocr import cli
+    from ptocr.pdf import MAX_PIXELS
+
+    side = int(MAX_PIXELS ** 0.5) + 8  # a third frame past PIL's limit: that page's PageError
+    frames = [Image.new("L", (320, 96), 255) for _ in range(4)] + [Image.new("1", (side, side), 1)]
+    frames[0].save(tmp_path / "scan.tif", save_all=True, append_images=frames[1:], compression="tiff_deflate")
+    alive: list[int] = []
+
+    class Watched:
+        """ocr3, counting at each page how many earlier pages' results are still held."""
+        def __getattr__(self, name):
+            return getattr(ocr3, name)
+
+        def __call__(self, *args, **kw):
+            return ocr3(*args, **kw)
+
+        def iter_pages(self, path, pages=None):
+            held = []
+            for result in ocr3.iter_pages(path, pages):
+                gc.collect()
+                alive.append(sum(r() is not None for r in held))
+                held.append(weakref.ref(result))
+                yield result
+
+    monkeypatch.setattr(cli, "_build_ocr", lambda *a, **kw: Watched())
+    out = tmp_path / "out.json"
+    run = CliRunner().invoke(cli.main, ["ocr", str(tmp_path / "scan.tif"), "--json", str(out)])
+    assert run.exit_code == 2, run.output
+    assert "page 5 cannot be read" in run.stderr and "Traceback" not in run.output
+    assert list(json.loads(out.read_text(encoding="utf-8"))) == [f"{tmp_path / 'scan.tif'}#{n}" for n in range(1, 5)]
+    assert len(alive) == 4 and max(alive) <= 1  # the page just echoed, not every page before it
