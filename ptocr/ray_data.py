@@ -11,17 +11,25 @@ cluster run writes the same file as ``ptocr ocr --out`` on one machine::
     ds = ds.map_batches(OCRBatchPredictor, fn_constructor_kwargs={"det": ..., "rec": ..., "cls": ...,
                         "device": "cuda"}, batch_size=16, compute=ray.data.ActorPoolStrategy(size=4), num_gpus=1)
 
+Ray Data's defaults are safe here: Ray restarts an actor whose process dies and retries its
+task forever, and the actor keeps a journal on its node's disk of what it was reading, so an
+image that kills its reader ``tries`` times gets an error row instead of being read again.
+
 ``run_on_ray`` is what ``ptocr ocr --ray`` runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
-import warnings
+import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import partial
+from hashlib import sha1
+from pathlib import Path
 
 import numpy as np
 
@@ -38,9 +46,11 @@ RAY_ROWS = 8
 # Batches per input block. A task reads a whole block, so a block is what a dead worker, a retry
 # or Ctrl-C costs; from_items' default (200 blocks) makes that 5000 images in a run of a million.
 BLOCK_BATCHES = 16
-# Tries of a task whose worker dies (segfault, OOM kill, os._exit in a decoder). Ray Data's
-# default (max_task_retries=-1) retries it forever: an image that kills its reader hangs the run.
+# Deaths of an actor's process that one image (or building the models) may cause before it
+# counts as failed: a retry after a first death reads the batch one image at a time.
 RAY_TRIES = 3
+# The start of a failure that is the models', not an image's: the driver names no image for it.
+BUILD_FAILED = "cannot build the models"
 
 
 class OCRBatchPredictor:
@@ -48,35 +58,73 @@ class OCRBatchPredictor:
     or the models as ``OCR`` takes them (``det``, ``rec``, ``cls``, ``device``, ``dtype``).
     ``column``: the batch column holding the image paths / URIs. ``cwd``: the folder relative
     paths (of images and models) are read from: an actor starts in its raylet's folder, not the
-    driver's (``run_on_ray`` gives the driver's). ``catch``: an exception while reading a batch
-    comes back in a ``failure`` column of its rows instead of failing the task (``run_on_ray``:
-    a failed task is taken for a dead worker)."""
+    driver's (``run_on_ray`` gives the driver's). ``catch``: an exception while building the
+    models or reading a batch comes back in a ``failure`` column of its rows instead of failing
+    the actor or the task (``run_on_ray`` stops with it). ``tries``: deaths of the actor's
+    process that one image, or building the models, may cause (Ray restarts it each time):
+    then the image gets an error row, or the models a ``PtocrError`` (a ``failure`` with
+    ``catch``)."""
 
     def __init__(self, build: Callable[[], OCR] | None = None, *, det=None, rec=None, cls=None, device=None,
                  dtype=None, batch_size: int | None = None, column: str = "image", cwd: str | None = None,
-                 catch: bool = False):
+                 catch: bool = False, tries: int = RAY_TRIES):
         if cwd is not None and os.path.isdir(cwd):  # no such folder on this node: relative paths fail per image
             os.chdir(cwd)  # the actor's own process
         if build is None:
             build = partial(OCR, det, rec, cls, device=device, dtype=dtype)
-        self.ocr = build()
         self.batch_size = None if batch_size is None else int(batch_size)  # None: BulkReader's default
         self.column = column
         self.catch = catch
+        self.tries = max(1, int(tries))
+        self.journals = _journal_folder()
+        self.failure = ""
+        try:
+            self.ocr = self._build(build)
+        except Exception as e:
+            if not catch:
+                raise
+            self.failure = f"{BUILD_FAILED} on {socket.gethostname()}: {type(e).__name__}: {first_line(e)}"
+
+    def _build(self, build: Callable[[], OCR]) -> OCR:
+        """``build()``, each start journaled: Ray restarts an actor whose process dies while
+        building (killed for memory, a crash in a native library) again and again."""
+        if self.journals is None:
+            return build()
+        journal = _Journal(self.journals / "build")
+        died = len(journal.entries())
+        if died >= self.tries:
+            raise PtocrError(f"the Ray worker died {died} times while building them (out of memory? a crash in "
+                             "a native library? the raylet's log says which)")
+        journal.add("start")
+        ocr = build()
+        journal.remove()
+        return ocr
 
     def __call__(self, batch: dict) -> dict:
+        if self.failure:
+            return _failed(batch, self.column, self.failure)
         if not self.catch:
             return self._read(batch)
         try:
             return self._read(batch) | {"failure": np.array([""] * len(batch[self.column]), dtype=object)}
         except Exception as e:  # noqa: BLE001 - handed to the driver, which stops with it
-            names = [str(v) for v in batch.get(self.column, [])]
-            failure = f"{type(e).__name__}: {first_line(e)}"
-            return {"image": np.array(names, dtype=object), "line": np.array([""] * len(names), dtype=object),
-                    "error": np.array([""] * len(names), dtype=object),
-                    "failure": np.array([failure] * len(names), dtype=object)}
+            return _failed(batch, self.column, f"{type(e).__name__}: {first_line(e)}")
 
     def _read(self, batch: dict) -> dict:
+        names = self._names(batch)
+        journal = None if self.journals is None else _Journal(self.journals / sha1("\0".join(names).encode(
+            "utf-8", "surrogatepass")).hexdigest())
+        if journal is not None and journal.path.exists():  # a retry: this batch's reader died
+            rows = list(self._one_by_one(names, journal))
+        else:
+            rows = list(self._batched(names, journal))
+        if journal is not None:
+            journal.remove()
+        return {"image": np.array(names, dtype=object),
+                "line": np.array([line for line, _ in rows], dtype=object),
+                "error": np.array([error for _, error in rows], dtype=object)}
+
+    def _names(self, batch: dict) -> list[str]:
         if self.column not in batch:
             raise PtocrError(f"OCRBatchPredictor: no column {self.column!r} in the batch (columns: "
                              f"{', '.join(map(str, batch))}); give column=")
@@ -85,11 +133,89 @@ class OCRBatchPredictor:
         if wrong is not None:  # str() of decoded pixels (ray.data.read_images) or bytes would be read as a path
             raise PtocrError(f"OCRBatchPredictor reads image paths / URIs; column {self.column!r} holds "
                              f"{type(wrong).__name__} values")
-        names = [os.fspath(n) for n in values]
-        records = [record(n, r) for n, r in zip(names, iter_pipeline(self.ocr, names, batch_size=self.batch_size))]
-        return {"image": np.array(names, dtype=object),
-                "line": np.array([encode(r) for r in records], dtype=object),
-                "error": np.array([r.get("error", "") for r in records], dtype=object)}
+        return [os.fspath(n) for n in values]
+
+    def _batched(self, names: list[str], journal: _Journal | None) -> Iterator[tuple[str, str]]:
+        """(line, error) of each name, read in windows; the journal (where there is one) holds
+        each result as it comes, for a retry after a death to start from."""
+        if journal is not None:
+            journal.add("batch")
+        for name, result in zip(names, iter_pipeline(self.ocr, names, batch_size=self.batch_size)):
+            row = _row(record(name, result))
+            if journal is not None:
+                journal.add("done", name, *row)
+            yield row
+
+    def _one_by_one(self, names: list[str], journal: _Journal) -> Iterator[tuple[str, str]]:
+        """The retry of a batch whose reader died: the results journaled before, then each
+        other image alone, its start journaled; an image that was being read at ``tries``
+        deaths (the batch's one included) gets an error instead of another."""
+        entries = journal.entries()
+        done = {e[1]: (e[2], e[3]) for e in entries if e[0] == "done"}
+        started = Counter(e[1] for e in entries if e[0] == "start")
+        for name in names:
+            if name not in done:
+                died = started[name] + 1
+                if died >= self.tries:
+                    error = (f"{name}: the Ray worker reading it died {died} times (a crash or an out-of-memory "
+                             "kill in its decoder or the models; the raylet's log says which)")
+                    done[name] = (encode({"image": name, "error": error}), error)
+                else:
+                    journal.add("start", name)
+                    done[name] = _row(record(name, next(iter(iter_pipeline(self.ocr, [name], batch_size=1)))))
+                journal.add("done", name, *done[name])
+            yield done[name]
+
+
+class _Journal:
+    """One JSON list a line in a file on the actor's node: what it was doing when its process
+    died, for the restarted actor (Ray replays its constructor and retries its task, which
+    cannot tell otherwise) to read."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def add(self, *entry) -> None:
+        with open(self.path, "a", encoding="utf-8", errors="surrogatepass") as f:
+            f.write(json.dumps(entry) + "\n")  # one write, flushed at close: a process death keeps it
+
+    def entries(self) -> list[list]:
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="surrogatepass")
+        except FileNotFoundError:
+            return []
+        return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _journal_folder() -> Path | None:
+    """This actor's journal folder on its node; None outside a Ray actor."""
+    try:
+        import ray
+
+        # is_initialized first: get_runtime_context() would start a Ray instance in a plain process
+        actor = ray.get_runtime_context().get_actor_id() if ray.is_initialized() else None
+    except Exception:  # noqa: BLE001 - no ray, or not in a worker: nothing restarts this process
+        return None
+    if actor is None:
+        return None
+    folder = Path(tempfile.gettempdir()) / "ptocr-ray" / actor  # an actor keeps its id through restarts
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _row(rec: dict) -> tuple[str, str]:
+    return encode(rec), rec.get("error", "")
+
+
+def _failed(batch: dict, column: str, failure: str) -> dict:
+    """The rows of ``batch``, each with ``failure``."""
+    names = [str(v) for v in batch.get(column, [])]
+    empty = np.array([""] * len(names), dtype=object)
+    return {"image": np.array(names, dtype=object), "line": empty, "error": empty,
+            "failure": np.array([failure] * len(names), dtype=object)}
 
 
 def run_on_ray(names: list[str], build: Callable[[], OCR], *, address: str = "local", batch_size: int | None = None,
@@ -99,10 +225,10 @@ def run_on_ray(names: list[str], build: Callable[[], OCR], *, address: str = "lo
     ``gpus`` GPUs. Yields ``(name, JSON line, error or None)`` as results arrive (not in input
     order), each name once.
 
-    A batch whose worker dies ``tries`` (default ``RAY_TRIES``) times is read again one image
-    per task, so that only the image that kills its reader is lost; it gets an error line. An exception in the
-    workers (not an unreadable image: a model's) stops the run with a PtocrError, as on one
-    machine."""
+    An image whose reader dies ``tries`` times (default ``RAY_TRIES``; ``OCRBatchPredictor``
+    counts them) gets an error line; the rest of its batch is read. An exception in the workers
+    (not an unreadable image: a model's, or building the models) stops the run with a one-line
+    PtocrError, as on one machine."""
     if not names:
         return
     ray = _ray()
@@ -111,22 +237,13 @@ def run_on_ray(names: list[str], build: Callable[[], OCR], *, address: str = "lo
         # "local": a new local cluster, as documented, even where RAY_ADDRESS names another
         ray.init(address=address, logging_level="WARNING")
     _check_gpus(ray, actors, gpus)
-    rows, tries = batch_size or RAY_ROWS, tries or RAY_TRIES
     names = list(dict.fromkeys(names))
+    yield from _fresh(_read(ray, names, build, batch_size, batch_size or RAY_ROWS, actors, gpus, tries or RAY_TRIES))
+
+
+def _fresh(rows: Iterator[tuple[str, str, str | None]]) -> Iterator[tuple[str, str, str | None]]:
+    """``rows``, each name once (a retried task may give its rows again)."""
     seen: set[str] = set()
-    yield from _fresh(_read(ray, names, build, batch_size, rows, actors, gpus, tries), seen)
-    left = [n for n in names if n not in seen]
-    if left and rows > 1:  # the images of the batches whose workers died, one per task
-        yield from _fresh(_read(ray, left, build, batch_size, 1, actors, gpus, tries), seen)
-    for name in names:
-        if name not in seen:
-            error = (f"{name}: the Ray worker reading it died {tries} times (a crash or an out-of-memory "
-                     "kill in its decoder or the models; the raylet's log says which)")
-            yield name, encode({"image": name, "error": error}), error
-
-
-def _fresh(rows: Iterator[tuple[str, str, str | None]], seen: set[str]) -> Iterator[tuple[str, str, str | None]]:
-    """``rows`` of names not in ``seen`` (a retried task may give its rows again), added to it."""
     for row in rows:
         if row[0] not in seen:
             seen.add(row[0])
@@ -143,20 +260,22 @@ def _ray():
 
 def _read(ray, names: list[str], build, batch_size, rows: int, actors: int, gpus: float,
           tries: int) -> Iterator[tuple[str, str, str | None]]:
-    """One Ray Data pass over ``names``, ``rows`` per task call; the rows of a task whose worker
-    died ``tries`` times are left out (Ray Data's ``max_errored_blocks``)."""
+    """One Ray Data pass over ``names``, ``rows`` per task call."""
     blocks = _blocks(len(names), rows, actors)
     ds = ray.data.from_items([{"image": n} for n in names], override_num_blocks=blocks)
-    with warnings.catch_warnings():  # max_task_retries has no named parameter in 2.60, ray_remote_args is deprecated
-        warnings.simplefilter("ignore", DeprecationWarning)
-        ds = _map(ray, ds, build, batch_size, rows, min(actors, blocks), gpus, tries)
+    ds = _map(ray, ds, build, batch_size, rows, min(actors, blocks), gpus, tries)
     # The dataset's own copy of the DataContext: a script that runs ray keeps its settings.
     ds.context.enable_progress_bars = False  # ptocr draws its own
-    ds.context.max_errored_blocks = -1  # the workers catch exceptions: a failed task is a dead worker
     for row in ds.iter_rows():
         if row["failure"]:
-            raise PtocrError(f"{row['image']}: the Ray workers failed: {row['failure']}")
+            raise PtocrError(_failure_message(str(row["image"]), str(row["failure"])))
         yield str(row["image"]), str(row["line"]), (str(row["error"]) or None)
+
+
+def _failure_message(name: str, failure: str) -> str:
+    if failure.startswith(BUILD_FAILED):  # no image's fault
+        return f"--ray: the Ray workers {failure}"
+    return f"{name}: the Ray workers failed: {failure}"
 
 
 def _blocks(count: int, rows: int, actors: int) -> int:
@@ -166,13 +285,13 @@ def _blocks(count: int, rows: int, actors: int) -> int:
 
 
 def _map(ray, ds, build, batch_size, rows: int, actors: int, gpus: float, tries: int):
-    # One task at a time per actor when narrowing down: a task queued behind a poison image would
-    # die with it, and spend its tries.
-    pool = ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1 if rows == 1 else None)
+    # Ray Data's own fault tolerance (actors restarted, tasks retried) with named parameters
+    # only: ray_remote_args (max_task_retries, max_restarts) is deprecated in 2.60, going in 2.64.
     return ds.map_batches(OCRBatchPredictor, fn_constructor_args=(build,),
-                          fn_constructor_kwargs={"batch_size": batch_size, "cwd": os.getcwd(), "catch": True},
-                          batch_size=rows, batch_format="numpy", compute=pool, num_gpus=gpus,
-                          max_restarts=-1, max_task_retries=tries - 1)
+                          fn_constructor_kwargs={"batch_size": batch_size, "cwd": os.getcwd(), "catch": True,
+                                                 "tries": tries},
+                          batch_size=rows, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
+                          num_gpus=gpus)
 
 
 def _check_reachable(address: str) -> None:
