@@ -15,6 +15,12 @@ Ray Data's defaults are safe here: Ray restarts an actor whose process dies and 
 task forever, and the actor keeps a journal on its node's disk of what it was reading, so an
 image that kills its reader ``tries`` times gets an error row instead of being read again.
 
+A path that the actor's node does not have (a mount missing there) is an error row like a
+deleted file's, but its ``missing`` column names what the node lacks (and ``node`` the node):
+only a machine that sees the paths can tell the two apart. ``run_on_ray``'s driver does: where
+it has the image, or the folder the node lacks, the run stops naming both, and nothing is
+recorded for those images; else the row is the image's error, as on one machine.
+
 ``run_on_ray`` is what ``ptocr ocr --ray`` runs.
 """
 
@@ -33,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ptocr.bulk import iter_pipeline
+from ptocr.bulk import is_uri, iter_pipeline
 from ptocr.errors import PtocrError, first_line
 from ptocr.jsonl_results import encode, record
 from ptocr.pipeline import OCR
@@ -63,13 +69,19 @@ class OCRBatchPredictor:
     the actor or the task (``run_on_ray`` stops with it). ``tries``: deaths of the actor's
     process that one image, or building the models, may cause (Ray restarts it each time):
     then the image gets an error row, or the models a ``PtocrError`` (a ``failure`` with
-    ``catch``)."""
+    ``catch``).
+
+    Columns returned: ``image``, ``line`` (the JSON line), ``error`` ("" when read), ``missing``
+    (for an error row whose path this node does not have: the shallowest part of it missing
+    here, absolute; else "") and ``node`` (this node's hostname); ``failure`` with ``catch``."""
 
     def __init__(self, build: Callable[[], OCR] | None = None, *, det=None, rec=None, cls=None, device=None,
                  dtype=None, batch_size: int | None = None, column: str = "image", cwd: str | None = None,
                  catch: bool = False, tries: int = RAY_TRIES):
-        if cwd is not None and os.path.isdir(cwd):  # no such folder on this node: relative paths fail per image
+        if cwd is not None and os.path.isdir(cwd):  # no such folder on this node: it is what relative paths lack
             os.chdir(cwd)  # the actor's own process
+        self.cwd = cwd
+        self.node = socket.gethostname()
         if build is None:
             build = partial(OCR, det, rec, cls, device=device, dtype=dtype)
         self.batch_size = None if batch_size is None else int(batch_size)  # None: BulkReader's default
@@ -83,7 +95,7 @@ class OCRBatchPredictor:
         except Exception as e:
             if not catch:
                 raise
-            self.failure = f"{BUILD_FAILED} on {socket.gethostname()}: {type(e).__name__}: {first_line(e)}"
+            self.failure = f"{BUILD_FAILED} on {self.node}: {type(e).__name__}: {first_line(e)}"
 
     def _build(self, build: Callable[[], OCR]) -> OCR:
         """``build()``, each start journaled: Ray restarts an actor whose process dies while
@@ -102,13 +114,13 @@ class OCRBatchPredictor:
 
     def __call__(self, batch: dict) -> dict:
         if self.failure:
-            return _failed(batch, self.column, self.failure)
+            return _failed(batch, self.column, self.failure, self.node)
         if not self.catch:
             return self._read(batch)
         try:
             return self._read(batch) | {"failure": np.array([""] * len(batch[self.column]), dtype=object)}
         except Exception as e:  # noqa: BLE001 - handed to the driver, which stops with it
-            return _failed(batch, self.column, f"{type(e).__name__}: {first_line(e)}")
+            return _failed(batch, self.column, f"{type(e).__name__}: {first_line(e)}", self.node)
 
     def _read(self, batch: dict) -> dict:
         names = self._names(batch)
@@ -122,7 +134,26 @@ class OCRBatchPredictor:
             journal.remove()
         return {"image": np.array(names, dtype=object),
                 "line": np.array([line for line, _ in rows], dtype=object),
-                "error": np.array([error for _, error in rows], dtype=object)}
+                "error": np.array([error for _, error in rows], dtype=object),
+                "missing": np.array([self._missing_here(n) if error else "" for n, (_, error) in zip(names, rows)],
+                                    dtype=object),
+                "node": np.array([self.node] * len(names), dtype=object)}
+
+    def _missing_here(self, name: str) -> str:
+        """The shallowest part of ``name``'s path that this node does not have; "" for a URI
+        of another store (its missing object is the image's error) or a path that is here."""
+        path = _local_path(name)
+        if path is None:
+            return ""
+        return _shallowest_missing(os.path.join(self._relative_base(), path))
+
+    def _relative_base(self) -> str:
+        """The folder a relative path's missing part is looked for from: this actor's own (the
+        driver's, ``cwd``, where this node has it); ``cwd`` where this node lacks it, as that is
+        what the path lacks here (not a file under the raylet's folder, where the actor stayed)."""
+        if self.cwd is not None and not os.path.isdir(self.cwd):
+            return self.cwd
+        return os.getcwd()
 
     def _names(self, batch: dict) -> list[str]:
         if self.column not in batch:
@@ -210,12 +241,52 @@ def _row(rec: dict) -> tuple[str, str]:
     return encode(rec), rec.get("error", "")
 
 
-def _failed(batch: dict, column: str, failure: str) -> dict:
+def _failed(batch: dict, column: str, failure: str, node: str) -> dict:
     """The rows of ``batch``, each with ``failure``."""
     names = [str(v) for v in batch.get(column, [])]
     empty = np.array([""] * len(names), dtype=object)
-    return {"image": np.array(names, dtype=object), "line": empty, "error": empty,
+    return {"image": np.array(names, dtype=object), "line": empty, "error": empty, "missing": empty,
+            "node": np.array([node] * len(names), dtype=object),
             "failure": np.array([failure] * len(names), dtype=object)}
+
+
+def _local_path(name: str) -> str | None:
+    """The file system path of ``name`` on the machine that reads it: a path as given, a
+    ``file://`` URI's path; None for other URIs (s3://, gs://, http://: the same store for all)."""
+    if not is_uri(name):
+        return name
+    if not name.lower().startswith("file:"):
+        return None
+    try:
+        from pyarrow import fs
+
+        filesystem, path = fs.FileSystem.from_uri(name)
+    except (ImportError, OSError, ValueError):  # not a URI pyarrow reads: the image's own error
+        return None
+    return path if isinstance(filesystem, fs.LocalFileSystem) else None
+
+
+def _lacks(path: str) -> bool:
+    """Whether this machine has nothing at ``path`` (not: cannot read it, or a file on the way)."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
+
+
+def _shallowest_missing(path: str) -> str:
+    """The shallowest part of absolute ``path`` that this machine lacks (a mount point, a
+    folder, the file itself); "" when it has the path."""
+    if not _lacks(path):
+        return ""
+    while True:
+        parent = os.path.dirname(path)
+        if parent == path or not _lacks(parent):
+            return path
+        path = parent
 
 
 def run_on_ray(names: list[str], build: Callable[[], OCR], *, address: str = "local", batch_size: int | None = None,
@@ -228,7 +299,9 @@ def run_on_ray(names: list[str], build: Callable[[], OCR], *, address: str = "lo
     An image whose reader dies ``tries`` times (default ``RAY_TRIES``; ``OCRBatchPredictor``
     counts them) gets an error line; the rest of its batch is read. An exception in the workers
     (not an unreadable image: a model's, or building the models) stops the run with a one-line
-    PtocrError, as on one machine."""
+    PtocrError, as on one machine. So does an image that a node lacks while this machine has it
+    (or what the node lacks of its path): the node cannot see the driver's files, and the image
+    is not yielded, so that a rerun reads it; one missing here too is its own error row."""
     if not names:
         return
     ray = _ray()
@@ -269,7 +342,29 @@ def _read(ray, names: list[str], build, batch_size, rows: int, actors: int, gpus
     for row in ds.iter_rows():
         if row["failure"]:
             raise PtocrError(_failure_message(str(row["image"]), str(row["failure"])))
+        if row["missing"] and _seen_here(str(row["image"]), str(row["missing"])):
+            # Not the image's error: a rerun must read it, so it is not yielded (written) at all.
+            raise PtocrError(_unseen_message(str(row["image"]), str(row["missing"]), str(row["node"])))
         yield str(row["image"]), str(row["line"]), (str(row["error"]) or None)
+
+
+def _seen_here(name: str, missing: str) -> bool:
+    """Whether this machine (the driver) has the image that a node lacked, or what that node
+    lacks of its path (a mount point, a folder): then the node does not see what the driver
+    sees. Neither: the image is gone (a stale list), its error is its result."""
+    path = _local_path(name)
+    return (path is not None and os.path.exists(path)) or os.path.exists(missing)
+
+
+def _unseen_message(name: str, missing: str, node: str) -> str:
+    if is_uri(name) or os.path.isabs(name):
+        folder = missing if os.path.isdir(missing) else os.path.dirname(missing)
+        what = f"cannot see {folder} as this machine does: there is no {missing} there ({name})"
+    else:
+        what = (f"cannot see {name} as this machine does: relative paths are read from {os.getcwd()} here, and "
+                f"there it has no {missing}")
+    return (f"--ray: the Ray node {node} {what}; nothing is recorded for the images it could not see: make "
+            "them visible there (a mount missing?) or leave that node out, and run again")
 
 
 def _failure_message(name: str, failure: str) -> str:
