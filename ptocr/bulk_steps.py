@@ -31,7 +31,7 @@ class BulkItem:
     source: str | None
     page_index: int | None = None  # 0-based page of a PDF
     img: np.ndarray | None = None
-    extra: Any = None  # what ``load`` adds (the 3.x pipeline: the document's angle)
+    extra: Any = None  # what ``load`` adds (the 3.x pipeline: its PreparedPage)
     x: np.ndarray | None = None  # the detector's input, C x H x W
     info: Any = None
     error: str | None = None
@@ -107,8 +107,9 @@ class Pipeline3Steps:
         if ocr.textline is not None:
             self.stages.insert(0, CropStage(ocr.textline, ocr.orient_batches, ocr.orient_classes, self._turn))
 
-    def load(self, image) -> tuple[np.ndarray, int]:
-        return self.ocr.prepare(image)  # (image, document angle)
+    def load(self, image) -> tuple[np.ndarray, Any]:
+        page = self.ocr.prepare(image)
+        return page.image, page  # the page to read, and the doc preprocessor's images and angle
 
     def det_input(self, img: np.ndarray):
         return self.ocr.det_pre(img)
@@ -121,5 +122,5 @@ class Pipeline3Steps:
         item.crops, item.angles = self.ocr.turn(item.crops, classes), classes
 
     def assemble(self, item: BulkItem):
-        return self.ocr.assemble(item.img, item.boxes, item.angles, item.texts, source=item.source,
-                                 page_index=item.page_index, doc_angle=item.extra, crops=item.crops)
+        return self.ocr.assemble(item.extra, item.boxes, item.angles, item.texts, source=item.source,
+                                 page_index=item.page_index, crops=item.crops)

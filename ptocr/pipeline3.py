@@ -21,18 +21,21 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 from bidi.algorithm import get_display
 
 from ptocr.bulk import BulkReading
 from ptocr.bulk_steps import Pipeline3Steps
-from ptocr.errors import PtocrError
-from ptocr.languages import bundle_parts
+from ptocr.errors import ImageError, PtocrError, close_names
+from ptocr.inputs import folder_files, is_folder
+from ptocr.languages import PPOCRV3_ONLY_LANGUAGES, PPOCRV6_LANGUAGES, bundle_parts, languages
 from ptocr.manifest import load_manifest
 from ptocr.inputs import read_inputs
-from ptocr.pdf import document_pages
+from ptocr.pdf import document_pages, is_paged
 from ptocr.pipeline import as_predictor
 from ptocr.postprocess import CTCLabelDecode, DBPostProcess
 from ptocr.postprocess.word_boxes import line_word_boxes, recognized_columns, word_groups
@@ -44,7 +47,7 @@ from ptocr.transforms.rec import pad_batch, resize_norm_img_own_width
 from ptocr.transforms.rotate import rotate_image
 
 __all__ = ["BIDI_RECOGNIZERS", "DOC_ORIENTATION_MODEL", "DOC_UNWARPING_MODEL", "OCR3", "PADDLEOCR3_DEFAULTS",
-           "STEP_SWITCHES", "bundle_doc_parts"]
+           "PreparedPage", "STEP_SWITCHES", "bundle_doc_parts", "paddleocr3_model_names"]
 
 # The pipeline's settings as paddlex 3.7's OCR.yaml gives them (text_type "general").
 PADDLEOCR3_DEFAULTS = {
@@ -73,9 +76,79 @@ DOC_UNWARPING_MODEL = "UVDoc"
 # PaddleOCR 3.x's switches of its optional steps: OCR3's parts (True needs the step's model).
 STEP_SWITCHES = ("use_textline_orientation", "use_doc_orientation_classify", "use_doc_unwarping")
 
+# ---- paddleocr 3.7's PaddleOCR(...) options (paddleocr/_pipelines/ocr.py, _common_args.py) ----
+
+# Each of OCR3's parts and the (model name, model folder) options that give it in 3.x.
+MODEL_OPTIONS = {
+    "det": ("text_detection_model_name", "text_detection_model_dir"),
+    "rec": ("text_recognition_model_name", "text_recognition_model_dir"),
+    "textline": ("textline_orientation_model_name", "textline_orientation_model_dir"),
+    "doc_ori": ("doc_orientation_classify_model_name", "doc_orientation_classify_model_dir"),
+    "doc_unwarp": ("doc_unwarping_model_name", "doc_unwarping_model_dir"),
+}
+# The models paddlex 3.7's OCR.yaml names for parts not given (det and rec when some model option
+# is given; lang / ocr_version pick them otherwise).
+YAML_MODELS = {"det": "PP-OCRv6_medium_det", "rec": "PP-OCRv6_medium_rec", "textline": "PP-LCNet_x1_0_textline_ori",
+               "doc_ori": DOC_ORIENTATION_MODEL, "doc_unwarp": DOC_UNWARPING_MODEL}
+# PaddleOCR 2.x names paddleocr 3.7 still takes, each for its 3.x name (with a deprecation warning).
+DEPRECATED_NAMES = {
+    "det_model_dir": "text_detection_model_dir", "det_limit_side_len": "text_det_limit_side_len",
+    "det_limit_type": "text_det_limit_type", "det_db_thresh": "text_det_thresh",
+    "det_db_box_thresh": "text_det_box_thresh", "det_db_unclip_ratio": "text_det_unclip_ratio",
+    "rec_model_dir": "text_recognition_model_dir", "rec_batch_num": "text_recognition_batch_size",
+    "use_angle_cls": "use_textline_orientation", "cls_model_dir": "textline_orientation_model_dir",
+    "cls_batch_num": "textline_orientation_batch_size",
+}
+OCR_VERSIONS = ("PP-OCRv3", "PP-OCRv4", "PP-OCRv5", "PP-OCRv6")
+# The zoo bundle whose det (and, for ch, rec) 3.x runs for an ocr_version; v3 and v4 have none.
+VERSION_BUNDLES = {"PP-OCRv5": "PP-OCRv5_server", "PP-OCRv6": "PP-OCRv6_medium"}
+
+ANY = object()  # an engine option taken whatever its value
+_FASTER = "for speed here: compile=True, or export the models (ptocr export)"
+# Paddle engine options -> (values taken: they change nothing ptocr reads, what to do otherwise).
+# enable_mkldnn / mkldnn_cache_capacity pick Paddle's CPU kernels: any value reads the same text.
+ENGINE_OPTIONS = {
+    "enable_mkldnn": (ANY, ""),
+    "mkldnn_cache_capacity": (ANY, ""),
+    "enable_hpi": ((None, False), f"high-performance inference is a PaddleX engine; {_FASTER}"),
+    "use_tensorrt": ((None, False), f"TensorRT is a Paddle Inference subgraph engine; {_FASTER}"),
+    "enable_cinn": ((None, False), f"CINN is Paddle's compiler; {_FASTER}"),
+    "engine": ((None, "paddle", "paddle_static", "paddle_dynamic"), f"ptocr runs the models in PyTorch; {_FASTER}"),
+    "engine_config": ((None,), "Paddle engine settings have no PyTorch counterpart: drop it"),
+    "cpu_threads": ((None,), "PyTorch's threads are per process: torch.set_num_threads(n)"),
+    "paddlex_config": ((None,), "give its settings as options: OCR3(text_det_thresh=..., "
+                                "text_detection_model_dir=..., ...)"),
+    "text_det_input_shape": ((None,), "a fixed input shape is for static engines; ptocr sizes the detector's "
+                                      "input as 3.x does by default (text_det_limit_side_len / _type)"),
+    "text_rec_input_shape": ((None,), "a fixed input shape is for static engines; ptocr sizes each crop as 3.x "
+                                      "does by default (height 48, its own width)"),
+}
+PRECISIONS = {"fp32": None, "fp16": "float16"}
+# Paddle's device kinds PyTorch has no backend for (Paddle's "xpu" is Kunlunxin, not torch's Intel XPU).
+PADDLE_ONLY_DEVICES = frozenset({"npu", "xpu", "mlu", "dcu", "gcu", "iluvatar_gpu", "metax_gpu"})
+# Options of PaddleOCR(...) only: predict(...) does not take them.
+CONSTRUCTOR_OPTIONS = frozenset({*(n for pair in MODEL_OPTIONS.values() for n in pair), "lang", "ocr_version",
+                                 "device", "precision", *ENGINE_OPTIONS, *DEPRECATED_NAMES})
+
+
+class PreparedPage(NamedTuple):
+    """A page as the document preprocessor leaves it (paddlex's ``doc_preprocessor_res``):
+    ``image`` what the later steps read (its ``output_img``), ``angle`` the orientation step's
+    (-1 without it), ``input_img`` the page as read, ``rot_img`` after the orientation step."""
+
+    image: np.ndarray
+    angle: int
+    input_img: np.ndarray
+    rot_img: np.ndarray
+
 
 class OCR3(BulkReading):
     """Image(s) or PDF pages in, PaddleOCR 3.x's results out (``OCR3Result`` per image / page).
+
+    ``OCR3(**options)`` with paddleocr 3.7's ``PaddleOCR(**options)`` (no det / rec given) picks
+    the models as 3.x does: ``text_detection_model_name`` / ``_dir`` and the like, else ``lang`` and
+    ``ocr_version``; ``device="gpu:0"``, ``precision="fp16"`` and Paddle's engine options as
+    doc/pipeline.md's table says. ``predict`` / ``predict_iter`` read as 3.x's.
 
     Args:
         det, rec: each a predictor, converted ``.safetensors``, Paddle model folder or zoo name.
@@ -93,10 +166,20 @@ class OCR3(BulkReading):
 
     rules = "paddleocr3"
 
-    def __init__(self, det, rec, textline=None, doc_ori=None, doc_unwarp=None, *,
+    def __init__(self, det=None, rec=None, textline=None, doc_ori=None, doc_unwarp=None, *,
                  use_textline_orientation: bool | None = None, use_doc_orientation_classify: bool | None = None,
                  use_doc_unwarping: bool | None = None, device=None, dtype=None, optimize: bool = True,
                  compile: bool = False, **settings):
+        settings = _current_names({"use_textline_orientation": use_textline_orientation, **settings})
+        use_textline_orientation = settings.pop("use_textline_orientation")
+        device, dtype = _engine_choice(settings, device, dtype)
+        switches = {"textline": use_textline_orientation, "doc_ori": use_doc_orientation_classify,
+                    "doc_unwarp": use_doc_unwarping}
+        det, rec, textline, doc_ori, doc_unwarp = _model_parts(
+            dict(det=det, rec=rec, textline=textline, doc_ori=doc_ori, doc_unwarp=doc_unwarp), settings,
+            switches).values()
+        if set(settings) - set(PADDLEOCR3_DEFAULTS):  # before any model is loaded or fetched
+            raise PtocrError(_unknown_settings(sorted(set(settings) - set(PADDLEOCR3_DEFAULTS))))
         textline = _switched(textline, use_textline_orientation, "use_textline_orientation",
                              "a textline orientation model (textline=...)")
         doc_ori = _switched(doc_ori, use_doc_orientation_classify, "use_doc_orientation_classify",
@@ -124,7 +207,7 @@ class OCR3(BulkReading):
         ``predict(...)`` take None as "unset" (paddlex's get_text_det_params and the like)."""
         unknown = set(given) - set(PADDLEOCR3_DEFAULTS)
         if unknown:
-            raise PtocrError(f"unknown settings {sorted(unknown)}; known: {sorted(PADDLEOCR3_DEFAULTS)}")
+            raise PtocrError(_unknown_settings(sorted(unknown)))
         settings = {**base, **{k: v for k, v in given.items() if v is not None}}
         for key in ("textline_orientation_batch_size", "text_recognition_batch_size"):
             if int(settings[key]) < 1:
@@ -172,11 +255,10 @@ class OCR3(BulkReading):
 
     # ---- the steps ----
 
-    def prepare(self, image) -> tuple[np.ndarray, int]:
+    def prepare(self, image) -> PreparedPage:
         """Read ``image`` (BGR), turn it upright when a doc-orientation model is set, then unwarp it
-        when a doc-unwarping model is set (PaddleX's doc preprocessor, in that order).
-        Returns (image, angle in degrees; -1 without the orientation step)."""
-        img = load_image(image)
+        when a doc-unwarping model is set (PaddleX's doc preprocessor, in that order)."""
+        img = rot = load_image(image)
         angle = -1
         if self.doc_ori is not None:
             label, _ = self.doc_ori(img)
@@ -184,10 +266,9 @@ class OCR3(BulkReading):
                 raise PtocrError(f"the document orientation model answered {label!r}, not an angle of 0, 90, 180 "
                                  "or 270: is it a document orientation model (PP-LCNet_x1_0_doc_ori)?")
             angle = int(label)
-            img = rotate_image(img, angle)
-        if self.doc_unwarp is not None:
-            img = self.doc_unwarp.unwarp(img)
-        return img, angle
+            rot = rotate_image(img, angle)
+        page = self.doc_unwarp.unwarp(rot) if self.doc_unwarp is not None else rot
+        return PreparedPage(page, angle, img, rot)
 
     def detect(self, img: np.ndarray) -> list[np.ndarray]:
         """Text quads (int 4 x 2, source pixels) in reading order."""
@@ -284,9 +365,10 @@ class OCR3(BulkReading):
             quads.append(q)
         return words, quads
 
-    def assemble(self, img, polys, angles, texts, *, source=None, page_index=None, doc_angle=-1,
+    def assemble(self, page: PreparedPage, polys, angles, texts, *, source=None, page_index=None,
                  dt_polys=None, crops=None) -> OCR3Result:
-        """The result; ``crops`` (as recognized) are needed for word boxes only."""
+        """The result of the ``prepare``d ``page``; ``crops`` (as recognized) are needed for word
+        boxes only."""
         thresh = float(self.settings["text_rec_score_thresh"])
         kept = [i for i, t in enumerate(texts) if t[1] >= thresh]
         lines = [Line([[float(x), float(y)] for x, y in polys[i]], texts[i][0], float(texts[i][1]),
@@ -309,24 +391,24 @@ class OCR3(BulkReading):
                                 "box_thresh": s["text_det_box_thresh"], "unclip_ratio": s["text_det_unclip_ratio"]},
             "text_rec_score_thresh": thresh,
         }
-        return OCR3Result(lines, source=source, image=img, page_index=page_index,
+        return OCR3Result(lines, source=source, image=page.image, page_index=page_index,
                           dt_polys=list(polys if dt_polys is None else dt_polys),
-                          textline_orientation_angles=list(angles), doc_angle=doc_angle, settings=settings,
-                          text_word=words, text_word_region=quads)
+                          textline_orientation_angles=list(angles), doc_angle=page.angle, settings=settings,
+                          text_word=words, text_word_region=quads, input_img=page.input_img, rot_img=page.rot_img)
 
     # ---- whole images ----
 
     def read(self, image, *, source: str | None = None, page_index: int | None = None) -> OCR3Result:
         """One image (path, bytes, array, PIL image) through every step."""
+        _refuse_url(image)
         if source is None and isinstance(image, (str, os.PathLike)):
             source = os.fspath(image)
-        img, doc_angle = self.prepare(image)
-        polys = self.detect(img)
-        crops, polys = self.crop(img, polys)
+        page = self.prepare(image)
+        polys = self.detect(page.image)
+        crops, polys = self.crop(page.image, polys)
         crops, angles = self.orient(crops)
         texts = self.recognize(crops) if crops else []
-        return self.assemble(img, polys, angles, texts, source=source, page_index=page_index, doc_angle=doc_angle,
-                             crops=crops)
+        return self.assemble(page, polys, angles, texts, source=source, page_index=page_index, crops=crops)
 
     def read_pdf(self, path, pages: Iterable[int] | None = None) -> list[OCR3Result]:
         """Every page of the PDF (or TIFF: each frame a page) ``path``, or the 1-based ``pages``,
@@ -336,6 +418,7 @@ class OCR3(BulkReading):
     def iter_pages(self, path, pages: Iterable[int] | None = None) -> Iterator[OCR3Result]:
         """``read_pdf``'s results one page at a time: a long document is never held whole, and a
         page that cannot be read (a ``PageError``) comes after the pages before it."""
+        _refuse_url(path)
         for index, page in document_pages(path, pages):
             yield self.read(page, source=os.fspath(path), page_index=index)
 
@@ -347,6 +430,25 @@ class OCR3(BulkReading):
         if settings:
             return self.with_settings(**settings)(images, pages)
         return read_inputs(self, images, pages)
+
+    # ---- PaddleOCR 3.x's calls ----
+
+    def predict_iter(self, input, **settings) -> Iterator[OCR3Result]:
+        """PaddleOCR 3.x's ``predict_iter``: one result per image or PDF / TIFF page of ``input``
+        (a path, array, folder or list of them), each read when asked for; ``settings`` as 3.x's
+        per-call keywords (``use_textline_orientation=False``, ``text_det_thresh=...``)."""
+        ocr = self.with_settings(**settings) if settings else self
+        for image in _each_input(input):
+            yield from ocr.iter_pages(image) if is_paged(image) else [ocr.read(image)]
+
+    def predict(self, input, **settings) -> list[OCR3Result]:
+        """PaddleOCR 3.x's ``predict``: ``predict_iter``'s results as a list, even for one image."""
+        return list(self.predict_iter(input, **settings))
+
+    def ocr(self, img, **settings) -> list[OCR3Result]:
+        """PaddleOCR 3.x's deprecated ``ocr``: ``predict`` (3.7 warns the same way)."""
+        warnings.warn("OCR3.ocr is deprecated as PaddleOCR 3.x's is: use predict", DeprecationWarning, stacklevel=2)
+        return self.predict(img, **settings)
 
     def bulk_steps(self) -> Pipeline3Steps:
         return Pipeline3Steps(self)
@@ -383,3 +485,164 @@ def _per_crop(crops: list, batches, model, post) -> list:
         for i, res in zip(index, post(model.forward(batch))):
             out[i] = res
     return out
+
+
+# ---- paddleocr 3.7's PaddleOCR(...) options -> OCR3's arguments ----
+
+def _current_names(options: dict) -> dict:
+    """``options`` with PaddleOCR 2.x's names that 3.7 still takes under their 3.x names (with 3.7's
+    deprecation warning); an old and a new name both set is 3.7's "mutually exclusive" error."""
+    out = dict(options)
+    for old, new in DEPRECATED_NAMES.items():
+        if old not in out:
+            continue
+        value = out.pop(old)
+        warnings.warn(f"{old} is deprecated in PaddleOCR 3.x; use {new}", DeprecationWarning, stacklevel=3)
+        if value is not None and out.get(new) is not None:
+            raise PtocrError(f"{old} and {new} are mutually exclusive: give {new} only")
+        if value is not None:
+            out[new] = value
+    return out
+
+
+def _engine_choice(options: dict, device, dtype) -> tuple:
+    """(device, dtype) from 3.x's ``device`` and ``precision``, Paddle's engine options taken where
+    they change nothing and refused with what to do otherwise (popped from ``options``)."""
+    for name, (taken, instead) in ENGINE_OPTIONS.items():
+        if name in options:
+            value = options.pop(name)
+            if taken is not ANY and value not in taken:
+                raise PtocrError(f"OCR3 does not take PaddleOCR's {name}={value!r}: {instead}")
+    precision = options.pop("precision", None)
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise PtocrError(f"precision={precision!r}: PaddleOCR 3.x's precisions are {', '.join(PRECISIONS)}")
+        if dtype is not None:
+            raise PtocrError("give precision (PaddleOCR 3.x's) or dtype, not both")
+        dtype = PRECISIONS[precision]
+    return torch_device(device), dtype
+
+
+def torch_device(device):
+    """PaddleOCR 3.x's device names ("gpu", "gpu:1", "cpu") as PyTorch's ("cuda", "cuda:1", "cpu");
+    anything else as given (a torch.device, "cuda:0", "mps")."""
+    if not isinstance(device, str):
+        return device
+    if "," in device:
+        raise PtocrError(f"device={device!r}: ptocr reads on one device; build one pipeline per device "
+                         "(device='cuda:0', device='cuda:1')")
+    kind, colon, index = device.partition(":")
+    if kind == "gpu":
+        return f"cuda{colon}{index}"
+    if kind in PADDLE_ONLY_DEVICES:
+        raise PtocrError(f"device={device!r} is a Paddle device PyTorch has no backend for; give 'cpu' or 'gpu:N'")
+    return device
+
+
+def _model_parts(given: dict, options: dict, switches: dict) -> dict:
+    """OCR3's parts (det, rec, textline, doc_ori, doc_unwarp): those given, else 3.x's model options
+    (popped from ``options``). With neither det nor rec given, the rest as PaddleOCR 3.x fills it:
+    det / rec by lang and ocr_version (or OCR.yaml's where some model option is set), the textline
+    model unless switched off; the document models where their switch is True (ptocr's default
+    leaves document preprocessing off, doc/pipeline.md)."""
+    named = {part: _model_source(options.pop(n, None), options.pop(d, None), n)
+             for part, (n, d) in MODEL_OPTIONS.items()}
+    lang, version = options.pop("lang", None), options.pop("ocr_version", None)
+    for part, source in named.items():
+        if source is not None and given[part] is not None:
+            raise PtocrError(f"{part} is given twice: as {part}= and as {' / '.join(MODEL_OPTIONS[part])}")
+    parts = {part: given[part] if given[part] is not None else named[part] for part in given}
+    by_paddleocr3 = given["det"] is None and given["rec"] is None
+    if not by_paddleocr3 or named["det"] is not None or named["rec"] is not None:
+        if lang is not None or version is not None:
+            warnings.warn("lang and ocr_version are not used: the models are given (as in PaddleOCR 3.x)",
+                          stacklevel=3)
+    else:
+        parts["det"], parts["rec"] = paddleocr3_model_names(lang, version)
+    if not by_paddleocr3:
+        return parts
+    for part in ("det", "rec"):
+        parts[part] = parts[part] or YAML_MODELS[part]
+    if parts["textline"] is None and switches["textline"] is not False:
+        parts["textline"] = YAML_MODELS["textline"]
+    for part in ("doc_ori", "doc_unwarp"):
+        if parts[part] is None and switches[part]:
+            parts[part] = YAML_MODELS[part]
+    return parts
+
+
+def _model_source(name: str | None, folder, option: str):
+    """What a part's (model name, model folder) options load: the folder where given (paddlex
+    reads it whatever the name), else the zoo model of that name."""
+    if folder is not None:
+        return folder
+    if name is None:
+        return None
+    known = load_manifest().models
+    if name not in known:
+        close = close_names(name, known)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise PtocrError(f"{option}={name!r} is not a model of ptocr's zoo{hint}; give the Paddle model folder as "
+                         f"{option.replace('_name', '_dir')}=... (`ptocr list` shows the zoo)")
+    return name
+
+
+def paddleocr3_model_names(lang: str | None, ocr_version: str | None) -> tuple[str, str]:
+    """(det, rec): the zoo models paddleocr 3.7's ``PaddleOCR(lang=, ocr_version=)`` runs
+    (``_get_ocr_model_names``); a clear error where 3.x has none or ptocr's zoo lacks them."""
+    if ocr_version is not None and ocr_version not in OCR_VERSIONS:
+        close = close_names(str(ocr_version), OCR_VERSIONS)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise PtocrError(f"ocr_version={ocr_version!r} is not one of PaddleOCR 3.x's {', '.join(OCR_VERSIONS)}{hint}")
+    version = ocr_version or _version_for(lang)
+    if version not in VERSION_BUNDLES:
+        bundles = ", ".join(sorted(n for n in load_manifest().bundles if load_manifest().bundle_rules(n) == OCR3.rules))
+        raise PtocrError(f"{'lang=' + repr(lang) + ' runs ' if ocr_version is None else ''}ocr_version={version!r}: "
+                         f"ptocr's zoo has no PaddleOCR 3.x bundle of {version} (its 3.x bundles: {bundles}); "
+                         "give the models (text_detection_model_dir=..., text_recognition_model_dir=...), or read "
+                         "with PaddleOCR 2.x's rules: ptocr.load('ch_PP-OCRv4')")
+    parts = bundle_parts(VERSION_BUNDLES[version], lang)  # unknown or unsupported codes: its error
+    return parts["det"], parts["rec"]
+
+
+def _version_for(lang: str | None) -> str:
+    """The generation paddleocr 3.7 picks for ``lang`` when ocr_version is not given."""
+    if lang is None or lang in PPOCRV6_LANGUAGES:
+        return "PP-OCRv6"
+    if lang in PPOCRV3_ONLY_LANGUAGES:
+        return "PP-OCRv3"
+    if lang in languages():
+        return "PP-OCRv5"
+    bundle_parts(VERSION_BUNDLES["PP-OCRv5"], lang)  # raises: not a language code, with close ones
+    raise PtocrError(f"lang {lang!r} is not one of PaddleOCR 3.x's language codes")
+
+
+def _unknown_settings(names: list[str]) -> str:
+    """The message for settings no pipeline call takes: close names, or where they belong."""
+    misplaced = [n for n in names if n in CONSTRUCTOR_OPTIONS]
+    if misplaced:
+        return (f"unknown settings {names}: {', '.join(misplaced)} are taken when the pipeline is made "
+                "(OCR3(...), as PaddleOCR(...)), not per call (predict(...))")
+    known = [*PADDLEOCR3_DEFAULTS, *STEP_SWITCHES, *CONSTRUCTOR_OPTIONS]
+    close = {n: close_names(n, known, cutoff=0.6) for n in names}
+    hints = "; ".join(f"{n}: did you mean {', '.join(c)}?" for n, c in close.items() if c)
+    return f"unknown settings {names}" + (f" ({hints})" if hints else f"; known: {sorted(PADDLEOCR3_DEFAULTS)}")
+
+
+def _each_input(input) -> Iterator:
+    """The images, PDFs and TIFFs of a 3.x ``input``: itself, a list's items, a folder's files."""
+    for item in input if isinstance(input, (list, tuple)) else [input]:
+        if not is_folder(item):
+            yield item
+            continue
+        files = folder_files(item)
+        if not files:
+            raise ImageError(f"{os.fspath(item)}: no image or PDF files in this folder")
+        yield from files
+
+
+def _refuse_url(source) -> None:
+    """paddlex downloads http(s) inputs; ptocr reads nothing from the network itself."""
+    if isinstance(source, str) and source.lower().startswith(("http://", "https://")):
+        raise ImageError(f"{source}: ptocr does not download inputs; fetch it first (e.g. "
+                         "urllib.request.urlretrieve(url, path)) and give the file")

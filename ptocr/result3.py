@@ -4,6 +4,7 @@ the lines (as ``OCRResult``) plus PaddleOCR 3.x's own result fields and JSON sha
 from __future__ import annotations
 
 import json
+import mimetypes
 import os
 import random
 import time
@@ -16,6 +17,12 @@ from ptocr.result import OCRResult
 from ptocr.visualize import draw_ocr
 
 __all__ = ["OCR3Result", "ANGLE_OF_CLASS"]
+
+
+def _is_image_file(path) -> bool:
+    """paddlex's test of a save path or input name: its MIME type is an image's."""
+    kind, _ = mimetypes.guess_type(os.fspath(path))
+    return kind is not None and kind.startswith("image/")
 
 # textline orientation class id (PaddleOCR 3.x's ``textline_orientation_angles``) -> degrees;
 # -1: no textline orientation step.
@@ -40,6 +47,9 @@ class OCR3Result(OCRResult):
     # With return_word_box: per line, its words and their quads (4 corners each); else None.
     text_word: list[list[str]] | None = None
     text_word_region: list[list] | None = None
+    # The document preprocessor's page as read and after its turn (``image`` is its output).
+    input_img: np.ndarray | None = field(default=None, repr=False, compare=False)
+    rot_img: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def rec_polys(self) -> list[list[list[int]]]:
@@ -77,9 +87,21 @@ class OCR3Result(OCRResult):
             return np.asarray(fields[key], dtype=np.int32) if fields[key] else np.array([])
         if key == "text_word_boxes":
             return [np.asarray(b, dtype=np.int32) if b else np.array([]) for b in fields[key]]
-        if key == "doc_preprocessor_res":  # paddlex keeps the page there even without the step
-            return {**fields.get(key, {}), "output_img": self.image}
+        if key == "doc_preprocessor_res":
+            return self._doc_preprocessor_res(fields)
         return fields[key]
+
+    def _doc_preprocessor_res(self, fields: dict) -> dict:
+        """paddlex's ``doc_preprocessor_res``: with the preprocessor its fields and the page as
+        read (``input_img``), turned (``rot_img``) and output (``output_img``); without it the
+        page alone."""
+        if "doc_preprocessor_res" not in fields:
+            return {"output_img": self.image}
+        res = fields["doc_preprocessor_res"]
+        return {"input_path": res["input_path"], "page_index": res["page_index"],
+                "input_img": self.image if self.input_img is None else self.input_img,
+                "model_settings": res["model_settings"], "angle": res["angle"],
+                "rot_img": self.image if self.rot_img is None else self.rot_img, "output_img": self.image}
 
     def __contains__(self, item) -> bool:
         return item in self.keys() if isinstance(item, str) else item in self.lines
@@ -124,6 +146,68 @@ class OCR3Result(OCRResult):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.json["res"], indent=indent, ensure_ascii=ensure_ascii), encoding="utf-8")
         return path
+
+    @property
+    def img(self) -> dict:
+        """PaddleOCR 3.x's ``res.img``: ``{"ocr_res_img": the page with its lines beside their
+        texts}``, with the document preprocessor also ``"preprocessed_img"`` (the page as read,
+        turned and unwarped, side by side); PIL images, RGB."""
+        from PIL import Image
+
+        images = {"ocr_res_img": Image.fromarray(np.ascontiguousarray(self.visualize()[:, :, ::-1]))}
+        if self.doc_preprocessor is not None:
+            images["preprocessed_img"] = self._preprocessed_img()
+        return images
+
+    def _preprocessed_img(self):
+        """paddlex's doc preprocessor picture: the three pages in a row, each captioned below."""
+        from PIL import Image, ImageDraw
+
+        res = self._doc_preprocessor_res(self.to_paddleocr())
+        pages = [res["input_img"], res["rot_img"], res["output_img"]]
+        settings = res["model_settings"]
+        captions = ["Original Image", f"Rotated Image ({settings['use_doc_orientation_classify']}, {res['angle']})",
+                    f"Unwarping Image ({settings['use_doc_unwarping']})"]
+        height = max(p.shape[0] for p in pages)
+        canvas = Image.new("RGB", (sum(p.shape[1] for p in pages), height + 25), (255, 255, 255))
+        draw, left = ImageDraw.Draw(canvas), 0
+        for page, caption in zip(pages, captions):
+            canvas.paste(Image.fromarray(np.ascontiguousarray(page[:, :, ::-1])), (left, 0))
+            draw.text((left + 10, height + 2), caption, fill=(0, 0, 0))
+            left += page.shape[1]
+        return canvas
+
+    def save_to_img(self, save_path: str | os.PathLike) -> list[Path]:
+        """Write ``img`` as PaddleOCR 3.x's ``res.save_to_img`` does: to ``save_path`` when it names
+        an image file (the first picture only), else each picture into that folder as
+        ``<input stem>[_<page_index>]_<name><suffix>``, the input's suffix where it is an image's,
+        else ``.png``. Returns the paths written."""
+        images, path = self.img, Path(save_path)
+        if _is_image_file(path):
+            targets = {path: next(iter(images.values()))}
+        else:
+            suffix = Path(self.source).suffix if self.source is not None and _is_image_file(self.source) else ".png"
+            targets = {path / f"{self._saved_stem()}_{name}{suffix}": image for name, image in images.items()}
+        for target, image in targets.items():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            image.save(target)
+        return list(targets)
+
+    def print(self, json_format: bool = False, indent: int = 4, ensure_ascii: bool = False) -> None:
+        """PaddleOCR 3.x's ``res.print()``: ``{'res': fields}`` with the coordinate and score lists
+        as numpy arrays, shortened as paddlex prints them; ``json_format=True``: the ``res`` JSON."""
+        if json_format:
+            print(json.dumps(self.json, indent=indent, ensure_ascii=ensure_ascii))
+            return
+        with np.printoptions(threshold=1, edgeitems=1):
+            print({"res": self._printed_fields()})
+
+    def _printed_fields(self) -> dict:
+        """``to_paddleocr()`` with the fields paddlex's ``_to_str`` turns into arrays as arrays."""
+        fields = self.to_paddleocr()
+        for key in ("dt_polys", "textline_orientation_angles", "rec_scores", "rec_polys", "rec_boxes"):
+            fields[key] = np.array(fields[key])
+        return fields
 
     def _saved_stem(self) -> str:
         """The input's file stem, with ``_<page_index>`` for a page; an image given without a
