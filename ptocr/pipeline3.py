@@ -31,10 +31,12 @@ from bidi.algorithm import get_display
 from ptocr.bulk import BulkReading
 from ptocr.bulk_steps import Pipeline3Steps
 from ptocr.errors import ImageError, PtocrError, close_names
-from ptocr.inputs import folder_files, is_folder
-from ptocr.languages import PPOCRV3_ONLY_LANGUAGES, PPOCRV6_LANGUAGES, bundle_parts, languages
+from ptocr.inputs import folder_files, is_folder, read_inputs
+from ptocr.languages import bundle_parts
 from ptocr.manifest import load_manifest
-from ptocr.inputs import read_inputs
+from ptocr.paddleocr3_options import (CONSTRUCTOR_OPTIONS, DOC_ORIENTATION_MODEL, DOC_UNWARPING_MODEL, RULES,
+                                      current_names, engine_choice, model_parts, paddleocr3_model_names,
+                                      torch_device)
 from ptocr.pdf import document_pages, is_paged
 from ptocr.pipeline import as_predictor
 from ptocr.postprocess import CTCLabelDecode, DBPostProcess
@@ -47,7 +49,7 @@ from ptocr.transforms.rec import pad_batch, resize_norm_img_own_width
 from ptocr.transforms.rotate import rotate_image
 
 __all__ = ["BIDI_RECOGNIZERS", "DOC_ORIENTATION_MODEL", "DOC_UNWARPING_MODEL", "OCR3", "PADDLEOCR3_DEFAULTS",
-           "PreparedPage", "STEP_SWITCHES", "bundle_doc_parts", "paddleocr3_model_names"]
+           "PreparedPage", "STEP_SWITCHES", "bundle_doc_parts", "paddleocr3_model_names", "torch_device"]
 
 # The pipeline's settings as paddlex 3.7's OCR.yaml gives them (text_type "general").
 PADDLEOCR3_DEFAULTS = {
@@ -69,66 +71,8 @@ REC_MAX_WIDTH = 3200
 # names arabic_PP-OCRv3_mobile_rec and arabic_PP-OCRv5_mobile_rec; here the zoo's names for them.
 # Every other recognizer's text is the CTC decoding as it comes, never reversed (2.x's rule).
 BIDI_RECOGNIZERS = frozenset({"arabic_PP-OCRv3_rec", "arabic_PP-OCRv5_mobile_rec"})
-# PaddleOCR 3.x's document models, which use_doc_orientation_classify=True / use_doc_unwarping=True add
-# to a bundle.
-DOC_ORIENTATION_MODEL = "PP-LCNet_x1_0_doc_ori"
-DOC_UNWARPING_MODEL = "UVDoc"
 # PaddleOCR 3.x's switches of its optional steps: OCR3's parts (True needs the step's model).
 STEP_SWITCHES = ("use_textline_orientation", "use_doc_orientation_classify", "use_doc_unwarping")
-
-# ---- paddleocr 3.7's PaddleOCR(...) options (paddleocr/_pipelines/ocr.py, _common_args.py) ----
-
-# Each of OCR3's parts and the (model name, model folder) options that give it in 3.x.
-MODEL_OPTIONS = {
-    "det": ("text_detection_model_name", "text_detection_model_dir"),
-    "rec": ("text_recognition_model_name", "text_recognition_model_dir"),
-    "textline": ("textline_orientation_model_name", "textline_orientation_model_dir"),
-    "doc_ori": ("doc_orientation_classify_model_name", "doc_orientation_classify_model_dir"),
-    "doc_unwarp": ("doc_unwarping_model_name", "doc_unwarping_model_dir"),
-}
-# The models paddlex 3.7's OCR.yaml names for parts not given (det and rec when some model option
-# is given; lang / ocr_version pick them otherwise).
-YAML_MODELS = {"det": "PP-OCRv6_medium_det", "rec": "PP-OCRv6_medium_rec", "textline": "PP-LCNet_x1_0_textline_ori",
-               "doc_ori": DOC_ORIENTATION_MODEL, "doc_unwarp": DOC_UNWARPING_MODEL}
-# PaddleOCR 2.x names paddleocr 3.7 still takes, each for its 3.x name (with a deprecation warning).
-DEPRECATED_NAMES = {
-    "det_model_dir": "text_detection_model_dir", "det_limit_side_len": "text_det_limit_side_len",
-    "det_limit_type": "text_det_limit_type", "det_db_thresh": "text_det_thresh",
-    "det_db_box_thresh": "text_det_box_thresh", "det_db_unclip_ratio": "text_det_unclip_ratio",
-    "rec_model_dir": "text_recognition_model_dir", "rec_batch_num": "text_recognition_batch_size",
-    "use_angle_cls": "use_textline_orientation", "cls_model_dir": "textline_orientation_model_dir",
-    "cls_batch_num": "textline_orientation_batch_size",
-}
-OCR_VERSIONS = ("PP-OCRv3", "PP-OCRv4", "PP-OCRv5", "PP-OCRv6")
-# The zoo bundle whose det (and, for ch, rec) 3.x runs for an ocr_version; v3 and v4 have none.
-VERSION_BUNDLES = {"PP-OCRv5": "PP-OCRv5_server", "PP-OCRv6": "PP-OCRv6_medium"}
-
-ANY = object()  # an engine option taken whatever its value
-_FASTER = "for speed here: compile=True, or export the models (ptocr export)"
-# Paddle engine options -> (values taken: they change nothing ptocr reads, what to do otherwise).
-# enable_mkldnn / mkldnn_cache_capacity pick Paddle's CPU kernels: any value reads the same text.
-ENGINE_OPTIONS = {
-    "enable_mkldnn": (ANY, ""),
-    "mkldnn_cache_capacity": (ANY, ""),
-    "enable_hpi": ((None, False), f"high-performance inference is a PaddleX engine; {_FASTER}"),
-    "use_tensorrt": ((None, False), f"TensorRT is a Paddle Inference subgraph engine; {_FASTER}"),
-    "enable_cinn": ((None, False), f"CINN is Paddle's compiler; {_FASTER}"),
-    "engine": ((None, "paddle", "paddle_static", "paddle_dynamic"), f"ptocr runs the models in PyTorch; {_FASTER}"),
-    "engine_config": ((None,), "Paddle engine settings have no PyTorch counterpart: drop it"),
-    "cpu_threads": ((None,), "PyTorch's threads are per process: torch.set_num_threads(n)"),
-    "paddlex_config": ((None,), "give its settings as options: OCR3(text_det_thresh=..., "
-                                "text_detection_model_dir=..., ...)"),
-    "text_det_input_shape": ((None,), "a fixed input shape is for static engines; ptocr sizes the detector's "
-                                      "input as 3.x does by default (text_det_limit_side_len / _type)"),
-    "text_rec_input_shape": ((None,), "a fixed input shape is for static engines; ptocr sizes each crop as 3.x "
-                                      "does by default (height 48, its own width)"),
-}
-PRECISIONS = {"fp32": None, "fp16": "float16"}
-# Paddle's device kinds PyTorch has no backend for (Paddle's "xpu" is Kunlunxin, not torch's Intel XPU).
-PADDLE_ONLY_DEVICES = frozenset({"npu", "xpu", "mlu", "dcu", "gcu", "iluvatar_gpu", "metax_gpu"})
-# Options of PaddleOCR(...) only: predict(...) does not take them.
-CONSTRUCTOR_OPTIONS = frozenset({*(n for pair in MODEL_OPTIONS.values() for n in pair), "lang", "ocr_version",
-                                 "device", "precision", *ENGINE_OPTIONS, *DEPRECATED_NAMES})
 
 
 class PreparedPage(NamedTuple):
@@ -164,18 +108,18 @@ class OCR3(BulkReading):
         **settings: overrides of ``PADDLEOCR3_DEFAULTS`` (PaddleOCR 3.x's parameter names).
     """
 
-    rules = "paddleocr3"
+    rules = RULES
 
     def __init__(self, det=None, rec=None, textline=None, doc_ori=None, doc_unwarp=None, *,
                  use_textline_orientation: bool | None = None, use_doc_orientation_classify: bool | None = None,
                  use_doc_unwarping: bool | None = None, device=None, dtype=None, optimize: bool = True,
                  compile: bool = False, **settings):
-        settings = _current_names({"use_textline_orientation": use_textline_orientation, **settings})
+        settings = current_names({"use_textline_orientation": use_textline_orientation, **settings})
         use_textline_orientation = settings.pop("use_textline_orientation")
-        device, dtype = _engine_choice(settings, device, dtype)
+        device, dtype = engine_choice(settings, device, dtype)
         switches = {"textline": use_textline_orientation, "doc_ori": use_doc_orientation_classify,
                     "doc_unwarp": use_doc_unwarping}
-        det, rec, textline, doc_ori, doc_unwarp = _model_parts(
+        det, rec, textline, doc_ori, doc_unwarp = model_parts(
             dict(det=det, rec=rec, textline=textline, doc_ori=doc_ori, doc_unwarp=doc_unwarp), settings,
             switches).values()
         if set(settings) - set(PADDLEOCR3_DEFAULTS):  # before any model is loaded or fetched
@@ -485,136 +429,6 @@ def _per_crop(crops: list, batches, model, post) -> list:
         for i, res in zip(index, post(model.forward(batch))):
             out[i] = res
     return out
-
-
-# ---- paddleocr 3.7's PaddleOCR(...) options -> OCR3's arguments ----
-
-def _current_names(options: dict) -> dict:
-    """``options`` with PaddleOCR 2.x's names that 3.7 still takes under their 3.x names (with 3.7's
-    deprecation warning); an old and a new name both set is 3.7's "mutually exclusive" error."""
-    out = dict(options)
-    for old, new in DEPRECATED_NAMES.items():
-        if old not in out:
-            continue
-        value = out.pop(old)
-        warnings.warn(f"{old} is deprecated in PaddleOCR 3.x; use {new}", DeprecationWarning, stacklevel=3)
-        if value is not None and out.get(new) is not None:
-            raise PtocrError(f"{old} and {new} are mutually exclusive: give {new} only")
-        if value is not None:
-            out[new] = value
-    return out
-
-
-def _engine_choice(options: dict, device, dtype) -> tuple:
-    """(device, dtype) from 3.x's ``device`` and ``precision``, Paddle's engine options taken where
-    they change nothing and refused with what to do otherwise (popped from ``options``)."""
-    for name, (taken, instead) in ENGINE_OPTIONS.items():
-        if name in options:
-            value = options.pop(name)
-            if taken is not ANY and value not in taken:
-                raise PtocrError(f"OCR3 does not take PaddleOCR's {name}={value!r}: {instead}")
-    precision = options.pop("precision", None)
-    if precision is not None:
-        if precision not in PRECISIONS:
-            raise PtocrError(f"precision={precision!r}: PaddleOCR 3.x's precisions are {', '.join(PRECISIONS)}")
-        if dtype is not None:
-            raise PtocrError("give precision (PaddleOCR 3.x's) or dtype, not both")
-        dtype = PRECISIONS[precision]
-    return torch_device(device), dtype
-
-
-def torch_device(device):
-    """PaddleOCR 3.x's device names ("gpu", "gpu:1", "cpu") as PyTorch's ("cuda", "cuda:1", "cpu");
-    anything else as given (a torch.device, "cuda:0", "mps")."""
-    if not isinstance(device, str):
-        return device
-    if "," in device:
-        raise PtocrError(f"device={device!r}: ptocr reads on one device; build one pipeline per device "
-                         "(device='cuda:0', device='cuda:1')")
-    kind, colon, index = device.partition(":")
-    if kind == "gpu":
-        return f"cuda{colon}{index}"
-    if kind in PADDLE_ONLY_DEVICES:
-        raise PtocrError(f"device={device!r} is a Paddle device PyTorch has no backend for; give 'cpu' or 'gpu:N'")
-    return device
-
-
-def _model_parts(given: dict, options: dict, switches: dict) -> dict:
-    """OCR3's parts (det, rec, textline, doc_ori, doc_unwarp): those given, else 3.x's model options
-    (popped from ``options``). With neither det nor rec given, the rest as PaddleOCR 3.x fills it:
-    det / rec by lang and ocr_version (or OCR.yaml's where some model option is set), the textline
-    model unless switched off; the document models where their switch is True (ptocr's default
-    leaves document preprocessing off, doc/pipeline.md)."""
-    named = {part: _model_source(options.pop(n, None), options.pop(d, None), n)
-             for part, (n, d) in MODEL_OPTIONS.items()}
-    lang, version = options.pop("lang", None), options.pop("ocr_version", None)
-    for part, source in named.items():
-        if source is not None and given[part] is not None:
-            raise PtocrError(f"{part} is given twice: as {part}= and as {' / '.join(MODEL_OPTIONS[part])}")
-    parts = {part: given[part] if given[part] is not None else named[part] for part in given}
-    by_paddleocr3 = given["det"] is None and given["rec"] is None
-    if not by_paddleocr3 or named["det"] is not None or named["rec"] is not None:
-        if lang is not None or version is not None:
-            warnings.warn("lang and ocr_version are not used: the models are given (as in PaddleOCR 3.x)",
-                          stacklevel=3)
-    else:
-        parts["det"], parts["rec"] = paddleocr3_model_names(lang, version)
-    if not by_paddleocr3:
-        return parts
-    for part in ("det", "rec"):
-        parts[part] = parts[part] or YAML_MODELS[part]
-    if parts["textline"] is None and switches["textline"] is not False:
-        parts["textline"] = YAML_MODELS["textline"]
-    for part in ("doc_ori", "doc_unwarp"):
-        if parts[part] is None and switches[part]:
-            parts[part] = YAML_MODELS[part]
-    return parts
-
-
-def _model_source(name: str | None, folder, option: str):
-    """What a part's (model name, model folder) options load: the folder where given (paddlex
-    reads it whatever the name), else the zoo model of that name."""
-    if folder is not None:
-        return folder
-    if name is None:
-        return None
-    known = load_manifest().models
-    if name not in known:
-        close = close_names(name, known)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise PtocrError(f"{option}={name!r} is not a model of ptocr's zoo{hint}; give the Paddle model folder as "
-                         f"{option.replace('_name', '_dir')}=... (`ptocr list` shows the zoo)")
-    return name
-
-
-def paddleocr3_model_names(lang: str | None, ocr_version: str | None) -> tuple[str, str]:
-    """(det, rec): the zoo models paddleocr 3.7's ``PaddleOCR(lang=, ocr_version=)`` runs
-    (``_get_ocr_model_names``); a clear error where 3.x has none or ptocr's zoo lacks them."""
-    if ocr_version is not None and ocr_version not in OCR_VERSIONS:
-        close = close_names(str(ocr_version), OCR_VERSIONS)
-        hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise PtocrError(f"ocr_version={ocr_version!r} is not one of PaddleOCR 3.x's {', '.join(OCR_VERSIONS)}{hint}")
-    version = ocr_version or _version_for(lang)
-    if version not in VERSION_BUNDLES:
-        bundles = ", ".join(sorted(n for n in load_manifest().bundles if load_manifest().bundle_rules(n) == OCR3.rules))
-        raise PtocrError(f"{'lang=' + repr(lang) + ' runs ' if ocr_version is None else ''}ocr_version={version!r}: "
-                         f"ptocr's zoo has no PaddleOCR 3.x bundle of {version} (its 3.x bundles: {bundles}); "
-                         "give the models (text_detection_model_dir=..., text_recognition_model_dir=...), or read "
-                         "with PaddleOCR 2.x's rules: ptocr.load('ch_PP-OCRv4')")
-    parts = bundle_parts(VERSION_BUNDLES[version], lang)  # unknown or unsupported codes: its error
-    return parts["det"], parts["rec"]
-
-
-def _version_for(lang: str | None) -> str:
-    """The generation paddleocr 3.7 picks for ``lang`` when ocr_version is not given."""
-    if lang is None or lang in PPOCRV6_LANGUAGES:
-        return "PP-OCRv6"
-    if lang in PPOCRV3_ONLY_LANGUAGES:
-        return "PP-OCRv3"
-    if lang in languages():
-        return "PP-OCRv5"
-    bundle_parts(VERSION_BUNDLES["PP-OCRv5"], lang)  # raises: not a language code, with close ones
-    raise PtocrError(f"lang {lang!r} is not one of PaddleOCR 3.x's language codes")
 
 
 def _unknown_settings(names: list[str]) -> str:
