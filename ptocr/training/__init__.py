@@ -11,14 +11,23 @@
   dict of losses (``"loss"`` to minimise).
 * :mod:`ptocr.training.optimizer`: ``create_optimizer`` rebuilds a config's ``Optimizer:``
   section (per-parameter LR multipliers and L2, the per-iteration schedule, clipping).
+* :mod:`ptocr.training.data` / :mod:`~ptocr.training.augment`: PaddleOCR's label files and
+  transforms as torch datasets (``DetDataset``, ``RecDataset``, ``ClsDataset``, ``collate``,
+  ``MultiScaleSampler``); the random augmentations draw what PaddleOCR's draw, so the same seeds
+  give the same samples.
+* :mod:`ptocr.training.metrics`: what ``tools/eval.py`` prints (``DetMetric``: precision /
+  recall / hmean; ``RecMetric``: acc / norm_edit_dis; ``ClsMetric``), and ``evaluate_det`` /
+  ``evaluate_rec`` / ``evaluate_cls`` of a predictor over a label file.
 
 A recognizer's training step::
 
     import ptocr
-    from ptocr.training import CTCLabelEncode, CTCLoss, create_optimizer
+    from torch.utils.data import DataLoader
+    from ptocr.training import CTCLoss, RecDataset, collate, create_optimizer
 
     net = ptocr.create_model("ch_PP-OCRv4_rec", pretrained=True).train()
-    encode = CTCLabelEncode(net.dictionary, max_text_length=25)   # in the Dataset: encode(text)
+    data = RecDataset("train_list.txt", "train_data/", net.dictionary)   # PaddleOCR's label file
+    loader = DataLoader(data, batch_size=128, shuffle=True, collate_fn=collate, num_workers=8)
     criterion = CTCLoss()
     recipe = create_optimizer(net, "PP-OCRv4_mobile_rec.yml", epochs=50, steps_per_epoch=len(loader))
     for batch in loader:             # {"image": N x 3 x 48 x W, "label": N x 25, "length": N}
@@ -27,13 +36,18 @@ A recognizer's training step::
         loss.backward()
         recipe.step()
 
-A detector's: targets from ``make_db_targets(polys, 640, 640, ignore_tags)`` per image (after
-its augmentation and crop), collated to N x H x W, and ``DBLoss()(net(images), batch)["loss"]``.
+A detector's: ``DetDataset("train.txt", "train_data/")`` gives each image augmented and cropped
+to 640 x 640 with the four targets (``make_db_targets``), and ``DBLoss()(net(batch["image"]),
+batch)["loss"]``; ``evaluate_det(ptocr.load("mine.safetensors"), "test.txt", data_dir=...)``.
 """
 
+from ptocr.training.augment import EastRandomCropData, IaaAugment, RecAug, RecConAug
+from ptocr.training.data import (ClsDataset, DetDataset, MultiScaleSampler, RecDataset, collate, det_eval_transforms,
+                                 det_train_transforms, read_label_files)
 from ptocr.training.labels import (CTCLabelEncode, MakeBorderMap, MakeShrinkMap, make_border_map,
                                    make_db_targets, make_shrink_map)
 from ptocr.training.losses import CTCLoss, DBLoss
+from ptocr.training.metrics import ClsMetric, DetMetric, RecMetric, evaluate_cls, evaluate_det, evaluate_rec
 from ptocr.training.optimizer import (COMPONENT_RULES, PaddleRMSProp, TrainingRecipe, create_optimizer,
                                       paddle_lr_schedule, paddleclas_lr_schedule, param_groups,
                                       parameter_attributes)
@@ -41,4 +55,7 @@ from ptocr.training.optimizer import (COMPONENT_RULES, PaddleRMSProp, TrainingRe
 __all__ = ["TrainingRecipe", "create_optimizer", "param_groups", "paddle_lr_schedule",
            "paddleclas_lr_schedule", "COMPONENT_RULES", "PaddleRMSProp", "parameter_attributes",
            "make_shrink_map", "make_border_map", "make_db_targets", "MakeShrinkMap", "MakeBorderMap",
-           "CTCLabelEncode", "DBLoss", "CTCLoss"]
+           "CTCLabelEncode", "DBLoss", "CTCLoss",
+           "DetDataset", "RecDataset", "ClsDataset", "collate", "MultiScaleSampler", "read_label_files",
+           "det_train_transforms", "det_eval_transforms", "EastRandomCropData", "IaaAugment", "RecAug", "RecConAug",
+           "DetMetric", "RecMetric", "ClsMetric", "evaluate_det", "evaluate_rec", "evaluate_cls"]

@@ -1,0 +1,455 @@
+"""PP-OCR's random training augmentations, as transforms on PaddleOCR's data dict.
+
+Facts from PaddleOCR 2.10 ``ppocr/data/imaug/random_crop_data.py`` (``EastRandomCropData``),
+``iaa_augment.py`` (``IaaAugment``), ``rec_img_aug.py`` (``RecAug``, ``BaseDataAugmentation``,
+``RecConAug``) and ``text_image_aug/`` (TIA: distort, stretch, perspective by moving least
+squares). Which random generator each draws from is in its docstring: where it is the same
+generator, drawn in the same order, as PaddleOCR's class, seeding python's ``random`` and numpy's
+global RNG as PaddleOCR's run was seeded gives the same augmented sample (checked against
+PaddleOCR's classes in ``tests/test_training_data.py``).
+"""
+
+from __future__ import annotations
+
+import random
+
+import cv2
+import numpy as np
+
+from ptocr.errors import PtocrError
+
+__all__ = ["EastRandomCropData", "IaaAugment", "RecAug", "RecConAug", "tia_distort", "tia_stretch",
+           "tia_perspective"]
+
+
+# ---------------------------------------------------------------------------------------------
+# EastRandomCropData: a random crop that cuts through no text, scaled into a fixed size
+# ---------------------------------------------------------------------------------------------
+def _outside(poly, x, y, w, h) -> bool:
+    """Whether the polygon lies wholly on one side of the rectangle (edges count as inside)."""
+    poly = np.asarray(poly)
+    return bool(poly[:, 0].max() < x or poly[:, 0].min() > x + w
+                or poly[:, 1].max() < y or poly[:, 1].min() > y + h)
+
+
+def _free_runs(free: np.ndarray) -> list[np.ndarray]:
+    """The runs of consecutive free coordinates, except the last run: PaddleOCR's
+    ``split_regions`` closes a run only at the next gap. Kept, since the number of runs decides
+    which random draws follow."""
+    breaks = np.nonzero(np.diff(free) != 1)[0] + 1
+    return np.split(free, breaks)[:-1] if len(breaks) else []
+
+
+def _random_span(free: np.ndarray, runs: list[np.ndarray], size: int) -> tuple[int, int]:
+    """Two free coordinates, ordered: from two randomly chosen runs when there are several, else
+    two of all free coordinates (clipped into the image)."""
+    if len(runs) > 1:
+        picks = [int(np.random.choice(runs[i], size=1)[0]) for i in np.random.choice(len(runs), 2)]
+        return min(picks), max(picks)
+    pair = np.random.choice(free, size=2)
+    return int(np.clip(pair.min(), 0, size - 1)), int(np.clip(pair.max(), 0, size - 1))
+
+
+def _text_free(polys, length: int, axis: int) -> np.ndarray:
+    """Coordinates along ``axis`` (0: x, 1: y) that no polygon's rounded extent covers (its max
+    excluded)."""
+    covered = np.zeros(length, dtype=np.int32)
+    for poly in polys:
+        rounded = np.round(poly, decimals=0).astype(np.int32)[:, axis]
+        covered[rounded.min():rounded.max()] = 1
+    return np.nonzero(covered == 0)[0]
+
+
+def random_crop_area(image_shape, polys, min_crop_side_ratio: float, max_tries: int):
+    """``(x, y, w, h)``: a crop whose edges cross no polygon, at least ``min_crop_side_ratio`` of
+    each side, touching at least one polygon; the whole image when no try succeeds."""
+    h, w = image_shape[:2]
+    free_x, free_y = _text_free(polys, w, 0), _text_free(polys, h, 1)
+    if len(free_x) == 0 or len(free_y) == 0:
+        return 0, 0, w, h
+    runs_x, runs_y = _free_runs(free_x), _free_runs(free_y)
+    for _ in range(max_tries):
+        x0, x1 = _random_span(free_x, runs_x, w)
+        y0, y1 = _random_span(free_y, runs_y, h)
+        if x1 - x0 < min_crop_side_ratio * w or y1 - y0 < min_crop_side_ratio * h:
+            continue
+        if any(not _outside(poly, x0, y0, x1 - x0, y1 - y0) for poly in polys):
+            return x0, y0, x1 - x0, y1 - y0
+    return 0, 0, w, h
+
+
+class EastRandomCropData:
+    """Crop a random text-respecting region (chosen among the non-ignored polygons) and scale it
+    into ``size`` (width, height), padded with zeros at the bottom/right when ``keep_ratio``.
+    Polygons are moved with it (float64, as PaddleOCR leaves them);
+    those wholly outside the scaled crop are dropped with their ``ignore_tags`` and ``texts``.
+
+    Random numbers: numpy's global RNG (``np.random.choice``), as PaddleOCR's. (PaddleOCR 2.10's
+    own class raises a TypeError under numpy >= 2.4 when the free columns or rows form several
+    runs; this one draws what it drew under older numpy.)
+    """
+
+    def __init__(self, size=(640, 640), max_tries: int = 10, min_crop_side_ratio: float = 0.1,
+                 keep_ratio: bool = True):
+        self.size = (int(size[0]), int(size[1]))
+        self.max_tries, self.min_crop_side_ratio, self.keep_ratio = int(max_tries), min_crop_side_ratio, keep_ratio
+
+    def _fit(self, crop: np.ndarray, w: int, h: int) -> np.ndarray:
+        if not self.keep_ratio:
+            return cv2.resize(crop, self.size)
+        canvas = np.zeros((self.size[1], self.size[0], crop.shape[2]), crop.dtype)
+        canvas[:h, :w] = cv2.resize(crop, (w, h))
+        return canvas
+
+    def __call__(self, data: dict) -> dict:
+        image, polys, tags = data["image"], data["polys"], data["ignore_tags"]
+        texts = data.get("texts", [None] * len(polys))
+        cared = [poly for poly, tag in zip(polys, tags) if not tag]
+        x, y, cw, ch = random_crop_area(image.shape, cared, self.min_crop_side_ratio, self.max_tries)
+        scale = min(self.size[0] / cw, self.size[1] / ch)
+        w, h = int(cw * scale), int(ch * scale)
+        data["image"] = self._fit(image[y:y + ch, x:x + cw], w, h)
+        kept = [(((poly - (x, y)) * scale).tolist(), tag, text) for poly, tag, text in zip(polys, tags, texts)]
+        kept = [item for item in kept if not _outside(item[0], 0, 0, w, h)]
+        data["polys"] = np.array([item[0] for item in kept])
+        data["ignore_tags"] = [item[1] for item in kept]
+        if "texts" in data:
+            data["texts"] = [item[2] for item in kept]
+        return data
+
+
+# ---------------------------------------------------------------------------------------------
+# IaaAugment: flip, rotate, rescale with the polygons moved along (cv2; no albumentations)
+# ---------------------------------------------------------------------------------------------
+def _flip(image: np.ndarray, polys: np.ndarray):
+    width = image.shape[1]
+    flipped = polys.copy()
+    flipped[..., 0] = width - polys[..., 0]  # albumentations' keypoint flip: x -> width - x
+    return cv2.flip(image, 1), flipped
+
+
+def _rotate(image: np.ndarray, polys: np.ndarray, degrees: float):
+    """Rotation about the image centre, same size, zeros outside (albumentations' Affine with
+    only ``rotate``: linear interpolation, constant border)."""
+    h, w = image.shape[:2]
+    matrix = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), degrees, 1.0)
+    rotated = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                             borderValue=0)
+    points = polys.reshape(-1, 2).astype(np.float64) @ matrix[:, :2].T + matrix[:, 2]
+    return rotated, points.reshape(polys.shape)
+
+
+def _rescale(image: np.ndarray, polys: np.ndarray, scale: float):
+    """PaddleOCR's ImgaugLikeResize: sides truncated to ``int(side * scale)``, points times scale."""
+    h, w = image.shape[:2]
+    resized = cv2.resize(image, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_LINEAR)
+    return resized, polys * scale
+
+
+class IaaAugment:
+    """PP-OCR's detection augmentation: horizontal flip with probability ``flip_p``, a rotation
+    by a uniform angle in ``rotate`` degrees, a rescale by a uniform factor in ``scale``; each
+    moves ``polys`` with the pixels. ``augmenter_args`` in PaddleOCR's config form
+    (``[{"type": "Fliplr", "args": {"p": 0.5}}, {"type": "Affine", "args": {"rotate": [-10, 10]}},
+    {"type": "Resize", "args": {"size": [0.5, 3]}}]``) is also taken; other augmenters are refused.
+
+    Random numbers: numpy's global RNG (flip, angle, scale in that order). PaddleOCR 2.10 runs
+    these through albumentations, whose own draws differ, so the same seed does not give
+    PaddleOCR's sample here: the operations and their distributions are the same.
+    """
+
+    def __init__(self, augmenter_args=None, flip_p: float = 0.5, rotate=(-10, 10), scale=(0.5, 3)):
+        self.flip_p, self.rotate, self.scale = flip_p, rotate, scale
+        if augmenter_args is not None:
+            self.flip_p, self.rotate, self.scale = 0.0, None, None
+            for spec in augmenter_args:
+                self._configure(spec)
+
+    def _configure(self, spec) -> None:
+        kind, args = (spec["type"], spec.get("args") or {}) if isinstance(spec, dict) else (spec[0], spec[1])
+        if kind == "Fliplr":
+            self.flip_p = float(args.get("p", 1.0))
+        elif kind == "Affine":
+            rotate = args.get("rotate", 0)
+            self.rotate = tuple(rotate) if isinstance(rotate, (list, tuple)) else (rotate, rotate)
+        elif kind == "Resize":
+            self.scale = tuple(args.get("size", (1.0, 1.0)))
+        else:
+            raise PtocrError(f"IaaAugment: augmenter {kind!r} is not supported (Fliplr, Affine rotate, Resize)")
+
+    def __call__(self, data: dict) -> dict:
+        image, polys = data["image"], np.asarray(data["polys"], dtype=np.float64)
+        if self.flip_p and np.random.random() < self.flip_p:
+            image, polys = _flip(image, polys)
+        if self.rotate is not None:
+            image, polys = _rotate(image, polys, np.random.uniform(self.rotate[0], self.rotate[1]))
+        if self.scale is not None:
+            image, polys = _rescale(image, polys, np.random.uniform(self.scale[0], self.scale[1]))
+        data["image"], data["polys"] = image, polys
+        return data
+
+
+# ---------------------------------------------------------------------------------------------
+# TIA: text image augmentation by moving least squares (recognition)
+# ---------------------------------------------------------------------------------------------
+_MLS_GRID = 100  # the displacement is solved every 100 pixels and interpolated in between
+
+
+def _mls_target(x: int, y: int, src_pts, dst_pts, weights: np.ndarray):
+    """Where output pixel (x, y) samples the source: the similarity MLS solution. The dtypes
+    (float32 weights and accumulators, float64 centroids) follow PaddleOCR's WarpMLS so the
+    rounding is the same; so does its handling of a grid node on a control point (the solution
+    at that point, unless it is the last one)."""
+    count = len(dst_pts)
+    total = 0
+    weighted_dst = np.zeros(2, dtype=np.float32)
+    weighted_src = np.zeros(2, dtype=np.float32)
+    hit = 0
+    for hit in range(count):
+        if x == dst_pts[hit][0] and y == dst_pts[hit][1]:
+            break
+        weights[hit] = 1.0 / ((x - dst_pts[hit][0]) * (x - dst_pts[hit][0])
+                              + (y - dst_pts[hit][1]) * (y - dst_pts[hit][1]))
+        total += weights[hit]
+        weighted_dst = weighted_dst + weights[hit] * np.array(dst_pts[hit])
+        weighted_src = weighted_src + weights[hit] * np.array(src_pts[hit])
+    if hit != count - 1:
+        return src_pts[hit]
+    dst_centre, src_centre = 1 / total * weighted_dst, 1 / total * weighted_src
+    others = [k for k in range(count) if not (x == dst_pts[k][0] and y == dst_pts[k][1])]
+    spread = 0
+    for k in others:
+        offset = dst_pts[k] - dst_centre
+        spread += weights[k] * np.sum(offset * offset)
+    point = np.array([x, y], dtype=np.float32)
+    point -= dst_centre
+    point_perp = np.array([-point[1], point[0]])
+    target = np.zeros(2, dtype=np.float32)
+    for k in others:
+        offset = dst_pts[k] - dst_centre
+        offset_perp = np.array([-offset[1], offset[0]])
+        term = np.zeros(2, dtype=np.float32)
+        term[0] = np.sum(offset * point) * src_pts[k][0] - np.sum(offset_perp * point) * src_pts[k][1]
+        term[1] = -np.sum(offset * point_perp) * src_pts[k][0] + np.sum(offset_perp * point_perp) * src_pts[k][1]
+        term *= weights[k] / spread
+        target += term
+    target += src_centre
+    return target
+
+
+def _grid_nodes(size: int) -> list[int]:
+    """0, 100, 200, ... and the last pixel (PaddleOCR's walk: the last node is size - 1)."""
+    nodes = list(range(0, size, _MLS_GRID))
+    if nodes[-1] != size - 1:
+        nodes.append(size - 1)
+    return nodes
+
+
+def _mls_displacements(src_pts, dst_pts, width: int, height: int):
+    """``(dx, dy)``, float64 ``height x width``, filled at the grid nodes only."""
+    dx, dy = np.zeros((height, width)), np.zeros((height, width))
+    weights = np.zeros(len(dst_pts), dtype=np.float32)
+    if len(dst_pts) < 2:
+        return dx, dy
+    for x in _grid_nodes(width):
+        for y in _grid_nodes(height):
+            target = _mls_target(x, y, src_pts, dst_pts, weights)
+            dx[y, x], dy[y, x] = target[0] - x, target[1] - y
+    return dx, dy
+
+
+def _bilinear(fy, fx, top_left, top_right, bottom_left, bottom_right):
+    return (top_left * (1 - fx) + top_right * fx) * (1 - fy) + (bottom_left * (1 - fx) + bottom_right * fx) * fy
+
+
+def _mls_warp(src: np.ndarray, src_pts, dst_pts) -> np.ndarray:
+    """The image warped so ``src_pts`` land on ``dst_pts``: displacements interpolated between
+    grid nodes, pixels sampled bilinearly (float64), clipped and truncated to uint8."""
+    height, width = src.shape[:2]
+    dx, dy = _mls_displacements(src_pts, dst_pts, width, height)
+    out = np.zeros_like(src, dtype=np.float32)
+    for top in np.arange(0, height, _MLS_GRID):
+        for left in np.arange(0, width, _MLS_GRID):
+            bottom, right = min(top + _MLS_GRID, height - 1), min(left + _MLS_GRID, width - 1)
+            rows = _MLS_GRID if top + _MLS_GRID < height else bottom - top + 1
+            cols = _MLS_GRID if left + _MLS_GRID < width else right - left + 1
+            fy, fx = np.arange(rows).reshape(-1, 1) / rows, np.arange(cols).reshape(1, -1) / cols
+            corners = (top, left), (top, right), (bottom, left), (bottom, right)
+            sx = left + np.arange(cols).reshape(1, -1) + _bilinear(fy, fx, *(dx[c] for c in corners))
+            sy = top + np.arange(rows).reshape(-1, 1) + _bilinear(fy, fx, *(dy[c] for c in corners))
+            sx, sy = np.clip(sx, 0, width - 1), np.clip(sy, 0, height - 1)
+            x0, y0 = np.floor(sx).astype(np.int32), np.floor(sy).astype(np.int32)
+            x1, y1 = np.ceil(sx).astype(np.int32), np.ceil(sy).astype(np.int32)
+            wy, wx = sy - y0, sx - x0
+            if src.ndim == 3:
+                wy, wx = wy[..., None], wx[..., None]
+            out[top:top + rows, left:left + cols] = _bilinear(wy, wx, src[y0, x0], src[y0, x1], src[y1, x0], src[y1, x1])
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _corners(w: int, h: int) -> list:
+    return [[0, 0], [w, 0], [w, h], [0, h]]
+
+
+def tia_distort(src: np.ndarray, segment: int = 4) -> np.ndarray:
+    """Corners and ``segment - 1`` points on each long edge jittered by up to a third of a
+    segment. numpy's global RNG."""
+    h, w = src.shape[:2]
+    cut = w // segment
+    thresh = cut // 3
+    jitter = np.random.randint
+    dst = [[jitter(thresh), jitter(thresh)], [w - jitter(thresh), jitter(thresh)],
+           [w - jitter(thresh), h - jitter(thresh)], [jitter(thresh), h - jitter(thresh)]]
+    src_pts, half = _corners(w, h), thresh * 0.5
+    for i in np.arange(1, segment, 1):
+        src_pts += [[cut * i, 0], [cut * i, h]]
+        top = [cut * i + jitter(thresh) - half, jitter(thresh) - half]
+        bottom = [cut * i + jitter(thresh) - half, h + jitter(thresh) - half]
+        dst += [top, bottom]
+    return _mls_warp(src, src_pts, dst)
+
+
+def tia_stretch(src: np.ndarray, segment: int = 4) -> np.ndarray:
+    """The ``segment - 1`` inner cuts moved sideways by up to 0.4 of a segment. numpy's global RNG."""
+    h, w = src.shape[:2]
+    cut = w // segment
+    thresh = cut * 4 // 5
+    src_pts, dst, half = _corners(w, h), _corners(w, h), thresh * 0.5
+    for i in np.arange(1, segment, 1):
+        move = np.random.randint(thresh) - half
+        src_pts += [[cut * i, 0], [cut * i, h]]
+        dst += [[cut * i + move, 0], [cut * i + move, h]]
+    return _mls_warp(src, src_pts, dst)
+
+
+def tia_perspective(src: np.ndarray) -> np.ndarray:
+    """The four corners moved vertically by up to half the height. numpy's global RNG."""
+    h, w = src.shape[:2]
+    thresh = h // 2
+    jitter = np.random.randint
+    dst = [[0, jitter(thresh)], [w, jitter(thresh)], [w, h - jitter(thresh)], [0, h - jitter(thresh)]]
+    return _mls_warp(src, _corners(w, h), dst)
+
+
+# ---------------------------------------------------------------------------------------------
+# RecAug: TIA, then crop, blur, HSV, jitter, noise, inversion, each with its probability
+# ---------------------------------------------------------------------------------------------
+_GAUSS_5x5 = cv2.getGaussianKernel(ksize=5, sigma=1, ktype=cv2.CV_32F)
+
+
+def _crop_rows(image: np.ndarray) -> np.ndarray:
+    h = image.shape[0]
+    rows = min(int(random.randint(1, 8)), h - 1)
+    return image[rows:h].copy() if random.randint(0, 1) else image[0:h - rows].copy()
+
+
+def _blur(image: np.ndarray) -> np.ndarray:
+    return cv2.sepFilter2D(image, -1, _GAUSS_5x5, _GAUSS_5x5)
+
+
+def _sign() -> int:
+    return 1 if random.random() > 0.5000001 else -1
+
+
+def _hsv_value(image: np.ndarray) -> np.ndarray:
+    """The HSV value scaled by 1 +- 0.001 * u (truncated to uint8): nearly a no-op, kept for the draws."""
+    hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
+    delta = 0.001 * random.random() * _sign()
+    hsv[:, :, 2] = hsv[:, :, 2] * (1 + delta)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
+
+
+def _jitter(image: np.ndarray) -> np.ndarray:
+    """Each pixel (r, c) takes the source pixel min(r, c, s - 1) steps up-left, s up to 1% of
+    the shorter side."""
+    rows, cols = image.shape[:2]
+    if rows <= 10 or cols <= 10:
+        return image
+    steps = int(random.random() * min(rows, cols) * 0.01)
+    src = image.copy()
+    for i in range(steps):
+        image[i:, i:, :] = src[:rows - i, :cols - i, :]
+    return image
+
+
+def _gaussian_noise(image: np.ndarray, var: float = 0.1) -> np.ndarray:
+    noise = np.random.normal(0, var ** 0.5, image.shape)
+    return np.uint8(np.clip(image + 0.5 * noise, 0, 255))
+
+
+class RecAug:
+    """PaddleOCR's recognition augmentation. With probability ``tia_prob`` (images at least
+    20 x 20): TIA distort, stretch, perspective (segments 3..6); then, each with its probability:
+    crop 1..8 rows off the top or bottom (at least 20 x 20), 5x5 Gaussian blur (sigma 1), HSV
+    value jitter, pixel jitter, Gaussian noise (var 0.1, halved), inversion (255 - x).
+
+    Random numbers: python's ``random`` for every decision and amount, numpy's global RNG for
+    TIA's control points and the noise, as PaddleOCR's.
+    """
+
+    def __init__(self, tia_prob=0.4, crop_prob=0.4, reverse_prob=0.4, noise_prob=0.4, jitter_prob=0.4,
+                 blur_prob=0.4, hsv_aug_prob=0.4):
+        self.tia_prob, self.crop_prob, self.reverse_prob = tia_prob, crop_prob, reverse_prob
+        self.noise_prob, self.jitter_prob, self.blur_prob, self.hsv_aug_prob = noise_prob, jitter_prob, blur_prob, hsv_aug_prob
+
+    @staticmethod
+    def _tia(image: np.ndarray) -> np.ndarray:
+        image = tia_distort(image, random.randint(3, 6))
+        image = tia_stretch(image, random.randint(3, 6))
+        return tia_perspective(image)
+
+    def __call__(self, data: dict) -> dict:
+        image = data["image"]
+        h, w = image.shape[:2]
+        if random.random() <= self.tia_prob and h >= 20 and w >= 20:
+            image = self._tia(image)
+        h, w = image.shape[:2]
+        if random.random() <= self.crop_prob and h >= 20 and w >= 20:
+            image = _crop_rows(image)
+        steps = ((self.blur_prob, _blur), (self.hsv_aug_prob, _hsv_value), (self.jitter_prob, _jitter),
+                 (self.noise_prob, _gaussian_noise), (self.reverse_prob, lambda im: 255 - im))
+        for probability, step in steps:
+            if random.random() <= probability:
+                image = step(image)
+        data["image"] = image
+        return data
+
+
+# ---------------------------------------------------------------------------------------------
+# RecConAug: glue other samples' word images (and texts) onto this one
+# ---------------------------------------------------------------------------------------------
+class RecConAug:
+    """With probability ``prob``, append the samples in ``data["ext_data"]`` (each a dict with a
+    decoded ``image`` and its ``label`` text; the Dataset draws them) one after the other, every
+    image resized to height ``image_shape[0]``, while the text stays within ``max_text_length``
+    and the joined aspect ratio within ``image_shape[1] / image_shape[0]``. ``ext_data`` is
+    removed from the dict.
+
+    Random numbers: python's ``random`` (one draw), as PaddleOCR's.
+    """
+
+    def __init__(self, prob: float = 0.5, image_shape=(32, 320, 3), max_text_length: int = 25, ext_data_num: int = 1):
+        self.prob, self.image_shape = prob, tuple(image_shape)
+        self.max_text_length, self.ext_data_num = int(max_text_length), int(ext_data_num)
+        self.max_wh_ratio = self.image_shape[1] / self.image_shape[0]
+
+    def _at_height(self, image: np.ndarray) -> np.ndarray:
+        height = self.image_shape[0]
+        return cv2.resize(image, (round(image.shape[1] / image.shape[0] * height), height))
+
+    def _fits(self, data: dict, extra: dict) -> bool:
+        if len(data["label"]) + len(extra["label"]) > self.max_text_length:
+            return False
+        ratio = data["image"].shape[1] / data["image"].shape[0] + extra["image"].shape[1] / extra["image"].shape[0]
+        return ratio <= self.max_wh_ratio
+
+    def __call__(self, data: dict) -> dict:
+        if random.random() > self.prob:
+            return data  # PaddleOCR leaves ext_data in the dict here too
+        for extra in data.get("ext_data", []):
+            if not self._fits(data, extra):
+                break
+            data["image"] = np.concatenate([self._at_height(data["image"]), self._at_height(extra["image"])], axis=1)
+            data["label"] = data["label"] + extra["label"]
+        data.pop("ext_data", None)
+        return data

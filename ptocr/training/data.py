@@ -1,0 +1,565 @@
+"""Datasets in PaddleOCR's label format and PP-OCR's deterministic data transforms, for torch.
+
+Facts from PaddleOCR 2.10 ``ppocr/data/simple_dataset.py`` (label files, ``ratio_list``,
+delimiter), ``multi_scale_sampler.py``, ``imaug/label_ops.py`` (``DetLabelEncode``,
+``ClsLabelEncode``), ``imaug/operators.py`` (``NormalizeImage``, ``ToCHWImage``,
+``DetResizeForTest``), ``imaug/rec_img_aug.py`` (``RecResizeImg``, ``ClsResizeImg``) and the
+PP-OCRv4 / v5 configs' transform lists. The random augmentations are in
+:mod:`ptocr.training.augment`.
+
+Every transform is a callable on PaddleOCR's data dict (``image``, ``label``, ``polys``,
+``ignore_tags``, ...), so a config's ``transforms:`` list maps one to one onto a
+:class:`Compose`. Label lines::
+
+    det:  relative/path.jpg<TAB>[{"transcription": "...", "points": [[x, y], ...]}, ...]
+    rec:  relative/path.jpg<TAB>text          cls:  relative/path.jpg<TAB>0 (or 180)
+
+Where PaddleOCR logs a bad line or unreadable image and trains on a random other sample
+instead, these raise :class:`~ptocr.errors.PtocrError` naming the label file and line; labels
+can instead be dropped at construction with ``skip_invalid=True`` (listed in ``.skipped`` and
+warned about). Blank lines are no samples and are passed over. Images are decoded by
+:func:`ptocr.transforms.image.load_image` (BGR as PaddleOCR's ``DecodeImage img_mode: BGR``;
+transparent PNGs are composited on white where PaddleOCR drops the alpha).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ptocr.errors import PtocrError
+from ptocr.training.augment import EastRandomCropData, IaaAugment, RecAug, RecConAug
+from ptocr.training.labels import CTCLabelEncode, MakeBorderMap, MakeShrinkMap
+from ptocr.transforms.det import det_resize, normalize_hwc, parse_scale
+from ptocr.transforms.image import load_image
+
+__all__ = ["LabelLine", "read_label_files", "Compose", "DetLabelEncode", "NormalizeImage", "ToCHWImage",
+           "DetResizeForTest", "RecResizeImg", "ClsResizeImg", "EncodeText", "ClsLabelEncode",
+           "DetDataset", "RecDataset", "ClsDataset", "MultiScaleSampler", "collate", "det_train_transforms",
+           "det_eval_transforms", "IGNORE_TAGS"]
+
+IGNORE_TAGS = ("*", "###")  # transcriptions that mark a region to ignore (DetLabelEncode)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+# The PP-OCRv4/v5 configs' settings (PP-OCRv4_mobile_det.yml, PP-OCRv5_mobile_det.yml,
+# ch_PP-OCRv4_rec.yml, PP-OCRv5_mobile_rec.yml); the recognizers are evaluated by RecResizeImg
+# with eval_mode (width grown to the image's ratio) in v4, padded to 320 in v5.
+DET_TRAIN = {"iaa": {"flip_p": 0.5, "rotate": (-10, 10), "scale": (0.5, 3)},
+             "crop": {"size": (640, 640), "max_tries": 50, "keep_ratio": True},
+             "border": {"shrink_ratio": 0.4, "thresh_min": 0.3, "thresh_max": 0.7},
+             "shrink": {"shrink_ratio": 0.4, "min_text_size": 8}}
+DET_EVAL = {"limit_side_len": 736, "limit_type": "min"}
+REC_DEFAULTS = {
+    "PP-OCRv4": {"image_shape": (3, 48, 320), "con_aug": {"prob": 0.5, "ext_data_num": 2}, "eval_mode": True},
+    "PP-OCRv5": {"image_shape": (3, 48, 320), "con_aug": {"prob": 0.5, "ext_data_num": 2}, "eval_mode": False},
+}
+MULTI_SCALES = ((320, 32), (320, 48), (320, 64))  # MultiScaleSampler's (width, height) in v4 / v5
+
+
+# ---------------------------------------------------------------------------------------------
+# Label files
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LabelLine:
+    """One sample's line: where it is (for messages), the image path as written, its label."""
+
+    file: str
+    line: int
+    path: str
+    label: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+def _split_line(text: str, file: str, number: int, delimiter: str) -> LabelLine:
+    """PaddleOCR's split: the first field is the path, the second the label (later fields are
+    ignored, so a delimiter inside the label cuts it as PaddleOCR does)."""
+    fields = text.split(delimiter)
+    if len(fields) < 2 or not fields[0]:
+        raise PtocrError(f"{file}:{number}: expected 'image path{delimiter!r}label', got {text[:80]!r}")
+    return LabelLine(file, number, fields[0], fields[1])
+
+
+def _read_one(file, delimiter: str) -> list[LabelLine]:
+    try:
+        raw = Path(file).read_bytes()
+    except OSError as e:
+        raise PtocrError(f"label file {file}: {e.strerror or e}") from None
+    out = []
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            text = line.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError:
+            raise PtocrError(f"{file}:{number}: not UTF-8 text") from None
+        if text.strip():
+            out.append(_split_line(text, str(file), number, delimiter))
+    return out
+
+
+def _ratios(ratio_list, count: int) -> list[float]:
+    ratios = [float(ratio_list)] * count if isinstance(ratio_list, (int, float)) else [float(r) for r in ratio_list]
+    if len(ratios) != count:
+        raise PtocrError(f"ratio_list has {len(ratios)} entries for {count} label files")
+    if any(not 0 <= r <= 1 for r in ratios):
+        raise PtocrError(f"ratio_list entries must be in [0, 1], got {ratios}")
+    return ratios
+
+
+def read_label_files(label_files, ratio_list=1.0, delimiter: str = "\t", seed=None) -> list[LabelLine]:
+    """The lines of one or several label files; from a file whose ratio is under 1, a random
+    ``round(lines * ratio)`` of them, drawn as PaddleOCR does (``random.sample`` after seeding
+    with ``seed``, per file; here with a private ``random.Random``, leaving the global one alone).
+    Shuffling is the DataLoader's job."""
+    files = [label_files] if isinstance(label_files, (str, os.PathLike)) else list(label_files)
+    lines = []
+    for file, ratio in zip(files, _ratios(ratio_list, len(files))):
+        entries = _read_one(file, delimiter)
+        if ratio < 1.0:
+            entries = random.Random(seed).sample(entries, round(len(entries) * ratio))
+        lines.extend(entries)
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# Deterministic transforms on the data dict
+# ---------------------------------------------------------------------------------------------
+class Compose:
+    """Apply the transforms in order (a config's ``transforms:`` list)."""
+
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+
+    def __call__(self, data: dict) -> dict:
+        for transform in self.transforms:
+            data = transform(data)
+        return data
+
+    def __repr__(self) -> str:
+        return f"Compose({[type(t).__name__ for t in self.transforms]})"
+
+
+def _polygon_points(entry, index: int) -> list:
+    points = entry.get("points") if isinstance(entry, dict) else None
+    if not isinstance(points, list) or len(points) < 3:
+        raise PtocrError(f"text {index}: 'points' must be a list of at least 3 [x, y] points")
+    for point in points:
+        if not (isinstance(point, list) and len(point) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in point)):
+            raise PtocrError(f"text {index}: point {point!r} is not [x, y]")
+    return points
+
+
+def _padded(polygons: list[list]) -> list[list]:
+    """Every polygon repeated at its last point up to the most points any has (one array)."""
+    most = max(len(p) for p in polygons)
+    return [p + [p[-1]] * (most - len(p)) for p in polygons]
+
+
+def parse_det_label(label: str, *, allow_empty: bool = False) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """``(polys N x P x 2 float32, texts, ignore_tags bool)`` from a detection label's JSON;
+    ``allow_empty``: ``[]`` is an image without text (evaluation), else an error."""
+    try:
+        entries = json.loads(label)
+    except json.JSONDecodeError as e:
+        raise PtocrError(f"the label is not JSON: {e}") from None
+    if not isinstance(entries, list):
+        raise PtocrError("the label must be a JSON list of {\"transcription\", \"points\"} objects")
+    if not entries:
+        if allow_empty:
+            return np.zeros((0, 0, 2), dtype=np.float32), [], np.zeros(0, dtype=np.bool_)
+        raise PtocrError("the label lists no text (PaddleOCR never trains on such an image)")
+    polygons = [_polygon_points(entry, i) for i, entry in enumerate(entries)]
+    texts = [entry.get("transcription") for entry in entries]  # DetLabelEncode: a KeyError without one
+    if not all(isinstance(t, str) for t in texts):
+        raise PtocrError("every text needs its 'transcription' (a string)")
+    ignore = np.array([t in IGNORE_TAGS for t in texts], dtype=np.bool_)
+    return np.array(_padded(polygons), dtype=np.float32), texts, ignore
+
+
+class DetLabelEncode:
+    """``label`` (the JSON text) -> ``polys``, ``texts``, ``ignore_tags`` (``*`` / ``###``)."""
+
+    def __call__(self, data: dict) -> dict:
+        data["polys"], data["texts"], data["ignore_tags"] = parse_det_label(data["label"])
+        return data
+
+
+class NormalizeImage:
+    """float32 ``(image * scale - mean) / std`` per channel; ``order`` says where the channels
+    are (``"hwc"`` in the PP-OCR det configs). ``scale`` may be PaddleOCR's string ``"1./255."``."""
+
+    def __init__(self, scale=1.0 / 255.0, mean=IMAGENET_MEAN, std=IMAGENET_STD, order: str = "chw"):
+        self.scale = np.float32(parse_scale(scale))
+        shape = (3, 1, 1) if order == "chw" else (1, 1, 3)
+        self.order = order
+        self.mean = np.array(mean).reshape(shape).astype(np.float32)
+        self.std = np.array(std).reshape(shape).astype(np.float32)
+
+    def __call__(self, data: dict) -> dict:
+        if self.order == "hwc":
+            data["image"] = normalize_hwc(data["image"], self.mean.ravel(), self.std.ravel(), self.scale)
+        else:
+            data["image"] = (data["image"].astype(np.float32) * self.scale - self.mean) / self.std
+        return data
+
+
+class ToCHWImage:
+    def __call__(self, data: dict) -> dict:
+        data["image"] = data["image"].transpose((2, 0, 1))
+        return data
+
+
+class DetResizeForTest:
+    """Evaluation resize (PaddleOCR's type 0): sides scaled by the ``limit_side_len`` rule and
+    rounded to multiples of 32; adds ``shape = [src_h, src_w, ratio_h, ratio_w]`` (float64).
+    Polygons stay in source pixels, as the metric expects."""
+
+    def __init__(self, limit_side_len: float = DET_EVAL["limit_side_len"], limit_type: str = DET_EVAL["limit_type"]):
+        self.limit_side_len, self.limit_type = limit_side_len, limit_type
+
+    def __call__(self, data: dict) -> dict:
+        src_h, src_w = data["image"].shape[:2]
+        data["image"], ratio_h, ratio_w = det_resize(data["image"], self.limit_side_len, self.limit_type)
+        data["shape"] = np.array([src_h, src_w, ratio_h, ratio_w])
+        return data
+
+
+def rec_resize_normalize(image: np.ndarray, image_shape, padding: bool = True, keep_ratio_width: bool = False):
+    """``(C x H x W float32 in [-1, 1], valid_ratio)``: the image resized to height H keeping its
+    ratio (width ``ceil(H * ratio)`` at most W) and zero-padded on the right, or stretched to
+    W without ``padding``. ``keep_ratio_width`` (RecResizeImg's eval_mode): W grows to the
+    image's own ratio when it is wider."""
+    channels, height, width = image_shape
+    ratio = image.shape[1] / float(image.shape[0])
+    if keep_ratio_width:
+        width = int(height * max(width * 1.0 / height, image.shape[1] * 1.0 / image.shape[0]))
+    if padding or keep_ratio_width:
+        resized_w = width if math.ceil(height * ratio) > width else int(math.ceil(height * ratio))
+        resized = cv2.resize(image, (resized_w, height))
+    else:
+        resized_w = width
+        resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    resized = resized.astype(np.float32)
+    resized = resized[np.newaxis] / 255 if channels == 1 else resized.transpose((2, 0, 1)) / 255
+    resized -= 0.5
+    resized /= 0.5
+    out = np.zeros((channels, height, width), dtype=np.float32)
+    out[:, :, :resized_w] = resized
+    return out, min(1.0, float(resized_w / width))
+
+
+class RecResizeImg:
+    """Recognition resize and normalisation to ``image_shape`` (C, H, W); adds ``valid_ratio``."""
+
+    def __init__(self, image_shape=(3, 48, 320), padding: bool = True, eval_mode: bool = False):
+        self.image_shape, self.padding, self.eval_mode = tuple(image_shape), padding, eval_mode
+
+    def __call__(self, data: dict) -> dict:
+        data["image"], data["valid_ratio"] = rec_resize_normalize(data["image"], self.image_shape, self.padding,
+                                                                  self.eval_mode)
+        return data
+
+
+class ClsResizeImg(RecResizeImg):
+    """The orientation classifier's resize: padded to ``image_shape`` (3, 48, 192 in PP-OCR)."""
+
+    def __init__(self, image_shape=(3, 48, 192)):
+        super().__init__(image_shape, padding=True, eval_mode=False)
+
+    def __call__(self, data: dict) -> dict:
+        data["image"], _ = rec_resize_normalize(data["image"], self.image_shape, True)
+        return data
+
+
+class EncodeText:
+    """``label`` (text) -> CTC ``label`` and ``length`` by a :class:`CTCLabelEncode`; the text
+    is kept as ``text``."""
+
+    def __init__(self, encoder: CTCLabelEncode):
+        self.encoder = encoder
+
+    def __call__(self, data: dict) -> dict:
+        data["text"] = data["label"]
+        data.update(self.encoder(data["label"]))
+        return data
+
+
+class ClsLabelEncode:
+    """``label`` (one of ``label_list``) -> its index (int64)."""
+
+    def __init__(self, label_list=("0", "180")):
+        self.label_list = list(label_list)
+
+    def __call__(self, data: dict) -> dict:
+        if data["label"] not in self.label_list:
+            raise PtocrError(f"label {data['label']!r} is not one of {self.label_list}")
+        data["label"] = np.array(self.label_list.index(data["label"]), dtype=np.int64)
+        return data
+
+
+def det_train_transforms(settings: dict = DET_TRAIN) -> Compose:
+    """PP-OCRv4 / v5 detection training (without the optional CopyPaste)."""
+    return Compose([DetLabelEncode(), IaaAugment(**settings["iaa"]), EastRandomCropData(**settings["crop"]),
+                    MakeBorderMap(**settings["border"]), MakeShrinkMap(**settings["shrink"]),
+                    NormalizeImage(order="hwc"), ToCHWImage()])
+
+
+def det_eval_transforms(settings: dict = DET_EVAL) -> Compose:
+    return Compose([DetLabelEncode(), DetResizeForTest(**settings), NormalizeImage(order="hwc"), ToCHWImage()])
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets
+# ---------------------------------------------------------------------------------------------
+def _as_output(value):
+    if isinstance(value, np.ndarray):  # (np.ascontiguousarray would make a 0-d array 1-d)
+        return torch.from_numpy(value.copy() if value.ndim == 0 or not value.flags.c_contiguous else value)
+    if isinstance(value, (np.bool_, np.number)):
+        return torch.tensor(value.item())
+    return value
+
+
+class _LabelledImages(Dataset):
+    """Label lines + images under ``data_dir`` + transforms -> dicts of ``keep_keys``."""
+
+    keep_keys: tuple = ()
+
+    def __init__(self, label_files, data_dir, transforms, keep_keys=None, ratio_list=1.0, delimiter="\t",
+                 seed=None, skip_invalid: bool = False):
+        self.data_dir = Path(data_dir)
+        self.transforms = transforms
+        if keep_keys is not None:
+            self.keep_keys = tuple(keep_keys)
+        self.skipped: list[tuple[str, str]] = []
+        self.lines = self._checked(read_label_files(label_files, ratio_list, delimiter, seed), skip_invalid)
+
+    def check_label(self, line: LabelLine) -> None:
+        """Raise PtocrError when the label cannot make a sample (subclasses)."""
+
+    def _checked(self, lines: list[LabelLine], skip_invalid: bool) -> list[LabelLine]:
+        kept = []
+        for line in lines:
+            try:
+                self.check_label(line)
+            except PtocrError as e:
+                if not skip_invalid:
+                    raise PtocrError(f"{line.where}: {e}") from None
+                self.skipped.append((line.where, str(e)))
+                continue
+            kept.append(line)
+        if self.skipped:
+            warnings.warn(f"{len(self.skipped)} label lines skipped (see .skipped), first: {self.skipped[0]}",
+                          stacklevel=3)
+        return kept
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def image_path(self, line: LabelLine) -> Path:
+        """The image of a line; PaddleOCR's ``["a.jpg", "b.jpg"]`` form picks one (python's random)."""
+        name = line.path
+        if name.startswith("["):
+            try:
+                name = random.choice(json.loads(name))
+            except (ValueError, TypeError, IndexError):
+                pass
+        return self.data_dir / name
+
+    def load(self, line: LabelLine) -> dict:
+        path = self.image_path(line)
+        try:
+            image = load_image(str(path))
+        except PtocrError as e:
+            raise PtocrError(f"{line.where}: {e}") from None
+        return {"image": image, "label": line.label, "img_path": str(path)}
+
+    def transformed(self, data: dict, line: LabelLine, transforms) -> dict:
+        try:
+            return transforms(data)
+        except PtocrError as e:
+            raise PtocrError(f"{line.where} ({data['img_path']}): {e}") from None
+
+    def output(self, data: dict) -> dict:
+        missing = [k for k in self.keep_keys if k not in data]
+        if missing:
+            raise PtocrError(f"keep_keys {missing} not made by the transforms")
+        return {k: _as_output(data[k]) for k in self.keep_keys}
+
+    def __getitem__(self, index: int) -> dict:
+        line = self.lines[index]
+        return self.output(self.transformed(self.load(line), line, self.transforms))
+
+
+class DetDataset(_LabelledImages):
+    """Detection samples. Training (``train=True``, PP-OCRv4 / v5 transforms): ``image``
+    3 x 640 x 640 float32 and the four DB targets ``DBLoss`` takes. Evaluation: ``image`` at
+    the DetResizeForTest size, ``shape``, ``polys`` (source pixels), ``ignore_tags``. Pass
+    ``transforms`` (a callable on the data dict) and ``keep_keys`` to change either."""
+
+    TRAIN_KEYS = ("image", "threshold_map", "threshold_mask", "shrink_map", "shrink_mask")
+    EVAL_KEYS = ("image", "shape", "polys", "ignore_tags")
+
+    def __init__(self, label_files, data_dir, train: bool = True, transforms=None, keep_keys=None, **options):
+        if transforms is None:
+            transforms = det_train_transforms() if train else det_eval_transforms()
+        self.keep_keys = self.TRAIN_KEYS if train else self.EVAL_KEYS
+        super().__init__(label_files, data_dir, transforms, keep_keys, **options)
+
+    def check_label(self, line: LabelLine) -> None:
+        parse_det_label(line.label)
+
+
+class RecDataset(_LabelledImages):
+    """Recognition samples: ``image`` 3 x 48 x W float32, ``label`` / ``length`` (what
+    ``CTCLoss`` takes), ``valid_ratio``, ``text``. ``dictionary``: ``net.dictionary``, a file or
+    characters (see :class:`CTCLabelEncode`). Training adds PaddleOCR's RecConAug (two other
+    samples drawn per item, numpy's global RNG, as PaddleOCR's dataset draws them) and RecAug
+    before the resize. ``generation`` picks the defaults (``REC_DEFAULTS``).
+
+    An index may also be ``(width, height, index)`` as :class:`MultiScaleSampler` yields: the
+    image is then resized to that size (PaddleOCR's MultiScaleDataSet). Texts the encoder
+    refuses (empty, too long, no known character), which PaddleOCR replaces by random samples,
+    raise at construction, or are skipped with ``skip_invalid=True``.
+    """
+
+    KEYS = ("image", "label", "length", "valid_ratio", "text")
+
+    def __init__(self, label_files, data_dir, dictionary, train: bool = True, max_text_length: int = 25,
+                 generation: str = "PP-OCRv4", transforms=None, keep_keys=None, **options):
+        if generation not in REC_DEFAULTS:
+            raise PtocrError(f"generation {generation!r}: expected one of {sorted(REC_DEFAULTS)}")
+        settings = REC_DEFAULTS[generation]
+        self.encoder = dictionary if isinstance(dictionary, CTCLabelEncode) else CTCLabelEncode(dictionary, max_text_length)
+        self.image_shape = settings["image_shape"]
+        self.train = train
+        if transforms is None:
+            transforms = self._default_transforms(settings, train)
+        self.resize = RecResizeImg(self.image_shape, eval_mode=settings["eval_mode"] and not train)
+        self.keep_keys = self.KEYS
+        super().__init__(label_files, data_dir, transforms, keep_keys, **options)
+
+    def _default_transforms(self, settings: dict, train: bool) -> Compose:
+        steps = []
+        if train:
+            height, width = settings["image_shape"][1:]
+            steps += [RecConAug(image_shape=(height, width, 3), max_text_length=self.encoder.max_text_length,
+                                **settings["con_aug"]), RecAug()]
+        return Compose(steps + [EncodeText(self.encoder)])
+
+    def check_label(self, line: LabelLine) -> None:
+        self.encoder.encode(line.label)
+
+    def _ext_count(self) -> int:
+        return max((getattr(t, "ext_data_num", 0) for t in getattr(self.transforms, "transforms", [])), default=0)
+
+    def _ext_data(self) -> list[dict]:
+        """The other samples RecConAug may append: drawn with numpy's global RNG, decoded only."""
+        if not self.train:
+            return []
+        return [self.load(self.lines[np.random.randint(len(self))]) for _ in range(self._ext_count())]
+
+    def __getitem__(self, index) -> dict:
+        width, height = self.image_shape[2], self.image_shape[1]
+        if isinstance(index, (tuple, list)):
+            width, height, index = int(index[0]), int(index[1]), int(index[2])
+        line = self.lines[index]
+        data = self.load(line)
+        data["ext_data"] = self._ext_data()
+        data = self.transformed(data, line, self.transforms)
+        data.pop("ext_data", None)
+        resize = self.resize if (width, height) == tuple(self.image_shape[:0:-1]) else \
+            RecResizeImg((self.image_shape[0], height, width))
+        return self.output(resize(data))
+
+
+class ClsDataset(_LabelledImages):
+    """Orientation samples (``path<TAB>0`` or ``180``): ``image`` 3 x 48 x 192, ``label``
+    int64. No augmentation by default (PaddleOCR's cls config adds BaseDataAugmentation and
+    RandAugment: pass ``transforms`` before the resize yourself)."""
+
+    def __init__(self, label_files, data_dir, label_list=("0", "180"), image_shape=(3, 48, 192), transforms=None,
+                 **options):
+        self.encode = ClsLabelEncode(label_list)
+        steps = [] if transforms is None else [transforms]
+        self.keep_keys = ("image", "label")
+        super().__init__(label_files, data_dir, Compose([self.encode, *steps, ClsResizeImg(image_shape)]),
+                         **options)
+
+    def check_label(self, line: LabelLine) -> None:
+        self.encode({"label": line.label})
+
+
+# ---------------------------------------------------------------------------------------------
+# Batching
+# ---------------------------------------------------------------------------------------------
+def _stackable(values) -> bool:
+    return all(isinstance(v, torch.Tensor) for v in values) and len({tuple(v.shape) for v in values}) == 1
+
+
+def collate(samples: list[dict]) -> dict:
+    """A batch dict: tensors of one shape stacked (N x ...), anything else (texts, polygons of
+    different counts, ``shape``s of different images stacked anyway) kept as a list."""
+    batch = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        batch[key] = torch.stack(values) if _stackable(values) else values
+    return batch
+
+
+class MultiScaleSampler(Sampler):
+    """A batch sampler for :class:`RecDataset` (``DataLoader(ds, batch_sampler=...)``): batches of
+    ``(width, height, index)``, each batch at one of ``scales`` ((width, height) pairs, PP-OCRv4's
+    by default), sides floored to multiples of ``divided_factor`` (w, h), batch sizes
+    ``first_bs`` for all (``fix_bs``) or ``first_bs`` scaled by pixel count
+    (``max(1, int(w0 * h0 * first_bs / (w * h)))``) as PaddleOCR's. Per epoch (``set_epoch``):
+    the indices shuffled, cut into batches scale after scale in turn, the batches shuffled; a
+    short last batch is filled from the epoch's first indices. Python's ``random`` seeded with
+    ``(seed, epoch)``; PaddleOCR's own order of batches is not reproduced."""
+
+    def __init__(self, num_samples: int, scales=MULTI_SCALES, first_bs: int = 128, fix_bs: bool = False,
+                 divided_factor=(8, 16), seed: int = 0):
+        if num_samples < 1:
+            raise PtocrError("MultiScaleSampler needs at least one sample")
+        self.num_samples, self.seed, self.epoch = int(num_samples), seed, 0
+        base_w, base_h = scales[0]
+        pairs = []
+        for w, h in scales:
+            w, h = int(w // divided_factor[0] * divided_factor[0]), int(h // divided_factor[1] * divided_factor[1])
+            size = first_bs if fix_bs else int(max(1, base_w * base_h * first_bs / (h * w)))
+            pairs.append((w, h, size))
+        self.scales = pairs
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _batches(self) -> list[list[tuple[int, int, int]]]:
+        rng = random.Random(f"{self.seed}-{self.epoch}")
+        order = list(range(self.num_samples))
+        rng.shuffle(order)
+        batches, start, turn = [], 0, 0
+        while start < self.num_samples:
+            w, h, size = self.scales[turn % len(self.scales)]
+            chunk = order[start:start + size]
+            chunk += order[:size - len(chunk)]
+            batches.append([(w, h, i) for i in chunk])
+            start, turn = start + size, turn + 1
+        rng.shuffle(batches)
+        return batches
+
+    def __iter__(self):
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())
