@@ -25,6 +25,37 @@ def pytest_configure(config):
 
 
 @contextmanager
+def local_ray_cluster(num_cpus: int = 2):
+    """``ray.init`` of a local cluster whose actors import this checkout and the tests' modules (the
+    failure stand-ins live there), one intra-op thread each; shut down after."""
+    import ray
+
+    path = os.pathsep.join([str(REPO), str(REPO / "tests")])
+    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
+             runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}})
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def compile_paddleocr(root: Path, relpath: str, names, ns: dict) -> dict:
+    """Run only the named top-level classes / functions of the PaddleOCR source file
+    ``root / relpath`` in ``ns`` (the tests' reference: PaddleOCR's own code, its imports stood in
+    for by what ``ns`` holds); returns ``ns``."""
+    import ast
+    import warnings
+
+    with warnings.catch_warnings():  # PaddleOCR's sources have invalid escape sequences
+        warnings.simplefilter("ignore")
+        tree = ast.parse((root / relpath).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in names:
+            exec(compile(ast.Module(body=[node], type_ignores=[]), str(root / relpath), "exec"), ns)
+    return ns
+
+
+@contextmanager
 def intra_op_threads(count: int):
     """torch's intra-op threads set to ``count`` inside the block, restored after. One thread in
     the pipeline tests: on a busy 2-core runner two OpenMP threads competing with another process

@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from conftest import compile_paddleocr
 from shapely.geometry import Polygon
 
 from ptocr.errors import DictionaryError
@@ -300,24 +301,16 @@ def test_cls_post_and_rotation_rule():
 
 def _load_paddleocr(root, relpath, names):
     """Compile only the named top-level classes/functions of one PaddleOCR file."""
-    import ast
     import math
     import re
     import types
-    import warnings
 
     import pyclipper
 
     paddle = types.ModuleType("paddle")
     paddle.Tensor = type("Tensor", (), {})
     ns = dict(np=np, cv2=cv2, pyclipper=pyclipper, Polygon=Polygon, paddle=paddle, math=math, re=re)
-    with warnings.catch_warnings():  # PaddleOCR's sources have invalid escape sequences
-        warnings.simplefilter("ignore")
-        tree = ast.parse((root / relpath).read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in names:
-            exec(compile(ast.Module(body=[node], type_ignores=[]), str(root / relpath), "exec"), ns)
-    return ns
+    return compile_paddleocr(root, relpath, names, ns)
 
 
 @pytest.fixture(scope="module")

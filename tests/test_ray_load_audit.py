@@ -13,13 +13,13 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from conftest import local_ray_cluster
 
 from ptocr.errors import PtocrError
 from ptocr.result import Line, OCRResult
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ptocr[ray]')")
 
-REPO = Path(__file__).resolve().parents[1]
 DEATHS = 6  # more than the default tries (3); bounded, so that the code before the fix ends too
 
 
@@ -65,11 +65,8 @@ def _dies_while_building(builds: str) -> _Reader:
 
 @pytest.fixture(scope="module")
 def cluster():
-    path = os.pathsep.join([str(REPO), str(REPO / "tests")])  # the actors import this checkout and this module
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
-             runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}})
-    yield
-    ray.shutdown()
+    with local_ray_cluster():
+        yield
 
 
 @pytest.fixture

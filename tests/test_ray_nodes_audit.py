@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import local_ray_cluster
 
 from ptocr.errors import PtocrError
 from ptocr.result import Line, OCRResult
@@ -28,7 +29,6 @@ ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ptoc
 if not os.path.isdir("/proc/self/cwd"):
     pytest.skip("the stand-in mount needs Linux's /proc/self/cwd", allow_module_level=True)
 
-REPO = Path(__file__).resolve().parents[1]
 IMAGES = ("a.png", "b.png", "c.png")
 
 
@@ -54,11 +54,8 @@ def _blind(folder: str) -> _Named:
 
 @pytest.fixture(scope="module")
 def cluster():
-    path = os.pathsep.join([str(REPO), str(REPO / "tests")])  # the actors import this checkout and this module
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
-             runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}})
-    yield
-    ray.shutdown()
+    with local_ray_cluster():
+        yield
 
 
 @pytest.fixture

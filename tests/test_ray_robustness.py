@@ -11,13 +11,13 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+from conftest import local_ray_cluster
 
 from ptocr.errors import PtocrError
 from ptocr.result import Line, OCRResult
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ptocr[ray]')")
 
-REPO = Path(__file__).resolve().parents[1]
 DEATHS = 10  # more than run_on_ray's tries of both passes: Ray Data's default retries forever
 
 
@@ -48,11 +48,8 @@ def _reader(deaths: str, reads: str) -> _Reader:
 
 @pytest.fixture(scope="module")
 def cluster():
-    path = os.pathsep.join([str(REPO), str(REPO / "tests")])  # the actors import this checkout and this module
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
-             runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}})
-    yield
-    ray.shutdown()
+    with local_ray_cluster():
+        yield
 
 
 @pytest.fixture

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import random
-import warnings
 
 import cv2
 import numpy as np
 import pytest
+from conftest import compile_paddleocr
 import torch
 
 from ptocr.errors import PtocrError
@@ -27,17 +26,6 @@ WORDS = sorted((IMAGES / "words" / "ch").glob("*.jpg"))
 needs_images = pytest.mark.skipif(not SCENE.is_file() or len(WORDS) < 3, reason="shared images not found")
 
 
-def _compile(root, relpath, names, ns):
-    """Run only the named top-level classes/functions of one PaddleOCR file in ``ns``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tree = ast.parse((root / relpath).read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in names:
-            exec(compile(ast.Module(body=[node], type_ignores=[]), str(root / relpath), "exec"), ns)
-    return ns
-
-
 def _int(x=0, *base):
     """int() that takes a 1-element array as numpy < 2.4 did: PaddleOCR 2.10's
     region_wise_random_select calls int() on one (a TypeError on numpy 2.4)."""
@@ -48,14 +36,14 @@ def _int(x=0, *base):
 def paddle(paddleocr_src):
     ns = dict(np=np, cv2=cv2, math=math, random=random, json=json, sys=__import__("sys"), int=_int)
     imaug = "ppocr/data/imaug/"
-    _compile(paddleocr_src, imaug + "label_ops.py", ["DetLabelEncode"], ns)
-    _compile(paddleocr_src, imaug + "operators.py", ["NormalizeImage", "ToCHWImage", "DetResizeForTest"], ns)
-    _compile(paddleocr_src, imaug + "random_crop_data.py",
+    compile_paddleocr(paddleocr_src, imaug + "label_ops.py", ["DetLabelEncode"], ns)
+    compile_paddleocr(paddleocr_src, imaug + "operators.py", ["NormalizeImage", "ToCHWImage", "DetResizeForTest"], ns)
+    compile_paddleocr(paddleocr_src, imaug + "random_crop_data.py",
              ["is_poly_in_rect", "is_poly_outside_rect", "split_regions", "random_select",
               "region_wise_random_select", "crop_area", "EastRandomCropData"], ns)
-    _compile(paddleocr_src, imaug + "text_image_aug/warp_mls.py", ["WarpMLS"], ns)
-    _compile(paddleocr_src, imaug + "text_image_aug/augment.py", ["tia_distort", "tia_stretch", "tia_perspective"], ns)
-    _compile(paddleocr_src, imaug + "rec_img_aug.py",
+    compile_paddleocr(paddleocr_src, imaug + "text_image_aug/warp_mls.py", ["WarpMLS"], ns)
+    compile_paddleocr(paddleocr_src, imaug + "text_image_aug/augment.py", ["tia_distort", "tia_stretch", "tia_perspective"], ns)
+    compile_paddleocr(paddleocr_src, imaug + "rec_img_aug.py",
              ["RecAug", "BaseDataAugmentation", "RecConAug", "RecResizeImg", "ClsResizeImg", "resize_norm_img",
               "resize_norm_img_chinese", "flag", "hsv_aug", "jitter", "add_gasuss_noise", "get_crop"], ns)
     return ns

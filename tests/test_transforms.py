@@ -11,6 +11,7 @@ import math
 import cv2
 import numpy as np
 import pytest
+from conftest import compile_paddleocr
 
 from ptocr.errors import ImageError
 from ptocr.transforms import (
@@ -420,13 +421,11 @@ def test_rec_width_formula_matches_math():
 
 @pytest.fixture(scope="module")
 def paddle_ref(paddleocr_src):
-    import ast
     import copy
     import os
     import sys
     import time
     import types
-    import warnings
 
     root = paddleocr_src
     ns = dict(np=np, cv2=cv2, math=math, copy=copy, os=os, sys=sys, time=time)
@@ -441,12 +440,7 @@ def paddle_ref(paddleocr_src):
     }
     ns["paddle"] = types.SimpleNamespace(Tensor=type("Tensor", (), {}))
     for relpath, names in wanted.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tree = ast.parse((root / relpath).read_text(encoding="utf-8"))
-        for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.name in names:
-                exec(compile(ast.Module(body=[node], type_ignores=[]), str(root / relpath), "exec"), ns)
+        compile_paddleocr(root, relpath, names, ns)
     return ns
 
 
