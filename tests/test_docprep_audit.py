@@ -17,37 +17,12 @@ import numpy as np
 import pytest
 from conftest import converted_folders, intra_op_threads
 from PIL import Image
+from test_pdf import write_pdf
 
 from ptocr.pdf import MAX_PIXELS, PageError, pdf_pages, tiff_pages
 from ptocr.pipeline3 import OCR3
 
 ROOT = Path(__file__).parents[1]
-
-
-def write_pdf(path: Path, pages, padding: int = 0) -> Path:
-    """A PDF 1.4 with one page per ``(width, height, [(text, x, y, size), ...])`` and, with
-    ``padding``, an unreferenced stream of that many bytes (as a scan's images would weigh)."""
-    bodies = ["<< /Type /Catalog /Pages 2 0 R >>", "", "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    kids = []
-    for width, height, lines in pages:
-        content = "".join(f"BT /F1 {size} Tf {x} {y} Td ({text}) Tj ET\n" for text, x, y, size in lines)
-        bodies.append(f"<< /Length {len(content)} >>\nstream\n{content}endstream")
-        bodies.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {width} {height}] "
-                      f"/Resources << /Font << /F1 3 0 R >> >> /Contents {len(bodies)} 0 R >>")
-        kids.append(f"{len(bodies)} 0 R")
-    bodies[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
-    if padding:
-        bodies.append(f"<< /Length {padding} >>\nstream\n{'0' * padding}\nendstream")
-    data, offsets = bytearray(b"%PDF-1.4\n"), []
-    for number, body in enumerate(bodies, 1):
-        offsets.append(len(data))
-        data += f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1")
-    xref = len(data)
-    data += f"xref\n0 {len(bodies) + 1}\n0000000000 65535 f \n".encode()
-    data += "".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode()
-    data += f"trailer\n<< /Size {len(bodies) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    path.write_bytes(bytes(data))
-    return path
 
 
 LETTER = (612, 792)

@@ -28,18 +28,23 @@ PAGES = [
 ]
 
 
-def write_pdf(path: Path, pages) -> Path:
-    """A minimal PDF 1.4: one Helvetica font, one content stream per page."""
+def write_pdf(path: Path, pages, padding: int = 0) -> Path:
+    """A minimal PDF 1.4: one Helvetica font, one content stream per page. A page is its lines
+    ``[(text, x, y, size), ...]`` on US Letter, or ``(width, height, lines)``; ``padding``: an
+    unreferenced stream of that many bytes (as a scan's images would weigh)."""
     objects = ["<< /Type /Catalog /Pages 2 0 R >>", None,
                "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
     kids = []
-    for lines in pages:
+    for page in pages:
+        width, height, lines = page if isinstance(page, tuple) else (PAGE_W, PAGE_H, page)
         stream = "".join(f"BT /F1 {size} Tf {x} {y} Td ({text}) Tj ET\n" for text, x, y, size in lines)
         objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream}endstream")
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {PAGE_W} {PAGE_H}] "
+        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {width} {height}] "
                        f"/Resources << /Font << /F1 3 0 R >> >> /Contents {len(objects)} 0 R >>")
         kids.append(f"{len(objects)} 0 R")
     objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
+    if padding:
+        objects.append(f"<< /Length {padding} >>\nstream\n{'0' * padding}\nendstream")
     out, offsets = b"%PDF-1.4\n", []
     for i, body in enumerate(objects, 1):
         offsets.append(len(out))

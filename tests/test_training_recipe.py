@@ -499,6 +499,19 @@ OPTIMIZERS = [
 ]
 
 
+def _step_both(recipe, torch_params, names, opt, sched, params, grads) -> None:
+    """The same gradients (each step's loss: sum of parameter * fixed tensor) through the torch
+    recipe and paddle's optimizer and schedule, step by step."""
+    for g in grads:
+        recipe.optimizer.zero_grad()
+        sum((torch_params[names[k]] * torch.from_numpy(v)).sum() for k, v in g.items()).backward()
+        recipe.step()
+        opt.clear_grad()
+        sum((params[k] * paddle.to_tensor(v)).sum() for k, v in g.items()).backward()
+        opt.step()
+        sched.step()
+
+
 @pytest.mark.parametrize("section", OPTIMIZERS, ids=lambda s: "-".join(
     [s["name"]] + [k for k in ("clip_norm", "clip_norm_global", "regularizer") if k in s]))
 def test_updates_match_paddle_across_the_warmup_boundary(section):
@@ -518,14 +531,7 @@ def test_updates_match_paddle_across_the_warmup_boundary(section):
     sched = _paddle_schedule(section["lr"])
     opt = _paddle_optimizer(section, params, sched)
 
-    for g in grads:
-        recipe.optimizer.zero_grad()
-        sum((torch_params[_FakeNet.NAMES[k]] * torch.from_numpy(v)).sum() for k, v in g.items()).backward()
-        recipe.step()
-        opt.clear_grad()
-        sum((params[k] * paddle.to_tensor(v)).sum() for k, v in g.items()).backward()
-        opt.step()
-        sched.step()
+    _step_both(recipe, torch_params, _FakeNet.NAMES, opt, sched, params, grads)
 
     for key, full in _FakeNet.NAMES.items():
         moved = np.abs(values[key] - params[key].numpy()).max()
@@ -641,14 +647,7 @@ def test_paddleclas_momentum_matches_paddle(extra):
     clip = paddle.nn.ClipGradByNorm(extra["clip_norm"]) if "clip_norm" in extra else None
     opt = paddle.optimizer.Momentum(sched, momentum=0.9, parameters=plist, weight_decay=reg,
                                     grad_clip=clip, use_nesterov=extra.get("use_nesterov", False))
-    for g in grads:
-        recipe.optimizer.zero_grad()
-        sum((torch_params[_FakeLCNet.NAMES[k]] * torch.from_numpy(v)).sum() for k, v in g.items()).backward()
-        recipe.step()
-        opt.clear_grad()
-        sum((params[k] * paddle.to_tensor(v)).sum() for k, v in g.items()).backward()
-        opt.step()
-        sched.step()
+    _step_both(recipe, torch_params, _FakeLCNet.NAMES, opt, sched, params, grads)
     for key, full in _FakeLCNet.NAMES.items():
         assert np.abs(values[key] - params[key].numpy()).max() > 1e-4, key
         np.testing.assert_allclose(torch_params[full].detach().numpy(), params[key].numpy(),
