@@ -103,7 +103,7 @@ def parse_pages(text: str) -> list[int]:
                 raise ValueError
             pages += range(a, b + 1)
     except ValueError:
-        raise PdfError(f"pages {text!r}: expected 1-based numbers and ranges such as 1,3-5") from None
+        raise PageError(f"pages {text!r}: expected 1-based numbers and ranges such as 1,3-5") from None
     return pages
 
 
