@@ -331,6 +331,16 @@ def _as_output(value):
     return value
 
 
+def _no_samples_message(label_files, skipped: list) -> str:
+    """PaddleOCR's trainer stops on an empty data set ("No Images in train dataset"); torch would
+    fail later, in the sampler or at ``steps_per_epoch=0``, without naming the files."""
+    files = [label_files] if isinstance(label_files, (str, os.PathLike)) else list(label_files)
+    names = ", ".join(str(f) for f in files) or "no label files given"
+    if skipped:
+        return f"no samples: all {len(skipped)} label lines of {names} were skipped, first: {skipped[0]}"
+    return f"no samples: the label files hold no lines ({names})"
+
+
 class _LabelledImages(Dataset):
     """Label lines + images under ``data_dir`` + transforms -> dicts of ``keep_keys``."""
 
@@ -344,6 +354,8 @@ class _LabelledImages(Dataset):
             self.keep_keys = tuple(keep_keys)
         self.skipped: list[tuple[str, str]] = []
         self.lines = self._checked(read_label_files(label_files, ratio_list, delimiter, seed), skip_invalid)
+        if not self.lines:
+            raise PtocrError(_no_samples_message(label_files, self.skipped))
 
     def check_label(self, line: LabelLine) -> None:
         """Raise PtocrError when the label cannot make a sample (subclasses)."""
@@ -423,7 +435,9 @@ class DetDataset(_LabelledImages):
 
 class RecDataset(_LabelledImages):
     """Recognition samples: ``image`` 3 x 48 x W float32, ``label`` / ``length`` (what
-    ``CTCLoss`` takes), ``valid_ratio``, ``text``. ``dictionary``: ``net.dictionary``, a file or
+    ``CTCLoss`` takes), ``valid_ratio``, ``text``, ``num_classes`` (the dictionary's class count:
+    ``CTCLoss`` refuses a head of another size on the first batch, where a dictionary that does
+    not fit would otherwise train silently on the wrong classes). ``dictionary``: ``net.dictionary``, a file or
     characters (see :class:`CTCLabelEncode`). Training adds PaddleOCR's RecConAug (two other
     samples drawn per item, numpy's global RNG, as PaddleOCR's dataset draws them) and RecAug
     before the resize. ``generation`` picks the defaults (``REC_DEFAULTS``).
@@ -434,7 +448,7 @@ class RecDataset(_LabelledImages):
     raise at construction, or are skipped with ``skip_invalid=True``.
     """
 
-    KEYS = ("image", "label", "length", "valid_ratio", "text")
+    KEYS = ("image", "label", "length", "valid_ratio", "text", "num_classes")
 
     def __init__(self, label_files, data_dir, dictionary, train: bool = True, max_text_length: int = 25,
                  generation: str = "PP-OCRv4", transforms=None, keep_keys=None, **options):
@@ -481,7 +495,9 @@ class RecDataset(_LabelledImages):
         data.pop("ext_data", None)
         resize = self.resize if (width, height) == tuple(self.image_shape[:0:-1]) else \
             RecResizeImg((self.image_shape[0], height, width))
-        return self.output(resize(data))
+        data = resize(data)
+        data["num_classes"] = np.array(self.encoder.num_classes, dtype=np.int64)
+        return self.output(data)
 
 
 class ClsDataset(_LabelledImages):
@@ -526,7 +542,9 @@ class MultiScaleSampler(Sampler):
     (``max(1, int(w0 * h0 * first_bs / (w * h)))``) as PaddleOCR's. Per epoch (``set_epoch``):
     the indices shuffled, cut into batches scale after scale in turn, the batches shuffled; a
     short last batch is filled from the epoch's first indices. Python's ``random`` seeded with
-    ``(seed, epoch)``; PaddleOCR's own order of batches is not reproduced."""
+    ``(seed, epoch)``; each pass moves on to the next epoch, as PaddleOCR's sampler does, so a
+    loop without ``set_epoch`` still reshuffles; PaddleOCR's own order of batches is not
+    reproduced."""
 
     def __init__(self, num_samples: int, scales=MULTI_SCALES, first_bs: int = 128, fix_bs: bool = False,
                  divided_factor=(8, 16), seed: int = 0):
@@ -559,7 +577,12 @@ class MultiScaleSampler(Sampler):
         return batches
 
     def __iter__(self):
-        return iter(self._batches())
+        # A generator: the epoch is read and moved on (PaddleOCR's __iter__ does so, so passes
+        # without set_epoch reshuffle) when a pass starts, not when DataLoader makes an iterator
+        # it drops (its worker iterator calls iter() twice).
+        batches = self._batches()
+        self.epoch += 1
+        yield from batches
 
     def __len__(self) -> int:
         return len(self._batches())

@@ -163,6 +163,16 @@ def _ctc_logits(predicts) -> torch.Tensor:
     return _at_least_float32(predicts)
 
 
+def _check_head_fits(num_classes, head_classes: int) -> None:
+    """The labels' dictionary (RecDataset's ``num_classes``) against the head's class count."""
+    counts = sorted({int(n) for n in torch.as_tensor(num_classes).reshape(-1).tolist()})
+    if counts != [head_classes]:
+        raise PtocrError(f"CTCLoss: the labels were encoded with a dictionary of {', '.join(map(str, counts))} "
+                         f"classes (blank + characters + space), but the head predicts {head_classes}: build "
+                         f"the network with ptocr.create_model(..., num_classes={counts[0]}) for a new dictionary, "
+                         "or give the dataset the network's own (net.dictionary)")
+
+
 def _ctc_labels(batch, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(label N x L, length N)`` from a dict (CTCLabelEncode's keys) or PaddleOCR's batch list
     ``[image, label, length, ...]``, checked against the logits."""
@@ -175,6 +185,8 @@ def _ctc_labels(batch, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     else:
         raise PtocrError("CTCLoss: the batch must be a dict with label and length or PaddleOCR's "
                          "list [image, label, length, ...]")
+    if isinstance(batch, Mapping) and "num_classes" in batch:
+        _check_head_fits(batch["num_classes"], logits.shape[-1])
     label = torch.as_tensor(label, device=logits.device).long()
     length = torch.as_tensor(length, device=logits.device).long().reshape(-1)
     n, _, classes = logits.shape
@@ -198,7 +210,8 @@ class CTCLoss(nn.Module):
 
     ``forward(predicts, batch)``: ``predicts`` the recognizer's training-mode logits N x T x C
     (a list/tuple: its last), ``batch`` a dict with ``label`` (N x L, padded) and ``length`` (N),
-    as :class:`~ptocr.training.CTCLabelEncode` makes them collated, or PaddleOCR's batch list
+    as :class:`~ptocr.training.CTCLabelEncode` makes them collated (with ``RecDataset``'s
+    ``num_classes``, a head of another size than the dictionary is refused), or PaddleOCR's batch list
     ``[image, label, length, ...]``. Returns ``{"loss": ...}``.
     """
 

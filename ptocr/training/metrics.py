@@ -301,6 +301,15 @@ def _label_lines(label_file, data_dir) -> list[tuple[str, str, str]]:
     return [(os.path.join(data_dir or "", line.path), line.label, line.where) for line in read_label_files(label_file)]
 
 
+def _some(samples: list, source) -> list:
+    """The samples, refused when there are none: the metrics' EPS guard would report acc 0 and
+    norm_edit_dis 1 (or hmean 0) for nothing evaluated."""
+    if not samples:
+        where = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "the samples given"
+        raise PtocrError(f"nothing to evaluate: {where} holds no samples")
+    return samples
+
+
 def _det_samples(samples, data_dir):
     """(image, DetLabel) pairs from a label file or from (image, label) pairs, the label a
     DetLabel, its JSON text or the decoded list."""
@@ -338,7 +347,7 @@ def evaluate_det(predictor, samples, *, data_dir=None, pipeline: str = "eval",
         raise ValueError(f"pipeline {pipeline!r}: expected 'eval' or 'predictor'")
     predict = _predictor_boxes(predictor) if pipeline == "predictor" else _eval_boxes(predictor, limit_side_len, limit_type)
     metric = DetMetric()
-    for image, label in _det_samples(samples, data_dir):
+    for image, label in _some(_det_samples(samples, data_dir), samples):
         metric.update(predict(image), label.polygons, label.ignore_tags)
     return metric.get_metric()
 
@@ -372,7 +381,7 @@ def evaluate_rec(predictor, samples, *, data_dir=None, is_filter: bool = False, 
     CTCLabelEncode then CTCLabelDecode hand it to the metric."""
     keep = _dictionary_filter(predictor) if dictionary_only else (lambda text: text)
     metric = RecMetric(is_filter=is_filter, ignore_space=ignore_space)
-    for image, text in _text_samples(samples, data_dir):
+    for image, text in _some(_text_samples(samples, data_dir), samples):
         metric.update([predictor(image)], [keep(text)])
     return metric.get_metric()
 
@@ -386,6 +395,6 @@ def evaluate_cls(predictor, samples, *, data_dir=None) -> dict[str, float]:
     """A ``ClsPredictor`` over ``samples`` (a cls label file, ``path<TAB>0`` / ``180``, or
     (image, label) pairs) -> ``{"acc"}``."""
     metric = ClsMetric()
-    for image, label in _text_samples(samples, data_dir):
+    for image, label in _some(_text_samples(samples, data_dir), samples):
         metric.update([predictor(image)], [label])
     return metric.get_metric()
