@@ -34,14 +34,20 @@ def get_mini_boxes(contour: np.ndarray) -> tuple[np.ndarray, float]:
     return order_mini_box(cv2.boxPoints(rect)), min(rect[1])
 
 
-def unclip(box: np.ndarray, unclip_ratio: float) -> list:
-    """Offset polygon ``box`` outwards by ``area * unclip_ratio / perimeter`` (pyclipper,
-    JT_ROUND). Returns pyclipper's list of integer polygons (normally exactly one)."""
-    poly = Polygon(box)
-    distance = poly.area * unclip_ratio / poly.length
+def offset_polygon(points, delta: float) -> list:
+    """The polygon grown (delta > 0) or shrunk by ``delta`` pixels with round joins (pyclipper,
+    JT_ROUND): pyclipper's integer paths, possibly several or none when shrinking. DB's unclip
+    and its training targets' shrink and border both offset this way."""
     offset = pyclipper.PyclipperOffset()
-    offset.AddPath(box, pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
-    return offset.Execute(distance)
+    offset.AddPath(points, pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+    return offset.Execute(delta)
+
+
+def unclip(box: np.ndarray, unclip_ratio: float) -> list:
+    """Offset polygon ``box`` outwards by ``area * unclip_ratio / perimeter``. Returns
+    pyclipper's list of integer polygons (normally exactly one)."""
+    poly = Polygon(box)
+    return offset_polygon(box, poly.area * unclip_ratio / poly.length)
 
 
 def unclip_paddlex(box: np.ndarray, unclip_ratio: float) -> np.ndarray | None:

@@ -40,8 +40,10 @@ from torch.utils.data import Dataset, Sampler
 from ptocr.errors import PtocrError
 from ptocr.training.augment import EastRandomCropData, IaaAugment, RecAug, RecConAug
 from ptocr.training.labels import CTCLabelEncode, MakeBorderMap, MakeShrinkMap
+from ptocr.transforms.cls import IMAGENET_MEAN, IMAGENET_STD
 from ptocr.transforms.det import det_resize, normalize_hwc, parse_scale
 from ptocr.transforms.image import load_image
+from ptocr.transforms.rec import resize_norm_img
 
 __all__ = ["LabelLine", "read_label_files", "Compose", "DetLabelEncode", "NormalizeImage", "ToCHWImage",
            "DetResizeForTest", "RecResizeImg", "ClsResizeImg", "EncodeText", "ClsLabelEncode",
@@ -49,7 +51,6 @@ __all__ = ["LabelLine", "read_label_files", "Compose", "DetLabelEncode", "Normal
            "det_eval_transforms", "IGNORE_TAGS"]
 
 IGNORE_TAGS = ("*", "###")  # transcriptions that mark a region to ignore (DetLabelEncode)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # The PP-OCRv4/v5 configs' settings (PP-OCRv4_mobile_det.yml, PP-OCRv5_mobile_det.yml,
 # ch_PP-OCRv4_rec.yml, PP-OCRv5_mobile_rec.yml); the recognizers are evaluated by RecResizeImg
@@ -244,20 +245,15 @@ def rec_resize_normalize(image: np.ndarray, image_shape, padding: bool = True, k
     channels, height, width = image_shape
     ratio = image.shape[1] / float(image.shape[0])
     if keep_ratio_width:
-        width = int(height * max(width * 1.0 / height, image.shape[1] * 1.0 / image.shape[0]))
-    if padding or keep_ratio_width:
-        resized_w = width if math.ceil(height * ratio) > width else int(math.ceil(height * ratio))
-        resized = cv2.resize(image, (resized_w, height))
-    else:
-        resized_w = width
-        resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-    resized = resized.astype(np.float32)
+        width = int(height * max(width * 1.0 / height, ratio))
+    if padding or keep_ratio_width:  # the inference resize (ptocr.transforms.rec), at this width
+        resized_w = min(width, int(math.ceil(height * ratio)))
+        return resize_norm_img(image, image_shape, width), min(1.0, float(resized_w / width))
+    resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     resized = resized[np.newaxis] / 255 if channels == 1 else resized.transpose((2, 0, 1)) / 255
     resized -= 0.5
     resized /= 0.5
-    out = np.zeros((channels, height, width), dtype=np.float32)
-    out[:, :, :resized_w] = resized
-    return out, min(1.0, float(resized_w / width))
+    return resized, 1.0
 
 
 class RecResizeImg:

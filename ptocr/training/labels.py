@@ -12,11 +12,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pyclipper
 from shapely.geometry import Polygon
 
 from ptocr.dictionary import Dictionary, read_dictionary
 from ptocr.errors import PtocrError
+from ptocr.postprocess.db import offset_polygon
 
 __all__ = ["make_shrink_map", "make_border_map", "make_db_targets", "MakeShrinkMap", "MakeBorderMap",
            "CTCLabelEncode"]
@@ -57,14 +57,6 @@ def _check_size(height: int, width: int) -> None:
         raise PtocrError(f"the target size must be positive, got {height} x {width}")
 
 
-def _offset(polygon: np.ndarray, delta: float) -> list:
-    """The polygon grown (delta > 0) or shrunk by ``delta`` pixels, with round joins: pyclipper's
-    integer paths, possibly several or none when shrinking."""
-    offsetter = pyclipper.PyclipperOffset()
-    offsetter.AddPath(polygon.tolist(), pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
-    return offsetter.Execute(delta)
-
-
 def _db_offset_distance(shape: Polygon, ratio: float) -> float:
     """DB's offset: area * (1 - r^2) / perimeter (the paper's D)."""
     return shape.area * (1 - np.power(ratio, 2)) / shape.length
@@ -103,7 +95,7 @@ def _shrunk_kernel(polygon: np.ndarray, shrink_ratio: float) -> list:
     shape = Polygon(polygon)
     paths = []
     for ratio in np.arange(shrink_ratio, 1, shrink_ratio):
-        paths = _offset(polygon, -_db_offset_distance(shape, ratio))
+        paths = offset_polygon(polygon.tolist(), -_db_offset_distance(shape, ratio))
         if len(paths) == 1:
             break
     return paths
@@ -159,7 +151,7 @@ def _draw_border(polygon: np.ndarray, canvas: np.ndarray, mask: np.ndarray, shri
     if shape.area <= 0:
         return
     distance = _db_offset_distance(shape, shrink_ratio)
-    grown = np.array(_offset(polygon, distance)[0])
+    grown = np.array(offset_polygon(polygon.tolist(), distance)[0])
     cv2.fillPoly(mask, [grown.astype(np.int32)], 1.0)
     x0, y0 = grown.min(axis=0)
     x1, y1 = grown.max(axis=0)
