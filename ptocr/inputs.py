@@ -6,12 +6,12 @@ an image; a PDF or TIFF, read as its pages; a folder, read as its image, PDF and
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from ptocr.errors import ImageError
 from ptocr.pdf import is_paged
 
-__all__ = ["IMAGE_SUFFIXES", "PDF_SUFFIX", "folder_files", "is_folder", "read_inputs"]
+__all__ = ["IMAGE_SUFFIXES", "PDF_SUFFIX", "folder_files", "is_folder", "iter_inputs", "read_inputs"]
 
 # The files a folder contributes: what ptocr's image loader decodes, and PDFs.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".jp2", ".pbm", ".pgm", ".ppm"}
@@ -35,9 +35,15 @@ def read_inputs(pipeline, images, pages: Iterable[int] | None = None):
     or TIFF -> a list of ``read_pdf``'s page results (``pages``: 1-based, default all); a folder or
     a list -> a flat list of results, pages and folders' files in place."""
     if isinstance(images, (list, tuple)) or is_folder(images):
-        return [result for image in _expanded(images)
-                for result in (pipeline.read_pdf(image, pages) if is_paged(image) else [pipeline.read(image)])]
+        return list(iter_inputs(pipeline, images, pages))
     return pipeline.read_pdf(images, pages) if is_paged(images) else pipeline.read(images)
+
+
+def iter_inputs(pipeline, images, pages: Iterable[int] | None = None) -> Iterator:
+    """One result at a time (PaddleOCR 3.x's ``predict_iter``) for ``images``: an image, PDF,
+    TIFF or folder, or a list of them; each page of a PDF or TIFF, each file of a folder."""
+    for image in _expanded(images if isinstance(images, (list, tuple)) else [images]):
+        yield from pipeline.iter_pages(image, pages) if is_paged(image) else [pipeline.read(image)]
 
 
 def _expanded(images) -> list:

@@ -31,13 +31,13 @@ from bidi.algorithm import get_display
 from ptocr.bulk import BulkReading
 from ptocr.bulk_steps import Pipeline3Steps
 from ptocr.errors import ImageError, PtocrError, close_names
-from ptocr.inputs import folder_files, is_folder, read_inputs
+from ptocr.inputs import iter_inputs, read_inputs
 from ptocr.languages import bundle_parts
 from ptocr.manifest import load_manifest
 from ptocr.paddleocr3_options import (CONSTRUCTOR_OPTIONS, DOC_ORIENTATION_MODEL, DOC_UNWARPING_MODEL, RULES,
                                       current_names, engine_choice, model_parts, paddleocr3_model_names,
                                       torch_device)
-from ptocr.pdf import document_pages, is_paged
+from ptocr.pdf import document_pages
 from ptocr.pipeline import as_predictor
 from ptocr.postprocess import CTCLabelDecode, DBPostProcess
 from ptocr.postprocess.word_boxes import line_word_boxes, recognized_columns, word_groups
@@ -382,8 +382,7 @@ class OCR3(BulkReading):
         (a path, array, folder or list of them), each read when asked for; ``settings`` as 3.x's
         per-call keywords (``use_textline_orientation=False``, ``text_det_thresh=...``)."""
         ocr = self.with_settings(**settings) if settings else self
-        for image in _each_input(input):
-            yield from ocr.iter_pages(image) if is_paged(image) else [ocr.read(image)]
+        yield from iter_inputs(ocr, input)
 
     def predict(self, input, **settings) -> list[OCR3Result]:
         """PaddleOCR 3.x's ``predict``: ``predict_iter``'s results as a list, even for one image."""
@@ -441,18 +440,6 @@ def _unknown_settings(names: list[str]) -> str:
     close = {n: close_names(n, known, cutoff=0.6) for n in names}
     hints = "; ".join(f"{n}: did you mean {', '.join(c)}?" for n, c in close.items() if c)
     return f"unknown settings {names}" + (f" ({hints})" if hints else f"; known: {sorted(PADDLEOCR3_DEFAULTS)}")
-
-
-def _each_input(input) -> Iterator:
-    """The images, PDFs and TIFFs of a 3.x ``input``: itself, a list's items, a folder's files."""
-    for item in input if isinstance(input, (list, tuple)) else [input]:
-        if not is_folder(item):
-            yield item
-            continue
-        files = folder_files(item)
-        if not files:
-            raise ImageError(f"{os.fspath(item)}: no image or PDF files in this folder")
-        yield from files
 
 
 def _refuse_url(source) -> None:
