@@ -3,6 +3,8 @@ models) is shown as such in the progress line and the table, not a crash or a nu
 
 import math
 
+import pytest
+
 from tools import bench
 
 
@@ -86,3 +88,23 @@ def test_a_gpu_bulk_run_has_its_own_part():
     doc = bench_doc.update(doc, gpu, "bulk", "h200 bulk", "NOTES")
     assert "intel bulk" in doc and doc.index("## Intel") < doc.index("## GPU") < doc.index("h200 bulk")
     assert "NVIDIA H200" in gpu.describe() and "CUDA 13.0" in gpu.describe() and "ISA" not in gpu.describe()
+
+
+def test_a_missing_peer_package_stops_the_run_before_any_round(monkeypatch, capsys):
+    """A run whose engines need a package that does not import is refused up front, naming it
+    (a missing paddle2onnx used to fail the ONNX Runtime worker after the engines before it ran)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "paddle2onnx" else real(name))
+    monkeypatch.setattr(bench, "stage_rounds", lambda *a: pytest.fail("a round ran"))
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--skip", "e2e", "load", "precision", "bulk"])
+    assert exit_.value.code == 2 and "paddle2onnx" in capsys.readouterr().err
+    # Engines that do not need it run (the patched rounds stand for them).
+    ran = []
+    monkeypatch.setattr(bench, "stage_rounds", lambda *a: ran.append(a) or {})
+    monkeypatch.setattr(bench, "stage_table", lambda times: "")
+    bench.main(["--skip", "e2e", "load", "precision", "bulk", "--engines", "PyTorch optimized",
+                "Paddle Inference oneDNN"])
+    assert ran

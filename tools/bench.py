@@ -491,6 +491,22 @@ def load_table(cl: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+# The import name of each peer engine's package, and the parts or engines that need it.
+PEER_PACKAGES = {"paddle": ("stages e2e", (PADDLE_DNN, PADDLE_PLAIN)), "onnxruntime": ("stages", (ORT,)),
+                 "paddle2onnx": ("stages", (ORT,)), "paddleocr": ("e2e", ())}
+
+
+def missing_packages(args) -> list[str]:
+    """The peer packages this run's parts and engines need that do not import here."""
+    from importlib.util import find_spec
+
+    def needed(parts: str, engines: tuple) -> bool:
+        if "e2e" in parts.split() and "e2e" not in args.skip:
+            return True
+        return "stages" not in args.skip and any(args.engines is None or e in args.engines for e in engines)
+    return [name for name, (parts, engines) in PEER_PACKAGES.items() if needed(parts, engines) and find_spec(name) is None]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     p.add_argument("--shared", type=Path, default=default_shared())
@@ -518,6 +534,11 @@ def main(argv=None) -> int:
         print(json.dumps(worker(args.worker, args.shared, args.threads, args.repeat, args.stages,
                                 (args.device, args.dtype, args.batch_size))))
         return 0
+
+    missing = missing_packages(args)
+    if missing:  # before any round: a worker would fail on it only after the engines before it ran
+        p.error(f"the engines need {', '.join(missing)}: pip install -e \".[bench]\" (and paddleocr==2.10.0 "
+                "--no-deps for the end-to-end part)")
 
     # Every engine gets the same thread count, through its own API and through OpenMP/MKL.
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads), GLOG_minloglevel="2")
