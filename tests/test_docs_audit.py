@@ -445,5 +445,6 @@ def test_the_checks_catch_what_they_check(tmp_path):
     assert setup_command_errors(readme, ci.replace("python -m pytest", "python -m pytest -x"))
     assert setup_command_errors(readme.replace("&& ptocr demo", "&& ptocr demo\nptocr list"), ci)
     benchmarks = _text(REPO / "doc" / "benchmarks.md")
-    assert quoted_figure_errors(readme.replace("0.49x PaddleOCR 2.10's", "0.56x PaddleOCR 2.10's"), benchmarks)
-    assert quoted_figure_errors(readme.replace("(1.23x the per-image", "(1.24x the per-image"), benchmarks)
+    assert not quoted_figure_errors(readme, benchmarks)
+    assert quoted_figure_errors(re.sub(r"[\d.]+x PaddleOCR 2\.10's", "9.99x PaddleOCR 2.10's", readme), benchmarks)
+    assert quoted_figure_errors(re.sub(r"\([\d.]+x the per-image", "(9.99x the per-image", readme), benchmarks)
