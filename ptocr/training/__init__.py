@@ -14,7 +14,9 @@
 * :mod:`ptocr.training.data` / :mod:`~ptocr.training.augment`: PaddleOCR's label files and
   transforms as torch datasets (``DetDataset``, ``RecDataset``, ``ClsDataset``, ``collate``,
   ``MultiScaleSampler``); the random augmentations draw what PaddleOCR's draw, so the same seeds
-  give the same samples.
+  give the same samples: ``EastRandomCropData``, ``CopyPaste`` (PP-OCRv4 / v5 detection's:
+  ``det_train_transforms(copy_paste=True)`` or ``DetDataset(..., copy_paste=True)``), ``RecAug``,
+  ``RecConAug`` (``IaaAugment`` only in distribution: PaddleOCR's runs through albumentations).
 * :mod:`ptocr.training.metrics`: what ``tools/eval.py`` prints (``DetMetric``: precision /
   recall / hmean; ``RecMetric``: acc / norm_edit_dis; ``ClsMetric``), and ``evaluate_det`` /
   ``evaluate_rec`` / ``evaluate_cls`` of a predictor over a label file.
@@ -41,7 +43,7 @@ to 640 x 640 with the four targets (``make_db_targets``), and ``DBLoss()(net(bat
 batch)["loss"]``; ``evaluate_det(ptocr.load("mine.safetensors"), "test.txt", data_dir=...)``.
 """
 
-from ptocr.training.augment import EastRandomCropData, IaaAugment, RecAug, RecConAug
+from ptocr.training.augment import CopyPaste, EastRandomCropData, IaaAugment, RecAug, RecConAug
 from ptocr.training.data import (ClsDataset, DetDataset, MultiScaleSampler, RecDataset, collate, det_eval_transforms,
                                  det_train_transforms, read_label_files)
 from ptocr.training.labels import (CTCLabelEncode, MakeBorderMap, MakeShrinkMap, make_border_map,
@@ -57,5 +59,6 @@ __all__ = ["TrainingRecipe", "create_optimizer", "param_groups", "paddle_lr_sche
            "make_shrink_map", "make_border_map", "make_db_targets", "MakeShrinkMap", "MakeBorderMap",
            "CTCLabelEncode", "DBLoss", "CTCLoss",
            "DetDataset", "RecDataset", "ClsDataset", "collate", "MultiScaleSampler", "read_label_files",
-           "det_train_transforms", "det_eval_transforms", "EastRandomCropData", "IaaAugment", "RecAug", "RecConAug",
+           "det_train_transforms", "det_eval_transforms", "EastRandomCropData", "IaaAugment", "CopyPaste", "RecAug",
+           "RecConAug",
            "DetMetric", "RecMetric", "ClsMetric", "evaluate_det", "evaluate_rec", "evaluate_cls"]

@@ -2,11 +2,12 @@
 
 Facts from PaddleOCR 2.10 ``ppocr/data/imaug/random_crop_data.py`` (``EastRandomCropData``),
 ``iaa_augment.py`` (``IaaAugment``), ``rec_img_aug.py`` (``RecAug``, ``BaseDataAugmentation``,
-``RecConAug``) and ``text_image_aug/`` (TIA: distort, stretch, perspective by moving least
-squares). Which random generator each draws from is in its docstring: where it is the same
+``RecConAug``), ``text_image_aug/`` (TIA: distort, stretch, perspective by moving least
+squares) and ``copy_paste.py`` (``CopyPaste``, ``rotate_bbox``; its crop is
+``tools/infer/utility.py``'s ``get_rotate_crop_image``). Which random generator each draws from is in its docstring: where it is the same
 generator, drawn in the same order, as PaddleOCR's class, seeding python's ``random`` and numpy's
 global RNG as PaddleOCR's run was seeded gives the same augmented sample (checked against
-PaddleOCR's classes in ``tests/test_training_data.py``).
+PaddleOCR's classes in ``tests/test_training_data.py`` and ``tests/test_training_copy_paste.py``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import cv2
 import numpy as np
 
 from ptocr.errors import PtocrError
+from ptocr.transforms.crop import get_rotate_crop_image
 
-__all__ = ["EastRandomCropData", "IaaAugment", "RecAug", "RecConAug", "tia_distort", "tia_stretch",
+__all__ = ["EastRandomCropData", "IaaAugment", "CopyPaste", "RecAug", "RecConAug", "tia_distort", "tia_stretch",
            "tia_perspective"]
 
 
@@ -186,6 +188,145 @@ class IaaAugment:
         if self.scale is not None:
             image, polys = _rescale(image, polys, np.random.uniform(self.scale[0], self.scale[1]))
         data["image"], data["polys"] = image, polys
+        return data
+
+
+# ---------------------------------------------------------------------------------------------
+# CopyPaste: another sample's text boxes cut out, turned and pasted where they cover no text
+# ---------------------------------------------------------------------------------------------
+def _turned_corners(width: int, height: int, angle: int) -> np.ndarray:
+    """The corners (float32 4 x 2) of a ``width x height`` crop turned counter-clockwise by
+    ``angle`` degrees on a canvas of the turned rectangle's exact (fractional) extent. PIL sizes
+    the canvas the pixels land on by the ceil / floor of that extent, so these corners can sit a
+    fraction of a pixel off the pasted pixels: PaddleOCR's quirk (``rotate_bbox``), kept."""
+    rad = np.deg2rad(angle)
+    canvas_w = abs(np.sin(rad) * height) + abs(np.cos(rad) * width)
+    canvas_h = abs(np.cos(rad) * height) + abs(np.sin(rad) * width)
+    matrix = cv2.getRotationMatrix2D((canvas_w * 0.5, canvas_h * 0.5), angle, 1)
+    shift = np.dot(matrix, np.array([(canvas_w - width) * 0.5, (canvas_h - height) * 0.5, 0]))
+    matrix[0, 2] += shift[0]
+    matrix[1, 2] += shift[1]
+    # One np.dot per corner with an int64 point, as PaddleOCR's, so the float64 sums round alike.
+    corners = [[0, 0], [width, 0], [width, height], [0, height]]
+    return np.array([np.dot(matrix, np.array([x, y, 1])) for x, y in corners], dtype=np.float32)
+
+
+def _box_crop(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    """The recognizer's crop of a 4-point box. One under a pixel wide or high, which ptocr's
+    crop makes 1 pixel, is warped here as PaddleOCR's is: cv2 takes the empty size for the
+    source image's, so the whole image's size is pasted (PaddleOCR's quirk, kept)."""
+    quad = np.asarray(quad, dtype=np.float32)
+    width = int(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[2] - quad[3])))
+    height = int(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2])))
+    if width and height:
+        return get_rotate_crop_image(image, quad)
+    target = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    crop = cv2.warpPerspective(image, cv2.getPerspectiveTransform(quad, target), (width, height),
+                               borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
+    return np.rot90(crop) if crop.shape[0] / crop.shape[1] >= 1.5 else crop
+
+
+def _turned(crop: np.ndarray, angle: int) -> np.ndarray:
+    """``crop`` turned counter-clockwise by ``angle`` degrees on PIL's expanded canvas, as 4
+    channels whose last marks the crop's pixels. PIL's nearest-neighbour rotate, as PaddleOCR's
+    (the channel order is not PIL's RGB here: the pixels are only moved)."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(crop).convert("RGBA").rotate(angle, expand=1))
+
+
+class CopyPaste:
+    """PP-OCRv4 / v5 detection's copy-paste (their configs put it right after DetLabelEncode,
+    with these defaults). Text boxes of one other sample, ``data["ext_data"][0]`` (decoded and
+    label-encoded, 4-point polygons; the Dataset draws it, ``ext_data_num`` says how many), are
+    cut out as the recognizer's crops (tall ones turned 90 degrees), turned by a random whole
+    angle and pasted onto this image: with ``limit_paste`` where the turned box's bounding
+    rectangle covers no polygon of this sample (ignored ones and boxes pasted before included;
+    touching counts as covering; 50 tries, else that box is dropped), without it anywhere it
+    fits. Tried: ``objects_paste_ratio`` of the other sample's polygons (ignored ones counted),
+    at least 1 and at most 30, chosen among its cared ones. Pasted boxes join ``polys`` (padded
+    with their last point to this sample's point count), ``texts`` and ``ignore_tags``; then
+    every polygon is clipped into the image, and ``polys`` is float64, as PaddleOCR leaves it.
+
+    Random numbers: python's ``random`` for the choice of boxes (one shuffle) and the paste
+    positions (x then y per try), numpy's global RNG for the angles (one per tried box, drawn
+    before the fit check), as PaddleOCR's. (PaddleOCR's class also builds a Resize IaaAugment
+    that it never calls: left out.)
+    """
+
+    ext_data_num = 1
+
+    def __init__(self, objects_paste_ratio: float = 0.2, limit_paste: bool = True):
+        self.objects_paste_ratio, self.limit_paste = objects_paste_ratio, limit_paste
+
+    def _place(self, polys, corners: np.ndarray, room_x: int, room_y: int):
+        """``(x, y)`` to paste at, or None."""
+        if not self.limit_paste:
+            return random.randint(0, room_x), random.randint(0, room_y)
+        left, top, right, bottom = corners[:, 0].min(), corners[:, 1].min(), corners[:, 0].max(), corners[:, 1].max()
+        for _ in range(50):
+            x, y = random.randint(0, room_x), random.randint(0, room_y)
+            # float32 edges, the width re-added to the left edge in _outside: PaddleOCR's rounding
+            x0, x1, y0, y1 = left + x, right + x, top + y, bottom + y
+            if all(_outside(poly, x0, y0, x1 - x0, y1 - y0) for poly in polys):
+                return x, y
+        return None
+
+    def _paste(self, image: np.ndarray, crop: np.ndarray, polys):
+        """Paste ``crop``, turned, into ``image`` (in place); its corners there, or None when
+        it does not fit the image or finds no free place."""
+        angle = np.random.randint(0, 360)
+        corners = _turned_corners(crop.shape[1], crop.shape[0], angle)
+        turned = _turned(crop, angle)
+        box_h, box_w = turned.shape[:2]
+        if image.shape[1] < box_w or image.shape[0] < box_h:
+            return None
+        spot = self._place(polys, corners, image.shape[1] - box_w, image.shape[0] - box_h)
+        if spot is None:
+            return None
+        x, y = spot
+        corners[:, 0] += x
+        corners[:, 1] += y
+        # Nearest-neighbour turning leaves the mask 0 or 255, so PIL's masked paste is a copy.
+        inside = turned[:, :, 3] > 0
+        image[y:y + box_h, x:x + box_w][inside] = turned[:, :, :3][inside]
+        return corners
+
+    def __call__(self, data: dict) -> dict:
+        if not data.get("ext_data"):
+            raise PtocrError("CopyPaste needs data['ext_data']: one other sample (DetDataset draws it)")
+        other = data["ext_data"][0]
+        polys, other_polys = np.asarray(data["polys"]), np.asarray(other["polys"])
+        point_num = polys.shape[1]
+        cared = [i for i, tag in enumerate(other["ignore_tags"]) if not tag]
+        random.shuffle(cared)  # draws only by the list's length
+        chosen = cared[:max(1, min(int(self.objects_paste_ratio * len(other_polys)), 30))]
+        if chosen and other_polys.shape[1] != 4:
+            raise PtocrError(f"CopyPaste: the other sample's polygons have {other_polys.shape[1]} points, not 4 "
+                             "(PaddleOCR's dataset draws another sample until they have 4)")
+        image = data["image"].copy()
+        boxes, texts, tags = polys.tolist(), list(data["texts"]), np.asarray(data["ignore_tags"]).tolist()
+        for i in chosen:
+            corners = self._paste(image, _box_crop(other["image"], other_polys[i]), boxes)
+            if corners is None:
+                continue
+            corners = corners.tolist()
+            boxes.append(corners + corners[-1:] * (point_num - len(corners)))
+            texts.append(other["texts"][i])
+            tags.append(other["ignore_tags"][i])
+        data["image"], data["texts"] = image, texts
+        if not boxes:  # PaddleOCR fails here (an IndexError on its empty 1-d array)
+            data["polys"], data["ignore_tags"] = np.zeros((0, point_num, 2)), np.zeros(0, dtype=np.bool_)
+            return data
+        try:
+            stacked = np.array(boxes)  # float64 from here on, as PaddleOCR's
+        except ValueError:
+            raise PtocrError(f"CopyPaste: this sample's polygons have {point_num} points and a pasted box 4; "
+                             "PaddleOCR fails on them too") from None
+        h, w = image.shape[:2]
+        stacked[:, :, 0] = np.clip(stacked[:, :, 0], 0, w)
+        stacked[:, :, 1] = np.clip(stacked[:, :, 1], 0, h)
+        data["polys"], data["ignore_tags"] = stacked, np.array(tags)
         return data
 
 

@@ -1,7 +1,7 @@
 """Datasets in PaddleOCR's label format and PP-OCR's deterministic data transforms, for torch.
 
 Facts from PaddleOCR 2.10 ``ppocr/data/simple_dataset.py`` (label files, ``ratio_list``,
-delimiter), ``multi_scale_sampler.py``, ``imaug/label_ops.py`` (``DetLabelEncode``,
+delimiter, ``get_ext_data``), ``multi_scale_sampler.py``, ``imaug/label_ops.py`` (``DetLabelEncode``,
 ``ClsLabelEncode``), ``imaug/operators.py`` (``NormalizeImage``, ``ToCHWImage``,
 ``DetResizeForTest``), ``imaug/rec_img_aug.py`` (``RecResizeImg``, ``ClsResizeImg``) and the
 PP-OCRv4 / v5 configs' transform lists. The random augmentations are in
@@ -38,7 +38,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from ptocr.errors import PtocrError
-from ptocr.training.augment import EastRandomCropData, IaaAugment, RecAug, RecConAug
+from ptocr.training.augment import CopyPaste, EastRandomCropData, IaaAugment, RecAug, RecConAug
 from ptocr.training.labels import CTCLabelEncode, MakeBorderMap, MakeShrinkMap
 from ptocr.transforms.cls import IMAGENET_MEAN, IMAGENET_STD
 from ptocr.transforms.det import det_resize, normalize_hwc, parse_scale
@@ -59,6 +59,9 @@ DET_TRAIN = {"iaa": {"flip_p": 0.5, "rotate": (-10, 10), "scale": (0.5, 3)},
              "crop": {"size": (640, 640), "max_tries": 50, "keep_ratio": True},
              "border": {"shrink_ratio": 0.4, "thresh_min": 0.3, "thresh_max": 0.7},
              "shrink": {"shrink_ratio": 0.4, "min_text_size": 8}}
+# `CopyPaste: null` (its defaults) in PP-OCRv4_mobile_det, PP-OCRv4_server_det, PP-OCRv5_mobile_det and
+# PP-OCRv5_server_det.yml, right after DetLabelEncode; the CML distillation and seal configs go without.
+DET_COPY_PASTE = {"objects_paste_ratio": 0.2, "limit_paste": True}
 DET_EVAL = {"limit_side_len": 736, "limit_type": "min"}
 REC_DEFAULTS = {
     "PP-OCRv4": {"image_shape": (3, 48, 320), "con_aug": {"prob": 0.5, "ext_data_num": 2}, "eval_mode": True},
@@ -305,11 +308,17 @@ class ClsLabelEncode:
         return data
 
 
-def det_train_transforms(settings: dict = DET_TRAIN) -> Compose:
-    """PP-OCRv4 / v5 detection training (without the optional CopyPaste)."""
-    return Compose([DetLabelEncode(), IaaAugment(**settings["iaa"]), EastRandomCropData(**settings["crop"]),
-                    MakeBorderMap(**settings["border"]), MakeShrinkMap(**settings["shrink"]),
-                    NormalizeImage(order="hwc"), ToCHWImage()])
+def det_train_transforms(settings: dict = DET_TRAIN, copy_paste=None) -> Compose:
+    """PP-OCRv4 / v5 detection training. ``copy_paste``: ``True`` (``DET_COPY_PASTE``, as the
+    v4 / v5 mobile and server configs have it) or :class:`CopyPaste`'s keyword arguments puts
+    CopyPaste after DetLabelEncode, where the configs do; the dataset then draws one other sample
+    per item for it (:class:`DetDataset` does). Off by default (``None`` / ``False``)."""
+    steps = [DetLabelEncode()]
+    if copy_paste is not None and copy_paste is not False:
+        steps.append(CopyPaste(**(DET_COPY_PASTE if copy_paste is True else copy_paste)))
+    return Compose(steps + [IaaAugment(**settings["iaa"]), EastRandomCropData(**settings["crop"]),
+                            MakeBorderMap(**settings["border"]), MakeShrinkMap(**settings["shrink"]),
+                            NormalizeImage(order="hwc"), ToCHWImage()])
 
 
 def det_eval_transforms(settings: dict = DET_EVAL) -> Compose:
@@ -410,23 +419,68 @@ class _LabelledImages(Dataset):
         return self.output(self.transformed(self.load(line), line, self.transforms))
 
 
+def _ext_step(transforms) -> tuple[int, int]:
+    """``(position, count)`` of the first transform asking for other samples (``ext_data_num``)
+    in a :class:`Compose`, as PaddleOCR's ``get_ext_data`` finds it; ``(0, 0)`` when none does."""
+    for position, step in enumerate(getattr(transforms, "transforms", [])):
+        if getattr(step, "ext_data_num", 0):
+            return position, int(step.ext_data_num)
+    return 0, 0
+
+
 class DetDataset(_LabelledImages):
-    """Detection samples. Training (``train=True``, PP-OCRv4 / v5 transforms): ``image``
-    3 x 640 x 640 float32 and the four DB targets ``DBLoss`` takes. Evaluation: ``image`` at
-    the DetResizeForTest size, ``shape``, ``polys`` (source pixels), ``ignore_tags``. Pass
-    ``transforms`` (a callable on the data dict) and ``keep_keys`` to change either."""
+    """Detection samples. Training (``train=True``, PP-OCRv4 / v5 transforms; ``copy_paste``:
+    see :func:`det_train_transforms`): ``image`` 3 x 640 x 640 float32 and the four DB targets
+    ``DBLoss`` takes. Evaluation: ``image`` at the DetResizeForTest size, ``shape``, ``polys``
+    (source pixels), ``ignore_tags``. Pass ``transforms`` (a callable on the data dict) and
+    ``keep_keys`` to change either.
+
+    When the transforms hold one that takes other samples (CopyPaste), each item draws them as
+    PaddleOCR's ``get_ext_data``: an index from numpy's global RNG (after the item's own image
+    is chosen), that sample decoded and put through the transforms before that one, drawn again
+    while its polygons do not have 4 points; they go in as ``ext_data``."""
 
     TRAIN_KEYS = ("image", "threshold_map", "threshold_mask", "shrink_map", "shrink_mask")
     EVAL_KEYS = ("image", "shape", "polys", "ignore_tags")
 
-    def __init__(self, label_files, data_dir, train: bool = True, transforms=None, keep_keys=None, **options):
+    def __init__(self, label_files, data_dir, train: bool = True, transforms=None, keep_keys=None, copy_paste=None,
+                 **options):
+        if copy_paste is not None and (transforms is not None or not train):
+            raise PtocrError("copy_paste sets the default training transforms: put CopyPaste in transforms instead")
         if transforms is None:
-            transforms = det_train_transforms() if train else det_eval_transforms()
+            transforms = det_train_transforms(copy_paste=copy_paste) if train else det_eval_transforms()
         self.keep_keys = self.TRAIN_KEYS if train else self.EVAL_KEYS
+        self._quads = None
         super().__init__(label_files, data_dir, transforms, keep_keys, **options)
 
     def check_label(self, line: LabelLine) -> None:
         parse_det_label(line.label)
+
+    def _ext_data(self) -> list[dict]:
+        position, count = _ext_step(self.transforms)
+        if not count:
+            return []
+        if self._quads is None:  # PaddleOCR would draw forever without one
+            self._quads = any(parse_det_label(line.label)[0].shape[1] == 4 for line in self.lines)
+        if not self._quads:
+            raise PtocrError("CopyPaste takes other samples whose polygons have 4 points; no label line has them")
+        before = Compose(self.transforms.transforms[:position])
+        extra = []
+        while len(extra) < count:
+            line = self.lines[np.random.randint(len(self))]
+            data = self.transformed(self.load(line), line, before)
+            if "polys" in data and data["polys"].shape[1] != 4:
+                continue
+            extra.append(data)
+        return extra
+
+    def __getitem__(self, index: int) -> dict:
+        line = self.lines[index]
+        data = self.load(line)
+        extra = self._ext_data()
+        if extra:
+            data["ext_data"] = extra
+        return self.output(self.transformed(data, line, self.transforms))
 
 
 class RecDataset(_LabelledImages):
