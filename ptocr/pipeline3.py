@@ -393,6 +393,10 @@ class OCR3(BulkReading):
         warnings.warn("OCR3.ocr is deprecated as PaddleOCR 3.x's is: use predict", DeprecationWarning, stacklevel=2)
         return self.predict(img, **settings)
 
+    def close(self) -> None:
+        """PaddleOCR 3.x's ``close()``, which frees its Paddle predictors: here nothing to free (the
+        models are PyTorch modules, released with the pipeline), so the pipeline stays usable."""
+
     def bulk_steps(self) -> Pipeline3Steps:
         return Pipeline3Steps(self)
 

@@ -27,6 +27,15 @@ def _is_image_file(path) -> bool:
 # textline orientation class id (PaddleOCR 3.x's ``textline_orientation_angles``) -> degrees;
 # -1: no textline orientation step.
 ANGLE_OF_CLASS = {0: 0, 1: 180, -1: None}
+# Why a key of paddlex's result dict may be missing here (``result[key]``'s KeyError says it).
+_NOT_HERE = {
+    "vis_fonts": " (paddlex's fonts for drawing res.img; ptocr draws with its own font, or the one "
+                 "given to result.visualize(font=path))",
+    "textline_orientation_angles": " (as in paddlex, a page where nothing was detected has none)",
+    "text_word": " (word boxes need return_word_box=True)",
+    "text_word_region": " (word boxes need return_word_box=True)",
+    "text_word_boxes": " (word boxes need return_word_box=True)",
+}
 
 
 def _bbox(points) -> list[int]:
@@ -75,10 +84,14 @@ class OCR3Result(OCRResult):
         (Arrays are int32 where paddlex's int16 would wrap past 32767.)"""
         if not isinstance(key, str):
             return self.lines[key]
-        fields = self.to_paddleocr()
+        return self._field(key, self.to_paddleocr())
+
+    def _field(self, key: str, fields: dict):
+        """``self[key]`` of a result whose ``to_paddleocr()`` is ``fields``."""
         names = self._field_names(fields)
         if key not in names:
-            raise KeyError(f"{key!r} is not a field of this result; its fields: {', '.join(names)}")
+            why = _NOT_HERE.get(key, "")
+            raise KeyError(f"{key!r} is not a field of this result{why}; its fields: {', '.join(names)}")
         if key == "text_word_region":
             return [[[[int(x), int(y)] for x, y in q] for q in line] for line in self.text_word_region]
         if key in ("dt_polys", "rec_polys"):
@@ -103,12 +116,35 @@ class OCR3Result(OCRResult):
                 "model_settings": res["model_settings"], "angle": res["angle"],
                 "rot_img": self.image if self.rot_img is None else self.rot_img, "output_img": self.image}
 
+    def __setitem__(self, key, value) -> None:
+        """paddlex's result is a dict a script may write into; here every field is computed from
+        ``lines`` (and the detection) when read, so a write would be lost: refused, saying what to
+        change instead."""
+        raise TypeError(f"result[{key!r}] = ...: an OCR3Result's fields are read from its lines, not stored; "
+                        "change result.lines (line.text, line.box, line.score) or keep your own copy "
+                        "(fields = dict(result.items()))")
+
     def __contains__(self, item) -> bool:
         return item in self.keys() if isinstance(item, str) else item in self.lines
 
     def keys(self) -> list[str]:
         """The fields ``result[name]`` gives (PaddleOCR 3.x's result dict)."""
         return self._field_names(self.to_paddleocr())
+
+    def get(self, key, default=None):
+        """``result[key]`` for a field name, else ``default``, as paddlex's result (a dict) answers
+        ``res.get("rec_texts", [])``."""
+        fields = self.to_paddleocr()
+        return self._field(key, fields) if isinstance(key, str) and key in self._field_names(fields) else default
+
+    def items(self) -> list[tuple]:
+        """``(name, result[name])`` of each field (paddlex's ``res.items()``)."""
+        fields = self.to_paddleocr()
+        return [(key, self._field(key, fields)) for key in self._field_names(fields)]
+
+    def values(self) -> list:
+        """``result[name]`` of each field (paddlex's ``res.values()``)."""
+        return [value for _, value in self.items()]
 
     def _field_names(self, fields: dict) -> list[str]:
         """``keys()`` of a result whose ``to_paddleocr()`` is ``fields``."""
@@ -193,21 +229,33 @@ class OCR3Result(OCRResult):
             image.save(target)
         return list(targets)
 
+    def save_all(self, save_path: str | os.PathLike) -> list[Path]:
+        """PaddleOCR 3.x's ``res.save_all(path)``: ``save_to_json(path)``, then ``save_to_img(path)``,
+        with their file names. Returns the paths written."""
+        return [self.save_to_json(save_path), *self.save_to_img(save_path)]
+
+    @property
+    def str(self) -> dict:
+        """PaddleOCR 3.x's ``res.str``: ``{"res": fields}``, the ``json`` fields with ``dt_polys``,
+        ``rec_polys``, ``rec_boxes``, ``rec_scores`` and ``textline_orientation_angles`` as numpy
+        arrays and ``text_word_boxes`` as one array per line (what ``print()`` shows)."""
+        fields = self.to_paddleocr()
+        shown = dict(fields)
+        for key in ("dt_polys", "textline_orientation_angles", "rec_scores", "rec_polys", "rec_boxes",
+                    "text_word_boxes"):
+            if key in fields:
+                value = self._field(key, fields)
+                shown[key] = value if key == "text_word_boxes" else np.array(value)
+        return {"res": shown}
+
     def print(self, json_format: bool = False, indent: int = 4, ensure_ascii: bool = False) -> None:
-        """PaddleOCR 3.x's ``res.print()``: ``{'res': fields}`` with the coordinate and score lists
-        as numpy arrays, shortened as paddlex prints them; ``json_format=True``: the ``res`` JSON."""
+        """PaddleOCR 3.x's ``res.print()``: ``str`` with its arrays shortened as paddlex prints them,
+        to stdout (paddlex logs it, to stderr); ``json_format=True``: the ``json``."""
         if json_format:
             print(json.dumps(self.json, indent=indent, ensure_ascii=ensure_ascii))
             return
         with np.printoptions(threshold=1, edgeitems=1):
-            print({"res": self._printed_fields()})
-
-    def _printed_fields(self) -> dict:
-        """``to_paddleocr()`` with the fields paddlex's ``_to_str`` turns into arrays as arrays."""
-        fields = self.to_paddleocr()
-        for key in ("dt_polys", "textline_orientation_angles", "rec_scores", "rec_polys", "rec_boxes"):
-            fields[key] = np.array(fields[key])
-        return fields
+            print(self.str)
 
     def _saved_stem(self) -> str:
         """The input's file stem, with ``_<page_index>`` for a page; an image given without a
@@ -240,6 +288,9 @@ class OCR3Result(OCRResult):
             "rec_polys": self.rec_polys,
             "rec_boxes": self.rec_boxes,
         })
+        if not (self.dt_polys or self.textline_orientation_angles or self.lines):
+            # paddlex sets textline_orientation_angles only on a page where something was detected
+            del out["textline_orientation_angles"]
         if self.text_word is not None:
             out["text_word_boxes"] = self.text_word_boxes
             out["text_word"] = [list(words) for words in self.text_word]
