@@ -78,6 +78,17 @@ def converted_folders(shared_dir: Path, out: Path, folders: dict[str, str]) -> d
             for key, folder in folders.items()}
 
 
+# The PaddleOCR 3.x pipeline's models in ../shared: v5 mobile det / rec, the x0.25 textline classifier.
+V5_MOBILE_FOLDERS = {"det": "PP-OCRv5_mobile_det_infer", "rec": "PP-OCRv5_mobile_rec_infer",
+                     "textline": "PP-LCNet_x0_25_textline_ori_infer"}
+
+
+@pytest.fixture(scope="session")
+def v5_models(shared_dir, tmp_path_factory) -> dict[str, Path]:
+    """``V5_MOBILE_FOLDERS`` converted once per test process (the OCR3 suites share them)."""
+    return converted_folders(shared_dir, tmp_path_factory.mktemp("v5_mobile_models"), V5_MOBILE_FOLDERS)
+
+
 @contextmanager
 def recorded_batches(predictor):
     """The shape of every batch ``predictor``'s model is called on inside the ``with`` block."""

@@ -10,14 +10,13 @@ import threading
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from conftest import converted_folders, intra_op_threads
+from conftest import intra_op_threads
 
 import ptocr.optimize as optimize
 from ptocr.errors import PtocrError
@@ -25,17 +24,10 @@ from ptocr.models import shape_graphs
 from ptocr.models.model import OCRModel
 from ptocr.pipeline3 import OCR3
 
-FOLDERS = {"det": "PP-OCRv5_mobile_det_infer", "rec": "PP-OCRv5_mobile_rec_infer",
-           "textline": "PP-LCNet_x0_25_textline_ori_infer"}
 graphs_only = pytest.mark.skipif(not shape_graphs._AVAILABLE, reason="no oneDNN Graph in this torch build")
 # How long a forced interleaving waits for the other thread before going on alone: only the
 # fixed code makes it wait (the other thread is then held by the lock under test).
 _PATIENCE = 2.0
-
-
-@pytest.fixture(scope="module")
-def files(shared_dir, tmp_path_factory) -> dict[str, Path]:
-    return converted_folders(shared_dir, tmp_path_factory.mktemp("concurrency_models"), FOLDERS)
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +42,13 @@ def _lines(result) -> list:
 # ---- shared pipeline, many threads ----
 
 @graphs_only
-def test_threads_sharing_a_pipeline_read_as_one_thread_does(files, scenes):
+def test_threads_sharing_a_pipeline_read_as_one_thread_does(v5_models, scenes):
     """Calls with different per-call settings at once, while the textline classifier builds its
     graphs, give exactly the sequential results: nothing leaks between calls."""
     calls = [({}, 0), ({"text_det_box_thresh": 0.8}, 1), ({"return_word_box": True}, 0),
              ({"use_textline_orientation": False}, 1)]
     with intra_op_threads(1):
-        ocr = OCR3(files["det"], files["rec"], files["textline"])
+        ocr = OCR3(v5_models["det"], v5_models["rec"], v5_models["textline"])
         graphs = ocr.textline.model.shape_graphs
         expected = [_lines(ocr(scenes[i], **s)) for s, i in calls]
         graphs.clear()
@@ -75,9 +67,9 @@ def test_threads_sharing_a_pipeline_read_as_one_thread_does(files, scenes):
     assert ocr.settings["text_det_box_thresh"] == 0.6 and ocr.textline is not None  # untouched by the calls
 
 
-def test_a_failed_call_leaves_the_pipeline_working(files, scenes):
+def test_a_failed_call_leaves_the_pipeline_working(v5_models, scenes):
     with intra_op_threads(1):
-        ocr = OCR3(files["det"], files["rec"], files["textline"])
+        ocr = OCR3(v5_models["det"], v5_models["rec"], v5_models["textline"])
         before = _lines(ocr(scenes[1]))
         with pytest.raises(PtocrError):
             ocr(scenes[1], text_det_tresh=0.5)
@@ -226,11 +218,11 @@ def _spawned_read(payload: bytes, crops, queue):
 
 
 @graphs_only
-def test_a_classifier_with_graphs_pickles_to_a_spawned_process(files, scenes):
+def test_a_classifier_with_graphs_pickles_to_a_spawned_process(v5_models, scenes):
     from ptocr import load
 
     with intra_op_threads(1):
-        cls = load(files["textline"])
+        cls = load(v5_models["textline"])
         cls.model.shape_graphs.build_after = 1
         crops = [scenes[0][:48, :160], scenes[0][48:96, :160]]
         expected = cls(crops)

@@ -11,7 +11,7 @@ import warnings
 import cv2
 import numpy as np
 import pytest
-from conftest import converted_folders, intra_op_threads
+from conftest import intra_op_threads
 
 from ptocr import pipeline3
 from ptocr.errors import ImageError, PtocrError
@@ -21,21 +21,13 @@ from ptocr.predictors import ClsPredictor
 # No test reaches a host: a default model left to fetch would fail the test, not download.
 pytestmark = pytest.mark.usefixtures("loopback_only")
 
-FOLDERS = {"det": "PP-OCRv5_mobile_det_infer", "rec": "PP-OCRv5_mobile_rec_infer",
-           "textline": "PP-LCNet_x0_25_textline_ori_infer"}
-
 
 @pytest.fixture(scope="module")
-def files(shared_dir, tmp_path_factory):
-    return converted_folders(shared_dir, tmp_path_factory.mktemp("dropin_models"), FOLDERS)
-
-
-@pytest.fixture(scope="module")
-def ocr(files):
+def ocr(v5_models):
     """Built as a 3.x script builds PaddleOCR: model folders and switches by 3.x's names."""
     with intra_op_threads(1):
-        yield OCR3(text_detection_model_dir=files["det"], text_recognition_model_dir=files["rec"],
-                   textline_orientation_model_dir=files["textline"], use_doc_orientation_classify=False,
+        yield OCR3(text_detection_model_dir=v5_models["det"], text_recognition_model_dir=v5_models["rec"],
+                   textline_orientation_model_dir=v5_models["textline"], use_doc_orientation_classify=False,
                    use_doc_unwarping=False, device="cpu", enable_mkldnn=True, precision="fp32")
 
 
@@ -49,28 +41,28 @@ def scene_result(ocr, scene_path):
     return ocr.predict(str(scene_path))
 
 
-def test_constructor_takes_paddleocr3_model_options(files, ocr, scene_result):
+def test_constructor_takes_paddleocr3_model_options(v5_models, ocr, scene_result):
     """PaddleOCR(text_detection_model_dir=..., ...) picks the same models as OCR3(det, rec, textline)."""
     assert ocr.textline is not None and ocr.doc_ori is None and ocr.doc_unwarp is None
     with intra_op_threads(1):
-        explicit = OCR3(files["det"], files["rec"], files["textline"])(scene_result[0].source)
+        explicit = OCR3(v5_models["det"], v5_models["rec"], v5_models["textline"])(scene_result[0].source)
     assert scene_result[0].texts == explicit.texts and len(explicit.texts) > 3
-    no_textline = OCR3(text_detection_model_dir=files["det"], text_recognition_model_dir=files["rec"],
+    no_textline = OCR3(text_detection_model_dir=v5_models["det"], text_recognition_model_dir=v5_models["rec"],
                        use_textline_orientation=False)
     assert no_textline.textline is None
 
 
-def test_deprecated_2x_names_taken_as_37_takes_them(files):
+def test_deprecated_2x_names_taken_as_37_takes_them(v5_models):
     """paddleocr 3.7 maps det_model_dir, det_db_box_thresh, use_angle_cls, ... to 3.x names with a
     DeprecationWarning, and an old and new name together are an error."""
     with pytest.warns(DeprecationWarning, match="det_db_box_thresh"):
-        old = OCR3(det_model_dir=files["det"], rec_model_dir=files["rec"], use_angle_cls=False,
+        old = OCR3(det_model_dir=v5_models["det"], rec_model_dir=v5_models["rec"], use_angle_cls=False,
                    det_db_box_thresh=0.7, rec_batch_num=2)
     assert old.textline is None and old.settings["text_det_box_thresh"] == 0.7
     assert old.settings["text_recognition_batch_size"] == 2
     with pytest.raises(PtocrError, match="mutually exclusive"), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        OCR3(files["det"], files["rec"], det_db_thresh=0.2, text_det_thresh=0.3)
+        OCR3(v5_models["det"], v5_models["rec"], det_db_thresh=0.2, text_det_thresh=0.3)
 
 
 def test_lang_and_ocr_version_pick_the_models_37_picks():
@@ -106,19 +98,19 @@ def test_engine_options_taken_or_refused_with_what_to_do():
         OCR3(precision="int8")
 
 
-def test_precision_fp16_is_dtype_float16(files):
+def test_precision_fp16_is_dtype_float16(v5_models):
     import torch
 
-    half = OCR3(text_detection_model_dir=files["det"], text_recognition_model_dir=files["rec"],
+    half = OCR3(text_detection_model_dir=v5_models["det"], text_recognition_model_dir=v5_models["rec"],
                 use_textline_orientation=False, precision="fp16")
     assert half.rec.dtype == torch.float16 and half.det.dtype == torch.float16
 
 
-def test_unknown_names_say_did_you_mean(files, ocr):
+def test_unknown_names_say_did_you_mean(v5_models, ocr):
     with pytest.raises(PtocrError, match="did you mean text_det_box_thresh"):
-        OCR3(files["det"], files["rec"], text_det_box_tresh=0.5)
+        OCR3(v5_models["det"], v5_models["rec"], text_det_box_tresh=0.5)
     with pytest.raises(PtocrError, match="did you mean text_recognition_model_dir"):
-        OCR3(text_recogniton_model_dir=files["rec"])
+        OCR3(text_recogniton_model_dir=v5_models["rec"])
     with pytest.raises(PtocrError, match="not a model of ptocr's zoo.*PP-OCRv5_mobile_det"):
         OCR3(text_detection_model_name="PP-OCRv5_mobil_det")
     with pytest.raises(PtocrError, match="when the pipeline is made"):
@@ -173,11 +165,11 @@ class _Sideways(ClsPredictor):
         return ("90", 1.0)
 
 
-def test_doc_preprocessor_res_holds_input_rot_and_output_img(files, scene_path, tmp_path):
+def test_doc_preprocessor_res_holds_input_rot_and_output_img(v5_models, scene_path, tmp_path):
     """paddlex's doc_preprocessor_res: input_img (as read), rot_img (turned), output_img, angle;
     bulk reading gives the same."""
     with intra_op_threads(1):
-        ocr = OCR3(files["det"], files["rec"], None, _Sideways())
+        ocr = OCR3(v5_models["det"], v5_models["rec"], None, _Sideways())
         res = ocr.predict(str(scene_path))[0]
         bulk = ocr.read_many([str(scene_path)], workers=1)[0]
     scene = cv2.imread(str(scene_path))

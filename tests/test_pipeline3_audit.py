@@ -9,25 +9,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import converted_folders, intra_op_threads
+from conftest import intra_op_threads
 
 from ptocr.errors import ImageError, PtocrError
 from ptocr.pipeline3 import OCR3, PADDLEOCR3_DEFAULTS
 from ptocr.predictors import ClsPredictor, UnwarpPredictor
 
-FOLDERS = {"det": "PP-OCRv5_mobile_det_infer", "rec": "PP-OCRv5_mobile_rec_infer",
-           "textline": "PP-LCNet_x0_25_textline_ori_infer"}
-
 
 @pytest.fixture(scope="module")
-def files(shared_dir, tmp_path_factory) -> dict[str, Path]:
-    return converted_folders(shared_dir, tmp_path_factory.mktemp("audit_models"), FOLDERS)
-
-
-@pytest.fixture(scope="module")
-def ocr(files):
+def ocr(v5_models):
     with intra_op_threads(1):
-        yield OCR3(files["det"], files["rec"], files["textline"])
+        yield OCR3(v5_models["det"], v5_models["rec"], v5_models["textline"])
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +27,11 @@ def scene(shared_dir) -> np.ndarray:
     return cv2.imread(str(shared_dir / "images" / "scenes" / "ger_1.jpg"))
 
 
-def test_none_settings_mean_unset_as_in_paddleocr3(files, ocr, scene):
+def test_none_settings_mean_unset_as_in_paddleocr3(v5_models, ocr, scene):
     """PaddleOCR(...)'s and predict(...)'s keywords all default to None, meaning "as configured";
     passing None explicitly must not crash nor change anything."""
     unset = {key: None for key in PADDLEOCR3_DEFAULTS}
-    built = OCR3(files["det"], files["rec"], files["textline"], **unset)
+    built = OCR3(v5_models["det"], v5_models["rec"], v5_models["textline"], **unset)
     assert built.settings == PADDLEOCR3_DEFAULTS
     strict = ocr.with_settings(text_det_box_thresh=0.8)
     assert strict.with_settings(text_det_box_thresh=None).settings["text_det_box_thresh"] == 0.8
@@ -72,12 +64,12 @@ class _Flip(UnwarpPredictor):
         return np.ascontiguousarray(img[:, ::-1])
 
 
-def test_per_call_doc_switches_as_paddlex(files, scene):
+def test_per_call_doc_switches_as_paddlex(v5_models, scene):
     """paddlex's OCR pipeline (get_model_settings): per call, document switches given and none
     of them True turn the whole doc preprocessor off; one True keeps the other as configured."""
     ori, unwarp = _Upright(), _Flip()
     with intra_op_threads(1):
-        ocr = OCR3(files["det"], files["rec"], None, ori, unwarp)
+        ocr = OCR3(v5_models["det"], v5_models["rec"], None, ori, unwarp)
         for switch in ("use_doc_orientation_classify", "use_doc_unwarping"):
             ori.calls = unwarp.calls = 0
             off = ocr(scene, **{switch: False})
@@ -92,9 +84,9 @@ def test_per_call_doc_switches_as_paddlex(files, scene):
             "use_doc_orientation_classify": True, "use_doc_unwarping": True}
 
 
-def test_result_reads_as_paddlex_result_dict(files, ocr, scene):
+def test_result_reads_as_paddlex_result_dict(v5_models, ocr, scene):
     """``res["rec_texts"]`` and the other keys of paddlex's OCRResult dict, with its shapes."""
-    result = OCR3(files["det"], files["rec"], files["textline"], return_word_box=True)(scene)
+    result = OCR3(v5_models["det"], v5_models["rec"], v5_models["textline"], return_word_box=True)(scene)
     assert len(result) > 2 and result[0] is result.lines[0]  # lines by index, as before
     assert result["rec_texts"] == result.texts
     assert result["rec_scores"] == [line.score for line in result]
@@ -146,7 +138,7 @@ def test_tiff_frames_are_pages(ocr, scene, tmp_path):
         ocr(broken)
 
 
-def test_tiff_pages_in_bulk_reading_and_the_2x_pipeline(files, ocr, scene, tmp_path):
+def test_tiff_pages_in_bulk_reading_and_the_2x_pipeline(v5_models, ocr, scene, tmp_path):
     """A TIFF reads as its pages wherever a PDF does: ``read_many`` gives what ``ocr(path)`` gives,
     page by page (``PdfPages`` picks some), and the 2.x pipeline pages it the same way."""
     from ptocr.bulk import PdfPages
@@ -159,7 +151,7 @@ def test_tiff_pages_in_bulk_reading_and_the_2x_pipeline(files, ocr, scene, tmp_p
         (r.source, r.page_index, r.texts) for r in [*want, want[1]]]
     assert want[1].texts
     with intra_op_threads(1):
-        v2 = OCR(files["det"], files["rec"], None)
+        v2 = OCR(v5_models["det"], v5_models["rec"], None)
         pages = v2(path)
     assert [r.texts for r in pages] == [v2.read(np.full((120, 200, 3), 255, np.uint8)).texts, v2.read(scene).texts]
     assert {r.source for r in pages} == {str(path)}
@@ -193,7 +185,7 @@ def test_bulk_command_reads_tiff_pages_by_number(tmp_path, scene):
     assert "local files only" in json.loads(uri.read_text(encoding="utf-8"))["error"]
 
 
-def test_a_folder_reads_as_its_files(files, ocr, scene, tmp_path):
+def test_a_folder_reads_as_its_files(v5_models, ocr, scene, tmp_path):
     """paddlex's batch sampler takes a folder: its image, PDF and TIFF files (recursively, sorted
     by path), pages in place; ``ptocr ocr DIR`` (without --out too) names each result by its file."""
     import json
@@ -216,7 +208,7 @@ def test_a_folder_reads_as_its_files(files, ocr, scene, tmp_path):
     with pytest.raises(ImageError, match="no image or PDF files"):
         ocr(tmp_path / "empty")
     out = tmp_path / "out.json"
-    models = ["--det", str(files["det"]), "--rec", str(files["rec"]), "--cls", str(files["textline"])]
+    models = ["--det", str(v5_models["det"]), "--rec", str(v5_models["rec"]), "--cls", str(v5_models["textline"])]
     with intra_op_threads(1):
         run = CliRunner().invoke(main, ["ocr", str(folder), *models, "--json", str(out)])
     assert run.exit_code == 0, run.output

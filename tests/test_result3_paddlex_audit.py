@@ -9,28 +9,20 @@ import json
 
 import numpy as np
 import pytest
-from conftest import converted_folders, intra_op_threads
+from conftest import intra_op_threads
 
 from ptocr.pipeline3 import OCR3
 
 # No test reaches a host: a default model left to fetch would fail the test, not download.
 pytestmark = pytest.mark.usefixtures("loopback_only")
 
-FOLDERS = {"det": "PP-OCRv5_mobile_det_infer", "rec": "PP-OCRv5_mobile_rec_infer",
-           "textline": "PP-LCNet_x0_25_textline_ori_infer"}
-
 
 @pytest.fixture(scope="module")
-def files(shared_dir, tmp_path_factory):
-    return converted_folders(shared_dir, tmp_path_factory.mktemp("result3_models"), FOLDERS)
-
-
-@pytest.fixture(scope="module")
-def ocr(files):
+def ocr(v5_models):
     """Built as a 3.x script builds PaddleOCR."""
     with intra_op_threads(1):
-        yield OCR3(text_detection_model_dir=files["det"], text_recognition_model_dir=files["rec"],
-                   textline_orientation_model_dir=files["textline"], use_doc_orientation_classify=False,
+        yield OCR3(text_detection_model_dir=v5_models["det"], text_recognition_model_dir=v5_models["rec"],
+                   textline_orientation_model_dir=v5_models["textline"], use_doc_orientation_classify=False,
                    use_doc_unwarping=False)
 
 
