@@ -125,13 +125,14 @@ def test_v4_rec_loop_with_multiscale_batches_in_workers(shared_dir, tmp_path):
     loader = DataLoader(data, batch_sampler=sampler, collate_fn=collate, num_workers=2)
     assert {b["image"].shape[2] for b in loader} <= {32, 48, 64}
     # Each pass of a loop that never calls set_epoch (the DataLoader's iter(sampler)) reshuffles,
-    # as PaddleOCR's sampler does; set_epoch still picks a pass.
+    # as PaddleOCR's seeded sampler does (the last pass's order shuffled again after reseeding);
+    # a sampler built alike replays the passes, set_epoch changing nothing.
     passes = [list(sampler) for _ in range(3)]
     assert passes[1] != passes[2] and passes[1] != passes[0]
-    sampler.set_epoch(1)
-    assert list(sampler) == passes[0]  # the loader took epoch 0, the passes 1, 2, 3
-    sampler.set_epoch(2)
-    assert [b["image"].shape[2] for b in loader] == [batch[0][1] for batch in passes[1]]
+    replay = MultiScaleSampler(len(data), first_bs=4)
+    replay.set_epoch(7)
+    assert [list(replay) for _ in range(4)][1:] == passes  # the loader took the first pass
+    assert [b["image"].shape[2] for b in loader] == [batch[0][1] for batch in list(replay)]
 
     recipe = create_optimizer(net, REC_CONFIG, epochs=3, steps_per_epoch=len(loader))
     batch = collate([data[i] for i in range(4)])

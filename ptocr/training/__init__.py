@@ -13,8 +13,9 @@
   section (per-parameter LR multipliers and L2, the per-iteration schedule, clipping).
 * :mod:`ptocr.training.data` / :mod:`~ptocr.training.augment`: PaddleOCR's label files and
   transforms as torch datasets (``DetDataset``, ``RecDataset``, ``ClsDataset``, ``collate``,
-  ``MultiScaleSampler``); the random augmentations draw what PaddleOCR's draw, so the same seeds
-  give the same samples: ``EastRandomCropData``, ``CopyPaste`` (PP-OCRv4 / v5 detection's:
+  ``MultiScaleSampler``: PaddleOCR's batches in its order under the same seed); the random
+  augmentations draw what PaddleOCR's draw, so the same seeds give the same samples:
+  ``EastRandomCropData``, ``CopyPaste`` (PP-OCRv4 / v5 detection's:
   ``det_train_transforms(copy_paste=True)`` or ``DetDataset(..., copy_paste=True)``), ``RecAug``,
   ``RecConAug`` (``IaaAugment`` only in distribution: PaddleOCR's runs through albumentations).
 * :mod:`ptocr.training.metrics`: what ``tools/eval.py`` prints (``DetMetric``: precision /

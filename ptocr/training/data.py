@@ -585,54 +585,116 @@ def collate(samples: list[dict]) -> dict:
 
 
 class MultiScaleSampler(Sampler):
-    """A batch sampler for :class:`RecDataset` (``DataLoader(ds, batch_sampler=...)``): batches of
-    ``(width, height, index)``, each batch at one of ``scales`` ((width, height) pairs, PP-OCRv4's
-    by default), sides floored to multiples of ``divided_factor`` (w, h), batch sizes
-    ``first_bs`` for all (``fix_bs``) or ``first_bs`` scaled by pixel count
-    (``max(1, int(w0 * h0 * first_bs / (w * h)))``) as PaddleOCR's. Per epoch (``set_epoch``):
-    the indices shuffled, cut into batches scale after scale in turn, the batches shuffled; a
-    short last batch is filled from the epoch's first indices. Python's ``random`` seeded with
-    ``(seed, epoch)``; each pass moves on to the next epoch, as PaddleOCR's sampler does, so a
-    loop without ``set_epoch`` still reshuffles; PaddleOCR's own order of batches is not
-    reproduced."""
+    """A batch sampler for :class:`RecDataset` (``DataLoader(ds, batch_sampler=...)``) that yields
+    PaddleOCR 2.10's ``MultiScaleSampler`` batches (``ppocr/data/multi_scale_sampler.py``) in its
+    order: lists of ``(width, height, index)``, one scale per batch.
+
+    ``scales``: (width, height) pairs (PP-OCRv4 / v5's by default) or ints for squares, sides
+    floored to multiples of ``divided_factor`` (w, h); batch sizes ``first_bs`` for every scale
+    (``fix_bs``) or ``max(1, int(w0 * h0 * first_bs / (w * h)))``, (w0, h0) the first scale
+    before flooring. ``is_training=False``: one scale, the first, unfloored, indices in order.
+    ``num_replicas`` / ``rank``: PaddleOCR's split across cards (its ``dist.get_world_size()`` /
+    ``dist.get_rank()``), each replica with ``num_samples // num_replicas`` indices.
+
+    As PaddleOCR's, the batches are laid out once, at construction: rounds over the scales until
+    the indices are used up (the last round finishing with batches filled from the first
+    indices), that list of (scale, size) shuffled, then the shuffled indices cut into it. A pass
+    only reorders those same batches: it shuffles the previous pass's order after reseeding.
+    ``seed`` is PaddleOCR's dataset ``seed`` (``Global.seed`` of ``tools/train.py``, 1024 when
+    unset, as in the v4 / v5 configs):
+
+    * an int: every pass reseeds with ``seed``, so pass k applies one fixed permutation k times
+      (a loop without ``set_epoch`` reshuffles, cyclically); ``set_epoch`` changes nothing, as in
+      PaddleOCR. The layout's shuffle, drawn by PaddleOCR from the global ``random`` as train.py
+      leaves it (``set_seed``, then the dataset's ``random.seed(seed)`` and shuffle of its
+      lines), is drawn here from a private ``random.Random`` put in that same state, so the
+      default gives train.py's batches without touching the global generator.
+    * ``None``: PaddleOCR's unseeded branch: pass k reseeds with the epoch (0, 1, ... or what
+      ``set_epoch`` set), and every draw, the layout's included, is from python's global
+      ``random`` (which is reseeded, as PaddleOCR does): seed it before construction as
+      ``tools/train.py`` does to get PaddleOCR's batches.
+
+    ``rng`` (a ``random.Random``, or the ``random`` module for the global one) overrides where
+    the draws come from, the layout's taken from its current state: for PaddleOCR's order when
+    its global generator is in another state at construction (e.g. ``loader: shuffle: false``).
+    With a ``ratio_list`` under 1, PaddleOCR's train loop rebuilds dataset and sampler every
+    epoch with ``seed=epoch``: build one per epoch likewise. Indices are the dataset's:
+    PaddleOCR's ``MultiScaleDataSet`` also shuffles its lines at construction, which
+    :class:`RecDataset` does not. Not reproduced: ``ds_width`` batches
+    (``MultiScaleDataSet``'s width-from-ratio mode with ``ratio_wh`` / ``max_w``), which the
+    PP-OCRv4 / v5 rec configs leave off (``ds_width: false``)."""
 
     def __init__(self, num_samples: int, scales=MULTI_SCALES, first_bs: int = 128, fix_bs: bool = False,
-                 divided_factor=(8, 16), seed: int = 0):
+                 divided_factor=(8, 16), seed: int | None = 1024, is_training: bool = True,
+                 num_replicas: int = 1, rank: int = 0, rng=None):
         if num_samples < 1:
             raise PtocrError("MultiScaleSampler needs at least one sample")
+        if not 0 <= rank < num_replicas or num_samples < num_replicas:
+            raise PtocrError(f"MultiScaleSampler: rank {rank} of {num_replicas} replicas over {num_samples} samples")
         self.num_samples, self.seed, self.epoch = int(num_samples), seed, 0
-        base_w, base_h = scales[0]
-        pairs = []
-        for w, h in scales:
-            w, h = int(w // divided_factor[0] * divided_factor[0]), int(h // divided_factor[1] * divided_factor[1])
-            size = first_bs if fix_bs else int(max(1, base_w * base_h * first_bs / (h * w)))
-            pairs.append((w, h, size))
-        self.scales = pairs
+        self.num_replicas, self.rank, self.is_training = int(num_replicas), int(rank), is_training
+        # None stands for the global generator (a module would not pickle or deepcopy).
+        self._rng = None if rng is None or rng is random else rng
+        if rng is None and seed is not None:
+            self._rng = random.Random(seed)
+            self._rng.shuffle([None] * self.num_samples)  # the dataset's line shuffle in train.py
+        pairs = [(s, s) if isinstance(s, int) else tuple(s) for s in scales]
+        base_w, base_h = pairs[0]
+        if is_training:
+            self.scales = []
+            for w, h in pairs:
+                w, h = int(w // divided_factor[0] * divided_factor[0]), int(h // divided_factor[1] * divided_factor[1])
+                size = first_bs if fix_bs else int(max(1, base_w * base_h * first_bs / (h * w)))
+                self.scales.append((w, h, size))
+        else:
+            self.scales = [(base_w, base_h, first_bs)]
+        per = self.num_samples // self.num_replicas
+        layout, start = [], 0
+        while start < per:
+            for w, h, size in self.scales:  # a round is always finished, past the end included
+                taken = max(0, min(start + size, per) - start)
+                layout.append((w, h, taken + min(size - taken, per)))  # fill is cut at `per` too
+                start += size
+        rand = self._generator()
+        rand.shuffle(layout)
+        self._batches = self._cut(layout, per)
+        self._order = list(range(len(self._batches)))
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+    def _generator(self):
+        return random if self._rng is None else self._rng
 
-    def _batches(self) -> list[list[tuple[int, int, int]]]:
-        rng = random.Random(f"{self.seed}-{self.epoch}")
-        order = list(range(self.num_samples))
-        rng.shuffle(order)
-        batches, start, turn = [], 0, 0
-        while start < self.num_samples:
-            w, h, size = self.scales[turn % len(self.scales)]
-            chunk = order[start:start + size]
-            chunk += order[:size - len(chunk)]
+    def _cut(self, layout, per: int) -> list[list[tuple[int, int, int]]]:
+        indices = list(range(self.num_samples))
+        if self.is_training:
+            rand = self._generator()
+            rand.seed(self.epoch if self.seed is None else self.seed)
+            rand.shuffle(indices)
+            rand.shuffle(list(self.scales))  # PaddleOCR shuffles its scale list here; only the draws matter
+        mine = indices[self.rank::self.num_replicas]
+        batches, start = [], 0
+        for w, h, size in layout:
+            chunk = mine[start:min(start + size, per)]
+            chunk += mine[:size - len(chunk)]
             batches.append([(w, h, i) for i in chunk])
-            start, turn = start + size, turn + 1
-        rng.shuffle(batches)
+            start += size
         return batches
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the next pass reseeds with when ``seed`` is None (no effect otherwise)."""
+        self.epoch = int(epoch)
+
     def __iter__(self):
-        # A generator: the epoch is read and moved on (PaddleOCR's __iter__ does so, so passes
-        # without set_epoch reshuffle) when a pass starts, not when DataLoader makes an iterator
-        # it drops (its worker iterator calls iter() twice).
-        batches = self._batches()
-        self.epoch += 1
-        yield from batches
+        # A generator, as PaddleOCR's: the reshuffle happens when a pass starts, not when
+        # DataLoader makes an iterator it drops (its worker iterator calls iter() twice).
+        rand = self._generator()
+        if self.seed is None:
+            rand.seed(self.epoch)
+            self.epoch += 1
+        else:
+            rand.seed(self.seed)
+        rand.shuffle(self._order)  # in place: each pass builds on the last one's order
+        for k in list(self._order):
+            yield list(self._batches[k])
 
     def __len__(self) -> int:
-        return len(self._batches())
+        return len(self._batches)
