@@ -40,6 +40,8 @@ from tools import bench_doc  # noqa: E402
 
 AMD_CPUINFO = """processor\t: 0
 vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
 model name\t: AMD EPYC 9R14 96-Core Processor
 flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512bw avx512vl avx512_bf16 avx512_vnni
 processor\t: 1
@@ -54,7 +56,8 @@ def _cpu(family: str) -> bench_doc.CpuInfo:
 
 def test_cpuinfo_names_the_family_model_and_isa():
     family, model, isa = bench_doc.parse_cpuinfo(AMD_CPUINFO)
-    assert (family, model) == ("AMD", "AMD EPYC 9R14 96-Core Processor")
+    assert (family, model) == ("AMD", "AMD EPYC 9R14 96-Core Processor, family 25 model 17")
+    assert bench_doc.parse_cpuinfo(AMD_CPUINFO.replace("cpu family", "x"))[1] == "AMD EPYC 9R14 96-Core Processor"
     assert isa == ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16")
     assert "ISA avx2" in _cpu("AMD").describe() and "capability AVX2" in _cpu("AMD").describe()
 

@@ -55,7 +55,12 @@ def parse_cpuinfo(text: str) -> tuple[str, str, tuple[str, ...]]:
             fields[key.strip()] = value.strip()
     flags = set(fields.get("flags", "").split())
     family = VENDORS.get(fields.get("vendor_id", ""), platform.machine() or "unknown")
-    return family, fields.get("model name", platform.processor() or "unknown CPU"), tuple(f for f in ISA_FLAGS if f in flags)
+    model = fields.get("model name", platform.processor() or "unknown CPU")
+    if "cpu family" in fields and "model" in fields:
+        # Cloud VMs often name the CPU generically ("Intel(R) Xeon(R) Processor", "AMD EPYC"): the
+        # numbers say which generation it is (AMD family 25 model 1 is a Zen 3, model 17 a Zen 4).
+        model = f"{model}, family {fields['cpu family']} model {fields['model']}"
+    return family, model, tuple(f for f in ISA_FLAGS if f in flags)
 
 
 def cpu_info() -> CpuInfo:
