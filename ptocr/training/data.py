@@ -414,9 +414,32 @@ class _LabelledImages(Dataset):
             raise PtocrError(f"keep_keys {missing} not made by the transforms")
         return {k: _as_output(data[k]) for k in self.keep_keys}
 
+    def ext_data(self) -> list[dict]:
+        """The other samples the first transform that takes them (``ext_data_num``: CopyPaste,
+        RecConAug) gets, drawn as PaddleOCR's ``get_ext_data``: an index from numpy's global RNG
+        (after the item's own image is chosen), that sample decoded and put through the
+        transforms before that one, drawn again while its polygons do not have 4 points."""
+        position, count = _ext_step(self.transforms)
+        before = Compose(self.transforms.transforms[:position]) if count else None
+        extra = []
+        while len(extra) < count:
+            line = self.lines[np.random.randint(len(self))]
+            data = self.transformed(self.load(line), line, before)
+            if "polys" in data and data["polys"].shape[1] != 4:
+                continue
+            extra.append(data)
+        return extra
+
+    def sample(self, line: LabelLine) -> dict:
+        """``line``'s image through the transforms, with the other samples they take as ``ext_data``."""
+        data = self.load(line)
+        extra = self.ext_data()
+        if extra:
+            data["ext_data"] = extra
+        return self.transformed(data, line, self.transforms)
+
     def __getitem__(self, index: int) -> dict:
-        line = self.lines[index]
-        return self.output(self.transformed(self.load(line), line, self.transforms))
+        return self.output(self.sample(self.lines[index]))
 
 
 def _ext_step(transforms) -> tuple[int, int]:
@@ -433,12 +456,8 @@ class DetDataset(_LabelledImages):
     see :func:`det_train_transforms`): ``image`` 3 x 640 x 640 float32 and the four DB targets
     ``DBLoss`` takes. Evaluation: ``image`` at the DetResizeForTest size, ``shape``, ``polys``
     (source pixels), ``ignore_tags``. Pass ``transforms`` (a callable on the data dict) and
-    ``keep_keys`` to change either.
-
-    When the transforms hold one that takes other samples (CopyPaste), each item draws them as
-    PaddleOCR's ``get_ext_data``: an index from numpy's global RNG (after the item's own image
-    is chosen), that sample decoded and put through the transforms before that one, drawn again
-    while its polygons do not have 4 points; they go in as ``ext_data``."""
+    ``keep_keys`` to change either. With CopyPaste, each item draws the other sample it takes
+    (``ext_data``)."""
 
     TRAIN_KEYS = ("image", "threshold_map", "threshold_mask", "shrink_map", "shrink_mask")
     EVAL_KEYS = ("image", "shape", "polys", "ignore_tags")
@@ -456,31 +475,14 @@ class DetDataset(_LabelledImages):
     def check_label(self, line: LabelLine) -> None:
         parse_det_label(line.label)
 
-    def _ext_data(self) -> list[dict]:
-        position, count = _ext_step(self.transforms)
-        if not count:
+    def ext_data(self) -> list[dict]:
+        if not _ext_step(self.transforms)[1]:
             return []
         if self._quads is None:  # PaddleOCR would draw forever without one
             self._quads = any(parse_det_label(line.label)[0].shape[1] == 4 for line in self.lines)
         if not self._quads:
             raise PtocrError("CopyPaste takes other samples whose polygons have 4 points; no label line has them")
-        before = Compose(self.transforms.transforms[:position])
-        extra = []
-        while len(extra) < count:
-            line = self.lines[np.random.randint(len(self))]
-            data = self.transformed(self.load(line), line, before)
-            if "polys" in data and data["polys"].shape[1] != 4:
-                continue
-            extra.append(data)
-        return extra
-
-    def __getitem__(self, index: int) -> dict:
-        line = self.lines[index]
-        data = self.load(line)
-        extra = self._ext_data()
-        if extra:
-            data["ext_data"] = extra
-        return self.output(self.transformed(data, line, self.transforms))
+        return super().ext_data()
 
 
 class RecDataset(_LabelledImages):
@@ -525,24 +527,16 @@ class RecDataset(_LabelledImages):
     def check_label(self, line: LabelLine) -> None:
         self.encoder.encode(line.label)
 
-    def _ext_count(self) -> int:
-        return max((getattr(t, "ext_data_num", 0) for t in getattr(self.transforms, "transforms", [])), default=0)
-
-    def _ext_data(self) -> list[dict]:
-        """The other samples RecConAug may append: drawn with numpy's global RNG, decoded only."""
-        if not self.train:
-            return []
-        return [self.load(self.lines[np.random.randint(len(self))]) for _ in range(self._ext_count())]
+    def ext_data(self) -> list[dict]:
+        """The other samples RecConAug may append (decoded only: it comes first), in training."""
+        return super().ext_data() if self.train else []
 
     def __getitem__(self, index) -> dict:
         width, height = self.image_shape[2], self.image_shape[1]
         if isinstance(index, (tuple, list)):
             width, height, index = int(index[0]), int(index[1]), int(index[2])
-        line = self.lines[index]
-        data = self.load(line)
-        data["ext_data"] = self._ext_data()
-        data = self.transformed(data, line, self.transforms)
-        data.pop("ext_data", None)
+        data = self.sample(self.lines[index])
+        data.pop("ext_data", None)  # RecConAug leaves it where it appends nothing, as PaddleOCR's
         resize = self.resize if (width, height) == tuple(self.image_shape[:0:-1]) else \
             RecResizeImg((self.image_shape[0], height, width))
         data = resize(data)
