@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,6 +90,17 @@ V5_MOBILE_FOLDERS = {"det": "PP-OCRv5_mobile_det_infer", "rec": "PP-OCRv5_mobile
 def v5_models(shared_dir, tmp_path_factory) -> dict[str, Path]:
     """``V5_MOBILE_FOLDERS`` converted once per test process (the OCR3 suites share them)."""
     return converted_folders(shared_dir, tmp_path_factory.mktemp("v5_mobile_models"), V5_MOBILE_FOLDERS)
+
+
+def seed_python_and_numpy(seed: int) -> None:
+    """Seed the two global generators PaddleOCR's augmentations draw from (python's, numpy's)."""
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def det_label(boxes, texts) -> str:
+    """A PaddleOCR detection label: the JSON list of ``{"transcription", "points"}``."""
+    return json.dumps([{"transcription": t, "points": b} for b, t in zip(boxes, texts)])
 
 
 @contextmanager

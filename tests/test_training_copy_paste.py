@@ -3,13 +3,12 @@ images, polygons, texts and ignore tags under the same seeds; and CopyPaste in D
 
 from __future__ import annotations
 
-import json
 import random
 
 import cv2
 import numpy as np
 import pytest
-from conftest import compile_paddleocr
+from conftest import compile_paddleocr, det_label, seed_python_and_numpy
 import torch
 
 from ptocr.errors import PtocrError
@@ -46,17 +45,8 @@ def scenes():
     return [load_image(str(p)) for p in SCENES]
 
 
-def _seeded(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-
-
-def _label(boxes, texts):
-    return json.dumps([{"transcription": t, "points": b} for b, t in zip(boxes, texts)])
-
-
 def _encoded(image, boxes, texts):
-    data = DetLabelEncode()({"label": _label(boxes, texts)})
+    data = DetLabelEncode()({"label": det_label(boxes, texts)})
     return {"image": image, "polys": data["polys"], "texts": data["texts"], "ignore_tags": data["ignore_tags"]}
 
 
@@ -99,10 +89,10 @@ def _assert_same(ours, ref):
 
 def _both(paddle_cls, source, other, seed, **kwargs):
     """Ours and PaddleOCR's on the same sample and seeds; both must draw the same numbers."""
-    _seeded(seed)
+    seed_python_and_numpy(seed)
     ours = CopyPaste(**kwargs)(_with_ext(source, other))
     after = (random.random(), np.random.random())
-    _seeded(seed)
+    seed_python_and_numpy(seed)
     ref = paddle_cls(**kwargs)(_with_ext(source, other))
     assert after == (random.random(), np.random.random()), "a different number of random draws"
     _assert_same(ours, ref)
@@ -183,9 +173,9 @@ def test_other_sample_without_cared_boxes(paddle_copy_paste, scenes):
     ours = _both(paddle_copy_paste, source, other, 5)
     assert np.array_equal(ours["image"], source["image"]) and len(ours["polys"]) == 3
     assert ours["polys"].dtype == np.float64  # PaddleOCR's CopyPaste leaves float64 polygons, clipped
-    _seeded(5)
+    seed_python_and_numpy(5)
     expected = random.random()
-    _seeded(5)
+    seed_python_and_numpy(5)
     CopyPaste()(_with_ext(source, other))
     assert random.random() == expected  # shuffling nothing draws nothing
 
@@ -250,10 +240,10 @@ def test_source_without_boxes(paddle_copy_paste, scenes):
     assert ours["polys"].shape == (1, 4, 2) and ours["texts"] == ["w"]
     # Nothing to paste: PaddleOCR's class fails on its empty polygon list; ptocr's keeps the empty sample.
     blocked = _encoded(scenes[7], [[[30, 30], [90, 30], [90, 50], [30, 50]]], ["###"])
-    _seeded(0)
+    seed_python_and_numpy(0)
     out = CopyPaste()(_with_ext(source, blocked))
     assert out["polys"].shape == (0, 0, 2) and out["ignore_tags"].shape == (0,) and out["texts"] == []
-    _seeded(0)
+    seed_python_and_numpy(0)
     with pytest.raises(IndexError):
         paddle_copy_paste()(_with_ext(source, blocked))
 
@@ -262,10 +252,10 @@ def test_source_without_boxes(paddle_copy_paste, scenes):
 def test_refusals(paddle_copy_paste, scenes):
     triangle = _encoded(scenes[0], [[[5, 5], [40, 5], [20, 30]]], ["t"])
     other = _encoded(scenes[1], [[[30, 30], [90, 30], [90, 50], [30, 50]]], ["w"])
-    _seeded(0)
+    seed_python_and_numpy(0)
     with pytest.raises(PtocrError, match="3 points and a pasted box 4"):
         CopyPaste()(_with_ext(triangle, other))
-    _seeded(0)
+    seed_python_and_numpy(0)
     with pytest.raises(ValueError):  # PaddleOCR: numpy refuses the ragged polygon list
         paddle_copy_paste()(_with_ext(triangle, other))
     with pytest.raises(PtocrError, match="ext_data"):
@@ -279,7 +269,7 @@ def test_refusals(paddle_copy_paste, scenes):
 # In the dataset and the det training pipeline
 # ---------------------------------------------------------------------------------------------
 def _write_labels(path, rows):
-    path.write_text("".join(f"scenes/{name}\t{_label(boxes, texts)}\n" for name, boxes, texts in rows),
+    path.write_text("".join(f"scenes/{name}\t{det_label(boxes, texts)}\n" for name, boxes, texts in rows),
                     encoding="utf-8")
     return path
 
@@ -309,9 +299,9 @@ def test_det_dataset_draws_the_other_sample_as_paddleocr(paddle_copy_paste, tmp_
     redrawn = 0
     for seed in range(9):
         index = seed % 3
-        _seeded(seed)
+        seed_python_and_numpy(seed)
         ours = ds[index]
-        _seeded(seed)
+        seed_python_and_numpy(seed)
         # PaddleOCR's SimpleDataSet.get_ext_data: np.random.randint(len) until the polygons have 4 points
         while True:
             other = encoded(rows[np.random.randint(3)])
@@ -336,13 +326,13 @@ def test_det_training_pipeline_with_copy_paste(tmp_path):
     steps = ds.transforms.transforms
     assert [type(s).__name__ for s in steps[:3]] == ["DetLabelEncode", "CopyPaste", "IaaAugment"]
     assert (steps[1].objects_paste_ratio, steps[1].limit_paste) == tuple(DET_COPY_PASTE.values()) == (0.2, True)
-    _seeded(3)
+    seed_python_and_numpy(3)
     first = collate([ds[0], ds[1], ds[2]])
     assert first["image"].shape == (3, 3, 640, 640) and first["image"].dtype == torch.float32
     for key in ("threshold_map", "threshold_mask", "shrink_map", "shrink_mask"):
         assert first[key].shape == (3, 640, 640)
     assert torch.isfinite(DBLoss()({"maps": torch.rand(3, 3, 640, 640)}, first)["loss"])
-    _seeded(3)
+    seed_python_and_numpy(3)
     again = collate([ds[0], ds[1], ds[2]])
     assert all(torch.equal(first[k], again[k]) for k in first)  # seeded: the same batch
     with pytest.raises(PtocrError, match="copy_paste"):

@@ -9,7 +9,7 @@ import random
 import cv2
 import numpy as np
 import pytest
-from conftest import compile_paddleocr
+from conftest import compile_paddleocr, det_label, seed_python_and_numpy
 import torch
 
 from ptocr.errors import PtocrError
@@ -49,15 +49,6 @@ def paddle(paddleocr_src):
     return ns
 
 
-def _seeded(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-
-
-def _det_label(boxes, texts):
-    return json.dumps([{"transcription": t, "points": b} for b, t in zip(boxes, texts)])
-
-
 # ---------------------------------------------------------------------------------------------
 # Label files
 # ---------------------------------------------------------------------------------------------
@@ -78,7 +69,7 @@ def test_ratio_list_samples_the_lines_paddleocr_samples(tmp_path):
 
 def test_bad_lines_name_file_and_line(tmp_path):
     label = tmp_path / "det.txt"
-    good = _det_label([[[0, 0], [10, 0], [10, 10], [0, 10]]], ["a"])
+    good = det_label([[[0, 0], [10, 0], [10, 10], [0, 10]]], ["a"])
     label.write_text(f"a.jpg\t{good}\n\nb.jpg\t[{{\"points\": [[0, 0]]}}]\nc.jpg\tnot json\n", encoding="utf-8")
     with pytest.raises(PtocrError, match=r"det\.txt:3: text 0: 'points'"):
         DetDataset(label, tmp_path)
@@ -106,7 +97,7 @@ def test_rec_labels_the_encoder_refuses(tmp_path):
 # Deterministic transforms: bit-exact against PaddleOCR's classes
 # ---------------------------------------------------------------------------------------------
 def test_det_label_encode_matches(paddle):
-    label = _det_label([[[1, 2], [30, 2], [30, 15], [1, 15]], [[5, 5], [9, 5], [9, 9], [7, 11], [5, 9]],
+    label = det_label([[[1, 2], [30, 2], [30, 15], [1, 15]], [[5, 5], [9, 5], [9, 9], [7, 11], [5, 9]],
                         [[0.5, 0.5], [3.25, 1], [2, 4]]], ["abc", "###", "*"])
     ours = DetLabelEncode()({"label": label})
     ref = paddle["DetLabelEncode"]()({"label": label})
@@ -155,7 +146,7 @@ def _crop_case(image):
     h, w = image.shape[:2]
     boxes = [[[x, y], [x + 60, y], [x + 60, y + 25], [x, y + 25]]
              for x, y in ((20, 30), (200, 120), (400, 300), (w - 90, h - 60))]
-    return DetLabelEncode()({"label": _det_label(boxes, ["a", "b", "###", "d"])})
+    return DetLabelEncode()({"label": det_label(boxes, ["a", "b", "###", "d"])})
 
 
 @needs_images
@@ -166,9 +157,9 @@ def test_east_random_crop_matches(paddle, keep_ratio):
     for seed in range(12):
         data = _crop_case(image)
         ref_in = {**data, "image": image.copy(), "polys": data["polys"].copy()}
-        _seeded(seed)
+        seed_python_and_numpy(seed)
         ours = augment.EastRandomCropData((640, 640), max_tries=50, keep_ratio=keep_ratio)({**data, "image": image.copy()})
-        _seeded(seed)
+        seed_python_and_numpy(seed)
         ref = paddle["EastRandomCropData"]((640, 640), max_tries=50, keep_ratio=keep_ratio)(ref_in)
         assert np.array_equal(ours["image"], ref["image"])
         assert ours["polys"].dtype == ref["polys"].dtype and np.array_equal(ours["polys"], ref["polys"])
@@ -184,10 +175,10 @@ def test_rec_aug_matches(paddle):
                           blur_prob=1.0, hsv_aug_prob=1.0), {}]
     for kwargs in probabilities:
         for seed, image in enumerate(images * 2):
-            _seeded(seed)
+            seed_python_and_numpy(seed)
             ours = augment.RecAug(**kwargs)({"image": image.copy()})["image"]
             after = (random.random(), np.random.random())
-            _seeded(seed)
+            seed_python_and_numpy(seed)
             ref = paddle["RecAug"](**kwargs)({"image": image.copy()})["image"]
             assert ours.shape == ref.shape and np.array_equal(ours, ref), (kwargs, seed)
             assert after == (random.random(), np.random.random())  # the same number of draws
@@ -266,7 +257,7 @@ def test_det_dataset_train_and_eval(tmp_path):
     boxes = [[[50, 60], [300, 60], [300, 120], [50, 120]], [[w // 2, h // 2], [w // 2 + 200, h // 2],
                                                              [w // 2 + 200, h // 2 + 40], [w // 2, h // 2 + 40]]]
     label = tmp_path / "train.txt"
-    label.write_text(f"scenes/{SCENE.name}\t{_det_label(boxes, ['one', '###'])}\n" * 2, encoding="utf-8")
+    label.write_text(f"scenes/{SCENE.name}\t{det_label(boxes, ['one', '###'])}\n" * 2, encoding="utf-8")
     train = DetDataset(label, IMAGES, train=True)
     np.random.seed(0)
     random.seed(0)
