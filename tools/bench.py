@@ -491,20 +491,20 @@ def load_table(cl: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-# The import name of each peer engine's package, and the parts or engines that need it.
-PEER_PACKAGES = {"paddle": ("stages e2e", (PADDLE_DNN, PADDLE_PLAIN)), "onnxruntime": ("stages", (ORT,)),
-                 "paddle2onnx": ("stages", (ORT,)), "paddleocr": ("e2e", ())}
+# The import name of each peer engine's package: (the end-to-end part needs it, the stage engines that do).
+PEER_PACKAGES = {"paddle": (True, (PADDLE_DNN, PADDLE_PLAIN)), "onnxruntime": (False, (ORT,)),
+                 "paddle2onnx": (False, (ORT,)), "paddleocr": (True, ())}
 
 
 def missing_packages(args) -> list[str]:
     """The peer packages this run's parts and engines need that do not import here."""
     from importlib.util import find_spec
 
-    def needed(parts: str, engines: tuple) -> bool:
-        if "e2e" in parts.split() and "e2e" not in args.skip:
+    def needed(e2e: bool, engines: tuple) -> bool:
+        if e2e and "e2e" not in args.skip:
             return True
         return "stages" not in args.skip and any(args.engines is None or e in args.engines for e in engines)
-    return [name for name, (parts, engines) in PEER_PACKAGES.items() if needed(parts, engines) and find_spec(name) is None]
+    return [name for name, (e2e, engines) in PEER_PACKAGES.items() if needed(e2e, engines) and find_spec(name) is None]
 
 
 def main(argv=None) -> int:
