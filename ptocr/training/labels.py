@@ -247,7 +247,45 @@ def _as_dictionary(dictionary, use_space_char: bool) -> Dictionary:
                      f"not {type(dictionary).__name__}")
 
 
-class CTCLabelEncode:
+class TextLabels:
+    """What PaddleOCR's recognition label encoders share (``BaseRecLabelEncode``): which texts
+    make a sample. PaddleOCR's dataset drops a sample whose text is empty, longer than
+    ``max_text_length`` (counted before unknown characters are dropped), has no known character,
+    or whose known characters and the label's own tokens (``tokens``: NRTR's and SAR's start and
+    end) do not fit in ``max_text_length``; here such a text raises ``PtocrError`` in
+    :meth:`encode`, and :meth:`accepts` filters. Subclasses set ``index`` (character -> class)
+    and ``max_text_length``."""
+
+    tokens = 0  # places the label's own start / end tokens take
+    index: dict[str, int]
+    max_text_length: int
+
+    def _problem(self, text: str) -> str | None:
+        if len(text) == 0:
+            return "the text is empty"
+        if len(text) > self.max_text_length:
+            return f"the text has {len(text)} characters, over max_text_length {self.max_text_length}"
+        known = sum(c in self.index for c in text)
+        if known == 0:
+            return "none of the text's characters is in the dictionary"
+        if known + self.tokens > self.max_text_length:
+            return (f"it keeps {known} known characters; with {type(self).__name__}'s start and end tokens "
+                    f"the label takes {known + self.tokens}, over max_text_length {self.max_text_length}")
+        return None
+
+    def accepts(self, text: str) -> bool:
+        """Whether PaddleOCR would keep a sample with this text."""
+        return self._problem(text) is None
+
+    def encode(self, text: str) -> list[int]:
+        """The text's class indices (no start / end tokens), unknown characters dropped."""
+        problem = self._problem(text)
+        if problem:
+            raise PtocrError(f"label {text!r} cannot be encoded: {problem}")
+        return [self.index[c] for c in text if c in self.index]
+
+
+class CTCLabelEncode(TextLabels):
     """Text -> CTC class indices, as PaddleOCR's ``CTCLabelEncode``.
 
     ``dictionary``: a ``ptocr.dictionary.Dictionary`` (``net.dictionary``), a dictionary file or
@@ -271,26 +309,6 @@ class CTCLabelEncode:
     @property
     def num_classes(self) -> int:
         return self.dictionary.num_classes
-
-    def _problem(self, text: str) -> str | None:
-        if len(text) == 0:
-            return "the text is empty"
-        if len(text) > self.max_text_length:
-            return f"the text has {len(text)} characters, over max_text_length {self.max_text_length}"
-        if not any(c in self.index for c in text):
-            return "none of the text's characters is in the dictionary"
-        return None
-
-    def accepts(self, text: str) -> bool:
-        """Whether PaddleOCR would keep a sample with this text."""
-        return self._problem(text) is None
-
-    def encode(self, text: str) -> list[int]:
-        """The text's class indices, unknown characters dropped."""
-        problem = self._problem(text)
-        if problem:
-            raise PtocrError(f"label {text!r} cannot be encoded: {problem}")
-        return [self.index[c] for c in text if c in self.index]
 
     def __call__(self, text: str) -> dict[str, np.ndarray]:
         indices = self.encode(text)
