@@ -39,6 +39,14 @@ SVTR_CTC_NECK = {
     "use_guide": True,
 }
 
+# MultiHead's training-only branch beside the CTC one (``ptocr.training.MultiHeadTraining``
+# builds it), as the PaddleOCR configs' ``head_list`` give it; a setting a config leaves out
+# is MultiHead's default (nrtr_dim 256, num_decoder_layers 4, use_pos / use_pool off).
+# configs/rec/PP-OCRv4/ch_PP-OCRv4_rec(_hgnet).yml, configs/rec/PP-OCRv5/PP-OCRv5_*_rec.yml:
+NRTR_GTC_HEAD = {"name": "NRTRHead", "nrtr_dim": 384, "num_decoder_layers": 4, "max_text_length": 25}
+# configs/rec/PP-OCRv3/ch_PP-OCRv3_rec.yml:
+SAR_GTC_HEAD = {"name": "SARHead", "enc_dim": 512, "max_text_length": 25}
+
 # ptocr.optimize.for_inference settings of the recognizers with an LSTM neck: no shape graphs.
 # The LSTM turns float32 rounding of its input into output changes tens of times larger (noise
 # of 1e-5 on the v2.0 mobile backbone's output moves its probabilities by 5e-4), so a fused

@@ -17,7 +17,7 @@ models of ``ch_PP-OCRv3_rec``, not separate architectures.
 
 from __future__ import annotations
 
-from ptocr.architectures.common import RNN_NECK_INFERENCE
+from ptocr.architectures.common import RNN_NECK_INFERENCE, SAR_GTC_HEAD
 
 ARCHITECTURES: dict[str, dict] = {
     "ch_PP-OCRv2_rec": {
@@ -58,5 +58,6 @@ ARCHITECTURES: dict[str, dict] = {
         "preprocess": {"image_shape": [3, 48, 320]},
         "postprocess": {},
         "dictionary": {"builtin": "ppocr_keys_v1.txt", "use_space_char": True},
+        "gtc_head": SAR_GTC_HEAD,
     },
 }

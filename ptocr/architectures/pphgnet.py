@@ -9,7 +9,7 @@ characters) comes from the model's own inference.yml.
 
 from __future__ import annotations
 
-from ptocr.architectures.common import DB_HEAD_FORMS, DB_POSTPROCESS, SVTR_CTC_NECK
+from ptocr.architectures.common import DB_HEAD_FORMS, DB_POSTPROCESS, NRTR_GTC_HEAD, SVTR_CTC_NECK
 
 ARCHITECTURES: dict[str, dict] = {
     # configs/det/ch_PP-OCRv4/ch_PP-OCRv4_det_teacher.yml
@@ -40,6 +40,7 @@ ARCHITECTURES: dict[str, dict] = {
         "preprocess": {"image_shape": [3, 48, 320]},
         "postprocess": {},
         "dictionary": {"builtin": "ppocr_keys_v1.txt", "use_space_char": True},
+        "gtc_head": NRTR_GTC_HEAD,
     },
     "PP-OCRv5_server_det": {
         "task": "det",
@@ -64,5 +65,6 @@ ARCHITECTURES: dict[str, dict] = {
         "preprocess": {"image_shape": [3, 48, 320]},
         "postprocess": {},
         "dictionary": {"use_space_char": True},
+        "gtc_head": NRTR_GTC_HEAD,
     },
 }

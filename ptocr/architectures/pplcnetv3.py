@@ -8,7 +8,7 @@ shapes checked); they differ only in weights and, for the recognizer, in the dic
 
 from __future__ import annotations
 
-from ptocr.architectures.common import DB_HEAD_FORMS, DB_POSTPROCESS, REP_FORMS, SVTR_CTC_NECK
+from ptocr.architectures.common import DB_HEAD_FORMS, DB_POSTPROCESS, NRTR_GTC_HEAD, REP_FORMS, SVTR_CTC_NECK
 
 ARCHITECTURES: dict[str, dict] = {
     "ch_PP-OCRv4_det": {
@@ -35,6 +35,7 @@ ARCHITECTURES: dict[str, dict] = {
         "preprocess": {"image_shape": [3, 48, 320]},
         "postprocess": {},
         "dictionary": {"builtin": "ppocr_keys_v1.txt", "use_space_char": True},
+        "gtc_head": NRTR_GTC_HEAD,
     },
 }
 

@@ -9,6 +9,15 @@
 * :mod:`ptocr.training.losses`: ``DBLoss()`` and ``CTCLoss()`` with PP-OCR's defaults, taking
   what the networks return in training mode and the collated targets; each returns PaddleOCR's
   dict of losses (``"loss"`` to minimise).
+* :mod:`ptocr.training.multihead` / :mod:`~ptocr.training.nrtr`: PaddleOCR's MultiHead training of
+  the v3-v5 recognizers. ``MultiHeadTraining(net)`` adds the training-only GTC branch (NRTR
+  decoder for v4 / v5, ``ptocr.training.sar``'s SAR head for v3; settings from the architecture)
+  beside the CTC head, stops the CTC gradient at the backbone (``use_guide``) and returns
+  PaddleOCR's dict (``ctc``, ``ctc_neck``, ``nrtr`` / ``sar``); ``load_paddle_branch(path)`` reads
+  the branch from a PaddleOCR ``.pdparams``. ``MultiLabelEncode`` (``label_ctc``, ``label_gtc`` /
+  ``label_sar``, ``length``), ``NRTRLabelEncode``, ``NRTRLoss`` and ``MultiLoss`` (``CTCLoss`` +
+  ``NRTRLoss`` / ``SARLoss``, PaddleOCR's dict with ``"loss"``); ``RecDataset`` given a
+  ``MultiLabelEncode`` yields its labels. ``model.net`` is what to save.
 * :mod:`ptocr.training.optimizer`: ``create_optimizer`` rebuilds a config's ``Optimizer:``
   section (per-parameter LR multipliers and L2, the per-iteration schedule, clipping).
 * :mod:`ptocr.training.data` / :mod:`~ptocr.training.augment`: PaddleOCR's label files and
@@ -39,6 +48,19 @@ A recognizer's training step::
         loss.backward()
         recipe.step()
 
+With PaddleOCR's GTC branch (v3-v5 recognizers)::
+
+    from ptocr.training import MultiHeadTraining, MultiLabelEncode, MultiLoss
+
+    model = MultiHeadTraining(net).train()            # the recipe: create_optimizer(model, ...), both branches
+    data = RecDataset("train_list.txt", "train_data/", MultiLabelEncode(net.dictionary))  # v3: gtc_encode=None
+    criterion = MultiLoss()                           # v3: MultiLoss(["CTCLoss", "SARLoss"])
+    for batch in DataLoader(data, batch_size=128, shuffle=True, collate_fn=collate):
+        # batch: image, label_ctc, label_gtc (v3: label_sar), length, valid_ratio
+        loss = criterion(model(batch["image"], batch), batch)["loss"]
+        ...
+    ptocr.save_model(model.net, "mine.safetensors", dictionary=chars)
+
 A detector's: ``DetDataset("train.txt", "train_data/")`` gives each image augmented and cropped
 to 640 x 640 with the four targets (``make_db_targets``), and ``DBLoss()(net(batch["image"]),
 batch)["loss"]``; ``evaluate_det(ptocr.load("mine.safetensors"), "test.txt", data_dir=...)``.
@@ -50,6 +72,9 @@ from ptocr.training.data import (ClsDataset, DetDataset, MultiScaleSampler, RecD
 from ptocr.training.labels import (CTCLabelEncode, MakeBorderMap, MakeShrinkMap, make_border_map,
                                    make_db_targets, make_shrink_map)
 from ptocr.training.losses import CTCLoss, DBLoss
+from ptocr.training.multihead import MultiHeadTraining, MultiLabelEncode, MultiLoss, gtc_settings
+from ptocr.training.nrtr import NRTRDecoder, NRTRLabelEncode, NRTRLoss
+from ptocr.training.sar import SARHead, SARLabelEncode, SARLoss
 from ptocr.training.metrics import ClsMetric, DetMetric, RecMetric, evaluate_cls, evaluate_det, evaluate_rec
 from ptocr.training.optimizer import (COMPONENT_RULES, PaddleRMSProp, TrainingRecipe, create_optimizer,
                                       paddle_lr_schedule, paddleclas_lr_schedule, param_groups,
@@ -59,6 +84,8 @@ __all__ = ["TrainingRecipe", "create_optimizer", "param_groups", "paddle_lr_sche
            "paddleclas_lr_schedule", "COMPONENT_RULES", "PaddleRMSProp", "parameter_attributes",
            "make_shrink_map", "make_border_map", "make_db_targets", "MakeShrinkMap", "MakeBorderMap",
            "CTCLabelEncode", "DBLoss", "CTCLoss",
+           "MultiHeadTraining", "MultiLabelEncode", "MultiLoss", "gtc_settings", "NRTRDecoder", "NRTRLabelEncode",
+           "NRTRLoss", "SARHead", "SARLabelEncode", "SARLoss",
            "DetDataset", "RecDataset", "ClsDataset", "collate", "MultiScaleSampler", "read_label_files",
            "det_train_transforms", "det_eval_transforms", "EastRandomCropData", "IaaAugment", "CopyPaste", "RecAug",
            "RecConAug",

@@ -282,16 +282,26 @@ class ClsResizeImg(RecResizeImg):
         return data
 
 
-class EncodeText:
-    """``label`` (text) -> CTC ``label`` and ``length`` by a :class:`CTCLabelEncode`; the text
-    is kept as ``text``."""
+class TextRefused(PtocrError):
+    """The label encoder refused a sample's text after the augmentations (RecConAug's joined
+    text can be too long for MultiHead's NRTR / SAR labels): PaddleOCR's label op returns None
+    there and its dataset draws another sample, as :class:`RecDataset` does."""
 
-    def __init__(self, encoder: CTCLabelEncode):
+
+class EncodeText:
+    """``label`` (text) -> CTC ``label`` and ``length`` by a :class:`CTCLabelEncode` (or
+    ``label_ctc``, ``label_gtc`` / ``label_sar``, ``length`` by a ``MultiLabelEncode``); the text
+    is kept as ``text``. A refused text raises :class:`TextRefused`."""
+
+    def __init__(self, encoder):
         self.encoder = encoder
 
     def __call__(self, data: dict) -> dict:
         data["text"] = data["label"]
-        data.update(self.encoder(data["label"]))
+        try:
+            data.update(self.encoder(data["label"]))
+        except PtocrError as e:
+            raise TextRefused(str(e)) from None
         return data
 
 
@@ -405,6 +415,8 @@ class _LabelledImages(Dataset):
     def transformed(self, data: dict, line: LabelLine, transforms) -> dict:
         try:
             return transforms(data)
+        except TextRefused:
+            raise  # the dataset draws another sample
         except PtocrError as e:
             raise PtocrError(f"{line.where} ({data['img_path']}): {e}") from None
 
@@ -497,7 +509,12 @@ class RecDataset(_LabelledImages):
     An index may also be ``(width, height, index)`` as :class:`MultiScaleSampler` yields: the
     image is then resized to that size (PaddleOCR's MultiScaleDataSet). Texts the encoder
     refuses (empty, too long, no known character), which PaddleOCR replaces by random samples,
-    raise at construction, or are skipped with ``skip_invalid=True``.
+    raise at construction, or are skipped with ``skip_invalid=True``; a text refused after the
+    augmentations (RecConAug's join) is replaced as PaddleOCR replaces it.
+
+    ``dictionary`` may also be an encoder: MultiHead training's ``MultiLabelEncode`` makes the
+    samples carry ``label_ctc``, ``label_gtc`` (or ``label_sar``) and ``length`` instead of
+    ``label`` / ``length``, what ``MultiHeadTraining`` and ``MultiLoss`` read.
     """
 
     KEYS = ("image", "label", "length", "valid_ratio", "text", "num_classes")
@@ -507,13 +524,15 @@ class RecDataset(_LabelledImages):
         if generation not in REC_DEFAULTS:
             raise PtocrError(f"generation {generation!r}: expected one of {sorted(REC_DEFAULTS)}")
         settings = REC_DEFAULTS[generation]
-        self.encoder = dictionary if isinstance(dictionary, CTCLabelEncode) else CTCLabelEncode(dictionary, max_text_length)
+        # An encoder is taken as it is: CTCLabelEncode, or MultiHead's MultiLabelEncode (its .keys).
+        self.encoder = dictionary if hasattr(dictionary, "encode") else CTCLabelEncode(dictionary, max_text_length)
         self.image_shape = settings["image_shape"]
         self.train = train
         if transforms is None:
             transforms = self._default_transforms(settings, train)
         self.resize = RecResizeImg(self.image_shape, eval_mode=settings["eval_mode"] and not train)
-        self.keep_keys = self.KEYS
+        labels = getattr(self.encoder, "keys", ("label", "length"))
+        self.keep_keys = ("image", *labels, *self.KEYS[3:])
         super().__init__(label_files, data_dir, transforms, keep_keys, **options)
 
     def _default_transforms(self, settings: dict, train: bool) -> Compose:
@@ -533,9 +552,16 @@ class RecDataset(_LabelledImages):
 
     def __getitem__(self, index) -> dict:
         width, height = self.image_shape[2], self.image_shape[1]
-        if isinstance(index, (tuple, list)):
+        multi_scale = isinstance(index, (tuple, list))
+        if multi_scale:
             width, height, index = int(index[0]), int(index[1]), int(index[2])
-        data = self.sample(self.lines[index])
+        while True:
+            try:
+                data = self.sample(self.lines[index])
+                break
+            except TextRefused:  # PaddleOCR's redraw: a random sample in training (SimpleDataSet), else
+                # the next one (its evaluation, and MultiScaleDataSet always)
+                index = np.random.randint(len(self)) if self.train and not multi_scale else (index + 1) % len(self)
         data.pop("ext_data", None)  # RecConAug leaves it where it appends nothing, as PaddleOCR's
         resize = self.resize if (width, height) == tuple(self.image_shape[:0:-1]) else \
             RecResizeImg((self.image_shape[0], height, width))

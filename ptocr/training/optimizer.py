@@ -241,6 +241,12 @@ def _components(net: torch.nn.Module) -> dict[str, str]:
     return names
 
 
+# ptocr.training.MultiHeadTraining: the recognizer under "net.", MultiHead's GTC branch under
+# "branch.": lr 1 and the optimizer's L2, as rec_multi_head.py / rec_nrtr_head.py build their
+# layers without ParamAttr (rec_sar_head.py too: it imports ParamAttr but gives no layer one).
+_WRAPPED_NET_PREFIX, _GTC_BRANCH_PREFIX = "net.", "branch."
+
+
 def parameter_attributes(net: torch.nn.Module, architecture: dict | None = None
                          ) -> dict[str, _ParamAttr]:
     """``{parameter name: (lr_scale, own_l2)}`` for every trainable parameter of ``net``."""
@@ -256,7 +262,10 @@ def parameter_attributes(net: torch.nn.Module, architecture: dict | None = None
     for name, param in net.named_parameters():
         if not param.requires_grad:
             continue
-        part, _, local = name.partition(".")
+        if name.startswith(_GTC_BRANCH_PREFIX):  # MultiHeadTraining's: Paddle's default ParamAttr there
+            attrs[name] = _ParamAttr(1.0, None)
+            continue
+        part, _, local = name.removeprefix(_WRAPPED_NET_PREFIX).partition(".")
         if part not in components:
             raise PtocrError(f"parameter {name!r} is outside backbone/neck/head")
         attrs[name] = _component_attr(components[part], local, settings)

@@ -126,9 +126,9 @@ class EncoderWithSVTR(nn.Module):
         pad = (kernel_size[0] // 2, kernel_size[1] // 2)
         self.use_guide = use_guide  # as the config has it
         # PaddleOCR's use_guide stops the CTC loss's gradient at the backbone, because the GTC
-        # (NRTR) branch trained beside it trains the backbone. ptocr builds no GTC branch: there
-        # the stop would leave a CTC fine-tune's backbone silently frozen, so the gradient flows
-        # unless this is set (True: PaddleOCR's update of the CTC branch alone). Same value.
+        # (NRTR / SAR) branch trained beside it trains the backbone. Without that branch the stop
+        # would leave a CTC fine-tune's backbone silently frozen, so the gradient flows unless this
+        # is set: ptocr.training.MultiHeadTraining, which adds the branch, sets it. Same value.
         self.detach_input = False
         self.conv1 = _conv_bn_swish(in_channels, in_channels // 8, kernel_size, pad)
         self.conv2 = _conv_bn_swish(in_channels // 8, hidden_dims, 1)
