@@ -18,7 +18,7 @@ from shapely.geometry import Polygon
 
 import ptocr
 from ptocr.errors import PtocrError
-from ptocr.training import (CTCLabelEncode, CTCLoss, DBLoss, MakeBorderMap, MakeShrinkMap, make_border_map,
+from ptocr.training import (ClsLoss, CTCLabelEncode, CTCLoss, DBLoss, MakeBorderMap, MakeShrinkMap, make_border_map,
                             make_db_targets, make_shrink_map)
 
 
@@ -409,3 +409,18 @@ def test_the_losses_take_what_the_networks_return_in_training_mode():
     loss = CTCLoss()(rec(torch.rand(2, 3, 48, 160) * 2 - 1), batch)["loss"]
     loss.backward()
     assert torch.isfinite(loss) and rec.head.fc.weight.grad.abs().sum() > 0
+
+
+def test_cls_loss_matches_paddle_cross_entropy():
+    """cls_loss.py: paddle's nn.CrossEntropyLoss (mean) on the classifier's training logits."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 3, (7, 2)).astype(np.float32)
+    label = rng.integers(0, 2, 7)
+    x = torch.tensor(logits, requires_grad=True)
+    loss = ClsLoss()(x, {"label": torch.from_numpy(label)})["loss"]
+    loss.backward()
+    px = paddle.to_tensor(logits, stop_gradient=False)
+    ref = paddle.nn.CrossEntropyLoss(reduction="mean")(px, paddle.to_tensor(label))
+    ref.backward()
+    assert abs(float(loss) - float(ref)) <= 1e-6 * max(1.0, abs(float(ref)))
+    np.testing.assert_allclose(x.grad.numpy(), px.grad.numpy(), rtol=1e-5, atol=1e-7)

@@ -226,16 +226,28 @@ class ToCHWImage:
 
 
 class DetResizeForTest:
-    """Evaluation resize (PaddleOCR's type 0): sides scaled by the ``limit_side_len`` rule and
-    rounded to multiples of 32; adds ``shape = [src_h, src_w, ratio_h, ratio_w]`` (float64).
-    Polygons stay in source pixels, as the metric expects."""
+    """Evaluation resize: sides scaled by the ``limit_side_len`` rule and rounded to multiples of
+    32 (PaddleOCR's type 0), or with ``image_shape=[h, w]`` (type 1, the v2.0 det configs' Eval)
+    stretched to h x w (``keep_ratio``: w from the image's ratio at height h, rounded up to a
+    multiple of 32); adds ``shape = [src_h, src_w, ratio_h, ratio_w]`` (float64). Polygons stay
+    in source pixels, as the metric expects."""
 
-    def __init__(self, limit_side_len: float = DET_EVAL["limit_side_len"], limit_type: str = DET_EVAL["limit_type"]):
+    def __init__(self, limit_side_len: float = DET_EVAL["limit_side_len"], limit_type: str = DET_EVAL["limit_type"],
+                 image_shape=None, keep_ratio: bool = False):
         self.limit_side_len, self.limit_type = limit_side_len, limit_type
+        self.image_shape = None if image_shape is None else tuple(int(v) for v in image_shape)
+        self.keep_ratio = bool(keep_ratio)
 
     def __call__(self, data: dict) -> dict:
         src_h, src_w = data["image"].shape[:2]
-        data["image"], ratio_h, ratio_w = det_resize(data["image"], self.limit_side_len, self.limit_type)
+        if self.image_shape is None:
+            data["image"], ratio_h, ratio_w = det_resize(data["image"], self.limit_side_len, self.limit_type)
+        else:
+            height, width = self.image_shape
+            if self.keep_ratio:
+                width = math.ceil(src_w * height / src_h / 32) * 32
+            data["image"] = cv2.resize(data["image"], (int(width), height))
+            ratio_h, ratio_w = height / src_h, width / src_w
         data["shape"] = np.array([src_h, src_w, ratio_h, ratio_w])
         return data
 
@@ -504,7 +516,8 @@ class RecDataset(_LabelledImages):
     not fit would otherwise train silently on the wrong classes). ``dictionary``: ``net.dictionary``, a file or
     characters (see :class:`CTCLabelEncode`). Training adds PaddleOCR's RecConAug (two other
     samples drawn per item, numpy's global RNG, as PaddleOCR's dataset draws them) and RecAug
-    before the resize. ``generation`` picks the defaults (``REC_DEFAULTS``).
+    before the resize. ``generation`` picks the defaults (``REC_DEFAULTS``); ``resize`` (a
+    :class:`RecResizeImg`) replaces its resize.
 
     An index may also be ``(width, height, index)`` as :class:`MultiScaleSampler` yields: the
     image is then resized to that size (PaddleOCR's MultiScaleDataSet). Texts the encoder
@@ -520,17 +533,18 @@ class RecDataset(_LabelledImages):
     KEYS = ("image", "label", "length", "valid_ratio", "text", "num_classes")
 
     def __init__(self, label_files, data_dir, dictionary, train: bool = True, max_text_length: int = 25,
-                 generation: str = "PP-OCRv4", transforms=None, keep_keys=None, **options):
+                 generation: str = "PP-OCRv4", transforms=None, keep_keys=None, resize=None, **options):
         if generation not in REC_DEFAULTS:
             raise PtocrError(f"generation {generation!r}: expected one of {sorted(REC_DEFAULTS)}")
         settings = REC_DEFAULTS[generation]
         # An encoder is taken as it is: CTCLabelEncode, or MultiHead's MultiLabelEncode (its .keys).
         self.encoder = dictionary if hasattr(dictionary, "encode") else CTCLabelEncode(dictionary, max_text_length)
-        self.image_shape = settings["image_shape"]
         self.train = train
         if transforms is None:
             transforms = self._default_transforms(settings, train)
-        self.resize = RecResizeImg(self.image_shape, eval_mode=settings["eval_mode"] and not train)
+        # resize: a config's own RecResizeImg (e.g. the v2.0 recognizers' 3 x 32 x 320)
+        self.resize = resize or RecResizeImg(settings["image_shape"], eval_mode=settings["eval_mode"] and not train)
+        self.image_shape = self.resize.image_shape
         labels = getattr(self.encoder, "keys", ("label", "length"))
         self.keep_keys = ("image", *labels, *self.KEYS[3:])
         super().__init__(label_files, data_dir, transforms, keep_keys, **options)

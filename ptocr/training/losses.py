@@ -228,3 +228,11 @@ class CTCLoss(nn.Module):
         if self.use_focal_loss:
             loss = loss * torch.square(1 - torch.exp(-loss))
         return {"loss": loss.mean()}
+
+
+class ClsLoss(nn.Module):
+    """PaddleOCR's ClsLoss (``ppocr/losses/cls_loss.py``): mean cross entropy of the direction
+    classifier's training-mode logits against ``batch["label"]``. Returns ``{"loss": ...}``."""
+
+    def forward(self, predicts, batch) -> dict[str, torch.Tensor]:
+        return {"loss": F.cross_entropy(predicts, batch["label"])}
