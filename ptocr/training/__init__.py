@@ -6,7 +6,7 @@
   ``threshold_map``, ``threshold_mask``, ``shrink_map``, ``shrink_mask`` for an image already
   resized/cropped to ``height x width``; ``CTCLabelEncode(dictionary, max_text_length=25)`` turns
   a recognizer's text into ``{"label", "length"}``.
-* :mod:`ptocr.training.losses`: ``DBLoss()`` and ``CTCLoss()`` with PP-OCR's defaults, taking
+* :mod:`ptocr.training.losses`: ``DBLoss()``, ``CTCLoss()`` and ``ClsLoss()`` with PP-OCR's defaults, taking
   what the networks return in training mode and the collated targets; each returns PaddleOCR's
   dict of losses (``"loss"`` to minimise).
 * :mod:`ptocr.training.multihead` / :mod:`~ptocr.training.nrtr`: PaddleOCR's MultiHead training of
@@ -27,6 +27,9 @@
   ``EastRandomCropData``, ``CopyPaste`` (PP-OCRv4 / v5 detection's:
   ``det_train_transforms(copy_paste=True)`` or ``DetDataset(..., copy_paste=True)``), ``RecAug``,
   ``RecConAug`` (``IaaAugment`` only in distribution: PaddleOCR's runs through albumentations).
+* :mod:`ptocr.training.trainer`: ``ptocr train -c CONFIG.yml`` / ``train(config, overrides)``, PaddleOCR's
+  ``tools/train.py`` loop from its config (``config``, ``architecture``, ``loaders``, ``components``,
+  ``train_state``: the config's sections -> these pieces; checkpoints without pickle).
 * :mod:`ptocr.training.metrics`: what ``tools/eval.py`` prints (``DetMetric``: precision /
   recall / hmean; ``RecMetric``: acc / norm_edit_dis; ``ClsMetric``), and ``evaluate_det`` /
   ``evaluate_rec`` / ``evaluate_cls`` of a predictor over a label file.
@@ -71,7 +74,7 @@ from ptocr.training.data import (ClsDataset, DetDataset, MultiScaleSampler, RecD
                                  det_train_transforms, read_label_files)
 from ptocr.training.labels import (CTCLabelEncode, MakeBorderMap, MakeShrinkMap, make_border_map,
                                    make_db_targets, make_shrink_map)
-from ptocr.training.losses import CTCLoss, DBLoss
+from ptocr.training.losses import ClsLoss, CTCLoss, DBLoss
 from ptocr.training.multihead import MultiHeadTraining, MultiLabelEncode, MultiLoss, gtc_settings
 from ptocr.training.nrtr import NRTRDecoder, NRTRLabelEncode, NRTRLoss
 from ptocr.training.sar import SARHead, SARLabelEncode, SARLoss
@@ -83,7 +86,7 @@ from ptocr.training.optimizer import (COMPONENT_RULES, PaddleRMSProp, TrainingRe
 __all__ = ["TrainingRecipe", "create_optimizer", "param_groups", "paddle_lr_schedule",
            "paddleclas_lr_schedule", "COMPONENT_RULES", "PaddleRMSProp", "parameter_attributes",
            "make_shrink_map", "make_border_map", "make_db_targets", "MakeShrinkMap", "MakeBorderMap",
-           "CTCLabelEncode", "DBLoss", "CTCLoss",
+           "CTCLabelEncode", "DBLoss", "CTCLoss", "ClsLoss",
            "MultiHeadTraining", "MultiLabelEncode", "MultiLoss", "gtc_settings", "NRTRDecoder", "NRTRLabelEncode",
            "NRTRLoss", "SARHead", "SARLabelEncode", "SARLoss",
            "DetDataset", "RecDataset", "ClsDataset", "collate", "MultiScaleSampler", "read_label_files",

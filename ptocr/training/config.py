@@ -1,0 +1,133 @@
+"""PaddleOCR's training config: the YAML file, ``-o Key.sub=value`` overrides, the sections read.
+
+As PaddleOCR's ``tools/program.py`` (``load_config``, ``ArgsParser._parse_opt``, ``merge_config``):
+an override's value is parsed as YAML (``-o Global.epoch_num=3``, ``Global.use_gpu=false``,
+``Train.dataset.label_file_list=[a.txt,b.txt]``); its first key must be a section of the config,
+the keys between must name mappings. What :mod:`ptocr.training.trainer` does not read is refused
+here by name (``GLOBAL_KEYS``), never passed over silently.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import yaml
+
+from ptocr.errors import PtocrError, close_names
+
+__all__ = ["load_config", "apply_overrides", "check_config", "read_config", "SECTIONS", "GLOBAL_KEYS"]
+
+# tools/train.py's sections; Eval may be absent (no evaluation, no best_accuracy).
+SECTIONS = ("Global", "Architecture", "Loss", "Optimizer", "PostProcess", "Metric", "Train", "Eval")
+REQUIRED = ("Global", "Architecture", "Loss", "Optimizer", "PostProcess", "Metric", "Train")
+
+# Global keys: read by the trainer / read elsewhere in PaddleOCR (tools/infer*, export), so
+# no meaning here / accepted only switched off (a feature not reproduced).
+GLOBAL_KEYS = {
+    "read": {"use_gpu", "epoch_num", "log_smooth_window", "print_batch_step", "save_model_dir", "save_epoch_step",
+             "eval_batch_step", "cal_metric_during_train", "calc_epoch_interval", "pretrained_model", "checkpoints",
+             "character_dict_path", "use_space_char", "max_text_length", "seed"},
+    "other_tools": {"debug", "infer_img", "save_inference_dir", "infer_mode", "character_type", "save_res_path",
+                    "d2s_train_image_shape", "log_ranks", "print_mem_info", "distributed", "model_name",
+                    "pdx_model_name", "use_tensorrt", "export_with_pir", "find_unused_parameters"},
+    "off_only": {"use_visualdl", "use_wandb", "use_amp", "use_sync_bn", "uniform_output_enabled", "use_xpu",
+                 "use_npu", "use_mlu", "use_gcu", "to_static", "amp_level", "scale_loss", "use_dynamic_loss_scaling",
+                 "amp_dtype", "amp_custom_black_list", "amp_custom_white_list", "eval_batch_epoch"},
+}
+# The off value of each off_only key (what leaves PaddleOCR's default path).
+_OFF = {"amp_level": "O2", "scale_loss": 1.0, "amp_dtype": "float16", "amp_custom_black_list": [],
+        "amp_custom_white_list": [], "use_dynamic_loss_scaling": False}
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """A PaddleOCR config file (``.yml`` / ``.yaml``) as a dict."""
+    path = Path(path)
+    if path.suffix not in (".yml", ".yaml"):
+        raise PtocrError(f"{path}: a PaddleOCR config is a .yml file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError) as e:
+        raise PtocrError(f"{path}: cannot read the config ({getattr(e, 'strerror', None) or e})") from None
+    except yaml.YAMLError as e:
+        raise PtocrError(f"{path}: not YAML ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if not isinstance(config, dict):
+        raise PtocrError(f"{path}: a PaddleOCR config is a mapping of sections (Global, Architecture, ...)")
+    return config
+
+
+def _parse_override(text: str) -> tuple[str, object]:
+    key, sep, value = text.strip().partition("=")
+    if not sep or not key:
+        raise PtocrError(f"-o {text!r}: expected Key.sub=value (e.g. Global.epoch_num=10)")
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise PtocrError(f"-o {key}: the value {value!r} is not a YAML scalar or list") from None
+
+
+def apply_overrides(config: dict, overrides) -> dict:
+    """``config`` (a copy) with ``overrides`` (``["Global.epoch_num=3", ...]`` or a dict of dotted
+    keys to values) merged in as PaddleOCR's ``merge_config`` merges them."""
+    config = copy.deepcopy(config)
+    items = overrides.items() if isinstance(overrides, dict) else [_parse_override(o) for o in overrides or ()]
+    for key, value in items:
+        first, *rest = key.split(".")
+        if not rest:
+            if isinstance(value, dict) and isinstance(config.get(first), dict):
+                config[first].update(value)
+            else:
+                config[first] = value
+            continue
+        if first not in config:
+            raise PtocrError(f"-o {key}: the config has no section {first!r} (it has {', '.join(config)})")
+        node = config[first]
+        for depth, sub in enumerate(rest[:-1], start=1):
+            if not isinstance(node, dict) or sub not in node or not isinstance(node[sub], dict):
+                where = ".".join([first, *rest[:depth]])
+                raise PtocrError(f"-o {key}: {where} is not a mapping in the config")
+            node = node[sub]
+        if not isinstance(node, dict):
+            raise PtocrError(f"-o {key}: {'.'.join([first, *rest[:-1]])} is not a mapping in the config")
+        node[rest[-1]] = value
+    return config
+
+
+def _check_global(section: dict) -> None:
+    known = set().union(*GLOBAL_KEYS.values())
+    for key, value in section.items():
+        if key not in known:
+            close = close_names(key, known)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise PtocrError(f"Global.{key} is not a setting ptocr train reads{hint}; it reads: "
+                             f"{', '.join(sorted(GLOBAL_KEYS['read']))}")
+        if key in GLOBAL_KEYS["off_only"] and value not in (None, False, _OFF.get(key, False)):
+            raise PtocrError(f"Global.{key}={value!r} is not supported by ptocr train (leave it off)")
+    if section.get("use_amp"):
+        raise PtocrError("Global.use_amp is not supported by ptocr train")
+
+
+def check_config(config: dict) -> dict:
+    """``config`` with its sections checked: all of ``REQUIRED`` present, none unknown."""
+    unknown = [k for k in config if k not in SECTIONS and k != "profiler_options"]
+    if unknown:
+        raise PtocrError(f"config section {unknown[0]!r} is not supported by ptocr train; sections read: "
+                         f"{', '.join(SECTIONS)}")
+    missing = [k for k in REQUIRED if not isinstance(config.get(k), dict)]
+    if missing:
+        raise PtocrError(f"the config has no {missing[0]} section (a mapping); ptocr train needs "
+                         f"{', '.join(REQUIRED)}")
+    if config.get("profiler_options"):
+        raise PtocrError("profiler_options is not supported by ptocr train")
+    _check_global(config["Global"])
+    return config
+
+
+def read_config(config, overrides=()) -> dict:
+    """A path or a dict, with ``overrides``, checked: what the trainer runs from."""
+    base = load_config(config) if isinstance(config, (str, os.PathLike)) else copy.deepcopy(config)
+    if not isinstance(base, dict):
+        raise PtocrError(f"config must be a .yml path or a dict, not {type(config).__name__}")
+    return check_config(apply_overrides(base, overrides))

@@ -1,0 +1,224 @@
+"""A PaddleOCR config's ``Train:`` / ``Eval:`` sections -> ptocr datasets and DataLoaders.
+
+``dataset``: ``SimpleDataSet`` (``MultiScaleDataSet`` beside a ``MultiScaleSampler``) with
+``data_dir``, ``label_file_list``, ``ratio_list``, ``delimiter`` and ``transforms``; the
+transform list is built op by op from ``TRANSFORMS`` (the classes of :mod:`ptocr.training.data`
+and :mod:`ptocr.training.augment`, which take PaddleOCR's arguments), in the config's order:
+
+* ``DecodeImage`` is the datasets' own decoding (BGR, channels last: other settings refused);
+  ``KeepKeys`` names the keys a det dataset returns (rec and cls return theirs, a superset);
+* rec: ``CTCLabelEncode`` encodes with the config's dictionary (``MultiLabelEncode``, with its
+  ``gtc_encode``, for a MultiHead trained by MultiLoss); ``RecResizeImg`` (last before KeepKeys)
+  is the dataset's resize; cls: ``ClsLabelEncode`` first, ``ClsResizeImg`` last.
+
+An op not in the table (``BaseDataAugmentation``, ``RandAugment``, ``SVTRRecAug``, ...) or an
+argument its class does not take is refused by name. ``loader``: ``batch_size_per_card``,
+``shuffle``, ``drop_last``, ``num_workers`` (``use_shared_memory`` has no torch meaning).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+from torch.utils.data import DataLoader
+
+from ptocr.errors import PtocrError
+from ptocr.training.augment import CopyPaste, EastRandomCropData, IaaAugment, RecAug, RecConAug
+from ptocr.training.data import (ClsDataset, Compose, DetDataset, DetLabelEncode, DetResizeForTest,
+                                 EncodeText, MultiScaleSampler, NormalizeImage, RecDataset, RecResizeImg, ToCHWImage,
+                                 collate)
+from ptocr.training.labels import MakeBorderMap, MakeShrinkMap
+from ptocr.training.multihead import MultiLabelEncode
+
+__all__ = ["TRANSFORMS", "build_dataset", "build_loader", "DataSettings", "construct"]
+
+
+# Config op name -> (class, tasks where it may appear). Classes take the op's arguments.
+TRANSFORMS = {
+    "DetLabelEncode": (DetLabelEncode, ("det",)), "CopyPaste": (CopyPaste, ("det",)),
+    "IaaAugment": (IaaAugment, ("det",)), "EastRandomCropData": (EastRandomCropData, ("det",)),
+    "MakeBorderMap": (MakeBorderMap, ("det",)), "MakeShrinkMap": (MakeShrinkMap, ("det",)),
+    "NormalizeImage": (NormalizeImage, ("det",)), "ToCHWImage": (ToCHWImage, ("det",)),
+    "DetResizeForTest": (DetResizeForTest, ("det",)),
+    "RecConAug": (RecConAug, ("rec",)), "RecAug": (RecAug, ("rec",)),
+}
+# Ops the datasets themselves stand for (see the module docstring).
+_DATASET_OPS = {"DecodeImage", "KeepKeys", "CTCLabelEncode", "MultiLabelEncode", "RecResizeImg", "ClsLabelEncode",
+                "ClsResizeImg"}
+_MULTI_LABEL_KEYS = {"gtc_encode", "max_text_length", "character_dict_path", "use_space_char"}
+_DATASET_KEYS = {"name", "data_dir", "label_file_list", "ratio_list", "delimiter", "transforms", "ds_width",
+                 "ext_op_transform_idx"}
+_LOADER_KEYS = {"batch_size_per_card", "shuffle", "drop_last", "num_workers", "use_shared_memory"}
+_SAMPLER_KEYS = {"name", "scales", "first_bs", "fix_bs", "divided_factor", "is_training"}
+
+
+@dataclass
+class DataSettings:
+    """What the datasets take from Global and the network: a recognizer's CTC label encoder,
+    whether MultiLabelEncode's targets are wanted (``multi_label``: the Loss is MultiLoss), the
+    classifier's class count, the seed (ratio_list draws, MultiScaleSampler)."""
+
+    task: str
+    encoder: object = None
+    class_dim: int | None = None
+    seed: int = 1024
+    multi_label: bool = False
+
+
+def construct(name: str, cls, args, where: str):
+    """``cls(**args)``; arguments it does not take refused, naming ``where.name`` and what it takes."""
+    args = dict(args or {})
+    try:
+        inspect.signature(cls).bind(**args)
+    except TypeError:
+        accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
+        raise PtocrError(f"{where}.{name}: arguments {sorted(args)} not understood; it takes "
+                         f"{', '.join(accepted) or 'none'}") from None
+    return cls(**args)
+
+
+def _ops(section: dict, where: str) -> list[tuple[str, dict]]:
+    ops = []
+    for i, item in enumerate(section.get("transforms") or []):
+        if not isinstance(item, dict) or len(item) != 1:
+            raise PtocrError(f"{where}.transforms[{i}]: expected one 'OpName: arguments' mapping")
+        (name, args), = item.items()
+        ops.append((name, args or {}))
+    if not ops or ops[0][0] != "DecodeImage":
+        raise PtocrError(f"{where}.transforms: the list must start with DecodeImage")
+    decode = ops[0][1]
+    if decode.get("img_mode", "BGR") != "BGR" or decode.get("channel_first", False):
+        raise PtocrError(f"{where}.transforms DecodeImage: only img_mode BGR, channel_first false (got {decode})")
+    return ops[1:]
+
+
+def _split_resize(ops, name: str, where: str):
+    """(ops before the resize op ``name``, its arguments); a rec / cls dataset returns its own keys,
+    a superset of what the configs' KeepKeys name."""
+    if ops and ops[-1][0] == "KeepKeys":
+        ops = ops[:-1]
+    if not ops or ops[-1][0] != name:
+        raise PtocrError(f"{where}.transforms: {name} must be the last op before KeepKeys")
+    return ops[:-1], ops[-1][1]
+
+
+def _multi_label(args: dict, settings: DataSettings, where: str) -> MultiLabelEncode:
+    unknown = set(args) - _MULTI_LABEL_KEYS
+    if unknown:
+        raise PtocrError(f"{where}.transforms MultiLabelEncode: unknown keys {sorted(unknown)}")
+    ctc = settings.encoder  # max_text_length, dictionary: Global's, as tools/train.py fills them in
+    return MultiLabelEncode(ctc.dictionary, ctc.max_text_length, ctc.dictionary.use_space_char,
+                            gtc_encode=args.get("gtc_encode"))
+
+
+def _compose(ops, task: str, where: str, encoder=None) -> Compose:
+    """The ops as transforms; a recognizer's label op is ``encoder`` (its dataset's)."""
+    steps = []
+    for name, args in ops:
+        if name in ("CTCLabelEncode", "MultiLabelEncode") and task == "rec":
+            steps.append(EncodeText(encoder))
+            continue
+        if name not in TRANSFORMS or task not in TRANSFORMS[name][1]:
+            known = sorted(n for n, (_, tasks) in TRANSFORMS.items() if task in tasks)
+            raise PtocrError(f"{where}.transforms: {name} is not supported for {task} by ptocr train; supported: "
+                             f"DecodeImage, {', '.join(known)}, and {', '.join(sorted(_DATASET_OPS - {'DecodeImage'}))} "
+                             "where the task has them")
+        steps.append(construct(name, TRANSFORMS[name][0], args, f"{where}.transforms"))
+    return Compose(steps)
+
+
+def _det_dataset(ops, common: dict, train: bool, where: str):
+    keep = None
+    if ops and ops[-1][0] == "KeepKeys":
+        keep = ops[-1][1].get("keep_keys")
+        ops = ops[:-1]
+    return DetDataset(**common, train=train, transforms=_compose(ops, "det", where), keep_keys=keep)
+
+
+def _rec_dataset(ops, common: dict, train: bool, where: str, settings: DataSettings):
+    ops, resize_args = _split_resize(ops, "RecResizeImg", where)
+    want = "MultiLabelEncode" if settings.multi_label else "CTCLabelEncode"
+    names = [n for n, _ in ops]
+    if names.count(want) != 1 or ({"MultiLabelEncode", "CTCLabelEncode"} - {want}) & set(names):
+        why = "Loss MultiLoss trains on MultiLabelEncode's targets" if settings.multi_label else \
+            "MultiLabelEncode goes with Loss MultiLoss"
+        raise PtocrError(f"{where}.transforms: the recognizer's list needs {want} once ({why})")
+    resize = construct("RecResizeImg", RecResizeImg, resize_args, f"{where}.transforms")
+    encoder = _multi_label(ops[names.index(want)][1], settings, where) if settings.multi_label else settings.encoder
+    # The encoder's labels are the dataset's keys; the config's own resize replaces the default.
+    return RecDataset(**common, dictionary=encoder, train=train, resize=resize,
+                      transforms=_compose(ops, "rec", where, encoder))
+
+
+def _cls_dataset(ops, common: dict, where: str, settings: DataSettings):
+    ops, resize_args = _split_resize(ops, "ClsResizeImg", where)
+    if not ops or ops[0][0] != "ClsLabelEncode":
+        raise PtocrError(f"{where}.transforms: a classifier's list needs ClsLabelEncode right after DecodeImage")
+    label_list = ops[0][1].get("label_list", ["0", "180"])
+    if settings.class_dim is not None and len(label_list) != settings.class_dim:
+        raise PtocrError(f"{where}.transforms ClsLabelEncode: {len(label_list)} labels for ClsHead class_dim "
+                         f"{settings.class_dim}")
+    middle = _compose(ops[1:], "cls", where) if ops[1:] else None
+    shape = resize_args.get("image_shape", (3, 48, 192))
+    return ClsDataset(**common, label_list=label_list, image_shape=shape, transforms=middle)
+
+
+def build_dataset(section: dict, mode: str, settings: DataSettings):
+    """The dataset of a config's ``Train`` or ``Eval`` section (``mode``)."""
+    where = f"{mode}.dataset"
+    spec = section.get("dataset")
+    if not isinstance(spec, dict):
+        raise PtocrError(f"{mode}: no dataset section")
+    unknown = set(spec) - _DATASET_KEYS
+    if unknown:
+        raise PtocrError(f"{where}: unknown keys {sorted(unknown)} (ptocr train reads {', '.join(sorted(_DATASET_KEYS))})")
+    name = spec.get("name", "SimpleDataSet")
+    if name not in ("SimpleDataSet", "MultiScaleDataSet"):
+        raise PtocrError(f"{where}.name {name!r} is not supported; supported: SimpleDataSet, MultiScaleDataSet "
+                         "(with Train.sampler MultiScaleSampler)")
+    if spec.get("ds_width"):
+        raise PtocrError(f"{where}.ds_width (widths from each image's ratio) is not supported")
+    for key in ("data_dir", "label_file_list"):
+        if not spec.get(key):
+            raise PtocrError(f"{where}.{key} is not set (-o {where}.{key}=...)")
+    common = {"label_files": spec["label_file_list"], "data_dir": spec["data_dir"],
+              "ratio_list": spec.get("ratio_list", 1.0), "delimiter": spec.get("delimiter", "\t"),
+              "seed": settings.seed}
+    ops, train = _ops(spec, where), mode == "Train"
+    if settings.task == "det":
+        return _det_dataset(ops, common, train, where)
+    if settings.task == "rec":
+        return _rec_dataset(ops, common, train, where, settings)
+    return _cls_dataset(ops, common, where, settings)
+
+
+def _sampler(section: dict, dataset, seed: int) -> MultiScaleSampler:
+    spec = dict(section["sampler"])
+    unknown = set(spec) - _SAMPLER_KEYS
+    if spec.get("name") != "MultiScaleSampler" or unknown:
+        raise PtocrError(f"Train.sampler: only MultiScaleSampler with {', '.join(sorted(_SAMPLER_KEYS - {'name'}))} "
+                         f"is supported (got {spec.get('name')!r}{f', unknown keys {sorted(unknown)}' if unknown else ''})")
+    if not isinstance(dataset, RecDataset):
+        raise PtocrError("Train.sampler MultiScaleSampler is a recognizer's")
+    spec.pop("name")
+    return MultiScaleSampler(len(dataset), seed=seed, **spec)
+
+
+def build_loader(section: dict, mode: str, dataset, seed: int = 1024) -> DataLoader:
+    """A config section's ``loader`` (and ``sampler``) over ``dataset``."""
+    loader = section.get("loader") or {}
+    unknown = set(loader) - _LOADER_KEYS
+    if unknown:
+        raise PtocrError(f"{mode}.loader: unknown keys {sorted(unknown)} (ptocr train reads "
+                         f"{', '.join(sorted(_LOADER_KEYS))})")
+    if "batch_size_per_card" not in loader:
+        raise PtocrError(f"{mode}.loader.batch_size_per_card is not set")
+    workers = int(loader.get("num_workers", 0))
+    if section.get("sampler"):
+        if mode != "Train":
+            raise PtocrError(f"{mode}.sampler: only Train takes a sampler")
+        return DataLoader(dataset, batch_sampler=_sampler(section, dataset, seed), collate_fn=collate,
+                          num_workers=workers)
+    return DataLoader(dataset, batch_size=int(loader["batch_size_per_card"]), shuffle=bool(loader.get("shuffle", False)),
+                      drop_last=bool(loader.get("drop_last", False)), num_workers=workers, collate_fn=collate)

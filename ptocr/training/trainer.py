@@ -1,0 +1,335 @@
+"""``ptocr train``: PaddleOCR's ``tools/train.py`` for ptocr networks, from a PaddleOCR config.
+
+::
+
+    from ptocr.training.trainer import train
+    train("ch_PP-OCRv4_rec.yml", ["Global.pretrained_model=ch_PP-OCRv4_rec", "Global.use_gpu=false"])
+
+Reads the config (:mod:`~ptocr.training.config`), picks the architecture
+(:mod:`~ptocr.training.architecture`), builds the datasets and loaders
+(:mod:`~ptocr.training.loaders`), the loss, the network, the post-processing and the metric
+(:mod:`~ptocr.training.components`) and ``create_optimizer``'s recipe, then runs PaddleOCR's loop (``tools/program.py`` ``train``): a step per batch
+(forward, loss, backward, clip, update, LR step), its log line every ``print_batch_step``,
+an evaluation every ``eval_batch_step`` ``[start, every]`` saving ``best_accuracy`` when the main
+indicator is at least the best so far, ``latest`` after every epoch and ``iter_epoch_N`` every
+``save_epoch_step`` epochs (:mod:`~ptocr.training.train_state`: a model file ``ptocr.load``
+reads, and the optimizer / scheduler / step state beside it). ``Global.checkpoints`` resumes as
+PaddleOCR does: at the epoch after the saved one, at its global step, with its best metric.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import logging
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from ptocr.api import save_model
+from ptocr.atomic import write_atomically
+from ptocr.dictionary import Dictionary
+from ptocr.errors import PtocrError
+from ptocr.training.architecture import ConfigArchitecture, architecture_for
+from ptocr.training.components import (GLOBAL_DEFAULTS, build_dictionary, build_loss, build_metric, build_model,
+                                       build_postprocess, select_device, set_seed, wrap_multihead)
+from ptocr.training.config import read_config
+from ptocr.training.labels import CTCLabelEncode
+from ptocr.training.loaders import DataSettings, build_dataset, build_loader
+from ptocr.training.metrics import RecMetric
+from ptocr.training.multihead import MultiHeadTraining, MultiLoss
+from ptocr.training.optimizer import create_optimizer
+from ptocr.training.train_state import checkpoint_files, load_states, optimizer_state, restore_rng, save_states
+
+__all__ = ["train", "Trainer"]
+
+log = logging.getLogger("ptocr.train")
+
+
+# ---------------------------------------------------------------------------------------------
+# Logging (PaddleOCR's TrainingStats: medians over log_smooth_window)
+# ---------------------------------------------------------------------------------------------
+class TrainingStats:
+    def __init__(self, window: int):
+        self.values: dict[str, collections.deque] = {}
+        self.window = window
+
+    def update(self, stats: dict) -> None:
+        for k, v in stats.items():
+            self.values.setdefault(k, collections.deque(maxlen=self.window)).append(float(v))
+
+    def get(self) -> dict[str, float]:
+        return {k: round(float(np.median(v)), 6) for k, v in self.values.items()}
+
+    def log(self) -> str:
+        return ", ".join(f"{k}: {v:x<6f}" for k, v in self.get().items())
+
+
+@contextmanager
+def _log_to(save_model_dir: Path):
+    """The ``ptocr.train`` logger to stdout and ``save_model_dir/train.log`` for the run."""
+    fmt = logging.Formatter("[%(asctime)s] ptocr %(levelname)s: %(message)s", "%Y/%m/%d %H:%M:%S")
+    handlers = [logging.StreamHandler(sys.stdout), logging.FileHandler(save_model_dir / "train.log", encoding="utf-8")]
+    level, propagate = log.level, log.propagate
+    for h in handlers:
+        h.setFormatter(fmt)
+        log.addHandler(h)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        for h in handlers:
+            log.removeHandler(h)
+            h.close()
+        log.setLevel(level)
+        log.propagate = propagate
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+def _to(batch: dict, device: torch.device, mode: str = "Train") -> dict:
+    if not isinstance(batch["image"], torch.Tensor):  # collate left images of different sizes as a list
+        raise PtocrError(f"{mode}: the images of one batch differ in size (e.g. RecResizeImg eval_mode); set "
+                         f"{mode}.loader.batch_size_per_card: 1")
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+@dataclass
+class Trainer:
+    """Everything ``train`` builds from a config; ``run()`` trains."""
+
+    config: dict
+    arch: ConfigArchitecture
+    device: torch.device
+    net: nn.Module
+    dictionary: Dictionary | None
+    train_loader: object
+    eval_loader: object
+    criterion: nn.Module
+    recipe: object
+    post: object
+    metric: object
+    label_list: list | None = None
+    resume_state: tuple | None = None  # load_states(Global.checkpoints)
+
+    @classmethod
+    def from_config(cls, config, overrides=()) -> Trainer:
+        config = read_config(config, overrides)
+        glob = {**GLOBAL_DEFAULTS, **{k: v for k, v in config["Global"].items() if v is not None}}
+        config["Global"] = glob
+        arch = architecture_for(config["Architecture"])
+        device = select_device(glob)
+        set_seed(int(glob["seed"]))
+        dictionary, encoder, label_list = None, None, None
+        if arch.task == "rec":
+            dictionary = build_dictionary(glob)
+            encoder = CTCLabelEncode(dictionary, int(glob["max_text_length"]))
+        criterion = build_loss(config["Loss"], arch)
+        settings = DataSettings(arch.task, encoder, arch.class_dim, int(glob["seed"]),
+                                multi_label=isinstance(criterion, MultiLoss))
+        train_set = build_dataset(config["Train"], "Train", settings)
+        train_loader = build_loader(config["Train"], "Train", train_set, settings.seed)
+        if len(train_loader) == 0:
+            raise PtocrError(f"no batches in the train data: {len(train_set)} samples, batch_size_per_card "
+                             f"{config['Train'].get('loader', {}).get('batch_size_per_card')} with drop_last")
+        eval_loader = None
+        if config.get("Eval"):
+            eval_loader = build_loader(config["Eval"], "Eval", build_dataset(config["Eval"], "Eval", settings))
+        if arch.task == "cls":
+            label_list = train_set.encode.label_list
+        num_classes = dictionary.num_classes if dictionary is not None else (
+            len(label_list) if label_list is not None else None)
+        post = build_postprocess(config["PostProcess"], arch.task, dictionary, label_list)
+        metric = build_metric(config["Metric"], arch.task)
+        resume_state = load_states(glob["checkpoints"]) if glob.get("checkpoints") else None
+        if resume_state is not None and resume_state[0].get("architecture") != arch.name:
+            raise PtocrError(f"Global.checkpoints {glob['checkpoints']}: a {resume_state[0].get('architecture')} "
+                             f"checkpoint, the config's Architecture is {arch.name}")
+        net = build_model(arch, glob, num_classes, dictionary)
+        if isinstance(criterion, MultiLoss):
+            net = wrap_multihead(net, arch, glob)
+        elif arch.gtc_head is not None:
+            log.warning("Loss %s: MultiHead's %s branch is not trained (Loss MultiLoss trains it)",
+                        config["Loss"].get("name"), next(iter(arch.gtc_head)))
+        net = net.to(device).train()
+        recipe = create_optimizer(net, config, epochs=int(glob["epoch_num"]), steps_per_epoch=len(train_loader))
+        return cls(config, arch, device, net, dictionary, train_loader, eval_loader, criterion, recipe, post, metric,
+                   label_list, resume_state)
+
+    @property
+    def multihead(self) -> bool:
+        return isinstance(self.net, MultiHeadTraining)
+
+    @property
+    def recognizer(self) -> nn.Module:
+        """The network ``ptocr.save_model`` writes (without MultiHead's training-only branch)."""
+        return self.net.net if self.multihead else self.net
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def _score(self, out: np.ndarray, batch: dict, metric) -> None:
+        if self.arch.task == "det":
+            for i, (boxes, _scores) in enumerate(self.post(out, np.asarray(batch["shape"]))):
+                metric.update(boxes, np.asarray(batch["polys"][i]), np.asarray(batch["ignore_tags"][i]))
+        elif self.arch.task == "rec":
+            classes = self.dictionary.classes
+            label = batch["label_ctc"] if "label_ctc" in batch else batch["label"]
+            labels = ["".join(classes[j] for j in row[:n]) for row, n in zip(label.tolist(), batch["length"].tolist())]
+            metric.update(self.post(out), labels)
+        else:
+            metric.update(self.post(out), [self.label_list[int(i)] for i in batch["label"]])
+
+    def evaluate(self) -> dict[str, float]:
+        """tools/program.py ``eval``: the metric over the Eval loader, and fps."""
+        self.net.eval()
+        frames, spent = 0, 0.0
+        with torch.no_grad():
+            for batch in self.eval_loader:
+                start = time.time()
+                out = self.net(_to(batch, self.device, "Eval")["image"]).float().cpu().numpy()
+                spent += time.time() - start
+                self._score(out, batch, self.metric)
+                frames += len(batch["image"])
+        self.net.train()
+        result = self.metric.get_metric()
+        result["fps"] = frames / spent if spent > 0 else 0
+        return result
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def save(self, prefix: str, epoch: int, global_step: int, best: dict) -> None:
+        path = Path(self.config["Global"]["save_model_dir"]) / prefix
+        info = {"epoch": epoch, "global_step": global_step, "best_model_dict": best,
+                "architecture": self.arch.name}
+        branch = {f"branch.{k}": v for k, v in self.net.branch.state_dict().items()} if self.multihead else {}
+        model = save_model(self.recognizer, checkpoint_files(path)["model"], dictionary=self.dictionary, force=True,
+                           use_space_char=None if self.dictionary is None else self.dictionary.use_space_char)
+        save_states(path, self.recipe.optimizer, self.recipe.scheduler, info, branch, model=model)
+        log.info("save model in %s", path)
+
+    def resume(self) -> tuple[int, int, dict]:
+        """(start epoch, global step, best metric) from Global.checkpoints; (1, 0, {}) without."""
+        prefix = self.config["Global"].get("checkpoints")
+        if self.resume_state is None:
+            return 1, 0, {}
+        record, tensors = self.resume_state
+        try:
+            self.recipe.optimizer.load_state_dict(optimizer_state(record, tensors))
+        except (ValueError, KeyError) as e:
+            raise PtocrError(f"Global.checkpoints {prefix}: its optimizer state does not fit this config's Optimizer "
+                             f"({e})") from None
+        self.recipe.scheduler.load_state_dict(record["scheduler"])
+        if self.multihead:
+            branch = {k.removeprefix("branch."): v for k, v in tensors.items() if k.startswith("branch.")}
+            if not branch:
+                raise PtocrError(f"Global.checkpoints {prefix}: no MultiHead GTC branch in it (trained without MultiLoss)")
+            self.net.branch.load_state_dict(branch)
+        restore_rng(record, tensors)
+        log.info("resume from %s: epoch %d, global_step %d", prefix, record["epoch"], record["global_step"])
+        return int(record["epoch"]) + 1, int(record["global_step"]), dict(record.get("best_model_dict") or {})
+
+    # -- training -------------------------------------------------------------------------------
+    def _train_metric(self, preds, batch) -> dict:
+        if self.arch.task == "det":
+            return {}
+        probs = (preds["ctc"] if isinstance(preds, dict) else preds).softmax(-1).detach().float().cpu().numpy()
+        metric = type(self.metric)() if self.arch.task == "cls" else RecMetric(self.metric.is_filter,
+                                                                                self.metric.ignore_space)
+        self._score(probs, {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}, metric)
+        return metric.get_metric()
+
+    def run(self) -> dict:
+        """Train (the loop logs through the ``ptocr.train`` logger; :func:`train` sends it to
+        stdout and ``save_model_dir/train.log``)."""
+        glob = self.config["Global"]
+        save_dir = Path(glob["save_model_dir"])
+        save_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(save_dir / "config.yml", yaml.safe_dump(self.config, sort_keys=False, allow_unicode=True))
+        return self._loop(glob, save_dir)
+
+    def _eval_schedule(self, glob: dict) -> tuple[int, int]:
+        step = glob["eval_batch_step"]
+        if isinstance(step, (list, tuple)) and len(step) >= 2:
+            return int(step[0]), int(step[1])
+        return 0, int(step)
+
+    def step(self, batch: dict) -> tuple[object, dict]:
+        """One iteration, tools/program.py's: forward, loss, backward, then clip, update, LR step."""
+        batch = _to(batch, self.device)
+        preds = self.net(batch["image"], batch) if self.multihead else self.net(batch["image"])
+        losses = self.criterion(preds, batch)
+        self.recipe.optimizer.zero_grad()
+        losses["loss"].backward()
+        self.recipe.step()
+        return preds, losses
+
+    def _evaluate_and_keep_best(self, epoch: int, global_step: int, best: dict) -> None:
+        current = self.evaluate()
+        log.info("cur metric, %s", ", ".join(f"{k}: {v}" for k, v in current.items()))
+        if current[self.metric.main_indicator] >= best[self.metric.main_indicator]:
+            best.update(current)
+            best["best_epoch"] = epoch
+            self.save("best_accuracy", epoch, global_step, best)
+        log.info("best metric, %s", ", ".join(f"{k}: {v}" for k, v in best.items()))
+
+    def _loop(self, glob: dict, save_dir: Path) -> dict:
+        epochs, print_step = int(glob["epoch_num"]), int(glob["print_batch_step"])
+        start_epoch, global_step, best = self.resume()
+        best = {self.metric.main_indicator: 0, **best}
+        start_eval, every = self._eval_schedule(glob)
+        stats = TrainingStats(int(glob["log_smooth_window"]))
+        steps = len(self.train_loader)
+        log.info("train %s (%s) on %s: %d iterations an epoch, epochs %d to %d", self.arch.name, self.arch.task,
+                 self.device, steps, start_epoch, epochs)
+        if self.eval_loader is not None:
+            log.info("after the %dth iteration, an evaluation is run every %d iterations", start_eval, every)
+        samples, reader_cost, batch_cost, eta = 0, 0.0, 0.0, collections.deque(maxlen=50)
+        for epoch in range(start_epoch, epochs + 1):
+            reader_start = time.time()
+            for idx, batch in enumerate(self.train_loader):
+                reader_cost += time.time() - reader_start
+                lr = self.recipe.lr_at(self.recipe.scheduler.last_epoch)  # the LR this step runs at
+                preds, losses = self.step(batch)
+                if glob["cal_metric_during_train"] and epoch % int(glob["calc_epoch_interval"]) == 0:
+                    stats.update(self._train_metric(preds, batch))
+                spent = time.time() - reader_start
+                batch_cost += spent
+                eta.append(spent)
+                global_step += 1
+                samples += len(batch["image"])
+                stats.update({k: v.detach().float().mean().item() for k, v in losses.items()})
+                stats.update({"lr": lr})
+                if global_step % print_step == 0 or idx >= steps - 1:
+                    left = ((epochs + 1 - epoch) * steps - idx - 1) * float(np.mean(eta))
+                    log.info("epoch: [%d/%d], global_step: %d, %s, avg_reader_cost: %.5f s, avg_batch_cost: %.5f s, "
+                             "avg_samples: %s, ips: %.5f samples/s, eta: %s", epoch, epochs, global_step, stats.log(),
+                             reader_cost / print_step, batch_cost / print_step, samples / print_step,
+                             samples / batch_cost if batch_cost else 0.0, datetime.timedelta(seconds=int(left)))
+                    samples, reader_cost, batch_cost = 0, 0.0, 0.0
+                if self.eval_loader is not None and global_step > start_eval and (global_step - start_eval) % every == 0:
+                    self._evaluate_and_keep_best(epoch, global_step, best)
+                reader_start = time.time()
+            self.save("latest", epoch, global_step, best)
+            if epoch % int(glob["save_epoch_step"]) == 0:
+                self.save(f"iter_epoch_{epoch}", epoch, global_step, best)
+        log.info("best metric, %s", ", ".join(f"{k}: {v}" for k, v in best.items()))
+        return {"best": best, "global_step": global_step, "save_model_dir": str(save_dir)}
+
+
+def train(config, overrides=()) -> dict:
+    """Train as ``python tools/train.py -c config -o overrides...`` does. ``config``: a ``.yml``
+    path or a dict; ``overrides``: ``["Global.epoch_num=3", ...]`` or ``{"Global.epoch_num": 3}``.
+    Returns ``{"best": the best metric dict, "global_step", "save_model_dir"}``."""
+    config = read_config(config, overrides)
+    save_dir = Path(config["Global"].get("save_model_dir") or GLOBAL_DEFAULTS["save_model_dir"])
+    save_dir.mkdir(parents=True, exist_ok=True)
+    with _log_to(save_dir):
+        return Trainer.from_config(config).run()
+
