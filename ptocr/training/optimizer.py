@@ -289,14 +289,9 @@ def _load_config(config) -> tuple[dict, dict | None, str | None]:
     """(Optimizer section, architecture section or None, the suite a whole config is written
     for or None) from a path, a whole config or a bare Optimizer section."""
     if isinstance(config, (str, Path)):
-        import yaml
+        from ptocr.training.config import load_config
 
-        try:
-            with open(config, encoding="utf-8") as f:
-                config = yaml.safe_load(f)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-            raise PtocrError(f"{config}: not a readable PaddleOCR config ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        config = load_config(config)
     if not isinstance(config, dict):
         raise PtocrError(f"config must be a dict or a .yml path, not {type(config).__name__}")
     if "Optimizer" in config:
