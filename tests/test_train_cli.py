@@ -181,7 +181,8 @@ def test_multihead_config_builds_the_gtc_branch_and_its_targets(shared_dir, tmp_
             DECODE, {"MultiLabelEncode": {"gtc_encode": "NRTRLabelEncode"}},
             {"RecResizeImg": {"image_shape": [3, 48, 320]}},
             {"KeepKeys": {"keep_keys": ["image", "label_ctc", "label_gtc", "length", "valid_ratio"]}}]
-    config["Train"]["dataset"]["name"] = "MultiScaleDataSet"
+    config["Train"]["dataset"]["name"] = "MultiScaleDataSet"  # it resizes to the sampler's scales itself
+    del config["Train"]["dataset"]["transforms"][2]  # RecResizeImg
     config["Train"]["sampler"] = {"name": "MultiScaleSampler", "scales": [[320, 32], [320, 48], [320, 64]],
                                   "first_bs": 2, "fix_bs": False, "divided_factor": [8, 16], "is_training": True}
     trainer = Trainer.from_config(config)

@@ -10,8 +10,9 @@ constructor arguments; a config's Backbone / Neck / Head are compared with them 
 * every argument the config gives must equal the entry's (or, where the entry leaves it out, the
   component's default); an argument the entry gives and the config leaves out must be the
   component's default, except what ``model_type`` implies (``det: True`` of a det backbone);
-* ``TRAINING_ONLY`` arguments (learning-rate and L2 settings, read by ``create_optimizer``) and
-  the class count (the dictionary's, or ClsHead's ``class_dim``) are not compared.
+* ``TRAINING_ONLY`` arguments (learning-rate and L2 settings, read by ``create_optimizer``, and
+  DBHead's ``fix_nan``, applied by the trainer), ``INFERENCE_ONLY`` ones (PFHeadLocal's
+  ``output``) and the class count (the dictionary's, or ClsHead's ``class_dim``) are not compared.
 
 No match is refused, naming the architectures of that backbone and the first difference of each.
 """
@@ -35,8 +36,12 @@ COMPONENT_NAMES = {
     ("det", "PPHGNetV2_B4"): "PPHGNetV2", ("rec", "PPHGNetV2_B4"): "PPHGNetV2",
     ("rec", "ResNet"): "ResNet_vd_rec",
 }
-# Arguments that set training, not the network (create_optimizer reads the first three).
-TRAINING_ONLY = {"fc_decay", "lr_mult_list", "lab_lr", "num_classes", "out_channels", "class_dim"}
+# Arguments that set training, not the network (create_optimizer reads the first three; fix_nan,
+# DBHead's training-time NaN guard, the trainer applies: components.guard_nan).
+TRAINING_ONLY = {"fc_decay", "lr_mult_list", "lab_lr", "num_classes", "out_channels", "class_dim", "fix_nan"}
+# Arguments choosing what ptocr's eval returns (PFHeadLocal's ``output``: the map its inference
+# program gives), not the network: the trainer evaluates on PaddleOCR's ``maps`` (Trainer.evaluate).
+INFERENCE_ONLY = {"output"}
 # What model_type implies for a backbone that takes it (PaddleOCR picks det_mobilenet_v3.py etc.).
 IMPLIED = {"det": {"backbone": {"det": True}}}
 _PARTS = (("backbone", "Backbone"), ("neck", "Neck"), ("head", "Head"))
@@ -45,12 +50,13 @@ _PARTS = (("backbone", "Backbone"), ("neck", "Neck"), ("head", "Head"))
 @dataclass(frozen=True)
 class ConfigArchitecture:
     """The matched architecture: its task, ptocr name, the ClsHead's class count (``class_dim``),
-    and a MultiHead's GTC branch entry (``{"NRTRHead": {...}}``) or None."""
+    a MultiHead's GTC branch entry (``{"NRTRHead": {...}}``) or None, and the head's ``fix_nan``."""
 
     task: str
     name: str
     class_dim: int | None = None
     gtc_head: dict | None = None
+    fix_nan: bool = False
 
 
 def _multihead(head: dict) -> tuple[dict | None, dict, dict | None]:
@@ -112,14 +118,14 @@ def _difference(task: str, part: str, want: dict | None, have: dict | None) -> s
         return f"{part}.name: {have['name']} here, {want['name']} in the entry"
     implied = IMPLIED.get(task, {}).get(part, {})
     for key, value in have.items():
-        if key == "name" or key in TRAINING_ONLY:
+        if key == "name" or key in TRAINING_ONLY or key in INFERENCE_ONLY:
             continue
         expected = want[key] if key in want else _default(part, want["name"], key)
         if expected is inspect.Parameter.empty or not _same(value, expected):
             return f"{part}.{key}: {value!r} here, {'unknown' if expected is inspect.Parameter.empty else repr(expected)}" \
                    " in the entry"
     for key, value in want.items():
-        if key == "name" or key in have or key in TRAINING_ONLY:
+        if key == "name" or key in have or key in TRAINING_ONLY or key in INFERENCE_ONLY:
             continue
         if key in implied and _same(implied[key], value):
             continue
@@ -163,7 +169,8 @@ def architecture_for(section: dict) -> ConfigArchitecture:
                  if (d := _difference(task, part, entry["model"].get(part), parts[part])) is not None]
         if not diffs:
             class_dim = parts["head"].get("class_dim") if task == "cls" else None
-            return ConfigArchitecture(task, name, None if class_dim is None else int(class_dim), gtc)
+            return ConfigArchitecture(task, name, None if class_dim is None else int(class_dim), gtc,
+                                      bool(parts["head"].get("fix_nan", False)))
         misses[name] = diffs[0]
     backbone = parts["backbone"].get("name")
     near = {n: d for n, d in misses.items() if ARCHITECTURES[n]["model"]["backbone"]["name"] == backbone}

@@ -31,7 +31,8 @@ from ptocr.training.multihead import MultiHeadTraining, MultiLoss, gtc_settings
 from ptocr.training.train_state import checkpoint_files
 
 __all__ = ["LOSSES", "POSTPROCESS", "METRICS", "GLOBAL_DEFAULTS", "build_loss", "build_dictionary",
-           "build_postprocess", "build_metric", "build_model", "wrap_multihead", "select_device", "set_seed"]
+           "build_postprocess", "build_metric", "build_model", "wrap_multihead", "guard_nan", "select_device",
+           "set_seed"]
 
 log = logging.getLogger("ptocr.train")
 
@@ -136,6 +137,9 @@ def build_metric(section: dict, task: str):
 
 def _pretrained_source(value) -> str | Path:
     """PaddleOCR's ``pretrained_model`` is a path prefix (``.../best_accuracy``); a file, folder or zoo name too."""
+    if str(value).startswith(("http://", "https://")):  # PaddleOCR's load_model downloads these
+        raise PtocrError(f"Global.pretrained_model {value}: ptocr train does not download; fetch the file and give "
+                         "its path (-o Global.pretrained_model=PATH), or leave it empty to start fresh")
     path = Path(str(value))
     for candidate in (path, path.with_name(path.name + ".pdparams"), path.with_name(path.name + ".safetensors")):
         if candidate.exists():
@@ -209,6 +213,19 @@ def wrap_multihead(net: nn.Module, arch: ConfigArchitecture, glob: dict) -> Mult
         log.warning("MultiHead's %s branch starts freshly initialised (its weights come only from a PaddleOCR "
                     "training checkpoint, .pdparams, as Global.pretrained_model)", name)
     return wrapper
+
+
+def _zero_nan(module, inputs, output):
+    return torch.where(torch.isnan(output), torch.zeros_like(output), output) if module.training else output
+
+
+def guard_nan(net: nn.Module) -> None:
+    """DBHead's ``fix_nan``: in training PaddleOCR zeroes NaNs after the first two conv-BN(-ReLU)
+    layers of the binarize and thresh branches (ReLU keeps a zero zero, so after the BN is the same)."""
+    for branch in (getattr(net.head, "binarize", None), getattr(net.head, "thresh", None)):
+        for name in ("conv_bn1", "conv_bn2"):
+            if branch is not None and hasattr(branch, name):
+                getattr(branch, name).register_forward_hook(_zero_nan)
 
 
 def select_device(glob: dict) -> torch.device:

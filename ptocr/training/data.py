@@ -443,7 +443,7 @@ class _LabelledImages(Dataset):
         RecConAug) gets, drawn as PaddleOCR's ``get_ext_data``: an index from numpy's global RNG
         (after the item's own image is chosen), that sample decoded and put through the
         transforms before that one, drawn again while its polygons do not have 4 points."""
-        position, count = _ext_step(self.transforms)
+        position, count = ext_data_step(self.transforms)
         before = Compose(self.transforms.transforms[:position]) if count else None
         extra = []
         while len(extra) < count:
@@ -466,7 +466,7 @@ class _LabelledImages(Dataset):
         return self.output(self.sample(self.lines[index]))
 
 
-def _ext_step(transforms) -> tuple[int, int]:
+def ext_data_step(transforms) -> tuple[int, int]:
     """``(position, count)`` of the first transform asking for other samples (``ext_data_num``)
     in a :class:`Compose`, as PaddleOCR's ``get_ext_data`` finds it; ``(0, 0)`` when none does."""
     for position, step in enumerate(getattr(transforms, "transforms", [])):
@@ -500,7 +500,7 @@ class DetDataset(_LabelledImages):
         parse_det_label(line.label)
 
     def ext_data(self) -> list[dict]:
-        if not _ext_step(self.transforms)[1]:
+        if not ext_data_step(self.transforms)[1]:
             return []
         if self._quads is None:  # PaddleOCR would draw forever without one
             self._quads = any(parse_det_label(line.label)[0].shape[1] == 4 for line in self.lines)

@@ -1,15 +1,18 @@
 """A PaddleOCR config's ``Train:`` / ``Eval:`` sections -> ptocr datasets and DataLoaders.
 
-``dataset``: ``SimpleDataSet`` (``MultiScaleDataSet`` beside a ``MultiScaleSampler``) with
-``data_dir``, ``label_file_list``, ``ratio_list``, ``delimiter`` and ``transforms``; the
+``dataset``: ``SimpleDataSet``, or ``MultiScaleDataSet`` with ``Train.sampler: MultiScaleSampler``
+(each needs the other, as in PaddleOCR; ``ds_width`` only false), with ``data_dir``,
+``label_file_list``, ``ratio_list``, ``delimiter``, ``ext_op_transform_idx`` and ``transforms``; the
 transform list is built op by op from ``TRANSFORMS`` (the classes of :mod:`ptocr.training.data`
-and :mod:`ptocr.training.augment`, which take PaddleOCR's arguments), in the config's order:
+and :mod:`ptocr.training.augment`, which take PaddleOCR's arguments, the Global keys of the same
+name overriding them as ``create_operators`` merges Global in), in the config's order:
 
 * ``DecodeImage`` is the datasets' own decoding (BGR, channels last: other settings refused);
   ``KeepKeys`` names the keys a det dataset returns (rec and cls return theirs, a superset);
 * rec: ``CTCLabelEncode`` encodes with the config's dictionary (``MultiLabelEncode``, with its
   ``gtc_encode``, for a MultiHead trained by MultiLoss); ``RecResizeImg`` (last before KeepKeys)
-  is the dataset's resize; cls: ``ClsLabelEncode`` first, ``ClsResizeImg`` last.
+  is the dataset's resize (MultiScaleDataSet has none: it resizes to the sampler's scale after
+  the ops); cls: ``ClsLabelEncode`` first (its ``label_list``: Global's), ``ClsResizeImg`` last.
 
 An op not in the table (``BaseDataAugmentation``, ``RandAugment``, ``SVTRRecAug``, ...) or an
 argument its class does not take is refused by name. ``loader``: ``batch_size_per_card``,
@@ -19,15 +22,15 @@ argument its class does not take is refused by name. ``loader``: ``batch_size_pe
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch.utils.data import DataLoader
 
 from ptocr.errors import PtocrError
 from ptocr.training.augment import CopyPaste, EastRandomCropData, IaaAugment, RecAug, RecConAug
-from ptocr.training.data import (ClsDataset, Compose, DetDataset, DetLabelEncode, DetResizeForTest,
+from ptocr.training.data import (ClsDataset, ClsLabelEncode, Compose, DetDataset, DetLabelEncode, DetResizeForTest,
                                  EncodeText, MultiScaleSampler, NormalizeImage, RecDataset, RecResizeImg, ToCHWImage,
-                                 collate)
+                                 ext_data_step, collate)
 from ptocr.training.labels import MakeBorderMap, MakeShrinkMap
 from ptocr.training.multihead import MultiLabelEncode
 
@@ -43,6 +46,9 @@ TRANSFORMS = {
     "DetResizeForTest": (DetResizeForTest, ("det",)),
     "RecConAug": (RecConAug, ("rec",)), "RecAug": (RecAug, ("rec",)),
 }
+# Op arguments PaddleOCR takes and does nothing with, and why (accepted, dropped).
+_NO_EPOCH = "grows shrink_ratio only with an 'epoch' argument, which tools/train.py never gives"
+IGNORED_ARGS = {("MakeBorderMap", "total_epoch"): _NO_EPOCH, ("MakeShrinkMap", "total_epoch"): _NO_EPOCH}
 # Ops the datasets themselves stand for (see the module docstring).
 _DATASET_OPS = {"DecodeImage", "KeepKeys", "CTCLabelEncode", "MultiLabelEncode", "RecResizeImg", "ClsLabelEncode",
                 "ClsResizeImg"}
@@ -57,13 +63,22 @@ _SAMPLER_KEYS = {"name", "scales", "first_bs", "fix_bs", "divided_factor", "is_t
 class DataSettings:
     """What the datasets take from Global and the network: a recognizer's CTC label encoder,
     whether MultiLabelEncode's targets are wanted (``multi_label``: the Loss is MultiLoss), the
-    classifier's class count, the seed (ratio_list draws, MultiScaleSampler)."""
+    classifier's class count, the seed (ratio_list draws, MultiScaleSampler), and Global itself
+    (``glob``: merged into the ops' arguments)."""
 
     task: str
     encoder: object = None
     class_dim: int | None = None
     seed: int = 1024
     multi_label: bool = False
+    glob: dict = field(default_factory=dict)
+
+
+def _with_global(cls, args: dict, glob: dict) -> dict:
+    """``args`` with the Global keys ``cls`` takes put over them: PaddleOCR's ``create_operators``
+    updates every op's arguments with Global (e.g. RecConAug's max_text_length is Global's)."""
+    taken = inspect.signature(cls).parameters
+    return {**(args or {}), **{k: v for k, v in glob.items() if k in taken and v is not None}}
 
 
 def construct(name: str, cls, args, where: str):
@@ -112,7 +127,7 @@ def _multi_label(args: dict, settings: DataSettings, where: str) -> MultiLabelEn
                             gtc_encode=args.get("gtc_encode"))
 
 
-def _compose(ops, task: str, where: str, encoder=None) -> Compose:
+def _compose(ops, task: str, where: str, encoder=None, glob=None) -> Compose:
     """The ops as transforms; a recognizer's label op is ``encoder`` (its dataset's)."""
     steps = []
     for name, args in ops:
@@ -122,44 +137,59 @@ def _compose(ops, task: str, where: str, encoder=None) -> Compose:
         if name not in TRANSFORMS or task not in TRANSFORMS[name][1]:
             known = sorted(n for n, (_, tasks) in TRANSFORMS.items() if task in tasks)
             raise PtocrError(f"{where}.transforms: {name} is not supported for {task} by ptocr train; supported: "
-                             f"DecodeImage, {', '.join(known)}, and {', '.join(sorted(_DATASET_OPS - {'DecodeImage'}))} "
-                             "where the task has them")
-        steps.append(construct(name, TRANSFORMS[name][0], args, f"{where}.transforms"))
+                             f"{', '.join(['DecodeImage', *known])}, and "
+                             f"{', '.join(sorted(_DATASET_OPS - {'DecodeImage'}))} where the task has them")
+        cls = TRANSFORMS[name][0]
+        args = {k: v for k, v in args.items() if (name, k) not in IGNORED_ARGS}
+        steps.append(construct(name, cls, _with_global(cls, args, glob or {}), f"{where}.transforms"))
     return Compose(steps)
 
 
-def _det_dataset(ops, common: dict, train: bool, where: str):
+def _det_dataset(ops, common: dict, train: bool, where: str, settings: DataSettings):
     keep = None
     if ops and ops[-1][0] == "KeepKeys":
         keep = ops[-1][1].get("keep_keys")
         ops = ops[:-1]
-    return DetDataset(**common, train=train, transforms=_compose(ops, "det", where), keep_keys=keep)
+    transforms = _compose(ops, "det", where, glob=settings.glob)
+    return DetDataset(**common, train=train, transforms=transforms, keep_keys=keep)
 
 
-def _rec_dataset(ops, common: dict, train: bool, where: str, settings: DataSettings):
-    ops, resize_args = _split_resize(ops, "RecResizeImg", where)
+def _multi_scale_ops(ops, where: str):
+    """MultiScaleDataSet's ops: it runs all but the last (KeepKeys), then its own resize to the
+    sampler's scale (RecResizeImg's padded one), then KeepKeys: a RecResizeImg would resize twice."""
+    if any(name == "RecResizeImg" for name, _ in ops):
+        raise PtocrError(f"{where}.transforms: MultiScaleDataSet resizes to Train.sampler's scales itself; "
+                         "a RecResizeImg in its list would resize twice (use SimpleDataSet for a fixed size)")
+    return ops[:-1] if ops and ops[-1][0] == "KeepKeys" else ops
+
+
+def _rec_dataset(ops, common: dict, train: bool, where: str, settings: DataSettings, multi_scale: bool = False):
+    if multi_scale:
+        ops, resize_args = _multi_scale_ops(ops, where), None
+    else:
+        ops, resize_args = _split_resize(ops, "RecResizeImg", where)
     want = "MultiLabelEncode" if settings.multi_label else "CTCLabelEncode"
     names = [n for n, _ in ops]
     if names.count(want) != 1 or ({"MultiLabelEncode", "CTCLabelEncode"} - {want}) & set(names):
         why = "Loss MultiLoss trains on MultiLabelEncode's targets" if settings.multi_label else \
             "MultiLabelEncode goes with Loss MultiLoss"
         raise PtocrError(f"{where}.transforms: the recognizer's list needs {want} once ({why})")
-    resize = construct("RecResizeImg", RecResizeImg, resize_args, f"{where}.transforms")
+    resize = None if multi_scale else construct("RecResizeImg", RecResizeImg, resize_args, f"{where}.transforms")
     encoder = _multi_label(ops[names.index(want)][1], settings, where) if settings.multi_label else settings.encoder
     # The encoder's labels are the dataset's keys; the config's own resize replaces the default.
     return RecDataset(**common, dictionary=encoder, train=train, resize=resize,
-                      transforms=_compose(ops, "rec", where, encoder))
+                      transforms=_compose(ops, "rec", where, encoder, settings.glob))
 
 
 def _cls_dataset(ops, common: dict, where: str, settings: DataSettings):
     ops, resize_args = _split_resize(ops, "ClsResizeImg", where)
     if not ops or ops[0][0] != "ClsLabelEncode":
         raise PtocrError(f"{where}.transforms: a classifier's list needs ClsLabelEncode right after DecodeImage")
-    label_list = ops[0][1].get("label_list", ["0", "180"])
+    label_list = _with_global(ClsLabelEncode, ops[0][1], settings.glob).get("label_list", ["0", "180"])
     if settings.class_dim is not None and len(label_list) != settings.class_dim:
         raise PtocrError(f"{where}.transforms ClsLabelEncode: {len(label_list)} labels for ClsHead class_dim "
                          f"{settings.class_dim}")
-    middle = _compose(ops[1:], "cls", where) if ops[1:] else None
+    middle = _compose(ops[1:], "cls", where, glob=settings.glob) if ops[1:] else None
     shape = resize_args.get("image_shape", (3, 48, 192))
     return ClsDataset(**common, label_list=label_list, image_shape=shape, transforms=middle)
 
@@ -177,6 +207,14 @@ def build_dataset(section: dict, mode: str, settings: DataSettings):
     if name not in ("SimpleDataSet", "MultiScaleDataSet"):
         raise PtocrError(f"{where}.name {name!r} is not supported; supported: SimpleDataSet, MultiScaleDataSet "
                          "(with Train.sampler MultiScaleSampler)")
+    # PaddleOCR's MultiScaleDataSet is indexed by the sampler's (w, h, i), SimpleDataSet by an int:
+    # either without the other fails there.
+    multi_scale = name == "MultiScaleDataSet"
+    if multi_scale != bool(section.get("sampler")):
+        raise PtocrError(f"{where}.name {name}: MultiScaleDataSet and {mode}.sampler MultiScaleSampler go together "
+                         f"(PaddleOCR's {name} fails {'without' if multi_scale else 'with'} it)")
+    if multi_scale and settings.task != "rec":
+        raise PtocrError(f"{where}.name MultiScaleDataSet is a recognizer's")
     if spec.get("ds_width"):
         raise PtocrError(f"{where}.ds_width (widths from each image's ratio) is not supported")
     for key in ("data_dir", "label_file_list"):
@@ -187,10 +225,29 @@ def build_dataset(section: dict, mode: str, settings: DataSettings):
               "seed": settings.seed}
     ops, train = _ops(spec, where), mode == "Train"
     if settings.task == "det":
-        return _det_dataset(ops, common, train, where)
-    if settings.task == "rec":
-        return _rec_dataset(ops, common, train, where, settings)
-    return _cls_dataset(ops, common, where, settings)
+        dataset = _det_dataset(ops, common, train, where, settings)
+    elif settings.task == "rec":
+        dataset = _rec_dataset(ops, common, train, where, settings, multi_scale)
+    else:
+        dataset = _cls_dataset(ops, common, where, settings)
+    _check_ext_op_transform_idx(spec, dataset, where)
+    return dataset
+
+
+def _check_ext_op_transform_idx(spec: dict, dataset, where: str) -> None:
+    """PaddleOCR puts the other samples an op takes (``ext_data_num``: RecConAug, CopyPaste) through
+    the list's first ``ext_op_transform_idx`` ops (2 by default); ptocr through the ops before that
+    op. Equal where the index is that op's own (DecodeImage is op 0): any other is refused."""
+    position, count = ext_data_step(dataset.transforms)
+    index = spec.get("ext_op_transform_idx", 2)
+    if count and getattr(dataset, "train", True) and index != position + 1:
+        op = type(dataset.transforms.transforms[position]).__name__
+        why = f"{op} itself (PaddleOCR's own run then fails on their missing ext_data and redraws the sample)" \
+            if index > position + 1 else f"fewer ops than the {position + 1} before {op}"
+        default = "" if "ext_op_transform_idx" in spec else " (the default)"
+        raise PtocrError(f"{where}.ext_op_transform_idx {index}{default}: puts {op}'s other samples through {why}; "
+                         f"ptocr takes them through the ops before {op}: set -o {where}.ext_op_transform_idx="
+                         f"{position + 1}")
 
 
 def _sampler(section: dict, dataset, seed: int) -> MultiScaleSampler:

@@ -37,9 +37,10 @@ from ptocr.api import save_model
 from ptocr.atomic import write_atomically
 from ptocr.dictionary import Dictionary
 from ptocr.errors import PtocrError
+from ptocr.models.heads.pfhead_local import PFHeadLocal
 from ptocr.training.architecture import ConfigArchitecture, architecture_for
 from ptocr.training.components import (GLOBAL_DEFAULTS, build_dictionary, build_loss, build_metric, build_model,
-                                       build_postprocess, select_device, set_seed, wrap_multihead)
+                                       build_postprocess, guard_nan, select_device, set_seed, wrap_multihead)
 from ptocr.training.config import read_config
 from ptocr.training.labels import CTCLabelEncode
 from ptocr.training.loaders import DataSettings, build_dataset, build_loader
@@ -103,6 +104,21 @@ def _to(batch: dict, device: torch.device, mode: str = "Train") -> dict:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
+@contextmanager
+def _paddle_eval_maps(net: nn.Module):
+    """PaddleOCR's evaluation reads its det head's ``maps``: PFHeadLocal's is the mean of its shrink
+    and refined maps, whatever map ptocr's entry returns for inference (its ``output``)."""
+    head = getattr(net, "head", None)
+    if not isinstance(head, PFHeadLocal):
+        yield
+        return
+    output, head.output = head.output, "mean"
+    try:
+        yield
+    finally:
+        head.output = output
+
+
 @dataclass
 class Trainer:
     """Everything ``train`` builds from a config; ``run()`` trains."""
@@ -135,7 +151,7 @@ class Trainer:
             encoder = CTCLabelEncode(dictionary, int(glob["max_text_length"]))
         criterion = build_loss(config["Loss"], arch)
         settings = DataSettings(arch.task, encoder, arch.class_dim, int(glob["seed"]),
-                                multi_label=isinstance(criterion, MultiLoss))
+                                multi_label=isinstance(criterion, MultiLoss), glob=glob)
         train_set = build_dataset(config["Train"], "Train", settings)
         train_loader = build_loader(config["Train"], "Train", train_set, settings.seed)
         if len(train_loader) == 0:
@@ -155,6 +171,8 @@ class Trainer:
             raise PtocrError(f"Global.checkpoints {glob['checkpoints']}: a {resume_state[0].get('architecture')} "
                              f"checkpoint, the config's Architecture is {arch.name}")
         net = build_model(arch, glob, num_classes, dictionary)
+        if arch.fix_nan:
+            guard_nan(net)
         if isinstance(criterion, MultiLoss):
             net = wrap_multihead(net, arch, glob)
         elif arch.gtc_head is not None:
@@ -191,7 +209,7 @@ class Trainer:
         """tools/program.py ``eval``: the metric over the Eval loader, and fps."""
         self.net.eval()
         frames, spent = 0, 0.0
-        with torch.no_grad():
+        with torch.no_grad(), _paddle_eval_maps(self.recognizer):
             for batch in self.eval_loader:
                 start = time.time()
                 out = self.net(_to(batch, self.device, "Eval")["image"]).float().cpu().numpy()
