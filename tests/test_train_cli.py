@@ -269,6 +269,6 @@ def test_cls_from_the_inference_model(shared_dir, tmp_path):
     log = _train(path, "-o", f"Train.dataset.label_file_list=[{label}]", f"Eval.dataset.label_file_list=[{label}]")
     assert re.search(r"global_step: 2, acc: [0-9.]+, loss: [0-9.]+", log) and "cur metric, acc:" in log
     assert ptocr.load(tmp_path / "cls" / "best_accuracy.safetensors").config["task"] == "cls"
-    assert "BaseDataAugmentation is not supported for cls" in _fails(
+    assert "SVTRRecAug is not supported for cls" in _fails(
         path, f"Train.dataset.label_file_list=[{label}]",
-        "Train.dataset.transforms=[{DecodeImage: }, {ClsLabelEncode: }, {BaseDataAugmentation: }, {ClsResizeImg: {}}]")
+        "Train.dataset.transforms=[{DecodeImage: }, {ClsLabelEncode: }, {SVTRRecAug: }, {ClsResizeImg: {}}]")

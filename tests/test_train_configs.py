@@ -45,11 +45,8 @@ BUILDS = {
     "ch_PP-OCRv3_det_student.yml": ("ch_PP-OCRv3_det", "DBLoss", None, "ch_PP-OCRv3_det_infer", ()),
     "ch_det_mv3_db_v2.0.yml": ("ch_ppocr_mobile_v2.0_det", "DBLoss", None,
                                "ch_ppocr_mobile_v2.0_det_train/best_accuracy", ()),
-    # cls_mv3.yml's BaseDataAugmentation and RandAugment are refused (test_refused): its Eval list.
-    "cls_mv3.yml": ("ch_ppocr_mobile_v2.0_cls", "ClsLoss", None, "ch_ppocr_mobile_v2.0_cls_infer",
-                    ("Train.dataset.transforms=[{DecodeImage: {img_mode: BGR, channel_first: false}}, "
-                     "{ClsLabelEncode: }, {ClsResizeImg: {image_shape: [3, 48, 192]}}, "
-                     "{KeepKeys: {keep_keys: [image, label]}}]",)),
+    # With its BaseDataAugmentation and RandAugment (tests/test_training_cls_augment.py: PaddleOCR's).
+    "cls_mv3.yml": ("ch_ppocr_mobile_v2.0_cls", "ClsLoss", None, "ch_ppocr_mobile_v2.0_cls_infer", ()),
 }
 
 
@@ -166,7 +163,6 @@ REFUSED = {
     # No ext_op_transform_idx: PaddleOCR's default 2 puts the other samples through RecConAug itself.
     "ch_PP-OCRv4_rec_hgnet.yml": ((), "Train.dataset.ext_op_transform_idx 2 (the default): puts RecConAug's other "
                                       "samples through"),
-    "cls_mv3.yml": ((), "Train.dataset.transforms: BaseDataAugmentation is not supported for cls"),
     "PP-OCRv5_mobile_det.yml": (("Global.pretrained_model=https://paddleocr.bj.bcebos.com/pretrained/"
                                  "PPLCNetV3_x0_75_ocr_det.pdparams",), "ptocr train does not download"),
     "ch_PP-OCRv4_rec.yml": (("Train.dataset.name=SimpleDataSet",), "MultiScaleDataSet and Train.sampler "

@@ -26,7 +26,9 @@
   augmentations draw what PaddleOCR's draw, so the same seeds give the same samples:
   ``EastRandomCropData``, ``CopyPaste`` (PP-OCRv4 / v5 detection's:
   ``det_train_transforms(copy_paste=True)`` or ``DetDataset(..., copy_paste=True)``), ``RecAug``,
-  ``RecConAug`` (``IaaAugment`` only in distribution: PaddleOCR's runs through albumentations).
+  ``RecConAug``, the classifier's ``BaseDataAugmentation`` and ``RandAugment`` (``IaaAugment`` only in
+  distribution: PaddleOCR's runs through albumentations). ``on_error="redraw"`` makes a dataset
+  log a sample that cannot be made and draw another, as PaddleOCR's (``ptocr train`` does).
 * :mod:`ptocr.training.trainer`: ``ptocr train -c CONFIG.yml`` / ``train(config, overrides)``, PaddleOCR's
   ``tools/train.py`` loop from its config (``config``, ``architecture``, ``loaders``, ``components``,
   ``train_state``: the config's sections -> these pieces; checkpoints without pickle).
@@ -69,7 +71,8 @@ to 640 x 640 with the four targets (``make_db_targets``), and ``DBLoss()(net(bat
 batch)["loss"]``; ``evaluate_det(ptocr.load("mine.safetensors"), "test.txt", data_dir=...)``.
 """
 
-from ptocr.training.augment import CopyPaste, EastRandomCropData, IaaAugment, RecAug, RecConAug
+from ptocr.training.augment import (BaseDataAugmentation, CopyPaste, EastRandomCropData, IaaAugment, RandAugment, RecAug,
+                                    RecConAug)
 from ptocr.training.data import (ClsDataset, DetDataset, MultiScaleSampler, RecDataset, collate, det_eval_transforms,
                                  det_train_transforms, read_label_files)
 from ptocr.training.labels import (CTCLabelEncode, MakeBorderMap, MakeShrinkMap, make_border_map,
@@ -91,5 +94,5 @@ __all__ = ["TrainingRecipe", "create_optimizer", "param_groups", "paddle_lr_sche
            "NRTRLoss", "SARHead", "SARLabelEncode", "SARLoss",
            "DetDataset", "RecDataset", "ClsDataset", "collate", "MultiScaleSampler", "read_label_files",
            "det_train_transforms", "det_eval_transforms", "EastRandomCropData", "IaaAugment", "CopyPaste", "RecAug",
-           "RecConAug",
+           "RecConAug", "BaseDataAugmentation", "RandAugment",
            "DetMetric", "RecMetric", "ClsMetric", "evaluate_det", "evaluate_rec", "evaluate_cls"]

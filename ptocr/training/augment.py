@@ -2,12 +2,14 @@
 
 Facts from PaddleOCR 2.10 ``ppocr/data/imaug/random_crop_data.py`` (``EastRandomCropData``),
 ``iaa_augment.py`` (``IaaAugment``), ``rec_img_aug.py`` (``RecAug``, ``BaseDataAugmentation``,
-``RecConAug``), ``text_image_aug/`` (TIA: distort, stretch, perspective by moving least
-squares) and ``copy_paste.py`` (``CopyPaste``, ``rotate_bbox``; its crop is
-``tools/infer/utility.py``'s ``get_rotate_crop_image``). Which random generator each draws from is in its docstring: where it is the same
-generator, drawn in the same order, as PaddleOCR's class, seeding python's ``random`` and numpy's
-global RNG as PaddleOCR's run was seeded gives the same augmented sample (checked against
-PaddleOCR's classes in ``tests/test_training_data.py`` and ``tests/test_training_copy_paste.py``).
+``RecConAug``), ``randaugment.py`` (``RandAugment``), ``text_image_aug/`` (TIA: distort,
+stretch, perspective by moving least squares) and ``copy_paste.py`` (``CopyPaste``,
+``rotate_bbox``; its crop is ``tools/infer/utility.py``'s ``get_rotate_crop_image``). Which
+random generator each draws from is in its docstring: where it is the same generator, drawn in
+the same order, as PaddleOCR's class, seeding python's ``random`` and numpy's global RNG as
+PaddleOCR's run was seeded gives the same augmented sample (checked against PaddleOCR's classes
+in ``tests/test_training_data.py``, ``tests/test_training_copy_paste.py`` and
+``tests/test_training_cls_augment.py``).
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import random
 
 import cv2
 import numpy as np
+from PIL import Image, ImageEnhance, ImageOps
 
 from ptocr.errors import PtocrError
 from ptocr.transforms.crop import get_rotate_crop_image
 
-__all__ = ["EastRandomCropData", "IaaAugment", "CopyPaste", "RecAug", "RecConAug", "tia_distort", "tia_stretch",
-           "tia_perspective"]
+__all__ = ["EastRandomCropData", "IaaAugment", "CopyPaste", "BaseDataAugmentation", "RecAug", "RecConAug",
+           "RandAugment", "tia_distort", "tia_stretch", "tia_perspective"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,7 +476,8 @@ def tia_perspective(src: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# RecAug: TIA, then crop, blur, HSV, jitter, noise, inversion, each with its probability
+# BaseDataAugmentation: crop, blur, HSV, jitter, noise, inversion, each with its probability;
+# RecAug: TIA, then those
 # ---------------------------------------------------------------------------------------------
 _GAUSS_5x5 = cv2.getGaussianKernel(ksize=5, sigma=1, ktype=cv2.CV_32F)
 
@@ -518,32 +522,23 @@ def _gaussian_noise(image: np.ndarray, var: float = 0.1) -> np.ndarray:
     return np.uint8(np.clip(image + 0.5 * noise, 0, 255))
 
 
-class RecAug:
-    """PaddleOCR's recognition augmentation. With probability ``tia_prob`` (images at least
-    20 x 20): TIA distort, stretch, perspective (segments 3..6); then, each with its probability:
-    crop 1..8 rows off the top or bottom (at least 20 x 20), 5x5 Gaussian blur (sigma 1), HSV
-    value jitter, pixel jitter, Gaussian noise (var 0.1, halved), inversion (255 - x).
+class BaseDataAugmentation:
+    """PaddleOCR's basic image augmentation (RecAug without TIA; the direction classifier's):
+    each with its probability, crop 1..8 rows off the top or bottom (images at least 20 x 20),
+    5x5 Gaussian blur (sigma 1), HSV value jitter, pixel jitter, Gaussian noise (var 0.1,
+    halved), inversion (255 - x).
 
-    Random numbers: python's ``random`` for every decision and amount, numpy's global RNG for
-    TIA's control points and the noise, as PaddleOCR's.
+    Random numbers: python's ``random`` for every decision and amount, numpy's global RNG for the
+    noise, as PaddleOCR's.
     """
 
-    def __init__(self, tia_prob=0.4, crop_prob=0.4, reverse_prob=0.4, noise_prob=0.4, jitter_prob=0.4,
-                 blur_prob=0.4, hsv_aug_prob=0.4):
-        self.tia_prob, self.crop_prob, self.reverse_prob = tia_prob, crop_prob, reverse_prob
+    def __init__(self, crop_prob=0.4, reverse_prob=0.4, noise_prob=0.4, jitter_prob=0.4, blur_prob=0.4,
+                 hsv_aug_prob=0.4):
+        self.crop_prob, self.reverse_prob = crop_prob, reverse_prob
         self.noise_prob, self.jitter_prob, self.blur_prob, self.hsv_aug_prob = noise_prob, jitter_prob, blur_prob, hsv_aug_prob
-
-    @staticmethod
-    def _tia(image: np.ndarray) -> np.ndarray:
-        image = tia_distort(image, random.randint(3, 6))
-        image = tia_stretch(image, random.randint(3, 6))
-        return tia_perspective(image)
 
     def __call__(self, data: dict) -> dict:
         image = data["image"]
-        h, w = image.shape[:2]
-        if random.random() <= self.tia_prob and h >= 20 and w >= 20:
-            image = self._tia(image)
         h, w = image.shape[:2]
         if random.random() <= self.crop_prob and h >= 20 and w >= 20:
             image = _crop_rows(image)
@@ -554,6 +549,32 @@ class RecAug:
                 image = step(image)
         data["image"] = image
         return data
+
+
+class RecAug(BaseDataAugmentation):
+    """PaddleOCR's recognition augmentation: with probability ``tia_prob`` (images at least
+    20 x 20) TIA distort, stretch, perspective (segments 3..6), then :class:`BaseDataAugmentation`.
+
+    Random numbers: python's ``random`` for every decision and amount, numpy's global RNG for
+    TIA's control points and the noise, as PaddleOCR's.
+    """
+
+    def __init__(self, tia_prob=0.4, crop_prob=0.4, reverse_prob=0.4, noise_prob=0.4, jitter_prob=0.4,
+                 blur_prob=0.4, hsv_aug_prob=0.4):
+        super().__init__(crop_prob, reverse_prob, noise_prob, jitter_prob, blur_prob, hsv_aug_prob)
+        self.tia_prob = tia_prob
+
+    @staticmethod
+    def _tia(image: np.ndarray) -> np.ndarray:
+        image = tia_distort(image, random.randint(3, 6))
+        image = tia_stretch(image, random.randint(3, 6))
+        return tia_perspective(image)
+
+    def __call__(self, data: dict) -> dict:
+        h, w = data["image"].shape[:2]
+        if random.random() <= self.tia_prob and h >= 20 and w >= 20:
+            data["image"] = self._tia(data["image"])
+        return super().__call__(data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -593,4 +614,98 @@ class RecConAug:
             data["image"] = np.concatenate([self._at_height(data["image"]), self._at_height(extra["image"])], axis=1)
             data["label"] = data["label"] + extra["label"]
         data.pop("ext_data", None)
+        return data
+
+
+# ---------------------------------------------------------------------------------------------
+# RandAugment: a few PIL operations drawn at random, at one fixed magnitude (classification)
+# ---------------------------------------------------------------------------------------------
+def _random_sign() -> int:
+    return random.choice([-1, 1])
+
+
+def _affine(img, coefficients, fill, resample=Image.Resampling.NEAREST):
+    return img.transform(img.size, Image.Transform.AFFINE, coefficients, resample, fillcolor=fill)
+
+
+def _shear_x(img, level, fill):
+    return _affine(img, (1, level * _random_sign(), 0, 0, 1, 0), fill, Image.Resampling.BICUBIC)
+
+
+def _shear_y(img, level, fill):
+    return _affine(img, (1, 0, 0, level * _random_sign(), 1, 0), fill, Image.Resampling.BICUBIC)
+
+
+def _translate_x(img, level, fill):
+    return _affine(img, (1, 0, level * img.size[0] * _random_sign(), 0, 1, 0), fill)
+
+
+def _translate_y(img, level, fill):
+    return _affine(img, (1, 0, 0, 0, 1, level * img.size[1] * _random_sign()), fill)
+
+
+def _rotate_grey(img, level, fill):
+    """Turned counter-clockwise by ``level`` degrees (never clockwise: PaddleOCR draws no sign
+    here), nearest neighbour, the corners uncovered grey 128 whatever ``fillcolor`` says."""
+    turned = img.convert("RGBA").rotate(level)
+    grey = Image.new("RGBA", turned.size, (128, 128, 128, 128))
+    return Image.composite(turned, grey, turned).convert(img.mode)
+
+
+def _enhancer(kind):
+    def enhance(img, level, fill):
+        return kind(img).enhance(1 + level * _random_sign())
+    return enhance
+
+
+# Op name (PaddleOCR's, in its order: np.random.choice draws an index into it), the level at
+# magnitude 10, the operation (image, level, fillcolor).
+_RAND_OPS = (
+    ("shearX", 0.3, _shear_x), ("shearY", 0.3, _shear_y),
+    ("translateX", 150.0 / 331, _translate_x), ("translateY", 150.0 / 331, _translate_y),
+    ("rotate", 30, _rotate_grey), ("color", 0.9, _enhancer(ImageEnhance.Color)),
+    ("posterize", 4.0, lambda img, level, fill: ImageOps.posterize(img, level)),
+    ("solarize", 256.0, lambda img, level, fill: ImageOps.solarize(img, level)),
+    ("contrast", 0.9, _enhancer(ImageEnhance.Contrast)), ("sharpness", 0.9, _enhancer(ImageEnhance.Sharpness)),
+    ("brightness", 0.9, _enhancer(ImageEnhance.Brightness)),
+    ("autocontrast", 0, lambda img, level, fill: ImageOps.autocontrast(img)),
+    ("equalize", 0, lambda img, level, fill: ImageOps.equalize(img)),
+    ("invert", 0, lambda img, level, fill: ImageOps.invert(img)),
+)
+
+
+class RandAugment:
+    """PaddleOCR's RandAugment (the direction classifier's): with probability ``prob``,
+    ``num_layers`` operations drawn with replacement from shear x / y (bicubic), translate x / y
+    (nearest), rotate, colour, posterize, solarize, contrast, sharpness, brightness,
+    autocontrast, equalize, invert, each at ``magnitude`` / 10 of its largest level (shear 0.3,
+    translate 150/331 of the side, rotate 30 degrees, the enhancers' factors 1 +- 0.9, posterize
+    4 bits truncated, solarize threshold 256); shears and translations fill with ``fillcolor``.
+    The image goes through PIL as it is (a BGR array is taken for RGB, as PaddleOCR's does).
+
+    Random numbers: numpy's global RNG for the ``prob`` draw and each operation's choice,
+    python's ``random`` for the sign of the shears, translations and enhancer factors (rotate's
+    angle has none), as PaddleOCR's. A list ``fillcolor`` (a YAML config's) is taken as a tuple,
+    where PaddleOCR's PIL call fails on it.
+    """
+
+    def __init__(self, prob=0.5, num_layers=2, magnitude=5, fillcolor=(128, 128, 128)):
+        self.prob, self.num_layers, self.magnitude = prob, int(num_layers), magnitude
+        self.fillcolor = tuple(fillcolor) if isinstance(fillcolor, (list, tuple)) else fillcolor
+        fraction = magnitude / 10
+        self.levels = {name: int(top * fraction) if name == "posterize" else top * fraction
+                       for name, top, _ in _RAND_OPS}
+        self.ops = {name: op for name, _, op in _RAND_OPS}
+
+    def __call__(self, data: dict) -> dict:
+        if np.random.rand() > self.prob:
+            return data
+        image = data["image"]
+        if isinstance(image, np.ndarray):
+            image = Image.fromarray(np.ascontiguousarray(image))
+        names = [name for name, _, _ in _RAND_OPS]
+        for _ in range(self.num_layers):
+            name = str(np.random.choice(names))
+            image = self.ops[name](image, self.levels[name], self.fillcolor)
+        data["image"] = np.array(image)
         return data

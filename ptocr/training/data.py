@@ -15,9 +15,9 @@ Every transform is a callable on PaddleOCR's data dict (``image``, ``label``, ``
     rec:  relative/path.jpg<TAB>text          cls:  relative/path.jpg<TAB>0 (or 180)
 
 Where PaddleOCR logs a bad line or unreadable image and trains on a random other sample
-instead, these raise :class:`~ptocr.errors.PtocrError` naming the label file and line; labels
-can instead be dropped at construction with ``skip_invalid=True`` (listed in ``.skipped`` and
-warned about). Blank lines are no samples and are passed over. Images are decoded by
+instead, these raise :class:`~ptocr.errors.PtocrError` naming the label file and line, or, with
+``on_error="redraw"`` (what ``ptocr train`` uses), do as PaddleOCR; labels can also be dropped at
+construction with ``skip_invalid=True`` (listed in ``.skipped`` and warned about). Blank lines are no samples and are passed over. Images are decoded by
 :func:`ptocr.transforms.image.load_image` (BGR as PaddleOCR's ``DecodeImage img_mode: BGR``;
 transparent PNGs are composited on white where PaddleOCR drops the alpha).
 """
@@ -25,6 +25,7 @@ transparent PNGs are composited on white where PaddleOCR drops the alpha).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -44,6 +45,9 @@ from ptocr.transforms.cls import IMAGENET_MEAN, IMAGENET_STD
 from ptocr.transforms.det import det_resize, normalize_hwc, parse_scale
 from ptocr.transforms.image import load_image
 from ptocr.transforms.rec import resize_norm_img
+
+_log = logging.getLogger("ptocr.training")
+_MAX_REDRAWS = 100  # failed samples in a row that stop a dataset (one that can make none)
 
 __all__ = ["LabelLine", "read_label_files", "Compose", "DetLabelEncode", "NormalizeImage", "ToCHWImage",
            "DetResizeForTest", "RecResizeImg", "ClsResizeImg", "EncodeText", "ClsLabelEncode",
@@ -369,20 +373,33 @@ def _no_samples_message(label_files, skipped: list) -> str:
 
 
 class _LabelledImages(Dataset):
-    """Label lines + images under ``data_dir`` + transforms -> dicts of ``keep_keys``."""
+    """Label lines + images under ``data_dir`` + transforms -> dicts of ``keep_keys``.
+
+    ``on_error``: what a sample that cannot be made does (a missing or corrupt image, a label the
+    transforms refuse). ``"raise"`` (the default): a ``PtocrError`` naming the line. ``"redraw"``:
+    PaddleOCR's dataset: the error logged (logger ``ptocr.training``) and another sample drawn, a
+    random one in training (``train``), the next one otherwise; label lines that cannot make a
+    sample are kept for that (counted in a warning, listed in ``.invalid``), as PaddleOCR finds
+    them only when drawn. Either way a text refused after the augmentations (RecConAug's join)
+    is redrawn, and 100 failures in a row raise (PaddleOCR would draw forever).
+    """
 
     keep_keys: tuple = ()
 
     def __init__(self, label_files, data_dir, transforms, keep_keys=None, ratio_list=1.0, delimiter="\t",
-                 seed=None, skip_invalid: bool = False):
+                 seed=None, skip_invalid: bool = False, on_error: str = "raise", train: bool = True):
+        if on_error not in ("raise", "redraw"):
+            raise PtocrError(f"on_error must be 'raise' or 'redraw', not {on_error!r}")
         self.data_dir = Path(data_dir)
         self.transforms = transforms
+        self.on_error, self.train = on_error, train
         if keep_keys is not None:
             self.keep_keys = tuple(keep_keys)
         self.skipped: list[tuple[str, str]] = []
+        self.invalid: list[tuple[str, str]] = []
         self.lines = self._checked(read_label_files(label_files, ratio_list, delimiter, seed), skip_invalid)
-        if not self.lines:
-            raise PtocrError(_no_samples_message(label_files, self.skipped))
+        if not self.lines or len(self.invalid) == len(self.lines):
+            raise PtocrError(_no_samples_message(label_files, self.skipped or self.invalid))
 
     def check_label(self, line: LabelLine) -> None:
         """Raise PtocrError when the label cannot make a sample (subclasses)."""
@@ -393,14 +410,20 @@ class _LabelledImages(Dataset):
             try:
                 self.check_label(line)
             except PtocrError as e:
-                if not skip_invalid:
+                if self.on_error == "redraw" and not skip_invalid:
+                    self.invalid.append((line.where, str(e)))
+                elif not skip_invalid:
                     raise PtocrError(f"{line.where}: {e}") from None
-                self.skipped.append((line.where, str(e)))
-                continue
+                else:
+                    self.skipped.append((line.where, str(e)))
+                    continue
             kept.append(line)
         if self.skipped:
             warnings.warn(f"{len(self.skipped)} label lines skipped (see .skipped), first: {self.skipped[0]}",
                           stacklevel=3)
+        if self.invalid:
+            warnings.warn(f"{len(self.invalid)} of {len(lines)} label lines cannot make a sample and will be redrawn "
+                          f"when drawn (see .invalid), first: {self.invalid[0]}", stacklevel=3)
         return kept
 
     def __len__(self) -> int:
@@ -462,8 +485,24 @@ class _LabelledImages(Dataset):
             data["ext_data"] = extra
         return self.transformed(data, line, self.transforms)
 
+    def draw(self, index: int, next_on_failure: bool = False) -> dict:
+        """:meth:`sample` of line ``index``, or of the line drawn in its place where it fails (see
+        ``on_error``): random in training, else the next (``next_on_failure``: always the next,
+        as PaddleOCR's MultiScaleDataSet)."""
+        for _ in range(_MAX_REDRAWS):
+            try:
+                return self.sample(self.lines[index])
+            except Exception as e:  # PaddleOCR's dataset redraws on any exception; raise mode re-raises
+                if not isinstance(e, TextRefused):
+                    if self.on_error == "raise":
+                        raise
+                    _log.warning("%s: %s; drawing another sample", type(e).__name__, e)
+                failure = e
+            index = np.random.randint(len(self)) if self.train and not next_on_failure else (index + 1) % len(self)
+        raise PtocrError(f"{_MAX_REDRAWS} samples in a row could not be made; the last: {failure}")
+
     def __getitem__(self, index: int) -> dict:
-        return self.output(self.sample(self.lines[index]))
+        return self.output(self.draw(index))
 
 
 def ext_data_step(transforms) -> tuple[int, int]:
@@ -494,7 +533,7 @@ class DetDataset(_LabelledImages):
             transforms = det_train_transforms(copy_paste=copy_paste) if train else det_eval_transforms()
         self.keep_keys = self.TRAIN_KEYS if train else self.EVAL_KEYS
         self._quads = None
-        super().__init__(label_files, data_dir, transforms, keep_keys, **options)
+        super().__init__(label_files, data_dir, transforms, keep_keys, train=train, **options)
 
     def check_label(self, line: LabelLine) -> None:
         parse_det_label(line.label)
@@ -539,7 +578,6 @@ class RecDataset(_LabelledImages):
         settings = REC_DEFAULTS[generation]
         # An encoder is taken as it is: CTCLabelEncode, or MultiHead's MultiLabelEncode (its .keys).
         self.encoder = dictionary if hasattr(dictionary, "encode") else CTCLabelEncode(dictionary, max_text_length)
-        self.train = train
         if transforms is None:
             transforms = self._default_transforms(settings, train)
         # resize: a config's own RecResizeImg (e.g. the v2.0 recognizers' 3 x 32 x 320)
@@ -547,7 +585,7 @@ class RecDataset(_LabelledImages):
         self.image_shape = self.resize.image_shape
         labels = getattr(self.encoder, "keys", ("label", "length"))
         self.keep_keys = ("image", *labels, *self.KEYS[3:])
-        super().__init__(label_files, data_dir, transforms, keep_keys, **options)
+        super().__init__(label_files, data_dir, transforms, keep_keys, train=train, **options)
 
     def _default_transforms(self, settings: dict, train: bool) -> Compose:
         steps = []
@@ -569,13 +607,7 @@ class RecDataset(_LabelledImages):
         multi_scale = isinstance(index, (tuple, list))
         if multi_scale:
             width, height, index = int(index[0]), int(index[1]), int(index[2])
-        while True:
-            try:
-                data = self.sample(self.lines[index])
-                break
-            except TextRefused:  # PaddleOCR's redraw: a random sample in training (SimpleDataSet), else
-                # the next one (its evaluation, and MultiScaleDataSet always)
-                index = np.random.randint(len(self)) if self.train and not multi_scale else (index + 1) % len(self)
+        data = self.draw(index, next_on_failure=multi_scale)
         data.pop("ext_data", None)  # RecConAug leaves it where it appends nothing, as PaddleOCR's
         resize = self.resize if (width, height) == tuple(self.image_shape[:0:-1]) else \
             RecResizeImg((self.image_shape[0], height, width))
@@ -586,8 +618,8 @@ class RecDataset(_LabelledImages):
 
 class ClsDataset(_LabelledImages):
     """Orientation samples (``path<TAB>0`` or ``180``): ``image`` 3 x 48 x 192, ``label``
-    int64. No augmentation by default (PaddleOCR's cls config adds BaseDataAugmentation and
-    RandAugment: pass ``transforms`` before the resize yourself)."""
+    int64. No augmentation by default (PaddleOCR's cls config adds ``augment.BaseDataAugmentation``
+    and ``augment.RandAugment``: pass them as ``transforms``, run before the resize)."""
 
     def __init__(self, label_files, data_dir, label_list=("0", "180"), image_shape=(3, 48, 192), transforms=None,
                  **options):

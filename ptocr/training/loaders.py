@@ -14,7 +14,7 @@ name overriding them as ``create_operators`` merges Global in), in the config's 
   is the dataset's resize (MultiScaleDataSet has none: it resizes to the sampler's scale after
   the ops); cls: ``ClsLabelEncode`` first (its ``label_list``: Global's), ``ClsResizeImg`` last.
 
-An op not in the table (``BaseDataAugmentation``, ``RandAugment``, ``SVTRRecAug``, ...) or an
+An op not in the table (``SVTRRecAug``, ``ABINetRecAug``, ...) or an
 argument its class does not take is refused by name. ``loader``: ``batch_size_per_card``,
 ``shuffle``, ``drop_last``, ``num_workers`` (``use_shared_memory`` has no torch meaning).
 """
@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from torch.utils.data import DataLoader
 
 from ptocr.errors import PtocrError
-from ptocr.training.augment import CopyPaste, EastRandomCropData, IaaAugment, RecAug, RecConAug
+from ptocr.training.augment import (BaseDataAugmentation, CopyPaste, EastRandomCropData, IaaAugment, RandAugment,
+                                    RecAug, RecConAug)
 from ptocr.training.data import (ClsDataset, ClsLabelEncode, Compose, DetDataset, DetLabelEncode, DetResizeForTest,
                                  EncodeText, MultiScaleSampler, NormalizeImage, RecDataset, RecResizeImg, ToCHWImage,
                                  ext_data_step, collate)
@@ -45,6 +46,7 @@ TRANSFORMS = {
     "NormalizeImage": (NormalizeImage, ("det",)), "ToCHWImage": (ToCHWImage, ("det",)),
     "DetResizeForTest": (DetResizeForTest, ("det",)),
     "RecConAug": (RecConAug, ("rec",)), "RecAug": (RecAug, ("rec",)),
+    "BaseDataAugmentation": (BaseDataAugmentation, ("cls",)), "RandAugment": (RandAugment, ("cls",)),
 }
 # Op arguments PaddleOCR takes and does nothing with, and why (accepted, dropped).
 _NO_EPOCH = "grows shrink_ratio only with an 'epoch' argument, which tools/train.py never gives"
@@ -181,7 +183,7 @@ def _rec_dataset(ops, common: dict, train: bool, where: str, settings: DataSetti
                       transforms=_compose(ops, "rec", where, encoder, settings.glob))
 
 
-def _cls_dataset(ops, common: dict, where: str, settings: DataSettings):
+def _cls_dataset(ops, common: dict, train: bool, where: str, settings: DataSettings):
     ops, resize_args = _split_resize(ops, "ClsResizeImg", where)
     if not ops or ops[0][0] != "ClsLabelEncode":
         raise PtocrError(f"{where}.transforms: a classifier's list needs ClsLabelEncode right after DecodeImage")
@@ -191,7 +193,7 @@ def _cls_dataset(ops, common: dict, where: str, settings: DataSettings):
                          f"{settings.class_dim}")
     middle = _compose(ops[1:], "cls", where, glob=settings.glob) if ops[1:] else None
     shape = resize_args.get("image_shape", (3, 48, 192))
-    return ClsDataset(**common, label_list=label_list, image_shape=shape, transforms=middle)
+    return ClsDataset(**common, label_list=label_list, image_shape=shape, transforms=middle, train=train)
 
 
 def build_dataset(section: dict, mode: str, settings: DataSettings):
@@ -222,14 +224,14 @@ def build_dataset(section: dict, mode: str, settings: DataSettings):
             raise PtocrError(f"{where}.{key} is not set (-o {where}.{key}=...)")
     common = {"label_files": spec["label_file_list"], "data_dir": spec["data_dir"],
               "ratio_list": spec.get("ratio_list", 1.0), "delimiter": spec.get("delimiter", "\t"),
-              "seed": settings.seed}
+              "seed": settings.seed, "on_error": "redraw"}  # a bad image or label: PaddleOCR logs and redraws
     ops, train = _ops(spec, where), mode == "Train"
     if settings.task == "det":
         dataset = _det_dataset(ops, common, train, where, settings)
     elif settings.task == "rec":
         dataset = _rec_dataset(ops, common, train, where, settings, multi_scale)
     else:
-        dataset = _cls_dataset(ops, common, where, settings)
+        dataset = _cls_dataset(ops, common, train, where, settings)
     _check_ext_op_transform_idx(spec, dataset, where)
     return dataset
 
