@@ -32,8 +32,8 @@ if str(REPO) not in sys.path:  # verification/ and tools/ are not in the wheel
     sys.path.insert(0, str(REPO))
 
 DOCS = [REPO / "README.md", *sorted((REPO / "doc").glob("*.md"))]
-# Options of other programs the docs show (pip's, gunicorn's).
-FOREIGN_OPTIONS = {"--index-url", "--no-deps", "--preload"}
+# Options of other programs the docs show (pip's, gunicorn's, torchrun's).
+FOREIGN_OPTIONS = {"--index-url", "--no-deps", "--preload", "--nproc_per_node"}
 # PaddleOCR's own files the docs cite (its tools/, not ours).
 FOREIGN_PATHS = {"tools/eval.py", "tools/infer/predict_system.py"}
 

@@ -31,7 +31,9 @@
   log a sample that cannot be made and draw another, as PaddleOCR's (``ptocr train`` does).
 * :mod:`ptocr.training.trainer`: ``ptocr train -c CONFIG.yml`` / ``train(config, overrides)``, PaddleOCR's
   ``tools/train.py`` loop from its config (``config``, ``architecture``, ``loaders``, ``components``,
-  ``train_state``: the config's sections -> these pieces; checkpoints without pickle).
+  ``train_state``: the config's sections -> these pieces; checkpoints without pickle;
+  ``distributed``: several processes under ``torchrun -m ptocr train``, Train split by
+  ``data.DistributedBatchSampler``, Paddle's).
 * :mod:`ptocr.training.metrics`: what ``tools/eval.py`` prints (``DetMetric``: precision /
   recall / hmean; ``RecMetric``: acc / norm_edit_dis; ``ClsMetric``), and ``evaluate_det`` /
   ``evaluate_rec`` / ``evaluate_cls`` of a predictor over a label file.

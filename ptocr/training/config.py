@@ -24,9 +24,10 @@ __all__ = ["load_config", "apply_overrides", "check_config", "read_config", "SEC
 SECTIONS = ("Global", "Architecture", "Loss", "Optimizer", "PostProcess", "Metric", "Train", "Eval")
 REQUIRED = ("Global", "Architecture", "Loss", "Optimizer", "PostProcess", "Metric", "Train")
 
-# Global keys whose value PaddleOCR's own training makes no difference on one process, with why.
+# Global keys whose value makes no difference to PaddleOCR's own training, with why.
 HARMLESS = {
-    "distributed": "tools/program.py's preprocess overwrites it with dist.get_world_size() != 1",
+    "distributed": "tools/program.py's preprocess overwrites it with dist.get_world_size() != 1; ptocr takes "
+                   "the world size from torchrun's environment (WORLD_SIZE) likewise",
     "d2s_train_image_shape": "read only with Global.to_static (refused unless off) and by the exporter",
     "load_static_weights": "PaddleOCR 2.0's switch for static-graph backbone weights; its load_model no longer "
                            "reads it, and ptocr reads each weight format by itself",
@@ -38,12 +39,12 @@ HARMLESS = {
 GLOBAL_KEYS = {
     "read": {"use_gpu", "epoch_num", "log_smooth_window", "print_batch_step", "save_model_dir", "save_epoch_step",
              "eval_batch_step", "cal_metric_during_train", "calc_epoch_interval", "pretrained_model", "checkpoints",
-             "character_dict_path", "use_space_char", "max_text_length", "seed", "label_list"},
+             "character_dict_path", "use_space_char", "max_text_length", "seed", "label_list",
+             "log_ranks", "find_unused_parameters", "use_sync_bn"},
     "other_tools": {"debug", "infer_img", "save_inference_dir", "infer_mode", "character_type", "save_res_path",
-                    "log_ranks", "print_mem_info", "model_name", "pdx_model_name", "use_tensorrt", "export_with_pir",
-                    "find_unused_parameters"},
+                    "print_mem_info", "model_name", "pdx_model_name", "use_tensorrt", "export_with_pir"},
     "harmless": set(HARMLESS),
-    "off_only": {"use_visualdl", "use_wandb", "use_amp", "use_sync_bn", "uniform_output_enabled", "use_xpu",
+    "off_only": {"use_visualdl", "use_wandb", "use_amp", "uniform_output_enabled", "use_xpu",
                  "use_npu", "use_mlu", "use_gcu", "to_static", "amp_level", "scale_loss", "use_dynamic_loss_scaling",
                  "amp_dtype", "amp_custom_black_list", "amp_custom_white_list", "eval_batch_epoch"},
 }

@@ -51,8 +51,8 @@ _MAX_REDRAWS = 100  # failed samples in a row that stop a dataset (one that can 
 
 __all__ = ["LabelLine", "read_label_files", "Compose", "DetLabelEncode", "NormalizeImage", "ToCHWImage",
            "DetResizeForTest", "RecResizeImg", "ClsResizeImg", "EncodeText", "ClsLabelEncode",
-           "DetDataset", "RecDataset", "ClsDataset", "MultiScaleSampler", "collate", "det_train_transforms",
-           "det_eval_transforms", "IGNORE_TAGS"]
+           "DetDataset", "RecDataset", "ClsDataset", "MultiScaleSampler", "DistributedBatchSampler", "collate",
+           "det_train_transforms", "det_eval_transforms", "IGNORE_TAGS"]
 
 IGNORE_TAGS = ("*", "###")  # transcriptions that mark a region to ignore (DetLabelEncode)
 
@@ -764,3 +764,58 @@ class MultiScaleSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self._batches)
+
+
+class DistributedBatchSampler(Sampler):
+    """Paddle's ``paddle.io.DistributedBatchSampler``, which PaddleOCR's ``build_dataloader``
+    gives every Train loader without a sampler: the batches of replica ``rank`` of
+    ``num_replicas``, ``batch_size`` samples each, over ``num_samples`` indices.
+
+    As Paddle's: the indices ``0..N-1`` are padded with their first ones to a multiple of
+    ``num_replicas`` (``ceil(N / num_replicas)`` each), then shuffled (``shuffle``) by
+    ``np.random.RandomState(epoch)``, the same on every replica; replica r takes the r-th block of
+    ``batch_size`` in every ``batch_size * num_replicas``, and an even share of the incomplete
+    last round; a last short batch is dropped with ``drop_last``. ``epoch`` starts at 0 and a
+    shuffled pass moves it on by one; :meth:`set_epoch` sets it."""
+
+    def __init__(self, num_samples: int, batch_size: int, num_replicas: int = 1, rank: int = 0,
+                 shuffle: bool = False, drop_last: bool = False):
+        if num_samples < 1 or batch_size < 1 or not 0 <= rank < num_replicas:
+            raise PtocrError(f"DistributedBatchSampler: rank {rank} of {num_replicas} replicas, batch size "
+                             f"{batch_size}, {num_samples} samples")
+        self.dataset_size, self.batch_size = int(num_samples), int(batch_size)
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
+        self.shuffle, self.drop_last, self.epoch = bool(shuffle), bool(drop_last), 0
+        self.num_samples = math.ceil(self.dataset_size / self.num_replicas)  # this replica's share
+        self.total_size = self.num_samples * self.num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _mine(self, indices: list[int]) -> list[int]:
+        bs, reps = self.batch_size, self.num_replicas
+        last = self.total_size % (bs * reps)  # the incomplete last round, shared evenly
+        mine = []
+        for start in range(self.rank * bs, len(indices) - last, bs * reps):
+            mine.extend(indices[start:start + bs])
+        share = last // reps
+        tail = indices[len(indices) - last:]
+        return mine + tail[self.rank * share:(self.rank + 1) * share]
+
+    def __iter__(self):
+        # A generator: the pass (and its epoch) starts when the DataLoader reads the first batch.
+        indices = list(range(self.dataset_size))
+        padding = self.total_size - len(indices)
+        indices += (indices * math.ceil(padding / len(indices)))[:padding]
+        if self.shuffle:
+            np.random.RandomState(self.epoch).shuffle(indices)
+            self.epoch += 1
+        if self.num_replicas > 1:
+            indices = self._mine(indices)
+        for start in range(0, len(indices), self.batch_size):
+            batch = indices[start:start + self.batch_size]
+            if len(batch) == self.batch_size or not self.drop_last:
+                yield batch
+
+    def __len__(self) -> int:
+        return (self.num_samples + (0 if self.drop_last else self.batch_size - 1)) // self.batch_size

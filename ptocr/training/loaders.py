@@ -30,8 +30,8 @@ from ptocr.errors import PtocrError
 from ptocr.training.augment import (BaseDataAugmentation, CopyPaste, EastRandomCropData, IaaAugment, RandAugment,
                                     RecAug, RecConAug)
 from ptocr.training.data import (ClsDataset, ClsLabelEncode, Compose, DetDataset, DetLabelEncode, DetResizeForTest,
-                                 EncodeText, MultiScaleSampler, NormalizeImage, RecDataset, RecResizeImg, ToCHWImage,
-                                 ext_data_step, collate)
+                                 DistributedBatchSampler, EncodeText, MultiScaleSampler, NormalizeImage, RecDataset,
+                                 RecResizeImg, ToCHWImage, ext_data_step, collate)
 from ptocr.training.labels import MakeBorderMap, MakeShrinkMap
 from ptocr.training.multihead import MultiLabelEncode
 
@@ -252,7 +252,7 @@ def _check_ext_op_transform_idx(spec: dict, dataset, where: str) -> None:
                          f"{position + 1}")
 
 
-def _sampler(section: dict, dataset, seed: int) -> MultiScaleSampler:
+def _sampler(section: dict, dataset, seed: int, num_replicas: int, rank: int) -> MultiScaleSampler:
     spec = dict(section["sampler"])
     unknown = set(spec) - _SAMPLER_KEYS
     if spec.get("name") != "MultiScaleSampler" or unknown:
@@ -261,11 +261,15 @@ def _sampler(section: dict, dataset, seed: int) -> MultiScaleSampler:
     if not isinstance(dataset, RecDataset):
         raise PtocrError("Train.sampler MultiScaleSampler is a recognizer's")
     spec.pop("name")
-    return MultiScaleSampler(len(dataset), seed=seed, **spec)
+    return MultiScaleSampler(len(dataset), seed=seed, num_replicas=num_replicas, rank=rank, **spec)
 
 
-def build_loader(section: dict, mode: str, dataset, seed: int = 1024) -> DataLoader:
-    """A config section's ``loader`` (and ``sampler``) over ``dataset``."""
+def build_loader(section: dict, mode: str, dataset, seed: int = 1024, num_replicas: int = 1,
+                 rank: int = 0) -> DataLoader:
+    """A config section's ``loader`` (and ``sampler``) over ``dataset``. With ``num_replicas`` > 1
+    (several training processes), Train's batches are replica ``rank``'s share, as PaddleOCR's
+    ``build_dataloader`` splits them (``DistributedBatchSampler``, or MultiScaleSampler's own
+    split); Eval stays whole (PaddleOCR's ``BatchSampler``: rank 0 evaluates alone)."""
     loader = section.get("loader") or {}
     unknown = set(loader) - _LOADER_KEYS
     if unknown:
@@ -277,7 +281,12 @@ def build_loader(section: dict, mode: str, dataset, seed: int = 1024) -> DataLoa
     if section.get("sampler"):
         if mode != "Train":
             raise PtocrError(f"{mode}.sampler: only Train takes a sampler")
-        return DataLoader(dataset, batch_sampler=_sampler(section, dataset, seed), collate_fn=collate,
-                          num_workers=workers)
-    return DataLoader(dataset, batch_size=int(loader["batch_size_per_card"]), shuffle=bool(loader.get("shuffle", False)),
-                      drop_last=bool(loader.get("drop_last", False)), num_workers=workers, collate_fn=collate)
+        return DataLoader(dataset, batch_sampler=_sampler(section, dataset, seed, num_replicas, rank),
+                          collate_fn=collate, num_workers=workers)
+    batch_size, shuffle, drop_last = (int(loader["batch_size_per_card"]), bool(loader.get("shuffle", False)),
+                                      bool(loader.get("drop_last", False)))
+    if mode == "Train" and num_replicas > 1:
+        sampler = DistributedBatchSampler(len(dataset), batch_size, num_replicas, rank, shuffle, drop_last)
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last, num_workers=workers,
+                      collate_fn=collate)

@@ -15,6 +15,8 @@ indicator is at least the best so far, ``latest`` after every epoch and ``iter_e
 ``save_epoch_step`` epochs (:mod:`~ptocr.training.train_state`: a model file ``ptocr.load``
 reads, and the optimizer / scheduler / step state beside it). ``Global.checkpoints`` resumes as
 PaddleOCR does: at the epoch after the saved one, at its global step, with its best metric.
+Started by torchrun, each process trains on its share of the Train batches in
+DistributedDataParallel (:mod:`~ptocr.training.distributed`); rank 0 logs, evaluates and saves.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ from ptocr.training.architecture import ConfigArchitecture, architecture_for
 from ptocr.training.components import (GLOBAL_DEFAULTS, build_dictionary, build_loss, build_metric, build_model,
                                        build_postprocess, guard_nan, select_device, set_seed, wrap_multihead)
 from ptocr.training.config import read_config
+from ptocr.training.data import DistributedBatchSampler
+from ptocr.training.distributed import World, current_world, data_parallel, init_process_group, process_group, \
+    sync_batchnorm
 from ptocr.training.labels import CTCLabelEncode
 from ptocr.training.loaders import DataSettings, build_dataset, build_loader
 from ptocr.training.metrics import RecMetric
@@ -73,16 +78,29 @@ class TrainingStats:
         return ", ".join(f"{k}: {v:x<6f}" for k, v in self.get().items())
 
 
+def _log_ranks(value) -> set[int]:
+    """Global.log_ranks: PaddleOCR's "0,1" (a string), an int or a list."""
+    items = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
+    try:
+        return {int(i) for i in items}
+    except (TypeError, ValueError):
+        raise PtocrError(f"Global.log_ranks {value!r}: the ranks that log, e.g. \"0\" or \"0,1\"") from None
+
+
 @contextmanager
-def _log_to(save_model_dir: Path):
-    """The ``ptocr.train`` logger to stdout and ``save_model_dir/train.log`` for the run."""
+def _log_to(save_model_dir: Path, world: World = World(), log_ranks="0"):
+    """The ``ptocr.train`` logger to stdout and ``save_model_dir/train.log`` for the run. As
+    PaddleOCR's get_logger: only rank 0 writes train.log; the ranks of ``log_ranks`` log at INFO,
+    the others only errors."""
     fmt = logging.Formatter("[%(asctime)s] ptocr %(levelname)s: %(message)s", "%Y/%m/%d %H:%M:%S")
-    handlers = [logging.StreamHandler(sys.stdout), logging.FileHandler(save_model_dir / "train.log", encoding="utf-8")]
+    handlers = [logging.StreamHandler(sys.stdout)]
+    if world.main:
+        handlers.append(logging.FileHandler(save_model_dir / "train.log", encoding="utf-8"))
     level, propagate = log.level, log.propagate
     for h in handlers:
         h.setFormatter(fmt)
         log.addHandler(h)
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.INFO if world.rank in _log_ranks(log_ranks) else logging.ERROR)
     log.propagate = False
     try:
         yield
@@ -136,6 +154,8 @@ class Trainer:
     metric: object
     label_list: list | None = None
     resume_state: tuple | None = None  # load_states(Global.checkpoints)
+    world: World = World()
+    model: nn.Module | None = None  # what a step runs: ``net`` in DistributedDataParallel, or ``net``
 
     @classmethod
     def from_config(cls, config, overrides=()) -> Trainer:
@@ -143,8 +163,10 @@ class Trainer:
         glob = {**GLOBAL_DEFAULTS, **{k: v for k, v in config["Global"].items() if v is not None}}
         config["Global"] = glob
         arch = architecture_for(config["Architecture"])
+        world = current_world()  # Global.distributed is this, as tools/program.py overwrites it
+        init_process_group(world, bool(glob.get("use_gpu")))
         device = select_device(glob)
-        set_seed(int(glob["seed"]))
+        set_seed(int(glob["seed"]))  # the same on every rank, as tools/train.py
         dictionary, encoder, label_list = None, None, None
         if arch.task == "rec":
             dictionary = build_dictionary(glob)
@@ -153,7 +175,7 @@ class Trainer:
         settings = DataSettings(arch.task, encoder, arch.class_dim, int(glob["seed"]),
                                 multi_label=isinstance(criterion, MultiLoss), glob=glob)
         train_set = build_dataset(config["Train"], "Train", settings)
-        train_loader = build_loader(config["Train"], "Train", train_set, settings.seed)
+        train_loader = build_loader(config["Train"], "Train", train_set, settings.seed, world.size, world.rank)
         if len(train_loader) == 0:
             raise PtocrError(f"no batches in the train data: {len(train_set)} samples, batch_size_per_card "
                              f"{config['Train'].get('loader', {}).get('batch_size_per_card')} with drop_last")
@@ -178,10 +200,13 @@ class Trainer:
         elif arch.gtc_head is not None:
             log.warning("Loss %s: MultiHead's %s branch is not trained (Loss MultiLoss trains it)",
                         config["Loss"].get("name"), next(iter(arch.gtc_head)))
+        if glob.get("use_sync_bn"):  # before the optimizer, as tools/train.py
+            net = sync_batchnorm(net, world, device)
         net = net.to(device).train()
         recipe = create_optimizer(net, config, epochs=int(glob["epoch_num"]), steps_per_epoch=len(train_loader))
+        model = data_parallel(net, world, device, bool(glob.get("find_unused_parameters")))
         return cls(config, arch, device, net, dictionary, train_loader, eval_loader, criterion, recipe, post, metric,
-                   label_list, resume_state)
+                   label_list, resume_state, world, model)
 
     @property
     def multihead(self) -> bool:
@@ -223,6 +248,8 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self, prefix: str, epoch: int, global_step: int, best: dict) -> None:
+        if not self.world.main:  # the ranks hold the same weights: rank 0 writes them
+            return
         path = Path(self.config["Global"]["save_model_dir"]) / prefix
         info = {"epoch": epoch, "global_step": global_step, "best_model_dict": best,
                 "architecture": self.arch.name}
@@ -268,8 +295,9 @@ class Trainer:
         stdout and ``save_model_dir/train.log``)."""
         glob = self.config["Global"]
         save_dir = Path(glob["save_model_dir"])
-        save_dir.mkdir(parents=True, exist_ok=True)
-        write_atomically(save_dir / "config.yml", yaml.safe_dump(self.config, sort_keys=False, allow_unicode=True))
+        if self.world.main:
+            save_dir.mkdir(parents=True, exist_ok=True)
+            write_atomically(save_dir / "config.yml", yaml.safe_dump(self.config, sort_keys=False, allow_unicode=True))
         return self._loop(glob, save_dir)
 
     def _eval_schedule(self, glob: dict) -> tuple[int, int]:
@@ -281,7 +309,15 @@ class Trainer:
     def step(self, batch: dict) -> tuple[object, dict]:
         """One iteration, tools/program.py's: forward, loss, backward, then clip, update, LR step."""
         batch = _to(batch, self.device)
-        preds = self.net(batch["image"], batch) if self.multihead else self.net(batch["image"])
+        model = self.net if self.model is None else self.model
+        try:
+            preds = model(batch["image"], batch) if self.multihead else model(batch["image"])
+        except RuntimeError as e:  # DistributedDataParallel: a parameter had no gradient last step
+            if "find_unused_parameters" not in str(e):
+                raise
+            raise PtocrError("some parameters of the network get no gradient in a step (e.g. a frozen or unused "
+                             "branch): set -o Global.find_unused_parameters=true, as PaddleOCR's DataParallel "
+                             "needs") from None
         losses = self.criterion(preds, batch)
         self.recipe.optimizer.zero_grad()
         losses["loss"].backward()
@@ -306,10 +342,18 @@ class Trainer:
         steps = len(self.train_loader)
         log.info("train %s (%s) on %s: %d iterations an epoch, epochs %d to %d", self.arch.name, self.arch.task,
                  self.device, steps, start_epoch, epochs)
+        if self.world.distributed:
+            log.info("%d processes, each on its share of the Train batches; rank 0 evaluates and saves",
+                     self.world.size)
         if self.eval_loader is not None:
             log.info("after the %dth iteration, an evaluation is run every %d iterations", start_eval, every)
         samples, reader_cost, batch_cost, eta = 0, 0.0, 0.0, collections.deque(maxlen=50)
+        sampler = getattr(self.train_loader, "batch_sampler", None)
         for epoch in range(start_epoch, epochs + 1):
+            if isinstance(sampler, DistributedBatchSampler):
+                # Paddle's sampler counts its passes from 0: epoch - 1 is that count in a straight
+                # run, and keeps it in a resumed one (where Paddle's would restart at 0).
+                sampler.set_epoch(epoch - 1)
             reader_start = time.time()
             for idx, batch in enumerate(self.train_loader):
                 reader_cost += time.time() - reader_start
@@ -331,7 +375,8 @@ class Trainer:
                              reader_cost / print_step, batch_cost / print_step, samples / print_step,
                              samples / batch_cost if batch_cost else 0.0, datetime.timedelta(seconds=int(left)))
                     samples, reader_cost, batch_cost = 0, 0.0, 0.0
-                if self.eval_loader is not None and global_step > start_eval and (global_step - start_eval) % every == 0:
+                if self.eval_loader is not None and self.world.main and global_step > start_eval \
+                        and (global_step - start_eval) % every == 0:  # rank 0 alone, on the whole Eval set
                     self._evaluate_and_keep_best(epoch, global_step, best)
                 reader_start = time.time()
             self.save("latest", epoch, global_step, best)
@@ -346,8 +391,10 @@ def train(config, overrides=()) -> dict:
     path or a dict; ``overrides``: ``["Global.epoch_num=3", ...]`` or ``{"Global.epoch_num": 3}``.
     Returns ``{"best": the best metric dict, "global_step", "save_model_dir"}``."""
     config = read_config(config, overrides)
-    save_dir = Path(config["Global"].get("save_model_dir") or GLOBAL_DEFAULTS["save_model_dir"])
-    save_dir.mkdir(parents=True, exist_ok=True)
-    with _log_to(save_dir):
+    glob, world = config["Global"], current_world()
+    save_dir = Path(glob.get("save_model_dir") or GLOBAL_DEFAULTS["save_model_dir"])
+    if world.main:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    with _log_to(save_dir, world, glob.get("log_ranks") or "0"), process_group(world, bool(glob.get("use_gpu"))):
         return Trainer.from_config(config).run()
 
