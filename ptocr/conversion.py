@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # for annotations only: no import of the converter at run time
     from converter.convert import Conversion
 
-__all__ = ["PADDLE_SUFFIXES", "convert_paddle", "convert_once", "is_paddle_source", "write_transformers_checkpoint"]
+__all__ = ["PADDLE_SUFFIXES", "convert_paddle", "convert_once", "is_paddle_source", "write_transformers_checkpoint",
+           "read_training_tensors", "map_tensors"]
 
 # Files that name a source model converted on load (a folder names one too): Paddle's and
 # ONNX files exported from Paddle programs. The converter's reader takes each (or, for
@@ -71,3 +72,28 @@ def write_transformers_checkpoint(state: dict, config: dict, classes: list[str] 
     from converter.transformers_checkpoint import write_transformers_folder
 
     return write_transformers_folder(state, config, classes, dst, force=force)
+
+
+def read_training_tensors(src: str | os.PathLike, submodel: str | None = None) -> dict:
+    """``{name: numpy array}`` of the PaddleOCR training checkpoint ``src`` (``.pdparams``, read
+    without pickle by the converter's reader; a distillation checkpoint's ``submodel``, the
+    Student by default), or ``PtocrError`` where ``src`` is another kind of Paddle model."""
+    from converter.readers import read_source
+    from converter.readers.formats import PADDLE_TRAIN
+    from ptocr.errors import PtocrError
+
+    source = read_source(src, submodel=submodel)
+    if source.format != PADDLE_TRAIN:
+        raise PtocrError(f"{src}: not a PaddleOCR training checkpoint (.pdparams)")
+    return source.tensors
+
+
+def map_tensors(tensors: dict, rules, module, what: str) -> dict:
+    """``tensors`` renamed by ``rules`` (``(pattern, replacement or None to drop, reason)``) onto
+    ``module``'s state dict by the converter's mapping engine: every tensor placed, every shape
+    checked, Linear weights transposed by the target module's type; ``PtocrError`` naming what
+    does not fit."""
+    from converter.mapping import Rule, Target, apply
+
+    mapped = apply(tensors, [Rule(*rule) for rule in rules], Target.from_module(module), what=what)
+    return mapped.state_dict

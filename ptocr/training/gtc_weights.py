@@ -5,7 +5,7 @@ A recognizer's checkpoint holds MultiHead's whole state: the CTC branch (``backb
 converts, and the training-only GTC branch (``head.before_gtc.*`` + ``head.gtc_head.*``, or
 ``head.sar_head.*``), read here onto ``MultiHeadTraining.branch``. The file goes through the
 converter's pickle-free reader (distillation checkpoints: the Student by default) and its
-mapping engine (every tensor placed, every shape checked, Linear weights transposed by the
+mapping engine, through ``ptocr.conversion`` (the runtime's one door to the converter) (every tensor placed, every shape checked, Linear weights transposed by the
 target module's type).
 """
 
@@ -16,6 +16,7 @@ import os
 import torch
 from torch import nn
 
+from ptocr.conversion import map_tensors, read_training_tensors
 from ptocr.errors import PtocrError
 
 # Paddle name -> branch name; None drops. Order matters: the first matching drop ends a name.
@@ -33,23 +34,18 @@ def load_gtc_branch(branch: nn.Module, path: str | os.PathLike, submodel: str | 
     """Fill ``branch`` (``MultiHeadTraining.branch``) from the checkpoint at ``path``, or raise
     ``PtocrError`` naming what does not fit (a checkpoint without the branch, a head of another
     dictionary size, tensors of another architecture)."""
-    from converter.mapping import Rule, Target, apply
-    from converter.readers import read_source
-    from converter.readers.formats import PADDLE_TRAIN
-
-    source = read_source(path, submodel=submodel)
-    if source.format != PADDLE_TRAIN:
-        raise PtocrError(f"{path}: not a training checkpoint; the GTC branch is only in PaddleOCR's .pdparams")
-    tensors = source.tensors
+    try:
+        tensors = read_training_tensors(path, submodel=submodel)
+    except PtocrError as e:
+        raise PtocrError(f"{e}; the GTC branch is only in PaddleOCR's training checkpoints") from None
     if not any(name.startswith(_BRANCH_PREFIXES) for name in tensors):
         raise PtocrError(f"{path}: holds no GTC branch (no head.before_gtc.* / head.gtc_head.* / head.sar_head.* "
                          "tensors): an inference export or a CTC-only model has none; train the branch from "
                          "scratch (MultiHeadTraining's fresh weights) instead")
-    rules = [Rule(pattern, replacement, reason) for pattern, replacement, reason in GTC_RULES]
     try:
-        mapped = apply(tensors, rules, Target.from_module(branch), what=f"{path}'s GTC branch")
+        mapped = map_tensors(tensors, GTC_RULES, branch, what=f"{path}'s GTC branch")
     except PtocrError as e:
         raise PtocrError(f"{e}\n(a shape that differs in the class dimension means the checkpoint's dictionary "
                          "differs from the recognizer's head)") from None
-    state = {k: torch.from_numpy(v.copy()) for k, v in mapped.state_dict.items()}
+    state = {k: torch.from_numpy(v.copy()) for k, v in mapped.items()}
     branch.load_state_dict(state, strict=True)

@@ -19,7 +19,7 @@ from ptocr.errors import PtocrError
 from ptocr.postprocess.db import offset_polygon
 
 __all__ = ["make_shrink_map", "make_border_map", "make_db_targets", "MakeShrinkMap", "MakeBorderMap",
-           "CTCLabelEncode"]
+           "CTCLabelEncode", "TextLabels", "as_dictionary"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +236,9 @@ class MakeBorderMap:
 # ---------------------------------------------------------------------------------------------
 # CTC labels
 # ---------------------------------------------------------------------------------------------
-def _as_dictionary(dictionary, use_space_char: bool) -> Dictionary:
+def as_dictionary(dictionary, use_space_char: bool) -> Dictionary:
+    """A label encoder's ``dictionary`` argument as a ``Dictionary``: one as it is, a file read
+    (``use_space_char`` appending " "), or a list of characters."""
     if isinstance(dictionary, Dictionary):
         return dictionary
     if isinstance(dictionary, (str, Path)):
@@ -302,7 +304,7 @@ class CTCLabelEncode(TextLabels):
     def __init__(self, dictionary, max_text_length: int = 25, use_space_char: bool = True):
         if int(max_text_length) < 1:
             raise PtocrError(f"max_text_length must be >= 1, got {max_text_length}")
-        self.dictionary = _as_dictionary(dictionary, use_space_char)
+        self.dictionary = as_dictionary(dictionary, use_space_char)
         self.max_text_length = int(max_text_length)
         self.index = {c: i for i, c in enumerate(self.dictionary.classes) if i > 0}
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ptocr.errors import PtocrError
-from ptocr.training.labels import TextLabels, _as_dictionary
+from ptocr.training.labels import TextLabels, as_dictionary
 
 __all__ = ["NRTRDecoder", "NRTRLabelEncode", "NRTRLoss", "NRTR_SPECIAL_TOKENS"]
 
@@ -205,7 +205,7 @@ class NRTRLabelEncode(TextLabels):
     def __init__(self, dictionary, max_text_length: int = 25, use_space_char: bool = True):
         if int(max_text_length) < 3:
             raise PtocrError(f"NRTRLabelEncode: max_text_length must be >= 3, got {max_text_length}")
-        self.dictionary = _as_dictionary(dictionary, use_space_char)
+        self.dictionary = as_dictionary(dictionary, use_space_char)
         self.max_text_length = int(max_text_length)
         self.classes = [*NRTR_SPECIAL_TOKENS, *self.dictionary.classes[1:]]
         self.index = {c: i for i, c in enumerate(self.classes)}

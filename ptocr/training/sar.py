@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ptocr.errors import PtocrError
-from ptocr.training.labels import TextLabels, _as_dictionary
+from ptocr.training.labels import TextLabels, as_dictionary
 
 __all__ = ["SARHead", "SARLabelEncode", "SARLoss", "sar_state_dict_from_paddle"]
 
@@ -58,7 +58,7 @@ class SARLabelEncode(TextLabels):
     def __init__(self, dictionary, max_text_length: int = 25, use_space_char: bool = True):
         if int(max_text_length) < 1:
             raise PtocrError(f"max_text_length must be >= 1, got {max_text_length}")
-        self.dictionary = _as_dictionary(dictionary, use_space_char)
+        self.dictionary = as_dictionary(dictionary, use_space_char)
         self.max_text_length = int(max_text_length)
         self.characters = [*self.dictionary.classes[1:], UNKNOWN, START_END, PADDING]
         self.unknown_idx = len(self.characters) - 3
