@@ -420,28 +420,51 @@ def publish(folders, dry_run, token, private):
     do_publish(plans, token=token, private=private, log=click.echo)
 
 
-@main.command("train")
-@click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
-              help="A PaddleOCR training config (.yml), e.g. configs/rec/PP-OCRv4/ch_PP-OCRv4_rec.yml.")
-@click.option("-o", "--opt", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a config value as PaddleOCR's -o does (Global.epoch_num=10); repeatable.")
-@click.argument("more", nargs=-1, metavar="[KEY=VALUE]...")
+def _config_command(name: str):
+    """A command taking PaddleOCR's -c CONFIG.yml -o KEY=VALUE ... (tools/train.py's, tools/eval.py's)."""
+    def decorate(f):
+        f = click.argument("more", nargs=-1, metavar="[KEY=VALUE]...")(f)
+        f = click.option("-o", "--opt", "overrides", multiple=True, metavar="KEY=VALUE",
+                         help="Override a config value as PaddleOCR's -o does (Global.epoch_num=10); repeatable.")(f)
+        f = click.option("-c", "--config", "config", required=True, type=click.Path(dir_okay=False),
+                         help="A PaddleOCR training config (.yml), e.g. configs/rec/PP-OCRv4/ch_PP-OCRv4_rec.yml.")(f)
+        return main.command(name)(f)
+    return decorate
+
+
+def _run_config(run, config, overrides, more) -> None:
+    """``run(config, overrides)``, its errors as one line (exit 2)."""
+    stray = [m for m in more if "=" not in m]
+    if stray:  # PaddleOCR's -o takes several KEY=VALUE after it; anything else is a mistake
+        _fail(f"unexpected argument {stray[0]!r}: overrides are KEY=VALUE (-o Global.epoch_num=10)")
+    try:
+        run(config, [*overrides, *more])
+    except PtocrError as e:
+        _fail(first_line(e))
+    except OSError as e:
+        _os_fail(e)
+
+
+@_config_command("train")
 def train_cmd(config, overrides, more):
     """Fine-tune as PaddleOCR's tools/train.py: ptocr train -c CONFIG.yml -o Key.sub=value ...
 
     Checkpoints (latest, best_accuracy, iter_epoch_N) go to Global.save_model_dir as .safetensors
     model files ptocr.load reads, with their optimizer state beside them (doc/training.md)."""
-    stray = [m for m in more if "=" not in m]
-    if stray:  # PaddleOCR's -o takes several KEY=VALUE after it; anything else is a mistake
-        _fail(f"unexpected argument {stray[0]!r}: overrides are KEY=VALUE (-o Global.epoch_num=10)")
     from ptocr.training.trainer import train
 
-    try:
-        train(config, [*overrides, *more])
-    except PtocrError as e:
-        _fail(first_line(e))
-    except OSError as e:
-        _os_fail(e)
+    _run_config(train, config, overrides, more)
+
+
+@_config_command("eval")
+def eval_cmd(config, overrides, more):
+    """Evaluate as PaddleOCR's tools/eval.py: ptocr eval -c CONFIG.yml -o Global.checkpoints=output/best_accuracy
+
+    The model of Global.checkpoints (a ptocr train checkpoint) or Global.pretrained_model over the
+    config's Eval data; prints the metric (acc / norm_edit_dis, precision / recall / hmean) and fps."""
+    from ptocr.training.trainer import evaluate_config
+
+    _run_config(evaluate_config, config, overrides, more)
 
 
 @main.command()

@@ -193,8 +193,8 @@ def test_multihead_config_builds_the_gtc_branch_and_its_targets(shared_dir, tmp_
     assert set(losses) == {"CTCLoss", "NRTRLoss", "loss"} and torch.isfinite(losses["loss"])
 
 
-def _fails(config_path, *overrides) -> str:
-    run = CliRunner().invoke(cli.main, ["train", "-c", config_path, "-o", *overrides])
+def _fails(config_path, *overrides, command: str = "train") -> str:
+    run = CliRunner().invoke(cli.main, [command, "-c", config_path, "-o", *overrides])
     assert run.exit_code == 2, run.output
     lines = run.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ptocr: error: "), run.output

@@ -33,7 +33,8 @@
   ``tools/train.py`` loop from its config (``config``, ``architecture``, ``loaders``, ``components``,
   ``train_state``: the config's sections -> these pieces; checkpoints without pickle;
   ``distributed``: several processes under ``torchrun -m ptocr train``, Train split by
-  ``data.DistributedBatchSampler``, Paddle's).
+  ``data.DistributedBatchSampler``, Paddle's); ``evaluate_config``: ``ptocr eval -c CONFIG.yml``,
+  PaddleOCR's ``tools/eval.py``, through the loop's evaluation (:mod:`~ptocr.training.evaluation`).
 * :mod:`ptocr.training.metrics`: what ``tools/eval.py`` prints (``DetMetric``: precision /
   recall / hmean; ``RecMetric``: acc / norm_edit_dis; ``ClsMetric``), and ``evaluate_det`` /
   ``evaluate_rec`` / ``evaluate_cls`` of a predictor over a label file.

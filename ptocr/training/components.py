@@ -19,7 +19,7 @@ from torch import nn
 from ptocr.api import create_model
 from ptocr.architectures import canonical_name
 from ptocr.dictionary import Dictionary, builtin_dictionary, read_dictionary
-from ptocr.errors import DictionaryError, PtocrError
+from ptocr.errors import ArchitectureError, DictionaryError, PtocrError
 from ptocr.loading import is_name
 from ptocr.manifest import load_manifest
 from ptocr.postprocess import ClsPostProcess, CTCLabelDecode, DBPostProcess
@@ -150,17 +150,27 @@ def _pretrained_source(value) -> str | Path:
                      "and no zoo model of that name")
 
 
-def build_model(arch: ConfigArchitecture, glob: dict, num_classes: int | None, dictionary: Dictionary | None):
-    """The network: resumed from Global.checkpoints, else from Global.pretrained_model, else fresh."""
+def _check_classes(net, num_classes: int | None, where: str) -> None:
+    if num_classes is not None and getattr(net.head, "out_channels", num_classes) != num_classes:
+        raise DictionaryError(f"{where}: its head has {net.head.out_channels} classes, the config's dictionary "
+                              f"makes {num_classes}: the dictionary does not match the model")
+
+
+def build_model(arch: ConfigArchitecture, glob: dict, num_classes: int | None, dictionary: Dictionary | None,
+                keep_head: bool = False):
+    """The network: resumed from Global.checkpoints, else from Global.pretrained_model, else fresh.
+    ``keep_head`` (evaluation): a pretrained head whose class count is not the dictionary's is
+    refused, as a checkpoint's always is, rather than started fresh."""
     resume = glob.get("checkpoints")
     if resume:
         model_file = checkpoint_files(resume)["model"]
         if not model_file.is_file():
             raise PtocrError(f"Global.checkpoints {resume}: {model_file} is missing")
-        net = create_model(arch.name, pretrained=model_file)
-        if num_classes is not None and net.head.out_channels != num_classes:
-            raise DictionaryError(f"Global.checkpoints {resume}: its head has {net.head.out_channels} classes, the "
-                                  f"config's dictionary makes {num_classes}: the dictionary does not match the checkpoint")
+        try:
+            net = create_model(arch.name, pretrained=model_file)
+        except ArchitectureError as e:
+            raise ArchitectureError(f"Global.checkpoints {resume} does not fit the config's Architecture: {e}") from None
+        _check_classes(net, num_classes, f"Global.checkpoints {resume}")
         return net
     value = glob.get("pretrained_model")
     if not value:
@@ -169,19 +179,22 @@ def build_model(arch: ConfigArchitecture, glob: dict, num_classes: int | None, d
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if isinstance(source, str):  # a zoo name: its own architecture must be the config's
-            net = create_model(source, pretrained=True, num_classes=num_classes)
+            net = create_model(source, pretrained=True, num_classes=None if keep_head else num_classes)
             if canonical_name(net.config["architecture"]) != canonical_name(arch.name):
                 raise PtocrError(f"Global.pretrained_model {source} is a {net.config['architecture']} model; the "
                                  f"config's Architecture is {arch.name}")
         else:
             net = create_model(arch.name, pretrained=source)
-            if num_classes is not None and getattr(net.head, "out_channels", num_classes) != num_classes:
+            if num_classes is not None and getattr(net.head, "out_channels", num_classes) != num_classes \
+                    and not keep_head:
                 log.warning("%s: its head has %d classes, the dictionary %d: the head's last layer starts fresh "
                             "(PaddleOCR skips the mismatched weights alike)", source, net.head.out_channels,
                             num_classes)
                 net = create_model(arch.name, pretrained=source, num_classes=num_classes)
     for w in caught:
         log.warning("%s", w.message)
+    if keep_head:
+        _check_classes(net, num_classes, f"Global.pretrained_model {value}")
     old = getattr(net, "dictionary", None)
     if dictionary is not None and old is not None and old.classes != dictionary.classes \
             and len(old.classes) == len(dictionary.classes):

@@ -17,12 +17,14 @@ import yaml
 
 from ptocr.errors import PtocrError, close_names
 
-__all__ = ["load_config", "apply_overrides", "check_config", "read_config", "SECTIONS", "GLOBAL_KEYS",
-           "HARMLESS"]
+__all__ = ["load_config", "apply_overrides", "check_config", "read_config", "SECTIONS", "REQUIRED", "EVAL_REQUIRED",
+           "GLOBAL_KEYS", "HARMLESS"]
 
 # tools/train.py's sections; Eval may be absent (no evaluation, no best_accuracy).
 SECTIONS = ("Global", "Architecture", "Loss", "Optimizer", "PostProcess", "Metric", "Train", "Eval")
 REQUIRED = ("Global", "Architecture", "Loss", "Optimizer", "PostProcess", "Metric", "Train")
+# tools/eval.py's: it builds no Train data, Loss or Optimizer (accepted when there, not read).
+EVAL_REQUIRED = ("Global", "Architecture", "PostProcess", "Metric", "Eval")
 
 # Global keys whose value makes no difference to PaddleOCR's own training, with why.
 HARMLESS = {
@@ -107,39 +109,40 @@ def apply_overrides(config: dict, overrides) -> dict:
     return config
 
 
-def _check_global(section: dict) -> None:
+def _check_global(section: dict, command: str) -> None:
     known = set().union(*GLOBAL_KEYS.values())
     for key, value in section.items():
         if key not in known:
             close = close_names(key, known)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise PtocrError(f"Global.{key} is not a setting ptocr train reads{hint}; it reads: "
+            raise PtocrError(f"Global.{key} is not a setting ptocr {command} reads{hint}; it reads: "
                              f"{', '.join(sorted(GLOBAL_KEYS['read']))}")
         if key in GLOBAL_KEYS["off_only"] and value not in (None, False, _OFF.get(key, False)):
-            raise PtocrError(f"Global.{key}={value!r} is not supported by ptocr train (leave it off)")
+            raise PtocrError(f"Global.{key}={value!r} is not supported by ptocr {command} (leave it off)")
     if section.get("use_amp"):
-        raise PtocrError("Global.use_amp is not supported by ptocr train")
+        raise PtocrError(f"Global.use_amp is not supported by ptocr {command}")
 
 
-def check_config(config: dict) -> dict:
-    """``config`` with its sections checked: all of ``REQUIRED`` present, none unknown."""
+def check_config(config: dict, required=REQUIRED, command: str = "train") -> dict:
+    """``config`` with its sections checked: all of ``required`` present, none unknown
+    (``command``, train or eval, names the tool in the errors)."""
     unknown = [k for k in config if k not in SECTIONS and k != "profiler_options"]
     if unknown:
-        raise PtocrError(f"config section {unknown[0]!r} is not supported by ptocr train; sections read: "
+        raise PtocrError(f"config section {unknown[0]!r} is not supported by ptocr {command}; sections read: "
                          f"{', '.join(SECTIONS)}")
-    missing = [k for k in REQUIRED if not isinstance(config.get(k), dict)]
+    missing = [k for k in required if not isinstance(config.get(k), dict)]
     if missing:
-        raise PtocrError(f"the config has no {missing[0]} section (a mapping); ptocr train needs "
-                         f"{', '.join(REQUIRED)}")
+        raise PtocrError(f"the config has no {missing[0]} section (a mapping); ptocr {command} needs "
+                         f"{', '.join(required)}")
     if config.get("profiler_options"):
-        raise PtocrError("profiler_options is not supported by ptocr train")
-    _check_global(config["Global"])
+        raise PtocrError(f"profiler_options is not supported by ptocr {command}")
+    _check_global(config["Global"], command)
     return config
 
 
-def read_config(config, overrides=()) -> dict:
-    """A path or a dict, with ``overrides``, checked: what the trainer runs from."""
+def read_config(config, overrides=(), required=REQUIRED, command: str = "train") -> dict:
+    """A path or a dict, with ``overrides``, checked (:func:`check_config`): what the trainer runs from."""
     base = load_config(config) if isinstance(config, (str, os.PathLike)) else copy.deepcopy(config)
     if not isinstance(base, dict):
         raise PtocrError(f"config must be a .yml path or a dict, not {type(config).__name__}")
-    return check_config(apply_overrides(base, overrides))
+    return check_config(apply_overrides(base, overrides), required, command)

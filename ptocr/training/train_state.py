@@ -28,7 +28,7 @@ from ptocr.atomic import temp_beside, write_atomically
 from ptocr.checkpoint import file_sha256
 from ptocr.errors import PtocrError
 
-__all__ = ["checkpoint_files", "save_states", "load_states", "restore_rng"]
+__all__ = ["checkpoint_files", "save_states", "load_states", "restore_rng", "saved_best"]
 
 FORMAT = "ptocr-train-states/1"
 
@@ -118,6 +118,16 @@ def load_states(prefix) -> tuple[dict, dict]:
         if (want is not None or key == "tensors") and file_sha256(files[key]) != want:
             raise PtocrError(f"{files[key]}: does not belong with {files['json'].name} (an interrupted save?)")
     return record, load_file(str(files["tensors"]))
+
+
+def saved_best(prefix) -> dict:
+    """The best metric recorded with checkpoint ``prefix`` (its ``.states.json``), {} without one:
+    what tools/eval.py prints as ``metric in ckpt``; the model file alone is enough to evaluate."""
+    try:
+        record = json.loads(checkpoint_files(prefix)["json"].read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return dict(record.get("best_model_dict") or {}) if isinstance(record, dict) else {}
 
 
 def optimizer_state(record: dict, tensors: dict) -> dict:

@@ -17,6 +17,10 @@ reads, and the optimizer / scheduler / step state beside it). ``Global.checkpoin
 PaddleOCR does: at the epoch after the saved one, at its global step, with its best metric.
 Started by torchrun, each process trains on its share of the Train batches in
 DistributedDataParallel (:mod:`~ptocr.training.distributed`); rank 0 logs, evaluates and saves.
+
+``evaluate_config(config, overrides)`` (``ptocr eval``) is PaddleOCR's ``tools/eval.py``: the Eval
+data, the network of ``Global.checkpoints`` / ``pretrained_model``, scored by the evaluation the
+loop runs (:mod:`~ptocr.training.evaluation`).
 """
 
 from __future__ import annotations
@@ -39,22 +43,23 @@ from ptocr.api import save_model
 from ptocr.atomic import write_atomically
 from ptocr.dictionary import Dictionary
 from ptocr.errors import PtocrError
-from ptocr.models.heads.pfhead_local import PFHeadLocal
 from ptocr.training.architecture import ConfigArchitecture, architecture_for
 from ptocr.training.components import (GLOBAL_DEFAULTS, build_dictionary, build_loss, build_metric, build_model,
                                        build_postprocess, guard_nan, select_device, set_seed, wrap_multihead)
-from ptocr.training.config import read_config
+from ptocr.training.config import EVAL_REQUIRED, read_config
 from ptocr.training.data import DistributedBatchSampler
 from ptocr.training.distributed import World, current_world, data_parallel, init_process_group, process_group, \
     sync_batchnorm
+from ptocr.training.evaluation import Scorer, run_evaluation, to_device
 from ptocr.training.labels import CTCLabelEncode
 from ptocr.training.loaders import DataSettings, build_dataset, build_loader
 from ptocr.training.metrics import RecMetric
 from ptocr.training.multihead import MultiHeadTraining, MultiLoss
 from ptocr.training.optimizer import create_optimizer
-from ptocr.training.train_state import checkpoint_files, load_states, optimizer_state, restore_rng, save_states
+from ptocr.training.train_state import checkpoint_files, load_states, optimizer_state, restore_rng, save_states, \
+    saved_best
 
-__all__ = ["train", "Trainer"]
+__all__ = ["train", "Trainer", "evaluate_config"]
 
 log = logging.getLogger("ptocr.train")
 
@@ -88,13 +93,13 @@ def _log_ranks(value) -> set[int]:
 
 
 @contextmanager
-def _log_to(save_model_dir: Path, world: World = World(), log_ranks="0"):
-    """The ``ptocr.train`` logger to stdout and ``save_model_dir/train.log`` for the run. As
-    PaddleOCR's get_logger: only rank 0 writes train.log; the ranks of ``log_ranks`` log at INFO,
-    the others only errors."""
+def _log_to(save_model_dir: Path | None, world: World = World(), log_ranks="0"):
+    """The ``ptocr.train`` logger to stdout and ``save_model_dir/train.log`` (None: stdout only) for
+    the run. As PaddleOCR's get_logger: only rank 0 writes train.log; the ranks of ``log_ranks`` log
+    at INFO, the others only errors."""
     fmt = logging.Formatter("[%(asctime)s] ptocr %(levelname)s: %(message)s", "%Y/%m/%d %H:%M:%S")
     handlers = [logging.StreamHandler(sys.stdout)]
-    if world.main:
+    if world.main and save_model_dir is not None:
         handlers.append(logging.FileHandler(save_model_dir / "train.log", encoding="utf-8"))
     level, propagate = log.level, log.propagate
     for h in handlers:
@@ -113,28 +118,25 @@ def _log_to(save_model_dir: Path, world: World = World(), log_ranks="0"):
 
 
 # ---------------------------------------------------------------------------------------------
-# The loop
+# What train and eval build alike
 # ---------------------------------------------------------------------------------------------
-def _to(batch: dict, device: torch.device, mode: str = "Train") -> dict:
-    if not isinstance(batch["image"], torch.Tensor):  # collate left images of different sizes as a list
-        raise PtocrError(f"{mode}: the images of one batch differ in size (e.g. RecResizeImg eval_mode); set "
-                         f"{mode}.loader.batch_size_per_card: 1")
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+def _matched(config: dict) -> tuple[dict, ConfigArchitecture, Dictionary | None, CTCLabelEncode | None]:
+    """(Global with tools/train.py's defaults, set into ``config``; the architecture; a
+    recognizer's dictionary and CTC label encoder, else None)."""
+    glob = {**GLOBAL_DEFAULTS, **{k: v for k, v in config["Global"].items() if v is not None}}
+    config["Global"] = glob
+    arch = architecture_for(config["Architecture"])
+    if arch.task != "rec":
+        return glob, arch, None, None
+    dictionary = build_dictionary(glob)
+    return glob, arch, dictionary, CTCLabelEncode(dictionary, int(glob["max_text_length"]))
 
 
-@contextmanager
-def _paddle_eval_maps(net: nn.Module):
-    """PaddleOCR's evaluation reads its det head's ``maps``: PFHeadLocal's is the mean of its shrink
-    and refined maps, whatever map ptocr's entry returns for inference (its ``output``)."""
-    head = getattr(net, "head", None)
-    if not isinstance(head, PFHeadLocal):
-        yield
-        return
-    output, head.output = head.output, "mean"
-    try:
-        yield
-    finally:
-        head.output = output
+def _class_count(dictionary: Dictionary | None, label_list) -> int | None:
+    """The head's classes: a recognizer's dictionary's, a classifier's labels; None for det."""
+    if dictionary is not None:
+        return dictionary.num_classes
+    return None if label_list is None else len(label_list)
 
 
 @dataclass
@@ -160,17 +162,12 @@ class Trainer:
     @classmethod
     def from_config(cls, config, overrides=()) -> Trainer:
         config = read_config(config, overrides)
-        glob = {**GLOBAL_DEFAULTS, **{k: v for k, v in config["Global"].items() if v is not None}}
-        config["Global"] = glob
-        arch = architecture_for(config["Architecture"])
+        glob, arch, dictionary, encoder = _matched(config)
         world = current_world()  # Global.distributed is this, as tools/program.py overwrites it
         init_process_group(world, bool(glob.get("use_gpu")))
         device = select_device(glob)
         set_seed(int(glob["seed"]))  # the same on every rank, as tools/train.py
-        dictionary, encoder, label_list = None, None, None
-        if arch.task == "rec":
-            dictionary = build_dictionary(glob)
-            encoder = CTCLabelEncode(dictionary, int(glob["max_text_length"]))
+        label_list = None
         criterion = build_loss(config["Loss"], arch)
         settings = DataSettings(arch.task, encoder, arch.class_dim, int(glob["seed"]),
                                 multi_label=isinstance(criterion, MultiLoss), glob=glob)
@@ -184,8 +181,7 @@ class Trainer:
             eval_loader = build_loader(config["Eval"], "Eval", build_dataset(config["Eval"], "Eval", settings))
         if arch.task == "cls":
             label_list = train_set.encode.label_list
-        num_classes = dictionary.num_classes if dictionary is not None else (
-            len(label_list) if label_list is not None else None)
+        num_classes = _class_count(dictionary, label_list)
         post = build_postprocess(config["PostProcess"], arch.task, dictionary, label_list)
         metric = build_metric(config["Metric"], arch.task)
         resume_state = load_states(glob["checkpoints"]) if glob.get("checkpoints") else None
@@ -218,32 +214,14 @@ class Trainer:
         return self.net.net if self.multihead else self.net
 
     # -- evaluation ---------------------------------------------------------------------------
-    def _score(self, out: np.ndarray, batch: dict, metric) -> None:
-        if self.arch.task == "det":
-            for i, (boxes, _scores) in enumerate(self.post(out, np.asarray(batch["shape"]))):
-                metric.update(boxes, np.asarray(batch["polys"][i]), np.asarray(batch["ignore_tags"][i]))
-        elif self.arch.task == "rec":
-            classes = self.dictionary.classes
-            label = batch["label_ctc"] if "label_ctc" in batch else batch["label"]
-            labels = ["".join(classes[j] for j in row[:n]) for row, n in zip(label.tolist(), batch["length"].tolist())]
-            metric.update(self.post(out), labels)
-        else:
-            metric.update(self.post(out), [self.label_list[int(i)] for i in batch["label"]])
+    @property
+    def scorer(self) -> Scorer:
+        return Scorer(self.arch.task, self.post, self.dictionary, self.label_list)
 
     def evaluate(self) -> dict[str, float]:
         """tools/program.py ``eval``: the metric over the Eval loader, and fps."""
-        self.net.eval()
-        frames, spent = 0, 0.0
-        with torch.no_grad(), _paddle_eval_maps(self.recognizer):
-            for batch in self.eval_loader:
-                start = time.time()
-                out = self.net(_to(batch, self.device, "Eval")["image"]).float().cpu().numpy()
-                spent += time.time() - start
-                self._score(out, batch, self.metric)
-                frames += len(batch["image"])
+        result = run_evaluation(self.net, self.eval_loader, self.device, self.scorer, self.metric)
         self.net.train()
-        result = self.metric.get_metric()
-        result["fps"] = frames / spent if spent > 0 else 0
         return result
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -287,7 +265,7 @@ class Trainer:
         probs = (preds["ctc"] if isinstance(preds, dict) else preds).softmax(-1).detach().float().cpu().numpy()
         metric = type(self.metric)() if self.arch.task == "cls" else RecMetric(self.metric.is_filter,
                                                                                 self.metric.ignore_space)
-        self._score(probs, {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}, metric)
+        self.scorer(probs, {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}, metric)
         return metric.get_metric()
 
     def run(self) -> dict:
@@ -308,7 +286,7 @@ class Trainer:
 
     def step(self, batch: dict) -> tuple[object, dict]:
         """One iteration, tools/program.py's: forward, loss, backward, then clip, update, LR step."""
-        batch = _to(batch, self.device)
+        batch = to_device(batch, self.device)
         model = self.net if self.model is None else self.model
         try:
             preds = model(batch["image"], batch) if self.multihead else model(batch["image"])
@@ -398,3 +376,51 @@ def train(config, overrides=()) -> dict:
     with _log_to(save_dir, world, glob.get("log_ranks") or "0"), process_group(world, bool(glob.get("use_gpu"))):
         return Trainer.from_config(config).run()
 
+
+
+# ---------------------------------------------------------------------------------------------
+# tools/eval.py
+# ---------------------------------------------------------------------------------------------
+def _multi_label(section: dict) -> bool:
+    """Whether an Eval list encodes with MultiLabelEncode (a MultiHead config's): tools/eval.py runs
+    the config's ops whatever the Loss; the metric reads its CTC labels."""
+    ops = (section.get("dataset") or {}).get("transforms") or []
+    return any(isinstance(op, dict) and "MultiLabelEncode" in op for op in ops)
+
+
+def _evaluate(config: dict) -> dict[str, float]:
+    glob, arch, dictionary, encoder = _matched(config)
+    if not (glob.get("checkpoints") or glob.get("pretrained_model")):
+        raise PtocrError("no model to evaluate: give -o Global.checkpoints=output/best_accuracy (a ptocr train "
+                         "checkpoint) or Global.pretrained_model=PATH (.pdparams prefix, Paddle folder, .safetensors, "
+                         "zoo name)")
+    device = select_device(glob)
+    settings = DataSettings(arch.task, encoder, arch.class_dim, int(glob["seed"]),
+                            multi_label=_multi_label(config["Eval"]), glob=glob)
+    dataset = build_dataset(config["Eval"], "Eval", settings)
+    loader = build_loader(config["Eval"], "Eval", dataset)
+    label_list = dataset.encode.label_list if arch.task == "cls" else None
+    post = build_postprocess(config["PostProcess"], arch.task, dictionary, label_list)
+    metric = build_metric(config["Metric"], arch.task)
+    # The network alone: a MultiHead's GTC branch is training-only (its eval output is the CTC head's).
+    net = build_model(arch, glob, _class_count(dictionary, label_list), dictionary, keep_head=True).to(device)
+    best = saved_best(glob["checkpoints"]) if glob.get("checkpoints") else {}
+    if best:
+        log.info("metric in ckpt ***************")
+        for k, v in best.items():
+            log.info("%s:%s", k, v)
+    result = run_evaluation(net, loader, device, Scorer(arch.task, post, dictionary, label_list), metric)
+    log.info("metric eval ***************")
+    for k, v in result.items():
+        log.info("%s:%s", k, v)
+    return result
+
+
+def evaluate_config(config, overrides=()) -> dict[str, float]:
+    """Evaluate as ``python tools/eval.py -c config -o overrides...`` does: the model of
+    ``Global.checkpoints`` (a ptocr train checkpoint prefix) or ``Global.pretrained_model`` over the
+    Eval data, scored by the config's PostProcess and Metric; Train, Loss and Optimizer are not
+    read. Logs PaddleOCR's ``metric eval`` lines to stdout; returns the metric (with ``fps``)."""
+    config = read_config(config, overrides, EVAL_REQUIRED, "eval")
+    with _log_to(None):
+        return _evaluate(config)
