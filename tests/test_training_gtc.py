@@ -8,7 +8,6 @@ against PaddleOCR's installed classes bit for bit; the real architectures run a 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import pickle
 import types
@@ -212,15 +211,15 @@ def test_nrtr_and_multi_label_encode_match_paddleocr(ppocr_labels, tmp_path):
             assert np.asarray(got[key]).dtype == np.asarray(expected[key]).dtype, key
             assert np.array_equal(got[key], expected[key]), (text, key)
     assert kept > 100
-    if importlib.util.find_spec("ptocr.training.sar") is not None:  # v3: label_sar by SARLabelEncode
-        ours_sar = MultiLabelEncode(dict_file, max_text_length=25, use_space_char=True, gtc_encode=None)
-        theirs_sar = ppocr_labels.MultiLabelEncode(25, str(dict_file), True)
-        for text in _texts(characters, np.random.default_rng(1)):
-            expected = theirs_sar({"label": text, "image": None})
-            assert ours_sar.accepts(text) == (expected is not None), text
-            if expected is not None:
-                got = ours_sar(text)
-                assert all(np.array_equal(got[k], expected[k]) for k in ("label_ctc", "label_sar", "length")), text
+    # v3: label_sar by SARLabelEncode
+    ours_sar = MultiLabelEncode(dict_file, max_text_length=25, use_space_char=True, gtc_encode=None)
+    theirs_sar = ppocr_labels.MultiLabelEncode(25, str(dict_file), True)
+    for text in _texts(characters, np.random.default_rng(1)):
+        expected = theirs_sar({"label": text, "image": None})
+        assert ours_sar.accepts(text) == (expected is not None), text
+        if expected is not None:
+            got = ours_sar(text)
+            assert all(np.array_equal(got[k], expected[k]) for k in ("label_ctc", "label_sar", "length")), text
     batch = ours_multi.batch(["abc", "j0"])
     assert batch["label_gtc"].shape == (2, 25) and batch["length"].tolist() == [3, 2]
 
@@ -323,7 +322,6 @@ def test_checkpoint_of_another_dictionary_size_is_refused(reference):
 # PP-OCRv3's SAR branch (ptocr.training.sar)
 # --------------------------------------------------------------------------------------------
 def test_v3_sar_branch_training_step():
-    pytest.importorskip("ptocr.training.sar")
     torch.manual_seed(0)
     chars = list("abcdefghijklmnopqrstuvwxyz")
     net = ptocr.create_model("ch_PP-OCRv3_rec", num_classes=len(chars) + 2)
@@ -336,6 +334,37 @@ def test_v3_sar_branch_training_step():
     assert list(losses) == ["CTCLoss", "SARLoss", "loss"] and torch.isfinite(losses["loss"])
     losses["loss"].backward()
 
+
+def test_v3_sar_branch_loads_from_checkpoint(reference, tmp_path):
+    """load_paddle_branch reads a v3 checkpoint's head.sar_head.*: paddle saves each LSTM weight
+    twice (weight_ih_l0 and 0.cell.weight_ih), the table drops the second. The weights are those
+    PaddleOCR's own SARHead ran with in tools/sar_reference.py ("lstm": v3's structure, shrunk),
+    so the loaded branch's training output is PaddleOCR's."""
+    _, settings = reference
+    sar_fixture = FIXTURE.parent / "sar_reference"
+    head = read_pdparams(sar_fixture / "lstm.pdparams")
+    assert any(".cell." in k for k in head)
+    ctc = {"backbone.conv1._conv.weight": np.zeros((4, 3, 3, 3), np.float32),  # the CTC network's: not the branch's
+           "head.ctc_encoder.encoder.conv1.conv.weight": np.zeros((2, 2), np.float32),
+           "head.ctc_head.fc.weight": np.zeros((2, 2), np.float32)}
+    path = tmp_path / "v3_multihead.pdparams"
+    path.write_bytes(pickle.dumps({**ctc, **{f"head.sar_head.{k}": v for k, v in head.items()}}, protocol=4))
+    # The gtc_reference network (32 channels, its 30 characters: SAR's 34 classes) as v3, with the
+    # SAR fixture's head settings (tools/sar_reference.py CASES["lstm"]) and every dropout off.
+    neck_args = {k: v for k, v in settings["neck"].items() if k != "name"}
+    neck = SequenceEncoder(settings["in_channels"], "svtr", **neck_args)
+    net = OCRModel(nn.Identity(), neck, CTCHead(neck.out_channels, len(settings["characters"]) + 2))
+    net.config = {"architecture": "ch_PP-OCRv3_rec"}
+    model = MultiHeadTraining(net, gtc_head=dict(enc_dim=16, d_k=16, max_text_length=8, enc_drop_rnn=0.0,
+                                                 pred_dropout=0.0))
+    assert model.output_key == "sar"
+    model.load_paddle_branch(path)
+    prediction = model.branch.get_parameter("sar_head.decoder.prediction.weight")
+    assert np.array_equal(prediction.detach().numpy(), head["decoder.prediction.weight"].T)
+    ref = np.load(sar_fixture / "lstm.npz")
+    targets = [torch.from_numpy(ref["label"]), torch.from_numpy(ref["length"]), torch.from_numpy(ref["valid_ratio"])]
+    logits = model.train().branch["sar_head"](torch.from_numpy(ref["feat"]), targets)  # the fixture's map is 2 high
+    _close(logits, ref["logits"], "SAR logits")
 
 
 def _rec_dataset(folder, texts, encoder, **options):

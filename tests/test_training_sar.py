@@ -1,11 +1,13 @@
 """PP-OCRv3's SAR branch (ptocr.training.sar) against PaddleOCR: the head and loss against the
 fixture PaddleOCR's own SARHead / SARLoss wrote in paddle (tools/sar_reference.py: outputs, loss,
 gradients), the labels against PaddleOCR's installed SARLabelEncode (bit for bit), the head on the
-real v3 backbone."""
+real v3 backbone. The fixture's weights are read as a training checkpoint's ``head.sar_head.*``
+through ``ptocr.training.gtc_weights.load_gtc_branch``, the path ``load_paddle_branch`` takes."""
 
 from __future__ import annotations
 
 import ast
+import pickle
 import random
 import types
 import warnings
@@ -14,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import ptocr
 from converter.readers.pdparams import read_pdparams
 from ptocr.dictionary import builtin_dictionary
 from ptocr.errors import PtocrError
-from ptocr.training.sar import (PADDLE_LINEAR_WEIGHTS, SARHead, SARLabelEncode, SARLoss,
-                                sar_state_dict_from_paddle)
+from ptocr.training.gtc_weights import load_gtc_branch
+from ptocr.training.sar import SARHead, SARLabelEncode, SARLoss
 
 FIXTURE = Path(__file__).parent / "fixtures" / "sar_reference"
 # tools/sar_reference.py's settings (kept here: the tool imports paddle).
@@ -40,10 +43,37 @@ def _assert_close(got, want, what):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * float(np.abs(want).max()), err_msg=what)
 
 
-def _fixture_head(case):
-    head = SARHead(out_channels=SAR_CLASSES, max_text_length=8, enc_drop_rnn=0.0, pred_dropout=0.0, **CASES[case])
-    head.load_state_dict(sar_state_dict_from_paddle(read_pdparams(FIXTURE / f"{case}.pdparams"), prefix=""))
+def _write_checkpoint(path, case, prefix="head.sar_head.", extra=None):
+    """The fixture's head state dict (paddle's names, both of each RNN weight's) as a training
+    checkpoint's entries ``<prefix><name>``, written as the converter's reader takes it."""
+    tensors = {f"{prefix}{k}": np.asarray(v) for k, v in read_pdparams(FIXTURE / f"{case}.pdparams").items()}
+    path.write_bytes(pickle.dumps({**tensors, **(extra or {})}, protocol=4))
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sar_checkpoints")
+    return {case: _write_checkpoint(folder / f"{case}.pdparams", case) for case in CASES}
+
+
+def _new_head(case):
+    return SARHead(out_channels=SAR_CLASSES, max_text_length=8, enc_drop_rnn=0.0, pred_dropout=0.0, **CASES[case])
+
+
+def _load(head, path, submodel=None):
+    load_gtc_branch(nn.ModuleDict({"sar_head": head}), path, submodel=submodel)  # MultiHeadTraining.branch's form
     return head
+
+
+def _fixture_head(checkpoints, case):
+    return _load(_new_head(case), checkpoints[case])
+
+
+def _is_linear_weight(head, name):
+    """Paddle stores a Linear weight [in, out]: its gradient too is the transpose of torch's."""
+    module, _, leaf = name.rpartition(".")
+    return leaf == "weight" and isinstance(head.get_submodule(module), nn.Linear)
 
 
 def _targets(ref, ratio_dtype=torch.float64):
@@ -55,9 +85,9 @@ def _targets(ref, ratio_dtype=torch.float64):
 # Head and loss against PaddleOCR's, run in paddle
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_training_forward_loss_and_gradients_match_paddleocr(case):
+def test_training_forward_loss_and_gradients_match_paddleocr(checkpoints, case):
     ref = np.load(FIXTURE / f"{case}.npz")
-    head = _fixture_head(case).train()
+    head = _fixture_head(checkpoints, case).train()
     feat = torch.from_numpy(ref["feat"]).requires_grad_()
     targets = _targets(ref)
     logits = head(feat, targets)
@@ -71,30 +101,30 @@ def test_training_forward_loss_and_gradients_match_paddleocr(case):
     assert len(names) >= 10
     for name in names:
         grad = params[name].grad
-        _assert_close(grad.T if name in PADDLE_LINEAR_WEIGHTS else grad, ref[f"grad/{name}"], f"d loss / d {name}")
+        _assert_close(grad.T if _is_linear_weight(head, name) else grad, ref[f"grad/{name}"], f"d loss / d {name}")
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_eval_greedy_decode_matches_paddleocr(case):
+def test_eval_greedy_decode_matches_paddleocr(checkpoints, case):
     ref = np.load(FIXTURE / f"{case}.npz")
-    head = _fixture_head(case).eval()
+    head = _fixture_head(checkpoints, case).eval()
     feat = torch.from_numpy(ref["feat"])
     with torch.no_grad():
         _assert_close(head(feat, _targets(ref)), ref["eval_probs_masked"], "eval, masked")
         _assert_close(head(feat, None), ref["eval_probs_unmasked"], "eval, unmasked")
 
 
-def test_float32_valid_ratios_give_the_same_masks():
+def test_float32_valid_ratios_give_the_same_masks(checkpoints):
     """The ratio * width arithmetic stays in the ratio's dtype: a float32 0.3 widened to float64
     would make ceil(0.3 * 20) 7 instead of 6."""
     ref = np.load(FIXTURE / "lstm.npz")
-    head = _fixture_head("lstm").train()
+    head = _fixture_head(checkpoints, "lstm").train()
     logits = head(torch.from_numpy(ref["feat"]), _targets(ref, torch.float32))
     _assert_close(logits, ref["logits"], "logits with float32 ratios")
 
 
-def test_greedy_decode_keeps_autograd_working():
-    head = _fixture_head("lstm").eval()
+def test_greedy_decode_keeps_autograd_working(checkpoints):
+    head = _fixture_head(checkpoints, "lstm").eval()
     feat = torch.from_numpy(np.load(FIXTURE / "lstm.npz")["feat"]).requires_grad_()
     head(feat).sum().backward()  # no in-place write into a tensor the RNN saved
     assert torch.isfinite(feat.grad).all()
@@ -104,19 +134,33 @@ def test_greedy_decode_keeps_autograd_working():
 # PaddleOCR checkpoint names
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_paddle_names_map_onto_the_head(case):
+def test_paddle_names_map_onto_the_head(tmp_path, case):
     paddle_state = read_pdparams(FIXTURE / f"{case}.pdparams")
-    assert any(".cell" in k for k in paddle_state)  # paddle's second name for each RNN weight
-    checkpoint = {f"head.sar_head.{k}": v for k, v in paddle_state.items()}
-    checkpoint["head.ctc_head.fc.weight"] = np.zeros((2, 2), np.float32)  # another branch: not taken
-    state = sar_state_dict_from_paddle(checkpoint)
-    head = SARHead(out_channels=SAR_CLASSES, **CASES[case])
-    assert sorted(state) == sorted(head.state_dict())
-    head.load_state_dict(state)
-    linear = paddle_state["decoder.prediction.weight"]
-    np.testing.assert_array_equal(head.decoder.prediction.weight.detach().numpy(), linear.T)
-    with pytest.raises(PtocrError, match="no entry named Student.head.sar_head"):
-        sar_state_dict_from_paddle(checkpoint, prefix="Student.head.sar_head.")
+    cells = [k for k in paddle_state if ".cell" in k]  # paddle's second name for each RNN weight
+    assert cells and len(cells) * 2 == sum("rnn_" in k for k in paddle_state)
+    ctc = {"head.ctc_head.fc.weight": np.zeros((2, 2), np.float32)}  # another branch: not taken
+    head = _load(_new_head(case), _write_checkpoint(tmp_path / "multihead.pdparams", case, extra=ctc))
+    state = head.state_dict()
+    assert len(state) == len(paddle_state) - len(cells)
+    for name, value in state.items():  # every weight paddle's, Linear weights transposed
+        want = paddle_state[name].T if _is_linear_weight(head, name) else paddle_state[name]
+        np.testing.assert_array_equal(value.numpy(), want, err_msg=name)
+    np.testing.assert_array_equal(head.decoder.prediction.weight.detach().numpy(),
+                                  paddle_state["decoder.prediction.weight"].T)
+    # A cell's copy is the same tensor as torch's name for it (what makes dropping it safe).
+    fw = "_fw" if case == "gru_bi" else ""
+    np.testing.assert_array_equal(paddle_state[f"encoder.rnn_encoder.1.cell{fw}.weight_hh"],
+                                  paddle_state["encoder.rnn_encoder.weight_hh_l1"])
+    # A distillation checkpoint: the Student's head by default.
+    student = _write_checkpoint(tmp_path / "distill.pdparams", case, prefix="Student.head.sar_head.")
+    tensors = pickle.loads(student.read_bytes())
+    tensors.update({k.replace("Student.", "Teacher.", 1): np.zeros_like(v) for k, v in tensors.items()})
+    student.write_bytes(pickle.dumps(tensors, protocol=4))
+    loaded = _load(_new_head(case), student).state_dict()
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+    assert not any(v.abs().sum() > 0 for v in _load(_new_head(case), student, submodel="Teacher").state_dict().values())
+    with pytest.raises(PtocrError, match="holds no GTC branch"):
+        _load(_new_head(case), _write_checkpoint(tmp_path / "other.pdparams", case, prefix="head.other."))
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ A recognizer's checkpoint holds MultiHead's whole state: the CTC branch (``backb
 converts, and the training-only GTC branch (``head.before_gtc.*`` + ``head.gtc_head.*``, or
 ``head.sar_head.*``), read here onto ``MultiHeadTraining.branch``. The file goes through the
 converter's pickle-free reader (distillation checkpoints: the Student by default) and its
-mapping engine, through ``ptocr.conversion`` (the runtime's one door to the converter) (every tensor placed, every shape checked, Linear weights transposed by the
-target module's type).
+mapping engine, through ``ptocr.conversion`` (the runtime's one door to the converter): every
+tensor placed, every shape checked, Linear weights transposed by the target module's type.
+:data:`GTC_RULES` is the one mapping of the branch's PaddleOCR names (the SAR head's included).
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ from ptocr.errors import PtocrError
 GTC_RULES = (
     # PositionalEncoding's sinusoid table is a persistable buffer in Paddle, recomputed here.
     (r"^head\.gtc_head\.positional_encoding\.pe$", None, "NRTR's sinusoid table: a constant, recomputed"),
+    # paddle.nn.LSTM / GRU's state dict holds each weight twice: under torch's name (weight_ih_l0,
+    # ..._reverse) and under its cell's (0.cell.weight_ih; 0.cell_fw. / 0.cell_bw. when
+    # bidirectional), the same tensor. The first is the nn.LSTM / nn.GRU's own; the second is dropped.
+    (r"^head\.sar_head\.(encoder\.rnn_encoder|decoder\.rnn_decoder)\.\d+\.cell(_fw|_bw)?\.", None,
+     "SAR's RNNs: paddle's second name for each weight (its cell's), a copy of weight_ih_l0 etc."),
     (r"^head\.(before_gtc|gtc_head|sar_head)\.", r"\1.", "MultiHead's GTC branch keeps PaddleOCR's names"),
     (r"^(backbone|neck)\.", None, "the CTC network: ptocr.create_model(arch, pretrained=path) reads it"),
     (r"^head\.(ctc_encoder|ctc_head|encoder_reshape)\.", None, "the CTC network: ptocr.create_model reads it"),

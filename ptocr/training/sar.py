@@ -8,8 +8,10 @@ loss's ``ignore_index``). Checked against those classes in ``tests/test_training
 
 * :class:`SARHead` takes PaddleOCR's keyword arguments and defaults; ``forward(feat, targets)``
   with ``targets`` PaddleOCR's ``[label_sar, length, valid_ratio]`` (what MultiHead passes).
-  Its parameter names are PaddleOCR's below ``head.sar_head.``; :func:`sar_state_dict_from_paddle`
-  turns a PaddleOCR checkpoint's entries into a state dict for it.
+  Its parameter names are PaddleOCR's below ``head.sar_head.``: a PaddleOCR training
+  checkpoint's head is read by ``MultiHeadTraining.load_paddle_branch``
+  (``ptocr.training.gtc_weights``, whose ``GTC_RULES`` drop paddle's second name for each RNN
+  weight; the converter's mapping engine transposes the Linear weights).
 * :class:`SARLabelEncode` gives ``label_sar`` and ``length``; ``num_classes`` is the head's
   ``out_channels``, ``padding_idx`` the loss's ``ignore_index``.
 * :class:`SARLoss` is the cross entropy of the teacher-forced predictions.
@@ -17,7 +19,6 @@ loss's ``ignore_index``). Checked against those classes in ``tests/test_training
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -28,7 +29,7 @@ from torch import nn
 from ptocr.errors import PtocrError
 from ptocr.training.labels import TextLabels, as_dictionary
 
-__all__ = ["SARHead", "SARLabelEncode", "SARLoss", "sar_state_dict_from_paddle"]
+__all__ = ["SARHead", "SARLabelEncode", "SARLoss"]
 
 UNKNOWN, START_END, PADDING = "<UKN>", "<BOS/EOS>", "<PAD>"  # PaddleOCR's names, appended in this order
 
@@ -237,38 +238,6 @@ class SARHead(nn.Module):
             raise PtocrError("SARHead in training mode needs the targets [label_sar, length, valid_ratio]")
         label = torch.as_tensor(targets[0], device=feat.device).long()
         return self.decoder.forward_train(feat, holistic, label, valid_ratio)
-
-
-# ---------------------------------------------------------------------------------------------
-# PaddleOCR checkpoint names
-# ---------------------------------------------------------------------------------------------
-PADDLE_PREFIX = "head.sar_head."
-# paddle's Linear stores [in, out]: these are transposed. Every other name and layout is torch's.
-PADDLE_LINEAR_WEIGHTS = ("encoder.linear.weight", "decoder.conv1x1_1.weight", "decoder.conv1x1_2.weight",
-                         "decoder.prediction.weight")
-# paddle's LSTM / GRU state dicts hold each weight twice: as weight_ih_l0 (torch's name) and as
-# its cell's "0.cell.weight_ih" ("0.cell_fw." / "0.cell_bw." when bidirectional). The second is
-# left out.
-PADDLE_RNN_CELL_ALIAS = re.compile(r"rnn_(en|de)coder\.\d+\.cell(_fw|_bw)?\.")
-
-
-def sar_state_dict_from_paddle(params: Mapping[str, np.ndarray], prefix: str = PADDLE_PREFIX) -> dict:
-    """A :class:`SARHead` state dict from PaddleOCR's entries ``<prefix><name>`` (a MultiHead
-    checkpoint's ``head.sar_head.``; ``Student.head.sar_head.`` in a distillation one; ``""`` for
-    the head's own state dict). Load it with ``head.load_state_dict(...)`` (strict: a missing or
-    extra entry, a different size, is reported there)."""
-    state = {}
-    for key, value in params.items():
-        if not key.startswith(prefix):
-            continue
-        name = key[len(prefix):]
-        if PADDLE_RNN_CELL_ALIAS.search(name):
-            continue
-        array = np.asarray(value)
-        state[name] = torch.from_numpy(np.ascontiguousarray(array.T if name in PADDLE_LINEAR_WEIGHTS else array))
-    if not state:
-        raise PtocrError(f"no entry named {prefix}* among the {len(params)} given: not a SAR head's weights")
-    return state
 
 
 # ---------------------------------------------------------------------------------------------
