@@ -11,8 +11,8 @@ import ptocr
 
 @pytest.mark.parametrize("name", ["ch_PP-OCRv4_rec", "ch_PP-OCRv3_rec"])
 def test_a_ctc_loss_trains_the_backbone_too(name):
-    # PaddleOCR's SVTR neck stops the CTC gradient at the backbone for its GTC branch, which
-    # ptocr does not build: without that branch the backbone would never train.
+    # PaddleOCR's SVTR neck stops the CTC gradient at the backbone for its GTC branch; a network
+    # trained without that branch (MultiHeadTraining adds it) must let the CTC gradient through.
     torch.manual_seed(0)
     net = ptocr.create_model(name, num_classes=40).train()
     logits = net(torch.randn(2, 3, 48, 160))

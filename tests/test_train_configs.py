@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -195,9 +194,7 @@ def test_real_config_trains(name, shared_dir, tmp_path):
     _, _, _, model, extra = BUILDS[name]
     extra = [*extra, "Global.epoch_num=1", "Global.eval_batch_step=[0,1]", "Global.print_batch_step=1"]
     trainer = Trainer.from_config(CONFIGS / name, _overrides(name, shared_dir, tmp_path, model, extra))
-    start = time.time()
     result = trainer.run()
     assert result["global_step"] == len(trainer.train_loader) == (3 if name == "ch_PP-OCRv4_rec.yml" else 1)
-    assert time.time() - start < 60
     assert trainer.metric.main_indicator in result["best"]
     assert (tmp_path / "out" / "latest.safetensors").is_file()

@@ -97,7 +97,7 @@ def _torchrun(args, dump: Path, ok: bool = True, **extra) -> subprocess.Complete
     dump.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), *args]
-    run = subprocess.run(cmd, env=_env(dump, **extra), capture_output=True, text=True, timeout=300, cwd=REPO)
+    run = subprocess.run(cmd, env=_env(dump, **extra), capture_output=True, text=True, timeout=900, cwd=REPO)
     assert (run.returncode == 0) == ok, run.stdout[-4000:] + run.stderr[-4000:]
     return run
 

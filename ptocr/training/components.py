@@ -24,6 +24,7 @@ from ptocr.loading import is_name
 from ptocr.manifest import load_manifest
 from ptocr.postprocess import ClsPostProcess, CTCLabelDecode, DBPostProcess
 from ptocr.training.architecture import ConfigArchitecture
+from ptocr.training.distributed import require_cuda
 from ptocr.training.loaders import construct
 from ptocr.training.losses import ClsLoss, CTCLoss, DBLoss
 from ptocr.training.metrics import ClsMetric, DetMetric, RecMetric
@@ -34,7 +35,7 @@ __all__ = ["LOSSES", "POSTPROCESS", "METRICS", "GLOBAL_DEFAULTS", "build_loss", 
            "build_postprocess", "build_metric", "build_model", "wrap_multihead", "guard_nan", "select_device",
            "set_seed"]
 
-log = logging.getLogger("ptocr.train")
+log = logging.getLogger("ptocr.training")
 
 
 # Per task: the Loss / PostProcess / Metric names of tools/train.py that ptocr has.
@@ -42,6 +43,7 @@ LOSSES = {"det": {"DBLoss": DBLoss}, "rec": {"CTCLoss": CTCLoss}, "cls": {"ClsLo
 POSTPROCESS = {"det": "DBPostProcess", "rec": "CTCLabelDecode", "cls": "ClsPostProcess"}
 METRICS = {"det": DetMetric, "rec": RecMetric, "cls": ClsMetric}
 _GTC_LOSSES = {"NRTRHead": "NRTRLoss", "SARHead": "SARLoss"}  # MultiHead's branch -> its loss in MultiLoss
+_MULTI_LOSS_KEYS = ("loss_config_list", "weight_1", "weight_2")
 # Where PaddleOCR's configs point character_dict_path (paths in its repository).
 _PADDLEOCR_DICTS = ("ppocr/utils/", "./ppocr/utils/")
 # PaddleOCR's CTCLabelDecode without a character_dict_path.
@@ -61,37 +63,34 @@ def _one_of(section: dict, where: str, names) -> tuple[str, dict]:
 
 
 def _multi_loss(section: dict, arch: ConfigArchitecture) -> MultiLoss:
-    """PaddleOCR's MultiLoss: CTCLoss + NRTRLoss (v4 / v5) or SARLoss (v3), for a MultiHead."""
+    """PaddleOCR's MultiLoss: CTCLoss + NRTRLoss (v4 / v5) or SARLoss (v3), for a MultiHead; the
+    entries' arguments go to MultiLoss as PaddleOCR's losses take them."""
     if arch.gtc_head is None:
         raise PtocrError("Loss MultiLoss trains a MultiHead: Architecture.Head must be MultiHead with its "
                          "CTCHead and NRTRHead / SARHead")
-    unknown = set(section) - {"name", "loss_config_list", "weight_1", "weight_2"}
+    unknown = set(section) - {"name", *_MULTI_LOSS_KEYS}
     if unknown:
         raise PtocrError(f"Loss MultiLoss: unknown keys {sorted(unknown)} (it takes loss_config_list, weight_1, weight_2)")
-    names, sar_ignore = [], None
-    for entry in section.get("loss_config_list") or []:
-        if not (isinstance(entry, dict) and len(entry) == 1):
-            raise PtocrError(f"Loss MultiLoss: a loss_config_list entry is one 'LossName: arguments', got {entry!r}")
-        (name, args), = entry.items()
-        args = dict(args or {})
-        if name == "SARLoss" and "ignore_index" in args:
-            sar_ignore = args.pop("ignore_index")
-        if args:
-            raise PtocrError(f"Loss MultiLoss {name}: arguments {sorted(args)} are not supported")
-        names.append(name)
+    entries = section.get("loss_config_list") or []
+    if not all(isinstance(entry, dict) and len(entry) == 1 for entry in entries):
+        raise PtocrError(f"Loss MultiLoss: each loss_config_list entry is one 'LossName: arguments', got {entries!r}")
     head = next(iter(arch.gtc_head))
     gtc = _GTC_LOSSES.get(head)
     if gtc is None:
         raise PtocrError(f"Architecture.Head MultiHead: a {head} entry is not supported (NRTRHead, SARHead)")
+    names = [next(iter(entry)) for entry in entries]
     if names != ["CTCLoss", gtc]:
         raise PtocrError(f"Loss MultiLoss: loss_config_list must be [CTCLoss, {gtc}] for this MultiHead, got {names}")
-    return MultiLoss(names, float(section.get("weight_1", 1.0)), float(section.get("weight_2", 1.0)), sar_ignore)
+    return MultiLoss(entries, float(section.get("weight_1", 1.0)), float(section.get("weight_2", 1.0)))
 
 
 def build_loss(section: dict, arch: ConfigArchitecture) -> nn.Module:
     if section.get("name") == "MultiLoss":
         return _multi_loss(section, arch)
     name, args = _one_of(section, "Loss", [*LOSSES[arch.task], *(["MultiLoss"] if arch.gtc_head else [])])
+    # -o Loss.name=CTCLoss on a MultiLoss config leaves MultiLoss's keys, which PaddleOCR's losses
+    # take as **kwargs and ignore.
+    args = {k: v for k, v in args.items() if k not in _MULTI_LOSS_KEYS}
     return construct(name, LOSSES[arch.task][name], args, "Loss")
 
 
@@ -218,14 +217,16 @@ def wrap_multihead(net: nn.Module, arch: ConfigArchitecture, glob: dict) -> Mult
         raise PtocrError(f"Architecture.Head MultiHead {name}: {e}") from None
     value = glob.get("pretrained_model")
     source = _pretrained_source(value) if value and not glob.get("checkpoints") else None
-    if isinstance(source, Path) and source.is_dir():  # a training folder: its checkpoint
-        source = next(iter(sorted(source.glob("*.pdparams"))), source)
-    if isinstance(source, Path) and source.suffix == ".pdparams":
-        wrapper.load_paddle_branch(source)
+    if isinstance(source, Path) and (source.suffix == ".pdparams" or _training_folder(source)):
+        wrapper.load_paddle_branch(source)  # a folder: the checkpoint the converter's reader picks there
     elif not glob.get("checkpoints"):
         log.warning("MultiHead's %s branch starts freshly initialised (its weights come only from a PaddleOCR "
                     "training checkpoint, .pdparams, as Global.pretrained_model)", name)
     return wrapper
+
+
+def _training_folder(path: Path) -> bool:
+    return path.is_dir() and any(path.glob("*.pdparams"))
 
 
 def _zero_nan(module, inputs, output):
@@ -243,8 +244,7 @@ def guard_nan(net: nn.Module) -> None:
 
 def select_device(glob: dict) -> torch.device:
     if glob.get("use_gpu"):
-        if not torch.cuda.is_available():
-            raise PtocrError("Global.use_gpu is true but this torch has no CUDA device; set -o Global.use_gpu=false")
+        require_cuda()
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
 

@@ -109,6 +109,11 @@ def apply_overrides(config: dict, overrides) -> dict:
     return config
 
 
+# Global counts the loop divides by or sizes with: a 0 or a string would fail deep inside it.
+POSITIVE_INTS = ("epoch_num", "print_batch_step", "save_epoch_step", "log_smooth_window", "calc_epoch_interval",
+                 "max_text_length")
+
+
 def _check_global(section: dict, command: str) -> None:
     known = set().union(*GLOBAL_KEYS.values())
     for key, value in section.items():
@@ -119,8 +124,19 @@ def _check_global(section: dict, command: str) -> None:
                              f"{', '.join(sorted(GLOBAL_KEYS['read']))}")
         if key in GLOBAL_KEYS["off_only"] and value not in (None, False, _OFF.get(key, False)):
             raise PtocrError(f"Global.{key}={value!r} is not supported by ptocr {command} (leave it off)")
-    if section.get("use_amp"):
-        raise PtocrError(f"Global.use_amp is not supported by ptocr {command}")
+        if key in POSITIVE_INTS and value is not None and not _positive_int(value):
+            raise PtocrError(f"Global.{key}={value!r}: a whole number of at least 1")
+    steps = section.get("eval_batch_step")  # [start, every], or every alone (program.py takes both)
+    pair = steps if isinstance(steps, (list, tuple)) and len(steps) >= 2 else [0, steps]
+    if steps is not None and not (_positive_int(pair[0], 0) and _positive_int(pair[1])):
+        raise PtocrError(f"Global.eval_batch_step={steps!r}: [start, every] or every, every at least 1 (e.g. [0, 2000])")
+    seed = section.get("seed")
+    if seed is not None and not _positive_int(seed, 0):
+        raise PtocrError(f"Global.seed={seed!r}: a whole number (0 or more)")
+
+
+def _positive_int(value, least: int = 1) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 def check_config(config: dict, required=REQUIRED, command: str = "train") -> dict:

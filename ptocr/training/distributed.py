@@ -25,9 +25,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ptocr.errors import PtocrError
 
-__all__ = ["World", "current_world", "init_process_group", "process_group", "sync_batchnorm", "data_parallel"]
+__all__ = ["World", "current_world", "require_cuda", "init_process_group", "process_group", "sync_batchnorm",
+           "data_parallel"]
 
-log = logging.getLogger("ptocr.train")
+log = logging.getLogger("ptocr.training")
 
 # Only rank 0 evaluates (PaddleOCR's program.train); the others wait for it in the next step's
 # gradient all-reduce, so a long evaluation must not trip the collectives' timeout.
@@ -69,14 +70,19 @@ def current_world() -> World:
         raise PtocrError("WORLD_SIZE / RANK / LOCAL_RANK must be integers (as torchrun sets them)") from None
 
 
+def require_cuda() -> None:
+    """``Global.use_gpu``: a clear error where this torch has no CUDA device."""
+    if not torch.cuda.is_available():
+        raise PtocrError("Global.use_gpu is true but this torch has no CUDA device; set -o Global.use_gpu=false")
+
+
 def init_process_group(world: World, use_gpu: bool) -> None:
     """Join the run's process group (NCCL on GPUs, gloo on CPUs), each process on the GPU of its
     LOCAL_RANK; nothing for one process or a group already joined."""
     if not world.distributed or dist.is_initialized():
         return
     if use_gpu:
-        if not torch.cuda.is_available():
-            raise PtocrError("Global.use_gpu is true but this torch has no CUDA device; set -o Global.use_gpu=false")
+        require_cuda()
         if world.local_rank >= torch.cuda.device_count():
             raise PtocrError(f"LOCAL_RANK {world.local_rank}: this machine has {torch.cuda.device_count()} GPUs "
                              "(torchrun --nproc_per_node at most that many)")
@@ -114,6 +120,9 @@ def data_parallel(net: nn.Module, world: World, device: torch.device, find_unuse
     each process keeps its own BatchNorm statistics after the initial sync (rank 0's are saved)."""
     if not world.distributed:
         return net
+    if not dist.is_initialized():  # ptocr.training.trainer.train joins it; Trainer.from_config alone does not
+        raise PtocrError("several processes (torchrun): build the trainer inside "
+                         "ptocr.training.distributed.process_group(current_world(), use_gpu)")
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(net, device_ids=ids, find_unused_parameters=find_unused_parameters,
                                    broadcast_buffers=False)

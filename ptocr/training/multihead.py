@@ -238,7 +238,8 @@ class MultiLabelEncode:
 _LOSSES = {"CTCLoss": CTCLoss, "NRTRLoss": NRTRLoss, "SARLoss": SARLoss}
 # The settings of each that a config's loss_config_list entry may give (others are ignored, as
 # PaddleOCR's loss classes take **kwargs).
-_LOSS_SETTINGS = {"CTCLoss": ("use_focal_loss",), "NRTRLoss": ("smoothing",), "SARLoss": ("ignore_index",)}
+# SARLoss's ignore_index is not among them: tools/train.py always sets it (the CTC classes + 1).
+_LOSS_SETTINGS = {"CTCLoss": ("use_focal_loss",), "NRTRLoss": ("smoothing",), "SARLoss": ()}
 
 
 class MultiLoss(nn.Module):
@@ -251,11 +252,10 @@ class MultiLoss(nn.Module):
     or PaddleOCR's list ``[image, label_ctc, label_gtc, length, valid_ratio]``. Returns PaddleOCR's
     dict: each loss by its name (weighted) and ``"loss"``, their sum. SARLoss ignores the SAR
     labels' padding, the CTC head's class count + 1, as PaddleOCR's ``tools/train.py`` sets its
-    ``ignore_index`` under MultiHead (``sar_ignore_index`` or the entry's ``ignore_index`` to give it).
+    ``ignore_index`` under MultiHead whatever the config's entry says.
     """
 
-    def __init__(self, loss_config_list=("CTCLoss", "NRTRLoss"), weight_1: float = 1.0, weight_2: float = 1.0,
-                 sar_ignore_index: int | None = None):
+    def __init__(self, loss_config_list=("CTCLoss", "NRTRLoss"), weight_1: float = 1.0, weight_2: float = 1.0):
         super().__init__()
         entries = [next(iter(e.items())) if isinstance(e, Mapping) else (e, None) for e in loss_config_list]
         unknown = [n for n, _ in entries if n not in _LOSSES]
@@ -266,8 +266,6 @@ class MultiLoss(nn.Module):
             n: _LOSSES[n](**{k: v for k, v in (settings or {}).items() if k in _LOSS_SETTINGS[n]})
             for n, settings in entries})
         self.weight_1, self.weight_2 = weight_1, weight_2
-        given = dict(entries).get("SARLoss") or {}
-        self.sar_ignore_index = sar_ignore_index if sar_ignore_index is not None else given.get("ignore_index")
 
     def forward(self, predicts: Mapping, batch) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
@@ -282,8 +280,7 @@ class MultiLoss(nn.Module):
                 out[name] = self.losses[name](predicts["nrtr"], nrtr)["loss"] * self.weight_2
             else:  # SARLoss reads PaddleOCR's list [image, label_sar, length, valid_ratio]
                 sar = [None, _pick(batch, "label_sar", 2), _pick(batch, "length", 3), _pick(batch, "valid_ratio", 4)]
-                padding = self.sar_ignore_index
-                self.losses[name].ignore_index = int(predicts["ctc"].shape[-1] + 1 if padding is None else padding)
+                self.losses[name].ignore_index = int(predicts["ctc"].shape[-1] + 1)  # the SAR labels' padding
                 out[name] = self.losses[name](predicts["sar"], sar)["loss"] * self.weight_2
         out["loss"] = sum(out[n] for n in self.names)
         return out

@@ -48,8 +48,7 @@ from ptocr.training.components import (GLOBAL_DEFAULTS, build_dictionary, build_
                                        build_postprocess, guard_nan, select_device, set_seed, wrap_multihead)
 from ptocr.training.config import EVAL_REQUIRED, read_config
 from ptocr.training.data import DistributedBatchSampler
-from ptocr.training.distributed import World, current_world, data_parallel, init_process_group, process_group, \
-    sync_batchnorm
+from ptocr.training.distributed import World, current_world, data_parallel, process_group, sync_batchnorm
 from ptocr.training.evaluation import Scorer, run_evaluation, to_device
 from ptocr.training.labels import CTCLabelEncode
 from ptocr.training.loaders import DataSettings, build_dataset, build_loader
@@ -61,7 +60,7 @@ from ptocr.training.train_state import checkpoint_files, load_states, optimizer_
 
 __all__ = ["train", "Trainer", "evaluate_config"]
 
-log = logging.getLogger("ptocr.train")
+log = logging.getLogger("ptocr.training")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,20 +93,22 @@ def _log_ranks(value) -> set[int]:
 
 @contextmanager
 def _log_to(save_model_dir: Path | None, world: World = World(), log_ranks="0"):
-    """The ``ptocr.train`` logger to stdout and ``save_model_dir/train.log`` (None: stdout only) for
+    """The ``ptocr.training`` logger to stdout and ``save_model_dir/train.log`` (None: stdout only) for
     the run. As PaddleOCR's get_logger: only rank 0 writes train.log; the ranks of ``log_ranks`` log
     at INFO, the others only errors."""
+    run_level = logging.INFO if world.rank in _log_ranks(log_ranks) else logging.ERROR  # raises before any handler
     fmt = logging.Formatter("[%(asctime)s] ptocr %(levelname)s: %(message)s", "%Y/%m/%d %H:%M:%S")
-    handlers = [logging.StreamHandler(sys.stdout)]
-    if world.main and save_model_dir is not None:
-        handlers.append(logging.FileHandler(save_model_dir / "train.log", encoding="utf-8"))
     level, propagate = log.level, log.propagate
-    for h in handlers:
-        h.setFormatter(fmt)
-        log.addHandler(h)
-    log.setLevel(logging.INFO if world.rank in _log_ranks(log_ranks) else logging.ERROR)
-    log.propagate = False
+    handlers = []
     try:
+        handlers.append(logging.StreamHandler(sys.stdout))
+        if world.main and save_model_dir is not None:
+            handlers.append(logging.FileHandler(save_model_dir / "train.log", encoding="utf-8"))
+        for h in handlers:
+            h.setFormatter(fmt)
+            log.addHandler(h)
+        log.setLevel(run_level)
+        log.propagate = False
         yield
     finally:
         for h in handlers:
@@ -164,7 +165,6 @@ class Trainer:
         config = read_config(config, overrides)
         glob, arch, dictionary, encoder = _matched(config)
         world = current_world()  # Global.distributed is this, as tools/program.py overwrites it
-        init_process_group(world, bool(glob.get("use_gpu")))
         device = select_device(glob)
         set_seed(int(glob["seed"]))  # the same on every rank, as tools/train.py
         label_list = None
@@ -177,7 +177,7 @@ class Trainer:
             raise PtocrError(f"no batches in the train data: {len(train_set)} samples, batch_size_per_card "
                              f"{config['Train'].get('loader', {}).get('batch_size_per_card')} with drop_last")
         eval_loader = None
-        if config.get("Eval"):
+        if config.get("Eval") and world.main:  # rank 0 alone evaluates
             eval_loader = build_loader(config["Eval"], "Eval", build_dataset(config["Eval"], "Eval", settings))
         if arch.task == "cls":
             label_list = train_set.encode.label_list
@@ -269,7 +269,7 @@ class Trainer:
         return metric.get_metric()
 
     def run(self) -> dict:
-        """Train (the loop logs through the ``ptocr.train`` logger; :func:`train` sends it to
+        """Train (the loop logs through the ``ptocr.training`` logger; :func:`train` sends it to
         stdout and ``save_model_dir/train.log``)."""
         glob = self.config["Global"]
         save_dir = Path(glob["save_model_dir"])
