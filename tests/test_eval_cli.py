@@ -185,3 +185,26 @@ def test_what_cannot_be_evaluated_is_one_line(shared_dir, tmp_path):
     # Images not there: each logged and the next drawn, as PaddleOCR's Eval data does, until it gives up.
     run = CliRunner().invoke(cli.main, ["eval", "-c", path, "-o", f"Eval.dataset.data_dir={tmp_path}"])
     assert run.exit_code == 2 and "ptocr: error: 100 samples in a row could not be made" in run.output.splitlines()[-1]
+
+
+def test_cls_metric_is_evaluate_clss(shared_dir, tmp_path):
+    """PaddleOCR's cls_mv3.yml unchanged but for data and model: word crops upright and turned
+    (labels "0" / "180", one turned crop labelled "0" on purpose), scored as evaluate_cls scores them."""
+    import cv2
+
+    from ptocr.training import evaluate_cls
+
+    lines = []
+    for i, (path, _) in enumerate(list(WORDS.items())[:3]):
+        image = cv2.imread(str(shared_dir / "images" / "words" / path))
+        cv2.imwrite(str(tmp_path / f"up{i}.png"), image)
+        cv2.imwrite(str(tmp_path / f"turned{i}.png"), cv2.rotate(image, cv2.ROTATE_180))
+        lines += [(f"up{i}.png", "0"), (f"turned{i}.png", "180" if i else "0")]
+    label = _label_file(tmp_path / "cls.txt", lines)
+    model = shared_dir / "paddle_models" / "ch_ppocr_mobile_v2.0_cls_infer"
+    out = _eval("-c", str(CONFIGS / "cls_mv3.yml"), "-o", "Global.use_gpu=false", f"Global.pretrained_model={model}",
+                f"Eval.dataset.data_dir={tmp_path}", f"Eval.dataset.label_file_list=[{label}]",
+                "Eval.loader.num_workers=0")
+    expected = evaluate_cls(ptocr.load(model), label, data_dir=tmp_path)
+    assert {"acc": _printed(out)["acc"]} == expected
+    assert 0 < expected["acc"] < 1
