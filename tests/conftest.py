@@ -92,6 +92,16 @@ def v5_models(shared_dir, tmp_path_factory) -> dict[str, Path]:
     return converted_folders(shared_dir, tmp_path_factory.mktemp("v5_mobile_models"), V5_MOBILE_FOLDERS)
 
 
+def v5_ocr3(v5_models: dict, **options):
+    """``ptocr.OCR3`` over the converted v5 models, built as a 3.x script builds PaddleOCR: model
+    folders by 3.x's names, document orientation and unwarping off; ``options``: more of 3.x's."""
+    from ptocr.pipeline3 import OCR3
+
+    return OCR3(text_detection_model_dir=v5_models["det"], text_recognition_model_dir=v5_models["rec"],
+                textline_orientation_model_dir=v5_models["textline"], use_doc_orientation_classify=False,
+                use_doc_unwarping=False, **options)
+
+
 def seed_python_and_numpy(seed: int) -> None:
     """Seed the two global generators PaddleOCR's augmentations draw from (python's, numpy's)."""
     random.seed(seed)
@@ -131,6 +141,29 @@ def assert_same_state(a, b, keys=None) -> None:
     for k in keys:
         assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
         assert np.array_equal(a[k].numpy(), b[k].numpy()), k
+
+
+def assert_labels_as_paddleocr(ours, theirs, texts, keys=("label", "length")) -> int:
+    """A ptocr label encoder ``ours`` against PaddleOCR's class ``theirs`` on each text: the texts
+    PaddleOCR drops (its op returns None) refused (``accepts`` False, a PtocrError "cannot be
+    encoded"), the others giving the same ``keys`` arrays, values and dtypes. Returns how many
+    texts were kept."""
+    from ptocr.errors import PtocrError
+
+    kept = 0
+    for text in texts:
+        want = theirs({"label": text, "image": None})  # MultiLabelEncode reads "image" too
+        assert ours.accepts(text) == (want is not None), text
+        if want is None:
+            with pytest.raises(PtocrError, match="cannot be encoded"):
+                ours(text)
+            continue
+        kept += 1
+        got = ours(text)
+        for key in keys:
+            assert np.asarray(got[key]).dtype == np.asarray(want[key]).dtype, (text, key)
+            np.testing.assert_array_equal(got[key], want[key], err_msg=f"{text!r} {key}")
+    return kept
 
 
 def shared_path() -> Path:

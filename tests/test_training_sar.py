@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import assert_labels_as_paddleocr
 from torch import nn
 
 import ptocr
@@ -198,20 +199,7 @@ def test_sar_labels_match_paddleocr(paddleocr_src, tmp_path, use_space_char, rep
     assert ours.characters == theirs.character and ours.num_classes == len(theirs.character)
     assert (ours.unknown_idx, ours.start_idx, ours.end_idx, ours.padding_idx) == \
         (theirs.unknown_idx, theirs.start_idx, theirs.end_idx, theirs.padding_idx)
-    kept = 0
-    for text in _texts(CHARS, 400):
-        want = theirs({"label": text})
-        assert ours.accepts(text) == (want is not None), text
-        if want is None:
-            with pytest.raises(PtocrError, match="cannot be encoded"):
-                ours(text)
-            continue
-        kept += 1
-        got = ours(text)
-        assert got["label"].dtype == want["label"].dtype and got["length"].dtype == want["length"].dtype
-        np.testing.assert_array_equal(got["label"], want["label"], err_msg=text)
-        assert got["length"] == want["length"], text
-    assert kept > 50
+    assert assert_labels_as_paddleocr(ours, theirs, _texts(CHARS, 400)) > 50
 
 
 def test_sar_labels_by_hand():
