@@ -11,7 +11,7 @@ import warnings
 import cv2
 import numpy as np
 import pytest
-from conftest import intra_op_threads
+from conftest import intra_op_threads, v5_ocr3
 
 from ptocr import pipeline3
 from ptocr.errors import ImageError, PtocrError
@@ -26,9 +26,7 @@ pytestmark = pytest.mark.usefixtures("loopback_only")
 def ocr(v5_models):
     """Built as a 3.x script builds PaddleOCR: model folders and switches by 3.x's names."""
     with intra_op_threads(1):
-        yield OCR3(text_detection_model_dir=v5_models["det"], text_recognition_model_dir=v5_models["rec"],
-                   textline_orientation_model_dir=v5_models["textline"], use_doc_orientation_classify=False,
-                   use_doc_unwarping=False, device="cpu", enable_mkldnn=True, precision="fp32")
+        yield v5_ocr3(v5_models, device="cpu", enable_mkldnn=True, precision="fp32")
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import intra_op_threads
+from conftest import intra_op_threads, v5_ocr3
 
-from ptocr.pipeline3 import OCR3
 
 # No test reaches a host: a default model left to fetch would fail the test, not download.
 pytestmark = pytest.mark.usefixtures("loopback_only")
@@ -21,9 +20,7 @@ pytestmark = pytest.mark.usefixtures("loopback_only")
 def ocr(v5_models):
     """Built as a 3.x script builds PaddleOCR."""
     with intra_op_threads(1):
-        yield OCR3(text_detection_model_dir=v5_models["det"], text_recognition_model_dir=v5_models["rec"],
-                   textline_orientation_model_dir=v5_models["textline"], use_doc_orientation_classify=False,
-                   use_doc_unwarping=False)
+        yield v5_ocr3(v5_models)
 
 
 @pytest.fixture(scope="module")
