@@ -149,8 +149,12 @@ def _pretrained_source(value) -> str | Path:
                      "and no zoo model of that name")
 
 
+def _head_fits(net, num_classes: int | None) -> bool:
+    return num_classes is None or getattr(net.head, "out_channels", num_classes) == num_classes
+
+
 def _check_classes(net, num_classes: int | None, where: str) -> None:
-    if num_classes is not None and getattr(net.head, "out_channels", num_classes) != num_classes:
+    if not _head_fits(net, num_classes):
         raise DictionaryError(f"{where}: its head has {net.head.out_channels} classes, the config's dictionary "
                               f"makes {num_classes}: the dictionary does not match the model")
 
@@ -184,8 +188,7 @@ def build_model(arch: ConfigArchitecture, glob: dict, num_classes: int | None, d
                                  f"config's Architecture is {arch.name}")
         else:
             net = create_model(arch.name, pretrained=source)
-            if num_classes is not None and getattr(net.head, "out_channels", num_classes) != num_classes \
-                    and not keep_head:
+            if not keep_head and not _head_fits(net, num_classes):
                 log.warning("%s: its head has %d classes, the dictionary %d: the head's last layer starts fresh "
                             "(PaddleOCR skips the mismatched weights alike)", source, net.head.out_channels,
                             num_classes)

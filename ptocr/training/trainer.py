@@ -162,7 +162,11 @@ class Trainer:
 
     @classmethod
     def from_config(cls, config, overrides=()) -> Trainer:
-        config = read_config(config, overrides)
+        return cls._build(read_config(config, overrides))
+
+    @classmethod
+    def _build(cls, config: dict) -> Trainer:
+        """From a config :func:`read_config` gave (checked, overrides applied)."""
         glob, arch, dictionary, encoder = _matched(config)
         world = current_world()  # Global.distributed is this, as tools/program.py overwrites it
         device = select_device(glob)
@@ -374,7 +378,7 @@ def train(config, overrides=()) -> dict:
     if world.main:
         save_dir.mkdir(parents=True, exist_ok=True)
     with _log_to(save_dir, world, glob.get("log_ranks") or "0"), process_group(world, bool(glob.get("use_gpu"))):
-        return Trainer.from_config(config).run()
+        return Trainer._build(config).run()
 
 
 
