@@ -381,7 +381,7 @@ def test_two_setup_commands_and_ci_runs_the_test_command():
 
 
 def _intel_section(benchmarks: str, name: str) -> str:
-    return benchmarks.split(f"<!-- bench:intel:{name} -->", 1)[1].split(f"<!-- /bench:intel:{name} -->", 1)[0]
+    return benchmarks.split(f"<!-- bench:intel_avx512:{name} -->", 1)[1].split(f"<!-- /bench:intel_avx512:{name} -->", 1)[0]
 
 
 def quoted_figure_errors(readme: str, benchmarks: str) -> list[str]:

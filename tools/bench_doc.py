@@ -2,8 +2,9 @@
 ``python -m tools.bench --out`` replaces one by one.
 
 A speed claim holds for the CPU it was measured on: the same models run at other ratios on
-an Intel Xeon and an AMD EPYC (oneDNN and ONNX Runtime pick other kernels per ISA), so each
-family keeps its own tables, and a run on one family (or of one section) leaves the others as
+an Intel Xeon and an AMD EPYC, and on an EPYC with AVX-512 (Zen 4, Zen 5) and one without (Zen
+3), as oneDNN and ONNX Runtime pick other kernels per ISA. So a family is the vendor and its
+widest vector ISA ("AMD AVX-512", "AMD AVX2"), each family keeps its own tables, and a run on one family (or of one section) leaves the others as
 they were. Every section carries the command and the machine (CPU model, ISA flags, PyTorch's
 CPU capability) it came from.
 """
@@ -27,7 +28,7 @@ TITLE = "# CPU benchmarks"
 
 @dataclass(frozen=True)
 class CpuInfo:
-    family: str  # "Intel", "AMD", or the machine's architecture where the vendor is unknown
+    family: str  # vendor and vector ISA ("Intel AVX-512", "AMD AVX2"), "GPU", or the architecture
     model: str
     isa: tuple[str, ...]
     capability: str  # PyTorch's dispatch level (e.g. AVX512), what its own kernels use
@@ -35,7 +36,7 @@ class CpuInfo:
 
     @property
     def key(self) -> str:
-        return self.family.lower()
+        return re.sub(r"[^a-z0-9]+", "_", self.family.lower().replace("-", ""))  # "amd_avx512"
 
     def describe(self) -> str:
         if self.family == "GPU":
@@ -47,7 +48,8 @@ class CpuInfo:
 
 
 def parse_cpuinfo(text: str) -> tuple[str, str, tuple[str, ...]]:
-    """``/proc/cpuinfo`` -> (vendor family, model name, the ISA flags of ``ISA_FLAGS`` it has)."""
+    """``/proc/cpuinfo`` -> (family: vendor and widest vector ISA, model name, the ISA flags of
+    ``ISA_FLAGS`` it has)."""
     fields: dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
@@ -55,10 +57,13 @@ def parse_cpuinfo(text: str) -> tuple[str, str, tuple[str, ...]]:
             fields[key.strip()] = value.strip()
     flags = set(fields.get("flags", "").split())
     family = VENDORS.get(fields.get("vendor_id", ""), platform.machine() or "unknown")
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else ""
+    family = f"{family} {vector}" if vector else family
     model = fields.get("model name", platform.processor() or "unknown CPU")
     if "cpu family" in fields and "model" in fields:
         # Cloud VMs often name the CPU generically ("Intel(R) Xeon(R) Processor", "AMD EPYC"): the
-        # numbers say which generation it is (AMD family 25 model 1 is a Zen 3, model 17 a Zen 4).
+        # numbers say which generation it is (AMD family 25 model 1 is a Zen 3, model 17 a Zen 4,
+        # family 26 a Zen 5).
         model = f"{model}, family {fields['cpu family']} model {fields['model']}"
     return family, model, tuple(f for f in ISA_FLAGS if f in flags)
 
