@@ -166,7 +166,7 @@ REFUSED = {
                                  "PPLCNetV3_x0_75_ocr_det.pdparams",), "ptocr train does not download"),
     "ch_PP-OCRv4_rec.yml": (("Train.dataset.name=SimpleDataSet",), "MultiScaleDataSet and Train.sampler "
                                                                      "MultiScaleSampler go together"),
-    "PP-OCRv5_server_rec.yml": (("Global.use_amp=true",), "Global.use_amp=True is not supported"),
+    "PP-OCRv5_server_rec.yml": (("Global.use_wandb=true",), "Global.use_wandb=True is not supported"),
 }
 
 

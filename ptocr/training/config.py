@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from ptocr.errors import PtocrError, close_names
+from ptocr.training.amp import MixedPrecision
 
 __all__ = ["load_config", "apply_overrides", "check_config", "read_config", "SECTIONS", "REQUIRED", "EVAL_REQUIRED",
            "GLOBAL_KEYS", "HARMLESS"]
@@ -42,17 +43,14 @@ GLOBAL_KEYS = {
     "read": {"use_gpu", "epoch_num", "log_smooth_window", "print_batch_step", "save_model_dir", "save_epoch_step",
              "eval_batch_step", "cal_metric_during_train", "calc_epoch_interval", "pretrained_model", "checkpoints",
              "character_dict_path", "use_space_char", "max_text_length", "seed", "label_list",
-             "log_ranks", "find_unused_parameters", "use_sync_bn"},
+             "log_ranks", "find_unused_parameters", "use_sync_bn", "use_amp", "amp_level", "amp_dtype", "scale_loss",
+             "use_dynamic_loss_scaling", "amp_custom_black_list", "amp_custom_white_list"},
     "other_tools": {"debug", "infer_img", "save_inference_dir", "infer_mode", "character_type", "save_res_path",
                     "print_mem_info", "model_name", "pdx_model_name", "use_tensorrt", "export_with_pir"},
     "harmless": set(HARMLESS),
-    "off_only": {"use_visualdl", "use_wandb", "use_amp", "uniform_output_enabled", "use_xpu",
-                 "use_npu", "use_mlu", "use_gcu", "to_static", "amp_level", "scale_loss", "use_dynamic_loss_scaling",
-                 "amp_dtype", "amp_custom_black_list", "amp_custom_white_list", "eval_batch_epoch"},
+    "off_only": {"use_visualdl", "use_wandb", "uniform_output_enabled", "use_xpu", "use_npu", "use_mlu", "use_gcu",
+                 "to_static", "eval_batch_epoch"},
 }
-# The off value of each off_only key (what leaves PaddleOCR's default path).
-_OFF = {"amp_level": "O2", "scale_loss": 1.0, "amp_dtype": "float16", "amp_custom_black_list": [],
-        "amp_custom_white_list": [], "use_dynamic_loss_scaling": False}
 
 
 def load_config(path: str | os.PathLike) -> dict:
@@ -122,7 +120,7 @@ def _check_global(section: dict, command: str) -> None:
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
             raise PtocrError(f"Global.{key} is not a setting ptocr {command} reads{hint}; it reads: "
                              f"{', '.join(sorted(GLOBAL_KEYS['read']))}")
-        if key in GLOBAL_KEYS["off_only"] and value not in (None, False, _OFF.get(key, False)):
+        if key in GLOBAL_KEYS["off_only"] and value not in (None, False):
             raise PtocrError(f"Global.{key}={value!r} is not supported by ptocr {command} (leave it off)")
         if key in POSITIVE_INTS and value is not None and not _positive_int(value):
             raise PtocrError(f"Global.{key}={value!r}: a whole number of at least 1")
@@ -130,6 +128,7 @@ def _check_global(section: dict, command: str) -> None:
     pair = steps if isinstance(steps, (list, tuple)) and len(steps) >= 2 else [0, steps]
     if steps is not None and not (_positive_int(pair[0], 0) and _positive_int(pair[1])):
         raise PtocrError(f"Global.eval_batch_step={steps!r}: [start, every] or every, every at least 1 (e.g. [0, 2000])")
+    MixedPrecision.from_global(section)  # use_amp and its settings, refused here where bad
     seed = section.get("seed")
     if seed is not None and not _positive_int(seed, 0):
         raise PtocrError(f"Global.seed={seed!r}: a whole number (0 or more)")

@@ -16,6 +16,7 @@ from torch import nn
 from ptocr.dictionary import Dictionary
 from ptocr.errors import PtocrError
 from ptocr.models.heads.pfhead_local import PFHeadLocal
+from ptocr.training.amp import MixedPrecision
 
 __all__ = ["Scorer", "run_evaluation", "to_device", "paddle_eval_maps"]
 
@@ -65,15 +66,19 @@ class Scorer:
             metric.update(self.post(out), [self.label_list[int(i)] for i in batch["label"]])
 
 
-def run_evaluation(net: nn.Module, loader, device: torch.device, scorer: Scorer, metric) -> dict[str, float]:
+def run_evaluation(net: nn.Module, loader, device: torch.device, scorer: Scorer, metric,
+                   precision: MixedPrecision = MixedPrecision()) -> dict[str, float]:
     """tools/program.py ``eval``: ``metric`` over ``loader`` (``net`` left in eval mode), and fps.
-    A MultiHead recognizer's eval forward is its CTC branch alone, as PaddleOCR's."""
+    A MultiHead recognizer's eval forward is its CTC branch alone, as PaddleOCR's. With
+    ``Global.use_amp`` (``precision``), the forward runs under autocast, as PaddleOCR's eval."""
     net.eval()
     frames, spent = 0, 0.0
     with torch.no_grad(), paddle_eval_maps(net):
         for batch in loader:
             start = time.time()
-            out = net(to_device(batch, device, "Eval")["image"]).float().cpu().numpy()
+            with precision.autocast(device):
+                out = net(to_device(batch, device, "Eval")["image"])
+            out = out.float().cpu().numpy()
             spent += time.time() - start
             scorer(out, batch, metric)
             frames += len(batch["image"])

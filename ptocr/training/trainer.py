@@ -43,6 +43,7 @@ from ptocr.api import save_model
 from ptocr.atomic import write_atomically
 from ptocr.dictionary import Dictionary
 from ptocr.errors import PtocrError
+from ptocr.training.amp import MixedPrecision, to_float32
 from ptocr.training.architecture import ConfigArchitecture, architecture_for
 from ptocr.training.components import (GLOBAL_DEFAULTS, build_dictionary, build_loss, build_metric, build_model,
                                        build_postprocess, guard_nan, select_device, set_seed, wrap_multihead)
@@ -159,6 +160,8 @@ class Trainer:
     resume_state: tuple | None = None  # load_states(Global.checkpoints)
     world: World = World()
     model: nn.Module | None = None  # what a step runs: ``net`` in DistributedDataParallel, or ``net``
+    precision: MixedPrecision = MixedPrecision()  # Global.use_amp and its settings
+    scaler: torch.amp.GradScaler | None = None  # with use_amp, PaddleOCR's GradScaler
 
     @classmethod
     def from_config(cls, config, overrides=()) -> Trainer:
@@ -205,8 +208,9 @@ class Trainer:
         net = net.to(device).train()
         recipe = create_optimizer(net, config, epochs=int(glob["epoch_num"]), steps_per_epoch=len(train_loader))
         model = data_parallel(net, world, device, bool(glob.get("find_unused_parameters")))
+        precision = MixedPrecision.from_global(glob)
         return cls(config, arch, device, net, dictionary, train_loader, eval_loader, criterion, recipe, post, metric,
-                   label_list, resume_state, world, model)
+                   label_list, resume_state, world, model, precision, precision.scaler(device))
 
     @property
     def multihead(self) -> bool:
@@ -224,7 +228,7 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """tools/program.py ``eval``: the metric over the Eval loader, and fps."""
-        result = run_evaluation(self.net, self.eval_loader, self.device, self.scorer, self.metric)
+        result = run_evaluation(self.net, self.eval_loader, self.device, self.scorer, self.metric, self.precision)
         self.net.train()
         return result
 
@@ -293,17 +297,19 @@ class Trainer:
         batch = to_device(batch, self.device)
         model = self.net if self.model is None else self.model
         try:
-            preds = model(batch["image"], batch) if self.multihead else model(batch["image"])
+            with self.precision.autocast(self.device):
+                preds = model(batch["image"], batch) if self.multihead else model(batch["image"])
         except RuntimeError as e:  # DistributedDataParallel: a parameter had no gradient last step
             if "find_unused_parameters" not in str(e):
                 raise
             raise PtocrError("some parameters of the network get no gradient in a step (e.g. a frozen or unused "
                              "branch): set -o Global.find_unused_parameters=true, as PaddleOCR's DataParallel "
                              "needs") from None
+        if self.precision.enabled:
+            preds = to_float32(preds)  # the loss in float32, as PaddleOCR's
         losses = self.criterion(preds, batch)
         self.recipe.optimizer.zero_grad()
-        losses["loss"].backward()
-        self.recipe.step()
+        self.precision.backward_and_step(losses["loss"], self.recipe, self.scaler)
         return preds, losses
 
     def _evaluate_and_keep_best(self, epoch: int, global_step: int, best: dict) -> None:
@@ -322,8 +328,8 @@ class Trainer:
         start_eval, every = self._eval_schedule(glob)
         stats = TrainingStats(int(glob["log_smooth_window"]))
         steps = len(self.train_loader)
-        log.info("train %s (%s) on %s: %d iterations an epoch, epochs %d to %d", self.arch.name, self.arch.task,
-                 self.device, steps, start_epoch, epochs)
+        log.info("train %s (%s) on %s in %s: %d iterations an epoch, epochs %d to %d", self.arch.name,
+                 self.arch.task, self.device, self.precision.describe(), steps, start_epoch, epochs)
         if self.world.distributed:
             log.info("%d processes, each on its share of the Train batches; rank 0 evaluates and saves",
                      self.world.size)
@@ -413,7 +419,8 @@ def _evaluate(config: dict) -> dict[str, float]:
         log.info("metric in ckpt ***************")
         for k, v in best.items():
             log.info("%s:%s", k, v)
-    result = run_evaluation(net, loader, device, Scorer(arch.task, post, dictionary, label_list), metric)
+    result = run_evaluation(net, loader, device, Scorer(arch.task, post, dictionary, label_list), metric,
+                            MixedPrecision.from_global(glob))
     log.info("metric eval ***************")
     for k, v in result.items():
         log.info("%s:%s", k, v)
