@@ -144,3 +144,27 @@ def test_clipping_sees_the_unscaled_gradients():
     assert recipe.clipped is not None
     for got, want in zip(recipe.clipped, reference):
         torch.testing.assert_close(got, want)  # not 1024x
+
+
+def test_ptocr_eval_runs_its_forward_under_autocast(shared_dir, tmp_path, monkeypatch):
+    """tools/eval.py evaluates under auto_cast where use_amp is on: ``ptocr eval`` alike."""
+    from ptocr.training import trainer as trainer_module
+    from ptocr.training.trainer import evaluate_config
+
+    seen = []
+    real = trainer_module.run_evaluation
+
+    def recording(net, *args):
+        dtypes, hooks = _conv_dtypes(net)
+        try:
+            return real(net, *args)
+        finally:
+            seen.extend(dtypes)
+            for h in hooks:
+                h.remove()
+    monkeypatch.setattr(trainer_module, "run_evaluation", recording)
+    overrides = _overrides(NAME, shared_dir, tmp_path, REC_FINETUNE, ["Global.use_amp=true", "Global.amp_dtype=bfloat16"])
+    # the fine-tune checkpoint's head has 97 classes: evaluate with its own dictionary size
+    overrides += ["Global.character_dict_path=ppocr/utils/en_dict.txt", "Global.use_space_char=true"]
+    result = evaluate_config(CONFIGS / NAME, overrides)
+    assert "acc" in result and seen and set(seen) == {torch.bfloat16}
