@@ -31,7 +31,7 @@ import logging
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -208,7 +208,7 @@ class Trainer:
         net = net.to(device).train()
         recipe = create_optimizer(net, config, epochs=int(glob["epoch_num"]), steps_per_epoch=len(train_loader))
         model = data_parallel(net, world, device, bool(glob.get("find_unused_parameters")))
-        precision = MixedPrecision.from_global(glob)
+        precision = MixedPrecision.from_global(glob).on(device)
         return cls(config, arch, device, net, dictionary, train_loader, eval_loader, criterion, recipe, post, metric,
                    label_list, resume_state, world, model, precision, precision.scaler(device))
 
@@ -419,8 +419,9 @@ def _evaluate(config: dict) -> dict[str, float]:
         log.info("metric in ckpt ***************")
         for k, v in best.items():
             log.info("%s:%s", k, v)
-    result = run_evaluation(net, loader, device, Scorer(arch.task, post, dictionary, label_list), metric,
-                            MixedPrecision.from_global(glob))
+    # tools/eval.py passes use_amp's scaler and amp_level to program.eval, not amp_dtype: float16
+    precision = replace(MixedPrecision.from_global(glob), dtype=torch.float16).on(device)
+    result = run_evaluation(net, loader, device, Scorer(arch.task, post, dictionary, label_list), metric, precision)
     log.info("metric eval ***************")
     for k, v in result.items():
         log.info("%s:%s", k, v)
