@@ -80,6 +80,21 @@ def test_a_run_replaces_its_own_family_and_section_only():
     assert doc.index("intel e2e v1") < doc.index("intel bulk") < doc.index("## AMD")
 
 
+def test_families_that_share_a_vendor_keep_their_own_parts():
+    """A Zen 3 (AVX2) and a Zen 5 (AVX-512) run land in parts of their own, and a family whose
+    name begins another's ("AMD", no vector ISA known) is not taken for it."""
+    def cpu(family):
+        return bench_doc.CpuInfo(family, f"{family} CPU", (), "DEFAULT", 2)
+    doc = bench_doc.update("", cpu("AMD AVX2"), "stages", "zen3 stages", "NOTES")
+    doc = bench_doc.update(doc, cpu("AMD AVX-512"), "stages", "zen5 stages", "NOTES")
+    doc = bench_doc.update(doc, cpu("AMD AVX2"), "e2e", "zen3 e2e", "NOTES")
+    doc = bench_doc.update(doc, cpu("AMD"), "e2e", "bare e2e", "NOTES")
+    avx2, avx512, bare = doc.index("## AMD AVX2:"), doc.index("## AMD AVX-512:"), doc.index("## AMD:")
+    assert avx2 < doc.index("zen3 stages") < doc.index("zen3 e2e") < avx512 < doc.index("zen5 stages") < bare
+    assert bare < doc.index("bare e2e")
+    assert "<!-- bench:amd_avx2:e2e -->" in doc and "<!-- bench:amd_avx512:stages -->" in doc
+
+
 def test_the_documents_parts_are_well_formed():
     text = (bench_doc.Path(__file__).resolve().parents[1] / "doc" / "benchmarks.md").read_text(encoding="utf-8")
     starts = bench_doc.re.findall(r"<!-- bench:(\w+):(\w+) -->", text)

@@ -99,7 +99,8 @@ def update(doc: str, cpu: CpuInfo, section: str, content: str, notes: str) -> st
     if found:
         return doc[:found.start()] + block + doc[found.end():]
     heading = f"## {cpu.family}"
-    family_at = re.search(rf"^{re.escape(heading)}\b.*$", doc, flags=re.M)
+    # the heading is "## FAMILY: model": "## AMD" must not take "## AMD AVX2: ..." for its own
+    family_at = re.search(rf"^{re.escape(heading)}(?::.*)?$", doc, flags=re.M)
     if family_at is None:
         return doc.rstrip("\n") + f"\n\n{heading}: {cpu.model}\n\n{block}\n"
     next_family = re.search(r"^## ", doc[family_at.end():], flags=re.M)
