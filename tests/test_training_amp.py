@@ -33,13 +33,18 @@ def _trainer(shared_dir, tmp_path, *extra) -> Trainer:
     return Trainer.from_config(CONFIGS / NAME, _overrides(NAME, shared_dir, tmp_path, REC_FINETUNE, extra))
 
 
-def _conv_dtypes(net: torch.nn.Module) -> tuple[list, list]:
-    """(the output dtypes the network's convs give, the hooks to remove)."""
+@contextlib.contextmanager
+def _conv_dtypes(net: torch.nn.Module):
+    """Yields the list of output dtypes the network's convs give while inside."""
     seen, hooks = [], []
     for m in net.modules():
         if isinstance(m, torch.nn.Conv2d):
             hooks.append(m.register_forward_hook(lambda mod, args, out: seen.append(out.dtype)))
-    return seen, hooks
+    try:
+        yield seen
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 def _on_gpu(trainer: Trainer, precision: MixedPrecision) -> Trainer:
@@ -92,20 +97,16 @@ def test_what_paddle_makes_of_it_per_device(monkeypatch, caplog):
 def test_on_the_cpu_use_amp_trains_in_float32(shared_dir, tmp_path):
     trainer = _trainer(shared_dir, tmp_path, "Global.use_amp=true", "Global.amp_dtype=bfloat16")
     assert trainer.scaler is None and not trainer.precision.enabled
-    seen, hooks = _conv_dtypes(trainer.net)
-    trainer.step(next(iter(trainer.train_loader)))
-    for h in hooks:
-        h.remove()
+    with _conv_dtypes(trainer.net) as seen:
+        trainer.step(next(iter(trainer.train_loader)))
     assert seen and set(seen) == {torch.float32}
 
 
 def test_an_amp_step_runs_the_forward_in_the_amp_dtype(shared_dir, tmp_path):
     trainer = _on_gpu(_trainer(shared_dir, tmp_path), MixedPrecision(True, torch.bfloat16, "O2", 1024.0, False))
     before = {k: v.detach().clone() for k, v in trainer.net.state_dict().items()}
-    seen, hooks = _conv_dtypes(trainer.net)
-    preds, losses = trainer.step(next(iter(trainer.train_loader)))
-    for h in hooks:
-        h.remove()
+    with _conv_dtypes(trainer.net) as seen:
+        preds, losses = trainer.step(next(iter(trainer.train_loader)))
     assert seen and set(seen) == {torch.bfloat16}
     assert preds.dtype == torch.float32 and losses["loss"].dtype == torch.float32  # the loss in float32
     assert torch.isfinite(losses["loss"])
@@ -113,10 +114,8 @@ def test_an_amp_step_runs_the_forward_in_the_amp_dtype(shared_dir, tmp_path):
     assert all(after[k].dtype == before[k].dtype for k in before)  # the weights stay float32
     assert any(not torch.equal(after[k], before[k]) for k in before if before[k].is_floating_point())
     # The evaluation's forward runs under the same autocast, as PaddleOCR's eval.
-    seen, hooks = _conv_dtypes(trainer.net)
-    trainer.evaluate()
-    for h in hooks:
-        h.remove()
+    with _conv_dtypes(trainer.net) as seen:
+        trainer.evaluate()
     assert seen and set(seen) == {torch.bfloat16}
 
 
@@ -182,13 +181,10 @@ def test_ptocr_eval_casts_to_float16_as_tools_eval(shared_dir, tmp_path, monkeyp
     real = trainer_module.run_evaluation
 
     def recording(net, *args):
-        dtypes, hooks = _conv_dtypes(net)
-        try:
-            return real(net, *args)
-        finally:
-            seen.extend(dtypes)
-            for h in hooks:
-                h.remove()
+        with _conv_dtypes(net) as dtypes:
+            result = real(net, *args)
+        seen.extend(dtypes)
+        return result
     monkeypatch.setattr(trainer_module, "run_evaluation", recording)
     monkeypatch.setattr(MixedPrecision, "on", lambda self, device: self)  # as on a GPU
     overrides = _overrides(NAME, shared_dir, tmp_path, REC_FINETUNE, ["Global.use_amp=true", "Global.amp_dtype=bfloat16"])

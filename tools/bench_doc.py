@@ -4,8 +4,8 @@
 A speed claim holds for the CPU it was measured on: the same models run at other ratios on
 an Intel Xeon and an AMD EPYC, and on an EPYC with AVX-512 (Zen 4, Zen 5) and one without (Zen
 3), as oneDNN and ONNX Runtime pick other kernels per ISA. So a family is the vendor and its
-widest vector ISA ("AMD AVX-512", "AMD AVX2"), each family keeps its own tables, and a run on one family (or of one section) leaves the others as
-they were. Every section carries the command and the machine (CPU model, ISA flags, PyTorch's
+widest vector ISA ("AMD AVX-512", "AMD AVX2"), each family keeps its own tables, and a run on one
+family (or of one section) leaves the others as they were. Every section carries the command and the machine (CPU model, ISA flags, PyTorch's
 CPU capability) it came from.
 """
 
