@@ -264,7 +264,8 @@ def for_fixed_shape_graph(model: nn.Module, *, inplace: bool = False) -> nn.Modu
 
 # The for_inference keywords a model's config may set under "inference" (from its manifest
 # entry), each with the value a config may give it.
-INFERENCE_OPTIONS = {"fold_batch_norms": bool, "channels_last": bool, "shape_graphs": bool, "max_shape_graphs": int}
+INFERENCE_OPTIONS = {"fold_batch_norms": bool, "channels_last": bool, "shape_graphs": bool, "max_shape_graphs": int,
+                     "replays": bool}
 # for_inference settings per task, below a model's own "inference". Channels-last: oneDNN's
 # NHWC kernels skip the two layout reorders its NCHW path makes around every conv, which
 # dominate the many small convs of these networks; and a recognizer's sequence (N x W x C) is
@@ -279,8 +280,12 @@ INFERENCE_OPTIONS = {"fold_batch_norms": bool, "channels_last": bool, "shape_gra
 # switches to it at its 8th call, so a detector's boxes and a recognizer's scores would depend on
 # what the process read before (the pipelines promise bulk = per-image and resumed = uninterrupted
 # bit for bit); a classifier's output is a label. ptocr.load(..., shape_graphs=True) opts in.
-TASK_SETTINGS = {"det": {"channels_last": True, "shape_graphs": False, "max_shape_graphs": 2},
-                 "rec": {"channels_last": True, "shape_graphs": False, "max_shape_graphs": 4},
+# Replays (ptocr.models.op_replay) run a shape's eager ops without the Python around them and
+# equal eager bit for bit, so they need no such care: on for the detectors and recognizers (the
+# shared ones in 0.91-0.94x eager's time at 960 x 736, the v4 recognizer's line in about 0.8x;
+# AMD EPYC Zen 5, 2 threads). The classifiers keep their fused graphs, twice as fast again.
+TASK_SETTINGS = {"det": {"channels_last": True, "shape_graphs": False, "max_shape_graphs": 2, "replays": True},
+                 "rec": {"channels_last": True, "shape_graphs": False, "max_shape_graphs": 4, "replays": True},
                  "cls": {"channels_last": True, "shape_graphs": True, "max_shape_graphs": 8},
                  # UVDoc's network always runs at 712 x 488 (it resamples the page first).
                  "unwarp": {"channels_last": True, "shape_graphs": False, "max_shape_graphs": 1}}
@@ -307,7 +312,8 @@ def _architecture_settings(name: str | None) -> dict:
 
 def for_inference(model: nn.Module, example: torch.Tensor, *, channels_last: bool = False,
                   fold_batch_norms: bool = True, shape_graphs: bool = False,
-                  max_shape_graphs: int = ShapeGraphs.MAX_SHAPES, inplace: bool = False) -> nn.Module:
+                  max_shape_graphs: int = ShapeGraphs.MAX_SHAPES, replays: bool = False,
+                  inplace: bool = False) -> nn.Module:
     """An optimized eval-mode copy of ``model`` (``inplace=True``: ``model`` itself, rewritten);
     ``example`` is any valid input (``example_input(config)``), run once to find which BN
     follows which conv. ``channels_last``: NHWC weights, which oneDNN runs faster on CPU
@@ -315,15 +321,30 @@ def for_inference(model: nn.Module, example: torch.Tensor, *, channels_last: boo
     keeps batch norms apart (a model's config says so under ``"inference"`` where folding moved
     it outside the parity bound). ``shape_graphs`` (an ``OCRModel`` only): input shapes the model
     sees often run as frozen oneDNN Graph traces (``ptocr.models.shape_graphs``), at most
-    ``max_shape_graphs`` shapes. The result is
+    ``max_shape_graphs`` shapes. ``replays`` (an ``OCRModel``; where ``shape_graphs`` is off):
+    input shapes the model sees often run as replays of its eager ops, the same values bit for bit
+    (``ptocr.models.op_replay``), at most ``REPLAY_MAX_SHAPES``. The result is
     for inference only: no gradients, and some activations overwrite their input."""
-    if shape_graphs and not isinstance(model, OCRModel):
-        raise ValueError(f"shape_graphs needs an OCRModel, not {type(model).__name__}")
+    if (shape_graphs or replays) and not isinstance(model, OCRModel):
+        raise ValueError(f"shape_graphs and replays need an OCRModel, not {type(model).__name__}")
     with _one_thread():
         model = _optimize(model if inplace else copy.deepcopy(model), example, channels_last, fold_batch_norms)
     if shape_graphs:
         model.shape_graphs = ShapeGraphs(_traceable_copy, max_shapes=max_shape_graphs)
+    elif replays:
+        model.shape_graphs = ShapeGraphs(None, build_after=REPLAY_BUILD_AFTER, max_shapes=REPLAY_MAX_SHAPES,
+                                         fused=False)
     return model
+
+
+# A replay holds no weights of its own, only the packed copies of its shape (shared with the
+# model's where the layout is the same): more shapes than fused graphs, whose copies cost 45-350 MB.
+REPLAY_MAX_SHAPES = 16
+# Recording one takes 0.2-0.45 s and then saves 0.5-3.5 ms a call (the shared recognizers at
+# batch 1 and 6, detectors at 960 x 736; AMD EPYC Zen 5, 2 threads): a shape pays back after a
+# hundred calls or more, so only one that has come this often is recorded (a run of a few images
+# records none; a detector's shape repeats where the pages have one size).
+REPLAY_BUILD_AFTER = 32
 
 
 # Loads take turns at one thread: two at once would each save the other's 1 and one restore it,

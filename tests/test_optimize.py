@@ -152,14 +152,16 @@ def test_fold_batch_norms_off_keeps_every_batch_norm():
 
 
 def test_inference_settings_task_defaults_and_model_override():
-    """Every task runs channels-last by default, the classifiers alone with shape graphs; a model's
-    own "inference" wins."""
+    """Every task runs channels-last by default, the classifiers alone with shape graphs, the
+    detectors and recognizers with replays; a model's own "inference" wins."""
     det, rec, cls = (dict(ARCHITECTURES[a]) for a in ("ch_PP-OCRv4_det", "ch_PP-OCRv4_rec", "ch_ppocr_mobile_v2.0_cls"))
     assert all(inference_settings(c)["channels_last"] for c in (det, rec, cls))
     assert [inference_settings(c)["shape_graphs"] for c in (det, rec, cls)] == [False, False, True]
-    det["inference"] = {"channels_last": False, "fold_batch_norms": False, "shape_graphs": True}
+    assert [inference_settings(c).get("replays", False) for c in (det, rec, cls)] == [True, True, False]
+    det["inference"] = {"channels_last": False, "fold_batch_norms": False, "shape_graphs": True, "replays": False}
     assert inference_settings(det) == {"channels_last": False, "fold_batch_norms": False, "shape_graphs": True,
-                                       "max_shape_graphs": TASK_SETTINGS["det"]["max_shape_graphs"]}
+                                       "max_shape_graphs": TASK_SETTINGS["det"]["max_shape_graphs"],
+                                       "replays": False}
     assert set(TASK_SETTINGS) == {a["task"] for a in ARCHITECTURES.values()}
     for settings in [*TASK_SETTINGS.values(), *(a.get("inference", {}) for a in ARCHITECTURES.values())]:
         assert all(isinstance(v, INFERENCE_OPTIONS[k]) for k, v in settings.items())

@@ -47,6 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.models.layers import capturing_graph
+from ptocr.models.op_replay import is_recording, recorded_ops
 
 __all__ = ["ACTIVATIONS", "NO_ACTIVATION", "ConvActivation2d", "WeightDerived", "eager_onednn",
            "fused_kernel_available"]
@@ -104,6 +105,12 @@ class WeightDerived:
     def __reduce__(self):
         return type(self), ()
 
+    def tensors(self) -> list[torch.Tensor]:
+        """What is made now (a replay's trace must know these: ``ptocr.models.op_replay``)."""
+        entry = self.entry
+        made = None if entry is None else entry[1]
+        return [] if made is None else list(made.values()) if isinstance(made, dict) else [made]
+
     def current(self, weight: torch.Tensor, make):
         """What ``make()`` made from ``weight`` as it is now (made again if it changed)."""
         key = (weight.data_ptr(), weight._version)
@@ -124,13 +131,14 @@ class _PackedWeight(WeightDerived):
         # {input shape: packed weight}: the dict is edited by one thread while another may read
         # it, which is atomic under the GIL
         shapes = self.current(conv.weight, dict)
-        packed = shapes.get(x.shape)
+        shape = torch.Size(map(int, x.shape)) if is_recording() else x.shape  # traced sizes are tensors
+        packed = shapes.get(shape)
         if packed is None:
-            packed = pack_for(conv, x.shape)
+            packed = pack_for(conv, shape)
             packed = next((p for p in list(shapes.values()) if _same_bytes(p, packed)), packed)
             if len(shapes) >= self.MAX_SHAPES:
                 shapes.pop(next(iter(list(shapes)), None), None)  # a copy: another thread may insert
-            shapes[x.shape] = packed
+            shapes[shape] = packed
         return packed
 
 
@@ -215,13 +223,15 @@ class ConvActivation2d(nn.Conv2d):
         if kernel == "matrix":
             return self._matrix_forward(x)
         weight = self._packed.get(self, x) if kernel == "packed" else self.weight
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, weight, self.bias, list(self.padding), list(self.stride), list(self.dilation), self.groups,
-            self.activation, [], "")
+        args = (x, weight, self.bias, list(self.padding), list(self.stride), list(self.dilation), self.groups,
+                self.activation)
+        if is_recording():
+            return recorded_ops().convolution_pointwise(*args)
+        return torch.ops.mkldnn._convolution_pointwise(*args, [], "")
 
     def _matrix_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The 1x1 conv of a channels-last ``x`` as (N*H*W x C) @ (C x O): views both ways, no copy."""
-        n, c, h, w = x.shape
+        n, c, h, w = map(int, x.shape)  # a replay's constants, not size ops (eager: ints already)
         rows = x.permute(0, 2, 3, 1).reshape(n * h * w, c)
         weight = self.weight.reshape(self.out_channels, c).t()
         y = torch.mm(rows, weight) if self.bias is None else torch.addmm(self.bias, rows, weight)

@@ -8,6 +8,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
+from ptocr.models.op_replay import is_recording
 
 
 def as_float32(value: float) -> float:
@@ -253,7 +254,10 @@ def nearest_up(x, factor: int):
 
 
 def capturing_graph() -> bool:
-    """A trace, script, torch.compile / torch.export or ONNX export is recording the ops."""
+    """A trace, script, torch.compile / torch.export or ONNX export is recording the ops, other
+    than a replay (``ptocr.models.op_replay``), which records the eager kernels as they run."""
+    if is_recording():
+        return False
     return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
 
 

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.models.conv_activation import WeightDerived, eager_onednn
+from ptocr.models.op_replay import is_recording, recorded_ops
 
 __all__ = ["PackedLinear", "packed_linear_available"]
 
@@ -79,4 +80,7 @@ class PackedLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._applies(x):
             return F.linear(x, self.weight, self.bias)
-        return torch.ops.mkldnn._linear_pointwise(x, self._packed.get(self.weight), self.bias, "none", [], "")
+        weight = self._packed.get(self.weight)
+        if is_recording():
+            return recorded_ops().linear_pointwise(x, weight, self.bias)
+        return torch.ops.mkldnn._linear_pointwise(x, weight, self.bias, "none", [], "")

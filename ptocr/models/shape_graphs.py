@@ -1,4 +1,7 @@
-"""Frozen traces of a model, one per input shape it is called with often, run by oneDNN Graph.
+"""Per-shape graphs of a model, one per input shape it is called with often: frozen traces run by
+oneDNN Graph (``fused=True``), or replays of its eager ops (``fused=False``, ``ptocr.models.op_replay``:
+the same values bit for bit, the recognizers' default). What follows is of the fused graphs; the
+bookkeeping (when a shape gets one, how many, changed weights, threads, fork) is the same for both.
 
 Eager, every op of a PP-OCR network pays a dispatch and a oneDNN primitive set-up (about 35 us a
 conv on an Intel Xeon), which for small inputs costs more than the arithmetic: a direction
@@ -41,6 +44,8 @@ import torch
 import torch.nn as nn
 
 from ptocr.errors import first_line
+from ptocr.models import op_replay
+from ptocr.models.conv_activation import WeightDerived
 from ptocr.models.layers import capturing_graph
 
 __all__ = ["ShapeGraphs", "onednn_graph_available"]
@@ -89,16 +94,20 @@ def _weights_key(params: list[torch.Tensor]) -> tuple[int, int]:
 class ShapeGraphs:
     """The per-shape graphs of one model, consulted by ``OCRModel.forward``.
 
-    ``prepare``: makes the copy of the model that is traced (``ptocr.optimize.for_fixed_shape_graph``).
+    ``fused=True``: oneDNN Graph traces of the copy ``prepare`` makes
+    (``ptocr.optimize.for_fixed_shape_graph``), which round differently from eager. ``fused=False``:
+    replays of the model's own eager ops (``ptocr.models.op_replay``), equal to eager bit for bit;
+    ``prepare`` is not used.
     """
 
     MAX_SHAPES = 8
 
-    def __init__(self, prepare: Callable[[nn.Module], nn.Module], build_after: int = 8,
-                 max_shapes: int = MAX_SHAPES):
+    def __init__(self, prepare: Callable[[nn.Module], nn.Module] | None, build_after: int = 8,
+                 max_shapes: int = MAX_SHAPES, fused: bool = True):
         self.prepare = prepare
         self.build_after = build_after
         self.max_shapes = max_shapes
+        self.fused = fused
         self._graphs: dict[tuple, torch.jit.ScriptModule] = {}
         self._seen: Counter[tuple] = Counter()
         self._failed = False  # a build failed: what failed for one shape would for the others
@@ -110,19 +119,19 @@ class ShapeGraphs:
         _INSTANCES.add(self)
 
     def __deepcopy__(self, memo):  # a copy of the model starts without graphs
-        return ShapeGraphs(self.prepare, self.build_after, self.max_shapes)
+        return ShapeGraphs(self.prepare, self.build_after, self.max_shapes, self.fused)
 
     def __reduce__(self):
-        return ShapeGraphs, (self.prepare, self.build_after, self.max_shapes)
+        return ShapeGraphs, (self.prepare, self.build_after, self.max_shapes, self.fused)
 
     def __len__(self) -> int:
         return len(self._graphs)
 
-    @staticmethod
-    def applies(model: nn.Module, x: torch.Tensor) -> bool:
+    def applies(self, model: nn.Module, x: torch.Tensor) -> bool:
         """A graph would compute what eager does here."""
         return (not torch.is_grad_enabled() and not model.training and x.dim() == 4 and x.dtype == torch.float32
-                and x.device.type == "cpu" and torch.backends.mkldnn.enabled and not capturing_graph() and _AVAILABLE)
+                and x.device.type == "cpu" and torch.backends.mkldnn.enabled and not capturing_graph()
+                and not op_replay.is_recording() and (_AVAILABLE if self.fused else _TRACEABLE))
 
     def __call__(self, model: nn.Module, x: torch.Tensor, eager: Callable[[torch.Tensor], torch.Tensor]):
         """``model``'s output for ``x``: from its graph for ``x``'s shape where there is one (or
@@ -157,10 +166,11 @@ class ShapeGraphs:
                 return graph(x) if graph is not None else eager(x)
             expected = eager(x)
             try:
-                graph, got = self._build(model, x, expected)
+                graph, got = self._build(model, x, expected) if self.fused else self._record(model, x, expected, eager)
             except Exception as e:  # whatever TorchScript or the fuser raise, the model still works
                 self._failed = True
-                warnings.warn(f"{type(model).__name__} runs eager: the oneDNN graph for input shape {tuple(x.shape)} "
+                what = "oneDNN graph" if self.fused else "replay"
+                warnings.warn(f"{type(model).__name__} runs eager: the {what} for input shape {tuple(x.shape)} "
                               f"could not be built ({type(e).__name__}: {first_line(e)[:120]})",
                               RuntimeWarning, stacklevel=3)
                 return expected
@@ -192,6 +202,20 @@ class ShapeGraphs:
             raise RuntimeError(f"the fused graph is {off:.2e} from the eager output")
         return graph, got
 
+    @staticmethod
+    def _record(model: nn.Module, x: torch.Tensor, expected: torch.Tensor,
+                eager: Callable[[torch.Tensor], torch.Tensor]):
+        """The replay for ``x``'s shape (``eager(x)`` has just run, packing its weights for this
+        shape) and its output for ``x``, which must be eager's bit for bit."""
+        derived = {id(t): t for m in model.modules() for d in vars(m).values() if isinstance(d, WeightDerived)
+                   for t in d.tensors()}  # shapes of one layout share a packed weight: each once
+        with _FUSION_SWITCH:  # builds take turns: catch_warnings is process-wide
+            replay = op_replay.record(model, eager, x, list(derived.values()))
+        got = replay(x)
+        if not (isinstance(got, torch.Tensor) and isinstance(expected, torch.Tensor) and torch.equal(got, expected)):
+            raise RuntimeError("the replay's output is not eager's bit for bit")
+        return replay, got
+
 
 def _after_fork_in_child() -> None:
     """Runs in a forked child, alone: the parent's graphs would hang there (their compiled oneDNN
@@ -206,3 +230,4 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _AVAILABLE = onednn_graph_available()
+_TRACEABLE = hasattr(torch.jit, "trace") and hasattr(torch.jit, "optimized_execution")
