@@ -71,12 +71,12 @@ def test_compile_wraps_the_optimized_model_and_compiles_lazily(converted):
 
 def test_shape_graphs_are_the_classifiers_default_and_an_opt_in_for_the_others(converted, shared_dir):
     """Opted in, a recognizer's repeated shape runs through its graph and reads the same text.
-    Without, it replays its eager ops (equal bit for bit: tests/test_op_replay.py)."""
+    Without, it and a detector replay their eager ops (equal bit for bit: tests/test_op_replay.py)."""
     import torch
 
     assert ptocr.load(converted["cls"]).model.shape_graphs.fused
     plain = ptocr.load(converted["rec"])
-    assert not plain.model.shape_graphs.fused and ptocr.load(converted["det"]).model.shape_graphs is None
+    assert not plain.model.shape_graphs.fused and not ptocr.load(converted["det"]).model.shape_graphs.fused
     graphs = ptocr.load(converted["rec"], shape_graphs=True)
     assert graphs.model.shape_graphs.fused
     graphs.model.shape_graphs.build_after = 1

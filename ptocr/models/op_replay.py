@@ -12,9 +12,9 @@ CPU kernels (oneDNN with packed weights, the in-place affine of a folded rep lay
 the plain ops they give other graph captures. oneDNN's fused-op calls take a list of optional
 scalars the tracer cannot record, so while recording they go through the scripted wrappers of
 ``recorded_ops()``; the packed weights a trace reads must be known to the tracer, so the module
-traced (``_Replayed``) holds them as buffers. The trace is inlined (``_inlined``) but not
-optimized, and runs with TorchScript's graph optimizations off (a per-thread switch), so nothing
-fuses or reorders an op.
+traced (``_Replayed``) holds them as buffers. The trace's module calls are inlined (``_inlined``),
+nothing else is done to it, and it runs with TorchScript's graph optimizations off (a per-thread
+switch), so nothing fuses or reorders an op.
 
 Because a replay is exactly eager, a model can switch to it at any call without its outputs
 depending on what it read before: ``ptocr.models.shape_graphs.ShapeGraphs(fused=False)`` builds
@@ -25,6 +25,7 @@ eager's bit for bit (otherwise the model stays eager).
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import warnings
 from typing import Callable, List, Optional
@@ -77,6 +78,14 @@ _OPS: _RecordedOps | None = None
 _OPS_LOCK = threading.Lock()
 
 
+def _after_fork_in_child() -> None:  # a lock held by a scripting thread at the fork stays held
+    global _OPS_LOCK
+    _OPS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def recorded_ops() -> _RecordedOps:
     """The scripted wrappers (scripted once per process, at the first recording)."""
     global _OPS
@@ -102,14 +111,16 @@ class _Replayed(nn.Module):
 
 
 class Replay:
-    """One recorded shape: called like the model, with TorchScript's optimizations off."""
+    """One recorded shape: called like the model, with TorchScript's optimizations off. ``script``
+    is the trace; what runs is its forward with every module call inlined (``_inlined``)."""
 
     def __init__(self, script: torch.jit.ScriptModule):
         self.script = script
+        self._run = _inlined(script)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.jit.optimized_execution(False):
-            return self.script(x)
+            return self._run(x)
 
 
 def record(model: nn.Module, run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
@@ -120,18 +131,21 @@ def record(model: nn.Module, run: Callable[[torch.Tensor], torch.Tensor], x: tor
     with recording(), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # TracerWarnings: sizes and scalars are this shape's constants
         script = torch.jit.trace(_Replayed(model, run, derived).eval(), x, check_trace=False)
-    return Replay(_inlined(script))
+    return Replay(script)
 
 
-def _inlined(script: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
-    """``script`` with its submodules' calls inlined and its weights as constants: TorchScript's
-    freezing, without ``torch.jit.freeze``'s optimizations after it (they fold and merge ops,
-    which rounds differently). A module call costs the interpreter about 3 us, and a recognizer
-    makes 165 of them: the v4 recognizer's line in 0.93-0.95x the time. Where this PyTorch has
-    no such pass, the replay runs as traced."""
-    freeze = getattr(torch._C, "_freeze_module", None)
-    if freeze is None:
+def _inlined(script: torch.jit.ScriptModule) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``script``'s forward with its submodules' calls inlined, as a function of the module and
+    the input: a module call costs the interpreter about 3 us and a recognizer makes 165 of them
+    (the v4 recognizer's line in 0.93-0.95x the traced replay's time). Inlining alone changes no
+    op; TorchScript's freezing would also make the weights constants, but a frozen module's graph
+    stays in a process-wide compilation unit, which would keep every replayed model's weights
+    alive. Where this PyTorch has no such pass, the trace runs as it is."""
+    inline = getattr(torch._C, "_jit_pass_inline", None)
+    make = getattr(torch._C, "_create_function_from_graph", None)
+    if inline is None or make is None:
         return script
-    frozen = torch.jit.RecursiveScriptModule(freeze(script._c))
-    torch.jit.RecursiveScriptModule._finalize_scriptmodule(frozen)
-    return frozen
+    graph = script.forward.graph.copy()
+    inline(graph)
+    forward, module = make("replay", graph), script._c
+    return lambda x: forward(module, x)

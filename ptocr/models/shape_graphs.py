@@ -1,7 +1,8 @@
 """Per-shape graphs of a model, one per input shape it is called with often: frozen traces run by
-oneDNN Graph (``fused=True``), or replays of its eager ops (``fused=False``, ``ptocr.models.op_replay``:
-the same values bit for bit, the recognizers' default). What follows is of the fused graphs; the
-bookkeeping (when a shape gets one, how many, changed weights, threads, fork) is the same for both.
+oneDNN Graph (``fused=True``), or replays of its eager ops (``fused=False``,
+``ptocr.models.op_replay``: the same values bit for bit, the detectors' and recognizers' default).
+What follows is of the fused graphs; the bookkeeping (when a shape gets one, how many, changed
+weights, threads, fork) is the same for both.
 
 Eager, every op of a PP-OCR network pays a dispatch and a oneDNN primitive set-up (about 35 us a
 conv on an Intel Xeon), which for small inputs costs more than the arithmetic: a direction
@@ -68,17 +69,18 @@ _AGREEMENT = 1e-4
 _FUSION_SWITCH = threading.Lock()
 _INSTANCES: weakref.WeakSet = weakref.WeakSet()  # what a forked child must reset
 
-# Parameters registered on any module of the process (a module built, a parameter assigned):
-# a model's parameter list is walked again (0.2 ms) only after this moved.
+# Parameters and buffers registered on any module of the process (a module built, a parameter
+# assigned): a model's tensor list is walked again (0.2 ms) only after this moved.
 _registrations = 0
 
 
-def _count_registration(module, name, param):
+def _count_registration(module, name, tensor):
     global _registrations
     _registrations += 1
 
 
 torch.nn.modules.module.register_module_parameter_registration_hook(_count_registration)
+torch.nn.modules.module.register_module_buffer_registration_hook(_count_registration)
 
 
 def _weights_key(params: list[torch.Tensor]) -> tuple[int, int]:
@@ -104,6 +106,8 @@ class ShapeGraphs:
 
     def __init__(self, prepare: Callable[[nn.Module], nn.Module] | None, build_after: int = 8,
                  max_shapes: int = MAX_SHAPES, fused: bool = True):
+        if fused and prepare is None:
+            raise ValueError("fused graphs need prepare (the copy of the model to trace)")
         self.prepare = prepare
         self.build_after = build_after
         self.max_shapes = max_shapes
@@ -131,7 +135,8 @@ class ShapeGraphs:
         """A graph would compute what eager does here."""
         return (not torch.is_grad_enabled() and not model.training and x.dim() == 4 and x.dtype == torch.float32
                 and x.device.type == "cpu" and torch.backends.mkldnn.enabled and not capturing_graph()
-                and not op_replay.is_recording() and (_AVAILABLE if self.fused else _TRACEABLE))
+                and not op_replay.is_recording() and not torch.is_autocast_enabled("cpu")
+                and (_AVAILABLE if self.fused else _TRACEABLE))
 
     def __call__(self, model: nn.Module, x: torch.Tensor, eager: Callable[[torch.Tensor], torch.Tensor]):
         """``model``'s output for ``x``: from its graph for ``x``'s shape where there is one (or
@@ -139,7 +144,7 @@ class ShapeGraphs:
         if not self.applies(model, x):
             return eager(x)
         if self._walked_at != _registrations:  # the first call, or a parameter may have been replaced
-            params = list(model.parameters())
+            params = [*model.parameters(), *model.buffers()]  # a graph holds the buffers as they were too
             # Inference tensors have no version counter to watch: such a model stays eager (an
             # empty list, so that the walk over its parameters is not repeated at every call).
             self._params = [] if any(p.is_inference() for p in params) else params
@@ -212,9 +217,19 @@ class ShapeGraphs:
         with _FUSION_SWITCH:  # builds take turns: catch_warnings is process-wide
             replay = op_replay.record(model, eager, x, list(derived.values()))
         got = replay(x)
-        if not (isinstance(got, torch.Tensor) and isinstance(expected, torch.Tensor) and torch.equal(got, expected)):
+        if not (isinstance(got, torch.Tensor) and isinstance(expected, torch.Tensor) and _same_bits(got, expected)):
             raise RuntimeError("the replay's output is not eager's bit for bit")
         return replay, got
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """The same dtype, shape and bits (torch.equal takes -0.0 for 0.0 and no NaN for itself)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.is_floating_point():
+        bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
+        a, b = a.view(bits), b.view(bits)
+    return torch.equal(a, b)
 
 
 def _after_fork_in_child() -> None:
