@@ -82,8 +82,13 @@ def stages(shared: Path, only: list[str] | None = None) -> list[tuple[str, str, 
 MIN_STAGE_SECONDS = 1.0
 
 
-def median_ms(fn, x, repeat: int, warmup: int = 3, min_seconds: float = MIN_STAGE_SECONDS) -> float:
-    for _ in range(warmup):
+# Calls before a stage is timed; more for a ptocr model that builds a graph or replay for a shape it
+# has seen often (``run.warmup``): what a service reading that shape runs.
+WARMUP = 3
+
+
+def median_ms(fn, x, repeat: int, warmup: int | None = None, min_seconds: float = MIN_STAGE_SECONDS) -> float:
+    for _ in range(getattr(fn, "warmup", WARMUP) if warmup is None else warmup):
         fn(x)
     times = []
     while len(times) < repeat or sum(times) < min_seconds:
@@ -138,6 +143,9 @@ def torch_engine(folder: Path, optimize: bool, dtype=torch.float32, compile: boo
     def run(x):
         with torch.inference_mode():
             return model(torch.from_numpy(x).to(dtype)).float().numpy()
+    graphs = getattr(model, "shape_graphs", None)
+    if graphs is not None and dtype == torch.float32:  # timed once the stage's shape has its graph or replay
+        run.warmup = max(WARMUP, graphs.build_after + 1)
     return run
 
 
@@ -574,7 +582,7 @@ def main(argv=None) -> int:
     header = (f"Machine: {cpu.describe()}. Threads: {args.threads} for every engine. "
               f"Every worker keeps freed memory for reuse (`ptocr.keep_freed_memory()`, as the `ptocr` command does). "
               f"Versions: {_versions()}. "
-              f"Stages: median of at least {args.repeat} calls and {MIN_STAGE_SECONDS:g} s of calls after 3 warm-ups, each engine in its own process, the engines "
+              f"Stages: median of at least {args.repeat} calls and {MIN_STAGE_SECONDS:g} s of calls after 3 warm-ups (ptocr's models: after the calls that build the stage's graph or replay), each engine in its own process, the engines "
               f"in turn for {args.rounds} rounds, the median over rounds. "
               f"Total bench time {time.perf_counter() - started:.0f} s.")
     print(header)
@@ -603,7 +611,12 @@ one matrix product each (oneDNN's set-up, 35-40 us a call, outweighs their arith
 word 0.94x, side by side on an AMD EPYC), the recognizers' dictionary heads with their weight
 packed for oneDNN once (`ptocr.models.packed_linear`), and for the direction classifiers frozen traces of the input
 shapes they see often, run by oneDNN Graph (`ptocr.models.shape_graphs`: built at a shape's 8th
-call, about half a second; cls batch 6 about 2 ms against 5 eager).
+call, about half a second; cls batch 6 about 2 ms against 5 eager), and for the detectors and
+recognizers replays of their eager ops for the shapes they see often (`ptocr.models.op_replay`:
+recorded at a shape's 32nd call, 0.2-0.45 s, then run by TorchScript; equal to eager bit for bit;
+in the tables from the runs of 2026-12-07 on, not in earlier ones). A stage is timed once its shape
+has its graph or replay; the end-to-end and bulk passes include the recording of the replays of the
+shapes they reach 32 times.
 *PyTorch shape graphs*: the same with `ptocr.load(..., shape_graphs=True)`, which gives detectors and
 recognizers their graphs too (at most 2 and 4 shapes; not the default, as a shape's results change by
 float32 rounding when its graph takes over). Same function; float32 outputs differ by rounding only.
