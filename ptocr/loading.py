@@ -68,7 +68,9 @@ def load_predictor(
             the classifiers). Faster for repeated shapes (the v4 recognizer at batch 1 1.7x,
             the v4 detector 1.1-1.2x), but a shape's results change by float32 rounding when its
             graph takes over at its 8th call. Models whose settings rule graphs out (the LSTM
-            recognizers, whose graphs leave the parity bound) stay eager.
+            recognizers, whose graphs leave the parity bound) get none. Without graphs, a
+            detector or recognizer replays the eager ops of a shape seen often
+            (``ptocr.models.op_replay``): the same values bit for bit, less Python per call.
 
     Returns:
         A ``DetPredictor``, ``RecPredictor``, ``ClsPredictor`` or ``UnwarpPredictor`` (by the model's task).

@@ -15,7 +15,9 @@
 * linear layers with a large weight (a recognizer's dictionary head) with that weight packed for
   oneDNN once (``PackedLinear``);
 * optionally (the classifiers' default; ``ptocr.load(..., shape_graphs=True)`` for the others)
-  frozen oneDNN Graph traces of the input shapes the model sees often (``ptocr.models.shape_graphs``);
+  frozen oneDNN Graph traces of the input shapes the model sees often (``ptocr.models.shape_graphs``),
+  or else (the detectors' and recognizers' default) replays of its eager ops for those shapes, the
+  same values bit for bit (``ptocr.models.op_replay``);
 * optionally channels-last memory format (``inference_settings`` turns it on by default; see
   TASK_SETTINGS).
 

@@ -16,8 +16,9 @@ class OCRModel(nn.Module):
     cls -> class probabilities N x C. Input is normalized float NCHW.
     """
 
-    # Set by ptocr.optimize.for_inference where a model's settings ask for it (the direction
-    # classifiers): frozen oneDNN Graph traces for the input shapes it sees often.
+    # Set by ptocr.optimize.for_inference where a model's settings ask for it: for the input shapes
+    # it sees often, frozen oneDNN Graph traces (the direction classifiers) or replays of its eager
+    # ops (the detectors and recognizers; ptocr.models.op_replay).
     shape_graphs: ShapeGraphs | None = None
     # Set by ptocr.create_model: what ptocr.save_model writes beside the weights (the model file's
     # config, and a recognizer's ptocr.dictionary.Dictionary); plain attributes, not state.
