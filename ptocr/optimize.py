@@ -284,7 +284,7 @@ INFERENCE_OPTIONS = {"fold_batch_norms": bool, "channels_last": bool, "shape_gra
 # bit for bit); a classifier's output is a label. ptocr.load(..., shape_graphs=True) opts in.
 # Replays (ptocr.models.op_replay) run a shape's eager ops without the Python around them and
 # equal eager bit for bit, so they need no such care: on for the detectors and recognizers (the
-# shared ones in 0.91-0.94x eager's time at 960 x 736, the v4 recognizer's line in about 0.8x;
+# shared ones in 0.91-0.95x eager's time at 960 x 736, the v4 recognizer's line in about 0.8x;
 # AMD EPYC Zen 5, 2 threads). The classifiers keep their fused graphs, twice as fast again.
 TASK_SETTINGS = {"det": {"channels_last": True, "shape_graphs": False, "max_shape_graphs": 2, "replays": True},
                  "rec": {"channels_last": True, "shape_graphs": False, "max_shape_graphs": 4, "replays": True},

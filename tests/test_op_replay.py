@@ -132,9 +132,7 @@ def test_a_replay_that_differs_from_eager_is_refused(monkeypatch):
 
     def off_by_rounding(*args):
         replay = real(*args)
-        run = replay._run
-        replay._run = lambda x: run(x).nextafter(torch.tensor(2.0))  # one ulp up
-        return replay
+        return op_replay.Replay(lambda x: replay.script(x).nextafter(torch.tensor(2.0)))  # one ulp up
 
     monkeypatch.setattr(op_replay, "record", off_by_rounding)
     x = _lines(1, 160)
@@ -181,7 +179,8 @@ def test_changed_weights_drop_the_replays():
 
 def test_dropped_replays_let_go_of_the_weights():
     """A replay holds the model's weights and packed copies while it lives, not after: nothing is
-    left in a process-wide TorchScript compilation unit (where a frozen module's graph would stay)."""
+    left in TorchScript's process-wide compilation unit (a frozen module's graph stays there, with
+    views of the weights as its constants)."""
     import gc
 
     model, _ = _recognizer("ch_PP-OCRv4_rec", build_after=1)

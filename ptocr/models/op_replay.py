@@ -12,9 +12,8 @@ CPU kernels (oneDNN with packed weights, the in-place affine of a folded rep lay
 the plain ops they give other graph captures. oneDNN's fused-op calls take a list of optional
 scalars the tracer cannot record, so while recording they go through the scripted wrappers of
 ``recorded_ops()``; the packed weights a trace reads must be known to the tracer, so the module
-traced (``_Replayed``) holds them as buffers. The trace's module calls are inlined (``_inlined``),
-nothing else is done to it, and it runs with TorchScript's graph optimizations off (a per-thread
-switch), so nothing fuses or reorders an op.
+traced (``_Replayed``) holds them as buffers. Nothing is done to the trace, and it runs with
+TorchScript's graph optimizations off (a per-thread switch), so nothing fuses or reorders an op.
 
 Because a replay is exactly eager, a model can switch to it at any call without its outputs
 depending on what it read before: ``ptocr.models.shape_graphs.ShapeGraphs(fused=False)`` builds
@@ -111,16 +110,19 @@ class _Replayed(nn.Module):
 
 
 class Replay:
-    """One recorded shape: called like the model, with TorchScript's optimizations off. ``script``
-    is the trace; what runs is its forward with every module call inlined (``_inlined``)."""
+    """One recorded shape: the trace, called like the model, with TorchScript's optimizations off.
+
+    Not frozen: freezing (weights as graph constants, module calls inlined) made it 5-7 % faster,
+    but a frozen module's graph stays in TorchScript's process-wide compilation unit, which would
+    keep every replayed model's weights alive; inlining alone, or with the weights folded in as
+    constants, gained nothing measurable (doc/design_figures.md)."""
 
     def __init__(self, script: torch.jit.ScriptModule):
         self.script = script
-        self._run = _inlined(script)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.jit.optimized_execution(False):
-            return self._run(x)
+            return self.script(x)
 
 
 def record(model: nn.Module, run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
@@ -132,20 +134,3 @@ def record(model: nn.Module, run: Callable[[torch.Tensor], torch.Tensor], x: tor
         warnings.simplefilter("ignore")  # TracerWarnings: sizes and scalars are this shape's constants
         script = torch.jit.trace(_Replayed(model, run, derived).eval(), x, check_trace=False)
     return Replay(script)
-
-
-def _inlined(script: torch.jit.ScriptModule) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``script``'s forward with its submodules' calls inlined, as a function of the module and
-    the input: a module call costs the interpreter about 3 us and a recognizer makes 165 of them
-    (the v4 recognizer's line in 0.93-0.95x the traced replay's time). Inlining alone changes no
-    op; TorchScript's freezing would also make the weights constants, but a frozen module's graph
-    stays in a process-wide compilation unit, which would keep every replayed model's weights
-    alive. Where this PyTorch has no such pass, the trace runs as it is."""
-    inline = getattr(torch._C, "_jit_pass_inline", None)
-    make = getattr(torch._C, "_create_function_from_graph", None)
-    if inline is None or make is None:
-        return script
-    graph = script.forward.graph.copy()
-    inline(graph)
-    forward, module = make("replay", graph), script._c
-    return lambda x: forward(module, x)
