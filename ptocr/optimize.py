@@ -44,7 +44,7 @@ from torch.overrides import TorchFunctionMode
 
 from ptocr.architectures import ARCHITECTURES, canonical_name
 from ptocr.errors import ArchitectureError
-from ptocr.models.conv_activation import ACTIVATIONS, ConvActivation2d, WeightDerived
+from ptocr.models.conv_activation import ACTIVATIONS, ConvActivation2d, weight_derived
 from ptocr.models.float64 import float64_members, model_dtype
 from ptocr.models.interleaved_conv import InterleavedConvTranspose2d
 from ptocr.models.layers import GlobalAvgPool, SEModule, bn_scale_shift
@@ -380,11 +380,12 @@ def weights_changed(model: nn.Module) -> None:
     """Forget what the optimized ``model`` made from its weights (packed copies, shape graphs).
     Every change PyTorch tracks is seen without this (in-place ops, optimizer steps,
     ``load_state_dict``, a dtype round trip, parameters replaced); an edit through ``p.data``
-    is not (PyTorch's version counter does not count it): call this after one."""
+    is not (PyTorch's version counter does not count it): call this after one, and after
+    rewriting the model's modules in place (e.g. ``for_fixed_shape_graph(model, inplace=True)``):
+    its graphs and replays hold the ops as they were."""
+    for derived in weight_derived(model):
+        derived.entry = None
     for m in model.modules():
-        derived = getattr(m, "_packed", None)
-        if isinstance(derived, WeightDerived):
-            derived.entry = None
         if isinstance(m, OCRModel) and m.shape_graphs is not None:
             m.shape_graphs.clear()
 

@@ -50,7 +50,7 @@ from ptocr.models.layers import capturing_graph
 from ptocr.models.op_replay import is_recording, recorded_ops
 
 __all__ = ["ACTIVATIONS", "NO_ACTIVATION", "ConvActivation2d", "WeightDerived", "eager_onednn",
-           "fused_kernel_available"]
+           "fused_kernel_available", "weight_derived"]
 
 # activation module -> (oneDNN post-op name, the same function in PyTorch)
 ACTIVATIONS = {
@@ -118,6 +118,11 @@ class WeightDerived:
         if entry is None or entry[0] != key:
             entry = self.entry = (key, make())
         return entry[1]
+
+
+def weight_derived(model: nn.Module) -> list[WeightDerived]:
+    """What the modules of ``model`` made from their weights (each module keeps it as ``_packed``)."""
+    return [d for m in model.modules() if isinstance(d := getattr(m, "_packed", None), WeightDerived)]
 
 
 class _PackedWeight(WeightDerived):

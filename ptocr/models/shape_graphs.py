@@ -46,7 +46,7 @@ import torch.nn as nn
 
 from ptocr.errors import first_line
 from ptocr.models import op_replay
-from ptocr.models.conv_activation import WeightDerived
+from ptocr.models.conv_activation import weight_derived
 from ptocr.models.layers import capturing_graph
 
 __all__ = ["ShapeGraphs", "onednn_graph_available"]
@@ -212,8 +212,7 @@ class ShapeGraphs:
                 eager: Callable[[torch.Tensor], torch.Tensor]):
         """The replay for ``x``'s shape (``eager(x)`` has just run, packing its weights for this
         shape) and its output for ``x``, which must be eager's bit for bit."""
-        derived = {id(t): t for m in model.modules() for d in vars(m).values() if isinstance(d, WeightDerived)
-                   for t in d.tensors()}  # shapes of one layout share a packed weight: each once
+        derived = {id(t): t for d in weight_derived(model) for t in d.tensors()}  # a layout's shapes share one
         with _FUSION_SWITCH:  # builds take turns: catch_warnings is process-wide
             replay = op_replay.record(model, eager, x, list(derived.values()))
         got = replay(x)
