@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 import ptocr
+from conftest import intra_op_threads
 from ptocr.architectures import ARCHITECTURES
 from ptocr.models import op_replay
 from ptocr.models.build import build_model
@@ -25,11 +26,8 @@ REPLAYED = sorted(n for n, a in ARCHITECTURES.items() if a["task"] in ("det", "r
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    # several server recognizers on a shared 2-core runner: one thread avoids OpenMP contention
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with intra_op_threads(1):  # the server models on a shared 2-core runner: no OpenMP contention
+        yield
 
 
 def _recognizer(name: str, build_after: int = 2):

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from conftest import intra_op_threads
 from ptocr.architectures import ARCHITECTURES
 from ptocr.models.backbones.pplcnetv3 import FoldedRepLayer, LCNetV3Block
 from ptocr.models.build import build_model
@@ -27,11 +28,8 @@ REL_TOL_FP64 = 1e-10
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    # float64 server models on a shared 2-core runner: one thread avoids OpenMP contention.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with intra_op_threads(1):  # float64 server models on a shared 2-core runner: no OpenMP contention
+        yield
 
 
 def _random_model(name: str) -> nn.Module:
