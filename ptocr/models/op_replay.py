@@ -4,7 +4,7 @@ At batch 1 a recognizer's ops are small: on an AMD EPYC (Zen 5, 2 threads) the v
 line takes 6.6 ms eager, of which its kernels run about 4 and the Python around them (module
 calls, the optimized modules' choice of kernel, argument lists) most of the rest. A trace of the
 ops as eager runs them, replayed by TorchScript's interpreter without Python, computes the same
-thing in 0.77-0.83x the time (side by side in one process, tools/bench.py's line).
+thing in 0.77-0.85x the time (that line, side by side in one process; doc/design_figures.md).
 
 A replay records what eager runs, bit for bit: while ``recording()`` is on (in this thread),
 ``ptocr.models.layers.capturing_graph`` answers False, so the optimized modules take their eager
