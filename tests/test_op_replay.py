@@ -4,6 +4,7 @@ before; the detectors' and recognizers' default."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 import warnings
@@ -30,7 +31,7 @@ def _one_thread():
         yield
 
 
-def _recognizer(name: str, build_after: int = 2):
+def _optimized(name: str, build_after: int = 2):
     """An optimized detector or recognizer with random weights, as ptocr.load sets it up (its
     task's settings)."""
     entry = ARCHITECTURES[name]
@@ -55,27 +56,19 @@ def _lines(n: int, width: int, seed: int = 0, height: int = 48) -> torch.Tensor:
     return torch.rand(n, 3, height, width, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
-def _replayed_only(model):
+@contextlib.contextmanager
+def _replayed_only(monkeypatch, model):
     """Inside: the model's Python modules fail if called; only a replay can answer."""
     def refuse(*_a, **_k):
         raise AssertionError("the eager modules ran")
-    return _Patch(model.backbone, "forward", refuse)
-
-
-class _Patch:
-    def __init__(self, obj, name, value):
-        self.obj, self.name, self.value = obj, name, value
-
-    def __enter__(self):
-        setattr(self.obj, self.name, self.value)
-
-    def __exit__(self, *exc):
-        delattr(self.obj, self.name)
+    with monkeypatch.context() as patch:
+        patch.setattr(model.backbone, "forward", refuse)
+        yield
 
 
 @pytest.mark.parametrize("name", REPLAYED)
-def test_every_detector_and_recognizer_replays_its_eager_ops_bit_for_bit(name):
-    model, eager = _recognizer(name)
+def test_every_detector_and_recognizer_replays_its_eager_ops_bit_for_bit(name, monkeypatch):
+    model, eager = _optimized(name)
     height = 64 if ARCHITECTURES[name]["task"] == "det" else 48  # a detector's sides: multiples of 32
     a, b = _lines(2, 160, height=height), _lines(1, 224, seed=1, height=height)
     with torch.inference_mode():
@@ -84,7 +77,7 @@ def test_every_detector_and_recognizer_replays_its_eager_ops_bit_for_bit(name):
                 assert torch.equal(model(x), eager(x)), f"call {call}, shape {tuple(x.shape)}"
         assert len(model.shape_graphs) == 2
         other = _lines(2, 160, seed=2, height=height)  # another input of a recorded shape: only the shape is baked in
-        with _replayed_only(model):
+        with _replayed_only(monkeypatch, model):
             got = model(other)
         assert torch.equal(got, eager(other))
 
@@ -108,7 +101,7 @@ def _real_inputs(shared_dir, task: str) -> list[torch.Tensor]:
 
 
 @pytest.mark.parametrize("folder, task", [("ch_PP-OCRv4_det_infer", "det"), ("ch_PP-OCRv4_rec_infer", "rec")])
-def test_a_real_model_reads_the_same_before_and_after_its_replay(shared_dir, folder, task):
+def test_a_real_model_reads_the_same_before_and_after_its_replay(shared_dir, folder, task, monkeypatch):
     """What the bulk = per-image promise needs: a map's or a line's values do not depend on how
     many inputs of its shape the model read before. The replay is recorded on the first input and
     must read the second as eager did (large maps take other kernels than the random-weight tests')."""
@@ -120,12 +113,12 @@ def test_a_real_model_reads_the_same_before_and_after_its_replay(shared_dir, fol
         for _ in range(graphs.build_after):
             assert torch.equal(model(x), first)
         assert len(graphs) == 1
-        with _replayed_only(model):
+        with _replayed_only(monkeypatch, model):
             assert torch.equal(model(x), first) and torch.equal(model(other), second)
 
 
 def test_a_replay_that_differs_from_eager_is_refused(monkeypatch):
-    model, eager = _recognizer("ch_PP-OCRv4_rec", build_after=1)
+    model, eager = _optimized("ch_PP-OCRv4_rec", build_after=1)
     real = op_replay.record
 
     def off_by_rounding(*args):
@@ -143,7 +136,7 @@ def test_a_replay_that_differs_from_eager_is_refused(monkeypatch):
 
 
 def test_no_replay_where_it_would_not_apply():
-    model, eager = _recognizer("ch_PP-OCRv4_rec", build_after=1)
+    model, eager = _optimized("ch_PP-OCRv4_rec", build_after=1)
     x = _lines(1, 160)
     with torch.no_grad():
         model.double()(x.double())  # float64: eager
@@ -161,7 +154,7 @@ def test_no_replay_where_it_would_not_apply():
 
 
 def test_changed_weights_drop_the_replays():
-    model, _ = _recognizer("ch_PP-OCRv4_rec", build_after=1)
+    model, _ = _optimized("ch_PP-OCRv4_rec", build_after=1)
     x = _lines(1, 160)
     with torch.inference_mode():
         before = model(x)
@@ -181,7 +174,7 @@ def test_dropped_replays_let_go_of_the_weights():
     views of the weights as its constants)."""
     import gc
 
-    model, _ = _recognizer("ch_PP-OCRv4_rec", build_after=1)
+    model, _ = _optimized("ch_PP-OCRv4_rec", build_after=1)
     weight = model.head.fc.weight
 
     def holders() -> int:
@@ -199,7 +192,7 @@ def test_dropped_replays_let_go_of_the_weights():
 def test_two_threads_share_one_model_and_its_replay():
     """Bulk reading runs one model from two threads: the replay is recorded once (under the
     model's lock) and both threads read eager's values through it."""
-    model, eager = _recognizer("ch_PP-OCRv4_rec", build_after=3)
+    model, eager = _optimized("ch_PP-OCRv4_rec", build_after=3)
     xs = [_lines(2, 160, seed=s) for s in range(4)]
     with torch.inference_mode():
         want = [eager(x) for x in xs]
@@ -244,7 +237,7 @@ def test_recording_is_per_thread():
 def test_a_copy_or_pickle_starts_without_replays():
     import pickle
 
-    model, _ = _recognizer("ch_PP-OCRv4_rec", build_after=1)
+    model, _ = _optimized("ch_PP-OCRv4_rec", build_after=1)
     with torch.inference_mode():
         model(_lines(1, 160))
     assert len(model.shape_graphs) == 1

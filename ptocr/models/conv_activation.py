@@ -108,8 +108,7 @@ class WeightDerived:
     def tensors(self) -> list[torch.Tensor]:
         """What is made now (a replay's trace must know these: ``ptocr.models.op_replay``)."""
         entry = self.entry
-        made = None if entry is None else entry[1]
-        return [] if made is None else list(made.values()) if isinstance(made, dict) else [made]
+        return [] if entry is None else [entry[1]]
 
     def current(self, weight: torch.Tensor, make):
         """What ``make()`` made from ``weight`` as it is now (made again if it changed)."""
@@ -131,6 +130,10 @@ class _PackedWeight(WeightDerived):
 
     __slots__ = ()
     MAX_SHAPES = 16
+
+    def tensors(self) -> list[torch.Tensor]:
+        entry = self.entry
+        return [] if entry is None else list(entry[1].values())
 
     def get(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
         # {input shape: packed weight}: the dict is edited by one thread while another may read
