@@ -13,7 +13,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-__all__ = ["keep_freed_memory", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]
+__all__ = ["keep_freed_memory", "malloc_in_use", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]
 
 # glibc's ceiling for its own adaptive mmap threshold on 64-bit systems: blocks up to this size
 # come from the heap. Larger ones (a 960 x 960 detector's widest maps) still get their own mapping.
@@ -36,6 +36,41 @@ def _glibc():
     return libc
 
 
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+def malloc_in_use() -> str:
+    """Whose ``malloc`` this process calls: "glibc", the file name of an allocator loaded in its
+    place (``LD_PRELOAD=libtcmalloc_minimal.so.4``: "libtcmalloc_minimal.so.4"), or "unknown"
+    where the C library is not glibc. Each oneDNN call allocates and frees dozens of small
+    blocks, so the allocator moves a small model's time (doc/design_figures.md)."""
+    libc = _glibc()
+    if libc is None:
+        return "unknown"
+    # The process's malloc is the first one the dynamic linker finds, a preloaded library's
+    # before glibc's own.
+    used = ctypes.cast(ctypes.CDLL(None).malloc, ctypes.c_void_p).value
+    if used == ctypes.cast(libc.malloc, ctypes.c_void_p).value:
+        return "glibc"
+    return _library_of(used) or "unknown"
+
+
+def _library_of(address: int) -> str | None:
+    """The file name of the shared library that holds ``address`` (glibc's ``dladdr``: in libc
+    since 2.34, in libdl before), or None."""
+    for lib in (ctypes.CDLL(None), ctypes.CDLL(ctypes.util.find_library("c"))):
+        dladdr = getattr(lib, "dladdr", None)
+        if dladdr is None:
+            continue
+        info = _DlInfo()
+        if dladdr(ctypes.c_void_p(address), ctypes.byref(info)) and info.dli_fname:
+            return info.dli_fname.decode(errors="replace").rsplit("/", 1)[-1]
+        return None
+    return None
+
+
 def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD) -> bool:
     """Set glibc's mmap and trim thresholds for this process (``mallopt``), so tensors freed
     after one forward are reused by the next instead of returned to the system.
@@ -43,12 +78,12 @@ def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int 
     Process-wide and lasting, like ``torch.set_num_threads``: the process keeps up to
     ``trim_threshold`` bytes of freed memory. The ``ptocr`` command calls it; call it once in
     your own process for the same speed. Returns False, changing nothing, where the C library is
-    not glibc."""
+    not glibc or another allocator serves ``malloc`` (``malloc_in_use``): those keep their own."""
     for name, value in (("mmap_threshold", mmap_threshold), ("trim_threshold", trim_threshold)):
         if not isinstance(value, int) or not 0 < value < 2**31:  # mallopt takes a C int
             raise ValueError(f"{name} must be a number of bytes in [1, 2**31), got {value!r}")
     libc = _glibc()
-    if libc is None:
+    if libc is None or malloc_in_use() != "glibc":
         return False
     # Setting either turns off glibc's adaptive thresholds, so both are set.
     if not libc.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(mmap_threshold)):

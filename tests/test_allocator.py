@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 from click.testing import CliRunner
@@ -105,3 +106,44 @@ def test_the_command_keeps_freed_memory(monkeypatch):
     result = CliRunner().invoke(cli.main, ["list"])
     assert result.exit_code == 0, result.output
     assert calls == [1]
+
+
+_PRELOADABLE = [path for path in ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+                                  "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+                                  "/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4",
+                                  "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2") if os.path.exists(path)]
+
+
+@pytest.mark.skipif(allocator._glibc() is None or bool(os.environ.get("LD_PRELOAD")),
+                    reason="glibc's own malloc, nothing preloaded")
+def test_this_process_uses_glibcs_malloc():
+    assert allocator.malloc_in_use() == "glibc"
+
+
+@pytest.mark.skipif(allocator._glibc() is None, reason="dladdr is glibc's")
+def test_a_symbol_is_named_by_the_library_that_holds_it():
+    import ctypes
+
+    libc = allocator._glibc()
+    assert allocator._library_of(ctypes.cast(libc.malloc, ctypes.c_void_p).value).startswith("libc.so")
+    assert allocator._library_of(0) is None  # no library at address 0
+
+
+def test_another_malloc_is_left_as_it_is(monkeypatch):
+    """keep_freed_memory tunes glibc's malloc only: mallopt would change a heap nobody uses."""
+    libc = allocator._glibc()
+    if libc is not None:
+        monkeypatch.setattr(allocator, "_glibc", lambda: types.SimpleNamespace(
+            mallopt=lambda *a: pytest.fail("mallopt called under another malloc")))
+    monkeypatch.setattr(allocator, "malloc_in_use", lambda: "libtcmalloc_minimal.so.4")
+    assert allocator.keep_freed_memory() is False
+
+
+@pytest.mark.skipif(not _PRELOADABLE, reason="no tcmalloc or jemalloc installed to preload (apt: libtcmalloc-minimal4)")
+@pytest.mark.parametrize("library", _PRELOADABLE)
+def test_a_preloaded_malloc_is_named_and_left_alone(library):
+    code = "from ptocr.allocator import malloc_in_use, keep_freed_memory; print(malloc_in_use(), keep_freed_memory())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "LD_PRELOAD": library})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [os.path.basename(library), "False"]

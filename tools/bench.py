@@ -41,7 +41,7 @@ import torch
 import ptocr
 from converter.convert import convert
 from converter.writer import write_converted
-from ptocr.allocator import keep_freed_memory
+from ptocr.allocator import keep_freed_memory, malloc_in_use
 from ptocr.export import ONEDNN_GRAPH_WARMUP, export
 from ptocr.transforms import ClsPreprocess, RecPreprocess, load_image
 from tools import bench_doc
@@ -425,6 +425,15 @@ def _run_worker(kind: str, args, env, inductor_cache: str | None = None) -> obje
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _memory_note() -> str:
+    """What the header says of malloc: the workers inherit the environment, LD_PRELOAD included."""
+    malloc = malloc_in_use()
+    if malloc == "glibc":
+        return ("malloc: glibc, every worker keeping freed memory for reuse (`ptocr.keep_freed_memory()`, "
+                "as the `ptocr` command does).")
+    return f"malloc: {malloc} (`ptocr.keep_freed_memory()` leaves it as it is)."
+
+
 def _versions() -> str:
     parts = []
     for pkg in ("torch", "paddlepaddle", "onnxruntime", "paddle2onnx", "paddleocr"):
@@ -580,7 +589,7 @@ def main(argv=None) -> int:
 
     cpu = bench_doc.cpu_info()
     header = (f"Machine: {cpu.describe()}. Threads: {args.threads} for every engine. "
-              f"Every worker keeps freed memory for reuse (`ptocr.keep_freed_memory()`, as the `ptocr` command does). "
+              f"{_memory_note()} "
               f"Versions: {_versions()}. "
               f"Stages: median of at least {args.repeat} calls and {MIN_STAGE_SECONDS:g} s of calls after 3 warm-ups (ptocr's models: after the calls that build the stage's graph or replay), each engine in its own process, the engines "
               f"in turn for {args.rounds} rounds, the median over rounds. "
