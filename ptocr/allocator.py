@@ -60,7 +60,7 @@ def malloc_in_use() -> str:
 def _library_of(address: int) -> str | None:
     """The file name of the shared library that holds ``address`` (glibc's ``dladdr``: in libc
     since 2.34, in libdl before), or None."""
-    for lib in (ctypes.CDLL(None), ctypes.CDLL(ctypes.util.find_library("c"))):
+    for lib in (ctypes.CDLL(None), _glibc()):
         dladdr = getattr(lib, "dladdr", None)
         if dladdr is None:
             continue
