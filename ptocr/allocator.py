@@ -6,12 +6,16 @@ top of its heap back to the system once it exceeds the trim threshold. Either wa
 forward's activations land on new pages, which the kernel faults in and zeroes one by one.
 ONNX Runtime and Paddle Inference keep their own arenas and never pay this. What it costs
 small models is in doc/design_figures.md.
+
+Another allocator preloaded in glibc's place (tcmalloc, jemalloc) keeps its own memory and is left
+as it is; ``malloc_in_use`` names the one serving the process (the bench's header says it).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 
 __all__ = ["keep_freed_memory", "malloc_in_use", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]
 
@@ -24,9 +28,12 @@ TRIM_THRESHOLD = 256 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # malloc.h
 
 
+@functools.cache
 def _glibc():
     """The process's C library if it is glibc, else None (musl, macOS, Windows: nothing to tune)."""
-    name = ctypes.util.find_library("c")
+    # By its own name: CDLL(None) would be the process's global scope, whose malloc may be
+    # another allocator's (malloc_in_use compares the two).
+    name = ctypes.util.find_library("c") or "libc.so.6"
     try:
         libc = ctypes.CDLL(name)
         libc.gnu_get_libc_version  # noqa: B018  (only glibc has it)
@@ -44,17 +51,23 @@ class _DlInfo(ctypes.Structure):
 def malloc_in_use() -> str:
     """Whose ``malloc`` this process calls: "glibc", the file name of an allocator loaded in its
     place (``LD_PRELOAD=libtcmalloc_minimal.so.4``: "libtcmalloc_minimal.so.4"), or "unknown"
-    where the C library is not glibc. Each oneDNN call allocates and frees dozens of small
-    blocks, so the allocator moves a small model's time (doc/design_figures.md)."""
+    where the C library is not glibc or the library cannot be named. A preloaded wrapper that
+    hands on to glibc's malloc (a memory profiler's) counts as another allocator. Each oneDNN call
+    allocates and frees dozens of small blocks, so the allocator moves a small model's time
+    (doc/design_figures.md)."""
     libc = _glibc()
     if libc is None:
         return "unknown"
-    # The process's malloc is the first one the dynamic linker finds, a preloaded library's
-    # before glibc's own.
-    used = ctypes.cast(ctypes.CDLL(None).malloc, ctypes.c_void_p).value
+    used = _process_malloc()
     if used == ctypes.cast(libc.malloc, ctypes.c_void_p).value:
         return "glibc"
     return _library_of(used) or "unknown"
+
+
+def _process_malloc() -> int:
+    """The address of the ``malloc`` the process calls: the first the dynamic linker finds in its
+    global scope, a preloaded library's before glibc's own."""
+    return ctypes.cast(ctypes.CDLL(None).malloc, ctypes.c_void_p).value
 
 
 def _library_of(address: int) -> str | None:

@@ -62,7 +62,8 @@ print(len(held), sum(d < 0 for d in steps), sum(d for d in steps if d > 0), -sum
 def _held_memory(setting: str) -> tuple[int, int, int, int]:
     """Over ten forwards: (samples, times what malloc holds from the system went down, bytes
     it grew by in all, bytes it handed back per forward)."""
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GLIBC_TUNABLES", "LD_PRELOAD") and not k.startswith("MALLOC_")}
     done = subprocess.run([sys.executable, "-c", _HELD, setting], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     samples, decreases, grown, returned = map(int, done.stdout.split()[-4:])
@@ -127,6 +128,20 @@ def test_a_symbol_is_named_by_the_library_that_holds_it():
     libc = allocator._glibc()
     assert allocator._library_of(ctypes.cast(libc.malloc, ctypes.c_void_p).value).startswith("libc.so")
     assert allocator._library_of(0) is None  # no library at address 0
+
+
+@pytest.mark.skipif(allocator._glibc() is None, reason="malloc_in_use tells glibc's malloc from others")
+def test_a_malloc_from_another_library_is_named_by_it(monkeypatch):
+    """As a preloaded allocator would be: the process's malloc found in a library other than libc
+    (here libm's cos stands for it, so that no allocator need be installed)."""
+    import ctypes
+    import ctypes.util
+
+    libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    monkeypatch.setattr(allocator, "_process_malloc", lambda: ctypes.cast(libm.cos, ctypes.c_void_p).value)
+    assert allocator.malloc_in_use().startswith("libm.so")
+    monkeypatch.setattr(allocator, "_process_malloc", lambda: 0)  # in no library
+    assert allocator.malloc_in_use() == "unknown"
 
 
 def test_another_malloc_is_left_as_it_is(monkeypatch):
