@@ -591,7 +591,7 @@ def main(argv=None) -> int:
     header = (f"Machine: {cpu.describe()}. Threads: {args.threads} for every engine. "
               f"{_memory_note()} "
               f"Versions: {_versions()}. "
-              f"Stages: median of at least {args.repeat} calls and {MIN_STAGE_SECONDS:g} s of calls after 3 warm-ups (ptocr's models: after the calls that build the stage's graph or replay), each engine in its own process, the engines "
+              f"Stages: median of at least {args.repeat} calls and {MIN_STAGE_SECONDS:g} s of calls after {WARMUP} warm-ups (ptocr's models: after the calls that build the stage's graph or replay), each engine in its own process, the engines "
               f"in turn for {args.rounds} rounds, the median over rounds. "
               f"Total bench time {time.perf_counter() - started:.0f} s.")
     print(header)
