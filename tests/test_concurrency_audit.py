@@ -190,7 +190,7 @@ def test_concurrent_loads_leave_new_threads_at_the_users_thread_count(monkeypatc
 def _child_report(model, x, queue):
     """In a forked child: its graphs, whether a build may start, then its output at one thread
     (the parent's oneDNN Graph kernels hang in a child, whatever the thread count)."""
-    queue.put((len(model.shape_graphs), shape_graphs._FUSION_SWITCH.locked(), model.shape_graphs._lock.locked()))
+    queue.put((len(model.shape_graphs), shape_graphs._BUILD_LOCK.locked(), model.shape_graphs._lock.locked()))
     torch.set_num_threads(1)  # torch's OpenMP pool of the parent cannot run in a child
     queue.put(_run(model, x).numpy())
 
@@ -202,7 +202,7 @@ def test_a_forked_child_starts_without_the_parents_graphs_and_locks():
     assert len(model.shape_graphs) == 1
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
-    with shape_graphs._FUSION_SWITCH, model.shape_graphs._lock:  # as if another thread were building
+    with shape_graphs._BUILD_LOCK, model.shape_graphs._lock:  # as if another thread were building
         child = ctx.Process(target=_child_report, args=(model, x, queue), daemon=True)
         child.start()
     try:

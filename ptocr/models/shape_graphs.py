@@ -64,9 +64,10 @@ _WARMUP_CALLS = 3
 # How far the fused graph's output may be from eager's on the call that built it, relative to the
 # largest output value: rounding of the fused kernels, not a different function.
 _AGREEMENT = 1e-4
-# One build at a time in the process: it flips the process-wide fusion switch and the warnings
-# filters (catch_warnings saves and restores the global list: interleaved, it leaks a filter).
-_FUSION_SWITCH = threading.Lock()
+# One build (a fused graph or a replay) at a time in the process: a fused build flips the
+# process-wide fusion switch, and both change the warnings filters (catch_warnings saves and
+# restores the global list: interleaved, it leaks a filter).
+_BUILD_LOCK = threading.Lock()
 _INSTANCES: weakref.WeakSet = weakref.WeakSet()  # what a forked child must reset
 
 # Parameters and buffers registered on any module of the process (a module built, a parameter
@@ -190,7 +191,7 @@ class ShapeGraphs:
     def _build(self, model: nn.Module, x: torch.Tensor, expected: torch.Tensor):
         """The graph for ``x``'s shape and its output for ``x``."""
         copy = self.prepare(model)
-        with _FUSION_SWITCH:
+        with _BUILD_LOCK:
             with warnings.catch_warnings():  # TorchScript's deprecation notice: our choice, not the user's concern
                 warnings.simplefilter("ignore")
                 graph = torch.jit.freeze(torch.jit.trace(copy, x, check_trace=False).eval())
@@ -213,7 +214,7 @@ class ShapeGraphs:
         """The replay for ``x``'s shape (``eager(x)`` has just run, packing its weights for this
         shape) and its output for ``x``, which must be eager's bit for bit."""
         derived = {id(t): t for d in weight_derived(model) for t in d.tensors()}  # a layout's shapes share one
-        with _FUSION_SWITCH:  # builds take turns: catch_warnings is process-wide
+        with _BUILD_LOCK:  # builds take turns: catch_warnings is process-wide
             replay = op_replay.record(model, eager, x, list(derived.values()))
         got = replay(x)
         if not (isinstance(got, torch.Tensor) and isinstance(expected, torch.Tensor) and _same_bits(got, expected)):
@@ -234,8 +235,8 @@ def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
 def _after_fork_in_child() -> None:
     """Runs in a forked child, alone: the parent's graphs would hang there (their compiled oneDNN
     kernels), and a lock another parent thread held at the fork would never be released."""
-    global _FUSION_SWITCH
-    _FUSION_SWITCH = threading.Lock()
+    global _BUILD_LOCK
+    _BUILD_LOCK = threading.Lock()
     for graphs in list(_INSTANCES):
         graphs._lock = threading.Lock()
         graphs.clear()
