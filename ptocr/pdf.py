@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import struct
 import threading
 from collections.abc import Iterable, Iterator
 
@@ -33,6 +34,10 @@ TIFF_SUFFIXES = (".tif", ".tiff")  # paddlex ImageBatchSampler.TIFF_SUFFIX: one 
 # into it takes this lock (paddlex's pdfium_lock), one call or page at a time, so threads reading
 # different PDFs interleave their pages.
 PDFIUM_LOCK = threading.RLock()
+# What PIL raises for a damaged TIFF besides OSError / ValueError: a truncated multi-frame file
+# fails in n_frames / seek with "Missing dimensions" (TypeError), a bad tag with SyntaxError,
+# struct.error or EOFError. Each is the file's error, not a bug of ours.
+PIL_DECODE_ERRORS = (OSError, ValueError, TypeError, SyntaxError, EOFError, struct.error, IndexError, KeyError)
 
 
 class PageError(ImageError):
@@ -77,7 +82,7 @@ def page_count(path) -> int | None:
         try:
             with Image.open(os.fspath(path)) as tiff:
                 return getattr(tiff, "n_frames", 1)
-        except (OSError, ValueError, Image.DecompressionBombError):
+        except (*PIL_DECODE_ERRORS, Image.DecompressionBombError):
             return None
     import pypdfium2 as pdfium
 
@@ -245,10 +250,13 @@ def tiff_pages(path, pages: Iterable[int] | str | None = None) -> Iterator[tuple
         tiff = Image.open(name)
     except FileNotFoundError:
         raise PageError(f"{name}: no such file") from None
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+    except (UnidentifiedImageError, *PIL_DECODE_ERRORS, Image.DecompressionBombError) as e:
         raise PageError(f"{name}: not a readable TIFF ({e})") from None
     with tiff:
-        count = getattr(tiff, "n_frames", 1)
+        try:
+            count = getattr(tiff, "n_frames", 1)  # walks every frame's header: a truncated file fails here
+        except (*PIL_DECODE_ERRORS, Image.DecompressionBombError) as e:
+            raise PageError(f"{name}: not a readable TIFF ({type(e).__name__}: {e})") from None
         for number in _check_pages(name, wanted, count, "TIFF"):
             try:
                 if count == 1:  # exactly as the image file reads, at paddlex's (PIL's) size limit
@@ -257,7 +265,7 @@ def tiff_pages(path, pages: Iterable[int] | str | None = None) -> Iterator[tuple
                     tiff.seek(number - 1)
                     _check_frame_size(tiff.size)
                     frame = load_image(tiff)
-            except (OSError, ValueError, ImageError, Image.DecompressionBombError) as e:
+            except (*PIL_DECODE_ERRORS, ImageError, Image.DecompressionBombError) as e:
                 raise PageError(f"{name}: page {number} cannot be read ({e})", page=number) from None
             yield number - 1, frame
 

@@ -246,3 +246,54 @@ def test_cli_reads_a_document_page_by_page_and_keeps_the_pages_before_a_bad_one(
     assert "page 5 cannot be read" in run.stderr and "Traceback" not in run.output
     assert list(json.loads(out.read_text(encoding="utf-8"))) == [f"{tmp_path / 'scan.tif'}#{n}" for n in range(1, 5)]
     assert len(alive) == 4 and max(alive) <= 1  # the page just echoed, not every page before it
+
+
+def _truncated_tiff(path: Path) -> Path:
+    """Two uncompressed frames, the file cut inside the first: PIL's ``n_frames`` then raises
+    TypeError ("Missing dimensions"), not the OSError of a plainly corrupt file."""
+    from PIL import Image
+
+    frames = [Image.new("L", (200, 150), 255) for _ in range(2)]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    path.write_bytes(path.read_bytes()[:20000])
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # PIL's "Truncated File Read"
+def test_a_truncated_multipage_tiff_is_one_failed_input(ocr3, shared_dir, tmp_path, monkeypatch):
+    # PIL's TypeError got through page_count and tiff_pages: `ptocr ocr DIR` ended in a traceback,
+    # --out stopped before writing a line, read_many lost every other input's result.
+    import shutil
+
+    from click.testing import CliRunner
+
+    from ptocr import cli
+    from ptocr.bulk import FailedImage
+    from ptocr.pdf import page_count, tiff_pages
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = shutil.copy(shared_dir / "images" / "scenes" / "ger_1.jpg", folder / "a.jpg")
+    cut = _truncated_tiff(folder / "b.tif")
+    assert page_count(cut) is None  # unknown: reading it says why
+    with pytest.raises(PageError, match=r"b\.tif: not a readable TIFF \(TypeError: Missing dimensions\)"):
+        list(tiff_pages(cut))
+
+    want = ocr3.read(good).texts
+    assert want
+    got = ocr3.read_many([good, cut, good])
+    assert [r.texts for r in (got[0], got[2])] == [want, want]
+    assert isinstance(got[1], FailedImage) and got[1].source == str(cut) and "not a readable TIFF" in got[1].error
+
+    monkeypatch.setattr(cli, "_build_ocr", lambda *a, **kw: ocr3)
+    out = tmp_path / "out.json"
+    run = CliRunner().invoke(cli.main, ["ocr", str(folder), "--json", str(out)])
+    assert run.exit_code == 2 and "Traceback" not in run.output, run.output
+    assert "b.tif: not a readable TIFF" in run.stderr
+    assert list(json.loads(out.read_text(encoding="utf-8"))) == [str(good)]
+    lines = tmp_path / "out.jsonl"
+    run = CliRunner().invoke(cli.main, ["ocr", str(folder), "--out", str(lines)])
+    assert run.exit_code == 2 and "Traceback" not in run.output, run.output
+    records = [json.loads(line) for line in lines.read_text(encoding="utf-8").splitlines()]
+    assert [(r["image"], "lines" in r) for r in records] == [(str(good), True), (str(cut), False)]
+    assert "not a readable TIFF" in records[1]["error"]
