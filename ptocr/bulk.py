@@ -152,10 +152,19 @@ def _expand(images: Iterable, pdfs: bool) -> Iterator[tuple[BulkItem, Any]]:
 
 
 def _prepare(item: BulkItem, image: Any, steps) -> BulkItem:
-    """Decode (and the 3.x pipeline's document orientation) and the detector's resize."""
+    """Decode (and the 3.x pipeline's document orientation) and the detector's resize. An input
+    that cannot be decoded is that item's error, whatever its decoder raised: one bad input never
+    costs the others' results. The resize takes only ``PtocrError`` (anything else is a bug)."""
     if item.error is None:
         try:
             item.img, item.extra = steps.load(read_uri(image) if is_uri(image) else image)
+        except PtocrError as e:
+            item.error = str(e)
+            return item
+        except Exception as e:  # a decoder's own error (PIL, OpenCV) for this input: named with its type
+            item.error = f"{item.source or type(image).__name__ + ' input'}: {type(e).__name__}: {e}"
+            return item
+        try:
             item.x, item.info = steps.det_input(item.img)
         except PtocrError as e:
             item.error = str(e)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import struct
 import threading
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 
 from ptocr.errors import ImageError
+from ptocr.transforms.image import PIL_ERRORS, load_image
 
 __all__ = ["PageError", "PdfError", "document_pages", "is_paged", "is_pdf", "is_tiff", "page_count", "page_numbers",
            "parse_pages", "pdf_pages", "tiff_pages", "RENDER_SCALE"]
@@ -34,10 +34,6 @@ TIFF_SUFFIXES = (".tif", ".tiff")  # paddlex ImageBatchSampler.TIFF_SUFFIX: one 
 # into it takes this lock (paddlex's pdfium_lock), one call or page at a time, so threads reading
 # different PDFs interleave their pages.
 PDFIUM_LOCK = threading.RLock()
-# What PIL raises for a damaged TIFF besides OSError / ValueError: a truncated multi-frame file
-# fails in n_frames / seek with "Missing dimensions" (TypeError), a bad tag with SyntaxError,
-# struct.error or EOFError. Each is the file's error, not a bug of ours.
-PIL_DECODE_ERRORS = (OSError, ValueError, TypeError, SyntaxError, EOFError, struct.error, IndexError, KeyError)
 
 
 class PageError(ImageError):
@@ -82,7 +78,7 @@ def page_count(path) -> int | None:
         try:
             with Image.open(os.fspath(path)) as tiff:
                 return getattr(tiff, "n_frames", 1)
-        except (*PIL_DECODE_ERRORS, Image.DecompressionBombError):
+        except (*PIL_ERRORS, Image.DecompressionBombError):
             return None
     import pypdfium2 as pdfium
 
@@ -242,20 +238,18 @@ def tiff_pages(path, pages: Iterable[int] | str | None = None) -> Iterator[tuple
     decodes images (alpha onto white); a single-frame TIFF exactly as the image file."""
     from PIL import Image, UnidentifiedImageError
 
-    from ptocr.transforms.image import load_image
-
     name = os.fspath(path)
     wanted = page_numbers(pages)
     try:
         tiff = Image.open(name)
     except FileNotFoundError:
         raise PageError(f"{name}: no such file") from None
-    except (UnidentifiedImageError, *PIL_DECODE_ERRORS, Image.DecompressionBombError) as e:
+    except (UnidentifiedImageError, *PIL_ERRORS, Image.DecompressionBombError) as e:
         raise PageError(f"{name}: not a readable TIFF ({e})") from None
     with tiff:
         try:
             count = getattr(tiff, "n_frames", 1)  # walks every frame's header: a truncated file fails here
-        except (*PIL_DECODE_ERRORS, Image.DecompressionBombError) as e:
+        except (*PIL_ERRORS, Image.DecompressionBombError) as e:
             raise PageError(f"{name}: not a readable TIFF ({type(e).__name__}: {e})") from None
         for number in _check_pages(name, wanted, count, "TIFF"):
             try:
@@ -265,7 +259,7 @@ def tiff_pages(path, pages: Iterable[int] | str | None = None) -> Iterator[tuple
                     tiff.seek(number - 1)
                     _check_frame_size(tiff.size)
                     frame = load_image(tiff)
-            except (*PIL_DECODE_ERRORS, ImageError, Image.DecompressionBombError) as e:
+            except (*PIL_ERRORS, ImageError, Image.DecompressionBombError) as e:
                 raise PageError(f"{name}: page {number} cannot be read ({e})", page=number) from None
             yield number - 1, frame
 

@@ -121,6 +121,21 @@ def test_iter_many_reads_a_stream_lazily(ocr, shared_dir):
     results.close()
 
 
+def test_a_pil_image_it_cannot_read_fails_alone(ocr, shared_dir):
+    # A closed PIL image raised ValueError out of read_many (every result lost) and out of read.
+    from PIL import Image
+
+    path = shared_dir / "images" / "scenes" / "japan_1.jpg"
+    closed = Image.open(path)
+    closed.close()
+    with pytest.raises(ImageError, match="PIL image: PIL cannot give its pixels"):
+        ocr.read(closed)
+    got = ocr.read_many([path, closed, path])
+    assert isinstance(got[1], FailedImage) and got[1].source is None and "closed image" in got[1].error
+    want = _lines(ocr.read(path))
+    assert want and _lines(got[0]) == _lines(got[2]) == want
+
+
 def test_bad_batch_size(ocr):
     with pytest.raises(PtocrError, match="batch_size"):
         BulkReader(ocr, batch_size=0)

@@ -359,6 +359,19 @@ def test_load_pil_image_is_converted_to_bgr():
     assert load_image(rgba)[0, 0].tolist() == [255, 255, 255]
 
 
+def test_pil_images_whose_pixels_pil_cannot_give():
+    # A closed image and a premultiplied "La" one raised PIL's raw ValueError.
+    Image = pytest.importorskip("PIL.Image")
+    closed = Image.new("RGB", (4, 3))
+    closed.close()
+    with pytest.raises(ImageError, match=r"PIL image: PIL cannot give its pixels \(mode 'RGB'\).*closed image"):
+        load_image(closed)
+    # "La" converts to "LA" only: read through it, as LA reads (alpha 0 and 255 survive premultiplying).
+    la = Image.fromarray(np.dstack([np.full((3, 4), 90, np.uint8), np.array([[0, 255, 255, 0]] * 3, np.uint8)]), "LA")
+    assert np.array_equal(load_image(la.convert("La")), load_image(la))
+    assert load_image(la)[0, :2].tolist() == [[255] * 3, [90] * 3]
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

@@ -43,11 +43,15 @@ import numpy as np
 
 from ptocr.errors import ImageError
 
-__all__ = ["load_image", "alpha_to_color", "to_bgr"]
+__all__ = ["PIL_ERRORS", "load_image", "alpha_to_color", "to_bgr"]
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _WARNINGS_LOCK = threading.Lock()  # around warnings.catch_warnings (see _header_size)
 MAX_PIXELS = 100_000_000  # width x height above which files/bytes are refused (~300 MB as BGR)
+# What PIL raises for pixels it cannot give, besides OSError / ValueError (a closed image, a mode
+# it cannot convert): a damaged file, read lazily, fails with TypeError ("Missing dimensions" of a
+# truncated multi-frame TIFF), KeyError, SyntaxError, struct.error or EOFError. The input's error.
+PIL_ERRORS = (OSError, ValueError, TypeError, SyntaxError, EOFError, struct.error, IndexError, KeyError)
 
 
 def alpha_to_color(img: np.ndarray, alpha_color=(255, 255, 255)) -> np.ndarray:
@@ -103,6 +107,7 @@ def _decode_with_pil(data: bytes, source: str) -> np.ndarray | None:
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.seek(0)  # first frame of animations / multi-page files
+            im.load()  # undecodable data fails here: "not a readable image", below
             return _pil_to_array(im, source)
     except ImageError:
         raise
@@ -111,18 +116,24 @@ def _decode_with_pil(data: bytes, source: str) -> np.ndarray | None:
 
 
 def _pil_to_array(im: Any, source: str) -> np.ndarray:
-    """PIL image -> gray / BGR / BGRA uint8 (or uint16) array."""
+    """PIL image -> gray / BGR / BGRA uint8 (or uint16) array; pixels PIL cannot give (a closed
+    image, a damaged file it reads lazily) an ``ImageError`` saying why."""
     mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L"):
-        return np.asarray(im).astype(np.uint16)
-    if mode in ("L",):
-        return np.asarray(im)
-    if mode in ("LA", "RGBA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in im.info):
-        rgba = np.asarray(im.convert("RGBA"))
-        return cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)
     if mode in ("I", "F"):
         raise ImageError(f"{source}: unsupported PIL image mode {mode!r} (32-bit pixels)")
-    rgb = np.asarray(im.convert("RGB"))
+    try:
+        if mode in ("I;16", "I;16B", "I;16L"):
+            return np.asarray(im).astype(np.uint16)
+        if mode in ("L",):
+            return np.asarray(im)
+        if mode == "La":  # premultiplied: PIL converts it to LA only
+            im = im.convert("LA")
+        if mode in ("LA", "RGBA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in im.info):
+            rgba = np.asarray(im.convert("RGBA"))
+            return cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA)
+        rgb = np.asarray(im.convert("RGB"))
+    except PIL_ERRORS as e:
+        raise ImageError(f"{source}: PIL cannot give its pixels (mode {mode!r}): {type(e).__name__}: {e}") from None
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
