@@ -68,28 +68,36 @@ def bulk_options(command: Callable) -> Callable:
 
 
 def expand_inputs(args) -> list[str]:
-    """Folders -> their image files (recursive, sorted); list files -> their lines; anything
-    else (a path or a URI) as given. Each name once, in first-seen order; none at all is a PtocrError."""
+    """Folders -> their image files (recursive, sorted); list files -> their lines, a folder
+    listed there expanded as on the command line; anything else (a path or a URI) as given. Each
+    name once, in first-seen order; none at all is a PtocrError."""
     names: list[str] = []
     for arg in args:
         path = Path(arg)
-        if is_uri(arg):
-            names.append(arg)
-        elif path.is_dir():
-            names += folder_files(path)
-        elif path.suffix.lower() in LIST_SUFFIXES and path.is_file():
-            try:
-                lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM (Notepad's) is not part of a name
-            except UnicodeDecodeError as e:
-                raise PtocrError(f"{path}: a list of images must be UTF-8 text ({e.reason} at byte {e.start})") from None
-            except OSError as e:
-                raise PtocrError(f"{path}: cannot read the list: {e.strerror or e}") from None
-            names += [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
+        if not is_uri(arg) and path.suffix.lower() in LIST_SUFFIXES and path.is_file():
+            for line in _list_lines(path):
+                names += _expand_one(line)
         else:
-            names.append(arg)
+            names += _expand_one(arg)
     if not names:
         raise PtocrError("no images found in the given folders and lists")
     return list(dict.fromkeys(names))
+
+
+def _expand_one(name: str) -> list[str]:
+    """A folder's image files, else the name itself (a path or a URI)."""
+    return folder_files(name) if not is_uri(name) and Path(name).is_dir() else [name]
+
+
+def _list_lines(path: Path) -> list[str]:
+    """The names of a list file: its lines, without blank ones and ``#`` comments."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM (Notepad's) is not part of a name
+    except UnicodeDecodeError as e:
+        raise PtocrError(f"{path}: a list of images must be UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise PtocrError(f"{path}: cannot read the list: {e.strerror or e}") from None
+    return [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
 
 
 class Progress:

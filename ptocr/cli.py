@@ -161,9 +161,10 @@ def _setting(text: str) -> tuple[str, object]:
 def _read_each(pipeline, image: str, pages: list[int] | None = None) -> Iterator[tuple[str, object]]:
     """(name, result) as each is read: an image's name, or ``file.pdf#N`` (1-based) per page of a
     PDF or TIFF, one page at a time (a long document is never held whole; a page that cannot be
-    read raises after the pages before it were given)."""
+    read raises after the pages before it were given). One image is ``read``, never the
+    pipeline's call, which takes a folder or a list too and gives a list of results."""
     if not is_paged(image):
-        yield image, pipeline(image)
+        yield image, pipeline.read(image)
         return
     for result in pipeline.iter_pages(image, pages):
         yield f"{image}#{result.page_index + 1}", result

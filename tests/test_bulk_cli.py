@@ -79,6 +79,31 @@ def test_expand_inputs(folder, tmp_path):
     assert names == [*expected, "s3://bucket/page.png"]  # each once, folders recursive and sorted
 
 
+def test_a_folder_in_a_list_reads_as_its_files(model_files_ocr, shared_dir, tmp_path, monkeypatch):
+    # A folder named in a .txt list stayed one name: without --out the pipeline's call read it into
+    # a list of results (AttributeError in writing the JSON), with --out it was an "is a directory" line.
+    from ptocr import cli
+
+    scans = tmp_path / "scans"
+    (scans / "sub").mkdir(parents=True)
+    image = str(shutil.copy(shared_dir / "images" / "scenes" / "ger_1.jpg", scans / "sub" / "ger_1.jpg"))
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{scans}\n", encoding="utf-8")
+    assert expand_inputs([str(listing)]) == [image]
+
+    monkeypatch.setattr(cli, "_build_ocr", lambda *a, **kw: model_files_ocr)
+    want = [line.text for line in model_files_ocr.read(image)]
+    assert want
+    out = tmp_path / "out.json"
+    run = _invoke_bulk(str(listing), "--json", str(out))
+    assert run.exit_code == 0 and "Traceback" not in run.output, run.output
+    assert {k: [line["text"] for line in v] for k, v in json.loads(out.read_text(encoding="utf-8")).items()} == {image: want}
+    results = tmp_path / "r.jsonl"
+    run = _invoke_bulk(str(listing), "--out", str(results))
+    assert run.exit_code == 0, run.output
+    assert [(r["image"], [line["text"] for line in r["lines"]]) for r in _records(results)] == [(image, want)]
+
+
 def test_killed_run_resumes_each_image_once(folder, model_args, tmp_path, model_files_ocr):
     out = tmp_path / "results.jsonl"
     names = expand_inputs([str(folder)])

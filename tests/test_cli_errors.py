@@ -45,7 +45,7 @@ def image(tmp_path):
 
 def _fake_pipeline(*a, **k):
     result = OCRResult([Line([[0, 0], [9, 0], [9, 5], [0, 5]], "text", 0.9, 0)])
-    return lambda image: result
+    return SimpleNamespace(read=lambda image: result)
 
 
 # ptocr-convert
