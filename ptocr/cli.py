@@ -24,6 +24,7 @@ from ptocr.demo_inputs import demo_inputs, network_input_size
 from ptocr.errors import ImageError, PtocrError, first_line
 from ptocr.export import FORMATS, TRANSFORMERS, check_export, example_input, export_transformers
 from ptocr.export import export as do_export
+from ptocr.jsonl_results import encode
 from ptocr.manifest import READY, list_models, load_manifest
 from ptocr.atomic import nearest_existing, write_atomically
 from ptocr.bundles import build_pipeline
@@ -84,7 +85,8 @@ def _check_writable_folder(folder: Path, path: str, option: str) -> None:
 
 
 def _echo_lines(name: str, lines) -> None:
-    click.echo(f"{name}: {len(lines)} lines")
+    # A file name that is not UTF-8 (lone surrogates) as \u escapes: a strict stdout cannot take it.
+    click.echo(f"{name.encode('utf-8', 'backslashreplace').decode('utf-8')}: {len(lines)} lines")
     for line in lines:
         x, y = line.box[0]
         click.echo(f"  ({x:.0f},{y:.0f}) {line.score:.3f}  {line.text}")
@@ -178,8 +180,7 @@ def _as_json(result):
 def _dump_json(results: dict) -> str:
     """{image: [line, ...]} with one line per text line (PaddleOCR 3.x results: one line per
     field): readable and diffable."""
-    def dumps(v):
-        return json.dumps(v, ensure_ascii=False)
+    dumps = encode  # a file name that is not UTF-8 (lone surrogates) as \u escapes, as in --out's lines
 
     def block(image, value):
         if isinstance(value, dict):

@@ -61,8 +61,9 @@ def _reason(e: OSError, path: Path) -> str:
     return reason if where is None or os.fspath(where) == os.fspath(path) else f"{reason}: {where}"
 
 
-def encode(rec: dict) -> str:
-    """One record as its line (without the newline): the same text wherever it is made."""
+def encode(rec) -> str:
+    """One record (or any JSON value) as its line (without the newline): the same text wherever
+    it is made, always writable as UTF-8."""
     line = json.dumps(rec, ensure_ascii=False)
     try:
         line.encode("utf-8")

@@ -139,6 +139,25 @@ def test_json_is_written_whole_or_not_at_all(image, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.jpg", "x.json"]  # no temporary file left
 
 
+def test_json_keeps_a_file_name_that_is_not_utf8(tmp_path, monkeypatch):
+    # The JSON text was encoded as UTF-8 only after every image was read: a name os.fsdecode gives
+    # lone surrogates (Latin-1 bytes) raised UnicodeEncodeError and nothing was written; echoing
+    # the name to a strict stdout (CliRunner's, an en_US.UTF-8 terminal's) raised it first.
+    import json
+
+    monkeypatch.setattr(ptocr_cli, "_build_ocr", _fake_pipeline)
+    odd = tmp_path / "in" / os.fsdecode(b"caf\xe9.jpg")
+    odd.parent.mkdir()
+    try:
+        odd.write_bytes(b"not read: the pipeline is stood in for")
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system does not take a non-UTF-8 file name")
+    dst = tmp_path / "x.json"
+    run = CliRunner().invoke(ptocr_cli.main, ["ocr", str(odd.parent), "--json", str(dst)])
+    _clean(run, 0)
+    assert list(json.loads(dst.read_text(encoding="utf-8"))) == [str(odd)]  # \u escapes read back to the name
+
+
 def test_vis_unwritable_is_a_clean_error(image, tmp_path, monkeypatch):
     monkeypatch.setattr(ptocr_cli, "_build_ocr", _fake_pipeline)
     monkeypatch.setattr(OCRResult, "visualize", lambda self, font=None: __import__("numpy").zeros((4, 4, 3), "uint8"))
