@@ -456,13 +456,13 @@ def write_transformers_folder(state: dict, config: dict, classes: list[str] | No
     temporary folder beside ``dst`` and renamed into place: nothing half-written is left."""
     import json
     import shutil
-    import tempfile
     from pathlib import Path
 
     from safetensors.numpy import save_file
 
     from converter.errors import ConversionError
     from converter.tables.transformers_layout import layout_for_architecture
+    from ptocr.atomic import give_output_permissions, temp_folder_beside
 
     dst = Path(dst)
     arch = config["architecture"]
@@ -486,9 +486,10 @@ def write_transformers_folder(state: dict, config: dict, classes: list[str] | No
     tf_state = to_transformers(arrays, model_type, f"{arch} ({config.get('model_name', 'converted model')})",
                                unfused_shapes=unfused)
     tf_config = transformers_config(arch, config["model"])
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    tmp = temp_folder_beside(dst)
     try:
         save_file(tf_state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        give_output_permissions(tmp / "model.safetensors")  # safetensors writes 0600
         (tmp / "config.json").write_text(json.dumps(tf_config, indent=2) + "\n", encoding="utf-8")
         if classes is not None:
             processor = {"image_processor_type": tf_config["architectures"][0].replace(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ptocr.errors import first_line
 
-__all__ = ["temp_beside", "give_output_permissions", "write_atomically", "nearest_existing", "failure_reason"]
+__all__ = ["temp_beside", "temp_folder_beside", "give_output_permissions", "write_atomically", "nearest_existing", "failure_reason"]
 
 
 def _umask() -> int:
@@ -37,6 +37,19 @@ def temp_beside(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
         give_output_permissions(name)
     except BaseException:  # not yet known to the caller: removed here
         os.unlink(name)
+        raise
+    return Path(name)
+
+
+def temp_folder_beside(path: str | os.PathLike) -> Path:
+    """A new empty folder beside ``path``, named after it, with the permissions a new folder
+    gets (0777 less the umask; mkdtemp makes 0700): renamed into place, it is ``path``."""
+    path = Path(path)
+    name = tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.chmod(name, 0o777 & ~_umask())
+    except BaseException:
+        os.rmdir(name)
         raise
     return Path(name)
 

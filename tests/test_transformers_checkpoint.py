@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import stat
 
 import numpy as np
 import pytest
@@ -184,10 +186,18 @@ def test_a_folder_round_trip_both_ways(pair, tmp_path):
     assert info["missing_keys"] == set() or not [k for k in info["missing_keys"] if "num_batches" not in k]
     assert not info["unexpected_keys"] and not info["mismatched_keys"]
     _paddle_block_eps(tm.eval())
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~mask  # not mkdtemp's 0700
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask for p in folder.iterdir())
     conv = convert(folder)
     assert conv.arch_name == name and conv.form.startswith("fused") and conv.source.format == "transformers"
     if dictionary is not None:
         assert conv.dictionary.characters == dictionary.characters and conv.dictionary.use_space_char
+        assert conv.dictionary.source.endswith("tf/preprocessor_config.json")  # not an inference.yml it lacks
+        (folder / "preprocessor_config.json").write_text("[1, 2]")
+        with pytest.raises(FormatError, match="preprocessor_config.json: expected a JSON object, found list"):
+            convert(folder)
     with torch.no_grad():
         for x in xs:
             want = model(x)

@@ -30,7 +30,12 @@ from converter.readers.pdparams import (
 )
 from converter.readers.pir import PirConfig, PirOp, PirParam, PirProgram, read_pir_config, read_pir_program
 from converter.readers.safetensors_file import looks_like_safetensors
-from converter.readers.transformers_folder import is_transformers_folder, read_transformers_folder
+from converter.readers.transformers_folder import (
+    PREPROCESSOR,
+    TRANSFORMERS,
+    is_transformers_folder,
+    read_transformers_folder,
+)
 from converter.readers.program import (
     DENSE_TENSOR,
     VAR_TYPE_NAMES,
@@ -98,6 +103,8 @@ class PaddleSource:
         name = Path(self.path).name
         if self.format == ONNX:
             return "ONNX metadata 'character'", f"{name}:character"
+        if self.format == TRANSFORMERS:
+            return f"{PREPROCESSOR} character_list", f"{name}/{PREPROCESSOR}"
         return "inference.yml character_dict", f"{name}/inference.yml"
 
 

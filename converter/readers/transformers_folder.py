@@ -69,7 +69,10 @@ def _characters(path: Path) -> list[str] | None:
     """``character_list`` without its blank (and without the trailing space the head adds)."""
     if not path.is_file():
         return None
-    listed = (_json(path) or {}).get("character_list")
+    obj = _json(path)
+    if not isinstance(obj, dict):
+        raise FormatError(f"{path}: expected a JSON object, found {type(obj).__name__}")
+    listed = obj.get("character_list")
     if not listed:
         return None
     if not isinstance(listed, list) or not all(isinstance(c, str) for c in listed):
