@@ -228,6 +228,27 @@ def test_array_state_is_validated():
     assert time.perf_counter() - t < 1
 
 
+class _SharedBytesArray:
+    """Pickles as numpy writes an array, but every instance with the same bytes object: pickle
+    memoizes it, so the file holds it once while each array would copy it."""
+
+    raw = b"\0" * (1 << 20)
+
+    def __reduce__(self):
+        return (np._core.multiarray._reconstruct, (np.ndarray, (0,), b"b"),
+                (1, (len(self.raw) // 4,), np.dtype("f4"), False, self.raw))
+
+
+def test_arrays_sharing_one_memoized_buffer_are_refused():
+    # 64 arrays of 1 MB from a 1 MB file: a few hundred would take gigabytes.
+    data = pickle.dumps({f"k{i}": _SharedBytesArray() for i in range(64)}, protocol=4)
+    assert len(data) < 2 << 20
+    with pytest.raises(FormatError, match="arrays hold more bytes than the file"):
+        safe_pickle.loads(data, "amp.pdparams")
+    one = safe_pickle.loads(pickle.dumps({"k": _SharedBytesArray()}, protocol=4), "one.pdparams")
+    assert one["k"].shape == (1 << 18,)  # one such array is fine: its bytes are in the file
+
+
 def test_validators_on_loaded_structure(tmp_path):
     f = tmp_path / "m.pdparams"
     f.write_bytes(pickle.dumps([np.zeros(2)], protocol=2))

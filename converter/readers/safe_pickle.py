@@ -10,6 +10,9 @@ checks its arguments, and arrays and dtypes are built by us from validated parts
 * BUILD (``__setstate__``) can only reach our proxies, which validate their state, or
   plain containers, which have no ``__setstate__`` and no ``__dict__`` (BUILD fails);
 * persistent ids and out-of-band buffers are refused;
+* the arrays together may hold no more bytes than the pickle itself: each array's bytes are
+  in the stream once, so a small file whose arrays all point at one memoized bytes object
+  (a copy each, gigabytes) is refused;
 * paddle.save's own reduces of tensors outside a state dict, ``tuple((name, ndarray))`` and
   ``eval('data', {'data': ndarray})``, are accepted in exactly those forms (nothing is
   evaluated: the guard returns the array), every other use of tuple/eval is refused.
@@ -19,6 +22,7 @@ Every other failure of a malformed pickle becomes ``FormatError`` naming the fil
 
 from __future__ import annotations
 
+import contextvars
 import io
 import pickle
 import pickletools
@@ -36,6 +40,8 @@ _DTYPE_CODES = frozenset(
     "uint16 uint32 uint64 float16 float32 float64 complex64 complex128".split()
 )
 _MAX_DEPTH = 100  # nesting of plain containers; Paddle's are 1-2 deep
+# Bytes the arrays of the pickle being loaded may still take (its length at the start).
+_ARRAY_BUDGET: contextvars.ContextVar[list[int]] = contextvars.ContextVar("_ARRAY_BUDGET")
 
 
 class _Guard:
@@ -112,6 +118,11 @@ def _make_array(raw, dt, shape, order) -> np.ndarray:
         n *= d
     if n * dt.dtype.itemsize != len(raw):  # Python ints: no overflow, no allocation
         raise ValueError(f"array of shape {shape} needs {n * dt.dtype.itemsize} bytes, has {len(raw)}")
+    budget = _ARRAY_BUDGET.get(None)
+    if budget is not None:
+        budget[0] -= len(raw)
+        if budget[0] < 0:
+            raise ValueError("its arrays hold more bytes than the file: they share data, which Paddle's never do")
     a = np.frombuffer(raw, dtype=dt.dtype).reshape(shape, order=order)
     # own, aligned, C-ordered, native-endian copy
     return np.array(a, dtype=dt.dtype.newbyteorder("="), order="C", copy=True)
@@ -237,6 +248,7 @@ def _loads(data: bytes | bytearray, where: str) -> object:
             pass
     except Exception as e:
         raise FormatError(f"{where}: not a valid pickle ({type(e).__name__}: {_short(e)})") from None
+    budget = _ARRAY_BUDGET.set([len(data)])
     try:
         obj = SafeUnpickler(io.BytesIO(data), where).load()
         return _resolve(obj, where, 0, {})
@@ -246,6 +258,8 @@ def _loads(data: bytes | bytearray, where: str) -> object:
         raise FormatError(
             f"{where}: not a valid pickle of plain data and arrays ({type(e).__name__}: {_short(e)})"
         ) from None
+    finally:
+        _ARRAY_BUDGET.reset(budget)
 
 
 def load(path: str | Path) -> object:
