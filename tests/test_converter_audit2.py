@@ -217,6 +217,25 @@ def test_onnx_external_data_missing_or_truncated(tmp_path):
         read_onnx_model(path)
 
 
+def test_onnx_external_regions_that_overlap_are_refused(tmp_path):
+    # Tensors pointed at one region of the file: a 30 KB graph could make it read gigabytes.
+    onnx = pytest.importorskip("onnx")
+    path = _external_model(onnx, tmp_path / "m")
+    onnx.save(onnx.load(str(path)), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="model.onnx.data", size_threshold=0, convert_attribute=True)  # the Constant's too
+    m = onnx.load(str(path), load_external_data=False)
+    offsets = [e for t in [*m.graph.initializer, *(a.t for n in m.graph.node for a in n.attribute if a.name == "value")]
+               for e in t.external_data if e.key == "offset"]
+    assert len(offsets) == 2
+    for e in offsets:
+        e.value = "0"
+    path.write_bytes(m.SerializeToString())
+    data = tmp_path / "m" / "model.onnx.data"
+    data.write_bytes(W.tobytes())  # W alone; the other tensor's 8 bytes are W's first 8
+    with pytest.raises(FormatError, match="claim more bytes of model.onnx.data than its .*overlap"):
+        read_onnx_model(path)
+
+
 def test_released_onnx_with_external_data_reads_the_same(tmp_path):
     onnx = pytest.importorskip("onnx")
     from tools.fetch_onnx_models import model_file

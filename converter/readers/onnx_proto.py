@@ -154,13 +154,12 @@ def parse_onnx_model(data: bytes, path: Path) -> OnnxModel:
 
 def _read_external(model: Path, tensors: list[OnnxTensor]) -> list[Path]:
     """Fill the arrays of tensors kept in external data files; -> the files read."""
-    files: dict[Path, None] = {}
+    claimed: dict[Path, int] = {}  # bytes of each file given to tensors so far
     for t in tensors:
         if t.external is not None:
             f = _external_path(model, t)
-            t.array = _external_array(model, f, t)
-            files[f] = None
-    return list(files)
+            t.array = _external_array(model, f, t, claimed)
+    return list(claimed)
 
 
 def _external_path(model: Path, t: OnnxTensor) -> Path:
@@ -179,7 +178,10 @@ def _external_path(model: Path, t: OnnxTensor) -> Path:
     return f
 
 
-def _external_array(model: Path, f: Path, t: OnnxTensor) -> np.ndarray:
+def _external_array(model: Path, f: Path, t: OnnxTensor, claimed: dict[Path, int]) -> np.ndarray:
+    """``t``'s array from ``f``. The tensors of one file together may take no more bytes than it
+    has: onnx.save writes each once, and a few bytes of graph pointing many tensors at one
+    region would otherwise read gigabytes."""
     def number(key: str) -> int | None:
         v = t.external.get(key)
         if v is not None and not (v.isascii() and v.isdigit()):
@@ -198,6 +200,10 @@ def _external_array(model: Path, f: Path, t: OnnxTensor) -> np.ndarray:
             if offset + length > size:
                 raise FormatError(f"{f}: truncated: tensor {t.name} needs bytes {offset}..{offset + length}, "
                                   f"the file has {size}")
+            claimed[f] = claimed.get(f, 0) + length
+            if claimed[f] > size:
+                raise FormatError(f"{model}: its tensors claim more bytes of {f.name} than its {size}: they "
+                                  f"overlap (tensor {t.name}), which an ONNX export never does")
             fh.seek(offset)
             data = fh.read(length)
     except OSError as e:
