@@ -22,8 +22,10 @@ from converter.alignment import align_source
 from converter.errors import ArchitectureError, DictionaryError, FormatError, MappingError
 from converter.mapping import MappingResult, Target, apply, plan
 from converter.readers import PaddleSource, read_source
+from converter.readers.formats import PADDLE2_INFERENCE, PADDLE3_PIR
 from converter.tables import get_table
 from ptocr.architectures import (
+    ALIASES,
     ARCHITECTURES,
     CLASS_COUNT_KEYS,
     aliases_of,
@@ -33,7 +35,7 @@ from ptocr.architectures import (
 )
 from ptocr.checkpoint import model_from_state
 from ptocr.dictionary import Dictionary, builtin_dictionary, parse_dictionary, read_dictionary
-from ptocr.errors import PtocrError
+from ptocr.errors import PtocrError, close_names
 from ptocr.manifest import ModelEntry, load_manifest
 from ptocr.models.build import build_model
 from ptocr.models.model import OCRModel
@@ -84,6 +86,8 @@ def convert(
     manifest (its architecture, dictionary and settings), or None to detect it; a folder
     named after a manifest model (``<name>_infer``, ``<name>_train...``), or holding its
     official weights (by sha256), gets that model's dictionary and settings too."""
+    if arch is not None:
+        _check_arch_name(arch)
     source = read_source(src, submodel=submodel)
     # A model name given as ``arch`` wins; an architecture name that is also a model's
     # (ch_PP-OCRv3_rec) says less than a folder named after a model (arabic_PP-OCRv3_rec_infer).
@@ -99,7 +103,7 @@ def convert(
     if arch is None:
         fit = detect_architecture(source)
     else:
-        fit = fit_architecture(source, arch)
+        fit = _fit_given(source, arch)
     spec = get_architecture(fit.arch_name)
     if known is not None and canonical_name(known.architecture) != fit.arch_name:
         known = None  # a folder named like a model it is not: the name says nothing
@@ -119,7 +123,7 @@ def convert(
         "postprocess": {**spec.get("postprocess", {}), **_paddle2_text_order(dic, dictionary, known),
                         **(known.postprocess if known else {})},
         "source": {
-            "name": _absolute(source.path).name,  # "." and "inference.pdmodel" name their folder too
+            "name": _source_name(source),
             "format": source.format,
             "weights_file": Path(source.weights_file).name,
             "sha256": source.weights_sha256,
@@ -189,6 +193,20 @@ def fit_architecture(source: PaddleSource, arch_name: str) -> Fit:
     error = MappingError("\n".join(failures))
     error.mismatches = fewest
     raise error
+
+
+def _fit_given(source: PaddleSource, arch: str) -> Fit:
+    """``fit_architecture`` for ``--arch``; where the source is another architecture (a
+    recognizer given a detector's name), that one line says so instead of every key that differs."""
+    try:
+        return fit_architecture(source, arch)
+    except MappingError as e:
+        try:
+            fits = detect_architecture(source).arch_name
+        except (MappingError, ArchitectureError):  # no other fits: the keys that differ are the answer
+            raise e from None
+        raise ArchitectureError(f"{source.path} is not {canonical_name(arch)}: it is {_named(fits)}; "
+                                f"give --arch {fits} or leave --arch out") from None
 
 
 def detect_architecture(source: PaddleSource) -> Fit:
@@ -289,7 +307,7 @@ def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char, known
     tried: list[str] = []
     # The model's own (and the manifest's) first: loose .txt files beside it, such as the
     # .dict.txt of earlier conversions into that folder, matter only where neither fits.
-    dic = _first_fitting(candidates, num_classes, use_space_char, tried)
+    dic = _first_fitting(candidates, num_classes, use_space_char, tried, source.notes)
     if dic is not None:
         return dic
     folder = [] if claimed_by else _folder_dictionaries(source)
@@ -301,7 +319,7 @@ def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char, known
     if "builtin" in default and not claimed_by:
         candidates.append((f"{default['builtin']} (default)", lambda sp: builtin_dictionary(default["builtin"], sp),
                            default.get("use_space_char", True)))
-    dic = _first_fitting(candidates, num_classes, use_space_char, tried)
+    dic = _first_fitting(candidates, num_classes, use_space_char, tried, source.notes)
     if dic is not None:
         return dic
     if not tried:
@@ -314,13 +332,18 @@ def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char, known
                           "give the right one with --dict")
 
 
-def _first_fitting(candidates, num_classes: int, use_space_char: bool | None, tried: list[str]) -> Dictionary | None:
+def _first_fitting(candidates, num_classes: int, use_space_char: bool | None, tried: list[str],
+                   notes: list[str]) -> Dictionary | None:
     """The first candidate dictionary (with either space setting unless one is given) that has
-    ``num_classes`` classes; what did not fit is added to ``tried``."""
+    ``num_classes`` classes; what did not fit is added to ``tried``. The one taken goes into
+    ``notes``, with what was passed over (a source's own list that does not fit is worth saying)."""
     for name, make, preferred in candidates:
         for space in ([use_space_char] if use_space_char is not None else [preferred, not preferred]):
             dic = make(space)
             if dic.num_classes == num_classes:
+                passed = f" (did not fit: {'; '.join(tried)})" if tried else ""
+                notes.append(f"dictionary: {name} with{'' if space else 'out'} space, "
+                             f"{len(dic.characters)} characters{passed}")
                 return dic
             tried.append(f"{name} with{'' if space else 'out'} space: {dic.num_classes} classes")
     return None
@@ -334,9 +357,27 @@ def _model_name_of(path) -> str:
     return re.sub(r"_(infer|train)(_[A-Za-z0-9]+)*$", "", name)
 
 
+def _source_name(source: PaddleSource) -> str:
+    """The folder of an inference model however it was given ("." or one of its files), else the
+    file (a training checkpoint, an ONNX export): the same model gets the same name."""
+    p = _absolute(source.path)
+    return p.parent.name if p.is_file() and source.format in (PADDLE2_INFERENCE, PADDLE3_PIR) else p.name
+
+
 def _absolute(path) -> Path:
     """``path`` made absolute without following links (a linked folder keeps its own name)."""
     return Path(os.path.abspath(path))
+
+
+def _check_arch_name(arch: str) -> None:
+    """``--arch`` names an architecture or a zoo model: an unknown name is refused before the
+    source is read, with the closest names of both kinds."""
+    if arch in ARCHITECTURES or arch in ALIASES or manifest_model(arch) is not None:
+        return
+    close = close_names(arch, {*ARCHITECTURES, *ALIASES, *_manifest_models()})
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ArchitectureError(f"unknown architecture or model name {arch!r}{hint} "
+                            "(ptocr-convert --list: the architectures; ptocr list: the models)")
 
 
 def manifest_model(name: str | None):

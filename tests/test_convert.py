@@ -80,20 +80,34 @@ def test_rec_dictionary_is_recorded(models, tmp_path):
     assert len(lines) == 6624 and lines[-1] == ""
 
 
-def test_wrong_arch_names_mismatching_keys_and_shapes(models, tmp_path):
+def test_wrong_arch_names_the_architecture_the_source_is(models, tmp_path):
     dst = tmp_path / "x.safetensors"
     res = run("--arch", "ch_PP-OCRv4_rec", "--src", models / "ch_PP-OCRv4_det_infer", "--dst", dst)
     assert res.exit_code == EXIT_BAD_INPUT
     assert "Traceback" not in res.output
-    assert "does not match the target architecture" in res.output
-    assert "backbone.layer_list.0.weight" in res.output  # a det-only tensor, named
+    assert "is not ch_PP-OCRv4_rec: it is ch_PP-OCRv4_det" in res.output
     assert not dst.exists()
+
+
+@pytest.mark.parametrize("given", [".", "inference.pdmodel", "inference.pdiparams.info"])
+def test_an_inference_folder_given_by_one_of_its_files_is_the_same_model(models, tmp_path, given, monkeypatch):
+    folder = "ch_ppocr_mobile_v2.0_cls_infer"
+    whole = run("--src", models / folder, "--dst", tmp_path / "a.safetensors")
+    monkeypatch.chdir(models / folder)
+    part = run("--src", given, "--dst", tmp_path / "b.safetensors")
+    assert whole.exit_code == part.exit_code == 0, part.output
+    assert json.loads((tmp_path / "b.config.json").read_text())["source"]["name"] == folder
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
 
 
 def test_unknown_arch_suggests_close_names(models, tmp_path):
     res = run("--arch", "ch_PP-OCRv4_recc", "--src", models / "ch_PP-OCRv4_rec_infer", "--dst", tmp_path / "x.safetensors")
     assert res.exit_code == EXIT_BAD_INPUT
     assert "did you mean ch_PP-OCRv4_rec" in res.output
+    # --arch takes zoo model names too: they are suggested as well
+    res = run("--arch", "german_mobile_v2.0_recc", "--src", models / "german_mobile_v2.0_rec_infer",
+              "--dst", tmp_path / "x.safetensors")
+    assert res.exit_code == EXIT_BAD_INPUT and "did you mean german_mobile_v2.0_rec" in res.output
 
 
 def test_dictionary_that_does_not_fit_the_head_is_refused(models, tmp_path):

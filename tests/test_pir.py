@@ -231,6 +231,27 @@ def test_convert_takes_preprocessing_from_the_yml(textline, tmp_path):
         convert(_copy(textline, tmp_path / "b", **{"inference.yml": odd.encode()}))
 
 
+def test_weights_without_their_program_name_the_json(textline, tmp_path):
+    d = _copy(textline, tmp_path / "m")
+    (d / "inference.json").unlink()
+    with pytest.raises(FormatError, match=r"not their program \(inference.json is missing\)"):
+        read_source(d)
+
+
+def test_a_yml_dictionary_that_does_not_fit_is_named_beside_the_one_taken(shared_dir, tmp_path):
+    from converter.convert import convert
+
+    rec = shared_dir / "paddle_models" / "PP-OCRv5_mobile_rec_infer"
+    yml = (rec / "inference.yml").read_text(encoding="utf-8")
+    short = yml.replace("\n  - 一\n", "\n", 1)  # one character fewer than the head's classes
+    assert short != yml
+    conv = convert(_copy(rec, tmp_path / "PP-OCRv5_mobile_rec_infer", **{"inference.yml": short.encode()}))
+    (note,) = [n for n in conv.source.notes if n.startswith("dictionary: ")]
+    assert note.startswith("dictionary: ppocrv5_dict.txt (manifest)"), note
+    assert "did not fit: inference.yml character_dict with space" in note
+    assert conv.dictionary.characters[1] == "一"  # the manifest's, not the file's shortened list
+
+
 # Bounded fuzzing of the whole Paddle 3 folder (program, weights, yml): cut or flipped
 # anywhere, reading gives a valid source or FormatError naming the file, nothing else.
 _FILES = ("inference.json", "inference.pdiparams", "inference.yml")

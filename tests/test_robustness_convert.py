@@ -2,7 +2,7 @@
 1 internal error) from a real process, errors on stderr without a traceback, a wrong
 --arch naming keys and shapes, and no output file after a failure at any write step.
 
-test_convert.py covers the wrong-arch key names, a too-small --dict, --force, and three
+test_convert.py covers a wrong --arch on a model of another architecture, a too-small --dict, --force, and three
 injected write failures; this adds the real exit codes, every write step (each rename,
 the hash, an interrupt), failures over existing outputs, and shape mismatches.
 """
@@ -139,11 +139,24 @@ def test_wrong_arch_shape_mismatch_names_key_and_both_shapes(shared_dir, tmp_pat
 
 
 def test_wrong_arch_lists_first_mismatching_keys(shared_dir, tmp_path):
-    res = run("--arch", "ch_PP-OCRv4_rec", "--src", shared_dir / "paddle_models" / CLS,
-              "--dst", tmp_path / "x.safetensors")  # fmt: skip
+    # A classifier missing one tensor fits no architecture, so the keys that differ are the answer.
+    tensors = dict(read_source(shared_dir / "paddle_models" / CLS).tensors)
+    del tensors["head.fc.bias"]
+    ckpt = tmp_path / "best_accuracy.pdparams"
+    ckpt.write_bytes(pickle.dumps(tensors, protocol=2))
+    res = run("--arch", "ch_PP-OCRv4_rec", "--src", ckpt, "--dst", tmp_path / "x.safetensors")
     assert res.exit_code == EXIT_BAD_INPUT
     assert "backbone.blocks.0.bottleneck_conv.bn.bias" in res.stderr  # first source key
     assert "not filled by any source tensor" in res.stderr
+
+
+def test_wrong_arch_of_a_known_model_names_the_one_it_is(shared_dir, tmp_path):
+    dst = tmp_path / "x.safetensors"
+    res = run("--arch", "ch_PP-OCRv4_rec", "--src", shared_dir / "paddle_models" / CLS, "--dst", dst)
+    assert res.exit_code == EXIT_BAD_INPUT
+    assert "is not ch_PP-OCRv4_rec: it is ch_ppocr_mobile_v2.0_cls" in res.stderr, res.stderr
+    assert "--arch ch_ppocr_mobile_v2.0_cls" in res.stderr
+    assert len(res.stderr.splitlines()) == 1 and not dst.exists()
 
 
 # --- nothing half-written -------------------------------------------------------------------

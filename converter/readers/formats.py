@@ -24,8 +24,9 @@ ONNX = "onnx"  # an ONNX file exported from a PP-OCR Paddle program (paddle2onnx
 _EXPECTED = (
     "expected a Paddle 2 inference model (inference.pdmodel + inference.pdiparams "
     "+ inference.pdiparams.info), a Paddle 3 inference model (inference.json + "
-    "inference.pdiparams [+ inference.yml]), a training checkpoint (*.pdparams) or an ONNX "
-    "export of a PP-OCR program (*.onnx)"
+    "inference.pdiparams [+ inference.yml]), a training checkpoint (*.pdparams), an ONNX "
+    "export of a PP-OCR program (*.onnx) or a transformers checkpoint folder (config.json + "
+    "model.safetensors)"
 )
 
 
@@ -339,8 +340,9 @@ def _detect_dir(d: Path) -> tuple[str, dict[str, Path]]:
             f"(its .pdiparams is missing); {_EXPECTED}"
         )
     if by_suffix.get(".pdiparams"):
-        raise FormatError(
-            f"{d}: holds weights ({by_suffix['.pdiparams'][0]}) but not their program "
-            f"(.pdmodel is missing); {_EXPECTED}"
-        )
+        weights = by_suffix[".pdiparams"][0]
+        # A .yml without a .pdiparams.info is a Paddle 3 export: its program is the .json
+        paddle3 = by_suffix.get(".yml") and not by_suffix.get(".info")
+        program = os.path.splitext(weights)[0] + (".json" if paddle3 else ".pdmodel")
+        raise FormatError(f"{d}: holds weights ({weights}) but not their program ({program} is missing); {_EXPECTED}")
     raise _no_model_in(d, names)
