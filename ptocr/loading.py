@@ -84,6 +84,8 @@ def load_predictor(
     ``compile``: then ``torch.compile`` it (``ptocr.optimize.compile_for_inference``): faster
     calls after a first one that compiles for tens of seconds.
     """
+    if os.fspath(source) in ("", b""):  # Path("") is the current folder
+        raise PtocrError("empty model name: give a zoo name (ptocr list), a .safetensors file or a Paddle model folder")
     if shape_graphs and not (fuse and optimize and not compile):  # graphs run in the optimized eager model only
         raise PtocrError(f"{source}: shape_graphs=True needs the optimized model (fuse and optimize, no compile)")
     path = Path(source)

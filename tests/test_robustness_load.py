@@ -299,3 +299,10 @@ def test_rec_width_is_bounded_for_extreme_aspect_ratios():
     pre = RecPreprocess()
     (_, batch), = list(pre.batches([np.full((1, 5000, 3), 255, np.uint8)]))
     assert batch.shape[-1] <= 3200
+
+
+def test_an_empty_name_is_refused_as_such(tmp_path, monkeypatch):
+    # Path("") is the current folder: without the check a folder of images reads as "no Paddle model".
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PtocrError, match="^empty model name"):
+        ptocr.load("")
