@@ -50,7 +50,7 @@ from ptocr.errors import ImageError, PtocrError
 from ptocr.pdf import PageError, document_pages, is_paged, page_count
 from ptocr.result import OCRResult
 
-__all__ = ["BulkReader", "BulkReading", "FailedImage", "PdfPages", "compile_for_fixed_shapes", "is_uri", "iter_pipeline", "iter_read",
+__all__ = ["BulkReader", "BulkReading", "FailedImage", "PdfPages", "check_inputs", "compile_for_fixed_shapes", "is_uri", "iter_pipeline", "iter_read",
            "lines_of", "read_many", "read_uri", "set_tf32", "source_name"]
 
 # Most crop rows one merged classifier / recognizer call takes (merge=True): whole groups are
@@ -151,6 +151,19 @@ def _expand(images: Iterable, pdfs: bool) -> Iterator[tuple[BulkItem, Any]]:
                     break
 
 
+def check_inputs(images: Any) -> None:
+    """``images`` of ``read_many`` / ``iter_many`` must be a list (any iterable) of inputs: one
+    input given alone (a path, whose characters would be read one by one; bytes, an array, a PIL
+    image) is a PtocrError saying what to give instead."""
+    one = isinstance(images, (str, bytes, bytearray, memoryview, os.PathLike, np.ndarray, PdfPages)) \
+        or type(images).__module__.startswith("PIL.")
+    if one or not isinstance(images, Iterable):
+        what = f"{type(images).__name__} {os.fspath(images)!r}" if isinstance(images, (str, os.PathLike)) \
+            else type(images).__name__
+        raise PtocrError(f"read_many / iter_many take a list of inputs, not one {what}: give [image], or read one "
+                         "image with ocr.read(image) and a folder, PDF or TIFF with ocr(path)")
+
+
 def _prepare(item: BulkItem, image: Any, steps) -> BulkItem:
     """Decode (and the 3.x pipeline's document orientation) and the detector's resize. An input
     that cannot be decoded is that item's error, whatever its decoder raised: one bad input never
@@ -220,6 +233,7 @@ class BulkReader:
 
     def with_pages(self, images: Iterable) -> Iterator[tuple[str | None, int | None, Any]]:
         """``(source, 0-based page or None, result)`` per image / PDF page, in input order."""
+        check_inputs(images)
         inputs = _expand(images, self.pdfs)
         flow = _Flow()
         with ThreadPoolExecutor(self.workers, thread_name_prefix="ptocr-bulk") as pool, \
@@ -344,7 +358,9 @@ def _calls(parts: list, rows: int) -> Iterator[list]:
 
 def iter_read(ocr, images: Iterable, *, batch_size: int | None = None, **kw) -> Iterator[OCRResult | FailedImage]:
     """Yield ``ocr.read(image)`` for each of ``images`` (a ``FailedImage`` where an input cannot be
-    read), in input order, batched across images (``BulkReader``'s keywords)."""
+    read), in input order, batched across images (``BulkReader``'s keywords). ``images`` that are
+    one input, not a list of them, are refused here, before anything is read."""
+    check_inputs(images)
     return BulkReader(ocr, batch_size=batch_size, **kw)(images)
 
 

@@ -3,6 +3,7 @@ with an unreadable input reported in its place; images of one network size share
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -134,6 +135,20 @@ def test_a_pil_image_it_cannot_read_fails_alone(ocr, shared_dir):
     assert isinstance(got[1], FailedImage) and got[1].source is None and "closed image" in got[1].error
     want = _lines(ocr.read(path))
     assert want and _lines(got[0]) == _lines(got[2]) == want
+
+
+def test_one_input_instead_of_a_list_is_refused(ocr, shared_dir):
+    # read_many("scan.jpg") read the path's characters as inputs, one failed image each.
+    path = shared_dir / "images" / "scenes" / "japan_1.jpg"
+    for one in (str(path), path, str(path.parent), path.read_bytes(), cv2.imread(str(path))):
+        with pytest.raises(PtocrError, match="take a list of inputs, not one .*ocr.read"):
+            ocr.read_many(one)
+        with pytest.raises(PtocrError, match="take a list of inputs"):
+            ocr.iter_many(one)  # at the call, not at the first result
+        with pytest.raises(PtocrError, match="take a list of inputs"):
+            next(BulkReader(ocr)(one))
+    with pytest.raises(PtocrError, match=re.escape(f"not one str {str(path)!r}")):
+        ocr.read_many(str(path))
 
 
 def test_bad_batch_size(ocr):
