@@ -10,6 +10,8 @@ The ``ocr`` command takes these options through ``bulk_options`` and hands over 
 from __future__ import annotations
 
 import functools
+import json
+import os
 import re
 import sys
 import time
@@ -21,7 +23,7 @@ import click
 from ptocr.bulk import BulkReader, FailedImage, PdfPages, is_uri
 from ptocr.errors import PtocrError
 from ptocr.inputs import folder_files
-from ptocr.jsonl_results import JsonlResults, record
+from ptocr.jsonl_results import JsonlResults, encode, record
 from ptocr.pdf import is_paged, page_count
 
 __all__ = ["LIST_SUFFIXES", "Progress", "bulk_options", "expand_inputs", "run"]
@@ -150,13 +152,18 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
     if bulk_ray is not None and re.fullmatch(r"cuda:0*[1-9]\d*", str(device or "")):
         # Ray gives each actor one GPU (CUDA_VISIBLE_DEVICES): it is cuda:0 there, and cuda:N does not exist.
         raise PtocrError(f"--ray gives each actor its own GPU, which it sees as cuda: give --device cuda, not {device}")
-    names = expand_inputs(images)
+    first: dict[str, str] = {}  # each file once, under the spelling first given: a.jpg and /abs/a.jpg are one
+    for name in expand_inputs(images):
+        first.setdefault(_key(name), name)
+    names = list(first.values())
     with JsonlResults(bulk_out) as results:
         if bulk_ray is not None and any(is_paged(n) for n in names):
             raise PtocrError("--ray reads images only; read PDFs and TIFFs without --ray (one line per page)")
-        todo, count = _todo(names, results.done, pages)
-        known = set(names)
-        bar = Progress(count, skipped=sum(name in known for name, _ in results.done))
+        # Keyed by path: a line of another spelling, or written from another folder, counts as done.
+        done = {(_key(name), page) for name, page in results.done}
+        todo, count = _todo(names, done, pages)
+        known = {_key(name) for name in names}
+        bar = Progress(count, skipped=sum(key in known for key, _ in done))
         failed, interrupted = 0, False
         try:
             if bulk_ray is not None:
@@ -164,14 +171,13 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
 
                 for name, line, error in run_on_ray(todo, build, address=bulk_ray, batch_size=bulk_batch_size,
                                                     actors=bulk_actors or 1, gpus=_gpus(device)):
-                    results.write_line(line)
-                    results.done.add((name, None))
+                    results.write_line(_with_path(line, name))
                     failed += _report(bar, name, error)
             elif todo:
                 rows = BulkReader(build(), batch_size=bulk_batch_size).with_pages(todo)
                 try:
                     for name, page_index, result in rows:
-                        results.write(record(name, result, page_index))
+                        results.write(record(name, result, page_index, path=_key(name)))
                         failed += _report(bar, name, result.error if isinstance(result, FailedImage) else None)
                 finally:
                     rows.close()  # its threads stop now, not while the interpreter shuts down
@@ -186,21 +192,38 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
     return failed
 
 
+def _key(name: str) -> str:
+    """What a result is done under (``jsonl_results``' "path"): a path's normalized absolute form,
+    a URI as given."""
+    return name if is_uri(name) else os.path.abspath(name)
+
+
+def _with_path(line: str, name: str) -> str:
+    """A line made as ``record(name, ...)`` makes it (on a Ray actor), with ``name``'s "path"."""
+    key = _key(name)
+    if key == name:
+        return line
+    rec = json.loads(line)
+    return encode({"image": rec.pop("image"), "path": key, **rec})
+
+
 def _todo(names: list[str], done: set, pages: list[int] | None = None) -> tuple[list, int]:
-    """The inputs not yet in the results (a PDF as the ``PdfPages`` still to read, of ``pages``
-    where given) and how many results they give (a PDF that cannot be opened: one, its error)."""
+    """The inputs not yet in the results (``done``: ``_key``, page) (a PDF as the ``PdfPages``
+    still to read, of ``pages`` where given) and how many results they give (a PDF that cannot be
+    opened: one, its error)."""
     todo: list = []
     count = 0
     for name in names:
+        key = _key(name)
         total = page_count(name) if is_paged(name) and not is_uri(name) else None
-        if total is None or (name, None) in done:
-            if (name, None) not in done:
+        if total is None or (key, None) in done:
+            if (key, None) not in done:
                 todo.append(name)
                 count += 1
             continue
         # Each page once; a page the PDF lacks stays in: reading it reports "no page N", as without --out.
         wanted = range(1, total + 1) if pages is None else dict.fromkeys(pages)
-        left = tuple(p for p in wanted if (name, p) not in done)
+        left = tuple(p for p in wanted if (key, p) not in done)
         if left:
             todo.append(PdfPages(name, left))
             count += len(left)

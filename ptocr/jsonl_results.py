@@ -13,6 +13,12 @@ counts as done only with its newline: reopening the file drops a partial tail (o
 begins as a line of ours begins: any other file is refused, left as it is), and ``done`` holds
 the ``(image, page)`` keys of the complete lines (page None for images), which a rerun skips. An
 input that failed is done too (its error line is the result); delete the line to try it again.
+
+``"image"`` is the name as it was given (``scans/a.jpg``). Where that is not the file's normalized
+absolute path, the line also has ``"path"`` (``/home/me/scans/a.jpg``), and the key is that path:
+``ptocr ocr`` then knows a file done whatever spelling or working folder a rerun names it by.
+Lines without ``"path"`` (absolute names, URIs, files written before it existed) are keyed by
+``"image"``.
 """
 
 from __future__ import annotations
@@ -27,10 +33,13 @@ from ptocr.errors import PtocrError
 __all__ = ["JsonlResults", "encode", "key_of", "record"]
 
 
-def record(name: str, result, page_index: int | None = None) -> dict:
+def record(name: str, result, page_index: int | None = None, path: str | None = None) -> dict:
     """The JSON line of one image or PDF page (``page_index``, 0-based): an ``OCRResult`` or a
-    ``ptocr.bulk.FailedImage``."""
+    ``ptocr.bulk.FailedImage``. ``path``: the key of ``name`` (its normalized absolute path),
+    written where it differs from ``name``."""
     rec: dict = {"image": name}
+    if path is not None and path != name:
+        rec["path"] = path
     if page_index is not None:
         rec["page"] = page_index + 1
     if hasattr(result, "error"):
@@ -46,8 +55,8 @@ def record(name: str, result, page_index: int | None = None) -> dict:
 
 
 def key_of(rec: dict) -> tuple[str, int | None]:
-    """What a line stands for: (image, 1-based page or None)."""
-    return rec["image"], rec.get("page")
+    """What a line stands for: (its "path", else its "image"; 1-based page or None)."""
+    return rec.get("path", rec["image"]), rec.get("page")
 
 
 # How each line that ``encode`` makes begins (``record`` puts "image" first).
@@ -120,8 +129,9 @@ class JsonlResults:
             except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
                 raise PtocrError(f"{self.path}:{number}: not a results line of ptocr; "
                                  "give another --out or remove the file") from None
-            if not isinstance(name, str):
-                raise PtocrError(f"{self.path}:{number}: \"image\" is not a string")
+            for field in ("image", "path"):
+                if field in rec and not isinstance(rec[field], str):
+                    raise PtocrError(f"{self.path}:{number}: \"{field}\" is not a string")
             if page is not None and (not isinstance(page, int) or isinstance(page, bool) or page < 1):
                 raise PtocrError(f"{self.path}:{number}: \"page\" is not a page number")
             self.done.add((name, page))

@@ -104,6 +104,34 @@ def test_a_folder_in_a_list_reads_as_its_files(model_files_ocr, shared_dir, tmp_
     assert [(r["image"], [line["text"] for line in r["lines"]]) for r in _records(results)] == [(image, want)]
 
 
+def test_a_file_is_read_once_whatever_spelling_or_folder_names_it(model_files_ocr, shared_dir, tmp_path, monkeypatch):
+    # Results were keyed by the name as given: a.jpg and /abs/a.jpg in one run, or a rerun from
+    # another working folder, read the same file again (two lines for it).
+    from ptocr import bulk_cli
+
+    image = tmp_path / "scans" / "a.jpg"
+    image.parent.mkdir()
+    shutil.copy(shared_dir / "images" / "scenes" / "ger_1.jpg", image)
+    monkeypatch.chdir(tmp_path)
+    build = lambda: model_files_ocr  # noqa: E731
+    assert bulk_cli.run(["scans/a.jpg", str(image), "./scans//a.jpg"], build, bulk_out="r.jsonl") == 0
+    (line,) = _records(tmp_path / "r.jsonl")
+    assert line["image"] == "scans/a.jpg" and line["path"] == str(image)  # as given, and the key
+    assert [x["text"] for x in line["lines"]] == [x.text for x in model_files_ocr.read(image)]
+    # --ray's lines, made on the actors without "path", get it on the driver: the same line.
+    ray_line = encode(record("scans/a.jpg", model_files_ocr.read("scans/a.jpg")))
+    assert json.loads(bulk_cli._with_path(ray_line, "scans/a.jpg")) == line
+    monkeypatch.chdir(image.parent)
+    assert bulk_cli.run(["a.jpg", str(tmp_path / "scans")], _no_models, bulk_out="../r.jsonl") == 0
+    assert len(_records(tmp_path / "r.jsonl")) == 1
+
+    # A file written before "path": its relative names are taken from the working folder, as then.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "old.jsonl").write_text('{"image": "scans/a.jpg", "lines": []}\n', encoding="utf-8")
+    assert bulk_cli.run([str(image)], _no_models, bulk_out="old.jsonl") == 0
+    assert len(_records(tmp_path / "old.jsonl")) == 1
+
+
 def test_killed_run_resumes_each_image_once(folder, model_args, tmp_path, model_files_ocr):
     out = tmp_path / "results.jsonl"
     names = expand_inputs([str(folder)])

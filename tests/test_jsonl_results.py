@@ -24,6 +24,23 @@ def test_records():
     assert "言葉" in encode(record("a.jpg", _result("言葉")))  # UTF-8 text, not \u escapes
 
 
+def test_a_line_is_keyed_by_its_path_where_it_has_one(tmp_path):
+    # "image" is the name as given; "path", written where it differs, is what a rerun goes by.
+    assert record("a.jpg", _result("x"), path="/in/a.jpg") == {"image": "a.jpg", "path": "/in/a.jpg",
+                                                               **record("a.jpg", _result("x"))}
+    assert record("/in/b.jpg", _result("x"), path="/in/b.jpg") == record("/in/b.jpg", _result("x"))
+    path = tmp_path / "r.jsonl"
+    with JsonlResults(path) as results:
+        results.write(record("a.jpg", FailedImage("a.jpg", "bad"), path="/in/a.jpg"))
+    path.write_text(path.read_text(encoding="utf-8") + '{"image": "old.jpg", "page": 2, "lines": []}\n',
+                    encoding="utf-8")  # a line from before "path": keyed by its image
+    with JsonlResults(path) as results:
+        assert results.done == {("/in/a.jpg", None), ("old.jpg", 2)}
+    path.write_text('{"image": "a.jpg", "path": 7, "lines": []}\n', encoding="utf-8")
+    with pytest.raises(PtocrError, match='r.jsonl:1: "path" is not a string'):
+        JsonlResults(path)
+
+
 def test_records_keep_word_boxes():
     from ptocr.result3 import OCR3Result
 
