@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 
 from ptocr.errors import ImageError
 from ptocr.pdf import is_paged
+from ptocr.transforms.image import is_special_file
 
 __all__ = ["IMAGE_SUFFIXES", "PDF_SUFFIX", "folder_files", "is_folder", "iter_inputs", "read_inputs"]
 
@@ -24,10 +25,11 @@ def is_folder(source) -> bool:
 
 def folder_files(folder) -> list[str]:
     """The image, PDF and TIFF files under ``folder`` (recursively), sorted by path as paddlex
-    sorts them."""
+    sorts them; a FIFO, socket or device of such a name is left out (reading it would block)."""
     wanted = IMAGE_SUFFIXES | {PDF_SUFFIX}
-    return sorted(os.path.join(root, name) for root, _, files in os.walk(os.fspath(folder)) for name in files
-                  if os.path.splitext(name)[1].lower() in wanted)
+    return sorted(path for root, _, files in os.walk(os.fspath(folder)) for name in files
+                  if os.path.splitext(name)[1].lower() in wanted
+                  and not is_special_file(path := os.path.join(root, name)))
 
 
 def read_inputs(pipeline, images, pages: Iterable[int] | None = None):

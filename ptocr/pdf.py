@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from ptocr.errors import ImageError
-from ptocr.transforms.image import PIL_ERRORS, load_image
+from ptocr.transforms.image import PIL_ERRORS, is_special_file, load_image
 
 __all__ = ["PageError", "PdfError", "document_pages", "is_paged", "is_pdf", "is_tiff", "page_count", "page_numbers",
            "parse_pages", "pdf_pages", "tiff_pages", "RENDER_SCALE"]
@@ -72,6 +72,8 @@ def document_pages(path, pages: Iterable[int] | str | None = None) -> Iterator[t
 
 def page_count(path) -> int | None:
     """A PDF's or TIFF's number of pages; None when it cannot be opened (reading it then says why)."""
+    if is_special_file(path):  # a FIFO would block the opening forever
+        return None
     if is_tiff(path):
         from PIL import Image
 
@@ -201,6 +203,8 @@ def _open_pdf(name: str):
     scanned PDF of a gigabyte is not held in memory (as paddlex, which opens it by path)."""
     import pypdfium2 as pdfium
 
+    if is_special_file(name):
+        raise PdfError(f"{name}: not a regular file (a FIFO, socket or device), not read")
     try:
         if os.path.getsize(name) == 0:
             raise PdfError(f"{name}: the file is empty")
@@ -240,6 +244,8 @@ def tiff_pages(path, pages: Iterable[int] | str | None = None) -> Iterator[tuple
 
     name = os.fspath(path)
     wanted = page_numbers(pages)
+    if is_special_file(name):
+        raise PageError(f"{name}: not a regular file (a FIFO, socket or device), not read")
     try:
         tiff = Image.open(name)
     except FileNotFoundError:

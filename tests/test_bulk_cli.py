@@ -79,6 +79,15 @@ def test_expand_inputs(folder, tmp_path):
     assert names == [*expected, "s3://bucket/page.png"]  # each once, folders recursive and sorted
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_folder_leaves_out_a_fifo(tmp_path):
+    # A FIFO named *.jpg in a folder was listed, and reading it blocked the run forever.
+    (tmp_path / "a.png").write_bytes(b"listed, not read")
+    os.mkfifo(tmp_path / "b.jpg")
+    (tmp_path / "c.jpg").symlink_to(tmp_path / "gone.jpg")  # a dangling link stays: reading it says so
+    assert expand_inputs([str(tmp_path)]) == [str(tmp_path / "a.png"), str(tmp_path / "c.jpg")]
+
+
 def test_a_folder_in_a_list_reads_as_its_files(model_files_ocr, shared_dir, tmp_path, monkeypatch):
     # A folder named in a .txt list stayed one name: without --out the pipeline's call read it into
     # a list of results (AttributeError in writing the JSON), with --out it was an "is a directory" line.

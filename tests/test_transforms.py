@@ -7,6 +7,7 @@ not by calling PaddleOCR.
 from __future__ import annotations
 
 import math
+import os
 
 import cv2
 import numpy as np
@@ -387,6 +388,30 @@ def test_unreadable_files_raise_image_error_naming_the_file(tmp_path, content, m
     with pytest.raises(ImageError) as e:
         load_image(p)
     assert "bad input.jpg" in str(e.value) and message in str(e.value)
+
+
+def _open_and_close_a_writer(fifo) -> None:
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # no reader: ENXIO, nothing to unblock
+    except OSError:
+        pass
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_is_refused_not_waited_on(tmp_path):
+    # A FIFO named *.jpg (in a folder run) blocked np.fromfile until a writer came: forever.
+    import threading
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    unblock = threading.Timer(10, _open_and_close_a_writer, [fifo])  # unchecked: EOF in 10 s, a failure, not a hang
+    unblock.daemon = True
+    unblock.start()
+    try:
+        with pytest.raises(ImageError, match="pipe.jpg'?: not a regular file"):
+            load_image(fifo)
+    finally:
+        unblock.cancel()
 
 
 def test_truncated_real_jpeg_raises(images_dir, tmp_path):

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 import threading
 import warnings
@@ -43,7 +44,7 @@ import numpy as np
 
 from ptocr.errors import ImageError
 
-__all__ = ["PIL_ERRORS", "load_image", "alpha_to_color", "to_bgr"]
+__all__ = ["PIL_ERRORS", "alpha_to_color", "is_special_file", "load_image", "to_bgr"]
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _WARNINGS_LOCK = threading.Lock()  # around warnings.catch_warnings (see _header_size)
@@ -113,6 +114,16 @@ def _decode_with_pil(data: bytes, source: str) -> np.ndarray | None:
         raise
     except Exception:  # PIL raises many types for undecodable data
         return None
+
+
+def is_special_file(path: str | os.PathLike) -> bool:
+    """A path that exists but is not a regular file (nor a folder): a FIFO, socket or device,
+    which reading would block on forever or never finish. A missing path is not one."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _pil_to_array(im: Any, source: str) -> np.ndarray:
@@ -238,6 +249,8 @@ def load_image(
             raise ImageError(f"{source}: no such file")
         if os.path.isdir(path):
             raise ImageError(f"{source}: is a directory, not an image file")
+        if is_special_file(path):
+            raise ImageError(f"{source}: not a regular file (a FIFO, socket or device), not read")
         try:
             # np.fromfile + imdecode instead of cv2.imread: cv2.imread cannot open
             # non-ASCII paths on Windows.
