@@ -152,44 +152,60 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
     if bulk_ray is not None and re.fullmatch(r"cuda:0*[1-9]\d*", str(device or "")):
         # Ray gives each actor one GPU (CUDA_VISIBLE_DEVICES): it is cuda:0 there, and cuda:N does not exist.
         raise PtocrError(f"--ray gives each actor its own GPU, which it sees as cuda: give --device cuda, not {device}")
+    if os.fspath(bulk_out) == "-":
+        raise PtocrError("--out -: the results go to a file, which a rerun resumes; give its name "
+                         "(without --out, --json - writes the results to stdout)")
     first: dict[str, str] = {}  # each file once, under the spelling first given: a.jpg and /abs/a.jpg are one
     for name in expand_inputs(images):
         first.setdefault(_key(name), name)
     names = list(first.values())
-    with JsonlResults(bulk_out) as results:
-        if bulk_ray is not None and any(is_paged(n) for n in names):
-            raise PtocrError("--ray reads images only; read PDFs and TIFFs without --ray (one line per page)")
-        # Keyed by path: a line of another spelling, or written from another folder, counts as done.
-        done = {(_key(name), page) for name, page in results.done}
-        todo, count = _todo(names, done, pages)
-        known = {_key(name) for name in names}
-        bar = Progress(count, skipped=sum(key in known for key, _ in done))
-        failed, interrupted = 0, False
-        try:
-            if bulk_ray is not None:
-                from ptocr.ray_data import run_on_ray
+    created = not os.path.lexists(bulk_out)
+    try:
+        with JsonlResults(bulk_out) as results:
+            if bulk_ray is not None and any(is_paged(n) for n in names):
+                raise PtocrError("--ray reads images only; read PDFs and TIFFs without --ray (one line per page)")
+            # Keyed by path: a line of another spelling, or written from another folder, counts as done.
+            done = {(_key(name), page) for name, page in results.done}
+            todo, count = _todo(names, done, pages)
+            known = {_key(name) for name in names}
+            bar = Progress(count, skipped=sum(key in known for key, _ in done))
+            failed, interrupted = 0, False
+            try:
+                if bulk_ray is not None:
+                    from ptocr.ray_data import run_on_ray
 
-                for name, line, error in run_on_ray(todo, build, address=bulk_ray, batch_size=bulk_batch_size,
-                                                    actors=bulk_actors or 1, gpus=_gpus(device)):
-                    results.write_line(_with_path(line, name))
-                    failed += _report(bar, name, error)
-            elif todo:
-                rows = BulkReader(build(), batch_size=bulk_batch_size).with_pages(todo)
-                try:
-                    for name, page_index, result in rows:
-                        results.write(record(name, result, page_index, path=_key(name)))
-                        failed += _report(bar, name, result.error if isinstance(result, FailedImage) else None)
-                finally:
-                    rows.close()  # its threads stop now, not while the interpreter shuts down
-        except KeyboardInterrupt:  # Ctrl-C: what was read is written whole; a rerun goes on from there
-            interrupted = True
-        finally:
-            bar.close()
+                    for name, line, error in run_on_ray(todo, build, address=bulk_ray, batch_size=bulk_batch_size,
+                                                        actors=bulk_actors or 1, gpus=_gpus(device)):
+                        results.write_line(_with_path(line, name))
+                        failed += _report(bar, name, error)
+                elif todo:
+                    rows = BulkReader(build(), batch_size=bulk_batch_size).with_pages(todo)
+                    try:
+                        for name, page_index, result in rows:
+                            results.write(record(name, result, page_index, path=_key(name)))
+                            failed += _report(bar, name, result.error if isinstance(result, FailedImage) else None)
+                    finally:
+                        rows.close()  # its threads stop now, not while the interpreter shuts down
+            except KeyboardInterrupt:  # Ctrl-C: what was read is written whole; a rerun goes on from there
+                interrupted = True
+            finally:
+                bar.close()
+    finally:
+        if created:  # nothing read (the models could not be built, say): no empty file left behind
+            _remove_if_empty(bulk_out)
     if interrupted:
         click.echo(f"ptocr: interrupted; {bulk_out} holds every result read so far: run the same command "
                    "again to read the rest", err=True)
         sys.exit(EXIT_INTERRUPTED)
     return failed
+
+
+def _remove_if_empty(path: str) -> None:
+    try:
+        if os.path.getsize(path) == 0:
+            os.unlink(path)
+    except OSError:
+        pass  # gone already, or not ours to judge: left as it is
 
 
 def _key(name: str) -> str:

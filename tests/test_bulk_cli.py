@@ -237,6 +237,19 @@ def test_out_unwritable_is_bad_input(tmp_path, monkeypatch):
     assert f"cannot open the results file {tmp_path / 'ro' / 'r.jsonl'}: Permission denied" in run.stderr
 
 
+def test_out_dash_and_models_that_cannot_be_built_leave_no_file(tmp_path, model_args, monkeypatch):
+    # --out - wrote a file named "-"; a --device the models refuse left an empty results file behind.
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"not read")
+    monkeypatch.chdir(tmp_path)
+    run = _invoke_bulk(str(image), "--out", "-")
+    assert run.exit_code == 2 and "--out -: the results go to a file" in run.stderr and "--json -" in run.stderr
+    out = tmp_path / "r.jsonl"
+    run = _invoke_bulk(str(image), "--out", str(out), "--device", "bogus", *model_args)
+    assert run.exit_code == 2 and "invalid device 'bogus'" in run.stderr, run.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg"]
+
+
 def test_out_refuses_an_unrelated_file_unchanged(tmp_path, monkeypatch):
     from ptocr import cli
 
