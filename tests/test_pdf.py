@@ -142,6 +142,16 @@ def test_ocr_reads_every_page_where_the_text_is(ocr3, pdfs):
     assert second.page_index == 1 and second.texts == results[1].texts
 
 
+def test_read_of_a_pdf_names_the_ways_that_read_it(ocr3, pdfs):
+    # read said "PDF input is not supported; render its pages to images first", though ocr(path),
+    # read_pdf and read_many read PDFs.
+    with pytest.raises(ImageError, match=r"two_pages\.pdf'?: a PDF, not one image: read its pages with ocr\(path\), "
+                                         r"ocr\.read_pdf\(path\) or ocr\.read_many\(\[path\]\)"):
+        ocr3.read(pdfs["two"])
+    with pytest.raises(ImageError, match=r"image bytes: a PDF.*save the bytes to a \.pdf file first"):
+        ocr3.read(pdfs["two"].read_bytes())
+
+
 def test_cli_reads_good_pdfs_and_reports_bad_ones(ocr3, pdfs, tmp_path, monkeypatch):
     from click.testing import CliRunner
 

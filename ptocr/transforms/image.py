@@ -19,7 +19,8 @@ and where this loader deliberately differs:
 - Formats OpenCV cannot decode: PaddleOCR re-decodes them through PIL via a JPEG
   round-trip (lossy), and reads GIFs with ``cv2.VideoCapture`` then flips them to RGB (so
   GIFs reach the model in the wrong channel order). Here PIL (when installed) decodes them
-  directly, keeping BGR order and any alpha. PDFs are not supported.
+  directly, keeping BGR order and any alpha. A PDF is not one image: the error names the
+  pipelines' ways to read its pages (``ptocr.pdf``).
 - Gray+alpha (2 channels) and HxWx1 arrays, which PaddleOCR would crash on, are handled as
   gray (+ alpha). Other dtypes (float, int32, bool) raise ``ImageError``.
 - Size limit: files and bytes whose width x height exceeds ``MAX_PIXELS`` (100 megapixels)
@@ -207,7 +208,9 @@ def _decode_bytes(data: bytes, source: str, apply_exif: bool, max_pixels: int = 
     if len(data) == 0:
         raise ImageError(f"{source}: file is empty")
     if data[:5] == b"%PDF-":
-        raise ImageError(f"{source}: PDF input is not supported; render its pages to images first")
+        raise ImageError(f"{source}: a PDF, not one image: read its pages with ocr(path), ocr.read_pdf(path) or "
+                         "ocr.read_many([path]) (one result per page)"
+                         + ("; save the bytes to a .pdf file first" if source == "image bytes" else ""))
     size = _header_size(data)
     if size is not None:  # before decoding: a decompression bomb never allocates
         _check_pixels(size[0], size[1], source, max_pixels)
