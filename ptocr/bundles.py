@@ -17,6 +17,7 @@ from pathlib import Path
 from ptocr.languages import bundle_parts
 from ptocr.manifest import load_manifest
 from ptocr.errors import PtocrError
+from ptocr.paddleocr3_options import DEPRECATED_NAMES, MODEL_OPTIONS
 from ptocr.pipeline import OCR
 from ptocr.pipeline3 import OCR3, PADDLEOCR3_DEFAULTS, STEP_SWITCHES, bundle_doc_parts
 from ptocr.zoo import WeightsNotFoundError, resolve
@@ -34,9 +35,24 @@ NONE = "none"  # --cls none / --doc-ori none: skip the step
 def load_bundle(name: str, *, lang: str | None = None, **kw) -> OCR | OCR3:
     """The bundle ``name`` as its rules' pipeline, parts by name (``ptocr.load(name)``);
     ``lang``: PaddleOCR 3.x's language code (its recognizer for it); ``kw``: the pipeline's
-    keyword arguments (a 3.x pipeline's settings among them)."""
+    keyword arguments (a 3.x pipeline's settings among them). Text models of one's own are
+    refused here, saying how to build a pipeline of them."""
+    own = [key for key in kw if key in _TEXT_PART_KEYWORDS]
+    if own:  # else a TypeError "got multiple values for argument 'det'" from the pipeline's __init__
+        pipeline = PIPELINES[load_manifest().bundle_rules(name)]
+        third = "textline" if pipeline is OCR3 else "cls"
+        raise PtocrError(f"{name}: {', '.join(own)} would replace the bundle's own models; build a pipeline of "
+                         f"your own models with ptocr.{pipeline.__name__}(det=..., rec=..., {third}=...) "
+                         "(files, Paddle model folders or zoo names)")
     pipeline = _pipeline_taking(name, kw)
     return pipeline.from_pretrained(name, lang=lang, **kw)
+
+
+# The keywords that give a pipeline its text models (PaddleOCR 3.x's and 2.x's names too): a
+# bundle's are its own. The document models (doc_ori, doc_unwarp) a 3.x bundle takes.
+_TEXT_PART_KEYWORDS = {"det", "rec", "cls", "textline",
+                       *(option for part in ("det", "rec", "textline") for option in MODEL_OPTIONS[part])}
+_TEXT_PART_KEYWORDS |= {old for old, new in DEPRECATED_NAMES.items() if new in _TEXT_PART_KEYWORDS}
 
 
 def _pipeline_taking(bundle: str, kw: dict):

@@ -296,3 +296,16 @@ def test_3x_settings_rule_out_the_2x_fallback(local_zoo, no_route):
         build_pipeline(zoo=local_zoo, notice=notices.append, return_word_box=True)
     assert notices == []
     assert isinstance(build_pipeline(zoo=local_zoo, notice=notices.append), OCR) and len(notices) == 1
+
+
+@pytest.mark.parametrize("bundle, parts, pipeline", [
+    ("PP-OCRv5_mobile", {"det": "det.safetensors", "rec": "rec.safetensors"}, "ptocr.OCR3(det=..., rec=..., textline=...)"),
+    ("PP-OCRv5_mobile", {"text_detection_model_dir": "det_folder"}, "ptocr.OCR3("),
+    ("ch_PP-OCRv4", {"cls": None}, "ptocr.OCR(det=..., rec=..., cls=...)"),
+])
+def test_own_text_models_for_a_bundle_are_refused_saying_how_to_give_them(bundle, parts, pipeline):
+    # ptocr.load(bundle, det=...) raised TypeError "got multiple values for argument 'det'"; refused
+    # from the manifest alone, before any model is looked for.
+    with pytest.raises(PtocrError, match=f"{bundle}: {', '.join(parts)} would replace the bundle's own models") as info:
+        ptocr.load(bundle, **parts)
+    assert pipeline in str(info.value)
