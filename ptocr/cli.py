@@ -373,13 +373,20 @@ def _availability(entry: dict, folder: Path) -> str:
 @main.command()
 @click.argument("name")
 def info(name):
-    """Show a zoo model's (or bundle's) manifest entry and where its weights would come from."""
+    """Show a zoo model's (or bundle's) manifest entry and where its weights would come from.
+    NAME is a name of the zoo (`ptocr list`), not a file or folder."""
     try:
         manifest = load_manifest()
         if name in manifest.bundles:
             click.echo(json.dumps({"bundle": name, "pipeline": manifest.bundle_rules(name),
                                    "parts": manifest.bundle(name)}, indent=2))
             return
+        if name not in manifest.models:  # the manifest's own error offers files and folders, which info does not take
+            close = [] if os.path.exists(name) else manifest.suggest(name)
+            what = "is a folder" if os.path.isdir(name) else "is a file" if os.path.exists(name) else \
+                "is not a model or bundle of the zoo"
+            _fail(f"{name!r} {what}: ptocr info takes the name of a zoo model or bundle"
+                  + (f"; did you mean {', '.join(close)}?" if close else "") + " (`ptocr list` shows them)")
         entry = manifest.model_entry(name)
     except PtocrError as e:
         _fail(str(e))

@@ -171,6 +171,21 @@ def test_vis_unwritable_is_a_clean_error(image, tmp_path, monkeypatch):
     assert f"cannot write {tmp_path / 'vis' / 'scene.png'}: Permission denied" in run.stderr
 
 
+# ptocr info
+
+
+def test_info_takes_zoo_names_only_and_says_so(tmp_path):
+    # A folder was "neither a file, a folder nor a known model name": the loaders' message, whose
+    # files and folders info does not take.
+    run = CliRunner().invoke(ptocr_cli.main, ["info", str(tmp_path)])
+    _clean(run)
+    assert f"{str(tmp_path)!r} is a folder: ptocr info takes the name of a zoo model or bundle" in run.stderr
+    assert "neither a file" not in run.stderr
+    run = CliRunner().invoke(ptocr_cli.main, ["info", "PP-OCRv5_mobil"])
+    _clean(run)
+    assert "'PP-OCRv5_mobil' is not a model or bundle of the zoo" in run.stderr and "did you mean PP-OCRv5_mobile" in run.stderr
+
+
 # ptocr ocr --set
 
 
