@@ -258,7 +258,7 @@ def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_bo
     others are still read and written), 1 internal error.
 
     IMAGES may be folders (their image, PDF and TIFF files, searched recursively) and .txt lists
-    (one path per line). With --out (bulk mode, doc/bulk.md) the results go to a JSON-lines file
+    (one path or folder per line). With --out (bulk mode, doc/bulk.md) the results go to a JSON-lines file
     that a rerun resumes.
     """
     settings = dict(map(_setting, settings)) | ({"return_word_box": True} if word_boxes else {})
