@@ -25,6 +25,7 @@ from ptocr.errors import PtocrError
 from ptocr.inputs import folder_files
 from ptocr.jsonl_results import JsonlResults, encode, record
 from ptocr.pdf import is_paged, page_count
+from ptocr.reading_record import SUFFIX, ReadingRecord
 
 __all__ = ["LIST_SUFFIXES", "Progress", "bulk_options", "expand_inputs", "run"]
 
@@ -39,8 +40,10 @@ def bulk_options(command: Callable) -> Callable:
     options = [
         click.option("--out", "bulk_out", type=click.Path(dir_okay=False), default=None,
                      help="Bulk mode: write one JSON line per image (per page of a PDF) to this file as it goes; "
-                          "a rerun with the same file skips the images and pages already in it. Arguments may be folders (searched "
-                          "recursively) and .txt lists (one path or URI per line)."),
+                          "a rerun with the same file skips the images and pages already in it. The models and "
+                          f"settings that read it are recorded in FILE{SUFFIX}, and a rerun with other ones is "
+                          "refused. Arguments may be folders (searched recursively) and .txt lists (one path or "
+                          "URI per line)."),
         click.option("--batch-size", "bulk_batch_size", type=click.IntRange(min=1), default=None,
                      help="With --out: images per detector batch and crop-merging window "
                           "[default: 8 on CUDA, 1 on the CPU]."),
@@ -144,11 +147,14 @@ class Progress:
 
 
 def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None = None, bulk_ray: str | None = None,
-        bulk_actors: int | None = None, device=None, pages: list[int] | None = None) -> int:
+        bulk_actors: int | None = None, device=None, pages: list[int] | None = None,
+        reading: dict | None = None) -> int:
     """The bulk mode of ``ptocr ocr``; returns the number of inputs (images, PDF pages, PDFs
     that cannot be opened) that could not be read. ``build()`` makes the pipeline (``OCR`` or
     ``OCR3``; in each Ray actor with ``--ray``). ``pages`` (``--pages``, 1-based): the PDF pages
-    to read, as without ``--out``; None: all."""
+    to read, as without ``--out``; None: all. ``reading``: the choices that decide what a page
+    reads (``ptocr.reading_record.choices``), recorded beside the results; a rerun with other
+    ones is refused here, before anything is built or written. None: nothing recorded or checked."""
     if bulk_ray is not None and re.fullmatch(r"cuda:0*[1-9]\d*", str(device or "")):
         # Ray gives each actor one GPU (CUDA_VISIBLE_DEVICES): it is cuda:0 there, and cuda:N does not exist.
         raise PtocrError(f"--ray gives each actor its own GPU, which it sees as cuda: give --device cuda, not {device}")
@@ -159,6 +165,7 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
     for name in expand_inputs(images):
         first.setdefault(_key(name), name)
     names = list(first.values())
+    reading_record = ReadingRecord(bulk_out, reading) if reading is not None else None
     created = not os.path.lexists(bulk_out)
     try:
         with JsonlResults(bulk_out) as results:
@@ -170,18 +177,25 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
             known = {_key(name) for name in names}
             bar = Progress(count, skipped=sum(key in known for key, _ in done))
             failed, interrupted = 0, False
+
+            def recorded() -> None:  # before the first line: what reads this file, where not recorded yet
+                if reading_record is not None and reading_record.pending and (note := reading_record.write()):
+                    bar.message(note)
+
             try:
                 if bulk_ray is not None:
                     from ptocr.ray_data import run_on_ray
 
                     for name, line, error in run_on_ray(todo, build, address=bulk_ray, batch_size=bulk_batch_size,
                                                         actors=bulk_actors or 1, gpus=_gpus(device)):
+                        recorded()
                         results.write_line(_with_path(line, name))
                         failed += _report(bar, name, error)
                 elif todo:
                     rows = BulkReader(build(), batch_size=bulk_batch_size).with_pages(todo)
                     try:
                         for name, page_index, result in rows:
+                            recorded()
                             results.write(record(name, result, page_index, path=_key(name)))
                             failed += _report(bar, name, result.error if isinstance(result, FailedImage) else None)
                     finally:

@@ -17,7 +17,7 @@ from typing import NoReturn
 
 import click
 
-from ptocr import allocator, bulk_cli
+from ptocr import allocator, bulk_cli, reading_record
 from ptocr.api import load
 from ptocr.architectures import TASKS
 from ptocr.demo_inputs import demo_inputs, network_input_size
@@ -266,10 +266,14 @@ def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_bo
         if json_out or vis:
             _fail("--out writes JSON lines as it goes; --json and --vis are for reading without it")
         try:
+            # What decides what a page reads (not --device, --batch-size, --pages, --ray: doc/bulk.md), recorded
+            # beside the results; a rerun with other choices is refused before any model is built.
+            reading = reading_record.choices(pipeline=bundle, det=det, rec=rec, cls=cls, doc_ori=doc_ori,
+                                             doc_unwarp=doc_unwarp, lang=lang, settings=settings, dtype=dtype)
             failed = bulk_cli.run(images, lambda: _build_ocr(det, rec, cls, models, device, dtype, compile_,
                                                              bundle=bundle, doc_ori=doc_ori, doc_unwarp=doc_unwarp,
                                                              lang=lang, settings=settings),
-                                  device=device, pages=parse_pages(pages) if pages else None, **bulk)
+                                  device=device, pages=parse_pages(pages) if pages else None, reading=reading, **bulk)
         except (PtocrError, ValueError) as e:
             _fail(str(e))
         except OSError as e:

@@ -150,6 +150,7 @@ def test_killed_run_resumes_each_image_once(folder, model_args, tmp_path, model_
     assert first.returncode == -signal.SIGKILL, f"the first run ended before it could be killed midway: {first_stderr[-3000:]}"
     done_before = _records(out)
     assert 1 <= len(done_before) < len(names)
+    reading = (tmp_path / "results.jsonl.reading.json").read_bytes()  # written before the first line
     with out.open("ab") as f:  # as if killed inside a write: a partial line, no newline
         f.write(b'{"image": "' + names[-1].encode() + b'", "lines": [{"box": [[')
 
@@ -162,6 +163,7 @@ def test_killed_run_resumes_each_image_once(folder, model_args, tmp_path, model_
     got = _records(out)
     assert sorted(r["image"] for r in got) == sorted(names)  # each exactly once
     assert got[:len(done_before)] == done_before
+    assert (tmp_path / "results.jsonl.reading.json").read_bytes() == reading  # --batch-size is not a choice
     ocr = model_files_ocr
     for line, rec in zip(out.read_text(encoding="utf-8").splitlines(), got):
         try:
@@ -287,3 +289,123 @@ def test_ctrl_c_stops_with_one_line_and_the_rerun_goes_on(folder, model_args, tm
     _, stderr = second.communicate(timeout=600)
     assert second.returncode == 2, stderr  # the broken file
     assert sorted(r["image"] for r in _records(out)) == sorted(names)
+
+
+def _counting_build(monkeypatch, ocr) -> list:
+    """``ptocr ocr``'s models replaced by ``ocr``; the list grows by one per build."""
+    from ptocr import cli
+
+    builds: list = []
+    monkeypatch.setattr(cli, "_build_ocr", lambda *a, **kw: builds.append(kw) or ocr)
+    return builds
+
+
+def test_a_rerun_with_other_models_or_settings_is_refused(model_files_ocr, model_args, shared_dir, tmp_path,
+                                                          monkeypatch):
+    # A rerun with another --set or --rec appended a second reading to the same file, unsaid.
+    builds = _counting_build(monkeypatch, model_files_ocr)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "scans").mkdir()
+    shutil.copy(shared_dir / "images" / "scenes" / "ger_1.jpg", tmp_path / "scans" / "a.jpg")
+    files = dict(zip(model_args[2::2], model_args[3::2]))
+    relative = [*model_args[:2], "--det", files["--det"], "--rec", os.path.relpath(files["--rec"]),
+                "--cls", files["--cls"]]
+    run = _invoke_bulk("scans", "--out", "r.jsonl", *relative, "--set", "drop_score=0.5")
+    assert run.exit_code == 0 and len(builds) == 1, run.output
+    record = tmp_path / "r.jsonl.reading.json"
+    choices = json.loads(record.read_text(encoding="utf-8"))["choices"]
+    assert choices == {"pipeline": "ch_PP-OCRv4", "det": files["--det"], "rec": files["--rec"], "cls": files["--cls"],
+                       "doc_ori": None, "doc_unwarp": None, "lang": None, "settings": {"drop_score": 0.5},
+                       "dtype": "float32"}  # the path absolute, no --dtype: float32
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl", "r.jsonl.reading.json", "scans"]  # no temp file
+    before = {p.name: p.read_bytes() for p in (tmp_path / "r.jsonl", record)}
+
+    # The same choices, spelled otherwise (the absolute --rec, --dtype fp32), and what does not
+    # change a page's reading (--batch-size, --device): resumed, nothing left to read, nothing built.
+    run = _invoke_bulk("scans", "--out", "r.jsonl", *model_args, "--set", "drop_score=0.5", "--dtype", "fp32",
+                       "--batch-size", "3", "--device", "cpu")
+    assert run.exit_code == 0 and len(builds) == 1, run.output
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r.jsonl", record)} == before
+
+    # Another --set value; another --rec, --word-boxes and --dtype: refused, each named, nothing built or written.
+    shutil.copy(shared_dir / "images" / "scenes" / "japan_1.jpg", tmp_path / "scans" / "b.jpg")
+    run = _invoke_bulk("scans", "--out", "r.jsonl", *model_args, "--set", "drop_score=0.6")
+    assert run.exit_code == 2 and len(builds) == 1 and "Traceback" not in run.output, run.output
+    assert "--set drop_score: 0.5 -> 0.6" in run.stderr
+    assert "give another --out, or remove r.jsonl.reading.json" in run.stderr
+    other = [*model_args[:4], "--rec", "ch_PP-OCRv4_rec", *model_args[6:]]
+    run = _invoke_bulk("scans", "--out", "r.jsonl", *other, "--set", "drop_score=0.5", "--word-boxes",
+                       "--dtype", "float16")
+    assert run.exit_code == 2 and len(builds) == 1, run.output
+    for said in (f"--rec: {files['--rec']} -> ch_PP-OCRv4_rec", "--dtype: float32 -> float16",
+                 "--word-boxes (return_word_box): (not set) -> true"):
+        assert said in run.stderr
+    assert "drop_score" not in run.stderr  # only what differs
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r.jsonl", record)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl", "r.jsonl.reading.json", "scans"]
+
+    # The record removed (as a file of an older ptocr has none): this run's recorded, the rest read.
+    record.unlink()
+    run = _invoke_bulk("scans", "--out", "r.jsonl", *model_args, "--set", "drop_score=0.6")
+    assert run.exit_code == 0 and len(builds) == 2, run.output
+    assert "r.jsonl has no record of the models and settings that read it" in run.stderr
+    assert json.loads(record.read_text(encoding="utf-8"))["choices"]["settings"] == {"drop_score": 0.6}
+    got = (tmp_path / "r.jsonl").read_bytes()
+    assert got.startswith(before["r.jsonl"]) and [r["image"] for r in _records(tmp_path / "r.jsonl")] == [
+        "scans/a.jpg", "scans/b.jpg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl", "r.jsonl.reading.json", "scans"]
+
+    # A record left without results (the file removed) is another file's: replaced.
+    (tmp_path / "r.jsonl").unlink()
+    run = _invoke_bulk("scans/a.jpg", "--out", "r.jsonl", *model_args)
+    assert run.exit_code == 0 and len(builds) == 3, run.output
+    assert json.loads(record.read_text(encoding="utf-8"))["choices"]["settings"] == {}
+
+
+def test_the_reading_record_is_written_whole_or_not_at_all(model_files_ocr, model_args, shared_dir, tmp_path,
+                                                           monkeypatch):
+    from ptocr import atomic
+
+    builds = _counting_build(monkeypatch, model_files_ocr)
+    image = shutil.copy(shared_dir / "images" / "scenes" / "ger_1.jpg", tmp_path / "a.jpg")
+    out = tmp_path / "r.jsonl"
+    (tmp_path / "r.jsonl.reading.json").write_text("{}")  # a stale record without results, to be replaced
+
+    def failing_replace(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "replace", failing_replace)
+    run = _invoke_bulk(str(image), "--out", str(out), *model_args)
+    assert run.exit_code == 2 and "No space left on device" in run.stderr and "Traceback" not in run.output
+    assert len(builds) == 1
+    # Nothing of the run: the record as it was, no temp file, no results line written without its record.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "r.jsonl.reading.json"]
+    assert (tmp_path / "r.jsonl.reading.json").read_text() == "{}"
+
+
+def test_ray_runs_record_and_check_the_reading_as_one_machine(tmp_path, monkeypatch, model_args):
+    # --ray goes through bulk_cli.run: the same record, the same refusal before the cluster starts.
+    import ptocr.ray_data
+
+    started = []
+
+    def fake_run_on_ray(names, build, **kw):  # the driver's side only: a line per image, as the actors give
+        started.append(names)
+        for name in names:
+            yield name, encode({"image": name, "lines": []}), None
+
+    monkeypatch.setattr(ptocr.ray_data, "run_on_ray", fake_run_on_ray)
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(b"not read here")
+    run = _invoke_bulk("a.jpg", "--out", "r.jsonl", *model_args, "--ray")
+    assert run.exit_code == 0 and started == [["a.jpg"]], run.output
+    record = tmp_path / "r.jsonl.reading.json"
+    assert json.loads(record.read_text(encoding="utf-8"))["choices"]["pipeline"] == "ch_PP-OCRv4"
+    before = record.read_bytes(), (tmp_path / "r.jsonl").read_bytes()
+    run = _invoke_bulk("a.jpg", "b.jpg", "--out", "r.jsonl", *model_args, "--set", "drop_score=0.9", "--ray")
+    assert run.exit_code == 2 and "--set drop_score: (not set) -> 0.9" in run.stderr and len(started) == 1
+    assert (record.read_bytes(), (tmp_path / "r.jsonl").read_bytes()) == before
+    run = _invoke_bulk("a.jpg", "b.jpg", "--out", "r.jsonl", *model_args, "--actors", "2", "--ray")  # --actors: not a choice
+    assert run.exit_code == 0 and started[1:] == [["b.jpg"]], run.output
+    assert record.read_bytes() == before[0]
