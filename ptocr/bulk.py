@@ -155,7 +155,10 @@ def check_inputs(images: Any) -> None:
     """``images`` of ``read_many`` / ``iter_many`` must be a list (any iterable) of inputs: one
     input given alone (a path, whose characters would be read one by one; bytes, an array, a PIL
     image) is a PtocrError saying what to give instead."""
-    one = isinstance(images, (str, bytes, bytearray, memoryview, os.PathLike, np.ndarray, PdfPages)) \
+    # An array is one input only as one image: a stack of images (N x H x W x C) or an array of
+    # paths (a dataframe column's values) is a sequence of inputs.
+    image = isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype.kind not in "USO"
+    one = image or isinstance(images, (str, bytes, bytearray, memoryview, os.PathLike, PdfPages)) \
         or type(images).__module__.startswith("PIL.")
     if one or not isinstance(images, Iterable):
         what = f"{type(images).__name__} {os.fspath(images)!r}" if isinstance(images, (str, os.PathLike)) \
@@ -166,18 +169,12 @@ def check_inputs(images: Any) -> None:
 
 def _prepare(item: BulkItem, image: Any, steps) -> BulkItem:
     """Decode (and the 3.x pipeline's document orientation) and the detector's resize. An input
-    that cannot be decoded is that item's error, whatever its decoder raised: one bad input never
-    costs the others' results. The resize takes only ``PtocrError`` (anything else is a bug)."""
+    that cannot be read is that item's error (the decoders raise ``ImageError`` for whatever PIL
+    or OpenCV fail on); anything else, a model's error in the 3.x document preprocessor included,
+    is raised as ``ocr.read`` raises it, not written down as that input's result."""
     if item.error is None:
         try:
             item.img, item.extra = steps.load(read_uri(image) if is_uri(image) else image)
-        except PtocrError as e:
-            item.error = str(e)
-            return item
-        except Exception as e:  # a decoder's own error (PIL, OpenCV) for this input: named with its type
-            item.error = f"{item.source or type(image).__name__ + ' input'}: {type(e).__name__}: {e}"
-            return item
-        try:
             item.x, item.info = steps.det_input(item.img)
         except PtocrError as e:
             item.error = str(e)

@@ -151,6 +151,16 @@ def test_one_input_instead_of_a_list_is_refused(ocr, shared_dir):
         ocr.read_many(str(path))
 
 
+def test_arrays_of_several_inputs_are_read_as_sequences(ocr, shared_dir):
+    # A stack of images and an array of paths (a dataframe column's values) are several inputs.
+    paths = [shared_dir / "images" / "scenes" / n for n in ("japan_1.jpg", "japan_1.jpg")]
+    want = [ocr.read(p) for p in paths]
+    img = cv2.imread(str(paths[0]))
+    for many in (np.stack([img, img]), np.array([str(p) for p in paths])):
+        got = ocr.read_many(many)
+        assert [[line.text for line in r.lines] for r in got] == [[line.text for line in r.lines] for r in want]
+
+
 def test_bad_batch_size(ocr):
     with pytest.raises(PtocrError, match="batch_size"):
         BulkReader(ocr, batch_size=0)
