@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from ptocr.errors import ImageError
-from ptocr.transforms.image import PIL_ERRORS, is_special_file, load_image
+from ptocr.transforms.image import PIL_ERRORS, is_special_file, load_image, refuse_special_file
 
 __all__ = ["PageError", "PdfError", "document_pages", "is_paged", "is_pdf", "is_tiff", "page_count", "page_numbers",
            "parse_pages", "pdf_pages", "tiff_pages", "RENDER_SCALE"]
@@ -203,8 +203,7 @@ def _open_pdf(name: str):
     scanned PDF of a gigabyte is not held in memory (as paddlex, which opens it by path)."""
     import pypdfium2 as pdfium
 
-    if is_special_file(name):
-        raise PdfError(f"{name}: not a regular file (a FIFO, socket or device), not read")
+    refuse_special_file(name, name, PdfError)
     try:
         if os.path.getsize(name) == 0:
             raise PdfError(f"{name}: the file is empty")
@@ -244,8 +243,7 @@ def tiff_pages(path, pages: Iterable[int] | str | None = None) -> Iterator[tuple
 
     name = os.fspath(path)
     wanted = page_numbers(pages)
-    if is_special_file(name):
-        raise PageError(f"{name}: not a regular file (a FIFO, socket or device), not read")
+    refuse_special_file(name, name, PageError)
     try:
         tiff = Image.open(name)
     except FileNotFoundError:
@@ -262,10 +260,13 @@ def tiff_pages(path, pages: Iterable[int] | str | None = None) -> Iterator[tuple
                 if count == 1:  # exactly as the image file reads, at paddlex's (PIL's) size limit
                     frame = load_image(name, max_pixels=MAX_PIXELS)
                 else:
-                    tiff.seek(number - 1)
+                    try:
+                        tiff.seek(number - 1)
+                    except PIL_ERRORS as e:  # a damaged frame header (load_image names its pixels' errors)
+                        raise ImageError(f"{type(e).__name__}: {e}") from None
                     _check_frame_size(tiff.size)
                     frame = load_image(tiff)
-            except (*PIL_ERRORS, ImageError, Image.DecompressionBombError) as e:
+            except (OSError, ValueError, ImageError, Image.DecompressionBombError) as e:
                 raise PageError(f"{name}: page {number} cannot be read ({e})", page=number) from None
             yield number - 1, frame
 

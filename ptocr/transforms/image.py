@@ -45,15 +45,17 @@ import numpy as np
 
 from ptocr.errors import ImageError
 
-__all__ = ["PIL_ERRORS", "alpha_to_color", "is_special_file", "load_image", "to_bgr"]
+__all__ = ["PIL_ERRORS", "alpha_to_color", "is_special_file", "load_image", "refuse_special_file", "to_bgr"]
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _WARNINGS_LOCK = threading.Lock()  # around warnings.catch_warnings (see _header_size)
 MAX_PIXELS = 100_000_000  # width x height above which files/bytes are refused (~300 MB as BGR)
 # What PIL raises for pixels it cannot give, besides OSError / ValueError (a closed image, a mode
 # it cannot convert): a damaged file, read lazily, fails with TypeError ("Missing dimensions" of a
-# truncated multi-frame TIFF), KeyError, SyntaxError, struct.error or EOFError. The input's error.
+# truncated multi-frame TIFF), KeyError, IndexError, SyntaxError, struct.error or EOFError. The
+# input's error, caught around PIL's own calls only (around ours it would hide a bug).
 PIL_ERRORS = (OSError, ValueError, TypeError, SyntaxError, EOFError, struct.error, IndexError, KeyError)
+_BYTES = "image bytes"  # the name bytes inputs go by in messages
 
 
 def alpha_to_color(img: np.ndarray, alpha_color=(255, 255, 255)) -> np.ndarray:
@@ -125,6 +127,12 @@ def is_special_file(path: str | os.PathLike) -> bool:
     except (OSError, ValueError):
         return False
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def refuse_special_file(path: str | os.PathLike, source: str, error: type[Exception] = ImageError) -> None:
+    """``error`` naming ``source`` where ``path`` is a FIFO, socket or device (``is_special_file``)."""
+    if is_special_file(path):
+        raise error(f"{source}: not a regular file (a FIFO, socket or device), not read")
 
 
 def _pil_to_array(im: Any, source: str) -> np.ndarray:
@@ -210,7 +218,7 @@ def _decode_bytes(data: bytes, source: str, apply_exif: bool, max_pixels: int = 
     if data[:5] == b"%PDF-":
         raise ImageError(f"{source}: a PDF, not one image: read its pages with ocr(path), ocr.read_pdf(path) or "
                          "ocr.read_many([path]) (one result per page)"
-                         + ("; save the bytes to a .pdf file first" if source == "image bytes" else ""))
+                         + ("; save the bytes to a .pdf file first" if source == _BYTES else ""))
     size = _header_size(data)
     if size is not None:  # before decoding: a decompression bomb never allocates
         _check_pixels(size[0], size[1], source, max_pixels)
@@ -244,7 +252,7 @@ def load_image(
         return to_bgr(x, "image array", alpha_color)
     if isinstance(x, (bytes, bytearray, memoryview)):
         data = bytes(x)
-        return to_bgr(_decode_bytes(data, "image bytes", apply_exif, max_pixels), "image bytes", alpha_color)
+        return to_bgr(_decode_bytes(data, _BYTES, apply_exif, max_pixels), _BYTES, alpha_color)
     if isinstance(x, (str, os.PathLike)):
         path = os.fspath(x)
         source = f"image file {path!r}"
@@ -252,8 +260,7 @@ def load_image(
             raise ImageError(f"{source}: no such file")
         if os.path.isdir(path):
             raise ImageError(f"{source}: is a directory, not an image file")
-        if is_special_file(path):
-            raise ImageError(f"{source}: not a regular file (a FIFO, socket or device), not read")
+        refuse_special_file(path, source)
         try:
             # np.fromfile + imdecode instead of cv2.imread: cv2.imread cannot open
             # non-ASCII paths on Windows.
