@@ -8,7 +8,9 @@ included; cls_mv3.yml's less its augmentations) over real word crops and one sce
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 
 import pytest
 import torch
@@ -102,8 +104,12 @@ def test_rec_fine_tune_overfits_saves_and_resumes(shared_dir, tmp_path):
     assert best(str(shared_dir / "images" / "words" / "en2" / "word_10.png"))[0] == "PAIN"
     record = json.loads((out / "best_accuracy.states.json").read_text(encoding="utf-8"))
     assert record["best_model_dict"]["acc"] > 0.99 and record["architecture"] == "ch_ppocr_mobile_v2.0_rec"
+    mask = os.umask(0)
+    os.umask(mask)
     for prefix in ("latest", "iter_epoch_2", "iter_epoch_4"):
         assert (out / f"{prefix}.safetensors").is_file() and (out / f"{prefix}.states.safetensors").is_file()
+        for suffix in (".safetensors", ".states.safetensors", ".states.json"):  # not safetensors' own 0600
+            assert stat.S_IMODE((out / f"{prefix}{suffix}").stat().st_mode) == 0o666 & ~mask, prefix + suffix
     assert not list(out.glob("*.pdparams")) and not list(out.glob("*.pkl"))
 
     # Resume from the epoch-2 checkpoint (-o as PaddleOCR's, several after one -o): epochs 3 and 4

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ptocr.atomic import temp_beside, write_atomically
+from ptocr.atomic import give_output_permissions, temp_beside, write_atomically
 from ptocr.checkpoint import file_sha256
 from ptocr.errors import PtocrError
 
@@ -86,6 +86,7 @@ def save_states(prefix, optimizer: torch.optim.Optimizer, scheduler, info: dict,
     try:
         extra = {k: v.detach().cpu().contiguous() for k, v in (extra or {}).items()}
         save_file({**tensors, **rng_tensors, **extra}, str(tmp), metadata={"format": FORMAT})
+        give_output_permissions(tmp)  # save_file recreates the file as 0600
         sha = file_sha256(tmp)
         os.replace(tmp, files["tensors"])
     finally:
