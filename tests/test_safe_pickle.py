@@ -235,7 +235,8 @@ class _SharedBytesArray:
     raw = b"\0" * (1 << 20)
 
     def __reduce__(self):
-        return (np._core.multiarray._reconstruct, (np.ndarray, (0,), b"b"),
+        core = np._core if hasattr(np, "_core") else np.core  # numpy 2 / 1.x
+        return (core.multiarray._reconstruct, (np.ndarray, (0,), b"b"),
                 (1, (len(self.raw) // 4,), np.dtype("f4"), False, self.raw))
 
 
