@@ -104,7 +104,7 @@ def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: st
         try:
             with torch.inference_mode(False), torch.no_grad():
                 model(x)
-        except RuntimeError as e:
+        except (RuntimeError, ValueError) as e:  # a kernel's size check; a neck's own (Im2Seq: height 1)
             raise PtocrError(f"the model does not take inputs of shape {'x'.join(map(str, x.shape))} "
                              f"({first_line(e)[:300]})") from None
     tmp = temp_beside(dst, suffix=dst.suffix)  # the exporters go by the name's ending

@@ -74,6 +74,18 @@ def test_an_input_shape_the_model_cannot_take_is_a_ptocr_error(tmp_path, shape, 
     assert not list(tmp_path.iterdir())
 
 
+def test_a_recognizer_input_height_its_neck_cannot_take_is_a_ptocr_error(tmp_path):
+    # 96 pixels high leaves a feature map of height 2, which the SVTR neck (Im2Seq) refuses.
+    from ptocr.architectures import get_architecture
+    from ptocr.models.build import build_model
+
+    arch = get_architecture("ch_PP-OCRv4_rec")
+    with pytest.raises(PtocrError, match="does not take inputs of shape 2x3x96x320 .*height 1"):
+        export(build_model(arch["model"]), arch, tmp_path / "rec.pt", "torchscript", dynamic=False,
+               input_shape=(2, 3, 96, 320))
+    assert not list(tmp_path.iterdir())
+
+
 def test_an_opset_is_refused_outside_onnx(tmp_path):
     model, arch = _cls_model()
     with pytest.raises(PtocrError, match="opset is for ONNX"):
