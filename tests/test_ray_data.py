@@ -3,6 +3,7 @@ process writes, each image once. Skipped without ray (``pip install 'ptocr[ray]'
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -55,3 +56,6 @@ def test_ray_writes_the_single_process_results(cluster, shared_dir, tmp_path):
     lines = {name: (tmp_path / name).read_text(encoding="utf-8").splitlines() for name in ("single.jsonl", "ray.jsonl")}
     assert len(lines["ray.jsonl"]) == len(SCENES) + 1
     assert sorted(lines["ray.jsonl"]) == sorted(lines["single.jsonl"])  # Ray may reorder; same lines, once each
+    # The same choices recorded beside both (--batch-size, --actors and --ray are not among them).
+    records = [json.loads((tmp_path / f"{name}.jsonl.reading.json").read_text(encoding="utf-8")) for name in ("single", "ray")]
+    assert records[0]["choices"] == records[1]["choices"] and records[0]["choices"]["pipeline"] == "ch_PP-OCRv4"
