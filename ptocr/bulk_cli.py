@@ -208,8 +208,9 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
         if created:  # nothing read (the models could not be built, say): no empty file left behind
             _remove_if_empty(bulk_out)
     if interrupted:
-        click.echo(f"ptocr: interrupted; {bulk_out} holds every result read so far: run the same command "
-                   "again to read the rest", err=True)
+        held = (f"{bulk_out} holds every result read so far" if os.path.exists(bulk_out)
+                else "nothing was read yet")  # stopped before the first result: the empty file is gone
+        click.echo(f"ptocr: interrupted; {held}: run the same command again to read the rest", err=True)
         sys.exit(EXIT_INTERRUPTED)
     return failed
 
@@ -223,9 +224,10 @@ def _remove_if_empty(path: str) -> None:
 
 
 def _key(name: str) -> str:
-    """What a result is done under (``jsonl_results``' "path"): a path's normalized absolute form,
-    a URI as given."""
-    return name if is_uri(name) else os.path.abspath(name)
+    """What a result is done under (``jsonl_results``' "path"): a path's absolute form without
+    "." parts and doubled separators, a URI as given. ".." stays: after a link it is not the
+    folder the text before it names (os.path.abspath would make link/../x.jpg and x.jpg one)."""
+    return name if is_uri(name) else str(Path(name).absolute())
 
 
 def _with_path(line: str, name: str) -> str:

@@ -11,7 +11,8 @@ Each line is written with one ``write`` of its bytes and flushed to the OS at on
 killed run leaves is complete lines and at most one partial last line without its newline. A line
 counts as done only with its newline: reopening the file drops a partial tail (only one that
 begins as a line of ours begins: any other file is refused, left as it is), and ``done`` holds
-the ``(image, page)`` keys of the complete lines (page None for images), which a rerun skips. An
+the keys of the complete lines (``key_of``: ``(path or image, page)``, page None for images),
+which a rerun skips. An
 input that failed is done too (its error line is the result); delete the line to try it again.
 
 ``"image"`` is the name as it was given (``scans/a.jpg``). Where that is not the file's normalized
@@ -84,7 +85,8 @@ def encode(rec) -> str:
 
 
 class JsonlResults:
-    """Append-only results file ``path`` (created when absent). ``done``: the images already in it.
+    """Append-only results file ``path`` (created when absent). ``done``: the keys (``key_of``) of
+    the images and pages already in it.
 
     Use as a context manager, or ``close()``."""
 

@@ -4,8 +4,9 @@ inside the functions here, so ptocr works without it.
 ``OCRBatchPredictor`` is a callable class for ``ray.data.Dataset.map_batches``: each actor
 builds its ``OCR`` once, on the GPU Ray gives it (``num_gpus=1``: Ray sets the actor's
 ``CUDA_VISIBLE_DEVICES``, so ``device="cuda"`` is that GPU), and reads each batch of image
-paths / URIs with ``ptocr.bulk``. It returns the JSON lines of ``ptocr.jsonl_results``, so a
-cluster run writes the same file as ``ptocr ocr --out`` on one machine::
+paths / URIs with ``ptocr.bulk``. It returns the JSON lines of ``ptocr.jsonl_results`` (without
+``"path"``, which the driver adds: ``ptocr ocr --ray`` writes the same file as ``ptocr ocr --out``
+on one machine)::
 
     ds = ray.data.from_items([{"image": p} for p in paths])
     ds = ds.map_batches(OCRBatchPredictor, fn_constructor_kwargs={"det": ..., "rec": ..., "cls": ...,

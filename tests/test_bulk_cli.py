@@ -113,6 +113,21 @@ def test_a_folder_in_a_list_reads_as_its_files(model_files_ocr, shared_dir, tmp_
     assert [(r["image"], [line["text"] for line in r["lines"]]) for r in _records(results)] == [(image, want)]
 
 
+def test_a_dotdot_after_a_link_is_another_file(model_files_ocr, shared_dir, tmp_path, monkeypatch):
+    # link -> real/sub, so link/../x.jpg is real/x.jpg, not ./x.jpg: both are read.
+    from ptocr import bulk_cli
+
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "sub")
+    shutil.copy(shared_dir / "images" / "scenes" / "ger_1.jpg", tmp_path / "real" / "x.jpg")
+    shutil.copy(shared_dir / "images" / "scenes" / "japan_1.jpg", tmp_path / "x.jpg")
+    monkeypatch.chdir(tmp_path)
+    assert bulk_cli.run(["link/../x.jpg", "x.jpg"], lambda: model_files_ocr, bulk_out="r.jsonl") == 0
+    got = {r["image"]: [x["text"] for x in r["lines"]] for r in _records(tmp_path / "r.jsonl")}
+    assert got == {name: [x.text for x in model_files_ocr.read(name)] for name in ("link/../x.jpg", "x.jpg")}
+    assert got["link/../x.jpg"] != got["x.jpg"]
+
+
 def test_a_file_is_read_once_whatever_spelling_or_folder_names_it(model_files_ocr, shared_dir, tmp_path, monkeypatch):
     # Results were keyed by the name as given: a.jpg and /abs/a.jpg in one run, or a rerun from
     # another working folder, read the same file again (two lines for it).
@@ -129,7 +144,7 @@ def test_a_file_is_read_once_whatever_spelling_or_folder_names_it(model_files_oc
     assert [x["text"] for x in line["lines"]] == [x.text for x in model_files_ocr.read(image)]
     # --ray's lines, made on the actors without "path", get it on the driver: the same line.
     ray_line = encode(record("scans/a.jpg", model_files_ocr.read("scans/a.jpg")))
-    assert json.loads(bulk_cli._with_path(ray_line, "scans/a.jpg")) == line
+    assert bulk_cli._with_path(ray_line, "scans/a.jpg") + "\n" == (tmp_path / "r.jsonl").read_text(encoding="utf-8")
     monkeypatch.chdir(image.parent)
     assert bulk_cli.run(["a.jpg", str(tmp_path / "scans")], _no_models, bulk_out="../r.jsonl") == 0
     assert len(_records(tmp_path / "r.jsonl")) == 1
