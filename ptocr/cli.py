@@ -9,6 +9,7 @@ import inspect
 import json
 import math
 import os
+import shutil
 import sys
 from importlib import resources
 from pathlib import Path
@@ -22,11 +23,11 @@ from ptocr.api import load
 from ptocr.architectures import TASKS
 from ptocr.demo_inputs import demo_inputs, network_input_size
 from ptocr.errors import ImageError, PtocrError, first_line
-from ptocr.export import FORMATS, TRANSFORMERS, check_export, example_input, export_transformers
+from ptocr.export import FORMATS, SUFFIXES, TRANSFORMERS, check_export, example_input, export_transformers
 from ptocr.export import export as do_export
 from ptocr.jsonl_results import encode
 from ptocr.manifest import READY, list_models, load_manifest
-from ptocr.atomic import nearest_existing, write_atomically
+from ptocr.atomic import nearest_existing, temp_beside, temp_folder_beside, write_atomically
 from ptocr.bundles import build_pipeline
 from ptocr.pdf import is_paged, parse_pages
 from ptocr.pipeline import OCR
@@ -493,7 +494,8 @@ def eval_cmd(config, overrides, more):
               help="With --static: the one input shape it takes, e.g. 6x3x48x192 (default: one image "
                    "of the model's input size; det 640 x 640).")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
-def export(model, dst, fmt, dynamic, input_shape, opset):
+@click.option("--force", is_flag=True, help="Replace DST if it exists (only once the new export has passed its check).")
+def export(model, dst, fmt, dynamic, input_shape, opset, force):
     """Export MODEL (a name, .safetensors or Paddle folder) to DST and check it against PyTorch.
 
     The check runs the export (ONNX Runtime for ONNX) and the PyTorch model on real inputs: the
@@ -503,70 +505,119 @@ def export(model, dst, fmt, dynamic, input_shape, opset):
     export is compiled with frozen weights (prepacked for oneDNN), for where the input shape is
     fixed, e.g. the direction classifier at the pipeline's batch size. A static torchscript
     export is frozen too, for PyTorch's oneDNN Graph fuser (torch.jit.enable_onednn_fusion(True)),
-    and is also checked through it: the classifier's fastest CPU path.
+    and is also checked through it: the classifier's fastest CPU path. The export is written beside
+    DST and put in its place only once it has passed the check: a failed one leaves DST as it was.
     """
+    _check_export_target(model, dst, fmt, force)  # before the model loads
     if fmt == TRANSFORMERS:
+        given = [flag for flag, changed in (("--static", not dynamic), ("--input-shape", input_shape is not None),
+                                            ("--opset", opset != 17)) if changed]
+        if given:
+            _fail(f"{', '.join(given)}: a transformers checkpoint holds weights, not a traced graph; drop them")
         return _export_transformers(model, dst)
-    if Path(dst).is_dir():
-        _fail(f"{dst} is a folder; give the file to write")
-    _check_output_file(dst, "DST")  # before the model loads
     if fmt == "onnx":
         low, high = _onnx_opsets()
         if not low <= opset <= high:
             _fail(f"--opset {opset}: the ONNX exporter writes opsets {low} to {high}")
+    staged = None
     try:
         predictor = load(model)
-        if not hasattr(predictor, "model"):
-            _fail(f"{model} is a pipeline; export its parts (det, rec, cls) one by one")
         shape = _shape(input_shape) if input_shape else None
         try:
-            path = do_export(predictor.model, predictor.config, dst, fmt, dynamic=dynamic, opset=opset,
-                             input_shape=shape)
+            staged = temp_beside(dst, suffix=Path(dst).suffix)  # the exporters go by the name's ending
+            do_export(predictor.model, predictor.config, staged, fmt, dynamic=dynamic, opset=opset, input_shape=shape)
         except OSError as e:
             _os_fail(e, dst)
         static_shape = None if dynamic else shape or tuple(example_input(predictor.config).shape)
         xs = demo_inputs(predictor.config, static_shape)
-        worst = check_export(path, fmt, predictor.model, xs)
-        fused = _onednn_graph_check(path, predictor.model, xs) if fmt == "torchscript" and not dynamic else None
+        worst = check_export(staged, fmt, predictor.model, xs)
+        fused = _onednn_graph_check(staged, predictor.model, xs) if fmt == "torchscript" and not dynamic else None
+        shapes = ", ".join(sorted({"x".join(map(str, x.shape)) for x in xs}))
+        click.echo(f"{dst}: {fmt}, max |delta| vs PyTorch {worst:.2e} on {len(xs)} inputs from the demo scene "
+                   f"({shapes})")
+        if isinstance(fused, str):
+            click.echo(f"oneDNN Graph cannot run it ({fused}): load it without torch.jit.enable_onednn_fusion(True)")
+        elif fused is not None:
+            click.echo(f"with torch.jit.enable_onednn_fusion(True) (fused oneDNN partitions): max |delta| {fused:.2e}")
+            worst = max(worst, fused)
+        if worst > _EXPORT_TOLERANCE:
+            _mismatch(dst)
+        os.replace(staged, dst)
     except PtocrError as e:
         _fail(str(e))
     except OSError as e:
         _os_fail(e)
-    shapes = ", ".join(sorted({"x".join(map(str, x.shape)) for x in xs}))
-    click.echo(f"{path}: {fmt}, max |delta| vs PyTorch {worst:.2e} on {len(xs)} inputs from the demo scene ({shapes})")
-    if isinstance(fused, str):
-        click.echo(f"oneDNN Graph cannot run it ({fused}): load it without torch.jit.enable_onednn_fusion(True)")
-    elif fused is not None:
-        click.echo(f"with torch.jit.enable_onednn_fusion(True) (fused oneDNN partitions): max |delta| {fused:.2e}")
-        worst = max(worst, fused)
-    if worst > 1e-4:
-        click.echo("ptocr: error: the export does not match PyTorch", err=True)
-        sys.exit(1)
+    finally:
+        if staged is not None:
+            staged.unlink(missing_ok=True)
+
+
+# How far an export's outputs may be from PyTorch's on the check's inputs.
+_EXPORT_TOLERANCE = 1e-4
+
+
+def _check_export_target(model: str, dst: str, fmt: str, force: bool) -> None:
+    """What ``export`` can tell before loading the model: a pipeline is not one model, DST's folder
+    takes files, an existing DST needs --force (a transformers checkpoint is a folder, others a file)."""
+    if model in load_manifest().bundles:
+        _fail(f"{model} is a pipeline; export its parts (det, rec, cls) one by one (`ptocr info {model}` names them)")
+    path = Path(dst)
+    if fmt == "aoti" and path.suffix != SUFFIXES["aoti"]:
+        _fail(f"{dst}: an AOTInductor package must be named *{SUFFIXES['aoti']}")
+    if path.exists() or path.is_symlink():
+        if path.is_dir() != (fmt == TRANSFORMERS):
+            _fail(f"{dst} is a {'folder' if path.is_dir() else 'file'}; "
+                  + ("a transformers checkpoint is a folder" if fmt == TRANSFORMERS else "give the file to write"))
+        if not force:
+            _fail(f"{dst} already exists; pass --force to replace it")
+    _check_output_file(dst, "DST")
+
+
+def _mismatch(dst: str) -> NoReturn:
+    click.echo(f"ptocr: error: the export does not match PyTorch; {dst} not written", err=True)
+    sys.exit(1)
 
 
 def _export_transformers(model: str, dst: str) -> None:
     """``export --format transformers``: the fused model as a transformers checkpoint folder,
-    checked with transformers' own classes where transformers is installed."""
+    checked with transformers' own classes where transformers is installed, then put in place."""
+    staged = None
     try:
         predictor = load(model, optimize=False)
-        if not hasattr(predictor, "model"):
-            _fail(f"{model} is a pipeline; export its parts (det, rec, cls) one by one")
-        path = export_transformers(predictor.model, predictor.config, getattr(predictor, "dictionary", None), dst)
+        staged = temp_folder_beside(dst)  # export_transformers replaces it (force) with the checkpoint
+        export_transformers(predictor.model, predictor.config, getattr(predictor, "dictionary", None), staged,
+                            force=True)
         xs = demo_inputs(predictor.config, None)
         if predictor.config["task"] == "unwarp":  # transformers' UVDocModel takes pages already resampled
             xs = [x for x in xs if tuple(x.shape[2:]) == network_input_size(predictor.config)]
         try:
-            worst = check_export(path, TRANSFORMERS, predictor.model, xs)
-        except PtocrError as e:
-            click.echo(f"{path}: transformers checkpoint written, not checked ({e})")
-            return
+            worst = check_export(staged, TRANSFORMERS, predictor.model, xs)
+            click.echo(f"{dst}: transformers checkpoint, max |delta| vs PyTorch {worst:.2e} on {len(xs)} inputs "
+                       "from the demo scene (transformers' own classes)")
+        except PtocrError as e:  # transformers is not installed, say: written, with the reason it is unchecked
+            worst = 0.0
+            click.echo(f"{dst}: transformers checkpoint written, not checked ({e})")
+        if worst > _EXPORT_TOLERANCE:
+            _mismatch(dst)
+        _replace_folder(staged, Path(dst))
     except PtocrError as e:
         _fail(str(e))
-    click.echo(f"{path}: transformers checkpoint, max |delta| vs PyTorch {worst:.2e} on {len(xs)} inputs "
-               "from the demo scene (transformers' own classes)")
-    if worst > 1e-4:
-        click.echo("ptocr: error: the export does not match PyTorch", err=True)
-        sys.exit(1)
+    except OSError as e:
+        _os_fail(e)
+    finally:
+        if staged is not None:
+            shutil.rmtree(staged, ignore_errors=True)
+
+
+def _replace_folder(staged: Path, dst: Path) -> None:
+    """``staged`` renamed to ``dst``; an existing ``dst`` (--force) moved aside first, then removed."""
+    old = None
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.rename(dst, old)
+    os.rename(staged, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _onednn_graph_check(path, model, xs) -> float | str:

@@ -3,6 +3,7 @@ sizes other than the one traced: the dynamic axes really are dynamic."""
 
 import numpy as np
 import pytest
+import torch
 
 from converter.convert import convert
 from ptocr.errors import PtocrError
@@ -181,3 +182,45 @@ def test_cli_static_input_shape(shared_dir, tmp_path):
         bad = CliRunner().invoke(main, ["export", src, str(tmp_path / "bad.onnx"), *args])
         assert bad.exit_code == 2 and message in bad.output, (args, bad.output)
         assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_cli_export_replaces_dst_only_with_a_checked_export(shared_dir, tmp_path, monkeypatch):
+    # An export that fails its check used to be renamed over DST first: the good file was lost.
+    from click.testing import CliRunner
+
+    import ptocr.cli as cli
+
+    src = str(shared_dir / "paddle_models" / "ch_ppocr_mobile_v2.0_cls_infer")
+    dst = tmp_path / "cls.pt"
+    dst.write_bytes(b"the previous export")
+    refused = CliRunner().invoke(cli.main, ["export", src, str(dst), "--format", "torchscript"])
+    assert refused.exit_code == 2 and "already exists; pass --force" in refused.output
+    monkeypatch.setattr(cli, "check_export", lambda *a, **k: 1.0)  # as a real mismatch would report
+    failed = CliRunner().invoke(cli.main, ["export", src, str(dst), "--format", "torchscript", "--force"])
+    assert failed.exit_code == 1 and "does not match PyTorch; " in failed.output
+    assert dst.read_bytes() == b"the previous export" and sorted(tmp_path.iterdir()) == [dst]  # nothing staged left
+    monkeypatch.undo()
+    replaced = CliRunner().invoke(cli.main, ["export", src, str(dst), "--format", "torchscript", "--force"])
+    assert replaced.exit_code == 0, replaced.output
+    assert torch.jit.load(str(dst)) is not None and sorted(tmp_path.iterdir()) == [dst]
+
+
+def test_cli_export_refuses_before_loading(tmp_path):
+    from click.testing import CliRunner
+
+    from ptocr.cli import main
+
+    def run(*args):
+        return CliRunner().invoke(main, ["export", *map(str, args)])
+
+    for args, message in (
+            (["ch_PP-OCRv4", tmp_path / "x.onnx"], "is a pipeline; export its parts"),  # no fetch of its parts
+            (["ch_PP-OCRv4_rec", tmp_path / "x.pt", "--format", "aoti"], "must be named *.pt2"),
+            (["ch_PP-OCRv4_rec", tmp_path / "tf", "--format", "transformers", "--static"], "--static: a transformers"),
+            (["ch_PP-OCRv4_rec", tmp_path / "no" / "x.onnx"], "does not exist")):
+        res = run(*args)
+        assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, (args, res.output)
+    (tmp_path / "file").write_text("x")
+    res = run("ch_PP-OCRv4_rec", tmp_path / "file", "--format", "transformers", "--force")
+    assert res.exit_code == 2 and "is a file; a transformers checkpoint is a folder" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
