@@ -11,9 +11,11 @@ import re
 import tempfile
 from pathlib import Path
 
-from ptocr.errors import first_line
+from ptocr.errors import PtocrError, first_line
 
-__all__ = ["temp_beside", "temp_folder_beside", "give_output_permissions", "write_atomically", "nearest_existing", "failure_reason"]
+__all__ = ["temp_beside", "temp_folder_beside", "give_output_permissions", "write_atomically", "nearest_existing",
+           "failure_reason", "OutputError", "OutputFormatError", "output_path", "blocked_output",
+           "write_outputs"]
 
 
 def _umask() -> int:
@@ -81,3 +83,86 @@ def failure_reason(e: BaseException) -> str:
         return e.strerror or str(e)
     found = re.search(r'message: "([^"]+)"', str(e))
     return found.group(1) if found else first_line(e) or type(e).__name__
+
+
+class OutputError(PtocrError, OSError):
+    """An output cannot be written where it was asked (a folder or a file in the way, a folder
+    that takes no files, a full disk): the message names the output and why. Also an OSError,
+    with the reason as ``strerror``, so code that caught the OS's own error still catches it."""
+
+    def __init__(self, path, reason: str):
+        self.path, self.reason = path, reason
+        shown = os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(path)
+        if not isinstance(shown, str) or not shown.isprintable():  # bytes, a NUL, a newline: one line
+            shown = repr(shown)
+        super().__init__(f"cannot write {shown}: {reason}")
+        self.strerror = reason
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason)
+
+
+class OutputFormatError(OutputError, ValueError):
+    """An output's name asks for an image format its writer cannot write (a ValueError too)."""
+
+
+def output_path(path) -> Path:
+    """``path`` (a str or os.PathLike) as a Path; OutputError for what cannot name a file."""
+    if not isinstance(path, (str, os.PathLike)) or not isinstance(os.fspath(path), str):
+        raise OutputError(path, f"a save path is a str or os.PathLike, not {type(path).__name__}")
+    if "\0" in os.fspath(path):
+        raise OutputError(path, "a file name cannot hold a NUL character")
+    return Path(path)
+
+
+def blocked_output(path: str | os.PathLike) -> str | None:
+    """Why the file ``path`` cannot be written, as far as what exists tells (it is a folder, or a
+    file stands where one of its folders would be made); None where nothing is in the way."""
+    path = Path(path)
+    if path.is_dir():
+        return "it is a folder"
+    above = nearest_existing(path.parent)
+    if not above.is_dir():
+        return f"{above} is {'a file' if above.is_file() else 'not a folder'}, not a folder"
+    return None
+
+
+def write_outputs(outputs: list[tuple[str | os.PathLike, bytes]]) -> None:
+    """Each ``(path, data)``: the folders made, ``data`` written whole to a temporary file beside
+    ``path``, then all renamed into place. On a failure nothing new is left (an existing output
+    stays as it was) and OutputError names the output and the reason."""
+    paths = [Path(path) for path, _ in outputs]
+    for path in paths:
+        why = blocked_output(path)
+        if why is not None:
+            raise OutputError(path, why)
+        inside = next((other for other in paths if path in other.parents), None)
+        if inside is not None:  # save_all("x.json"): the JSON file x.json, the pictures in a folder x.json
+            raise OutputError(path, f"it would have to be a folder for {inside}")
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, data in outputs:
+            path = Path(path)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                folder = os.fsdecode(e.filename) if e.filename is not None else path.parent
+                raise OutputError(path, f"cannot make the folder {folder}: {failure_reason(e)}") from None
+            try:
+                staged.append((temp_beside(path), path))
+            except OSError as e:
+                raise OutputError(path, f"cannot create a file in {path.parent}: {failure_reason(e)}") from None
+            try:
+                with open(staged[-1][0], "wb") as f:
+                    f.write(data)
+            except OSError as e:
+                raise OutputError(path, failure_reason(e)) from None
+        for tmp, path in staged:
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                why = blocked_output(path) or failure_reason(e)
+                raise OutputError(path, why) from None
+    finally:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
