@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ptocr.atomic import write_atomically
+from ptocr.atomic import OutputError, OutputFormatError, blocked_output, output_path, write_outputs
+from ptocr.errors import first_line
 from ptocr.visualize import draw_ocr
 
 
@@ -73,15 +75,49 @@ class OCRResult:
         return draw_ocr(self.image, self.lines, font=font)
 
     def save_visualization(self, path: str | os.PathLike, font: str | os.PathLike | None = None) -> Path:
-        """Write ``visualize()`` as an image file (PNG unless the suffix says otherwise)."""
-        import cv2
-
-        path = Path(path)
+        """Write ``visualize()`` as an image file (PNG unless the suffix says otherwise), whole or
+        not at all. A suffix OpenCV cannot write: ``OutputFormatError`` listing those it can; a
+        path that cannot be written: ``OutputError`` saying why (both PtocrErrors)."""
+        path = output_path(path)
         if not path.suffix:
             path = path.with_suffix(".png")
-        ok, data = cv2.imencode(path.suffix, self.visualize(font))
-        if not ok:
-            raise ValueError(f"{path}: OpenCV cannot encode {path.suffix!r} images")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, data.tobytes())  # not cv2.imwrite: that fails on non-ASCII paths on Windows
+        suffix = path.suffix.lower()
+        if suffix not in visualization_suffixes():
+            raise OutputFormatError(path, f"OpenCV cannot write {path.suffix!r} images; it writes "
+                                          f"{', '.join(visualization_suffixes())}")
+        why = blocked_output(path)  # before drawing
+        if why is not None:
+            raise OutputError(path, why)
+        data = _encode(path, self.visualize(font))
+        write_outputs([(path, data)])  # not cv2.imwrite: that fails on non-ASCII paths on Windows
         return path
+
+
+# What OpenCV's writers take (imgcodecs' list), less what needs a gray (.pbm, .pgm) or float (.exr) image.
+_OPENCV_SUFFIXES = (".bmp", ".dib", ".jpg", ".jpeg", ".jpe", ".jp2", ".png", ".apng", ".gif", ".webp", ".avif",
+                    ".jxl", ".ppm", ".pnm", ".pam", ".pfm", ".sr", ".ras", ".tif", ".tiff", ".hdr", ".pic")
+
+
+def visualization_suffixes() -> list[str]:
+    """The file suffixes ``save_visualization`` writes: those of ``_OPENCV_SUFFIXES`` this OpenCV
+    build has a writer for."""
+    import cv2
+
+    return [s for s in _OPENCV_SUFFIXES if cv2.haveImageWriter(f"x{s}")]
+
+
+def _encode(path: Path, image: np.ndarray) -> bytes:
+    """``image`` encoded as ``path``'s suffix says; OutputFormatError where OpenCV fails to
+    (it raises for some formats, returns False for others)."""
+    import cv2
+
+    try:
+        ok, data = cv2.imencode(path.suffix.lower(), image)
+    except cv2.error as e:  # "OpenCV(5.1.0) /src/loadsave.cpp:1646: error: (-2:...) WHY in function '...'"
+        found = re.search(r"error: \([^)]*\) (.*?)(?: in function|$)", first_line(e))
+        ok, why = False, f" ({found.group(1)})" if found else ""
+    else:
+        why = ""
+    if not ok:
+        raise OutputFormatError(path, f"OpenCV cannot encode this image as {path.suffix!r}{why}")
+    return data.tobytes()

@@ -23,7 +23,14 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["draw_ocr", "find_cjk_font", "font_for_text"]
+from ptocr.errors import PtocrError, first_line
+
+__all__ = ["draw_ocr", "find_cjk_font", "font_for_text", "FontError"]
+
+
+class FontError(PtocrError, OSError):
+    """The font to draw with (``font=``, ``$PTOCR_FONT``) cannot be loaded; an OSError too, as
+    Pillow's own error was."""
 
 _COMMON_FONTS = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
@@ -168,6 +175,19 @@ def draw_ocr(image: np.ndarray, lines: Sequence, font: str | os.PathLike | None 
     return np.ascontiguousarray(np.hstack([left, panel])).reshape(h, 2 * w, 3)
 
 
+def _check_font(path: str) -> None:
+    """FontError where Pillow cannot load the font file ``path``."""
+    from PIL import ImageFont
+
+    if not os.path.isfile(path):
+        raise FontError(f"cannot draw with the font {path}: "
+                        + ("it is not a file" if os.path.exists(path) else "no such file"))
+    try:
+        ImageFont.truetype(path, 10)
+    except OSError as e:  # "unknown file format", "cannot open resource"
+        raise FontError(f"cannot draw with the font {path}: Pillow cannot load it ({first_line(e)})") from None
+
+
 def _write_texts(panel: np.ndarray, boxes, texts, font) -> np.ndarray:
     try:
         from PIL import Image, ImageDraw, ImageFont
@@ -175,6 +195,8 @@ def _write_texts(panel: np.ndarray, boxes, texts, font) -> np.ndarray:
         warnings.warn("Pillow is not installed: the visualization shows boxes without text", stacklevel=3)
         return panel
     preferred = os.fspath(font) if font is not None else find_cjk_font()
+    if preferred is not None:
+        _check_font(preferred)
     lacking = set()
 
     def load(size: int):
