@@ -3,6 +3,7 @@ the lines (as ``OCRResult``) plus PaddleOCR 3.x's own result fields and JSON sha
 
 from __future__ import annotations
 
+import io
 import json
 import mimetypes
 import os
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ptocr.atomic import OutputError, OutputFormatError, blocked_output, output_path, write_outputs
+from ptocr.errors import first_line
 from ptocr.result import OCRResult
 from ptocr.visualize import draw_ocr
 
@@ -23,6 +26,32 @@ def _is_image_file(path) -> bool:
     """paddlex's test of a save path or input name: its MIME type is an image's."""
     kind, _ = mimetypes.guess_type(os.fspath(path))
     return kind is not None and kind.startswith("image/")
+
+
+def _pil_formats() -> dict[str, str]:
+    """The suffixes (lower case) Pillow writes an RGB picture as, and their formats."""
+    from PIL import Image
+
+    Image.init()
+    return {ext: fmt for ext, fmt in Image.registered_extensions().items()
+            if fmt in Image.SAVE and fmt not in _PIL_NOT_RGB}
+
+
+# Formats Pillow registers a writer for that cannot write an RGB picture (1-bit or palette only,
+# or a writer left to a plugin that is not installed).
+_PIL_NOT_RGB = {"BLP", "BUFR", "GRIB", "HDF5", "MSP", "PALM", "WMF", "XBM"}
+
+
+def _encoded(path: Path, image) -> bytes:
+    """``image`` (PIL) in the format ``path``'s suffix names; OutputFormatError where Pillow fails."""
+    buffer = io.BytesIO()
+    try:
+        image.save(buffer, format=_pil_formats()[path.suffix.lower()])
+    except (OSError, ValueError, KeyError) as e:
+        raise OutputFormatError(path, f"Pillow cannot write this picture as {path.suffix!r} "
+                                      f"({first_line(e) or type(e).__name__})") from None
+    return buffer.getvalue()
+
 
 # textline orientation class id (PaddleOCR 3.x's ``textline_orientation_angles``) -> degrees;
 # -1: no textline orientation step.
@@ -175,13 +204,23 @@ class OCR3Result(OCRResult):
     def save_to_json(self, save_path: str | os.PathLike, indent: int = 4, ensure_ascii: bool = False) -> Path:
         """Write ``json["res"]`` as PaddleOCR 3.x's ``res.save_to_json`` does: to ``save_path`` when it
         names a ``.json`` file, else into that folder as ``<input stem>[_<page_index>]_res.json``
-        (each PDF or TIFF page its own file). Returns the path written."""
-        path = Path(save_path)
+        (each PDF or TIFF page its own file). Returns the path written. Written whole or not at all;
+        where it cannot be (a folder or a file in the way, a full disk), ``OutputError`` says why."""
+        path, data = self._json_output(save_path, indent, ensure_ascii)
+        write_outputs([(path, data)])
+        return path
+
+    def _json_output(self, save_path, indent: int = 4, ensure_ascii: bool = False) -> tuple[Path, bytes]:
+        """(the file ``save_to_json(save_path)`` writes, its bytes)."""
+        path = output_path(save_path)
         if path.suffix.lower() != ".json":
             path = path / f"{self._saved_stem()}_res.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.json["res"], indent=indent, ensure_ascii=ensure_ascii), encoding="utf-8")
-        return path
+        why = blocked_output(path)
+        if why is not None:
+            if why == "it is a folder":
+                why += " (a save path ending in .json names the file to write; give the folder without it)"
+            raise OutputError(path, why)
+        return path, json.dumps(self.json["res"], indent=indent, ensure_ascii=ensure_ascii).encode("utf-8")
 
     @property
     def img(self) -> dict:
@@ -216,23 +255,45 @@ class OCR3Result(OCRResult):
     def save_to_img(self, save_path: str | os.PathLike) -> list[Path]:
         """Write ``img`` as PaddleOCR 3.x's ``res.save_to_img`` does: to ``save_path`` when it names
         an image file (the first picture only), else each picture into that folder as
-        ``<input stem>[_<page_index>]_<name><suffix>``, the input's suffix where it is an image's,
-        else ``.png``. Returns the paths written."""
-        images, path = self.img, Path(save_path)
+        ``<input stem>[_<page_index>]_<name><suffix>``, the input's suffix where it is an image's
+        that Pillow writes, else ``.png``. Returns the paths written. Written whole or not at all:
+        a suffix Pillow cannot write is an ``OutputFormatError`` listing those it can, a path that
+        cannot be written an ``OutputError`` saying why."""
+        outputs = self._img_outputs(save_path)
+        write_outputs(outputs)
+        return [path for path, _ in outputs]
+
+    def _img_outputs(self, save_path) -> list[tuple[Path, bytes]]:
+        """(each file ``save_to_img(save_path)`` writes, its bytes), checked before drawing."""
+        path = output_path(save_path)
         if _is_image_file(path):
-            targets = {path: next(iter(images.values()))}
+            names = {path: None}  # the first picture
         else:
-            suffix = Path(self.source).suffix if self.source is not None and _is_image_file(self.source) else ".png"
-            targets = {path / f"{self._saved_stem()}_{name}{suffix}": image for name, image in images.items()}
-        for target, image in targets.items():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            image.save(target)
-        return list(targets)
+            suffix = Path(self.source).suffix if self.source is not None else ""
+            if not (_is_image_file(self.source or "") and suffix.lower() in _pil_formats()):
+                suffix = ".png"
+            names = {path / f"{self._saved_stem()}_{name}{suffix}": name for name in self._img_names()}
+        for target in names:
+            if target.suffix.lower() not in _pil_formats():
+                raise OutputFormatError(target, f"Pillow cannot write {target.suffix!r} images; it writes "
+                                                f"{', '.join(sorted(_pil_formats()))}")
+            why = blocked_output(target)
+            if why is not None:
+                raise OutputError(target, why)
+        images = self.img
+        return [(target, _encoded(target, images[name] if name is not None else next(iter(images.values()))))
+                for target, name in names.items()]
+
+    def _img_names(self) -> list[str]:
+        """The keys of ``img``, without drawing it."""
+        return ["ocr_res_img", *(["preprocessed_img"] if self.doc_preprocessor is not None else [])]
 
     def save_all(self, save_path: str | os.PathLike) -> list[Path]:
         """PaddleOCR 3.x's ``res.save_all(path)``: ``save_to_json(path)``, then ``save_to_img(path)``,
-        with their file names. Returns the paths written."""
-        return [self.save_to_json(save_path), *self.save_to_img(save_path)]
+        with their file names. Returns the paths written; all of them are written or none."""
+        outputs = [self._json_output(save_path), *self._img_outputs(save_path)]
+        write_outputs(outputs)
+        return [path for path, _ in outputs]
 
     @property
     def str(self) -> dict:
