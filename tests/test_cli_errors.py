@@ -162,10 +162,10 @@ def test_vis_unwritable_is_a_clean_error(image, tmp_path, monkeypatch):
     monkeypatch.setattr(ptocr_cli, "_build_ocr", _fake_pipeline)
     monkeypatch.setattr(OCRResult, "visualize", lambda self, font=None: __import__("numpy").zeros((4, 4, 3), "uint8"))
 
-    def denied(path, data):
-        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+    def denied(outputs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(outputs[0][0]))
 
-    monkeypatch.setattr(ptocr.result, "write_atomically", denied)
+    monkeypatch.setattr(ptocr.result, "write_outputs", denied)
     run = CliRunner().invoke(ptocr_cli.main, ["ocr", image, "--vis", str(tmp_path / "vis")])
     _clean(run)
     assert f"cannot write {tmp_path / 'vis' / 'scene.png'}: Permission denied" in run.stderr
