@@ -278,3 +278,33 @@ def test_cls_from_the_inference_model(shared_dir, tmp_path):
     assert "SVTRRecAug is not supported for cls" in _fails(
         path, f"Train.dataset.label_file_list=[{label}]",
         "Train.dataset.transforms=[{DecodeImage: }, {ClsLabelEncode: }, {SVTRRecAug: }, {ClsResizeImg: {}}]")
+
+
+@pytest.mark.parametrize("setting,message", [
+    ("Train.loader.batch_size_per_card=0", "Train.loader.batch_size_per_card=0: a whole number of at least 1"),
+    ("Train.loader.batch_size_per_card=-2", "Train.loader.batch_size_per_card=-2: a whole number of at least 1"),
+    ("Train.loader.batch_size_per_card=abc", "Train.loader.batch_size_per_card='abc': a whole number of at least 1"),
+    ("Eval.loader.batch_size_per_card=0", "Eval.loader.batch_size_per_card=0: a whole number of at least 1"),
+    ("Train.loader.num_workers=-1", "Train.loader.num_workers=-1: a whole number of at least 0"),
+])
+def test_loader_numbers_fail_with_one_line(setting, message, shared_dir, tmp_path):
+    """torch's DataLoader would raise a ValueError (a traceback, exit 1); nothing is written."""
+    config = _write(_rec_config(shared_dir, tmp_path), tmp_path / "rec.yml")
+    assert message in _fails(config, setting)
+    assert not (tmp_path / "out").exists()
+    if setting.startswith("Eval"):
+        pretrained = f"Global.pretrained_model={shared_dir / 'paddle_models' / REC_FINETUNE / 'best_accuracy'}"
+        assert message in _fails(config, setting, pretrained, command="eval")
+
+
+def test_a_misspelled_op_is_named(shared_dir, tmp_path):
+    """The op names are checked before the list's order: not 'RecResizeImg must be the last op'."""
+    config = _write(_rec_config(shared_dir, tmp_path), tmp_path / "rec.yml")
+    ops = "[{DecodeImage: }, {CTCLabelEncode: }, {RecResizeImg: {image_shape: [3, 32, 320]}}, {%s: {keep_keys: [image]}}]"
+    message = _fails(config, "Train.dataset.transforms=" + ops % "KeepKey")
+    assert "Train.dataset.transforms: KeepKey is not supported for rec by ptocr train (did you mean KeepKeys?)" in message
+    assert "must be the last op" not in message
+    message = _fails(config, "Eval.dataset.transforms=" + ops % "Unknown", command="eval")
+    assert "Eval.dataset.transforms: Unknown is not supported for rec by ptocr train; supported for rec: " \
+           "CTCLabelEncode, DecodeImage, KeepKeys, MultiLabelEncode, RecAug, RecConAug, RecResizeImg" in message
+

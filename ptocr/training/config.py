@@ -122,19 +122,19 @@ def _check_global(section: dict, command: str) -> None:
                              f"{', '.join(sorted(GLOBAL_KEYS['read']))}")
         if key in GLOBAL_KEYS["off_only"] and value not in (None, False):
             raise PtocrError(f"Global.{key}={value!r} is not supported by ptocr {command} (leave it off)")
-        if key in POSITIVE_INTS and value is not None and not _positive_int(value):
+        if key in POSITIVE_INTS and value is not None and not whole_number(value):
             raise PtocrError(f"Global.{key}={value!r}: a whole number of at least 1")
     steps = section.get("eval_batch_step")  # [start, every], or every alone (program.py takes both)
     pair = steps if isinstance(steps, (list, tuple)) and len(steps) >= 2 else [0, steps]
-    if steps is not None and not (_positive_int(pair[0], 0) and _positive_int(pair[1])):
+    if steps is not None and not (whole_number(pair[0], 0) and whole_number(pair[1])):
         raise PtocrError(f"Global.eval_batch_step={steps!r}: [start, every] or every, every at least 1 (e.g. [0, 2000])")
     MixedPrecision.from_global(section)  # use_amp and its settings, refused here where bad
     seed = section.get("seed")
-    if seed is not None and not _positive_int(seed, 0):
+    if seed is not None and not whole_number(seed, 0):
         raise PtocrError(f"Global.seed={seed!r}: a whole number (0 or more)")
 
 
-def _positive_int(value, least: int = 1) -> bool:
+def whole_number(value, least: int = 1) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 

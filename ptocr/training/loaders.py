@@ -15,8 +15,10 @@ name overriding them as ``create_operators`` merges Global in), in the config's 
   the ops); cls: ``ClsLabelEncode`` first (its ``label_list``: Global's), ``ClsResizeImg`` last.
 
 An op not in the table (``SVTRRecAug``, ``ABINetRecAug``, ...) or an
-argument its class does not take is refused by name. ``loader``: ``batch_size_per_card``,
-``shuffle``, ``drop_last``, ``num_workers`` (``use_shared_memory`` has no torch meaning).
+argument its class does not take is refused by name (the names first, before the list's order is
+checked). ``loader``: ``batch_size_per_card`` (at least 1), ``shuffle``, ``drop_last``,
+``num_workers`` (at least 0), checked here rather than by torch's DataLoader
+(``use_shared_memory`` has no torch meaning).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from dataclasses import dataclass, field
 
 from torch.utils.data import DataLoader
 
-from ptocr.errors import PtocrError
+from ptocr.errors import PtocrError, close_names
+from ptocr.training.config import whole_number
 from ptocr.training.augment import (BaseDataAugmentation, CopyPaste, EastRandomCropData, IaaAugment, RandAugment,
                                     RecAug, RecConAug)
 from ptocr.training.data import (ClsDataset, ClsLabelEncode, Compose, DetDataset, DetLabelEncode, DetResizeForTest,
@@ -51,9 +54,10 @@ TRANSFORMS = {
 # Op arguments PaddleOCR takes and does nothing with, and why (accepted, dropped).
 _NO_EPOCH = "grows shrink_ratio only with an 'epoch' argument, which tools/train.py never gives"
 IGNORED_ARGS = {("MakeBorderMap", "total_epoch"): _NO_EPOCH, ("MakeShrinkMap", "total_epoch"): _NO_EPOCH}
-# Ops the datasets themselves stand for (see the module docstring).
-_DATASET_OPS = {"DecodeImage", "KeepKeys", "CTCLabelEncode", "MultiLabelEncode", "RecResizeImg", "ClsLabelEncode",
-                "ClsResizeImg"}
+# Ops the datasets themselves stand for (see the module docstring), by task.
+_TASK_DATASET_OPS = {"det": {"DecodeImage", "KeepKeys"},
+                     "rec": {"DecodeImage", "KeepKeys", "CTCLabelEncode", "MultiLabelEncode", "RecResizeImg"},
+                     "cls": {"DecodeImage", "KeepKeys", "ClsLabelEncode", "ClsResizeImg"}}
 _MULTI_LABEL_KEYS = {"gtc_encode", "max_text_length", "character_dict_path", "use_space_char"}
 _DATASET_KEYS = {"name", "data_dir", "label_file_list", "ratio_list", "delimiter", "transforms", "ds_width",
                  "ext_op_transform_idx"}
@@ -110,6 +114,23 @@ def _ops(section: dict, where: str) -> list[tuple[str, dict]]:
     return ops[1:]
 
 
+def _unsupported(name: str, task: str, where: str) -> PtocrError:
+    """An op ``task``'s list cannot have, with the names closest to it."""
+    known = sorted({n for n, (_, tasks) in TRANSFORMS.items() if task in tasks} | _TASK_DATASET_OPS[task])
+    close = close_names(name, known)
+    hint = f" (did you mean {', '.join(close)}?)" if close else ""
+    return PtocrError(f"{where}.transforms: {name} is not supported for {task} by ptocr train{hint}; supported for "
+                      f"{task}: {', '.join(known)}")
+
+
+def _check_names(ops, task: str, where: str) -> None:
+    """Every op a name ``task``'s list may have, checked before the list's order is: a misspelled
+    ``KeepKey`` is named as such, not as a RecResizeImg that is not last before KeepKeys."""
+    for name, _ in ops:
+        if name not in _TASK_DATASET_OPS[task] and task not in TRANSFORMS.get(name, (None, ()))[1]:
+            raise _unsupported(name, task, where)
+
+
 def _split_resize(ops, name: str, where: str):
     """(ops before the resize op ``name``, its arguments); a rec / cls dataset returns its own keys,
     a superset of what the configs' KeepKeys name."""
@@ -137,10 +158,7 @@ def _compose(ops, task: str, where: str, encoder=None, glob=None) -> Compose:
             steps.append(EncodeText(encoder))
             continue
         if name not in TRANSFORMS or task not in TRANSFORMS[name][1]:
-            known = sorted(n for n, (_, tasks) in TRANSFORMS.items() if task in tasks)
-            raise PtocrError(f"{where}.transforms: {name} is not supported for {task} by ptocr train; supported: "
-                             f"{', '.join(['DecodeImage', *known])}, and "
-                             f"{', '.join(sorted(_DATASET_OPS - {'DecodeImage'}))} where the task has them")
+            raise _unsupported(name, task, where)
         cls = TRANSFORMS[name][0]
         args = {k: v for k, v in args.items() if (name, k) not in IGNORED_ARGS}
         steps.append(construct(name, cls, _with_global(cls, args, glob or {}), f"{where}.transforms"))
@@ -226,6 +244,7 @@ def build_dataset(section: dict, mode: str, settings: DataSettings):
               "ratio_list": spec.get("ratio_list", 1.0), "delimiter": spec.get("delimiter", "\t"),
               "seed": settings.seed, "on_error": "redraw"}  # a bad image or label: PaddleOCR logs and redraws
     ops, train = _ops(spec, where), mode == "Train"
+    _check_names(ops, settings.task, where)
     if settings.task == "det":
         dataset = _det_dataset(ops, common, train, where, settings)
     elif settings.task == "rec":
@@ -277,13 +296,18 @@ def build_loader(section: dict, mode: str, dataset, seed: int = 1024, num_replic
                          f"{', '.join(sorted(_LOADER_KEYS))})")
     if "batch_size_per_card" not in loader:
         raise PtocrError(f"{mode}.loader.batch_size_per_card is not set")
-    workers = int(loader.get("num_workers", 0))
+    # Checked here, as Global's counts are: torch's own ValueError would be a traceback.
+    for key, least, default in (("batch_size_per_card", 1, None), ("num_workers", 0, 0)):
+        value = loader.get(key, default)
+        if not whole_number(value, least):
+            raise PtocrError(f"{mode}.loader.{key}={value!r}: a whole number of at least {least}")
+    workers = loader.get("num_workers", 0)
     if section.get("sampler"):
         if mode != "Train":
             raise PtocrError(f"{mode}.sampler: only Train takes a sampler")
         return DataLoader(dataset, batch_sampler=_sampler(section, dataset, seed, num_replicas, rank),
                           collate_fn=collate, num_workers=workers)
-    batch_size, shuffle, drop_last = (int(loader["batch_size_per_card"]), bool(loader.get("shuffle", False)),
+    batch_size, shuffle, drop_last = (loader["batch_size_per_card"], bool(loader.get("shuffle", False)),
                                       bool(loader.get("drop_last", False)))
     if mode == "Train" and num_replicas > 1:
         sampler = DistributedBatchSampler(len(dataset), batch_size, num_replicas, rank, shuffle, drop_last)
