@@ -308,3 +308,33 @@ def test_a_misspelled_op_is_named(shared_dir, tmp_path):
     assert "Eval.dataset.transforms: Unknown is not supported for rec by ptocr train; supported for rec: " \
            "CTCLabelEncode, DecodeImage, KeepKeys, MultiLabelEncode, RecAug, RecConAug, RecResizeImg" in message
 
+
+def test_resuming_past_epoch_num_is_refused_before_anything_is_written(shared_dir, tmp_path):
+    config = _rec_config(shared_dir, tmp_path)
+    config["Global"].update(epoch_num=2, eval_batch_step=[0, 100])
+    path = _write(config, tmp_path / "rec.yml")
+    _train(path)
+    out = tmp_path / "out"
+    written = {p.name: p.read_bytes() for p in out.iterdir()}
+    for epochs in (1, 2):  # the loop would run epochs 3 to 1 (or 2): none
+        message = _fails(path, f"Global.checkpoints={out / 'latest'}", f"Global.epoch_num={epochs}")
+        assert (f"the checkpoint is at epoch 2; Global.epoch_num {epochs} leaves nothing to train "
+                "(give epoch_num > 2)") in message
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == written  # config.yml, train.log as they were
+    _fails(path, f"Global.checkpoints={out / 'latest'}", "Global.epoch_num=1", f"Global.save_model_dir={tmp_path / 'b'}")
+    assert not (tmp_path / "b").exists()
+    log = _train(path, "-o", f"Global.checkpoints={out / 'latest'}", "Global.epoch_num=3")
+    assert "epochs 3 to 3" in log and "epoch: [3/3], global_step: 3," in log
+
+
+def test_no_batches_counts_the_unusable_label_lines_and_writes_nothing(shared_dir, tmp_path):
+    config = _write(_rec_config(shared_dir, tmp_path), tmp_path / "rec.yml")
+    label = tmp_path / "two.txt"  # the second text is over max_text_length: redrawn if drawn, no sample
+    label.write_text(f"en2/word_10.png\tPAIN\nen2/word_19.png\t{'SLOW' * 10}\n", encoding="utf-8")
+    message = _fails(config, f"Train.dataset.label_file_list=[{label}]")
+    assert "no batches in the train data: 2 label lines (1 unusable), batch_size_per_card 4 with drop_last" in message
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "out").mkdir()  # a folder already there is kept, without a train.log
+    assert "no batches in the train data: 4 samples, batch_size_per_card 8 with drop_last" in _fails(
+        config, f"Train.dataset.label_file_list=[{tmp_path / 'train.txt'}]", "Train.loader.batch_size_per_card=8")
+    assert list((tmp_path / "out").iterdir()) == []

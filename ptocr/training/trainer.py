@@ -92,25 +92,60 @@ def _log_ranks(value) -> set[int]:
         raise PtocrError(f"Global.log_ranks {value!r}: the ranks that log, e.g. \"0\" or \"0,1\"") from None
 
 
+class TrainLog(logging.Handler):
+    """``save_model_dir/train.log``, opened by :meth:`start` when training begins (its folder made
+    then): a run refused before that (a bad config, data or checkpoint) leaves no log and no folder
+    behind. What was logged before ``start`` is held and written first, with its own times."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path, self.held, self.file = path, [], None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.file is None:  # its message fixed now: its arguments may change before it is written
+            record.msg, record.args = record.getMessage(), None
+            self.held.append(record)
+        else:
+            self.file.handle(record)
+
+    def start(self) -> None:
+        if self.file is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = logging.FileHandler(self.path, encoding="utf-8")
+        self.file.setFormatter(self.formatter)
+        for record in self.held:
+            self.file.handle(record)
+        self.held.clear()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.held.clear()
+        super().close()
+
+
 @contextmanager
 def _log_to(save_model_dir: Path | None, world: World = World(), log_ranks="0"):
     """The ``ptocr.training`` logger to stdout and ``save_model_dir/train.log`` (None: stdout only) for
-    the run. As PaddleOCR's get_logger: only rank 0 writes train.log; the ranks of ``log_ranks`` log
-    at INFO, the others only errors."""
+    the run; yields the :class:`TrainLog` (None without one), which writes once started. As
+    PaddleOCR's get_logger: only rank 0 writes train.log; the ranks of ``log_ranks`` log at INFO,
+    the others only errors."""
     run_level = logging.INFO if world.rank in _log_ranks(log_ranks) else logging.ERROR  # raises before any handler
     fmt = logging.Formatter("[%(asctime)s] ptocr %(levelname)s: %(message)s", "%Y/%m/%d %H:%M:%S")
     level, propagate = log.level, log.propagate
-    handlers = []
+    handlers, train_log = [], None
     try:
         handlers.append(logging.StreamHandler(sys.stdout))
         if world.main and save_model_dir is not None:
-            handlers.append(logging.FileHandler(save_model_dir / "train.log", encoding="utf-8"))
+            train_log = TrainLog(save_model_dir / "train.log")
+            handlers.append(train_log)
         for h in handlers:
             h.setFormatter(fmt)
             log.addHandler(h)
         log.setLevel(run_level)
         log.propagate = False
-        yield
+        yield train_log
     finally:
         for h in handlers:
             log.removeHandler(h)
@@ -181,8 +216,11 @@ class Trainer:
         train_set = build_dataset(config["Train"], "Train", settings)
         train_loader = build_loader(config["Train"], "Train", train_set, settings.seed, world.size, world.rank)
         if len(train_loader) == 0:
-            raise PtocrError(f"no batches in the train data: {len(train_set)} samples, batch_size_per_card "
-                             f"{config['Train'].get('loader', {}).get('batch_size_per_card')} with drop_last")
+            unusable = len(getattr(train_set, "invalid", ()))  # label lines redrawn when drawn
+            count = f"{len(train_set)} label lines ({unusable} unusable)" if unusable else f"{len(train_set)} samples"
+            share = f" over {world.size} processes" if world.size > 1 else ""
+            raise PtocrError(f"no batches in the train data: {count}, batch_size_per_card "
+                             f"{config['Train'].get('loader', {}).get('batch_size_per_card')} with drop_last{share}")
         eval_loader = None
         if config.get("Eval") and world.main:  # rank 0 alone evaluates
             eval_loader = build_loader(config["Eval"], "Eval", build_dataset(config["Eval"], "Eval", settings))
@@ -196,6 +234,10 @@ class Trainer:
             raise PtocrError(f"Global.checkpoints {glob['checkpoints']}: a {resume_state[0].get('architecture')} "
                              f"checkpoint, the config's Architecture is {arch.name}")
         net = build_model(arch, glob, num_classes, dictionary)
+        if resume_state is not None and int(resume_state[0]["epoch"]) >= int(glob["epoch_num"]):
+            done = int(resume_state[0]["epoch"])  # the loop would run epochs done + 1 to epoch_num: none
+            raise PtocrError(f"Global.checkpoints {glob['checkpoints']}: the checkpoint is at epoch {done}; "
+                             f"Global.epoch_num {glob['epoch_num']} leaves nothing to train (give epoch_num > {done})")
         if arch.fix_nan:
             guard_nan(net)
         if isinstance(criterion, MultiLoss):
@@ -276,15 +318,19 @@ class Trainer:
         self.scorer(probs, {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}, metric)
         return metric.get_metric()
 
-    def run(self) -> dict:
+    def run(self, train_log: TrainLog | None = None) -> dict:
         """Train (the loop logs through the ``ptocr.training`` logger; :func:`train` sends it to
-        stdout and ``save_model_dir/train.log``)."""
+        stdout and ``save_model_dir/train.log``, ``train_log``, started here). The checkpoint's
+        state is restored first: a refusal there writes nothing."""
         glob = self.config["Global"]
         save_dir = Path(glob["save_model_dir"])
+        start = self.resume()
         if self.world.main:
             save_dir.mkdir(parents=True, exist_ok=True)
+            if train_log is not None:
+                train_log.start()
             write_atomically(save_dir / "config.yml", yaml.safe_dump(self.config, sort_keys=False, allow_unicode=True))
-        return self._loop(glob, save_dir)
+        return self._loop(glob, save_dir, start)
 
     def _eval_schedule(self, glob: dict) -> tuple[int, int]:
         step = glob["eval_batch_step"]
@@ -321,9 +367,9 @@ class Trainer:
             self.save("best_accuracy", epoch, global_step, best)
         log.info("best metric, %s", ", ".join(f"{k}: {v}" for k, v in best.items()))
 
-    def _loop(self, glob: dict, save_dir: Path) -> dict:
+    def _loop(self, glob: dict, save_dir: Path, start: tuple[int, int, dict]) -> dict:
         epochs, print_step = int(glob["epoch_num"]), int(glob["print_batch_step"])
-        start_epoch, global_step, best = self.resume()
+        start_epoch, global_step, best = start
         best = {self.metric.main_indicator: 0, **best}
         start_eval, every = self._eval_schedule(glob)
         stats = TrainingStats(int(glob["log_smooth_window"]))
@@ -381,10 +427,10 @@ def train(config, overrides=()) -> dict:
     config = read_config(config, overrides)
     glob, world = config["Global"], current_world()
     save_dir = Path(glob.get("save_model_dir") or GLOBAL_DEFAULTS["save_model_dir"])
-    if world.main:
-        save_dir.mkdir(parents=True, exist_ok=True)
-    with _log_to(save_dir, world, glob.get("log_ranks") or "0"), process_group(world, bool(glob.get("use_gpu"))):
-        return Trainer._build(config).run()
+    # save_dir and its train.log are made when training starts (Trainer.run), not for a refused run.
+    with _log_to(save_dir, world, glob.get("log_ranks") or "0") as train_log, \
+            process_group(world, bool(glob.get("use_gpu"))):
+        return Trainer._build(config).run(train_log)
 
 
 
