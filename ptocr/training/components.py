@@ -29,7 +29,7 @@ from ptocr.training.loaders import construct
 from ptocr.training.losses import ClsLoss, CTCLoss, DBLoss
 from ptocr.training.metrics import ClsMetric, DetMetric, RecMetric
 from ptocr.training.multihead import MultiHeadTraining, MultiLoss, gtc_settings
-from ptocr.training.train_state import checkpoint_files
+from ptocr.training.train_state import model_file as checkpoint_model
 
 __all__ = ["LOSSES", "POSTPROCESS", "METRICS", "GLOBAL_DEFAULTS", "build_loss", "build_dictionary",
            "build_postprocess", "build_metric", "build_model", "wrap_multihead", "guard_nan", "select_device",
@@ -166,7 +166,7 @@ def build_model(arch: ConfigArchitecture, glob: dict, num_classes: int | None, d
     refused, as a checkpoint's always is, rather than started fresh."""
     resume = glob.get("checkpoints")
     if resume:
-        model_file = checkpoint_files(resume)["model"]
+        model_file = checkpoint_model(resume)  # its newest complete set's (a save may have stopped midway)
         if not model_file.is_file():
             raise PtocrError(f"Global.checkpoints {resume}: {model_file} is missing")
         try:

@@ -10,7 +10,20 @@ A checkpoint ``<dir>/<prefix>`` (``latest``, ``best_accuracy``, ``iter_epoch_N``
 * ``<prefix>.states.json``: everything else: the optimizer's param groups and scalar state, the
   LR scheduler's state, ``epoch``, ``global_step``, the best metric (PaddleOCR's ``.states``), the
   python ``random`` state, and the sha256 of the ``.states.safetensors`` and of the model file it
-  belongs with. It is written last: a checkpoint is complete when it is there and both match.
+  belongs with: a set is complete where a JSON's two files are found with those sums.
+
+Saving over a checkpoint (``latest`` every epoch) replaces three files, which no single rename
+can; a kill between them must leave a set a resume and ``ptocr eval`` can use, never a model
+with another save's states. :func:`save_checkpoint` therefore writes the new set whole under the
+staged names ``<prefix>.next.*`` (the model with its ``.config.json`` / ``.dict.txt``, then the
+tensors, then the JSON, each written atomically), leaving the previous set untouched: the staged
+JSON appearing is the commit point. It then renames the staged files into place, the JSON last.
+A reader (:func:`committed`) takes the staged JSON's set where it is complete (its files found
+by sha256 under the staged or the final names: the renames may have stopped anywhere), else the
+final JSON's: a kill before the commit leaves the previous set, one after it the new set. The
+next save first finishes such renames (or removes an uncommitted staging) and so starts from a
+set under the final names. ``saved_best`` (eval's "metric in ckpt") and the model a resume or an
+evaluation loads (:func:`model_file`) come from that same set.
 """
 
 from __future__ import annotations
@@ -22,15 +35,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ptocr.atomic import give_output_permissions, temp_beside, write_atomically
-from ptocr.checkpoint import file_sha256
+from ptocr.checkpoint import META_KEY, file_sha256
 from ptocr.errors import PtocrError
 
-__all__ = ["checkpoint_files", "save_states", "load_states", "restore_rng", "saved_best"]
+__all__ = ["checkpoint_files", "save_checkpoint", "save_states", "committed", "load_states", "model_file",
+           "restore_rng", "saved_best"]
 
 FORMAT = "ptocr-train-states/1"
+STAGED = ".next"  # <prefix>.next.*: a save's new set before it is renamed into place
 
 
 def checkpoint_files(prefix: str | os.PathLike) -> dict[str, Path]:
@@ -40,6 +56,31 @@ def checkpoint_files(prefix: str | os.PathLike) -> dict[str, Path]:
         prefix = prefix[: -len(".safetensors")]
     return {"model": Path(prefix + ".safetensors"), "tensors": Path(prefix + ".states.safetensors"),
             "json": Path(prefix + ".states.json")}
+
+
+def _staged(prefix) -> dict[str, Path]:
+    """The staged names of checkpoint ``prefix``'s files (``<prefix>.next.*``)."""
+    return checkpoint_files(str(checkpoint_files(prefix)["model"])[: -len(".safetensors")] + STAGED)
+
+
+def _sidecars(model: Path) -> list[Path]:
+    """What ``ptocr.save_model`` writes beside a model file: ``<stem>.config.json``, ``<stem>.dict.txt``."""
+    return [model.with_name(model.stem + ".config.json"), model.with_name(model.stem + ".dict.txt")]
+
+
+def _has_dictionary(model: Path) -> bool:
+    """Whether a model file (``ptocr.save_model``'s) holds a dictionary, so has a ``.dict.txt``."""
+    with safe_open(str(model), "pt") as f:
+        meta = f.metadata() or {}
+    try:
+        return json.loads(meta.get(META_KEY, "{}")).get("dictionary") is not None
+    except (ValueError, AttributeError):
+        return False
+
+
+def _move(src: Path, dst: Path) -> None:
+    """One rename of a save (a step tests interrupt)."""
+    os.replace(src, dst)
 
 
 def _jsonable(value):
@@ -97,38 +138,138 @@ def save_states(prefix, optimizer: torch.optim.Optimizer, scheduler, info: dict,
     write_atomically(files["json"], json.dumps(record, indent=1) + "\n")
 
 
-def load_states(prefix) -> tuple[dict, dict]:
-    """(the JSON record, the tensors) of checkpoint ``prefix``, checked to belong together."""
-    files = checkpoint_files(prefix)
+def save_checkpoint(prefix, write_model, optimizer: torch.optim.Optimizer, scheduler, info: dict,
+                    extra: dict | None = None) -> None:
+    """Checkpoint ``prefix`` as a set (module docstring): ``write_model(path)`` writes the model
+    file (``ptocr.save_model``) at the staged name, :func:`save_states` the rest beside it, the
+    staged JSON last (the commit); then all are renamed into place, the JSON last. A failure
+    before the commit removes the staged files and leaves the previous set as it was."""
+    _settle(prefix)
+    staged = _staged(prefix)
+    try:
+        write_model(staged["model"])
+        save_states(str(staged["model"])[: -len(".safetensors")], optimizer, scheduler, info, extra,
+                    model=staged["model"])
+    except BaseException:
+        if not staged["json"].is_file():  # not committed: the previous set stays the checkpoint
+            _discard(staged)
+        raise
+    _settle(prefix)
+
+
+def _discard(staged: dict[str, Path]) -> None:
+    """An uncommitted staging's files (its JSON, if any, first)."""
+    for path in (staged["json"], staged["tensors"], staged["model"], *_sidecars(staged["model"])):
+        path.unlink(missing_ok=True)
+
+
+def _settle(prefix) -> None:
+    """Checkpoint ``prefix``'s files under the final names: a committed staged set renamed into
+    place (what a save interrupted after its commit left), an uncommitted one removed."""
+    files, staged = checkpoint_files(prefix), _staged(prefix)
+    found = _complete(staged["json"], files, staged, {}) if staged["json"].is_file() else None
+    if isinstance(found, tuple):
+        paths = found[1]
+        if paths["tensors"] == staged["tensors"]:
+            _move(staged["tensors"], files["tensors"])
+        if paths["model"] == staged["model"]:
+            for new, old in zip(_sidecars(staged["model"]), _sidecars(files["model"])):
+                if new.is_file():
+                    _move(new, old)
+            if not _has_dictionary(staged["model"]):  # over a recognizer's files: not this model's dictionary
+                _sidecars(files["model"])[1].unlink(missing_ok=True)
+            _move(staged["model"], files["model"])
+        _move(staged["json"], files["json"])
+    _discard(staged)
+
+
+def _read_record(path: Path) -> dict | str:
+    """The JSON record at ``path``, or why it is none."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return f"{path}: not readable JSON ({e})"
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        return f"{path}: not a ptocr train states file ({FORMAT})"
+    return record
+
+
+def _complete(json_path: Path, files: dict, staged: dict, sums: dict) -> tuple[dict, dict] | str:
+    """(record, its files) where the JSON at ``json_path`` and the two files it names (by sha256,
+    under the final or the staged names) are all there; else why not (``sums``: sha256 by path)."""
+    record = _read_record(json_path)
+    if isinstance(record, str):
+        return record
+    paths = {"json": json_path}
+    for key in ("tensors", "model"):
+        want = record.get(f"{key}_sha256")
+        if want is None and key == "model":  # a record without the model's sum: the final file's
+            if files["model"].is_file():
+                paths["model"] = files["model"]
+            continue
+        for path in (files[key], staged[key]):
+            if path.is_file():
+                if path not in sums:
+                    sums[path] = file_sha256(path)
+                if sums[path] == want:
+                    paths[key] = path
+                    break
+        if key not in paths:
+            if not files[key].is_file():
+                return f"{files[key]} is missing"
+            return f"{files[key]}: does not belong with {json_path.name} (an interrupted save?)"
+    if "model" not in paths:
+        return f"{files['model']} is missing"
+    return record, paths
+
+
+def committed(prefix) -> tuple[dict, dict[str, Path]]:
+    """(the JSON record, the paths of its ``model``, ``tensors`` and ``json``) of checkpoint
+    ``prefix``'s newest complete set (module docstring): the files a resume reads."""
+    files, staged, sums = checkpoint_files(prefix), _staged(prefix), {}
+    if staged["json"].is_file():
+        found = _complete(staged["json"], files, staged, sums)
+        if isinstance(found, tuple):
+            return found
     paddle = Path(str(files["model"])[: -len(".safetensors")] + ".pdparams")
     if not files["json"].is_file() and paddle.is_file():
         raise PtocrError(f"Global.checkpoints {prefix}: a PaddleOCR checkpoint ({paddle.name}); its optimizer state "
                          "(.states, .pdopt) is pickled and not read: give it as Global.pretrained_model")
     for key in ("model", "json", "tensors"):
-        if not files[key].is_file():
+        if not files[key].is_file() and not (key != "json" and staged[key].is_file()):
             raise PtocrError(f"Global.checkpoints {prefix}: {files[key]} is missing (a ptocr train checkpoint is "
                              f"{files['model'].name} with its .states.json and .states.safetensors)")
+    found = _complete(files["json"], files, staged, sums)
+    if isinstance(found, str):
+        raise PtocrError(found)
+    return found
+
+
+def load_states(prefix) -> tuple[dict, dict]:
+    """(the JSON record, the tensors) of checkpoint ``prefix``'s newest complete set, checked to
+    belong together (:func:`committed`)."""
+    record, paths = committed(prefix)
+    return record, load_file(str(paths["tensors"]))
+
+
+def model_file(prefix) -> Path:
+    """The model file of checkpoint ``prefix``: its newest complete set's, else (no states beside
+    it, or they do not fit) ``<prefix>.safetensors``: the model file alone is enough to evaluate."""
     try:
-        record = json.loads(files["json"].read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise PtocrError(f"{files['json']}: not readable JSON ({e})") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise PtocrError(f"{files['json']}: not a ptocr train states file ({FORMAT})")
-    for key in ("tensors", "model"):
-        want = record.get(f"{key}_sha256")
-        if (want is not None or key == "tensors") and file_sha256(files[key]) != want:
-            raise PtocrError(f"{files[key]}: does not belong with {files['json'].name} (an interrupted save?)")
-    return record, load_file(str(files["tensors"]))
+        return committed(prefix)[1]["model"]
+    except PtocrError:
+        return checkpoint_files(prefix)["model"]
 
 
 def saved_best(prefix) -> dict:
-    """The best metric recorded with checkpoint ``prefix`` (its ``.states.json``), {} without one:
-    what tools/eval.py prints as ``metric in ckpt``; the model file alone is enough to evaluate."""
+    """The best metric recorded with checkpoint ``prefix``'s newest complete set (the model
+    :func:`model_file` gives, checked by its sha256), {} without one: what tools/eval.py prints
+    as ``metric in ckpt``, never the metric of another save's model."""
     try:
-        record = json.loads(checkpoint_files(prefix)["json"].read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        record, _ = committed(prefix)
+    except PtocrError:
         return {}
-    return dict(record.get("best_model_dict") or {}) if isinstance(record, dict) else {}
+    return dict(record.get("best_model_dict") or {})
 
 
 def optimizer_state(record: dict, tensors: dict) -> dict:

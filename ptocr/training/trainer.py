@@ -56,8 +56,7 @@ from ptocr.training.loaders import DataSettings, build_dataset, build_loader
 from ptocr.training.metrics import RecMetric
 from ptocr.training.multihead import MultiHeadTraining, MultiLoss
 from ptocr.training.optimizer import create_optimizer
-from ptocr.training.train_state import checkpoint_files, load_states, optimizer_state, restore_rng, save_states, \
-    saved_best
+from ptocr.training.train_state import load_states, optimizer_state, restore_rng, save_checkpoint, saved_best
 
 __all__ = ["train", "Trainer", "evaluate_config"]
 
@@ -282,9 +281,13 @@ class Trainer:
         info = {"epoch": epoch, "global_step": global_step, "best_model_dict": best,
                 "architecture": self.arch.name}
         branch = {f"branch.{k}": v for k, v in self.net.branch.state_dict().items()} if self.multihead else {}
-        model = save_model(self.recognizer, checkpoint_files(path)["model"], dictionary=self.dictionary, force=True,
-                           use_space_char=None if self.dictionary is None else self.dictionary.use_space_char)
-        save_states(path, self.recipe.optimizer, self.recipe.scheduler, info, branch, model=model)
+
+        def write_model(dst: Path) -> None:
+            save_model(self.recognizer, dst, dictionary=self.dictionary, force=True,
+                       use_space_char=None if self.dictionary is None else self.dictionary.use_space_char)
+
+        # The model and its states as one set: a kill mid-save leaves the previous set or this one.
+        save_checkpoint(path, write_model, self.recipe.optimizer, self.recipe.scheduler, info, branch)
         log.info("save model in %s", path)
 
     def resume(self) -> tuple[int, int, dict]:
