@@ -207,7 +207,7 @@ def _complete(json_path: Path, files: dict, staged: dict, sums: dict) -> tuple[d
             if files["model"].is_file():
                 paths["model"] = files["model"]
             continue
-        for path in (files[key], staged[key]):
+        for path in (staged[key], files[key]) if json_path == staged["json"] else (files[key], staged[key]):
             if path.is_file():
                 if path not in sums:
                     sums[path] = file_sha256(path)
