@@ -462,7 +462,7 @@ def write_transformers_folder(state: dict, config: dict, classes: list[str] | No
 
     from converter.errors import ConversionError
     from converter.tables.transformers_layout import layout_for_architecture
-    from ptocr.atomic import give_output_permissions, temp_folder_beside
+    from ptocr.atomic import give_output_permissions, replace_folder, temp_folder_beside
 
     dst = Path(dst)
     arch = config["architecture"]
@@ -496,9 +496,7 @@ def write_transformers_folder(state: dict, config: dict, classes: list[str] | No
                 "ForTextRecognition", "ImageProcessor"), "character_list": list(classes)}
             (tmp / "preprocessor_config.json").write_text(json.dumps(processor, ensure_ascii=False, indent=2) + "\n",
                                                           encoding="utf-8")
-        if dst.exists():
-            shutil.rmtree(dst)
-        tmp.rename(dst)
+        replace_folder(tmp, dst)  # an existing dst (force) is renamed away, not removed first
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
 from ptocr.errors import PtocrError, first_line
 
 __all__ = ["temp_beside", "temp_folder_beside", "give_output_permissions", "write_atomically", "nearest_existing",
-           "failure_reason", "OutputError", "OutputFormatError", "output_path", "blocked_output",
+           "failure_reason", "replace_folder", "OutputError", "OutputFormatError", "output_path", "blocked_output",
            "write_outputs"]
 
 
@@ -56,6 +57,28 @@ def temp_folder_beside(path: str | os.PathLike) -> Path:
     return Path(name)
 
 
+def replace_folder(staged: str | os.PathLike, final: str | os.PathLike) -> Path:
+    """The folder ``staged`` renamed to ``final``. An existing ``final`` is first renamed away
+    (``.NAME.old-PID`` beside it, a leftover of that name removed), put back if the rename of
+    ``staged`` fails, and removed once ``staged`` is in place: ``final`` is missing only between
+    two renames."""
+    staged, final = Path(staged), Path(final)
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    try:
+        os.replace(staged, final)
+    except BaseException:
+        if old is not None:
+            os.replace(old, final)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
 def write_atomically(path: str | os.PathLike, data: bytes | str) -> None:
     """``data`` (text as UTF-8) into ``path``: the whole of it, or on any failure ``path`` as it was."""
     tmp = temp_beside(path)
@@ -90,16 +113,20 @@ class OutputError(PtocrError, OSError):
     that takes no files, a full disk): the message names the output and why. Also an OSError,
     with the reason as ``strerror``, so code that caught the OS's own error still catches it."""
 
-    def __init__(self, path, reason: str):
+    def __init__(self, path, reason: str, errno: int | None = None):
         self.path, self.reason = path, reason
         shown = os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(path)
         if not isinstance(shown, str) or not shown.isprintable():  # bytes, a NUL, a newline: one line
             shown = repr(shown)
         super().__init__(f"cannot write {shown}: {reason}")
         self.strerror = reason
+        self.errno = errno  # the OS's (ENOSPC for a full disk), for callers that test it
+
+    def __str__(self) -> str:  # the message, not OSError's "[Errno N] strerror" once errno is set
+        return self.args[0]
 
     def __reduce__(self):
-        return type(self), (self.path, self.reason)
+        return type(self), (self.path, self.reason, self.errno)
 
 
 class OutputFormatError(OutputError, ValueError):
@@ -129,8 +156,9 @@ def blocked_output(path: str | os.PathLike) -> str | None:
 
 def write_outputs(outputs: list[tuple[str | os.PathLike, bytes]]) -> None:
     """Each ``(path, data)``: the folders made, ``data`` written whole to a temporary file beside
-    ``path``, then all renamed into place. On a failure nothing new is left (an existing output
-    stays as it was) and OutputError names the output and the reason."""
+    ``path``, then all renamed into place. A failure before the renames leaves no new file (an
+    existing output stays as it was); a rename that fails after another succeeded leaves that one
+    new (each file whole). OutputError names the output and the reason, with the OS's errno."""
     paths = [Path(path) for path, _ in outputs]
     for path in paths:
         why = blocked_output(path)
@@ -147,22 +175,22 @@ def write_outputs(outputs: list[tuple[str | os.PathLike, bytes]]) -> None:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 folder = os.fsdecode(e.filename) if e.filename is not None else path.parent
-                raise OutputError(path, f"cannot make the folder {folder}: {failure_reason(e)}") from None
+                raise OutputError(path, f"cannot make the folder {folder}: {failure_reason(e)}", e.errno) from e
             try:
                 staged.append((temp_beside(path), path))
             except OSError as e:
-                raise OutputError(path, f"cannot create a file in {path.parent}: {failure_reason(e)}") from None
+                raise OutputError(path, f"cannot create a file in {path.parent}: {failure_reason(e)}", e.errno) from e
             try:
                 with open(staged[-1][0], "wb") as f:
                     f.write(data)
             except OSError as e:
-                raise OutputError(path, failure_reason(e)) from None
+                raise OutputError(path, failure_reason(e), e.errno) from e
         for tmp, path in staged:
             try:
                 os.replace(tmp, path)
             except OSError as e:
                 why = blocked_output(path) or failure_reason(e)
-                raise OutputError(path, why) from None
+                raise OutputError(path, why, e.errno) from e
     finally:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)

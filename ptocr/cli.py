@@ -17,17 +17,20 @@ from collections.abc import Callable, Iterator
 from typing import NoReturn
 
 import click
+from safetensors import SafetensorError
 
 from ptocr import allocator, bulk_cli, reading_record
 from ptocr.api import load
 from ptocr.architectures import TASKS
 from ptocr.demo_inputs import demo_inputs, network_input_size
 from ptocr.errors import ImageError, PtocrError, first_line
-from ptocr.export import FORMATS, SUFFIXES, TRANSFORMERS, check_export, example_input, export_transformers
+from ptocr.export import (FORMATS, OPSET, SUFFIXES, TRANSFORMERS, CheckerMissing, check_export, example_input,
+                          export_transformers)
 from ptocr.export import export as do_export
 from ptocr.jsonl_results import encode
+from ptocr.loading import is_name
 from ptocr.manifest import READY, list_models, load_manifest
-from ptocr.atomic import nearest_existing, temp_beside, temp_folder_beside, write_atomically
+from ptocr.atomic import failure_reason, nearest_existing, replace_folder, temp_beside, temp_folder_beside, write_atomically
 from ptocr.bundles import build_pipeline
 from ptocr.pdf import is_paged, parse_pages
 from ptocr.pipeline import OCR
@@ -493,7 +496,7 @@ def eval_cmd(config, overrides, more):
 @click.option("--input-shape", default=None, metavar="NxCxHxW",
               help="With --static: the one input shape it takes, e.g. 6x3x48x192 (default: one image "
                    "of the model's input size; det 640 x 640).")
-@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
+@click.option("--opset", type=int, default=None, help=f"ONNX opset [default: {OPSET}].")
 @click.option("--force", is_flag=True, help="Replace DST if it exists (only once the new export has passed its check).")
 def export(model, dst, fmt, dynamic, input_shape, opset, force):
     """Export MODEL (a name, .safetensors or Paddle folder) to DST and check it against PyTorch.
@@ -511,11 +514,11 @@ def export(model, dst, fmt, dynamic, input_shape, opset, force):
     _check_export_target(model, dst, fmt, force)  # before the model loads
     if fmt == TRANSFORMERS:
         given = [flag for flag, changed in (("--static", not dynamic), ("--input-shape", input_shape is not None),
-                                            ("--opset", opset != 17)) if changed]
+                                            ("--opset", opset is not None)) if changed]
         if given:
             _fail(f"{', '.join(given)}: a transformers checkpoint holds weights, not a traced graph; drop them")
         return _export_transformers(model, dst)
-    if fmt == "onnx":
+    if fmt == "onnx" and opset is not None:
         low, high = _onnx_opsets()
         if not low <= opset <= high:
             _fail(f"--opset {opset}: the ONNX exporter writes opsets {low} to {high}")
@@ -525,13 +528,14 @@ def export(model, dst, fmt, dynamic, input_shape, opset, force):
         shape = _shape(input_shape) if input_shape else None
         try:
             staged = temp_beside(dst, suffix=Path(dst).suffix)  # the exporters go by the name's ending
-            do_export(predictor.model, predictor.config, staged, fmt, dynamic=dynamic, opset=opset, input_shape=shape)
+            do_export(predictor.model, predictor.config, staged, fmt, dynamic=dynamic,
+                      opset=OPSET if opset is None else opset, input_shape=shape)
         except OSError as e:
             _os_fail(e, dst)
         static_shape = None if dynamic else shape or tuple(example_input(predictor.config).shape)
         xs = demo_inputs(predictor.config, static_shape)
-        worst = check_export(staged, fmt, predictor.model, xs)
-        fused = _onednn_graph_check(staged, predictor.model, xs) if fmt == "torchscript" and not dynamic else None
+        worst = check_export(staged, fmt, predictor.model, xs, name=dst)
+        fused = _onednn_graph_check(staged, dst, predictor.model, xs) if fmt == "torchscript" and not dynamic else None
         shapes = ", ".join(sorted({"x".join(map(str, x.shape)) for x in xs}))
         click.echo(f"{dst}: {fmt}, max |delta| vs PyTorch {worst:.2e} on {len(xs)} inputs from the demo scene "
                    f"({shapes})")
@@ -542,7 +546,10 @@ def export(model, dst, fmt, dynamic, input_shape, opset, force):
             worst = max(worst, fused)
         if worst > _EXPORT_TOLERANCE:
             _mismatch(dst)
-        os.replace(staged, dst)
+        try:
+            os.replace(staged, dst)
+        except OSError as e:
+            _os_fail(e, dst)
     except PtocrError as e:
         _fail(str(e))
     except OSError as e:
@@ -559,7 +566,7 @@ _EXPORT_TOLERANCE = 1e-4
 def _check_export_target(model: str, dst: str, fmt: str, force: bool) -> None:
     """What ``export`` can tell before loading the model: a pipeline is not one model, DST's folder
     takes files, an existing DST needs --force (a transformers checkpoint is a folder, others a file)."""
-    if model in load_manifest().bundles:
+    if is_name(model) and model in load_manifest().bundles:
         _fail(f"{model} is a pipeline; export its parts (det, rec, cls) one by one (`ptocr info {model}` names them)")
     path = Path(dst)
     if fmt == "aoti" and path.suffix != SUFFIXES["aoti"]:
@@ -570,6 +577,9 @@ def _check_export_target(model: str, dst: str, fmt: str, force: bool) -> None:
                   + ("a transformers checkpoint is a folder" if fmt == TRANSFORMERS else "give the file to write"))
         if not force:
             _fail(f"{dst} already exists; pass --force to replace it")
+        if path.is_dir() and any(path.iterdir()) and not (path / "config.json").is_file():
+            _fail(f"{dst} is a folder that holds no transformers checkpoint (config.json); --force replaces "
+                  "only a checkpoint folder")  # not a folder of someone's other files
     _check_output_file(dst, "DST")
 
 
@@ -584,22 +594,28 @@ def _export_transformers(model: str, dst: str) -> None:
     staged = None
     try:
         predictor = load(model, optimize=False)
-        staged = temp_folder_beside(dst)  # export_transformers replaces it (force) with the checkpoint
-        export_transformers(predictor.model, predictor.config, getattr(predictor, "dictionary", None), staged,
-                            force=True)
+        try:
+            staged = temp_folder_beside(dst)  # export_transformers replaces it (force) with the checkpoint
+            export_transformers(predictor.model, predictor.config, getattr(predictor, "dictionary", None), staged,
+                                force=True)
+        except (OSError, SafetensorError) as e:  # SafetensorError: save_file's own I/O errors (a full disk)
+            _os_fail(e if isinstance(e, OSError) else OSError(failure_reason(e)), dst)
         xs = demo_inputs(predictor.config, None)
         if predictor.config["task"] == "unwarp":  # transformers' UVDocModel takes pages already resampled
             xs = [x for x in xs if tuple(x.shape[2:]) == network_input_size(predictor.config)]
         try:
-            worst = check_export(staged, TRANSFORMERS, predictor.model, xs)
+            worst = check_export(staged, TRANSFORMERS, predictor.model, xs, name=dst)
             click.echo(f"{dst}: transformers checkpoint, max |delta| vs PyTorch {worst:.2e} on {len(xs)} inputs "
                        "from the demo scene (transformers' own classes)")
-        except PtocrError as e:  # transformers is not installed, say: written, with the reason it is unchecked
+        except CheckerMissing as e:  # written, saying why it is unchecked; any other failure: not written
             worst = 0.0
             click.echo(f"{dst}: transformers checkpoint written, not checked ({e})")
         if worst > _EXPORT_TOLERANCE:
             _mismatch(dst)
-        _replace_folder(staged, Path(dst))
+        try:
+            replace_folder(staged, dst)
+        except OSError as e:
+            _os_fail(e, dst)
     except PtocrError as e:
         _fail(str(e))
     except OSError as e:
@@ -609,22 +625,13 @@ def _export_transformers(model: str, dst: str) -> None:
             shutil.rmtree(staged, ignore_errors=True)
 
 
-def _replace_folder(staged: Path, dst: Path) -> None:
-    """``staged`` renamed to ``dst``; an existing ``dst`` (--force) moved aside first, then removed."""
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.rename(dst, old)
-    os.rename(staged, dst)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
-def _onednn_graph_check(path, model, xs) -> float | str:
+def _onednn_graph_check(path, name: str, model, xs) -> float | str:
     """A static TorchScript export through PyTorch's oneDNN Graph fuser: its max |delta| vs
     PyTorch, or the fuser's error (it refuses some models)."""
     try:
-        return check_export(path, "torchscript", model, xs, onednn_graph=True)
+        return check_export(path, "torchscript", model, xs, onednn_graph=True, name=name)
     except RuntimeError as e:
         return f"{type(e).__name__}: {first_line(e)[:120]}"
 

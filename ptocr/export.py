@@ -52,6 +52,11 @@ SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "aoti": ".pt2"}  # aoti: requ
 OPSET = 17
 # What the export is traced with; other sizes must give the same results (check_export).
 _EXAMPLE_HW = {"det": (640, 640), "unwarp": (640, 480)}
+
+
+class CheckerMissing(PtocrError):
+    """The runtime that runs an export of this format for its check is not installed."""
+
 # Axes free under ``dynamic``: batch always, then the task's spatial axes.
 _DYNAMIC_AXES = {"det": (0, 2, 3), "rec": (0, 3), "cls": (0,), "unwarp": (0, 2, 3)}
 
@@ -193,7 +198,7 @@ def run_exported(path: str | os.PathLike, fmt: str, inputs: Sequence[np.ndarray]
         try:
             import onnxruntime as ort
         except ImportError:
-            raise PtocrError("checking an ONNX export needs onnxruntime: pip install 'ptocr[export]'") from None
+            raise CheckerMissing("checking an ONNX export needs onnxruntime: pip install 'ptocr[export]'") from None
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -229,7 +234,7 @@ def load_transformers_export(path: str | os.PathLike) -> torch.nn.Module:
     try:
         import transformers
     except ImportError:
-        raise PtocrError("checking a transformers export needs transformers: pip install transformers") from None
+        raise CheckerMissing("checking a transformers export needs transformers: pip install transformers") from None
     import json
 
     name = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))["architectures"][0]
@@ -244,11 +249,14 @@ def _run_transformers(path, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
 
 
 def check_export(path: str | os.PathLike, fmt: str, model: torch.nn.Module,
-                 inputs: Sequence[np.ndarray], onednn_graph: bool = False) -> float:
+                 inputs: Sequence[np.ndarray], onednn_graph: bool = False, name: str | None = None) -> float:
     """Max |delta| between the exported model and PyTorch on ``inputs``; an export that cannot run
-    one of them (a shape it was not made for) is a PtocrError naming the shapes. With
+    one of them (a shape it was not made for) is a PtocrError naming the shapes, and the export as
+    ``name`` (default ``path``: ``ptocr export`` checks a staged file it names DST). With
     ``onednn_graph``, the fuser refusing the model stays its RuntimeError: the export itself is
-    fine (``ptocr export`` says so and keeps it)."""
+    fine (``ptocr export`` says so and keeps it). The runtime that checks ``fmt`` not installed:
+    ``CheckerMissing``."""
+    name = os.fspath(path) if name is None else name
     try:
         got = run_exported(path, fmt, inputs, onednn_graph=onednn_graph)
     except PtocrError:
@@ -257,14 +265,14 @@ def check_export(path: str | os.PathLike, fmt: str, model: torch.nn.Module,
         if onednn_graph and isinstance(e, RuntimeError):
             raise  # the fuser refusing the model (the plain export ran): for the caller to report
         shapes = ", ".join(sorted({"x".join(map(str, x.shape)) for x in inputs}))
-        raise PtocrError(f"{path}: the {fmt} export does not run on inputs of shape {shapes} "
+        raise PtocrError(f"{name}: the {fmt} export does not run on inputs of shape {shapes} "
                          f"({type(e).__name__}: {str(e)[:500]})") from e
     with torch.inference_mode():
         want = [model(torch.from_numpy(x)).numpy() for x in inputs]
     worst = 0.0
     for g, w in zip(got, want):
         if g.shape != w.shape:
-            raise PtocrError(f"exported model gives shape {g.shape}, PyTorch {w.shape}")
+            raise PtocrError(f"{name}: the {fmt} export gives shape {g.shape}, PyTorch {w.shape}")
         # NaN on one side only is a mismatch (max() would pass over it); equal values, infinities
         # and NaNs included, are none.
         same = (g == w) | (np.isnan(g) & np.isnan(w))

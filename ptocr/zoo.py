@@ -44,7 +44,7 @@ except ImportError:  # Windows
     fcntl = None
 
 from ptocr import origins
-from ptocr.atomic import failure_reason
+from ptocr.atomic import failure_reason, replace_folder
 from ptocr.checkpoint import file_sha256
 from ptocr.conversion import convert_once
 from ptocr.errors import ModelFileError, PtocrError, first_line
@@ -257,16 +257,9 @@ def _same_file(fd: int, path: Path) -> bool:
 
 
 def _install(staged: Path, final: Path) -> Path:
-    """Move the staged folder to ``final``, replacing an unusable one (renamed away first)."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(staged, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
+    """Move the staged folder to ``final``, replacing an unusable one (renamed away first, as
+    ``.NAME.old-PID``: what ``_fetch_and_convert`` clears when a killed process left one)."""
+    return replace_folder(staged, final)
 
 
 def _hf_cached(hub: dict, cache: Path) -> str | None:

@@ -67,6 +67,8 @@ def test_static_aoti_export_is_fixed_to_its_batch(shared_dir, tmp_path):
     # the check names the problem instead of the runtime's traceback (ptocr export exits 2 with it)
     with pytest.raises(PtocrError, match=r"does not run on inputs of shape 3x3x48x192 \(RuntimeError"):
         check_export(path, "aoti", conv.model, [batch[:3]])
+    with pytest.raises(PtocrError, match=r"^cls6-as-named.pt2: the aoti export does not run"):  # ptocr export: DST
+        check_export(path, "aoti", conv.model, [batch[:3]], name="cls6-as-named.pt2")
     with pytest.raises(PtocrError, match="static"):
         export(conv.model, conv.config, tmp_path / "dyn.pt2", "aoti", input_shape=batch.shape)
 
@@ -224,3 +226,38 @@ def test_cli_export_refuses_before_loading(tmp_path):
     res = run("ch_PP-OCRv4_rec", tmp_path / "file", "--format", "transformers", "--force")
     assert res.exit_code == 2 and "is a file; a transformers checkpoint is a folder" in res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_cli_transformers_export_replaces_dst_only_once_checked(shared_dir, tmp_path, monkeypatch):
+    # Any check failure but a missing transformers package was taken for "written, not checked".
+    from click.testing import CliRunner
+
+    import ptocr.cli as cli
+    from ptocr.export import CheckerMissing
+
+    src = str(shared_dir / "paddle_models" / "PP-OCRv5_mobile_rec_infer")
+    dst = tmp_path / "tf"
+    dst.mkdir()
+    (dst / "config.json").write_text("{}")  # a checkpoint folder --force may replace
+
+    def fails(*a, **k):
+        raise PtocrError(f"{k['name']}: the transformers export gives shape (1,), PyTorch (2,)")
+
+    monkeypatch.setattr(cli, "check_export", fails)
+    res = CliRunner().invoke(cli.main, ["export", src, str(dst), "--format", "transformers", "--force"])
+    assert res.exit_code == 2 and f"{dst}: the transformers export gives shape" in res.output, res.output
+    assert [p.name for p in dst.iterdir()] == ["config.json"] and sorted(tmp_path.iterdir()) == [dst]
+
+    def missing(*a, **k):
+        raise CheckerMissing("checking a transformers export needs transformers: pip install transformers")
+
+    monkeypatch.setattr(cli, "check_export", missing)
+    res = CliRunner().invoke(cli.main, ["export", src, str(dst), "--format", "transformers", "--force"])
+    assert res.exit_code == 0 and "written, not checked (checking a transformers export needs" in res.output
+    assert (dst / "model.safetensors").is_file() and sorted(tmp_path.iterdir()) == [dst]
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("x")
+    res = CliRunner().invoke(cli.main, ["export", src, str(other), "--format", "transformers", "--force"])
+    assert res.exit_code == 2 and "holds no transformers checkpoint" in res.output
+    assert [p.name for p in other.iterdir()] == ["mine.txt"]
