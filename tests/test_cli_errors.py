@@ -162,13 +162,14 @@ def test_vis_unwritable_is_a_clean_error(image, tmp_path, monkeypatch):
     monkeypatch.setattr(ptocr_cli, "_build_ocr", _fake_pipeline)
     monkeypatch.setattr(OCRResult, "visualize", lambda self, font=None: __import__("numpy").zeros((4, 4, 3), "uint8"))
 
-    def denied(outputs):
-        raise PermissionError(errno.EACCES, "Permission denied", str(outputs[0][0]))
+    def denied(path, suffix=".tmp"):  # the folder takes no new file (as a read-only one; root ignores modes)
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(ptocr.result, "write_outputs", denied)
+    monkeypatch.setattr(ptocr.atomic, "temp_beside", denied)
     run = CliRunner().invoke(ptocr_cli.main, ["ocr", image, "--vis", str(tmp_path / "vis")])
     _clean(run)
-    assert f"cannot write {tmp_path / 'vis' / 'scene.png'}: Permission denied" in run.stderr
+    assert (f"cannot write {tmp_path / 'vis' / 'scene.png'}: cannot create a file in {tmp_path / 'vis'}: "
+            "Permission denied") in run.stderr
 
 
 # ptocr info

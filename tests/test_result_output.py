@@ -203,7 +203,7 @@ def test_a_failed_write_leaves_the_existing_output_whole(res, result2, tmp_path,
     call = {"json": lambda: res.save_to_json(tmp_path), "img": lambda: res.save_to_img(tmp_path),
             "all": lambda: res.save_all(tmp_path), "vis": lambda: result2.save_visualization(tmp_path / "v.png")}[kind]
     monkeypatch.setattr(atomic, "open", _DiskFull(open), raising=False)
-    _refused(call, OutputError, f"cannot write {targets[0]}: No space left on device")
+    assert _refused(call, OutputError, f"cannot write {targets[0]}: No space left on device").errno == errno.ENOSPC
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(t.name for t in targets)
     for target in targets:
