@@ -175,6 +175,7 @@ def draw_ocr(image: np.ndarray, lines: Sequence, font: str | os.PathLike | None 
     return np.ascontiguousarray(np.hstack([left, panel])).reshape(h, 2 * w, 3)
 
 
+@functools.lru_cache(maxsize=16)  # a font that loaded once is not opened again for every image
 def _check_font(path: str) -> None:
     """FontError where Pillow cannot load the font file ``path``."""
     from PIL import ImageFont
@@ -195,7 +196,7 @@ def _write_texts(panel: np.ndarray, boxes, texts, font) -> np.ndarray:
         warnings.warn("Pillow is not installed: the visualization shows boxes without text", stacklevel=3)
         return panel
     preferred = os.fspath(font) if font is not None else find_cjk_font()
-    if preferred is not None:
+    if preferred is not None and len(texts):  # a page without text draws no letters
         _check_font(preferred)
     lacking = set()
 
