@@ -45,7 +45,7 @@ except ImportError:  # Windows
 
 from ptocr import origins
 from ptocr.atomic import failure_reason, replace_folder
-from ptocr.checkpoint import file_sha256
+from ptocr.checkpoint import file_sha256, read_converted
 from ptocr.conversion import convert_once
 from ptocr.errors import ModelFileError, PtocrError, first_line
 from ptocr.manifest import Manifest, ModelEntry, load_manifest
@@ -203,6 +203,7 @@ def _from_origin(entry: ModelEntry, origin: origins.Origin, zoo: Path, progress:
             out = stage / entry.name
             out.mkdir()
             weights = convert_once(fetched.folder, out / WEIGHTS, arch=entry.name)
+            _check_converted_is(entry, weights, fetched.origin)
             sha = file_sha256(weights)
             origins.write_record(out, entry, fetched, sha)
             final = _install(out, zoo / entry.name)
@@ -254,6 +255,16 @@ def _same_file(fd: int, path: Path) -> bool:
     except FileNotFoundError:
         return False
     return (st.st_dev, st.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
+
+
+def _check_converted_is(entry: ModelEntry, weights: Path, origin) -> None:
+    """``OriginError`` where the conversion of what ``origin`` gave is not ``entry``'s model: the
+    converter names the model whose pinned weights it recognised (``model_name``), which for a
+    name that is also an architecture's (ch_ppocr_mobile_v2.0_rec) ``arch=`` does not decide."""
+    made = read_converted(weights).config.get("model_name")
+    if made != entry.name:
+        raise origins.OriginError(f"{origin.describe()}: its files convert to {made or 'a model not in the zoo'}, "
+                                  f"not {entry.name}: refused and deleted (another model's release)")
 
 
 def _install(staged: Path, final: Path) -> Path:

@@ -216,6 +216,23 @@ def test_a_full_disk_while_converting_into_the_zoo_is_reported_with_the_places_t
     assert list((env / "zoo").iterdir()) == []  # the staging folder is gone too
 
 
+def test_another_models_release_at_a_name_that_is_also_an_architecture_is_refused(env, shared_dir, tmp_path,
+                                                                                   monkeypatch):
+    # ch_ppocr_mobile_v2.0_rec (no pin) names an architecture too, so arch= did not claim it: the
+    # Korean recognizer's files served at its URL were stored as the Chinese model (3689 classes).
+    name = "ch_ppocr_mobile_v2.0_rec"
+    source = load_manifest().model_entry(name).source
+    folder = tmp_path / source["folder"]
+    shutil.copytree(shared_dir / "paddle_models" / "korean_mobile_v2.0_rec_infer", folder)
+    root = tmp_path / "wrong_mirror"
+    official_archive(folder, mirror_path(root, source["url"]))
+    with serve_folder(root) as mirror:
+        monkeypatch.setenv("PTOCR_MIRROR", mirror)
+        with pytest.raises(WeightsNotFoundError, match=f"convert to korean_mobile_v2.0_rec, not {name}: refused"):
+            resolve(name, progress=False)
+    assert list((env / "zoo").iterdir()) == []
+
+
 def test_unpinned_origin_is_trusted_on_first_use_only(env, shared_dir, tmp_path, monkeypatch):
     data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
     data["models"][FRENCH]["source"]["pdiparams_sha256"] = None
