@@ -37,7 +37,7 @@ from ptocr.pipeline import OCR
 from ptocr.pipeline3 import OCR3, PADDLEOCR3_DEFAULTS, STEP_SWITCHES
 from ptocr.result3 import OCR3Result
 from ptocr.origins import origins_of
-from ptocr.zoo import WEIGHTS, hf_cache_dir, offline, plan_publish, zoo_dir
+from ptocr.zoo import WEIGHTS, hf_cache_dir, hub_endpoint, offline, plan_publish, zoo_dir
 from ptocr.zoo import publish as do_publish
 
 EXIT_BAD_INPUT = 2
@@ -427,14 +427,17 @@ def publish(folders, dry_run, token, private):
     except PtocrError as e:
         _fail(str(e))
     for plan in plans:
-        click.echo(f"{plan.name} -> https://huggingface.co/{plan.repo_id} tag {plan.revision} "
+        click.echo(f"{plan.name} -> {hub_endpoint()}/{plan.repo_id} tag {plan.revision} "
                    f"(model.safetensors sha256 {plan.sha256})")
         for rel, size in plan.files:
             click.echo(f"  {rel:40} {size:>12,d} bytes")
     if dry_run:
         click.echo(f"dry run: {len(plans)} repo(s) would be created, uploaded and tagged; nothing sent")
         return
-    do_publish(plans, token=token, private=private, log=click.echo)
+    try:
+        do_publish(plans, token=token, private=private, log=click.echo)
+    except PtocrError as e:
+        _fail(str(e))
 
 
 def _config_command(name: str):

@@ -353,15 +353,37 @@ def publish(plans: list[PublishPlan], *, token: str | None = None, private: bool
     """Create each repo, upload its folder and tag the commit with the manifest's revision.
 
     An existing tag is never moved: the manifest pins it, so publishing different bytes under
-    it would break every user's hash check. (Untested here: needs network and a token.)"""
+    it would break every user's hash check; it is looked for before anything is uploaded (an
+    upload first would leave a new commit on main). What the Hub or the connection refuses is a
+    PtocrError naming the repo and the step. (The uploads themselves need a real Hub and a token.)"""
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
     for plan in plans:
-        api.create_repo(plan.repo_id, private=private, exist_ok=True)
-        commit = api.upload_folder(repo_id=plan.repo_id, folder_path=str(plan.folder),
-                                   commit_message=f"{plan.name}: converted weights (sha256 {plan.sha256[:12]})",
-                                   ignore_patterns=[".*"])
-        api.create_tag(plan.repo_id, tag=plan.revision, revision=commit.oid,
-                       tag_message=f"ptocr {plan.name} sha256 {plan.sha256}")
+        step = "creating the repo"
+        try:
+            api.create_repo(plan.repo_id, private=private, exist_ok=True)
+            step = "reading its tags"
+            if plan.revision in {tag.name for tag in api.list_repo_refs(plan.repo_id).tags}:
+                raise PtocrError(f"{plan.repo_id}: tag {plan.revision} exists already and is never moved (the manifest "
+                                 "pins it): give the model a new revision in the manifest to publish other bytes")
+            step = "uploading"
+            commit = api.upload_folder(repo_id=plan.repo_id, folder_path=str(plan.folder),
+                                       commit_message=f"{plan.name}: converted weights (sha256 {plan.sha256[:12]})",
+                                       ignore_patterns=[".*"])
+            step = "tagging"
+            api.create_tag(plan.repo_id, tag=plan.revision, revision=commit.oid,
+                           tag_message=f"ptocr {plan.name} sha256 {plan.sha256}")
+        except PtocrError:
+            raise
+        except Exception as e:  # noqa: BLE001 - huggingface_hub's HTTP errors and its HTTP client's own
+            raise PtocrError(f"{plan.repo_id}: {step} failed at {hub_endpoint()} "
+                             f"({type(e).__name__}: {first_line(e)[:200]})") from None
         log(f"published {plan.name} -> {plan.repo_id}@{plan.revision} ({commit.oid})")
+
+
+def hub_endpoint() -> str:
+    """The Hugging Face endpoint huggingface_hub talks to ($HF_ENDPOINT, else huggingface.co)."""
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT.rstrip("/")

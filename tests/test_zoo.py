@@ -224,6 +224,20 @@ def test_staged_layout_and_publish_dry_run(shared_dir, tmp_path, monkeypatch):
     assert out.exit_code == 0, out.output
     assert "https://huggingface.co/ptocr/french_mobile_v2.0_rec tag v1" in out.output
     assert "model.safetensors" in out.output and "nothing sent" in out.output
+    # a Hub that cannot be reached: one line naming the repo and the step, not huggingface_hub's traceback
+    import socket
+
+    import huggingface_hub.constants
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"  # nothing listens there once closed
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", closed)
+    out = CliRunner().invoke(cli, ["publish", "--token", "hf_none", str(folder)])
+    assert out.exit_code == 2 and "Traceback" not in out.output, out.output
+    assert f"ptocr/french_mobile_v2.0_rec: creating the repo failed at {closed}" in out.output
+    monkeypatch.undo()
+    monkeypatch.setenv("PTOCR_MANIFEST", str(manifest))
     # a folder whose weights are not the manifest's is refused
     (folder / "model.safetensors").write_bytes(b"x" + (folder / "model.safetensors").read_bytes())
     out = CliRunner().invoke(cli, ["publish", "--dry-run", str(folder)])
