@@ -338,3 +338,40 @@ def test_no_batches_counts_the_unusable_label_lines_and_writes_nothing(shared_di
     assert "no batches in the train data: 4 samples, batch_size_per_card 8 with drop_last" in _fails(
         config, f"Train.dataset.label_file_list=[{tmp_path / 'train.txt'}]", "Train.loader.batch_size_per_card=8")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("section,ops,message", [
+    ("det", "[{DecodeImage: }, {KeepKeys: {keep_keys: [image]}}, {DetLabelEncode: }, {ToCHWImage: }]",
+     "KeepKeys must be the last op"),
+    ("det", "[{DecodeImage: }, {DetLabelEncode: }, {DecodeImage: }, {ToCHWImage: }]",
+     "DecodeImage must be the first op, and only the first"),
+    ("rec", "[{DecodeImage: }, {CTCLabelEncode: }, {RecResizeImg: {image_shape: [3, 32, 320]}}, {RecAug: }, "
+            "{RecResizeImg: {image_shape: [3, 32, 320]}}, {KeepKeys: {keep_keys: [image]}}]",
+     "RecResizeImg must be the last op before KeepKeys, once"),
+    ("rec", "[{DecodeImage: }, {CTCLabelEncode: }, {KeepKeys: {keep_keys: [image]}}, "
+            "{RecResizeImg: {image_shape: [3, 32, 320]}}, {KeepKeys: {keep_keys: [image]}}]",
+     "KeepKeys must be the last op"),
+    ("cls", "[{DecodeImage: }, {ClsLabelEncode: }, {ClsLabelEncode: }, {ClsResizeImg: {}}]",
+     "ClsLabelEncode must come right after DecodeImage, once"),
+])
+def test_a_misplaced_op_is_told_where_it_goes(section, ops, message, shared_dir, tmp_path):
+    """An op the task's list may have, in the wrong place: where it must go, not 'KeepKeys is not
+    supported for det (did you mean KeepKeys?)'."""
+    config = _rec_config(shared_dir, tmp_path)
+    if section != "rec":  # the architecture's task is what the list is read for
+        config["Architecture"] = {"det": {"model_type": "det", "algorithm": "DB", "Transform": None,
+                                          "Backbone": {"name": "MobileNetV3", "scale": 0.5, "model_name": "large",
+                                                       "disable_se": True},
+                                          "Neck": {"name": "DBFPN", "out_channels": 96},
+                                          "Head": {"name": "DBHead", "k": 50}},
+                                  "cls": {"model_type": "cls", "algorithm": "CLS", "Transform": None, "Neck": None,
+                                          "Backbone": {"name": "MobileNetV3", "scale": 0.35, "model_name": "small"},
+                                          "Head": {"name": "ClsHead", "class_dim": 2}}}[section]
+        config["Loss"] = {"name": {"det": "DBLoss", "cls": "ClsLoss"}[section]}
+        config["PostProcess"] = {"name": {"det": "DBPostProcess", "cls": "ClsPostProcess"}[section]}
+        config["Metric"] = {"name": {"det": "DetMetric", "cls": "ClsMetric"}[section],
+                            "main_indicator": {"det": "hmean", "cls": "acc"}[section]}
+        config["Global"]["pretrained_model"] = None
+    path = _write(config, tmp_path / "config.yml")
+    line = _fails(path, "Train.dataset.transforms=" + ops)
+    assert f"Train.dataset.transforms: {message}" in line and "not supported" not in line

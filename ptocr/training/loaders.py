@@ -58,6 +58,10 @@ IGNORED_ARGS = {("MakeBorderMap", "total_epoch"): _NO_EPOCH, ("MakeShrinkMap", "
 _TASK_DATASET_OPS = {"det": {"DecodeImage", "KeepKeys"},
                      "rec": {"DecodeImage", "KeepKeys", "CTCLabelEncode", "MultiLabelEncode", "RecResizeImg"},
                      "cls": {"DecodeImage", "KeepKeys", "ClsLabelEncode", "ClsResizeImg"}}
+# Where each of those goes in the list (elsewhere it is refused saying so).
+_PLACES = {"DecodeImage": "must be the first op, and only the first", "KeepKeys": "must be the last op",
+           "RecResizeImg": "must be the last op before KeepKeys, once", "ClsResizeImg": "must be the last op before "
+           "KeepKeys, once", "ClsLabelEncode": "must come right after DecodeImage, once"}
 _MULTI_LABEL_KEYS = {"gtc_encode", "max_text_length", "character_dict_path", "use_space_char"}
 _DATASET_KEYS = {"name", "data_dir", "label_file_list", "ratio_list", "delimiter", "transforms", "ds_width",
                  "ext_op_transform_idx"}
@@ -157,6 +161,8 @@ def _compose(ops, task: str, where: str, encoder=None, glob=None) -> Compose:
         if name in ("CTCLabelEncode", "MultiLabelEncode") and task == "rec":
             steps.append(EncodeText(encoder))
             continue
+        if name in _PLACES and name in _TASK_DATASET_OPS[task]:  # the task's own op, out of its place
+            raise PtocrError(f"{where}.transforms: {name} {_PLACES[name]} (the list has it elsewhere)")
         if name not in TRANSFORMS or task not in TRANSFORMS[name][1]:
             raise _unsupported(name, task, where)
         cls = TRANSFORMS[name][0]
