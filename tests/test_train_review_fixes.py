@@ -54,6 +54,21 @@ def test_bad_log_ranks_leaves_no_handler_behind(tmp_path):
     assert logger.handlers == before
 
 
+def test_a_bad_log_call_is_reported_not_raised(tmp_path, capsys):
+    """TrainLog, as logging's handlers: a message whose arguments do not format goes to
+    handleError (stderr), out of the logging call nothing, held or written."""
+    logger = logging.getLogger("ptocr.training")
+    with _log_to(tmp_path) as train_log:
+        logger.info("held %d", "x")  # before the log file opens: held
+        logger.info("held fine")
+        train_log.start()
+        logger.info("written %d", "y")
+        logger.info("written fine")
+    text = (tmp_path / "train.log").read_text(encoding="utf-8")
+    assert "held fine" in text and "written fine" in text and "held %d" not in text
+    assert "Logging error" in capsys.readouterr().err
+
+
 def test_sar_loss_ignores_the_padding_whatever_the_config_says():
     """tools/train.py sets SARLoss's ignore_index to the CTC classes + 1 under MultiHead."""
     loss = MultiLoss([{"CTCLoss": None}, {"SARLoss": {"ignore_index": 3}}])

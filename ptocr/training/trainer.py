@@ -101,11 +101,14 @@ class TrainLog(logging.Handler):
         self.path, self.held, self.file = path, [], None
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.file is None:  # its message fixed now: its arguments may change before it is written
-            record.msg, record.args = record.getMessage(), None
-            self.held.append(record)
-        else:
-            self.file.handle(record)
+        try:
+            if self.file is None:  # its message fixed now: its arguments may change before it is written
+                record.msg, record.args = record.getMessage(), None
+                self.held.append(record)
+            else:
+                self.file.handle(record)
+        except Exception:  # as logging's handlers: a bad record (its arguments) is reported, never raised
+            self.handleError(record)
 
     def start(self) -> None:
         if self.file is not None:
