@@ -85,19 +85,25 @@ def _extract(archive: Path, dst: Path, cap: int, label: str) -> None:
 
 
 def _copy_member(tar: tarfile.TarFile, m: tarfile.TarInfo, out: Path, refuse) -> None:
-    try:
-        src = tar.extractfile(m)
-        if src is None:
-            raise refuse(f"member {m.name!r} cannot be read")
-        written = 0
-        with src, open(out, "xb") as f:
-            while chunk := src.read(1 << 20):
-                written += len(chunk)
-                if written > m.size:
-                    raise refuse(f"member {m.name!r} holds more than its header's {m.size} bytes")
-                f.write(chunk)
-    except (tarfile.TarError, OSError, EOFError) as e:
-        raise refuse(f"truncated or corrupt while reading {m.name!r} ({e})") from None
+    """The member ``m`` into the new file ``out``. What reading the archive fails on is the
+    archive's fault (``refuse``); an OSError of writing (a full disk here) is raised as it is,
+    for the caller to name our folder, not the origin."""
+    def read(call):
+        try:
+            return call()
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise refuse(f"truncated or corrupt while reading {m.name!r} ({e})") from None
+
+    src = read(lambda: tar.extractfile(m))
+    if src is None:
+        raise refuse(f"member {m.name!r} cannot be read")
+    written = 0
+    with src, open(out, "xb") as f:
+        while chunk := read(lambda: src.read(1 << 20)):
+            written += len(chunk)
+            if written > m.size:
+                raise refuse(f"member {m.name!r} holds more than its header's {m.size} bytes")
+            f.write(chunk)
     if written != m.size:
         raise refuse(f"member {m.name!r} is truncated ({written} of {m.size} bytes)")
 

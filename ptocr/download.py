@@ -105,6 +105,9 @@ def download(url: str, dst: Path, *, max_bytes: int = MAX_DOWNLOAD_BYTES, progre
         if total is not None and got != total:
             raise DownloadError(f"{url}: truncated download ({got} of {total} bytes)")
         os.replace(tmp, dst)
+    except _LocalWriteError as e:  # our disk (full, read-only): not the server's doing
+        _unlink(tmp)
+        raise e.error from None
     except urllib.error.HTTPError as e:
         _unlink(tmp)
         raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
@@ -124,16 +127,35 @@ def _stream(response, tmp: Path, total: int | None, max_bytes: int, url: str, pr
 
     h = hashlib.sha256()
     got = 0
-    with open(tmp, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                                    desc=Path(urlsplit(url).path).name, disable=not progress) as bar:
+    try:
+        f = open(tmp, "wb")
+    except OSError as e:
+        raise _LocalWriteError(e) from None
+    with f, tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                 desc=Path(urlsplit(url).path).name, disable=not progress) as bar:
         while chunk := response.read(1 << 20):
             got += len(chunk)
             if got > max_bytes:
                 raise DownloadError(f"{url}: more than the cap of {max_bytes} bytes")
             h.update(chunk)
-            f.write(chunk)
+            try:
+                f.write(chunk)
+            except OSError as e:
+                raise _LocalWriteError(e) from None
             bar.update(len(chunk))
+        try:
+            f.flush()  # buffered bytes meeting a full disk fail here, not in the close
+        except OSError as e:
+            raise _LocalWriteError(e) from None
     return h.hexdigest(), got
+
+
+class _LocalWriteError(Exception):
+    """An OSError of writing the download here (``error``), told apart from the server's."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
 
 
 def _unlink(path: Path) -> None:

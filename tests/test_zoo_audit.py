@@ -5,6 +5,7 @@ written with ``~``. Every server is on 127.0.0.1 (``verification.loopback``)."""
 from __future__ import annotations
 
 import copy
+import errno
 import http.server
 import io
 import json
@@ -18,6 +19,8 @@ import huggingface_hub.constants
 import pytest
 import torch
 
+import ptocr.archives
+import ptocr.download
 from ptocr.checkpoint import file_sha256, read_converted
 from ptocr.conversion import convert_once, convert_paddle
 from ptocr.download import DownloadError, download, unreachable
@@ -300,6 +303,36 @@ def test_a_download_cut_inside_a_chunked_body_is_a_download_error(env, monkeypat
             resolve(FRENCH, progress=False)
     finally:
         server.close()
+    assert list((tmp / "zoo").iterdir()) == []
+
+
+class _FullDisk:
+    """``open`` whose files fail their first write as a full disk does."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def __call__(self, *args, **kwargs):
+        f = self.real(*args, **kwargs)
+
+        def full(data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        f.write = full
+        return f
+
+
+@pytest.mark.parametrize("where", ["download", "archives"])  # the archive's download, its extraction
+def test_a_full_disk_here_is_not_blamed_on_the_origin(env, monkeypatch, where):
+    # It read "download failed" / "truncated or corrupt while reading" the archive: the origin's fault.
+    tmp, _, _ = env
+    module = {"download": ptocr.download, "archives": ptocr.archives}[where]
+    monkeypatch.setattr(module, "open", _FullDisk(open), raising=False)
+    with pytest.raises(WeightsNotFoundError) as err:
+        resolve(FRENCH, progress=False)
+    line = next(line for line in str(err.value).splitlines() if "official archive" in line)
+    assert "could not write into" in line and "No space left on device" in line, line
+    assert "corrupt" not in line and "download failed" not in line
     assert list((tmp / "zoo").iterdir()) == []
 
 
