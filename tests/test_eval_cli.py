@@ -165,6 +165,12 @@ def test_what_cannot_be_evaluated_is_one_line(shared_dir, tmp_path):
            "Eval" in _fails(path, "Eval=")
     assert "no model to evaluate: give -o Global.checkpoints=" in _fails(path, "Global.pretrained_model=")
     assert "Global.checkpoints" in _fails(path, f"Global.checkpoints={tmp_path / 'none'}")
+    # PaddleOCR's own training checkpoint (best_accuracy.pdparams alone): said so, not 'best_accuracy.safetensors
+    # is missing'.
+    paddle = shared_dir / "paddle_models" / "en_number_mobile_v2.0_rec_train_finetune" / "best_accuracy"
+    message = _fails(path, f"Global.checkpoints={paddle}")
+    assert "a PaddleOCR checkpoint (best_accuracy.pdparams)" in message and \
+        "give it as Global.pretrained_model" in message and "is missing" not in message
     # A checkpoint of another architecture; one whose head is not the dictionary's size.
     det = ptocr.save_model(ptocr.create_model("ch_ppocr_mobile_v2.0_det"), tmp_path / "det.safetensors")
     assert "holds a ch_ppocr_mobile_v2.0_det model, not ch_ppocr_mobile_v2.0_rec" in _fails(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from test_train_cli import _rec_config, _write
 
 from ptocr import cli
 from ptocr.checkpoint import file_sha256
+from ptocr.errors import PtocrError
 from ptocr.training import train_state, trainer as trainer_module
 from ptocr.training.train_state import committed, load_states, model_file, saved_best
 from ptocr.training.trainer import Trainer
@@ -95,13 +97,22 @@ def test_a_kill_at_any_step_of_a_save_leaves_a_set_to_resume(trained, tmp_path, 
     assert torch.equal(weight, old_weight + 1.0 if new else old_weight)
     if not new:  # stopped before the commit: nothing staged is left behind
         assert not list(out.glob("*.next.*")) and not list(out.glob(".latest*"))
+    # A real kill runs no cleanup: the temporaries of the writes it stopped stay, and the next save removes them
+    # (another checkpoint's, or a file only named alike, it leaves).
+    leftovers = [out / f".latest.next.{name}.{tag}.tmp" for name, tag in (
+        ("safetensors", "k1ll3d_a"), ("config.json", "x2"), ("dict.txt", "y3"), ("states.safetensors", "z4"),
+        ("states.json", "w5"))]
+    others = [out / ".best_accuracy.next.safetensors.abc123.tmp", out / ".latest.next.safetensors.notes",
+              out / ".latest.next.safetensors.a.b.tmp"]
+    for path in leftovers + others:
+        path.write_bytes(b"partial")
 
     # A resume continues from that set, its first save finishing or clearing the interrupted one.
     again = Trainer.from_config(config, [f"Global.checkpoints={prefix}", "Global.epoch_num=3"])
     assert load_states(prefix)[0]["epoch"] == record["epoch"]
     result = again.run()
     assert result["global_step"] == record["global_step"] + 3 - record["epoch"]
-    assert not list(out.glob("*.next.*"))
+    assert set(out.glob("*.next.*")) == set(others)  # the staged files and their temporaries gone, not these
     done = json.loads((out / "latest.states.json").read_text(encoding="utf-8"))
     assert done["epoch"] == 3 and file_sha256(out / "latest.safetensors") == done["model_sha256"]
     assert file_sha256(out / "latest.states.safetensors") == done["tensors_sha256"]
@@ -141,3 +152,99 @@ def test_eval_prints_the_metric_of_the_model_it_evaluates(trained, tmp_path, mon
     assert saved_best(out / "latest") == {}
     output = _eval(path, f"Global.checkpoints={out / 'latest'}")
     assert "metric in ckpt" not in output and "metric eval" in output
+
+
+def test_the_metric_in_ckpt_needs_only_the_model_and_a_record_of_it(trained, tmp_path, monkeypatch):
+    """'metric in ckpt' is the metric of the first record (the staged JSON's, then the final one's)
+    naming the sha256 of the model evaluated: the optimizer's tensors are for resuming only."""
+    config, trainer, _ = trained
+    out = tmp_path / "out"
+    path = _write(config, tmp_path / "rec.yml")
+    recorded = json.loads((out / "latest.states.json").read_text(encoding="utf-8"))["best_model_dict"]
+    (out / "latest.states.safetensors").unlink()
+    assert saved_best(out / "latest") == recorded
+    assert _metric_in_ckpt(_eval(path, f"Global.checkpoints={out / 'latest'}")) == pytest.approx(recorded)
+
+    # A save killed before its JSON was renamed into place, the tensors then removed: no complete
+    # set, the final model file is the new one, whose record is the staged JSON.
+    _fail_at(monkeypatch, train_state, "_move", 5)
+    with pytest.raises(Killed):
+        trainer.save("latest", 2, 2, dict(NEW_BEST))
+    monkeypatch.undo()
+    (out / "latest.states.safetensors").unlink()
+    with pytest.raises(PtocrError, match="states.safetensors is missing"):
+        committed(out / "latest")
+    assert saved_best(out / "latest") == NEW_BEST
+    assert _metric_in_ckpt(_eval(path, f"Global.checkpoints={out / 'latest'}")) == NEW_BEST
+
+
+def _hashed(monkeypatch) -> list:
+    """The paths train_state hashes, as they are hashed."""
+    calls, real = [], train_state.file_sha256
+
+    def counting(path):
+        calls.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(train_state, "file_sha256", counting)
+    return calls
+
+
+def test_a_save_and_an_eval_hash_each_file_once(trained, tmp_path, monkeypatch):
+    config, trainer, _ = trained
+    out = tmp_path / "out"
+    calls = _hashed(monkeypatch)
+    trainer.save("latest", 2, 2, dict(NEW_BEST))
+    # The tensors before they are renamed to the staged name, the model (save_model's own sum aside); the
+    # renames into place hash neither again.
+    assert len(calls) == 2 and calls[0].startswith(".latest.next.states.safetensors.") and \
+        calls[1] == "latest.next.safetensors"
+    calls.clear()
+    _eval(_write(config, tmp_path / "rec.yml"), f"Global.checkpoints={out / 'latest'}")
+    assert sorted(calls) == ["latest.safetensors", "latest.states.safetensors"]  # the model once more: as loaded
+
+
+def test_eval_while_a_save_renames_the_model_it_chose(trained, tmp_path, monkeypatch):
+    """A save's renames racing an evaluation: the staged model chosen, then renamed into place before
+    it is read, is found again (once) under its final name, checked by its sha256."""
+    config, trainer, name = trained
+    out = tmp_path / "out"
+    _fail_at(monkeypatch, train_state, "_move", 4)  # killed before the new model was renamed into place
+    with pytest.raises(Killed):
+        trainer.save("latest", 2, 2, dict(NEW_BEST))
+    monkeypatch.undo()
+    assert committed(out / "latest")[1]["model"] == out / "latest.next.safetensors"
+    found, real = [], train_state.resolve
+
+    def resolve_then_settle(prefix):
+        found.append(real(prefix))
+        if len(found) == 1:  # the save finishes between the choice and the read
+            train_state._settle(prefix)
+        return found[-1]
+
+    monkeypatch.setattr(trainer_module, "resolve", resolve_then_settle)
+    output = _eval(_write(config, tmp_path / "rec.yml"), f"Global.checkpoints={out / 'latest'}")
+    assert _metric_in_ckpt(output) == NEW_BEST and "metric eval" in output
+    assert [f.path.name for f in found] == ["latest.next.safetensors", "latest.safetensors"]
+    assert found[0].sha256 == found[1].sha256 == file_sha256(out / "latest.safetensors")
+
+
+def test_a_file_renamed_away_while_it_is_hashed_is_not_an_error(trained, tmp_path, monkeypatch):
+    """committed() looks for the staged model, which a save renames before it is read: not an
+    OSError out of the reader, the set found under the final name."""
+    _, trainer, _ = trained
+    out = tmp_path / "out"
+    _fail_at(monkeypatch, train_state, "_move", 4)
+    with pytest.raises(Killed):
+        trainer.save("latest", 2, 2, dict(NEW_BEST))
+    monkeypatch.undo()
+    staged, real = out / "latest.next.safetensors", train_state.file_sha256
+
+    def renamed_first(path):
+        if Path(path) == staged and staged.exists():
+            staged.replace(out / "latest.safetensors")
+        return real(path)
+
+    monkeypatch.setattr(train_state, "file_sha256", renamed_first)
+    record, paths = committed(out / "latest")
+    assert record["epoch"] == 2 and paths["model"] == out / "latest.safetensors"

@@ -47,8 +47,8 @@ from ptocr.training import data, trainer
 
 if os.environ.get("UNUSED_PARAMETER"):  # a parameter no step uses, as a frozen branch's would be
     _build = trainer.build_model
-    def build_model(*args):
-        net = _build(*args)
+    def build_model(*args, **kwargs):
+        net = _build(*args, **kwargs)
         net.head.unused = torch.nn.Linear(1, 1)
         return net
     trainer.build_model = build_model

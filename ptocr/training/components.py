@@ -20,8 +20,9 @@ from ptocr.api import create_model
 from ptocr.architectures import canonical_name
 from ptocr.dictionary import Dictionary, builtin_dictionary, read_dictionary
 from ptocr.errors import ArchitectureError, DictionaryError, PtocrError
-from ptocr.loading import is_name
+from ptocr.loading import is_name, load_predictor
 from ptocr.manifest import load_manifest
+from ptocr.models.heads.db_head import DBHead
 from ptocr.postprocess import ClsPostProcess, CTCLabelDecode, DBPostProcess
 from ptocr.training.architecture import ConfigArchitecture
 from ptocr.training.distributed import require_cuda
@@ -29,7 +30,7 @@ from ptocr.training.loaders import construct
 from ptocr.training.losses import ClsLoss, CTCLoss, DBLoss
 from ptocr.training.metrics import ClsMetric, DetMetric, RecMetric
 from ptocr.training.multihead import MultiHeadTraining, MultiLoss, gtc_settings
-from ptocr.training.train_state import model_file as checkpoint_model
+from ptocr.training.train_state import CheckpointModel, resolve
 
 __all__ = ["LOSSES", "POSTPROCESS", "METRICS", "GLOBAL_DEFAULTS", "build_loss", "build_dictionary",
            "build_postprocess", "build_metric", "build_model", "wrap_multihead", "guard_nan", "select_device",
@@ -159,20 +160,35 @@ def _check_classes(net, num_classes: int | None, where: str) -> None:
                               f"makes {num_classes}: the dictionary does not match the model")
 
 
+def _checkpoint_net(arch: ConfigArchitecture, resume, chosen: CheckpointModel):
+    """``create_model(arch.name, pretrained=chosen.path)``, the file read only where its sha256 is
+    still the one it was chosen with (a save may have replaced it since: a ModelFileError)."""
+    predictor = load_predictor(chosen.path, fuse=False, optimize=False, expected_sha256=chosen.sha256)
+    models = load_manifest().models  # as create_model compares them
+    want = canonical_name(models[arch.name]["architecture"] if arch.name in models else arch.name)
+    got = canonical_name(predictor.config["architecture"])
+    if got != want:
+        raise ArchitectureError(f"Global.checkpoints {resume} does not fit the config's Architecture: "
+                                f"{chosen.path} holds a {got} model, not {arch.name} ({want})")
+    net = predictor.model
+    for head in [m for m in net.modules() if isinstance(m, DBHead) and m.thresh is None]:  # as create_model
+        head.add_threshold_branch()
+        log.warning("%s: no threshold branch of the DB head (an inference model's); it starts freshly initialised",
+                    chosen.path)
+    return net
+
+
 def build_model(arch: ConfigArchitecture, glob: dict, num_classes: int | None, dictionary: Dictionary | None,
-                keep_head: bool = False):
+                keep_head: bool = False, checkpoint: CheckpointModel | None = None):
     """The network: resumed from Global.checkpoints, else from Global.pretrained_model, else fresh.
     ``keep_head`` (evaluation): a pretrained head whose class count is not the dictionary's is
-    refused, as a checkpoint's always is, rather than started fresh."""
+    refused, as a checkpoint's always is, rather than started fresh. ``checkpoint``: the model
+    file of Global.checkpoints as the caller found it (:func:`~ptocr.training.train_state.resolve`,
+    ``load_checkpoint``), looked for here without."""
     resume = glob.get("checkpoints")
     if resume:
-        model_file = checkpoint_model(resume)  # its newest complete set's (a save may have stopped midway)
-        if not model_file.is_file():
-            raise PtocrError(f"Global.checkpoints {resume}: {model_file} is missing")
-        try:
-            net = create_model(arch.name, pretrained=model_file)
-        except ArchitectureError as e:
-            raise ArchitectureError(f"Global.checkpoints {resume} does not fit the config's Architecture: {e}") from None
+        # Its newest complete set's model (a save may have stopped midway), read only if unchanged since.
+        net = _checkpoint_net(arch, resume, checkpoint if checkpoint is not None else resolve(resume))
         _check_classes(net, num_classes, f"Global.checkpoints {resume}")
         return net
     value = glob.get("pretrained_model")

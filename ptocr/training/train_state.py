@@ -21,9 +21,16 @@ JSON appearing is the commit point. It then renames the staged files into place,
 A reader (:func:`committed`) takes the staged JSON's set where it is complete (its files found
 by sha256 under the staged or the final names: the renames may have stopped anywhere), else the
 final JSON's: a kill before the commit leaves the previous set, one after it the new set. The
-next save first finishes such renames (or removes an uncommitted staging) and so starts from a
-set under the final names. ``saved_best`` (eval's "metric in ckpt") and the model a resume or an
-evaluation loads (:func:`model_file`) come from that same set.
+next save first finishes such renames (or removes an uncommitted staging, and the temporary files
+of a write a kill stopped) and so starts from a set under the final names.
+
+A resume reads the set once (:func:`load_checkpoint`: its record, tensors and model file, each
+hashed once); an evaluation picks the model once (:func:`resolve`: the set's model, else the final
+one, which is enough to evaluate) with the metric of the record naming that file's sha256 (eval's
+"metric in ckpt", :func:`saved_best`; the tensors file is not needed for it). The model is then
+read expecting that sha256: a save running beside it may have renamed or replaced it meanwhile,
+which the reader sees as a ``ModelFileError`` and answers by finding the set once more. A file
+that goes while it is looked for (renamed by a save) counts as not there, never as an error.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+from dataclasses import dataclass, field
+from glob import escape as glob_escape
 from pathlib import Path
 
 import numpy as np
@@ -39,33 +49,48 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ptocr.atomic import give_output_permissions, temp_beside, write_atomically
-from ptocr.checkpoint import META_KEY, file_sha256
-from ptocr.errors import PtocrError
+from ptocr.checkpoint import META_KEY, file_sha256, sidecar_paths
+from ptocr.errors import ModelFileError, PtocrError
 
-__all__ = ["checkpoint_files", "save_checkpoint", "save_states", "committed", "load_states", "model_file",
-           "restore_rng", "saved_best"]
+__all__ = ["checkpoint_files", "save_checkpoint", "save_states", "committed", "load_states", "load_checkpoint",
+           "model_file", "resolve", "CheckpointModel", "PaddleCheckpointError", "restore_rng", "saved_best"]
 
 FORMAT = "ptocr-train-states/1"
 STAGED = ".next"  # <prefix>.next.*: a save's new set before it is renamed into place
 
 
+class PaddleCheckpointError(PtocrError):
+    """``Global.checkpoints`` names a PaddleOCR checkpoint (``.pdparams``), not a ptocr train one:
+    its model is to be given as ``Global.pretrained_model``."""
+
+
+@dataclass(frozen=True)
+class CheckpointModel:
+    """The model file a reader of a checkpoint loads (:func:`resolve`): its ``path``, its
+    ``sha256`` when it was chosen (load it expecting that sum: a save may replace it meanwhile)
+    and the best metric recorded with that very file ({} without a record of it)."""
+
+    path: Path
+    sha256: str
+    best: dict = field(default_factory=dict, compare=False)
+
+
+def _stem(path: str | os.PathLike) -> str:
+    """``path`` less a trailing ``.safetensors``: a checkpoint's prefix."""
+    path = str(path)
+    return path[: -len(".safetensors")] if path.endswith(".safetensors") else path
+
+
 def checkpoint_files(prefix: str | os.PathLike) -> dict[str, Path]:
     """The three files of checkpoint ``prefix`` (a trailing ``.safetensors`` is taken off)."""
-    prefix = str(prefix)
-    if prefix.endswith(".safetensors"):
-        prefix = prefix[: -len(".safetensors")]
+    prefix = _stem(prefix)
     return {"model": Path(prefix + ".safetensors"), "tensors": Path(prefix + ".states.safetensors"),
             "json": Path(prefix + ".states.json")}
 
 
 def _staged(prefix) -> dict[str, Path]:
     """The staged names of checkpoint ``prefix``'s files (``<prefix>.next.*``)."""
-    return checkpoint_files(str(checkpoint_files(prefix)["model"])[: -len(".safetensors")] + STAGED)
-
-
-def _sidecars(model: Path) -> list[Path]:
-    """What ``ptocr.save_model`` writes beside a model file: ``<stem>.config.json``, ``<stem>.dict.txt``."""
-    return [model.with_name(model.stem + ".config.json"), model.with_name(model.stem + ".dict.txt")]
+    return checkpoint_files(_stem(prefix) + STAGED)
 
 
 def _has_dictionary(model: Path) -> bool:
@@ -116,10 +141,11 @@ def _rng_state() -> tuple[dict, dict]:
 
 
 def save_states(prefix, optimizer: torch.optim.Optimizer, scheduler, info: dict, extra: dict | None = None,
-                model: str | os.PathLike | None = None) -> None:
+                model: str | os.PathLike | None = None) -> dict[Path, str]:
     """The ``.states.*`` pair of checkpoint ``prefix`` (``info``: epoch, global_step, best metric...;
     ``extra``: more tensors to keep, e.g. MultiHead's GTC branch as ``branch.<name>``), after its
-    ``model`` file was written (its sha256 recorded)."""
+    ``model`` file was written (its sha256 recorded). -> the sha256 of the tensors file and of the
+    model file, by path."""
     files = checkpoint_files(prefix)
     tensors, groups = _split_optimizer(optimizer.state_dict())
     rng_tensors, rng = _rng_state()
@@ -132,52 +158,66 @@ def save_states(prefix, optimizer: torch.optim.Optimizer, scheduler, info: dict,
         os.replace(tmp, files["tensors"])
     finally:
         tmp.unlink(missing_ok=True)
-    model_sha = file_sha256(Path(model)) if model is not None else None
-    record = {"format": FORMAT, "tensors_sha256": sha, "model_sha256": model_sha, **_jsonable(info), "optimizer": groups,
-              "scheduler": _jsonable(scheduler.state_dict()), "rng": rng}
+    sums = {files["tensors"]: sha}
+    if model is not None:
+        sums[Path(model)] = file_sha256(Path(model))
+    record = {"format": FORMAT, "tensors_sha256": sha, "model_sha256": sums.get(Path(model)) if model else None,
+              **_jsonable(info), "optimizer": groups, "scheduler": _jsonable(scheduler.state_dict()), "rng": rng}
     write_atomically(files["json"], json.dumps(record, indent=1) + "\n")
+    return sums
 
 
 def save_checkpoint(prefix, write_model, optimizer: torch.optim.Optimizer, scheduler, info: dict,
                     extra: dict | None = None) -> None:
     """Checkpoint ``prefix`` as a set (module docstring): ``write_model(path)`` writes the model
     file (``ptocr.save_model``) at the staged name, :func:`save_states` the rest beside it, the
-    staged JSON last (the commit); then all are renamed into place, the JSON last. A failure
-    before the commit removes the staged files and leaves the previous set as it was."""
+    staged JSON last (the commit); then all are renamed into place, the JSON last, each file
+    hashed once. A failure before the commit removes the staged files and leaves the previous
+    set as it was."""
     _settle(prefix)
     staged = _staged(prefix)
     try:
         write_model(staged["model"])
-        save_states(str(staged["model"])[: -len(".safetensors")], optimizer, scheduler, info, extra,
-                    model=staged["model"])
+        sums = save_states(_stem(staged["model"]), optimizer, scheduler, info, extra, model=staged["model"])
     except BaseException:
         if not staged["json"].is_file():  # not committed: the previous set stays the checkpoint
             _discard(staged)
         raise
-    _settle(prefix)
+    _settle(prefix, sums)  # the files just written are not hashed again
+
+
+def _temporaries(path: Path) -> list[Path]:
+    """What a writer (``ptocr.atomic.temp_beside``: ``.<name>.<random>.tmp``) killed while writing
+    ``path`` left beside it; no other file's."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[A-Za-z0-9_]+\.tmp")
+    return [p for p in path.parent.glob(f".{glob_escape(path.name)}.*.tmp") if pattern.fullmatch(p.name)]
 
 
 def _discard(staged: dict[str, Path]) -> None:
-    """An uncommitted staging's files (its JSON, if any, first)."""
-    for path in (staged["json"], staged["tensors"], staged["model"], *_sidecars(staged["model"])):
+    """An uncommitted staging's files (its JSON, if any, first), and the temporaries a writer
+    killed midway (a real kill runs no cleanup) left of each."""
+    for path in (staged["json"], staged["tensors"], staged["model"], *sidecar_paths(staged["model"])):
         path.unlink(missing_ok=True)
+        for tmp in _temporaries(path):
+            tmp.unlink(missing_ok=True)
 
 
-def _settle(prefix) -> None:
+def _settle(prefix, sums: dict[Path, str] | None = None) -> None:
     """Checkpoint ``prefix``'s files under the final names: a committed staged set renamed into
-    place (what a save interrupted after its commit left), an uncommitted one removed."""
+    place (what a save interrupted after its commit left), an uncommitted one removed (``sums``:
+    the sha256 of files just written, by path)."""
     files, staged = checkpoint_files(prefix), _staged(prefix)
-    found = _complete(staged["json"], files, staged, {}) if staged["json"].is_file() else None
+    found = _complete(staged["json"], files, staged, dict(sums or {})) if staged["json"].is_file() else None
     if isinstance(found, tuple):
         paths = found[1]
         if paths["tensors"] == staged["tensors"]:
             _move(staged["tensors"], files["tensors"])
         if paths["model"] == staged["model"]:
-            for new, old in zip(_sidecars(staged["model"]), _sidecars(files["model"])):
+            for new, old in zip(sidecar_paths(staged["model"]), sidecar_paths(files["model"])):
                 if new.is_file():
                     _move(new, old)
             if not _has_dictionary(staged["model"]):  # over a recognizer's files: not this model's dictionary
-                _sidecars(files["model"])[1].unlink(missing_ok=True)
+                sidecar_paths(files["model"])[1].unlink(missing_ok=True)
             _move(staged["model"], files["model"])
         _move(staged["json"], files["json"])
     _discard(staged)
@@ -196,7 +236,8 @@ def _read_record(path: Path) -> dict | str:
 
 def _complete(json_path: Path, files: dict, staged: dict, sums: dict) -> tuple[dict, dict] | str:
     """(record, its files) where the JSON at ``json_path`` and the two files it names (by sha256,
-    under the final or the staged names) are all there; else why not (``sums``: sha256 by path)."""
+    under the final or the staged names) are all there; else why not (``sums``: sha256 by path,
+    filled in). A file that goes while it is looked at (a save renaming it) is not there."""
     record = _read_record(json_path)
     if isinstance(record, str):
         return record
@@ -208,12 +249,14 @@ def _complete(json_path: Path, files: dict, staged: dict, sums: dict) -> tuple[d
                 paths["model"] = files["model"]
             continue
         for path in (staged[key], files[key]) if json_path == staged["json"] else (files[key], staged[key]):
-            if path.is_file():
-                if path not in sums:
+            if path not in sums:
+                try:
                     sums[path] = file_sha256(path)
-                if sums[path] == want:
-                    paths[key] = path
-                    break
+                except OSError:  # not there (or renamed away meanwhile), unreadable
+                    continue
+            if sums[path] == want:
+                paths[key] = path
+                break
         if key not in paths:
             if not files[key].is_file():
                 return f"{files[key]} is missing"
@@ -223,18 +266,18 @@ def _complete(json_path: Path, files: dict, staged: dict, sums: dict) -> tuple[d
     return record, paths
 
 
-def committed(prefix) -> tuple[dict, dict[str, Path]]:
-    """(the JSON record, the paths of its ``model``, ``tensors`` and ``json``) of checkpoint
-    ``prefix``'s newest complete set (module docstring): the files a resume reads."""
-    files, staged, sums = checkpoint_files(prefix), _staged(prefix), {}
+def _committed(prefix, sums: dict) -> tuple[dict, dict[str, Path]]:
+    """:func:`committed`, the sha256s it computed left in ``sums`` (by path)."""
+    files, staged = checkpoint_files(prefix), _staged(prefix)
     if staged["json"].is_file():
         found = _complete(staged["json"], files, staged, sums)
         if isinstance(found, tuple):
             return found
-    paddle = Path(str(files["model"])[: -len(".safetensors")] + ".pdparams")
+    paddle = Path(_stem(prefix) + ".pdparams")
     if not files["json"].is_file() and paddle.is_file():
-        raise PtocrError(f"Global.checkpoints {prefix}: a PaddleOCR checkpoint ({paddle.name}); its optimizer state "
-                         "(.states, .pdopt) is pickled and not read: give it as Global.pretrained_model")
+        raise PaddleCheckpointError(f"Global.checkpoints {prefix}: a PaddleOCR checkpoint ({paddle.name}); its "
+                                    "optimizer state (.states, .pdopt) is pickled and not read: give it as "
+                                    "Global.pretrained_model")
     for key in ("model", "json", "tensors"):
         if not files[key].is_file() and not (key != "json" and staged[key].is_file()):
             raise PtocrError(f"Global.checkpoints {prefix}: {files[key]} is missing (a ptocr train checkpoint is "
@@ -243,6 +286,60 @@ def committed(prefix) -> tuple[dict, dict[str, Path]]:
     if isinstance(found, str):
         raise PtocrError(found)
     return found
+
+
+def committed(prefix) -> tuple[dict, dict[str, Path]]:
+    """(the JSON record, the paths of its ``model``, ``tensors`` and ``json``) of checkpoint
+    ``prefix``'s newest complete set (module docstring): the files a resume reads. A PaddleOCR
+    checkpoint there is a :class:`PaddleCheckpointError`."""
+    return _committed(prefix, {})
+
+
+def _model_of(prefix, record: dict | None, paths: dict | None, sums: dict) -> CheckpointModel:
+    """The :class:`CheckpointModel` of ``paths``' model (a complete set's, else None: the final
+    model file), the best metric from the first record, the staged JSON's then the final one's
+    (``record`` among them), that names that file's sha256."""
+    files, staged = checkpoint_files(prefix), _staged(prefix)
+    path = paths["model"] if paths is not None else files["model"]
+    if path not in sums:
+        if not path.is_file():
+            raise ModelFileError(f"Global.checkpoints {prefix}: {path} is missing")
+        try:
+            sums[path] = file_sha256(path)
+        except OSError as e:
+            raise ModelFileError(f"Global.checkpoints {prefix}: cannot read {path}: {e.strerror or e}") from None
+    sha = sums[path]
+    candidates = [record] if record is not None else []
+    candidates += [_read_record(staged["json"]), _read_record(files["json"])]
+    for found in candidates:
+        if isinstance(found, dict) and found.get("model_sha256") == sha:
+            return CheckpointModel(path, sha, dict(found.get("best_model_dict") or {}))
+    return CheckpointModel(path, sha)
+
+
+def resolve(prefix) -> CheckpointModel:
+    """The model ``ptocr eval`` loads for checkpoint ``prefix`` and the best metric it prints
+    (``metric in ckpt``), from one look at the files: its newest complete set's model, else (no
+    states beside it, or they do not fit) ``<prefix>.safetensors``, which is enough to evaluate;
+    the metric of the first record (the staged JSON's, then the final one's) naming that file's
+    sha256, the tensors file not needed. A missing model is a ``ModelFileError``, a PaddleOCR
+    checkpoint a :class:`PaddleCheckpointError`."""
+    sums: dict = {}
+    try:
+        record, paths = _committed(prefix, sums)
+    except PaddleCheckpointError:
+        raise
+    except PtocrError:
+        record, paths = None, None
+    return _model_of(prefix, record, paths, sums)
+
+
+def load_checkpoint(prefix) -> tuple[dict, dict, CheckpointModel]:
+    """(the JSON record, the tensors, the model file) of checkpoint ``prefix``'s newest complete
+    set (:func:`committed`), each file hashed once: what a resume reads."""
+    sums: dict = {}
+    record, paths = _committed(prefix, sums)
+    return record, load_file(str(paths["tensors"])), _model_of(prefix, record, paths, sums)
 
 
 def load_states(prefix) -> tuple[dict, dict]:
@@ -254,22 +351,24 @@ def load_states(prefix) -> tuple[dict, dict]:
 
 def model_file(prefix) -> Path:
     """The model file of checkpoint ``prefix``: its newest complete set's, else (no states beside
-    it, or they do not fit) ``<prefix>.safetensors``: the model file alone is enough to evaluate."""
+    it, or they do not fit) ``<prefix>.safetensors``: the model file alone is enough to evaluate.
+    A PaddleOCR checkpoint is a :class:`PaddleCheckpointError`."""
     try:
         return committed(prefix)[1]["model"]
+    except PaddleCheckpointError:
+        raise
     except PtocrError:
         return checkpoint_files(prefix)["model"]
 
 
 def saved_best(prefix) -> dict:
-    """The best metric recorded with checkpoint ``prefix``'s newest complete set (the model
-    :func:`model_file` gives, checked by its sha256), {} without one: what tools/eval.py prints
-    as ``metric in ckpt``, never the metric of another save's model."""
+    """The best metric recorded with the model file :func:`resolve` picks for checkpoint
+    ``prefix`` (a record naming its sha256), {} without one: what tools/eval.py prints as
+    ``metric in ckpt``, never the metric of another save's model."""
     try:
-        record, _ = committed(prefix)
+        return resolve(prefix).best
     except PtocrError:
         return {}
-    return dict(record.get("best_model_dict") or {})
 
 
 def optimizer_state(record: dict, tensors: dict) -> dict:

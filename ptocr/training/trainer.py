@@ -42,7 +42,7 @@ from torch import nn
 from ptocr.api import save_model
 from ptocr.atomic import write_atomically
 from ptocr.dictionary import Dictionary
-from ptocr.errors import PtocrError
+from ptocr.errors import ModelFileError, PtocrError
 from ptocr.training.amp import MixedPrecision, to_float32
 from ptocr.training.architecture import ConfigArchitecture, architecture_for
 from ptocr.training.components import (GLOBAL_DEFAULTS, build_dictionary, build_loss, build_metric, build_model,
@@ -56,7 +56,7 @@ from ptocr.training.loaders import DataSettings, build_dataset, build_loader
 from ptocr.training.metrics import RecMetric
 from ptocr.training.multihead import MultiHeadTraining, MultiLoss
 from ptocr.training.optimizer import create_optimizer
-from ptocr.training.train_state import load_states, optimizer_state, restore_rng, save_checkpoint, saved_best
+from ptocr.training.train_state import load_checkpoint, optimizer_state, resolve, restore_rng, save_checkpoint
 
 __all__ = ["train", "Trainer", "evaluate_config"]
 
@@ -194,7 +194,7 @@ class Trainer:
     post: object
     metric: object
     label_list: list | None = None
-    resume_state: tuple | None = None  # load_states(Global.checkpoints)
+    resume_state: tuple | None = None  # (record, tensors) of Global.checkpoints (load_checkpoint)
     world: World = World()
     model: nn.Module | None = None  # what a step runs: ``net`` in DistributedDataParallel, or ``net``
     precision: MixedPrecision = MixedPrecision()  # Global.use_amp and its settings
@@ -231,11 +231,13 @@ class Trainer:
         num_classes = _class_count(dictionary, label_list)
         post = build_postprocess(config["PostProcess"], arch.task, dictionary, label_list)
         metric = build_metric(config["Metric"], arch.task)
-        resume_state = load_states(glob["checkpoints"]) if glob.get("checkpoints") else None
+        # The record, tensors and model of one complete set, each file hashed once.
+        record, tensors, chosen = load_checkpoint(glob["checkpoints"]) if glob.get("checkpoints") else (None,) * 3
+        resume_state = None if record is None else (record, tensors)
         if resume_state is not None and resume_state[0].get("architecture") != arch.name:
             raise PtocrError(f"Global.checkpoints {glob['checkpoints']}: a {resume_state[0].get('architecture')} "
                              f"checkpoint, the config's Architecture is {arch.name}")
-        net = build_model(arch, glob, num_classes, dictionary)
+        net = build_model(arch, glob, num_classes, dictionary, checkpoint=chosen)
         if resume_state is not None and int(resume_state[0]["epoch"]) >= int(glob["epoch_num"]):
             done = int(resume_state[0]["epoch"])  # the loop would run epochs done + 1 to epoch_num: none
             raise PtocrError(f"Global.checkpoints {glob['checkpoints']}: the checkpoint is at epoch {done}; "
@@ -450,6 +452,23 @@ def _multi_label(section: dict) -> bool:
     return any(isinstance(op, dict) and "MultiLabelEncode" in op for op in ops)
 
 
+def _checkpoint_or_pretrained(arch, glob: dict, num_classes, dictionary):
+    """(the network to evaluate, the CheckpointModel it came from or None): Global.checkpoints'
+    model file and the metric recorded with it found once, the file read only if unchanged since;
+    where a save running beside this replaced it meanwhile (a ModelFileError, and the checkpoint
+    found otherwise now), found and read once more."""
+    if not glob.get("checkpoints"):
+        return build_model(arch, glob, num_classes, dictionary, keep_head=True), None
+    chosen = resolve(glob["checkpoints"])
+    try:
+        return build_model(arch, glob, num_classes, dictionary, keep_head=True, checkpoint=chosen), chosen
+    except ModelFileError:
+        again = resolve(glob["checkpoints"])
+        if again == chosen:  # not a save's doing
+            raise
+    return build_model(arch, glob, num_classes, dictionary, keep_head=True, checkpoint=again), again
+
+
 def _evaluate(config: dict) -> dict[str, float]:
     glob, arch, dictionary, encoder = _matched(config)
     if not (glob.get("checkpoints") or glob.get("pretrained_model")):
@@ -465,8 +484,9 @@ def _evaluate(config: dict) -> dict[str, float]:
     post = build_postprocess(config["PostProcess"], arch.task, dictionary, label_list)
     metric = build_metric(config["Metric"], arch.task)
     # The network alone: a MultiHead's GTC branch is training-only (its eval output is the CTC head's).
-    net = build_model(arch, glob, _class_count(dictionary, label_list), dictionary, keep_head=True).to(device)
-    best = saved_best(glob["checkpoints"]) if glob.get("checkpoints") else {}
+    net, chosen = _checkpoint_or_pretrained(arch, glob, _class_count(dictionary, label_list), dictionary)
+    net = net.to(device)
+    best = chosen.best if chosen is not None else {}
     if best:
         log.info("metric in ckpt ***************")
         for k, v in best.items():
