@@ -30,8 +30,10 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,7 +190,9 @@ def _from_origin(entry: ModelEntry, origin: origins.Origin, zoo: Path, progress:
     zoo folder): another that waited uses what the first put in place. Returns (file, sha256,
     whether converted by this call)."""
     zoo.mkdir(parents=True, exist_ok=True)
-    with _locked(zoo / f".{entry.name}.lock"):
+    waiting = (lambda: print(f"ptocr: waiting for another process fetching {entry.name} into {zoo}",
+                             file=sys.stderr, flush=True)) if progress else None
+    with _locked(zoo / f".{entry.name}.lock", waiting):
         sha, _ = _local(entry, zoo)
         if sha is not None:  # put there by another process while this one waited
             return zoo / entry.name / WEIGHTS, sha, False
@@ -218,10 +222,11 @@ def _from_origin(entry: ModelEntry, origin: origins.Origin, zoo: Path, progress:
 
 
 @contextmanager
-def _locked(path: Path):
+def _locked(path: Path, waiting: Callable[[], None] | None = None):
     """An exclusive lock between processes, its file removed on release (a refused download
     leaves the zoo folder as it was). A waiter that wakes on a file removed meanwhile retries on
-    the new one."""
+    the new one. ``waiting`` is called once where another process holds it (a download can take
+    minutes: the wait is said, not silent)."""
     if fcntl is None:  # Windows: filelock (huggingface_hub's dependency) removes its file itself
         from filelock import FileLock
 
@@ -231,7 +236,13 @@ def _locked(path: Path):
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if waiting is not None:
+                    waiting()
+                    waiting = None
+                fcntl.flock(fd, fcntl.LOCK_EX)
             held = _same_file(fd, path)
         except BaseException:
             os.close(fd)

@@ -131,6 +131,24 @@ def test_two_loads_at_once_download_and_convert_once(env, monkeypatch):
     assert sorted(p.name for p in (tmp / "zoo").iterdir()) == [FRENCH]
 
 
+def test_a_load_waiting_for_another_says_so(tmp_path):
+    # A download can take minutes: the second process used to wait on the zoo's lock in silence.
+    from ptocr.zoo import _locked
+
+    said, entered = threading.Event(), threading.Event()
+
+    def second():
+        with _locked(tmp_path / ".m.lock", said.set):
+            entered.set()
+
+    with _locked(tmp_path / ".m.lock", lambda: pytest.fail("the first holder does not wait")):
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        assert said.wait(10) and not entered.is_set()  # it said so, and it waits
+    waiter.join(10)
+    assert entered.is_set()
+
+
 def test_what_a_killed_load_left_is_removed_by_the_next(env):
     tmp, _, _ = env
     zoo = tmp / "zoo"
