@@ -16,6 +16,7 @@ import hashlib
 import http.client
 import os
 import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,6 +29,9 @@ ENV_MIRROR = "PTOCR_MIRROR"
 # No official archive comes near this; a server streaming without end is cut off here.
 MAX_DOWNLOAD_BYTES = 4 << 30
 TIMEOUT_S = 60
+# A download slower than this over a whole TIMEOUT_S window is given up: a server or proxy that
+# trickles a byte now and then never trips the per-read timeout, and would hang a load for days.
+MIN_BYTES_PER_S = 10_000
 # A host that does not answer a TCP connect within this long is treated as out of reach.
 PROBE_TIMEOUT_S = 5
 PROXY_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080, "socks4": 1080}
@@ -131,10 +135,19 @@ def _stream(response, tmp: Path, total: int | None, max_bytes: int, url: str, pr
         f = open(tmp, "wb")
     except OSError as e:
         raise _LocalWriteError(e) from None
+    read = getattr(response, "read1", response.read)  # read1: what has come, not a full MB
+    window_start, window_bytes = time.monotonic(), 0
     with f, tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
                  desc=Path(urlsplit(url).path).name, disable=not progress) as bar:
-        while chunk := response.read(1 << 20):
+        while chunk := read(1 << 20):
             got += len(chunk)
+            window_bytes += len(chunk)
+            elapsed = time.monotonic() - window_start
+            if elapsed >= TIMEOUT_S:
+                if window_bytes < MIN_BYTES_PER_S * elapsed:
+                    raise DownloadError(f"{url}: too slow ({window_bytes} bytes in the last {elapsed:.0f} s, "
+                                        f"under {MIN_BYTES_PER_S // 1000} kB/s): a stalled server or connection")
+                window_start, window_bytes = time.monotonic(), 0
             if got > max_bytes:
                 raise DownloadError(f"{url}: more than the cap of {max_bytes} bytes")
             h.update(chunk)

@@ -13,6 +13,7 @@ import os
 import socket
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -352,6 +353,41 @@ def test_a_full_disk_here_is_not_blamed_on_the_origin(env, monkeypatch, where):
     assert "could not write into" in line and "No space left on device" in line, line
     assert "corrupt" not in line and "download failed" not in line
     assert list((tmp / "zoo").iterdir()) == []
+
+
+def test_a_trickling_download_is_given_up(env, monkeypatch):
+    """A byte now and then never trips the per-read timeout: the load hung for as long as it lasted."""
+    tmp, _, _ = env
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def serve():
+        try:
+            conn, _ = server.accept()
+        except OSError:
+            return
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\nContent-Length: 100000\r\n\r\n")
+            try:
+                for _ in range(400):  # 20 bytes a second
+                    conn.sendall(b"x")
+                    time.sleep(0.05)
+            except OSError:  # the client gave up
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setattr(ptocr.download, "TIMEOUT_S", 1)  # the window, and the per-read timeout
+    monkeypatch.setattr(ptocr.download, "MIN_BYTES_PER_S", 1000)
+    out = tmp / "dl"
+    out.mkdir()
+    try:
+        with pytest.raises(DownloadError, match=r"too slow \(\d+ bytes in the last 1 s, under 1 kB/s\)"):
+            download(f"http://127.0.0.1:{server.getsockname()[1]}/a.tar", out / "a.tar", progress=False)
+    finally:
+        server.close()
+    assert list(out.iterdir()) == []
 
 
 def test_an_unwritable_wheel_cache_is_named_in_the_error(env, monkeypatch):
