@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ptocr.errors import PtocrError
+from ptocr.errors import PtocrError, first_line
 from ptocr.version import __version__
 
 ENV_MIRROR = "PTOCR_MIRROR"
@@ -114,7 +114,7 @@ def download(url: str, dst: Path, *, max_bytes: int = MAX_DOWNLOAD_BYTES, progre
         raise e.error from None
     except urllib.error.HTTPError as e:
         _unlink(tmp)
-        raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from None
+        raise DownloadError(f"{url}: HTTP {e.code} {first_line(str(e.reason))}") from None  # a redirect loop's is 3 lines
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
         # HTTPException: the connection dropped inside a chunked body (IncompleteRead), a garbled reply
         _unlink(tmp)

