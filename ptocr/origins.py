@@ -268,10 +268,12 @@ def check_hashes(entry: ModelEntry, fetched: Fetched, record: dict | None) -> li
     seen, seen_files = {}, {}
     if record.get("origin") == where:  # the same origin: every unpinned hash it gave before
         seen = {k: record.get(k) for k in unpinned}
-        before = record.get(FILES_PIN)  # absent from a record of an older ptocr: nothing to compare
-        seen_files = {n: before.get(n) for n in unpinned_files} if isinstance(before, dict) else {}
     elif want is None and record.get(key):  # another origin of the same kind of file: the same weights
         seen = {key: record[key]}
+    before = record.get(FILES_PIN)  # absent from a record of an older ptocr: nothing to compare
+    if isinstance(before, dict) and (record.get("origin") == where or record.get("kind") == fetched.origin.kind):
+        # the same origin, or the same kind elsewhere (an archive from another mirror): the same files
+        seen_files = {n: before.get(n) for n in unpinned_files}
     changed = [(k.replace("_sha256", ""), got.get(k), b) for k, b in seen.items()] + \
               [(n, unpinned_files[n], b) for n, b in seen_files.items()]
     for label, now, before in changed:

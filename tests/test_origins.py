@@ -88,12 +88,15 @@ def _same_as_direct_conversion(path: Path, folder: Path) -> None:
     ("PP-OCRv5_mobile_det", "official Hugging Face repo"),  # through $HF_ENDPOINT
 ])
 def test_load_by_name_from_the_official_origin(env, shared_dir, monkeypatch, name, kind):
-    found = resolve(name, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnpinnedOriginWarning)  # weights and every other file pinned
+        found = resolve(name, progress=False)
     assert found.where.startswith(kind), found.where
     entry = load_manifest().model_entry(name)
     _same_as_direct_conversion(found.path, shared_dir / "paddle_models" / entry.source["folder"])
     record = json.loads((found.path.parent / "origin.json").read_text(encoding="utf-8"))
     assert record["pdiparams_sha256"] == entry.source["pdiparams_sha256"] and record["pinned"] is True
+    assert record["files_sha256"] == entry.source["files_sha256"]  # every file it read, each pinned
     # the next load is a plain file read, even offline
     monkeypatch.setenv("PTOCR_OFFLINE", "1")
     again = resolve(name)
@@ -340,6 +343,7 @@ def test_pin_origins_fills_the_hashes_and_reports_conflicts(env, origins, shared
 
     data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
     data["models"][FRENCH]["source"]["pdiparams_sha256"] = None
+    files = data["models"][FRENCH]["source"].pop("files_sha256")
     data["models"]["PP-OCRv5_mobile_det"]["source"]["pdiparams_sha256"] = "1" * 64
     path = env / "manifest.json"
     write_manifest(data, path)
@@ -349,6 +353,7 @@ def test_pin_origins_fills_the_hashes_and_reports_conflicts(env, origins, shared
     pinned = load_manifest(path).model_entry(FRENCH).source
     assert pinned["archive_sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
     assert pinned["pdiparams_sha256"] == load_manifest().model_entry(FRENCH).source["pdiparams_sha256"]
+    assert pinned["files_sha256"] == files  # the other files the converter reads, from the download
     # the Hub gives other weights than the (wrong) pin: reported, not overwritten
     assert len(conflicts) == 1 and "PaddlePaddle/PP-OCRv5_mobile_det gives pdiparams_sha256" in conflicts[0]
     assert load_manifest(path).model_entry("PP-OCRv5_mobile_det").source["pdiparams_sha256"] == "1" * 64
@@ -419,3 +424,143 @@ def test_an_unreachable_hub_is_skipped_at_once(env, monkeypatch):
         ptocr.load("PP-OCRv5_mobile_det")
     assert f"PaddlePaddle/PP-OCRv5_mobile_det: cannot reach 127.0.0.1:{port}" in str(err.value)
     assert "unset HF_HUB_OFFLINE" not in str(err.value)  # it was not offline: the hint says what to do
+
+
+# ---- every file the converter reads is checked, not only the weights ----
+
+def _swap_bn_names(info: Path) -> None:
+    """Swap the names of two batch-norm tensors of one shape (mean and variance) in a
+    ``.pdiparams.info``: the weights stay the official ones, the converter maps them wrongly."""
+    import pickle
+
+    table = pickle.loads(info.read_bytes())  # our own copy of the official file
+    a, b = "conv1_bn_mean", "conv1_bn_variance"
+    table[a]["structured_name"], table[b]["structured_name"] = table[b]["structured_name"], table[a]["structured_name"]
+    info.write_bytes(pickle.dumps(table, protocol=2))
+
+
+def _tampered_french(shared_dir, tmp_path) -> Path:
+    folder = tmp_path / "tampered" / "french_mobile_v2.0_rec_infer"
+    shutil.copytree(shared_dir / "paddle_models" / folder.name, folder)
+    _swap_bn_names(folder / "inference.pdiparams.info")
+    return folder
+
+
+def test_a_tampered_pdiparams_info_beside_the_official_weights_is_refused(env, shared_dir, tmp_path, monkeypatch):
+    entry = load_manifest().model_entry(FRENCH)
+    folder = _tampered_french(shared_dir, tmp_path)
+    from ptocr.checkpoint import file_sha256
+    assert file_sha256(folder / "inference.pdiparams") == entry.source["pdiparams_sha256"]  # the official weights
+    swapped = convert_paddle(folder).state_dict  # the file matters: two tensors change places
+    direct = convert_paddle(shared_dir / "paddle_models" / folder.name).state_dict
+    assert [k for k in direct if not torch.equal(torch.as_tensor(direct[k]), torch.as_tensor(swapped[k]))] == [
+        "backbone.conv1.bn.running_mean", "backbone.conv1.bn.running_var"]
+    root = tmp_path / "bad_mirror"
+    official_archive(folder, mirror_path(root, entry.source["url"]))
+    with serve_folder(root) as mirror:
+        monkeypatch.setenv("PTOCR_MIRROR", mirror)
+        with pytest.raises(WeightsNotFoundError) as err:
+            resolve(FRENCH, progress=False)
+    pin = entry.source["files_sha256"]["inference.pdiparams.info"]
+    assert (f"inference.pdiparams.info has sha256 {file_sha256(folder / 'inference.pdiparams.info')}, "
+            f"the manifest pins {pin}: refused") in str(err.value)
+    assert list((env / "zoo").iterdir()) == []  # nothing kept
+
+
+def test_a_hub_copy_with_a_tampered_inference_yml_is_refused_and_the_real_one_loads_pinned(env, shared_dir, tmp_path,
+                                                                                          monkeypatch):
+    name = "PP-OCRv5_mobile_rec"
+    entry = load_manifest().model_entry(name)
+    repo, real = entry.source["hub_repo"], shared_dir / "paddle_models" / entry.source["folder"]
+    folder = tmp_path / "tampered" / entry.source["folder"]
+    shutil.copytree(real, folder)
+    lines = (folder / "inference.yml").read_text(encoding="utf-8").splitlines(keepends=True)
+    first = lines.index("  character_dict:\n") + 2  # two dictionary lines swapped: reads wrong text
+    lines[first], lines[first + 1] = lines[first + 1], lines[first]
+    (folder / "inference.yml").write_text("".join(lines), encoding="utf-8")
+    with hub_server({repo: folder}) as (hub, _):
+        monkeypatch.setenv("HF_ENDPOINT", hub)
+        with pytest.raises(WeightsNotFoundError) as err:
+            resolve(name, progress=False)
+    assert (f"official Hugging Face repo {repo}: refused: {repo}: inference.yml has sha256 "
+            f"{hashlib.sha256((folder / 'inference.yml').read_bytes()).hexdigest()}, the manifest pins "
+            f"{entry.source['files_sha256']['inference.yml']}") in str(err.value)
+    assert list((env / "zoo").iterdir()) == []
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf_clean"))  # not the tampered copy cached above
+    with hub_server({repo: real}) as (hub, _), warnings.catch_warnings():
+        monkeypatch.setenv("HF_ENDPOINT", hub)
+        warnings.simplefilter("error", UnpinnedOriginWarning)  # every file pinned: nothing trusted on first use
+        found = resolve(name, progress=False)
+    assert found.where.startswith(f"official Hugging Face repo {repo}")
+    record = json.loads((found.path.parent / "origin.json").read_text(encoding="utf-8"))
+    assert record["pinned"] is True and record["files_sha256"] == entry.source["files_sha256"]
+
+
+def test_files_no_pin_covers_are_trusted_on_first_use_and_a_later_change_is_refused(env, shared_dir, tmp_path,
+                                                                                    monkeypatch):
+    data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
+    del data["models"][FRENCH]["source"]["files_sha256"]  # the weights stay pinned
+    write_manifest(data, env / "manifest.json")
+    monkeypatch.setenv("PTOCR_MANIFEST", str(env / "manifest.json"))
+    assert [o.pinned for o in ptocr.origins.origins_of(load_manifest().model_entry(FRENCH))] == [False]
+
+    monkeypatch.setenv("PTOCR_REQUIRE_PINNED", "1")  # the weights' pin alone is not enough
+    with pytest.raises(WeightsNotFoundError, match="pins no hash for it and PTOCR_REQUIRE_PINNED"):
+        resolve(FRENCH, progress=False)
+    monkeypatch.delenv("PTOCR_REQUIRE_PINNED")
+
+    with pytest.warns(UnpinnedOriginWarning) as caught:
+        found = resolve(FRENCH, progress=False)
+    msg = str(caught[0].message)
+    folder = shared_dir / "paddle_models" / "french_mobile_v2.0_rec_infer"
+    for fname in ("inference.pdiparams.info", "inference.pdmodel"):
+        assert f"{fname} sha256 {hashlib.sha256((folder / fname).read_bytes()).hexdigest()}" in msg, msg
+    assert "pdiparams sha256" not in msg  # the weights are pinned: not trusted on first use
+    record = json.loads((found.path.parent / "origin.json").read_text(encoding="utf-8"))
+    assert record["pinned"] is False and sorted(record["files_sha256"]) == ["inference.pdiparams.info",
+                                                                            "inference.pdmodel"]
+
+    found.path.unlink()  # the converted file is lost; the origin now serves another .pdiparams.info
+    root = tmp_path / "changed"
+    official_archive(_tampered_french(shared_dir, tmp_path), mirror_path(root, data["models"][FRENCH]["source"]["url"]))
+    with serve_folder(root) as mirror:
+        monkeypatch.setenv("PTOCR_MIRROR", mirror)
+        with pytest.raises(WeightsNotFoundError, match=r"inference.pdiparams.info sha256 [0-9a-f]{64} differs from the "
+                                                       r"[0-9a-f]{64} trusted on first use"):
+            resolve(FRENCH, progress=False)
+    assert json.loads((found.path.parent / "origin.json").read_text(encoding="utf-8")) == record
+
+
+def test_an_origin_json_of_an_older_ptocr_still_resolves_from_the_local_zoo(env, monkeypatch):
+    found = resolve(FRENCH, progress=False)
+    record_path = found.path.parent / "origin.json"
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    assert record["pinned"] is True and "files_sha256" in record
+    del record["files_sha256"]  # as the previous version wrote it
+    record_path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    monkeypatch.setenv("PTOCR_OFFLINE", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = resolve(FRENCH)
+    assert again.where.startswith("local zoo folder") and again.path == found.path
+
+
+def test_pin_origins_fills_the_file_pins_from_the_release_folders(env, shared_dir):
+    from tools import pin_origins
+
+    data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
+    want = data["models"][FRENCH]["source"].pop("files_sha256")
+    data["models"]["ch_PP-OCRv4_det"]["source"]["files_sha256"]["inference.pdmodel"] = "2" * 64
+    data["models"]["german_mobile_v2.0_rec"]["source"]["pdiparams_sha256"] = "3" * 64  # not this folder's weights
+    del data["models"]["german_mobile_v2.0_rec"]["source"]["files_sha256"]
+    path = env / "manifest.json"
+    write_manifest(data, path)
+    said = []
+    conflicts = pin_origins.pin_from_folder(path, shared_dir / "paddle_models", log=said.append)
+    got = json.loads(path.read_text(encoding="utf-8"))["models"]
+    assert got[FRENCH]["source"]["files_sha256"] == want
+    assert "files_sha256" not in got["german_mobile_v2.0_rec"]["source"]
+    assert any("german_mobile_v2.0_rec" in s and "not the pinned release's weights" in s for s in said)
+    assert len(conflicts) == 1 and "ch_PP-OCRv4_det" in conflicts[0] and "inference.pdmodel" in conflicts[0]
+    assert got["ch_PP-OCRv4_det"]["source"]["files_sha256"]["inference.pdmodel"] == "2" * 64  # not overwritten
