@@ -264,7 +264,9 @@ def check_hashes(entry: ModelEntry, fetched: Fetched, record: dict | None) -> li
         names = [k.replace("_sha256", "") for k in unpinned] + list(unpinned_files)
         raise OriginError(f"{where}: the manifest pins no sha256 for {', '.join(names)} and "
                           "PTOCR_REQUIRE_PINNED is set: refused")
-    record = record or {}
+    # A record the pins now refute (its weights are not the pinned ones) vouches for nothing: the
+    # archive or files it trusted came with those weights.
+    record = {} if record is None or outdated(entry, record) else record
     seen, seen_files = {}, {}
     if record.get("origin") == where:  # the same origin: every unpinned hash it gave before
         seen = {k: record.get(k) for k in unpinned}

@@ -31,6 +31,7 @@ from ptocr.cli import main as cli
 from ptocr.conversion import convert_paddle
 from ptocr.manifest import load_manifest, write_manifest
 from ptocr.zoo import UnpinnedOriginWarning, WeightsNotFoundError, resolve
+from tools import pin_origins
 from verification.loopback import hub_server, mirror_path, official_archive, serve_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,24 +53,35 @@ def origins(shared_dir, tmp_path_factory):
         src = man.model_entry(name).source
         official_archive(shared_dir / "paddle_models" / src["folder"], mirror_path(root, src["url"]))
     repos = {repo: shared_dir / "paddle_models" / folder for repo, folder in HUB.items()}
+    # Here the shared folders are the releases the servers give: the manifest pins all their files
+    # (the repo's pins only the copies known to be an origin's own bytes, doc/zoo.md).
+    served = tmp_path_factory.mktemp("manifest") / "manifest.json"
+    shutil.copy(REPO / "weights_manifest.json", served)
+    pin_origins.pin_from_folder(served, shared_dir / "paddle_models", log=lambda m: None)
     with serve_folder(root) as mirror, hub_server(repos) as (hub, _):
-        yield root, mirror, hub
+        yield root, mirror, hub, served
 
 
 @pytest.fixture
 def env(origins, tmp_path, monkeypatch):
-    root, mirror, hub = origins
+    root, mirror, hub, served = origins
+    monkeypatch.setenv("PTOCR_MANIFEST", str(served))
     monkeypatch.setenv("PTOCR_ZOO", str(tmp_path / "zoo"))
     monkeypatch.setenv("PTOCR_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("PTOCR_MIRROR", mirror)
     monkeypatch.setenv("HF_ENDPOINT", hub)
-    for var in ("HF_HUB_OFFLINE", "PTOCR_OFFLINE", "PTOCR_REQUIRE_PINNED", "PTOCR_MANIFEST"):
+    for var in ("HF_HUB_OFFLINE", "PTOCR_OFFLINE", "PTOCR_REQUIRE_PINNED"):
         monkeypatch.delenv(var, raising=False)
     # huggingface_hub reads HF_HUB_OFFLINE once, when first imported: a test before this one
     # that imported it offline would leave the whole process offline.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     return tmp_path
+
+
+def _served_manifest() -> dict:
+    """The manifest the env fixture set (the repo's, every served folder's files pinned)."""
+    return json.loads(Path(os.environ["PTOCR_MANIFEST"]).read_text(encoding="utf-8"))
 
 
 def _same_as_direct_conversion(path: Path, folder: Path) -> None:
@@ -201,7 +213,7 @@ def test_hostile_or_broken_archives_are_refused(env, shared_dir, tmp_path, monke
 
 
 def test_a_wrong_archive_hash_is_refused(env, monkeypatch):
-    data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
+    data = _served_manifest()
     data["models"][FRENCH]["source"]["archive_sha256"] = "0" * 64
     write_manifest(data, env / "manifest.json")
     monkeypatch.setenv("PTOCR_MANIFEST", str(env / "manifest.json"))
@@ -237,7 +249,7 @@ def test_another_models_release_at_a_name_that_is_also_an_architecture_is_refuse
 
 
 def test_unpinned_origin_is_trusted_on_first_use_only(env, shared_dir, tmp_path, monkeypatch):
-    data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
+    data = _served_manifest()
     data["models"][FRENCH]["source"]["pdiparams_sha256"] = None
     write_manifest(data, env / "manifest.json")
     monkeypatch.setenv("PTOCR_MANIFEST", str(env / "manifest.json"))
@@ -304,7 +316,7 @@ def test_a_transformers_checkpoint_is_the_last_origin(env, shared_dir, monkeypat
         assert torch.equal(loaded.model(x), ptocr.load(shared_dir / "paddle_models" / entry.source["folder"]).model(x))
 
     found.path.parent.joinpath("model.safetensors").unlink()
-    data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
+    data = _served_manifest()
     data["models"][name]["source"]["safetensors_sha256"] = "0" * 64
     write_manifest(data, env / "manifest.json")
     monkeypatch.setenv("PTOCR_MANIFEST", str(env / "manifest.json"))
@@ -339,15 +351,14 @@ def test_the_mirror_keeps_the_official_path(monkeypatch):
 
 
 def test_pin_origins_fills_the_hashes_and_reports_conflicts(env, origins, shared_dir, monkeypatch):
-    from tools import pin_origins
 
-    data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
+    data = _served_manifest()
     data["models"][FRENCH]["source"]["pdiparams_sha256"] = None
     files = data["models"][FRENCH]["source"].pop("files_sha256")
     data["models"]["PP-OCRv5_mobile_det"]["source"]["pdiparams_sha256"] = "1" * 64
     path = env / "manifest.json"
     write_manifest(data, path)
-    root, _, _ = origins
+    root, _, _, _ = origins
     archive = mirror_path(root, data["models"][FRENCH]["source"]["url"])
     conflicts = pin_origins.pin(path, [FRENCH, "PP-OCRv5_mobile_det"], log=lambda m: None)
     pinned = load_manifest(path).model_entry(FRENCH).source
@@ -499,7 +510,7 @@ def test_a_hub_copy_with_a_tampered_inference_yml_is_refused_and_the_real_one_lo
 
 def test_files_no_pin_covers_are_trusted_on_first_use_and_a_later_change_is_refused(env, shared_dir, tmp_path,
                                                                                     monkeypatch):
-    data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
+    data = _served_manifest()
     del data["models"][FRENCH]["source"]["files_sha256"]  # the weights stay pinned
     write_manifest(data, env / "manifest.json")
     monkeypatch.setenv("PTOCR_MANIFEST", str(env / "manifest.json"))
@@ -549,7 +560,7 @@ def test_an_origin_json_of_an_older_ptocr_still_resolves_from_the_local_zoo(env,
 def test_pin_origins_fills_the_file_pins_from_the_release_folders(env, shared_dir):
     from tools import pin_origins
 
-    data = json.loads((REPO / "weights_manifest.json").read_text(encoding="utf-8"))
+    data = _served_manifest()
     want = data["models"][FRENCH]["source"].pop("files_sha256")
     data["models"]["ch_PP-OCRv4_det"]["source"]["files_sha256"]["inference.pdmodel"] = "2" * 64
     data["models"]["german_mobile_v2.0_rec"]["source"]["pdiparams_sha256"] = "3" * 64  # not this folder's weights

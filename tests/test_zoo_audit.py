@@ -196,7 +196,7 @@ def test_a_file_converted_from_weights_the_manifest_now_refuses_is_not_used(env,
     assert "the manifest now pins" in found.attempts[0][1]
     _same_as_direct_conversion(found.path, shared_dir / "paddle_models" / "french_mobile_v2.0_rec_infer")
     record = json.loads((found.path.parent / "origin.json").read_text(encoding="utf-8"))
-    assert record["pinned"] is True
+    assert record["pdiparams_sha256"] == load_manifest().model_entry(FRENCH).source["pdiparams_sha256"]
     # offline, the outdated file is not used either
     monkeypatch.setenv("PTOCR_OFFLINE", "1")
     assert resolve(FRENCH).path == found.path
