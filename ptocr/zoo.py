@@ -214,7 +214,7 @@ def _from_origin(entry: ModelEntry, origin: origins.Origin, zoo: Path, progress:
         finally:
             shutil.rmtree(stage, ignore_errors=True)
     if trusted:
-        warnings.warn(f"{entry.name}: {origin.describe()} is not pinned in the manifest; trusted on first use "
+        warnings.warn(f"{entry.name}: the manifest pins not every file of {origin.describe()}; trusted on first use "
                       f"with {', '.join(trusted)} (recorded in {final / origins.RECORD}; a different file later "
                       "is refused; PTOCR_REQUIRE_PINNED=1 refuses unpinned origins)",
                       UnpinnedOriginWarning, stacklevel=3)
