@@ -36,7 +36,7 @@ MIN_BYTES_PER_S = 10_000
 PROBE_TIMEOUT_S = 5
 PROXY_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080, "socks4": 1080}
 
-__all__ = ["DownloadError", "ENV_MIRROR", "download", "mirrored", "unreachable"]
+__all__ = ["DownloadError", "ENV_MIRROR", "download", "mirrored", "unanswered", "unreachable"]
 
 
 class DownloadError(PtocrError):
@@ -76,6 +76,24 @@ def unreachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
     except OSError as e:
         return f"cannot reach {label} ({e.strerror or type(e).__name__})"
     return None
+
+
+def unanswered(url: str, timeout: float | None = None) -> str | None:
+    """Why ``url`` gets no HTTP answer within ``timeout`` (a server or proxy that accepts the
+    connection and then stalls, or answers 5xx), or None when it answers (a 404 included: the
+    client then says what is missing). Asked before a client with its own retry loop:
+    huggingface_hub spent 6.5 minutes retrying a stalled endpoint before giving up."""
+    timeout = PROBE_TIMEOUT_S if timeout is None else timeout
+    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": f"ptocr/{__version__}"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler())  # the proxies the environment names now
+    try:
+        with opener.open(request, timeout=timeout):
+            return None
+    except urllib.error.HTTPError as e:
+        return f"{url} answers HTTP {e.code}" if e.code >= 500 else None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        reason = getattr(e, "reason", None) or e
+        return f"no HTTP answer from {url} within {timeout:g} s ({first_line(str(reason)) or type(e).__name__})"
 
 
 def _proxy_for(scheme: str, host: str) -> str | None:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ptocr.archives import extract_model
 from ptocr.checkpoint import file_sha256
-from ptocr.download import download, mirrored, unreachable
+from ptocr.download import download, mirrored, unanswered, unreachable
 from ptocr.errors import PtocrError, first_line
 from ptocr.manifest import ModelEntry
 from ptocr.manifest import PINNABLE_FILES
@@ -181,7 +181,8 @@ def _fetch_hub(repo_id: str, folder: Path, files=HUB_FILES, optional=(), *, cach
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     endpoint = hf_endpoint() or constants.ENDPOINT
-    why = "offline" if cached_only else unreachable(endpoint)  # before huggingface_hub's retries
+    # before huggingface_hub's retries: a host out of reach, or one that accepts and then stalls
+    why = "offline" if cached_only else unreachable(endpoint) or unanswered(f"{endpoint.rstrip('/')}/api/models/{repo_id}")
     cached_only = why is not None
     folder.mkdir(parents=True)
     for name in files:

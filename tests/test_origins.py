@@ -24,6 +24,7 @@ import torch
 from click.testing import CliRunner
 
 import ptocr
+import ptocr.download
 import ptocr.zoo
 from ptocr import archives
 from ptocr.checkpoint import read_converted
@@ -435,6 +436,27 @@ def test_an_unreachable_hub_is_skipped_at_once(env, monkeypatch):
         ptocr.load("PP-OCRv5_mobile_det")
     assert f"PaddlePaddle/PP-OCRv5_mobile_det: cannot reach 127.0.0.1:{port}" in str(err.value)
     assert "unset HF_HUB_OFFLINE" not in str(err.value)  # it was not offline: the hint says what to do
+
+
+def test_a_hub_that_accepts_and_then_stalls_is_skipped_at_once(env, monkeypatch):
+    # It passed the connect probe, and huggingface_hub retried for 6.5 minutes before giving up.
+    with socket.socket() as stalled:  # listens (the connect succeeds), never accepts nor answers
+        stalled.bind(("127.0.0.1", 0))
+        stalled.listen()
+        endpoint = f"http://127.0.0.1:{stalled.getsockname()[1]}"
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        monkeypatch.setattr(ptocr.download, "PROBE_TIMEOUT_S", 0.5)
+        real = huggingface_hub.hf_hub_download
+
+        def no_retry_loop(*a, **k):  # the cache alone may be read
+            if not k.get("local_files_only"):
+                raise AssertionError("huggingface_hub asked although its endpoint does not answer")
+            return real(*a, **k)
+
+        monkeypatch.setattr("huggingface_hub.hf_hub_download", no_retry_loop)
+        with pytest.raises(WeightsNotFoundError) as err:
+            resolve("PP-OCRv5_mobile_det", progress=False)
+    assert f"PaddlePaddle/PP-OCRv5_mobile_det: no HTTP answer from {endpoint}/api/models/" in str(err.value)
 
 
 # ---- every file the converter reads is checked, not only the weights ----
