@@ -91,7 +91,7 @@ def load(source: str | os.PathLike, *, device=None, dtype=None, fuse: bool = Tru
 
 
 def create_model(name: str, *, pretrained: bool | str | os.PathLike = False,
-                 num_classes: int | None = None) -> OCRModel:
+                 num_classes: int | None = None, expected_sha256: str | None = None) -> OCRModel:
     """The network ``name`` as a ``torch.nn.Module`` (``OCRModel``: backbone, neck, head), in
     the structure Paddle trains it in (no inference rewrites), in eval mode.
 
@@ -107,6 +107,8 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False,
         num_classes: the classifier's or recognizer's class count (a recognizer: blank +
             dictionary + space); with trained weights, their last Linear is replaced by a freshly
             initialised one of this size (a new dictionary: pass it to ``save_model``).
+        expected_sha256: with a ``.safetensors`` path, refuse a file with another sha256 (as
+            ``ptocr.load``): a training checkpoint chosen by its hash, replaced since by a save.
 
     Returns:
         The model; ``model.train()`` to fine-tune it, ``ptocr.save_model`` to write it as a file
@@ -133,7 +135,7 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False,
                              f"zoo models of this architecture: {_models_of(name, models) or 'none'}")
         predictor = load_predictor(name, fuse=False, optimize=False)
     else:
-        predictor = load_predictor(pretrained, fuse=False, optimize=False)
+        predictor = load_predictor(pretrained, fuse=False, optimize=False, expected_sha256=expected_sha256)
         want = canonical_name(models[name]["architecture"] if name in models else name)
         got = canonical_name(predictor.config["architecture"])
         if got != want:

@@ -20,9 +20,8 @@ from ptocr.api import create_model
 from ptocr.architectures import canonical_name
 from ptocr.dictionary import Dictionary, builtin_dictionary, read_dictionary
 from ptocr.errors import ArchitectureError, DictionaryError, PtocrError
-from ptocr.loading import is_name, load_predictor
+from ptocr.loading import is_name
 from ptocr.manifest import load_manifest
-from ptocr.models.heads.db_head import DBHead
 from ptocr.postprocess import ClsPostProcess, CTCLabelDecode, DBPostProcess
 from ptocr.training.architecture import ConfigArchitecture
 from ptocr.training.distributed import require_cuda
@@ -163,19 +162,10 @@ def _check_classes(net, num_classes: int | None, where: str) -> None:
 def _checkpoint_net(arch: ConfigArchitecture, resume, chosen: CheckpointModel):
     """``create_model(arch.name, pretrained=chosen.path)``, the file read only where its sha256 is
     still the one it was chosen with (a save may have replaced it since: a ModelFileError)."""
-    predictor = load_predictor(chosen.path, fuse=False, optimize=False, expected_sha256=chosen.sha256)
-    models = load_manifest().models  # as create_model compares them
-    want = canonical_name(models[arch.name]["architecture"] if arch.name in models else arch.name)
-    got = canonical_name(predictor.config["architecture"])
-    if got != want:
-        raise ArchitectureError(f"Global.checkpoints {resume} does not fit the config's Architecture: "
-                                f"{chosen.path} holds a {got} model, not {arch.name} ({want})")
-    net = predictor.model
-    for head in [m for m in net.modules() if isinstance(m, DBHead) and m.thresh is None]:  # as create_model
-        head.add_threshold_branch()
-        log.warning("%s: no threshold branch of the DB head (an inference model's); it starts freshly initialised",
-                    chosen.path)
-    return net
+    try:
+        return create_model(arch.name, pretrained=chosen.path, expected_sha256=chosen.sha256)
+    except ArchitectureError as e:
+        raise ArchitectureError(f"Global.checkpoints {resume} does not fit the config's Architecture: {e}") from None
 
 
 def build_model(arch: ConfigArchitecture, glob: dict, num_classes: int | None, dictionary: Dictionary | None,
