@@ -37,7 +37,8 @@ from ptocr.pipeline import OCR
 from ptocr.pipeline3 import OCR3, PADDLEOCR3_DEFAULTS, STEP_SWITCHES
 from ptocr.result3 import OCR3Result
 from ptocr.origins import origins_of
-from ptocr.zoo import WEIGHTS, hf_cache_dir, hub_endpoint, offline, plan_publish, zoo_dir
+from ptocr.places import hub_endpoint
+from ptocr.zoo import WEIGHTS, hf_cache_dir, offline, plan_publish, zoo_dir
 from ptocr.zoo import publish as do_publish
 
 EXIT_BAD_INPUT = 2
@@ -580,9 +581,10 @@ def _check_export_target(model: str, dst: str, fmt: str, force: bool) -> None:
                   + ("a transformers checkpoint is a folder" if fmt == TRANSFORMERS else "give the file to write"))
         if not force:
             _fail(f"{dst} already exists; pass --force to replace it")
-        if path.is_dir() and any(path.iterdir()) and not (path / "config.json").is_file():
-            _fail(f"{dst} is a folder that holds no transformers checkpoint (config.json); --force replaces "
-                  "only a checkpoint folder")  # not a folder of someone's other files
+        if path.is_dir() and any(path.iterdir()) and not all((path / f).is_file() for f in ("config.json",
+                                                                                            "model.safetensors")):
+            _fail(f"{dst} is a folder that holds no transformers checkpoint (config.json and model.safetensors); "
+                  "--force replaces only a checkpoint folder")  # not a folder of someone's other files
     _check_output_file(dst, "DST")
 
 

@@ -238,8 +238,11 @@ def load_transformers_export(path: str | os.PathLike) -> torch.nn.Module:
     import json
 
     name = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))["architectures"][0]
+    cls = getattr(transformers, name, None)
+    if cls is None:  # an older transformers: the export is fine, this one cannot check it
+        raise CheckerMissing(f"checking it needs a transformers with {name} (this is {transformers.__version__})")
     # A local folder, nothing fetched: no Hub look-up, no Hub kernels (transformers asks for them by default).
-    return getattr(transformers, name).from_pretrained(str(path), local_files_only=True, use_kernels=False).eval()
+    return cls.from_pretrained(str(path), local_files_only=True, use_kernels=False).eval()
 
 
 def _run_transformers(path, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:

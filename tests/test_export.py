@@ -239,6 +239,7 @@ def test_cli_transformers_export_replaces_dst_only_once_checked(shared_dir, tmp_
     dst = tmp_path / "tf"
     dst.mkdir()
     (dst / "config.json").write_text("{}")  # a checkpoint folder --force may replace
+    (dst / "model.safetensors").write_bytes(b"old")
 
     def fails(*a, **k):
         raise PtocrError(f"{k['name']}: the transformers export gives shape (1,), PyTorch (2,)")
@@ -246,7 +247,8 @@ def test_cli_transformers_export_replaces_dst_only_once_checked(shared_dir, tmp_
     monkeypatch.setattr(cli, "check_export", fails)
     res = CliRunner().invoke(cli.main, ["export", src, str(dst), "--format", "transformers", "--force"])
     assert res.exit_code == 2 and f"{dst}: the transformers export gives shape" in res.output, res.output
-    assert [p.name for p in dst.iterdir()] == ["config.json"] and sorted(tmp_path.iterdir()) == [dst]
+    assert sorted(p.name for p in dst.iterdir()) == ["config.json", "model.safetensors"]
+    assert (dst / "model.safetensors").read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [dst]
 
     def missing(*a, **k):
         raise CheckerMissing("checking a transformers export needs transformers: pip install transformers")
@@ -258,6 +260,7 @@ def test_cli_transformers_export_replaces_dst_only_once_checked(shared_dir, tmp_
     other = tmp_path / "notes"
     other.mkdir()
     (other / "mine.txt").write_text("x")
+    (other / "config.json").write_text("{}")  # a common name: not enough to be taken for a checkpoint
     res = CliRunner().invoke(cli.main, ["export", src, str(other), "--format", "transformers", "--force"])
     assert res.exit_code == 2 and "holds no transformers checkpoint" in res.output
-    assert [p.name for p in other.iterdir()] == ["mine.txt"]
+    assert sorted(p.name for p in other.iterdir()) == ["config.json", "mine.txt"]
