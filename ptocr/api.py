@@ -107,7 +107,7 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False,
         num_classes: the classifier's or recognizer's class count (a recognizer: blank +
             dictionary + space); with trained weights, their last Linear is replaced by a freshly
             initialised one of this size (a new dictionary: pass it to ``save_model``).
-        expected_sha256: with a ``.safetensors`` path, refuse a file with another sha256 (as
+        expected_sha256: with trained weights, refuse a weights file with another sha256 (as
             ``ptocr.load``): a training checkpoint chosen by its hash, replaced since by a save.
 
     Returns:
@@ -115,6 +115,8 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False,
         ``ptocr.load`` reads. ``model.config`` / ``model.dictionary``: what that file will hold.
     """
     models = load_manifest().models
+    if pretrained is False and expected_sha256 is not None:
+        raise PtocrError(f"{name}: expected_sha256 checks a weights file, and pretrained=False reads none")
     if pretrained is False:
         if name in models:
             entry = load_manifest().model_entry(name)
@@ -133,7 +135,7 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False,
         if name not in models:
             raise PtocrError(f"{name!r} is not a zoo model, so it has no pretrained weights; "
                              f"zoo models of this architecture: {_models_of(name, models) or 'none'}")
-        predictor = load_predictor(name, fuse=False, optimize=False)
+        predictor = load_predictor(name, fuse=False, optimize=False, expected_sha256=expected_sha256)
     else:
         predictor = load_predictor(pretrained, fuse=False, optimize=False, expected_sha256=expected_sha256)
         want = canonical_name(models[name]["architecture"] if name in models else name)

