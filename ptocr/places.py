@@ -58,6 +58,13 @@ def hf_endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or None
 
 
+def hub_endpoint() -> str:
+    """The Hugging Face endpoint to talk to: ``$HF_ENDPOINT`` as set now, else huggingface_hub's."""
+    from huggingface_hub import constants
+
+    return hf_endpoint() or constants.ENDPOINT.rstrip("/")
+
+
 def offline() -> bool:
     """``HF_HUB_OFFLINE`` or ``PTOCR_OFFLINE`` set, or huggingface_hub configured offline at import."""
     if _flag("HF_HUB_OFFLINE") or _flag(ENV_OFFLINE):

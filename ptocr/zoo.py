@@ -51,7 +51,7 @@ from ptocr.checkpoint import file_sha256, read_converted
 from ptocr.conversion import convert_once
 from ptocr.errors import ModelFileError, PtocrError, first_line
 from ptocr.manifest import Manifest, ModelEntry, load_manifest
-from ptocr.places import ENV_ZOO, hf_cache_dir, offline, ptocr_cache, require_pinned, zoo_dir
+from ptocr.places import ENV_ZOO, hf_cache_dir, hub_endpoint, offline, ptocr_cache, require_pinned, zoo_dir
 
 __all__ = ["Resolved", "UnpinnedOriginWarning", "WEIGHTS", "WeightsNotFoundError", "hf_cache_dir",
            "not_found_message", "offline", "plan_publish", "ptocr_cache", "publish", "resolve", "zoo_dir"]
@@ -369,7 +369,7 @@ def publish(plans: list[PublishPlan], *, token: str | None = None, private: bool
     PtocrError naming the repo and the step. (The uploads themselves need a real Hub and a token.)"""
     from huggingface_hub import HfApi
 
-    api = HfApi(token=token)
+    api = HfApi(endpoint=hub_endpoint(), token=token)
     for plan in plans:
         step = "creating the repo"
         try:
@@ -392,9 +392,3 @@ def publish(plans: list[PublishPlan], *, token: str | None = None, private: bool
                              f"({type(e).__name__}: {first_line(e)[:200]})") from None
         log(f"published {plan.name} -> {plan.repo_id}@{plan.revision} ({commit.oid})")
 
-
-def hub_endpoint() -> str:
-    """The Hugging Face endpoint huggingface_hub talks to ($HF_ENDPOINT, else huggingface.co)."""
-    from huggingface_hub import constants
-
-    return constants.ENDPOINT.rstrip("/")

@@ -227,12 +227,10 @@ def test_staged_layout_and_publish_dry_run(shared_dir, tmp_path, monkeypatch):
     # a Hub that cannot be reached: one line naming the repo and the step, not huggingface_hub's traceback
     import socket
 
-    import huggingface_hub.constants
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{probe.getsockname()[1]}"  # nothing listens there once closed
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", closed)
+    monkeypatch.setenv("HF_ENDPOINT", closed)
     out = CliRunner().invoke(cli, ["publish", "--token", "hf_none", str(folder)])
     assert out.exit_code == 2 and "Traceback" not in out.output, out.output
     assert f"ptocr/french_mobile_v2.0_rec: creating the repo failed at {closed}" in out.output
