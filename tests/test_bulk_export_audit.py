@@ -189,7 +189,7 @@ def test_onednn_graph_refusal_is_reported_not_an_export_failure(tmp_path, monkey
     xs = [example_input(arch).numpy()]
     assert check_export(path, "torchscript", model, xs) <= TOLERANCE
     monkeypatch.setattr(export_module, "onednn_fusion", refusing)
-    assert "unsupported pattern" in cli._onednn_graph_check(path, model, xs)
+    assert "unsupported pattern" in cli._onednn_graph_check(path, str(path), model, xs)
 
 
 def test_a_list_with_a_byte_order_mark_names_its_first_image(tmp_path):
