@@ -415,6 +415,19 @@ def test_an_unreadable_local_file_is_a_place_that_did_not_work(env, monkeypatch)
         resolve(FRENCH)
 
 
+def _hub_cache_only(monkeypatch) -> None:
+    """huggingface_hub may read its cache, never ask its endpoint (its retry loop is what the
+    probes before it spare)."""
+    real = huggingface_hub.hf_hub_download
+
+    def no_retry_loop(*a, **k):
+        if not k.get("local_files_only"):
+            raise AssertionError("huggingface_hub asked although its endpoint is out of reach")
+        return real(*a, **k)
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", no_retry_loop)
+
+
 def test_an_unreachable_hub_is_skipped_at_once(env, monkeypatch):
     """A Hub endpoint that refuses connections is reported in one line without huggingface_hub's
     retry loop (about 25 s of back-off per file on a machine without that route)."""
@@ -424,14 +437,7 @@ def test_an_unreachable_hub_is_skipped_at_once(env, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("PTOCR_MIRROR", f"http://127.0.0.1:{port}")
 
-    real = huggingface_hub.hf_hub_download
-
-    def no_retry_loop(*a, **k):  # the cache alone may be read
-        if not k.get("local_files_only"):
-            raise AssertionError("huggingface_hub asked although its endpoint is out of reach")
-        return real(*a, **k)
-
-    monkeypatch.setattr("huggingface_hub.hf_hub_download", no_retry_loop)
+    _hub_cache_only(monkeypatch)
     with pytest.raises(WeightsNotFoundError) as err:
         ptocr.load("PP-OCRv5_mobile_det")
     assert f"PaddlePaddle/PP-OCRv5_mobile_det: cannot reach 127.0.0.1:{port}" in str(err.value)
@@ -446,14 +452,7 @@ def test_a_hub_that_accepts_and_then_stalls_is_skipped_at_once(env, monkeypatch)
         endpoint = f"http://127.0.0.1:{stalled.getsockname()[1]}"
         monkeypatch.setenv("HF_ENDPOINT", endpoint)
         monkeypatch.setattr(ptocr.download, "PROBE_TIMEOUT_S", 0.5)
-        real = huggingface_hub.hf_hub_download
-
-        def no_retry_loop(*a, **k):  # the cache alone may be read
-            if not k.get("local_files_only"):
-                raise AssertionError("huggingface_hub asked although its endpoint does not answer")
-            return real(*a, **k)
-
-        monkeypatch.setattr("huggingface_hub.hf_hub_download", no_retry_loop)
+        _hub_cache_only(monkeypatch)
         with pytest.raises(WeightsNotFoundError) as err:
             resolve("PP-OCRv5_mobile_det", progress=False)
     assert f"PaddlePaddle/PP-OCRv5_mobile_det: no HTTP answer from {endpoint}/api/models/" in str(err.value)
