@@ -343,22 +343,16 @@ def load_checkpoint(prefix) -> tuple[dict, dict, CheckpointModel]:
 
 
 def load_states(prefix) -> tuple[dict, dict]:
-    """(the JSON record, the tensors) of checkpoint ``prefix``'s newest complete set, checked to
-    belong together (:func:`committed`)."""
-    record, paths = committed(prefix)
-    return record, load_file(str(paths["tensors"]))
+    """(the JSON record, the tensors) of checkpoint ``prefix``'s newest complete set
+    (:func:`load_checkpoint` without its model)."""
+    record, tensors, _ = load_checkpoint(prefix)
+    return record, tensors
 
 
 def model_file(prefix) -> Path:
-    """The model file of checkpoint ``prefix``: its newest complete set's, else (no states beside
-    it, or they do not fit) ``<prefix>.safetensors``: the model file alone is enough to evaluate.
-    A PaddleOCR checkpoint is a :class:`PaddleCheckpointError`."""
-    try:
-        return committed(prefix)[1]["model"]
-    except PaddleCheckpointError:
-        raise
-    except PtocrError:
-        return checkpoint_files(prefix)["model"]
+    """The model file of checkpoint ``prefix`` (:func:`resolve`): its newest complete set's, else
+    ``<prefix>.safetensors``. A PaddleOCR checkpoint is a :class:`PaddleCheckpointError`."""
+    return resolve(prefix).path
 
 
 def saved_best(prefix) -> dict:
