@@ -533,7 +533,8 @@ def export(model, dst, fmt, dynamic, input_shape, opset, force):
         try:
             staged = temp_beside(dst, suffix=Path(dst).suffix)  # the exporters go by the name's ending
             do_export(predictor.model, predictor.config, staged, fmt, dynamic=dynamic,
-                      opset=OPSET if opset is None else opset, input_shape=shape)
+                      opset=OPSET if opset is None else opset, input_shape=shape,
+                      dictionary=getattr(predictor, "dictionary", None))
         except OSError as e:
             _os_fail(e, dst)
         static_shape = None if dynamic else shape or tuple(example_input(predictor.config).shape)

