@@ -225,6 +225,13 @@ def detect_architecture(source: PaddleSource) -> Fit:
             f"{source.path} fits several architectures equally ({', '.join(_named(f.arch_name) for f in fits)}); "
             "choose one with --arch"
         )
+    model = getattr(getattr(source, "program", None), "model", None)
+    if getattr(model, "producer", None) == "pytorch":  # ptocr export's own ONNX, say: no "closest" means anything
+        raise ArchitectureError(
+            f"{source.path} fits no registered architecture: it is an ONNX export by PyTorch "
+            f"({model.producer} {model.producer_version}), e.g. `ptocr export`'s, whose graph is the optimized "
+            "network (batch norms folded), not a PP-OCR program; convert the Paddle model, or load the "
+            ".safetensors it was exported from")
     closest = ", ".join(f"{_named(name)} ({n} mismatching keys)" for n, name in sorted(near)[:3])
     raise ArchitectureError(
         f"{source.path} fits no registered architecture (closest: {closest}); "

@@ -279,3 +279,8 @@ def test_an_onnx_recognizer_carries_its_dictionary_as_paddle2onnx_does(shared_di
     assert read_onnx_model(path).metadata["character"] == want  # ptocr's own reader, as for paddle2onnx's
     onnx.checker.check_model(str(path))
     assert check_export(path, "onnx", conv.model, _inputs(conv, shared_dir, images, n)) <= TOLERANCE
+    # Its graph is the optimized network: converting it back says so, not a meaningless "closest".
+    from converter.errors import ArchitectureError
+
+    with pytest.raises(ArchitectureError, match="an ONNX export by PyTorch .*load the .safetensors it was exported"):
+        convert(path)
