@@ -4,6 +4,7 @@ written with ``~``. Every server is on 127.0.0.1 (``verification.loopback``)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import errno
 import http.server
@@ -291,9 +292,10 @@ def test_the_hub_origin_is_tried_through_a_proxy(env, shared_dir, monkeypatch):
     assert f"cannot reach 127.0.0.1:{endpoint.rsplit(':', 1)[1]}" in unreachable(endpoint)
 
 
-def test_a_download_cut_inside_a_chunked_body_is_a_download_error(env, monkeypatch):
-    """No Content-Length (chunked, as many CDNs and proxies send): the connection drops."""
-    tmp, _, _ = env
+@contextlib.contextmanager
+def _raw_http(reply):
+    """A server on 127.0.0.1 (its URL yielded) that answers each connection with ``reply(conn)``
+    once it has read the request: replies no http.server would send."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
@@ -302,16 +304,31 @@ def test_a_download_cut_inside_a_chunked_body_is_a_download_error(env, monkeypat
         while True:
             try:
                 conn, _ = server.accept()
-            except OSError:
+            except OSError:  # closed: the test is over
                 return
             with conn:
                 conn.recv(65536)
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\n"
-                             b"Transfer-Encoding: chunked\r\n\r\n1000\r\n" + b"x" * 100)
+                try:
+                    reply(conn)
+                except OSError:  # the client gave up
+                    pass
 
     threading.Thread(target=serve, daemon=True).start()
-    base = f"http://127.0.0.1:{server.getsockname()[1]}"
     try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+
+
+def test_a_download_cut_inside_a_chunked_body_is_a_download_error(env, monkeypatch):
+    """No Content-Length (chunked, as many CDNs and proxies send): the connection drops."""
+    tmp, _, _ = env
+
+    def cut(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n1000\r\n" + b"x" * 100)
+
+    with _raw_http(cut) as base:
         out = tmp / "dl"
         out.mkdir()
         with pytest.raises(DownloadError, match="download failed"):
@@ -320,8 +337,6 @@ def test_a_download_cut_inside_a_chunked_body_is_a_download_error(env, monkeypat
         monkeypatch.setenv("PTOCR_MIRROR", base)
         with pytest.raises(WeightsNotFoundError, match=r"official archive .*download failed"):
             resolve(FRENCH, progress=False)
-    finally:
-        server.close()
     assert list((tmp / "zoo").iterdir()) == []
 
 
@@ -358,35 +373,20 @@ def test_a_full_disk_here_is_not_blamed_on_the_origin(env, monkeypatch, where):
 def test_a_trickling_download_is_given_up(env, monkeypatch):
     """A byte now and then never trips the per-read timeout: the load hung for as long as it lasted."""
     tmp, _, _ = env
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
 
-    def serve():
-        try:
-            conn, _ = server.accept()
-        except OSError:
-            return
-        with conn:
-            conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\nContent-Length: 100000\r\n\r\n")
-            try:
-                for _ in range(400):  # 20 bytes a second
-                    conn.sendall(b"x")
-                    time.sleep(0.05)
-            except OSError:  # the client gave up
-                pass
+    def trickle(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-tar\r\nContent-Length: 100000\r\n\r\n")
+        for _ in range(400):  # 20 bytes a second
+            conn.sendall(b"x")
+            time.sleep(0.05)
 
-    threading.Thread(target=serve, daemon=True).start()
     monkeypatch.setattr(ptocr.download, "TIMEOUT_S", 1)  # the window, and the per-read timeout
     monkeypatch.setattr(ptocr.download, "MIN_BYTES_PER_S", 1000)
     out = tmp / "dl"
     out.mkdir()
-    try:
+    with _raw_http(trickle) as base:
         with pytest.raises(DownloadError, match=r"too slow \(\d+ bytes in the last 1 s, under 1 kB/s\)"):
-            download(f"http://127.0.0.1:{server.getsockname()[1]}/a.tar", out / "a.tar", progress=False)
-    finally:
-        server.close()
+            download(f"{base}/a.tar", out / "a.tar", progress=False)
     assert list(out.iterdir()) == []
 
 
