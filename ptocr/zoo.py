@@ -207,8 +207,7 @@ def _from_origin(entry: ModelEntry, origin: origins.Origin, zoo: Path, progress:
             out = stage / entry.name
             out.mkdir()
             weights = convert_once(fetched.folder, out / WEIGHTS, arch=entry.name)
-            _check_converted_is(entry, weights, fetched.origin)
-            sha = file_sha256(weights)
+            sha = _check_converted_is(entry, weights, fetched.origin)
             origins.write_record(out, entry, fetched, sha)
             final = _install(out, zoo / entry.name)
         finally:
@@ -268,14 +267,17 @@ def _same_file(fd: int, path: Path) -> bool:
     return (st.st_dev, st.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
 
 
-def _check_converted_is(entry: ModelEntry, weights: Path, origin) -> None:
-    """``OriginError`` where the conversion of what ``origin`` gave is not ``entry``'s model: the
-    converter names the model whose pinned weights it recognised (``model_name``), which for a
-    name that is also an architecture's (ch_ppocr_mobile_v2.0_rec) ``arch=`` does not decide."""
-    made = read_converted(weights).config.get("model_name")
+def _check_converted_is(entry: ModelEntry, weights: Path, origin) -> str:
+    """The sha256 of the converted file ``weights``; ``OriginError`` where the conversion of what
+    ``origin`` gave is not ``entry``'s model: the converter names the model whose pinned weights
+    it recognised (``model_name``), which for a name that is also an architecture's
+    (ch_ppocr_mobile_v2.0_rec) ``arch=`` does not decide."""
+    converted = read_converted(weights)  # hashes the file too: the sum recorded in origin.json
+    made = converted.config.get("model_name")
     if made != entry.name:
         raise origins.OriginError(f"{origin.describe()}: its files convert to {made or 'a model not in the zoo'}, "
                                   f"not {entry.name}: refused and deleted (another model's release)")
+    return converted.sha256
 
 
 def _install(staged: Path, final: Path) -> Path:
