@@ -421,7 +421,8 @@ def publish(folders, dry_run, token, private):
     Each folder's name is the model's; its repo id and revision tag come from the manifest,
     and its model.safetensors must have the manifest's sha256 (recorded by the zoo build,
     which stages only models whose parity passed). Creates the repo, uploads the folder and
-    tags that commit with the manifest's revision.
+    tags that commit with the manifest's revision. A tag is never moved: one that holds the
+    same weights already is skipped (a rerun), one that holds other weights stops the run.
     """
     try:
         plans = plan_publish(folders)

@@ -367,8 +367,10 @@ def publish(plans: list[PublishPlan], *, token: str | None = None, private: bool
 
     An existing tag is never moved: the manifest pins it, so publishing different bytes under
     it would break every user's hash check; it is looked for before anything is uploaded (an
-    upload first would leave a new commit on main). What the Hub or the connection refuses is a
-    PtocrError naming the repo and the step. (The uploads themselves need a real Hub and a token.)"""
+    upload first would leave a new commit on main). A tag that holds these very weights already
+    (a rerun after a batch stopped midway) is skipped with a line saying so; one that holds other
+    weights is refused. What the Hub or the connection refuses is a PtocrError naming the repo
+    and the step. (The uploads themselves need a real Hub and a token.)"""
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=hub_endpoint(), token=token)
@@ -378,7 +380,14 @@ def publish(plans: list[PublishPlan], *, token: str | None = None, private: bool
             api.create_repo(plan.repo_id, private=private, exist_ok=True)
             step = "reading its tags"
             if plan.revision in {tag.name for tag in api.list_repo_refs(plan.repo_id).tags}:
-                raise PtocrError(f"{plan.repo_id}: tag {plan.revision} exists already and is never moved (the manifest "
+                step = f"reading {WEIGHTS} at tag {plan.revision}"
+                tagged = _published_sha256(api, plan)
+                if tagged == plan.sha256:
+                    log(f"skipped {plan.name}: {plan.repo_id}@{plan.revision} holds these weights already "
+                        f"(sha256 {plan.sha256[:12]})")
+                    continue
+                raise PtocrError(f"{plan.repo_id}: tag {plan.revision} exists already with other weights (sha256 "
+                                 f"{tagged or 'unknown'}, these are {plan.sha256}) and is never moved (the manifest "
                                  "pins it): give the model a new revision in the manifest to publish other bytes")
             step = "uploading"
             commit = api.upload_folder(repo_id=plan.repo_id, folder_path=str(plan.folder),
@@ -393,4 +402,12 @@ def publish(plans: list[PublishPlan], *, token: str | None = None, private: bool
             raise PtocrError(f"{plan.repo_id}: {step} failed at {hub_endpoint()} "
                              f"({type(e).__name__}: {first_line(e)[:200]})") from None
         log(f"published {plan.name} -> {plan.repo_id}@{plan.revision} ({commit.oid})")
+
+
+def _published_sha256(api, plan: PublishPlan) -> str | None:
+    """The sha256 of the weights the repo holds at the plan's tag (the Hub's LFS id of the file
+    is its sha256); None where the tag has no such LFS file."""
+    found = api.get_paths_info(plan.repo_id, [WEIGHTS], revision=plan.revision)
+    lfs = found[0].lfs if found and getattr(found[0], "lfs", None) else None
+    return lfs.sha256 if lfs else None
 

@@ -203,6 +203,39 @@ def test_build_refuses_a_model_whose_parity_fails(shared_dir, tmp_path):
     assert manifest.read_text(encoding="utf-8") == before
 
 
+def test_a_rerun_of_publish_skips_a_tag_holding_these_weights_and_refuses_one_holding_others(built, tmp_path,
+                                                                                             monkeypatch):
+    # A batch that stopped midway is published again: the models already tagged are skipped, not refused.
+    import hashlib
+
+    from verification.loopback import hub_server
+
+    zoo, manifest = built
+    folder = zoo / "ch_PP-OCRv4_det"
+    hub = load_manifest(manifest).model_entry("ch_PP-OCRv4_det").hub
+    repo, tag = hub["repo_id"], hub["revision"]
+    monkeypatch.setenv("PTOCR_MANIFEST", str(manifest))
+    with hub_server({repo: folder}, tags={repo: [tag]}) as (endpoint, requests):
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        out = CliRunner().invoke(cli, ["publish", "--token", "hf_none", str(folder)])
+    assert out.exit_code == 0, out.output
+    assert f"skipped ch_PP-OCRv4_det: {repo}@{tag} holds these weights already (sha256 {hub['sha256'][:12]})" \
+        in out.output
+    assert [r.split("?")[0] for r in requests] == [
+        "POST /api/repos/create", f"GET /api/models/{repo}/refs", f"POST /api/models/{repo}/paths-info/{tag}"]
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.safetensors").write_bytes(b"other weights")
+    with hub_server({repo: other}, tags={repo: [tag]}) as (endpoint, requests):
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        out = CliRunner().invoke(cli, ["publish", "--token", "hf_none", str(folder)])
+    assert out.exit_code == 2, out.output
+    assert (f"{repo}: tag {tag} exists already with other weights (sha256 "
+            f"{hashlib.sha256(b'other weights').hexdigest()}, these are {hub['sha256']})") in out.output
+    assert not any("commit" in r or "preupload" in r for r in requests), requests
+
+
 def test_staged_layout_and_publish_dry_run(shared_dir, tmp_path, monkeypatch):
     manifest = _small_manifest(tmp_path / "m.json")
     res = _build_zoo_module().build_zoo(shared_dir / "paddle_models", tmp_path / "zoo", manifest=manifest,

@@ -3,21 +3,23 @@
 - ``official_archive``: a tar file laid out as PaddleOCR / PaddleX release them
   (``<folder>/inference.*``), built from a ``../shared`` model folder;
 - ``serve_folder``: an HTTP server for a folder (a mirror for ``$PTOCR_MIRROR``);
-- ``HubServer``: the part of the Hugging Face Hub's HTTP API that ``hf_hub_download`` uses
+- ``hub_server``: the part of the Hugging Face Hub's HTTP API that ``hf_hub_download`` uses
   (``HEAD`` / ``GET /{repo}/resolve/{revision}/{file}`` with ``X-Repo-Commit``, ``ETag``,
-  ``Content-Length``), for ``$HF_ENDPOINT``.
+  ``Content-Length``), for ``$HF_ENDPOINT``; and what ``ptocr publish`` asks before it uploads
+  (creating a repo that exists, its tags, a file's LFS sha256 at a tag). Uploads are not served.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.server
+import json
 import tarfile
 import threading
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ptocr.archives import MODEL_FILES
 from ptocr.origins import TRANSFORMERS_FILES
@@ -62,6 +64,7 @@ def serve_folder(root: Path):
 
 class _HubHandler(http.server.BaseHTTPRequestHandler):
     repos: dict[str, Path] = {}
+    tags: dict[str, list[str]] = {}  # repo -> its tags, each holding the repo's folder as served
     requests: list[str] = []
 
     def log_message(self, *args):
@@ -104,14 +107,52 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self):  # noqa: N802 - http.server's naming
         self._head(False)
 
+    def _json(self, status: int, value) -> None:
+        body = json.dumps(value).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_GET(self):  # noqa: N802
+        parts = unquote(urlsplit(self.path).path).strip("/").split("/")
+        if parts[:2] == ["api", "models"] and parts[-1] == "refs":  # /api/models/{repo}/refs
+            self.requests.append(f"GET {self.path}")
+            tags = self.tags.get("/".join(parts[2:-1]), [])
+            return self._json(200, {"branches": [], "converts": [], "tags": [
+                {"name": t, "ref": f"refs/tags/{t}", "targetCommit": COMMIT} for t in tags]})
         self._head(True)
+
+    def do_POST(self):  # noqa: N802
+        self.requests.append(f"POST {self.path}")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        form = parse_qs(body.decode())
+        parts = unquote(urlsplit(self.path).path).strip("/").split("/")
+        if parts == ["api", "repos", "create"]:  # the Hub's answer for a repo that exists
+            asked = json.loads(body or b"{}")
+            repo = f"{asked.get('organization')}/{asked.get('name')}"
+            return self._json(409, {"error": "You already created this model repo",
+                                    "url": f"http://{self.headers.get('Host')}/{repo}"})
+        if parts[:2] == ["api", "models"] and len(parts) == 6 and parts[4] == "paths-info":
+            folder = self.repos.get(f"{parts[2]}/{parts[3]}")
+            found = []
+            for name in form.get("paths", []):
+                f = folder / name if folder is not None else None
+                if f is not None and f.is_file():
+                    data = f.read_bytes()
+                    sha = hashlib.sha256(data).hexdigest()
+                    found.append({"type": "file", "path": name, "size": len(data), "oid": sha[:40],
+                                  "lfs": {"oid": sha, "size": len(data), "pointerSize": 134}})
+            return self._json(200, found)
+        self._json(404, {"error": "not served by this stand-in"})
 
 
 @contextmanager
-def hub_server(repos: dict[str, Path]):
-    """A Hub on 127.0.0.1 serving ``{repo_id: folder}``; yields (endpoint URL, request log)."""
-    handler = type("Hub", (_HubHandler,), {"repos": dict(repos), "requests": []})
+def hub_server(repos: dict[str, Path], tags: dict[str, list[str]] | None = None):
+    """A Hub on 127.0.0.1 serving ``{repo_id: folder}`` (and ``{repo_id: [tag, ...]}``); yields
+    (endpoint URL, request log)."""
+    handler = type("Hub", (_HubHandler,), {"repos": dict(repos), "tags": dict(tags or {}), "requests": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
