@@ -118,18 +118,14 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False,
     if pretrained is False and expected_sha256 is not None:
         raise PtocrError(f"{name}: expected_sha256 checks a weights file, and pretrained=False reads none")
     if pretrained is False:
-        if name in models:
-            entry = load_manifest().model_entry(name)
-            cfg = copy.deepcopy(get_architecture(entry.architecture)["model"])
-            for part, args in entry.arguments.items():
-                cfg[part].update(args)
-        else:
-            entry, cfg = None, get_architecture(name)["model"]
+        entry = load_manifest().model_entry(name) if name in models else None
+        cfg, dictionary = _zoo_settings(entry) if entry is not None else (get_architecture(name)["model"], None)
         if num_classes is not None:
             _head_classes(name, cfg)
             cfg["head"]["num_classes"] = int(num_classes)
+            dictionary = None
         model = build_model(cfg).eval()
-        model.config, model.dictionary = _fresh_config(name, cfg, entry), None
+        model.config, model.dictionary = _fresh_config(name, cfg, entry), dictionary
         return model
     if pretrained is True:
         if name not in models:
@@ -146,6 +142,20 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False,
     if num_classes is not None:
         _reset_classifier(model, name, int(num_classes))
     return model
+
+
+def _zoo_settings(entry) -> tuple[dict, Dictionary | None]:
+    """The zoo model's network description (its architecture's, with the entry's arguments) and
+    its dictionary; a recognizer's head sized by that dictionary (blank + characters + space),
+    as converting the model's weights sizes it."""
+    cfg = copy.deepcopy(get_architecture(entry.architecture)["model"])
+    for part, args in entry.arguments.items():
+        cfg[part].update(args)
+    dictionary = entry.builtin_dictionary()
+    if dictionary is not None:
+        _head_classes(entry.name, cfg)
+        cfg["head"]["num_classes"] = dictionary.num_classes
+    return cfg, dictionary
 
 
 def _head_classes(name: str, cfg: dict) -> None:

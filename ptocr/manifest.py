@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ptocr.architectures import ALIASES, ARCHITECTURES, TASKS
 from ptocr.atomic import write_atomically
-from ptocr.dictionary import builtin_dictionary
+from ptocr.dictionary import Dictionary, builtin_dictionary
 from ptocr.errors import DictionaryError, PtocrError, close_names
 from ptocr.optimize import INFERENCE_OPTIONS
 
@@ -113,6 +113,14 @@ class ModelEntry:
     @property
     def dictionary(self) -> dict | None:
         return self.data.get("dictionary")
+
+    def builtin_dictionary(self) -> Dictionary | None:
+        """A recognizer's dictionary from ``ptocr/dicts`` as the entry names it (file and
+        ``use_space_char``); None for a model without one. Its ``num_classes`` is the head's."""
+        d = self.dictionary
+        if not isinstance(d, dict) or not isinstance(d.get("file"), str):
+            return None
+        return builtin_dictionary(d["file"], bool(d["use_space_char"]))
 
     @property
     def preprocess(self) -> dict:
@@ -437,14 +445,13 @@ def _architecture_problems(e: dict) -> list[str]:
     for part, args in e["arguments"].items():
         if part not in ("backbone", "neck", "head") or not isinstance(args, dict):
             p.append(f"arguments.{part}: expected backbone / neck / head objects")
-    d = e["dictionary"]
-    if isinstance(d, dict) and isinstance(d.get("file"), str):
-        try:
-            dic = builtin_dictionary(d["file"], d["use_space_char"])
-        except DictionaryError as err:
-            return p + [str(err)]
-        classes = (e["arguments"].get("head") or {}).get("num_classes")
-        if classes is not None and classes != dic.num_classes:
-            p.append(f"dictionary {d['file']} gives {dic.num_classes} classes "
-                     f"(use_space_char={d['use_space_char']}), arguments.head.num_classes is {classes}")
+    try:
+        dic = ModelEntry("", e).builtin_dictionary()
+    except DictionaryError as err:
+        return p + [str(err)]
+    classes = (e["arguments"].get("head") or {}).get("num_classes")
+    if dic is not None and classes is not None and classes != dic.num_classes:
+        d = e["dictionary"]
+        p.append(f"dictionary {d['file']} gives {dic.num_classes} classes "
+                 f"(use_space_char={d['use_space_char']}), arguments.head.num_classes is {classes}")
     return p
