@@ -20,6 +20,7 @@ from ptocr.errors import PtocrError
 from ptocr.paddleocr3_options import DEPRECATED_NAMES, MODEL_OPTIONS
 from ptocr.pipeline import OCR
 from ptocr.pipeline3 import OCR3, PADDLEOCR3_DEFAULTS, STEP_SWITCHES, bundle_doc_parts
+from ptocr.places import offline
 from ptocr.zoo import WeightsNotFoundError, resolve
 
 __all__ = ["DEFAULT_BUNDLE", "FALLBACK_BUNDLE", "PIPELINES", "build_pipeline", "load_bundle"]
@@ -58,12 +59,18 @@ _TEXT_PART_KEYWORDS |= {old for old, new in DEPRECATED_NAMES.items() if new in _
 def _pipeline_taking(bundle: str, kw: dict):
     """The pipeline class of ``bundle``'s rules; an error naming what of ``kw`` it does not take
     (PaddleOCR 3.x's settings go to OCR3's own check)."""
-    rules = load_manifest().bundle_rules(bundle)
+    manifest = load_manifest()
+    rules = manifest.bundle_rules(bundle)
     pipeline = PIPELINES[rules]
     takes = inspect.signature(pipeline.__init__).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in takes.values()) and set(kw) - set(takes):
-        raise PtocrError(f"{bundle} follows {rules}'s rules, which have no setting "
-                         f"{', '.join(sorted(set(kw) - set(takes)))}")
+    unknown = set(kw) - set(takes)
+    if not any(p.kind is p.VAR_KEYWORD for p in takes.values()) and unknown:
+        hint = ""
+        if unknown <= {*PADDLEOCR3_DEFAULTS, *STEP_SWITCHES}:  # a 3.x setting given to a 2.x bundle
+            takers = [b for b in manifest.bundles if PIPELINES[manifest.bundle_rules(b)] is OCR3]
+            hint = (f": PaddleOCR 3.x's settings (`ptocr ocr --word-boxes` is return_word_box) are taken by the "
+                    f"bundles that follow its rules: {', '.join(takers)}")
+        raise PtocrError(f"{bundle} follows {rules}'s rules, which have no setting {', '.join(sorted(unknown))}{hint}")
     return pipeline
 
 
@@ -122,7 +129,8 @@ def build_pipeline(bundle: str | None = None, *, det=None, rec=None, cls=None, d
             raise
         reason = str(e).splitlines()[0].split(". Looked in")[0]  # "no usable weights for <part>"
         if notice is not None:
-            notice(f"ptocr: {DEFAULT_BUNDLE} cannot be used ({reason}: no origin reachable); reading with "
+            why = "offline: PTOCR_OFFLINE / HF_HUB_OFFLINE set" if offline() else "no origin reachable"
+            notice(f"ptocr: {DEFAULT_BUNDLE} cannot be used ({reason}: {why}); reading with "
                    f"{FALLBACK_BUNDLE} (PaddleOCR 2.x rules) instead")
         bundle = FALLBACK_BUNDLE
         files = _resolve_parts(bundle, given, None, zoo, log)

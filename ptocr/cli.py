@@ -236,7 +236,8 @@ def demo(image, models):
               help="Document unwarping model (PaddleOCR 3.x bundles), e.g. UVDoc; --set use_doc_unwarping=true "
                    "takes the zoo's.")
 @click.option("--lang", metavar="CODE", help="PaddleOCR 3.x language code (fr, korean, ru, ...): the recognizer 3.x runs for it.")
-@click.option("--pages", metavar="LIST", help="PDF and TIFF pages to read, 1-based: 1,3-5 (default all).")
+@click.option("--pages", metavar="LIST", help="PDF and TIFF pages to read, 1-based: 1,3-5 (default all); a document that lacks one of them "
+                   "is reported as unreadable, its other pages unread.")
 @click.option("--word-boxes", is_flag=True,
               help="PaddleOCR 3.x bundles: each line's words and their boxes too (text_word, text_word_boxes).")
 @click.option("--set", "settings", metavar="KEY=VALUE", multiple=True,
@@ -246,7 +247,7 @@ def demo(image, models):
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True),
               help="Write {image: [{box, text, score, angle}]} (PaddleOCR 3.x bundles: {image: its result fields}) "
                    "to this file ('-' for stdout); PDF pages as file.pdf#N.")
-@click.option("--vis", type=click.Path(file_okay=False), help="Save a drawing of each result as DIR/<name>.png.")
+@click.option("--vis", type=click.Path(file_okay=False), help="Save a drawing of each result as DIR/<name>.png (a PDF or TIFF page: DIR/<name>_p<N>.png).")
 @click.option("--device", default=None, help="torch device (cpu, cuda, cuda:1, ...).")
 @click.option("--dtype", default=None, help="float32 (default), float16, bfloat16.")
 @click.option("--compile", "compile_", is_flag=True,
@@ -262,8 +263,8 @@ def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_bo
     demo` fetches them. Exit codes: 0 ok, 2 bad input (some image, PDF or model unusable; the
     others are still read and written), 1 internal error.
 
-    IMAGES may be folders (their image, PDF and TIFF files, searched recursively) and .txt lists
-    (one path or folder per line). With --out (bulk mode, doc/bulk.md) the results go to a JSON-lines file
+    IMAGES may be folders (their image, PDF and TIFF files, searched recursively) and lists
+    (.txt, .lst or .list: one path or folder per line). With --out (bulk mode, doc/bulk.md) the results go to a JSON-lines file
     that a rerun resumes.
     """
     settings = dict(map(_setting, settings)) | ({"return_word_box": True} if word_boxes else {})
@@ -349,7 +350,8 @@ def list_cmd(pattern, task):
 
     The last column says where a model's weights come from: local (converted, in the local zoo
     folder), hub (ptocr's published file), origin (the official release, converted on first
-    use), pending (not loadable yet)."""
+    use), pending (not loadable yet). Offline (PTOCR_OFFLINE / HF_HUB_OFFLINE), hub and origin
+    say "offline: cached only": what earlier downloads left in the caches is still used."""
     try:
         manifest = load_manifest()
         names = list_models(pattern, task=task)
@@ -376,7 +378,8 @@ def _availability(entry: dict, folder: Path) -> str:
         return "pending"
     if (folder / WEIGHTS).is_file():
         return "local"
-    return "hub" if entry["hub"].get("sha256") else "origin"
+    where = "hub" if entry["hub"].get("sha256") else "origin"
+    return f"{where} (offline: cached only)" if offline() else where
 
 
 @main.command()
@@ -495,7 +498,8 @@ def eval_cmd(config, overrides, more):
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="onnx",
               show_default=True,
               help="aoti: an AOTInductor package (DST must end in .pt2), compiled ahead of time for this CPU. "
-                   "transformers: a Hugging Face transformers checkpoint folder DST (PP-OCRv6 models).")
+                   "transformers: a Hugging Face transformers checkpoint folder DST (PP-OCRv5 mobile and server, "
+                   "PP-OCRv6 and UVDoc models).")
 @click.option("--dynamic/--static", default=True, show_default=True,
               help="Free batch and spatial axes (det: H, W; rec: W) or the traced shape only.")
 @click.option("--input-shape", default=None, metavar="NxCxHxW",

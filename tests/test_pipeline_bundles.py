@@ -142,6 +142,14 @@ def test_default_falls_back_to_v4_with_a_one_line_notice(local_zoo, no_route):
     assert len(notices) == 1 and "\n" not in notices[0]
     assert notices[0].startswith(f"ptocr: {DEFAULT_BUNDLE} cannot be used (no usable weights for PP-OCRv5_server_det")
     assert f"reading with {FALLBACK_BUNDLE}" in notices[0]
+    assert ": no origin reachable)" in notices[0]
+
+
+def test_the_fallback_notice_blames_offline_mode_where_it_is_set(local_zoo, no_route, monkeypatch):
+    monkeypatch.setenv("PTOCR_OFFLINE", "1")
+    notices = []
+    build_pipeline(zoo=local_zoo, notice=notices.append)
+    assert len(notices) == 1 and ": offline: PTOCR_OFFLINE / HF_HUB_OFFLINE set)" in notices[0], notices
 
 
 def test_a_chosen_bundle_never_falls_back(local_zoo, no_route):
@@ -213,6 +221,9 @@ def test_cli_word_boxes_for_3x_bundles_only(local_zoo, no_route, shared_dir, tmp
         torch.set_num_threads(threads)
     assert run.exit_code == 2 and "ch_PP-OCRv4 follows paddleocr2's rules, which have no setting return_word_box" \
         in run.stderr
+    takers = run.stderr.split("(`ptocr ocr --word-boxes` is return_word_box) are taken by the bundles that follow "
+                              "its rules: ")[1].split()
+    assert {"PP-OCRv5_server,", "PP-OCRv5_mobile,"} <= set(takers) and "ch_PP-OCRv4," not in takers
     assert "Traceback" not in run.output
 
 

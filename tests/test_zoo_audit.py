@@ -473,6 +473,12 @@ def test_list_says_where_each_model_comes_from_and_info_names_its_origins(tmp_pa
     assert states["ch_PP-OCRv4_det"] == "local"
     for name in ("ch_PP-OCRv4_rec", "ch_PP-OCRv4_server_det"):
         assert states[name] == ("hub" if manifest.models[name]["hub"].get("sha256") else "origin")
+    monkeypatch.setenv("PTOCR_OFFLINE", "1")  # downloads not tried: only what the caches hold is used
+    res = CliRunner().invoke(cli, ["list", "PP-OCRv4"])
+    offline = {line.split()[0]: line.split(None, 4)[-1] for line in res.output.splitlines() if "bundle" not in line}
+    assert offline["ch_PP-OCRv4_det"] == "local"
+    assert offline["ch_PP-OCRv4_rec"] == f"{states['ch_PP-OCRv4_rec']} (offline: cached only)"
+    monkeypatch.delenv("PTOCR_OFFLINE")
     res = CliRunner().invoke(cli, ["info", "ch_PP-OCRv4_rec"])
     assert res.exit_code == 0 and "(absent)" in res.output
     for origin in origins_of(manifest.model_entry("ch_PP-OCRv4_rec")):
