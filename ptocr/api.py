@@ -211,6 +211,8 @@ def save_model(model: nn.Module, dst: str | os.PathLike, *, dictionary=None, use
         use_space_char: whether " " is the last class; default the model's setting (else True).
         config: the model-file config; default ``model.config``, which ``create_model`` and
             ``ptocr.load`` set (with ``optimize=False``, the predictor's ``.model`` saves as it is).
+            The file records the rep layers' form the weights are in: fused where ``ptocr.load``
+            fused them (its default ``fuse=True``) or ``reparameterize()`` did, else the branches.
         force: overwrite existing files.
     """
     model = _unwrapped(model)
@@ -246,12 +248,32 @@ def _unwrapped(model: nn.Module) -> nn.Module:
 
 
 def _sync_structure(model: OCRModel, config: dict) -> None:
-    """The config told what the module is now: a threshold branch added, a head resized."""
+    """The config told what the module is now: a threshold branch added, a head resized, rep
+    layers fused."""
     head_cfg = config["model"]["head"]
     if isinstance(model.head, DBHead):
         head_cfg["with_thresh"] = model.head.thresh is not None
     if "num_classes" in head_cfg:
         head_cfg["num_classes"] = int(model.head.out_channels)
+    config["model"] = _rep_form_of(model, config)
+
+
+def _rep_form_of(model: OCRModel, config: dict) -> dict:
+    """``config["model"]`` in the rep form (the architecture's ``forms["rep"]``: fused as an
+    inference program, or the training branches) whose weights are the module's: ``ptocr.load``
+    fuses by default, and ``reparameterize()`` fuses in place, neither rewriting the config."""
+    try:
+        forms = get_architecture(config.get("architecture") or "")["forms"]["rep"]
+    except (ArchitectureError, KeyError):  # no rep layers, or an architecture of no registered name
+        return config["model"]
+    keys = set(model.state_dict())
+    for overrides in forms.values():
+        described = copy.deepcopy(config["model"])
+        for part, args in overrides.items():
+            described[part].update(args)
+        if set(build_model(described, device="meta").state_dict()) == keys:
+            return described
+    return config["model"]  # neither form: model_from_state names the keys that do not fit
 
 
 def _dictionary_for(model: OCRModel, config: dict, dictionary, use_space_char: bool | None):

@@ -76,7 +76,9 @@ def load_predictor(
         A ``DetPredictor``, ``RecPredictor``, ``ClsPredictor`` or ``UnwarpPredictor`` (by the model's task).
 
     ``fuse``: fuse re-parameterizable layers for inference (numerically equal, faster);
-    ``fuse=False`` keeps the modules exactly as converted (and implies ``optimize=False``).
+    ``fuse=False`` keeps the modules exactly as converted (and implies ``optimize=False``): a
+    training checkpoint's rep-layer branches (PP-LCNetV3, PPLCNetV4), which Paddle trains, stay
+    branches only with it (or ``ptocr.create_model(arch, pretrained=file)``).
     ``optimize``: also fold batch norms and rep-layer affines into their convs and run
     activations in place (``ptocr.optimize.for_inference``):
     the same function, float32 outputs equal up to rounding. ``optimize=False`` keeps the

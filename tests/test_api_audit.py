@@ -50,3 +50,26 @@ def test_a_fresh_zoo_recognizer_saves_with_its_dictionary(tmp_path):
 def test_num_classes_overrides_the_zoo_dictionary():
     model = ptocr.create_model("en_PP-OCRv4_rec", num_classes=28)
     assert model.head.out_channels == 28 and model.dictionary is None
+
+
+@pytest.mark.parametrize("name", ["en_PP-OCRv4_rec", "PP-OCRv5_mobile_det", "PP-OCRv6_tiny_rec"])
+def test_a_training_form_file_loaded_fused_saves_and_loads_back(tmp_path, name):
+    # Was refused (ModelFileError: missing ...conv_1x1.bn, unexpected ...reparam_conv): load's
+    # fuse=True fused the rep layers and save_model wrote the file's training-form config.
+    torch.manual_seed(0)
+    trained = ptocr.save_model(ptocr.create_model(name), tmp_path / "trained.safetensors")
+    fused = ptocr.load(trained, optimize=False)
+    again = ptocr.load(ptocr.save_model(fused.model, tmp_path / "again.safetensors"), optimize=False)
+    assert again.config["model"]["backbone"]["reparam"] is True
+    assert fused.config["model"]["backbone"].get("reparam", False) is False  # the file it came from
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(again.model(x), fused.model(x))
+
+
+def test_a_training_form_file_unfused_saves_in_training_form(tmp_path):
+    trained = ptocr.save_model(ptocr.create_model("en_PP-OCRv4_rec"), tmp_path / "trained.safetensors")
+    branches = ptocr.load(trained, fuse=False).model
+    again = ptocr.load(ptocr.save_model(branches, tmp_path / "again.safetensors"), fuse=False)
+    assert again.config["model"]["backbone"].get("reparam", False) is False
+    assert set(again.model.state_dict()) == set(branches.state_dict())
