@@ -65,7 +65,10 @@ class Predictor:
         return x.to(self.device, self.dtype)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.config.get('architecture')!r}, device={self.device})"
+        # the model's name says which weights these are; its architecture is shared by many
+        # (PP-OCRv5_mobile_det is a ch_PP-OCRv4_det network)
+        name = self.config.get("model_name") or self.config.get("architecture")
+        return f"{type(self).__name__}({name!r}, device={self.device})"
 
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
