@@ -7,14 +7,17 @@ paddlex's OCR.yaml; the table in doc/pipeline.md ("Moving a PaddleOCR 3.x script
 
 from __future__ import annotations
 
+import functools
+import numbers
 import warnings
 
 from ptocr.errors import PtocrError, close_names
 from ptocr.languages import PPOCRV3_ONLY_LANGUAGES, PPOCRV6_LANGUAGES, bundle_parts, languages
 from ptocr.manifest import load_manifest
 
-__all__ = ["CONSTRUCTOR_OPTIONS", "DOC_ORIENTATION_MODEL", "DOC_UNWARPING_MODEL", "ENGINE_OPTIONS", "MODEL_OPTIONS",
-           "current_names", "engine_choice", "model_parts", "paddleocr3_model_names", "torch_device"]
+__all__ = ["CONSTRUCTOR_OPTIONS", "DOC_ORIENTATION_MODEL", "DOC_UNWARPING_MODEL", "ENGINE_OPTIONS", "INPUT_SHAPE_OPTIONS",
+           "MODEL_OPTIONS", "PRECISIONS", "cpu_threads_choice", "current_names", "engine_choice", "input_shapes",
+           "model_parts", "paddleocr3_model_names", "torch_device"]
 
 RULES = "paddleocr3"  # the pipeline rules of OCR3's zoo bundles (weights_manifest.json)
 # The document preprocessor's models in paddlex 3.7's OCR.yaml.
@@ -58,20 +61,22 @@ ENGINE_OPTIONS = {
     "enable_cinn": ((None, False), f"CINN is Paddle's compiler; {_FASTER}"),
     "engine": ((None, "paddle", "paddle_static", "paddle_dynamic"), f"ptocr runs the models in PyTorch; {_FASTER}"),
     "engine_config": ((None,), "Paddle engine settings have no PyTorch counterpart: drop it"),
-    "cpu_threads": ((None,), "PyTorch's threads are per process: torch.set_num_threads(n)"),
     "paddlex_config": ((None,), "give its settings as options: OCR3(text_det_thresh=..., "
                                 "text_detection_model_dir=..., ...)"),
-    "text_det_input_shape": ((None,), "a fixed input shape is for static engines; ptocr sizes the detector's "
-                                      "input as 3.x does by default (text_det_limit_side_len / _type)"),
-    "text_rec_input_shape": ((None,), "a fixed input shape is for static engines; ptocr sizes each crop as 3.x "
-                                      "does by default (height 48, its own width)"),
 }
-PRECISIONS = {"fp32": None, "fp16": "float16"}
+# paddleocr 3.7's precisions: the TensorRT engine's only (its pptrt_precision), so without
+# use_tensorrt=True, which ptocr refuses, neither changes a number.
+PRECISIONS = ("fp32", "fp16")
+_PRECISION_NOTE = ("precision='fp16' changes nothing here, as in PaddleOCR 3.x without use_tensorrt=True (it is the "
+                   "TensorRT engine's precision); for ptocr's half precision give dtype='float16'")
+# paddleocr 3.7's (C, H, W) options that fix a model's input size (paddlex's input_shape).
+INPUT_SHAPE_OPTIONS = {"det": "text_det_input_shape", "rec": "text_rec_input_shape"}
 # Paddle's device kinds PyTorch has no backend for (Paddle's "xpu" is Kunlunxin, not torch's Intel XPU).
 PADDLE_ONLY_DEVICES = frozenset({"npu", "xpu", "mlu", "dcu", "gcu", "iluvatar_gpu", "metax_gpu"})
 # Options of PaddleOCR(...) only: predict(...) does not take them.
 CONSTRUCTOR_OPTIONS = frozenset({*(n for pair in MODEL_OPTIONS.values() for n in pair), "lang", "ocr_version",
-                                 "device", "precision", *ENGINE_OPTIONS, *DEPRECATED_NAMES})
+                                 "device", "precision", "cpu_threads", *ENGINE_OPTIONS, *INPUT_SHAPE_OPTIONS.values(),
+                                 *DEPRECATED_NAMES})
 
 
 def current_names(options: dict) -> dict:
@@ -91,21 +96,57 @@ def current_names(options: dict) -> dict:
 
 
 def engine_choice(options: dict, device, dtype) -> tuple:
-    """(device, dtype) from 3.x's ``device`` and ``precision``, Paddle's engine options taken where
-    they change nothing and refused with what to do otherwise (popped from ``options``)."""
+    """(device, dtype) from 3.x's ``device``, Paddle's engine options taken where they change
+    nothing and refused with what to do otherwise, ``precision`` checked as 3.x checks it and
+    then without effect (all popped from ``options``)."""
     for name, (taken, instead) in ENGINE_OPTIONS.items():
         if name in options:
             value = options.pop(name)
             if taken is not ANY and value not in taken:
                 raise PtocrError(f"OCR3 does not take PaddleOCR's {name}={value!r}: {instead}")
     precision = options.pop("precision", None)
-    if precision is not None:
-        if precision not in PRECISIONS:
-            raise PtocrError(f"precision={precision!r}: PaddleOCR 3.x's precisions are {', '.join(PRECISIONS)}")
-        if dtype is not None:
-            raise PtocrError("give precision (PaddleOCR 3.x's) or dtype, not both")
-        dtype = PRECISIONS[precision]
+    if precision is not None and precision not in PRECISIONS:
+        raise PtocrError(f"precision={precision!r}: PaddleOCR 3.x's precisions are {', '.join(PRECISIONS)}")
+    if precision == "fp16":
+        _warn_once(_PRECISION_NOTE)
     return torch_device(device), dtype
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    """``message`` as a warning, the first time only in this process (a server building one
+    pipeline per request would repeat it at every build)."""
+    warnings.warn(message, stacklevel=4)
+
+
+def cpu_threads_choice(options: dict) -> int | None:
+    """3.x's ``cpu_threads`` (popped from ``options``): None when not given, else checked as a
+    thread count for ``torch.set_num_threads``."""
+    threads = options.pop("cpu_threads", None)
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise PtocrError(f"cpu_threads={threads!r}: give a number of threads, at least 1")
+    return threads
+
+
+def input_shapes(options: dict) -> dict:
+    """3.x's ``text_det_input_shape`` / ``text_rec_input_shape`` (popped from ``options``) as
+    ``{"det": (C, H, W) or None, "rec": ...}``, each checked to be 3 positive ints."""
+    return {part: _input_shape(name, options.pop(name, None)) for part, name in INPUT_SHAPE_OPTIONS.items()}
+
+
+def _input_shape(name: str, value) -> tuple[int, int, int] | None:
+    if value is None:
+        return None
+    try:
+        shape = tuple(value)
+    except TypeError:
+        shape = ()
+    if (isinstance(value, (str, bytes)) or len(shape) != 3
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in shape)):
+        raise PtocrError(f"{name}={value!r}: give (C, H, W), three positive ints")
+    return tuple(int(v) for v in shape)
 
 
 def torch_device(device):

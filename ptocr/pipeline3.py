@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 import numpy as np
+import torch
 from bidi.algorithm import get_display
 
 from ptocr.bulk import BulkReading
@@ -35,8 +36,8 @@ from ptocr.inputs import iter_inputs, read_inputs
 from ptocr.languages import bundle_parts
 from ptocr.manifest import load_manifest
 from ptocr.paddleocr3_options import (CONSTRUCTOR_OPTIONS, DOC_ORIENTATION_MODEL, DOC_UNWARPING_MODEL, RULES,
-                                      current_names, engine_choice, model_parts, paddleocr3_model_names,
-                                      torch_device)
+                                      cpu_threads_choice, current_names, engine_choice, input_shapes, model_parts,
+                                      paddleocr3_model_names, torch_device)
 from ptocr.pdf import document_pages
 from ptocr.pipeline import as_predictor
 from ptocr.postprocess import CTCLabelDecode, DBPostProcess
@@ -45,7 +46,7 @@ from ptocr.predictors import ClsPredictor, DetPredictor, RecPredictor, UnwarpPre
 from ptocr.result import Line
 from ptocr.result3 import ANGLE_OF_CLASS, OCR3Result
 from ptocr.transforms import DetPreprocess, get_minarea_rect_crop, load_image, sorted_boxes
-from ptocr.transforms.rec import pad_batch, resize_norm_img_own_width
+from ptocr.transforms.rec import pad_batch, resize_norm_img_own_width, resize_norm_img_static
 from ptocr.transforms.rotate import rotate_image
 
 __all__ = ["BIDI_RECOGNIZERS", "DOC_ORIENTATION_MODEL", "DOC_UNWARPING_MODEL", "OCR3", "PADDLEOCR3_DEFAULTS",
@@ -67,10 +68,20 @@ PADDLEOCR3_DEFAULTS = {
 }
 # PaddleX's recognizer squeezes crops wider than this (at the model height) into it.
 REC_MAX_WIDTH = 3200
-# The recognizers whose texts paddlex 3.7 puts through python-bidi's get_display, by its model
-# names arabic_PP-OCRv3_mobile_rec and arabic_PP-OCRv5_mobile_rec; here the zoo's names for them.
-# Every other recognizer's text is the CTC decoding as it comes, never reversed (2.x's rule).
-BIDI_RECOGNIZERS = frozenset({"arabic_PP-OCRv3_rec", "arabic_PP-OCRv5_mobile_rec"})
+# The recognizers whose texts paddlex 3.7 puts through python-bidi's get_display: its model names
+# arabic_PP-OCRv3_mobile_rec and arabic_PP-OCRv5_mobile_rec (a Paddle 3 folder's inference.yml
+# names its model so), and the zoo's name for the first, arabic_PP-OCRv3_rec. Every other
+# recognizer's text is the CTC decoding as it comes, never reversed (2.x's rule).
+BIDI_RECOGNIZERS = frozenset({"arabic_PP-OCRv3_rec", "arabic_PP-OCRv3_mobile_rec", "arabic_PP-OCRv5_mobile_rec"})
+# The detection settings paddlex's models replace when given a false value (0, 0.0, ""): its
+# text detector reads ``value or its own`` (text_detection/predictor.py, DBPostProcess).
+FALSE_MEANS_MODEL_DEFAULT = ("text_det_limit_side_len", "text_det_limit_type", "text_det_thresh",
+                             "text_det_box_thresh", "text_det_unclip_ratio")
+# paddlex's detectors whose own limit is the longer side at 960 (_TEXT_DET_MAX_LIMIT_MODELS);
+# any other model's is the shorter side at 736.
+MAX_LIMIT_DETECTORS = frozenset({"PP-OCRv3_mobile_det", "PP-OCRv3_server_det", "PP-OCRv4_mobile_det",
+                                 "PP-OCRv4_server_det", "PP-OCRv5_mobile_det", "PP-OCRv5_server_det",
+                                 "PP-OCRv6_medium_det", "PP-OCRv6_small_det", "PP-OCRv6_tiny_det"})
 # PaddleOCR 3.x's switches of its optional steps: OCR3's parts (True needs the step's model).
 STEP_SWITCHES = ("use_textline_orientation", "use_doc_orientation_classify", "use_doc_unwarping")
 
@@ -117,6 +128,9 @@ class OCR3(BulkReading):
         settings = current_names({"use_textline_orientation": use_textline_orientation, **settings})
         use_textline_orientation = settings.pop("use_textline_orientation")
         device, dtype = engine_choice(settings, device, dtype)
+        threads = cpu_threads_choice(settings)
+        # paddlex's input_shape: fixed detector / recognizer input sizes (constructor only, as 3.x)
+        self.input_shapes = input_shapes(settings)
         switches = {"textline": use_textline_orientation, "doc_ori": use_doc_orientation_classify,
                     "doc_unwarp": use_doc_unwarping}
         det, rec, textline, doc_ori, doc_unwarp = model_parts(
@@ -143,29 +157,40 @@ class OCR3(BulkReading):
         # float16 steps by half a pixel on a page 2,048 pixels wide, bfloat16 by 2 on one 1,000 wide.
         self.doc_unwarp: UnwarpPredictor | None = (None if doc_unwarp is None
                                                    else as_predictor(doc_unwarp, "unwarp", **{**load, "dtype": None}))
-        self._configure(PADDLEOCR3_DEFAULTS, settings)
+        self.made_settings = _merged(PADDLEOCR3_DEFAULTS, settings)
+        self._configure(self.made_settings)
+        if threads is not None and self.det.device.type == "cpu":
+            # paddle's cpu_threads is per predictor, torch's count per process (doc/pipeline.md)
+            torch.set_num_threads(threads)
 
-    def _configure(self, base: dict, given: dict) -> None:
-        """Check ``given`` and build the detection steps that ``base`` updated by it sets. A
-        setting given as None keeps its ``base`` value: PaddleOCR 3.x's ``PaddleOCR(...)`` and
-        ``predict(...)`` take None as "unset" (paddlex's get_text_det_params and the like)."""
-        unknown = set(given) - set(PADDLEOCR3_DEFAULTS)
-        if unknown:
-            raise PtocrError(_unknown_settings(sorted(unknown)))
-        settings = {**base, **{k: v for k, v in given.items() if v is not None}}
+    def _configure(self, settings: dict) -> None:
+        """Check ``settings`` and build the detection steps they set. The result reports them as
+        given; the detector reads a false value of ``FALSE_MEANS_MODEL_DEFAULT`` as the one the
+        pipeline was made with, and a false one there as the model's own, as paddlex does."""
         for key in ("textline_orientation_batch_size", "text_recognition_batch_size"):
             if int(settings[key]) < 1:
                 raise PtocrError(f"{key} must be >= 1, got {settings[key]!r}")
-        s, pre, post = settings, self.det.pre, self.det.post
+        fallback = self.detector_defaults()
+        s = {**settings, **{k: settings[k] or self.made_settings[k] or fallback[k] for k in FALSE_MEANS_MODEL_DEFAULT}}
+        pre, post = self.det.pre, self.det.post
         try:
             self.det_pre = DetPreprocess(s["text_det_limit_side_len"], s["text_det_limit_type"], pre.mean, pre.std,
-                                         pre.scale, max_side_limit=s["text_det_max_side_limit"], normalize="paddlex")
+                                         pre.scale, max_side_limit=s["text_det_max_side_limit"], normalize="paddlex",
+                                         input_shape=self.input_shapes["det"])
             self.det_post = DBPostProcess(s["text_det_thresh"], s["text_det_box_thresh"], post.max_candidates,
                                           s["text_det_unclip_ratio"], post.use_dilation, post.score_mode, "quad",
                                           rules="paddlex")
         except ValueError as e:
             raise PtocrError(f"invalid detection settings: {e}") from None
         self.settings = settings
+
+    def detector_defaults(self) -> dict:
+        """The detection settings the detector model falls back on (paddlex: its inference.yml's
+        DBPostProcess values, and a limit by its model name, MAX_LIMIT_DETECTORS)."""
+        side, kind = (960, "max") if self.det.config.get("model_name") in MAX_LIMIT_DETECTORS else (736, "min")
+        post = self.det.post
+        return {"text_det_limit_side_len": side, "text_det_limit_type": kind, "text_det_thresh": post.thresh,
+                "text_det_box_thresh": post.box_thresh, "text_det_unclip_ratio": post.unclip_ratio}
 
     def with_settings(self, **settings) -> OCR3:
         """This pipeline with ``settings`` in place, sharing its models: what PaddleOCR 3.x's
@@ -182,7 +207,7 @@ class OCR3(BulkReading):
             ori = unwarp = False
         other.doc_ori = _switched(self.doc_ori, ori, "use_doc_orientation_classify", "a document orientation model")
         other.doc_unwarp = _switched(self.doc_unwarp, unwarp, "use_doc_unwarping", "a document unwarping model")
-        other._configure(self.settings, settings)
+        other._configure(_merged(self.settings, settings))
         return other
 
     @classmethod
@@ -270,9 +295,14 @@ class OCR3(BulkReading):
     def rec_batches(self, crops: list[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
         """The recognizer's batches of one image's crops: (crop indices, input). The batch decides
         the padded width and so the numbers: bulk reading keeps each image's own batches."""
-        shape = self.rec.pre.image_shape
-        return [(group, pad_batch([resize_norm_img_own_width(crops[i], shape, REC_MAX_WIDTH) for i in group]))
-                for group in self.rec_groups(crops)]
+        return [(group, pad_batch([self.rec_input(crops[i]) for i in group])) for group in self.rec_groups(crops)]
+
+    def rec_input(self, crop: np.ndarray) -> np.ndarray:
+        """One crop as the recognizer reads it: at the model height and its own width, or at
+        exactly ``text_rec_input_shape`` when the pipeline was made with one."""
+        if self.input_shapes["rec"] is not None:
+            return resize_norm_img_static(crop, self.input_shapes["rec"])
+        return resize_norm_img_own_width(crop, self.rec.pre.image_shape, REC_MAX_WIDTH)
 
     def rec_texts(self, probs: np.ndarray) -> list[tuple]:
         """(text, score) per row; with ``return_word_box`` also (output length, words, their
@@ -414,6 +444,16 @@ def bundle_doc_parts(doc_ori, doc_unwarp, settings: dict) -> tuple:
     if doc_unwarp is None and settings.get("use_doc_unwarping"):
         doc_unwarp = DOC_UNWARPING_MODEL
     return doc_ori, doc_unwarp
+
+
+def _merged(base: dict, given: dict) -> dict:
+    """``base`` updated by the settings ``given``; one given as None keeps its ``base`` value, as
+    PaddleOCR 3.x's ``PaddleOCR(...)`` and ``predict(...)`` take None as "unset" (paddlex's
+    get_text_det_params and the like)."""
+    unknown = set(given) - set(PADDLEOCR3_DEFAULTS)
+    if unknown:
+        raise PtocrError(_unknown_settings(sorted(unknown)))
+    return {**base, **{k: v for k, v in given.items() if v is not None}}
 
 
 def _switched(part, switch: bool | None, name: str, what: str):

@@ -87,21 +87,12 @@ def test_engine_options_taken_or_refused_with_what_to_do():
         device("gpu:0,1")
     with pytest.raises(PtocrError, match="Paddle device"):
         device("npu:0")
-    refused = {"enable_hpi": True, "use_tensorrt": True, "cpu_threads": 4, "paddlex_config": "OCR.yaml",
-               "engine": "onnxruntime", "text_rec_input_shape": (3, 48, 320)}
+    refused = {"enable_hpi": True, "use_tensorrt": True, "paddlex_config": "OCR.yaml", "engine": "onnxruntime"}
     for name, value in refused.items():
         with pytest.raises(PtocrError, match=f"{name}="):
             OCR3(**{name: value})
     with pytest.raises(PtocrError, match="fp32, fp16"):
         OCR3(precision="int8")
-
-
-def test_precision_fp16_is_dtype_float16(v5_models):
-    import torch
-
-    half = OCR3(text_detection_model_dir=v5_models["det"], text_recognition_model_dir=v5_models["rec"],
-                use_textline_orientation=False, precision="fp16")
-    assert half.rec.dtype == torch.float16 and half.det.dtype == torch.float16
 
 
 def test_unknown_names_say_did_you_mean(v5_models, ocr):

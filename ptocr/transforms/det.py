@@ -1,5 +1,6 @@
 """Detection pre-processing, as PaddleOCR 2.10's TextDetector (predict_det.py) builds it:
-DetResizeForTest (type 0: limit_side_len / limit_type) -> NormalizeImage(hwc) -> ToCHWImage.
+DetResizeForTest (type 0: limit_side_len / limit_type; type 3, PaddleX's fixed ``input_shape``)
+-> NormalizeImage(hwc) -> ToCHWImage.
 
 The image stays in BGR order as OpenCV decodes it, while mean/std are the ImageNet RGB
 values: that mismatch is what the PP-OCR detectors were trained and exported with, so it is
@@ -15,7 +16,7 @@ import numpy as np
 
 from ptocr.errors import ImageError
 
-__all__ = ["DetPreprocess", "det_resize", "normalize_affine", "normalize_hwc", "parse_scale"]
+__all__ = ["DetPreprocess", "det_resize", "det_resize_fixed", "normalize_affine", "normalize_hwc", "parse_scale"]
 
 _LIMIT_TYPES = ("max", "min", "resize_long")
 # How the image is normalized: PaddleOCR 2.x's ``(x * scale - mean) / std``, or PaddleX's
@@ -54,13 +55,8 @@ def det_resize(img: np.ndarray, limit_side_len: float = 960, limit_type: str = "
     it, both truncated sides are scaled down by ``max_side_limit / longer`` (truncated again)
     before rounding to multiples of 32. None: no cap (PaddleOCR 2.x).
     """
+    img = _pad_small(img)
     h, w = img.shape[:2]
-    if h + w < 64:
-        pad = np.zeros((max(32, h), max(32, w), img.shape[2]), dtype=np.uint8)
-        pad[:h, :w, :] = img
-        img = pad
-        h, w = img.shape[:2]
-
     if limit_type == "max":
         if max(h, w) > limit_side_len:
             ratio = float(limit_side_len) / (h if h > w else w)
@@ -87,6 +83,28 @@ def det_resize(img: np.ndarray, limit_side_len: float = 960, limit_type: str = "
     return out, resize_h / float(h), resize_w / float(w)
 
 
+def det_resize_fixed(img: np.ndarray, height: int, width: int):
+    """DetResizeForTest type 3 (PaddleX's ``input_shape``): every image resized to exactly
+    ``height`` x ``width``, its aspect ratio not kept. Returns ``(resized, ratio_h, ratio_w)``;
+    small images are padded first, as in ``det_resize``."""
+    img = _pad_small(img)
+    h, w = img.shape[:2]
+    if (h, w) == (height, width):
+        return img, 1.0, 1.0
+    return cv2.resize(img, (int(width), int(height))), float(height) / h, float(width) / w
+
+
+def _pad_small(img: np.ndarray) -> np.ndarray:
+    """An image with ``h + w < 64`` zero-padded (bottom / right) to at least 32 x 32, as
+    PaddleOCR pads it before any resize; others as they are."""
+    h, w = img.shape[:2]
+    if h + w >= 64:
+        return img
+    pad = np.zeros((max(32, h), max(32, w), img.shape[2]), dtype=np.uint8)
+    pad[:h, :w, :] = img
+    return pad
+
+
 def normalize_hwc(img: np.ndarray, mean, std, scale) -> np.ndarray:
     """NormalizeImage(order='hwc'): float32 ``(img * scale - mean) / std``, all in float32."""
     mean = np.asarray(mean, dtype=np.float32).reshape(1, 1, -1)
@@ -109,7 +127,9 @@ class DetPreprocess:
     """BGR uint8 HxWx3 -> (CHW float32, (src_h, src_w, ratio_h, ratio_w)).
 
     Defaults are PaddleOCR 2.10's inference defaults (``det_limit_side_len=960``,
-    ``det_limit_type='max'``). All arguments are plain JSON-friendly values.
+    ``det_limit_type='max'``). ``input_shape`` (C, H, W): every image resized to exactly H x W
+    instead (PaddleX's type 3; the limits are then unused). All arguments are plain JSON-friendly
+    values.
     """
 
     def __init__(
@@ -121,6 +141,7 @@ class DetPreprocess:
         scale: float | str = 1.0 / 255.0,
         max_side_limit: int | None = None,
         normalize: str = "paddleocr2",
+        input_shape: Sequence[int] | None = None,
     ):
         if normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize {normalize!r}: expected one of {NORMALIZATIONS}")
@@ -134,6 +155,9 @@ class DetPreprocess:
             raise ValueError(f"limit_side_len must be positive, got {limit_side_len!r}")
         self.limit_side_len = limit_side_len
         self.limit_type = limit_type
+        if input_shape is not None and (len(input_shape) != 3 or min(int(v) for v in input_shape) <= 0):
+            raise ValueError(f"input_shape must be 3 positive ints (C, H, W), got {input_shape!r}")
+        self.input_shape = None if input_shape is None else tuple(int(v) for v in input_shape)
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         self.scale = parse_scale(scale)
@@ -147,7 +171,10 @@ class DetPreprocess:
         if img.shape[0] == 0 or img.shape[1] == 0:
             raise ImageError(f"detector input has zero size {img.shape}")
         src_h, src_w = img.shape[:2]
-        resized, ratio_h, ratio_w = det_resize(img, self.limit_side_len, self.limit_type, self.max_side_limit)
+        if self.input_shape is not None:
+            resized, ratio_h, ratio_w = det_resize_fixed(img, *self.input_shape[1:])
+        else:
+            resized, ratio_h, ratio_w = det_resize(img, self.limit_side_len, self.limit_type, self.max_side_limit)
         norm = (normalize_affine if self.normalize == "paddlex" else normalize_hwc)(
             resized, self.mean, self.std, self.scale)
         chw = np.ascontiguousarray(norm.transpose(2, 0, 1))
@@ -157,5 +184,5 @@ class DetPreprocess:
         return (
             f"DetPreprocess(limit_side_len={self.limit_side_len}, limit_type={self.limit_type!r}, "
             f"mean={self.mean}, std={self.std}, scale={self.scale}, max_side_limit={self.max_side_limit}, "
-            f"normalize={self.normalize!r})"
+            f"normalize={self.normalize!r}, input_shape={self.input_shape})"
         )

@@ -17,7 +17,8 @@ import numpy as np
 
 from ptocr.errors import ImageError
 
-__all__ = ["RecPreprocess", "aspect_order", "pad_batch", "resize_norm_img", "resize_norm_img_own_width"]
+__all__ = ["RecPreprocess", "aspect_order", "pad_batch", "resize_norm_img", "resize_norm_img_own_width",
+           "resize_norm_img_static"]
 
 
 def check_shape_and_batch(image_shape, batch_size) -> tuple[tuple[int, int, int], int]:
@@ -70,6 +71,20 @@ def resize_norm_img_own_width(img: np.ndarray, image_shape: Sequence[int], max_w
             resized = resized[:, :, np.newaxis]
         return ((resized.transpose((2, 0, 1)) / 255 - 0.5) / 0.5).astype(np.float32)
     return resize_norm_img(img, image_shape, width)
+
+
+def resize_norm_img_static(img: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
+    """PaddleX's recognizer input with a fixed ``input_shape`` (C, H, W): the crop resized to
+    exactly W x H, aspect ratio not kept, no padding, mapped to [-1, 1] in float64 (numpy's
+    uint8 / 255, as PaddleX computes it) and only then rounded to float32."""
+    height, width = int(input_shape[1]), int(input_shape[2])
+    resized = cv2.resize(img, (width, height))
+    if resized.ndim == 2:  # single-channel crops
+        resized = resized[:, :, np.newaxis]
+    scaled = resized.transpose((2, 0, 1)) / 255
+    scaled -= 0.5
+    scaled /= 0.5
+    return scaled.astype(np.float32)
 
 
 def pad_batch(items: Sequence[np.ndarray]) -> np.ndarray:
