@@ -131,10 +131,13 @@ def convert(
         },
         "converter_version": __version__,
     }
+    stated = _stated_model_name(source, known)
     if known is not None:
         config["model_name"] = known.name
         if known.inference:  # how ptocr.load optimizes it (ptocr.optimize.INFERENCE_OPTIONS)
             config["inference"] = dict(known.inference)
+    elif stated is not None:
+        config["model_name"] = stated  # what paddlex keys on (python-bidi for the Arabic recognizers)
     if dic is not None:
         config["dictionary"] = {
             "use_space_char": dic.use_space_char,
@@ -143,6 +146,17 @@ def convert(
             "source": Path(dic.source).name,
         }
     return Conversion(fit.arch_name, spec, fit.form, source, fit.mapping, model, dic, config)
+
+
+def _stated_model_name(source: PaddleSource, known: ModelEntry | None) -> str | None:
+    """The model name a Paddle 3 folder's inference.yml states (``Global.model_name``), which
+    paddlex reads as the model's name (fine-tuned weights keep their base model's). A zoo model
+    the weights or the folder name identified keeps its name: the note says where they differ."""
+    stated = source.config.model_name if source.config is not None else None
+    if stated and known is not None and stated != known.name:
+        source.notes.append(f"{source.config.path.name} names the model {stated}; recorded as {known.name}, "
+                            "which its weights or folder name identify")
+    return stated or None
 
 
 def _paddle2_text_order(dic: Dictionary | None, explicit, known: ModelEntry | None) -> dict:

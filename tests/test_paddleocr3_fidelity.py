@@ -16,6 +16,7 @@ from conftest import intra_op_threads
 from ptocr import paddleocr3_options
 from ptocr.errors import PtocrError
 from ptocr.pipeline3 import OCR3
+from ptocr.postprocess import CTCLabelDecode
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +117,42 @@ def test_fixed_recognizer_input_shape(ocr, v5_models, scene, monkeypatch):
 
 def test_repr_names_the_model(ocr):
     assert "DetPredictor('PP-OCRv5_mobile_det'" in repr(ocr) and "RecPredictor('PP-OCRv5_mobile_rec'" in repr(ocr)
+
+
+def _fine_tuned_copy(shared_dir, tmp_path, model_name: str, change_weights: bool):
+    """PP-OCRv5_mobile_rec_infer copied to ``ft/inference`` (a name no zoo model has), its
+    inference.yml naming ``model_name``; ``change_weights``: one weight byte changed, so that no
+    zoo model's sha256 matches."""
+    import shutil
+
+    folder = tmp_path / "ft" / "inference"
+    shutil.copytree(shared_dir / "paddle_models" / "PP-OCRv5_mobile_rec_infer", folder)
+    yml = folder / "inference.yml"
+    yml.write_text(yml.read_text(encoding="utf-8").replace("model_name: PP-OCRv5_mobile_rec",
+                                                          f"model_name: {model_name}", 1), encoding="utf-8")
+    if change_weights:
+        weights = bytearray((folder / "inference.pdiparams").read_bytes())
+        weights[-1] ^= 1  # the last byte of the last tensor's data
+        (folder / "inference.pdiparams").write_bytes(bytes(weights))
+    return folder
+
+
+def test_inference_yml_model_name_decides_bidi_for_a_folder(v5_models, shared_dir, tmp_path):
+    """paddlex runs get_display on the texts of the recognizers its inference.yml names
+    arabic_PP-OCRv3_mobile_rec / arabic_PP-OCRv5_mobile_rec, whatever the folder is called."""
+    folder = _fine_tuned_copy(shared_dir, tmp_path, "arabic_PP-OCRv5_mobile_rec", change_weights=True)
+    ocr = OCR3(v5_models["det"], str(folder))
+    assert ocr.rec.config["model_name"] == "arabic_PP-OCRv5_mobile_rec" and ocr.bidi
+    # the decoding of alef, blank, beh (as read, left to right), shown right to left as paddlex shows it
+    ocr.rec_decode = CTCLabelDecode(["blank", "\u0627", "\u0628"])
+    probs = np.eye(3, dtype=np.float32)[[1, 0, 2]][None]
+    assert ocr.rec_texts(probs)[0][0] == "\u0628\u0627"
+
+
+def test_weights_of_a_zoo_model_keep_its_name_whatever_the_yml_says(shared_dir, tmp_path):
+    from converter.convert import convert
+
+    folder = _fine_tuned_copy(shared_dir, tmp_path, "arabic_PP-OCRv5_mobile_rec", change_weights=False)
+    done = convert(folder)
+    assert done.config["model_name"] == "PP-OCRv5_mobile_rec"
+    assert any("names the model arabic_PP-OCRv5_mobile_rec" in note for note in done.source.notes)
