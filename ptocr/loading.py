@@ -118,6 +118,7 @@ def load_predictor(
     # What ptocr.save_model writes for it (as create_model sets them): with optimize=False the
     # module is trainable, and a fine-tuned copy saves without repeating its config.
     model.config, model.dictionary = copy.deepcopy(config), dictionary
+    model.source = os.fspath(source)  # named in errors: ptocr.create_model(arch, pretrained=source)
     if fuse and not optimize:
         fuse_reparameterizable(model)
     # The predictor first: it validates the settings and casts the weights to one dtype. Folding

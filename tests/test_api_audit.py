@@ -9,6 +9,7 @@ import torch
 
 import ptocr
 from ptocr.architectures import get_architecture
+from ptocr.errors import ArchitectureError
 from ptocr.manifest import load_manifest
 
 ZOO = load_manifest()
@@ -73,3 +74,24 @@ def test_a_training_form_file_unfused_saves_in_training_form(tmp_path):
     again = ptocr.load(ptocr.save_model(branches, tmp_path / "again.safetensors"), fuse=False)
     assert again.config["model"]["backbone"].get("reparam", False) is False
     assert set(again.model.state_dict()) == set(branches.state_dict())
+
+
+def test_training_an_inference_detector_names_the_call_that_trains_it(shared_dir):
+    # Was "build it with with_thresh=True": no user-level way to do that.
+    folder = str(shared_dir / "paddle_models" / "ch_PP-OCRv4_det_infer")
+    x = torch.rand(1, 3, 64, 64)
+    with pytest.raises(ArchitectureError) as caught:
+        ptocr.load(folder, optimize=False).model.train()(x)
+    call = f"ptocr.create_model('ch_PP-OCRv4_det', pretrained={folder!r})"
+    assert call in str(caught.value)
+    with pytest.warns(UserWarning, match="threshold branch"):
+        named = eval(call, {"ptocr": ptocr})
+    assert named.train()(x)["maps"].shape == (1, 3, 64, 64)
+
+
+def test_training_a_detector_loaded_by_zoo_name_names_pretrained_true():
+    model = ptocr.create_model("PP-OCRv5_mobile_det")
+    model.head.thresh = None  # as the zoo's inference program holds the head
+    model.source = "PP-OCRv5_mobile_det"  # as ptocr.load("PP-OCRv5_mobile_det") sets it
+    with pytest.raises(ArchitectureError, match=r"ptocr.create_model\('PP-OCRv5_mobile_det', pretrained=True\)"):
+        model.train()(torch.rand(1, 3, 64, 64))

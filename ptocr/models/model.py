@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ptocr.models.heads.db_head import NoThresholdBranch
 from ptocr.models.shape_graphs import ShapeGraphs
 
 
@@ -24,6 +25,8 @@ class OCRModel(nn.Module):
     # config, and a recognizer's ptocr.dictionary.Dictionary); plain attributes, not state.
     config: dict | None = None
     dictionary = None
+    # Set by ptocr.loading: the file, Paddle folder or zoo name the weights came from (for errors).
+    source: str | None = None
 
     def __init__(self, backbone: nn.Module, neck: nn.Module | None, head: nn.Module):
         super().__init__()
@@ -32,9 +35,26 @@ class OCRModel(nn.Module):
         self.head = head
 
     def forward(self, x: torch.Tensor):
+        if self.training:  # never a shape graph's
+            return self._training_forward(x)
         if self.shape_graphs is not None:
             return self.shape_graphs(self, x, self._eager)
         return self._eager(x)
+
+    def _training_forward(self, x: torch.Tensor):
+        try:
+            return self._eager(x)
+        except NoThresholdBranch as e:  # the head cannot name the way to a model with the branch
+            raise NoThresholdBranch(f"{e}; train the model {self._trainable_call()} gives (it adds one)") from None
+
+    def _trainable_call(self) -> str:
+        """The ``ptocr.create_model`` call giving this network with its training branches."""
+        config = self.config or {}
+        if self.source is not None and self.source == config.get("model_name"):  # loaded by zoo name
+            return f"ptocr.create_model({self.source!r}, pretrained=True)"
+        arch = repr(config["architecture"]) if "architecture" in config else "ARCH"
+        weights = repr(self.source) if self.source is not None else "FILE"
+        return f"ptocr.create_model({arch}, pretrained={weights})"
 
     def _eager(self, x: torch.Tensor):
         x = self.backbone(x)

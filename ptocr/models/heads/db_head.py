@@ -42,6 +42,11 @@ class Head(nn.Module):
         return torch.sigmoid(self.conv3(x))
 
 
+class NoThresholdBranch(ArchitectureError):
+    """Training mode on a DB head built without its threshold branch (an inference program's);
+    ``OCRModel`` adds to it the call that gives the model with one."""
+
+
 @register("head")
 class DBHead(nn.Module):
     """Args:
@@ -80,8 +85,8 @@ class DBHead(nn.Module):
         if not self.training:
             return shrink_maps
         if self.thresh is None:
-            raise ArchitectureError("DBHead(with_thresh=False) has no threshold branch to train; "
-                                    "build it with with_thresh=True")
+            raise NoThresholdBranch("DBHead(with_thresh=False), an inference program's, has no threshold "
+                                    "branch to train")
         threshold_maps = self.thresh(x)
         binary_maps = self.step_function(shrink_maps, threshold_maps)
         return {"maps": torch.cat([shrink_maps, threshold_maps, binary_maps], dim=1)}

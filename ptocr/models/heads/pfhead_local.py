@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.heads.db_head import DBHead
+from ptocr.models.heads.db_head import DBHead, NoThresholdBranch
 from ptocr.models.layers import ConvBNAct
 from ptocr.models.registry import register
 
@@ -85,8 +85,8 @@ class PFHeadLocal(DBHead):
             mean = 0.5 * (shrink_maps + cbn_maps)
             return mean if self.output == "mean" else (cbn_maps, mean)
         if self.thresh is None:
-            raise ArchitectureError("PFHeadLocal(with_thresh=False) has no threshold branch to "
-                                    "train; build it with with_thresh=True")
+            raise NoThresholdBranch("PFHeadLocal(with_thresh=False), an inference program's, has no "
+                                    "threshold branch to train")
         threshold_maps = self.thresh(x)
         binary_maps = self.step_function(shrink_maps, threshold_maps)
         return {
