@@ -331,6 +331,8 @@ def for_inference(model: nn.Module, example: torch.Tensor, *, channels_last: boo
         raise ValueError(f"shape_graphs and replays need an OCRModel, not {type(model).__name__}")
     with _one_thread():
         model = _optimize(model if inplace else copy.deepcopy(model), example, channels_last, fold_batch_norms)
+    if isinstance(model, OCRModel):
+        model.inference_only = True
     if shape_graphs:
         model.shape_graphs = ShapeGraphs(_traceable_copy, max_shapes=max_shape_graphs)
     elif replays:

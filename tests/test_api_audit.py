@@ -4,6 +4,8 @@ inputs of the wrong shape."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -95,3 +97,19 @@ def test_training_a_detector_loaded_by_zoo_name_names_pretrained_true():
     model.source = "PP-OCRv5_mobile_det"  # as ptocr.load("PP-OCRv5_mobile_det") sets it
     with pytest.raises(ArchitectureError, match=r"ptocr.create_model\('PP-OCRv5_mobile_det', pretrained=True\)"):
         model.train()(torch.rand(1, 3, 64, 64))
+
+
+def test_training_mode_on_an_optimized_model_warns_once_naming_what_to_train(shared_dir):
+    # Was silent: .train() + backward ran on folded batch norms, another network than Paddle's.
+    folder = str(shared_dir / "paddle_models" / "ch_ppocr_mobile_v2.0_cls_infer")
+    model = ptocr.load(folder).model
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.eval()
+        model.train()
+        model.train()
+        model.train(False)
+        ptocr.load(folder, optimize=False).model.train()
+    assert len(caught) == 1
+    assert f"ptocr.create_model('ch_ppocr_mobile_v2.0_cls', pretrained={folder!r})" in str(caught[0].message)
+    assert "optimize=False" in str(caught[0].message)

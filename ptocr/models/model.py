@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn as nn
 
@@ -27,12 +29,26 @@ class OCRModel(nn.Module):
     dictionary = None
     # Set by ptocr.loading: the file, Paddle folder or zoo name the weights came from (for errors).
     source: str | None = None
+    # Set by ptocr.optimize.for_inference: batch norms folded, parameters frozen, activations in
+    # place. train() then warns (once): training it would train another network than Paddle's.
+    inference_only: bool = False
+    _warned_training = False
 
     def __init__(self, backbone: nn.Module, neck: nn.Module | None, head: nn.Module):
         super().__init__()
         self.backbone = backbone
         self.neck = neck
         self.head = head
+
+    def train(self, mode: bool = True):
+        if mode and self.inference_only and not self._warned_training:
+            self._warned_training = True
+            # A warning, not an error: training mode for dropout at inference (MC dropout) still works.
+            warnings.warn("this model is optimized for inference (ptocr.load's default): its batch norms are "
+                          "folded into the convs, so training mode neither normalizes by the batch nor updates "
+                          f"running statistics; train {self._trainable_call()} gives, or ptocr.load(..., "
+                          "optimize=False).model", UserWarning, stacklevel=2)
+        return super().train(mode)
 
     def forward(self, x: torch.Tensor):
         if self.training:  # never a shape graph's
