@@ -4,6 +4,7 @@ inputs of the wrong shape."""
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import pytest
@@ -13,6 +14,7 @@ import ptocr
 from ptocr.architectures import get_architecture
 from ptocr.errors import ArchitectureError
 from ptocr.manifest import load_manifest
+from ptocr.transforms import load_image
 
 ZOO = load_manifest()
 
@@ -113,3 +115,41 @@ def test_training_mode_on_an_optimized_model_warns_once_naming_what_to_train(sha
     assert len(caught) == 1
     assert f"ptocr.create_model('ch_ppocr_mobile_v2.0_cls', pretrained={folder!r})" in str(caught[0].message)
     assert "optimize=False" in str(caught[0].message)
+
+
+def _scene_input(predictor, shared_dir) -> torch.Tensor:
+    image = load_image(str(sorted((shared_dir / "images" / "scenes").glob("*.jpg"))[0]))
+    x, _ = predictor.pre(image)
+    return torch.from_numpy(x[None])
+
+
+def test_a_half_detector_s_map_is_float32_s_to_half_rounding(shared_dir):
+    # Was all zero: .half() turned the DB head's first running variance (~1e8) into infinity.
+    detector = ptocr.load(shared_dir / "paddle_models" / "ch_PP-OCRv4_det_infer", optimize=False)
+    x = _scene_input(detector, shared_dir)
+    with torch.no_grad():
+        wide = detector.model(x)
+        half = copy.deepcopy(detector.model).half()(x.half()).float()
+    text, text_half = wide > 0.3, half > 0.3  # DBPostProcess's thresh
+    assert text.sum() > 1000
+    assert (text != text_half).sum() <= text.sum() * 0.002  # 7 of 10203 pixels, as load(dtype="float16")
+    assert (half - wide).abs().mean() < 1e-3
+
+
+def test_narrow_casts_keep_batch_norms_float32_and_others_as_asked():
+    model = ptocr.create_model("ch_ppocr_mobile_v2.0_det")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+        assert torch.equal(copy.deepcopy(model).to(torch.float32)(x), before)
+    half = copy.deepcopy(model).to(torch.float16)
+    bn = half.head.binarize.conv_bn1
+    assert bn.running_var.dtype == bn.weight.dtype == torch.float32
+    assert half.head.binarize.conv1.weight.dtype == torch.float16
+    assert copy.deepcopy(model).bfloat16().head.binarize.conv_bn1.running_mean.dtype == torch.float32
+    assert copy.deepcopy(model).double().head.binarize.conv_bn1.running_var.dtype == torch.float64
+    again = copy.deepcopy(model).half()
+    again.load_state_dict(half.state_dict())  # a half model's state dict loads into either type
+    model.load_state_dict(half.state_dict())
+    assert model.head.binarize.conv1.weight.dtype == torch.float32
+

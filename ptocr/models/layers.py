@@ -52,6 +52,18 @@ class _PaddleRunningStats:
         self._set_biased_running_var(var, f, x.numel() // x.shape[1])
         return y
 
+    def _apply(self, fn, recurse=True):
+        """``.half()``, ``.bfloat16()``, ``.to(float16)`` leave this batch norm float32, as AMP and
+        ``ptocr.precision.cast_model`` do: the DB heads' running variances reach 1e8, infinity in
+        float16 (every map zero), and torch's kernel takes a narrow input with float32 parameters
+        and statistics, returning the input's type. Other conversions are ``fn``'s own."""
+        def wide_if_narrowed(t):
+            out = fn(t)
+            if isinstance(out, torch.Tensor) and out.is_floating_point() and torch.finfo(out.dtype).bits < 32:
+                return t.to(device=out.device, dtype=torch.float32)  # from t: its values, not out's infinities
+            return out
+        return super()._apply(wide_if_narrowed, recurse)
+
     def _update_factor(self) -> float:
         # torch's weight of the batch in the update (after it counted this batch).
         if self.momentum is None:
