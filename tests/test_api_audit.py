@@ -153,3 +153,14 @@ def test_narrow_casts_keep_batch_norms_float32_and_others_as_asked():
     model.load_state_dict(half.state_dict())
     assert model.head.binarize.conv1.weight.dtype == torch.float32
 
+
+@pytest.mark.parametrize("optimize", [True, False])
+@pytest.mark.parametrize(("shape", "hint"), [((3, 64, 64), "add the batch dimension"), ((1, 1, 64, 64), r"\[1, 1, 64, 64\]")])
+def test_a_wrong_rank_or_channel_count_names_the_input_expected(shared_dir, optimize, shape, hint):
+    # Were IndexError "Dimension out of range" (3-D, optimized) and a oneDNN "could not create a
+    # primitive descriptor" (1 channel, the optimized v4 detector).
+    model = ptocr.load(shared_dir / "paddle_models" / "ch_PP-OCRv4_det_infer", optimize=optimize).model
+    with pytest.raises(ValueError, match=rf"N x 3 x H x W.*{hint}") as caught:
+        with torch.no_grad():
+            model(torch.rand(*shape))
+    assert isinstance(caught.value, ptocr.errors.PtocrError)
