@@ -16,10 +16,11 @@ class InputShapeError(ImageError, ValueError):
     """A model's input that is not N x C x H x W with the model's C."""
 
 
-def _input_channels(backbone: nn.Module) -> int:
-    """The channels the backbone's stem conv takes (3 for every PP-OCR network)."""
+def _input_channels(backbone: nn.Module) -> int | None:
+    """The channels the backbone's stem conv takes (3 for every PP-OCR network); None for a
+    backbone without convs (a test's ``nn.Identity`` before a neck)."""
     stem = next((m for m in backbone.modules() if isinstance(m, nn.Conv2d)), None)
-    return 3 if stem is None else stem.in_channels
+    return None if stem is None else stem.in_channels
 
 
 class OCRModel(nn.Module):
@@ -43,8 +44,9 @@ class OCRModel(nn.Module):
     # Set by ptocr.optimize.for_inference: batch norms folded, parameters frozen, activations in
     # place. train() then warns (once): training it would train another network than Paddle's.
     inference_only: bool = False
-    # The channels an input has (the stem conv's); a class default for models pickled before it.
-    in_channels: int = 3
+    # The channels an input has (the stem conv's; None: not known); a class default for models
+    # pickled before it.
+    in_channels: int | None = 3
     _warned_training = False
 
     def __init__(self, backbone: nn.Module, neck: nn.Module | None, head: nn.Module):
@@ -67,7 +69,7 @@ class OCRModel(nn.Module):
     def forward(self, x: torch.Tensor):
         # Python ints only: a constant in traces and exports, ~1 us a call; deep inside, a wrong
         # rank or channel count fails as "Dimension out of range" or a oneDNN descriptor error.
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != (self.in_channels or x.shape[1]):
             raise InputShapeError(self._input_problem(x))
         if self.training:  # never a shape graph's
             return self._training_forward(x)
@@ -76,7 +78,8 @@ class OCRModel(nn.Module):
         return self._eager(x)
 
     def _input_problem(self, x) -> str:
-        expected = f"expected a float tensor N x {self.in_channels} x H x W (batch, {self.in_channels} channels, height, width)"
+        c = self.in_channels or "C"
+        expected = f"expected a float tensor N x {c} x H x W (batch, {c} channels, height, width)"
         if not isinstance(x, torch.Tensor):
             return f"{expected}, got {type(x).__name__}"
         hint = "; add the batch dimension: x[None] or x.unsqueeze(0)" if x.dim() == 3 else ""
