@@ -81,8 +81,9 @@ def load_predictor(
     branches only with it (or ``ptocr.create_model(arch, pretrained=file)``).
     ``optimize``: also fold batch norms and rep-layer affines into their convs and run
     activations in place (``ptocr.optimize.for_inference``):
-    the same function, float32 outputs equal up to rounding. ``optimize=False`` keeps the
-    converted module structure (for training, inspection or parity against Paddle).
+    the same function, float32 outputs equal up to rounding; ``.train()`` on it warns (its batch
+    norms no longer normalize by the batch). ``optimize=False`` keeps the converted module
+    structure (for training, inspection or parity against Paddle).
     ``compile``: then ``torch.compile`` it (``ptocr.optimize.compile_for_inference``): faster
     calls after a first one that compiles for tens of seconds.
     """
