@@ -4,7 +4,7 @@
 computes in float64 (``ptocr.models.float64``) stay so when it is cast to float32, and, for float16 and
 bfloat16, batch norms keep float32 parameters and statistics (PyTorch runs them on float16 /
 bfloat16 inputs and returns the input's type, on CPU and CUDA). The DB heads' first batch norm
-has running variances up to 9e6: infinity in float16 (largest finite 65504), which turned every
+has running variances up to 9.8e7 (v4; 9.1e6 in v2.0): infinity in float16 (largest finite 65504), which turned every
 detection map to zero; bfloat16 would keep them to 3 significant digits only.
 
 Half precision also keeps float32 islands (``FLOAT32_MODULES``): modules that compute in
