@@ -139,8 +139,8 @@ def check_onnx_parity(onnx_path: str | Path, images: Sequence[Path], *, label: s
             raise PtocrError(f"{name}: ONNX Runtime output {r.shape} vs PyTorch {g.shape} (optimized {o.shape})")
         own = max_abs(r, g64)  # ONNX Runtime's own fp32 error: its rounding ties reach as far
         reach = max(TOLERANCE, own)
-        agree, detail = judge(x, r, g, g64, g64, reach)
-        agree_opt, detail_opt = judge(x, r, o, g64, g64, reach)
+        agree, detail, _ = judge(x, r, g, g64, g64, reach)
+        agree_opt, detail_opt, _ = judge(x, r, o, g64, g64, reach)
         if not agree_opt:
             detail += f"; optimized: {detail_opt}"
         report.cases.append(OnnxCase(name, max_abs(g, r), max_abs(o, r), own, agree and agree_opt, detail))

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -81,6 +81,9 @@ class Case:
     rms: float = 0.0
     optimized_rms: float = 0.0
     paddle_rms: float = 0.0
+    # How many things the agreement compared (Paddle fp32's boxes, non-empty texts, labels, pages):
+    # agreement on nothing (no boxes on either side, empty texts) proves nothing.
+    compared: int = 0
 
     @property
     def worst(self) -> float:
@@ -94,9 +97,10 @@ class Case:
 
     @property
     def within(self) -> bool:
-        """Within TOLERANCE of the exact output, or (where fp32 rounding reaches it) at Paddle's
-        own fp32 noise level (NOISE_FACTOR)."""
-        return self.worst <= TOLERANCE or self.noise_ratio <= NOISE_FACTOR
+        """Within TOLERANCE of the exact output, or, only on an input where Paddle's own fp32
+        error exceeds TOLERANCE (fp32 rounding alone reaches it there), at Paddle's own fp32
+        noise level (NOISE_FACTOR)."""
+        return self.worst <= TOLERANCE or (self.paddle_fp32 > TOLERANCE and self.noise_ratio <= NOISE_FACTOR)
 
 
 @dataclass
@@ -109,8 +113,9 @@ class ParityReport:
     cases: list[Case] = field(default_factory=list)
     tolerance: float = TOLERANCE
     agreement_kind: str = ""  # what "agree" means for this task
-    # How far apart the outputs of different single inputs are (max |delta| over pairs of
-    # same-shape outputs): a comparison means something only if this dwarfs the tolerance.
+    compared_kind: str = ""  # what Case.compared counts ("boxes", "non-empty texts", ...)
+    # How far apart the outputs of different inputs are (see ``input_spread``): a comparison
+    # means something only if this dwarfs the tolerance.
     input_spread: float = float("nan")
 
     @property
@@ -132,6 +137,10 @@ class ParityReport:
     @property
     def agreed(self) -> int:
         return sum(c.agree for c in self.cases)
+
+    @property
+    def compared(self) -> int:
+        return sum(c.compared for c in self.cases)
 
     @property
     def paddle_fp32(self) -> float:
@@ -156,7 +165,7 @@ class ParityReport:
     @property
     def ok(self) -> bool:
         return (bool(self.cases) and all(c.within for c in self.cases) and self.exact <= EXACT_TOLERANCE
-                and self.agreed == len(self.cases))
+                and self.agreed == len(self.cases) and self.compared > 0)
 
     def summary(self) -> str:
         over = (f", {self.over_tolerance} inputs above it at {self.noise_ratio:.2f}x Paddle's fp32 noise (RMS)"
@@ -166,7 +175,8 @@ class ParityReport:
                 f"fp64 {self.exact:.1e}, fp32 vs Paddle Inference {self.fp32:.2e}, "
                 f"Paddle fp32 own error {self.paddle_fp32:.2e} ({self.paddle_runtime}), "
                 f"input spread {self.input_spread:.2f}, "
-                f"{self.agreement_kind} {self.agreed}/{len(self.cases)} -> {'OK' if self.ok else 'FAIL'}")
+                f"{self.agreement_kind} {self.agreed}/{len(self.cases)} ({self.compared} {self.compared_kind}) "
+                f"-> {'OK' if self.ok else 'FAIL'}")
 
 
 def paddle_available() -> bool:
@@ -234,12 +244,20 @@ def check_parity(
     threads: int = 2,
     compiled: bool = False,
     shape_graphs: bool | None = None,
+    postprocess: dict | None = None,
 ) -> ParityReport:
     """Convert ``model_dir`` (unless ``conversion`` is given) and compare it with Paddle on ``images``.
     ``compiled``: the optimized model is also ``torch.compile``d (``ptocr.load(..., compile=True)``);
-    ``shape_graphs``: it is loaded with ``ptocr.load(..., shape_graphs=...)``."""
+    ``shape_graphs``: it is loaded with ``ptocr.load(..., shape_graphs=...)``; ``postprocess``:
+    settings that replace the config's in the decisions compared (a detector's DB settings),
+    named in the report's agreement."""
     conv = conversion or convert(model_dir, arch)
     task = conv.config["task"]
+    agreement = _AGREEMENT[task]
+    if postprocess:
+        conv = copy.copy(conv)
+        conv.config = {**conv.config, "postprocess": {**conv.config["postprocess"], **postprocess}}
+        agreement += f" (post-processing {', '.join(f'{k}={v}' for k, v in postprocess.items())})"
     named = task_inputs(conv.config, [Path(p) for p in images])
     inputs = [x for _, x in named]
     runs = ["float64", *paddle_runtimes(model_dir)]
@@ -256,25 +274,43 @@ def check_parity(
     got64 = torch_outputs(copy.deepcopy(conv.model).double(), inputs, torch.float64)
     opt = torch_outputs(optimized_model(conv, compiled=compiled, shape_graphs=shape_graphs), inputs)
     report = ParityReport(name or Path(model_dir).name, conv.arch_name, conv.form, source_kind,
-                          conv.source.format, agreement_kind=_AGREEMENT[task])
-    # Different inputs only: the padded batch (even a batch of one) repeats single inputs.
-    singles = [g for (case_name, _), g in zip(named, got) if not case_name.startswith("batch of")]
-    report.input_spread = max((max_abs(a, b) for i, a in enumerate(singles) for b in singles[i + 1:]
-                               if a.shape == b.shape), default=float("nan"))
+                          conv.source.format, agreement_kind=agreement, compared_kind=_COMPARED[task])
+    report.input_spread = input_spread(conv.model, named, got)
     for i, ((case_name, x), r, r64, g, g64, o) in enumerate(zip(named, ref, ref64, got, got64, opt)):
         if not r.shape == r64.shape == g.shape == o.shape:
             raise PtocrError(f"{case_name}: Paddle output {r.shape} vs PyTorch {g.shape} (optimized {o.shape})")
         own, runtime = max((max_abs(outs[i], r64), name) for name, outs in refs.items())
         reach = max(TOLERANCE, own)  # Paddle's own rounding ties reach as far
-        agree, detail = judge(x, r, g, r64, g64, reach)
-        agree_opt, detail_opt = judge(x, r, o, r64, g64, reach)
+        agree, detail, compared = judge(x, r, g, r64, g64, reach)
+        agree_opt, detail_opt, _ = judge(x, r, o, r64, g64, reach)
         if not agree_opt:
             detail += f"; optimized: {detail_opt}"
         report.cases.append(Case(case_name, max_abs(g, r64), max_abs(g64, r64), max_abs(g, r), agree and agree_opt,
                                  detail, paddle_fp32=own, paddle_runtime=runtime, optimized=max_abs(o, r64),
                                  rms=rms(g, r64), optimized_rms=rms(o, r64),
-                                 paddle_rms=max(rms(outs[i], r64) for outs in refs.values())))
+                                 paddle_rms=max(rms(outs[i], r64) for outs in refs.values()),
+                                 compared=compared))
     return report
+
+
+def input_spread(model: torch.nn.Module, named: Sequence[tuple[str, np.ndarray]],
+                 outputs: Sequence[np.ndarray]) -> float:
+    """How far apart the model's outputs for different inputs are: the largest max |delta| over
+    pairs of single inputs' outputs (the padded batches repeat them), each pair compared on the
+    leading region both share (outputs of different sizes, e.g. two scenes' maps, on their common
+    top-left corner: the same output positions, different content). A row of one input adds that
+    input mirrored left-right (a different input of the same shape, run here only)."""
+    singles = [g for (case_name, _), g in zip(named, outputs) if not case_name.startswith("batch of")]
+    if len(singles) == 1:
+        singles += torch_outputs(model, [np.ascontiguousarray(named[0][1][..., ::-1])])
+    return max((common_max_abs(a, b) for i, a in enumerate(singles) for b in singles[i + 1:]),
+               default=float("nan"))
+
+
+def common_max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| over the leading region both arrays share (a and b of the same rank)."""
+    common = tuple(slice(0, min(m, n)) for m, n in zip(a.shape, b.shape))
+    return max_abs(a[common], b[common])
 
 
 def task_inputs(config: dict, images: Sequence[Path], *, batch: bool = True) -> list[tuple[str, np.ndarray]]:
@@ -331,6 +367,15 @@ def _unwarp_inputs(config, images, batch=True):
 
 # ---- what a user reads from the outputs must be the same ----
 
+class Verdict(NamedTuple):
+    """A judge's answer on one input: whether what a user reads agrees, why, and how many things
+    (boxes, non-empty texts, labels, pages of Paddle fp32) were compared."""
+
+    agree: bool
+    detail: str
+    compared: int
+
+
 def _det_judge(conv):
     post = DBPostProcess(**conv.config["postprocess"])
 
@@ -345,43 +390,82 @@ def _det_judge(conv):
         ties = np.abs(ref64 - post.thresh) <= reach
         flipped, tied = int((flips & ~ties).sum()), int((flips & ties).sum())
         exact_flips = int(((ref64 > post.thresh) != (got64 > post.thresh)).sum())
-        boxes = []
-        for a, b in ((ref, got), (ref64, got64)):
-            (ab, _), = post(a, info)
-            (bb, _), = post(b, info)
-            boxes.append((len(ab), ab.shape == bb.shape and bool((ab == bb).all())))
-        (n_boxes, same32), (_, same64) = boxes
-        agree = flipped == 0 and exact_flips == 0 and same64 and (same32 or tied > 0)
-        detail = f"{flipped} pixels binarize differently ({tied} rounding ties), fp64 {exact_flips}; {n_boxes} boxes"
-        return agree, detail + ("" if same32 and same64 else f" (differ: fp32 {not same32}, fp64 {not same64})")
+        (ref_boxes, ref_scores), = post(ref, info)
+        (got_boxes, got_scores), = post(got, info)
+        unexplained = _unexplained_boxes((ref_boxes, ref_scores), (got_boxes, got_scores),
+                                         (flips & ties)[0, 0], post.box_thresh, reach)
+        same32 = _same_boxes(ref_boxes, got_boxes)
+        (boxes64, _), = post(ref64, info)
+        same64 = _same_boxes(boxes64, post(got64, info)[0][0])
+        agree = flipped == 0 and exact_flips == 0 and same64 and unexplained == 0
+        detail = (f"{flipped} pixels binarize differently ({tied} rounding ties), fp64 {exact_flips}; "
+                  f"{len(ref_boxes)} boxes")
+        if not same32:
+            detail += f" ({unexplained} differing boxes not explained by a rounding tie)"
+        return Verdict(agree, detail + ("" if same64 else " (fp64 boxes differ)"), len(ref_boxes))
     return judge
 
 
-def _argmax_flips(ref: np.ndarray, got: np.ndarray, ref64: np.ndarray, reach: float = TOLERANCE) -> tuple[int, int]:
-    """Where the fp32 outputs pick different classes (last axis): (flips, rounding ties).
-    A tie is a pick whose two classes' exact probabilities are within ``reach`` (TOLERANCE, or
-    the reference's own fp32 error on the input where larger): fp32 may order them either way
-    (seeded recognizers with thousands of classes meet such ties)."""
+def _same_boxes(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and bool((a == b).all())
+
+
+def _unexplained_boxes(ref: tuple, got: tuple, tied_flips: np.ndarray, box_thresh: float, reach: float) -> int:
+    """How many boxes (``(boxes, scores)`` at map resolution) one side has and the other lacks
+    that no rounding tie explains. A tie explains a box whose region holds a pixel that binarized
+    differently within its tie window (``tied_flips``: the component, hence its box, changed
+    there), or whose score is within ``reach`` of ``box_thresh`` (kept on one side, dropped on the
+    other). Any other difference (a box's score or filtering elsewhere) is unexplained."""
+    def key(box):
+        return box.tobytes()
+
+    ref_keys, got_keys = {key(b) for b in ref[0]}, {key(b) for b in got[0]}
+    unexplained = 0
+    for (boxes, scores), others in ((ref, got_keys), (got, ref_keys)):
+        for box, score in zip(boxes, scores):
+            if key(box) in others or abs(score - box_thresh) <= reach or _holds_any(box, tied_flips):
+                continue
+            unexplained += 1
+    return unexplained
+
+
+def _holds_any(box: np.ndarray, pixels: np.ndarray) -> bool:
+    """Whether the quad ``box`` (its edges included) covers any True pixel of ``pixels``."""
+    if not pixels.any():
+        return False
+    region = np.zeros(pixels.shape, np.uint8)
+    cv2.fillPoly(region, [box.reshape(-1, 1, 2).astype(np.int32)], 1)
+    return bool((region.astype(bool) & pixels).any())
+
+
+def _argmax_flips(ref: np.ndarray, got: np.ndarray, ref64: np.ndarray, reach: float = TOLERANCE) -> tuple[np.ndarray, np.ndarray]:
+    """Where the fp32 outputs pick different classes (last axis), per row of the batch (first
+    axis): (flips, rounding ties). A tie is a pick whose two classes' exact probabilities are
+    within ``reach`` (TOLERANCE, or the reference's own fp32 error on the input where larger):
+    fp32 may order them either way (seeded recognizers with thousands of classes meet such ties)."""
     a, b = ref.argmax(-1), got.argmax(-1)
     differ = a != b
     pa = np.take_along_axis(ref64, a[..., None], -1)[..., 0]
     pb = np.take_along_axis(ref64, b[..., None], -1)[..., 0]
     tie = np.abs(pa - pb) <= reach
-    return int((differ & ~tie).sum()), int((differ & tie).sum())
+    per_row = tuple(range(1, differ.ndim))
+    return (differ & ~tie).sum(axis=per_row), (differ & tie).sum(axis=per_row)
 
 
 def _argmax_judge(read):
-    """Decisions (``read``: outputs -> what a user reads) identical to Paddle's, but for rounding
-    ties (counted); without rounding (fp64 against fp64) they must be identical."""
+    """Decisions (``read``: outputs -> what a user reads, one per batch row) identical to Paddle's,
+    but where a row's picks met a rounding tie (counted): only that row's decision may differ.
+    Without rounding (fp64 against fp64) they must be identical. Counts the non-empty decisions."""
     def judge(x, ref, got, ref64, got64, reach=TOLERANCE):
         rt, gt = read(ref), read(got)
         flipped, tied = _argmax_flips(ref, got, ref64, reach)
         same64 = read(ref64) == read(got64)
-        agree = flipped == 0 and same64 and (rt == gt or tied > 0)
+        unexplained = sum(a != b and not t for a, b, t in zip(rt, gt, tied))
+        agree = int(flipped.sum()) == 0 and same64 and unexplained == 0
         detail = " | ".join(rt) if rt == gt else f"paddle {rt} vs torch {gt}"
-        if tied:
-            detail += f" ({tied} rounding ties: exact probabilities within {reach:.0e})"
-        return agree, detail + ("" if same64 else "; fp64 decisions differ")
+        if tied.any():
+            detail += f" ({int(tied.sum())} rounding ties: exact probabilities within {reach:.0e})"
+        return Verdict(agree, detail + ("" if same64 else "; fp64 decisions differ"), sum(bool(t) for t in rt))
     return judge
 
 
@@ -414,7 +498,7 @@ def _unwarp_judge(inputs, pages):
         flipped, tied = int((differ & ~tie).sum()), int((differ & tie).sum())
         same64 = bool((to_image(page64) == to_image(mine64)).all())
         detail = f"{flipped} page values differ ({tied} rounding ties)"
-        return flipped == 0 and same64, detail + ("" if same64 else "; fp64 pages differ")
+        return Verdict(flipped == 0 and same64, detail + ("" if same64 else "; fp64 pages differ"), 1)
     return judge
 
 
@@ -422,6 +506,7 @@ _INPUTS = {"det": _det_inputs, "rec": _rec_inputs, "cls": _cls_inputs, "unwarp":
 _JUDGES = {"det": _det_judge, "rec": _rec_judge, "cls": _cls_judge}  # unwarp: _unwarp_judge, from the program's pages
 _AGREEMENT = {"det": "identical binarized maps and boxes", "rec": "identical text", "cls": "identical labels",
               "unwarp": "identical unwarped pages (uint8)"}
+_COMPARED = {"det": "boxes", "rec": "non-empty texts", "cls": "labels", "unwarp": "pages"}  # what Verdict.compared counts
 
 
 def _pythonpath() -> str:
@@ -437,7 +522,7 @@ def _case(path: Path) -> str:
 
 
 def decision_judge(conv: Conversion):
-    """``judge(x, ref, got, ref64, got64, reach=TOLERANCE) -> (agree, detail)``: whether what a
+    """``judge(x, ref, got, ref64, got64, reach=TOLERANCE) -> Verdict``: whether what a
     user reads from ``got`` is what ``ref`` gives, but for rounding ties within ``reach`` (the
     checks above, for the conversion's task), and what that agreement is called (for reports
     of other references, e.g. ONNX Runtime)."""
