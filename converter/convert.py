@@ -137,7 +137,9 @@ def convert(
         if known.inference:  # how ptocr.load optimizes it (ptocr.optimize.INFERENCE_OPTIONS)
             config["inference"] = dict(known.inference)
     elif stated is not None:
-        config["model_name"] = stated  # what paddlex keys on (python-bidi for the Arabic recognizers)
+        # What paddlex keys on (python-bidi for the Arabic recognizers), kept apart from model_name:
+        # a name the file states is no proof of the release (the zoo's origin check reads model_name).
+        config["stated_model_name"] = stated
     if dic is not None:
         config["dictionary"] = {
             "use_space_char": dic.use_space_char,

@@ -42,7 +42,7 @@ from ptocr.pdf import document_pages
 from ptocr.pipeline import as_predictor
 from ptocr.postprocess import CTCLabelDecode, DBPostProcess
 from ptocr.postprocess.word_boxes import line_word_boxes, recognized_columns, word_groups
-from ptocr.predictors import ClsPredictor, DetPredictor, RecPredictor, UnwarpPredictor
+from ptocr.predictors import ClsPredictor, DetPredictor, RecPredictor, UnwarpPredictor, model_name_of
 from ptocr.result import Line
 from ptocr.result3 import ANGLE_OF_CLASS, OCR3Result
 from ptocr.transforms import DetPreprocess, get_minarea_rect_crop, load_image, sorted_boxes
@@ -77,11 +77,13 @@ BIDI_RECOGNIZERS = frozenset({"arabic_PP-OCRv3_rec", "arabic_PP-OCRv3_mobile_rec
 # text detector reads ``value or its own`` (text_detection/predictor.py, DBPostProcess).
 FALSE_MEANS_MODEL_DEFAULT = ("text_det_limit_side_len", "text_det_limit_type", "text_det_thresh",
                              "text_det_box_thresh", "text_det_unclip_ratio")
-# paddlex's detectors whose own limit is the longer side at 960 (_TEXT_DET_MAX_LIMIT_MODELS);
-# any other model's is the shorter side at 736.
+# paddlex's detectors whose own limit is the longer side at 960 (_TEXT_DET_MAX_LIMIT_MODELS),
+# with the zoo's names for the same releases (ch_PP-OCRv3_det is paddlex's PP-OCRv3_mobile_det,
+# ch_PP-OCRv4_det its PP-OCRv4_mobile_det); any other model's is the shorter side at 736.
 MAX_LIMIT_DETECTORS = frozenset({"PP-OCRv3_mobile_det", "PP-OCRv3_server_det", "PP-OCRv4_mobile_det",
                                  "PP-OCRv4_server_det", "PP-OCRv5_mobile_det", "PP-OCRv5_server_det",
-                                 "PP-OCRv6_medium_det", "PP-OCRv6_small_det", "PP-OCRv6_tiny_det"})
+                                 "PP-OCRv6_medium_det", "PP-OCRv6_small_det", "PP-OCRv6_tiny_det",
+                                 "ch_PP-OCRv3_det", "ch_PP-OCRv4_det", "ch_PP-OCRv4_server_det"})
 # PaddleOCR 3.x's switches of its optional steps: OCR3's parts (True needs the step's model).
 STEP_SWITCHES = ("use_textline_orientation", "use_doc_orientation_classify", "use_doc_unwarping")
 
@@ -150,7 +152,7 @@ class OCR3(BulkReading):
         # 3.x decodes as it comes, whatever the recognizer's own (2.x) settings say, and puts
         # the texts of BIDI_RECOGNIZERS through get_display after the word boxes are found.
         self.rec_decode = CTCLabelDecode(self.rec.dictionary.classes)
-        self.bidi = self.rec.config.get("model_name") in BIDI_RECOGNIZERS
+        self.bidi = model_name_of(self.rec.config) in BIDI_RECOGNIZERS
         self.textline: ClsPredictor | None = None if textline is None else as_predictor(textline, "cls", **load)
         self.doc_ori: ClsPredictor | None = None if doc_ori is None else as_predictor(doc_ori, "cls", **load)
         # UVDoc stays in float32 whatever ``dtype``: its output is a sampling position, which
@@ -187,7 +189,7 @@ class OCR3(BulkReading):
     def detector_defaults(self) -> dict:
         """The detection settings the detector model falls back on (paddlex: its inference.yml's
         DBPostProcess values, and a limit by its model name, MAX_LIMIT_DETECTORS)."""
-        side, kind = (960, "max") if self.det.config.get("model_name") in MAX_LIMIT_DETECTORS else (736, "min")
+        side, kind = (960, "max") if model_name_of(self.det.config) in MAX_LIMIT_DETECTORS else (736, "min")
         post = self.det.post
         return {"text_det_limit_side_len": side, "text_det_limit_type": kind, "text_det_thresh": post.thresh,
                 "text_det_box_thresh": post.box_thresh, "text_det_unclip_ratio": post.unclip_ratio}

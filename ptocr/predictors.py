@@ -67,8 +67,15 @@ class Predictor:
     def __repr__(self) -> str:
         # the model's name says which weights these are; its architecture is shared by many
         # (PP-OCRv5_mobile_det is a ch_PP-OCRv4_det network)
-        name = self.config.get("model_name") or self.config.get("architecture")
+        name = model_name_of(self.config) or self.config.get("architecture")
         return f"{type(self).__name__}({name!r}, device={self.device})"
+
+
+def model_name_of(config: dict) -> str | None:
+    """A converted model's name: the zoo model its weights or folder name identified
+    (``model_name``), else the name its inference.yml states (``stated_model_name``, what paddlex
+    goes by), else None."""
+    return config.get("model_name") or config.get("stated_model_name")
 
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,

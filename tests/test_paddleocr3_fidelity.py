@@ -142,7 +142,9 @@ def test_inference_yml_model_name_decides_bidi_for_a_folder(v5_models, shared_di
     arabic_PP-OCRv3_mobile_rec / arabic_PP-OCRv5_mobile_rec, whatever the folder is called."""
     folder = _fine_tuned_copy(shared_dir, tmp_path, "arabic_PP-OCRv5_mobile_rec", change_weights=True)
     ocr = OCR3(v5_models["det"], str(folder))
-    assert ocr.rec.config["model_name"] == "arabic_PP-OCRv5_mobile_rec" and ocr.bidi
+    assert ocr.rec.config["stated_model_name"] == "arabic_PP-OCRv5_mobile_rec" and ocr.bidi
+    assert "model_name" not in ocr.rec.config  # a stated name is no proof of the release (the zoo's check)
+    assert "RecPredictor('arabic_PP-OCRv5_mobile_rec'" in repr(ocr.rec)
     # the decoding of alef, blank, beh (as read, left to right), shown right to left as paddlex shows it
     ocr.rec_decode = CTCLabelDecode(["blank", "\u0627", "\u0628"])
     probs = np.eye(3, dtype=np.float32)[[1, 0, 2]][None]
@@ -156,3 +158,18 @@ def test_weights_of_a_zoo_model_keep_its_name_whatever_the_yml_says(shared_dir, 
     done = convert(folder)
     assert done.config["model_name"] == "PP-OCRv5_mobile_rec"
     assert any("names the model arabic_PP-OCRv5_mobile_rec" in note for note in done.source.notes)
+
+
+def test_a_stated_name_does_not_pass_the_zoos_check_that_a_release_is_its_model(shared_dir, tmp_path):
+    # A release whose weights no zoo model has, whose yml names a zoo model: converted, it keeps the
+    # stated name apart, so the origin check (which trusts model_name) still refuses it.
+    from ptocr.conversion import convert_once
+    from ptocr.manifest import load_manifest
+    from ptocr.origins import OriginError, origins_of
+    from ptocr.zoo import _check_converted_is
+
+    folder = _fine_tuned_copy(shared_dir, tmp_path, "arabic_PP-OCRv5_mobile_rec", change_weights=True)
+    weights = convert_once(folder, tmp_path / "converted.safetensors")
+    entry = load_manifest().model_entry("arabic_PP-OCRv5_mobile_rec")
+    with pytest.raises(OriginError, match="convert to a model not in the zoo, not arabic_PP-OCRv5_mobile_rec"):
+        _check_converted_is(entry, weights, origins_of(entry)[0])
