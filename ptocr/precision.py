@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from ptocr.models.float64 import float64_members
+from ptocr.models.layers import is_narrow
 
 __all__ = ["FLOAT32_MODULES", "Float32Compute", "cast_model", "float32_members", "is_narrow"]
 
@@ -80,11 +81,6 @@ def _mark_float32_islands(model: nn.Module) -> None:
             continue
         if next(module.parameters(), None) is not None and not isinstance(module, Float32Compute):
             module.__class__ = _float32_class(type(module))
-
-
-def is_narrow(dtype: torch.dtype) -> bool:
-    """float16 / bfloat16: the types whose batch norms stay float32."""
-    return dtype.is_floating_point and torch.finfo(dtype).bits < 32
 
 
 def cast_model(model: nn.Module, dtype: torch.dtype | None = None, device=None) -> nn.Module:

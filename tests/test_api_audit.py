@@ -164,3 +164,14 @@ def test_a_wrong_rank_or_channel_count_names_the_input_expected(shared_dir, opti
         with torch.no_grad():
             model(torch.rand(*shape))
     assert isinstance(caught.value, ptocr.errors.PtocrError)
+
+
+def test_tracing_a_model_gives_no_tracer_warning_from_the_input_check():
+    # The check compares sizes; under torch.jit.trace they are tensors (one TracerWarning each).
+    model = ptocr.create_model("ch_ppocr_mobile_v2.0_cls")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", torch.jit.TracerWarning)
+        traced = torch.jit.trace(model, torch.rand(2, 3, 48, 192))
+    x = torch.rand(3, 3, 48, 192)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), model(x), rtol=0, atol=0)

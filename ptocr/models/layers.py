@@ -29,6 +29,12 @@ def bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     return scale, bn.bias.double() - bn.running_mean.double() * scale
 
 
+
+def is_narrow(dtype: torch.dtype) -> bool:
+    """float16 / bfloat16: the types whose batch norms stay float32."""
+    return dtype.is_floating_point and torch.finfo(dtype).bits < 32
+
+
 class _PaddleRunningStats:
     """Batch norm whose training updates the running statistics as Paddle's ``BatchNorm2D`` /
     ``BatchNorm`` do: ``running_var`` takes the batch's biased variance (sum / n), where
@@ -59,7 +65,7 @@ class _PaddleRunningStats:
         and statistics, returning the input's type. Other conversions are ``fn``'s own."""
         def wide_if_narrowed(t):
             out = fn(t)
-            if isinstance(out, torch.Tensor) and out.is_floating_point() and torch.finfo(out.dtype).bits < 32:
+            if isinstance(out, torch.Tensor) and is_narrow(out.dtype):
                 return t.to(device=out.device, dtype=torch.float32)  # from t: its values, not out's infinities
             return out
         return super()._apply(wide_if_narrowed, recurse)

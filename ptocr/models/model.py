@@ -60,16 +60,19 @@ class OCRModel(nn.Module):
         if mode and self.inference_only and not self._warned_training:
             self._warned_training = True
             # A warning, not an error: training mode for dropout at inference (MC dropout) still works.
-            warnings.warn("this model is optimized for inference (ptocr.load's default): its batch norms are "
-                          "folded into the convs, so training mode neither normalizes by the batch nor updates "
-                          f"running statistics; train {self._trainable_call()} gives, or ptocr.load(..., "
+            warnings.warn("this model is optimized for inference (ptocr.load's default): its parameters are "
+                          "frozen, some activations overwrite their input and (unless its settings keep them) "
+                          "its batch norms are folded into the convs, so training it trains another network "
+                          f"than Paddle's; train {self._trainable_call()} gives, or ptocr.load(..., "
                           "optimize=False).model", UserWarning, stacklevel=2)
         return super().train(mode)
 
     def forward(self, x: torch.Tensor):
-        # Python ints only: a constant in traces and exports, ~1 us a call; deep inside, a wrong
-        # rank or channel count fails as "Dimension out of range" or a oneDNN descriptor error.
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != (self.in_channels or x.shape[1]):
+        # ~1 us a call; deep inside, a wrong rank or channel count fails as "Dimension out of range"
+        # or a oneDNN descriptor error. Not while tracing: there the sizes are tensors (a
+        # TracerWarning for each comparison) and the trace would keep the check as a constant.
+        if not torch.jit.is_tracing() and (not isinstance(x, torch.Tensor) or x.dim() != 4
+                                           or x.shape[1] != (self.in_channels or x.shape[1])):
             raise InputShapeError(self._input_problem(x))
         if self.training:  # never a shape graph's
             return self._training_forward(x)
