@@ -7,6 +7,7 @@ have ``"page"`` (1-based; a PDF that cannot be opened at all is one error line w
 PaddleOCR 3.x's document steps ran, ``"doc_preprocessor"`` says which (and the page's turn): the
 boxes are on the page they made.
 
+One run writes a file at a time (the others are refused: the file is locked while it is open).
 Each line is written with one ``write`` of its bytes and flushed to the OS at once, so what a
 killed run leaves is complete lines and at most one partial last line without its newline. A line
 counts as done only with its newline: reopening the file drops a partial tail (only one that
@@ -104,6 +105,7 @@ class JsonlResults:
         except OSError as e:
             raise PtocrError(f"cannot open the results file {self.path}: {_reason(e, self.path)}") from None
         try:
+            self._lock()
             self._resume()
         except OSError as e:
             os.close(self._fd)
@@ -112,34 +114,57 @@ class JsonlResults:
             os.close(self._fd)
             raise
 
+    def _lock(self) -> None:
+        """Hold the file for this run: two runs appending to one file would write over each
+        other's lines. An advisory lock (flock), released when the process ends however it ends;
+        where the system has none (Windows), not taken."""
+        try:
+            import fcntl
+        except ImportError:
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PtocrError(f"{self.path}: another run is writing it; wait for that run to end (a rerun then "
+                             "resumes after its lines) or give another --out") from None
+
     def _resume(self) -> None:
+        """Read the keys of the complete lines, line by line (a file of millions of results is
+        never held whole), drop a partial tail a killed write left, and stand after the last line."""
+        end = number = 0
+        tail = b""
         with open(self._fd, "rb", closefd=False) as f:
-            data = f.read()
-        end = data.rfind(b"\n") + 1  # past the last complete line; the rest is a killed write
-        tail = data[end:]
+            for raw in f:
+                if not raw.endswith(b"\n"):  # past the last complete line: a killed write
+                    tail = raw
+                    break
+                number += 1
+                self.done.add(self._key_of_line(raw, number))
+                end += len(raw)
         # Only what a killed write_line can leave is dropped: the start of one of our lines.
         if tail and not (_LINE_START.startswith(tail) or tail.startswith(_LINE_START)):
-            line = data[:end].count(b"\n") + 1
-            raise PtocrError(f"{self.path}:{line}: not a results line of ptocr (and no newline); "
+            raise PtocrError(f"{self.path}:{number + 1}: not a results line of ptocr (and no newline); "
                              "give another --out or remove the file")
-        for number, raw in enumerate(data[:end].splitlines(), 1):
-            try:
-                rec = json.loads(raw)
-                name, page = key_of(rec)
-                if not ("lines" in rec or "error" in rec):
-                    raise KeyError("lines")
-            except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
-                raise PtocrError(f"{self.path}:{number}: not a results line of ptocr; "
-                                 "give another --out or remove the file") from None
-            for field in ("image", "path"):
-                if field in rec and not isinstance(rec[field], str):
-                    raise PtocrError(f"{self.path}:{number}: \"{field}\" is not a string")
-            if page is not None and (not isinstance(page, int) or isinstance(page, bool) or page < 1):
-                raise PtocrError(f"{self.path}:{number}: \"page\" is not a page number")
-            self.done.add((name, page))
-        if end < len(data):
+        if tail:
             os.ftruncate(self._fd, end)
         os.lseek(self._fd, end, os.SEEK_SET)
+
+    def _key_of_line(self, raw: bytes, number: int) -> tuple[str, int | None]:
+        """The key of the complete line ``raw`` (line ``number``); PtocrError where it is not ours."""
+        try:
+            rec = json.loads(raw)
+            name, page = key_of(rec)
+            if not ("lines" in rec or "error" in rec):
+                raise KeyError("lines")
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            raise PtocrError(f"{self.path}:{number}: not a results line of ptocr; "
+                             "give another --out or remove the file") from None
+        for field in ("image", "path"):
+            if field in rec and not isinstance(rec[field], str):
+                raise PtocrError(f"{self.path}:{number}: \"{field}\" is not a string")
+        if page is not None and (not isinstance(page, int) or isinstance(page, bool) or page < 1):
+            raise PtocrError(f"{self.path}:{number}: \"page\" is not a page number")
+        return name, page
 
     def write(self, rec: dict) -> None:
         """Append one line (``record``'s) and hand it to the OS before returning."""

@@ -167,3 +167,35 @@ def test_a_full_disk_midway_leaves_complete_lines_and_resumes(tmp_path, monkeypa
         assert results.done == {("a.jpg", None)}
         results.write(record("b.jpg", _result("two")))
     assert [json.loads(s)["image"] for s in path.read_text(encoding="utf-8").splitlines()] == ["a.jpg", "b.jpg"]
+
+
+def test_a_second_run_on_the_same_file_is_refused_while_the_first_writes(tmp_path):
+    # Two runs appending at their own offsets wrote over each other's lines.
+    path = tmp_path / "r.jsonl"
+    with JsonlResults(path) as first:
+        first.write(record("a.jpg", _result("x")))
+        with pytest.raises(PtocrError, match="another run is writing it"):
+            JsonlResults(path)
+        first.write(record("b.jpg", _result("y")))
+    with JsonlResults(path) as again:  # the first ended: the file is free
+        assert again.done == {("a.jpg", None), ("b.jpg", None)}
+
+
+def test_resuming_reads_the_file_line_by_line(tmp_path):
+    # A file of millions of results was read whole, then copied and split: about 2.5x its size.
+    import tracemalloc
+
+    path = tmp_path / "r.jsonl"
+    with JsonlResults(path) as results:
+        for i in range(1500):
+            results.write(record(f"{i}.jpg", _result("x" * 10_000)))
+    size = path.stat().st_size
+    assert size > 15_000_000
+    tracemalloc.start()
+    try:
+        with JsonlResults(path) as again:
+            assert len(again.done) == 1500
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < size / 10, (peak, size)
