@@ -161,6 +161,11 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
     if os.fspath(bulk_out) == "-":
         raise PtocrError("--out -: the results go to a file, which a rerun resumes; give its name "
                          "(without --out, --json - writes the results to stdout)")
+    # A name on the command line that is nothing is a typo: refused before anything is written (its
+    # error line would count as done). A missing file named in a list gets its error line.
+    missing = [arg for arg in images if not is_uri(arg) and not os.path.lexists(arg)]
+    if missing:
+        raise PtocrError(f"no such file or folder: {', '.join(missing)}; nothing read or written")
     first: dict[str, str] = {}  # each file once, under the spelling first given: a.jpg and /abs/a.jpg are one
     for name in expand_inputs(images):
         first.setdefault(_key(name), name)
@@ -224,10 +229,10 @@ def _remove_if_empty(path: str) -> None:
 
 
 def _key(name: str) -> str:
-    """What a result is done under (``jsonl_results``' "path"): a path's absolute form without
-    "." parts and doubled separators, a URI as given. ".." stays: after a link it is not the
-    folder the text before it names (os.path.abspath would make link/../x.jpg and x.jpg one)."""
-    return name if is_uri(name) else str(Path(name).absolute())
+    """What a result is done under (``jsonl_results``' "path"): a path's real absolute form (links
+    resolved, then "." and ".." parts: ``imgs/../imgs/a.jpg``, ``../imgs/a.jpg`` from another folder
+    and a link to ``a.jpg`` are one file, read once), a URI as given."""
+    return name if is_uri(name) else os.path.realpath(name)
 
 
 def _with_path(line: str, name: str) -> str:

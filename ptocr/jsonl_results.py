@@ -16,8 +16,8 @@ the keys of the complete lines (``key_of``: ``(path or image, page)``, page None
 which a rerun skips. An
 input that failed is done too (its error line is the result); delete the line to try it again.
 
-``"image"`` is the name as it was given (``scans/a.jpg``). Where that is not the file's normalized
-absolute path, the line also has ``"path"`` (``/home/me/scans/a.jpg``), and the key is that path:
+``"image"`` is the name as it was given (``scans/a.jpg``). Where that is not the file's real
+absolute path (links resolved), the line also has ``"path"`` (``/home/me/scans/a.jpg``), and the key is that path:
 ``ptocr ocr`` then knows a file done whatever spelling or working folder a rerun names it by.
 Lines without ``"path"`` (absolute names, URIs, files written before it existed) are keyed by
 ``"image"``.

@@ -16,7 +16,7 @@ import pytest
 from conftest import converted_folders, intra_op_threads
 
 from ptocr.bulk_cli import expand_inputs
-from ptocr.errors import ImageError
+from ptocr.errors import ImageError, PtocrError
 from ptocr.jsonl_results import encode, record
 from ptocr.pipeline import OCR
 
@@ -154,6 +154,38 @@ def test_a_file_is_read_once_whatever_spelling_or_folder_names_it(model_files_oc
     (tmp_path / "old.jsonl").write_text('{"image": "scans/a.jpg", "lines": []}\n', encoding="utf-8")
     assert bulk_cli.run([str(image)], _no_models, bulk_out="old.jsonl") == 0
     assert len(_records(tmp_path / "old.jsonl")) == 1
+
+
+def test_dotdot_spellings_and_links_of_one_file_read_it_once(model_files_ocr, shared_dir, tmp_path, monkeypatch):
+    # Keys kept "..": imgs/../imgs/a.jpg, a rerun naming ../imgs from another folder, and a link to
+    # the file each read it again (two and three lines for one file).
+    from ptocr import bulk_cli
+
+    image = tmp_path / "imgs" / "a.jpg"
+    image.parent.mkdir()
+    (tmp_path / "other").mkdir()
+    shutil.copy(shared_dir / "images" / "scenes" / "ger_1.jpg", image)
+    (tmp_path / "link.jpg").symlink_to(image)
+    (tmp_path / "imgslink").symlink_to(image.parent)
+    monkeypatch.chdir(tmp_path)
+    assert bulk_cli.run(["imgs/a.jpg", "imgs/../imgs/a.jpg", "link.jpg", "imgslink/a.jpg"], lambda: model_files_ocr,
+                        bulk_out="r.jsonl") == 0
+    (line,) = _records(tmp_path / "r.jsonl")
+    assert line["image"] == "imgs/a.jpg" and line["path"] == os.path.realpath(image)
+    monkeypatch.chdir(tmp_path / "other")
+    assert bulk_cli.run(["../imgs"], _no_models, bulk_out="../r.jsonl") == 0
+    assert len(_records(tmp_path / "r.jsonl")) == 1
+
+
+def test_a_command_line_name_that_is_nothing_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    # A typo was read as an image that failed: its error line counted as done for every rerun.
+    from ptocr import bulk_cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imgs").mkdir()
+    with pytest.raises(PtocrError, match="no such file or folder: scnas/, lsit.txt; nothing read or written"):
+        bulk_cli.run(["imgs", "scnas/", "lsit.txt"], _no_models, bulk_out="r.jsonl")
+    assert not (tmp_path / "r.jsonl").exists()
 
 
 def test_killed_run_resumes_each_image_once(folder, model_args, tmp_path, model_files_ocr):
