@@ -217,7 +217,17 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
                 else "nothing was read yet")  # stopped before the first result: the empty file is gone
         click.echo(f"ptocr: interrupted; {held}: run the same command again to read the rest", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    click.echo(_summary(bar, failed, bulk_out), err=True)
     return failed
+
+
+def _summary(bar: Progress, failed: int, out: str) -> str:
+    """The run's last line: what it read, what failed (their error lines), what was done before."""
+    if not bar.total:
+        return f"ptocr: nothing left to read: {out} holds a line for each of the {bar.skipped} inputs"
+    errors = f", {failed} of them could not be read (their lines hold the errors)" if failed else ""
+    before = f"; {bar.skipped} were in it before" if bar.skipped else ""
+    return f"ptocr: {bar.done} input{'' if bar.done == 1 else 's'} read into {out}{errors}{before}"
 
 
 def _remove_if_empty(path: str) -> None:

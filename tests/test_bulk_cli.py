@@ -177,6 +177,24 @@ def test_dotdot_spellings_and_links_of_one_file_read_it_once(model_files_ocr, sh
     assert len(_records(tmp_path / "r.jsonl")) == 1
 
 
+def test_a_run_ends_with_what_it_read_failed_and_found_done(model_files_ocr, shared_dir, tmp_path, monkeypatch,
+                                                            capsys):
+    from ptocr import bulk_cli
+
+    shutil.copy(shared_dir / "images" / "scenes" / "ger_1.jpg", tmp_path / "a.jpg")
+    (tmp_path / "b.jpg").write_bytes(b"not an image")
+    monkeypatch.chdir(tmp_path)
+    assert bulk_cli.run(["a.jpg", "b.jpg"], lambda: model_files_ocr, bulk_out="r.jsonl") == 1
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == "ptocr: 2 inputs read into r.jsonl, 1 of them could not be read (their lines hold the errors)"
+    shutil.copy(tmp_path / "a.jpg", tmp_path / "c.jpg")
+    assert bulk_cli.run(["a.jpg", "b.jpg", "c.jpg"], lambda: model_files_ocr, bulk_out="r.jsonl") == 0
+    assert capsys.readouterr().err.splitlines()[-1] == "ptocr: 1 input read into r.jsonl; 2 were in it before"
+    assert bulk_cli.run(["a.jpg", "b.jpg", "c.jpg"], _no_models, bulk_out="r.jsonl") == 0
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        "ptocr: nothing left to read: r.jsonl holds a line for each of the 3 inputs"
+
+
 def test_a_command_line_name_that_is_nothing_is_refused_before_anything_is_written(tmp_path, monkeypatch):
     # A typo was read as an image that failed: its error line counted as done for every rerun.
     from ptocr import bulk_cli
