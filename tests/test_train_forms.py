@@ -8,6 +8,7 @@ it), and must convert to exactly the state dict of the inference folder.
 """
 
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,8 +37,11 @@ def _inference_folder(entry, shared, tmp_path):
 @pytest.mark.parametrize("entry", PADDLE2, ids=[e.id for e in PADDLE2])
 def test_derived_training_checkpoints_convert_like_the_inference_model(shared_dir, tmp_path, entry):
     folder = _inference_folder(entry, shared_dir, tmp_path)
-    dic = None  # from the model's name, as for the inference folder
-    reference = convert(folder, entry.arch, dictionary=dic)
+    reference = convert(folder, entry.arch)  # its dictionary from the model's name, or the one in its folder
+    # The checkpoints lie elsewhere: a dictionary from the folder (a user's own model's) is given.
+    own = reference.dictionary is not None and Path(reference.dictionary.source).parent == Path(folder)
+    dic = str(reference.dictionary.source) if own else None
+    space = reference.dictionary.use_space_char if own else None
     tensors = read_source(folder).tensors
     rng = np.random.default_rng(0)
 
@@ -51,10 +55,10 @@ def test_derived_training_checkpoints_convert_like_the_inference_model(shared_di
     ):
         path.parent.mkdir()
         path.write_bytes(pickle.dumps(state, protocol=4))
-        conv = convert(path, None, dictionary=dic)
+        conv = convert(path, None, dictionary=dic, use_space_char=space)
         assert conv.arch_name == entry.arch
         assert conv.source.format == "paddle_train"
         assert_same_state(conv.state_dict, reference.state_dict)
-    teacher = convert(distilled, entry.arch, dictionary=dic, submodel="Teacher")
+    teacher = convert(distilled, entry.arch, dictionary=dic, use_space_char=space, submodel="Teacher")
     assert not all(np.array_equal(teacher.state_dict[k].numpy(), reference.state_dict[k].numpy())
                    for k in reference.state_dict if reference.state_dict[k].is_floating_point())
