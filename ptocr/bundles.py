@@ -17,7 +17,7 @@ from pathlib import Path
 from ptocr.languages import bundle_parts
 from ptocr.manifest import load_manifest
 from ptocr.errors import PtocrError
-from ptocr.paddleocr3_options import DEPRECATED_NAMES, MODEL_OPTIONS
+from ptocr.paddleocr3_options import CONSTRUCTOR_OPTIONS, DEPRECATED_NAMES, MODEL_OPTIONS
 from ptocr.pipeline import OCR
 from ptocr.pipeline3 import OCR3, PADDLEOCR3_DEFAULTS, STEP_SWITCHES, bundle_doc_parts
 from ptocr.places import offline
@@ -66,7 +66,8 @@ def _pipeline_taking(bundle: str, kw: dict):
     unknown = set(kw) - set(takes)
     if not any(p.kind is p.VAR_KEYWORD for p in takes.values()) and unknown:
         hint = ""
-        if unknown <= {*PADDLEOCR3_DEFAULTS, *STEP_SWITCHES}:  # a 3.x setting given to a 2.x bundle
+        # 3.x's own settings given to a 2.x bundle (not the 2.x names 3.x still takes)
+        if unknown <= {*PADDLEOCR3_DEFAULTS, *STEP_SWITCHES, *(set(CONSTRUCTOR_OPTIONS) - set(DEPRECATED_NAMES))}:
             takers = [b for b in manifest.bundles if PIPELINES[manifest.bundle_rules(b)] is OCR3]
             hint = (f": PaddleOCR 3.x's settings (`ptocr ocr --word-boxes` is return_word_box) are taken by the "
                     f"bundles that follow its rules: {', '.join(takers)}")

@@ -125,9 +125,9 @@ def cpu_threads_choice(options: dict) -> int | None:
     threads = options.pop("cpu_threads", None)
     if threads is None:
         return None
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
         raise PtocrError(f"cpu_threads={threads!r}: give a number of threads, at least 1")
-    return threads
+    return int(threads)  # numpy's integers too, as for the input shapes
 
 
 def input_shapes(options: dict) -> dict:

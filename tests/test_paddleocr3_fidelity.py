@@ -56,6 +56,8 @@ def test_cpu_threads_sets_torchs_thread_count(v5_models):
     with intra_op_threads(1):
         OCR3(v5_models["det"], v5_models["rec"], cpu_threads=3)
         assert torch.get_num_threads() == 3
+        OCR3(v5_models["det"], v5_models["rec"], cpu_threads=np.int64(2))  # a count read from an array
+        assert torch.get_num_threads() == 2
     for bad in (0, "4", 2.5):
         with pytest.raises(PtocrError, match="cpu_threads"):
             OCR3(cpu_threads=bad)

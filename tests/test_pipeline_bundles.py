@@ -320,3 +320,12 @@ def test_own_text_models_for_a_bundle_are_refused_saying_how_to_give_them(bundle
     with pytest.raises(PtocrError, match=f"{bundle}: {', '.join(parts)} would replace the bundle's own models") as info:
         ptocr.load(bundle, **parts)
     assert pipeline in str(info.value)
+
+
+def test_a_2x_bundle_given_3x_constructor_options_names_the_bundles_that_take_them(local_zoo, no_route):
+    with pytest.raises(PtocrError, match=r"which have no setting cpu_threads, text_det_input_shape: PaddleOCR 3\.x's "
+                                         r"settings .* are taken by the bundles that follow its rules: .*PP-OCRv5_server"):
+        build_pipeline("ch_PP-OCRv4", zoo=local_zoo, cpu_threads=2, text_det_input_shape=(3, 640, 640))
+    with pytest.raises(PtocrError) as plain:  # a 2.x name 3.x still takes is no 3.x setting
+        build_pipeline("ch_PP-OCRv4", zoo=local_zoo, det_model_dir="x")
+    assert "which have no setting det_model_dir" in str(plain.value) and "PaddleOCR 3.x" not in str(plain.value)

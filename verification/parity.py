@@ -455,7 +455,8 @@ def _argmax_flips(ref: np.ndarray, got: np.ndarray, ref64: np.ndarray, reach: fl
 def _argmax_judge(read):
     """Decisions (``read``: outputs -> what a user reads, one per batch row) identical to Paddle's,
     but where a row's picks met a rounding tie (counted): only that row's decision may differ.
-    Without rounding (fp64 against fp64) they must be identical. Counts the non-empty decisions."""
+    Without rounding (fp64 against fp64) they must be identical. Counts the non-empty decisions
+    (a label 0 counts; an empty text does not)."""
     def judge(x, ref, got, ref64, got64, reach=TOLERANCE):
         rt, gt = read(ref), read(got)
         flipped, tied = _argmax_flips(ref, got, ref64, reach)
@@ -465,7 +466,7 @@ def _argmax_judge(read):
         detail = " | ".join(rt) if rt == gt else f"paddle {rt} vs torch {gt}"
         if tied.any():
             detail += f" ({int(tied.sum())} rounding ties: exact probabilities within {reach:.0e})"
-        return Verdict(agree, detail + ("" if same64 else "; fp64 decisions differ"), sum(bool(t) for t in rt))
+        return Verdict(agree, detail + ("" if same64 else "; fp64 decisions differ"), sum(t not in ("", None) for t in rt))
     return judge
 
 
