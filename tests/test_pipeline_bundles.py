@@ -62,10 +62,21 @@ def test_languages_map_to_the_v5_recognizers():
     assert recognizer_for("bg", "x") == "cyrillic_PP-OCRv5_mobile_rec"
     assert recognizer_for("korean", "x") == "korean_PP-OCRv5_mobile_rec"
     assert recognizer_for("japan", "PP-OCRv5_mobile_rec") == "PP-OCRv5_mobile_rec"
-    with pytest.raises(PtocrError, match="en_PP-OCRv5_mobile_rec, which ptocr's zoo does not have"):
-        recognizer_for("en", "x")
+    for lang in ("en", "ta", "te"):  # paddleocr 3.7's own models for them (ocr_version PP-OCRv5 for en)
+        assert recognizer_for(lang, "x") == f"{lang}_PP-OCRv5_mobile_rec"
     with pytest.raises(PtocrError, match="did you mean korean"):
         recognizer_for("koren", "x")
+
+
+def test_a_language_whose_recognizer_a_manifest_lacks_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    from ptocr.manifest import write_manifest
+
+    data = json.loads((Path(__file__).resolve().parents[1] / "weights_manifest.json").read_text(encoding="utf-8"))
+    del data["models"]["th_PP-OCRv5_mobile_rec"]
+    write_manifest(data, tmp_path / "m.json")
+    monkeypatch.setenv("PTOCR_MANIFEST", str(tmp_path / "m.json"))
+    with pytest.raises(PtocrError, match="th_PP-OCRv5_mobile_rec, which ptocr's zoo does not have"):
+        recognizer_for("th", "x")
 
 
 def test_v6_bundles_keep_their_recognizer_for_the_v6_languages():
