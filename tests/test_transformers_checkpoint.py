@@ -251,6 +251,23 @@ def test_a_missing_tensor_is_named():
 V5 = ["ch_PP-OCRv4_det", "ch_PP-OCRv4_rec"]
 
 
+def _output64(tm, x: torch.Tensor) -> torch.Tensor:
+    """transformers' output for a float64 comparison: the v5 recognizers' head takes its softmax in
+    float32 (``F.softmax(..., dtype=torch.float32)``), which on logits of a few hundred (the seeded
+    ones') moves probabilities by 1e-6 as the seeding varies with the thread count; their logits
+    are taken before it and the softmax redone in float64."""
+    linear = getattr(getattr(tm, "head", None), "head", None)
+    if not isinstance(linear, torch.nn.Linear):
+        return tm(x).last_hidden_state
+    logits = []
+    handle = linear.register_forward_hook(lambda module, args, out: logits.append(out))
+    try:
+        tm(x)
+    finally:
+        handle.remove()
+    return torch.softmax(logits[0], dim=-1)
+
+
 def _transformers_constants(model: torch.nn.Module) -> torch.nn.Module:
     """``model`` with transformers' exact constants where ptocr uses the Paddle programs' float32
     ones (squeeze-excitation gate slope 1/6 or 0.2, attention scale head_dim ** -0.5): the one
@@ -301,7 +318,7 @@ def test_v5_mobile_through_transformers_both_ways(name, tmp_path):
         _paddle_block_eps(tm)
         with torch.no_grad():
             for x in xs:
-                assert (tm(x.double()).last_hidden_state - m64(x.double())).abs().max().item() <= EXACT_TOLERANCE
+                assert (_output64(tm, x.double()) - m64(x.double())).abs().max().item() <= EXACT_TOLERANCE
 
     fused = fuse_reparameterizable(copy.deepcopy(model))
     config = {"architecture": name, "task": entry["task"],
