@@ -16,6 +16,7 @@ import numpy as np
 from converter.errors import MappingError
 from converter.tables.transformers_layout import BN, LAYOUTS, WB, Group, Layout
 from ptocr.models.backbones.pplcnetv4 import DET_STAGES, NET_CONFIG_DET, NET_CONFIG_REC, REC_STAGES
+from ptocr.predictors import model_name_of
 
 BN_EPS = 1e-5  # PaddleOCR's and transformers' BatchNorm2d default
 # A running variance whose float32 sum with BN_EPS is 1: an identity batch norm (scale 1) that
@@ -483,7 +484,7 @@ def write_transformers_folder(state: dict, config: dict, classes: list[str] | No
 
         cfg = {**config["model"], "backbone": {**config["model"]["backbone"], "reparam": False}}
         unfused = {k: tuple(v.shape) for k, v in build_model(cfg, device="meta").state_dict().items()}
-    tf_state = to_transformers(arrays, model_type, f"{arch} ({config.get('model_name', 'converted model')})",
+    tf_state = to_transformers(arrays, model_type, f"{arch} ({model_name_of(config) or 'converted model'})",
                                unfused_shapes=unfused)
     tf_config = transformers_config(arch, config["model"])
     tmp = temp_folder_beside(dst)

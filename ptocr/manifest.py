@@ -49,9 +49,10 @@ MODEL_KEYS = {
 }
 # What a model's outputs are proven against: its Paddle program run by Paddle (trained, or seeded
 # where only the program is at hand), ONNX Runtime running the released ONNX file (no Paddle
-# program of the model here), or transformers' independent implementation (no released file
-# here at all).
-PARITY_AGAINST = ("paddle", "onnx_runtime", "transformers")
+# program of the model here), transformers' independent implementation (no released file here at
+# all), or only through its architecture: no file of this release here, its network proven on
+# the other releases of the architecture (the same program with another head size).
+PARITY_AGAINST = ("paddle", "onnx_runtime", "transformers", "architecture")
 # A recognizer's "postprocess": the text order of its CTC decoding (ptocr.postprocess.ctc).
 REC_POSTPROCESS = frozenset({"reverse", "bidi"})
 # Optional: "inference" holds ptocr.optimize.for_inference settings that differ from the

@@ -41,3 +41,25 @@ def test_unreadable_dictionaries_are_clear_errors(tmp_path):
         read_dictionary(empty, True)
     with pytest.raises(DictionaryError, match="cannot read"):
         read_dictionary(tmp_path / "missing.txt", True)
+
+
+def test_the_hand_copied_v5_dictionaries_keep_their_exact_code_points():
+    # en_/ta_/te_ppocrv5_dict.txt were copied from text, where NFC folds the ohm and angstrom
+    # signs (U+2126, U+212B) into omega and A-ring (U+03A9, U+00C5), duplicating two classes.
+    # Their symbol block is the other v5 language dictionaries' (th's, taken from a release's yml).
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "ptocr" / "dicts"
+
+    def lines(name):
+        return (folder / name).read_text(encoding="utf-8").split("\n")[:-1]
+
+    th = lines("th_ppocrv5_dict.txt")
+    for name, skipped in (("ta_ppocrv5_dict.txt", None), ("te_ppocrv5_dict.txt", "\u0966")):  # te has no U+0966
+        chars = lines(name)
+        assert len(chars) == len(set(chars)), name
+        block = [c for c in th[:441] if c != skipped]
+        assert chars[:len(block)] == block, name
+    en = lines("en_ppocrv5_dict.txt")
+    assert len(en) == len(set(en)) == 436
+    assert {"\u2126", "\u212b", "\u03a9", "\u00c5"} <= set(en)
