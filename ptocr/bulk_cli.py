@@ -162,56 +162,53 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
         raise PtocrError("--out -: the results go to a file, which a rerun resumes; give its name "
                          "(without --out, --json - writes the results to stdout)")
     # A name on the command line that is nothing is a typo: refused before anything is written (its
-    # error line would count as done). A missing file named in a list gets its error line.
-    missing = [arg for arg in images if not is_uri(arg) and not os.path.lexists(arg)]
+    # error line would count as done). A missing file named in a list gets its error line; with
+    # --ray, a path may exist on the workers only.
+    missing = [] if bulk_ray is not None else [arg for arg in images if not is_uri(arg) and not os.path.lexists(arg)]
     if missing:
         raise PtocrError(f"no such file or folder: {', '.join(missing)}; nothing read or written")
+    _real_folder.cache_clear()  # folders and links may have changed since an earlier run of this process
     first: dict[str, str] = {}  # each file once, under the spelling first given: a.jpg and /abs/a.jpg are one
     for name in expand_inputs(images):
         first.setdefault(_key(name), name)
     names = list(first.values())
     reading_record = ReadingRecord(bulk_out, reading) if reading is not None else None
-    created = not os.path.lexists(bulk_out)
-    try:
-        with JsonlResults(bulk_out) as results:
-            if bulk_ray is not None and any(is_paged(n) for n in names):
-                raise PtocrError("--ray reads images only; read PDFs and TIFFs without --ray (one line per page)")
-            # Keyed by path: a line of another spelling, or written from another folder, counts as done.
-            done = {(_key(name), page) for name, page in results.done}
-            todo, count = _todo(names, done, pages)
-            known = {_key(name) for name in names}
-            bar = Progress(count, skipped=sum(key in known for key, _ in done))
-            failed, interrupted = 0, False
+    with JsonlResults(bulk_out) as results:  # an empty file it made is removed on closing
+        if bulk_ray is not None and any(is_paged(n) for n in names):
+            raise PtocrError("--ray reads images only; read PDFs and TIFFs without --ray (one line per page)")
+        # Keyed by path: a line of another spelling, or written from another folder, counts as done.
+        done = {(_key(name), page) for name, page in results.done}
+        todo, count = _todo(names, done, pages)
+        known = {_key(name) for name in names}
+        bar = Progress(count, skipped=sum(key in known for key, _ in done))
+        failed, interrupted = 0, False
 
-            def recorded() -> None:  # before the first line: what reads this file, where not recorded yet
-                if reading_record is not None and reading_record.pending and (note := reading_record.write()):
-                    bar.message(note)
+        def recorded() -> None:  # before the first line: what reads this file, where not recorded yet
+            if reading_record is not None and reading_record.pending and (note := reading_record.write()):
+                bar.message(note)
 
-            try:
-                if bulk_ray is not None:
-                    from ptocr.ray_data import run_on_ray
+        try:
+            if bulk_ray is not None:
+                from ptocr.ray_data import run_on_ray
 
-                    for name, line, error in run_on_ray(todo, build, address=bulk_ray, batch_size=bulk_batch_size,
-                                                        actors=bulk_actors or 1, gpus=_gpus(device)):
+                for name, line, error in run_on_ray(todo, build, address=bulk_ray, batch_size=bulk_batch_size,
+                                                    actors=bulk_actors or 1, gpus=_gpus(device)):
+                    recorded()
+                    results.write_line(_with_path(line, name))
+                    failed += _report(bar, name, error)
+            elif todo:
+                rows = BulkReader(build(), batch_size=bulk_batch_size).with_pages(todo)
+                try:
+                    for name, page_index, result in rows:
                         recorded()
-                        results.write_line(_with_path(line, name))
-                        failed += _report(bar, name, error)
-                elif todo:
-                    rows = BulkReader(build(), batch_size=bulk_batch_size).with_pages(todo)
-                    try:
-                        for name, page_index, result in rows:
-                            recorded()
-                            results.write(record(name, result, page_index, path=_key(name)))
-                            failed += _report(bar, name, result.error if isinstance(result, FailedImage) else None)
-                    finally:
-                        rows.close()  # its threads stop now, not while the interpreter shuts down
-            except KeyboardInterrupt:  # Ctrl-C: what was read is written whole; a rerun goes on from there
-                interrupted = True
-            finally:
-                bar.close()
-    finally:
-        if created:  # nothing read (the models could not be built, say): no empty file left behind
-            _remove_if_empty(bulk_out)
+                        results.write(record(name, result, page_index, path=_key(name)))
+                        failed += _report(bar, name, result.error if isinstance(result, FailedImage) else None)
+                finally:
+                    rows.close()  # its threads stop now, not while the interpreter shuts down
+        except KeyboardInterrupt:  # Ctrl-C: what was read is written whole; a rerun goes on from there
+            interrupted = True
+        finally:
+            bar.close()
     if interrupted:
         held = (f"{bulk_out} holds every result read so far" if os.path.exists(bulk_out)
                 else "nothing was read yet")  # stopped before the first result: the empty file is gone
@@ -224,25 +221,29 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
 def _summary(bar: Progress, failed: int, out: str) -> str:
     """The run's last line: what it read, what failed (their error lines), what was done before."""
     if not bar.total:
-        return f"ptocr: nothing left to read: {out} holds a line for each of the {bar.skipped} inputs"
+        return f"ptocr: nothing left to read: {out} has a line for every input asked for"
     errors = f", {failed} of them could not be read (their lines hold the errors)" if failed else ""
-    before = f"; {bar.skipped} were in it before" if bar.skipped else ""
+    before = f"; {bar.skipped} read before" if bar.skipped else ""
     return f"ptocr: {bar.done} input{'' if bar.done == 1 else 's'} read into {out}{errors}{before}"
 
 
-def _remove_if_empty(path: str) -> None:
-    try:
-        if os.path.getsize(path) == 0:
-            os.unlink(path)
-    except OSError:
-        pass  # gone already, or not ours to judge: left as it is
-
-
 def _key(name: str) -> str:
-    """What a result is done under (``jsonl_results``' "path"): a path's real absolute form (links
-    resolved, then "." and ".." parts: ``imgs/../imgs/a.jpg``, ``../imgs/a.jpg`` from another folder
-    and a link to ``a.jpg`` are one file, read once), a URI as given."""
-    return name if is_uri(name) else os.path.realpath(name)
+    """What a result is done under (``jsonl_results``' "path"): a path's absolute form with its
+    folder's links and "." / ".." resolved (``imgs/../imgs/a.jpg``, ``../imgs/a.jpg`` from another
+    folder and a linked folder's ``a.jpg`` are one file, read once; ``link/../x.jpg`` is the folder
+    the link leads to), a URI as given. A link to a file keeps its own name: two names linked to
+    one blob (a Hugging Face cache, git-annex, DVC) are two inputs, each with its line."""
+    if is_uri(name):
+        return name
+    folder, base = os.path.split(os.path.join(os.getcwd(), name))
+    return os.path.join(_real_folder(folder), base)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _real_folder(folder: str) -> str:
+    """``os.path.realpath`` of a folder, once per folder a run names (its files share it; on a
+    network file system each call costs a round trip per path part). Cleared at each run's start."""
+    return os.path.realpath(folder)
 
 
 def _with_path(line: str, name: str) -> str:

@@ -16,8 +16,8 @@ the keys of the complete lines (``key_of``: ``(path or image, page)``, page None
 which a rerun skips. An
 input that failed is done too (its error line is the result); delete the line to try it again.
 
-``"image"`` is the name as it was given (``scans/a.jpg``). Where that is not the file's real
-absolute path (links resolved), the line also has ``"path"`` (``/home/me/scans/a.jpg``), and the key is that path:
+``"image"`` is the name as it was given (``scans/a.jpg``). Where that is not the file's absolute
+path (its folder's links resolved), the line also has ``"path"`` (``/home/me/scans/a.jpg``), and the key is that path:
 ``ptocr ocr`` then knows a file done whatever spelling or working folder a rerun names it by.
 Lines without ``"path"`` (absolute names, URIs, files written before it existed) are keyed by
 ``"image"``.
@@ -25,14 +25,21 @@ Lines without ``"path"`` (absolute names, URIs, files written before it existed)
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import warnings
 from pathlib import Path
 
 from ptocr.atomic import nearest_existing
 from ptocr.errors import PtocrError
 
 __all__ = ["JsonlResults", "encode", "key_of", "record"]
+
+
+def _lockable() -> bool:
+    """Whether this system has flock at all (Windows has not): there an unlocked file is normal."""
+    return importlib.util.find_spec("fcntl") is not None
 
 
 def record(name: str, result, page_index: int | None = None, path: str | None = None) -> dict:
@@ -99,13 +106,18 @@ class JsonlResults:
         folder = nearest_existing(self.path.parent)
         if not folder.is_dir():
             raise PtocrError(f"cannot open the results file {self.path}: {folder} is not a folder")
+        self.created = self.locked = False  # this run made the file; it holds the file's lock
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+                self.created = True
+            except FileExistsError:
+                self._fd = os.open(self.path, os.O_RDWR)
         except OSError as e:
             raise PtocrError(f"cannot open the results file {self.path}: {_reason(e, self.path)}") from None
         try:
-            self._lock()
+            self.locked = self._lock()
             self._resume()
         except OSError as e:
             os.close(self._fd)
@@ -114,19 +126,25 @@ class JsonlResults:
             os.close(self._fd)
             raise
 
-    def _lock(self) -> None:
+    def _lock(self) -> bool:
         """Hold the file for this run: two runs appending to one file would write over each
-        other's lines. An advisory lock (flock), released when the process ends however it ends;
-        where the system has none (Windows), not taken."""
+        other's lines. An advisory lock (flock), released when the process ends however it ends.
+        Where the system or the file system has none (Windows; NFS without a lock daemon, some FUSE
+        mounts), the run goes on unlocked, with a warning. True where the lock is held."""
         try:
             import fcntl
         except ImportError:
-            return
+            return False
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise PtocrError(f"{self.path}: another run is writing it; wait for that run to end (a rerun then "
                              "resumes after its lines) or give another --out") from None
+        except OSError as e:  # ENOLCK, EOPNOTSUPP, ENOSYS: no locks there
+            warnings.warn(f"{self.path}: cannot be locked ({e.strerror or e}); a second run on it at the same "
+                          "time would not be refused", stacklevel=3)
+            return False
+        return True
 
     def _resume(self) -> None:
         """Read the keys of the complete lines, line by line (a file of millions of results is
@@ -188,7 +206,16 @@ class JsonlResults:
                              "written before are complete and a rerun resumes after them") from None
 
     def close(self) -> None:
-        if self._fd >= 0:
+        """Close the file; one this run created and left empty (nothing read: the models could not
+        be built, say) is removed first, while the lock still keeps other runs out of it."""
+        if self._fd < 0:
+            return
+        try:
+            if self.created and (self.locked or not _lockable()) and os.fstat(self._fd).st_size == 0:
+                os.unlink(self.path)
+        except OSError:
+            pass  # gone already, or not ours to judge: left as it is
+        finally:
             os.close(self._fd)
             self._fd = -1
 

@@ -156,9 +156,11 @@ def test_a_file_is_read_once_whatever_spelling_or_folder_names_it(model_files_oc
     assert len(_records(tmp_path / "old.jsonl")) == 1
 
 
-def test_dotdot_spellings_and_links_of_one_file_read_it_once(model_files_ocr, shared_dir, tmp_path, monkeypatch):
-    # Keys kept "..": imgs/../imgs/a.jpg, a rerun naming ../imgs from another folder, and a link to
-    # the file each read it again (two and three lines for one file).
+def test_dotdot_spellings_and_linked_folders_of_one_file_read_it_once(model_files_ocr, shared_dir, tmp_path,
+                                                                      monkeypatch):
+    # Keys kept "..": imgs/../imgs/a.jpg, a rerun naming ../imgs from another folder, and a linked
+    # folder each read the file again. A link to the file itself is another name (a Hugging Face
+    # cache's snapshot names, linked to one blob, are different inputs): its own line.
     from ptocr import bulk_cli
 
     image = tmp_path / "imgs" / "a.jpg"
@@ -170,11 +172,13 @@ def test_dotdot_spellings_and_links_of_one_file_read_it_once(model_files_ocr, sh
     monkeypatch.chdir(tmp_path)
     assert bulk_cli.run(["imgs/a.jpg", "imgs/../imgs/a.jpg", "link.jpg", "imgslink/a.jpg"], lambda: model_files_ocr,
                         bulk_out="r.jsonl") == 0
-    (line,) = _records(tmp_path / "r.jsonl")
-    assert line["image"] == "imgs/a.jpg" and line["path"] == os.path.realpath(image)
+    lines = _records(tmp_path / "r.jsonl")
+    assert [(r["image"], r["path"]) for r in lines] == [("imgs/a.jpg", os.path.realpath(image)),
+                                                      ("link.jpg", str(tmp_path / "link.jpg"))]
+    assert lines[0]["lines"] == lines[1]["lines"]
     monkeypatch.chdir(tmp_path / "other")
-    assert bulk_cli.run(["../imgs"], _no_models, bulk_out="../r.jsonl") == 0
-    assert len(_records(tmp_path / "r.jsonl")) == 1
+    assert bulk_cli.run(["../imgs", "../link.jpg"], _no_models, bulk_out="../r.jsonl") == 0
+    assert len(_records(tmp_path / "r.jsonl")) == 2
 
 
 def test_a_run_ends_with_what_it_read_failed_and_found_done(model_files_ocr, shared_dir, tmp_path, monkeypatch,
@@ -189,10 +193,10 @@ def test_a_run_ends_with_what_it_read_failed_and_found_done(model_files_ocr, sha
     assert last == "ptocr: 2 inputs read into r.jsonl, 1 of them could not be read (their lines hold the errors)"
     shutil.copy(tmp_path / "a.jpg", tmp_path / "c.jpg")
     assert bulk_cli.run(["a.jpg", "b.jpg", "c.jpg"], lambda: model_files_ocr, bulk_out="r.jsonl") == 0
-    assert capsys.readouterr().err.splitlines()[-1] == "ptocr: 1 input read into r.jsonl; 2 were in it before"
+    assert capsys.readouterr().err.splitlines()[-1] == "ptocr: 1 input read into r.jsonl; 2 read before"
     assert bulk_cli.run(["a.jpg", "b.jpg", "c.jpg"], _no_models, bulk_out="r.jsonl") == 0
     assert capsys.readouterr().err.splitlines()[-1] == \
-        "ptocr: nothing left to read: r.jsonl holds a line for each of the 3 inputs"
+        "ptocr: nothing left to read: r.jsonl has a line for every input asked for"
 
 
 def test_a_command_line_name_that_is_nothing_is_refused_before_anything_is_written(tmp_path, monkeypatch):

@@ -199,3 +199,33 @@ def test_resuming_reads_the_file_line_by_line(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < size / 10, (peak, size)
+
+
+def test_an_empty_file_is_removed_only_by_the_run_that_made_it_and_holds_it(tmp_path):
+    # The command removed an empty results file it thought it had made after the lock refused it,
+    # deleting the file of the run that held it (still empty while its models loaded).
+    path = tmp_path / "r.jsonl"
+    holder = JsonlResults(path)
+    with pytest.raises(PtocrError, match="another run is writing it"):
+        JsonlResults(path)
+    assert path.exists()
+    holder.close()
+    assert not path.exists()  # made by it and left empty: no file behind
+    path.write_text("", encoding="utf-8")
+    JsonlResults(path).close()
+    assert path.exists()  # an empty file it did not make stays
+
+
+def test_a_file_system_without_locks_runs_unlocked_with_a_warning(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match="cannot be locked \\(No locks available\\)"):
+        with JsonlResults(tmp_path / "r.jsonl") as results:
+            results.write(record("a.jpg", _result("x")))
+    with pytest.warns(UserWarning), JsonlResults(tmp_path / "r.jsonl") as again:
+        assert again.done == {("a.jpg", None)}
