@@ -37,6 +37,13 @@ from ptocr.errors import PtocrError
 __all__ = ["JsonlResults", "encode", "key_of", "record"]
 
 
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass  # gone already, or not ours to remove: left as it is
+
+
 def _lockable() -> bool:
     """Whether this system has flock at all (Windows has not): there an unlocked file is normal."""
     return importlib.util.find_spec("fcntl") is not None
@@ -107,24 +114,45 @@ class JsonlResults:
         if not folder.is_dir():
             raise PtocrError(f"cannot open the results file {self.path}: {folder} is not a folder")
         self.created = self.locked = False  # this run made the file; it holds the file's lock
+        self._fd = -1
+        for _ in range(3):  # a file removed by the run that held it, as this one locked it: open the new one
+            self._open()
+            try:
+                self.locked = self._lock()
+                if not self.locked or self._names_it():
+                    self._resume()
+                    return
+            except OSError as e:  # closed as any run's end: a file it made and holds, still empty, goes
+                self.close()
+                raise PtocrError(f"cannot read the results file {self.path}: {_reason(e, self.path)}") from None
+            except BaseException:
+                self.close()
+                raise
+            os.close(self._fd)
+        raise PtocrError(f"{self.path}: removed as this run opened it, three times; is another run deleting it?")
+
+    def _open(self) -> None:
+        """Open the path, knowing whether this run made the file (``created``)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             try:
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
                 self.created = True
             except FileExistsError:
-                self._fd = os.open(self.path, os.O_RDWR)
+                if self.path.is_symlink() and not self.path.exists():  # a link to a file still to make
+                    self._fd, self.created = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), True
+                else:
+                    self._fd, self.created = os.open(self.path, os.O_RDWR), False
         except OSError as e:
             raise PtocrError(f"cannot open the results file {self.path}: {_reason(e, self.path)}") from None
+
+    def _names_it(self) -> bool:
+        """Whether the path still names the open file (not removed or replaced since it was opened)."""
         try:
-            self.locked = self._lock()
-            self._resume()
-        except OSError as e:
-            os.close(self._fd)
-            raise PtocrError(f"cannot read the results file {self.path}: {_reason(e, self.path)}") from None
-        except BaseException:
-            os.close(self._fd)
-            raise
+            here, there = os.stat(self.path), os.fstat(self._fd)
+        except OSError:
+            return False
+        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
     def _lock(self) -> bool:
         """Hold the file for this run: two runs appending to one file would write over each
@@ -211,13 +239,16 @@ class JsonlResults:
         if self._fd < 0:
             return
         try:
-            if self.created and (self.locked or not _lockable()) and os.fstat(self._fd).st_size == 0:
-                os.unlink(self.path)
+            empty_and_ours = (self.created and (self.locked or not _lockable())
+                              and os.fstat(self._fd).st_size == 0 and self._names_it())
         except OSError:
-            pass  # gone already, or not ours to judge: left as it is
-        finally:
-            os.close(self._fd)
-            self._fd = -1
+            empty_and_ours = False
+        if empty_and_ours and self.locked:  # removed before the lock goes with the descriptor
+            _unlink_quietly(self.path)
+        os.close(self._fd)
+        self._fd = -1
+        if empty_and_ours and not self.locked:  # Windows: an open file cannot be removed
+            _unlink_quietly(self.path)
 
     def __enter__(self) -> JsonlResults:
         return self

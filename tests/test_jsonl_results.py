@@ -229,3 +229,44 @@ def test_a_file_system_without_locks_runs_unlocked_with_a_warning(tmp_path, monk
             results.write(record("a.jpg", _result("x")))
     with pytest.warns(UserWarning), JsonlResults(tmp_path / "r.jsonl") as again:
         assert again.done == {("a.jpg", None)}
+
+
+def test_a_file_removed_or_replaced_under_a_run_is_not_written_blind_or_removed(tmp_path):
+    # A run that locked a file the holder had just removed wrote into a file with no name; a
+    # replacement put at the path was removed by the run that had made the first file.
+    path = tmp_path / "r.jsonl"
+    first = JsonlResults(path)
+    path.unlink()
+    path.write_text("", encoding="utf-8")  # another file at the path now
+    first.close()
+    assert path.exists()  # not the file it made: not removed
+    with JsonlResults(path) as results:
+        results.write(record("a.jpg", _result("x")))
+    assert path.read_text(encoding="utf-8").count("\n") == 1
+
+
+def test_a_run_that_locks_a_file_removed_meanwhile_opens_the_one_at_the_path(tmp_path, monkeypatch):
+    # The holder removed its empty file and let the lock go as this run took it: without a check,
+    # this run wrote its results into a file with no name.
+    path = tmp_path / "r.jsonl"
+    path.write_text("", encoding="utf-8")
+    lock, calls = JsonlResults._lock, []
+
+    def removed_as_it_locks(self):
+        if not calls:
+            path.unlink()
+            path.write_text("", encoding="utf-8")  # and another run made it anew
+        calls.append(1)
+        return lock(self)
+
+    monkeypatch.setattr(JsonlResults, "_lock", removed_as_it_locks)
+    with JsonlResults(path) as results:
+        results.write(record("a.jpg", _result("x")))
+    assert len(calls) == 2 and path.read_text(encoding="utf-8").count("\n") == 1
+
+
+def test_a_dangling_link_as_the_results_file_makes_its_target(tmp_path):
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "target.jsonl")
+    with JsonlResults(tmp_path / "link.jsonl") as results:
+        results.write(record("a.jpg", _result("x")))
+    assert (tmp_path / "target.jsonl").read_text(encoding="utf-8").count("\n") == 1
