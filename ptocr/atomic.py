@@ -90,6 +90,16 @@ def write_atomically(path: str | os.PathLike, data: bytes | str) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def names_open_file(path: str | os.PathLike, fd: int) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (not removed or replaced since): what a
+    lock taken on that file is worth."""
+    try:
+        here, there = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
 def nearest_existing(path: str | os.PathLike) -> Path:
     """``path`` itself where it exists (a dangling link counts), else its nearest existing
     ancestor: what decides whether the folders up to ``path`` can be made."""

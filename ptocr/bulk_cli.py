@@ -179,8 +179,7 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
         # Keyed by path: a line of another spelling, or written from another folder, counts as done.
         done = {(_key(name), page) for name, page in results.done}
         todo, count = _todo(names, done, pages)
-        known = {_key(name) for name in names}
-        bar = Progress(count, skipped=sum(key in known for key, _ in done))
+        bar = Progress(count, skipped=sum(key in first for key, _ in done))
         failed, interrupted = 0, False
 
         def recorded() -> None:  # before the first line: what reads this file, where not recorded yet

@@ -25,16 +25,20 @@ Lines without ``"path"`` (absolute names, URIs, files written before it existed)
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import warnings
 from pathlib import Path
 
-from ptocr.atomic import nearest_existing
+from ptocr.atomic import names_open_file, nearest_existing
 from ptocr.errors import PtocrError
 
 __all__ = ["JsonlResults", "encode", "key_of", "record"]
+
+try:
+    import fcntl  # flock: one run writes a results file at a time
+except ImportError:  # Windows: no locks, an unlocked file is normal there
+    fcntl = None
 
 
 def _unlink_quietly(path: Path) -> None:
@@ -42,11 +46,6 @@ def _unlink_quietly(path: Path) -> None:
         os.unlink(path)
     except OSError:
         pass  # gone already, or not ours to remove: left as it is
-
-
-def _lockable() -> bool:
-    """Whether this system has flock at all (Windows has not): there an unlocked file is normal."""
-    return importlib.util.find_spec("fcntl") is not None
 
 
 def record(name: str, result, page_index: int | None = None, path: str | None = None) -> dict:
@@ -119,7 +118,7 @@ class JsonlResults:
             self._open()
             try:
                 self.locked = self._lock()
-                if not self.locked or self._names_it():
+                if not self.locked or names_open_file(self.path, self._fd):
                     self._resume()
                     return
             except OSError as e:  # closed as any run's end: a file it made and holds, still empty, goes
@@ -146,22 +145,12 @@ class JsonlResults:
         except OSError as e:
             raise PtocrError(f"cannot open the results file {self.path}: {_reason(e, self.path)}") from None
 
-    def _names_it(self) -> bool:
-        """Whether the path still names the open file (not removed or replaced since it was opened)."""
-        try:
-            here, there = os.stat(self.path), os.fstat(self._fd)
-        except OSError:
-            return False
-        return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
-
     def _lock(self) -> bool:
         """Hold the file for this run: two runs appending to one file would write over each
         other's lines. An advisory lock (flock), released when the process ends however it ends.
         Where the system or the file system has none (Windows; NFS without a lock daemon, some FUSE
         mounts), the run goes on unlocked, with a warning. True where the lock is held."""
-        try:
-            import fcntl
-        except ImportError:
+        if fcntl is None:
             return False
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -239,8 +228,8 @@ class JsonlResults:
         if self._fd < 0:
             return
         try:
-            empty_and_ours = (self.created and (self.locked or not _lockable())
-                              and os.fstat(self._fd).st_size == 0 and self._names_it())
+            empty_and_ours = (self.created and (self.locked or fcntl is None)
+                              and os.fstat(self._fd).st_size == 0 and names_open_file(self.path, self._fd))
         except OSError:
             empty_and_ours = False
         if empty_and_ours and self.locked:  # removed before the lock goes with the descriptor

@@ -46,7 +46,7 @@ except ImportError:  # Windows
     fcntl = None
 
 from ptocr import origins
-from ptocr.atomic import failure_reason, replace_folder
+from ptocr.atomic import failure_reason, names_open_file, replace_folder
 from ptocr.checkpoint import file_sha256, read_converted
 from ptocr.conversion import convert_once
 from ptocr.errors import ModelFileError, PtocrError, first_line
@@ -242,7 +242,7 @@ def _locked(path: Path, waiting: Callable[[], None] | None = None):
                     waiting()
                     waiting = None
                 fcntl.flock(fd, fcntl.LOCK_EX)
-            held = _same_file(fd, path)
+            held = names_open_file(path, fd)
         except BaseException:
             os.close(fd)
             raise
@@ -257,14 +257,6 @@ def _locked(path: Path, waiting: Callable[[], None] | None = None):
         except FileNotFoundError:
             pass
         os.close(fd)
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return False
-    return (st.st_dev, st.st_ino) == (os.fstat(fd).st_dev, os.fstat(fd).st_ino)
 
 
 def _check_converted_is(entry: ModelEntry, weights: Path, origin) -> str:
