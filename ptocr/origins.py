@@ -14,7 +14,7 @@ Each model has up to four, tried in this order:
 
 Integrity: ``source.archive_sha256`` pins the archive, ``source.pdiparams_sha256`` the Paddle
 weights whatever the origin, ``source.safetensors_sha256`` the transformers checkpoint's, and
-``source.files_sha256`` every other file a converter reads (``MODEL_FILES``: the program, the
+``source.files_sha256`` every other file a converter reads (``PINNABLE_FILES``: the program, the
 parameter names, the settings with a recognizer's dictionary, a checkpoint's configs), by name;
 ``ptocr.official.WHEEL_SHA256`` pins a wheel. A file that differs from a pin is refused, named.
 An origin is ``pinned`` when its weights are (by their own pin, or by the pinned archive or
@@ -56,7 +56,6 @@ PINS = ("archive_sha256", "pdiparams_sha256", "safetensors_sha256")
 # (FILES_PIN) and recorded in origin.json under the same key; per kind of folder, those it needs
 # (a transformers recognizer may lack preprocessor_config.json, see TRANSFORMERS_OPTIONAL).
 FILES_PIN = "files_sha256"
-MODEL_FILES = PINNABLE_FILES
 FILES_READ = {"paddle2_inference": ("inference.pdmodel", "inference.pdiparams.info"),
               "paddle3_pir": ("inference.json", "inference.yml"),
               "transformers": ("config.json",)}
@@ -67,7 +66,7 @@ RECORD = "origin.json"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 __all__ = ["CACHED_KINDS", "HUB_FILES", "Fetched", "Origin", "OriginError", "OriginUnavailable", "RECORD",
-           "FILES_PIN", "MODEL_FILES", "check_hashes", "fetch", "hub_download", "origins_of", "outdated", "read_record", "write_record"]
+           "FILES_PIN", "check_hashes", "pinnable_files_sha256", "fetch", "hub_download", "origins_of", "outdated", "read_record", "write_record"]
 
 
 class OriginError(PtocrError):
@@ -95,7 +94,7 @@ class Fetched:
     origin: Origin
     folder: Path  # the Paddle folder, named as the release names it (source.folder)
     hashes: dict  # "archive_sha256" (archives only), "pdiparams_sha256" or "safetensors_sha256"
-    files: dict = None  # the sha256 of every other file of MODEL_FILES in the folder, by name
+    files: dict = None  # the sha256 of every other file of PINNABLE_FILES in the folder, by name
 
 
 def files_read(entry: ModelEntry, kind: str) -> tuple[str, ...]:
@@ -168,8 +167,12 @@ def fetch(entry: ModelEntry, origin: Origin, stage: Path, *, progress: bool = Tr
         raise ValueError(origin.kind)
     weights, key = WEIGHTS_PIN.get(origin.kind, PADDLE_WEIGHTS_PIN)
     hashes[key] = file_sha256(folder / weights)
-    files = {name: file_sha256(folder / name) for name in MODEL_FILES if (folder / name).is_file()}
-    return Fetched(origin, folder, hashes, files)
+    return Fetched(origin, folder, hashes, pinnable_files_sha256(folder))
+
+
+def pinnable_files_sha256(folder: Path) -> dict[str, str]:
+    """The sha256 of each file of PINNABLE_FILES the folder holds, by name (what FILES_PIN pins)."""
+    return {name: file_sha256(folder / name) for name in sorted(PINNABLE_FILES) if (folder / name).is_file()}
 
 
 def _fetch_hub(repo_id: str, folder: Path, files=HUB_FILES, optional=(), *, cached_only: bool = False) -> None:

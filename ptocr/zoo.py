@@ -209,7 +209,8 @@ def _from_origin(entry: ModelEntry, origin: origins.Origin, zoo: Path, progress:
             weights = convert_once(fetched.folder, out / WEIGHTS, arch=entry.name)
             sha = _check_converted_is(entry, weights, fetched.origin)
             origins.write_record(out, entry, fetched, sha)
-            final = _install(out, zoo / entry.name)
+            # in one rename; an unusable folder there is renamed away first (.NAME.old-PID, cleared later)
+            final = replace_folder(out, zoo / entry.name)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
     if trusted:
@@ -270,12 +271,6 @@ def _check_converted_is(entry: ModelEntry, weights: Path, origin) -> str:
         raise origins.OriginError(f"{origin.describe()}: its files convert to {made or 'a model not in the zoo'}, "
                                   f"not {entry.name}: refused and deleted (another model's release)")
     return converted.sha256
-
-
-def _install(staged: Path, final: Path) -> Path:
-    """Move the staged folder to ``final``, replacing an unusable one (renamed away first, as
-    ``.NAME.old-PID``: what ``_fetch_and_convert`` clears when a killed process left one)."""
-    return replace_folder(staged, final)
 
 
 def _hf_cached(hub: dict, cache: Path) -> str | None:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ptocr.checkpoint import file_sha256
 from ptocr.manifest import Manifest, load_manifest, write_manifest
-from ptocr.origins import FILES_PIN, MODEL_FILES, fetch, origins_of
+from ptocr.origins import FILES_PIN, fetch, origins_of, pinnable_files_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,9 +65,8 @@ def pin_from_folder(manifest_path: Path, folder: Path, only: list[str] | None = 
         if want is None or file_sha256(weights) != want:
             log(f"{name}: {weights} is not the pinned release's weights ({'no pin' if want is None else want}): skipped")
             continue
-        for fname in sorted(MODEL_FILES):
-            if (here / fname).is_file():
-                _merge(name, src, f"{FILES_PIN}/{fname}", file_sha256(here / fname), str(here), conflicts, log)
+        for fname, sha in pinnable_files_sha256(here).items():
+            _merge(name, src, f"{FILES_PIN}/{fname}", sha, str(here), conflicts, log)
     if not dry_run:
         write_manifest(data, manifest_path)
     for c in conflicts:
