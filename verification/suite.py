@@ -27,7 +27,6 @@ never at import.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import shutil
 from dataclasses import dataclass
@@ -62,7 +61,14 @@ class SuiteEntry:
     max_images: int | None = None  # to bound CI time (det on seeded weights)
     program: str | None = None  # checkpoint entries: the paddle_models/ folder whose program runs them
     donor: str | None = None  # seeded entries: a paddle_models/ folder of the same network lending its weights
-    postprocess: tuple[tuple[str, object], ...] = ()  # settings replacing the config's in the decisions compared
+
+    @property
+    def postprocess(self) -> dict:
+        """Settings replacing the config's in the decisions compared: a seeded detector's
+        SEEDED_DET_POSTPROCESS, nothing for the others."""
+        if self.kind in (SEEDED, EXPORTED) and get_architecture(self.arch)["task"] == "det":
+            return dict(SEEDED_DET_POSTPROCESS)
+        return {}
 
     @property
     def source_kind(self) -> str:
@@ -127,14 +133,7 @@ def suite() -> tuple[SuiteEntry, ...]:
         entries.append(SuiteEntry(folder, folder, images, arch))
     for folder, program, images, arch, limit in CHECKPOINTS:
         entries.append(SuiteEntry(folder, folder, images, arch, CHECKPOINT, limit, program))
-    return tuple(_with_seeded_det_postprocess(e) for e in entries)
-
-
-def _with_seeded_det_postprocess(entry: SuiteEntry) -> SuiteEntry:
-    """A seeded detector's entry gets SEEDED_DET_POSTPROCESS."""
-    if entry.kind in (SEEDED, EXPORTED) and get_architecture(entry.arch)["task"] == "det":
-        return dataclasses.replace(entry, postprocess=SEEDED_DET_POSTPROCESS)
-    return entry
+    return tuple(entries)
 
 
 def images_of(shared: Path, entry: SuiteEntry) -> list[Path]:
@@ -200,7 +199,7 @@ def run_entry(entry: SuiteEntry, shared: Path, workdir: Path, *, compiled: bool 
         raise ArchitectureError(f"{entry.model}: detected as {conv.arch_name}, expected {entry.arch}")
     return check_parity(folder, images_of(shared, entry), name=entry.model, conversion=conv,
                         source_kind=entry.source_kind, compiled=compiled, shape_graphs=shape_graphs,
-                        postprocess=dict(entry.postprocess))
+                        postprocess=entry.postprocess)
 
 
 def report_row(entry: SuiteEntry, report: ParityReport) -> dict:
