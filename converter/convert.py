@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 import itertools
 import json
@@ -32,6 +31,7 @@ from ptocr.architectures import (
     canonical_name,
     get_architecture,
     list_architectures,
+    with_overrides,
 )
 from ptocr.checkpoint import model_from_state
 from ptocr.dictionary import Dictionary, builtin_dictionary, parse_dictionary, read_dictionary
@@ -190,7 +190,7 @@ def fit_architecture(source: PaddleSource, arch_name: str) -> Fit:
     rules = get_table(spec["family"])
     failures, fewest = [], None
     for form, overrides in _forms(spec):
-        cfg = _with_overrides(spec["model"], overrides)
+        cfg = with_overrides(spec["model"], *overrides)
         try:
             what = f"{source.path} as {arch_name}" + (f" ({form})" if form else "")
             if not source.structured:  # Paddle 3 (PIR): no layer names, placed by the graph
@@ -438,14 +438,6 @@ def _forms(spec: dict) -> list[tuple[str | None, list[dict]]]:
         return [(None, [])]
     combos = itertools.product(*(list(g.items()) for g in groups))
     return [(", ".join(name for name, _ in combo), [o for _, o in combo]) for combo in combos]
-
-
-def _with_overrides(model_cfg: dict, overrides: list[dict]) -> dict:
-    cfg = copy.deepcopy(model_cfg)
-    for override in overrides:
-        for part, args in override.items():
-            cfg[part].update(args)
-    return cfg
 
 
 def _tensors(mapping: MappingResult) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ptocr.architectures import canonical_name, get_architecture
+from ptocr.architectures import canonical_name, get_architecture, with_overrides
 from ptocr.architectures import list_architectures as _registered
 from ptocr.checkpoint import check_config, check_destination, model_from_state, write_model_file
 from ptocr.dictionary import Dictionary, read_dictionary
@@ -148,9 +148,7 @@ def _zoo_settings(entry) -> tuple[dict, Dictionary | None]:
     """The zoo model's network description (its architecture's, with the entry's arguments) and
     its dictionary; a recognizer's head sized by that dictionary (blank + characters + space),
     as converting the model's weights sizes it."""
-    cfg = copy.deepcopy(get_architecture(entry.architecture)["model"])
-    for part, args in entry.arguments.items():
-        cfg[part].update(args)
+    cfg = with_overrides(get_architecture(entry.architecture)["model"], entry.arguments)
     dictionary = entry.builtin_dictionary()
     if dictionary is not None:
         _head_classes(entry.name, cfg)
@@ -268,9 +266,7 @@ def _rep_form_of(model: OCRModel, config: dict) -> dict:
         return config["model"]
     keys = set(model.state_dict())
     for overrides in forms.values():
-        described = copy.deepcopy(config["model"])
-        for part, args in overrides.items():
-            described[part].update(args)
+        described = with_overrides(config["model"], overrides)
         if set(build_model(described, device="meta").state_dict()) == keys:
             return described
     return config["model"]  # neither form: model_from_state names the keys that do not fit

@@ -81,3 +81,14 @@ def aliases_of(name: str) -> list[str]:
 def get_architecture(name: str) -> dict:
     """A deep copy of the entry for ``name`` or its alias (callers may edit it)."""
     return copy.deepcopy(ARCHITECTURES[canonical_name(name)])
+
+
+def with_overrides(model_cfg: dict, *overrides: dict) -> dict:
+    """A copy of a network description (``{"backbone": {...}, "neck": ..., "head": ...}``) with
+    each override's parts' settings put over it, in order: a form's (``forms["rep"]``) or a zoo
+    entry's ``arguments``."""
+    cfg = copy.deepcopy(model_cfg)
+    for override in overrides:
+        for part, args in override.items():
+            cfg[part].update(args)
+    return cfg
