@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import copy
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
 import ptocr
+from conftest import converted_folders
 from ptocr.architectures import get_architecture
 from ptocr.errors import ArchitectureError
 from ptocr.manifest import load_manifest
@@ -117,15 +119,21 @@ def test_training_mode_on_an_optimized_model_warns_once_naming_what_to_train(sha
     assert "optimize=False" in str(caught[0].message)
 
 
+@pytest.fixture(scope="module")
+def v4_det(shared_dir, tmp_path_factory) -> Path:
+    """ch_PP-OCRv4_det_infer converted once for the tests that load it."""
+    return converted_folders(shared_dir, tmp_path_factory.mktemp("v4_det"), {"det": "ch_PP-OCRv4_det_infer"})["det"]
+
+
 def _scene_input(predictor, shared_dir) -> torch.Tensor:
     image = load_image(str(sorted((shared_dir / "images" / "scenes").glob("*.jpg"))[0]))
     x, _ = predictor.pre(image)
     return torch.from_numpy(x[None])
 
 
-def test_a_half_detector_s_map_is_float32_s_to_half_rounding(shared_dir):
+def test_a_half_detector_s_map_is_float32_s_to_half_rounding(shared_dir, v4_det):
     # Was all zero: .half() turned the DB head's first running variance (~1e8) into infinity.
-    detector = ptocr.load(shared_dir / "paddle_models" / "ch_PP-OCRv4_det_infer", optimize=False)
+    detector = ptocr.load(v4_det, optimize=False)
     x = _scene_input(detector, shared_dir)
     with torch.no_grad():
         wide = detector.model(x)
@@ -156,10 +164,10 @@ def test_narrow_casts_keep_batch_norms_float32_and_others_as_asked():
 
 @pytest.mark.parametrize("optimize", [True, False])
 @pytest.mark.parametrize(("shape", "hint"), [((3, 64, 64), "add the batch dimension"), ((1, 1, 64, 64), r"\[1, 1, 64, 64\]")])
-def test_a_wrong_rank_or_channel_count_names_the_input_expected(shared_dir, optimize, shape, hint):
+def test_a_wrong_rank_or_channel_count_names_the_input_expected(v4_det, optimize, shape, hint):
     # Were IndexError "Dimension out of range" (3-D, optimized) and a oneDNN "could not create a
     # primitive descriptor" (1 channel, the optimized v4 detector).
-    model = ptocr.load(shared_dir / "paddle_models" / "ch_PP-OCRv4_det_infer", optimize=optimize).model
+    model = ptocr.load(v4_det, optimize=optimize).model
     with pytest.raises(ValueError, match=rf"N x 3 x H x W.*{hint}") as caught:
         with torch.no_grad():
             model(torch.rand(*shape))
