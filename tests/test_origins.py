@@ -33,7 +33,7 @@ from ptocr.conversion import convert_paddle
 from ptocr.manifest import load_manifest, write_manifest
 from ptocr.zoo import UnpinnedOriginWarning, WeightsNotFoundError, resolve
 from tools import pin_origins
-from verification.loopback import hub_server, mirror_path, official_archive, serve_folder
+from verification.loopback import closed_port, hub_server, mirror_path, official_archive, serve_folder
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVED = ["french_mobile_v2.0_rec", "en_PP-OCRv3_det", "PP-LCNet_x0_25_textline_ori",
@@ -431,9 +431,7 @@ def _hub_cache_only(monkeypatch) -> None:
 def test_an_unreachable_hub_is_skipped_at_once(env, monkeypatch):
     """A Hub endpoint that refuses connections is reported in one line without huggingface_hub's
     retry loop (about 25 s of back-off per file on a machine without that route)."""
-    with socket.socket() as s:  # a port on this machine that nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = closed_port()
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("PTOCR_MIRROR", f"http://127.0.0.1:{port}")
 

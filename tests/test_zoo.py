@@ -258,11 +258,9 @@ def test_staged_layout_and_publish_dry_run(shared_dir, tmp_path, monkeypatch):
     assert "https://huggingface.co/ptocr/french_mobile_v2.0_rec tag v1" in out.output
     assert "model.safetensors" in out.output and "nothing sent" in out.output
     # a Hub that cannot be reached: one line naming the repo and the step, not huggingface_hub's traceback
-    import socket
+    from verification.loopback import closed_port
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"  # nothing listens there once closed
+    closed = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("HF_ENDPOINT", closed)
     out = CliRunner().invoke(cli, ["publish", "--token", "hf_none", str(folder)])
     assert out.exit_code == 2 and "Traceback" not in out.output, out.output

@@ -29,7 +29,7 @@ from ptocr.download import DownloadError, download, unreachable
 from ptocr.manifest import ModelEntry, load_manifest, write_manifest
 from ptocr.places import hf_cache_dir, ptocr_cache, zoo_dir
 from ptocr.zoo import UnpinnedOriginWarning, WeightsNotFoundError, resolve
-from verification.loopback import hub_server, mirror_path, official_archive, serve_folder
+from verification.loopback import closed_port, hub_server, mirror_path, official_archive, serve_folder
 
 REPO = Path(__file__).resolve().parents[1]
 FRENCH = "french_mobile_v2.0_rec"
@@ -53,12 +53,6 @@ def env(shared_dir, tmp_path, monkeypatch):
     with serve_folder(tmp_path / "mirror") as mirror, serve_folder(tmp_path / "empty") as empty:
         monkeypatch.setenv("PTOCR_MIRROR", mirror)
         yield tmp_path, mirror, empty
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _blob(cache: Path, repo_id: str, filename: str) -> Path:
@@ -272,7 +266,7 @@ def test_the_hub_origin_is_tried_through_a_proxy(env, shared_dir, monkeypatch):
     _, _, empty = env
     monkeypatch.setenv("PTOCR_MIRROR", empty)
     repo = load_manifest().model_entry(V5_DET).source["hub_repo"]
-    endpoint = f"http://127.0.0.1:{_closed_port()}"  # not reachable but through the proxy
+    endpoint = f"http://127.0.0.1:{closed_port()}"  # not reachable but through the proxy
     monkeypatch.setenv("HF_ENDPOINT", endpoint)
     # The loopback Hub answers proxied requests too: it reads the path of the absolute URL.
     with hub_server({repo: shared_dir / "paddle_models" / "PP-OCRv5_mobile_det_infer"}) as (proxy, requests):
@@ -285,7 +279,7 @@ def test_the_hub_origin_is_tried_through_a_proxy(env, shared_dir, monkeypatch):
             close_session()
     assert found.where.startswith(f"official Hugging Face repo {repo}"), found.attempts
     assert any(endpoint in r for r in requests)  # it did go through the proxy
-    down = f"http://127.0.0.1:{_closed_port()}"
+    down = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("HTTP_PROXY", down)
     assert f"the proxy 127.0.0.1:{down.rsplit(':', 1)[1]}" in unreachable(endpoint)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")

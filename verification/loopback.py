@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import socket
 import tarfile
 import threading
 from contextlib import contextmanager
@@ -27,6 +28,13 @@ from ptocr.origins import TRANSFORMERS_FILES
 SERVED = MODEL_FILES | set(TRANSFORMERS_FILES)  # a Paddle repo's files, a transformers checkpoint's
 
 COMMIT = "0d63e78e2b680928f6b1747d76a08db6e645efb7"
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound once, then closed): an unreachable server."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def mirror_path(root: Path, url: str) -> Path:
