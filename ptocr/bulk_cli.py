@@ -23,6 +23,7 @@ import click
 from ptocr.bulk import BulkReader, FailedImage, PdfPages, is_uri
 from ptocr.errors import PtocrError
 from ptocr.inputs import folder_files
+from ptocr.interrupts import exit_code
 from ptocr.jsonl_results import JsonlResults, encode, record
 from ptocr.pdf import is_paged, page_count
 from ptocr.reading_record import SUFFIX, ReadingRecord
@@ -31,8 +32,6 @@ __all__ = ["LIST_SUFFIXES", "Progress", "bulk_options", "expand_inputs", "run"]
 
 # A file with one of these suffixes is a list: one image path or URI per line.
 LIST_SUFFIXES = {".txt", ".lst", ".list"}
-# A run stopped by Ctrl-C: 128 + SIGINT, as shells report it.
-EXIT_INTERRUPTED = 130
 
 
 def bulk_options(command: Callable) -> Callable:
@@ -180,7 +179,7 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
         done = {(_key(name), page) for name, page in results.done}
         todo, count = _todo(names, done, pages)
         bar = Progress(count, skipped=sum(key in first for key, _ in done))
-        failed, interrupted = 0, False
+        failed, interrupted = 0, 0  # interrupted: the exit code of the signal that stopped the run
 
         def recorded() -> None:  # before the first line: what reads this file, where not recorded yet
             if reading_record is not None and reading_record.pending and (note := reading_record.write()):
@@ -204,15 +203,15 @@ def run(images, build: Callable, *, bulk_out: str, bulk_batch_size: int | None =
                         failed += _report(bar, name, result.error if isinstance(result, FailedImage) else None)
                 finally:
                     rows.close()  # its threads stop now, not while the interpreter shuts down
-        except KeyboardInterrupt:  # Ctrl-C: what was read is written whole; a rerun goes on from there
-            interrupted = True
+        except KeyboardInterrupt as e:  # Ctrl-C, SIGTERM: what was read is written whole; a rerun goes on from there
+            interrupted = exit_code(e)
         finally:
             bar.close()
     if interrupted:
         held = (f"{bulk_out} holds every result read so far" if os.path.exists(bulk_out)
                 else "nothing was read yet")  # stopped before the first result: the empty file is gone
         click.echo(f"ptocr: interrupted; {held}: run the same command again to read the rest", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(interrupted)
     click.echo(_summary(bar, failed, bulk_out), err=True)
     return failed
 

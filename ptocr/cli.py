@@ -32,6 +32,7 @@ from ptocr.loading import is_name
 from ptocr.manifest import READY, list_models, load_manifest
 from ptocr.atomic import failure_reason, nearest_existing, replace_folder, temp_beside, temp_folder_beside, write_atomically
 from ptocr.bundles import build_pipeline
+from ptocr.interrupts import InterruptibleGroup
 from ptocr.pdf import is_paged, parse_pages
 from ptocr.pipeline import OCR
 from ptocr.pipeline3 import OCR3, PADDLEOCR3_DEFAULTS, STEP_SWITCHES
@@ -44,7 +45,7 @@ from ptocr.zoo import publish as do_publish
 EXIT_BAD_INPUT = 2
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=InterruptibleGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main():
     """PaddleOCR's PP-OCR models in PyTorch."""
     allocator.keep_freed_memory()  # each image's tensors reuse the last one's memory
