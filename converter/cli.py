@@ -2,7 +2,8 @@
 
 Exit codes: 0 converted; 2 bad input (unreadable or foreign files, wrong --arch, a
 dictionary that does not fit, an existing output); 1 an internal error (a bug: please
-report it with the traceback).
+report it with the traceback); 130, 143, 129 stopped by Ctrl-C, SIGTERM, SIGHUP (nothing
+left at --dst: ``ptocr.interrupts``).
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from safetensors import SafetensorError
 
 from ptocr.atomic import failure_reason
 from ptocr.errors import PtocrError
+from ptocr.interrupts import InterruptibleCommand
 
 EXIT_BAD_INPUT = 2
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--src", required=True, type=click.Path(exists=True),
-              help="A Paddle model folder (Paddle 2 or 3), a .pdparams checkpoint, an .onnx file or a "
-                   "transformers folder.")
+@click.command(cls=InterruptibleCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--src", required=True, type=click.Path(),
+              help="A Paddle model folder (Paddle 2 or 3) or its files' prefix (DIR/inference), a .pdparams "
+                   "checkpoint, an .onnx file or a transformers folder.")
 @click.option("--dst", required=True, type=click.Path(dir_okay=False), help="Output .safetensors file.")
 @click.option("--arch", default=None,
               help="An architecture (see --list) or a zoo model name (it brings its dictionary and "

@@ -222,7 +222,7 @@ def _fit_given(source: PaddleSource, arch: str) -> Fit:
         except (MappingError, ArchitectureError):  # no other fits: the keys that differ are the answer
             raise e from None
         raise ArchitectureError(f"{source.path} is not {canonical_name(arch)}: it is {_named(fits)}; "
-                                f"give --arch {fits} or leave --arch out") from None
+                                f"give --arch {fits} (arch= from Python) or leave it out") from None
 
 
 def detect_architecture(source: PaddleSource) -> Fit:
@@ -239,7 +239,7 @@ def detect_architecture(source: PaddleSource) -> Fit:
     if fits:
         raise ArchitectureError(
             f"{source.path} fits several architectures equally ({', '.join(_named(f.arch_name) for f in fits)}); "
-            "choose one with --arch"
+            "choose one with --arch (arch= from Python)"
         )
     model = getattr(getattr(source, "program", None), "model", None)
     if getattr(model, "producer", None) == "pytorch":  # ptocr export's own ONNX, say: no "closest" means anything
@@ -251,7 +251,7 @@ def detect_architecture(source: PaddleSource) -> Fit:
     closest = ", ".join(f"{_named(name)} ({n} mismatching keys)" for n, name in sorted(near)[:3])
     raise ArchitectureError(
         f"{source.path} fits no registered architecture (closest: {closest}); "
-        f"pass --arch NAME to see exactly which tensors differ"
+        f"pass --arch NAME (arch= from Python) to see exactly which tensors differ"
     )
 
 
@@ -350,7 +350,8 @@ def _resolve_dictionary(spec, source, model_cfg, explicit, use_space_char, known
     if claimed_by:
         model, arch = claimed_by
         raise DictionaryError(f"--arch {model}: its dictionary does not fit {what} ({num_classes} classes): tried "
-                              f"{'; '.join(tried)}; these weights are not {model}'s: give --arch {arch} with --dict")
+                              f"{'; '.join(tried)}; these weights are not {model}'s: convert them with "
+                              f"ptocr-convert --arch {arch} --dict YOUR_DICTIONARY")
     raise DictionaryError(f"no dictionary fits {what} ({num_classes} classes): tried {'; '.join(tried)}; "
                           "give the right one with --dict")
 
@@ -400,7 +401,8 @@ def _check_arch_name(arch: str) -> None:
     close = close_names(arch, {*ARCHITECTURES, *ALIASES, *_manifest_models()})
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise ArchitectureError(f"unknown architecture or model name {arch!r}{hint} "
-                            "(ptocr-convert --list: the architectures; ptocr list: the models)")
+                            "(ptocr-convert --list or ptocr.list_architectures(): the architectures; "
+                            "ptocr list: the models)")
 
 
 def manifest_model(name: str | None):

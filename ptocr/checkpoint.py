@@ -44,14 +44,18 @@ def check_destination(dst: str | os.PathLike, *, force: bool = False, force_hint
     dst = Path(dst)
     if dst.suffix != ".safetensors":
         raise ModelFileError(f"{dst}: the output must be a .safetensors file")
-    if not dst.parent.is_dir():
-        raise ModelFileError(_missing_folder(dst))
-    targets = [dst, *sidecar_paths(dst)]
-    for p in targets:  # force replaces files, never a folder: name the one in the way
-        if p.is_dir():
-            raise ModelFileError(f"{p} is a folder, not a file; it cannot be overwritten with the "
-                                 f"{'model' if p == dst else 'file written beside ' + dst.name}")
-    existing = [p for p in targets if p.exists()]
+    try:
+        if not dst.parent.is_dir():
+            raise ModelFileError(_missing_folder(dst))
+        targets = [dst, *sidecar_paths(dst)]
+        for p in targets:  # force replaces files, never a folder: name the one in the way
+            if p.is_dir():
+                raise ModelFileError(f"{p} is a folder, not a file; it cannot be overwritten with the "
+                                     f"{'model' if p == dst else 'file written beside ' + dst.name}")
+        # lexists: a link to nothing is a file there too, which writing would replace
+        existing = [p for p in targets if os.path.lexists(p)]
+    except OSError as e:  # pathlib's checks raise on a name too long for the file system
+        raise ModelFileError(f"cannot write {dst}: {e.strerror or e}") from None
     if existing and not force:
         raise ModelFileError(f"{existing[0]} already exists; {force_hint} to overwrite it")
     return targets

@@ -30,12 +30,13 @@ def is_paddle_source(path: Path) -> bool:
     folder, one of its files (``inference.pdiparams.info`` and ``inference.yml`` included, any
     file prefix), an ONNX export, or Paddle's path prefix (``dir/inference`` for
     ``dir/inference.pdmodel`` / ``.json``)."""
+    # os.path's checks, not pathlib's: a name too long for the file system is no source, not an OSError
     path = Path(path)
-    if path.is_dir() or path.suffix in PADDLE_SUFFIXES or path.name.endswith(".pdiparams.info"):
+    if os.path.isdir(path) or path.suffix in PADDLE_SUFFIXES or path.name.endswith(".pdiparams.info"):
         return True
-    if path.suffix == ".yml" and path.with_suffix(".json").is_file():  # inference.yml beside its program
+    if path.suffix == ".yml" and os.path.isfile(path.with_suffix(".json")):  # inference.yml beside its program
         return True
-    return any(path.with_name(path.name + s).is_file() for s in (".pdmodel", ".json")) if path.name else False
+    return any(os.path.isfile(path.with_name(path.name + s)) for s in (".pdmodel", ".json")) if path.name else False
 
 
 def convert_paddle(src: str | os.PathLike, arch: str | None = None) -> Conversion:

@@ -63,6 +63,8 @@ def parse_dictionary(text: str, use_space_char: bool, source: str = "") -> Dicti
     chars = tuple(line.strip("\r\n") for line in lines)
     if not chars:
         raise DictionaryError(f"dictionary {source or '<text>'} is empty")
+    if not any(chars):  # every class would decode to nothing
+        raise DictionaryError(f"dictionary {source or '<text>'} has no characters: its {len(chars)} lines are empty")
     return Dictionary(chars, use_space_char, source)
 
 

@@ -26,7 +26,8 @@ def is_name(source: str | os.PathLike) -> bool:
     no model-file suffix (``ch_ppocr_mobile_v2.0_det`` has the "suffix" ``.0_det``)."""
     text = os.fspath(source)
     path = Path(text)
-    return (isinstance(text, str) and not path.exists() and "/" not in text and os.sep not in text
+    # os.path.exists, not Path.exists: False for a name too long for the file system, not OSError
+    return (isinstance(text, str) and not os.path.exists(text) and "/" not in text and os.sep not in text
             and path.suffix != ".safetensors" and not is_paddle_source(path))
 
 
@@ -111,7 +112,7 @@ def load_predictor(
         result = convert_paddle(path, arch)
         model, config, dictionary = result.model, result.config, result.dictionary
     else:
-        missing = "" if path.exists() else "no such file or folder; "
+        missing = "" if os.path.exists(path) else "no such file or folder; "  # False, not OSError, for a name too long
         raise PtocrError(f"{path}: {missing}expected a .safetensors file, a Paddle model folder or file (.pdmodel, "
                          ".pdiparams, .json, .pdparams, .onnx, or Paddle's path prefix) or a zoo model name")
     if task is not None and config["task"] != task:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from converter.errors import FormatError, UnsafePickleError
-from converter.readers.formats import ONNX, PADDLE2_INFERENCE, PADDLE3_PIR, PADDLE_TRAIN, detect_format
+from converter.readers.formats import ONNX, PADDLE2_INFERENCE, PADDLE3_PIR, PADDLE_TRAIN, detect_format, unread_models
 from converter.readers.onnx import OnnxProgram, read_onnx_program
 from converter.readers.pdiparams import read_file_bytes, read_pdiparams
 from converter.readers.pdparams import (
@@ -122,13 +122,19 @@ def read_source(path: str | os.PathLike, *, submodel: str | None = None) -> Padd
         return PaddleSource(**read_transformers_folder(p))
     fmt, files = detect_format(p)
     if fmt == PADDLE_TRAIN:
-        return _read_train(p, files["params"], submodel)
-    if fmt == PADDLE3_PIR:
-        return _read_pir(p, files, submodel)
-    if fmt == ONNX:
-        return _read_onnx(files["model"], submodel)
-    assert fmt == PADDLE2_INFERENCE
-    return _read_inference(p, files, submodel)
+        source = _read_train(p, files["params"], submodel)
+    elif fmt == PADDLE3_PIR:
+        source = _read_pir(p, files, submodel)
+    elif fmt == ONNX:
+        source = _read_onnx(files["model"], submodel)
+    else:
+        assert fmt == PADDLE2_INFERENCE
+        source = _read_inference(p, files, submodel)
+    if p.is_dir():  # a folder picks one of the models it holds: say which others it left
+        unread = unread_models(p, files)
+        if unread:
+            source.notes.append(f"not read: {_listed(unread)} in the same folder (give a file to convert that one)")
+    return source
 
 
 def _read_train(path: Path, params: Path, submodel: str | None) -> PaddleSource:

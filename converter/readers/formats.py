@@ -51,8 +51,10 @@ def describe_bytes(head: bytes, size: int | None = None) -> str:
     if looks_like_text_pickle(head):
         return "a protocol-0 (text) pickle, which Paddle never writes"
     stripped = head.lstrip()
-    if stripped[:1] in (b"{", b"["):
-        return "JSON text"
+    if stripped[:1] == b"{":
+        return "JSON text (an object)"
+    if stripped[:1] == b"[":
+        return "JSON text (an array)"
     if stripped[:1] == b"<":
         return "HTML/XML text (a failed download?)"
     if looks_like_tensor_stream(head):
@@ -62,9 +64,20 @@ def describe_bytes(head: bytes, size: int | None = None) -> str:
     if head[0] == 0x0A:
         return "a protobuf message (e.g. a Paddle program)"
     sample = head[:64]
-    if all(32 <= b < 127 or b in (9, 10, 13) for b in sample):
-        return f"text starting with {sample[:40].decode('ascii')!r}"
+    text = _utf8_start(head[:256])
+    if text and all(ch.isprintable() or ch in "\t\r\n" for ch in text[:64]):
+        return f"text starting with {text[:40]!r}"
     return "binary data starting with " + sample[:16].hex(" ")
+
+
+def _utf8_start(head: bytes) -> str | None:
+    """``head`` as UTF-8 text, a character cut at its end left out; None where it is not UTF-8."""
+    for cut in range(4):  # a UTF-8 character is at most 4 bytes
+        try:
+            return head[:len(head) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return None
 
 
 def looks_like_text_pickle(head: bytes) -> bool:
@@ -281,6 +294,27 @@ def _detect_file(p: Path) -> tuple[str, dict[str, Path]]:
         return _detect_file(p.with_suffix(".json"))
     head, size = _head(p)
     raise FormatError(f"{p}: not a Paddle model file ({describe_bytes(head, size)}); {_EXPECTED}")
+
+
+# Files that are a model, or a model's program, on their own: what a folder may hold beside the
+# model read from it.
+MODEL_SUFFIXES = (".pdmodel", ".json", ".onnx", ".pdparams")
+
+
+def unread_models(folder: Path, read: dict[str, Path]) -> list[str]:
+    """The model and program files in ``folder`` other than the ``read`` ones (``detect_format``'s
+    files): a Paddle 3 program beside the Paddle 2 model read, an ONNX export beside either.
+    A ``.json`` counts only beside a ``.pdiparams`` of its name (a config.json is no program)."""
+    taken = {f.name for f in read.values()}
+    found = []
+    for entry in sorted(folder.iterdir()):
+        stem, suffix = os.path.splitext(entry.name)
+        if suffix not in MODEL_SUFFIXES or entry.name in taken or not entry.is_file():
+            continue
+        if suffix == ".json" and not (folder / f"{stem}.pdiparams").is_file():
+            continue
+        found.append(entry.name)
+    return found
 
 
 def _detect_dir(d: Path) -> tuple[str, dict[str, Path]]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,8 @@ def parse_pir_program(data: bytes, path: Path) -> PirProgram:
     if not data.strip():
         raise _fail(path, "empty file, expected a Paddle 3 PIR program (JSON)")
     if data.lstrip()[:1] != b"{":
-        raise _fail(path, f"expected a Paddle 3 PIR program (JSON), but it looks like {describe_bytes(data[:512], len(data))}")
+        raise _fail(path, "expected a Paddle 3 PIR program (a JSON object), but it looks like "
+                          f"{describe_bytes(data[:512], len(data))}")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -327,6 +329,31 @@ def _attr(at: Any, path: Path, where: str, depth: int) -> Any:
 
 # ---- inference.yml ----
 
+# Values (mappings, lists and scalars) an inference.yml may hold once its aliases are expanded:
+# a recognizer's has its dictionary's 18,000 characters, a "billion laughs" of nine nested
+# aliases in ten lines a billion.
+MAX_YML_VALUES = 500_000
+
+
+def _expanded_values(node: Any, limit: int) -> int:
+    """How many values ``node`` holds with every alias expanded, counted up to just past ``limit``."""
+    count, stack = 0, [node]
+    while stack and count <= limit:
+        value = stack.pop()
+        count += 1
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return count
+
+
+def _brief(value: Any) -> str:
+    """A YAML value for a message, a few dozen characters at most."""
+    return f"{type(value).__name__} {reprlib.repr(value)}"
+
+
 def read_pir_config(path: str | os.PathLike) -> PirConfig:
     import yaml  # PyYAML; safe_load builds plain data only
 
@@ -340,10 +367,13 @@ def read_pir_config(path: str | os.PathLike) -> PirConfig:
         raise _fail(path, f"not valid YAML: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if not isinstance(doc, dict):
         raise _fail(path, f"expected a YAML mapping, found {type(doc).__name__}")
+    if _expanded_values(doc, MAX_YML_VALUES) > MAX_YML_VALUES:
+        # aliases of aliases: a few lines that every use (a message, the config written) expands
+        raise _fail(path, f"its YAML aliases expand to more than {MAX_YML_VALUES:,} values; not a PaddleX export")
     glob = doc.get("Global")
     model_name = glob.get("model_name") if isinstance(glob, dict) else None
     if model_name is not None and not isinstance(model_name, str):
-        raise _fail(path, f"Global.model_name is {model_name!r}, expected text")
+        raise _fail(path, f"Global.model_name is {_brief(model_name)}, expected text")
     chars = None
     post = doc.get("PostProcess")
     if isinstance(post, dict) and "character_dict" in post:
@@ -354,6 +384,6 @@ def read_pir_config(path: str | os.PathLike) -> PirConfig:
         for i, c in enumerate(raw):
             # YAML turns digit-only entries into numbers; PaddleX reads them back as text
             if isinstance(c, bool) or not isinstance(c, (str, int, float)):
-                raise _fail(path, f"PostProcess.character_dict[{i}] is {c!r}, expected a character")
+                raise _fail(path, f"PostProcess.character_dict[{i}] is {_brief(c)}, expected a character")
             chars.append(c if isinstance(c, str) else str(c))
     return PirConfig(path, model_name, doc, chars)

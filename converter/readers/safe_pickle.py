@@ -250,7 +250,11 @@ def _loads(data: bytes | bytearray, where: str) -> object:
         raise FormatError(f"{where}: not a valid pickle ({type(e).__name__}: {_short(e)})") from None
     budget = _ARRAY_BUDGET.set([len(data)])
     try:
-        obj = SafeUnpickler(io.BytesIO(data), where).load()
+        stream = io.BytesIO(data)
+        obj = SafeUnpickler(stream, where).load()
+        if stream.tell() != len(data):  # paddle.save writes one pickle: more is damage or another file
+            raise FormatError(f"{where}: {len(data) - stream.tell()} bytes after the end of the pickle "
+                              f"(at byte {stream.tell()}); the file is damaged or two files were joined")
         return _resolve(obj, where, 0, {})
     except FormatError:
         raise
