@@ -262,7 +262,8 @@ def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_bo
     Models left out are the bundle's (--pipeline; default PP-OCRv5_server, PaddleOCR 3.x's
     PP-OCRv5 pipeline, or ch_PP-OCRv4 where its weights cannot be reached), fetched as `ptocr
     demo` fetches them. Exit codes: 0 ok, 2 bad input (some image, PDF or model unusable; the
-    others are still read and written), 1 internal error.
+    others are still read and written), 1 internal error, 130 / 143 / 129 stopped by Ctrl-C /
+    SIGTERM / SIGHUP.
 
     IMAGES may be folders (their image, PDF and TIFF files, searched recursively) and lists
     (.txt, .lst or .list: one path or folder per line). With --out (bulk mode, doc/bulk.md) the results go to a JSON-lines file
