@@ -46,6 +46,9 @@ def main(src, dst, arch, dict_path, use_space_char, submodel, force, print_map):
     from converter.convert import convert
     from converter.writer import check_destination, write_converted
 
+    if not src:  # Path("") is the working folder: an unset variable would convert whatever is there
+        click.echo("ptocr-convert: error: --src is empty: give a Paddle model folder or file", err=True)
+        sys.exit(EXIT_BAD_INPUT)
     try:
         t0 = time.perf_counter()
         # the output's place first (the dictionary's too, even for a model without one: see the

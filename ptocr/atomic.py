@@ -109,6 +109,20 @@ def nearest_existing(path: str | os.PathLike) -> Path:
     return path
 
 
+def lookup_refusal(path: str | os.PathLike) -> str | None:
+    """Why the file system refuses to look ``path`` up (a name too long for it, a file where a
+    folder should be, a folder it may not enter), or None; a missing path is None too, for the
+    caller to say what it wanted there. pathlib's ``is_file`` and friends raise these on Python
+    3.11 instead of answering False."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
 def failure_reason(e: BaseException) -> str:
     """Why a write failed, in a few words: an OSError's own; safetensors reports the OS error
     inside its SafetensorError text ('IoError(Os { code: 28, ..., message: "No space ..." })')."""

@@ -13,7 +13,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ptocr.architectures import ARCHITECTURES, TASKS
-from ptocr.atomic import give_output_permissions, nearest_existing, temp_beside
+from ptocr.atomic import give_output_permissions, lookup_refusal, nearest_existing, temp_beside
 from ptocr.dictionary import Dictionary, parse_dictionary
 from ptocr.errors import ArchitectureError, DictionaryError, ModelFileError
 from ptocr.models.build import build_model
@@ -128,6 +128,9 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def read_converted(path: str | os.PathLike, *, expected_sha256: str | None = None) -> Converted:
     path = Path(path)
+    refusal = lookup_refusal(path)
+    if refusal is not None:
+        raise ModelFileError(f"{path}: {refusal}")
     if not path.is_file():
         if path.is_dir():
             raise ModelFileError(f"{path}: is a folder, not a .safetensors file")

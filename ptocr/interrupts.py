@@ -6,7 +6,9 @@ Python's default for SIGTERM and SIGHUP kills the process where it stands, leavi
 file a conversion was writing; and click reads Ctrl-C as "Aborted!", exit 1, which ptocr's
 commands keep for internal errors. ``InterruptibleCommand`` / ``InterruptibleGroup`` (click's
 ``cls=``) turn both signals into ``Interrupted`` for as long as the command runs, then put the
-handlers back.
+handlers back. After the first, both are ignored until the command ends, so a second one (a
+hang-up reaches a shell's job twice) cannot cut the cleanup the first started; SIGKILL still ends
+the process.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import threading
 
 import click
 
-__all__ = ["Interrupted", "InterruptibleCommand", "InterruptibleGroup", "exit_code", "signals_interrupt"]
+__all__ = ["Interrupted", "InterruptibleCommand", "InterruptibleGroup", "exit_code", "kept_signal_handlers",
+           "signals_interrupt"]
 
 _SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
@@ -26,8 +29,11 @@ class Interrupted(KeyboardInterrupt):
     """SIGTERM or SIGHUP, raised where the main thread was, as Ctrl-C raises KeyboardInterrupt."""
 
     def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
+        super().__init__(signum)  # args: what pickling and copying rebuild it from
         self.signum = signum
+
+    def __str__(self) -> str:
+        return signal.Signals(self.signum).name
 
 
 def exit_code(e: KeyboardInterrupt) -> int:
@@ -35,26 +41,51 @@ def exit_code(e: KeyboardInterrupt) -> int:
     return 128 + getattr(e, "signum", signal.SIGINT)
 
 
-def _raise(signum, _frame) -> None:
-    raise Interrupted(signum)
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def kept_signal_handlers():
+    """SIGTERM's and SIGHUP's handlers as they were before the block, whatever code in it sets
+    (``ray.init`` sets one that exits without unwinding)."""
+    before = {s: signal.getsignal(s) for s in _SIGNALS} if _main_thread() else {}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            if handler is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(s, handler)
 
 
 @contextlib.contextmanager
 def signals_interrupt():
     """Within the block, SIGTERM and SIGHUP raise ``Interrupted`` in the main thread (where their
     handler is still Python's default); elsewhere (another thread) nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
+    if not _main_thread():
         yield
         return
-    before = {s: signal.getsignal(s) for s in _SIGNALS}
-    for s, handler in before.items():
-        if handler is signal.SIG_DFL:  # a handler someone set is theirs
-            signal.signal(s, _raise)
+    changed = [s for s in _SIGNALS if signal.getsignal(s) is signal.SIG_DFL]  # a handler someone set is theirs
+
+    def interrupt(signum, _frame) -> None:
+        for s in changed:  # the cleanup this starts runs to its end
+            signal.signal(s, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    for s in changed:
+        signal.signal(s, interrupt)
     try:
         yield
     finally:
-        for s, handler in before.items():
-            signal.signal(s, handler)
+        blocked = set(changed) & set(getattr(signal, "valid_signals", set)())
+        if blocked and hasattr(signal, "pthread_sigmask"):  # no signal between two restores
+            signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        try:
+            for s in changed:
+                signal.signal(s, signal.SIG_DFL)
+        finally:
+            if blocked and hasattr(signal, "pthread_sigmask"):
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
 
 
 class _Interruptible:

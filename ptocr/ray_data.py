@@ -42,6 +42,7 @@ import numpy as np
 
 from ptocr.bulk import is_uri, iter_pipeline
 from ptocr.errors import PtocrError, first_line
+from ptocr.interrupts import kept_signal_handlers
 from ptocr.jsonl_results import encode, record
 from ptocr.pipeline import OCR
 
@@ -309,7 +310,8 @@ def run_on_ray(names: list[str], build: Callable[[], OCR], *, address: str = "lo
     if not ray.is_initialized():
         _check_reachable(address)
         # "local": a new local cluster, as documented, even where RAY_ADDRESS names another
-        ray.init(address=address, logging_level="WARNING")
+        with kept_signal_handlers():  # ray.init's SIGTERM handler exits 15 without unwinding
+            ray.init(address=address, logging_level="WARNING")
     _check_gpus(ray, actors, gpus)
     names = list(dict.fromkeys(names))
     yield from _fresh(_read(ray, names, build, batch_size, batch_size or RAY_ROWS, actors, gpus, tries or RAY_TRIES))

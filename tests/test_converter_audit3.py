@@ -51,11 +51,20 @@ def test_names_too_long_for_the_file_system_are_errors_not_tracebacks(shared_dir
     result = _convert("--src", str(shared_dir / "paddle_models" / CLS), "--dst", str(tmp_path / ("a" * 300 + ".safetensors")))
     assert result.exit_code == 2 and "File name too long" in result.output, result.output
     assert os.listdir(tmp_path) == []
+    result = _convert("--src", str(tmp_path / ("a" * 300)), "--dst", str(tmp_path / "x.safetensors"))
+    assert result.exit_code == 2 and "File name too long" in result.output, result.output
     import ptocr
 
-    for name in ("a" * 300, str(tmp_path / ("a" * 300))):
+    for name in ("a" * 300, str(tmp_path / ("a" * 300)), *(str(tmp_path / ("a" * 300 + s)) for s in (".safetensors", ".pdmodel", ".onnx"))):
         with pytest.raises(PtocrError):
             ptocr.load(name)
+
+
+def test_an_empty_src_is_refused_not_read_as_the_working_folder(shared_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(shared_dir / "paddle_models" / CLS)  # a model folder: "" used to convert it
+    result = _convert("--src", "", "--dst", str(tmp_path / "x.safetensors"))
+    assert result.exit_code == 2 and "--src is empty" in result.output
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_link_to_nothing_at_dst_is_not_replaced_without_force(shared_dir, tmp_path):

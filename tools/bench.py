@@ -47,7 +47,7 @@ from ptocr.transforms import ClsPreprocess, RecPreprocess, load_image
 from tools import bench_doc
 from tools.make_pipeline_reference import bind_paddleocr_tools, official_pipeline
 from tools.precision_agreement import markdown, rows
-from verification.shared import default_shared
+from verification.shared import IMAGE_SUFFIXES, default_shared
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -298,7 +298,7 @@ def _import_paddleocr():
 def e2e_worker(kind: str, shared: Path, threads: int, repeat: int) -> dict[str, float]:
     """Seconds per pass over every scene (median of ``repeat`` passes after one warm-up pass)."""
     folders = {task: shared / "paddle_models" / name for task, name in MODELS.items()}
-    images = sorted(p for p in (shared / "images" / "scenes").iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    images = sorted(p for p in (shared / "images" / "scenes").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if kind.startswith("ptocr"):
         ocr = ptocr.OCR(folders["det"], folders["rec"], folders["cls"], optimize=kind != "ptocr plain",
                         compile=kind == "ptocr compiled")
@@ -375,7 +375,7 @@ def bulk_worker(shared: Path, repeat: int, device: str, dtype: str, batch_size: 
                 pipeline: str = "v4-mobile") -> dict[str, dict]:
     """Seconds per pass over every scene file (decoding included) per mode; the modes take turns
     pass by pass, so a slow spell of a shared machine hits every mode alike."""
-    images = sorted(str(p) for p in (shared / "images" / "scenes").iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    images = sorted(str(p) for p in (shared / "images" / "scenes").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     with tempfile.TemporaryDirectory(prefix="ptocr_bench_seeded_") as seeded:
         if pipeline == "v5-server":
             from tools.bulk_stand_in import v5_server_pipeline

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from verification.shared import default_shared
+from verification.shared import IMAGE_SUFFIXES, default_shared
 
 
 def _rss_mb() -> float:
@@ -42,7 +42,7 @@ def run(shared: Path, rounds: int, threads: int, same_page: bool) -> dict:
     ptocr.keep_freed_memory()
     ocr = ptocr.OCR(*[shared / "paddle_models" / MODELS[t] for t in ("det", "rec", "cls")])
     scenes = [cv2.imread(str(p)) for p in sorted((shared / "images" / "scenes").iterdir())
-              if p.suffix.lower() in {".jpg", ".jpeg", ".png"}]
+              if p.suffix.lower() in IMAGE_SUFFIXES]
     rng = np.random.default_rng(0)
     rss, started = [], time.perf_counter()
     for r in range(rounds):

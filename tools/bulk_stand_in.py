@@ -7,8 +7,9 @@ is speckle, which gives no box (or thousands), so the recognizer would see nothi
 page's crops. Here each network runs in full on what the real pipeline gives it:
 
 * the server detector and recognizer are the real programs with seeded, calibrated weights
-  (``verification.suite.prepare``, as the parity suite makes them), the textline orientation
-  model the trained ``PP-LCNet_x0_25_textline_ori``;
+  (``verification.suite.prepare``, as the parity suite makes them; their trained weights where
+  ``paddle_models/`` has them), the textline orientation model the trained
+  ``PP-LCNet_x0_25_textline_ori``;
 * the detector runs the server network on every input and then answers with the trained
   ``PP-OCRv5_mobile_det``'s map of that input (computed once, in float32 on the CPU, before the
   timing), so DB post-processing, the crops, the textline model and the recognizer get the
@@ -67,17 +68,29 @@ class StandInDetector(DetPredictor):
         return maps
 
 
+def _server_folder(shared: Path, workdir: Path, name: str) -> Path:
+    """The Paddle folder of the zoo model ``name`` in ``shared``: its trained weights where
+    ``paddle_models/`` has them, else its program under ``paddle_graphs/`` with seeded, calibrated
+    weights written in ``workdir`` (as the parity suite seeds it)."""
+    import dataclasses
+
+    from verification.suite import SEEDED, prepare, suite
+
+    entry = next(e for e in suite() if e.model == name)
+    trained = shared / "paddle_models" / entry.folder
+    if (trained / "inference.pdiparams").is_file():
+        return trained
+    if not (shared / "paddle_graphs" / entry.folder).is_dir():
+        raise FileNotFoundError(f"{name}: neither {trained} nor {shared / 'paddle_graphs' / entry.folder} is there")
+    # seeded whatever the suite decided from its own shared folder ($PTOCR_SHARED)
+    return prepare(dataclasses.replace(entry, kind=SEEDED), shared, workdir)
+
+
 def v5_server_pipeline(shared: Path, workdir: Path, images: list[str], *, device: str = "cpu",
                        dtype: str = "float32") -> OCR3:
     """PaddleOCR 3.x's v5 server pipeline (document steps off, textline orientation on) whose
     detector stands in (``StandInDetector``) with the v5 mobile detector's maps of ``images``."""
-    from verification.suite import prepare, suite  # the parity suite's seeded folders
-
-    entries = {e.model: e for e in suite()}
-    missing = [name for name in SERVER_MODELS.values() if name not in entries]
-    if missing:
-        raise FileNotFoundError(f"no program for {', '.join(missing)} under {shared}/paddle_graphs")
-    folders = {task: prepare(entries[name], shared, workdir) for task, name in SERVER_MODELS.items()}
+    folders = {task: _server_folder(shared, workdir, name) for task, name in SERVER_MODELS.items()}
     det = StandInDetector(ptocr.load(folders["det"], device=device, dtype=dtype))
     ocr = OCR3(det, folders["rec"], shared / "paddle_models" / TEXTLINE, use_textline_orientation=True,
                use_doc_orientation_classify=False, use_doc_unwarping=False, device=device, dtype=dtype)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from converter.errors import FormatError, UnsafePickleError
-from converter.readers.formats import ONNX, PADDLE2_INFERENCE, PADDLE3_PIR, PADDLE_TRAIN, detect_format, unread_models
+from converter.readers.formats import ONNX, PADDLE2_INFERENCE, PADDLE3_PIR, PADDLE_TRAIN, check_lookup, detect_format, unread_models
 from converter.readers.onnx import OnnxProgram, read_onnx_program
 from converter.readers.pdiparams import read_file_bytes, read_pdiparams
 from converter.readers.pdparams import (
@@ -116,6 +116,7 @@ def read_source(path: str | os.PathLike, *, submodel: str | None = None) -> Padd
     """Read a Paddle 2 or 3 inference model, a training checkpoint (folder or file) or a
     transformers checkpoint folder."""
     p = Path(path)
+    check_lookup(p)
     if is_transformers_folder(p):
         if submodel is not None:
             raise FormatError(f"{p}: a transformers checkpoint holds one model; --submodel does not apply")

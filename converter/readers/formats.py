@@ -14,6 +14,7 @@ import struct
 from pathlib import Path
 
 from converter.errors import FormatError
+from ptocr.atomic import lookup_refusal
 from converter.readers.safetensors_file import looks_like_safetensors
 
 PADDLE2_INFERENCE = "paddle2_inference"
@@ -240,6 +241,13 @@ def _no_model_in(d: Path, names: list[str]) -> FormatError:
     return FormatError(f"{d}: no Paddle model found ({_listing(names)}); {_EXPECTED}")
 
 
+def check_lookup(path: str | os.PathLike) -> None:
+    """A FormatError naming why the file system refuses to look ``path`` up (``lookup_refusal``)."""
+    refusal = lookup_refusal(path)
+    if refusal is not None:
+        raise FormatError(f"{os.fspath(path)}: {refusal}")
+
+
 def detect_format(path: str | os.PathLike) -> tuple[str, dict[str, Path]]:
     """("paddle2_inference", {"model", "params"[, "info"]}), ("paddle3_pir", {"model", "params"[,
     "config"]}), ("paddle_train", {"params"[, "config"]}) or ("onnx", {"model", "params"}: the
@@ -296,9 +304,9 @@ def _detect_file(p: Path) -> tuple[str, dict[str, Path]]:
     raise FormatError(f"{p}: not a Paddle model file ({describe_bytes(head, size)}); {_EXPECTED}")
 
 
-# Files that are a model, or a model's program, on their own: what a folder may hold beside the
-# model read from it.
-MODEL_SUFFIXES = (".pdmodel", ".json", ".onnx", ".pdparams")
+# A model file or program on its own (the weights of a .pdiparams are a program's), and a
+# Paddle 3 program, which is a .json beside a .pdiparams of its name.
+_PROGRAM_SUFFIXES = _MODEL_SUFFIXES - {".pdiparams"}
 
 
 def unread_models(folder: Path, read: dict[str, Path]) -> list[str]:
@@ -309,9 +317,8 @@ def unread_models(folder: Path, read: dict[str, Path]) -> list[str]:
     found = []
     for entry in sorted(folder.iterdir()):
         stem, suffix = os.path.splitext(entry.name)
-        if suffix not in MODEL_SUFFIXES or entry.name in taken or not entry.is_file():
-            continue
-        if suffix == ".json" and not (folder / f"{stem}.pdiparams").is_file():
+        program = suffix in _PROGRAM_SUFFIXES or (suffix == ".json" and (folder / f"{stem}.pdiparams").is_file())
+        if not program or entry.name in taken or not entry.is_file():
             continue
         found.append(entry.name)
     return found
