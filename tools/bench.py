@@ -47,7 +47,7 @@ from ptocr.transforms import ClsPreprocess, RecPreprocess, load_image
 from tools import bench_doc
 from tools.make_pipeline_reference import bind_paddleocr_tools, official_pipeline
 from tools.precision_agreement import markdown, rows
-from verification.shared import IMAGE_SUFFIXES, default_shared
+from verification.shared import default_shared, scene_files
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -298,7 +298,7 @@ def _import_paddleocr():
 def e2e_worker(kind: str, shared: Path, threads: int, repeat: int) -> dict[str, float]:
     """Seconds per pass over every scene (median of ``repeat`` passes after one warm-up pass)."""
     folders = {task: shared / "paddle_models" / name for task, name in MODELS.items()}
-    images = sorted(p for p in (shared / "images" / "scenes").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = scene_files(shared)
     if kind.startswith("ptocr"):
         ocr = ptocr.OCR(folders["det"], folders["rec"], folders["cls"], optimize=kind != "ptocr plain",
                         compile=kind == "ptocr compiled")
@@ -375,7 +375,7 @@ def bulk_worker(shared: Path, repeat: int, device: str, dtype: str, batch_size: 
                 pipeline: str = "v4-mobile") -> dict[str, dict]:
     """Seconds per pass over every scene file (decoding included) per mode; the modes take turns
     pass by pass, so a slow spell of a shared machine hits every mode alike."""
-    images = sorted(str(p) for p in (shared / "images" / "scenes").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = [str(p) for p in scene_files(shared)]
     with tempfile.TemporaryDirectory(prefix="ptocr_bench_seeded_") as seeded:
         if pipeline == "v5-server":
             from tools.bulk_stand_in import v5_server_pipeline
@@ -413,8 +413,9 @@ GPU_TARGETS = {"v4-mobile": 200, "v5-server": 60}
 def bulk_table(bulk: dict[str, dict], device: str = "cpu", pipeline: str = "v4-mobile") -> str:
     loop = bulk[BULK_MODES[0][0]]["s_per_pass"]  # the per-image loop, first in both mode lists
     n = bulk[BULK_MODES[0][0]]["images"]
-    rate = f"scenes/s (target >= {GPU_TARGETS[pipeline]} in float16)" if device.startswith("cuda") else "scenes/s"
-    gain = "speed-up over the loop" + ("" if device.startswith("cuda") else " (target >= 1.3 on CPU)")
+    cuda = device.startswith("cuda")
+    rate = f"scenes/s (target >= {GPU_TARGETS[pipeline]} in float16)" if cuda else "scenes/s"
+    gain = "speed-up over the loop" + ("" if cuda else " (target >= 1.3 on CPU)")
     lines = [f"| mode | s per pass ({n} scenes) | {rate} | {gain} |", "|---|---|---|---|"]
     for label, t in bulk.items():
         lines.append(f"| {label} | {t['s_per_pass']:.2f} | {n / t['s_per_pass']:.1f} | {loop / t['s_per_pass']:.2f} |")

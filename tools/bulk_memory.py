@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from verification.shared import IMAGE_SUFFIXES, default_shared
+from verification.shared import default_shared, scene_files
 
 
 def _rss_mb() -> float:
@@ -41,8 +41,7 @@ def run(shared: Path, rounds: int, threads: int, same_page: bool) -> dict:
     torch.set_num_threads(threads)
     ptocr.keep_freed_memory()
     ocr = ptocr.OCR(*[shared / "paddle_models" / MODELS[t] for t in ("det", "rec", "cls")])
-    scenes = [cv2.imread(str(p)) for p in sorted((shared / "images" / "scenes").iterdir())
-              if p.suffix.lower() in IMAGE_SUFFIXES]
+    scenes = [cv2.imread(str(p)) for p in scene_files(shared)]
     rng = np.random.default_rng(0)
     rss, started = [], time.perf_counter()
     for r in range(rounds):

@@ -21,7 +21,7 @@ import torch
 from tools.fetch_onnx_models import model_file
 from verification.onnx_parity import ONNX_SUITE, check_onnx_parity, cross_check, markdown_row, pipeline_agreement
 from verification.parity import TOLERANCE
-from verification.shared import IMAGE_SUFFIXES, default_shared
+from verification.shared import IMAGE_SUFFIXES, default_shared, scene_files
 
 START, END = "<!-- onnx-parity:start -->", "<!-- onnx-parity:end -->"
 E2E_DET = ("rapidocr-3.10.0", "PP-OCRv6_det_small.onnx")
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
             checks.append(f"- `{entry.wheel}/{entry.file}` and `{entry.paddle_folder}`: "
                           + (f"all {equal} tensors bitwise equal" if not differ
                              else f"{len(differ)} tensors differ ({', '.join(differ[:5])})"))
-    scenes = sorted(f for f in (args.shared / "images" / "scenes").iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    scenes = scene_files(args.shared)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
         cases = pipeline_agreement(model_file(*E2E_DET), model_file(*E2E_REC), scenes, Path(work))

@@ -17,3 +17,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 def default_shared() -> Path:
     """$PTOCR_SHARED, else ../shared beside the repository."""
     return Path(os.environ.get("PTOCR_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def scene_files(shared: Path) -> list[Path]:
+    """The real scenes, ``images/scenes/``'s image files, sorted (what the benchmarks read)."""
+    return sorted(p for p in (Path(shared) / "images" / "scenes").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
