@@ -6,10 +6,11 @@ Each round reads every scene of ``images/scenes`` at a random scale (0.6-1.4, se
 ``OCR.read_many`` (the v4 mobile pipeline of tools/bench.py, 2 threads, ``keep_freed_memory`` as
 the ``ptocr`` command sets it), so detector sizes and recognizer widths keep changing as in a
 real stream of pages; with ``--same-page`` each round reads the first scene as many times
-instead, as a stream of same-size pages does (the same shapes every call). oneDNN keeps the primitives it made for the last
-``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` shapes of an op (1024 by default) and reads that variable
-once, at its first primitive, so each capacity runs in a process of its own. Prints one row per
-capacity: the resident set after each fifth of the run, and the run's seconds.
+instead, as a stream of same-size pages does (the same shapes every call). oneDNN keeps the
+primitives it made for the last ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` shapes of an op (1024 by
+default) and reads that variable once, at its first primitive, so each capacity runs in a
+process of its own. Prints one row per capacity: the resident set after each fifth of the run,
+and the run's seconds.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from ptocr.predictors import DetPredictor
 
 __all__ = ["SERVER_MODELS", "StandInDetector", "v5_server_pipeline"]
 
-SERVER_MODELS = {"det": "PP-OCRv5_server_det", "rec": "PP-OCRv5_server_rec"}  # zoo names, seeded
+SERVER_MODELS = {"det": "PP-OCRv5_server_det", "rec": "PP-OCRv5_server_rec"}  # zoo names (_server_folder)
 MAP_DETECTOR = "PP-OCRv5_mobile_det_infer"  # trained, under paddle_models/
 TEXTLINE = "PP-LCNet_x0_25_textline_ori_infer"
 

@@ -14,8 +14,8 @@ import struct
 from pathlib import Path
 
 from converter.errors import FormatError
-from ptocr.atomic import lookup_refusal
 from converter.readers.safetensors_file import looks_like_safetensors
+from ptocr.atomic import lookup_refusal
 
 PADDLE2_INFERENCE = "paddle2_inference"
 PADDLE_TRAIN = "paddle_train"
