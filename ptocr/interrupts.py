@@ -77,15 +77,15 @@ def signals_interrupt():
     try:
         yield
     finally:
-        blocked = set(changed) & set(getattr(signal, "valid_signals", set)())
-        if blocked and hasattr(signal, "pthread_sigmask"):  # no signal between two restores
-            signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        masked = changed if hasattr(signal, "pthread_sigmask") else []  # no signal between two restores
+        if masked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, masked)
         try:
             for s in changed:
                 signal.signal(s, signal.SIG_DFL)
         finally:
-            if blocked and hasattr(signal, "pthread_sigmask"):
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
+            if masked:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, masked)
 
 
 class _Interruptible:

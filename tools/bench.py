@@ -376,12 +376,13 @@ def bulk_worker(shared: Path, repeat: int, device: str, dtype: str, batch_size: 
     """Seconds per pass over every scene file (decoding included) per mode; the modes take turns
     pass by pass, so a slow spell of a shared machine hits every mode alike."""
     images = [str(p) for p in scene_files(shared)]
-    with tempfile.TemporaryDirectory(prefix="ptocr_bench_seeded_") as seeded:
-        if pipeline == "v5-server":
-            from tools.bulk_stand_in import v5_server_pipeline
+    if pipeline == "v5-server":
+        from tools.bulk_stand_in import v5_server_pipeline
+
+        with tempfile.TemporaryDirectory(prefix="ptocr_bench_seeded_") as seeded:  # loaded: no longer read
             ocr = v5_server_pipeline(shared, Path(seeded), images, device=device, dtype=dtype)
-        else:
-            ocr = ptocr.OCR(*[shared / "paddle_models" / MODELS[t] for t in ("det", "rec", "cls")], device=device, dtype=dtype)
+    else:
+        ocr = ptocr.OCR(*[shared / "paddle_models" / MODELS[t] for t in ("det", "rec", "cls")], device=device, dtype=dtype)
 
     def run(kw):
         if isinstance(kw, dict):

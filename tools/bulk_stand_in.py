@@ -69,21 +69,16 @@ class StandInDetector(DetPredictor):
 
 
 def _server_folder(shared: Path, workdir: Path, name: str) -> Path:
-    """The Paddle folder of the zoo model ``name`` in ``shared``: its trained weights where
-    ``paddle_models/`` has them, else its program under ``paddle_graphs/`` with seeded, calibrated
-    weights written in ``workdir`` (as the parity suite seeds it)."""
-    import dataclasses
+    """The Paddle folder of the zoo model ``name`` in ``shared``, as the parity suite prepares it
+    from there: its trained weights where ``paddle_models/`` has them, else its program under
+    ``paddle_graphs/`` with seeded, calibrated weights written in ``workdir``."""
+    from verification.suite import prepare, suite
 
-    from verification.suite import SEEDED, prepare, suite
-
-    entry = next(e for e in suite() if e.model == name)
-    trained = shared / "paddle_models" / entry.folder
-    if (trained / "inference.pdiparams").is_file():
-        return trained
-    if not (shared / "paddle_graphs" / entry.folder).is_dir():
-        raise FileNotFoundError(f"{name}: neither {trained} nor {shared / 'paddle_graphs' / entry.folder} is there")
-    # seeded whatever the suite decided from its own shared folder ($PTOCR_SHARED)
-    return prepare(dataclasses.replace(entry, kind=SEEDED), shared, workdir)
+    entry = next(e for e in suite(shared) if e.model == name)
+    folder = prepare(entry, shared, workdir)
+    if not (folder / "inference.pdiparams").is_file():
+        raise FileNotFoundError(f"{name}: no weights at {folder}, and no program of it under {shared / 'paddle_graphs'}")
+    return folder
 
 
 def v5_server_pipeline(shared: Path, workdir: Path, images: list[str], *, device: str = "cpu",

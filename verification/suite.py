@@ -106,11 +106,12 @@ SEEDED_DET_POSTPROCESS = (("box_thresh", 0.3), ("max_candidates", 100_000))
 
 
 @functools.cache
-def suite() -> tuple[SuiteEntry, ...]:
+def suite(shared: Path | None = None) -> tuple[SuiteEntry, ...]:
     """Every ready manifest model with a Paddle source folder (its trained weights where the
     shared folder's ``paddle_models/`` holds them, else seeded where ``paddle_graphs/`` or
-    EXPORTED_GRAPHS holds its program), then the checkpoints. Read once per process."""
-    shared = default_shared()
+    EXPORTED_GRAPHS holds its program), then the checkpoints. ``shared``: that folder (default
+    ``default_shared()``). Read once per process and folder."""
+    shared = default_shared() if shared is None else Path(shared)
     entries = []
     for name, e in sorted(load_manifest().models.items()):
         folder = (e.get("source") or {}).get("folder")
