@@ -1,18 +1,23 @@
 """PaddleOCR 3.x's ``lang=`` codes -> the recognizer it runs for them (paddleocr 3.7's
 ``PaddleOCR._get_ocr_model_names`` and ``_utils/langs.py``), and which of those the zoo has.
 
-With PP-OCRv5 (``ocr_version="PP-OCRv5"``) a language group has its own recognizer; PP-OCRv6's
-recognizers read Chinese, English, Japanese and the Latin-script languages themselves, and 3.x has
-no v6 model for any other code. The detector is the bundle's whatever the language.
+Each generation has its own rules. PP-OCRv5 (``ocr_version="PP-OCRv5"``): a language group has its
+own recognizer. PP-OCRv6's recognizers read Chinese, English, Japanese and the Latin-script
+languages themselves, and 3.x has no v6 model for any other code. PP-OCRv4: Chinese (the bundle's
+recognizer) and English only. PP-OCRv3: the Latin, Arabic, Cyrillic and Devanagari groups, then
+one recognizer per code for en, korean, japan, chinese_cht, te, ka and ta. The detector is the
+bundle's whatever the language.
 """
 
 from __future__ import annotations
 
+import re
+
 from ptocr.errors import PtocrError, close_names
 from ptocr.manifest import load_manifest
 
-__all__ = ["LANGUAGE_GROUPS", "PPOCRV3_ONLY_LANGUAGES", "PPOCRV6_LANGUAGES", "bundle_parts", "recognizer_for",
-           "languages"]
+__all__ = ["GENERATION_GROUPS", "LANGUAGE_GROUPS", "PPOCRV3_ONLY_LANGUAGES", "PPOCRV6_LANGUAGES", "bundle_parts",
+           "generation_of", "recognizer_for", "languages"]
 
 # (codes, recognizer) in PaddleOCR 3.x's order of tests: the first group holding a code wins
 # ("ku" is Latin and Arabic -> Latin; "ru", "be", "uk" are East Slavic before Cyrillic).
@@ -42,12 +47,33 @@ LANGUAGE_GROUPS: tuple[tuple[frozenset[str], str | None], ...] = (
     (frozenset({"ta"}), "ta_PP-OCRv5_mobile_rec"),
 )
 
-_LATIN = next(codes for codes, name in LANGUAGE_GROUPS if name == "latin_PP-OCRv5_mobile_rec")
+def _codes(recognizer: str) -> frozenset[str]:
+    return next(codes for codes, name in LANGUAGE_GROUPS if name == recognizer)
+
+
+_LATIN = _codes("latin_PP-OCRv5_mobile_rec")
 # paddleocr 3.7's _PPOCRV6_LANGS: what PP-OCRv6's recognizers read (the Latin codes but "pi").
 PPOCRV6_LANGUAGES = frozenset({"ch", "chinese_cht", "en", "japan"}) | (_LATIN - {"pi"})
-# Codes paddleocr 3.7 takes for PP-OCRv3 only (``ocr_version=None`` picks it; PP-OCRv5 and v6 have no
-# model: "No models are available"), each with the zoo's recognizer for it.
-PPOCRV3_ONLY_LANGUAGES = {"ka": "ka_PP-OCRv3_rec"}
+# PP-OCRv3's groups in 3.7's order (no East Slavic one: "ru", "be", "uk" are Cyrillic there), then
+# its codes with a recognizer each; "ch" the bundle's own.
+_PPOCRV3_GROUPS = (
+    (_LATIN, "latin_PP-OCRv3_mobile_rec"),
+    (_codes("arabic_PP-OCRv5_mobile_rec"), "arabic_PP-OCRv3_mobile_rec"),
+    (_codes("cyrillic_PP-OCRv5_mobile_rec"), "cyrillic_PP-OCRv3_mobile_rec"),
+    (_codes("devanagari_PP-OCRv5_mobile_rec"), "devanagari_PP-OCRv3_mobile_rec"),
+    (frozenset({"ch"}), None),
+    *((frozenset({code}), f"{code}_PP-OCRv3_mobile_rec")
+      for code in ("en", "korean", "japan", "chinese_cht", "te", "ka", "ta")),
+)
+# (codes, recognizer) per generation; PP-OCRv6 keeps its own recognizer for PPOCRV6_LANGUAGES.
+GENERATION_GROUPS: dict[str, tuple[tuple[frozenset[str], str | None], ...]] = {
+    "PP-OCRv3": _PPOCRV3_GROUPS,
+    "PP-OCRv4": ((frozenset({"ch"}), None), (frozenset({"en"}), "en_PP-OCRv4_mobile_rec")),
+    "PP-OCRv5": LANGUAGE_GROUPS,
+    "PP-OCRv6": ((PPOCRV6_LANGUAGES, None),),
+}
+# Codes paddleocr 3.7 takes for PP-OCRv3 only: ``ocr_version=None`` picks PP-OCRv3 for them.
+PPOCRV3_ONLY_LANGUAGES = frozenset({"ka"})
 
 
 def languages() -> list[str]:
@@ -55,29 +81,26 @@ def languages() -> list[str]:
     return sorted(set().union(*(codes for codes, _ in LANGUAGE_GROUPS)))
 
 
+def _known_codes() -> set[str]:
+    return {code for groups in GENERATION_GROUPS.values() for codes, _ in groups for code in codes}
+
+
 def recognizer_for(lang: str, bundle_rec: str, generation: str = "PP-OCRv5") -> str:
     """The zoo recognizer PaddleOCR 3.x runs for ``lang`` in a bundle of ``generation``
-    ("PP-OCRv5" or "PP-OCRv6") whose recognizer is ``bundle_rec`` (returned where 3.x runs the
-    general model); a clear error for unknown codes and for recognizers the zoo lacks."""
-    for codes, name in LANGUAGE_GROUPS:
-        if lang in codes:
-            break
-    else:
-        if lang in PPOCRV3_ONLY_LANGUAGES:
-            raise PtocrError(f"lang {lang!r}: PaddleOCR 3.x reads it with PP-OCRv3 only ({lang}_PP-OCRv3_mobile_rec), "
-                             f"no PP-OCRv5 or PP-OCRv6 model; give the zoo's {PPOCRV3_ONLY_LANGUAGES[lang]} as the "
-                             "recognizer (--rec) instead")
-        close = close_names(lang, languages())
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise PtocrError(f"lang {lang!r} is not one of PaddleOCR 3.x's language codes{hint}")
-    if generation == "PP-OCRv6":
-        if lang in PPOCRV6_LANGUAGES:
-            return bundle_rec
-        raise PtocrError(f"lang {lang!r}: PaddleOCR 3.x has no PP-OCRv6 model for it (PP-OCRv6 reads ch, "
-                         "chinese_cht, en, japan and Latin-script languages); its PP-OCRv5 recognizer does: "
-                         "--pipeline PP-OCRv5_server")
+    ("PP-OCRv3" to "PP-OCRv6") whose recognizer is ``bundle_rec`` (returned where 3.x runs the
+    general model); a clear error for unknown codes, for codes the generation has no model for
+    (3.7: "No models are available") and for recognizers the zoo lacks."""
+    name = next((n or bundle_rec for codes, n in GENERATION_GROUPS[generation] if lang in codes), None)
     if name is None:
-        return bundle_rec
+        if lang not in _known_codes():
+            close = close_names(lang, _known_codes())
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise PtocrError(f"lang {lang!r} is not one of PaddleOCR 3.x's language codes{hint}")
+        readers = [g for g, groups in GENERATION_GROUPS.items() if any(lang in codes for codes, _ in groups)]
+        only = " only" if len(readers) == 1 else ""
+        raise PtocrError(f"lang {lang!r}: PaddleOCR 3.x has no {generation} model for it; it reads it with "
+                         f"{' or '.join(readers)}{only}: give ocr_version={readers[-1]!r}, or a pipeline of "
+                         f"{readers[-1]} (--pipeline {' or '.join(_bundles_of(readers[-1]))})")
     if name not in load_manifest().models:
         v6 = "; or a PP-OCRv6 pipeline, which reads it" if lang in PPOCRV6_LANGUAGES else ""
         raise PtocrError(f"lang {lang!r}: PaddleOCR 3.x reads it with {name}, which ptocr's zoo does not have "
@@ -85,14 +108,29 @@ def recognizer_for(lang: str, bundle_rec: str, generation: str = "PP-OCRv5") -> 
     return name
 
 
+def _bundles_of(generation: str) -> list[str]:
+    manifest = load_manifest()
+    return [b for b in manifest.bundles if manifest.bundle_rules(b) == "paddleocr3"
+            and generation_of(manifest.bundle(b)["rec"]) == generation]
+
+
+def generation_of(recognizer: str) -> str:
+    """The PP-OCR generation of a PaddleOCR 3.x recognizer, from its official name
+    (``PP-OCRv4_mobile_rec``, ``latin_PP-OCRv3_mobile_rec``): what its bundle's ``lang`` follows."""
+    found = re.search(r"(?:^|_)(PP-OCRv\d+)_", recognizer)
+    if found is None or found.group(1) not in GENERATION_GROUPS:
+        raise PtocrError(f"{recognizer} names no PP-OCR generation ({', '.join(GENERATION_GROUPS)}): "
+                         "lang cannot pick a recognizer for its bundle")
+    return found.group(1)
+
+
 def bundle_parts(bundle: str, lang: str | None = None) -> dict[str, str]:
     """The bundle's parts by name, its recognizer the one PaddleOCR 3.x runs for ``lang`` (a
-    PaddleOCR 3.x bundle only); the bundle's generation is its recognizer's architecture's."""
+    PaddleOCR 3.x bundle only); the bundle's generation is its recognizer's."""
     manifest = load_manifest()
     parts = manifest.bundle(bundle)
     if lang is None:
         return parts
     if manifest.bundle_rules(bundle) != "paddleocr3":
         raise PtocrError(f"lang picks PaddleOCR 3.x's recognizers; {bundle} is a PaddleOCR 2.x bundle")
-    own = manifest.models[parts["rec"]]["architecture"]
-    return {**parts, "rec": recognizer_for(lang, parts["rec"], "PP-OCRv6" if own.startswith("PP-OCRv6") else "PP-OCRv5")}
+    return {**parts, "rec": recognizer_for(lang, parts["rec"], generation_of(parts["rec"]))}

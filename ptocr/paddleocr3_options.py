@@ -45,9 +45,10 @@ DEPRECATED_NAMES = {
     "use_angle_cls": "use_textline_orientation", "cls_model_dir": "textline_orientation_model_dir",
     "cls_batch_num": "textline_orientation_batch_size",
 }
-OCR_VERSIONS = ("PP-OCRv3", "PP-OCRv4", "PP-OCRv5", "PP-OCRv6")
-# The zoo bundle whose det (and, for ch, rec) 3.x runs for an ocr_version; v3 and v4 have none.
-VERSION_BUNDLES = {"PP-OCRv5": "PP-OCRv5_server", "PP-OCRv6": "PP-OCRv6_medium"}
+# paddleocr 3.7's ocr_version values, each with the zoo bundle whose det (and, for ch, rec) it runs.
+VERSION_BUNDLES = {"PP-OCRv3": "PP-OCRv3_mobile", "PP-OCRv4": "PP-OCRv4_mobile", "PP-OCRv5": "PP-OCRv5_server",
+                   "PP-OCRv6": "PP-OCRv6_medium"}
+OCR_VERSIONS = tuple(VERSION_BUNDLES)
 
 ANY = object()  # an engine option taken whatever its value
 _FASTER = "for speed here: compile=True, or export the models (ptocr export)"
@@ -221,12 +222,6 @@ def paddleocr3_model_names(lang: str | None, ocr_version: str | None) -> tuple[s
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise PtocrError(f"ocr_version={ocr_version!r} is not one of PaddleOCR 3.x's {', '.join(OCR_VERSIONS)}{hint}")
     version = ocr_version or _version_for(lang)
-    if version not in VERSION_BUNDLES:
-        bundles = ", ".join(sorted(n for n in load_manifest().bundles if load_manifest().bundle_rules(n) == RULES))
-        raise PtocrError(f"{'lang=' + repr(lang) + ' runs ' if ocr_version is None else ''}ocr_version={version!r}: "
-                         f"ptocr's zoo has no PaddleOCR 3.x bundle of {version} (its 3.x bundles: {bundles}); "
-                         "give the models (text_detection_model_dir=..., text_recognition_model_dir=...), or read "
-                         "with PaddleOCR 2.x's rules: ptocr.load('ch_PP-OCRv4')")
     parts = bundle_parts(VERSION_BUNDLES[version], lang)  # unknown or unsupported codes: its error
     return parts["det"], parts["rec"]
 

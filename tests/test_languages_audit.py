@@ -25,8 +25,9 @@ from ptocr.postprocess import CTCLabelDecode
 def test_kannada_is_a_paddleocr3_code_read_by_pp_ocrv3_only(bundle_rec, generation):
     with pytest.raises(PtocrError, match="PP-OCRv3 only") as e:
         recognizer_for("ka", bundle_rec, generation)
-    assert "ka_PP-OCRv3_rec" in str(e.value)  # the zoo's recognizer for it
+    assert "--pipeline PP-OCRv3_mobile)" in str(e.value)  # the zoo's pipeline that reads it
     assert "kaa" not in str(e.value)  # Karakalpak (Cyrillic) is no spelling of it
+    assert recognizer_for("ka", "PP-OCRv3_mobile_rec", "PP-OCRv3") == "ka_PP-OCRv3_mobile_rec"
 
 
 @pytest.mark.parametrize("lang, rec", [

@@ -65,19 +65,19 @@ def test_deprecated_2x_names_taken_as_37_takes_them(v5_models):
 
 def test_lang_and_ocr_version_pick_the_models_37_picks():
     """paddleocr 3.7's _get_ocr_model_names: no lang / version -> PP-OCRv6_medium; a v6 language ->
-    v6; other codes -> their PP-OCRv5 recognizer; v3 / v4 have no 3.x bundle in the zoo."""
+    v6; other codes -> their PP-OCRv5 recognizer; v3 / v4 their PaddleX releases (every code and
+    version: tests/test_paddleocr3_model_names.py)."""
     names = pipeline3.paddleocr3_model_names
     assert names(None, None) == ("PP-OCRv6_medium_det", "PP-OCRv6_medium_rec")
     assert names("fr", None) == ("PP-OCRv6_medium_det", "PP-OCRv6_medium_rec")
     assert names("ru", None) == ("PP-OCRv5_server_det", "eslav_PP-OCRv5_mobile_rec")
     assert names("ch", "PP-OCRv5") == ("PP-OCRv5_server_det", "PP-OCRv5_server_rec")
-    for version in ("PP-OCRv4", "PP-OCRv3"):
-        with pytest.raises(PtocrError, match=f"no PaddleOCR 3.x bundle of {version}"):
-            names("ch", version)
+    assert names("ch", "PP-OCRv4") == ("PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec")
+    assert names("ka", None) == ("PP-OCRv3_mobile_det", "ka_PP-OCRv3_mobile_rec")  # 3.7: v3 only
     with pytest.raises(PtocrError, match="did you mean PP-OCRv5"):
         names(None, "PP-OCRv5.0")
-    with pytest.raises(PtocrError, match="PP-OCRv3"):  # ka: 3.7 reads it with PP-OCRv3 only
-        OCR3(lang="ka")
+    with pytest.raises(PtocrError, match="no PP-OCRv4 model for it"):  # 3.7: "No models are available"
+        OCR3(lang="fr", ocr_version="PP-OCRv4")
 
 
 def test_engine_options_taken_or_refused_with_what_to_do():
