@@ -90,6 +90,9 @@ def recognizer_for(lang: str, bundle_rec: str, generation: str = "PP-OCRv5") -> 
     ("PP-OCRv3" to "PP-OCRv6") whose recognizer is ``bundle_rec`` (returned where 3.x runs the
     general model); a clear error for unknown codes, for codes the generation has no model for
     (3.7: "No models are available") and for recognizers the zoo lacks."""
+    if generation not in GENERATION_GROUPS:
+        raise PtocrError(f"{generation!r} is not a PP-OCR generation PaddleOCR 3.x has language rules for "
+                         f"({', '.join(GENERATION_GROUPS)})")
     name = next((n or bundle_rec for codes, n in GENERATION_GROUPS[generation] if lang in codes), None)
     if name is None:
         if lang not in _known_codes():

@@ -3,7 +3,7 @@
 Each model has up to four, tried in this order:
 
 - ``hub``: PaddlePaddle's Hugging Face repo of the Paddle files (``source.hub_repo``, for
-  PP-OCRv5 and later): ``inference.json``, ``inference.pdiparams``, ``inference.yml``, through
+  PaddleX's releases: PP-OCRv5 and later, and its v3 / v4 ones): ``inference.json``, ``inference.pdiparams``, ``inference.yml``, through
   ``huggingface_hub`` (its cache, its progress bars, ``HF_ENDPOINT``);
 - ``archive``: the tar file the model was released as (``source.url``, or the same path on
   ``$PTOCR_MIRROR``), extracted by ``ptocr.archives``;

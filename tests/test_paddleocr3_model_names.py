@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ptocr.errors import PtocrError
-from ptocr.languages import GENERATION_GROUPS, bundle_parts, generation_of
+from ptocr.languages import GENERATION_GROUPS, bundle_parts, generation_of, recognizer_for
 from ptocr.manifest import load_manifest
 from ptocr.paddleocr3_options import VERSION_BUNDLES, paddleocr3_model_names
 
@@ -36,7 +36,7 @@ def test_models_as_paddleocr_3_7_picks_them(version):
             got = list(paddleocr3_model_names(row["lang"], version))
         except PtocrError as e:
             got = None
-            assert "lang" in str(e)
+            assert f"no {version or 'PP-OCRv'}" in str(e) or "not one of PaddleOCR 3.x's language codes" in str(e), e
         if got != row["models"]:
             wrong.append((row["lang"], got, row["models"]))
     assert not wrong, wrong[:10]
@@ -59,3 +59,5 @@ def test_each_paddleocr3_bundle_has_a_generation_with_rules():
         bundle_parts("PP-OCRv4_mobile", "korean")
     with pytest.raises(PtocrError, match="names no PP-OCR generation"):
         generation_of("my_rec")
+    with pytest.raises(PtocrError, match="not a PP-OCR generation"):
+        recognizer_for("ch", "x", "PP-OCRv7")

@@ -13,6 +13,7 @@ folders read.
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
@@ -23,13 +24,23 @@ import numpy as np
 import pytest
 import torch
 
+from ptocr.architectures import canonical_name
 from ptocr.conversion import convert_paddle
 from ptocr.manifest import load_manifest
 from ptocr.zoo import UnpinnedOriginWarning
 from verification.loopback import closed_port, mirror_path, official_archive, serve_folder
 
 REPO = Path(__file__).resolve().parents[1]
-# PaddleX name -> (the same network's Paddle 2 release under ../shared, that release's zoo name)
+# Every PaddleX release of a v3 / v4 network in the zoo -> the zoo's Paddle 2 release of the same network
+SIBLINGS = {
+    "PP-OCRv3_mobile_det": "ch_PP-OCRv3_det", "PP-OCRv4_mobile_det": "ch_PP-OCRv4_det",
+    "PP-OCRv4_server_det": "ch_PP-OCRv4_server_det", "PP-OCRv3_mobile_rec": "ch_PP-OCRv3_rec",
+    **{f"{code}_PP-OCRv3_mobile_rec": f"{code}_PP-OCRv3_rec" for code in (
+        "en", "korean", "japan", "chinese_cht", "te", "ka", "ta", "latin", "arabic", "cyrillic", "devanagari")},
+    "PP-OCRv4_mobile_rec": "ch_PP-OCRv4_rec", "en_PP-OCRv4_mobile_rec": "en_PP-OCRv4_rec",
+    "PP-OCRv4_server_rec": "ch_PP-OCRv4_server_rec", "PP-OCRv4_server_rec_doc": "ch_PP-OCRv4_server_rec",
+}
+# Those converted here: PaddleX name -> (the Paddle 2 release under ../shared, its zoo name)
 RELEASES = {
     "PP-OCRv3_mobile_det": ("paddle_models/ch_PP-OCRv3_det_infer", "ch_PP-OCRv3_det"),
     "PP-OCRv4_mobile_det": ("paddle_models/ch_PP-OCRv4_det_infer", "ch_PP-OCRv4_det"),
@@ -53,6 +64,26 @@ def _inference_yml(shared: Path, name: str, dictionary: list[str] | None) -> str
     if dictionary is not None:
         doc["PostProcess"]["character_dict"] = dictionary
     return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+
+
+def test_each_release_is_its_siblings_network_dictionary_and_languages():
+    """The manifest says what the tests below cannot see for the releases not converted here: the
+    same architecture, dictionary and languages as the Paddle 2 release of the network (the
+    document recognizer excepted: its own dictionary of 15,629 characters), from PaddleX's origins."""
+    models = load_manifest().models
+    paddlex_v3_v4 = {n for n, e in models.items() if e["source"]["format"] == "paddle3_pir" and re.search("PP-OCRv[34]", n)}
+    assert paddlex_v3_v4 == set(SIBLINGS)
+    for name, sibling in SIBLINGS.items():
+        ours, theirs = models[name], models[sibling]
+        assert canonical_name(ours["architecture"]) == canonical_name(theirs["architecture"]), name
+        assert (ours["task"], ours["languages"]) == (theirs["task"], theirs["languages"]), name
+        if name != "PP-OCRv4_server_rec_doc":
+            assert ours["dictionary"] == theirs["dictionary"], name
+        src = ours["source"]
+        assert src["format"] == "paddle3_pir" and src["folder"] == f"{name}_infer" and src["hub_repo"] == f"PaddlePaddle/{name}"
+        assert src["url"].endswith(f"/paddlex/official_inference_model/paddle3.0.0/{name}_infer.tar")
+        assert ours["parity"]["against"] == "architecture"
+    assert models["PP-OCRv4_server_rec_doc"]["dictionary"]["file"] == "ppocrv4_doc_dict.txt"
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +121,7 @@ def test_the_pir_release_converts_to_the_paddle2_releases_tensors(releases, name
     got = convert_paddle(pir)  # no --arch: inference.yml's model name picks the zoo entry
     entry = load_manifest().models[name]
     assert got.source.format == "paddle3_pir" and not got.source.structured  # placed by the graph
-    assert got.arch_name == want.arch_name and entry["architecture"] in (got.arch_name, RELEASES[name][1])
+    assert got.arch_name == want.arch_name == canonical_name(entry["architecture"])
     assert got.state_dict.keys() == want.state_dict.keys()
     for key, value in want.state_dict.items():
         assert torch.equal(got.state_dict[key], value), key

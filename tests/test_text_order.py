@@ -74,6 +74,11 @@ def test_recognizers_carry_their_own_pipelines_rule(arabic):
     v5 = ptocr.load(arabic["arabic_PP-OCRv5_mobile_rec"])  # a PaddleOCR 3.x release
     assert v5.config["postprocess"] == {"reverse": False, "bidi": True}
     assert (v3.post.reverse, v3.post.bidi, v5.post.reverse, v5.post.bidi) == (True, False, False, True)
+    from converter.convert import convert
+
+    # PaddleX's release of the v3 network (a 3.x release, Paddle 3 files): 3.x's rule, whatever the dictionary says
+    v3x = convert(arabic["arabic_PP-OCRv3_rec"], "arabic_PP-OCRv3_mobile_rec")
+    assert v3x.config["postprocess"] == {"reverse": False, "bidi": True}
 
 
 def test_a_users_dictionary_path_decides_as_in_paddleocr_2(shared_dir, tmp_path):

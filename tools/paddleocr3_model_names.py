@@ -39,15 +39,19 @@ def paddleocr37_namespace(wheel: Path) -> dict:
         if isinstance(node, ast.ClassDef) and node.name == "PaddleOCR":
             kept += [f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "_get_ocr_model_names"]
     exec(compile(ast.Module(body=kept, type_ignores=[]), "paddleocr/_pipelines/ocr.py", "exec"), ns)  # noqa: S102
+    # Codes the method itself names ("korean", "ka", ...; also its group labels "latin", ...,
+    # which 3.7 refuses as codes: more rows to check), beside langs.py's sets.
+    method = next(f for f in kept if isinstance(f, ast.FunctionDef))
+    ns["_named_in_method"] = {c.value for c in ast.walk(method) if isinstance(c, ast.Constant)
+                              and isinstance(c.value, str) and "PP-OCR" not in c.value}
     return ns
 
 
 def table(ns: dict) -> dict:
-    codes = set()
+    codes = set(ns["_named_in_method"])
     for name, value in ns.items():
         if name.endswith("_LANGS") and isinstance(value, (set, frozenset)):
             codes |= value
-    codes |= {"ch", "en", "korean", "japan", "chinese_cht", "te", "ka", "ta", "th", "el"}
     rows = []
     for lang in [None, *sorted(codes), *UNKNOWN_CODES]:
         for version in [None, *ns["_SUPPORTED_OCR_VERSIONS"]]:
