@@ -196,3 +196,37 @@ def test_det_training_checkpoint_converts_with_the_threshold_branch(shared_dir, 
     model.eval()
     with torch.no_grad():
         assert tuple(model(torch.randn(1, 3, 64, 64)).shape) == (1, 1, 64, 64)
+
+
+# PaddleX's PP-OCRv3_server_det: no Paddle program of it in ../shared, so PaddleOCR's own network
+# exported without weights (tools/export_ppocrv3_server_det_program.py); the parity suite runs it.
+V3_SERVER_DET = "PP-OCRv3_server_det"
+V3_SERVER_PROGRAM = Path(__file__).parent / "fixtures" / "paddle_graphs" / f"{V3_SERVER_DET}_infer"
+
+
+def test_v3_server_det_is_resnet50_vd_lkpan_and_a_7x7_db_head():
+    model = build_model(get_architecture(V3_SERVER_DET)["model"], device="meta")
+    assert model.backbone.out_channels == [256, 512, 1024, 2048]
+    assert type(model.neck).__name__ == "LKPAN" and not model.neck.intracl
+    assert tuple(model.head.binarize.conv1.weight.shape) == (64, 256, 7, 7)
+    assert model.head.binarize.conv1.padding == (3, 3)
+    assert tuple(model.head.thresh.conv1.weight.shape) == (64, 256, 7, 7)  # the training branch too
+    assert tuple(model.head.add_threshold_branch().conv2.weight.shape) == (64, 64, 2, 2)
+
+
+def test_v3_server_det_program_converts_by_its_name_alone(tmp_path):
+    """The exported program, seeded, converts without --arch (its inference.yml names it) with every
+    parameter placed by the graph; asked to be the v2.0 server det (ResNet18_vd, DBFPN, 3x3 head), it
+    is refused, naming what it is."""
+    pytest.importorskip("paddle")
+    from converter.convert import convert
+    from verification.seeding import seed_folder
+
+    folder = seed_folder(V3_SERVER_PROGRAM, tmp_path / f"{V3_SERVER_DET}_infer")
+    conv = convert(folder, None)
+    assert (conv.arch_name, conv.form) == (V3_SERVER_DET, "inference head")
+    assert not conv.source.structured and not conv.mapping.dropped
+    with torch.no_grad():
+        assert tuple(conv.model.eval()(torch.randn(1, 3, 64, 96)).shape) == (1, 1, 64, 96)
+    with pytest.raises(ArchitectureError, match=f"it is {V3_SERVER_DET}"):
+        convert(folder, DET)

@@ -1,4 +1,5 @@
-"""ResNet-vd architectures: the PP-OCR v2.0 server det (DB) and rec (CRNN) models."""
+"""ResNet-vd architectures: the PP-OCR v2.0 server det (DB) and rec (CRNN) models, and PaddleX's
+PP-OCRv3 server det."""
 
 from __future__ import annotations
 
@@ -14,6 +15,20 @@ ARCHITECTURES: dict[str, dict] = {
             "backbone": {"name": "ResNet_vd", "layers": 18},
             "neck": {"name": "DBFPN", "out_channels": 256},
             "head": {"name": "DBHead", "k": 50},
+        },
+        "preprocess": {"limit_side_len": 960, "limit_type": "max"},
+        "postprocess": DB_POSTPROCESS,
+    },
+    # configs/det/PP-OCRv3/PP-OCRv3_server_det.yml (PaddleX's release; PaddleOCR 2.x had none):
+    # ResNet50_vd + LKPAN(256, large, no IntraCL) + DBHead with a 7x7 first conv.
+    "PP-OCRv3_server_det": {
+        "task": "det",
+        "family": "resnet_vd_db",
+        "forms": {"head": DB_HEAD_FORMS},
+        "model": {
+            "backbone": {"name": "ResNet_vd", "layers": 50},
+            "neck": {"name": "LKPAN", "out_channels": 256, "mode": "large"},
+            "head": {"name": "DBHead", "k": 50, "kernel_list": [7, 2, 2]},
         },
         "preprocess": {"limit_side_len": 960, "limit_type": "max"},
         "postprocess": DB_POSTPROCESS,

@@ -21,16 +21,18 @@ class Head(nn.Module):
     """3x3 conv-BN-ReLU (C -> C/4), 2x2 stride-2 transposed conv-BN-ReLU, 2x2 stride-2
     transposed conv to 1 channel, sigmoid. ``fold_bn``: the batch norms already folded into
     the convs (a biased ``conv1``, no ``conv_bn1`` / ``conv_bn2``), as the released PP-OCRv6
-    detector programs hold the head."""
+    detector programs hold the head. ``kernel_list``: PaddleOCR's kernel sizes of the three
+    convs (the first padded to keep its size), ``[7, 2, 2]`` in PP-OCRv3_server_det."""
 
-    def __init__(self, in_channels: int, fold_bn: bool = False):
+    def __init__(self, in_channels: int, fold_bn: bool = False, kernel_list=(3, 2, 2)):
         super().__init__()
         mid = in_channels // 4
-        self.conv1 = nn.Conv2d(in_channels, mid, 3, padding=1, bias=fold_bn)
+        k1, k2, k3 = kernel_list
+        self.conv1 = nn.Conv2d(in_channels, mid, k1, padding=k1 // 2, bias=fold_bn)
         self.conv_bn1 = nn.Identity() if fold_bn else PaddleBatchNorm2d(mid)
-        self.conv2 = nn.ConvTranspose2d(mid, mid, 2, stride=2)
+        self.conv2 = nn.ConvTranspose2d(mid, mid, k2, stride=2)
         self.conv_bn2 = nn.Identity() if fold_bn else PaddleBatchNorm2d(mid)
-        self.conv3 = nn.ConvTranspose2d(mid, 1, 2, stride=2)
+        self.conv3 = nn.ConvTranspose2d(mid, 1, k3, stride=2)
         # Modules, not F.relu: ptocr.optimize then runs the first in conv1's kernel and the
         # second in place (parameter-free, so no state_dict key changes).
         self.act1 = nn.ReLU()
@@ -55,25 +57,28 @@ class DBHead(nn.Module):
         with_thresh: build the threshold branch (training checkpoints hold it, inference
             programs do not; eval never runs it).
         fold_bn: the shrink branch's batch norms folded into its convs (``Head``).
+        kernel_list: the kernel sizes of each branch's three convs (``Head``).
 
     Eval: the shrink probability map N x 1 x H x W (the inference program's output).
     Training: ``{"maps": cat([shrink, threshold, binary], 1)}`` as PaddleOCR returns it.
     """
 
-    def __init__(self, in_channels: int, k: int = 50, with_thresh: bool = True, fold_bn: bool = False):
+    def __init__(self, in_channels: int, k: int = 50, with_thresh: bool = True, fold_bn: bool = False,
+                 kernel_list=(3, 2, 2)):
         super().__init__()
         self.k = k
         self.in_channels = in_channels
         self.out_channels = 1
-        self.binarize = Head(in_channels, fold_bn)
-        self.thresh = Head(in_channels) if with_thresh else None
+        self.kernel_list = tuple(kernel_list)
+        self.binarize = Head(in_channels, fold_bn, self.kernel_list)
+        self.thresh = Head(in_channels, kernel_list=self.kernel_list) if with_thresh else None
 
     def add_threshold_branch(self) -> Head:
         """A freshly initialised threshold branch where there is none (weights from an inference
         program), on the shrink branch's device and dtype: what training needs."""
         if self.thresh is None:
             like = self.binarize.conv1.weight
-            self.thresh = Head(self.in_channels).to(device=like.device, dtype=like.dtype)
+            self.thresh = Head(self.in_channels, kernel_list=self.kernel_list).to(device=like.device, dtype=like.dtype)
             self.thresh.train(self.training)
         return self.thresh
 
