@@ -29,12 +29,11 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
-import json
-import shutil
 import sys
-import tempfile
 import types
 from pathlib import Path
+
+from tools.paddleocr_export import paddleocr_packages, save_weightless_program
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "tests" / "fixtures" / "paddle_graphs" / "ch_SVTRv2_rec_infer"
@@ -96,11 +95,7 @@ def _paddleocr_modules(src: Path):
     """PaddleOCR's SVTRv2 and MultiHead classes from ``src``. The ``ppocr`` packages are put in
     place empty (a checkout's ``__init__`` files import every model there is); the modules
     themselves are PaddleOCR's files."""
-    for name in ("ppocr", "ppocr.modeling", "ppocr.modeling.backbones", "ppocr.modeling.necks",
-                 "ppocr.modeling.heads"):
-        package = types.ModuleType(name)
-        package.__path__ = [str(src.joinpath(*name.split(".")))]
-        sys.modules[name] = package
+    paddleocr_packages(src)
     import paddle.nn as nn
 
     heads = src / "ppocr" / "modeling" / "heads"
@@ -140,24 +135,14 @@ def build(src: Path):
 
 
 def export(src: Path, out: Path) -> None:
-    import paddle
-
-    model = build(src)
-    spec = [paddle.static.InputSpec([None, 3, 48, -1], "float32", "x")]
-    with tempfile.TemporaryDirectory() as tmp:
-        paddle.jit.save(paddle.jit.to_static(model, input_spec=spec, full_graph=True), f"{tmp}/inference")
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(f"{tmp}/inference.json", out / "inference.json")
-    (out / "inference.yml").write_text(inference_yml(), encoding="utf-8")
-    (out / "SOURCE.json").write_text(json.dumps({
+    save_weightless_program(build(src), [None, 3, 48, -1], out, inference_yml(), {
         "what": "PaddleOCR's SVTRv2 + MultiHead (configs/rec/SVTRv2/ch_SVTRv2_rec.yml) in eval mode, "
                 "exported by paddle.jit.save with input [None, 3, 48, -1], without weights",
         "made_by": "python -m tools.export_ch_svtrv2_rec_program --paddleocr-src DIR",
         "paddleocr_files": ["ppocr/modeling/backbones/rec_svtrv2.py", "ppocr/modeling/backbones/rec_svtrnet.py",
                             "ppocr/modeling/necks/rnn.py", "ppocr/modeling/heads/rec_multi_head.py",
                             "ppocr/modeling/heads/rec_ctc_head.py"],
-        "paddle": paddle.__version__,
-    }, indent=1) + "\n")
+    })
 
 
 def main(argv=None) -> None:

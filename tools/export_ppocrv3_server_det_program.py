@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-import shutil
-import sys
-import tempfile
 from pathlib import Path
+
+from tools.paddleocr_export import paddleocr_packages, save_weightless_program
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_NAME = "PP-OCRv3_server_det"
@@ -36,7 +34,7 @@ YML_TEMPLATE = "paddle_models/PP-OCRv5_mobile_det_infer/inference.yml"
 def export(paddleocr_src: Path, out: Path, shared: Path) -> None:
     import paddle
 
-    sys.path.insert(0, str(paddleocr_src))
+    paddleocr_packages(paddleocr_src)
     backbones = importlib.import_module("ppocr.modeling.backbones.det_resnet_vd")
     necks = importlib.import_module("ppocr.modeling.necks.db_fpn")
     heads = importlib.import_module("ppocr.modeling.heads.det_db_head")
@@ -55,20 +53,13 @@ def export(paddleocr_src: Path, out: Path, shared: Path) -> None:
 
     model = Program()
     model.eval()
-    spec = [paddle.static.InputSpec([None, 3, None, None], "float32", "x")]
-    with tempfile.TemporaryDirectory() as tmp:
-        paddle.jit.save(paddle.jit.to_static(model, input_spec=spec, full_graph=True), f"{tmp}/inference")
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(f"{tmp}/inference.json", out / "inference.json")
     yml = (shared / YML_TEMPLATE).read_text(encoding="utf-8")
-    (out / "inference.yml").write_text(yml.replace("model_name: PP-OCRv5_mobile_det", f"model_name: {MODEL_NAME}", 1),
-                                       encoding="utf-8")
-    (out / "SOURCE.json").write_text(json.dumps({
+    save_weightless_program(model, [None, 3, None, None], out,
+                            yml.replace("model_name: PP-OCRv5_mobile_det", f"model_name: {MODEL_NAME}", 1), {
         "what": "PaddleOCR's PP-OCRv3_server_det network (configs/det/PP-OCRv3/PP-OCRv3_server_det.yml) exported "
                 "by paddle.jit.save, without weights",
         "made_by": "python -m tools.export_ppocrv3_server_det_program",
-        "paddle": paddle.__version__,
-    }, indent=1) + "\n")
+    })
 
 
 def main(argv=None) -> None:
