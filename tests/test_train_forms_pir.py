@@ -49,6 +49,17 @@ Sources the translation is written from:
   ``out_point_positions2D.conv_down`` with its PReLU ``activation``, ``out_point_positions2D.conv_up``);
   Paddle's PReLU keeps its slope as ``_weight`` (the file's own key rules rename exactly that one).
 
+* ResNet50_vd + LKPAN + DBHead (PP-OCRv3_server_det, ``ppocr/modeling/backbones/det_resnet_vd.py``):
+  stem ``conv1_1`` .. ``conv1_3`` and bottleneck blocks ``bb_{stage}_{i}`` (``conv0`` .. ``conv2``,
+  ``short`` on each stage's first), each a ConvBNLayer: ``_conv``, ``_batch_norm``; its config
+  sets no IntraCL (no ``incl*``) and ``kernel_list: [7, 2, 2]`` (``det_db_head.py``).
+* SVTRv2 (ch_SVTRv2_rec, ``ppocr/modeling/backbones/rec_svtrv2.py``): the two-conv patch
+  embedding ``pope.patch_embed``, ``stages.i.blocks.j`` (``mixer``, ``norm1``, ``mlp.fc1``/``fc2``,
+  ``norm2``), ``stages.i.downsample``.
+* RepSVTR (ch_RepSVTR_rec, ``ppocr/modeling/backbones/rec_repvit.py``): ``features.i`` of
+  Conv2d_BN (``c``, ``bn``) and RepViT blocks (``token_mixer``, ``channel_mixer.m``), unfused as
+  PaddleOCR's exporter leaves them (``rep()`` is called for PPLCNetV3 only).
+
 Paddle layouts: batch-norm statistics are ``_mean`` / ``_variance`` (no
 ``num_batches_tracked``), Linear weights are [in, out].
 """
@@ -223,6 +234,19 @@ def _pinned_facts(entry, state):
         w = state["backbone.stages.3.blocks.0.aggregation_excitation_conv.conv.weight"]
         assert w.shape == (2048, 1024, 1, 1)  # stage4 out 2048, squeeze to out // 2
         assert "backbone.stages.2.blocks.2.layers.5.conv2.conv.weight" in state  # 3 light blocks of 6
+    elif entry.arch == "PP-OCRv3_server_det":  # det_resnet_vd.py (50 layers), db_fpn.py, det_db_head.py
+        assert state["backbone.conv1_1._conv.weight"].shape == (32, 3, 3, 3)
+        assert state["backbone.bb_3_2.conv2._conv.weight"].shape == (2048, 512, 1, 1)  # 4x expansion
+        assert "backbone.bb_0_0.short._conv.weight" in state and "backbone.bb_1_1.short._conv.weight" not in state
+        assert state["neck.ins_conv.3.weight"].shape == (256, 2048, 1, 1)
+        assert not any(k.startswith("neck.incl") for k in state)
+        assert state["head.binarize.conv1.weight"].shape == (64, 256, 7, 7)
+    elif entry.arch == "ch_SVTRv2_rec":  # rec_svtrv2.py: dims [128, 256, 384], depths [6, 6, 6]
+        assert state["backbone.pope.patch_embed.0.conv.weight"].shape == (64, 3, 3, 3)
+        assert state["backbone.stages.2.blocks.5.mlp.fc2.weight"].shape == (1536, 384)  # mlp_ratio 4, [in, out]
+    elif entry.arch == "ch_RepSVTR_rec":  # rec_repvit.py, unfused
+        assert state["backbone.features.0.0.c.weight"].shape == (48, 3, 3, 3)
+        assert "backbone.features.13.channel_mixer.m.2.c.weight" in state
     else:  # rec_lcnetv3.py, fused
         assert "backbone.blocks2.0.dw_conv.reparam_conv.weight" in state
         assert "backbone.blocks2.0.dw_conv.lab.scale" in state and "backbone.blocks2.0.pw_conv.act.lab.bias" in state

@@ -141,7 +141,7 @@ def main(argv=None) -> int:
         "(channels of small variance are not amplified), and the output logits (each map's, where a head averages two) "
         "rescaled so probabilities spread over (0, 1) as a trained model's do (`seeding.json` beside the weights records the figures). *PaddleX's network exported "
         "+ seeded weights*: where `../shared` has no program of a zoo model, the same network exported from "
-        "PaddleX's own code (`tests/fixtures/paddle_graphs`, `tools/export_uvdoc_program.py`), seeded so.",
+        "PaddleX's or PaddleOCR's own code (`tests/fixtures/paddle_graphs`, `tools/export_*_program.py`), seeded so.",
         "- **UVDoc** (document unwarping): its output is the 2 x 45 x 31 sampling mesh (the program's fetch "
         "moved to it, `verification/unwarp_program.py`); its agreement is the unwarped uint8 pages of the "
         "program and of ptocr, identical in fp64 and in fp32 differing only where the exact page times 255 "

@@ -11,8 +11,8 @@ Four kinds of entry:
 - ``checkpoint``: a training checkpoint of ``paddle_models/``, its tensors written for the
   released program of the matching inference model and compared there.
 - ``exported``: where ../shared has no program of a model, the same network exported from
-  PaddleX's own code into ``tests/fixtures/paddle_graphs/`` (``tools/export_uvdoc_program.py``),
-  seeded as a ``seeded`` entry is.
+  PaddleX's or PaddleOCR's own code into ``tests/fixtures/paddle_graphs/``
+  (``tools/export_*_program.py``), seeded as a ``seeded`` entry is.
 
 Each entry names the architecture the converter must detect on its own (conversion runs
 without ``--arch``) and, for recognizers whose folder carries no fitting dictionary, the
@@ -47,7 +47,7 @@ TRAINED, SEEDED, CHECKPOINT, EXPORTED = "trained", "seeded", "checkpoint", "expo
 SOURCE_KINDS = {TRAINED: "trained weights", SEEDED: "real program + seeded weights",
                 CHECKPOINT: "training checkpoint in the released program",
                 EXPORTED: "PaddleX's network exported + seeded weights"}
-# Programs exported from PaddleX's network code, for models whose release ../shared lacks.
+# Programs exported from PaddleX's or PaddleOCR's network code, for models whose release ../shared lacks.
 EXPORTED_GRAPHS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "paddle_graphs"
 
 

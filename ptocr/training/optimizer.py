@@ -89,8 +89,9 @@ COMPONENT_RULES: dict[str, list[tuple[str, object, object]]] = {
     "MobileNetV3": [],
     # det_resnet_vd.py: plain Conv2D / BatchNorm (no DCN in ResNet18/34/50).
     "ResNet_vd": [],
-    # rec_svtrv2.py: weight initializers only, no learning rate or decay attributes.
+    # rec_svtrv2.py, rec_repvit.py: weight initializers only, no learning rate or decay attributes.
     "SVTRv2": [],
+    "RepSVTR": [],
     "ResNet_vd_rec": [],
     # rec_mv1_enhance.py ConvBNLayer: BatchNorm ParamAttr(regularizer=L2Decay(0.0)).
     "MobileNetV1Enhance": [(rf".*\._batch_norm\.{_BN}", 1.0, 0.0)],
