@@ -121,11 +121,13 @@ def load_predictor(
     # module is trainable, and a fine-tuned copy saves without repeating its config.
     model.config, model.dictionary = copy.deepcopy(config), dictionary
     model.source = os.fspath(source)  # named in errors: ptocr.create_model(arch, pretrained=source)
+    dtype = as_dtype(dtype)
     if fuse and not optimize:
+        if dtype == torch.float64:  # fused in float64, not in float32 and then widened
+            model.double()
         fuse_reparameterizable(model)
     # The predictor first: it validates the settings and casts the weights to one dtype. Folding
     # for a float16 / bfloat16 model is done on the float32 weights, which are then rounded once.
-    dtype = as_dtype(dtype)
     fold_wide = fuse and optimize and is_narrow(dtype)
     predictor = make_predictor(model.eval(), config, dictionary, device=device,
                                dtype=torch.float32 if fold_wide else dtype, where=str(path))

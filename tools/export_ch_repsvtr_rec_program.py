@@ -31,22 +31,15 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from tools.paddleocr_export import read_characters, rec_inference_yml, save_weightless_program
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "tests" / "fixtures" / "paddle_graphs" / "ch_RepSVTR_rec_infer"
 CONFIG = Path("configs") / "rec" / "SVTRv2" / "ch_RepSVTR_rec.yml"
-# dump_infer_config's dynamic shapes for the SVTR_LCNet / SVTR_HGNet recognizers.
-HPI_SHAPES = {"x": [[1, 3, 48, 160], [1, 3, 48, 320], [8, 3, 48, 3200]]}
-
-
-def _characters(checkout: Path, glob: dict) -> list[str]:
-    with open(checkout / glob["character_dict_path"], encoding="utf-8") as f:
-        return [line.strip("\n") for line in f.readlines()]
 
 
 def _fuse(backbone) -> None:
@@ -73,29 +66,14 @@ def _fuse(backbone) -> None:
             replaced.append(name)
 
 
-def _infer_yml(config: dict, characters: list[str]) -> str:
-    """``dump_infer_config``'s file: sections in its order, each dumped as yaml.dump does (keys sorted)."""
-    import yaml
-
-    sections = {
-        "Global": {"model_name": config["Global"]["model_name"]},
-        "Hpi": {"backend_configs": {"paddle_infer": {"trt_dynamic_shapes": HPI_SHAPES},
-                                    "tensorrt": {"dynamic_shapes": HPI_SHAPES}}},
-        "PreProcess": {"transform_ops": config["Eval"]["dataset"]["transforms"]},
-        "PostProcess": {**config["PostProcess"], "character_dict": characters},
-    }
-    return "".join(yaml.dump({k: v}, default_flow_style=False, allow_unicode=True) for k, v in sections.items())
-
-
 def export(checkout: Path, out: Path, fused: bool = False) -> None:
-    import paddle
     import yaml
 
-    sys.path.insert(0, str(checkout))
+    sys.path.insert(0, str(checkout))  # build_model needs the real packages, __init__ files and all
     from ppocr.modeling.architectures import build_model
 
     config = yaml.safe_load((checkout / CONFIG).read_text(encoding="utf-8"))
-    characters = _characters(checkout, config["Global"])
+    characters = read_characters(checkout / config["Global"]["character_dict_path"])
     classes = 1 + len(characters) + (1 if config["Global"].get("use_space_char") else 0)  # blank, chars, space
     arch = copy.deepcopy(config["Architecture"])
     arch["Head"]["out_channels_list"] = {"CTCLabelDecode": classes, "SARLabelDecode": classes + 2,
@@ -104,24 +82,19 @@ def export(checkout: Path, out: Path, fused: bool = False) -> None:
     model.eval()
     if fused:
         _fuse(model.backbone)
-    spec = [paddle.static.InputSpec(shape=[None, 3, 48, -1], dtype="float32")]
-    with tempfile.TemporaryDirectory() as tmp:
-        paddle.jit.save(paddle.jit.to_static(model, input_spec=spec), f"{tmp}/inference")
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(f"{tmp}/inference.json", out / "inference.json")
-    shapes = {name: list(t.shape) for name, t in model.state_dict().items()}
-    (out / "state_dict.json").write_text("{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}"
-                                                            for k, v in shapes.items()) + "\n}\n")
-    (out / "inference.yml").write_text(_infer_yml(config, characters), encoding="utf-8")
+    yml = rec_inference_yml(config["Global"]["model_name"], config["Eval"]["dataset"]["transforms"],
+                            config["PostProcess"], characters)
     commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True)
-    (out / "SOURCE.json").write_text(json.dumps({
+    save_weightless_program(model, [None, 3, 48, -1], out, yml, {
         "what": f"PaddleOCR's {CONFIG.as_posix()} network (build_model, eval, {classes} CTC classes)"
                 + (", backbone fused as RepViT.rep() does" if fused else ", unfused as tools/export_model.py saves it")
                 + ", exported by paddle.jit.save with input spec [None, 3, 48, -1], without weights",
         "made_by": "python -m tools.export_ch_repsvtr_rec_program --paddleocr CHECKOUT" + (" --fused" if fused else ""),
         "paddleocr_commit": commit.stdout.strip() or None,
-        "paddle": paddle.__version__,
-    }, indent=1) + "\n")
+    }, full_graph=False)
+    shapes = {name: list(t.shape) for name, t in model.state_dict().items()}
+    (out / "state_dict.json").write_text("{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}"
+                                                            for k, v in shapes.items()) + "\n}\n")
 
 
 def main(argv=None) -> None:

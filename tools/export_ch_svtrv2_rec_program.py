@@ -33,7 +33,7 @@ import sys
 import types
 from pathlib import Path
 
-from tools.paddleocr_export import paddleocr_packages, save_weightless_program
+from tools.paddleocr_export import paddleocr_packages, read_characters, rec_inference_yml, save_weightless_program
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "tests" / "fixtures" / "paddle_graphs" / "ch_SVTRv2_rec_infer"
@@ -67,28 +67,9 @@ TRANSFORM_OPS = [
     {"RecResizeImg": {"image_shape": [3, 48, 320]}},
     {"KeepKeys": {"keep_keys": ["image", "label_ctc", "label_gtc", "length", "valid_ratio"]}},
 ]
-# export_model.dump_infer_config's shapes for SVTR_LCNet / SVTR_HGNet recognizers.
-DYNAMIC_SHAPES = {"x": [[1, 3, 48, 160], [1, 3, 48, 320], [8, 3, 48, 3200]]}
-
-
-def characters() -> list[str]:
-    """The dictionary's lines, as export_model reads them (each without its newline)."""
-    with open(DICTIONARY, encoding="utf-8") as f:
-        return [line.strip("\n") for line in f.readlines()]
-
-
 def inference_yml() -> str:
-    import yaml
-
-    shapes = copy.deepcopy(DYNAMIC_SHAPES)  # one object twice: yaml writes it once, with an anchor
-    cfg = {
-        "Global": {"model_name": MODEL_NAME},
-        "Hpi": {"backend_configs": {"paddle_infer": {"trt_dynamic_shapes": shapes},
-                                    "tensorrt": {"dynamic_shapes": shapes}}},
-        "PreProcess": {"transform_ops": copy.deepcopy(TRANSFORM_OPS)},
-        "PostProcess": {"name": "CTCLabelDecode", "character_dict": characters()},
-    }
-    return yaml.dump(cfg, default_flow_style=False, allow_unicode=True, sort_keys=False)
+    return rec_inference_yml(MODEL_NAME, copy.deepcopy(TRANSFORM_OPS), {"name": "CTCLabelDecode"},
+                             read_characters(DICTIONARY))
 
 
 def _paddleocr_modules(src: Path):
@@ -114,7 +95,7 @@ def build(src: Path):
     import paddle
 
     SVTRv2, MultiHead = _paddleocr_modules(src)
-    num_classes = len(characters()) + 2  # CTCLabelDecode: blank + characters + space
+    num_classes = len(read_characters(DICTIONARY)) + 2  # CTCLabelDecode: blank + characters + space
 
     class Program(paddle.nn.Layer):
         def __init__(self):

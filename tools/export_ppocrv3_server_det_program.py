@@ -11,8 +11,9 @@ describes (``ResNet_vd`` of 50 layers, ``LKPAN`` of 256 channels, ``DBHead`` wit
 [7, 2, 2]) as ``ppocr/modeling/architectures/base_model.py`` chains it, exported as PaddleOCR's
 ``tools/export_model.py`` exports a DB detector: eval mode (the head's shrink map), input
 ``[None, 3, -1, -1]``, ``paddle.jit.save`` of the PIR program. Only ``inference.json`` is kept,
-with an ``inference.yml`` as PaddleX writes one for a DB detector (the PP-OCRv5 mobile
-detector's, ``../shared``'s, under this model's name) and ``SOURCE.json``: tests seed the weights
+with an ``inference.yml`` of PaddleX's form for a DB detector (the PP-OCRv5 mobile detector's,
+``../shared``'s, under this model's name; PaddleX runs the model at 960 / max whatever its yml says,
+it being one of ``_TEXT_DET_MAX_LIMIT_MODELS``) and ``SOURCE.json``: tests seed the weights
 (``verification.seeding_pir``) and run the program with Paddle Inference.
 """
 

@@ -139,7 +139,7 @@ def main(argv=None) -> int:
         "statistics calibrated layer by layer, in forward order, on the row's real images so every "
         "normalized activation has a scale near one "
         "(channels of small variance are not amplified), and the output logits (each map's, where a head averages two) "
-        "rescaled so probabilities spread over (0, 1) as a trained model's do (`seeding.json` beside the weights records the figures). *PaddleX's network exported "
+        "rescaled so probabilities spread over (0, 1) as a trained model's do (`seeding.json` beside the weights records the figures). *exported network "
         "+ seeded weights*: where `../shared` has no program of a zoo model, the same network exported from "
         "PaddleX's or PaddleOCR's own code (`tests/fixtures/paddle_graphs`, `tools/export_*_program.py`), seeded so.",
         "- **UVDoc** (document unwarping): its output is the 2 x 45 x 31 sampling mesh (the program's fetch "

@@ -46,7 +46,7 @@ from verification.shared import IMAGE_SUFFIXES, default_shared
 TRAINED, SEEDED, CHECKPOINT, EXPORTED = "trained", "seeded", "checkpoint", "exported"
 SOURCE_KINDS = {TRAINED: "trained weights", SEEDED: "real program + seeded weights",
                 CHECKPOINT: "training checkpoint in the released program",
-                EXPORTED: "PaddleX's network exported + seeded weights"}
+                EXPORTED: "exported network + seeded weights"}
 # Programs exported from PaddleX's or PaddleOCR's network code, for models whose release ../shared lacks.
 EXPORTED_GRAPHS = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "paddle_graphs"
 

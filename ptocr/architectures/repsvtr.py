@@ -18,18 +18,7 @@ that mapping table; its other rules (PPLCNetV3 / PPHGNetV2 tails) name nothing R
 
 from __future__ import annotations
 
-from ptocr.architectures.common import REP_FORMS
-
-# The CTC branch's encoder, configs/rec/SVTRv2/ch_RepSVTR_rec.yml (on RepSVTR's 384 channels).
-_SVTR_NECK = {
-    "name": "SequenceEncoder",
-    "encoder_type": "svtr",
-    "dims": 256,
-    "depth": 2,
-    "hidden_dims": 256,
-    "kernel_size": [1, 3],
-    "use_guide": True,
-}
+from ptocr.architectures.common import NRTR_GTC_HEAD, REP_FORMS, SVTR_CTC_NECK
 
 ARCHITECTURES: dict[str, dict] = {
     "ch_RepSVTR_rec": {
@@ -38,13 +27,14 @@ ARCHITECTURES: dict[str, dict] = {
         "forms": {"rep": REP_FORMS},
         "model": {
             "backbone": {"name": "RepSVTR"},
-            "neck": _SVTR_NECK,
+            # The CTC branch's encoder (on RepSVTR's 384 channels), configs/rec/SVTRv2/ch_RepSVTR_rec.yml.
+            "neck": {**SVTR_CTC_NECK, "dims": 256, "hidden_dims": 256},
             "head": {"name": "CTCHead", "num_classes": 6625},
         },
         "preprocess": {"image_shape": [3, 48, 320]},
         "postprocess": {},
         "dictionary": {"builtin": "ppocr_keys_v1.txt", "use_space_char": True},
         # MultiHead's NRTRHead entry in the same config (training only).
-        "gtc_head": {"name": "NRTRHead", "nrtr_dim": 384, "num_decoder_layers": 2, "max_text_length": 25},
+        "gtc_head": {**NRTR_GTC_HEAD, "num_decoder_layers": 2},
     },
 }

@@ -9,7 +9,7 @@ dictionary is ppocr_keys_v1.txt with the space (6625 classes); the input is 48 p
 
 from __future__ import annotations
 
-from ptocr.architectures.common import SVTR_CTC_NECK
+from ptocr.architectures.common import NRTR_GTC_HEAD, SVTR_CTC_NECK
 
 ARCHITECTURES: dict[str, dict] = {
     "ch_SVTRv2_rec": {
@@ -30,6 +30,6 @@ ARCHITECTURES: dict[str, dict] = {
         "preprocess": {"image_shape": [3, 48, 320]},
         "postprocess": {},
         "dictionary": {"builtin": "ppocr_keys_v1.txt", "use_space_char": True},
-        "gtc_head": {"name": "NRTRHead", "nrtr_dim": 384, "num_decoder_layers": 2, "max_text_length": 25},
+        "gtc_head": {**NRTR_GTC_HEAD, "num_decoder_layers": 2},
     },
 }

@@ -91,6 +91,40 @@ class PaddleBatchNorm1d(_PaddleRunningStats, nn.BatchNorm1d):
     """``nn.BatchNorm1d`` training as Paddle's ``BatchNorm1D`` (``_PaddleRunningStats``)."""
 
 
+def folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None) -> nn.Conv2d:
+    """A biased conv computing ``bn(conv(x))`` (``conv(x)`` plus its bias where ``bn`` is
+    None), in ``conv``'s dtype and device; the arithmetic in float64."""
+    ref = conv.weight
+    new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                    conv.dilation, conv.groups, bias=True).to(device=ref.device, dtype=ref.dtype)
+    with torch.no_grad():
+        if bn is None:
+            new.weight.copy_(ref)
+            new.bias.copy_(conv.bias if conv.bias is not None else torch.zeros_like(new.bias))
+            return new
+        scale, shift = bn_scale_shift(bn)
+        bias = conv.bias.double() * scale if conv.bias is not None else 0
+        new.weight.copy_(ref.double() * scale.reshape(-1, 1, 1, 1))
+        new.bias.copy_(shift + bias)
+    return new
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample; identity in eval."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        mask = torch.floor(keep + torch.rand(shape, dtype=x.dtype, device=x.device))
+        return x / keep * mask
+
+
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Channel rounding of the MobileNet papers, which PaddleOCR's width-scaled networks use:
     ``v`` to the nearest multiple of ``divisor`` (at least ``min_value``, by default

@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import PADDLE_HARDSIGMOID_SLOPE, PaddleBatchNorm2d, SEModule, bn_scale_shift, int_pair
+from ptocr.models.layers import PADDLE_HARDSIGMOID_SLOPE, PaddleBatchNorm2d, SEModule, bn_scale_shift, folded_conv, int_pair
 from ptocr.models.reparam import replace_submodule
 from ptocr.models.registry import register
 
@@ -107,24 +107,6 @@ class ConvBN(nn.Sequential):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding,
                               groups=groups, bias=False)
         self.bn = PaddleBatchNorm2d(out_channels)
-
-
-def folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d | None = None) -> nn.Conv2d:
-    """A biased conv computing ``bn(conv(x))`` (``conv(x)`` plus its bias where ``bn`` is
-    None), in ``conv``'s dtype and device; the arithmetic in float64."""
-    ref = conv.weight
-    new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    conv.dilation, conv.groups, bias=True).to(device=ref.device, dtype=ref.dtype)
-    with torch.no_grad():
-        if bn is None:
-            new.weight.copy_(ref)
-            new.bias.copy_(conv.bias if conv.bias is not None else torch.zeros_like(new.bias))
-            return new
-        scale, shift = bn_scale_shift(bn)
-        bias = conv.bias.double() * scale if conv.bias is not None else 0
-        new.weight.copy_(ref.double() * scale.reshape(-1, 1, 1, 1))
-        new.bias.copy_(shift + bias)
-    return new
 
 
 def _fold_children(module: nn.Module, names) -> None:

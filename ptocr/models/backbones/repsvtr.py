@@ -35,8 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.backbones.pplcnetv4 import folded_conv
-from ptocr.models.layers import GlobalAvgPool, PaddleBatchNorm2d, int_pair
+from ptocr.models.layers import GlobalAvgPool, PaddleBatchNorm2d, folded_conv, int_pair, make_divisible
 from ptocr.models.registry import register
 from ptocr.models.reparam import fuse_reparameterizable
 
@@ -61,15 +60,9 @@ REPSVTR_CFGS = (
 
 def _divisible(v: float, divisor: int = 8) -> int:
     """rec_repvit.py's ``make_divisible(v, 8, round_limit=0.0)`` (SE width): the nearest multiple
-    of ``divisor``, at least ``divisor``, never bumped up."""
+    of ``divisor``, at least ``divisor``, never bumped up (its ``_make_divisible``, the block
+    widths, is ``layers.make_divisible``)."""
     return max(divisor, int(v + divisor / 2) // divisor * divisor)
-
-
-def _make_divisible(v: float, divisor: int = 8) -> int:
-    """rec_repvit.py's ``_make_divisible`` (block widths): as ``_divisible``, one step up where
-    rounding lost more than 10 %."""
-    new_v = _divisible(v, divisor)
-    return new_v + divisor if new_v < 0.9 * v else new_v
 
 
 class Conv2dBN(nn.Sequential):
@@ -217,8 +210,8 @@ class RepSVTR(nn.Module):
         channels = cfgs[0][2]
         layers: list[nn.Module] = [PatchEmbed(in_channels, channels, fused=reparam)]
         for k, t, c, use_se, _use_hs, s in cfgs:
-            out = _make_divisible(c, 8)
-            layers.append(RepViTBlock(channels, _make_divisible(channels * t, 8), out, k, s, use_se, fused=reparam))
+            out = make_divisible(c, 8)
+            layers.append(RepViTBlock(channels, make_divisible(channels * t, 8), out, k, s, use_se, fused=reparam))
             channels = out
         self.features = nn.ModuleList(layers)
         self.out_channels = cfgs[-1][2]

@@ -36,8 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import ConvBNAct, as_float32
-from ptocr.models.necks.svtr import DropPath
+from ptocr.models.layers import ConvBNAct, DropPath, as_float32
 from ptocr.models.registry import register
 
 MIXERS = ("Conv", "Global")
@@ -216,4 +215,4 @@ class SVTRv2(nn.Module):
             x, hw = stage(x, hw)
         # OutPool: the tokens back to the map, averaged over the height and column pairs.
         x = x.transpose(1, 2).reshape(x.shape[0], x.shape[2], *hw)
-        return F.avg_pool2d(x, (hw[0], 2))
+        return F.avg_pool2d(x, (hw[0], 2), (hw[0], 2))  # the stride spelled out: traced pools keep it

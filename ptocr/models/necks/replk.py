@@ -21,8 +21,8 @@ import torch
 import torch.nn as nn
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.backbones.pplcnetv4 import folded_conv
-from ptocr.models.layers import PaddleBatchNorm2d, SEModule, bn_scale_shift, cat_upsampled, lateral_top_down
+from ptocr.models.layers import (PaddleBatchNorm2d, SEModule, bn_scale_shift, cat_upsampled, folded_conv,
+                                 lateral_top_down)
 from ptocr.models.necks.lkpan import IntraCLBlock
 from ptocr.models.necks.rsefpn import RSELayer
 from ptocr.models.registry import register

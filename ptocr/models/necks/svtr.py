@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ptocr.errors import ArchitectureError
-from ptocr.models.layers import ConvBNAct, as_float32
+from ptocr.models.layers import ConvBNAct, DropPath, as_float32
 from ptocr.models.registry import register
 
 
@@ -77,22 +77,6 @@ class Mlp(nn.Module):
 
     def forward(self, x):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
-class DropPath(nn.Module):
-    """Stochastic depth per sample; identity in eval."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x):
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        mask = torch.floor(keep + torch.rand(shape, dtype=x.dtype, device=x.device))
-        return x / keep * mask
 
 
 class Block(nn.Module):
