@@ -72,17 +72,17 @@ GENERATION_GROUPS: dict[str, tuple[tuple[frozenset[str], str | None], ...]] = {
     "PP-OCRv5": LANGUAGE_GROUPS,
     "PP-OCRv6": ((PPOCRV6_LANGUAGES, None),),
 }
-# Codes paddleocr 3.7 takes for PP-OCRv3 only: ``ocr_version=None`` picks PP-OCRv3 for them.
-PPOCRV3_ONLY_LANGUAGES = frozenset({"ka"})
+_CODES_OF = {generation: frozenset().union(*(codes for codes, _ in groups))
+             for generation, groups in GENERATION_GROUPS.items()}
+# Every code paddleocr 3.7 takes, for some generation.
+_KNOWN_CODES = frozenset().union(*_CODES_OF.values())
+# Codes paddleocr 3.7 takes for PP-OCRv3 only ("ka"): ``ocr_version=None`` picks PP-OCRv3 for them.
+PPOCRV3_ONLY_LANGUAGES = _CODES_OF["PP-OCRv3"] - _CODES_OF["PP-OCRv4"] - _CODES_OF["PP-OCRv5"] - _CODES_OF["PP-OCRv6"]
 
 
 def languages() -> list[str]:
     """Every code PaddleOCR 3.x accepts for PP-OCRv5, sorted."""
     return sorted(set().union(*(codes for codes, _ in LANGUAGE_GROUPS)))
-
-
-def _known_codes() -> set[str]:
-    return {code for groups in GENERATION_GROUPS.values() for codes, _ in groups for code in codes}
 
 
 def recognizer_for(lang: str, bundle_rec: str, generation: str = "PP-OCRv5") -> str:
@@ -95,11 +95,11 @@ def recognizer_for(lang: str, bundle_rec: str, generation: str = "PP-OCRv5") -> 
                          f"({', '.join(GENERATION_GROUPS)})")
     name = next((n or bundle_rec for codes, n in GENERATION_GROUPS[generation] if lang in codes), None)
     if name is None:
-        if lang not in _known_codes():
-            close = close_names(lang, _known_codes())
+        if lang not in _KNOWN_CODES:
+            close = close_names(lang, _KNOWN_CODES)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise PtocrError(f"lang {lang!r} is not one of PaddleOCR 3.x's language codes{hint}")
-        readers = [g for g, groups in GENERATION_GROUPS.items() if any(lang in codes for codes, _ in groups)]
+        readers = [g for g, codes in _CODES_OF.items() if lang in codes]
         only = " only" if len(readers) == 1 else ""
         raise PtocrError(f"lang {lang!r}: PaddleOCR 3.x has no {generation} model for it; it reads it with "
                          f"{' or '.join(readers)}{only}: give ocr_version={readers[-1]!r}, or a pipeline of "

@@ -40,17 +40,10 @@ SIBLINGS = {
     "PP-OCRv4_mobile_rec": "ch_PP-OCRv4_rec", "en_PP-OCRv4_mobile_rec": "en_PP-OCRv4_rec",
     "PP-OCRv4_server_rec": "ch_PP-OCRv4_server_rec", "PP-OCRv4_server_rec_doc": "ch_PP-OCRv4_server_rec",
 }
-# Those converted here: PaddleX name -> (the Paddle 2 release under ../shared, its zoo name)
-RELEASES = {
-    "PP-OCRv3_mobile_det": ("paddle_models/ch_PP-OCRv3_det_infer", "ch_PP-OCRv3_det"),
-    "PP-OCRv4_mobile_det": ("paddle_models/ch_PP-OCRv4_det_infer", "ch_PP-OCRv4_det"),
-    "PP-OCRv4_mobile_rec": ("paddle_models/ch_PP-OCRv4_rec_infer", "ch_PP-OCRv4_rec"),
-    "PP-OCRv4_server_det": ("paddle_graphs/ch_PP-OCRv4_server_det_infer", "ch_PP-OCRv4_server_det"),
-    "PP-OCRv4_server_rec": ("paddle_graphs/ch_PP-OCRv4_server_rec_infer", "ch_PP-OCRv4_server_rec"),
-    "en_PP-OCRv4_mobile_rec": ("paddle_graphs/en_PP-OCRv4_rec_infer", "en_PP-OCRv4_rec"),
-    "PP-OCRv3_mobile_rec": ("paddle_graphs/ch_PP-OCRv3_rec_infer", "ch_PP-OCRv3_rec"),
-    "korean_PP-OCRv3_mobile_rec": ("paddle_graphs/korean_PP-OCRv3_rec_infer", "korean_PP-OCRv3_rec"),
-}
+# Those converted here, from their sibling's Paddle 2 release under ../shared (trained weights in
+# paddle_models/, else the program in paddle_graphs/, seeded)
+CONVERTED = ("PP-OCRv3_mobile_det", "PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec", "PP-OCRv4_server_det",
+             "PP-OCRv4_server_rec", "en_PP-OCRv4_mobile_rec", "PP-OCRv3_mobile_rec", "korean_PP-OCRv3_mobile_rec")
 # PaddleX's inference.yml of the same kind of model, whose name (and dictionary) are replaced
 YML_OF_TASK = {"det": "paddle_models/PP-OCRv5_mobile_det_infer", "rec": "paddle_models/PP-OCRv5_mobile_rec_infer"}
 
@@ -87,18 +80,25 @@ def test_each_release_is_its_siblings_network_dictionary_and_languages():
     assert models["PP-OCRv4_server_rec_doc"]["dictionary"]["file"] == "ppocrv4_doc_dict.txt"
 
 
+def _paddle2_release(shared: Path, name: str) -> Path:
+    folder = load_manifest().models[SIBLINGS[name]]["source"]["folder"]
+    trained = shared / "paddle_models" / folder
+    return trained if (trained / "inference.pdiparams").is_file() else shared / "paddle_graphs" / folder
+
+
 @pytest.fixture(scope="module")
-def releases(shared_dir, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
-    """PaddleX name -> (its Paddle 2 release, seeded where ../shared has the program only; the PIR
-    folder translated from it, named as PaddleX names its release)."""
+def releases(shared_dir, tmp_path_factory) -> dict:
+    """PaddleX name -> (its sibling's Paddle 2 release, seeded where ../shared has the program only;
+    the PIR folder translated from it, named as PaddleX names its release; the Paddle 2 release's
+    conversion)."""
     if importlib.util.find_spec("paddle") is None:
         pytest.skip("paddlepaddle is not installed (the parity extra): no translator to make the PIR programs")
     from verification.seeding import seed_folder
 
     out = tmp_path_factory.mktemp("paddlex_v3_v4")
     pairs, args = {}, []
-    for name, (folder, _) in RELEASES.items():
-        src = shared_dir / folder
+    for name in CONVERTED:
+        src = _paddle2_release(shared_dir, name)
         if not src.is_dir():
             pytest.skip(f"{src} not found")
         if not (src / "inference.pdiparams").is_file():
@@ -108,17 +108,18 @@ def releases(shared_dir, tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     done = subprocess.run([sys.executable, "-m", "verification.pir_translation", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    found = {}
     for name, (src, pir) in pairs.items():
-        p2 = convert_paddle(src, RELEASES[name][1])
+        p2 = convert_paddle(src, SIBLINGS[name])
         dictionary = list(p2.dictionary.characters) if p2.dictionary is not None else None
         (pir / "inference.yml").write_text(_inference_yml(shared_dir, name, dictionary), encoding="utf-8")
-    return pairs
+        found[name] = (src, pir, p2)
+    return found
 
 
-@pytest.mark.parametrize("name", sorted(RELEASES))
+@pytest.mark.parametrize("name", sorted(CONVERTED))
 def test_the_pir_release_converts_to_the_paddle2_releases_tensors(releases, name):
-    src, pir = releases[name]
-    want = convert_paddle(src, RELEASES[name][1])
+    _, pir, want = releases[name]
     got = convert_paddle(pir)  # no --arch: inference.yml's model name picks the zoo entry
     entry = load_manifest().models[name]
     assert got.source.format == "paddle3_pir" and not got.source.structured  # placed by the graph
@@ -133,7 +134,7 @@ def test_the_pir_release_converts_to_the_paddle2_releases_tensors(releases, name
 def test_a_pir_release_under_another_models_name_is_placed_by_its_graph(releases, tmp_path):
     """The v4 mobile recognizer's program whose inference.yml says korean_PP-OCRv3_mobile_rec (another
     network): the name does not fit the graph, so the converter detects the network and says so."""
-    src, pir = releases["PP-OCRv4_mobile_rec"]
+    _, pir, p2 = releases["PP-OCRv4_mobile_rec"]
     bad = tmp_path / "PP-OCRv4_mobile_rec_infer"
     shutil.copytree(pir, bad)
     yml = (bad / "inference.yml").read_text(encoding="utf-8")
@@ -142,8 +143,7 @@ def test_a_pir_release_under_another_models_name_is_placed_by_its_graph(releases
     got = convert_paddle(bad)
     assert got.arch_name == "ch_PP-OCRv4_rec"
     assert any("names the model korean_PP-OCRv3_mobile_rec" in note for note in got.source.notes)
-    want = convert_paddle(src, "ch_PP-OCRv4_rec").state_dict
-    assert all(torch.equal(got.state_dict[k], v) for k, v in want.items())
+    assert all(torch.equal(got.state_dict[k], v) for k, v in p2.state_dict.items())
 
 
 def test_ocr3_ocr_version_v4_loads_the_paddlex_names_from_their_origin(releases, shared_dir, tmp_path, monkeypatch,
@@ -167,8 +167,8 @@ def test_ocr3_ocr_version_v4_loads_the_paddlex_names_from_their_origin(releases,
         with pytest.warns(UnpinnedOriginWarning):  # the repo's manifest pins no file of these yet
             by_version = OCR3(ocr_version="PP-OCRv4", use_textline_orientation=False)
     assert sorted(p.name for p in (tmp_path / "zoo").iterdir()) == ["PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec"]
-    by_folders = OCR3(text_detection_model_dir=shared_dir / RELEASES["PP-OCRv4_mobile_det"][0],
-                      text_recognition_model_dir=shared_dir / RELEASES["PP-OCRv4_mobile_rec"][0],
+    by_folders = OCR3(text_detection_model_dir=releases["PP-OCRv4_mobile_det"][0],
+                      text_recognition_model_dir=releases["PP-OCRv4_mobile_rec"][0],
                       use_textline_orientation=False)
     got, want = by_version.predict(str(scene))[0], by_folders.predict(str(scene))[0]
     assert len(want["rec_texts"]) > 3 and got["rec_texts"] == want["rec_texts"]

@@ -39,6 +39,9 @@ SVTR_CTC_NECK = {
     "use_guide": True,
 }
 
+# configs/rec/SVTRv2/ch_SVTRv2_rec.yml and ch_RepSVTR_rec.yml: the same encoder at 256 channels.
+SVTRV2_CTC_NECK = {**SVTR_CTC_NECK, "dims": 256, "hidden_dims": 256}
+
 # MultiHead's training-only branch beside the CTC one (``ptocr.training.MultiHeadTraining``
 # builds it), as the PaddleOCR configs' ``head_list`` give it; a setting a config leaves out
 # is MultiHead's default (nrtr_dim 256, num_decoder_layers 4, use_pos / use_pool off).
@@ -46,6 +49,8 @@ SVTR_CTC_NECK = {
 NRTR_GTC_HEAD = {"name": "NRTRHead", "nrtr_dim": 384, "num_decoder_layers": 4, "max_text_length": 25}
 # configs/rec/PP-OCRv3/ch_PP-OCRv3_rec.yml:
 SAR_GTC_HEAD = {"name": "SARHead", "enc_dim": 512, "max_text_length": 25}
+# configs/rec/SVTRv2/ch_SVTRv2_rec.yml and ch_RepSVTR_rec.yml:
+SVTRV2_GTC_HEAD = {**NRTR_GTC_HEAD, "num_decoder_layers": 2}
 
 # ptocr.optimize.for_inference settings of the recognizers with an LSTM neck: no shape graphs.
 # The LSTM turns float32 rounding of its input into output changes tens of times larger (noise

@@ -18,7 +18,7 @@ that mapping table; its other rules (PPLCNetV3 / PPHGNetV2 tails) name nothing R
 
 from __future__ import annotations
 
-from ptocr.architectures.common import NRTR_GTC_HEAD, REP_FORMS, SVTR_CTC_NECK
+from ptocr.architectures.common import REP_FORMS, SVTRV2_CTC_NECK, SVTRV2_GTC_HEAD
 
 ARCHITECTURES: dict[str, dict] = {
     "ch_RepSVTR_rec": {
@@ -27,14 +27,13 @@ ARCHITECTURES: dict[str, dict] = {
         "forms": {"rep": REP_FORMS},
         "model": {
             "backbone": {"name": "RepSVTR"},
-            # The CTC branch's encoder (on RepSVTR's 384 channels), configs/rec/SVTRv2/ch_RepSVTR_rec.yml.
-            "neck": {**SVTR_CTC_NECK, "dims": 256, "hidden_dims": 256},
+            "neck": SVTRV2_CTC_NECK,  # on RepSVTR's 384 channels
             "head": {"name": "CTCHead", "num_classes": 6625},
         },
         "preprocess": {"image_shape": [3, 48, 320]},
         "postprocess": {},
         "dictionary": {"builtin": "ppocr_keys_v1.txt", "use_space_char": True},
         # MultiHead's NRTRHead entry in the same config (training only).
-        "gtc_head": {**NRTR_GTC_HEAD, "num_decoder_layers": 2},
+        "gtc_head": SVTRV2_GTC_HEAD,
     },
 }

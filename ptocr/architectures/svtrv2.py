@@ -9,7 +9,7 @@ dictionary is ppocr_keys_v1.txt with the space (6625 classes); the input is 48 p
 
 from __future__ import annotations
 
-from ptocr.architectures.common import NRTR_GTC_HEAD, SVTR_CTC_NECK
+from ptocr.architectures.common import SVTRV2_CTC_NECK, SVTRV2_GTC_HEAD
 
 ARCHITECTURES: dict[str, dict] = {
     "ch_SVTRv2_rec": {
@@ -24,12 +24,12 @@ ARCHITECTURES: dict[str, dict] = {
                 "mixer": [["Conv"] * 6, ["Conv"] * 2 + ["Global"] * 4, ["Global"] * 6],
                 "sub_k": [[2, 1], [2, 1]],
             },
-            "neck": {**SVTR_CTC_NECK, "dims": 256, "hidden_dims": 256},
+            "neck": SVTRV2_CTC_NECK,
             "head": {"name": "CTCHead", "num_classes": 6625},
         },
         "preprocess": {"image_shape": [3, 48, 320]},
         "postprocess": {},
         "dictionary": {"builtin": "ppocr_keys_v1.txt", "use_space_char": True},
-        "gtc_head": {**NRTR_GTC_HEAD, "num_decoder_layers": 2},
+        "gtc_head": SVTRV2_GTC_HEAD,
     },
 }
