@@ -271,6 +271,8 @@ def test_fuzzed_pir_folder_reads_or_is_refused(textline, tmp_path_factory, which
         read_source(d)
     except FormatError as e:
         assert str(d) in str(e)
+    finally:  # one folder per example: not kept to the session's end
+        shutil.rmtree(d.parent)
 
 
 # ---- float32 constants: the programs' numbers, as the converted models use them ----
