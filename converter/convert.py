@@ -120,8 +120,8 @@ def convert(
         "form": fit.form,
         "model": model_cfg,
         "preprocess": {**_preprocess_of(spec, source), **(known.preprocess if known else {})},
-        "postprocess": {**spec.get("postprocess", {}), **_paddle2_text_order(dic, dictionary, known),
-                        **(known.postprocess if known else {})},
+        "postprocess": {**spec.get("postprocess", {}), **_db_postprocess_of(spec, source),
+                        **_paddle2_text_order(dic, dictionary, known), **(known.postprocess if known else {})},
         "source": {
             "name": _source_name(source),
             "format": source.format,
@@ -169,6 +169,31 @@ def _paddle2_text_order(dic: Dictionary | None, explicit, known: ModelEntry | No
         return {}
     path = str(explicit) if explicit is not None else ((known.dictionary or {}).get("file") if known else None)
     return {"reverse": True} if "arabic" in (path or Path(dic.source).name) else {}
+
+
+# The DBPostProcess settings a Paddle 3 detector's inference.yml states, which paddlex's text
+# detector runs with: box_type "poly" for the seal detectors, their thresholds 0.2 / 0.6 / 0.5.
+_DB_YML_KEYS = {"thresh": float, "box_thresh": float, "max_candidates": int, "unclip_ratio": float,
+                "use_dilation": bool, "score_mode": str, "box_type": str}
+
+
+def _db_postprocess_of(spec: dict, source: PaddleSource) -> dict:
+    """A detector's DBPostProcess settings from its inference.yml (none for other sources)."""
+    post = ((source.config.data if source.config else None) or {}).get("PostProcess")
+    if spec["task"] != "det" or not isinstance(post, dict) or post.get("name") != "DBPostProcess":
+        return {}
+    settings = {}
+    for key, kind in _DB_YML_KEYS.items():
+        if key in post:
+            value = post[key]
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number if kind in (int, float) else isinstance(value, kind)):
+                raise FormatError(f"{source.config.path}: PostProcess.{key}: expected {kind.__name__}, got {value!r}")
+            settings[key] = kind(value)
+    if settings.get("box_type", "quad") not in ("quad", "poly") or settings.get("score_mode", "fast") not in ("fast", "slow"):
+        raise FormatError(f"{source.config.path}: PostProcess: box_type must be quad or poly and score_mode fast or "
+                          f"slow, got {settings.get('box_type')!r} / {settings.get('score_mode')!r}")
+    return settings
 
 
 def _preprocess_of(spec: dict, source: PaddleSource) -> dict:

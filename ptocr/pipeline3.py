@@ -35,9 +35,9 @@ from ptocr.errors import ImageError, PtocrError, close_names
 from ptocr.inputs import iter_inputs, read_inputs
 from ptocr.languages import bundle_parts
 from ptocr.manifest import load_manifest
-from ptocr.paddleocr3_options import (CONSTRUCTOR_OPTIONS, DOC_ORIENTATION_MODEL, DOC_UNWARPING_MODEL, RULES,
-                                      cpu_threads_choice, current_names, engine_choice, input_shapes, model_parts,
-                                      paddleocr3_model_names, torch_device)
+from ptocr.paddleocr3_options import (CONSTRUCTOR_OPTIONS, DOC_ORIENTATION_MODEL, DOC_UNWARPING_MODEL, MODEL_OPTIONS,
+                                      RULES, cpu_threads_choice, current_names, engine_choice, input_shapes,
+                                      model_parts, paddleocr3_model_names, torch_device)
 from ptocr.pdf import document_pages
 from ptocr.pipeline import as_predictor
 from ptocr.postprocess import CTCLabelDecode, DBPostProcess
@@ -45,12 +45,13 @@ from ptocr.postprocess.word_boxes import line_word_boxes, recognized_columns, wo
 from ptocr.predictors import ClsPredictor, DetPredictor, RecPredictor, UnwarpPredictor, model_name_of
 from ptocr.result import Line
 from ptocr.result3 import ANGLE_OF_CLASS, OCR3Result
-from ptocr.transforms import DetPreprocess, get_minarea_rect_crop, load_image, sorted_boxes
+from ptocr.transforms import DetPreprocess, get_minarea_rect_crop, load_image, poly_crop, sort_poly_boxes, sorted_boxes
 from ptocr.transforms.rec import pad_batch, resize_norm_img_own_width, resize_norm_img_static
 from ptocr.transforms.rotate import rotate_image
 
 __all__ = ["BIDI_RECOGNIZERS", "DOC_ORIENTATION_MODEL", "DOC_UNWARPING_MODEL", "OCR3", "PADDLEOCR3_DEFAULTS",
-           "PreparedPage", "STEP_SWITCHES", "bundle_doc_parts", "paddleocr3_model_names", "torch_device"]
+           "PreparedPage", "SEAL_DEFAULTS", "SEAL_MODELS", "STEP_SWITCHES", "TEXT_TYPE_DEFAULTS", "bundle_doc_parts",
+           "paddleocr3_model_names", "torch_device"]
 
 # The pipeline's settings as paddlex 3.7's OCR.yaml gives them (text_type "general").
 PADDLEOCR3_DEFAULTS = {
@@ -66,6 +67,16 @@ PADDLEOCR3_DEFAULTS = {
     # Each line's words and their boxes (result fields text_word, text_word_region, text_word_boxes).
     "return_word_box": False,
 }
+# text_type "seal" (paddlex's OCR pipeline for curved seal text, seal_recognition.yaml's SealOCR): the
+# detection defaults its code gives that type; polygons sorted by their top, each crop rectified
+# along its curve (ptocr.transforms.seal_crop), no rec_boxes.
+SEAL_DEFAULTS = {**PADDLEOCR3_DEFAULTS, "text_det_limit_side_len": 736, "text_det_limit_type": "min",
+                 "text_det_max_side_limit": 4000, "text_det_thresh": 0.2, "text_det_box_thresh": 0.6,
+                 "text_det_unclip_ratio": 0.5}
+TEXT_TYPE_DEFAULTS = {"general": PADDLEOCR3_DEFAULTS, "seal": SEAL_DEFAULTS}
+# SealOCR's models where none are given (seal_recognition.yaml), without textline orientation.
+SEAL_MODELS = ("PP-OCRv4_server_seal_det", "PP-OCRv4_server_rec")
+SEAL_MODEL_CHOICES = {*MODEL_OPTIONS["det"], *MODEL_OPTIONS["rec"], "lang", "ocr_version"}
 # PaddleX's recognizer squeezes crops wider than this (at the model height) into it.
 REC_MAX_WIDTH = 3200
 # The recognizers whose texts paddlex 3.7 puts through python-bidi's get_display: its model names
@@ -118,7 +129,10 @@ class OCR3(BulkReading):
             skips the step whatever model is given, True requires its model, None (default):
             the step runs when its model is given.
         device, dtype, optimize, compile: as ``OCR``'s.
-        **settings: overrides of ``PADDLEOCR3_DEFAULTS`` (PaddleOCR 3.x's parameter names).
+        text_type: "general", or "seal" (paddlex's OCR pipeline for curved seal text: polygons, each
+            crop rectified along its curve; ``SEAL_DEFAULTS``; with no model given,
+            ``SEAL_MODELS`` and no textline orientation, as PaddleOCR 3.x's SealRecognition).
+        **settings: overrides of ``TEXT_TYPE_DEFAULTS[text_type]`` (PaddleOCR 3.x's parameter names).
     """
 
     rules = RULES
@@ -126,9 +140,15 @@ class OCR3(BulkReading):
     def __init__(self, det=None, rec=None, textline=None, doc_ori=None, doc_unwarp=None, *,
                  use_textline_orientation: bool | None = None, use_doc_orientation_classify: bool | None = None,
                  use_doc_unwarping: bool | None = None, device=None, dtype=None, optimize: bool = True,
-                 compile: bool = False, **settings):
+                 compile: bool = False, text_type: str = "general", **settings):
+        if text_type not in TEXT_TYPE_DEFAULTS:
+            raise PtocrError(f"text_type must be one of {', '.join(TEXT_TYPE_DEFAULTS)}, got {text_type!r}")
+        self.text_type = text_type
         settings = current_names({"use_textline_orientation": use_textline_orientation, **settings})
         use_textline_orientation = settings.pop("use_textline_orientation")
+        if text_type == "seal" and det is None and rec is None and not set(settings) & SEAL_MODEL_CHOICES:
+            det, rec = SEAL_MODELS
+            use_textline_orientation = bool(use_textline_orientation)
         device, dtype = engine_choice(settings, device, dtype)
         threads = cpu_threads_choice(settings)
         # paddlex's input_shape: fixed detector / recognizer input sizes (constructor only, as 3.x)
@@ -159,7 +179,10 @@ class OCR3(BulkReading):
         # float16 steps by half a pixel on a page 2,048 pixels wide, bfloat16 by 2 on one 1,000 wide.
         self.doc_unwarp: UnwarpPredictor | None = (None if doc_unwarp is None
                                                    else as_predictor(doc_unwarp, "unwarp", **{**load, "dtype": None}))
-        self.made_settings = _merged(PADDLEOCR3_DEFAULTS, settings)
+        if text_type == "general" and self.det.post.box_type == "poly":
+            raise PtocrError(f"{self.det!r} gives polygons (box_type 'poly', a seal text detector): text_type "
+                             "'general' reads quadrilaterals; give text_type='seal'")
+        self.made_settings = _merged(TEXT_TYPE_DEFAULTS[text_type], settings)
         self._configure(self.made_settings)
         if threads is not None and self.det.device.type == "cpu":
             # paddle's cpu_threads is per predictor, torch's count per process (doc/pipeline.md)
@@ -172,6 +195,8 @@ class OCR3(BulkReading):
         for key in ("textline_orientation_batch_size", "text_recognition_batch_size"):
             if int(settings[key]) < 1:
                 raise PtocrError(f"{key} must be >= 1, got {settings[key]!r}")
+        if settings["return_word_box"] and self.text_type == "seal":
+            raise PtocrError("return_word_box places words along quadrilateral lines: text_type 'seal' has none")
         fallback = self.detector_defaults()
         s = {**settings, **{k: settings[k] or self.made_settings[k] or fallback[k] for k in FALSE_MEANS_MODEL_DEFAULT}}
         pre, post = self.det.pre, self.det.post
@@ -180,8 +205,8 @@ class OCR3(BulkReading):
                                          pre.scale, max_side_limit=s["text_det_max_side_limit"], normalize="paddlex",
                                          input_shape=self.input_shapes["det"])
             self.det_post = DBPostProcess(s["text_det_thresh"], s["text_det_box_thresh"], post.max_candidates,
-                                          s["text_det_unclip_ratio"], post.use_dilation, post.score_mode, "quad",
-                                          rules="paddlex")
+                                          s["text_det_unclip_ratio"], post.use_dilation, post.score_mode,
+                                          post.box_type, rules="paddlex")
         except ValueError as e:
             raise PtocrError(f"invalid detection settings: {e}") from None
         self.settings = settings
@@ -242,7 +267,7 @@ class OCR3(BulkReading):
         return PreparedPage(page, angle, img, rot)
 
     def detect(self, img: np.ndarray) -> list[np.ndarray]:
-        """Text quads (int 4 x 2, source pixels) in reading order."""
+        """Text quads (int 4 x 2, source pixels; seal: polygons, int K x 2) in reading order."""
         x, info = self.det_pre(img)
         return self.quads(self.det.forward(x[None])[0], info)
 
@@ -250,12 +275,16 @@ class OCR3(BulkReading):
         """One image's probability map (1 x H x W, network size) -> its quads in reading order
         (bulk reading calls the detector on a batch of images, then this per image)."""
         (boxes, _), = self.det_post(prob[None], [info])
+        if self.text_type == "seal":  # top to bottom by each polygon's highest point
+            return sort_poly_boxes([np.asarray(b, dtype=np.int32) for b in boxes])
         # paddlex keeps int16 corners; int32 holds the same values without wrapping past 32767 px.
         return sorted_boxes(np.asarray(boxes, dtype=np.int32).reshape(-1, 4, 2))
 
     def crop(self, img: np.ndarray, polys: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """(crops, their quads): each quad's minimum-area rectangle, warped upright."""
-        pairs = [(get_minarea_rect_crop(img, p), p) for p in polys]
+        """(crops, their quads): each quad's minimum-area rectangle, warped upright (seal: each
+        polygon's crop rectified along its curve). Empty crops are dropped with their polygon."""
+        crop_one = poly_crop if self.text_type == "seal" else get_minarea_rect_crop
+        pairs = [(crop_one(img, p), p) for p in polys]
         pairs = [(c, p) for c, p in pairs if c.size > 0]
         return [c for c, _ in pairs], [p for _, p in pairs]
 
@@ -367,7 +396,7 @@ class OCR3(BulkReading):
                                 "box_thresh": s["text_det_box_thresh"], "unclip_ratio": s["text_det_unclip_ratio"]},
             "text_rec_score_thresh": thresh,
         }
-        return OCR3Result(lines, source=source, image=page.image, page_index=page_index,
+        return OCR3Result(lines, source=source, image=page.image, page_index=page_index, text_type=self.text_type,
                           dt_polys=list(polys if dt_polys is None else dt_polys),
                           textline_orientation_angles=list(angles), doc_angle=page.angle, settings=settings,
                           text_word=words, text_word_region=quads, input_img=page.input_img, rot_img=page.rot_img)

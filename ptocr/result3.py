@@ -78,7 +78,7 @@ class OCR3Result(OCRResult):
     """``lines`` (box = the line's 4 corners, i.e. ``rec_polys``) and the fields PaddleOCR 3.x
     reports. ``page_index`` (``OCRResult``'s): 0-based page of a PDF or TIFF, None for images."""
 
-    dt_polys: list = field(default_factory=list)  # every detected quad, before the score threshold
+    dt_polys: list = field(default_factory=list)  # every detected quad (seal: polygon), before the score threshold
     textline_orientation_angles: list[int] = field(default_factory=list)  # per line: 0, 1 (180 degrees) or -1
     doc_angle: int = -1  # document orientation (0, 90, 180, 270), -1 without that step
     settings: dict = field(default_factory=dict, repr=False)  # model_settings, text_det_params, ...
@@ -88,6 +88,7 @@ class OCR3Result(OCRResult):
     # The document preprocessor's page as read and after its turn (``image`` is its output).
     input_img: np.ndarray | None = field(default=None, repr=False, compare=False)
     rot_img: np.ndarray | None = field(default=None, repr=False, compare=False)
+    text_type: str = "general"  # "seal": lines are polygons, and paddlex reports no rec_boxes
 
     @property
     def rec_polys(self) -> list[list[list[int]]]:
@@ -95,8 +96,8 @@ class OCR3Result(OCRResult):
 
     @property
     def rec_boxes(self) -> list[list[int]]:
-        """Per line ``[x_min, y_min, x_max, y_max]`` of its quad."""
-        return [_bbox(p) for p in self.rec_polys]
+        """Per line ``[x_min, y_min, x_max, y_max]`` of its quad (none for seal text, as paddlex)."""
+        return [] if self.text_type == "seal" else [_bbox(p) for p in self.rec_polys]
 
     @property
     def text_word_boxes(self) -> list[list[list[int]]] | None:
@@ -124,7 +125,7 @@ class OCR3Result(OCRResult):
         if key == "text_word_region":
             return [[[[int(x), int(y)] for x, y in q] for q in line] for line in self.text_word_region]
         if key in ("dt_polys", "rec_polys"):
-            return [np.asarray(p, dtype=np.int32).reshape(4, 2) for p in fields[key]]
+            return [np.asarray(p, dtype=np.int32).reshape(-1, 2) for p in fields[key]]
         if key == "rec_boxes":  # paddlex's convert_points_to_boxes: np.array([]) when empty
             return np.asarray(fields[key], dtype=np.int32) if fields[key] else np.array([])
         if key == "text_word_boxes":
@@ -340,7 +341,7 @@ class OCR3Result(OCRResult):
         out.update({
             "dt_polys": [[[int(x), int(y)] for x, y in p] for p in self.dt_polys],
             "text_det_params": self.settings.get("text_det_params", {}),
-            "text_type": "general",
+            "text_type": self.text_type,
             "textline_orientation_angles": list(self.textline_orientation_angles),
             "text_rec_score_thresh": self.settings.get("text_rec_score_thresh", 0.0),
             "return_word_box": self.text_word is not None,

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ptocr.errors import PtocrError, first_line
+from ptocr.transforms.crop import order_mini_box
 
 __all__ = ["draw_ocr", "find_cjk_font", "font_for_text", "FontError"]
 
@@ -152,11 +153,11 @@ def _side_lengths(box: np.ndarray) -> tuple[float, float]:
 
 def draw_ocr(image: np.ndarray, lines: Sequence, font: str | os.PathLike | None = None,
              word_quads: Sequence | None = None) -> np.ndarray:
-    """``image``: BGR uint8; ``lines``: objects with ``.box`` (4x2) and ``.text``; ``word_quads``:
-    per line, its words' quads (outlined on the image, in the line's colour, darker).
-    Returns a BGR uint8 image twice as wide as ``image``."""
+    """``image``: BGR uint8; ``lines``: objects with ``.box`` (4x2, or a K x 2 polygon) and
+    ``.text``; ``word_quads``: per line, its words' quads (outlined on the image, in the line's
+    colour, darker). Returns a BGR uint8 image twice as wide as ``image``."""
     h, w = image.shape[:2]
-    boxes = [np.asarray(line.box, dtype=np.float32).reshape(4, 2) for line in lines]
+    boxes = [np.asarray(line.box, dtype=np.float32).reshape(-1, 2) for line in lines]
     colors = _colors(len(boxes))
 
     fill = image.copy()
@@ -165,6 +166,8 @@ def draw_ocr(image: np.ndarray, lines: Sequence, font: str | os.PathLike | None 
         pts = np.round(box).astype(np.int32)
         cv2.fillPoly(fill, [pts], color)
         cv2.polylines(panel, [pts], True, color, 1, cv2.LINE_AA)
+    # a polygon's text is written into its minimum-area rectangle
+    boxes = [b if len(b) == 4 else order_mini_box(cv2.boxPoints(cv2.minAreaRect(b))) for b in boxes]
     left = cv2.addWeighted(image, 0.5, fill, 0.5, 0)
     for quads, color in zip(word_quads or [], colors):
         for quad in quads:

@@ -2,6 +2,7 @@
 
     python -m tools.make_pipeline_reference [--shared ../shared] [--out tests/fixtures/pipeline_reference/ppocrv4_mobile.json]
     python -m tools.make_pipeline_reference --paddleocr3 [--python /work/venv-pocr3/bin/python] [--no-textline] [--return-word-box]
+    python -m tools.make_pipeline_reference --paddleocr3 --seal [--python ...]
 
 Dev only. The 2.x reference needs ``paddleocr==2.10.0`` importable (with its runtime
 dependencies) and paddlepaddle. The 3.x reference (``--paddleocr3``) runs
@@ -22,6 +23,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from verification.shared import default_shared
@@ -121,17 +123,38 @@ DEFAULT_PADDLEOCR3_PYTHON = os.environ.get("PTOCR_PADDLEOCR3_PYTHON", "/work/ven
 DEFAULT_OPENCV_DIR = os.environ.get("PTOCR_PADDLEOCR3_OPENCV", "/work/venv-pocr3-opencv51")
 
 
+# --seal: paddlex's OCR pipeline with text_type "seal" (seal_recognition.yaml's SealOCR, its
+# detection settings left to the seal defaults of paddlex's code), over the v5 mobile detector made
+# to give polygons (verification/poly_detector.py: ../shared has no seal detector) and the v5
+# mobile recognizer in batches of 6.
+SEAL_PADDLEX_CONFIG = {
+    "pipeline_name": "OCR", "text_type": "seal", "use_doc_preprocessor": False, "use_textline_orientation": False,
+    "SubModules": {
+        "TextDetection": {"module_name": "text_detection"},
+        "TextRecognition": {"module_name": "text_recognition", "batch_size": 6, "score_thresh": 0.0},
+    },
+}
+SEAL_DETECTOR_FOLDER = "PP-OCRv5_mobile_det_infer (box_type: poly)"
+
+
 def paddleocr3_reference(python: str, shared: Path, textline: bool, opencv: str | None = None,
-                         inputs: list[Path] | None = None, word_box: bool = False) -> dict:
+                         inputs: list[Path] | None = None, word_box: bool = False, seal: bool = False) -> dict:
     """Run PaddleOCR 3.x (``tools/paddleocr3_runner.py`` under ``python``) on every scene image
     (or ``inputs``: files of this repository, e.g. a PDF); the fixture as a dict. ``opencv``: a
-    folder put first on that Python's path."""
+    folder put first on that Python's path. ``seal``: text_type "seal" (``SEAL_PADDLEX_CONFIG``)."""
     models = shared / "paddle_models"
     settings = {**PADDLEOCR3_SETTINGS, "use_textline_orientation": textline,
                 **({"return_word_box": True} if word_box else {})}
     for stem, (name, folder) in PADDLEOCR3_MODELS.items():
         settings[f"{stem}_model_name"] = name
         settings[f"{stem}_model_dir"] = str(models / folder)
+    if seal:
+        from verification.poly_detector import poly_detector_folder
+
+        poly = poly_detector_folder(models / PADDLEOCR3_MODELS["text_detection"][1],
+                                    Path(tempfile.mkdtemp()) / PADDLEOCR3_MODELS["text_detection"][1])
+        settings.update(paddlex_config=SEAL_PADDLEX_CONFIG, text_detection_model_dir=str(poly))
+        del settings["textline_orientation_model_name"], settings["textline_orientation_model_dir"]
     images = inputs or sorted(p for p in (shared / SCENES).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     env = {**os.environ, "PADDLE_PDX_DISABLE_MODEL_SOURCE_CHECK": "True"}
     if opencv:
@@ -143,15 +166,16 @@ def paddleocr3_reference(python: str, shared: Path, textline: bool, opencv: str 
     results = {}
     for name, r in out["images"].items():
         angles = r["textline_orientation_angles"] or [-1] * len(r["rec_texts"])
+        boxes = r["rec_boxes"] or [None] * len(r["rec_texts"])  # seal text: paddlex reports none
         results[name] = [
             {"poly": poly, "box": box, "text": text, "score": score, "angle": angle}
-            for poly, box, text, score, angle in zip(r["rec_polys"], r["rec_boxes"], r["rec_texts"],
-                                                     r["rec_scores"], angles)
+            for poly, box, text, score, angle in zip(r["rec_polys"], boxes, r["rec_texts"], r["rec_scores"], angles)
         ]
         for line, words, quads in zip(results[name], r.get("text_word", []), r.get("text_word_region", [])):
             line["words"], line["word_quads"] = words, quads
     return {
-        "generator": "tools/make_pipeline_reference.py --paddleocr3" + ("" if textline else " --no-textline")
+        "generator": "tools/make_pipeline_reference.py --paddleocr3" + (" --seal" if seal else "")
+                     + ("" if textline or seal else " --no-textline")
                      + (" --return-word-box" if word_box else "")
                      + (" --inputs " + " ".join(p.resolve().relative_to(REPO).as_posix() for p in inputs) if inputs else ""),
         **out["versions"],
@@ -163,8 +187,10 @@ def paddleocr3_reference(python: str, shared: Path, textline: bool, opencv: str 
                  "that differ by a few levels from 5.1's: with 4.10, 425 of the 428 textline lines read the same. "
                  "textline_orientation_batch_size=1: paddlex 3.7.0-3.7.2 give every line of a batch its first "
                  "line's angle (see doc/pipeline.md).",
-        "models": {stem: name for stem, (name, _) in PADDLEOCR3_MODELS.items()},
-        "model_folders": {stem: folder for stem, (_, folder) in PADDLEOCR3_MODELS.items()},
+        "models": {stem: name for stem, (name, _) in PADDLEOCR3_MODELS.items() if f"{stem}_model_name" in settings},
+        "model_folders": {stem: folder for stem, (_, folder) in PADDLEOCR3_MODELS.items()
+                          if f"{stem}_model_name" in settings},
+        **({"text_type": "seal", "detector_folder": SEAL_DETECTOR_FOLDER} if seal else {}),
         "settings": {k: v for k, v in settings.items() if not k.endswith("_model_dir")},
         "effective_args": {"text_det_params": first["text_det_params"],
                            "text_rec_score_thresh": first["text_rec_score_thresh"],
@@ -190,15 +216,19 @@ def main(argv=None) -> int:
                    help="with --paddleocr3: record each line's words and word quads too")
     p.add_argument("--inputs", type=Path, nargs="+", default=None,
                    help="with --paddleocr3: these files of the repository (images, PDFs) instead of the scenes")
+    p.add_argument("--seal", action="store_true",
+                   help="with --paddleocr3: text_type 'seal' (polygons, rectified crops; no textline step)")
     p.add_argument("--opencv", default=DEFAULT_OPENCV_DIR,
                    help="with --paddleocr3: a folder holding the test environment's OpenCV, put first on the path "
                         "('' for paddlex's own pin)")
     args = p.parse_args(argv)
     fixtures = REPO / "tests" / "fixtures" / "pipeline_reference"
     if args.paddleocr3:
-        reference = paddleocr3_reference(args.python, args.shared, args.textline, args.opencv or None, args.inputs,
-                                         args.word_box)
-        stem = "ppocrv5_mobile" + ("_textline" if args.textline else "") + ("_words" if args.word_box else "")
+        textline = args.textline and not args.seal
+        reference = paddleocr3_reference(args.python, args.shared, textline, args.opencv or None, args.inputs,
+                                         args.word_box, args.seal)
+        stem = ("ppocrv5_mobile" + ("_seal" if args.seal else "") + ("_textline" if textline else "")
+                + ("_words" if args.word_box else ""))
         out = args.out or fixtures / f"{stem}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(_dump(reference), encoding="utf-8")

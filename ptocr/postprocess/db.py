@@ -50,14 +50,17 @@ def unclip(box: np.ndarray, unclip_ratio: float) -> list:
     return offset_polygon(box, poly.area * unclip_ratio / poly.length)
 
 
+def unclip_cv2(box: np.ndarray, unclip_ratio: float) -> list:
+    """PaddleX's (PaddleOCR 3.x) unclip: ``unclip`` with the distance from OpenCV's area and
+    perimeter instead of shapely's. Returns pyclipper's list of integer polygons."""
+    return offset_polygon(box, cv2.contourArea(box) * unclip_ratio / cv2.arcLength(box, True))
+
+
 def unclip_paddlex(box: np.ndarray, unclip_ratio: float) -> np.ndarray | None:
-    """PaddleX's (PaddleOCR 3.x) unclip for quads: the distance from OpenCV's area and
-    perimeter; of several offset polygons, all points when they have the same length (numpy
-    stacks them), else the first; None when nothing is left. Returns int N x 1 x 2."""
-    distance = cv2.contourArea(box) * unclip_ratio / cv2.arcLength(box, True)
-    offset = pyclipper.PyclipperOffset()
-    offset.AddPath(box, pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
-    polys = offset.Execute(distance)
+    """PaddleX's unclip for quads: of several offset polygons, all points when they have the
+    same length (numpy stacks them), else the first; None when nothing is left. Returns int
+    N x 1 x 2."""
+    polys = unclip_cv2(box, unclip_ratio)
     if not polys:
         return None
     if len({len(q) for q in polys}) > 1:
@@ -119,8 +122,8 @@ class DBPostProcess:
     ``det_db_box_thresh=0.6``, ``det_db_unclip_ratio=1.5``), not the class defaults of
     ``DBPostProcess`` in ppocr (0.7 / 2.0) which only its training configs use.
 
-    ``rules='paddlex'`` follows PaddleX's DBPostProcess (PaddleOCR 3.x) for quads instead:
-    ``unclip_paddlex`` and ``v * (dest / size)`` scaling (see ``_scale_paddlex``).
+    ``rules='paddlex'`` follows PaddleX's DBPostProcess (PaddleOCR 3.x) instead: ``unclip_cv2``
+    (quads: ``unclip_paddlex``) and ``v * (dest / size)`` scaling (see ``_scale_paddlex``).
 
     ``box_type='quad'``: boxes are int32 ``K x 4 x 2``. ``box_type='poly'``: boxes are a
     list of int32 ``Ki x 2`` polygons (approxPolyDP, epsilon 0.2 % of the perimeter; always
@@ -232,15 +235,17 @@ class DBPostProcess:
             score = box_score_fast(pred, points)
             if self.box_thresh > score:
                 continue
-            expanded = unclip(points, self.unclip_ratio)
+            # both skip a polygon the offset splits or erases (PaddleX: len(box) > 1 or empty)
+            expanded = (unclip_cv2 if self.rules == "paddlex" else unclip)(points, self.unclip_ratio)
             if len(expanded) != 1:
                 continue
             box = np.array(expanded).reshape(-1, 2)
             _, sside = get_mini_boxes(box.reshape(-1, 1, 2))
             if sside < self.min_size + 2:
                 continue
-            box[:, 0] = _scale_to(box[:, 0], width, dest_width)
-            box[:, 1] = _scale_to(box[:, 1], height, dest_height)
+            scale = _scale_paddlex if self.rules == "paddlex" else _scale_to
+            box[:, 0] = scale(box[:, 0], width, dest_width)
+            box[:, 1] = scale(box[:, 1], height, dest_height)
             boxes.append(box.astype(np.int32))
             scores.append(score)
         return boxes, np.array(scores, dtype=np.float64)
