@@ -39,6 +39,8 @@ SIBLINGS = {
         "en", "korean", "japan", "chinese_cht", "te", "ka", "ta", "latin", "arabic", "cyrillic", "devanagari")},
     "PP-OCRv4_mobile_rec": "ch_PP-OCRv4_rec", "en_PP-OCRv4_mobile_rec": "en_PP-OCRv4_rec",
     "PP-OCRv4_server_rec": "ch_PP-OCRv4_server_rec", "PP-OCRv4_server_rec_doc": "ch_PP-OCRv4_server_rec",
+    # the seal text detectors: the v4 detectors' networks, giving polygons (tests/test_seal_pipeline.py)
+    "PP-OCRv4_mobile_seal_det": "ch_PP-OCRv4_det", "PP-OCRv4_server_seal_det": "ch_PP-OCRv4_server_det",
 }
 # Those converted here, from their sibling's Paddle 2 release under ../shared (trained weights in
 # paddle_models/, else the program in paddle_graphs/, seeded)
@@ -62,7 +64,8 @@ def _inference_yml(shared: Path, name: str, dictionary: list[str] | None) -> str
 def test_each_release_is_its_siblings_network_dictionary_and_languages():
     """The manifest says what the tests below cannot see for the releases not converted here: the
     same architecture, dictionary and languages as the Paddle 2 release of the network (the
-    document recognizer excepted: its own dictionary of 15,629 characters), from PaddleX's origins."""
+    document recognizer excepted: its own dictionary of 15,629 characters; the seal detectors
+    give polygons), from PaddleX's origins."""
     models = load_manifest().models
     paddlex_v3_v4 = {n for n, e in models.items() if e["source"]["format"] == "paddle3_pir" and re.search("PP-OCRv[34]", n)
                      and e["parity"].get("against") == "architecture"}  # not PP-OCRv3_server_det: its own network
@@ -78,6 +81,9 @@ def test_each_release_is_its_siblings_network_dictionary_and_languages():
         assert src["url"].endswith(f"/paddlex/official_inference_model/paddle3.0.0/{name}_infer.tar")
         assert ours["parity"]["against"] == "architecture"
     assert models["PP-OCRv4_server_rec_doc"]["dictionary"]["file"] == "ppocrv4_doc_dict.txt"
+    for name in ("PP-OCRv4_mobile_seal_det", "PP-OCRv4_server_seal_det"):  # PaddleOCR's *_seal_det.yml
+        assert models[name]["postprocess"] == {"thresh": 0.2, "box_thresh": 0.6, "unclip_ratio": 0.5,
+                                               "box_type": "poly"}, name
 
 
 def _paddle2_release(shared: Path, name: str) -> Path:
