@@ -45,7 +45,8 @@ SIBLINGS = {
 # Those converted here, from their sibling's Paddle 2 release under ../shared (trained weights in
 # paddle_models/, else the program in paddle_graphs/, seeded)
 CONVERTED = ("PP-OCRv3_mobile_det", "PP-OCRv4_mobile_det", "PP-OCRv4_mobile_rec", "PP-OCRv4_server_det",
-             "PP-OCRv4_server_rec", "en_PP-OCRv4_mobile_rec", "PP-OCRv3_mobile_rec", "korean_PP-OCRv3_mobile_rec")
+             "PP-OCRv4_server_rec", "en_PP-OCRv4_mobile_rec", "PP-OCRv3_mobile_rec", "korean_PP-OCRv3_mobile_rec",
+             "PP-OCRv4_mobile_seal_det")
 # PaddleX's inference.yml of the same kind of model, whose name (and dictionary) are replaced
 YML_OF_TASK = {"det": "paddle_models/PP-OCRv5_mobile_det_infer", "rec": "paddle_models/PP-OCRv5_mobile_rec_infer"}
 
@@ -56,6 +57,8 @@ def _inference_yml(shared: Path, name: str, dictionary: list[str] | None) -> str
     entry = load_manifest().models[name]
     doc = yaml.safe_load((shared / YML_OF_TASK[entry["task"]] / "inference.yml").read_text(encoding="utf-8"))
     doc["Global"]["model_name"] = name
+    if entry["task"] == "det":  # the seal detector's DBPostProcess, as PaddleOCR's *_seal_det.yml exports it
+        doc["PostProcess"].update(entry["postprocess"])
     if dictionary is not None:
         doc["PostProcess"]["character_dict"] = dictionary
     return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
@@ -135,6 +138,9 @@ def test_the_pir_release_converts_to_the_paddle2_releases_tensors(releases, name
         assert torch.equal(got.state_dict[key], value), key
     if entry["task"] == "rec":
         assert got.dictionary.characters == want.dictionary.characters
+    # the release's own post-processing, read from its inference.yml (the seal detector's polygons;
+    # its weights here are the v4 detector's, which identify that release, not this one)
+    assert {k: got.config["postprocess"][k] for k in entry["postprocess"]} == entry["postprocess"]
 
 
 def test_a_pir_release_under_another_models_name_is_placed_by_its_graph(releases, tmp_path):
