@@ -118,7 +118,8 @@ def build_pipeline(bundle: str | None = None, *, det=None, rec=None, cls=None, d
     (paths, predictors; ``"none"`` skips the classifier) in place of its parts, ``doc_ori`` and
     ``doc_unwarp`` (PaddleOCR 3.x bundles; ``"none"`` skips the step) and ``lang``. ``log`` gets
     where each part was found; ``notice`` the fallback's one line. ``kw``: the pipeline's keyword arguments."""
-    given = {"det": det, "rec": rec, "cls": cls}
+    # a step switched off needs no model: the bundle's is neither fetched nor loaded
+    given = {"det": det, "rec": rec, "cls": NONE if cls is None and kw.get("use_textline_orientation") is False else cls}
     if bundle is not None:
         _check_not_single_model(bundle)
     try:

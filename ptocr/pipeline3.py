@@ -168,6 +168,9 @@ class OCR3(BulkReading):
                                "a document unwarping model (doc_unwarp=...)")
         load = dict(device=device, dtype=dtype, optimize=optimize, compile=compile)
         self.det: DetPredictor = as_predictor(det, "det", **load)
+        if text_type == "general" and self.det.post.box_type == "poly":
+            raise PtocrError(f"{self.det!r} gives polygons (box_type 'poly', a seal text detector): text_type "
+                             "'general' reads quadrilaterals; give text_type='seal' (ptocr ocr: --set text_type=seal)")
         self.rec: RecPredictor = as_predictor(rec, "rec", **load)
         # 3.x decodes as it comes, whatever the recognizer's own (2.x) settings say, and puts
         # the texts of BIDI_RECOGNIZERS through get_display after the word boxes are found.
@@ -179,9 +182,6 @@ class OCR3(BulkReading):
         # float16 steps by half a pixel on a page 2,048 pixels wide, bfloat16 by 2 on one 1,000 wide.
         self.doc_unwarp: UnwarpPredictor | None = (None if doc_unwarp is None
                                                    else as_predictor(doc_unwarp, "unwarp", **{**load, "dtype": None}))
-        if text_type == "general" and self.det.post.box_type == "poly":
-            raise PtocrError(f"{self.det!r} gives polygons (box_type 'poly', a seal text detector): text_type "
-                             "'general' reads quadrilaterals; give text_type='seal'")
         self.made_settings = _merged(TEXT_TYPE_DEFAULTS[text_type], settings)
         self._configure(self.made_settings)
         if threads is not None and self.det.device.type == "cpu":

@@ -150,3 +150,23 @@ def test_a_detector_yml_with_a_bad_box_type_is_refused(shared_dir, reference, tm
     with pytest.raises(FormatError, match=r"inference.yml: PostProcess: box_type must be quad or poly"):
         convert_once(copy, tmp_path / "det.safetensors")
     assert not (tmp_path / "det.safetensors").exists()
+
+
+def test_cli_reads_seal_text_and_switching_a_step_off_fetches_nothing(poly_det, v5_models, shared_dir, tmp_path,
+                                                                     monkeypatch):
+    """``ptocr ocr --set text_type=seal``; ``use_textline_orientation=false`` with the default bundle
+    does not look for its textline model (an empty zoo, offline: looking would fail)."""
+    from click.testing import CliRunner
+
+    from ptocr.cli import main
+
+    monkeypatch.setenv("PTOCR_ZOO", str(tmp_path / "zoo"))
+    monkeypatch.setenv("PTOCR_OFFLINE", "1")
+    image = str(shared_dir / "images" / "scenes" / "1.jpg")
+    args = ["ocr", image, "--det", str(poly_det), "--rec", str(v5_models["rec"]), "--set", "use_textline_orientation=false"]
+    runner = CliRunner()
+    seal = runner.invoke(main, [*args, "--set", "text_type=seal"])
+    assert seal.exit_code == 0, seal.output
+    assert "2 lines" in seal.output and "土地整治" in seal.output
+    general = runner.invoke(main, args)
+    assert general.exit_code == 2 and "--set text_type=seal" in general.output
