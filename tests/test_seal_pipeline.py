@@ -170,3 +170,16 @@ def test_cli_reads_seal_text_and_switching_a_step_off_fetches_nothing(poly_det, 
     assert "2 lines" in seal.output and "土地整治" in seal.output
     general = runner.invoke(main, args)
     assert general.exit_code == 2 and "--set text_type=seal" in general.output
+
+
+def test_with_no_model_given_seal_loads_sealrecognitions_models(tmp_path, monkeypatch):
+    """OCR3(text_type="seal") asks the zoo for SealRecognition's detector first (an empty zoo,
+    offline: the error names what it looked for)."""
+    from ptocr.zoo import WeightsNotFoundError
+
+    monkeypatch.setenv("PTOCR_ZOO", str(tmp_path / "zoo"))
+    monkeypatch.setenv("PTOCR_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError, match="no usable weights for PP-OCRv4_server_seal_det"):
+        OCR3(text_type="seal")
+    with pytest.raises(WeightsNotFoundError, match="no usable weights for PP-OCRv6_medium_det"):
+        OCR3()  # the general type keeps PaddleOCR 3.x's choice
