@@ -39,6 +39,7 @@ from ptocr.errors import PtocrError, close_names
 from ptocr.manifest import ModelEntry, load_manifest
 from ptocr.models.build import build_model
 from ptocr.models.model import OCRModel
+from ptocr.postprocess import DBPostProcess
 from ptocr.transforms import ImageClsPreprocess
 from ptocr.version import __version__
 
@@ -186,13 +187,14 @@ def _db_postprocess_of(spec: dict, source: PaddleSource) -> dict:
     for key, kind in _DB_YML_KEYS.items():
         if key in post:
             value = post[key]
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if not (number if kind in (int, float) else isinstance(value, kind)):
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            if not {float: whole or isinstance(value, float), int: whole}.get(kind, isinstance(value, kind)):
                 raise FormatError(f"{source.config.path}: PostProcess.{key}: expected {kind.__name__}, got {value!r}")
             settings[key] = kind(value)
-    if settings.get("box_type", "quad") not in ("quad", "poly") or settings.get("score_mode", "fast") not in ("fast", "slow"):
-        raise FormatError(f"{source.config.path}: PostProcess: box_type must be quad or poly and score_mode fast or "
-                          f"slow, got {settings.get('box_type')!r} / {settings.get('score_mode')!r}")
+    try:
+        DBPostProcess(**settings)  # its own checks of box_type, score_mode
+    except ValueError as e:
+        raise FormatError(f"{source.config.path}: PostProcess: {e}") from None
     return settings
 
 

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from ptocr.errors import PtocrError, first_line
-from ptocr.transforms.crop import order_mini_box
+from ptocr.postprocess.db import get_mini_boxes
 
 __all__ = ["draw_ocr", "find_cjk_font", "font_for_text", "FontError"]
 
@@ -167,7 +167,7 @@ def draw_ocr(image: np.ndarray, lines: Sequence, font: str | os.PathLike | None 
         cv2.fillPoly(fill, [pts], color)
         cv2.polylines(panel, [pts], True, color, 1, cv2.LINE_AA)
     # a polygon's text is written into its minimum-area rectangle
-    boxes = [b if len(b) == 4 else order_mini_box(cv2.boxPoints(cv2.minAreaRect(b))) for b in boxes]
+    boxes = [b if len(b) == 4 else get_mini_boxes(b)[0] for b in boxes]
     left = cv2.addWeighted(image, 0.5, fill, 0.5, 0)
     for quads, color in zip(word_quads or [], colors):
         for quad in quads:
