@@ -19,7 +19,7 @@ from ptocr.manifest import load_manifest
 from ptocr.errors import PtocrError
 from ptocr.paddleocr3_options import CONSTRUCTOR_OPTIONS, DEPRECATED_NAMES, MODEL_OPTIONS
 from ptocr.pipeline import OCR
-from ptocr.pipeline3 import OCR3, PADDLEOCR3_DEFAULTS, STEP_SWITCHES, bundle_doc_parts
+from ptocr.pipeline3 import OCR3, PADDLEOCR3_DEFAULTS, STEP_SWITCHES, bundle_doc_parts, seal_parts
 from ptocr.places import offline
 from ptocr.zoo import WeightsNotFoundError, resolve
 
@@ -118,8 +118,11 @@ def build_pipeline(bundle: str | None = None, *, det=None, rec=None, cls=None, d
     (paths, predictors; ``"none"`` skips the classifier) in place of its parts, ``doc_ori`` and
     ``doc_unwarp`` (PaddleOCR 3.x bundles; ``"none"`` skips the step) and ``lang``. ``log`` gets
     where each part was found; ``notice`` the fallback's one line. ``kw``: the pipeline's keyword arguments."""
+    switch = kw.get("use_textline_orientation", kw.get("use_angle_cls"))  # 3.x's name or the 2.x one it takes
+    if kw.get("text_type") == "seal" and bundle is None:  # SealRecognition's parts where none is given
+        det, rec, switch = seal_parts(det, rec, cls, switch, {"lang": lang})
     # a step switched off needs no model: the bundle's is neither fetched nor loaded
-    given = {"det": det, "rec": rec, "cls": NONE if cls is None and kw.get("use_textline_orientation") is False else cls}
+    given = {"det": det, "rec": rec, "cls": NONE if cls is None and switch is False else cls}
     if bundle is not None:
         _check_not_single_model(bundle)
     try:
@@ -127,7 +130,7 @@ def build_pipeline(bundle: str | None = None, *, det=None, rec=None, cls=None, d
     except WeightsNotFoundError as e:
         # Anything chosen (PaddleOCR 3.x's settings included) rules the 2.x fallback out.
         if (bundle is not None or lang is not None or any(v is not None for v in given.values())
-                or set(kw) & {*PADDLEOCR3_DEFAULTS, *STEP_SWITCHES}):
+                or set(kw) & {*PADDLEOCR3_DEFAULTS, *STEP_SWITCHES, "text_type"}):
             raise
         reason = str(e).splitlines()[0].split(". Looked in")[0]  # "no usable weights for <part>"
         if notice is not None:

@@ -51,7 +51,7 @@ from ptocr.transforms.rotate import rotate_image
 
 __all__ = ["BIDI_RECOGNIZERS", "DOC_ORIENTATION_MODEL", "DOC_UNWARPING_MODEL", "OCR3", "PADDLEOCR3_DEFAULTS",
            "PreparedPage", "SEAL_DEFAULTS", "SEAL_MODELS", "STEP_SWITCHES", "TEXT_TYPE_DEFAULTS", "bundle_doc_parts",
-           "paddleocr3_model_names", "torch_device"]
+           "paddleocr3_model_names", "seal_parts", "torch_device"]
 
 # The pipeline's settings as paddlex 3.7's OCR.yaml gives them (text_type "general").
 PADDLEOCR3_DEFAULTS = {
@@ -72,11 +72,10 @@ PADDLEOCR3_DEFAULTS = {
 # along its curve (ptocr.transforms.seal_crop), no rec_boxes.
 SEAL_DEFAULTS = {**PADDLEOCR3_DEFAULTS, "text_det_limit_side_len": 736, "text_det_limit_type": "min",
                  "text_det_max_side_limit": 4000, "text_det_thresh": 0.2, "text_det_box_thresh": 0.6,
-                 "text_det_unclip_ratio": 0.5}
+                 "text_det_unclip_ratio": 0.5, "text_recognition_batch_size": 1}  # SealOCR's: one crop at a time
 TEXT_TYPE_DEFAULTS = {"general": PADDLEOCR3_DEFAULTS, "seal": SEAL_DEFAULTS}
-# SealOCR's models where none are given (seal_recognition.yaml), without textline orientation.
+# SealOCR's models for the parts not given (seal_recognition.yaml), without textline orientation.
 SEAL_MODELS = ("PP-OCRv4_server_seal_det", "PP-OCRv4_server_rec")
-SEAL_MODEL_CHOICES = {*MODEL_OPTIONS["det"], *MODEL_OPTIONS["rec"], "lang", "ocr_version"}
 # PaddleX's recognizer squeezes crops wider than this (at the model height) into it.
 REC_MAX_WIDTH = 3200
 # The recognizers whose texts paddlex 3.7 puts through python-bidi's get_display: its model names
@@ -130,8 +129,8 @@ class OCR3(BulkReading):
             the step runs when its model is given.
         device, dtype, optimize, compile: as ``OCR``'s.
         text_type: "general", or "seal" (paddlex's OCR pipeline for curved seal text: polygons, each
-            crop rectified along its curve; ``SEAL_DEFAULTS``; with no model given,
-            ``SEAL_MODELS`` and no textline orientation, as PaddleOCR 3.x's SealRecognition).
+            crop rectified along its curve; ``SEAL_DEFAULTS``; the parts not given as PaddleOCR
+            3.x's SealRecognition fills them, ``seal_parts``).
         **settings: overrides of ``TEXT_TYPE_DEFAULTS[text_type]`` (PaddleOCR 3.x's parameter names).
     """
 
@@ -141,14 +140,13 @@ class OCR3(BulkReading):
                  use_textline_orientation: bool | None = None, use_doc_orientation_classify: bool | None = None,
                  use_doc_unwarping: bool | None = None, device=None, dtype=None, optimize: bool = True,
                  compile: bool = False, text_type: str = "general", **settings):
-        if text_type not in TEXT_TYPE_DEFAULTS:
+        if not isinstance(text_type, str) or text_type not in TEXT_TYPE_DEFAULTS:
             raise PtocrError(f"text_type must be one of {', '.join(TEXT_TYPE_DEFAULTS)}, got {text_type!r}")
         self.text_type = text_type
         settings = current_names({"use_textline_orientation": use_textline_orientation, **settings})
         use_textline_orientation = settings.pop("use_textline_orientation")
-        if text_type == "seal" and det is None and rec is None and not set(settings) & SEAL_MODEL_CHOICES:
-            det, rec = SEAL_MODELS
-            use_textline_orientation = bool(use_textline_orientation)
+        if text_type == "seal":
+            det, rec, use_textline_orientation = seal_parts(det, rec, textline, use_textline_orientation, settings)
         device, dtype = engine_choice(settings, device, dtype)
         threads = cpu_threads_choice(settings)
         # paddlex's input_shape: fixed detector / recognizer input sizes (constructor only, as 3.x)
@@ -160,6 +158,7 @@ class OCR3(BulkReading):
             switches).values()
         if set(settings) - set(PADDLEOCR3_DEFAULTS):  # before any model is loaded or fetched
             raise PtocrError(_unknown_settings(sorted(set(settings) - set(PADDLEOCR3_DEFAULTS))))
+        _refuse_seal_word_boxes(text_type, settings)
         textline = _switched(textline, use_textline_orientation, "use_textline_orientation",
                              "a textline orientation model (textline=...)")
         doc_ori = _switched(doc_ori, use_doc_orientation_classify, "use_doc_orientation_classify",
@@ -195,8 +194,6 @@ class OCR3(BulkReading):
         for key in ("textline_orientation_batch_size", "text_recognition_batch_size"):
             if int(settings[key]) < 1:
                 raise PtocrError(f"{key} must be >= 1, got {settings[key]!r}")
-        if settings["return_word_box"] and self.text_type == "seal":
-            raise PtocrError("return_word_box places words along quadrilateral lines: text_type 'seal' has none")
         fallback = self.detector_defaults()
         s = {**settings, **{k: settings[k] or self.made_settings[k] or fallback[k] for k in FALSE_MEANS_MODEL_DEFAULT}}
         pre, post = self.det.pre, self.det.post
@@ -234,6 +231,7 @@ class OCR3(BulkReading):
             ori = unwarp = False
         other.doc_ori = _switched(self.doc_ori, ori, "use_doc_orientation_classify", "a document orientation model")
         other.doc_unwarp = _switched(self.doc_unwarp, unwarp, "use_doc_unwarping", "a document unwarping model")
+        _refuse_seal_word_boxes(self.text_type, settings)
         other._configure(_merged(self.settings, settings))
         return other
 
@@ -276,9 +274,16 @@ class OCR3(BulkReading):
         (bulk reading calls the detector on a batch of images, then this per image)."""
         (boxes, _), = self.det_post(prob[None], [info])
         if self.text_type == "seal":  # top to bottom by each polygon's highest point
-            return sort_poly_boxes([np.asarray(b, dtype=np.int32) for b in boxes])
+            return sort_poly_boxes([np.asarray(b, dtype=np.int32) for b in boxes], self._sort_dtype(boxes))
         # paddlex keeps int16 corners; int32 holds the same values without wrapping past 32767 px.
         return sorted_boxes(np.asarray(boxes, dtype=np.int32).reshape(-1, 4, 2))
+
+    def _sort_dtype(self, boxes) -> type:
+        """The dtype paddlex sorts seal boxes in (np.argsort's ties fall by dtype on SIMD CPUs):
+        int64 polygons, int16 quads (int32 where a top would wrap int16)."""
+        if self.det_post.box_type == "poly":
+            return np.int64
+        return np.int16 if all(np.asarray(b)[:, 1].min() <= np.iinfo(np.int16).max for b in boxes) else np.int32
 
     def crop(self, img: np.ndarray, polys: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """(crops, their quads): each quad's minimum-area rectangle, warped upright (seal: each
@@ -475,6 +480,29 @@ def bundle_doc_parts(doc_ori, doc_unwarp, settings: dict) -> tuple:
     if doc_unwarp is None and settings.get("use_doc_unwarping"):
         doc_unwarp = DOC_UNWARPING_MODEL
     return doc_ori, doc_unwarp
+
+
+def seal_parts(det, rec, textline, use_textline_orientation, options: dict) -> tuple:
+    """(det, rec, textline switch) as SealRecognition fills them: ``SEAL_MODELS``' detector and
+    recognizer where neither the part nor its model options are given, no textline step unless a
+    textline model, its options or the switch are; lang / ocr_version pick general models only."""
+    def given(part):
+        return any(options.get(option) is not None for option in MODEL_OPTIONS[part])
+
+    chosen = [key for key in ("lang", "ocr_version") if options.get(key) is not None]
+    if chosen:
+        raise PtocrError(f"text_type='seal' reads with SealRecognition's models; {' and '.join(chosen)} choose "
+                         "general ones: give the recognizer instead (rec= or text_recognition_model_name=)")
+    det = det if det is not None or given("det") else SEAL_MODELS[0]
+    rec = rec if rec is not None or given("rec") else SEAL_MODELS[1]
+    if use_textline_orientation is None and textline is None and not given("textline"):
+        use_textline_orientation = False
+    return det, rec, use_textline_orientation
+
+
+def _refuse_seal_word_boxes(text_type: str, settings: dict) -> None:
+    if text_type == "seal" and settings.get("return_word_box"):
+        raise PtocrError("return_word_box places words along quadrilateral lines: text_type 'seal' has none")
 
 
 def _merged(base: dict, given: dict) -> dict:

@@ -17,7 +17,7 @@ from ptocr.visualize import draw_ocr
 
 @dataclass
 class Line:
-    box: list[list[float]]  # 4 corners [x, y], clockwise from top-left, original image pixels
+    box: list[list[float]]  # 4 corners [x, y], clockwise from top-left (seal text: its polygon), image pixels
     text: str
     score: float  # mean CTC probability of the kept characters
     angle: int | None = None  # 180 when the classifier turned the crop over, 0 if not, None without one

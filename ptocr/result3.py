@@ -75,8 +75,8 @@ def _bbox(points) -> list[int]:
 
 @dataclass
 class OCR3Result(OCRResult):
-    """``lines`` (box = the line's 4 corners, i.e. ``rec_polys``) and the fields PaddleOCR 3.x
-    reports. ``page_index`` (``OCRResult``'s): 0-based page of a PDF or TIFF, None for images."""
+    """``lines`` (box = the line's 4 corners, or its polygon for seal text, i.e. ``rec_polys``) and
+    the fields PaddleOCR 3.x reports. ``page_index`` (``OCRResult``'s): 0-based page of a PDF or TIFF, None for images."""
 
     dt_polys: list = field(default_factory=list)  # every detected quad (seal: polygon), before the score threshold
     textline_orientation_angles: list[int] = field(default_factory=list)  # per line: 0, 1 (180 degrees) or -1
@@ -108,7 +108,7 @@ class OCR3Result(OCRResult):
 
     def __getitem__(self, key):
         """A line by index (as ``OCRResult``), or a field by PaddleOCR 3.x's name as its result
-        dict holds it (``res["rec_texts"]``): ``dt_polys``/``rec_polys`` lists of 4 x 2 int
+        dict holds it (``res["rec_texts"]``): ``dt_polys``/``rec_polys`` lists of 4 x 2 (seal: K x 2) int
         arrays, ``rec_boxes`` an N x 4 int array, ``text_word_boxes`` one array per line,
         ``doc_preprocessor_res["output_img"]`` the page read; the rest as ``to_paddleocr()``.
         (Arrays are int32 where paddlex's int16 would wrap past 32767.)"""
@@ -300,14 +300,16 @@ class OCR3Result(OCRResult):
     def str(self) -> dict:
         """PaddleOCR 3.x's ``res.str``: ``{"res": fields}``, the ``json`` fields with ``dt_polys``,
         ``rec_polys``, ``rec_boxes``, ``rec_scores`` and ``textline_orientation_angles`` as numpy
-        arrays and ``text_word_boxes`` as one array per line (what ``print()`` shows)."""
+        arrays and ``text_word_boxes`` as one array per line (what ``print()`` shows); seal text's
+        polygons, of as many points as each has, stay lists of arrays (paddlex's too)."""
         fields = self.to_paddleocr()
         shown = dict(fields)
+        listed = ("text_word_boxes", *(("dt_polys", "rec_polys") if self.text_type == "seal" else ()))
         for key in ("dt_polys", "textline_orientation_angles", "rec_scores", "rec_polys", "rec_boxes",
                     "text_word_boxes"):
             if key in fields:
                 value = self._field(key, fields)
-                shown[key] = value if key == "text_word_boxes" else np.array(value)
+                shown[key] = value if key in listed else np.array(value)
         return {"res": shown}
 
     def print(self, json_format: bool = False, indent: int = 4, ensure_ascii: bool = False) -> None:

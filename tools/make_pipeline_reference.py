@@ -123,15 +123,15 @@ DEFAULT_PADDLEOCR3_PYTHON = os.environ.get("PTOCR_PADDLEOCR3_PYTHON", "/work/ven
 DEFAULT_OPENCV_DIR = os.environ.get("PTOCR_PADDLEOCR3_OPENCV", "/work/venv-pocr3-opencv51")
 
 
-# --seal: paddlex's OCR pipeline with text_type "seal" (seal_recognition.yaml's SealOCR, its
-# detection settings left to the seal defaults of paddlex's code), over the v5 mobile detector made
-# to give polygons (verification/poly_detector.py: ../shared has no seal detector) and the v5
-# mobile recognizer in batches of 6.
+# --seal: paddlex's OCR pipeline with text_type "seal" as seal_recognition.yaml's SealOCR runs it
+# (recognition one crop at a time; the detection settings left to the seal defaults of paddlex's
+# code), over the v5 mobile detector made to give polygons (verification/poly_detector.py:
+# ../shared has no seal detector) and the v5 mobile recognizer.
 SEAL_PADDLEX_CONFIG = {
     "pipeline_name": "OCR", "text_type": "seal", "use_doc_preprocessor": False, "use_textline_orientation": False,
     "SubModules": {
         "TextDetection": {"module_name": "text_detection"},
-        "TextRecognition": {"module_name": "text_recognition", "batch_size": 6, "score_thresh": 0.0},
+        "TextRecognition": {"module_name": "text_recognition", "batch_size": 1, "score_thresh": 0.0},
     },
 }
 SEAL_DETECTOR_FOLDER = "PP-OCRv5_mobile_det_infer (box_type: poly)"
@@ -151,8 +151,9 @@ def paddleocr3_reference(python: str, shared: Path, textline: bool, opencv: str 
     if seal:
         from verification.poly_detector import poly_detector_folder
 
+        work = tempfile.TemporaryDirectory()  # removed when the reference is made
         poly = poly_detector_folder(models / PADDLEOCR3_MODELS["text_detection"][1],
-                                    Path(tempfile.mkdtemp()) / PADDLEOCR3_MODELS["text_detection"][1])
+                                    Path(work.name) / PADDLEOCR3_MODELS["text_detection"][1])
         settings.update(paddlex_config=SEAL_PADDLEX_CONFIG, text_detection_model_dir=str(poly))
         del settings["textline_orientation_model_name"], settings["textline_orientation_model_dir"]
     images = inputs or sorted(p for p in (shared / SCENES).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -184,9 +185,12 @@ def paddleocr3_reference(python: str, shared: Path, textline: bool, opencv: str 
                 + ("; text_word and text_word_region as words and word_quads" if word_box else ""),
         "notes": "paddlex pins opencv-contrib-python==4.10.0.84; this reference ran with the OpenCV named above "
                  "(the test environment's, first on the path) because 4.10's bicubic warpPerspective makes crops "
-                 "that differ by a few levels from 5.1's: with 4.10, 425 of the 428 textline lines read the same. "
-                 "textline_orientation_batch_size=1: paddlex 3.7.0-3.7.2 give every line of a batch its first "
-                 "line's angle (see doc/pipeline.md).",
+                 "that differ by a few levels from 5.1's. "
+                 + ("text_type seal: the detector folder is ../shared's PP-OCRv5_mobile_det_infer with box_type: poly "
+                    "stated in its inference.yml (verification/poly_detector.py); recognition one crop at a time, "
+                    "as seal_recognition.yaml's SealOCR." if seal else
+                    "With 4.10, 425 of the 428 textline lines read the same. textline_orientation_batch_size=1: "
+                    "paddlex 3.7.0-3.7.2 give every line of a batch its first line's angle (see doc/pipeline.md)."),
         "models": {stem: name for stem, (name, _) in PADDLEOCR3_MODELS.items() if f"{stem}_model_name" in settings},
         "model_folders": {stem: folder for stem, (_, folder) in PADDLEOCR3_MODELS.items()
                           if f"{stem}_model_name" in settings},
@@ -223,6 +227,8 @@ def main(argv=None) -> int:
                         "('' for paddlex's own pin)")
     args = p.parse_args(argv)
     fixtures = REPO / "tests" / "fixtures" / "pipeline_reference"
+    if args.seal and (args.word_box or not args.paddleocr3):
+        p.error("--seal goes with --paddleocr3 and without --return-word-box (seal lines have no word boxes)")
     if args.paddleocr3:
         textline = args.textline and not args.seal
         reference = paddleocr3_reference(args.python, args.shared, textline, args.opencv or None, args.inputs,

@@ -316,10 +316,12 @@ def poly_crop(img: np.ndarray, poly, *, return_branch: bool = False):
     return (crop, branch) if return_branch else crop
 
 
-def sort_poly_boxes(polys) -> list:
+def sort_poly_boxes(polys, top_dtype=None) -> list:
     """Polygons top to bottom by their smallest y, as PaddleX's ``SortPolyBoxes``: numpy's
     default ``argsort`` (not stable: ties come out in whatever order it leaves them, which on
-    some CPUs depends on its SIMD sort; the same call, so the same order as PaddleX there)."""
+    some CPUs depends on its SIMD sort and on the dtype; the same call on the same dtype, so the
+    same order as PaddleX there). ``top_dtype``: the dtype of PaddleX's boxes (default: the
+    polygons' own)."""
     polys = list(polys)
     if not polys:
         return []
@@ -329,4 +331,4 @@ def sort_poly_boxes(polys) -> list:
         if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0:
             raise ValueError(f"a polygon must be N x 2 points (N >= 1), got shape {pts.shape}")
         tops.append(pts[:, 1].min())
-    return [polys[i] for i in np.argsort(np.array(tops))]
+    return [polys[i] for i in np.argsort(np.array(tops, dtype=top_dtype))]
