@@ -92,6 +92,13 @@ def v5_models(shared_dir, tmp_path_factory) -> dict[str, Path]:
     return converted_folders(shared_dir, tmp_path_factory.mktemp("v5_mobile_models"), V5_MOBILE_FOLDERS)
 
 
+def det_params(ocr) -> dict:
+    """An OCR3's detection steps as paddlex reports them (a result's ``text_det_params``)."""
+    pre, post = ocr.det_pre, ocr.det_post
+    return {"limit_side_len": pre.limit_side_len, "limit_type": pre.limit_type, "thresh": post.thresh,
+            "max_side_limit": pre.max_side_limit, "box_thresh": post.box_thresh, "unclip_ratio": post.unclip_ratio}
+
+
 def v5_ocr3(v5_models: dict, **options):
     """``ptocr.OCR3`` over the converted v5 models, built as a 3.x script builds PaddleOCR: model
     folders by 3.x's names, document orientation and unwarping off; ``options``: more of 3.x's."""

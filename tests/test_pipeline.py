@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import converted_folders, intra_op_threads
+from conftest import converted_folders, det_params, intra_op_threads
 
 import ptocr
 from ptocr.errors import PtocrError
@@ -230,12 +230,7 @@ def test_v5_defaults_equal_paddleocr3(v5_files, name):
     """OCR3's settings are the ones PaddleOCR 3.x reported running with."""
     ref = _load_reference(name)
     ocr = _ocr3(v5_files, ref["settings"]["use_textline_orientation"])
-    params = ref["effective_args"]["text_det_params"]
-    pre, post = ocr.det_pre, ocr.det_post
-    assert (pre.limit_side_len, pre.limit_type, pre.max_side_limit) == (
-        params["limit_side_len"], params["limit_type"], params["max_side_limit"])
-    assert (post.thresh, post.box_thresh, post.unclip_ratio) == (
-        params["thresh"], params["box_thresh"], params["unclip_ratio"])
+    assert det_params(ocr) == ref["effective_args"]["text_det_params"]
     assert ocr.settings["text_rec_score_thresh"] == ref["effective_args"]["text_rec_score_thresh"]
     assert ref["effective_args"]["model_settings"] == {
         "use_doc_preprocessor": False, "use_textline_orientation": ref["settings"]["use_textline_orientation"]}

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import intra_op_threads
+from conftest import det_params, intra_op_threads
 
 from ptocr.errors import PtocrError
 from ptocr.pipeline3 import OCR3, SEAL_DEFAULTS, SEAL_MODELS, seal_parts
@@ -78,12 +78,7 @@ def test_a_detector_stating_poly_converts_to_polygons_and_general_refuses_it(pol
 
 
 def test_seal_defaults_are_the_ones_paddlex_ran_with(seal_ocr, reference):
-    params = reference["effective_args"]["text_det_params"]
-    pre, post = seal_ocr.det_pre, seal_ocr.det_post
-    assert (pre.limit_side_len, pre.limit_type, pre.max_side_limit) == (
-        params["limit_side_len"], params["limit_type"], params["max_side_limit"])
-    assert (post.thresh, post.box_thresh, post.unclip_ratio) == (
-        params["thresh"], params["box_thresh"], params["unclip_ratio"])
+    assert det_params(seal_ocr) == reference["effective_args"]["text_det_params"]
     assert seal_ocr.settings == SEAL_DEFAULTS and seal_ocr.textline is None
 
 
