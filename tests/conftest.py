@@ -92,6 +92,13 @@ def v5_models(shared_dir, tmp_path_factory) -> dict[str, Path]:
     return converted_folders(shared_dir, tmp_path_factory.mktemp("v5_mobile_models"), V5_MOBILE_FOLDERS)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's pipeline runs (``intra_op_threads``' reason)."""
+    with intra_op_threads(1):
+        yield
+
+
 def det_params(ocr) -> dict:
     """An OCR3's detection steps as paddlex reports them (a result's ``text_det_params``)."""
     pre, post = ocr.det_pre, ocr.det_post

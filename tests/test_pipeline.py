@@ -203,12 +203,6 @@ def v5_files(shared_dir, tmp_path_factory) -> dict[str, Path]:
     return converted_folders(shared_dir, tmp_path_factory.mktemp("pipeline3_models"), ref["model_folders"])
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    with intra_op_threads(1):
-        yield
-
-
 def _ocr3(files, textline: bool, **kw) -> OCR3:
     return OCR3(files["text_detection"], files["text_recognition"],
                 files["textline_orientation"] if textline else None, **kw)

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import det_params, intra_op_threads
+from conftest import det_params
 
 from ptocr.errors import PtocrError
 from ptocr.pipeline3 import OCR3, SEAL_DEFAULTS, SEAL_MODELS, seal_parts
@@ -48,12 +48,6 @@ def poly_det(shared_dir, reference, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def seal_ocr(poly_det, v5_models) -> OCR3:
     return OCR3(poly_det, v5_models["rec"], text_type="seal")
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    with intra_op_threads(1):
-        yield
 
 
 def test_the_reference_is_paddlex_seal_pipeline(reference):

@@ -9,7 +9,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-__all__ = ["sorted_boxes", "get_rotate_crop_image", "get_minarea_rect_crop", "order_mini_box"]
+__all__ = ["sorted_boxes", "get_rotate_crop_image", "get_minarea_rect_crop", "order_mini_box", "quad_crop_size"]
 
 
 def sorted_boxes(boxes, return_index: bool = False):
@@ -35,20 +35,27 @@ def sorted_boxes(boxes, return_index: bool = False):
     return out
 
 
-def get_rotate_crop_image(img: np.ndarray, points) -> np.ndarray:
+def quad_crop_size(pts: np.ndarray) -> tuple[int, int]:
+    """(width, height) of the crop of the quad ``pts`` (float32 tl, tr, br, bl): the longer of
+    each pair of opposite sides, truncated to int."""
+    width = int(max(np.linalg.norm(pts[0] - pts[1]), np.linalg.norm(pts[2] - pts[3])))
+    height = int(max(np.linalg.norm(pts[0] - pts[3]), np.linalg.norm(pts[1] - pts[2])))
+    return width, height
+
+
+def get_rotate_crop_image(img: np.ndarray, points, min_size: int = 1) -> np.ndarray:
     """Perspective-warp the quad ``points`` (tl, tr, br, bl) to an upright rectangle.
 
-    Size = the longer of each pair of opposite sides (truncated to int); cubic interpolation
-    with replicated borders; crops at least 1.5x taller than wide are turned 90 degrees
-    counter-clockwise (``np.rot90``) so vertical text lines reach the recogniser lying down.
+    Size = ``quad_crop_size``, at least ``min_size``; cubic interpolation with replicated
+    borders; crops at least 1.5x taller than wide are turned 90 degrees counter-clockwise
+    (``np.rot90``) so vertical text lines reach the recogniser lying down.
     """
     pts = np.asarray(points, dtype=np.float32)
     if pts.shape != (4, 2):
         raise ValueError(f"a crop needs 4 points (4x2), got shape {pts.shape}")
-    width = int(max(np.linalg.norm(pts[0] - pts[1]), np.linalg.norm(pts[2] - pts[3])))
-    height = int(max(np.linalg.norm(pts[0] - pts[3]), np.linalg.norm(pts[1] - pts[2])))
-    # PaddleOCR would crash on a degenerate quad; a 1-px crop is harmless instead.
-    width, height = max(width, 1), max(height, 1)
+    # PaddleOCR would crash on a degenerate quad; a 1-px crop is harmless instead. PaddleX's seal
+    # crop has no floor (min_size=0): OpenCV reads a zero size as the source's.
+    width, height = (max(v, min_size) for v in quad_crop_size(pts))
     dst = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
     m = cv2.getPerspectiveTransform(pts, dst)
     crop = cv2.warpPerspective(

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from shapely.geometry import Polygon
 
-from ptocr.transforms.crop import get_rotate_crop_image, order_mini_box
+from ptocr.transforms.crop import get_rotate_crop_image, order_mini_box, quad_crop_size
 
 __all__ = ["poly_crop", "sort_poly_boxes", "POLY_CROP_BRANCHES"]
 
@@ -75,18 +75,9 @@ def _check_image(img) -> np.ndarray:
 def _rect_crop(img: np.ndarray, pts: np.ndarray):
     """The min-area rectangle of ``pts`` (int32) in DB's point order, and its crop."""
     box = order_mini_box(cv2.boxPoints(cv2.minAreaRect(pts)))
-    width = int(max(np.linalg.norm(box[0] - box[1]), np.linalg.norm(box[2] - box[3])))
-    height = int(max(np.linalg.norm(box[0] - box[3]), np.linalg.norm(box[1] - box[2])))
-    if width > 0 and height > 0:
-        return get_rotate_crop_image(img, box), box
-    # PaddleX's quad crop has no 1-px floor (ptocr's has): OpenCV takes the zero size as "the
-    # source's size", so a flat rectangle yields an image-sized warp of a singular transform.
-    dst = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
-    crop = cv2.warpPerspective(img, cv2.getPerspectiveTransform(box, dst), (width, height),
-                               borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
-    if crop.shape[0] * 1.0 / crop.shape[1] >= 1.5:
-        crop = np.ascontiguousarray(np.rot90(crop))
-    return crop, box
+    # PaddleX's quad crop has no 1-px floor: a flat rectangle yields an image-sized warp of a
+    # singular transform (OpenCV takes the zero size as the source's)
+    return get_rotate_crop_image(img, box, min_size=0), box
 
 
 def _iou(pts: np.ndarray, box: np.ndarray) -> float:
@@ -239,9 +230,7 @@ def _rectify(img: np.ndarray, pts: np.ndarray):
     m = len(pts)
     if m < MIN_CURVE_POINTS or m % 2:
         quad = pts.astype(np.float32)
-        width = int(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[2] - quad[3])))
-        height = int(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2])))
-        return _warp_quad(img, quad, width, height), "curved_quad"  # m is 4 here
+        return _warp_quad(img, quad, *quad_crop_size(quad)), "curved_quad"  # m is 4 here
     span_x = int(np.max(pts[:, 0])) - int(np.min(pts[:, 0]))
     span_y = int(np.max(pts[:, 1])) - int(np.min(pts[:, 1]))
     if span_x == 0:
