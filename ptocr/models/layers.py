@@ -125,14 +125,15 @@ class DropPath(nn.Module):
         return x / keep * mask
 
 
-def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None, round_limit: float = 0.9) -> int:
     """Channel rounding of the MobileNet papers, which PaddleOCR's width-scaled networks use:
     ``v`` to the nearest multiple of ``divisor`` (at least ``min_value``, by default
-    ``divisor``), one step up where that would lose more than 10% of ``v``. MobileNetV3 and
-    PP-LCNet round to 8, PP-LCNetV3 to 16."""
+    ``divisor``), one step up where that would lose more than 10% of ``v`` (below
+    ``round_limit * v``; 0: never, as RepSVTR's SE width). MobileNetV3 and PP-LCNet round to 8,
+    PP-LCNetV3 to 16."""
     min_value = divisor if min_value is None else min_value
     new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    if new_v < 0.9 * v:
+    if new_v < round_limit * v:
         new_v += divisor
     return new_v
 

@@ -58,13 +58,6 @@ REPSVTR_CFGS = (
 )
 
 
-def _divisible(v: float, divisor: int = 8) -> int:
-    """rec_repvit.py's ``make_divisible(v, 8, round_limit=0.0)`` (SE width): the nearest multiple
-    of ``divisor``, at least ``divisor``, never bumped up (its ``_make_divisible``, the block
-    widths, is ``layers.make_divisible``)."""
-    return max(divisor, int(v + divisor / 2) // divisor * divisor)
-
-
 class Conv2dBN(nn.Sequential):
     """Paddle's ``Conv2D_BN``: a bias-free conv ``c`` and a batch norm ``bn``."""
 
@@ -124,7 +117,7 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, channels: int, rd_ratio: float = 0.25):
         super().__init__()
-        hidden = _divisible(channels * rd_ratio)
+        hidden = make_divisible(channels * rd_ratio, round_limit=0.0)  # rec_repvit.py's SE width
         self.avg_pool = GlobalAvgPool()
         self.fc1 = nn.Conv2d(channels, hidden, 1)
         self.act = nn.ReLU()
