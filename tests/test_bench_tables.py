@@ -60,6 +60,11 @@ def test_cpuinfo_names_the_family_model_and_isa():
     # a Zen 3 (no AVX-512) is another family: oneDNN and ONNX Runtime run other kernels there
     assert bench_doc.parse_cpuinfo(AMD_CPUINFO.replace(" avx512", " x"))[0] == "AMD AVX2"
     assert bench_doc.CpuInfo("AMD AVX-512", "m", (), "AVX512", 2).key == "amd_avx512"
+    # a Xeon with AMX (bfloat16 on its tile unit) is another family than one without (Ice Lake)
+    intel = AMD_CPUINFO.replace("AuthenticAMD", "GenuineIntel")
+    assert bench_doc.parse_cpuinfo(intel)[0] == "Intel AVX-512"
+    assert bench_doc.parse_cpuinfo(intel.replace(" avx512f", " avx512f amx_tile"))[0] == "Intel AVX-512 AMX"
+    assert bench_doc.CpuInfo("Intel AVX-512 AMX", "m", (), "AVX512", 2).key == "intel_avx512_amx"
     assert bench_doc.parse_cpuinfo(AMD_CPUINFO.replace("cpu family", "x"))[1] == "AMD EPYC 9R14 96-Core Processor"
     assert isa == ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16")
     assert "ISA avx2" in _cpu("AMD").describe() and "capability AVX2" in _cpu("AMD").describe()
@@ -100,7 +105,7 @@ def test_the_documents_parts_are_well_formed():
     starts = bench_doc.re.findall(r"<!-- bench:(\w+):(\w+) -->", text)
     ends = bench_doc.re.findall(r"<!-- /bench:(\w+):(\w+) -->", text)
     assert starts and starts == ends and len(set(starts)) == len(starts)
-    assert ("intel_avx512", "stages") in starts and ("amd_avx2", "stages") in starts
+    assert ("intel_avx512_amx", "stages") in starts and ("amd_avx2", "stages") in starts
 
 
 def test_a_gpu_bulk_run_has_its_own_part():

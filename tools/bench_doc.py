@@ -28,7 +28,7 @@ TITLE = "# CPU benchmarks"
 
 @dataclass(frozen=True)
 class CpuInfo:
-    family: str  # vendor and vector ISA ("Intel AVX-512", "AMD AVX2"), "GPU", or the architecture
+    family: str  # vendor and vector ISA ("Intel AVX-512 AMX", "AMD AVX2"), "GPU", or the architecture
     model: str
     isa: tuple[str, ...]
     capability: str  # PyTorch's dispatch level (e.g. AVX512), what its own kernels use
@@ -58,6 +58,10 @@ def parse_cpuinfo(text: str) -> tuple[str, str, tuple[str, ...]]:
     flags = set(fields.get("flags", "").split())
     family = VENDORS.get(fields.get("vendor_id", ""), platform.machine() or "unknown")
     vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else ""
+    if vector == "AVX-512" and "amx_tile" in flags:
+        # A Xeon with AMX (Sapphire Rapids on) runs oneDNN's bfloat16 and int8 kernels on its tile
+        # unit; one without (Ice Lake) emulates bfloat16: other ratios, so a family of its own.
+        vector = "AVX-512 AMX"
     family = f"{family} {vector}" if vector else family
     model = fields.get("model name", platform.processor() or "unknown CPU")
     if "cpu family" in fields and "model" in fields:
