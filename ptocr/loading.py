@@ -60,7 +60,9 @@ def load_predictor(
             ``.pdparams`` file (converted in memory), or a model name of the zoo
             (``ptocr.list_models()``), whose weights are used only if their sha256 is the
             manifest's (see ``ptocr.zoo``).
-        device, dtype: where and in which precision the model runs (default cpu, float32).
+        device, dtype: where and in which precision the model runs (default cpu, float32). On a CPU
+            without bfloat16 or float16 instructions that type is emulated, several times slower: a
+            warning says so once (``ptocr.cpu_features``).
         fuse, optimize, compile: see below.
         arch: for a Paddle source, as ``ptocr-convert --arch``; None detects it.
         expected_sha256: refuse a ``.safetensors`` file with another sha256.

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ptocr.cpu_features import warn_if_emulated
 from ptocr.dictionary import Dictionary
 from ptocr.errors import DictionaryError, ModelFileError, PtocrError
 from ptocr.models.model import OCRModel
@@ -38,6 +39,7 @@ class Predictor:
         self.device = as_device(device)
         self.dtype = as_dtype(dtype)
         self.model = cast_model(model, self.dtype, self.device).eval()
+        self._check_dtype()
 
     def to(self, device=None, dtype=None) -> Predictor:
         """Move the model (in place) to ``device`` and/or ``dtype``; returns self. As with
@@ -49,7 +51,12 @@ class Predictor:
         dtype = self.dtype if dtype is None else as_dtype(dtype)
         self.device, self.dtype = device, dtype
         cast_model(self.model, self.dtype, self.device)
+        self._check_dtype()
         return self
+
+    def _check_dtype(self) -> None:
+        if self.device.type == "cpu":  # a 16-bit type the CPU lacks instructions for is slow there
+            warn_if_emulated(self.dtype)
 
     @torch.inference_mode()
     def forward(self, batch: np.ndarray, pin_memory: bool = False) -> np.ndarray:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from ptocr.cpu_features import cpuinfo_fields
+
 # The instruction-set flags that decide which kernels oneDNN, MKL and ONNX Runtime run.
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16",
              "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
@@ -50,11 +52,7 @@ class CpuInfo:
 def parse_cpuinfo(text: str) -> tuple[str, str, tuple[str, ...]]:
     """``/proc/cpuinfo`` -> (family: vendor and widest vector ISA, model name, the ISA flags of
     ``ISA_FLAGS`` it has)."""
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() not in fields:
-            fields[key.strip()] = value.strip()
+    fields = cpuinfo_fields(text)
     flags = set(fields.get("flags", "").split())
     family = VENDORS.get(fields.get("vendor_id", ""), platform.machine() or "unknown")
     vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else ""
