@@ -61,6 +61,8 @@ def record(name: str, result, page_index: int | None = None, path: str | None = 
         rec["error"] = result.error
     else:
         rec["lines"] = result.to_dict()
+        if getattr(result, "text_type", "general") != "general":  # seal text: each "box" is a polygon
+            rec["text_type"] = result.text_type
         if getattr(result, "text_word", None) is not None:  # word boxes (PaddleOCR 3.x's return_word_box)
             for line, words, boxes in zip(rec["lines"], result.text_word, result.text_word_boxes):
                 line["words"], line["word_boxes"] = list(words), boxes

@@ -10,6 +10,7 @@ from ptocr.bulk import FailedImage
 from ptocr.errors import PtocrError
 from ptocr.jsonl_results import JsonlResults, encode, record
 from ptocr.result import Line, OCRResult
+from ptocr.result3 import OCR3Result
 
 
 def _result(text: str) -> OCRResult:
@@ -22,6 +23,14 @@ def test_records():
                                      "score": 0.9, "angle": 0}]}
     assert record("b.jpg", FailedImage("b.jpg", "not an image")) == {"image": "b.jpg", "error": "not an image"}
     assert "言葉" in encode(record("a.jpg", _result("言葉")))  # UTF-8 text, not \u escapes
+
+
+def test_a_seal_results_line_says_its_boxes_are_polygons():
+    polygon = [[0, 0], [4, -1], [9, 0], [9, 5], [0, 5]]
+    seal = OCR3Result([Line(polygon, "印", 0.9)], text_type="seal")
+    assert record("s.jpg", seal) == {"image": "s.jpg", "lines": [{"box": [[float(x), float(y)] for x, y in polygon],
+                                                                  "text": "印", "score": 0.9}], "text_type": "seal"}
+    assert "text_type" not in record("g.jpg", OCR3Result([Line(polygon[:4], "x", 0.9)]))
 
 
 def test_a_line_is_keyed_by_its_path_where_it_has_one(tmp_path):
