@@ -80,6 +80,29 @@ _KNOWN_CODES = frozenset().union(*_CODES_OF.values())
 PPOCRV3_ONLY_LANGUAGES = _CODES_OF["PP-OCRv3"] - _CODES_OF["PP-OCRv4"] - _CODES_OF["PP-OCRv5"] - _CODES_OF["PP-OCRv6"]
 
 
+# Language names as users type them -> PaddleOCR 3.x's codes, for the hint of an unknown code: 3.x
+# mixes ISO codes with names of its own ("ka" is Kannada, "japan", "korean"), and a near spelling of
+# "kannada" is "kaa" (Karakalpak), not "ka".
+LANGUAGE_NAMES: dict[str, tuple[str, ...]] = {
+    "afrikaans": ("af",), "albanian": ("sq",), "arabic": ("ar",), "azerbaijani": ("az",), "bashkir": ("ba",),
+    "basque": ("eu",), "belarusian": ("be",), "bosnian": ("bs",), "bulgarian": ("bg",), "catalan": ("ca",),
+    "chechen": ("che",), "chinese": ("ch", "chinese_cht"), "chuvash": ("cv",), "croatian": ("hr",),
+    "czech": ("cs",), "danish": ("da",), "dutch": ("nl",), "english": ("en",), "estonian": ("et",),
+    "finnish": ("fi",), "french": ("fr",), "galician": ("gl",), "greek": ("el",), "hindi": ("hi",),
+    "hungarian": ("hu",), "icelandic": ("is",), "indonesian": ("id",), "irish": ("ga",), "italian": ("it",),
+    "japanese": ("japan",), "kannada": ("ka",), "karakalpak": ("kaa",), "kazakh": ("kk",), "kurdish": ("ku",),
+    "kyrgyz": ("ky",), "latin": ("la",), "latvian": ("lv",), "lithuanian": ("lt",), "luxembourgish": ("lb",),
+    "macedonian": ("mk",), "malay": ("ms",), "maltese": ("mt",), "maori": ("mi",), "marathi": ("mr",),
+    "mongolian": ("mn",), "nepali": ("ne",), "norwegian": ("no",), "occitan": ("oc",), "pashto": ("ps",),
+    "persian": ("fa",), "farsi": ("fa",), "polish": ("pl",), "portuguese": ("pt",), "romanian": ("ro",),
+    "russian": ("ru",), "sanskrit": ("sa",), "serbian": ("rs_latin", "rs_cyrillic"), "sindhi": ("sd",),
+    "slovak": ("sk",), "slovenian": ("sl",), "spanish": ("es",), "swahili": ("sw",), "swedish": ("sv",),
+    "tagalog": ("tl",), "tajik": ("tg",), "tamil": ("ta",), "tatar": ("tt",), "telugu": ("te",), "thai": ("th",),
+    "turkish": ("tr",), "ukrainian": ("uk",), "urdu": ("ur",), "uyghur": ("ug",), "uzbek": ("uz",),
+    "vietnamese": ("vi",), "welsh": ("cy",),
+}
+
+
 def languages() -> list[str]:
     """Every code PaddleOCR 3.x accepts for PP-OCRv5, sorted."""
     return sorted(set().union(*(codes for codes, _ in LANGUAGE_GROUPS)))
@@ -96,7 +119,7 @@ def recognizer_for(lang: str, bundle_rec: str, generation: str = "PP-OCRv5") -> 
     name = next((n or bundle_rec for codes, n in GENERATION_GROUPS[generation] if lang in codes), None)
     if name is None:
         if lang not in _KNOWN_CODES:
-            close = close_names(lang, _KNOWN_CODES)
+            close = LANGUAGE_NAMES.get(lang.strip().lower()) or close_names(lang, _KNOWN_CODES)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise PtocrError(f"lang {lang!r} is not one of PaddleOCR 3.x's language codes{hint}")
         readers = [g for g, codes in _CODES_OF.items() if lang in codes]

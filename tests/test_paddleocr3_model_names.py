@@ -61,3 +61,17 @@ def test_each_paddleocr3_bundle_has_a_generation_with_rules():
         generation_of("my_rec")
     with pytest.raises(PtocrError, match="not a PP-OCR generation"):
         recognizer_for("ch", "x", "PP-OCRv7")
+
+
+def test_a_language_name_is_answered_with_its_code():
+    """3.x's codes mix ISO codes and names of its own; a language's name gets its code, not the
+    nearest spelling ("kannada" is "ka", while "kaa" is Karakalpak)."""
+    from ptocr.languages import _KNOWN_CODES, LANGUAGE_NAMES, recognizer_for
+
+    assert {code for codes in LANGUAGE_NAMES.values() for code in codes} <= _KNOWN_CODES
+    with pytest.raises(PtocrError, match=r"'kannada' is not one of .*; did you mean ka\?"):
+        recognizer_for("kannada", "PP-OCRv5_server_rec")
+    with pytest.raises(PtocrError, match=r"did you mean rs_latin, rs_cyrillic\?"):
+        recognizer_for("Serbian", "PP-OCRv5_server_rec")
+    with pytest.raises(PtocrError, match=r"did you mean kaa"):  # not a name: the nearest codes
+        recognizer_for("kaaa", "PP-OCRv5_server_rec")
