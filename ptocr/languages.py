@@ -16,8 +16,8 @@ import re
 from ptocr.errors import PtocrError, close_names
 from ptocr.manifest import load_manifest
 
-__all__ = ["GENERATION_GROUPS", "LANGUAGE_GROUPS", "LANGUAGE_NAMES", "PPOCRV3_ONLY_LANGUAGES", "PPOCRV6_LANGUAGES", "bundle_parts",
-           "generation_of", "recognizer_for", "languages"]
+__all__ = ["GENERATION_GROUPS", "LANGUAGE_GROUPS", "LANGUAGE_NAMES", "PPOCRV3_ONLY_LANGUAGES", "PPOCRV6_LANGUAGES",
+           "bundle_parts", "generation_of", "recognizer_for", "languages"]
 
 # (codes, recognizer) in PaddleOCR 3.x's order of tests: the first group holding a code wins
 # ("ku" is Latin and Arabic -> Latin; "ru", "be", "uk" are East Slavic before Cyrillic).
