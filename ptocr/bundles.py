@@ -18,7 +18,7 @@ from ptocr.languages import bundle_parts
 from ptocr.manifest import load_manifest
 from ptocr.errors import PtocrError
 from ptocr.paddleocr3_options import CONSTRUCTOR_OPTIONS, DEPRECATED_NAMES, MODEL_OPTIONS
-from ptocr.pipeline import OCR
+from ptocr.pipeline import OCR, REFUSED_OPTIONS
 from ptocr.pipeline3 import OCR3, PADDLEOCR3_DEFAULTS, STEP_SWITCHES, bundle_doc_parts, seal_parts
 from ptocr.places import offline
 from ptocr.zoo import WeightsNotFoundError, resolve
@@ -66,11 +66,17 @@ def _pipeline_taking(bundle: str, kw: dict):
     unknown = set(kw) - set(takes)
     if not any(p.kind is p.VAR_KEYWORD for p in takes.values()) and unknown:
         hint = ""
-        # 3.x's own settings given to a 2.x bundle (not the 2.x names 3.x still takes)
-        if unknown <= {*PADDLEOCR3_DEFAULTS, *STEP_SWITCHES, *(set(CONSTRUCTOR_OPTIONS) - set(DEPRECATED_NAMES))}:
+        # PaddleOCR 2.10's options OCR refuses get what to do instead (use_gpu: device=); 3.x's
+        # own settings given to a 2.x bundle (not the 2.x names 3.x still takes) the bundles taking them
+        advice = {name: REFUSED_OPTIONS[name] for name in sorted(unknown)
+                  if pipeline is OCR and name in REFUSED_OPTIONS and name not in PADDLEOCR3_DEFAULTS}
+        if unknown - advice.keys() and unknown - advice.keys() <= {
+                *PADDLEOCR3_DEFAULTS, *STEP_SWITCHES, *(set(CONSTRUCTOR_OPTIONS) - set(DEPRECATED_NAMES))}:
             takers = [b for b in manifest.bundles if PIPELINES[manifest.bundle_rules(b)] is OCR3]
             hint = (f": PaddleOCR 3.x's settings (`ptocr ocr --word-boxes` is return_word_box) are taken by the "
                     f"bundles that follow its rules: {', '.join(takers)}")
+        if advice:
+            hint += f" ({'; '.join(f'{name}: {what}' for name, what in advice.items())})"
         raise PtocrError(f"{bundle} follows {rules}'s rules, which have no setting {', '.join(sorted(unknown))}{hint}")
     return pipeline
 
@@ -125,6 +131,7 @@ def build_pipeline(bundle: str | None = None, *, det=None, rec=None, cls=None, d
     given = {"det": det, "rec": rec, "cls": NONE if cls is None and switch is False else cls}
     if bundle is not None:
         _check_not_single_model(bundle)
+        _pipeline_taking(bundle, kw)  # a setting its pipeline lacks: refused before any model is fetched
     try:
         files = _resolve_parts(bundle or DEFAULT_BUNDLE, given, lang, zoo, log)
     except WeightsNotFoundError as e:

@@ -201,7 +201,7 @@ _OPTIONS = (*_DET_PRE, *_DET_POST, "use_angle_cls", "cls_thresh", "cls_batch_num
 
 _RUNTIME = "a Paddle runtime setting with no effect on what is read; drop it"
 # PaddleOCR options OCR does not take, and what to do instead.
-_REFUSED = {
+REFUSED_OPTIONS = {
     "lang": "PaddleOCR 2.x's lang picks the det and rec models: give the language's recognizer as rec= "
             "(`ptocr list '*_rec'`)",
     "ocr_version": "the models are given: OCR.from_pretrained('ch_PP-OCRv4') or det=/rec=/cls=",
@@ -228,8 +228,8 @@ def _refuse_options(options: dict) -> None:
     """A PtocrError for the first option OCR does not take: PaddleOCR's with what to do instead,
     others with the close names OCR knows."""
     for name in options:
-        if name in _REFUSED:
-            raise PtocrError(f"OCR does not take PaddleOCR's {name}: {_REFUSED[name]}")
+        if name in REFUSED_OPTIONS:
+            raise PtocrError(f"OCR does not take PaddleOCR's {name}: {REFUSED_OPTIONS[name]}")
         close = close_names(name, _OPTIONS, cutoff=0.6)
         hint = f" (did you mean {', '.join(close)}?)" if close else f"; it takes {', '.join(_OPTIONS)}"
         raise PtocrError(f"OCR has no option {name}{hint}")

@@ -340,3 +340,17 @@ def test_a_2x_bundle_given_3x_constructor_options_names_the_bundles_that_take_th
     with pytest.raises(PtocrError) as plain:  # a 2.x name 3.x still takes is no 3.x setting
         build_pipeline("ch_PP-OCRv4", zoo=local_zoo, det_model_dir="x")
     assert "which have no setting det_model_dir" in str(plain.value) and "PaddleOCR 3.x" not in str(plain.value)
+
+
+def test_a_2x_bundle_refuses_paddleocr_210_options_with_what_to_do_before_fetching(tmp_path, monkeypatch):
+    """``ptocr.load("ch_PP-OCRv4", use_gpu=True)`` says what to do instead, as ``OCR(...)`` does,
+    before looking for any model (an empty zoo, offline: looking would fail)."""
+    monkeypatch.setenv("PTOCR_ZOO", str(tmp_path / "zoo"))
+    monkeypatch.setenv("PTOCR_OFFLINE", "1")
+    for option, advice in (("use_gpu", "give device='cuda'"), ("precision", "give dtype="),
+                           ("enable_mkldnn", "drop it"), ("rec_char_dict_path", "ptocr-convert --dict")):
+        with pytest.raises(PtocrError) as e:
+            ptocr.load("ch_PP-OCRv4", **{option: True})
+        assert f"which have no setting {option} ({option}: " in str(e.value) and advice in str(e.value), e.value
+    with pytest.raises(PtocrError, match=r"no setting text_det_box_thresh: PaddleOCR 3.x's settings"):
+        ptocr.load("ch_PP-OCRv4", text_det_box_thresh=0.5)  # 3.x's: the bundles that take it
