@@ -16,7 +16,7 @@ from ptocr.errors import PtocrError, first_line
 
 __all__ = ["temp_beside", "temp_folder_beside", "give_output_permissions", "write_atomically", "nearest_existing",
            "failure_reason", "replace_folder", "OutputError", "OutputFormatError", "output_path", "blocked_output",
-           "write_outputs"]
+           "write_outputs", "written_path"]
 
 
 def _umask() -> int:
@@ -79,8 +79,19 @@ def replace_folder(staged: str | os.PathLike, final: str | os.PathLike) -> Path:
     return final
 
 
+def written_path(path: str | os.PathLike) -> Path:
+    """The file a write to ``path`` replaces: a symbolic link's target (the link stays a link,
+    as with a shell's ``>``), else ``path`` itself."""
+    return Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+
+
 def write_atomically(path: str | os.PathLike, data: bytes | str) -> None:
-    """``data`` (text as UTF-8) into ``path``: the whole of it, or on any failure ``path`` as it was."""
+    """``data`` (text as UTF-8) into ``path`` (a link's target): the whole of it, or on any
+    failure ``path`` as it was. OutputError where a folder or a device stands there."""
+    path = written_path(path)
+    why = blocked_output(path)
+    if why is not None:
+        raise OutputError(path, why)
     tmp = temp_beside(path)
     try:
         with open(tmp, "wb") as f:
@@ -172,6 +183,8 @@ def blocked_output(path: str | os.PathLike) -> str | None:
     path = Path(path)
     if path.is_dir():
         return "it is a folder"
+    if path.exists() and not path.is_file():  # renaming a file over it would replace the node
+        return "it is not a regular file (a device, a FIFO or a socket)"
     above = nearest_existing(path.parent)
     if not above.is_dir():
         return f"{above} is {'a file' if above.is_file() else 'not a folder'}, not a folder"
@@ -183,7 +196,8 @@ def write_outputs(outputs: list[tuple[str | os.PathLike, bytes]]) -> None:
     ``path``, then all renamed into place. A failure before the renames leaves no new file (an
     existing output stays as it was); a rename that fails after another succeeded leaves that one
     new (each file whole). OutputError names the output and the reason, with the OS's errno."""
-    paths = [Path(path) for path, _ in outputs]
+    outputs = [(written_path(path), data) for path, data in outputs]
+    paths = [path for path, _ in outputs]
     for path in paths:
         why = blocked_output(path)
         if why is not None:
@@ -194,7 +208,6 @@ def write_outputs(outputs: list[tuple[str | os.PathLike, bytes]]) -> None:
     staged: list[tuple[Path, Path]] = []
     try:
         for path, data in outputs:
-            path = Path(path)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:

@@ -30,7 +30,8 @@ from ptocr.export import export as do_export
 from ptocr.jsonl_results import encode
 from ptocr.loading import is_name
 from ptocr.manifest import READY, list_models, load_manifest
-from ptocr.atomic import failure_reason, nearest_existing, replace_folder, temp_beside, temp_folder_beside, write_atomically
+from ptocr.atomic import (blocked_output, failure_reason, nearest_existing, replace_folder, temp_beside,
+                          temp_folder_beside, write_atomically, written_path)
 from ptocr.bundles import build_pipeline
 from ptocr.interrupts import InterruptibleGroup
 from ptocr.pdf import is_paged, parse_pages
@@ -69,12 +70,17 @@ def _os_fail(e: OSError, writing: str | os.PathLike | None = None) -> NoReturn:
 
 
 def _check_output_file(path: str, option: str) -> None:
-    """Before any work: ``path``'s folder exists and takes new files (what ``write_atomically`` needs)."""
-    folder = Path(path).parent
-    if not folder.is_dir():
-        _fail(f"{option} {path}: the folder {folder} "
-              + ("is not a folder" if folder.exists() else "does not exist"))
-    _check_writable_folder(folder, path, option)
+    """Before any work: ``path`` is no folder or device, and its folder (a link's target's)
+    exists and takes new files (what ``write_atomically`` needs)."""
+    target = written_path(path)
+    if not target.parent.is_dir():
+        _fail(f"{option} {path}: the folder {target.parent} "
+              + ("is not a folder" if target.parent.exists() else "does not exist"))
+    _check_writable_folder(target.parent, path, option)
+    why = blocked_output(target)  # its folder is fine by now: a folder or a device stands there
+    if why is not None:
+        stdout = option == "--json" and not target.is_dir()
+        _fail(f"{option} {path}: {why}" + ("; --json - writes to stdout" if stdout else ""))
 
 
 def _check_output_folder(path: str, option: str) -> None:
