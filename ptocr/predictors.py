@@ -98,6 +98,12 @@ def as_device(device) -> torch.device:
         raise PtocrError(f"invalid device {device!r}: {e}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise PtocrError(f"device {device!r}: this torch build sees no CUDA device")
+    if dev.type not in ("cpu", "cuda", "meta"):  # mps, xpu, xla...: usable only where this torch runs it
+        try:
+            torch.empty(1, device=dev)
+        except (RuntimeError, AssertionError, NotImplementedError):
+            raise PtocrError(f"device {device!r}: this torch build has no usable {dev.type} backend "
+                             "(ptocr runs on cpu and cuda)") from None
     return dev
 
 

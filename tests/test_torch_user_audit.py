@@ -144,3 +144,16 @@ def test_device_0_is_the_first_gpu_not_the_cpu():
         with pytest.raises(PtocrError, match="invalid device 0"):
             as_device(0)
     assert as_device(None) == as_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_a_device_this_torch_cannot_use_is_refused_by_name():
+    """``--device mps`` on a Linux build: a PtocrError naming it, not torch's error from deep in a cast."""
+    from ptocr.predictors import as_device
+
+    for name in ("mps", "xla"):
+        backend = getattr(torch.backends, name, None)
+        if backend is not None and getattr(backend, "is_available", lambda: False)():
+            continue  # this machine has it
+        with pytest.raises(PtocrError, match=f"device '{name}': this torch build has no usable {name} backend"):
+            as_device(name)
+    assert as_device("meta").type == "meta"  # shapes only: the float16 code paths are tested there
