@@ -95,15 +95,22 @@ def page_count(path) -> int | None:
             doc.close()
 
 
+# More pages than a document holds in practice (PDF readers stop at 8,388,607): a range past it is
+# a typo, refused before its list fills the memory.
+MAX_PAGES = 1_000_000
+
+
 def parse_pages(text: str) -> list[int]:
     """``"1,3-5"`` -> [1, 3, 4, 5] (1-based page numbers)."""
     pages: list[int] = []
     try:
         for part in text.split(","):
-            first, _, last = part.strip().partition("-")
-            a, b = int(first), int(last or first)
+            first, dash, last = part.strip().partition("-")
+            a, b = int(first), int(last if dash else first)  # "1-" is no range: refused, not page 1
             if a < 1 or b < a:
                 raise ValueError
+            if len(pages) + b - a + 1 > MAX_PAGES:
+                raise PageError(f"pages {text!r}: more than {MAX_PAGES:,} pages")
             pages += range(a, b + 1)
     except ValueError:
         raise PageError(f"pages {text!r}: expected 1-based numbers and ranges such as 1,3-5") from None

@@ -100,12 +100,15 @@ def test_bad_pdfs_are_clear_errors(pdfs, kind, message):
 
 def test_page_selection_is_checked(pdfs):
     assert parse_pages("1,3-5") == [1, 3, 4, 5]
-    for bad in ("0", "3-1", "x", ""):  # a PageError: the text is not a PDF's fault (it picks TIFF frames too)
+    for bad in ("0", "3-1", "x", "", "1-"):  # "1-" was page 1 alone  # a PageError: the text is not a PDF's fault (it picks TIFF frames too)
         with pytest.raises(PageError, match="1-based") as info:
             parse_pages(bad)
         assert not isinstance(info.value, PdfError)
     with pytest.raises(PdfError, match="no page 3"):
         list(pdf_pages(pdfs["two"], [3]))
+    with pytest.raises(PageError, match="more than 1,000,000 pages"):  # not a list that fills the memory
+        parse_pages("1-300000000")
+    assert len(parse_pages("1-1000000")) == 1_000_000
 
 
 @pytest.fixture(scope="module")
