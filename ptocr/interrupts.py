@@ -9,13 +9,21 @@ commands keep for internal errors. ``InterruptibleCommand`` / ``InterruptibleGro
 handlers back. After the first, both are ignored until the command ends, so a second one (a
 hang-up reaches a shell's job twice) cannot cut the cleanup the first started; SIGKILL still ends
 the process.
+
+The same classes end a command whose standard output cannot be written (a full disk, an I/O error:
+``ptocr list > /dev/full``) with one line on stderr and exit 2, as an output file that cannot be
+written does, instead of a traceback; click itself handles a closed pipe.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import signal
+import sys
 import threading
+from pathlib import Path
 
 import click
 
@@ -88,7 +96,25 @@ def signals_interrupt():
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, masked)
 
 
+# What writing to a full or failing standard output raises (EPIPE is click's).
+_WRITE_FAILURES = {errno.ENOSPC, errno.EIO, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
 class _Interruptible:
+    def main(self, *args, **kwargs):
+        try:
+            return super().main(*args, **kwargs)
+        except OSError as e:
+            if e.errno not in _WRITE_FAILURES:
+                raise
+            name = kwargs.get("prog_name") or Path(sys.argv[0]).name
+            if name.endswith(".py"):  # python -m ptocr
+                name = self.name
+            click.echo(f"{name}: error: cannot write the output: {e.strerror or e}", err=True)
+            # Python flushes stdout once more at exit, which would fail again with a traceback.
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (open until the process ends)
+            sys.exit(2)
+
     def invoke(self, ctx: click.Context):
         with signals_interrupt():
             try:

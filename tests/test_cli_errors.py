@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -282,3 +284,15 @@ def test_export_unwritable_destination_is_a_clean_error(tmp_path, monkeypatch, e
     run = CliRunner().invoke(ptocr_cli.main, ["export", "m", str(dst)])
     _clean(run)
     assert f"cannot write {dst}: {error.strerror}" in run.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("module, args", [("ptocr", ["list"]), ("converter.cli", ["--list"])])
+def test_a_full_stdout_is_one_line_and_exit_2_not_a_traceback(module, args):
+    """``ptocr list > /dev/full``: click handles a closed pipe only; a full disk was a traceback."""
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([sys.executable, "-m", module, *args], stdout=full, stderr=subprocess.PIPE,
+                             text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().endswith("error: cannot write the output: No space left on device"), run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
