@@ -302,6 +302,11 @@ def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_bo
     try:
         page_list = parse_pages(pages) if pages else None
         images = bulk_cli.expand_inputs(images)  # folders -> their files, as with --out
+        inputs = _file_ids(images)  # no output may replace one: refused before any work
+        if json_out and json_out != "-" and _file_ids([json_out]) & inputs:
+            _fail(f"--json {json_out}: it is one of the inputs; give another file")
+        if vis and _file_ids([Path(vis) / f"{Path(image).stem}.png" for image in images]) & inputs:
+            _fail(f"--vis {vis}: a picture would replace one of the inputs; give another folder")
         pipeline = _build_ocr(det, rec, cls, models, device, dtype, compile_, bundle=bundle, doc_ori=doc_ori,
                               doc_unwarp=doc_unwarp, lang=lang, settings=settings)
     except (PtocrError, ValueError) as e:
@@ -324,6 +329,8 @@ def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_bo
                         while stem in vis_names:  # same stem from different folders
                             stem += "_"
                         vis_names.add(stem)
+                        if _file_ids([Path(vis) / f"{stem}.png"]) & inputs:  # a page's or a renamed picture
+                            _fail(f"--vis {vis}: {stem}.png would replace one of the inputs; give another folder")
                         _save_visualization(page, Path(vis) / f"{stem}.png")
             except ImageError as e:  # the pages read before it are kept
                 click.echo(f"{'' if hidden else chr(10)}ptocr: error: {e}", err=True)  # off the bar's line
@@ -341,6 +348,18 @@ def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_bo
     if failed:
         click.echo(f"ptocr: {len(failed)} of {len(images)} inputs could not be read", err=True)
         sys.exit(EXIT_BAD_INPUT)
+
+
+def _file_ids(paths) -> set[tuple[int, int]]:
+    """The (device, inode) of each of ``paths`` that exists: the same file under any name or link."""
+    ids = set()
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):  # missing (a URI), unreadable, a NUL in the name
+            continue
+        ids.add((st.st_dev, st.st_ino))
+    return ids
 
 
 def _save_visualization(page, path: Path) -> None:

@@ -296,3 +296,17 @@ def test_a_full_stdout_is_one_line_and_exit_2_not_a_traceback(module, args):
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip().endswith("error: cannot write the output: No space left on device"), run.stderr
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_no_output_replaces_an_input(tmp_path, monkeypatch):
+    """``ptocr ocr a.png --json a.png`` (or ``--vis`` into the inputs' folder) is refused before any
+    work, the input left as it was; it used to become the JSON or the drawing."""
+    monkeypatch.setattr(ptocr_cli, "_build_ocr", _no_models)
+    picture = tmp_path / "a.png"
+    picture.write_bytes(b"the input")
+    link = tmp_path / "link.json"
+    link.symlink_to(picture)
+    for args in (["--json", str(picture)], ["--json", str(link)], ["--vis", str(tmp_path)]):
+        run = CliRunner().invoke(ptocr_cli.main, ["ocr", str(picture), "--pipeline", "ch_PP-OCRv4", *args])
+        _clean(run)
+        assert "one of the inputs" in run.stderr and picture.read_bytes() == b"the input", args
