@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ptocr.atomic import OutputError, failure_reason
 from ptocr.architectures import canonical_name, get_architecture, with_overrides
 from ptocr.architectures import list_architectures as _registered
 from ptocr.checkpoint import check_config, check_destination, model_from_state, write_model_file
@@ -114,6 +115,10 @@ def create_model(name: str, *, pretrained: bool | str | os.PathLike = False,
         The model; ``model.train()`` to fine-tune it, ``ptocr.save_model`` to write it as a file
         ``ptocr.load`` reads. ``model.config`` / ``model.dictionary``: what that file will hold.
     """
+    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
+                                    or num_classes < 2):
+        raise PtocrError(f"num_classes must be an integer of at least 2 (a recognizer's blank and one character, "
+                         f"a classifier's two labels), got {num_classes!r}")
     models = load_manifest().models
     if pretrained is False and expected_sha256 is not None:
         raise PtocrError(f"{name}: expected_sha256 checks a weights file, and pretrained=False reads none")
@@ -232,7 +237,12 @@ def save_model(model: nn.Module, dst: str | os.PathLike, *, dictionary=None, use
     except ValueError as e:
         raise PtocrError(f"{where}: the config is not a model file's ({e})") from None
     model_from_state(config["model"], state, where=where)  # ptocr.load would refuse what fails here
-    write_model_file(state, config, text, dst)
+    try:
+        write_model_file(state, config, text, dst)
+    except OutputError:
+        raise
+    except OSError as e:  # a folder that takes no files, a full disk: named, still an OSError
+        raise OutputError(dst, failure_reason(e), e.errno) from e
     return Path(dst)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import io
+import os
 import pickle
 
 import pytest
@@ -157,3 +158,18 @@ def test_a_device_this_torch_cannot_use_is_refused_by_name():
         with pytest.raises(PtocrError, match=f"device '{name}': this torch build has no usable {name} backend"):
             as_device(name)
     assert as_device("meta").type == "meta"  # shapes only: the float16 code paths are tested there
+
+
+def test_create_model_refuses_a_class_count_that_is_no_count():
+    for bad in (-1, 0, 1, "x", True, 1.5):  # was torch's RuntimeError, a ValueError, or a head of no class
+        with pytest.raises(PtocrError, match="num_classes must be an integer of at least 2"):
+            ptocr.create_model("ch_PP-OCRv4_rec", num_classes=bad)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc, a folder that takes no new files")
+def test_save_model_where_no_file_can_be_made_names_the_output():
+    from ptocr.atomic import OutputError
+
+    with pytest.raises(OutputError, match=r"cannot write /proc/m\.safetensors: ") as e:
+        ptocr.save_model(ptocr.create_model("ch_ppocr_mobile_v2.0_cls"), "/proc/m.safetensors")
+    assert isinstance(e.value, OSError)  # code that caught the OS's error still catches it
