@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from ptocr.errors import PtocrError, first_line
+from ptocr.transforms.image import is_special_file
 
 __all__ = ["temp_beside", "temp_folder_beside", "give_output_permissions", "write_atomically", "nearest_existing",
            "failure_reason", "replace_folder", "OutputError", "OutputFormatError", "output_path", "blocked_output",
@@ -183,7 +184,7 @@ def blocked_output(path: str | os.PathLike) -> str | None:
     path = Path(path)
     if path.is_dir():
         return "it is a folder"
-    if path.exists() and not path.is_file():  # renaming a file over it would replace the node
+    if is_special_file(path):  # renaming a file over it would replace the node
         return "it is not a regular file (a device, a FIFO or a socket)"
     above = nearest_existing(path.parent)
     if not above.is_dir():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -80,6 +81,10 @@ def read_dictionary(path: str | Path, use_space_char: bool) -> Dictionary:
         raise DictionaryError(f"dictionary {path} is not UTF-8 text (byte {e.start})") from None
     if "\x00" in text:
         raise DictionaryError(f"dictionary {path} is not a text file (it holds NUL bytes)")
+    if text.startswith("\ufeff"):  # kept, as PaddleOCR keeps it: a model trained on it decodes it so
+        warnings.warn(f"dictionary {path} begins with a UTF-8 byte order mark: it stays part of its first "
+                      f"character ({text[:2]!r}), as in PaddleOCR; remove it unless the model was trained with it",
+                      stacklevel=2)
     return parse_dictionary(text, use_space_char, str(path))
 
 

@@ -1,5 +1,7 @@
 """Dictionaries are read as PaddleOCR reads them and must fit the head."""
 
+import warnings
+
 import pytest
 
 from ptocr.dictionary import builtin_dictionary, parse_dictionary, read_dictionary
@@ -41,6 +43,19 @@ def test_unreadable_dictionaries_are_clear_errors(tmp_path):
         read_dictionary(empty, True)
     with pytest.raises(DictionaryError, match="cannot read"):
         read_dictionary(tmp_path / "missing.txt", True)
+
+
+def test_a_byte_order_mark_is_kept_as_paddleocr_keeps_it_with_a_warning(tmp_path):
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbf0\n1\n")
+    with pytest.warns(UserWarning, match="byte order mark"):
+        d = read_dictionary(bom, False)
+    assert d.characters == ("\ufeff0", "1")  # PaddleOCR's CTCLabelDecode reads the same classes
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(b"0\n1\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_dictionary(plain, False).characters == ("0", "1")
 
 
 def test_the_hand_copied_v5_dictionaries_keep_their_exact_code_points():

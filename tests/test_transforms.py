@@ -429,6 +429,10 @@ def test_other_bad_inputs(tmp_path):
         load_image(tmp_path)
     with pytest.raises(ImageError, match="zero size"):
         load_image(np.zeros((0, 5, 3), np.uint8))
+    from PIL import Image
+
+    with pytest.raises(ImageError, match="zero size 0 x 0"):  # was OpenCV's error from the colour conversion
+        load_image(Image.new("RGB", (0, 0)))
     with pytest.raises(ImageError, match="float32"):
         load_image(np.zeros((5, 5, 3), np.float32))
     with pytest.raises(ImageError, match="shape"):

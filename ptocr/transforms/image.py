@@ -139,6 +139,8 @@ def _pil_to_array(im: Any, source: str) -> np.ndarray:
     """PIL image -> gray / BGR / BGRA uint8 (or uint16) array; pixels PIL cannot give (a closed
     image, a damaged file it reads lazily) an ``ImageError`` saying why."""
     mode = im.mode
+    if im.width == 0 or im.height == 0:  # as an empty array is refused (OpenCV would raise on it)
+        raise ImageError(f"{source}: image has zero size {im.width} x {im.height}")
     if mode in ("I", "F"):
         raise ImageError(f"{source}: unsupported PIL image mode {mode!r} (32-bit pixels)")
     try:
