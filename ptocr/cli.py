@@ -77,11 +77,12 @@ def _check_output_file(path: str, option: str) -> None:
         _fail(f"{option} {path}: the folder {target.parent} "
               + ("is not a folder" if target.parent.exists() else "does not exist"))
     _check_writable_folder(target.parent, path, option)
-    # Its folder is fine by now: what may stand there is a folder (export's DST may be one) or a device.
-    why = blocked_output(target)
-    if why is not None and not (target.is_dir() and option != "--json"):
-        stdout = option == "--json" and not target.is_dir()
-        _fail(f"{option} {path}: {why}" + ("; --json - writes to stdout" if stdout else ""))
+    # Its folder is fine by now: what may stand there is a device, or a folder (export's DST may be one).
+    if target.is_dir():
+        if option == "--json":
+            _fail(f"{option} {path}: it is a folder")
+    elif (why := blocked_output(target)) is not None:
+        _fail(f"{option} {path}: {why}" + ("; --json - writes to stdout" if option == "--json" else ""))
 
 
 def _check_output_folder(path: str, option: str) -> None:
