@@ -289,7 +289,7 @@ def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_bo
             failed = bulk_cli.run(images, lambda: _build_ocr(det, rec, cls, models, device, dtype, compile_,
                                                              bundle=bundle, doc_ori=doc_ori, doc_unwarp=doc_unwarp,
                                                              lang=lang, settings=settings),
-                                  device=device, pages=parse_pages(pages) if pages else None, reading=reading, **bulk)
+                                  device=device, pages=parse_pages(pages) if pages is not None else None, reading=reading, **bulk)
         except (PtocrError, ValueError) as e:
             _fail(str(e))
         except OSError as e:
@@ -301,7 +301,7 @@ def ocr(images, bundle, det, rec, cls, doc_ori, doc_unwarp, lang, pages, word_bo
     if vis:
         _check_output_folder(vis, "--vis")
     try:
-        page_list = parse_pages(pages) if pages else None
+        page_list = parse_pages(pages) if pages is not None else None  # --pages "": refused, not every page
         images = bulk_cli.expand_inputs(images)  # folders -> their files, as with --out
         inputs = _file_ids(images)  # no output may replace one: refused before any work
         if json_out and json_out != "-" and _file_ids([json_out]) & inputs:

@@ -310,3 +310,10 @@ def test_no_output_replaces_an_input(tmp_path, monkeypatch):
         run = CliRunner().invoke(ptocr_cli.main, ["ocr", str(picture), "--pipeline", "ch_PP-OCRv4", *args])
         _clean(run)
         assert "one of the inputs" in run.stderr and picture.read_bytes() == b"the input", args
+
+
+def test_an_empty_page_selection_is_refused_not_every_page(image, monkeypatch):
+    monkeypatch.setattr(ptocr_cli, "_build_ocr", _no_models)
+    run = CliRunner().invoke(ptocr_cli.main, ["ocr", image, "--pipeline", "ch_PP-OCRv4", "--pages", ""])
+    _clean(run)
+    assert "expected 1-based numbers and ranges" in run.stderr
